@@ -1,0 +1,206 @@
+"""The signed documents of the system, as typed dataclasses.
+
+Who signs what:
+
+* vendor   -> ``ActivationCertificate`` (online and offline; an offline one is the
+              "usage license"), ``FloatingCertificate`` (binds a pool to a floating server)
+* floating -> ``Lease`` (carries the vendor-signed FloatingCertificate, so an agent
+              verifies the whole chain against the one pinned vendor key)
+* instance -> ``InstanceRequest`` (activation, check-in, deactivation, offline
+              request, offline deactivation code) - proves possession of the instance key
+
+Each class knows its document type and checks field types when read back;
+signatures are checked in :mod:`.signing` before a body ever reaches ``from_body``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import ErrorCode, LicensingError
+from .signing import (
+    fingerprint,
+    load_public_key,
+    open_document,
+    parse_envelope,
+    sign_document,
+    verify_envelope,
+)
+
+MODELS = ("online", "offline", "floating")
+
+
+class _Document:
+    TYP: ClassVar[str]
+
+    def to_body(self) -> dict[str, Any]:
+        body = dataclasses.asdict(self)  # type: ignore[call-overload]
+        for name, value in body.items():
+            if isinstance(value, tuple):
+                body[name] = list(value)
+        return body
+
+    @classmethod
+    def from_body(cls, body: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name not in body:
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    continue
+                raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{cls.TYP} lacks field {f.name!r}")
+            values[f.name] = _check_type(cls.TYP, f.name, body[f.name], hints[f.name])
+        return cls(**values)
+
+    def sign(self, private_key: Ed25519PrivateKey) -> bytes:
+        return sign_document(private_key, self.TYP, self.to_body())
+
+    @classmethod
+    def open(cls, blob: bytes, public_key: Ed25519PublicKey) -> Self:
+        return cls.from_body(open_document(blob, cls.TYP, public_key))
+
+
+def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            if option is type(None) and value is None:
+                return None
+            if option is not type(None):
+                try:
+                    return _check_type(typ, name, value, option)
+                except LicensingError:
+                    continue
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} has the wrong type")
+    if origin is tuple:
+        (item,) = typing.get_args(hint)[:1]
+        if not isinstance(value, (list, tuple)):
+            raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a list")
+        return tuple(_check_type(typ, name, v, item) for v in value)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be an integer")
+    if hint in (str, bytes, bool) and not isinstance(value, hint):
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be {hint.__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class ActivationCertificate(_Document):
+    """What an agent holds after an online or offline activation. Signed by the vendor."""
+
+    TYP: ClassVar[str] = "activation_certificate"
+
+    license_id: str
+    key_mask: str
+    activation_id: str
+    model: str
+    features: tuple[str, ...]
+    instance_fingerprint: str
+    issued_at: int
+    valid_until: int | None  # online: issued_at + grace; offline: the license expiry (None = never)
+    expires_at: int | None = None  # the license term itself
+    support_until: int | None = None
+    max_connections: int | None = None
+    request_nonce: str | None = None  # offline: binds the usage license to one request
+
+
+@dataclass(frozen=True)
+class FloatingCertificate(_Document):
+    """Binds a pool of seats to one floating server's key. Signed by the vendor."""
+
+    TYP: ClassVar[str] = "floating_certificate"
+
+    license_id: str
+    key_mask: str
+    activation_id: str
+    server_fingerprint: str
+    server_public_key: bytes
+    seats: int
+    features: tuple[str, ...]
+    issued_at: int
+    valid_until: int | None
+    expires_at: int | None = None
+    support_until: int | None = None
+    max_connections: int | None = None
+    request_nonce: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease(_Document):
+    """One seat of a floating pool for one instance. Signed by the floating server."""
+
+    TYP: ClassVar[str] = "lease"
+
+    lease_id: str
+    instance_fingerprint: str
+    features: tuple[str, ...]
+    issued_at: int
+    expires_at: int
+    ttl: int
+    certificate: bytes  # the vendor-signed FloatingCertificate of the issuing server
+
+
+@dataclass(frozen=True)
+class InstanceRequest(_Document):
+    """A request signed by an instance's (or floating server's) own identity key.
+
+    ``kind`` says what it asks: activate, check_in, deactivate, offline_request,
+    offline_deactivation, floating_request. The public key travels inside so the
+    receiver can verify first-contact requests; later requests are checked against
+    the key on record.
+    """
+
+    TYP: ClassVar[str] = "instance_request"
+
+    kind: str
+    public_key: bytes
+    fingerprint: str
+    nonce: str
+    created_at: int
+    key_digest: str | None = None
+    activation_id: str | None = None
+    license_id: str | None = None
+    features: tuple[str, ...] = field(default_factory=tuple)
+
+
+def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:
+    from .signing import public_bytes
+
+    pub = public_bytes(private_key)
+    return InstanceRequest(public_key=pub, fingerprint=fingerprint(pub), **fields).sign(private_key)
+
+
+def open_instance_request(
+    blob: bytes, expected_kind: str, known_public_key: Ed25519PublicKey | None = None
+) -> InstanceRequest:
+    """Verify a self-signed instance request: against the key on record when there is one,
+    else against the key it carries (whose fingerprint must match)."""
+    env = parse_envelope(blob)
+    claimed = InstanceRequest.from_body(env.unverified_body())
+    key = known_public_key or load_public_key(claimed.public_key)
+    body = verify_envelope(env, InstanceRequest.TYP, key)
+    request = InstanceRequest.from_body(body)
+    if fingerprint(request.public_key) != request.fingerprint:
+        raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request's fingerprint does not match its key")
+    if request.kind != expected_kind:
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"expected a {expected_kind} request, got {request.kind}")
+    return request
+
+
+def verify_lease(blob: bytes, vendor_key: Ed25519PublicKey) -> tuple[Lease, FloatingCertificate]:
+    """Verify the chain vendor -> floating server -> lease; return both documents."""
+    env = parse_envelope(blob)
+    unverified = Lease.from_body(env.unverified_body())
+    cert = FloatingCertificate.open(unverified.certificate, vendor_key)
+    lease = Lease.from_body(verify_envelope(env, Lease.TYP, load_public_key(cert.server_public_key)))
+    if fingerprint(cert.server_public_key) != cert.server_fingerprint:
+        raise LicensingError(ErrorCode.INVALID_SIGNATURE, "floating certificate fingerprint mismatch")
+    if not set(lease.features) <= set(cert.features):
+        raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE, "the lease grants features its pool does not have")
+    return lease, cert

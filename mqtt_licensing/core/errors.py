@@ -1,0 +1,70 @@
+"""One exception type and one catalogue of stable error codes.
+
+Every failure that reaches a user - over MQTT, HTTP or the CLI - carries one of
+these codes. Codes are part of the public contract (topics.md lists them all);
+never rename one, only add.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # -- request envelope (agent, over MQTT) ---------------------------------
+    MALFORMED_PAYLOAD = "malformed_payload"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    MISSING_FIELD = "missing_field"
+    INVALID_FIELD = "invalid_field"
+    UNKNOWN_OPERATION = "unknown_operation"
+    UNSUPPORTED_METHOD = "unsupported_method"
+    INVALID_REPLY_TO = "invalid_reply_to"
+    NOT_AUTHORIZED = "not_authorized"
+    BUSY = "busy"
+    # -- license keys and documents --------------------------------------------
+    INVALID_KEY = "invalid_key"
+    KEY_NOT_FOUND = "key_not_found"
+    INVALID_CODE = "invalid_code"
+    INVALID_SIGNATURE = "invalid_signature"
+    WRONG_INSTANCE = "wrong_instance"
+    WRONG_DOCUMENT = "wrong_document"
+    # -- license lifecycle -------------------------------------------------------
+    NO_ACTIVATIONS_LEFT = "no_activations_left"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    WRONG_MODEL = "wrong_model"
+    NOT_ACTIVATED = "not_activated"
+    ALREADY_ACTIVATED = "already_activated"
+    ACTIVATION_NOT_FOUND = "activation_not_found"
+    ALREADY_FREE = "already_free"
+    OFFLINE_LICENSE_CANNOT_REACTIVATE = "offline_license_cannot_reactivate"
+    NO_PENDING_REQUEST = "no_pending_request"
+    REQUEST_SUPERSEDED = "request_superseded"
+    CLOCK_TAMPERED = "clock_tampered"
+    # -- floating ----------------------------------------------------------------
+    NO_SEATS = "no_seats"
+    FEATURE_UNAVAILABLE = "feature_unavailable"
+    LEASE_NOT_FOUND = "lease_not_found"
+    NOT_PROVISIONED = "not_provisioned"
+    # -- servers and transport -----------------------------------------------------
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    NOT_FOUND = "not_found"
+    BAD_REQUEST = "bad_request"
+    SERVER_UNREACHABLE = "server_unreachable"
+    BAD_RESPONSE = "bad_response"
+    STATE_CORRUPT = "state_corrupt"
+    INTERNAL_ERROR = "internal_error"
+
+
+class LicensingError(Exception):
+    """A failure with a stable code and a message meant for a human."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = ErrorCode(code)
+        self.message = message
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": str(self.code), "message": self.message}

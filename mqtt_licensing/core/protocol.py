@@ -1,0 +1,223 @@
+"""The ``$license/*`` topic contract: request decoding, reply routing, topic rights.
+
+Pure functions over bytes and strings; the agent and every broker adapter use
+these so that the contract in topics.md lives in exactly one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .errors import ErrorCode, LicensingError
+
+PREFIX = "$license/"
+STATUS_TOPIC = "$license/status"
+EVENTS_TOPIC = "$license/events"
+REPLY_ROOT = "$license/reply"
+
+OPERATIONS: dict[str, str] = {
+    "$license/activate": "activate",
+    "$license/reactivate": "reactivate",
+    "$license/deactivate": "deactivate",
+    "$license/status": "status",
+    "$license/offline/request": "offline_request",
+}
+
+DEFAULT_MAX_PAYLOAD = 64 * 1024
+_MAX_CORRELATION_ID = 256
+_FORBIDDEN_IN_CLIENT_ID = ("/", "+", "#", "\0")
+
+
+@dataclass
+class Request:
+    operation: str
+    encoding: str  # "json" | "msgpack": the reply uses the same
+    fields: dict[str, Any] = field(default_factory=dict)
+    correlation_id: str | int | None = None
+    reply_to: str = ""
+
+
+class RequestError(LicensingError):
+    """A request that cannot be served; still carries enough to route the error reply."""
+
+    def __init__(self, code: ErrorCode, message: str, *, encoding: str = "json",
+                 reply_to: str = "", correlation_id: str | int | None = None, operation: str | None = None) -> None:
+        super().__init__(code, message)
+        self.encoding = encoding
+        self.reply_to = reply_to
+        self.correlation_id = correlation_id
+        self.operation = operation
+
+
+def is_license_topic(topic: str) -> bool:
+    return topic.startswith(PREFIX)
+
+
+def default_reply_topic(client_id: str) -> str:
+    return f"{REPLY_ROOT}/{client_id}"
+
+
+def client_id_can_receive_replies(client_id: str) -> bool:
+    """A client id with topic separators or wildcards would let it read other clients' replies."""
+    return bool(client_id) and not any(ch in client_id for ch in _FORBIDDEN_IN_CLIENT_ID)
+
+
+def reply_topic_allowed(topic: str, client_id: str) -> bool:
+    """``reply_to`` must lie under ``$license/reply/<client_id>`` (that topic or below it)."""
+    own = default_reply_topic(client_id)
+    if not client_id_can_receive_replies(client_id):
+        return False
+    if topic == own:
+        return True
+    return topic.startswith(own + "/") and "+" not in topic and "#" not in topic and "\0" not in topic
+
+
+def subscription_allowed(topic_filter: str, client_id: str, *, may_read_status: bool) -> bool:
+    """May this client subscribe to ``topic_filter``? Only ever called for ``$license/...`` filters.
+
+    Readers (and admins) may read status and events; everyone may read their own replies;
+    no filter may reach into another client's reply subtree.
+    """
+    if topic_filter in (STATUS_TOPIC, EVENTS_TOPIC):
+        return may_read_status
+    if not client_id_can_receive_replies(client_id):
+        return False
+    levels = topic_filter.split("/")
+    # $license/reply/<exact client id>[/...]: wildcards only below the client's own level
+    return len(levels) >= 3 and levels[0] == "$license" and levels[1] == "reply" and levels[2] == client_id
+
+
+def delivery_allowed(topic: str, client_id: str, *, may_read_status: bool) -> bool:
+    """Defence in depth at delivery time: a reply only ever reaches its own client."""
+    if topic.startswith(REPLY_ROOT + "/"):
+        return reply_topic_allowed(topic, client_id)
+    if topic in (STATUS_TOPIC, EVENTS_TOPIC):
+        return may_read_status
+    return False
+
+
+def _sniff_encoding(payload: bytes) -> str:
+    stripped = payload.lstrip()
+    if not stripped or stripped[:1] in (b"{", b"[", b'"') or stripped[:1].isdigit():
+        return "json"
+    first = payload[0]
+    if 0x80 <= first <= 0x8F or first in (0xDE, 0xDF):  # msgpack map headers
+        return "msgpack"
+    return "json"
+
+
+def decode_request(topic: str, payload: bytes, client_id: str, *,
+                   max_payload: int = DEFAULT_MAX_PAYLOAD) -> Request:
+    """Turn a PUBLISH on a ``$license/...`` topic into a :class:`Request`, or raise :class:`RequestError`."""
+    encoding = _sniff_encoding(payload) if payload else "json"
+    default_reply = default_reply_topic(client_id)
+    operation = OPERATIONS.get(topic)
+    if len(payload) > max_payload:
+        raise RequestError(ErrorCode.PAYLOAD_TOO_LARGE,
+                           f"payload is {len(payload)} bytes; the limit is {max_payload}",
+                           encoding=encoding, reply_to=default_reply, operation=operation)
+    body = _decode_body(payload, encoding, default_reply, operation)
+
+    correlation_id = body.get("correlation_id")
+    if correlation_id is not None and not (
+        (isinstance(correlation_id, str) and len(correlation_id) <= _MAX_CORRELATION_ID)
+        or (isinstance(correlation_id, int) and not isinstance(correlation_id, bool) and abs(correlation_id) < 2**63)
+    ):
+        raise RequestError(ErrorCode.INVALID_FIELD,
+                           f"correlation_id must be a string of at most {_MAX_CORRELATION_ID} characters or an integer",
+                           encoding=encoding, reply_to=default_reply, operation=operation)
+
+    reply_to = body.get("reply_to", default_reply)
+    if not isinstance(reply_to, str) or not reply_topic_allowed(reply_to, client_id):
+        raise RequestError(ErrorCode.INVALID_REPLY_TO,
+                           f"reply_to must be {default_reply} or a topic below it",
+                           encoding=encoding, reply_to=default_reply, correlation_id=correlation_id,
+                           operation=operation)
+
+    if operation is None:
+        raise RequestError(ErrorCode.UNKNOWN_OPERATION,
+                           f"{topic!r} is not a license operation (use one of: {', '.join(OPERATIONS)})",
+                           encoding=encoding, reply_to=reply_to, correlation_id=correlation_id)
+    fields = {k: v for k, v in body.items() if k not in ("correlation_id", "reply_to")}
+    return Request(operation, encoding, fields, correlation_id, reply_to)
+
+
+def _decode_body(payload: bytes, encoding: str, reply_to: str, operation: str | None) -> dict[str, Any]:
+    def fail(message: str) -> RequestError:
+        return RequestError(ErrorCode.MALFORMED_PAYLOAD, message, encoding=encoding, reply_to=reply_to,
+                            operation=operation)
+
+    if not payload.strip():
+        return {}
+    if encoding == "json":
+        try:
+            body = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise fail("payload is neither a JSON object nor a msgpack map") from None
+    else:
+        try:
+            body = msgpack.unpackb(payload, raw=False, strict_map_key=True)
+        except Exception:  # msgpack raises many unrelated exception types on garbage
+            raise fail("payload is not valid msgpack") from None
+    if not isinstance(body, dict):
+        raise fail(f"payload must be a {'JSON object' if encoding == 'json' else 'msgpack map'}")
+    return body
+
+
+def encode(obj: dict[str, Any], encoding: str) -> bytes:
+    if encoding == "msgpack":
+        return msgpack.packb(obj, use_bin_type=True)
+    return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
+
+
+def success_reply(request: Request, data: dict[str, Any]) -> bytes:
+    reply: dict[str, Any] = {"ok": True, "operation": request.operation}
+    if request.correlation_id is not None:
+        reply["correlation_id"] = request.correlation_id
+    reply.update(data)
+    return encode(reply, request.encoding)
+
+
+def error_reply(error: LicensingError, *, encoding: str, operation: str | None,
+                correlation_id: str | int | None) -> bytes:
+    reply: dict[str, Any] = {"ok": False}
+    if operation is not None:
+        reply["operation"] = operation
+    if correlation_id is not None:
+        reply["correlation_id"] = correlation_id
+    reply["error"] = error.to_dict()
+    return encode(reply, encoding)
+
+
+# -- field helpers: a wrong type is always invalid_field, an absent field missing_field --
+
+def require_str(fields: dict[str, Any], name: str, *, max_len: int = 4096) -> str:
+    if name not in fields or fields[name] is None:
+        raise LicensingError(ErrorCode.MISSING_FIELD, f"field {name!r} is required")
+    value = fields[name]
+    if not isinstance(value, str) or not value.strip():
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be a non-empty string")
+    if len(value) > max_len:
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} is longer than {max_len} characters")
+    return value
+
+
+def optional_str(fields: dict[str, Any], name: str, default: str | None = None, *, max_len: int = 4096) -> str | None:
+    if fields.get(name) is None:
+        return default
+    return require_str(fields, name, max_len=max_len)
+
+
+def optional_str_list(fields: dict[str, Any], name: str) -> list[str] | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or len(value) > 64:
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be a list of strings")
+    return value

@@ -1,0 +1,148 @@
+"""The agent's license state machine, as pure functions of facts and time.
+
+The agent persists *facts* (when the trial started, the verified certificate or
+lease it holds, how check-ins went, what the clock last said). The *state* is
+never stored: :func:`evaluate` derives it from the facts and ``now``, so a
+restart, a missed timer or a clock jump can never leave a stale state behind.
+
+    trial --activate--> active <--check-in fails / succeeds--> grace --deadline--> expired
+      |                   |                                                       
+      +--2 h--> unlicensed  +--vendor: revoked/suspended--> revoked / suspended
+    pending_offline: an offline request is outstanding and nothing else serves
+    clock_tampered:  the clock ran back; not serving until an online check-in succeeds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from .documents import ActivationCertificate, FloatingCertificate, Lease
+
+
+class LicenseState(StrEnum):
+    TRIAL = "trial"
+    ACTIVE = "active"
+    GRACE = "grace"
+    EXPIRED = "expired"
+    UNLICENSED = "unlicensed"
+    PENDING_OFFLINE = "pending_offline"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+    CLOCK_TAMPERED = "clock_tampered"
+
+
+SERVING_STATES = frozenset({LicenseState.TRIAL, LicenseState.ACTIVE, LicenseState.GRACE})
+
+TRIAL_MAX_SECONDS = 2 * 3600
+TRIAL_MAX_CONNECTIONS = 25
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator-tunable limits. The trial may only be made shorter or smaller."""
+
+    trial_seconds: int = TRIAL_MAX_SECONDS
+    trial_max_connections: int = TRIAL_MAX_CONNECTIONS
+    clock_tolerance: int = 300
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.trial_seconds <= TRIAL_MAX_SECONDS:
+            raise ValueError(f"trial_seconds must be between 0 and {TRIAL_MAX_SECONDS}")
+        if not 0 <= self.trial_max_connections <= TRIAL_MAX_CONNECTIONS:
+            raise ValueError(f"trial_max_connections must be between 0 and {TRIAL_MAX_CONNECTIONS}")
+        if self.clock_tolerance < 0:
+            raise ValueError("clock_tolerance must not be negative")
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything the agent knows about its license. Documents here are already verified."""
+
+    trial_started_at: int
+    certificate: ActivationCertificate | None = None
+    lease: Lease | None = None
+    floating_certificate: FloatingCertificate | None = None
+    vendor_verdict: str | None = None  # "revoked" | "suspended" | "expired": the server said so
+    checkin_failing_since: int | None = None
+    pending_offline_at: int | None = None
+    clock_tampered: bool = False
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    state: LicenseState
+    reason: str
+    features: tuple[str, ...] = ()
+    max_connections: int | None = None
+    deadline: int | None = None  # when the current state ends by itself, if it does
+    model: str | None = None
+    support_until: int | None = None
+    expires_at: int | None = None
+
+    @property
+    def serving(self) -> bool:
+        return self.state in SERVING_STATES
+
+
+def observe_clock(last_seen: int | None, now: int, tolerance: int) -> tuple[int, bool]:
+    """Return (the new high-water mark, whether the clock ran back beyond tolerance)."""
+    if last_seen is None:
+        return now, False
+    return max(last_seen, now), now < last_seen - tolerance
+
+
+def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
+    if facts.clock_tampered:
+        return Evaluation(LicenseState.CLOCK_TAMPERED,
+                          "the system clock ran backwards; an online check-in is needed to trust it again")
+    if facts.vendor_verdict in ("revoked", "suspended"):
+        state = LicenseState.REVOKED if facts.vendor_verdict == "revoked" else LicenseState.SUSPENDED
+        return Evaluation(state, f"the license server reports this license as {facts.vendor_verdict}")
+
+    if facts.lease is not None and facts.floating_certificate is not None:
+        return _evaluate_lease(facts.lease, facts.floating_certificate, now)
+
+    cert = facts.certificate
+    if cert is not None:
+        return _evaluate_certificate(cert, facts, now)
+
+    if facts.pending_offline_at is not None:
+        return Evaluation(LicenseState.PENDING_OFFLINE,
+                          "an offline activation request is waiting for its usage license")
+    trial_end = facts.trial_started_at + limits.trial_seconds
+    if now < trial_end:
+        return Evaluation(LicenseState.TRIAL, "evaluation: no license activated yet",
+                          max_connections=limits.trial_max_connections, deadline=trial_end, model="trial")
+    return Evaluation(LicenseState.UNLICENSED, "no license is active and the evaluation period is over")
+
+
+def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -> Evaluation:
+    common = dict(features=cert.features, max_connections=cert.max_connections, model=cert.model,
+                  support_until=cert.support_until, expires_at=cert.expires_at)
+    if cert.expires_at is not None and now >= cert.expires_at:
+        return Evaluation(LicenseState.EXPIRED, "the license term has ended", **common)  # type: ignore[arg-type]
+    if cert.valid_until is not None and now >= cert.valid_until:
+        return Evaluation(LicenseState.EXPIRED,  # type: ignore[arg-type]
+                          "the activation was not refreshed before its valid_until", **common)
+    deadline = min((t for t in (cert.valid_until, cert.expires_at) if t is not None), default=None)
+    if facts.checkin_failing_since is not None:
+        return Evaluation(LicenseState.GRACE,  # type: ignore[arg-type]
+                          "the license server cannot be reached; serving until the deadline",
+                          deadline=deadline, **common)
+    return Evaluation(LicenseState.ACTIVE, "licensed", deadline=deadline, **common)  # type: ignore[arg-type]
+
+
+def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evaluation:
+    common = dict(features=lease.features, max_connections=cert.max_connections, model="floating",
+                  support_until=cert.support_until, expires_at=cert.expires_at)
+    if cert.expires_at is not None and now >= cert.expires_at:
+        return Evaluation(LicenseState.EXPIRED, "the floating license term has ended", **common)  # type: ignore[arg-type]
+    if now >= lease.expires_at:
+        return Evaluation(LicenseState.UNLICENSED,  # type: ignore[arg-type]
+                          "the floating lease expired and could not be renewed yet", **common)
+    return Evaluation(LicenseState.ACTIVE, "licensed by a floating lease",  # type: ignore[arg-type]
+                      deadline=lease.expires_at, **common)
+
+
+__all__ = ["Evaluation", "Facts", "LicenseState", "Limits", "SERVING_STATES", "evaluate", "observe_clock"]
