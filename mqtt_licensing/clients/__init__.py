@@ -1,0 +1,1 @@
+"""HTTP clients for the activation and floating servers (httpx), and the MQTT operator client."""

@@ -1,0 +1,1 @@
+"""HTTP servers: the vendor activation server and the floating license server."""
