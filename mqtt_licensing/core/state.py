@@ -99,6 +99,8 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
     if facts.vendor_verdict in ("revoked", "suspended"):
         state = LicenseState.REVOKED if facts.vendor_verdict == "revoked" else LicenseState.SUSPENDED
         return Evaluation(state, f"the license server reports this license as {facts.vendor_verdict}")
+    if facts.vendor_verdict == "expired":
+        return Evaluation(LicenseState.EXPIRED, "the license server reports this license as expired")
 
     if facts.lease is not None and facts.floating_certificate is not None:
         return _evaluate_lease(facts.lease, facts.floating_certificate, now)

@@ -1,0 +1,108 @@
+"""The agent's configuration, as written under the plugin entry in broker_config/*.yaml.
+
+Plain types only (so the amqtt plugin loader, which is strict about unknown keys,
+can fill it from YAML); :meth:`AgentConfig.validate` turns it into checked values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ..core.errors import ErrorCode, LicensingError
+from ..core.features import MQTT_SERVER, validate_features
+from ..core.passwords import is_password_hash
+from ..core.protocol import DEFAULT_MAX_PAYLOAD
+from ..core.signing import public_key_from_text
+from ..core.state import Limits
+
+
+@dataclass
+class AgentConfig:
+    # Where the instance key and license state live (created on first start).
+    state_dir: str = "./license-state"
+    # The vendor activation server and its pinned public key (text, or a path to vendor.pub).
+    vendor_url: str | None = None
+    vendor_public_key: str = ""
+    # username -> scrypt hash (`mqtt-licensing hash-password`). Admins always connect and manage the license.
+    admins: dict[str, str] = field(default_factory=dict)
+    # Optional non-admin users with passwords; anyone else connects only if allow_anonymous.
+    users: dict[str, str] = field(default_factory=dict)
+    allow_anonymous: bool = True
+    # Usernames (besides admins) that may read $license/status and $license/events.
+    readers: list[str] = field(default_factory=list)
+    # Feature classes of clients, e.g. {"snowflake_bridge": {"features": ["iot_bridge_snowflake"],
+    #   "usernames": ["bridge"], "client_id_prefixes": ["snowflake-"]}}
+    client_classes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    # Disconnect existing non-admin clients when the license stops serving (default: keep them).
+    enforce_existing: bool = False
+    # Evaluation limits: may only be lowered (2 h and 25 connections at most).
+    trial_seconds: int = 7200
+    trial_max_connections: int = 25
+    # Online check-in period and the retry period while the server cannot be reached.
+    check_in_interval: float = 86400.0
+    retry_interval: float = 60.0
+    # A clock that runs back by more than this is reported as clock_tampered.
+    clock_tolerance: int = 300
+    # Floating auto-activation: lease a seat at start with no operator action.
+    floating_server_url: str | None = None
+    floating_features: list[str] = field(default_factory=list)
+    # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
+    tick_interval: float = 1.0
+    http_timeout: float = 10.0
+    max_payload: int = DEFAULT_MAX_PAYLOAD
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"unknown agent config keys: {', '.join(sorted(unknown))}")
+        return cls(**data)
+
+    def validate(self) -> None:
+        for role, table in (("admins", self.admins), ("users", self.users)):
+            for name, value in table.items():
+                if not is_password_hash(value):
+                    raise LicensingError(ErrorCode.INVALID_FIELD,
+                                         f"{role}.{name}: store a hash from `mqtt-licensing hash-password`, "
+                                         "not a plain password")
+        for name, spec in self.client_classes.items():
+            unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
+            if unknown:
+                raise LicensingError(ErrorCode.INVALID_FIELD, f"client_classes.{name}: unknown keys {sorted(unknown)}")
+            validate_features(spec.get("features", []))
+        if self.floating_server_url:
+            validate_features(self.floating_features or [MQTT_SERVER])
+        if self.check_in_interval <= 0 or self.retry_interval <= 0 or self.tick_interval <= 0:
+            raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
+        self.limits()  # raises on a trial that is longer or larger than allowed
+        self.pinned_vendor_key()
+
+    def limits(self) -> Limits:
+        try:
+            return Limits(self.trial_seconds, self.trial_max_connections, self.clock_tolerance)
+        except ValueError as exc:
+            raise LicensingError(ErrorCode.INVALID_FIELD, str(exc)) from None
+
+    def pinned_vendor_key(self) -> Ed25519PublicKey:
+        text = self.vendor_public_key.strip()
+        if not text:
+            raise LicensingError(ErrorCode.INVALID_FIELD,
+                                 "vendor_public_key is required: every certificate is verified against it")
+        path = Path(text).expanduser()
+        if "\n" not in text and len(text) < 4096 and path.is_file():
+            text = path.read_text()
+        return public_key_from_text(text)
+
+    def required_features(self, username: str | None, client_id: str) -> frozenset[str]:
+        """Every non-admin client needs mqtt_server; a configured client class adds its own features."""
+        needed = {MQTT_SERVER}
+        for spec in self.client_classes.values():
+            if (username is not None and username in spec.get("usernames", [])) or any(
+                client_id.startswith(prefix) for prefix in spec.get("client_id_prefixes", [])
+            ):
+                needed.update(spec.get("features", []))
+        return frozenset(needed)

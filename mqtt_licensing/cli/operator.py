@@ -1,0 +1,471 @@
+"""Operator verbs: ``activate``, ``status``, ``reactivate``, ``deactivate``, ``offline-request``, ``events``.
+
+Each verb connects to the broker as an admin client, publishes one ``$license/...``
+request (see topics.md) and prints the reply: a readable summary by default, the
+raw reply with ``--json``. Failures exit non-zero with ``error [code]: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..clients.operator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, LicenseClient
+from ..core.errors import ErrorCode, LicensingError
+from ..core.keys import normalize_key
+
+ENV_USERNAME = "MQTT_LICENSING_USERNAME"
+ENV_PASSWORD = "MQTT_LICENSING_PASSWORD"
+_MAX_INPUT_FILE = 256 * 1024  # keys and codes are a few KB at most
+_RULE = "=" * 68
+
+
+class InputFileError(Exception):
+    """A file named on the command line cannot be read or written (exit 2, like a usage error)."""
+
+
+# -- formatting (pure functions: unit tested on sample documents) ---------------------------------
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            amount = int(seconds // size)
+            return f"{amount} {unit}{'s' if unit == 'day' and amount != 1 else ''}"
+    return f"{int(seconds)} s"
+
+
+def format_time(value: Any, now: datetime | None = None) -> str:
+    """An ISO-8601 (or epoch) time as ``2025-01-02 03:04:05 UTC (in 3 days)``; anything else as given."""
+    when = _parse_time(value)
+    if when is None:
+        return str(value)
+    now = now or datetime.now(UTC)
+    delta = (when - now).total_seconds()
+    relative = "now" if abs(delta) < 1 else (f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago")
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"
+
+
+def _is_time_key(key: str) -> bool:
+    return key.endswith(("_at", "_until", "_since")) or key in ("deadline", "expires", "since")
+
+
+def _format_value(key: str, value: Any, now: datetime | None) -> str:
+    if value is None:
+        return "-"
+    if _is_time_key(key):
+        return format_time(value, now)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) if value else "none"
+    if isinstance(value, dict):
+        return _format_mapping(value, now)
+    return str(value)
+
+
+def _format_mapping(mapping: dict[Any, Any], now: datetime | None) -> str:
+    parts = [f"{str(k).replace('_', ' ')}: {_format_value(str(k), v, now)}"
+             for k, v in mapping.items() if v is not None]
+    return "; ".join(parts) if parts else "-"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def code_banner(title: str, code: str, instructions: list[str]) -> str:
+    """A block that stands out in a terminal: title, what to do, then the code between rules."""
+    lines = [_RULE, title, *instructions, "-" * len(_RULE), code.rstrip("\n"), _RULE]
+    return "\n".join(lines)
+
+
+def deactivation_banner(code: str) -> str:
+    return code_banner(
+        "OFFLINE DEACTIVATION CODE: send it to your vendor",
+        code,
+        ["This broker no longer serves under the offline license. Send the code below",
+         "to your vendor (as text or as a file); they use it to free the activation",
+         "so the license can be activated elsewhere. Until they do, the activation",
+         "still counts against your license."],
+    )
+
+
+def format_status(doc: Any, now: datetime | None = None) -> str:
+    """A readable, fixed-order summary of a status document. Never raises on odd input."""
+    if not isinstance(doc, dict):
+        return f"(no status document: {doc!r:.200})"
+    rows: list[tuple[str, str]] = []
+
+    def row(label: str, value: str | None) -> None:
+        if value is not None:
+            rows.append((label, value))
+
+    state = _text(doc.get("state")) or "unknown"
+    serving = doc.get("serving")
+    row("State", state + ("" if not isinstance(serving, bool) else " (serving)" if serving else " (NOT serving)"))
+    row("Reason", _text(doc.get("reason")))
+    row("Model", _text(doc.get("model")))
+    row("License", _text(doc.get("license_id")))
+    row("Key", _text(doc.get("key")))
+    row("Activation", _text(doc.get("activation_id")))
+    features = doc.get("features")
+    if isinstance(features, list | tuple):
+        row("Features", ", ".join(str(f) for f in features) if features else "none")
+    elif "features" in doc:
+        row("Features", _format_value("features", features, now))
+    licensed = _text(doc.get("license_id")) is not None
+    for label, key in (("Support until", "support_until"), ("Expires", "expires_at"), ("Valid until", "valid_until")):
+        value = doc.get(key)
+        if value is not None:
+            row(label, format_time(value, now))
+        elif key == "expires_at" and licensed and key in doc:
+            row(label, "never")
+    if doc.get("deadline") is not None:
+        label = {"trial": "Trial ends", "grace": "Grace ends", "pending_offline": "Deadline"}.get(state, "Deadline")
+        row(label, format_time(doc.get("deadline"), now))
+    connections, limit = doc.get("connections"), doc.get("max_connections")
+    if connections is not None or limit is not None:
+        used = "?" if connections is None else str(connections)
+        row("Connections", f"{used} of {limit}" if limit is not None else f"{used} (no license limit)")
+    instance = doc.get("instance")
+    if isinstance(instance, dict):
+        row("Instance", _text(instance.get("fingerprint")) or _format_mapping(instance, now))
+    for label, key in (("Trial", "trial"), ("Check-in", "check_in"), ("Floating", "floating")):
+        value = doc.get(key)
+        if isinstance(value, dict) and value:
+            row(label, _format_mapping(value, now))
+    offline = doc.get("offline")
+    deactivation_code = None
+    if isinstance(offline, dict):
+        deactivation_code = _text(offline.get("deactivation_code"))
+        rest = {k: v for k, v in offline.items() if k != "deactivation_code"}
+        if deactivation_code:
+            rest["deactivation_code"] = "pending: see below"
+        if any(v is not None for v in rest.values()):
+            row("Offline", _format_mapping(rest, now))
+    problems = doc.get("problems")
+    if isinstance(problems, list) and problems:
+        rendered = []
+        for problem in problems:
+            if isinstance(problem, dict):
+                code, message = problem.get("code"), problem.get("message")
+                rendered.append(f"[{code}] {message}" if code else str(message))
+            else:
+                rendered.append(str(problem))
+        row("Problems", rendered[0])
+        rows.extend(("", item) for item in rendered[1:])
+    if doc.get("updated_at") is not None:
+        row("Updated", format_time(doc.get("updated_at"), now))
+
+    width = max(len(label) for label, _ in rows) + 2
+    text = "\n".join((f"{label}:" if label else "").ljust(width) + value for label, value in rows)
+    if deactivation_code:
+        text += "\n\n" + deactivation_banner(deactivation_code)
+    return text
+
+
+def format_event(event: Any, now: datetime | None = None) -> str:
+    """One line per ``$license/events`` message: time, kind, then whatever else it says."""
+    if not isinstance(event, dict):
+        return str(event)
+    rest = dict(event)
+    when = next((rest.pop(k) for k in ("at", "time", "timestamp") if k in rest), None)
+    kind = next((rest.pop(k) for k in ("event", "type", "kind") if k in rest), "event")
+    head = f"{format_time(when, now)}  " if when is not None else ""
+    return f"{head}{kind}" + (f"  {_format_mapping(rest, now)}" if rest else "")
+
+
+# -- arguments ------------------------------------------------------------------------------
+
+def _connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("broker connection")
+    group.add_argument("--host", default=DEFAULT_HOST, help=f"broker host (default {DEFAULT_HOST})")
+    group.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"broker port (default {DEFAULT_PORT})")
+    group.add_argument("--username", default=None, help=f"admin user name (default: ${ENV_USERNAME})")
+    group.add_argument("--password", default=None,
+                       help=f"admin password (default: ${ENV_PASSWORD}; prompted on a terminal if a user is given)")
+    group.add_argument("--client-id", default=None, help="MQTT client id (default: a fresh random one)")
+    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                       help=f"seconds to wait for the broker and for each reply (default {DEFAULT_TIMEOUT:g})")
+    common.add_argument("--json", action="store_true", help="print the raw reply as JSON")
+    return common
+
+
+def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse._MutuallyExclusiveGroup:
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--key", metavar="KEY", help="license key (MQL1-...)")
+    group.add_argument("--key-file", metavar="FILE", help="file holding the license key (e.g. the .txt you received)")
+    return group
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    common = _connection_options()
+
+    p = subparsers.add_parser(
+        "activate", parents=[common], help="activate this broker's license (online, offline or floating)",
+        description="Activate the broker's license. Online: --key or --key-file. Offline: --usage-license-file "
+                    "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.")
+    group = _key_options(p, required=False)
+    group.add_argument("--usage-license-file", metavar="FILE", help="offline: the usage license received from the vendor")
+    group.add_argument("--floating", metavar="URL", help="floating: URL of the floating license server")
+    p.add_argument("--features", metavar="A,B", help="floating: comma-separated features to lease")
+    p.set_defaults(func=cmd_activate, _parser=p)
+
+    p = subparsers.add_parser("status", parents=[common], help="show the license status",
+                              description="Ask the agent for its status; --watch follows the retained "
+                                          "$license/status topic and prints every change until Ctrl-C.")
+    p.add_argument("--watch", action="store_true", help="keep printing each status change until Ctrl-C")
+    p.set_defaults(func=cmd_status)
+
+    p = subparsers.add_parser("reactivate", parents=[common], help="refresh the license terms from the vendor now",
+                              description="Pull changed features or expiry without a restart (online licenses).")
+    p.set_defaults(func=cmd_reactivate)
+
+    p = subparsers.add_parser(
+        "deactivate", parents=[common], help="release this broker's license",
+        description="Free the activation (online), return the seat (floating), or produce the deactivation "
+                    "code to send to the vendor (offline).")
+    p.add_argument("--out", metavar="FILE", help="offline: also write the deactivation code to FILE")
+    p.set_defaults(func=cmd_deactivate)
+
+    p = subparsers.add_parser(
+        "offline-request", parents=[common], help="make an offline usage request code for the vendor",
+        description="Generate a usage request code for an offline (air-gapped) activation. Send it to the "
+                    "vendor; each new request invalidates the previous one.")
+    _key_options(p, required=True)
+    p.add_argument("--out", metavar="FILE", help="write the request code to FILE instead of standard output")
+    p.set_defaults(func=cmd_offline_request)
+
+    p = subparsers.add_parser("events", parents=[common], help="print license events until Ctrl-C",
+                              description="Follow $license/events: transitions and refused connections.")
+    p.set_defaults(func=cmd_events)
+
+
+# -- verbs ----------------------------------------------------------------------------------
+
+def _read_text(path: str, what: str) -> str:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(_MAX_INPUT_FILE + 1)
+    except OSError as exc:
+        raise InputFileError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > _MAX_INPUT_FILE:
+        raise InputFileError(f"{what} {path} is larger than {_MAX_INPUT_FILE // 1024} KB: is it the right file?")
+    return data.decode("utf-8", errors="replace")
+
+
+def _write_text(path: str, text: str, what: str) -> None:
+    try:
+        Path(path).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputFileError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None
+
+
+def license_key_from_args(args: argparse.Namespace) -> str:
+    """The canonical key from --key or --key-file; a typo fails here with invalid_key, before any network."""
+    text = args.key if args.key is not None else _read_text(args.key_file, "key file")
+    return normalize_key(text)
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    username = args.username if args.username is not None else os.environ.get(ENV_USERNAME) or None
+    password = args.password if args.password is not None else os.environ.get(ENV_PASSWORD)
+    if username is not None and password is None and sys.stdin.isatty():
+        password = getpass.getpass(f"MQTT password for {username}: ")
+    return username, password
+
+
+def _client(args: argparse.Namespace) -> LicenseClient:
+    username, password = _credentials(args)
+    return LicenseClient(args.host, args.port, username=username, password=password, client_id=args.client_id,
+                         timeout=args.timeout)
+
+
+def _emit_json(obj: Any, out: TextIO) -> None:
+    out.write(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    out.flush()
+
+
+def _request(args: argparse.Namespace, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Send one request; with --json print the reply (or the error reply) as it is."""
+    try:
+        with _client(args) as client:
+            reply = client.request(operation, fields)
+    except LicensingError as exc:
+        if args.json:
+            _emit_json({"ok": False, "operation": operation, "error": exc.to_dict()}, sys.stdout)
+        raise
+    if args.json:
+        _emit_json(reply, sys.stdout)
+    return reply
+
+
+def _with_status(headline: str, reply: dict[str, Any]) -> str:
+    status = reply.get("status")
+    return headline if status is None else f"{headline}\n\n{format_status(status)}"
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """File problems are usage errors (exit 2), reported before any network traffic."""
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except InputFileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    wrapper.__name__ = func.__name__
+    wrapper.__doc__ = func.__doc__
+    return wrapper
+
+
+@_guarded
+def cmd_activate(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args._parser
+    if args.features is not None and args.floating is None:
+        parser.error("--features only goes with --floating URL")
+    if args.floating is not None:
+        fields: dict[str, Any] = {"method": "floating", "server_url": args.floating}
+        if args.features is not None:
+            features = [f.strip() for f in args.features.split(",") if f.strip()]
+            if not features:
+                parser.error("--features needs at least one feature name")
+            fields["features"] = features
+        method = "floating"
+    elif args.usage_license_file is not None:
+        text = _read_text(args.usage_license_file, "usage license file")
+        if not text.strip():
+            raise InputFileError(f"usage license file {args.usage_license_file} is empty")
+        fields, method = {"method": "offline", "usage_license": text}, "offline"
+    elif args.key is not None or args.key_file is not None:
+        fields, method = {"method": "online", "license_key": license_key_from_args(args)}, "online"
+    else:
+        parser.error("say what to activate: --key KEY, --key-file FILE, --usage-license-file FILE "
+                     "or --floating URL --features A,B")
+
+    reply = _request(args, "activate", fields)
+    if not args.json:
+        print(_with_status(f"Activated ({method}).", reply))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_status(args)
+    reply = _request(args, "status", {})
+    if not args.json:
+        print(format_status(reply.get("status")))
+    return 0
+
+
+def _watch_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            for index, doc in enumerate(client.status_updates()):
+                if args.json:
+                    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+                else:
+                    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                    label = "retained status" if index == 0 else "status changed"
+                    sys.stdout.write(f"{'' if index == 0 else chr(10)}--- {stamp}: {label} ---\n"
+                                     f"{format_status(doc)}\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 0
+    return 0
+
+
+@_guarded
+def cmd_deactivate(args: argparse.Namespace) -> int:
+    reply = _request(args, "deactivate", {})
+    code = _text(reply.get("deactivation_code"))
+    if not args.json:
+        if code:
+            print(f"Deactivated (offline license).\n\n{deactivation_banner(code)}")
+        else:
+            print(_with_status("Deactivated: the activation (or floating seat) is free to use on another broker.",
+                               reply))
+    if code and args.out:
+        _write_text(args.out, code, "deactivation code")  # after printing: a bad path must not lose the code
+        if not args.json:
+            print(f"The code was also written to {args.out}.")
+    if args.out and not code:
+        print(f"note: there is no deactivation code (not an offline license); {args.out} was not written",
+              file=sys.stderr)
+    return 0
+
+
+OFFLINE_REQUEST_INSTRUCTIONS = (
+    "Send this usage request code to your vendor (as text or as the file).",
+    "They answer with a usage license; apply it with:",
+    "    mqtt-licensing activate --usage-license-file FILE",
+    "Each new request invalidates the previous one: only the usage license",
+    "answering this newest request will be accepted.",
+)
+
+
+@_guarded
+def cmd_offline_request(args: argparse.Namespace) -> int:
+    key = license_key_from_args(args)
+    reply = _request(args, "offline_request", {"license_key": key})
+    code = _text(reply.get("request_code"))
+    if code is None:
+        raise LicensingError(ErrorCode.BAD_RESPONSE, "the agent's reply carries no request_code")
+    if args.out:
+        try:
+            _write_text(args.out, code, "request code")
+        except InputFileError:
+            if not args.json:
+                print(code.rstrip("\n"))  # the request is made: show it rather than lose it
+            raise
+        if not args.json:
+            print(f"Wrote the usage request code to {args.out}.")
+            print("\n".join(OFFLINE_REQUEST_INSTRUCTIONS))
+    elif not args.json:
+        print(code.rstrip("\n"))
+        print("\n" + "\n".join(OFFLINE_REQUEST_INSTRUCTIONS), file=sys.stderr)
+    return 0
+
+
+def cmd_reactivate(args: argparse.Namespace) -> int:
+    reply = _request(args, "reactivate", {})
+    if not args.json:
+        print(_with_status("Reactivated: license terms refreshed.", reply))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        try:
+            for event in client.events():
+                line = json.dumps(event, separators=(",", ":")) if args.json else format_event(event)
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return 0
+    return 0

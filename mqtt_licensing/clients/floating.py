@@ -1,0 +1,67 @@
+"""Client of a floating license server's lease API (used by the agent and the tests).
+
+The requests are :class:`core.documents.InstanceRequest` documents signed by the
+instance key; :func:`lease_request` builds one. Every request needs a fresh nonce
+(the server refuses a replayed one), so sign a new request for every call,
+including retries. The lease returned is the raw signed blob: verify it with
+:func:`core.documents.verify_lease` and the pinned vendor key before trusting it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..core import labels
+from ..core.documents import sign_instance_request
+from ..core.errors import ErrorCode, LicensingError
+from ..core.signing import b64, unb64
+from .http import JsonApiClient
+
+
+def lease_request(instance_key: Ed25519PrivateKey, kind: str, *, features: Iterable[str] = (),
+                  now: float | None = None) -> bytes:
+    """A signed lease_acquire / lease_renew / lease_release request with a fresh nonce."""
+    if kind not in (labels.KIND_LEASE_ACQUIRE, labels.KIND_LEASE_RENEW, labels.KIND_LEASE_RELEASE):
+        raise ValueError(f"not a lease request kind: {kind}")
+    return sign_instance_request(
+        instance_key, kind=kind, nonce=secrets.token_hex(16),
+        created_at=int(time.time() if now is None else now), features=tuple(sorted(set(features))),
+    )
+
+
+class FloatingClient(JsonApiClient):
+    """``async with FloatingClient(url) as c: blob = await c.acquire(request)``."""
+
+    async def acquire(self, request: bytes) -> bytes:
+        return _lease(await self.call("POST", "/v1/leases", json={"request": b64(request)}))
+
+    async def renew(self, request: bytes) -> bytes:
+        return _lease(await self.call("POST", "/v1/leases/renew", json={"request": b64(request)}))
+
+    async def release(self, request: bytes) -> None:
+        """Return the seat; succeeds too when the server held no lease for this instance."""
+        await self.call("POST", "/v1/leases/release", json={"request": b64(request)})
+
+    async def health(self) -> dict[str, Any]:
+        return dict(await self.call("GET", "/v1/health"))
+
+    async def admin_status(self) -> dict[str, Any]:
+        """Needs the admin token (``FloatingClient(url, token=...)``)."""
+        return dict(await self.call("GET", "/v1/admin/status"))
+
+
+def _lease(data: Any) -> bytes:
+    if not isinstance(data, dict) or not isinstance(data.get("lease"), str):
+        raise LicensingError(ErrorCode.BAD_RESPONSE, "the floating server's answer has no lease")
+    try:
+        return unb64(data["lease"])
+    except LicensingError:
+        raise LicensingError(ErrorCode.BAD_RESPONSE, "the floating server sent a lease that is not base64") from None
+
+
+__all__ = ["FloatingClient", "lease_request"]

@@ -1,0 +1,227 @@
+"""Floating server storage: SQLAlchemy Core tables and queries, nothing else.
+
+This module is the storage seam. The domain code (:mod:`.service`) never writes
+SQL; it opens one :meth:`FloatingStore.transaction` per change of state and calls
+the methods of :class:`StoreTx` inside it. Every lease operation starts with
+:meth:`StoreTx.lock_pool`: on SQLite the whole transaction is already serialized
+by ``BEGIN IMMEDIATE`` (see :mod:`..common`), on PostgreSQL the pool row is taken
+``FOR UPDATE`` - either way two acquires can never both see "one seat left".
+
+Tables
+  ``pool``            exactly one row (id 1): the installed vendor-signed certificate
+                      (raw bytes, re-verified on every use), the pending offline
+                      request nonce, the vendor URL used for online provisioning.
+  ``leases``          one row per seat in use; at most one per instance fingerprint.
+  ``request_nonces``  nonces of recent lease requests, so a captured request cannot
+                      be replayed; pruned once their ``created_at`` is outside the
+                      accepted clock window.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+POOL_ID = 1
+
+pool_table = sa.Table(
+    "pool",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("certificate", sa.LargeBinary, nullable=True),
+    sa.Column("installed_at", sa.BigInteger, nullable=True),
+    sa.Column("vendor_url", sa.String(2048), nullable=True),
+    sa.Column("pending_nonce", sa.String(128), nullable=True),
+    sa.Column("pending_at", sa.BigInteger, nullable=True),
+    sa.Column("deactivated_at", sa.BigInteger, nullable=True),
+    sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
+)
+
+leases_table = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("lease_id", sa.String(64), primary_key=True),
+    sa.Column("instance_fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("features", sa.Text, nullable=False),  # JSON list
+    sa.Column("issued_at", sa.BigInteger, nullable=False),  # when the seat was first taken
+    sa.Column("renewed_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+)
+
+nonces_table = sa.Table(
+    "request_nonces",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
+)
+
+
+@dataclass(frozen=True)
+class PoolRow:
+    certificate: bytes | None
+    installed_at: int | None
+    vendor_url: str | None
+    pending_nonce: str | None
+    pending_at: int | None
+    deactivated_at: int | None
+    deactivated_activation_id: str | None
+
+
+@dataclass(frozen=True)
+class LeaseRow:
+    lease_id: str
+    instance_fingerprint: str
+    public_key: bytes
+    features: tuple[str, ...]
+    issued_at: int
+    renewed_at: int
+    expires_at: int
+
+
+def _pool_row(row: Any) -> PoolRow:
+    return PoolRow(
+        certificate=bytes(row.certificate) if row.certificate is not None else None,
+        installed_at=row.installed_at,
+        vendor_url=row.vendor_url,
+        pending_nonce=row.pending_nonce,
+        pending_at=row.pending_at,
+        deactivated_at=row.deactivated_at,
+        deactivated_activation_id=row.deactivated_activation_id,
+    )
+
+
+def _lease_row(row: Any) -> LeaseRow:
+    return LeaseRow(
+        lease_id=row.lease_id,
+        instance_fingerprint=row.instance_fingerprint,
+        public_key=bytes(row.public_key),
+        features=tuple(json.loads(row.features)),
+        issued_at=row.issued_at,
+        renewed_at=row.renewed_at,
+        expires_at=row.expires_at,
+    )
+
+
+class StoreTx:
+    """The queries available inside one transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    # -- pool --------------------------------------------------------------------
+    def lock_pool(self) -> PoolRow:
+        """Read the pool row, locking it until the transaction ends (FOR UPDATE where supported)."""
+        row = self.conn.execute(
+            sa.select(pool_table).where(pool_table.c.id == POOL_ID).with_for_update()
+        ).one()
+        return _pool_row(row)
+
+    def read_pool(self) -> PoolRow:
+        return _pool_row(self.conn.execute(sa.select(pool_table).where(pool_table.c.id == POOL_ID)).one())
+
+    def update_pool(self, **values: Any) -> None:
+        unknown = set(values) - ({c.name for c in pool_table.c} - {"id"})
+        if unknown:
+            raise ValueError(f"not writable pool columns: {sorted(unknown)}")
+        self.conn.execute(sa.update(pool_table).where(pool_table.c.id == POOL_ID).values(**values))
+
+    # -- leases ------------------------------------------------------------------
+    def lease_by_fingerprint(self, fingerprint: str) -> LeaseRow | None:
+        row = self.conn.execute(
+            sa.select(leases_table).where(leases_table.c.instance_fingerprint == fingerprint)
+        ).one_or_none()
+        return _lease_row(row) if row is not None else None
+
+    def active_leases(self, now: int) -> list[LeaseRow]:
+        rows = self.conn.execute(
+            sa.select(leases_table).where(leases_table.c.expires_at > now)
+            .order_by(leases_table.c.issued_at, leases_table.c.lease_id)
+        )
+        return [_lease_row(r) for r in rows]
+
+    def count_active(self, now: int) -> int:
+        return int(self.conn.execute(
+            sa.select(sa.func.count()).select_from(leases_table).where(leases_table.c.expires_at > now)
+        ).scalar_one())
+
+    def count_active_before(self, now: int, issued_at: int, lease_id: str) -> int:
+        """Active leases older than the given one (seat order: issued_at, then lease_id)."""
+        c = leases_table.c
+        return int(self.conn.execute(
+            sa.select(sa.func.count()).select_from(leases_table).where(
+                c.expires_at > now,
+                sa.or_(c.issued_at < issued_at, sa.and_(c.issued_at == issued_at, c.lease_id < lease_id)),
+            )
+        ).scalar_one())
+
+    def delete_expired(self, now: int) -> int:
+        return self.conn.execute(sa.delete(leases_table).where(leases_table.c.expires_at <= now)).rowcount
+
+    def insert_lease(self, lease: LeaseRow) -> None:
+        self.conn.execute(sa.insert(leases_table).values(
+            lease_id=lease.lease_id,
+            instance_fingerprint=lease.instance_fingerprint,
+            public_key=lease.public_key,
+            features=json.dumps(list(lease.features)),
+            issued_at=lease.issued_at,
+            renewed_at=lease.renewed_at,
+            expires_at=lease.expires_at,
+        ))
+
+    def extend_lease(self, lease_id: str, *, renewed_at: int, expires_at: int,
+                     features: tuple[str, ...] | None = None) -> None:
+        values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at}
+        if features is not None:
+            values["features"] = json.dumps(list(features))
+        self.conn.execute(sa.update(leases_table).where(leases_table.c.lease_id == lease_id).values(**values))
+
+    def delete_lease(self, lease_id: str) -> bool:
+        return self.conn.execute(sa.delete(leases_table).where(leases_table.c.lease_id == lease_id)).rowcount > 0
+
+    def delete_all_leases(self) -> int:
+        return self.conn.execute(sa.delete(leases_table)).rowcount
+
+    # -- replay protection ---------------------------------------------------------
+    def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
+        """Record a request nonce; False when it was already seen (a replay)."""
+        seen = self.conn.execute(
+            sa.select(nonces_table.c.nonce).where(nonces_table.c.fingerprint == fingerprint,
+                                                  nonces_table.c.nonce == nonce)
+        ).first()
+        if seen is not None:
+            return False
+        self.conn.execute(sa.insert(nonces_table).values(fingerprint=fingerprint, nonce=nonce, created_at=created_at))
+        return True
+
+    def prune_nonces(self, created_before: int) -> None:
+        self.conn.execute(sa.delete(nonces_table).where(nonces_table.c.created_at < created_before))
+
+
+class FloatingStore:
+    """Owns the engine; hands out transactions. SQLite by default, any SQLAlchemy URL later."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        metadata.create_all(engine)
+        with self.transaction() as tx:
+            exists = tx.conn.execute(sa.select(pool_table.c.id).where(pool_table.c.id == POOL_ID)).first()
+            if exists is None:
+                tx.conn.execute(sa.insert(pool_table).values(id=POOL_ID))
+
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTx]:
+        """One atomic unit of work: committed on normal exit, rolled back on any exception."""
+        with self.engine.begin() as conn:
+            yield StoreTx(conn)
+
+    def dispose(self) -> None:
+        self.engine.dispose()

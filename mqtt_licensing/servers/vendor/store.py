@@ -1,0 +1,227 @@
+"""The vendor server's storage seam: SQLAlchemy Core tables and queries, nothing else.
+
+The domain code (:mod:`.service`) never sees SQL: it opens a
+:meth:`VendorStore.transaction` and calls the small query methods of
+:class:`Tx`. Everything here is portable SQLAlchemy Core, so a PostgreSQL URL
+(several replicas behind a load balancer) needs no change above this module:
+
+* each transaction is one ``engine.begin()`` (``BEGIN IMMEDIATE`` on SQLite, see
+  :func:`..common.create_db_engine`);
+* ``lock=True`` reads the license row with ``SELECT ... FOR UPDATE`` (a no-op on
+  SQLite, where the immediate transaction already serializes writers), so counting
+  activations and inserting one can never interleave between two replicas;
+* the rate-limit counters live in a table so replicas share them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+licenses = sa.Table(
+    "licenses",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("key_digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("key_mask", sa.String(64), nullable=False),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("max_activations", sa.Integer, nullable=False),
+    sa.Column("seats", sa.Integer, nullable=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=True),
+    sa.Column("support_until", sa.BigInteger, nullable=True),
+    sa.Column("max_connections", sa.Integer, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+activations = sa.Table(
+    "activations",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("license_id", sa.String(40), sa.ForeignKey("licenses.id"), nullable=False),
+    sa.Column("instance_fingerprint", sa.String(64), nullable=False),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("model", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("last_check_in_at", sa.BigInteger, nullable=True),
+    sa.Column("request_nonce", sa.String(128), nullable=True),
+    sa.Column("request_created_at", sa.BigInteger, nullable=True),
+    sa.Column("freed_at", sa.BigInteger, nullable=True),
+    sa.Column("freed_reason", sa.String(32), nullable=True),
+    sa.Index("ix_activations_license", "license_id", "freed_at"),
+    # At most one live activation per instance and license, whatever the domain code does.
+    sa.Index("uq_activations_live", "license_id", "instance_fingerprint", unique=True,
+             sqlite_where=sa.text("freed_at IS NULL"), postgresql_where=sa.text("freed_at IS NULL")),
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("address", sa.String(128), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class LicenseRecord:
+    id: str
+    key_digest: str
+    key_mask: str
+    model: str
+    features: tuple[str, ...]
+    max_activations: int
+    seats: int | None
+    expires_at: int | None
+    support_until: int | None
+    max_connections: int | None
+    status: str
+    created_at: int
+    updated_at: int
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    id: str
+    license_id: str
+    instance_fingerprint: str
+    public_key: bytes
+    model: str
+    created_at: int
+    last_check_in_at: int | None
+    request_nonce: str | None
+    request_created_at: int | None
+    freed_at: int | None
+    freed_reason: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.freed_at is None
+
+
+def _license(row: Any) -> LicenseRecord:
+    values = dict(row._mapping)
+    values["features"] = tuple(values["features"] or ())
+    return LicenseRecord(**{f.name: values[f.name] for f in fields(LicenseRecord)})
+
+
+def _activation(row: Any) -> ActivationRecord:
+    values = dict(row._mapping)
+    values["public_key"] = bytes(values["public_key"])
+    return ActivationRecord(**{f.name: values[f.name] for f in fields(ActivationRecord)})
+
+
+def _license_values(values: dict[str, Any]) -> dict[str, Any]:
+    if "features" in values:
+        values = {**values, "features": list(values["features"])}
+    return values
+
+
+class Tx:
+    """Queries inside one open transaction."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    # -- licenses --------------------------------------------------------------
+    def insert_license(self, record: LicenseRecord) -> None:
+        values = {f.name: getattr(record, f.name) for f in fields(record)}
+        self.conn.execute(licenses.insert().values(**_license_values(values)))
+
+    def _one_license(self, where: Any, lock: bool) -> LicenseRecord | None:
+        query = sa.select(licenses).where(where)
+        if lock:
+            query = query.with_for_update()
+        row = self.conn.execute(query).first()
+        return _license(row) if row is not None else None
+
+    def get_license(self, license_id: str, *, lock: bool = False) -> LicenseRecord | None:
+        return self._one_license(licenses.c.id == license_id, lock)
+
+    def get_license_by_digest(self, digest: str, *, lock: bool = False) -> LicenseRecord | None:
+        return self._one_license(licenses.c.key_digest == digest, lock)
+
+    def list_licenses(self) -> list[LicenseRecord]:
+        rows = self.conn.execute(sa.select(licenses).order_by(licenses.c.created_at, licenses.c.id))
+        return [_license(r) for r in rows]
+
+    def update_license(self, license_id: str, **values: Any) -> None:
+        self.conn.execute(licenses.update().where(licenses.c.id == license_id).values(**_license_values(values)))
+
+    # -- activations -----------------------------------------------------------
+    def count_active(self, license_id: str) -> int:
+        query = sa.select(sa.func.count()).select_from(activations).where(
+            activations.c.license_id == license_id, activations.c.freed_at.is_(None))
+        return int(self.conn.execute(query).scalar_one())
+
+    def active_counts(self) -> dict[str, int]:
+        query = (sa.select(activations.c.license_id, sa.func.count())
+                 .where(activations.c.freed_at.is_(None)).group_by(activations.c.license_id))
+        return {license_id: int(n) for license_id, n in self.conn.execute(query)}
+
+    def get_activation(self, activation_id: str) -> ActivationRecord | None:
+        row = self.conn.execute(sa.select(activations).where(activations.c.id == activation_id)).first()
+        return _activation(row) if row is not None else None
+
+    def find_live_activation(self, license_id: str, fingerprint: str) -> ActivationRecord | None:
+        row = self.conn.execute(sa.select(activations).where(
+            activations.c.license_id == license_id,
+            activations.c.instance_fingerprint == fingerprint,
+            activations.c.freed_at.is_(None))).first()
+        return _activation(row) if row is not None else None
+
+    def insert_activation(self, record: ActivationRecord) -> None:
+        self.conn.execute(activations.insert().values(**{f.name: getattr(record, f.name) for f in fields(record)}))
+
+    def update_activation(self, activation_id: str, **values: Any) -> None:
+        self.conn.execute(activations.update().where(activations.c.id == activation_id).values(**values))
+
+    def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[ActivationRecord]:
+        query = sa.select(activations).order_by(activations.c.created_at, activations.c.id)
+        if license_id is not None:
+            query = query.where(activations.c.license_id == license_id)
+        if not include_freed:
+            query = query.where(activations.c.freed_at.is_(None))
+        return [_activation(r) for r in self.conn.execute(query)]
+
+    # -- rate limiting -----------------------------------------------------------
+    def get_rate(self, address: str) -> tuple[int, int] | None:
+        """(window_start, failures) for a client address, if it ever failed."""
+        row = self.conn.execute(sa.select(rate_limits.c.window_start, rate_limits.c.failures)
+                                .where(rate_limits.c.address == address)).first()
+        return (int(row[0]), int(row[1])) if row is not None else None
+
+    def put_rate(self, address: str, window_start: int, failures: int) -> None:
+        updated = self.conn.execute(rate_limits.update().where(rate_limits.c.address == address)
+                                    .values(window_start=window_start, failures=failures))
+        if updated.rowcount == 0:
+            self.conn.execute(rate_limits.insert().values(address=address, window_start=window_start,
+                                                          failures=failures))
+
+    def prune_rates(self, older_than: int) -> None:
+        self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
+
+
+class VendorStore:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        metadata.create_all(self.engine)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One transaction: committed when the block ends, rolled back if it raises."""
+        with self.engine.begin() as conn:
+            yield Tx(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,52 @@
+"""Fixtures for the floating server tests: a test vendor key and a server factory."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from tests.helpers.floating import FloatingHandle, start_floating
+
+
+class FakeClock:
+    """A clock the test moves by hand (server side); requests are signed with the same time."""
+
+    def __init__(self) -> None:
+        self.now = float(int(time.time()))
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def vendor() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def floating(tmp_path: Path, vendor: Ed25519PrivateKey) -> Iterator[Callable[..., FloatingHandle]]:
+    """``floating(seats=3, ttl=60, ...)`` -> a running, provisioned server (stopped after the test)."""
+    handles: list[FloatingHandle] = []
+
+    def make(name: str = "fls", **kwargs: Any) -> FloatingHandle:
+        kwargs.setdefault("vendor_key", vendor)
+        handle = start_floating(tmp_path / name, **kwargs)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()

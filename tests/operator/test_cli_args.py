@@ -1,0 +1,121 @@
+"""Argument handling that happens before any network traffic."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+
+import pytest
+
+from mqtt_licensing.cli.main import build_parser, main
+from mqtt_licensing.cli.operator import ENV_PASSWORD, ENV_USERNAME, _credentials, license_key_from_args
+from mqtt_licensing.core.errors import ErrorCode, LicensingError
+from mqtt_licensing.core.keys import format_key
+from mqtt_licensing.core.passwords import verify_password
+
+KEY = format_key(bytes(range(15)))
+
+
+def typo(key: str) -> str:
+    """Change one character of the random part (still base32, so only the checksum can catch it)."""
+    i = 6
+    return key[:i] + ("B" if key[i] != "B" else "C") + key[i + 1 :]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(list(argv))
+
+
+def test_common_options_and_defaults():
+    args = parse("status")
+    assert (args.host, args.port, args.username, args.password, args.timeout, args.json, args.watch) == (
+        "127.0.0.1", 1883, None, None, 10.0, False, False)
+    args = parse("deactivate", "--host", "h", "--port", "2883", "--username", "u", "--password", "p",
+                 "--timeout", "2.5", "--json", "--out", "f")
+    assert (args.host, args.port, args.username, args.password, args.timeout, args.json, args.out) == (
+        "h", 2883, "u", "p", 2.5, True, "f")
+
+
+def test_activate_sources_are_mutually_exclusive(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse("activate", "--key", KEY, "--usage-license-file", "f")
+    assert info.value.code == 2
+    with pytest.raises(SystemExit):
+        parse("offline-request")  # a key is required
+
+
+def test_activate_needs_a_source_and_features_need_floating(capsys):
+    assert_usage_error(["activate"], "say what to activate")
+    assert_usage_error(["activate", "--key", KEY, "--features", "a"], "--features only goes with --floating")
+    assert_usage_error(["activate", "--floating", "http://f", "--features", " , "], "at least one feature")
+
+
+def assert_usage_error(argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+
+
+def test_key_file_with_whitespace_is_normalised(tmp_path):
+    path = tmp_path / "license.txt"
+    path.write_text(f"\n\n   {KEY.lower()}  \r\n\n")
+    assert license_key_from_args(argparse.Namespace(key=None, key_file=str(path))) == KEY
+    grouped = KEY.replace("-", " - ")
+    assert license_key_from_args(argparse.Namespace(key=grouped, key_file=None)) == KEY
+
+
+def test_typo_in_key_fails_with_invalid_key():
+    with pytest.raises(LicensingError) as info:
+        license_key_from_args(argparse.Namespace(key=typo(KEY), key_file=None))
+    assert info.value.code == ErrorCode.INVALID_KEY
+
+
+@pytest.mark.parametrize("verb", ["activate", "offline-request"])
+def test_typo_fails_before_any_network(verb, tmp_path, capsys):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    key_file = tmp_path / "key.txt"
+    key_file.write_text(typo(KEY) + "\n")
+    try:
+        rc = main([verb, "--key-file", str(key_file), "--port", str(port), "--timeout", "1"])
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody tried to connect
+    finally:
+        listener.close()
+    assert rc == 1
+    assert capsys.readouterr().err.startswith("error [invalid_key]: ")
+
+
+def test_missing_files_are_usage_errors(tmp_path, capsys):
+    assert main(["activate", "--key-file", str(tmp_path / "nope.txt")]) == 2
+    assert "cannot read key file" in capsys.readouterr().err
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    assert main(["activate", "--usage-license-file", str(empty)]) == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_credentials_from_environment(monkeypatch):
+    monkeypatch.setenv(ENV_USERNAME, "admin")
+    monkeypatch.setenv(ENV_PASSWORD, "s3cret")
+    assert _credentials(parse("status")) == ("admin", "s3cret")
+    assert _credentials(parse("status", "--username", "other", "--password", "x")) == ("other", "x")
+    monkeypatch.delenv(ENV_USERNAME)
+    monkeypatch.delenv(ENV_PASSWORD)
+    assert _credentials(parse("status")) == (None, None)
+
+
+def test_hash_password(capsys, monkeypatch):
+    assert main(["hash-password", "--password", "correct horse"]) == 0
+    encoded = capsys.readouterr().out.strip()
+    assert verify_password("correct horse", encoded)
+    assert not verify_password("wrong", encoded)
+    import io
+    monkeypatch.setattr("sys.stdin", io.StringIO("from stdin\n"))
+    assert main(["hash-password"]) == 0
+    assert verify_password("from stdin", capsys.readouterr().out.strip())
+    assert main(["hash-password", "--password", ""]) == 2

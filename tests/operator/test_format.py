@@ -1,0 +1,116 @@
+"""The human summary of status documents: complete, partial and malformed ones."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from mqtt_licensing.cli.operator import deactivation_banner, format_event, format_status, format_time
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+
+FULL = {
+    "state": "grace",
+    "serving": True,
+    "reason": "the vendor could not be reached since 2025-05-31",
+    "model": "online",
+    "license_id": "lic_7f3a",
+    "key": "MQL1-ABCDE-*****-*****-*****-*****-XYZ12",
+    "activation_id": "act_19",
+    "features": ["mqtt_server", "mqtt_server_support"],
+    "support_until": "2026-06-01T12:00:00Z",
+    "expires_at": None,
+    "valid_until": "2025-06-08T12:00:00Z",
+    "deadline": "2025-06-08T12:00:00Z",
+    "max_connections": 100,
+    "connections": 3,
+    "instance": {"fingerprint": "fp-abc123"},
+    "trial": None,
+    "check_in": {"server": "http://vendor", "last_ok_at": "2025-05-31T12:00:00Z", "failing_since": None,
+                 "next_at": "2025-06-01T13:00:00Z", "last_error": "server_unreachable"},
+    "offline": None,
+    "floating": None,
+    "problems": [{"code": "server_unreachable", "message": "cannot reach http://vendor"},
+                 {"code": "clock", "message": "second problem"}],
+    "updated_at": "2025-06-01T11:59:00Z",
+}
+
+
+def test_full_document_shows_everything_an_operator_needs():
+    text = format_status(FULL, NOW)
+    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in text.splitlines() if ":" in line
+             and not line.startswith(" ")}
+    assert lines["State"] == "grace (serving)"
+    assert lines["Features"] == "mqtt_server, mqtt_server_support"
+    assert lines["Support until"].startswith("2026-06-01 12:00:00 UTC (in 365 days)")
+    assert lines["Key"] == "MQL1-ABCDE-*****-*****-*****-*****-XYZ12"
+    assert lines["License"] == "lic_7f3a"
+    assert lines["Activation"] == "act_19"
+    assert lines["Expires"] == "never"
+    assert lines["Grace ends"] == "2025-06-08 12:00:00 UTC (in 7 days)"
+    assert lines["Connections"] == "3 of 100"
+    assert lines["Instance"] == "fp-abc123"
+    assert lines["Problems"] == "[server_unreachable] cannot reach http://vendor"
+    assert "[clock] second problem" in text
+    assert "last ok at: 2025-05-31 12:00:00 UTC (1 day ago)" in text
+    assert "last error: server_unreachable" in text
+    assert "failing since" not in text  # null sub-fields are left out
+
+
+def test_not_serving_is_spelled_out():
+    assert format_status({"state": "unlicensed", "serving": False}, NOW).startswith("State:")
+    assert "unlicensed (NOT serving)" in format_status({"state": "unlicensed", "serving": False}, NOW)
+
+
+@pytest.mark.parametrize("doc", [
+    {},
+    {"state": None, "serving": "yes", "features": "mqtt_server", "problems": ["plain text", 7, {"message": "m"}],
+     "instance": "not-a-dict", "trial": [], "check_in": "x", "offline": {"pending_request_at": "garbage-time"},
+     "connections": 5, "deadline": 12, "updated_at": {"nested": 1}},
+    {"unknown_key": {"deep": [1, 2]}, "features": None, "max_connections": 10},
+    {"state": "trial", "trial": {"started_at": "2025-06-01T10:00:00Z", "ends_at": "2025-06-01T12:00:00+00:00",
+                                 "max_connections": 25}, "deadline": "2025-06-01T14:00:00"},
+])
+def test_odd_or_partial_documents_never_crash(doc):
+    text = format_status(doc, NOW)
+    assert text.startswith("State:")
+
+
+def test_odd_values_are_shown_not_dropped():
+    text = format_status({"state": "trial", "connections": 5, "max_connections": None,
+                          "offline": {"pending_request_at": "garbage-time"}, "deadline": "2025-06-01T14:00:00",
+                          "problems": ["plain text", {"message": "only a message"}]}, NOW)
+    assert "Connections: 5 (no license limit)" in " ".join(text.split())
+    assert "pending request at: garbage-time" in text
+    assert "Trial ends:" in text and "(in 2 h)" in text
+    assert "plain text" in text and "only a message" in text
+
+
+def test_non_dict_documents_are_reported():
+    assert "no status document" in format_status(None)
+    assert "no status document" in format_status(["state", "active"])
+
+
+def test_pending_deactivation_code_in_status_is_shown_as_a_banner():
+    code = "-----BEGIN DEACTIVATION CODE-----\nABCDEF\n=12345678\n-----END DEACTIVATION CODE-----\n"
+    text = format_status({"state": "unlicensed", "serving": False,
+                          "offline": {"pending_request_at": None, "deactivation_code": code}}, NOW)
+    assert "deactivation code: pending: see below" in text
+    assert text.endswith(deactivation_banner(code))
+    assert "send it to your vendor" in deactivation_banner(code)
+    assert code.strip() in deactivation_banner(code)
+
+
+def test_format_time():
+    assert format_time("2025-06-01T12:00:00Z", NOW) == "2025-06-01 12:00:00 UTC (now)"
+    assert format_time("2025-06-01T11:00:00+00:00", NOW) == "2025-06-01 11:00:00 UTC (1 h ago)"
+    assert format_time(int(NOW.timestamp()) + 120, NOW) == "2025-06-01 12:02:00 UTC (in 2 min)"
+    assert format_time("not a time", NOW) == "not a time"
+    assert format_time(True, NOW) == "True"
+
+
+def test_format_event():
+    line = format_event({"at": "2025-06-01T12:00:00Z", "event": "connect_refused", "client_id": "c1",
+                         "reason": "not serving"}, NOW)
+    assert line == "2025-06-01 12:00:00 UTC (now)  connect_refused  client id: c1; reason: not serving"
+    assert format_event("text") == "text"
+    assert format_event({}) == "event"
