@@ -88,7 +88,7 @@ class LicensingAgent:
     def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
         config.validate()
         self.config = config
-        self._clock = clock
+        self.clock = clock  # injectable: tests and simulations move time
         self._store = StateStore(config.state_dir)
         self._vendor_key = config.pinned_vendor_key()
         self._limits = config.limits()
@@ -655,7 +655,7 @@ class LicensingAgent:
             self._emit("state_changed", previous=str(before.state), state=str(self._evaluation.state),
                        reason=self._evaluation.reason)
         document = self.status_document()
-        comparable = {k: v for k, v in document.items() if k not in ("connections", "clock")}
+        comparable = {k: v for k, v in document.items() if k not in ("connections", "clock", "updated_at")}
         if force_publish or comparable != self._published:
             self._published = comparable
             self._spawn(self._publish(protocol.STATUS_TOPIC, json.dumps(document).encode(), retain=True))
@@ -691,7 +691,7 @@ class LicensingAgent:
     # -- small helpers ------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(self._clock())
+        return int(self.clock())
 
     def _vendor_url(self) -> str:
         url = self.config.vendor_url or self._state.server_url
@@ -704,7 +704,7 @@ class LicensingAgent:
                                      **fields)
 
     def _emit(self, event_type: str, **data: Any) -> None:
-        event = {"type": event_type, "at": iso(self._clock()), **data}
+        event = {"type": event_type, "at": iso(self.clock()), **data}
         self._spawn(self._publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
 
     async def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:

@@ -85,6 +85,8 @@ def _format_value(key: str, value: Any, now: datetime | None) -> str:
         return ", ".join(str(v) for v in value) if value else "none"
     if isinstance(value, dict):
         return _format_mapping(value, now)
+    if isinstance(value, str) and "\n" in value.strip():
+        return "present (a multi-line code: see --json)"
     return str(value)
 
 
@@ -159,6 +161,10 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
         value = doc.get(key)
         if isinstance(value, dict) and value:
             row(label, _format_mapping(value, now))
+    clock = doc.get("clock")
+    if isinstance(clock, dict) and clock.get("tampered"):
+        row("Clock", "ran back: the system clock is behind the last time this instance saw "
+                     f"({format_time(clock.get('last_seen'), now)})")
     offline = doc.get("offline")
     deactivation_code = None
     if isinstance(offline, dict):
@@ -407,6 +413,9 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
     if not args.json:
         if code:
             print(f"Deactivated (offline license).\n\n{deactivation_banner(code)}")
+        elif reply.get("seat_released") is False:
+            print(_with_status("Deactivated, but the floating server could not be told: the seat frees itself "
+                               "when its lease expires.", reply))
         else:
             print(_with_status("Deactivated: the activation (or floating seat) is free to use on another broker.",
                                reply))

@@ -114,6 +114,9 @@ def start_broker(state_dir: Path | str, **kwargs: Any) -> BrokerHandle:
     return BrokerHandle(Path(state_dir), **kwargs).start()
 
 
+_V311_RETURN_CODE = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
+
+
 class MqttClient:
     """A plain paho client (MQTT 3.1.1) that records CONNACK, messages and disconnects."""
 
@@ -135,7 +138,9 @@ class MqttClient:
         self.client.on_message = self._on_message
 
     def _on_connect(self, _c: Any, _u: Any, _f: Any, reason_code: Any, _p: Any) -> None:
-        self.connack = int(reason_code.value) if hasattr(reason_code, "value") else int(reason_code)
+        code = int(reason_code.value) if hasattr(reason_code, "value") else int(reason_code)
+        # paho 2 reports MQTT 3.1.1 CONNACK return codes as MQTT 5 reason codes; map them back
+        self.connack = _V311_RETURN_CODE.get(code, code)
         if self.connack == 0:
             self.connected.set()
         self.done.set()
@@ -207,3 +212,15 @@ def connected_clients(port: int, count: int, **kwargs: Any) -> Iterator[list[Mqt
     finally:
         for c in clients:
             c.close()
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05, message: str = "") -> None:
+    """Poll until predicate() is true; fail the test with ``message`` after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(message or f"condition not met within {timeout}s")
