@@ -8,7 +8,7 @@ import pytest
 
 from mqtt_licensing.clients.activation import ActivationClient, VendorAdminClient
 from mqtt_licensing.core import labels
-from mqtt_licensing.core.codes import unarmor
+from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import FloatingCertificate
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import key_digest
@@ -71,8 +71,8 @@ async def test_offline_floating_certificate(vendor: VendorHandle) -> None:
         again = await admin.floating_issue(code)
         online_key = vendor.issue(model="online")
         await _expect(ErrorCode.WRONG_MODEL, admin.floating_issue(Instance().floating_request_code(online_key)))
-        await _expect(ErrorCode.WRONG_DOCUMENT, admin.floating_issue(
-            Instance().offline_request_code(key).replace(labels.USAGE_REQUEST, labels.FLOATING_REQUEST)))
+        usage_request = Instance().request(labels.KIND_OFFLINE_REQUEST, key_digest=key_digest(key))
+        await _expect(ErrorCode.WRONG_DOCUMENT, admin.floating_issue(armor(labels.FLOATING_REQUEST, usage_request)))
     assert again["activation_id"] == result["activation_id"] and result["license_id"] == lic["id"]
     assert result["certificate"].startswith(f"-----BEGIN {labels.FLOATING_CERTIFICATE}-----")
     cert = FloatingCertificate.open(unarmor(result["certificate"], labels.FLOATING_CERTIFICATE), vendor.public_key)
