@@ -251,6 +251,9 @@ class LicensingAgent:
         try:
             data = await self._dispatch(request)
         except LicensingError as exc:
+            # Also announced on $license/events, so a mosquitto_pub user watching events sees why.
+            self._emit("command_failed", operation=request.operation, client_id=client_id,
+                       correlation_id=request.correlation_id, error=exc.to_dict())
             await self._reply_error(exc, request.reply_to, request.encoding, request.operation,
                                     request.correlation_id)
             return
@@ -278,7 +281,8 @@ class LicensingAgent:
         async with self._lock:
             data = await handlers[request.operation](request.fields)
             self._refresh(self._now())
-        self._emit("command", operation=request.operation, state=str(self._evaluation.state))
+        self._emit("command", operation=request.operation, correlation_id=request.correlation_id,
+                   state=str(self._evaluation.state))
         return {**data, "status": self.status_document()}
 
     async def _cmd_activate(self, fields: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
-"""Fixtures for the operator tests that need no licensing agent.
+"""Fixtures for the operator tests.
 
-``bare_broker`` is a plain amqtt broker (anonymous, no licensing plugin): the
-honest setting for "nobody answers on $license/*". Tests against the real agent
-use tests/helpers/broker.py instead.
+``licensing`` is the real thing: a vendor server and an amqtt broker with the
+licensing agent (tests/helpers), with the CLI pointed at it. ``bare_broker`` is a
+plain amqtt broker without the agent (anonymous, no plugin): the honest setting
+for "nobody answers on $license/*". ``silent_server`` accepts TCP and never
+answers (no CONNACK).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.helpers.broker import BrokerHandle
+    from tests.helpers.vendor import VendorHandle
 
 _BARE_BROKER = """
 import asyncio, sys
@@ -95,3 +102,41 @@ def silent_server() -> Iterator[int]:
         for conn in accepted:
             conn.close()
         server.close()
+
+
+# -- the real thing: a vendor server and a broker with the licensing agent ----------------------
+
+class Licensing:
+    """A running vendor server and broker, and the operator CLI pointed at that broker as admin."""
+
+    def __init__(self, vendor: VendorHandle, broker: BrokerHandle, capsys: pytest.CaptureFixture[str]) -> None:
+        self.vendor = vendor
+        self.broker = broker
+        self._capsys = capsys
+
+    @property
+    def port(self) -> int:
+        return self.broker.port
+
+    def cli(self, *argv: str, admin: bool = True) -> tuple[int, str, str]:
+        """Run ``mqtt-licensing <argv>`` in-process against the broker; returns (exit code, stdout, stderr)."""
+        from mqtt_licensing.cli.main import main
+        from tests.helpers.broker import ADMIN, ADMIN_PASSWORD
+
+        extra = ["--port", str(self.port), "--timeout", "15"]
+        if admin:
+            extra += ["--username", ADMIN, "--password", ADMIN_PASSWORD]
+        self._capsys.readouterr()
+        rc = main([*argv, *extra])
+        captured = self._capsys.readouterr()
+        return rc, captured.out, captured.err
+
+
+@pytest.fixture
+def licensing(tmp_path, capsys) -> Iterator[Licensing]:
+    from tests.helpers.broker import start_broker
+    from tests.helpers.vendor import start_vendor
+
+    with start_vendor(tmp_path / "vendor") as vendor:
+        with start_broker(tmp_path / "state", vendor=vendor) as broker:
+            yield Licensing(vendor, broker, capsys)

@@ -1,0 +1,107 @@
+"""Rounds, medians, ratios and the result table.
+
+Every figure is compared with a baseline measured in the same run. Subject and
+baseline alternate round by round (the order rotates each round, so neither side
+always runs first), and each side's figure is the median of its rounds; the ratio
+is the median of the per-round ratios, which cancels slow drift of the machine
+(other work on a shared 2-core box) better than a ratio of medians would.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+Measure = Callable[[], Awaitable[float]]
+
+
+async def interleaved(rounds: int, measures: dict[str, Measure], *, warmup: bool = True) -> dict[str, list[float]]:
+    """Run each measure ``rounds`` times, interleaved (A,B / B,A / ...); one uncounted warm-up each first."""
+    names = list(measures)
+    if warmup:
+        for name in names:
+            await measures[name]()
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(await measures[name]())
+    return results
+
+
+def ratios(subject: list[float], baseline: list[float]) -> list[float]:
+    return [s / b if b else float("nan") for s, b in zip(subject, baseline, strict=True)]
+
+
+@dataclass
+class Row:
+    """One line of the table: ``subject`` against ``baseline``, both in ``unit``."""
+
+    benchmark: str
+    subject: str
+    value: float
+    baseline_name: str
+    baseline: float
+    unit: str
+    ratio: float
+    target: str = ""  # e.g. ">= 0.95"; empty: shown for context only
+    note: str = ""
+
+    @classmethod
+    def from_rounds(cls, benchmark: str, subject: str, values: list[float], baseline_name: str,
+                    baseline: list[float], unit: str, target: str = "", note: str = "",
+                    invert: bool = False) -> Row:
+        """``invert``: the ratio is baseline/subject (for latencies, where smaller is better... shown as x)."""
+        per_round = ratios(baseline, values) if invert else ratios(values, baseline)
+        return cls(benchmark, subject, statistics.median(values), baseline_name, statistics.median(baseline), unit,
+                   statistics.median(per_round), target, note)
+
+    @property
+    def met(self) -> bool | None:
+        if not self.target:
+            return None
+        op, _, limit = self.target.partition(" ")
+        bound = float(limit.rstrip("x"))
+        return self.ratio >= bound if op == ">=" else self.ratio <= bound
+
+    @property
+    def verdict(self) -> str:
+        return {None: "", True: "met", False: "MISSED"}[self.met]
+
+
+def fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "-"
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+HEADERS = ("benchmark", "subject", "value", "baseline", "baseline value", "unit", "ratio", "target", "")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    return (row.benchmark, row.subject, fmt(row.value), row.baseline_name, fmt(row.baseline), row.unit,
+            f"{row.ratio:.2f}", row.target, row.verdict)
+
+
+def text_table(rows: list[Row]) -> str:
+    lines = [HEADERS, *(cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
+    out = []
+    for n, line in enumerate(lines):
+        out.append("  ".join(c.rjust(w) if 2 <= i <= 6 and n else c.ljust(w) for i, (c, w) in
+                             enumerate(zip(line, widths, strict=True))).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def markdown_table(rows: list[Row]) -> str:
+    out = ["| " + " | ".join(HEADERS[:-1]) + " | result |",
+           "|" + "|".join(["---", "---", "--:", "---", "--:", "---", "--:", "---", "---"]) + "|"]
+    out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(out)
