@@ -50,10 +50,9 @@ class Row:
 
     @classmethod
     def from_rounds(cls, benchmark: str, subject: str, values: list[float], baseline_name: str,
-                    baseline: list[float], unit: str, target: str = "", note: str = "",
-                    invert: bool = False) -> Row:
-        """``invert``: the ratio is baseline/subject (for latencies, where smaller is better... shown as x)."""
-        per_round = ratios(baseline, values) if invert else ratios(values, baseline)
+                    baseline: list[float], unit: str, target: str = "", note: str = "") -> Row:
+        """The ratio is always subject / baseline (for a latency, a target like "<= 1.5")."""
+        per_round = ratios(values, baseline)
         return cls(benchmark, subject, statistics.median(values), baseline_name, statistics.median(baseline), unit,
                    statistics.median(per_round), target, note)
 

@@ -11,14 +11,17 @@ import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError
 
 from .adapters.amqtt_plugin import LicensingPlugin
 from .agent.service import LicensingAgent
+from .core.errors import ErrorCode, LicensingError
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,15 @@ def find_agent(broker: Broker) -> LicensingAgent:
     raise LookupError("this broker has no LicensingPlugin configured")
 
 
-async def serve(config: dict[str, Any]) -> None:
+async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
     broker = Broker(config)
-    await broker.start()
+    try:
+        await broker.start()
+    except BrokerError as exc:
+        raise LicensingError(ErrorCode.INTERNAL_ERROR, f"the broker could not start: {exc}") from None
+    if on_started is not None:
+        on_started(broker)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

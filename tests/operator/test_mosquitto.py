@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -26,43 +27,49 @@ pytestmark = pytest.mark.skipif(shutil.which("mosquitto_rr") is None or shutil.w
                                 reason="needs the mosquitto-clients package")
 
 
+# mosquitto_sub -d writes its debug lines with stdio buffering; a pipe would hold them back
+LINE_BUFFERED = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
+
+
 def mosquitto_args(port: int, user: str = ADMIN, password: str = ADMIN_PASSWORD) -> list[str]:
     return ["-h", "127.0.0.1", "-p", str(port), "-u", user, "-P", password, "-V", "mqttv311"]
 
 
-def rr(port: int, client_id: str, topic: str, payload: bytes, *, raw: bool = False) -> Any:
+def rr(port: int, client_id: str, topic: str, tmp_path: Path, payload: bytes, *, raw: bool = False) -> Any:
     """One request with mosquitto_rr; the decoded reply (JSON, or msgpack when raw)."""
+    request = tmp_path / "request.bin"
+    request.write_bytes(payload)
     proc = subprocess.run(["mosquitto_rr", *mosquitto_args(port), "-i", client_id, "-q", "1", "-t", topic,
-                           "-e", f"$license/reply/{client_id}", "-W", "10", "-N", "-s"],
-                          input=payload, capture_output=True, timeout=30)
+                           "-e", f"$license/reply/{client_id}", "-W", "10", "-N", "-f", str(request)],
+                          capture_output=True, timeout=30)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return msgpack.unpackb(proc.stdout) if raw else json.loads(proc.stdout)
 
 
-def test_mosquitto_rr_drives_the_online_flow(licensing):
+def test_mosquitto_rr_drives_the_online_flow(licensing, tmp_path):
     vendor, port = licensing.vendor, licensing.port
     key = vendor.issue(features=["mqtt_server"])
 
-    reply = rr(port, "ops", "$license/status", b'{"correlation_id": "s1"}')
+    reply = rr(port, "ops", "$license/status", tmp_path, b'{"correlation_id": "s1"}')
     assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, "s1", "trial")
 
-    reply = rr(port, "ops", "$license/activate",
+    reply = rr(port, "ops", "$license/activate", tmp_path,
                json.dumps({"correlation_id": 7, "method": "online", "license_key": key}).encode())
     assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, 7, "active")
     assert key not in json.dumps(reply)
 
     vendor.service.update_license(vendor.license_id(key), {"add_features": ["iot_bridge_snowflake"]})
-    reply = rr(port, "ops", "$license/reactivate", b"{}")
+    reply = rr(port, "ops", "$license/reactivate", tmp_path, b"{}")
     assert reply["ok"] and "iot_bridge_snowflake" in reply["status"]["features"]
 
-    reply = rr(port, "ops", "$license/status", msgpack.packb({"correlation_id": "m1"}), raw=True)
+    reply = rr(port, "ops", "$license/status", tmp_path, msgpack.packb({"correlation_id": "m1"}), raw=True)
     assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, "m1", "active")
 
-    reply = rr(port, "ops", "$license/deactivate", b"")
+    reply = rr(port, "ops", "$license/deactivate", tmp_path, b"")
     assert reply["ok"] is True
     assert vendor.service.list_activations(vendor.license_id(key)) == []
 
-    reply = rr(port, "ops", "$license/reactivate", b'{"correlation_id": "x"}')
+    reply = rr(port, "ops", "$license/reactivate", tmp_path, b'{"correlation_id": "x"}')
     assert reply == {"ok": False, "operation": "reactivate", "correlation_id": "x",
                      "error": {"code": "not_activated", "message": reply["error"]["message"]}}
 
@@ -97,7 +104,7 @@ def test_mosquitto_pub_request_seen_by_mosquitto_sub_dashboards(licensing):
     reader = mosquitto_args(port, READER, READER_PASSWORD)
     status = subprocess.Popen(["mosquitto_sub", *reader, "-i", "dash-status", "-t", "$license/status", "-W", "20"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    events = subprocess.Popen(["mosquitto_sub", *reader, "-d", "-i", "dash-events", "-t", "$license/events",
+    events = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *reader, "-d", "-i", "dash-events", "-t", "$license/events",
                                "-W", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = _lines_until(status, lambda line: line.startswith("{"))
@@ -117,7 +124,7 @@ def test_mosquitto_pub_request_seen_by_mosquitto_sub_dashboards(licensing):
 def test_mosquitto_sub_and_pub_sharing_a_persistent_client_id_get_the_reply(licensing):
     port = licensing.port
     key = licensing.vendor.issue(features=["mqtt_server"])
-    sub = subprocess.Popen(["mosquitto_sub", *mosquitto_args(port), "-d", "-c", "-q", "1", "-i", "ops",
+    sub = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *mosquitto_args(port), "-d", "-c", "-q", "1", "-i", "ops",
                             "-t", "$license/reply/ops", "-C", "1", "-W", "10"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

@@ -212,10 +212,13 @@ class FloatingStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         metadata.create_all(engine)
-        with self.transaction() as tx:
-            exists = tx.conn.execute(sa.select(pool_table.c.id).where(pool_table.c.id == POOL_ID)).first()
-            if exists is None:
-                tx.conn.execute(sa.insert(pool_table).values(id=POOL_ID))
+        try:
+            with self.transaction() as tx:
+                exists = tx.conn.execute(sa.select(pool_table.c.id).where(pool_table.c.id == POOL_ID)).first()
+                if exists is None:
+                    tx.conn.execute(sa.insert(pool_table).values(id=POOL_ID))
+        except sa.exc.IntegrityError:
+            pass  # another replica created the row first
 
     @contextmanager
     def transaction(self) -> Iterator[StoreTx]:

@@ -1,0 +1,125 @@
+"""``mqtt-licensing demo``: a vendor server and a broker with the agent, ready to play with.
+
+Everything runs in this one process (vendor server on a thread, broker on the
+main event loop) from files written under ``--dir``, so what the demo uses is
+what an operator would configure by hand: a real broker_config YAML, a real
+vendor data folder, license keys as .txt files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+from pathlib import Path
+from typing import Any
+
+DEMO_ADMIN, DEMO_PASSWORD = "admin", "demo-admin"
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("demo", help="run a vendor server and a broker with the agent, with demo keys")
+    p.add_argument("--dir", default="demo-data", help="where the demo keeps its files (default ./demo-data)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
+    p.add_argument("--vendor-port", type=int, default=8700, help="vendor server port (default 8700)")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import yaml
+
+    from ..broker import load_config, serve
+    from ..core.passwords import hash_password
+    from ..servers.common import ServerThread, load_or_create_token
+    from ..servers.vendor import VendorService, create_app
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mqtt_licensing").setLevel(logging.INFO)
+    root = Path(args.dir).resolve()
+    vendor_dir = root / "vendor"
+    service = VendorService.open(vendor_dir)
+    vendor = ServerThread(create_app(service, load_or_create_token(vendor_dir)), host=args.host,
+                          port=args.vendor_port)
+    vendor.start()
+
+    keys = _demo_keys(service, root)
+    config_path = root / "broker.yaml"
+    config: dict[str, Any] = {
+        "listeners": {"default": {"type": "tcp", "bind": f"{args.host}:{args.port}"}},
+        "plugins": {
+            "mqtt_licensing.adapters.amqtt_plugin.LicensingPlugin": {
+                "state_dir": "broker-state",
+                "vendor_url": vendor.url,
+                "vendor_public_key": "vendor/vendor.pub",
+                "admins": {DEMO_ADMIN: hash_password(DEMO_PASSWORD)},
+                "readers": [],
+                "client_classes": {"snowflake_bridge": {"features": ["iot_bridge_snowflake"],
+                                                        "client_id_prefixes": ["snowflake-"]}},
+                "check_in_interval": 60,
+                "retry_interval": 10,
+            }
+        },
+    }
+    config_path.write_text("# written by `mqtt-licensing demo`\n" + yaml.safe_dump(config, sort_keys=False))
+    instructions = _instructions(args, root, vendor.url, keys)
+    try:
+        asyncio.run(serve(load_config(config_path), on_started=lambda _broker: print(instructions, flush=True)))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vendor.stop()
+        service.close()
+    return 0
+
+
+def _demo_keys(service: Any, root: Path) -> dict[str, Path]:
+    """Issue the demo licenses once; later runs reuse the key files."""
+    import time
+
+    one_year = int(time.time()) + 365 * 86400
+    specs = {
+        "license.txt": dict(features=["mqtt_server", "mqtt_server_support"], max_activations=2,
+                            support_until=one_year),
+        "offline-license.txt": dict(features=["mqtt_server"], model="offline"),
+    }
+    paths = {}
+    for name, terms in specs.items():
+        path = root / name
+        if not path.exists():
+            record, key = service.issue_license(**terms)
+            path.write_text(key + "\n")
+            (root / (name.removesuffix(".txt") + ".id")).write_text(record["id"] + "\n")
+        paths[name] = path
+    return paths
+
+
+def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: dict[str, Path]) -> str:
+    rel = lambda p: shlex.quote(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p))  # noqa: E731
+    vendor_dir = rel(root / "vendor")
+    license_id = (root / "license.id").read_text().strip()
+    port = "" if args.port == 1883 else f" --port {args.port}"
+    mq = f"-V mqttv311 -h {args.host} -p {args.port} -u {DEMO_ADMIN} -P {DEMO_PASSWORD}"
+    return f"""
+mqtt-licensing demo is running (Ctrl-C stops it)
+  vendor activation server : {vendor_url}   data: {vendor_dir}
+  broker with the agent    : mqtt://{args.host}:{args.port}   config: {rel(root / 'broker.yaml')}
+  admin login              : {DEMO_ADMIN} / {DEMO_PASSWORD}
+  demo license key         : {rel(keys['license.txt'])}   (online; license id {license_id})
+  offline license key      : {rel(keys['offline-license.txt'])}
+
+Try, in another terminal (same folder, same venv):
+  export MQTT_LICENSING_USERNAME={DEMO_ADMIN} MQTT_LICENSING_PASSWORD={DEMO_PASSWORD}
+  mqtt-licensing status{port}
+  mqtt-licensing activate{port} --key-file {rel(keys['license.txt'])}
+  mqtt-licensing vendor update --data {vendor_dir} {license_id} --add-features iot_bridge_snowflake
+  mqtt-licensing reactivate{port}
+  mqtt-licensing deactivate{port}
+
+The same with mosquitto-clients (watch status and events, then publish requests):
+  mosquitto_sub {mq} -i watcher -t '$license/status' -t '$license/events' -v &
+  mosquitto_pub {mq} -i ops -t '$license/activate' -m "{{\\"license_key\\": \\"$(cat {rel(keys['license.txt'])})\\"}}"
+  mosquitto_pub {mq} -i ops -t '$license/reactivate' -m '{{}}'
+  mosquitto_pub {mq} -i ops -t '$license/deactivate' -m '{{}}'
+""".rstrip() + "\n"
