@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
-from ..servers.vendor.service import DEFAULT_CERTIFICATE_LIFETIME, VendorService, format_time
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -60,8 +59,16 @@ def parse_features(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-def _service(args: argparse.Namespace) -> VendorService:
+def _service(args: argparse.Namespace) -> Any:
+    from ..servers.vendor.service import VendorService  # imported per verb: keeps every CLI call fast
+
     return VendorService.open(Path(args.data))
+
+
+def format_time(ts: Any) -> str:
+    from ..servers.vendor.service import format_time as fmt
+
+    return str(fmt(ts))
 
 
 def _read_file(path: str) -> str:
@@ -125,7 +132,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers.vendor.app import create_app
 
     data = Path(args.data)
-    service = VendorService.open(data, certificate_lifetime=args.certificate_lifetime)
+    from ..servers.vendor.service import DEFAULT_CERTIFICATE_LIFETIME, VendorService
+
+    lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
+    service = VendorService.open(data, certificate_lifetime=lifetime)
     token = load_or_create_token(data)
     print(f"vendor activation server on http://{args.host}:{args.port}", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
@@ -257,7 +267,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = verb("serve", cmd_serve, "run the activation server (HTTP JSON API)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
-    p.add_argument("--certificate-lifetime", type=parse_count, default=DEFAULT_CERTIFICATE_LIFETIME,
+    p.add_argument("--certificate-lifetime", type=parse_count, default=None,
                    metavar="SECONDS", help="how long an online certificate stays valid without a check-in "
                                            "(default 7 days)")
 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One command: set up everything the tests need, then run them all.
+#   ./scripts/test.sh            (extra arguments go to pytest, e.g. -k offline)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+if ! command -v mosquitto_pub >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing mosquitto-clients (for the mosquitto_pub/_sub tests)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null
+    else
+        echo "note: mosquitto-clients is not installed; the mosquitto_pub/_sub tests will be skipped"
+    fi
+fi
+exec .venv/bin/pytest "$@"
