@@ -92,7 +92,7 @@ def text_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(c.rjust(w) if 2 <= i <= 6 and n else c.ljust(w) for i, (c, w) in
+        out.append("  ".join(c.rjust(w) if i in (2, 4, 6) and n else c.ljust(w) for i, (c, w) in
                              enumerate(zip(line, widths, strict=True))).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))

@@ -25,6 +25,7 @@ whatever is waiting instead of silently resubscribing.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -45,6 +46,8 @@ DEFAULT_TIMEOUT = 10.0
 
 #: operation name -> request topic, derived from the one contract in core.protocol
 TOPICS: dict[str, str] = {operation: topic for topic, operation in OPERATIONS.items()}
+
+log = logging.getLogger(__name__)
 
 _CONNACK_NOT_AUTHORIZED = ("Bad user name or password", "Not authorized")
 _POLL = 0.25  # how often blocking waits wake up (keeps Ctrl-C responsive)
@@ -383,7 +386,10 @@ class LicenseClient:
         try:
             decoded = decode_payload(message.payload)
         except LicensingError as exc:
-            decoded = {"ok": False, "error": exc.to_dict()}
+            if topic != self.reply_topic:
+                log.warning("ignored a message on %s: %s", topic, exc.message)
+                return
+            decoded = {"ok": False, "error": exc.to_dict()}  # fails the waiting request with bad_response
         if topic == self.reply_topic:
             self._route_reply(decoded)
             return

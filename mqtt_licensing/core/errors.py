@@ -20,7 +20,6 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_METHOD = "unsupported_method"
     INVALID_REPLY_TO = "invalid_reply_to"
     NOT_AUTHORIZED = "not_authorized"
-    BUSY = "busy"
     # -- license keys and documents --------------------------------------------
     INVALID_KEY = "invalid_key"
     KEY_NOT_FOUND = "key_not_found"
@@ -41,7 +40,6 @@ class ErrorCode(StrEnum):
     OFFLINE_LICENSE_CANNOT_REACTIVATE = "offline_license_cannot_reactivate"
     NO_PENDING_REQUEST = "no_pending_request"
     REQUEST_SUPERSEDED = "request_superseded"
-    CLOCK_TAMPERED = "clock_tampered"
     # -- floating ----------------------------------------------------------------
     NO_SEATS = "no_seats"
     FEATURE_UNAVAILABLE = "feature_unavailable"

@@ -123,13 +123,16 @@ async def test_expired_leases_are_reclaimed(floating, clock):
 async def test_expired_lease_reclaimed_in_real_time(floating):
     import asyncio
 
-    fls = floating(seats=1, ttl=1)
+    import time
+
+    fls = floating(seats=1, ttl=2)
     a, b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     async with FloatingClient(fls.url) as client:
-        await acquire(client, a)
-        with pytest.raises(LicensingError):
+        lease_a = Lease.from_body(msgpack.unpackb(msgpack.unpackb(await acquire(client, a))["body"]))
+        with pytest.raises(LicensingError) as err:
             await acquire(client, b)
-        await asyncio.sleep(1.2)
+        assert err.value.code == ErrorCode.NO_SEATS
+        await asyncio.sleep(max(lease_a.expires_at - time.time(), 0) + 0.05)
         await acquire(client, b)
 
 

@@ -114,3 +114,20 @@ def test_format_event():
     assert line == "2025-06-01 12:00:00 UTC (now)  connect_refused  client id: c1; reason: not serving"
     assert format_event("text") == "text"
     assert format_event({}) == "event"
+
+
+def test_agent_specific_sections():
+    request_code = "-----BEGIN MQTT LICENSING USAGE REQUEST-----\nABC\n=1234\n-----END MQTT LICENSING USAGE REQUEST-----\n"
+    text = format_status({
+        "state": "clock_tampered", "serving": False,
+        "clock": {"last_seen": "2025-06-01T13:00:00Z", "tampered": True},
+        "offline": {"pending_request_at": "2025-06-01T11:00:00Z", "request_code": request_code,
+                    "deactivation_code": None},
+        "floating": {"server": "http://fls:8800", "features": ["mqtt_server"], "lease_id": "l1",
+                     "lease_expires_at": "2025-06-01T12:10:00Z", "seats": 5},
+    }, NOW)
+    assert "Clock:" in text and "ran back" in text and "(in 1 h)" in text
+    assert "request code: present (a multi-line code: see --json)" in text
+    assert "BEGIN" not in text
+    assert "lease expires at: 2025-06-01 12:10:00 UTC (in 10 min)" in text and "seats: 5" in text
+    assert "Clock" not in format_status({"state": "active", "clock": {"last_seen": None, "tampered": False}}, NOW)
