@@ -238,3 +238,44 @@ def test_offline_round_trip_with_codes_in_files(tmp_path, capsys):
             rc, out, _ = cli("vendor", "offline-deactivate", "--data", vendor_data, "--code", str(code_file))
             assert rc == 0 and "freed" in out
             assert vendor.service.list_activations(license_id) == []
+
+
+def test_floating_activation_from_the_cli(tmp_path, capsys):
+    """Two brokers, one seat: the second is refused until the first deactivates and returns it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mqtt_licensing.cli.main import main
+    from mqtt_licensing.core.signing import public_key_to_text
+    from tests.helpers.broker import start_broker
+    from tests.helpers.floating import start_floating
+
+    vendor_key = Ed25519PrivateKey.generate()
+    fls = start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1, features=["mqtt_server"])
+    try:
+        pinned = public_key_to_text(vendor_key.public_key())
+        with start_broker(tmp_path / "a", vendor_url=None, vendor_public_key=pinned) as a, \
+                start_broker(tmp_path / "b", vendor_url=None, vendor_public_key=pinned) as b:
+
+            def cli(broker, *argv: str) -> tuple[int, str, str]:
+                capsys.readouterr()
+                rc = main([*argv, "--port", str(broker.port), "--username", ADMIN, "--password", ADMIN_PASSWORD])
+                out = capsys.readouterr()
+                return rc, out.out, out.err
+
+            activate = ("activate", "--floating", fls.url, "--features", "mqtt_server")
+            rc, out, _ = cli(a, *activate)
+            assert rc == 0
+            assert out.startswith("Activated (floating).")
+            assert fields(out)["State"] == "active (serving)"
+            assert fields(out)["Model"] == "floating"
+            assert f"server: {fls.url}" in fields(out)["Floating"]
+
+            rc, _, err = cli(b, *activate)
+            assert rc == 1 and err.startswith("error [no_seats]: ")
+
+            rc, out, _ = cli(a, "deactivate")
+            assert rc == 0 and out.startswith("Deactivated: the activation (or floating seat) is free")
+            rc, out, _ = cli(b, *activate)
+            assert rc == 0 and fields(out)["State"] == "active (serving)"
+    finally:
+        fls.stop()

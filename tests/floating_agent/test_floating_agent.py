@@ -1,0 +1,137 @@
+"""The agent side of floating licenses (issue 4): real brokers leasing seats from a
+real floating license server whose pool certificate is signed by a test vendor key."""
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.core.signing import public_key_to_text
+from tests.helpers.broker import MqttClient, start_broker, wait_for
+from tests.helpers.floating import start_floating
+
+VENDOR = Ed25519PrivateKey.generate()
+PINNED = public_key_to_text(VENDOR)
+
+
+def broker(tmp_path, name, **options):
+    options.setdefault("trial_seconds", 0)
+    return start_broker(tmp_path / name, vendor_url=None, vendor_public_key=PINNED, **options)
+
+
+def lease(broker_handle, fls, features=("mqtt_server",)):
+    with broker_handle.admin() as c:
+        return c.request("activate", {"method": "floating", "server_url": fls.url, "features": list(features)})
+
+
+def test_floating_activation_status_and_deactivation(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=2) as fls, broker(tmp_path, "b1") as b:
+        status = lease(b, fls)["status"]
+        assert status["state"] == "active" and status["model"] == "floating"
+        assert status["floating"]["server"] == fls.url
+        assert status["floating"]["lease_expires_at"] and status["floating"]["lease_id"]
+        assert status["features"] == ["mqtt_server"]
+        with MqttClient(b.port, client_id="c") as c:
+            assert c.connect() == 0
+        with b.admin() as c:
+            reply = c.request("deactivate")
+        assert reply["seat_released"] is True and reply["status"]["serving"] is False
+
+
+def test_last_seat_then_freed(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=2) as fls, \
+            broker(tmp_path, "a") as a, broker(tmp_path, "b") as b, broker(tmp_path, "c") as c:
+        lease(a, fls)
+        lease(b, fls)
+        with pytest.raises(LicensingError) as err:
+            lease(c, fls)
+        assert err.value.code == "no_seats"
+        with a.admin() as admin:
+            admin.request("deactivate")
+        assert lease(c, fls)["status"]["state"] == "active"
+
+
+def test_same_instance_leasing_twice_uses_one_seat(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls, broker(tmp_path, "a") as a:
+        first = lease(a, fls)["status"]["floating"]["lease_id"]
+        with a.admin() as c:
+            second = c.request("reactivate")["status"]["floating"]["lease_id"]
+        assert first == second
+
+
+def test_feature_the_pool_lacks(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, features=["mqtt_server"]) as fls, \
+            broker(tmp_path, "a") as a:
+        with pytest.raises(LicensingError) as err:
+            lease(a, fls, features=["mqtt_server", "iot_bridge_snowflake"])
+        assert err.value.code == "feature_unavailable"
+
+
+def test_auto_activation_of_several_brokers_from_one_config(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=3) as fls:
+        brokers = [broker(tmp_path, f"b{i}", floating_server_url=fls.url, floating_features=["mqtt_server"],
+                          retry_interval=0.3) for i in range(3)]
+        try:
+            for b in brokers:
+                wait_for(lambda b=b: b.agent.evaluation.state == "active", timeout=10)
+            fingerprints = {b.agent.fingerprint for b in brokers}
+            assert len(fingerprints) == 3
+        finally:
+            for b in brokers:
+                b.stop()
+        # a clean shutdown returned every seat: three new brokers get them at once
+        extra = [broker(tmp_path, f"x{i}", floating_server_url=fls.url, retry_interval=0.3) for i in range(3)]
+        try:
+            for b in extra:
+                wait_for(lambda b=b: b.agent.evaluation.state == "active", timeout=10)
+        finally:
+            for b in extra:
+                b.stop()
+
+
+def test_server_down_keeps_serving_until_lease_expiry_then_recovers(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=3) as fls, \
+            broker(tmp_path, "a", retry_interval=0.3) as a:
+        lease(a, fls)
+        fls.stop()
+        # renewals fail, but the lease still holds: still serving
+        wait_for(lambda: a.status()["floating"]["last_error"] is not None, timeout=5)
+        assert a.agent.evaluation.state == "active"
+        with MqttClient(a.port, client_id="during-outage") as c:
+            assert c.connect() == 0
+        # past the lease expiry: not serving, and trying again by itself
+        wait_for(lambda: a.agent.evaluation.state == "unlicensed", timeout=8)
+        with MqttClient(a.port, client_id="after-expiry") as c:
+            assert c.connect() == 5
+        fls.restart()
+        wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
+
+
+def test_renewal_keeps_the_lease_alive(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=2) as fls, \
+            broker(tmp_path, "a") as a:
+        first_expiry = lease(a, fls)["status"]["floating"]["lease_expires_at"]
+        wait_for(lambda: a.status()["floating"]["lease_expires_at"] != first_expiry, timeout=6)
+        assert a.agent.evaluation.state == "active"
+
+
+def test_lease_from_a_pool_the_vendor_did_not_sign_is_refused(tmp_path):
+    rogue_vendor = Ed25519PrivateKey.generate()
+    with start_floating(tmp_path / "fls", vendor_key=rogue_vendor) as fls, broker(tmp_path, "a") as a:
+        with pytest.raises(LicensingError) as err:
+            lease(a, fls)
+        assert err.value.code == "invalid_signature"
+        assert a.status()["serving"] is False
+
+
+def test_floating_lease_survives_broker_restart(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls:
+        a = broker(tmp_path, "a")
+        try:
+            lease_id = lease(a, fls)["status"]["floating"]["lease_id"]
+            a.restart()  # clean shutdown returns the seat; the broker leases again at start
+            wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
+            assert a.status()["floating"]["server"] == fls.url
+            assert a.status()["floating"]["lease_id"]
+        finally:
+            a.stop()
+        assert lease_id
