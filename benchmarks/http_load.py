@@ -6,8 +6,9 @@ an agent sends. Requests are signed before the clock starts for that request, so
 latencies are the server's (plus loopback HTTP), not the load generator's signing.
 
 The no-op endpoint (``GET /v1/noop``) of the same server at the same concurrency is
-the baseline: the ceiling of the stack (uvicorn, Starlette, the JSON response, and
-this httpx client) with no licensing work at all.
+the baseline: the ceiling of the stack (uvicorn, Starlette, a JSON response) with
+no licensing work at all. The load generator is :mod:`.http_wire` (see there why
+not httpx).
 """
 
 from __future__ import annotations
@@ -15,23 +16,21 @@ from __future__ import annotations
 import asyncio
 import heapq
 import secrets
-import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.clients.floating import lease_request
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.keys import key_digest
-from mqtt_licensing.core.signing import b64, parse_envelope, unb64
+from mqtt_licensing.core.signing import b64
 
-Call = Callable[[httpx.AsyncClient, int], Awaitable[None]]
+from .http_wire import Pool, Response
 
 
 @dataclass
@@ -41,6 +40,7 @@ class LoadRound:
     rate: float
     p50_ms: float
     p99_ms: float
+    ops: int
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -48,22 +48,14 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def new_client(concurrency: int, base_url: str, *, token: str | None = None) -> httpx.AsyncClient:
-    """One pooled client; keep-alive connections, as an agent would reuse them."""
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60.0, headers=headers, trust_env=False)
-
-
-def expect(response: httpx.Response, *codes: int) -> Any:
-    if response.status_code not in (codes or (200,)):
-        raise RuntimeError(f"{response.request.method} {response.request.url.path} -> HTTP "
-                           f"{response.status_code}: {response.text[:300]}")
+def expect(response: Response, what: str, *codes: int) -> Any:
+    if response.status not in (codes or (200,)):
+        raise RuntimeError(f"{what} -> HTTP {response.status}: {response.body[:300]!r}")
     return response.json()
 
 
-async def closed_loop(client: httpx.AsyncClient, concurrency: int, duration: float,
-                      prepare: Callable[[int], Callable[[], Awaitable[httpx.Response]]]) -> LoadRound:
+async def closed_loop(concurrency: int, duration: float,
+                      prepare: Callable[[int], Callable[[], Awaitable[Response]]]) -> LoadRound:
     """``concurrency`` workers each send one request at a time until ``duration`` is over.
 
     ``prepare(worker)`` does the untimed part (signing) and returns the timed call.
@@ -75,17 +67,19 @@ async def closed_loop(client: httpx.AsyncClient, concurrency: int, duration: flo
         while time.perf_counter() < deadline:
             call = prepare(n)
             start = time.perf_counter()
-            expect(await call())
+            response = await call()
             latencies.append(time.perf_counter() - start)
+            expect(response, "load request")
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - start
-    return LoadRound(len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000)
+    return LoadRound(len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
+                     len(latencies))
 
 
-async def noop(client: httpx.AsyncClient, concurrency: int, duration: float) -> LoadRound:
-    return await closed_loop(client, concurrency, duration, lambda _n: lambda: client.get("/v1/noop"))
+async def noop(pool: Pool, concurrency: int, duration: float) -> LoadRound:
+    return await closed_loop(concurrency, duration, lambda n: lambda: pool.request(n, "GET", "/v1/noop"))
 
 
 # -- vendor activation server ---------------------------------------------------------------------
@@ -93,78 +87,74 @@ async def noop(client: httpx.AsyncClient, concurrency: int, duration: float) -> 
 class VendorInstances:
     """``count`` instances, each activated once online with ``license_key``; then check-ins."""
 
-    def __init__(self, client: httpx.AsyncClient, license_key: str, count: int) -> None:
-        self.client = client
+    def __init__(self, pool: Pool, license_key: str, count: int) -> None:
+        self.pool = pool
         self.license_key = license_key
         self.keys = [Ed25519PrivateKey.generate() for _ in range(count)]
         self.activation_ids: list[str] = []
 
-    async def activate_all(self, parallel: int = 8) -> None:
-        gate = asyncio.Semaphore(parallel)
-
-        async def activate(key: Ed25519PrivateKey) -> str:
-            request = sign_instance_request(key, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
+    async def activate_all(self) -> None:
+        async def activate(n: int) -> str:
+            request = sign_instance_request(self.keys[n], kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
                                             created_at=int(time.time()), key_digest=key_digest(self.license_key))
-            async with gate:
-                response = await self.client.post("/v1/activations",
-                                                  json={"license_key": self.license_key, "request": b64(request)})
-            return str(expect(response, 200, 201)["activation_id"])
+            response = await self.pool.request(n, "POST", "/v1/activations",
+                                               {"license_key": self.license_key, "request": b64(request)})
+            return str(expect(response, "activation", 200, 201)["activation_id"])
 
-        self.activation_ids = list(await asyncio.gather(*(activate(k) for k in self.keys)))
+        self.activation_ids = [await activate(n) for n in range(len(self.keys))]
 
-    def _check_in(self, n: int) -> Callable[[], Awaitable[httpx.Response]]:
+    def _check_in(self, n: int) -> Callable[[], Awaitable[Response]]:
         request = sign_instance_request(self.keys[n], kind=labels.KIND_CHECK_IN, nonce=secrets.token_hex(16),
                                         created_at=int(time.time()), activation_id=self.activation_ids[n])
         body = {"request": b64(request)}
-        return lambda: self.client.post("/v1/activations/check-in", json=body)
+        return lambda: self.pool.request(n, "POST", "/v1/activations/check-in", body)
 
     async def check_ins(self, concurrency: int, duration: float) -> LoadRound:
         """Worker n checks in as instance n, over and over (a real check-in each time)."""
         assert concurrency <= len(self.keys)
-        return await closed_loop(self.client, concurrency, duration, self._check_in)
+        return await closed_loop(concurrency, duration, self._check_in)
 
 
 # -- floating license server ----------------------------------------------------------------------
 
-async def _in_parallel(items: list[Any], parallel: int, call: Callable[[Any], Awaitable[None]]) -> float:
-    """Run ``call`` on every item with at most ``parallel`` in flight; return items per second."""
-    queue = list(reversed(items))
+async def _in_parallel(count: int, parallel: int, call: Callable[[int, int], Awaitable[None]]) -> float:
+    """``call(worker, item)`` for items 0..count-1, at most ``parallel`` in flight; items per second."""
+    queue = list(range(count - 1, -1, -1))
 
-    async def worker() -> None:
+    async def worker(w: int) -> None:
         while queue:
-            await call(queue.pop())
+            await call(w, queue.pop())
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(parallel)))
-    return len(items) / (time.perf_counter() - start)
+    await asyncio.gather(*(worker(w) for w in range(parallel)))
+    return count / (time.perf_counter() - start)
 
 
 def _lease_body(kind: str, key: Ed25519PrivateKey) -> dict[str, str]:
     return {"request": b64(lease_request(key, kind))}
 
 
-def lease_expiry(lease_b64: str) -> int:
-    """The lease's expires_at, read without verification (the load generator trusts its own server)."""
-    return int(parse_envelope(unb64(lease_b64)).unverified_body()["expires_at"])
+_LEASE_PATHS = {labels.KIND_LEASE_ACQUIRE: "/v1/leases", labels.KIND_LEASE_RENEW: "/v1/leases/renew",
+                labels.KIND_LEASE_RELEASE: "/v1/leases/release"}
 
 
-async def lease_cycle(client: httpx.AsyncClient, keys: list[Ed25519PrivateKey],
-                      parallel: int) -> dict[str, float]:
-    """Every instance acquires a seat, renews it, releases it; operations per second of each phase."""
-    async def acquire(key: Ed25519PrivateKey) -> None:
-        expect(await client.post("/v1/leases", json=_lease_body(labels.KIND_LEASE_ACQUIRE, key)))
+async def lease_cycle(pool: Pool, keys: list[Ed25519PrivateKey], parallel: int,
+                      cpu: Callable[[], float]) -> dict[str, tuple[float, float]]:
+    """Every instance acquires a seat, renews it, releases it.
 
-    async def renew(key: Ed25519PrivateKey) -> None:
-        expect(await client.post("/v1/leases/renew", json=_lease_body(labels.KIND_LEASE_RENEW, key)))
+    Returns, per phase, (operations per second, server CPU µs per operation); ``cpu``
+    reads the server process's CPU seconds."""
+    rates: dict[str, tuple[float, float]] = {}
+    for kind in (labels.KIND_LEASE_ACQUIRE, labels.KIND_LEASE_RENEW, labels.KIND_LEASE_RELEASE):
+        async def call(w: int, n: int, kind: str = kind) -> None:
+            answer = expect(await pool.request(w, "POST", _LEASE_PATHS[kind], _lease_body(kind, keys[n])), kind)
+            if kind == labels.KIND_LEASE_RELEASE and answer.get("released") is not True:
+                raise RuntimeError("a held lease was not released")
 
-    async def release(key: Ed25519PrivateKey) -> None:
-        if expect(await client.post("/v1/leases/release", json=_lease_body(labels.KIND_LEASE_RELEASE, key))
-                  )["released"] is not True:
-            raise RuntimeError("a held lease was not released")
-
-    return {"acquire": await _in_parallel(keys, parallel, acquire),
-            "renew": await _in_parallel(keys, parallel, renew),
-            "release": await _in_parallel(keys, parallel, release)}
+        before = cpu()
+        rate = await _in_parallel(len(keys), parallel, call)
+        rates[kind.removeprefix("lease_")] = (rate, (cpu() - before) / len(keys) * 1e6)
+    return rates
 
 
 @dataclass
@@ -176,7 +166,7 @@ class SoakResult:
     renewals: int = 0
     leases_lost: int = 0
     failures: Counter[str] = field(default_factory=Counter)
-    worst_lateness: float = 0.0  # how far behind schedule the latest renewal was sent (s)
+    worst_lateness: float = 0.0  # how far behind its schedule the latest request was sent (s)
     renew_p99_ms: float = 0.0
     seats_total: int = 0
     seats_used: int = 0
@@ -184,50 +174,46 @@ class SoakResult:
     extra_acquire: str = ""  # what one more instance got once the pool was full
 
 
-async def soak(client: httpx.AsyncClient, *, instances: int, ttl: int, duration: float,
-               parallel: int) -> SoakResult:
-    """``instances`` agents lease a seat each, then renew every TTL/3 (the agent's schedule) for ``duration``.
+async def soak(pool: Pool, *, instances: int, ttl: int, duration: float, parallel: int) -> SoakResult:
+    """``instances`` agents lease a seat each, then renew every TTL/3 (the agent's schedule) until
+    ``duration`` has passed.
 
-    A lease is lost when a renewal is refused or is sent after the lease expired.
-    At the end the server's admin status must show every instance holding exactly
-    one seat, no more seats used than the pool has, and one more instance must be
-    refused with ``no_seats``.
+    The fleet starts spread over one renewal period (instance n acquires at
+    n/instances of TTL/3), so the server sees the steady renewal rate from the
+    start. A lease is lost when a renewal is refused (the lease expired or its seat
+    went to someone else). At the end the server's admin status must show every
+    instance holding exactly one seat, no more seats used than the pool has, and
+    one more instance must be refused (``no_seats``) since the pool is full.
     """
     keys = [Ed25519PrivateKey.generate() for _ in range(instances)]
     result = SoakResult(instances, ttl, duration)
-    expiry = [0] * instances
-    due: list[tuple[float, int]] = [(0.0, n) for n in range(instances)]  # (monotonic due time, instance)
-    heapq.heapify(due)
-    latencies: list[float] = []
+    period = ttl / 3
     start = time.monotonic()
     end = start + duration
-    offset = time.time() - time.monotonic()
+    held = [False] * instances
+    due = [(start + n * period / instances, n) for n in range(instances)]  # (monotonic due time, instance)
+    heapq.heapify(due)
+    latencies: list[float] = []
 
-    async def worker() -> None:
+    async def worker(w: int) -> None:
         while due:
             when, n = heapq.heappop(due)
-            now = time.monotonic()
             if when > end:
                 return
+            now = time.monotonic()
             if when > now:
                 await asyncio.sleep(when - now)
-            sent = time.monotonic()
-            if when:
-                result.worst_lateness = max(result.worst_lateness, sent - when)
-            renewing = expiry[n] != 0
-            if renewing and sent + offset >= expiry[n]:
-                result.leases_lost += 1  # too late: the seat may already be someone else's
-            path, kind = ("/v1/leases/renew", labels.KIND_LEASE_RENEW) if renewing else (
-                "/v1/leases", labels.KIND_LEASE_ACQUIRE)
+            result.worst_lateness = max(result.worst_lateness, time.monotonic() - when)
+            renewing = held[n]
+            kind = labels.KIND_LEASE_RENEW if renewing else labels.KIND_LEASE_ACQUIRE
             body = _lease_body(kind, keys[n])
             t0 = time.perf_counter()
-            response = await client.post(path, json=body)
-            if response.status_code != 200:
-                code = response.json().get("error", {}).get("code", str(response.status_code))
-                result.failures[f"{'renew' if renewing else 'acquire'}:{code}"] += 1
+            response = await pool.request(w, "POST", _LEASE_PATHS[kind], body)
+            if response.status != 200:
+                result.failures[f"{kind}: {response.error_code()}"] += 1
                 if renewing:
                     result.leases_lost += 1
-                expiry[n] = 0  # acquire again, as the agent does
+                held[n] = False  # acquire again a second later, as the agent does
                 heapq.heappush(due, (time.monotonic() + 1.0, n))
                 continue
             if renewing:
@@ -235,36 +221,30 @@ async def soak(client: httpx.AsyncClient, *, instances: int, ttl: int, duration:
                 result.renewals += 1
             else:
                 result.acquires += 1
-            expiry[n] = lease_expiry(response.json()["lease"])
-            heapq.heappush(due, (time.monotonic() + ttl / 3, n))
+            held[n] = True
+            heapq.heappush(due, (time.monotonic() + period, n))
 
-    await asyncio.gather(*(worker() for _ in range(parallel)))
+    await asyncio.gather(*(worker(w) for w in range(parallel)))
     result.seconds = time.monotonic() - start
     result.renew_p99_ms = percentile(latencies, 0.99) * 1000 if latencies else float("nan")
 
-    status = expect(await client.get("/v1/admin/status"))
-    seats = status["seats"]
+    status = expect(await pool.request(0, "GET", "/v1/admin/status"), "admin status")
     fingerprints = Counter(lease["instance_fingerprint"] for lease in status["leases"])
-    result.seats_total, result.seats_used = int(seats["total"]), int(seats["used"])
-    duplicates = sum(c - 1 for c in fingerprints.values())
-    result.seats_over_issued = max(0, result.seats_used - result.seats_total) + duplicates
-    held = sum(1 for e in expiry if e)
-    if result.seats_used != held:
-        result.failures[f"server holds {result.seats_used} leases, clients hold {held}"] += 1
-    extra = await client.post("/v1/leases", json=_lease_body(labels.KIND_LEASE_ACQUIRE,
-                                                              Ed25519PrivateKey.generate()))
-    result.extra_acquire = f"HTTP {extra.status_code} " + (
-        extra.json().get("error", {}).get("code", "lease granted") if extra.status_code != 200 else "lease granted")
-    if extra.status_code == 200:
+    result.seats_total, result.seats_used = int(status["seats"]["total"]), int(status["seats"]["used"])
+    result.seats_over_issued = max(0, result.seats_used - result.seats_total) + sum(
+        c - 1 for c in fingerprints.values())
+    if result.seats_used != sum(held):
+        result.failures[f"server shows {result.seats_used} leases, instances hold {sum(held)}"] += 1
+    extra = await pool.request(0, "POST", "/v1/leases",
+                               _lease_body(labels.KIND_LEASE_ACQUIRE, Ed25519PrivateKey.generate()))
+    result.extra_acquire = f"HTTP {extra.status} {extra.error_code() if extra.status != 200 else 'lease granted'}"
+    if extra.status == 200 and result.seats_used >= result.seats_total:
         result.seats_over_issued += 1
 
-    async def release(key: Ed25519PrivateKey) -> None:
-        await client.post("/v1/leases/release", json=_lease_body(labels.KIND_LEASE_RELEASE, key))
+    async def release(w: int, n: int) -> None:
+        await pool.request(w, "POST", _LEASE_PATHS[labels.KIND_LEASE_RELEASE],
+                           _lease_body(labels.KIND_LEASE_RELEASE, keys[n]))
 
-    await _in_parallel(keys, parallel, release)
+    await _in_parallel(instances, parallel, release)
     return result
 
-
-def median_round(rounds: list[LoadRound]) -> LoadRound:
-    return LoadRound(statistics.median(r.rate for r in rounds), statistics.median(r.p50_ms for r in rounds),
-                     statistics.median(r.p99_ms for r in rounds))

@@ -16,8 +16,8 @@ from .mqtt_wire import Connection, connect_cycle
 PAYLOAD = b"x" * 64  # a typical small telemetry message
 
 
-async def connect_rate(port: int, *, duration: float, workers: int, prefix: str) -> float:
-    """CONNECT -> CONNACK -> DISCONNECT cycles per second with ``workers`` clients cycling in parallel.
+async def connect_rate(port: int, *, duration: float, workers: int, prefix: str) -> tuple[float, int]:
+    """(cycles per second, cycles) of CONNECT -> CONNACK -> DISCONNECT with ``workers`` clients in parallel.
 
     Each worker reuses one client id (as a reconnecting device does), so the broker's
     session table stays the same size whatever the duration. Any refused CONNECT
@@ -37,7 +37,7 @@ async def connect_rate(port: int, *, duration: float, workers: int, prefix: str)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(workers)))
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done
 
 
 class PubSub:
@@ -72,10 +72,10 @@ class PubSub:
         self._progress.clear()
         await asyncio.wait_for(self._progress.wait(), timeout)
 
-    async def throughput(self, duration: float) -> float:
-        """Messages per second received by the subscriber."""
+    async def throughput(self, duration: float) -> tuple[float, int]:
+        """(messages per second received by the subscriber, messages sent in this call)."""
         await self.drain()
-        first = self.received
+        first, sent_before = self.received, self.sent
         start = time.perf_counter()
         deadline = start + duration
         packet_id = 0
@@ -88,7 +88,7 @@ class PubSub:
             await self._wait_progress(10.0)
         rate = (self.received - first) / (time.perf_counter() - start)
         await self.drain()
-        return rate
+        return rate, self.sent - sent_before
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Wait until every message published so far has arrived (none may be lost)."""

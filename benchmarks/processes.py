@@ -32,6 +32,7 @@ TRIVIAL_AUTH_PLUGIN = "amqtt.plugins.authentication.AnonymousAuthPlugin"
 ADMIN, ADMIN_PASSWORD = "bench-admin", "bench-admin-secret"
 # A cheap scrypt cost: the admin connects a handful of times; CONNECT cycles are anonymous.
 _ADMIN_HASH = hash_password(ADMIN_PASSWORD, n=2**10)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Process:
@@ -75,6 +76,11 @@ class Process:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the process so far (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
     def stop(self, grace: float = 15.0) -> None:
         popen, self._popen = self._popen, None
@@ -141,7 +147,7 @@ def start_mosquitto(work: Path) -> Process:
 
 def cli(*args: str, work: Path) -> str:
     """Run one ``mqtt-licensing`` command to completion; return its stdout."""
-    result = subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, check=False, timeout=120)
     if result.returncode != 0:
         (work / "cli-errors.log").open("a").write(f"$ {' '.join(args)}\n{result.stdout}{result.stderr}\n")
         raise RuntimeError(f"mqtt-licensing {' '.join(args)} failed: {result.stderr.strip()[-2000:]}")
@@ -191,9 +197,12 @@ class Floating:
         key = vendor.issue("--model", "floating", "--seats", str(seats))
         cli("floating", "activate", "--data", str(self.data), "--key", key, "--vendor", vendor.url,
             "--vendor-key", str(vendor.public_key_path), work=work)
-        self.process = Process("floating", [*CLI, "floating", "serve", "--data", str(self.data), "--port",
-                                            str(self.port), "--ttl", str(ttl), "--refresh-interval", "0"],
-                               work / "floating.log", self.port)
+        self.process = self._process()
+
+    def _process(self) -> Process:
+        return Process("floating", [*CLI, "floating", "serve", "--data", str(self.data), "--port", str(self.port),
+                                    "--ttl", str(self.ttl), "--refresh-interval", "0"],
+                       self.work / "floating.log", self.port)
 
     @property
     def url(self) -> str:
@@ -206,6 +215,13 @@ class Floating:
     def start(self) -> Floating:
         self.process.start()
         return self
+
+    def restart(self, *, ttl: int) -> Floating:
+        """Stop, then serve the same data folder (pool, leases) with another lease TTL."""
+        self.process.stop()
+        self.ttl = ttl
+        self.process = self._process()
+        return self.start()
 
     def stop(self) -> None:
         self.process.stop()

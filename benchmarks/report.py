@@ -40,7 +40,7 @@ def mosquitto_version() -> str:
     exe = shutil.which("mosquitto")
     if exe is None:
         return "not installed"
-    out = subprocess.run([exe, "-h"], capture_output=True, text=True, timeout=10)
+    out = subprocess.run([exe, "-h"], capture_output=True, text=True, check=False, timeout=10)
     first = (out.stdout or out.stderr).splitlines()[:1]
     return first[0].replace("mosquitto version ", "") if first else "unknown"
 

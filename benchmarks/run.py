@@ -12,25 +12,31 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python benchmarks/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    __package__ = "benchmarks"  # noqa: A001
+    __package__ = "benchmarks"
 
-from mqtt_licensing.clients.operator import LicenseClient  # noqa: E402
-from mqtt_licensing.servers.common import free_port  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import http_load, mqtt_load, processes, report  # noqa: E402
-from .processes import ADMIN, ADMIN_PASSWORD, Floating, Process, Vendor  # noqa: E402
-from .stats import Row, interleaved, markdown_table, text_table  # noqa: E402
+from mqtt_licensing.clients.operator import LicenseClient
+from mqtt_licensing.servers.common import free_port
+
+from . import http_load, mqtt_load, processes, report
+from .http_wire import Pool
+from .processes import ADMIN, ADMIN_PASSWORD, Floating, Process, Vendor
+from .stats import Measure, Row, Sample, interleaved, markdown_table, text_table
 
 SECTIONS = ("connect", "throughput", "roundtrip", "vendor", "floating", "memory")
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -50,21 +56,23 @@ class Plan:
     lease_batch: int  # instances per acquire/renew/release round
     lease_concurrency: int
     soak_instances: int
-    soak_ttl: int
+    soak_ttl: int  # shortest TTL; longer when the server cannot renew the fleet that often (see soak_plan)
     soak_seconds: float
     soak_concurrency: int
     idle_clients: int
     memory_rounds: int
+    soak_load: float  # the fleet's renewal rate as a share of the server's measured renewal rate
+    soak_periods: float  # the soak lasts at least this many renewal periods (TTL/3)
 
 
 QUICK = Plan(rounds=3, connect_seconds=1.0, connect_clients=8, throughput_seconds=1.0, roundtrip_seconds=0.5,
              http_seconds=0.7, http_concurrency=(1, 16, 128), lease_batch=200, lease_concurrency=16,
              soak_instances=1000, soak_ttl=15, soak_seconds=10, soak_concurrency=32, idle_clients=1000,
-             memory_rounds=1)
+             memory_rounds=1, soak_load=0.6, soak_periods=2.5)
 FULL = Plan(rounds=7, connect_seconds=2.0, connect_clients=8, throughput_seconds=2.0, roundtrip_seconds=1.5,
             http_seconds=2.0, http_concurrency=(1, 16, 128), lease_batch=1000, lease_concurrency=16,
-            soak_instances=10_000, soak_ttl=90, soak_seconds=120, soak_concurrency=64, idle_clients=1000,
-            memory_rounds=3)
+            soak_instances=10_000, soak_ttl=30, soak_seconds=120, soak_concurrency=64, idle_clients=1000,
+            memory_rounds=3, soak_load=0.6, soak_periods=3.5)
 
 
 class Lab:
@@ -75,7 +83,7 @@ class Lab:
         self.processes: list[Process] = []
         self.vendor = Vendor(work)
         self.broker_key = ""
-        self._brokers: dict[str, Process] = {}
+        self.brokers: dict[str, Process] = {}
 
     def track(self, process: Process) -> Process:
         self.processes.append(process)
@@ -103,16 +111,16 @@ class Lab:
                   else self.agent_config(port, f"state-{name}"))
         process = self.track(processes.start_amqtt(name, config, self.work,
                                                    profile=os.environ.get("BENCH_PROFILE") == "1"))
-        self._brokers[name] = process
+        self.brokers[name] = process
         return process
 
     def broker(self, name: str) -> Process:
         """A long-lived broker, started on first use; the licensed one is activated over MQTT once."""
-        if name in self._brokers:
-            return self._brokers[name]
+        if name in self.brokers:
+            return self.brokers[name]
         if name == "mosquitto":
-            self._brokers[name] = self.track(processes.start_mosquitto(self.work))
-            return self._brokers[name]
+            self.brokers[name] = self.track(processes.start_mosquitto(self.work))
+            return self.brokers[name]
         process = self.start_broker(name)
         if name == "licensed" and not (self.work / "state-licensed" / ".activated").exists():
             activate(process.port or 0, self.broker_key)
@@ -134,6 +142,17 @@ def activate(port: int, key: str) -> None:
         raise RuntimeError(f"activation over MQTT left the agent in state {state!r}: {reply}")
 
 
+async def metered(process: Process, run: Callable[[], Awaitable[tuple[float, int]]]) -> Sample:
+    """Run one round (-> (figure, operations)) and charge the process's CPU time to its operations."""
+    before = process.cpu_seconds()
+    value, ops = await run()
+    return Sample(value, (process.cpu_seconds() - before) / max(ops, 1) * 1e6)
+
+
+async def plain(run: Callable[[], Awaitable[float]]) -> Sample:
+    return Sample(await run())
+
+
 # -- sections ------------------------------------------------------------------------------------
 
 def mqtt_subjects(lab: Lab, with_mosquitto: bool) -> dict[str, Process]:
@@ -147,10 +166,10 @@ LABEL = {"bare": "bare amqtt", "licensed": "agent, licensed", "trial": "agent, t
 async def bench_connect(lab: Lab, plan: Plan) -> list[Row]:
     brokers = mqtt_subjects(lab, processes.mosquitto_available())
 
-    def measure(name: str) -> Callable[[], Awaitable[float]]:
-        port = brokers[name].port or 0
-        return lambda: mqtt_load.connect_rate(port, duration=plan.connect_seconds, workers=plan.connect_clients,
-                                              prefix=f"cycle-{name}")
+    def measure(name: str) -> Callable[[], Awaitable[Sample]]:
+        broker = brokers[name]
+        return lambda: metered(broker, lambda: mqtt_load.connect_rate(
+            broker.port or 0, duration=plan.connect_seconds, workers=plan.connect_clients, prefix=f"cycle-{name}"))
 
     results = await interleaved(plan.rounds, {name: measure(name) for name in brokers})
     title = f"CONNECT/CONNACK/DISCONNECT cycles ({plan.connect_clients} clients)"
@@ -158,8 +177,12 @@ async def bench_connect(lab: Lab, plan: Plan) -> list[Row]:
             for n in ("licensed", "trial")]
     if "mosquitto" in results:
         rows.append(Row.from_rounds(title, LABEL["mosquitto"], results["mosquitto"], LABEL["bare"],
-                                    results["bare"], "cycles/s", note="the ceiling amqtt sets"))
+                                    results["bare"], "cycles/s"))
     return rows
+
+
+def measure_throughput(broker: Process, pair: mqtt_load.PubSub, seconds: float) -> Measure:
+    return lambda: metered(broker, lambda: pair.throughput(seconds))
 
 
 async def bench_throughput(lab: Lab, plan: Plan) -> list[Row]:
@@ -170,7 +193,7 @@ async def bench_throughput(lab: Lab, plan: Plan) -> list[Row]:
         pairs = {name: await mqtt_load.PubSub(p.port or 0, qos, name=name).open() for name, p in brokers.items()}
         try:
             results = await interleaved(plan.rounds, {
-                name: (lambda pair=pair: pair.throughput(plan.throughput_seconds)) for name, pair in pairs.items()})
+                name: measure_throughput(brokers[name], pair, plan.throughput_seconds) for name, pair in pairs.items()})
         finally:
             for pair in pairs.values():
                 await pair.close()
@@ -188,8 +211,8 @@ async def bench_roundtrip(lab: Lab, plan: Plan) -> list[Row]:
     status = await mqtt_load.RoundTrip.license_status(port, username=ADMIN, password=ADMIN_PASSWORD)
     echo = await mqtt_load.RoundTrip.echo(port)
     try:
-        results = await interleaved(plan.rounds, {"status": lambda: status.measure(plan.roundtrip_seconds),
-                                                  "echo": lambda: echo.measure(plan.roundtrip_seconds)})
+        results = await interleaved(plan.rounds, {"status": lambda: plain(lambda: status.measure(plan.roundtrip_seconds)),
+                                                  "echo": lambda: plain(lambda: echo.measure(plan.roundtrip_seconds))})
     finally:
         await status.close()
         await echo.close()
@@ -197,27 +220,44 @@ async def bench_roundtrip(lab: Lab, plan: Plan) -> list[Row]:
                             results["status"], "echo client", results["echo"], "ms", "<= 1.5")]
 
 
+async def metered_load(process: Process, run: Callable[[], Awaitable[http_load.LoadRound]],
+                       into: list[http_load.LoadRound]) -> Sample:
+    """An HTTP round; the full LoadRound (latencies too) is kept in ``into``."""
+    before = process.cpu_seconds()
+    load = await run()
+    into.append(load)
+    return Sample(load.rate, (process.cpu_seconds() - before) / max(load.ops, 1) * 1e6)
+
+
+def measure_load(process: Process, run: Callable[[], Awaitable[http_load.LoadRound]],
+                 into: list[http_load.LoadRound]) -> Measure:
+    return lambda: metered_load(process, run, into)
+
+
+def latency_rows(title: str, subject: str, loads: list[http_load.LoadRound], noops: list[http_load.LoadRound]
+                 ) -> list[Row]:
+    return [Row.from_rounds(title, f"{subject} {q}", [Sample(getattr(r, f"{q}_ms")) for r in loads], f"noop {q}",
+                            [Sample(getattr(r, f"{q}_ms")) for r in noops], "ms") for q in ("p50", "p99")]
+
+
 async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
     instances = max(plan.http_concurrency)
     key = lab.vendor.issue("--activations", str(instances))
+    server = lab.vendor.process
+    assert server is not None
     rows: list[Row] = []
-    async with http_load.new_client(instances, lab.vendor.url) as client:
-        fleet = http_load.VendorInstances(client, key, instances)
+    async with Pool(lab.vendor.url, instances) as pool:
+        fleet = http_load.VendorInstances(pool, key, instances)
         await fleet.activate_all()
         for c in plan.http_concurrency:
+            loads: dict[str, list[http_load.LoadRound]] = {"check-in": [], "noop": []}
             results = await interleaved(plan.rounds, {
-                "check-in": lambda c=c: fleet.check_ins(c, plan.http_seconds),
-                "noop": lambda c=c: http_load.noop(client, c, plan.http_seconds)})
-            check, base = results["check-in"], results["noop"]
+                "check-in": measure_load(server, partial(fleet.check_ins, c, plan.http_seconds), loads["check-in"]),
+                "noop": measure_load(server, partial(http_load.noop, pool, c, plan.http_seconds), loads["noop"])})
             title = f"vendor check-ins, {c} concurrent instance{'s' if c > 1 else ''}"
-            rows += [
-                Row.from_rounds(title, "POST check-in", [r.rate for r in check], "GET /v1/noop",
-                                [r.rate for r in base], "req/s", ">= 0.5"),
-                Row.from_rounds(title, "check-in p50", [r.p50_ms for r in check], "noop p50",
-                                [r.p50_ms for r in base], "ms"),
-                Row.from_rounds(title, "check-in p99", [r.p99_ms for r in check], "noop p99",
-                                [r.p99_ms for r in base], "ms"),
-            ]
+            rows.append(Row.from_rounds(title, "POST check-in", results["check-in"], "GET /v1/noop", results["noop"],
+                                        "req/s", ">= 0.5"))
+            rows += latency_rows(title, "check-in", loads["check-in"][1:], loads["noop"][1:])  # [0]: warm-up
     return rows
 
 
@@ -228,55 +268,80 @@ class FloatingOutcome:
 
 
 async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
-    server = Floating(lab.work, lab.vendor, seats=plan.soak_instances, ttl=plan.soak_ttl)
+    c = plan.lease_concurrency
+    server = Floating(lab.work, lab.vendor, seats=plan.soak_instances, ttl=600)
     lab.track(server.process)
     server.start()
     try:
-        c = plan.lease_concurrency
-        async with http_load.new_client(max(c, plan.soak_concurrency), server.url, token=server.token) as client:
-            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+        async with Pool(server.url, max(c, plan.soak_concurrency), token=server.token) as pool:
             keys = [Ed25519PrivateKey.generate() for _ in range(plan.lease_batch)]
+            cycles: list[dict[str, tuple[float, float]]] = []
+
+            async def cycle() -> Sample:
+                cycles.append(await http_load.lease_cycle(pool, keys, c, server.process.cpu_seconds))
+                return Sample(math.nan)
+
+            noops: list[http_load.LoadRound] = []
             results = await interleaved(plan.rounds, {
-                "leases": lambda: http_load.lease_cycle(client, keys, c),
-                "noop": lambda: http_load.noop(client, c, plan.http_seconds)})
-            base = [r.rate for r in results["noop"]]
+                "leases": cycle,
+                "noop": measure_load(server.process, partial(http_load.noop, pool, c, plan.http_seconds), noops)})
             title = f"floating leases, {c} concurrent instances"
-            rows = [Row.from_rounds(title, f"{op}", [r[op] for r in results["leases"]], "GET /v1/noop", base,
-                                    "ops/s") for op in ("acquire", "renew", "release")]
-            soak = await http_load.soak(client, instances=plan.soak_instances, ttl=plan.soak_ttl,
-                                        duration=plan.soak_seconds, parallel=plan.soak_concurrency)
+            rows = [Row.from_rounds(title, op, [Sample(*r[op]) for r in cycles[1:]], "GET /v1/noop",
+                                    results["noop"], "ops/s") for op in ("acquire", "renew", "release")]
+            # The soak's pace follows what this server just showed it can renew (see soak_plan).
+            renew_rate = statistics.median(r["renew"][0] for r in cycles[1:])
+            ttl, seconds = soak_plan(plan, renew_rate)
+        lab.stop(server.process)
+        server.restart(ttl=ttl)
+        lab.track(server.process)
+        async with Pool(server.url, plan.soak_concurrency, token=server.token) as pool:
+            soak = await http_load.soak(pool, instances=plan.soak_instances, ttl=ttl, duration=seconds,
+                                        parallel=plan.soak_concurrency)
     finally:
         lab.stop(server.process)
     return FloatingOutcome(rows, soak)
 
 
-async def bench_memory(lab: Lab, plan: Plan) -> list[Row]:
-    """Fresh broker processes (the other sections' history would blur RSS), 1,000 idle clients each."""
-    lab.broker("licensed")  # make sure the licensed state folder exists and is activated
-    for name in ("licensed", "bare"):  # restart both from scratch, same state folder for the agent
-        if name in lab._brokers:
-            lab.stop(lab._brokers.pop(name))
+def soak_plan(plan: Plan, renew_rate: float) -> tuple[int, float]:
+    """(TTL, duration) for the soak: as short a TTL as the server can sustain for the fleet.
 
-    async def rss(name: str, clients: int) -> float:
+    Instances renew every TTL/3, so the fleet asks for ``3 * instances / TTL``
+    renewals per second; the TTL is chosen so that this is at most
+    ``soak_load`` of the renewal rate the server just measured (never below
+    ``soak_ttl``). The soak lasts at least ``soak_seconds`` and at least
+    ``soak_periods`` renewal periods, so every instance renews more than once.
+    """
+    ttl = max(plan.soak_ttl, math.ceil(3 * plan.soak_instances / (plan.soak_load * renew_rate)))
+    return ttl, max(plan.soak_seconds, plan.soak_periods * ttl / 3)
+
+
+async def bench_memory(lab: Lab, plan: Plan) -> list[Row]:
+    """Fresh broker processes (the other sections' history would blur RSS), then 1,000 idle clients each."""
+    lab.broker("licensed")  # make sure the licensed state folder exists and is activated
+    for name in ("licensed", "bare"):  # from here on, each round starts its own broker
+        if name in lab.brokers:
+            lab.stop(lab.brokers.pop(name))
+    empty: dict[str, list[Sample]] = {"licensed": [], "bare": []}
+
+    async def rss(name: str) -> Sample:
         process = lab.start_broker(name)
         try:
-            connections = await mqtt_load.open_idle(process.port or 0, clients, prefix=f"idle-{name}")
+            await asyncio.sleep(1.0)
+            empty[name].append(Sample(process.rss_kib() / 1024))
+            connections = await mqtt_load.open_idle(process.port or 0, plan.idle_clients, prefix=f"idle-{name}")
             await asyncio.sleep(1.0)
             value = process.rss_kib() / 1024
             await mqtt_load.close_all(connections)
-            return value
+            return Sample(value)
         finally:
             lab.stop(process)
-            lab._brokers.pop(name, None)
+            lab.brokers.pop(name, None)
 
-    idle = await interleaved(plan.memory_rounds, {"licensed": lambda: rss("licensed", 0),
-                                                  "bare": lambda: rss("bare", 0)}, warmup=False)
-    loaded = await interleaved(plan.memory_rounds, {"licensed": lambda: rss("licensed", plan.idle_clients),
-                                                    "bare": lambda: rss("bare", plan.idle_clients)}, warmup=False)
+    loaded = await interleaved(plan.memory_rounds, {"licensed": lambda: rss("licensed"), "bare": lambda: rss("bare")},
+                               warmup=False)
     return [
-        Row.from_rounds("broker resident set (VmRSS), no clients", LABEL["licensed"], idle["licensed"],
-                        LABEL["bare"], idle["bare"], "MiB"),
+        Row.from_rounds("broker resident set (VmRSS), no clients", LABEL["licensed"], empty["licensed"],
+                        LABEL["bare"], empty["bare"], "MiB"),
         Row.from_rounds(f"broker resident set (VmRSS), {plan.idle_clients:,} idle clients", LABEL["licensed"],
                         loaded["licensed"], LABEL["bare"], loaded["bare"], "MiB"),
     ]

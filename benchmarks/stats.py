@@ -9,20 +9,33 @@ is the median of the per-round ratios, which cancels slow drift of the machine
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-Measure = Callable[[], Awaitable[float]]
+
+@dataclass(frozen=True)
+class Sample:
+    """One round of one side: the figure compared, and the CPU time the process under
+    test spent per operation (µs). On a shared machine wall-clock rates move with
+    everyone else's load; CPU per operation barely does, so it is shown beside each
+    rate as a cross-check of the ratio."""
+
+    value: float
+    cpu_us: float = math.nan
 
 
-async def interleaved(rounds: int, measures: dict[str, Measure], *, warmup: bool = True) -> dict[str, list[float]]:
+Measure = Callable[[], Awaitable[Sample]]
+
+
+async def interleaved(rounds: int, measures: dict[str, Measure], *, warmup: bool = True) -> dict[str, list[Sample]]:
     """Run each measure ``rounds`` times, interleaved (A,B / B,A / ...); one uncounted warm-up each first."""
     names = list(measures)
     if warmup:
         for name in names:
             await measures[name]()
-    results: dict[str, list[float]] = {name: [] for name in names}
+    results: dict[str, list[Sample]] = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
@@ -46,15 +59,17 @@ class Row:
     unit: str
     ratio: float
     target: str = ""  # e.g. ">= 0.95"; empty: shown for context only
-    note: str = ""
+    cpu_us: float = math.nan  # CPU per operation of the process under test, subject and baseline
+    cpu_baseline_us: float = math.nan
 
     @classmethod
-    def from_rounds(cls, benchmark: str, subject: str, values: list[float], baseline_name: str,
-                    baseline: list[float], unit: str, target: str = "", note: str = "") -> Row:
+    def from_rounds(cls, benchmark: str, subject: str, samples: list[Sample], baseline_name: str,
+                    baseline: list[Sample], unit: str, target: str = "") -> Row:
         """The ratio is always subject / baseline (for a latency, a target like "<= 1.5")."""
-        per_round = ratios(values, baseline)
-        return cls(benchmark, subject, statistics.median(values), baseline_name, statistics.median(baseline), unit,
-                   statistics.median(per_round), target, note)
+        values, base = [s.value for s in samples], [s.value for s in baseline]
+        return cls(benchmark, subject, statistics.median(values), baseline_name, statistics.median(base), unit,
+                   statistics.median(ratios(values, base)), target,
+                   statistics.median(s.cpu_us for s in samples), statistics.median(s.cpu_us for s in baseline))
 
     @property
     def met(self) -> bool | None:
@@ -70,7 +85,7 @@ class Row:
 
 
 def fmt(value: float) -> str:
-    if value != value:  # NaN
+    if math.isnan(value):
         return "-"
     if value >= 100:
         return f"{value:,.0f}"
@@ -79,12 +94,14 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-HEADERS = ("benchmark", "subject", "value", "baseline", "baseline value", "unit", "ratio", "target", "")
+HEADERS = ("benchmark", "subject", "value", "baseline", "baseline value", "unit", "ratio", "target", "",
+           "CPU us/op", "base CPU us/op")
+NUMERIC = (2, 4, 6, 9, 10)
 
 
 def cells(row: Row) -> tuple[str, ...]:
     return (row.benchmark, row.subject, fmt(row.value), row.baseline_name, fmt(row.baseline), row.unit,
-            f"{row.ratio:.2f}", row.target, row.verdict)
+            f"{row.ratio:.2f}", row.target, row.verdict, fmt(row.cpu_us), fmt(row.cpu_baseline_us))
 
 
 def text_table(rows: list[Row]) -> str:
@@ -92,7 +109,7 @@ def text_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(c.rjust(w) if i in (2, 4, 6) and n else c.ljust(w) for i, (c, w) in
+        out.append("  ".join(c.rjust(w) if i in NUMERIC and n else c.ljust(w) for i, (c, w) in
                              enumerate(zip(line, widths, strict=True))).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
@@ -100,7 +117,8 @@ def text_table(rows: list[Row]) -> str:
 
 
 def markdown_table(rows: list[Row]) -> str:
-    out = ["| " + " | ".join(HEADERS[:-1]) + " | result |",
-           "|" + "|".join(["---", "---", "--:", "---", "--:", "---", "--:", "---", "---"]) + "|"]
+    names = [*HEADERS[:8], "result", "CPU µs/op", "baseline CPU µs/op"]
+    out = ["| " + " | ".join(names) + " |",
+           "|" + "|".join("--:" if i in NUMERIC else "---" for i in range(len(names))) + "|"]
     out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     return "\n".join(out)

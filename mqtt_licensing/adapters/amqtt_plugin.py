@@ -15,9 +15,17 @@ Why internals (each use is marked ``# amqtt internals``):
    to the agent and the client keeps being served; other ``$`` topics are dropped
    with a log line instead of wedging the client. Everything else is delegated
    unchanged. tests/agent/test_amqtt_fix.py is the regression test.
-2. ``Broker._sessions`` to find a client's protocol handler, for the forced
-   disconnect ``enforce_existing`` needs: amqtt has no public API for it.
-3. ``BrokerContext._broker_instance`` to reach the broker from the plugin.
+2. ``Broker._publish_retained_messages_for_subscription``: on every CONNECT amqtt
+   sends the retained messages of *every* topic filter any client subscribed to,
+   to the new client, with no ACL check - a non-reader would receive the retained
+   ``$license/status``. We wrap it on this broker instance so retained messages go
+   only to sessions actually subscribed to the filter, and ``$license`` filters
+   only to sessions that may still subscribe to them. Regression test:
+   tests/agent/test_amqtt_fix.py.
+3. ``Broker._sessions`` and ``Broker._subscriptions`` to find a client's protocol
+   handler (for the forced disconnect ``enforce_existing`` needs: amqtt has no
+   public API for it) and a filter's subscribers.
+4. ``BrokerContext._broker_instance`` to reach the broker from the plugin.
 """
 
 from __future__ import annotations
@@ -77,6 +85,7 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         # and hold the Session here while the agent counts it.
         self._sessions: dict[Hashable, Session] = {}
         self._install_dollar_topic_fix()
+        self._install_retained_fix()
 
     # -- amqtt hooks -----------------------------------------------------------
 
@@ -104,7 +113,7 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         if action == Action.SUBSCRIBE:
             return self.agent.may_subscribe(id(session), topic)
         if action == Action.RECEIVE:
-            return self.agent.may_receive(id(session), topic)
+            return self.agent.may_receive(id(session), topic, session.client_id or "")
         return True  # PUBLISH to $license/... never reaches here (see _install_dollar_topic_fix)
 
     async def on_broker_client_connected(self, *, client_id: str, client_session: Session) -> None:
@@ -139,3 +148,21 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             return await original(client_session, handler, wait_deliver)
 
         broker._handle_message_delivery = handle_message_delivery  # type: ignore[method-assign]  # noqa: SLF001
+
+    # -- the isolated fix for retained-message delivery --------------------------
+
+    def _install_retained_fix(self) -> None:
+        broker = self._broker
+        original = broker._publish_retained_messages_for_subscription  # amqtt internals  # noqa: SLF001
+        agent = self.agent
+
+        async def publish_retained_for_subscription(subscription: tuple[str, int], session: Session) -> None:
+            topic_filter = subscription[0]
+            subscribers = broker._subscriptions.get(topic_filter, [])  # amqtt internals  # noqa: SLF001
+            if not any(subscriber is session for subscriber, _qos in subscribers):
+                return  # not this client's subscription: amqtt would leak it to every new connection
+            if is_license_topic(topic_filter) and not agent.may_subscribe(id(session), topic_filter):
+                return  # e.g. a persistent session now connected by a user who may not read it
+            await original(subscription, session)
+
+        broker._publish_retained_messages_for_subscription = publish_retained_for_subscription  # type: ignore[method-assign]  # noqa: SLF001

@@ -95,6 +95,9 @@ class LicensingAgent:
         self._tracker = ConnectionTracker()
         self._clients: dict[Hashable, Client] = {}
         self._lock = asyncio.Lock()
+        # Saves come from request handlers and the background loop: one at a time, newest last,
+        # or two threads would share one temp file (a lost write, or a torn file at a crash).
+        self._save_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
         self._transport: Transport | None = None
@@ -199,12 +202,14 @@ class LicensingAgent:
         return client is not None and protocol.subscription_allowed(
             topic_filter, client.client_id, may_read_status=client.may_read_status)
 
-    def may_receive(self, conn: Hashable, topic: str) -> bool:
+    def may_receive(self, conn: Hashable, topic: str, client_id: str) -> bool:
+        """Delivery-time check. ``client_id`` is the receiving session's: a persistent session
+        that is offline right now still gets its own replies queued (and only its own)."""
         if not topic.startswith(protocol.PREFIX):
             return True
         client = self._clients.get(conn)
-        return client is not None and protocol.delivery_allowed(
-            topic, client.client_id, may_read_status=client.may_read_status)
+        return protocol.delivery_allowed(topic, client_id,
+                                         may_read_status=client is not None and client.may_read_status)
 
     async def _authenticate(self, username: str | None, password: str | None) -> str | None:
         for role, table in (("admin", self.config.admins), ("user", self.config.users)):
@@ -690,7 +695,9 @@ class LicensingAgent:
 
     async def _save(self) -> None:
         self._last_clock_save = self._now()
-        await asyncio.to_thread(self._store.save, self._state)
+        data = self._state.to_json()  # a snapshot taken on the loop: the thread never sees a half-updated state
+        async with self._save_lock:
+            await asyncio.to_thread(self._store.write, data)
 
     # -- small helpers ------------------------------------------------------------
 

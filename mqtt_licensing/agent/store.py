@@ -131,5 +131,9 @@ class StateStore:
             return PersistedState(trial_started_at=0), [problem]
 
     def save(self, state: PersistedState) -> None:
+        self.write(state.to_json())
+
+    def write(self, data: bytes) -> None:
+        """Replace state.json atomically with ``data`` (one writer at a time: the agent serialises calls)."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        atomic_write(self.state_path, state.to_json())
+        atomic_write(self.state_path, data)

@@ -117,9 +117,9 @@ Try, in another terminal (same folder, same venv):
   mqtt-licensing reactivate{port}
   mqtt-licensing deactivate{port}
 
-The same with mosquitto-clients (watch status and events, then publish requests):
+The same with mosquitto-clients (mosquitto_rr prints the reply; mosquitto_sub watches):
+  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/activate' -e '$license/reply/ops' -m "{{\\"license_key\\": \\"$(cat {rel(keys['license.txt'])})\\"}}"
+  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/status' -e '$license/reply/ops' -m '{{}}'
   mosquitto_sub {mq} -i watcher -t '$license/status' -t '$license/events' -v &
-  mosquitto_pub {mq} -i ops -t '$license/activate' -m "{{\\"license_key\\": \\"$(cat {rel(keys['license.txt'])})\\"}}"
-  mosquitto_pub {mq} -i ops -t '$license/reactivate' -m '{{}}'
   mosquitto_pub {mq} -i ops -t '$license/deactivate' -m '{{}}'
 """.rstrip() + "\n"

@@ -208,6 +208,16 @@ def format_event(event: Any, now: datetime | None = None) -> str:
 
 # -- arguments ------------------------------------------------------------------------------
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < 86400:
+        raise argparse.ArgumentTypeError("the timeout must be more than 0 seconds and less than a day")
+    return value
+
+
 def _connection_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("broker connection")
@@ -217,7 +227,7 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument("--password", default=None,
                        help=f"admin password (default: ${ENV_PASSWORD}; prompted on a terminal if a user is given)")
     group.add_argument("--client-id", default=None, help="MQTT client id (default: a fresh random one)")
-    group.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+    group.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
                        help=f"seconds to wait for the broker and for each reply (default {DEFAULT_TIMEOUT:g})")
     common.add_argument("--json", action="store_true", help="print the raw reply as JSON")
     return common
@@ -225,7 +235,8 @@ def _connection_options() -> argparse.ArgumentParser:
 
 def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse._MutuallyExclusiveGroup:
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--key", metavar="KEY", help="license key (MQL1-...)")
+    group.add_argument("--key", metavar="KEY",
+                       help="license key (MQL1-...); --key-file keeps it out of the process list")
     group.add_argument("--key-file", metavar="FILE", help="file holding the license key (e.g. the .txt you received)")
     return group
 
@@ -238,7 +249,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Activate the broker's license. Online: --key or --key-file. Offline: --usage-license-file "
                     "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.")
     group = _key_options(p, required=False)
-    group.add_argument("--usage-license-file", metavar="FILE", help="offline: the usage license received from the vendor")
+    group.add_argument("--usage-license-file", metavar="FILE",
+                       help="offline: the usage license received from the vendor")
     group.add_argument("--floating", metavar="URL", help="floating: URL of the floating license server")
     p.add_argument("--features", metavar="A,B", help="floating: comma-separated features to lease")
     p.set_defaults(func=cmd_activate, _parser=p)

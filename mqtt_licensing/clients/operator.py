@@ -79,19 +79,22 @@ def decode_payload(payload: bytes) -> Any:
     try:
         return msgpack.unpackb(payload, raw=False)
     except Exception:  # msgpack raises many unrelated types on garbage
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "a message on a $license topic is neither JSON nor msgpack") from None
+        raise LicensingError(ErrorCode.BAD_RESPONSE,
+                             "a message on a $license topic is neither JSON nor msgpack") from None
 
 
 def error_from_reply(reply: Any) -> LicensingError:
     """The :class:`LicensingError` an ``{"ok": false, "error": {...}}`` reply stands for."""
     error = reply.get("error") if isinstance(reply, dict) else None
     if not isinstance(error, dict):
-        return LicensingError(ErrorCode.BAD_RESPONSE, f"the agent answered without ok=true and without an error: {reply!r:.200}")
+        return LicensingError(ErrorCode.BAD_RESPONSE,
+                              f"the agent answered without ok=true and without an error: {reply!r:.200}")
     message = str(error.get("message", "")) or "(no message)"
     try:
         code = ErrorCode(str(error.get("code")))
     except ValueError:
-        return LicensingError(ErrorCode.BAD_RESPONSE, f"the agent answered with unknown error code {error.get('code')!r}: {message}")
+        return LicensingError(ErrorCode.BAD_RESPONSE,
+                              f"the agent answered with unknown error code {error.get('code')!r}: {message}")
     return LicensingError(code, message)
 
 

@@ -63,3 +63,38 @@ def test_license_publishes_never_reach_subscribers_or_get_retained(tmp_path, ven
             again.subscribe("$license/status")
             assert b"forged" not in again.wait_message("$license/status").payload
             assert retained.payload  # the agent's own document is what is retained
+
+
+def test_retained_status_never_reaches_a_client_that_did_not_subscribe(tmp_path, vendor):
+    """amqtt sends every filter's retained messages to each new connection; the adapter stops that."""
+    from tests.helpers.broker import READER, READER_PASSWORD
+
+    with start_broker(tmp_path / "s", vendor=vendor) as broker:
+        with MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD,
+                        clean_session=False) as dash:
+            assert dash.connect() == 0
+            assert dash.subscribe("$license/status") == 1
+            dash.wait_message("$license/status")
+            # while the reader's subscription exists, a non-reader connects (and another one subscribes)
+            with MqttClient(broker.port, client_id="anon") as anon, MqttClient(broker.port, client_id="anon2") as a2:
+                assert anon.connect() == 0 and a2.connect() == 0
+                assert a2.subscribe("$license/status") == 0x80
+                import time
+
+                time.sleep(1.0)
+                assert not anon.messages and not a2.messages
+
+
+def test_persistent_reader_session_taken_over_by_a_non_reader_gets_no_retained_status(tmp_path, vendor):
+    from tests.helpers.broker import READER, READER_PASSWORD
+
+    with start_broker(tmp_path / "s", vendor=vendor) as broker:
+        with MqttClient(broker.port, client_id="shared", username=READER, password=READER_PASSWORD,
+                        clean_session=False) as dash:
+            assert dash.connect() == 0
+            assert dash.subscribe("$license/status") == 1
+            dash.wait_message("$license/status")
+        with MqttClient(broker.port, client_id="shared", clean_session=False) as intruder:
+            assert intruder.connect() == 0
+            with pytest.raises(TimeoutError):
+                intruder.wait_message("$license/status", timeout=1.5)

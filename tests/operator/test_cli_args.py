@@ -116,3 +116,11 @@ def test_hash_password(capsys, monkeypatch):
     assert main(["hash-password"]) == 0
     assert verify_password("from stdin", capsys.readouterr().out.strip())
     assert main(["hash-password", "--password", ""]) == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc"])
+def test_timeout_must_be_positive(value, capsys):
+    with pytest.raises(SystemExit) as info:
+        parse("status", "--timeout", value)
+    assert info.value.code == 2
+    assert "--timeout" in capsys.readouterr().err

@@ -117,7 +117,8 @@ def test_format_event():
 
 
 def test_agent_specific_sections():
-    request_code = "-----BEGIN MQTT LICENSING USAGE REQUEST-----\nABC\n=1234\n-----END MQTT LICENSING USAGE REQUEST-----\n"
+    request_code = ("-----BEGIN MQTT LICENSING USAGE REQUEST-----\nABC\n=1234\n"
+                    "-----END MQTT LICENSING USAGE REQUEST-----\n")
     text = format_status({
         "state": "clock_tampered", "serving": False,
         "clock": {"last_seen": "2025-06-01T13:00:00Z", "tampered": True},

@@ -104,8 +104,9 @@ def test_mosquitto_pub_request_seen_by_mosquitto_sub_dashboards(licensing):
     reader = mosquitto_args(port, READER, READER_PASSWORD)
     status = subprocess.Popen(["mosquitto_sub", *reader, "-i", "dash-status", "-t", "$license/status", "-W", "20"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    events = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *reader, "-d", "-i", "dash-events", "-t", "$license/events",
-                               "-W", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *reader, "-d", "-i", "dash-events",
+                               "-t", "$license/events", "-W", "20"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = _lines_until(status, lambda line: line.startswith("{"))
         assert json.loads(first[-1])["state"] == "trial"  # the retained document
@@ -113,17 +114,14 @@ def test_mosquitto_pub_request_seen_by_mosquitto_sub_dashboards(licensing):
         subprocess.run(["mosquitto_pub", *mosquitto_args(port), "-i", "ops-pub", "-q", "1", "-t",
                         "$license/activate", "-m", json.dumps({"license_key": key})],
                        check=True, capture_output=True, timeout=20)
-        _lines_until(status, lambda line: line.startswith("{") and json.loads(line)["state"] == "active")
-        seen = _lines_until(events, lambda line: line.startswith("{") and json.loads(line)["type"] == "activated")
+        _lines_until(status, lambda line: line.startswith("{") and json.loads(line).get("state") == "active")
+        seen = _lines_until(events, lambda line: line.startswith("{") and json.loads(line).get("type") == "activated")
         assert json.loads(seen[-1])["method"] == "online"
     finally:
         _stop(status)
         _stop(events)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "agent: a reply published while its persistent session is offline is dropped by the RECEIVE ACL "
-    "(the agent forgets the session's client at disconnect), so the take-over flow loses slow replies"))
 def test_mosquitto_sub_and_pub_sharing_a_persistent_client_id_get_the_reply(licensing):
     """Two processes, one client id: mosquitto_pub's CONNECT takes the session over from mosquitto_sub,
     which reconnects; with -c the reply to a slow request (activate: a vendor round trip) must wait

@@ -94,16 +94,15 @@ class FloatingService:
         if path is None:
             return None
         try:
-            st = path.stat()
+            text = path.read_text()  # tiny; re-read every time so a newly pinned key is seen at once
         except FileNotFoundError:
             return None
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if self._vendor_cache[0] != stamp:
+        if self._vendor_cache[0] != text:
             try:
-                key = public_key_from_text(path.read_text())
+                key = public_key_from_text(text)
             except (LicensingError, ValueError) as exc:
                 raise LicensingError(ErrorCode.STATE_CORRUPT, f"{path} is not a vendor public key: {exc}") from None
-            self._vendor_cache = (stamp, key)
+            self._vendor_cache = (text, key)
         return self._vendor_cache[1]
 
     def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
@@ -127,7 +126,7 @@ class FloatingService:
         if vendor is None:
             raise LicensingError(ErrorCode.NOT_PROVISIONED,
                                  "no vendor public key is pinned (provide --vendor-key)")
-        cache_key = (bytes(blob), public_bytes_of(vendor))
+        cache_key = (bytes(blob), public_bytes(vendor))
         cert = self._verified.get(cache_key)
         if cert is None:
             cert = FloatingCertificate.open(bytes(blob), vendor)
@@ -445,10 +444,6 @@ class FloatingService:
 
     def close(self) -> None:
         self.store.dispose()
-
-
-def public_bytes_of(key: Ed25519PublicKey) -> bytes:
-    return public_bytes(key)
 
 
 def _feature_set(names: tuple[str, ...]) -> tuple[str, ...]:
