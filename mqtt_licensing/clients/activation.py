@@ -14,18 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import ErrorCode, LicensingError
-from ..core.signing import b64, unb64
-from .http import JsonApiClient
+from ..core.signing import b64
+from .http import JsonApiClient, binary_field
 
 
 def _certificate(data: Any) -> bytes:
-    if not isinstance(data, dict) or not isinstance(data.get("certificate"), str):
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "the server's answer carries no certificate")
-    try:
-        return unb64(data["certificate"])
-    except LicensingError:
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "the server's certificate is not base64") from None
+    return binary_field(data, "certificate")
 
 
 class ActivationClient(JsonApiClient):

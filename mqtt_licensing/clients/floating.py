@@ -18,9 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..core import labels
 from ..core.documents import sign_instance_request
-from ..core.errors import ErrorCode, LicensingError
-from ..core.signing import b64, unb64
-from .http import JsonApiClient
+from ..core.signing import b64
+from .http import JsonApiClient, binary_field
 
 
 def lease_request(instance_key: Ed25519PrivateKey, kind: str, *, features: Iterable[str] = (),
@@ -56,12 +55,7 @@ class FloatingClient(JsonApiClient):
 
 
 def _lease(data: Any) -> bytes:
-    if not isinstance(data, dict) or not isinstance(data.get("lease"), str):
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "the floating server's answer has no lease")
-    try:
-        return unb64(data["lease"])
-    except LicensingError:
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "the floating server sent a lease that is not base64") from None
+    return binary_field(data, "lease")
 
 
 __all__ = ["FloatingClient", "lease_request"]

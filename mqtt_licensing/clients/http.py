@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from ..core.errors import ErrorCode, LicensingError
+from ..core.signing import unb64
 
 DEFAULT_TIMEOUT = 10.0
 
@@ -61,3 +62,13 @@ def parse_response(response: httpx.Response) -> Any:
             code = ErrorCode.BAD_RESPONSE
         raise LicensingError(code, str(error.get("message", "")))
     raise LicensingError(ErrorCode.BAD_RESPONSE, f"the server answered HTTP {response.status_code}")
+
+
+def binary_field(data: Any, name: str) -> bytes:
+    """A base64 field of a JSON answer (a certificate, a lease) as bytes, or ``bad_response``."""
+    if not isinstance(data, dict) or not isinstance(data.get(name), str):
+        raise LicensingError(ErrorCode.BAD_RESPONSE, f"the server's answer carries no {name}")
+    try:
+        return unb64(data[name])
+    except LicensingError:
+        raise LicensingError(ErrorCode.BAD_RESPONSE, f"the server's {name} is not base64") from None

@@ -1,4 +1,3 @@
-import pytest
 
 from tests.helpers.broker import MqttClient, start_broker
 from tests.helpers.vendor import start_vendor

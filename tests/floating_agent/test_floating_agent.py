@@ -135,3 +135,18 @@ def test_floating_lease_survives_broker_restart(tmp_path):
         finally:
             a.stop()
         assert lease_id
+
+
+def test_reactivate_rereads_the_pool_terms(tmp_path):
+    from tests.helpers.floating import make_pool_certificate
+
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=2) as fls, broker(tmp_path, "a") as a:
+        before = lease(a, fls)["status"]
+        assert before["support_until"] is None and before["max_connections"] is None
+        # the vendor renewed the pool: support added, a connection cap per broker
+        fls.provision(make_pool_certificate(VENDOR, fls.public_key, seats=2, support_until=1924992000,
+                                            max_connections=7))
+        with a.admin() as c:
+            after = c.request("reactivate")["status"]
+        assert after["support_until"] == "2031-01-01T00:00:00Z"
+        assert after["max_connections"] == 7 and after["floating"]["seats"] == 2

@@ -15,7 +15,7 @@ import pytest
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers.common import free_port
 from mqtt_licensing.servers.vendor import VendorService
-from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker, wait_for
+from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
 
