@@ -182,9 +182,10 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         """
         broker = self._broker
         original = broker._topic_filtering  # amqtt internals  # noqa: SLF001
-        topic_plugins = broker.plugins_manager._topic_plugins  # amqtt internals  # noqa: SLF001
 
         async def topic_filtering(session: Session, topic: str, action: Action) -> bool:
+            # Read at call time: the plugin manager is still being built while this plugin is.
+            topic_plugins = broker.plugins_manager._topic_plugins  # amqtt internals  # noqa: SLF001
             if (session is not None and topic and topic[0] != "$" and len(topic_plugins) == 1
                     and topic_plugins[0] is self):
                 return True  # what topic_filtering() below answers for this topic, minus the Task

@@ -110,6 +110,7 @@ class LicensingAgent:
         self._last_sync_attempt = 0.0
         self._last_clock_save = 0
         self._published: dict[str, Any] | None = None
+        self._auto_lease_enabled = True
         self.fingerprint = ""
 
     # -- lifecycle -------------------------------------------------------------
@@ -299,8 +300,9 @@ class LicensingAgent:
         if method == "floating":
             url = protocol.require_str(fields, "server_url", max_len=2048)
             features = validate_features(protocol.optional_str_list(fields, "features") or [MQTT_SERVER])
-            self._refuse_if_licensed_elsewhere(None)
-            await self._acquire_lease(url, list(features))
+            if not (self._lease is not None and self._state.server_url == url):
+                self._refuse_if_licensed_elsewhere(None)
+            await self._acquire_lease(url, list(features))  # the same instance gets its own seat back
             return {}
         raise LicensingError(ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}")
 
@@ -405,6 +407,7 @@ class LicensingAgent:
                     released = False
                     log.warning("floating seat not released (%s); it frees itself when the lease expires", exc)
             self._drop_floating(keep_auto=False)
+            self._auto_lease_enabled = False
             await self._save()
             self._emit("deactivated", method="floating", seat_released=released)
             return {"seat_released": released}
@@ -460,15 +463,20 @@ class LicensingAgent:
             return self._lease.issued_at + self._lease.ttl / 3
         if self._state.floating_features and self._state.server_url:  # auto or lost lease: try to lease again
             return self._last_sync_attempt + self.config.retry_interval
-        if self.config.floating_server_url and self._certificate is None and self._state.deactivation_code is None \
-                and not self._state.floating_features:
-            return self._last_sync_attempt + self.config.retry_interval  # auto-activation from config
+        if self._wants_auto_lease():
+            return self._last_sync_attempt + self.config.retry_interval
         cert = self._certificate
         if cert is None or cert.model != "online":
             return None
         if failing or self._state.clock_tampered:
             return self._last_sync_attempt + self.config.retry_interval
         return (self._state.last_checkin_ok_at or 0) + self.config.check_in_interval
+
+    def _wants_auto_lease(self) -> bool:
+        """Auto-activation from config: lease a seat when nothing else is held - until an operator
+        deactivates (then only a restart or an explicit activate leases again)."""
+        return bool(self.config.floating_server_url) and self._auto_lease_enabled and self._certificate is None \
+            and self._lease is None and not self._state.floating_features and self._state.pending_offline is None
 
     def _sync_due(self, now: float) -> bool:
         due = self._next_sync_at()
@@ -480,7 +488,8 @@ class LicensingAgent:
                 await self._renew_lease(reacquire=True)
             elif self._state.floating_features and self._state.server_url:
                 await self._acquire_lease(self._state.server_url, self._state.floating_features)
-            elif self.config.floating_server_url and self._certificate is None:
+            elif self._wants_auto_lease():
+                assert self.config.floating_server_url is not None
                 await self._acquire_lease(self.config.floating_server_url,
                                           self.config.floating_features or [MQTT_SERVER])
             elif self._certificate is not None and self._certificate.model == "online":

@@ -150,3 +150,17 @@ def test_reactivate_rereads_the_pool_terms(tmp_path):
             after = c.request("reactivate")["status"]
         assert after["support_until"] == "2031-01-01T00:00:00Z"
         assert after["max_connections"] == 7 and after["floating"]["seats"] == 2
+
+
+def test_deactivate_stops_auto_activation_until_restart(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls, \
+            broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=0.2) as a:
+        wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
+        with a.admin() as c:
+            assert c.request("deactivate")["seat_released"] is True
+        import time
+
+        time.sleep(1.0)  # several retry intervals
+        assert a.agent.evaluation.state == "unlicensed"
+        with broker(tmp_path, "b", floating_server_url=fls.url, retry_interval=0.2) as b:
+            wait_for(lambda: b.agent.evaluation.state == "active", timeout=10)  # the seat really is free

@@ -118,8 +118,8 @@ def test_kill9_vendor_mid_activation_counts_exactly_one_activation_per_instance(
         print(f"all answered {time.monotonic() - last_start:.2f}s after the last restart")
         assert unexpected == []
         assert worker.is_alive() and ops.is_alive()
-        status = broker.status()
-        assert status["state"] == "active"
+        # and the agent, in grace after check-ins lost in the kills, recovers by itself
+        wait_until(lambda: broker.status()["state"] == "active", 10, "the agent did not recover to active")
     except BaseException:
         for k, v in trace.items():
             print(k, v[:3], v[-5:], len(v))
