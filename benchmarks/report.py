@@ -54,12 +54,13 @@ def machine_facts() -> dict[str, str]:
         "Python": platform.python_version(),
         "amqtt": metadata.version("amqtt"),
         "Mosquitto": mosquitto_version(),
-        "uvicorn / starlette / httpx": " / ".join(metadata.version(p) for p in ("uvicorn", "starlette", "httpx")),
+        "uvicorn / starlette / SQLAlchemy": " / ".join(
+            metadata.version(p) for p in ("uvicorn", "starlette", "sqlalchemy")),
     }
 
 
 def command_line(argv: list[str]) -> str:
-    return " ".join([".venv/bin/python -m benchmarks", *[a for a in argv if a != "--write-docs"]])
+    return " ".join([".venv/bin/python -m benchmarks", *[a for a in argv if a != "--keep"]])
 
 
 def write_docs(path: Path, *, command: str, facts: dict[str, str], tables: list[tuple[str, str]]) -> None:
@@ -75,8 +76,11 @@ def write_docs(path: Path, *, command: str, facts: dict[str, str], tables: list[
         "Every figure is compared with a baseline measured in the same run: subject and baseline",
         "alternate round by round, each value is the median of its rounds and the ratio is the",
         "median of the per-round ratios (subject / baseline). Brokers and servers run in their own",
-        "processes; the load generator (raw-socket MQTT 3.1.1, httpx for HTTP) runs in the",
-        "benchmark process. Everything on 127.0.0.1.",
+        "processes; the load generator (raw-socket MQTT 3.1.1 and HTTP/1.1 clients, see",
+        "benchmarks/mqtt_wire.py and benchmarks/http_wire.py) runs in the benchmark process.",
+        "Everything on 127.0.0.1. \"CPU µs/op\" is the CPU time (user + system, all threads) the",
+        "process under test spent per operation in the same rounds: on a shared machine it moves",
+        "far less with other people's load than a wall-clock rate does.",
         "",
         "Produced by:",
         "",

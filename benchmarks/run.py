@@ -65,14 +65,14 @@ class Plan:
     soak_periods: float  # the soak lasts at least this many renewal periods (TTL/3)
 
 
-QUICK = Plan(rounds=3, connect_seconds=1.0, connect_clients=8, throughput_seconds=1.0, roundtrip_seconds=0.5,
-             http_seconds=0.7, http_concurrency=(1, 16, 128), lease_batch=200, lease_concurrency=16,
-             soak_instances=1000, soak_ttl=15, soak_seconds=10, soak_concurrency=32, idle_clients=1000,
-             memory_rounds=1, soak_load=0.6, soak_periods=2.5)
+QUICK = Plan(rounds=3, connect_seconds=0.8, connect_clients=8, throughput_seconds=0.8, roundtrip_seconds=0.5,
+             http_seconds=0.5, http_concurrency=(1, 16, 128), lease_batch=60, lease_concurrency=16,
+             soak_instances=200, soak_ttl=15, soak_seconds=8, soak_concurrency=32, idle_clients=1000,
+             memory_rounds=1, soak_load=0.8, soak_periods=2.5)
 FULL = Plan(rounds=7, connect_seconds=2.0, connect_clients=8, throughput_seconds=2.0, roundtrip_seconds=1.5,
-            http_seconds=2.0, http_concurrency=(1, 16, 128), lease_batch=1000, lease_concurrency=16,
+            http_seconds=2.0, http_concurrency=(1, 16, 128), lease_batch=250, lease_concurrency=16,
             soak_instances=10_000, soak_ttl=30, soak_seconds=120, soak_concurrency=64, idle_clients=1000,
-            memory_rounds=3, soak_load=0.6, soak_periods=3.5)
+            memory_rounds=3, soak_load=0.8, soak_periods=2.5)
 
 
 class Lab:

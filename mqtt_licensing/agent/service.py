@@ -94,6 +94,10 @@ class LicensingAgent:
         self._limits = config.limits()
         self._tracker = ConnectionTracker()
         self._clients: dict[Hashable, Client] = {}
+        # client id -> the connection most recently admitted with it. amqtt lets a second
+        # connection (clean session) take a live client id without closing the first; replies
+        # to that id belong to the newest connection alone, and the older one is answered no more.
+        self._holders: dict[str, Hashable] = {}
         self._lock = asyncio.Lock()
         # Saves come from request handlers and the background loop: one at a time, newest last,
         # or two threads would share one temp file (a lost write, or a torn file at a crash).
@@ -182,6 +186,7 @@ class LicensingAgent:
             return decision
         self._tracker.reserve(conn, admin=role == "admin", now=now)
         self._clients[conn] = Client(client_id, username, role)
+        self._holders[client_id] = conn
         return decision
 
     def holds(self, conn: Hashable) -> bool:
@@ -194,20 +199,27 @@ class LicensingAgent:
     def disconnected(self, conn: Hashable) -> None:
         self._tracker.release(conn)
         if not self._tracker.holds(conn):
-            self._clients.pop(conn, None)
+            client = self._clients.pop(conn, None)
+            if client is not None and self._holders.get(client.client_id) == conn:
+                del self._holders[client.client_id]
 
     def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
         if not topic_filter.startswith(protocol.PREFIX):
             return True
         client = self._clients.get(conn)
-        return client is not None and protocol.subscription_allowed(
-            topic_filter, client.client_id, may_read_status=client.may_read_status)
+        if client is None or (topic_filter.startswith(protocol.REPLY_ROOT + "/")
+                              and self._holders.get(client.client_id) != conn):
+            return False  # not the connection that now holds this client id
+        return protocol.subscription_allowed(topic_filter, client.client_id, may_read_status=client.may_read_status)
 
     def may_receive(self, conn: Hashable, topic: str, client_id: str) -> bool:
         """Delivery-time check. ``client_id`` is the receiving session's: a persistent session
         that is offline right now still gets its own replies queued (and only its own)."""
         if not topic.startswith(protocol.PREFIX):
             return True
+        holder = self._holders.get(client_id)
+        if holder is not None and holder != conn and topic.startswith(protocol.REPLY_ROOT + "/"):
+            return False  # another live connection holds this client id now: the replies are its own
         client = self._clients.get(conn)
         return protocol.delivery_allowed(topic, client_id,
                                          may_read_status=client is not None and client.may_read_status)
@@ -239,6 +251,8 @@ class LicensingAgent:
             # Its reply topic would be readable by another client: answer nobody.
             log.warning("ignored %s from client id %r: not usable as a reply topic", topic, client_id)
             return
+        if self._requester_gone(conn, client):
+            return  # a newer connection holds this client id: its reply topic is no longer ours
         try:
             request = protocol.decode_request(topic, payload, client_id, max_payload=self.config.max_payload)
         except protocol.RequestError as exc:
@@ -256,7 +270,11 @@ class LicensingAgent:
             return
         try:
             data = await self._dispatch(request)
+            if self._requester_gone(conn, client):
+                return
         except LicensingError as exc:
+            if self._requester_gone(conn, client):
+                return
             # Also announced on $license/events, so a mosquitto_pub user watching events sees why.
             self._emit("command_failed", operation=request.operation, client_id=client_id,
                        correlation_id=request.correlation_id, error=exc.to_dict())
@@ -265,10 +283,25 @@ class LicensingAgent:
             return
         except Exception:
             log.exception("license request %s failed", request.operation)
+            if self._requester_gone(conn, client):
+                return
             await self._reply_error(LicensingError(ErrorCode.INTERNAL_ERROR, "internal error; see the broker log"),
                                     request.reply_to, request.encoding, request.operation, request.correlation_id)
             return
         await self._publish(request.reply_to, protocol.success_reply(request, data))
+
+    def _requester_gone(self, conn: Hashable, client: Client | None) -> bool:
+        """Would a reply now reach someone else than the requester? True when another connection
+        has since taken its client id, or its persistent session is now held by another principal."""
+        if client is None:
+            return False
+        holder = self._holders.get(client.client_id)
+        current = self._clients.get(conn)
+        lost = (holder is not None and holder != conn) or (
+            current is not None and (current.username, current.role) != (client.username, client.role))
+        if lost:
+            log.warning("reply for client id %r dropped: the connection that asked is gone", client.client_id)
+        return lost
 
     async def _reply_error(self, error: LicensingError, reply_to: str, encoding: str, operation: str | None,
                            correlation_id: str | int | None) -> None:
@@ -298,7 +331,7 @@ class LicensingAgent:
         if method == "offline":
             return await self._activate_offline(protocol.require_str(fields, "usage_license", max_len=32768))
         if method == "floating":
-            url = protocol.require_str(fields, "server_url", max_len=2048)
+            url = protocol.require_url(fields, "server_url")
             features = validate_features(protocol.optional_str_list(fields, "features") or [MQTT_SERVER])
             if not (self._lease is not None and self._state.server_url == url):
                 self._refuse_if_licensed_elsewhere(None)

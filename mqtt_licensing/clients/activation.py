@@ -31,7 +31,8 @@ class ActivationClient(JsonApiClient):
     async def activate(self, license_key: str, request: bytes) -> dict[str, Any]:
         """-> {"certificate": bytes, "activation_id": str, "license_id": str, "reused": bool}"""
         data = await self.call("POST", "/v1/activations", json={"license_key": license_key, "request": b64(request)})
-        return {**data, "certificate": _certificate(data)}
+        certificate = _certificate(data)  # first: it checks the answer is an object at all
+        return {**data, "certificate": certificate}
 
     async def check_in(self, request: bytes) -> bytes:
         return _certificate(await self.call("POST", "/v1/activations/check-in", json={"request": b64(request)}))

@@ -16,6 +16,7 @@ signatures are checked in :mod:`.signing` before a body ever reaches ``from_body
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ class _Document:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if f.name not in body:
@@ -64,6 +65,12 @@ class _Document:
     @classmethod
     def open(cls, blob: bytes, public_key: Ed25519PublicKey) -> Self:
         return cls.from_body(open_document(blob, cls.TYP, public_key))
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """Resolving annotations costs milliseconds; documents are decoded on every server call."""
+    return typing.get_type_hints(cls)
 
 
 def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgpack
 
@@ -204,6 +205,21 @@ def require_str(fields: dict[str, Any], name: str, *, max_len: int = 4096) -> st
     if len(value) > max_len:
         raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} is longer than {max_len} characters")
     return value
+
+
+def require_url(fields: dict[str, Any], name: str, *, max_len: int = 2048) -> str:
+    """An http(s) URL with a host; anything else is invalid_field here, not a crash in the HTTP client."""
+    url = require_str(fields, name, max_len=max_len)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError unless a number in 0..65535
+        url.encode("utf-8")  # a lone surrogate from JSON cannot go on the wire
+    except (ValueError, UnicodeError):
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port == 0 \
+            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be an http:// or https:// URL with a host")
+    return url
 
 
 def optional_str(fields: dict[str, Any], name: str, default: str | None = None, *, max_len: int = 4096) -> str | None:

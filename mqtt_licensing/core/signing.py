@@ -133,6 +133,11 @@ def open_document(blob: bytes, expected_typ: str, public_key: Ed25519PublicKey) 
 def verify_envelope(env: Envelope, expected_typ: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
     if env.typ != expected_typ:
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"expected a {expected_typ}, got a {env.typ}")
+    # The signature covers typ and body only; the key id must name the verifying key, so a
+    # changed kid is a changed (and rejected) document too.
+    if env.kid != fingerprint(public_key):
+        raise LicensingError(ErrorCode.INVALID_SIGNATURE,
+                             f"the {expected_typ.replace('_', ' ')} was not signed by the expected key")
     try:
         public_key.verify(env.sig, _signed_bytes(env.typ, env.body))
     except InvalidSignature:

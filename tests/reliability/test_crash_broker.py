@@ -112,6 +112,8 @@ def test_kill9_broker_during_activations_checkins_and_writes(tmp_path, vendor):
         acts = vendor.service.list_activations(license_id, include_freed=True)
         assert [a["id"] for a in acts] == [activated], "the vendor counted more than one activation"
         assert not list(state_dir.glob("state.json.corrupt-*"))
+        strays = [p.name for p in state_dir.glob(".state.json.*.tmp") if int(p.name.split(".")[3]) < 800000]
+        print(f"temp files left by the kills themselves (never read): {len(strays)}")
     except BaseException:
         print("\n".join(timeline))
         print(broker.log_text()[-6000:])
@@ -124,12 +126,12 @@ def test_kill9_broker_during_activations_checkins_and_writes(tmp_path, vendor):
 @pytest.mark.timeout(60)
 def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monkeypatch, caplog):
     """The agent saves from request handlers and from its background loop (clock saves); with the
-    clock saved on every 10 ms tick while an admin re-activates in a tight loop, every write must
+    clock saved on every 20 ms tick while an admin re-activates in a tight loop, every write must
     succeed, the file must always parse, and the newest snapshot must win."""
     monkeypatch.setattr(agent_service, "_CLOCK_SAVE_EVERY", 0)
     key = vendor.issue()
     state_file = tmp_path / "s" / "state.json"
-    with start_broker(tmp_path / "s", vendor=vendor, tick_interval=0.01) as broker:
+    with start_broker(tmp_path / "s", vendor=vendor, tick_interval=0.02) as broker:
         stop = threading.Event()
         torn: list[str] = []
 
@@ -147,7 +149,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         errors = []
         try:
             with broker.admin() as c:
-                for _ in range(40):
+                for _ in range(20):
                     try:
                         c.request("activate", {"license_key": key})
                     except LicensingError as exc:
@@ -158,6 +160,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
                 return await asyncio.gather(*(agent._save() for _ in range(30)), return_exceptions=True)
 
             results = broker.call(burst())
+            time.sleep(0.1)  # a last background save, then compare
         finally:
             stop.set()
             watcher.join(timeout=5)
@@ -167,3 +170,4 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         assert not [r for r in caplog.records if r.exc_info and r.name.startswith("mqtt_licensing")]
         on_disk = json.loads(state_file.read_text())
         assert on_disk["certificate"] == broker.agent._state.certificate
+        assert not list(state_file.parent.glob(".state.json.*.tmp"))

@@ -409,9 +409,11 @@ class VendorService:
                        f"is a replay; fix the clock and retry")
 
     # -- rate limiting of failed key lookups --------------------------------------
-    def _check_rate(self, client: str, now: int) -> None:
-        with self.store.transaction() as tx:
-            rate = tx.get_rate(client)
+    def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
+        if tx is None:
+            with self.store.transaction() as tx:
+                return self._check_rate(client, now, tx)
+        rate = tx.get_rate(client)
         if rate is not None:
             start, failures = rate
             if now - start < self.rate_limit_window and failures >= self.rate_limit_failures:
@@ -419,14 +421,16 @@ class VendorService:
                                      f"too many failed license keys from {client}; retry in "
                                      f"{self.rate_limit_window - (now - start)} s")
 
-    def _record_failure(self, client: str, now: int) -> None:
-        with self.store.transaction() as tx:
-            rate = tx.get_rate(client)
-            if rate is None or now - rate[0] >= self.rate_limit_window:
-                tx.put_rate(client, now, 1)
-                tx.prune_rates(now - 10 * self.rate_limit_window)
-            else:
-                tx.put_rate(client, rate[0], rate[1] + 1)
+    def _record_failure(self, client: str, now: int, tx: Tx | None = None) -> None:
+        if tx is None:
+            with self.store.transaction() as tx:
+                return self._record_failure(client, now, tx)
+        rate = tx.get_rate(client)
+        if rate is None or now - rate[0] >= self.rate_limit_window:
+            tx.put_rate(client, now, 1)
+            tx.prune_rates(now - 10 * self.rate_limit_window)
+        else:
+            tx.put_rate(client, rate[0], rate[1] + 1)
 
     # -- first contact --------------------------------------------------------------
     def _first_contact(self, license_key: Any, blob: bytes, client: str, kind: str,
@@ -444,12 +448,16 @@ class VendorService:
         if request.key_digest != digest:
             raise _bad("the signed request is for another license key than the one sent")
         with self.store.transaction() as tx:
+            # Checked again and counted in the lookup's own transaction: concurrent guesses from
+            # one source cannot all pass the check above before any of them is counted.
+            self._check_rate(client, now, tx)
             lic = tx.get_license_by_digest(digest, lock=True)
-            if lic is not None:
+            if lic is None:
+                self._record_failure(client, now, tx)
+            else:
                 self._check_usable(lic, now, model)
                 act, reused = self._bind(tx, lic, request, now)
         if lic is None:
-            self._record_failure(client, now)
             raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known to the vendor")
         log.info("%s %s of %s for instance %s", "re-activation" if reused else "activation", act.id, lic.id,
                  act.instance_fingerprint)

@@ -1,0 +1,412 @@
+"""Network faults between the agent and its servers: the agent follows the rules, never crashes,
+and recovers by itself.
+
+A :class:`FaultProxy` (a plain TCP server on 127.0.0.1) sits between a real broker's agent
+and a real vendor / floating server. Each test switches it into one fault - nothing listens,
+a stall past ``http_timeout``, a TCP reset, non-JSON, JSON of the wrong shape, a certificate
+or lease signed by the wrong Ed25519 key (served by a real Starlette/uvicorn app) - and then
+back to relaying.
+
+Rules checked (BRIEF §4):
+* online: the agent keeps serving in ``grace`` with its deadline = the last good
+  certificate's ``valid_until``; keeps its features (a rogue answer never changes them);
+  is ``expired`` past the deadline; is ``active`` again by itself when the server is back;
+* floating: the agent keeps serving until the lease's ``expires_at``, is not serving after
+  it, and leases again by itself when the server is back;
+* always: status requests are answered promptly during the fault (the broker's loop is
+  never blocked), no exception is logged by the agent, the broker keeps accepting clients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mqtt_licensing.core.documents import ActivationCertificate, InstanceRequest, Lease
+from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.core.signing import b64, parse_envelope, public_key_to_text, unb64
+from mqtt_licensing.servers.common import ServerThread
+from tests.helpers.broker import MqttClient, start_broker
+from tests.helpers.floating import start_floating
+from tests.helpers.vendor import start_vendor
+from tests.reliability.support import FaultProxy, connack_code, http_response, wait_until
+
+# -- shared plumbing ---------------------------------------------------------------------
+
+
+class ExceptionLog(logging.Handler):
+    """Collects log records that carry a traceback (what 'the agent crashed a little' looks like)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.name.startswith("mqtt_licensing"):
+            self.records.append(record)
+
+
+@pytest.fixture(scope="module")
+def exceptions():
+    handler = ExceptionLog()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)
+
+
+def timed_status(admin) -> tuple[dict[str, Any], float]:
+    start = time.monotonic()
+    status = admin.status()
+    return status, time.monotonic() - start
+
+
+def instance_of(request_blob: bytes) -> InstanceRequest:
+    return InstanceRequest.from_body(parse_envelope(request_blob).unverified_body())
+
+
+def rogue_app(routes: dict[str, Any]) -> Starlette:
+    """A real Starlette app; each route answers from a function of the signed request it got."""
+
+    def endpoint(make: Any) -> Any:
+        async def handle(request: Request) -> JSONResponse:
+            body = await request.json()
+            return JSONResponse(make(instance_of(unb64(body["request"]))))
+        return handle
+
+    return Starlette(routes=[Route(path, endpoint(make), methods=["POST"]) for path, make in routes.items()])
+
+
+def json_body(obj: Any, status: int = 200) -> bytes:
+    return http_response(status, json.dumps(obj).encode())
+
+
+# -- online: vendor faults ---------------------------------------------------------------
+
+
+@dataclass
+class OnlineEnv:
+    vendor: Any
+    proxy: FaultProxy
+    broker: Any
+    rogue: ServerThread
+    replay: ServerThread
+    genuine_certificate: bytes
+    admin: Any
+    key: str
+
+
+@pytest.fixture(scope="module")
+def online(tmp_path_factory, exceptions):
+    tmp = tmp_path_factory.mktemp("online-faults")
+    rogue_key = Ed25519PrivateKey.generate()
+    with start_vendor(tmp / "vendor") as vendor:
+        key = vendor.issue(features=["mqtt_server"])
+        # a genuine vendor certificate - but for another instance (what a replaying MITM has)
+        other = Ed25519PrivateKey.generate()
+        from mqtt_licensing.core import labels
+        from mqtt_licensing.core.documents import sign_instance_request
+        from mqtt_licensing.core.keys import key_digest
+
+        def rogue_certificate(req: InstanceRequest) -> dict[str, Any]:
+            now = int(time.time())
+            cert = ActivationCertificate(
+                license_id="lic_rogue", key_mask="MQL1-AAAAA-*****-*****-*****-*****-AAAAA",
+                activation_id=req.activation_id or "act_rogue", model="online",
+                features=("iot_bridge_snowflake", "mqtt_server"), instance_fingerprint=req.fingerprint,
+                issued_at=now, valid_until=now + 10 * 365 * 86400)
+            return {"certificate": b64(cert.sign(rogue_key))}
+
+        second = vendor.issue(features=["mqtt_server", "iot_bridge_snowflake"])
+        other_cert = vendor.service.activate(second, sign_instance_request(
+            other, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(8), created_at=int(time.time()),
+            key_digest=key_digest(second)))["certificate"]
+        rogue = ServerThread(rogue_app({"/v1/activations/check-in": rogue_certificate,
+                                        "/v1/activations": rogue_certificate}))
+        replay = ServerThread(rogue_app({"/v1/activations/check-in": lambda req: {"certificate": b64(other_cert)},
+                                         "/v1/activations": lambda req: {"certificate": b64(other_cert)}}))
+        rogue.start()
+        replay.start()
+        proxy = FaultProxy(vendor.port)
+        broker = start_broker(tmp / "state", vendor_url=proxy.url, vendor_public_key=vendor.public_key_text,
+                              check_in_interval=0.3, retry_interval=0.3, http_timeout=1.0, trial_seconds=0)
+        try:
+            with broker.admin() as c:
+                status = c.request("activate", {"license_key": key})["status"]
+            assert status["state"] == "active"
+            genuine = unb64(broker.agent._state.certificate)
+            with broker.admin() as admin:
+                yield OnlineEnv(vendor, proxy, broker, rogue, replay, genuine, admin, key)
+        finally:
+            broker.stop()
+            proxy.close()
+            rogue.stop()
+            replay.stop()
+
+
+def _respond(body: bytes):
+    return lambda env: env.proxy.set("respond", response=body)
+
+
+def _half_certificate(env: OnlineEnv) -> None:
+    env.proxy.set("respond", response=json_body({"certificate": b64(env.genuine_certificate[:150])}))
+
+
+ONLINE_FAULTS: dict[str, tuple[Any, set[str]]] = {
+    "down": (lambda env: env.proxy.set("down"), {"server_unreachable"}),
+    "slow": (lambda env: env.proxy.set("slow", delay=3.0), {"server_unreachable"}),
+    "reset": (lambda env: env.proxy.set("reset"), {"server_unreachable"}),
+    "not_json": (_respond(http_response(200, b"<html>maintenance</html>", "text/html")), {"bad_response"}),
+    "html_502": (_respond(http_response(502, b"Bad Gateway", "text/html")), {"bad_response"}),
+    "json_list": (_respond(json_body([1, 2, 3])), {"bad_response"}),
+    "certificate_not_text": (_respond(json_body({"certificate": 5})), {"bad_response"}),
+    "certificate_random_bytes": (_respond(json_body({"certificate": b64(os.urandom(300))})),
+                                 {"invalid_code", "bad_response"}),
+    "certificate_truncated": (_half_certificate, {"invalid_code"}),
+    "unknown_error_code": (_respond(json_body({"error": {"code": "flux_capacitor", "message": "?"}}, 500)),
+                           {"bad_response"}),
+    "wrong_key": (lambda env: env.proxy.set("pass", upstream_port=env.rogue.port), {"invalid_signature"}),
+    "another_instances_certificate": (lambda env: env.proxy.set("pass", upstream_port=env.replay.port),
+                                      {"wrong_instance"}),
+}
+
+
+@pytest.mark.parametrize("fault", list(ONLINE_FAULTS))
+def test_online_check_in_fault_means_grace_then_recovery(online: OnlineEnv, exceptions, fault):
+    env = online
+    broker = env.broker
+    env.proxy.set("pass", upstream_port=env.vendor.port)
+    wait_until(lambda: broker.agent.evaluation.state == "active", 10, "not active before the fault")
+    before = env.admin.status()
+    seen_exceptions = len(exceptions.records)
+    apply, codes = ONLINE_FAULTS[fault]
+    try:
+        apply(env)
+        status = wait_until(lambda: (s := env.admin.status())["state"] == "grace" and s, 10, f"no grace under {fault}")
+        assert status["serving"] is True
+        assert status["deadline"] == status["valid_until"] and status["deadline"] >= before["valid_until"]
+        assert status["check_in"]["failing_since"] is not None
+        assert status["check_in"]["last_error"]["code"] in codes, status["check_in"]["last_error"]
+        assert status["features"] == before["features"] == ["mqtt_server"]  # nothing from a rogue answer
+        assert status["license_id"] == before["license_id"]
+        # the broker keeps serving: new clients, prompt answers, even while a check-in hangs
+        assert connack_code(broker.port, f"during-{fault}") == 0
+        for _ in range(3):
+            status, took = timed_status(env.admin)
+            assert took < 0.8, f"status took {took:.2f}s under {fault}"
+            assert status["state"] == "grace"
+        stored = ActivationCertificate.open(unb64(broker.agent._state.certificate), env.vendor.public_key)
+        assert stored.license_id == before["license_id"] and stored.features == ("mqtt_server",)
+    finally:
+        env.proxy.set("pass", upstream_port=env.vendor.port)
+    status = wait_until(lambda: (s := env.admin.status())["state"] == "active" and s, 10, f"no recovery after {fault}")
+    assert status["check_in"]["last_error"] is None and status["check_in"]["failing_since"] is None
+    assert status["deadline"] > before["deadline"] or status["deadline"] == before["deadline"]
+    assert exceptions.records[seen_exceptions:] == []
+
+
+ACTIVATION_FAULTS = ["down", "slow", "reset", "not_json", "json_list", "certificate_not_text",
+                     "certificate_random_bytes", "unknown_error_code", "wrong_key", "another_instances_certificate"]
+
+
+@pytest.mark.timeout(90)
+def test_online_activation_against_a_faulty_server_fails_cleanly(online: OnlineEnv, tmp_path, exceptions):
+    """The operator's activate hits the same faults: a clear error code (never internal_error), nothing
+    installed, the instance still unlicensed - and the same command works once the server is back."""
+    env = online
+    key = env.vendor.issue()
+    seen_exceptions = len(exceptions.records)
+    with start_broker(tmp_path / "fresh", vendor_url=env.proxy.url, vendor_public_key=env.vendor.public_key_text,
+                      http_timeout=1.0, trial_seconds=0) as broker, broker.admin() as admin:
+        try:
+            for fault in ACTIVATION_FAULTS:
+                apply, codes = ONLINE_FAULTS[fault]
+                apply(env)
+                with pytest.raises(LicensingError) as err:
+                    admin.request("activate", {"license_key": key})
+                assert err.value.code in codes, (fault, err.value)
+                status = admin.status()
+                assert status["state"] == "unlicensed" and status["license_id"] is None, (fault, status)
+                env.proxy.set("pass", upstream_port=env.vendor.port)
+        finally:
+            env.proxy.set("pass", upstream_port=env.vendor.port)
+        assert admin.request("activate", {"license_key": key})["status"]["state"] == "active"
+    assert exceptions.records[seen_exceptions:] == []
+
+
+@pytest.mark.timeout(60)
+def test_online_past_the_deadline_then_back(tmp_path, exceptions):
+    """Grace ends at valid_until: new clients are refused, running ones kept; the server coming
+    back makes the instance active again without an operator."""
+    with start_vendor(tmp_path / "vendor", certificate_lifetime=4) as vendor:
+        key = vendor.issue()
+        proxy = FaultProxy(vendor.port)
+        broker = start_broker(tmp_path / "state", vendor_url=proxy.url, vendor_public_key=vendor.public_key_text,
+                              check_in_interval=0.3, retry_interval=0.3, http_timeout=1.0, trial_seconds=0)
+        try:
+            with broker.admin() as c:
+                c.request("activate", {"license_key": key})
+            with MqttClient(broker.port, client_id="running") as running:
+                assert running.connect() == 0
+                proxy.set("reset")
+                status = wait_until(lambda: (s := broker.status())["state"] == "grace" and s, 10, "no grace")
+                deadline = status["deadline"]
+                status = wait_until(lambda: (s := broker.status())["state"] == "expired" and s, 10, "no expiry")
+                assert status["serving"] is False and time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) >= deadline
+                assert connack_code(broker.port, "late") == 5
+                assert not running.disconnected.is_set()  # enforce_existing is off: the plant keeps running
+                proxy.set("pass")
+                wait_until(lambda: broker.status()["state"] == "active", 10, "no recovery after expiry")
+                assert connack_code(broker.port, "later") == 0
+        finally:
+            broker.stop()
+            proxy.close()
+    assert exceptions.records == []
+
+
+# -- floating: lease faults ---------------------------------------------------------------
+
+
+@dataclass
+class FloatingEnv:
+    fls: Any
+    rogue_pool: Any
+    proxy: FaultProxy
+    broker: Any
+    rogue_server: ServerThread
+    admin: Any
+
+
+TTL = 2
+
+
+@pytest.fixture(scope="module")
+def floating(tmp_path_factory, exceptions):
+    tmp = tmp_path_factory.mktemp("floating-faults")
+    vendor_key = Ed25519PrivateKey.generate()
+    fls = start_floating(tmp / "fls", vendor_key=vendor_key, seats=2, ttl=TTL)
+    # a real floating server whose pool certificate another key signed
+    rogue_pool = start_floating(tmp / "rogue-pool", vendor_key=Ed25519PrivateKey.generate(), seats=5, ttl=600)
+    proxy = FaultProxy(fls.port)
+    broker = start_broker(tmp / "state", vendor_url=None, vendor_public_key=public_key_to_text(vendor_key),
+                          retry_interval=0.3, http_timeout=0.8, trial_seconds=0, tick_interval=0.1)
+    rogue_key = Ed25519PrivateKey.generate()
+    genuine: dict[str, bytes] = {}
+
+    def rogue_lease(req: InstanceRequest) -> dict[str, Any]:
+        """A lease for the asking instance, carrying the GENUINE pool certificate, signed by another key."""
+        now = int(time.time())
+        lease = Lease(lease_id="lse_rogue", instance_fingerprint=req.fingerprint, features=("mqtt_server",),
+                      issued_at=now, expires_at=now + 3600, ttl=3600, certificate=genuine["certificate"])
+        return {"lease": b64(lease.sign(rogue_key))}
+
+    rogue_server = ServerThread(rogue_app({"/v1/leases": rogue_lease, "/v1/leases/renew": rogue_lease}))
+    rogue_server.start()
+    try:
+        with broker.admin() as c:
+            status = c.request("activate", {"method": "floating", "server_url": proxy.url,
+                                            "features": ["mqtt_server"]})["status"]
+        assert status["state"] == "active"
+        genuine["certificate"] = broker.agent._lease.certificate
+        with broker.admin() as admin:
+            yield FloatingEnv(fls, rogue_pool, proxy, broker, rogue_server, admin)
+    finally:
+        broker.stop()
+        proxy.close()
+        rogue_server.stop()
+        rogue_pool.stop()
+        fls.stop()
+
+
+FLOATING_FAULTS: dict[str, tuple[Any, set[str]]] = {
+    "down": (lambda env: env.proxy.set("down"), {"server_unreachable"}),
+    "slow": (lambda env: env.proxy.set("slow", delay=3.0), {"server_unreachable"}),
+    "reset": (lambda env: env.proxy.set("reset"), {"server_unreachable"}),
+    "not_json": (_respond(http_response(200, b"\x00\x01garbage", "application/octet-stream")), {"bad_response"}),
+    "lease_random_bytes": (_respond(json_body({"lease": b64(os.urandom(400))})), {"invalid_code", "bad_response"}),
+    "lease_signed_by_another_key": (lambda env: env.proxy.set("pass", upstream_port=env.rogue_server.port),
+                                    {"invalid_signature"}),
+    "pool_signed_by_another_vendor": (lambda env: env.proxy.set("pass", upstream_port=env.rogue_pool.port),
+                                      {"invalid_signature"}),
+}
+
+
+@pytest.mark.parametrize("fault", list(FLOATING_FAULTS))
+def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating: FloatingEnv, exceptions, fault):
+    env = floating
+    agent = env.broker.agent
+    env.proxy.set("pass", upstream_port=env.fls.port)
+    wait_until(lambda: agent.evaluation.state == "active", 10, "not active before the fault")
+    # start the fault right after a renewal, so the whole remaining lease is observed
+    lease_id = agent._lease.issued_at
+    wait_until(lambda: agent._lease is not None and agent._lease.issued_at != lease_id, 5, "no renewal")
+    seen_exceptions = len(exceptions.records)
+    apply, codes = FLOATING_FAULTS[fault]
+    try:
+        apply(env)
+        expires_at = agent._lease.expires_at
+        checked_connect = False
+        while time.time() < expires_at - 0.4:
+            assert agent.evaluation.state == "active", f"stopped serving before the lease expired ({fault})"
+            if not checked_connect:
+                assert connack_code(env.broker.port, f"before-expiry-{fault}") == 0
+                checked_connect = True
+            time.sleep(0.05)
+        status = wait_until(lambda: (s := env.admin.status())["state"] == "unlicensed" and s, 5,
+                            f"still serving after the lease expired ({fault})")
+        assert time.time() >= expires_at
+        assert status["floating"]["last_error"]["code"] in codes, status["floating"]["last_error"]
+        assert agent._lease is None or agent._lease.expires_at == expires_at  # nothing rogue was installed
+        assert connack_code(env.broker.port, f"after-expiry-{fault}") == 5
+        _, took = timed_status(env.admin)
+        assert took < 0.8
+    finally:
+        env.proxy.set("pass", upstream_port=env.fls.port)
+    wait_until(lambda: agent.evaluation.state == "active" and agent._lease.expires_at > expires_at, 10,
+               f"no new lease after {fault}")
+    assert connack_code(env.broker.port, f"after-recovery-{fault}") == 0
+    assert exceptions.records[seen_exceptions:] == []
+
+
+# -- forged verdicts: a known design gap -------------------------------------------------------
+
+FORGED_VERDICTS = {
+    "activation_not_found": (404, "unlicensed"),
+    "revoked": (403, "revoked"),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="design gap (docs/reliability.md): the vendor's verdicts travel as unsigned "
+                                       "HTTP errors, so whoever answers a check-in can stop the license at once")
+@pytest.mark.parametrize("verdict", list(FORGED_VERDICTS))
+def test_a_forged_unsigned_verdict_does_not_stop_the_license(online: OnlineEnv, verdict):
+    """An answer anyone on the path can forge (no signature) should count as 'server unreachable'
+    (grace), never as the vendor's word. Today it stops serving at once - and a forged
+    activation_not_found even deletes the certificate, so the instance does not recover by itself."""
+    env = online
+    agent = env.broker.agent
+    env.proxy.set("pass", upstream_port=env.vendor.port)
+    wait_until(lambda: agent.evaluation.state == "active", 10, "not active before the fault")
+    status, state = FORGED_VERDICTS[verdict]
+    env.proxy.set("respond", response=json_body({"error": {"code": verdict, "message": "forged"}}, status))
+    try:
+        time.sleep(2.5)  # several check-ins
+        assert agent.evaluation.serving, f"a forged {verdict} stopped the license: {agent.evaluation.state}"
+    finally:
+        env.proxy.set("pass", upstream_port=env.vendor.port)
+        # put the shared broker back on its feet for whatever runs next
+        if agent._certificate is None:
+            with env.broker.admin() as c:
+                c.request("activate", {"license_key": env.key})
+        wait_until(lambda: agent.evaluation.state == "active", 10, "no recovery")
