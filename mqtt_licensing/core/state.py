@@ -6,10 +6,12 @@ never stored: :func:`evaluate` derives it from the facts and ``now``, so a
 restart, a missed timer or a clock jump can never leave a stale state behind.
 
     trial --activate--> active <--check-in fails / succeeds--> grace --deadline--> expired
-      |                   |                                                       
-      +--2 h--> unlicensed  +--vendor: revoked/suspended--> revoked / suspended
+      |                   |
+      +--2 h--> unlicensed +--vendor says so--> revoked / suspended / expired
+
     pending_offline: an offline request is outstanding and nothing else serves
     clock_tampered:  the clock ran back; not serving until an online check-in succeeds
+    floating:        active while the lease holds, unlicensed once it has expired
 """
 
 from __future__ import annotations

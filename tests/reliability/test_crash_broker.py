@@ -23,7 +23,7 @@ from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
 from tests.reliability.support import SCALE, BrokerProcess, check_state_folder
 
-KILLS = 18 * SCALE
+KILLS = 16 * SCALE
 
 
 def admin(port: int, timeout: float = 3.0) -> LicenseClient:
@@ -73,7 +73,7 @@ def test_kill9_broker_during_activations_checkins_and_writes(tmp_path, vendor):
                 seen: list[str] = []
                 stop = threading.Event()
 
-                def activity() -> None:
+                def activity(stop: threading.Event = stop, seen: list[str] = seen) -> None:
                     while not stop.is_set():
                         try:
                             with admin(broker.port) as c:
@@ -171,3 +171,51 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         on_disk = json.loads(state_file.read_text())
         assert on_disk["certificate"] == broker.agent._state.certificate
         assert not list(state_file.parent.glob(".state.json.*.tmp"))
+
+
+_WRITER = r'''
+import hashlib, os, random, sys
+from mqtt_licensing.agent.store import PersistedState, StateStore
+store = StateStore(sys.argv[1])
+rng = random.Random(int(sys.argv[2]))
+n = 0
+while True:
+    n += 1
+    body = os.urandom(rng.randrange(1, 60_000)).hex()  # documents of very different sizes
+    state = PersistedState(trial_started_at=n, certificate=body,
+                           last_error={"code": "x", "message": hashlib.sha256(body.encode()).hexdigest()})
+    store.save(state)
+    if n == 1:
+        print("ready", flush=True)
+'''
+
+
+@pytest.mark.timeout(90)
+def test_kill9_in_a_tight_state_write_loop(tmp_path):
+    """The agent's StateStore saving as fast as it can (snapshots of 2 B to 120 kB) in a process
+    that is SIGKILLed at random moments: almost every kill lands inside a save. The file left
+    behind must always be one whole snapshot - parsed, and internally consistent."""
+    import hashlib
+    import subprocess
+    import sys
+
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    state_dir = tmp_path / "state"
+    kills, last_seen = 20 * SCALE, 0
+    for i in range(kills):
+        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(state_dir), str(seed + i)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.stderr.read()
+        time.sleep(rng.uniform(0.0, 0.25))
+        proc.kill()
+        proc.wait()
+        state = PersistedState.from_json((state_dir / "state.json").read_bytes())  # whole, or this raises
+        assert state.last_error is not None and state.certificate is not None
+        assert hashlib.sha256(state.certificate.encode()).hexdigest() == state.last_error["message"], \
+            f"kill {i} (seed {seed}) left a mix of two snapshots"
+        assert state.trial_started_at >= 1
+        last_seen = state.trial_started_at
+    strays = len(list(state_dir.glob(".state.json.*.tmp")))
+    print(f"seed={seed}: {kills} kills inside a save loop; every state.json whole (last run saved {last_seen} "
+          f"times); {strays} temp files left by kills mid-save, never read")

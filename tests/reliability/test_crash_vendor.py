@@ -34,7 +34,7 @@ from mqtt_licensing.servers.vendor.service import VendorService
 from tests.helpers.broker import start_broker
 from tests.reliability.support import SCALE, VendorProcess, cli, wait_until
 
-KILLS = 8 * SCALE
+KILLS = 6 * SCALE
 INSTANCES = 8
 
 

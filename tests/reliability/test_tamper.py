@@ -154,7 +154,7 @@ def documents(tmp_path_factory):
                                                               features=["mqtt_server"]))
 
             out["lease"] = asyncio.run(acquire())
-            lease, fcert = verify_lease(out["lease"], test_vendor.public_key())
+            lease, _ = verify_lease(out["lease"], test_vendor.public_key())
             out["floating_certificate"] = lease.certificate
     return out
 

@@ -411,8 +411,8 @@ class VendorService:
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
         if tx is None:
-            with self.store.transaction() as tx:
-                return self._check_rate(client, now, tx)
+            with self.store.transaction() as own:
+                return self._check_rate(client, now, own)
         rate = tx.get_rate(client)
         if rate is not None:
             start, failures = rate
@@ -423,8 +423,8 @@ class VendorService:
 
     def _record_failure(self, client: str, now: int, tx: Tx | None = None) -> None:
         if tx is None:
-            with self.store.transaction() as tx:
-                return self._record_failure(client, now, tx)
+            with self.store.transaction() as own:
+                return self._record_failure(client, now, own)
         rate = tx.get_rate(client)
         if rate is None or now - rate[0] >= self.rate_limit_window:
             tx.put_rate(client, now, 1)
