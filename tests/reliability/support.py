@@ -225,7 +225,8 @@ class FaultProxy:
 
     Modes: ``pass`` (relay to ``upstream``), ``down`` (nothing listens: connection refused),
     ``slow`` (read the request, answer nothing for ``delay`` seconds, then close),
-    ``reset`` (accept, then RST), ``respond`` (answer with ``response`` bytes, a full HTTP response).
+    ``reset`` (accept, then RST), ``close`` (read the request, close without a word),
+    ``respond`` (answer with ``response`` bytes, a full HTTP response).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -298,6 +299,10 @@ class FaultProxy:
             if mode == "slow":
                 _read_http_request(conn)
                 self._stop.wait(self.delay)
+                return
+            if mode == "close":
+                _read_http_request(conn)
+                conn.shutdown(socket.SHUT_RDWR)
                 return
             if mode == "respond":
                 _read_http_request(conn)

@@ -172,6 +172,7 @@ ONLINE_FAULTS: dict[str, tuple[Any, set[str]]] = {
     "down": (lambda env: env.proxy.set("down"), {"server_unreachable"}),
     "slow": (lambda env: env.proxy.set("slow", delay=3.0), {"server_unreachable"}),
     "reset": (lambda env: env.proxy.set("reset"), {"server_unreachable"}),
+    "closed_without_answer": (lambda env: env.proxy.set("close"), {"server_unreachable"}),
     "not_json": (_respond(http_response(200, b"<html>maintenance</html>", "text/html")), {"bad_response"}),
     "html_502": (_respond(http_response(502, b"Bad Gateway", "text/html")), {"bad_response"}),
     "json_list": (_respond(json_body([1, 2, 3])), {"bad_response"}),
@@ -226,7 +227,7 @@ def test_online_check_in_fault_means_grace_then_recovery(online: OnlineEnv, exce
     assert exceptions.records[seen_exceptions:] == []
 
 
-ACTIVATION_FAULTS = ["down", "slow", "reset", "not_json", "html_502", "json_list", "certificate_not_text",
+ACTIVATION_FAULTS = ["down", "slow", "reset", "closed_without_answer", "not_json", "html_502", "json_list", "certificate_not_text",
                      "certificate_random_bytes", "unknown_error_code", "wrong_key", "another_instances_certificate"]
 
 

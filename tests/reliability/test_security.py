@@ -317,7 +317,8 @@ def test_broker_log_never_shows_a_key_or_a_password(tmp_path, vendor):
         with client(PLAIN, PLAIN_PASSWORD) as plain, pytest.raises(LicensingError):
             plain.request("activate", {"license_key": online_key})
         with client(ADMIN, ADMIN_PASSWORD) as admin:
-            for bad in (unknown_key, online_key.lower()[:-1] + "x"):
+            typo = (online_key[:-1] + ("A" if online_key[-1] != "A" else "B")).lower()  # a checksum error
+            for bad in (unknown_key, typo):
                 with pytest.raises(LicensingError):
                     admin.request("activate", {"license_key": bad})
             admin.request("activate", {"license_key": online_key.lower()})
@@ -479,9 +480,9 @@ def raw_connect_and_listen(port: int, client_id: str, username: str, password: s
 
 
 @pytest.mark.parametrize("clean_session", [True, False], ids=["clean", "persistent"])
-@pytest.mark.parametrize("victim", ["admin", "reader"])
+@pytest.mark.parametrize("victim", ["admin", "reader", "user"])
 def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_path, vendor, victim, clean_session):
-    creds = {"admin": (ADMIN, ADMIN_PASSWORD), "reader": (READER, READER_PASSWORD)}
+    creds = {"admin": (ADMIN, ADMIN_PASSWORD), "reader": (READER, READER_PASSWORD), "user": (PLAIN, PLAIN_PASSWORD)}
     with start_broker(tmp_path / "s", vendor=vendor, users=USERS) as broker:
         agent = broker.agent
         user, password = creds[victim]
@@ -489,7 +490,7 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
                         clean_session=clean_session) as v, \
                 MqttClient(broker.port, client_id="bystander") as bystander:
             assert v.connect() == 0 and bystander.connect() == 0
-            assert v.subscribe("$license/status") == 1
+            assert v.subscribe("$license/status") == (0x80 if victim == "user" else 1)
             roles_before = sorted((c.client_id, c.role) for c in agent._clients.values())
             for attacker_user in (ADMIN, READER, PLAIN):
                 code, rest = raw_connect_and_listen(broker.port, "victim", attacker_user, "guess-" + attacker_user,
@@ -508,7 +509,7 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
                 assert reply["ok"] is True
             else:
                 assert reply["error"]["code"] == "not_authorized"
-                assert v.subscribe("$license/status") == 1  # still a reader
+                assert v.subscribe("$license/status") == (1 if victim == "reader" else 0x80)  # the same role
         wait_until(lambda: agent._tracker.non_admin_count(time.time()) == 0, 5,
                    "a refused CONNECT left a counted connection behind")
         assert connack_code(broker.port, "after") == 0

@@ -219,12 +219,14 @@ def test_every_single_byte_change_to_an_activation_certificate(documents):
 
 def test_every_single_byte_change_to_a_usage_license_document(documents):
     blob = unarmor(documents["usage_license"], labels.USAGE_LICENSE)
-    assert_blob_tamper_detected(blob, lambda b: ActivationCertificate.open(b, documents["vendor_key"]))
+    n = assert_blob_tamper_detected(blob, lambda b: ActivationCertificate.open(b, documents["vendor_key"]))
+    print(f"usage license document: {n} changed blobs, all rejected")
 
 
 def test_every_single_byte_change_to_a_floating_certificate(documents):
-    assert_blob_tamper_detected(documents["floating_certificate"],
-                                lambda b: FloatingCertificate.open(b, documents["floating_vendor_key"]))
+    n = assert_blob_tamper_detected(documents["floating_certificate"],
+                                    lambda b: FloatingCertificate.open(b, documents["floating_vendor_key"]))
+    print(f"floating certificate: {n} changed blobs, all rejected")
 
 
 def test_every_single_byte_change_to_a_lease(documents):
@@ -234,12 +236,13 @@ def test_every_single_byte_change_to_a_lease(documents):
 
 def test_every_single_byte_change_to_signed_instance_requests(documents):
     # first contact: verified against the key the request carries
-    assert_blob_tamper_detected(documents["activate_request"],
-                                lambda b: open_instance_request(b, labels.KIND_ACTIVATE))
+    n = assert_blob_tamper_detected(documents["activate_request"],
+                                    lambda b: open_instance_request(b, labels.KIND_ACTIVATE))
     # later: against the key on record
     blob = unarmor(documents["deactivation_code"], labels.DEACTIVATION_CODE)
     key = documents["instance_public_key"]
-    assert_blob_tamper_detected(blob, lambda b: open_instance_request(b, labels.KIND_OFFLINE_DEACTIVATION, key))
+    n += assert_blob_tamper_detected(blob, lambda b: open_instance_request(b, labels.KIND_OFFLINE_DEACTIVATION, key))
+    print(f"signed instance requests: {n} changed blobs, all rejected")
 
 
 # -- end to end: tampered codes through the real paths change nothing ---------------------------
