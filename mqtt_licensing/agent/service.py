@@ -26,7 +26,15 @@ from ..clients.activation import ActivationClient
 from ..clients.floating import FloatingClient
 from ..core import protocol
 from ..core.codes import armor, unarmor
-from ..core.documents import ActivationCertificate, FloatingCertificate, Lease, sign_instance_request, verify_lease
+from ..core.documents import (
+    VERDICT_CODES,
+    ActivationCertificate,
+    FloatingCertificate,
+    Lease,
+    Verdict,
+    sign_instance_request,
+    verify_lease,
+)
 from ..core.errors import ErrorCode, LicensingError
 from ..core.features import MQTT_SERVER, validate_features
 from ..core.gate import Decision, Refusal, decide, must_disconnect_existing
@@ -535,12 +543,13 @@ class LicensingAgent:
         assert cert is not None
         now = self._now()
         self._last_sync_attempt = now
+        nonce = secrets.token_hex(16)
         try:
             async with ActivationClient(self._vendor_url(), timeout=self.config.http_timeout) as client:
-                blob = await client.check_in(self._sign(KIND_CHECK_IN, activation_id=cert.activation_id))
+                blob = await client.check_in(self._sign(KIND_CHECK_IN, nonce=nonce, activation_id=cert.activation_id))
             new_cert = self._verify_certificate(blob, model="online")
         except LicensingError as exc:
-            await self._sync_failed(exc, now)
+            await self._sync_failed(exc, now, verdict=self._trusted_verdict(exc, cert, nonce))
             if raise_errors:
                 raise
             return
@@ -549,14 +558,35 @@ class LicensingAgent:
         self._set_documents(new_cert, None, None)
         await self._save()
 
-    async def _sync_failed(self, exc: LicensingError, now: int) -> None:
-        if exc.code == ErrorCode.ACTIVATION_NOT_FOUND and self._certificate is not None:
+    def _trusted_verdict(self, exc: LicensingError, cert: ActivationCertificate, nonce: str) -> ErrorCode | None:
+        """The refusal's code if the vendor signed it for this activation and this very request; else None.
+
+        Anyone on the path can send an HTTP 403; only a verified Verdict may stop the license
+        (an unsigned one counts as a failed check-in: grace)."""
+        if exc.code not in VERDICT_CODES:
+            return None
+        try:
+            if exc.evidence is None:
+                raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the refusal carries no signed verdict")
+            verdict = Verdict.open(exc.evidence, self._vendor_key)
+        except LicensingError as problem:
+            log.warning("ignoring an unverified %s from the license server (%s)", exc.code, problem.message)
+            return None
+        if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
+                str(exc.code), cert.activation_id, self.fingerprint, nonce):
+            log.warning("ignoring a %s verdict that answers another request", exc.code)
+            return None
+        return exc.code
+
+    async def _sync_failed(self, exc: LicensingError, now: int, *, verdict: ErrorCode | None = None) -> None:
+        """Record a failed check-in or renewal. Only a verified vendor verdict stops the license."""
+        if verdict == ErrorCode.ACTIVATION_NOT_FOUND and self._certificate is not None:
             log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
             self._emit("activation_lost", message=exc.message)
             self._forget_certificate()
             self._state.last_error = exc.to_dict()
-        elif exc.code in _VERDICTS:
-            self._state = replace(self._state, vendor_verdict=_VERDICTS[exc.code], last_error=exc.to_dict())
+        elif verdict in _VERDICTS:
+            self._state = replace(self._state, vendor_verdict=_VERDICTS[verdict], last_error=exc.to_dict())
         else:
             self._state = replace(self._state, last_error=exc.to_dict(),
                                   checkin_failing_since=self._state.checkin_failing_since or now)
@@ -752,9 +782,9 @@ class LicensingAgent:
             raise LicensingError(ErrorCode.SERVER_UNREACHABLE, "no vendor_url is configured for online activation")
         return url
 
-    def _sign(self, kind: str, **fields: Any) -> bytes:
-        return sign_instance_request(self._identity, kind=kind, nonce=secrets.token_hex(16), created_at=self._now(),
-                                     **fields)
+    def _sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
+        return sign_instance_request(self._identity, kind=kind, nonce=nonce or secrets.token_hex(16),
+                                     created_at=self._now(), **fields)
 
     def _emit(self, event_type: str, **data: Any) -> None:
         event = {"type": event_type, "at": iso(self.clock()), **data}

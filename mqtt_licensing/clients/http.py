@@ -60,7 +60,12 @@ def parse_response(response: httpx.Response) -> Any:
             code = ErrorCode(error["code"])
         except ValueError:
             code = ErrorCode.BAD_RESPONSE
-        raise LicensingError(code, str(error.get("message", "")))
+        evidence = data.get("evidence")
+        try:
+            blob = unb64(evidence) if isinstance(evidence, str) else None
+        except LicensingError:
+            blob = None  # unreadable evidence is no evidence
+        raise LicensingError(code, str(error.get("message", "")), evidence=blob)
     raise LicensingError(ErrorCode.BAD_RESPONSE, f"the server answered HTTP {response.status_code}")
 
 

@@ -153,6 +153,28 @@ class Lease(_Document):
     certificate: bytes  # the vendor-signed FloatingCertificate of the issuing server
 
 
+# Refusals that stop an instance, and so travel with a signed Verdict.
+VERDICT_CODES = frozenset({ErrorCode.REVOKED, ErrorCode.SUSPENDED, ErrorCode.EXPIRED, ErrorCode.ACTIVATION_NOT_FOUND})
+
+
+@dataclass(frozen=True)
+class Verdict(_Document):
+    """The vendor's signed word that an activation no longer serves (revoked, suspended,
+    expired, activation_not_found), bound to the one check-in request it answers.
+
+    An unsigned HTTP error is something anyone on the path can send; an agent acts on
+    a refusal only when it comes with a Verdict that verifies (else: grace)."""
+
+    TYP: ClassVar[str] = "verdict"
+
+    verdict: str
+    activation_id: str
+    instance_fingerprint: str
+    request_nonce: str
+    issued_at: int
+    message: str = ""
+
+
 @dataclass(frozen=True)
 class InstanceRequest(_Document):
     """A request signed by an instance's (or floating server's) own identity key.

@@ -59,10 +59,13 @@ class ErrorCode(StrEnum):
 class LicensingError(Exception):
     """A failure with a stable code and a message meant for a human."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, evidence: bytes | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = ErrorCode(code)
         self.message = message
+        # A signed document backing the error (a vendor Verdict): the only form in which
+        # a refusal from a server may change what an agent believes.
+        self.evidence = evidence
 
     def to_dict(self) -> dict[str, str]:
         return {"code": str(self.code), "message": self.message}

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from ..core.errors import ErrorCode, LicensingError
-from ..core.signing import public_key_to_text
+from ..core.signing import b64, public_key_to_text
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,10 @@ def sqlite_url(data_dir: Path, name: str) -> str:
 # -- HTTP plumbing -------------------------------------------------------------
 
 def error_response(exc: LicensingError) -> JSONResponse:
-    return JSONResponse({"error": exc.to_dict()}, status_code=HTTP_STATUS.get(exc.code, 400))
+    body: dict[str, Any] = {"error": exc.to_dict()}
+    if exc.evidence is not None:
+        body["evidence"] = b64(exc.evidence)
+    return JSONResponse(body, status_code=HTTP_STATUS.get(exc.code, 400))
 
 
 async def licensing_error_handler(_request: Request, exc: Exception) -> JSONResponse:

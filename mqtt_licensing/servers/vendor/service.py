@@ -34,7 +34,9 @@ from ...core.documents import (
     MODELS,
     ActivationCertificate,
     FloatingCertificate,
+    VERDICT_CODES,
     InstanceRequest,
+    Verdict,
     open_instance_request,
 )
 from ...core.errors import ErrorCode, LicensingError
@@ -313,9 +315,28 @@ class VendorService:
         return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
 
     def check_in(self, request: bytes) -> bytes:
-        """Refresh an online activation: a fresh certificate with the license's current terms."""
-        lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, "online")
+        """Refresh an online activation: a fresh certificate with the license's current terms.
+
+        A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
+        signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
+        try:
+            lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, "online")
+        except LicensingError as exc:
+            if exc.code in VERDICT_CODES:
+                exc.evidence = self._verdict(request, exc)
+            raise
         return self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
+
+    def _verdict(self, request: bytes, exc: LicensingError) -> bytes | None:
+        try:
+            claimed = InstanceRequest.from_body(parse_envelope(request).unverified_body())
+        except LicensingError:
+            return None
+        if not claimed.activation_id:
+            return None
+        return Verdict(verdict=str(exc.code), activation_id=claimed.activation_id,
+                       instance_fingerprint=claimed.fingerprint, request_nonce=claimed.nonce,
+                       issued_at=self.clock(), message=exc.message).sign(self.signing_key)
 
     def deactivate(self, request: bytes) -> None:
         """Free the activation named by a deactivate request signed with its instance key."""
