@@ -62,10 +62,6 @@ from .store import PersistedState, StateStore
 
 log = logging.getLogger(__name__)
 
-# Check-in failures that mean "could not talk to the server": keep serving (grace).
-_TRANSIENT = frozenset({ErrorCode.SERVER_UNREACHABLE, ErrorCode.BAD_RESPONSE, ErrorCode.INTERNAL_ERROR,
-                        ErrorCode.RATE_LIMITED, ErrorCode.INVALID_SIGNATURE, ErrorCode.WRONG_DOCUMENT,
-                        ErrorCode.BAD_REQUEST, ErrorCode.NOT_PROVISIONED})
 _VERDICTS = {ErrorCode.REVOKED: "revoked", ErrorCode.SUSPENDED: "suspended", ErrorCode.EXPIRED: "expired"}
 _SUPERSEDED_KEPT = 16
 _CLOCK_SAVE_EVERY = 60
