@@ -62,7 +62,6 @@ from .store import PersistedState, StateStore
 
 log = logging.getLogger(__name__)
 
-_VERDICTS = {ErrorCode.REVOKED: "revoked", ErrorCode.SUSPENDED: "suspended", ErrorCode.EXPIRED: "expired"}
 _SUPERSEDED_KEPT = 16
 _CLOCK_SAVE_EVERY = 60
 
@@ -581,8 +580,8 @@ class LicensingAgent:
             self._emit("activation_lost", message=exc.message)
             self._forget_certificate()
             self._state.last_error = exc.to_dict()
-        elif verdict in _VERDICTS:
-            self._state = replace(self._state, vendor_verdict=_VERDICTS[verdict], last_error=exc.to_dict())
+        elif verdict is not None:  # revoked / suspended / expired: the state machine reads the code itself
+            self._state = replace(self._state, vendor_verdict=str(verdict), last_error=exc.to_dict())
         else:
             self._state = replace(self._state, last_error=exc.to_dict(),
                                   checkin_failing_since=self._state.checkin_failing_since or now)

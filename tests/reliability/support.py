@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 import yaml
 
+from benchmarks.mqtt_wire import connect_packet  # the one MQTT 3.1.1 packet encoder in the repo
 from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode
 from mqtt_licensing.core.signing import fingerprint, unb64
@@ -358,35 +359,14 @@ def hypothesis_settings(max_examples: int, **kwargs: Any) -> Any:
                     suppress_health_check=list(HealthCheck), **kwargs)
 
 
-def _mqtt_str(text: str | bytes) -> bytes:
-    raw = text.encode() if isinstance(text, str) else text
-    return struct.pack("!H", len(raw)) + raw
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def connack_code(port: int, client_id: str, *, username: str | None = None, password: str | None = None,
                  clean_session: bool = True, timeout: float = 5.0) -> int:
     """One raw MQTT 3.1.1 CONNECT: return the CONNACK return code (0 accepted, 5 not authorized),
     then DISCONNECT. A few milliseconds, where a paho client takes a second to stop its loop."""
-    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | \
-        (0x40 if password is not None else 0)
-    payload = _mqtt_str(client_id)
-    if username is not None:
-        payload += _mqtt_str(username)
-    if password is not None:
-        payload += _mqtt_str(password)
-    variable = _mqtt_str("MQTT") + bytes([4, flags]) + struct.pack("!H", 30)
-    body = variable + payload
+    packet = connect_packet(client_id, username=username, password=password, keepalive=30,
+                            clean_session=clean_session)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        sock.sendall(packet)
         data = b""
         while len(data) < 4:
             chunk = sock.recv(4 - len(data))

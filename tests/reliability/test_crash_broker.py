@@ -170,7 +170,8 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         assert not [r for r in caplog.records if r.exc_info and r.name.startswith("mqtt_licensing")]
         on_disk = json.loads(state_file.read_text())
         assert on_disk["certificate"] == broker.agent._state.certificate
-        assert not list(state_file.parent.glob(".state.json.*.tmp"))
+    # checked once the broker is down: with a save every 20 ms a temp file exists at times while it runs
+    assert not list(state_file.parent.glob(".state.json.*.tmp"))
 
 
 _WRITER = r'''

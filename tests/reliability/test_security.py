@@ -461,13 +461,11 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
 
 def raw_connect_and_listen(port: int, client_id: str, username: str, password: str, clean: bool) -> tuple[int, bytes]:
     """CONNECT with the given credentials; return the CONNACK code and whatever else arrives."""
-    from tests.reliability.support import _mqtt_str, _remaining_length
+    from benchmarks.mqtt_wire import connect_packet
 
-    flags = (0x02 if clean else 0) | 0x80 | 0x40
-    body = _mqtt_str("MQTT") + bytes([4, flags]) + (30).to_bytes(2, "big") + _mqtt_str(client_id) + \
-        _mqtt_str(username) + _mqtt_str(password)
+    packet = connect_packet(client_id, username=username, password=password, keepalive=30, clean_session=clean)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        sock.sendall(packet)
         data = b""
         sock.settimeout(1.0)
         try:
