@@ -4,7 +4,7 @@
 
 Started by :mod:`benchmarks.processes` so every broker (bare or with the agent) is
 started the same way as ``mqtt-licensing broker`` does it: through
-:func:`mqtt_licensing.broker.serve`. ``--profile`` wraps the whole run in cProfile
+:func:`mqtt_licensing.adapters.amqtt.runner.serve`. ``--profile`` wraps the whole run in cProfile
 (used to find where a missed target goes).
 """
 
@@ -17,7 +17,7 @@ import json
 import logging
 from pathlib import Path
 
-from mqtt_licensing.broker import serve
+from mqtt_licensing.adapters.amqtt.runner import serve
 
 
 def main() -> None:

@@ -54,8 +54,9 @@ def expect(response: Response, what: str, *codes: int) -> Any:
     return response.json()
 
 
-async def closed_loop(concurrency: int, duration: float,
-                      prepare: Callable[[int], Callable[[], Awaitable[Response]]]) -> LoadRound:
+async def closed_loop(
+    concurrency: int, duration: float, prepare: Callable[[int], Callable[[], Awaitable[Response]]]
+) -> LoadRound:
     """``concurrency`` workers each send one request at a time until ``duration`` is over.
 
     ``prepare(worker)`` does the untimed part (signing) and returns the timed call.
@@ -74,8 +75,9 @@ async def closed_loop(concurrency: int, duration: float,
     start = time.perf_counter()
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
     elapsed = time.perf_counter() - start
-    return LoadRound(len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000,
-                     len(latencies))
+    return LoadRound(
+        len(latencies) / elapsed, percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000, len(latencies)
+    )
 
 
 async def noop(pool: Pool, concurrency: int, duration: float) -> LoadRound:
@@ -83,6 +85,7 @@ async def noop(pool: Pool, concurrency: int, duration: float) -> LoadRound:
 
 
 # -- vendor activation server ---------------------------------------------------------------------
+
 
 class VendorInstances:
     """``count`` instances, each activated once online with ``license_key``; then check-ins."""
@@ -95,17 +98,28 @@ class VendorInstances:
 
     async def activate_all(self) -> None:
         async def activate(n: int) -> str:
-            request = sign_instance_request(self.keys[n], kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
-                                            created_at=int(time.time()), key_digest=key_digest(self.license_key))
-            response = await self.pool.request(n, "POST", "/v1/activations",
-                                               {"license_key": self.license_key, "request": b64(request)})
+            request = sign_instance_request(
+                self.keys[n],
+                kind=labels.KIND_ACTIVATE,
+                nonce=secrets.token_hex(16),
+                created_at=int(time.time()),
+                key_digest=key_digest(self.license_key),
+            )
+            response = await self.pool.request(
+                n, "POST", "/v1/activations", {"license_key": self.license_key, "request": b64(request)}
+            )
             return str(expect(response, "activation", 200, 201)["activation_id"])
 
         self.activation_ids = [await activate(n) for n in range(len(self.keys))]
 
     def _check_in(self, n: int) -> Callable[[], Awaitable[Response]]:
-        request = sign_instance_request(self.keys[n], kind=labels.KIND_CHECK_IN, nonce=secrets.token_hex(16),
-                                        created_at=int(time.time()), activation_id=self.activation_ids[n])
+        request = sign_instance_request(
+            self.keys[n],
+            kind=labels.KIND_CHECK_IN,
+            nonce=secrets.token_hex(16),
+            created_at=int(time.time()),
+            activation_id=self.activation_ids[n],
+        )
         body = {"request": b64(request)}
         return lambda: self.pool.request(n, "POST", "/v1/activations/check-in", body)
 
@@ -116,6 +130,7 @@ class VendorInstances:
 
 
 # -- floating license server ----------------------------------------------------------------------
+
 
 async def _in_parallel(count: int, parallel: int, call: Callable[[int, int], Awaitable[None]]) -> float:
     """``call(worker, item)`` for items 0..count-1, at most ``parallel`` in flight; items per second."""
@@ -134,18 +149,23 @@ def _lease_body(kind: str, key: Ed25519PrivateKey) -> dict[str, str]:
     return {"request": b64(lease_request(key, kind))}
 
 
-_LEASE_PATHS = {labels.KIND_LEASE_ACQUIRE: "/v1/leases", labels.KIND_LEASE_RENEW: "/v1/leases/renew",
-                labels.KIND_LEASE_RELEASE: "/v1/leases/release"}
+_LEASE_PATHS = {
+    labels.KIND_LEASE_ACQUIRE: "/v1/leases",
+    labels.KIND_LEASE_RENEW: "/v1/leases/renew",
+    labels.KIND_LEASE_RELEASE: "/v1/leases/release",
+}
 
 
-async def lease_cycle(pool: Pool, keys: list[Ed25519PrivateKey], parallel: int,
-                      cpu: Callable[[], float]) -> dict[str, tuple[float, float]]:
+async def lease_cycle(
+    pool: Pool, keys: list[Ed25519PrivateKey], parallel: int, cpu: Callable[[], float]
+) -> dict[str, tuple[float, float]]:
     """Every instance acquires a seat, renews it, releases it.
 
     Returns, per phase, (operations per second, server CPU µs per operation); ``cpu``
     reads the server process's CPU seconds."""
     rates: dict[str, tuple[float, float]] = {}
     for kind in (labels.KIND_LEASE_ACQUIRE, labels.KIND_LEASE_RENEW, labels.KIND_LEASE_RELEASE):
+
         async def call(w: int, n: int, kind: str = kind) -> None:
             answer = expect(await pool.request(w, "POST", _LEASE_PATHS[kind], _lease_body(kind, keys[n])), kind)
             if kind == labels.KIND_LEASE_RELEASE and answer.get("released") is not True:
@@ -232,19 +252,21 @@ async def soak(pool: Pool, *, instances: int, ttl: int, duration: float, paralle
     fingerprints = Counter(lease["instance_fingerprint"] for lease in status["leases"])
     result.seats_total, result.seats_used = int(status["seats"]["total"]), int(status["seats"]["used"])
     result.seats_over_issued = max(0, result.seats_used - result.seats_total) + sum(
-        c - 1 for c in fingerprints.values())
+        c - 1 for c in fingerprints.values()
+    )
     if result.seats_used != sum(held):
         result.failures[f"server shows {result.seats_used} leases, instances hold {sum(held)}"] += 1
-    extra = await pool.request(0, "POST", "/v1/leases",
-                               _lease_body(labels.KIND_LEASE_ACQUIRE, Ed25519PrivateKey.generate()))
+    extra = await pool.request(
+        0, "POST", "/v1/leases", _lease_body(labels.KIND_LEASE_ACQUIRE, Ed25519PrivateKey.generate())
+    )
     result.extra_acquire = f"HTTP {extra.status} {extra.error_code() if extra.status != 200 else 'lease granted'}"
     if extra.status == 200 and result.seats_used >= result.seats_total:
         result.seats_over_issued += 1
 
     async def release(w: int, n: int) -> None:
-        await pool.request(w, "POST", _LEASE_PATHS[labels.KIND_LEASE_RELEASE],
-                           _lease_body(labels.KIND_LEASE_RELEASE, keys[n]))
+        await pool.request(
+            w, "POST", _LEASE_PATHS[labels.KIND_LEASE_RELEASE], _lease_body(labels.KIND_LEASE_RELEASE, keys[n])
+        )
 
     await _in_parallel(instances, parallel, release)
     return result
-

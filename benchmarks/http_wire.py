@@ -50,11 +50,14 @@ class Connection:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         return self._reader, self._writer
 
-    async def request(self, method: str, path: str, body: Any = None, *, headers: str = "",
-                      timeout: float = 60.0) -> Response:
+    async def request(
+        self, method: str, path: str, body: Any = None, *, headers: str = "", timeout: float = 60.0
+    ) -> Response:
         payload = b"" if body is None else json.dumps(body).encode()
-        data = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
+        data = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+        ).encode() + payload
         reused = self._writer is not None
         try:
             return await self._exchange(data, timeout)

@@ -95,8 +95,10 @@ class PubSub:
         deadline = time.perf_counter() + timeout
         while self.received < self.sent:
             if time.perf_counter() > deadline:
-                raise RuntimeError(f"{self.sent - self.received} of {self.sent} messages never arrived "
-                                   f"(port {self.port}, QoS {self.qos})")
+                raise RuntimeError(
+                    f"{self.sent - self.received} of {self.sent} messages never arrived "
+                    f"(port {self.port}, QoS {self.qos})"
+                )
             try:
                 await self._wait_progress(deadline - time.perf_counter())
             except TimeoutError:
@@ -121,8 +123,9 @@ class RoundTrip:
       back on another topic - the cheapest request/reply an MQTT application has.
     """
 
-    def __init__(self, port: int, request_topic: str, reply_topic: str, requester: Connection,
-                 helpers: list[Connection]) -> None:
+    def __init__(
+        self, port: int, request_topic: str, reply_topic: str, requester: Connection, helpers: list[Connection]
+    ) -> None:
         self.port = port
         self.request_topic, self.reply_topic = request_topic, reply_topic
         self.requester = requester

@@ -37,11 +37,18 @@ def _string(text: str | bytes) -> bytes:
     return struct.pack("!H", len(raw)) + raw
 
 
-def connect_packet(client_id: str, *, username: str | None = None, password: str | None = None,
-                   keepalive: int = 0, clean_session: bool = True) -> bytes:
+def connect_packet(
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    keepalive: int = 0,
+    clean_session: bool = True,
+) -> bytes:
     """keepalive 0 = no PINGREQ needed: idle benchmark clients stay silent."""
-    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (
-        0x40 if password is not None else 0)
+    flags = (
+        (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    )
     body = _string("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + _string(client_id)
     if username is not None:
         body += _string(username)
@@ -90,8 +97,8 @@ class PacketReader:
         if len(buf) < pos + length:
             return None
         header = buf[0]
-        body = bytes(buf[pos:pos + length])
-        del buf[:pos + length]
+        body = bytes(buf[pos : pos + length])
+        del buf[: pos + length]
         return header >> 4, header & 0x0F, body
 
     async def next(self) -> tuple[int, int, bytes]:
@@ -109,7 +116,7 @@ class PacketReader:
 def parse_publish(flags: int, body: bytes) -> tuple[str, bytes, int, int]:
     """-> (topic, payload, qos, packet_id)."""
     (topic_len,) = struct.unpack_from("!H", body)
-    topic = body[2:2 + topic_len].decode()
+    topic = body[2 : 2 + topic_len].decode()
     pos = 2 + topic_len
     qos = (flags >> 1) & 0x03
     packet_id = 0
@@ -133,8 +140,15 @@ class Connection:
         self._suback: asyncio.Future[int] | None = None
 
     @classmethod
-    async def open(cls, port: int, client_id: str, *, username: str | None = None,
-                   password: str | None = None, timeout: float = 10.0) -> Connection:
+    async def open(
+        cls,
+        port: int,
+        client_id: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> Connection:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
         conn = cls(reader, writer)
         writer.write(connect_packet(client_id, username=username, password=password))

@@ -25,7 +25,7 @@ from mqtt_licensing.servers.common import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
-AGENT_PLUGIN = "mqtt_licensing.adapters.amqtt_plugin.LicensingPlugin"
+AGENT_PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 # The baseline: amqtt's own trivial auth plugin, the cheapest way to admit a client.
 TRIVIAL_AUTH_PLUGIN = "amqtt.plugins.authentication.AnonymousAuthPlugin"
 
@@ -62,8 +62,10 @@ class Process:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._popen is not None and self._popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self._popen.returncode}; see {self.log_path}:\n"
-                                   + self.log_path.read_text()[-3000:])
+                raise RuntimeError(
+                    f"{self.name} exited with {self._popen.returncode}; see {self.log_path}:\n"
+                    + self.log_path.read_text()[-3000:]
+                )
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port or 0)) == 0:
                     return
@@ -96,6 +98,7 @@ class Process:
 
 # -- brokers ---------------------------------------------------------------------------------------
 
+
 def _listener(port: int) -> dict[str, Any]:
     return {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}
 
@@ -105,8 +108,9 @@ def bare_broker_config(port: int) -> dict[str, Any]:
     return {"listeners": _listener(port), "plugins": {TRIVIAL_AUTH_PLUGIN: {"allow_anonymous": True}}}
 
 
-def agent_broker_config(port: int, state_dir: Path, *, vendor_url: str, vendor_public_key: str,
-                        **agent: Any) -> dict[str, Any]:
+def agent_broker_config(
+    port: int, state_dir: Path, *, vendor_url: str, vendor_public_key: str, **agent: Any
+) -> dict[str, Any]:
     """amqtt with the licensing agent as its only plugin, production defaults otherwise."""
     section: dict[str, Any] = {
         "state_dir": str(state_dir),
@@ -137,13 +141,17 @@ def start_mosquitto(work: Path) -> Process:
     port = free_port()
     conf = work / "mosquitto.conf"
     # Anonymous on loopback, nothing persisted, no per-message logging: Mosquitto at its plainest.
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "log_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 100000\n")
-    return Process("mosquitto", [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)],
-                   work / "mosquitto.log", port).start()
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        "log_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 100000\n"
+    )
+    return Process(
+        "mosquitto", [shutil.which("mosquitto") or "mosquitto", "-c", str(conf)], work / "mosquitto.log", port
+    ).start()
 
 
 # -- HTTP servers --------------------------------------------------------------------------------
+
 
 def cli(*args: str, work: Path) -> str:
     """Run one ``mqtt-licensing`` command to completion; return its stdout."""
@@ -173,12 +181,15 @@ class Vendor:
 
     def issue(self, *extra: str, features: str = "mqtt_server") -> str:
         """A new license key, issued with the CLI on the data folder (safe while the server runs)."""
-        return cli("vendor", "issue", "--data", str(self.data), "--features", features, *extra,
-                   work=self.work).strip()
+        return cli("vendor", "issue", "--data", str(self.data), "--features", features, *extra, work=self.work).strip()
 
     def start(self) -> Vendor:
-        self.process = Process("vendor", [*CLI, "vendor", "serve", "--data", str(self.data),
-                                          "--port", str(self.port)], self.work / "vendor.log", self.port).start()
+        self.process = Process(
+            "vendor",
+            [*CLI, "vendor", "serve", "--data", str(self.data), "--port", str(self.port)],
+            self.work / "vendor.log",
+            self.port,
+        ).start()
         return self
 
     def stop(self) -> None:
@@ -195,14 +206,40 @@ class Floating:
         self.port = free_port()
         self.ttl = ttl
         key = vendor.issue("--model", "floating", "--seats", str(seats))
-        cli("floating", "activate", "--data", str(self.data), "--key", key, "--vendor", vendor.url,
-            "--vendor-key", str(vendor.public_key_path), work=work)
+        cli(
+            "floating",
+            "activate",
+            "--data",
+            str(self.data),
+            "--key",
+            key,
+            "--vendor",
+            vendor.url,
+            "--vendor-key",
+            str(vendor.public_key_path),
+            work=work,
+        )
         self.process = self._process()
 
     def _process(self) -> Process:
-        return Process("floating", [*CLI, "floating", "serve", "--data", str(self.data), "--port", str(self.port),
-                                    "--ttl", str(self.ttl), "--refresh-interval", "0"],
-                       self.work / "floating.log", self.port)
+        return Process(
+            "floating",
+            [
+                *CLI,
+                "floating",
+                "serve",
+                "--data",
+                str(self.data),
+                "--port",
+                str(self.port),
+                "--ttl",
+                str(self.ttl),
+                "--refresh-interval",
+                "0",
+            ],
+            self.work / "floating.log",
+            self.port,
+        )
 
     @property
     def url(self) -> str:

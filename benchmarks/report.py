@@ -55,7 +55,8 @@ def machine_facts() -> dict[str, str]:
         "amqtt": metadata.version("amqtt"),
         "Mosquitto": mosquitto_version(),
         "uvicorn / starlette / SQLAlchemy": " / ".join(
-            metadata.version(p) for p in ("uvicorn", "starlette", "sqlalchemy")),
+            metadata.version(p) for p in ("uvicorn", "starlette", "sqlalchemy")
+        ),
     }
 
 
@@ -78,7 +79,7 @@ def write_docs(path: Path, *, command: str, facts: dict[str, str], tables: list[
         "median of the per-round ratios (subject / baseline). Brokers and servers run in their own",
         "processes; the load generator (raw-socket MQTT 3.1.1 and HTTP/1.1 clients, see",
         "benchmarks/mqtt_wire.py and benchmarks/http_wire.py) runs in the benchmark process.",
-        "Everything on 127.0.0.1. \"CPU µs/op\" is the CPU time (user + system, all threads) the",
+        'Everything on 127.0.0.1. "CPU µs/op" is the CPU time (user + system, all threads) the',
         "process under test spent per operation in the same rounds: on a shared machine it moves",
         "far less with other people's load than a wall-clock rate does.",
         "",

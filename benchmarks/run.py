@@ -65,14 +65,44 @@ class Plan:
     soak_periods: float  # the soak lasts at least this many renewal periods (TTL/3)
 
 
-QUICK = Plan(rounds=3, connect_seconds=0.8, connect_clients=8, throughput_seconds=0.8, roundtrip_seconds=0.5,
-             http_seconds=0.5, http_concurrency=(1, 16, 128), lease_batch=60, lease_concurrency=16,
-             soak_instances=200, soak_ttl=15, soak_seconds=8, soak_concurrency=32, idle_clients=1000,
-             memory_rounds=1, soak_load=0.8, soak_periods=2.5)
-FULL = Plan(rounds=7, connect_seconds=2.0, connect_clients=8, throughput_seconds=2.0, roundtrip_seconds=1.5,
-            http_seconds=2.0, http_concurrency=(1, 16, 128), lease_batch=250, lease_concurrency=16,
-            soak_instances=10_000, soak_ttl=30, soak_seconds=120, soak_concurrency=64, idle_clients=1000,
-            memory_rounds=3, soak_load=0.8, soak_periods=2.5)
+QUICK = Plan(
+    rounds=3,
+    connect_seconds=0.8,
+    connect_clients=8,
+    throughput_seconds=0.8,
+    roundtrip_seconds=0.5,
+    http_seconds=0.5,
+    http_concurrency=(1, 16, 128),
+    lease_batch=60,
+    lease_concurrency=16,
+    soak_instances=200,
+    soak_ttl=15,
+    soak_seconds=8,
+    soak_concurrency=32,
+    idle_clients=1000,
+    memory_rounds=1,
+    soak_load=0.8,
+    soak_periods=2.5,
+)
+FULL = Plan(
+    rounds=7,
+    connect_seconds=2.0,
+    connect_clients=8,
+    throughput_seconds=2.0,
+    roundtrip_seconds=1.5,
+    http_seconds=2.0,
+    http_concurrency=(1, 16, 128),
+    lease_batch=250,
+    lease_concurrency=16,
+    soak_instances=10_000,
+    soak_ttl=30,
+    soak_seconds=120,
+    soak_concurrency=64,
+    idle_clients=1000,
+    memory_rounds=3,
+    soak_load=0.8,
+    soak_periods=2.5,
+)
 
 
 class Lab:
@@ -101,16 +131,21 @@ class Lab:
         self.track(self.vendor.process)
 
     def agent_config(self, port: int, state: str, **agent: object) -> dict[str, object]:
-        return processes.agent_broker_config(port, self.work / state, vendor_url=self.vendor.url,
-                                             vendor_public_key=str(self.vendor.public_key_path), **agent)
+        return processes.agent_broker_config(
+            port,
+            self.work / state,
+            vendor_url=self.vendor.url,
+            vendor_public_key=str(self.vendor.public_key_path),
+            **agent,
+        )
 
     def start_broker(self, name: str) -> Process:
         """bare | licensed | trial (the agent brokers keep their state folder across restarts)."""
         port = free_port()
-        config = (processes.bare_broker_config(port) if name == "bare"
-                  else self.agent_config(port, f"state-{name}"))
-        process = self.track(processes.start_amqtt(name, config, self.work,
-                                                   profile=os.environ.get("BENCH_PROFILE") == "1"))
+        config = processes.bare_broker_config(port) if name == "bare" else self.agent_config(port, f"state-{name}")
+        process = self.track(
+            processes.start_amqtt(name, config, self.work, profile=os.environ.get("BENCH_PROFILE") == "1")
+        )
         self.brokers[name] = process
         return process
 
@@ -155,6 +190,7 @@ async def plain(run: Callable[[], Awaitable[float]]) -> Sample:
 
 # -- sections ------------------------------------------------------------------------------------
 
+
 def mqtt_subjects(lab: Lab, with_mosquitto: bool) -> dict[str, Process]:
     names = ["bare", "licensed", "trial"] + (["mosquitto"] if with_mosquitto else [])
     return {name: lab.broker(name) for name in names}
@@ -168,16 +204,23 @@ async def bench_connect(lab: Lab, plan: Plan) -> list[Row]:
 
     def measure(name: str) -> Callable[[], Awaitable[Sample]]:
         broker = brokers[name]
-        return lambda: metered(broker, lambda: mqtt_load.connect_rate(
-            broker.port or 0, duration=plan.connect_seconds, workers=plan.connect_clients, prefix=f"cycle-{name}"))
+        return lambda: metered(
+            broker,
+            lambda: mqtt_load.connect_rate(
+                broker.port or 0, duration=plan.connect_seconds, workers=plan.connect_clients, prefix=f"cycle-{name}"
+            ),
+        )
 
     results = await interleaved(plan.rounds, {name: measure(name) for name in brokers})
     title = f"CONNECT/CONNACK/DISCONNECT cycles ({plan.connect_clients} clients)"
-    rows = [Row.from_rounds(title, LABEL[n], results[n], LABEL["bare"], results["bare"], "cycles/s", ">= 0.95")
-            for n in ("licensed", "trial")]
+    rows = [
+        Row.from_rounds(title, LABEL[n], results[n], LABEL["bare"], results["bare"], "cycles/s", ">= 0.95")
+        for n in ("licensed", "trial")
+    ]
     if "mosquitto" in results:
-        rows.append(Row.from_rounds(title, LABEL["mosquitto"], results["mosquitto"], LABEL["bare"],
-                                    results["bare"], "cycles/s"))
+        rows.append(
+            Row.from_rounds(title, LABEL["mosquitto"], results["mosquitto"], LABEL["bare"], results["bare"], "cycles/s")
+        )
     return rows
 
 
@@ -192,17 +235,28 @@ async def bench_throughput(lab: Lab, plan: Plan) -> list[Row]:
         brokers.pop("trial")  # the per-message path does not depend on the license state
         pairs = {name: await mqtt_load.PubSub(p.port or 0, qos, name=name).open() for name, p in brokers.items()}
         try:
-            results = await interleaved(plan.rounds, {
-                name: measure_throughput(brokers[name], pair, plan.throughput_seconds) for name, pair in pairs.items()})
+            results = await interleaved(
+                plan.rounds,
+                {
+                    name: measure_throughput(brokers[name], pair, plan.throughput_seconds)
+                    for name, pair in pairs.items()
+                },
+            )
         finally:
             for pair in pairs.values():
                 await pair.close()
         title = f"QoS {qos} publish -> subscriber throughput"
-        rows.append(Row.from_rounds(title, LABEL["licensed"], results["licensed"], LABEL["bare"], results["bare"],
-                                    "msgs/s", ">= 0.98"))
+        rows.append(
+            Row.from_rounds(
+                title, LABEL["licensed"], results["licensed"], LABEL["bare"], results["bare"], "msgs/s", ">= 0.98"
+            )
+        )
         if "mosquitto" in results:
-            rows.append(Row.from_rounds(title, LABEL["mosquitto"], results["mosquitto"], LABEL["bare"],
-                                        results["bare"], "msgs/s"))
+            rows.append(
+                Row.from_rounds(
+                    title, LABEL["mosquitto"], results["mosquitto"], LABEL["bare"], results["bare"], "msgs/s"
+                )
+            )
     return rows
 
 
@@ -211,17 +265,32 @@ async def bench_roundtrip(lab: Lab, plan: Plan) -> list[Row]:
     status = await mqtt_load.RoundTrip.license_status(port, username=ADMIN, password=ADMIN_PASSWORD)
     echo = await mqtt_load.RoundTrip.echo(port)
     try:
-        results = await interleaved(plan.rounds, {"status": lambda: plain(lambda: status.measure(plan.roundtrip_seconds)),
-                                                  "echo": lambda: plain(lambda: echo.measure(plan.roundtrip_seconds))})
+        results = await interleaved(
+            plan.rounds,
+            {
+                "status": lambda: plain(lambda: status.measure(plan.roundtrip_seconds)),
+                "echo": lambda: plain(lambda: echo.measure(plan.roundtrip_seconds)),
+            },
+        )
     finally:
         await status.close()
         await echo.close()
-    return [Row.from_rounds("request -> reply round trip (agent broker, median)", "$license/status",
-                            results["status"], "echo client", results["echo"], "ms", "<= 1.5")]
+    return [
+        Row.from_rounds(
+            "request -> reply round trip (agent broker, median)",
+            "$license/status",
+            results["status"],
+            "echo client",
+            results["echo"],
+            "ms",
+            "<= 1.5",
+        )
+    ]
 
 
-async def metered_load(process: Process, run: Callable[[], Awaitable[http_load.LoadRound]],
-                       into: list[http_load.LoadRound]) -> Sample:
+async def metered_load(
+    process: Process, run: Callable[[], Awaitable[http_load.LoadRound]], into: list[http_load.LoadRound]
+) -> Sample:
     """An HTTP round; the full LoadRound (latencies too) is kept in ``into``."""
     before = process.cpu_seconds()
     load = await run()
@@ -229,15 +298,26 @@ async def metered_load(process: Process, run: Callable[[], Awaitable[http_load.L
     return Sample(load.rate, (process.cpu_seconds() - before) / max(load.ops, 1) * 1e6)
 
 
-def measure_load(process: Process, run: Callable[[], Awaitable[http_load.LoadRound]],
-                 into: list[http_load.LoadRound]) -> Measure:
+def measure_load(
+    process: Process, run: Callable[[], Awaitable[http_load.LoadRound]], into: list[http_load.LoadRound]
+) -> Measure:
     return lambda: metered_load(process, run, into)
 
 
-def latency_rows(title: str, subject: str, loads: list[http_load.LoadRound], noops: list[http_load.LoadRound]
-                 ) -> list[Row]:
-    return [Row.from_rounds(title, f"{subject} {q}", [Sample(getattr(r, f"{q}_ms")) for r in loads], f"noop {q}",
-                            [Sample(getattr(r, f"{q}_ms")) for r in noops], "ms") for q in ("p50", "p99")]
+def latency_rows(
+    title: str, subject: str, loads: list[http_load.LoadRound], noops: list[http_load.LoadRound]
+) -> list[Row]:
+    return [
+        Row.from_rounds(
+            title,
+            f"{subject} {q}",
+            [Sample(getattr(r, f"{q}_ms")) for r in loads],
+            f"noop {q}",
+            [Sample(getattr(r, f"{q}_ms")) for r in noops],
+            "ms",
+        )
+        for q in ("p50", "p99")
+    ]
 
 
 async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
@@ -251,12 +331,19 @@ async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
         await fleet.activate_all()
         for c in plan.http_concurrency:
             loads: dict[str, list[http_load.LoadRound]] = {"check-in": [], "noop": []}
-            results = await interleaved(plan.rounds, {
-                "check-in": measure_load(server, partial(fleet.check_ins, c, plan.http_seconds), loads["check-in"]),
-                "noop": measure_load(server, partial(http_load.noop, pool, c, plan.http_seconds), loads["noop"])})
+            results = await interleaved(
+                plan.rounds,
+                {
+                    "check-in": measure_load(server, partial(fleet.check_ins, c, plan.http_seconds), loads["check-in"]),
+                    "noop": measure_load(server, partial(http_load.noop, pool, c, plan.http_seconds), loads["noop"]),
+                },
+            )
             title = f"vendor check-ins, {c} concurrent instance{'s' if c > 1 else ''}"
-            rows.append(Row.from_rounds(title, "POST check-in", results["check-in"], "GET /v1/noop", results["noop"],
-                                        "req/s", ">= 0.5"))
+            rows.append(
+                Row.from_rounds(
+                    title, "POST check-in", results["check-in"], "GET /v1/noop", results["noop"], "req/s", ">= 0.5"
+                )
+            )
             rows += latency_rows(title, "check-in", loads["check-in"][1:], loads["noop"][1:])  # [0]: warm-up
     return rows
 
@@ -282,12 +369,20 @@ async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
                 return Sample(math.nan)
 
             noops: list[http_load.LoadRound] = []
-            results = await interleaved(plan.rounds, {
-                "leases": cycle,
-                "noop": measure_load(server.process, partial(http_load.noop, pool, c, plan.http_seconds), noops)})
+            results = await interleaved(
+                plan.rounds,
+                {
+                    "leases": cycle,
+                    "noop": measure_load(server.process, partial(http_load.noop, pool, c, plan.http_seconds), noops),
+                },
+            )
             title = f"floating leases, {c} concurrent instances"
-            rows = [Row.from_rounds(title, op, [Sample(*r[op]) for r in cycles[1:]], "GET /v1/noop",
-                                    results["noop"], "ops/s") for op in ("acquire", "renew", "release")]
+            rows = [
+                Row.from_rounds(
+                    title, op, [Sample(*r[op]) for r in cycles[1:]], "GET /v1/noop", results["noop"], "ops/s"
+                )
+                for op in ("acquire", "renew", "release")
+            ]
             # The soak's pace follows what this server just showed it can renew (see soak_plan).
             renew_rate = statistics.median(r["renew"][0] for r in cycles[1:])
             ttl, seconds = soak_plan(plan, renew_rate)
@@ -295,8 +390,9 @@ async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
         server.restart(ttl=ttl)
         lab.track(server.process)
         async with Pool(server.url, plan.soak_concurrency, token=server.token) as pool:
-            soak = await http_load.soak(pool, instances=plan.soak_instances, ttl=ttl, duration=seconds,
-                                        parallel=plan.soak_concurrency)
+            soak = await http_load.soak(
+                pool, instances=plan.soak_instances, ttl=ttl, duration=seconds, parallel=plan.soak_concurrency
+            )
     finally:
         lab.stop(server.process)
     return FloatingOutcome(rows, soak)
@@ -337,13 +433,26 @@ async def bench_memory(lab: Lab, plan: Plan) -> list[Row]:
             lab.stop(process)
             lab.brokers.pop(name, None)
 
-    loaded = await interleaved(plan.memory_rounds, {"licensed": lambda: rss("licensed"), "bare": lambda: rss("bare")},
-                               warmup=False)
+    loaded = await interleaved(
+        plan.memory_rounds, {"licensed": lambda: rss("licensed"), "bare": lambda: rss("bare")}, warmup=False
+    )
     return [
-        Row.from_rounds("broker resident set (VmRSS), no clients", LABEL["licensed"], empty["licensed"],
-                        LABEL["bare"], empty["bare"], "MiB"),
-        Row.from_rounds(f"broker resident set (VmRSS), {plan.idle_clients:,} idle clients", LABEL["licensed"],
-                        loaded["licensed"], LABEL["bare"], loaded["bare"], "MiB"),
+        Row.from_rounds(
+            "broker resident set (VmRSS), no clients",
+            LABEL["licensed"],
+            empty["licensed"],
+            LABEL["bare"],
+            empty["bare"],
+            "MiB",
+        ),
+        Row.from_rounds(
+            f"broker resident set (VmRSS), {plan.idle_clients:,} idle clients",
+            LABEL["licensed"],
+            loaded["licensed"],
+            LABEL["bare"],
+            loaded["bare"],
+            "MiB",
+        ),
     ]
 
 
@@ -366,6 +475,7 @@ def soak_table(s: http_load.SoakResult) -> str:
 
 
 # -- main ------------------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def lab_folder(keep: bool) -> Iterator[Path]:
@@ -392,8 +502,13 @@ async def run(plan: Plan, sections: list[str], work: Path) -> tuple[list[Row], h
                 outcome = await bench_floating(lab, plan)
                 new, soak = outcome.rows, outcome.soak
             else:
-                new = await {"connect": bench_connect, "throughput": bench_throughput, "roundtrip": bench_roundtrip,
-                             "vendor": bench_vendor, "memory": bench_memory}[section](lab, plan)
+                new = await {
+                    "connect": bench_connect,
+                    "throughput": bench_throughput,
+                    "roundtrip": bench_roundtrip,
+                    "vendor": bench_vendor,
+                    "memory": bench_memory,
+                }[section](lab, plan)
             rows += new
             print(text_table(new), file=sys.stderr)
             print(f"[{section}] {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
@@ -404,8 +519,9 @@ async def run(plan: Plan, sections: list[str], work: Path) -> tuple[list[Row], h
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="about a minute: fewer rounds, shorter, smaller soak")
     parser.add_argument("--only", help=f"comma-separated sections (default all): {','.join(SECTIONS)}")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the tables in {DOCS}")
@@ -433,8 +549,10 @@ def main(argv: list[str] | None = None) -> int:
     missed = [r for r in rows if r.met is False]
     soak_failed = soak is not None and (soak.leases_lost or soak.seats_over_issued)
     print()
-    print(f"{sum(r.met is True for r in rows)} target(s) met, {len(missed)} missed"
-          + ("; soak FAILED" if soak_failed else "; soak ok" if soak is not None else ""))
+    print(
+        f"{sum(r.met is True for r in rows)} target(s) met, {len(missed)} missed"
+        + ("; soak FAILED" if soak_failed else "; soak ok" if soak is not None else "")
+    )
     if args.write_docs:
         tables = [("Results", markdown_table(rows))]
         if soak is not None:

@@ -63,13 +63,30 @@ class Row:
     cpu_baseline_us: float = math.nan
 
     @classmethod
-    def from_rounds(cls, benchmark: str, subject: str, samples: list[Sample], baseline_name: str,
-                    baseline: list[Sample], unit: str, target: str = "") -> Row:
+    def from_rounds(
+        cls,
+        benchmark: str,
+        subject: str,
+        samples: list[Sample],
+        baseline_name: str,
+        baseline: list[Sample],
+        unit: str,
+        target: str = "",
+    ) -> Row:
         """The ratio is always subject / baseline (for a latency, a target like "<= 1.5")."""
         values, base = [s.value for s in samples], [s.value for s in baseline]
-        return cls(benchmark, subject, statistics.median(values), baseline_name, statistics.median(base), unit,
-                   statistics.median(ratios(values, base)), target,
-                   statistics.median(s.cpu_us for s in samples), statistics.median(s.cpu_us for s in baseline))
+        return cls(
+            benchmark,
+            subject,
+            statistics.median(values),
+            baseline_name,
+            statistics.median(base),
+            unit,
+            statistics.median(ratios(values, base)),
+            target,
+            statistics.median(s.cpu_us for s in samples),
+            statistics.median(s.cpu_us for s in baseline),
+        )
 
     @property
     def met(self) -> bool | None:
@@ -94,14 +111,36 @@ def fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-HEADERS = ("benchmark", "subject", "value", "baseline", "baseline value", "unit", "ratio", "target", "",
-           "CPU us/op", "base CPU us/op")
+HEADERS = (
+    "benchmark",
+    "subject",
+    "value",
+    "baseline",
+    "baseline value",
+    "unit",
+    "ratio",
+    "target",
+    "",
+    "CPU us/op",
+    "base CPU us/op",
+)
 NUMERIC = (2, 4, 6, 9, 10)
 
 
 def cells(row: Row) -> tuple[str, ...]:
-    return (row.benchmark, row.subject, fmt(row.value), row.baseline_name, fmt(row.baseline), row.unit,
-            f"{row.ratio:.2f}", row.target, row.verdict, fmt(row.cpu_us), fmt(row.cpu_baseline_us))
+    return (
+        row.benchmark,
+        row.subject,
+        fmt(row.value),
+        row.baseline_name,
+        fmt(row.baseline),
+        row.unit,
+        f"{row.ratio:.2f}",
+        row.target,
+        row.verdict,
+        fmt(row.cpu_us),
+        fmt(row.cpu_baseline_us),
+    )
 
 
 def text_table(rows: list[Row]) -> str:
@@ -109,8 +148,12 @@ def text_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADERS))]
     out = []
     for n, line in enumerate(lines):
-        out.append("  ".join(c.rjust(w) if i in NUMERIC and n else c.ljust(w) for i, (c, w) in
-                             enumerate(zip(line, widths, strict=True))).rstrip())
+        out.append(
+            "  ".join(
+                c.rjust(w) if i in NUMERIC and n else c.ljust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            ).rstrip()
+        )
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
@@ -118,7 +161,9 @@ def text_table(rows: list[Row]) -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     names = [*HEADERS[:8], "result", "CPU µs/op", "baseline CPU µs/op"]
-    out = ["| " + " | ".join(names) + " |",
-           "|" + "|".join("--:" if i in NUMERIC else "---" for i in range(len(names))) + "|"]
+    out = [
+        "| " + " | ".join(names) + " |",
+        "|" + "|".join("--:" if i in NUMERIC else "---" for i in range(len(names))) + "|",
+    ]
     out += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     return "\n".join(out)

@@ -25,9 +25,23 @@ def run_line(line, cwd, env):
 def test_demo_instructions_work(tmp_path):
     port, vendor_port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
-    demo = subprocess.Popen([str(BIN / "mqtt-licensing"), "demo", "--dir", "demo-data", "--port", str(port),
-                             "--vendor-port", str(vendor_port)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    demo = subprocess.Popen(
+        [
+            str(BIN / "mqtt-licensing"),
+            "demo",
+            "--dir",
+            "demo-data",
+            "--port",
+            str(port),
+            "--vendor-port",
+            str(vendor_port),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 60
@@ -42,10 +56,10 @@ def test_demo_instructions_work(tmp_path):
         export = next(c for c in commands if c.startswith("export"))
         cli = [c for c in commands if c.startswith("mqtt-licensing")]
         outputs = [run_line(f"{export}; {c}", tmp_path, env) for c in cli]
-        assert "trial" in outputs[0]                          # status
-        assert "active" in outputs[1]                         # activate
-        assert "iot_bridge_snowflake" in outputs[3]           # reactivate after the vendor update
-        assert "Deactivated" in outputs[4]                    # deactivate
+        assert "trial" in outputs[0]  # status
+        assert "active" in outputs[1]  # activate
+        assert "iot_bridge_snowflake" in outputs[3]  # reactivate after the vendor update
+        assert "Deactivated" in outputs[4]  # deactivate
         if shutil.which("mosquitto_rr"):
             rr = [ln.strip() for ln in lines if ln.strip().startswith("mosquitto_rr")]
             activated = run_line(rr[0], tmp_path, env)

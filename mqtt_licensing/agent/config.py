@@ -66,9 +66,10 @@ class AgentConfig:
         for role, table in (("admins", self.admins), ("users", self.users)):
             for name, value in table.items():
                 if not is_password_hash(value):
-                    raise LicensingError(ErrorCode.INVALID_FIELD,
-                                         f"{role}.{name}: store a hash from `mqtt-licensing hash-password`, "
-                                         "not a plain password")
+                    raise LicensingError(
+                        ErrorCode.INVALID_FIELD,
+                        f"{role}.{name}: store a hash from `mqtt-licensing hash-password`, not a plain password",
+                    )
         for name, spec in self.client_classes.items():
             unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
             if unknown:
@@ -90,8 +91,9 @@ class AgentConfig:
     def pinned_vendor_key(self) -> Ed25519PublicKey:
         text = self.vendor_public_key.strip()
         if not text:
-            raise LicensingError(ErrorCode.INVALID_FIELD,
-                                 "vendor_public_key is required: every certificate is verified against it")
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD, "vendor_public_key is required: every certificate is verified against it"
+            )
         path = Path(text).expanduser()
         if "\n" not in text and len(text) < 4096 and path.is_file():
             text = path.read_text()

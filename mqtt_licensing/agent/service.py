@@ -166,8 +166,7 @@ class LicensingAgent:
 
     # -- connections (called by the broker adapter) ----------------------------
 
-    async def admit(self, conn: Hashable, *, client_id: str, username: str | None,
-                    password: str | None) -> Decision:
+    async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
         """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
         role = await self._authenticate(username, password)
         if role is None:
@@ -181,9 +180,12 @@ class LicensingAgent:
         if role == "admin":
             decision = Decision(True)
         else:
-            decision = decide(self._evaluation, is_admin=False,
-                              required_features=self.config.required_features(username, client_id),
-                              current_connections=self._tracker.non_admin_count(now))
+            decision = decide(
+                self._evaluation,
+                is_admin=False,
+                required_features=self.config.required_features(username, client_id),
+                current_connections=self._tracker.non_admin_count(now),
+            )
         if not decision.allowed:
             self._refused(client_id, username, decision)
             return decision
@@ -210,8 +212,9 @@ class LicensingAgent:
         if not topic_filter.startswith(protocol.PREFIX):
             return True
         client = self._clients.get(conn)
-        if client is None or (topic_filter.startswith(protocol.REPLY_ROOT + "/")
-                              and self._holders.get(client.client_id) != conn):
+        if client is None or (
+            topic_filter.startswith(protocol.REPLY_ROOT + "/") and self._holders.get(client.client_id) != conn
+        ):
             return False  # not the connection that now holds this client id
         return protocol.subscription_allowed(topic_filter, client.client_id, may_read_status=client.may_read_status)
 
@@ -224,8 +227,9 @@ class LicensingAgent:
         if holder is not None and holder != conn and topic.startswith(protocol.REPLY_ROOT + "/"):
             return False  # another live connection holds this client id now: the replies are its own
         client = self._clients.get(conn)
-        return protocol.delivery_allowed(topic, client_id,
-                                         may_read_status=client is not None and client.may_read_status)
+        return protocol.delivery_allowed(
+            topic, client_id, may_read_status=client is not None and client.may_read_status
+        )
 
     async def _authenticate(self, username: str | None, password: str | None) -> str | None:
         for role, table in (("admin", self.config.admins), ("user", self.config.users)):
@@ -239,10 +243,17 @@ class LicensingAgent:
         return "reader" if username in self.config.readers else "user"
 
     def _refused(self, client_id: str, username: str | None, decision: Decision) -> None:
-        log.warning("refused CONNECT client_id=%r username=%r: %s (%s)", client_id, username,
-                    decision.refusal, decision.message)
-        self._emit("connection_refused", client_id=client_id, username=username,
-                   reason=str(decision.refusal), message=decision.message, state=str(self._evaluation.state))
+        log.warning(
+            "refused CONNECT client_id=%r username=%r: %s (%s)", client_id, username, decision.refusal, decision.message
+        )
+        self._emit(
+            "connection_refused",
+            client_id=client_id,
+            username=username,
+            reason=str(decision.refusal),
+            message=decision.message,
+            state=str(self._evaluation.state),
+        )
 
     # -- requests ---------------------------------------------------------------
 
@@ -260,16 +271,25 @@ class LicensingAgent:
             request = protocol.decode_request(topic, payload, client_id, max_payload=self.config.max_payload)
         except protocol.RequestError as exc:
             if client is None or client.role != "admin":
-                exc = protocol.RequestError(ErrorCode.NOT_AUTHORIZED, "only admin clients may send license requests",
-                                            encoding=exc.encoding, reply_to=exc.reply_to,
-                                            correlation_id=exc.correlation_id, operation=exc.operation)
+                exc = protocol.RequestError(
+                    ErrorCode.NOT_AUTHORIZED,
+                    "only admin clients may send license requests",
+                    encoding=exc.encoding,
+                    reply_to=exc.reply_to,
+                    correlation_id=exc.correlation_id,
+                    operation=exc.operation,
+                )
             await self._reply_error(exc, exc.reply_to, exc.encoding, exc.operation, exc.correlation_id)
             return
         if client is None or client.role != "admin":
             self._emit("request_refused", client_id=client_id, operation=request.operation, reason="not_authorized")
-            await self._reply_error(LicensingError(ErrorCode.NOT_AUTHORIZED,
-                                                   "only admin clients may send license requests"),
-                                    request.reply_to, request.encoding, request.operation, request.correlation_id)
+            await self._reply_error(
+                LicensingError(ErrorCode.NOT_AUTHORIZED, "only admin clients may send license requests"),
+                request.reply_to,
+                request.encoding,
+                request.operation,
+                request.correlation_id,
+            )
             return
         try:
             data = await self._dispatch(request)
@@ -279,17 +299,26 @@ class LicensingAgent:
             if self._requester_gone(conn, client):
                 return
             # Also announced on $license/events, so a mosquitto_pub user watching events sees why.
-            self._emit("command_failed", operation=request.operation, client_id=client_id,
-                       correlation_id=request.correlation_id, error=exc.to_dict())
-            await self._reply_error(exc, request.reply_to, request.encoding, request.operation,
-                                    request.correlation_id)
+            self._emit(
+                "command_failed",
+                operation=request.operation,
+                client_id=client_id,
+                correlation_id=request.correlation_id,
+                error=exc.to_dict(),
+            )
+            await self._reply_error(exc, request.reply_to, request.encoding, request.operation, request.correlation_id)
             return
         except Exception:
             log.exception("license request %s failed", request.operation)
             if self._requester_gone(conn, client):
                 return
-            await self._reply_error(LicensingError(ErrorCode.INTERNAL_ERROR, "internal error; see the broker log"),
-                                    request.reply_to, request.encoding, request.operation, request.correlation_id)
+            await self._reply_error(
+                LicensingError(ErrorCode.INTERNAL_ERROR, "internal error; see the broker log"),
+                request.reply_to,
+                request.encoding,
+                request.operation,
+                request.correlation_id,
+            )
             return
         await self._publish(request.reply_to, protocol.success_reply(request, data))
 
@@ -301,15 +330,23 @@ class LicensingAgent:
         holder = self._holders.get(client.client_id)
         current = self._clients.get(conn)
         lost = (holder is not None and holder != conn) or (
-            current is not None and (current.username, current.role) != (client.username, client.role))
+            current is not None and (current.username, current.role) != (client.username, client.role)
+        )
         if lost:
             log.warning("reply for client id %r dropped: the connection that asked is gone", client.client_id)
         return lost
 
-    async def _reply_error(self, error: LicensingError, reply_to: str, encoding: str, operation: str | None,
-                           correlation_id: str | int | None) -> None:
-        await self._publish(reply_to, protocol.error_reply(error, encoding=encoding, operation=operation,
-                                                           correlation_id=correlation_id))
+    async def _reply_error(
+        self,
+        error: LicensingError,
+        reply_to: str,
+        encoding: str,
+        operation: str | None,
+        correlation_id: str | int | None,
+    ) -> None:
+        await self._publish(
+            reply_to, protocol.error_reply(error, encoding=encoding, operation=operation, correlation_id=correlation_id)
+        )
 
     async def _dispatch(self, request: protocol.Request) -> dict[str, Any]:
         if request.operation == "status":
@@ -323,8 +360,12 @@ class LicensingAgent:
         async with self._lock:
             data = await handlers[request.operation](request.fields)
             self._refresh(self._now())
-        self._emit("command", operation=request.operation, correlation_id=request.correlation_id,
-                   state=str(self._evaluation.state))
+        self._emit(
+            "command",
+            operation=request.operation,
+            correlation_id=request.correlation_id,
+            state=str(self._evaluation.state),
+        )
         return {**data, "status": self.status_document()}
 
     async def _cmd_activate(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -340,7 +381,9 @@ class LicensingAgent:
                 self._refuse_if_licensed_elsewhere(None)
             await self._acquire_lease(url, list(features))  # the same instance gets its own seat back
             return {}
-        raise LicensingError(ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}")
+        raise LicensingError(
+            ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}"
+        )
 
     async def _activate_online(self, key: str) -> dict[str, Any]:
         self._refuse_if_licensed_elsewhere(key)
@@ -351,10 +394,20 @@ class LicensingAgent:
         blob = answer["certificate"]
         cert = self._verify_certificate(blob, model="online")
         now = self._now()
-        self._state = replace(self._state, certificate=b64(blob), lease=None, server_url=url, vendor_verdict=None,
-                              last_checkin_ok_at=now, checkin_failing_since=None, last_error=None,
-                              clock_tampered=False, pending_offline=None, deactivation_code=None,
-                              floating_features=[])
+        self._state = replace(
+            self._state,
+            certificate=b64(blob),
+            lease=None,
+            server_url=url,
+            vendor_verdict=None,
+            last_checkin_ok_at=now,
+            checkin_failing_since=None,
+            last_error=None,
+            clock_tampered=False,
+            pending_offline=None,
+            deactivation_code=None,
+            floating_features=[],
+        )
         self._set_documents(cert, None, None)
         await self._save()
         self._emit("activated", method="online", license_id=cert.license_id, activation_id=cert.activation_id)
@@ -364,12 +417,17 @@ class LicensingAgent:
         held = self._certificate or self._floating_certificate
         if held is None:
             return
-        if key is not None and self._certificate is not None and self._certificate.key_mask == mask_key(key) \
-                and self._certificate.model == "online":
+        if (
+            key is not None
+            and self._certificate is not None
+            and self._certificate.key_mask == mask_key(key)
+            and self._certificate.model == "online"
+        ):
             return  # activating the same key again refreshes it
-        raise LicensingError(ErrorCode.ALREADY_ACTIVATED,
-                             f"this instance already holds license {held.license_id} ({held.key_mask}); "
-                             "deactivate it first")
+        raise LicensingError(
+            ErrorCode.ALREADY_ACTIVATED,
+            f"this instance already holds license {held.license_id} ({held.key_mask}); deactivate it first",
+        )
 
     async def _activate_offline(self, usage_license: str) -> dict[str, Any]:
         blob = unarmor(usage_license, USAGE_LICENSE)
@@ -377,20 +435,32 @@ class LicensingAgent:
         pending = self._state.pending_offline
         if pending is None or cert.request_nonce != pending.get("nonce"):
             if cert.request_nonce in self._state.superseded_nonces:
-                raise LicensingError(ErrorCode.REQUEST_SUPERSEDED,
-                                     "this usage license answers an older request that a newer one replaced; "
-                                     "send the newest request code to the vendor")
+                raise LicensingError(
+                    ErrorCode.REQUEST_SUPERSEDED,
+                    "this usage license answers an older request that a newer one replaced; "
+                    "send the newest request code to the vendor",
+                )
             if pending is None:
-                raise LicensingError(ErrorCode.NO_PENDING_REQUEST,
-                                     "no offline request is pending on this instance; generate one first")
-            raise LicensingError(ErrorCode.REQUEST_SUPERSEDED,
-                                 "this usage license does not answer the pending request")
+                raise LicensingError(
+                    ErrorCode.NO_PENDING_REQUEST, "no offline request is pending on this instance; generate one first"
+                )
+            raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "this usage license does not answer the pending request")
         if self._floating_certificate is not None:
             self._refuse_if_licensed_elsewhere(None)
-        self._state = replace(self._state, certificate=b64(blob), lease=None, server_url=None, vendor_verdict=None,
-                              last_checkin_ok_at=None, checkin_failing_since=None, last_error=None,
-                              clock_tampered=False, pending_offline=None, deactivation_code=None,
-                              superseded_nonces=self._superseded_plus(pending.get("nonce")))
+        self._state = replace(
+            self._state,
+            certificate=b64(blob),
+            lease=None,
+            server_url=None,
+            vendor_verdict=None,
+            last_checkin_ok_at=None,
+            checkin_failing_since=None,
+            last_error=None,
+            clock_tampered=False,
+            pending_offline=None,
+            deactivation_code=None,
+            superseded_nonces=self._superseded_plus(pending.get("nonce")),
+        )
         self._set_documents(cert, None, None)
         await self._save()
         self._emit("activated", method="offline", license_id=cert.license_id, activation_id=cert.activation_id)
@@ -403,12 +473,21 @@ class LicensingAgent:
         now = self._now()
         nonce = secrets.token_hex(16)
         activation_id = self._certificate.activation_id if self._certificate else None
-        blob = sign_instance_request(self._identity, kind=KIND_OFFLINE_REQUEST, nonce=nonce, created_at=now,
-                                     key_digest=key_digest(key), activation_id=activation_id)
+        blob = sign_instance_request(
+            self._identity,
+            kind=KIND_OFFLINE_REQUEST,
+            nonce=nonce,
+            created_at=now,
+            key_digest=key_digest(key),
+            activation_id=activation_id,
+        )
         code = armor(USAGE_REQUEST, blob)
         old = self._state.pending_offline
-        self._state = replace(self._state, pending_offline={"nonce": nonce, "created_at": now, "request_code": code},
-                              superseded_nonces=self._superseded_plus(old.get("nonce") if old else None))
+        self._state = replace(
+            self._state,
+            pending_offline={"nonce": nonce, "created_at": now, "request_code": code},
+            superseded_nonces=self._superseded_plus(old.get("nonce") if old else None),
+        )
         await self._save()
         self._emit("offline_request_created", created_at=iso(now), superseded_previous=old is not None)
         return {"request_code": code}
@@ -427,9 +506,11 @@ class LicensingAgent:
         if cert is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
         if cert.model == "offline":
-            raise LicensingError(ErrorCode.OFFLINE_LICENSE_CANNOT_REACTIVATE,
-                                 "an offline license cannot be reactivated: generate a new offline request and "
-                                 "apply the usage license the vendor sends back (the broker keeps serving meanwhile)")
+            raise LicensingError(
+                ErrorCode.OFFLINE_LICENSE_CANNOT_REACTIVATE,
+                "an offline license cannot be reactivated: generate a new offline request and "
+                "apply the usage license the vendor sends back (the broker keeps serving meanwhile)",
+            )
         await self._check_in(raise_errors=True)
         return {}
 
@@ -451,10 +532,13 @@ class LicensingAgent:
         if cert is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
         if cert.model == "offline":
-            code = armor(DEACTIVATION_CODE, self._sign(KIND_OFFLINE_DEACTIVATION, activation_id=cert.activation_id,
-                                                        license_id=cert.license_id))
-            self._state = replace(self._state, certificate=None, deactivation_code=code, pending_offline=None,
-                                  superseded_nonces=[])
+            code = armor(
+                DEACTIVATION_CODE,
+                self._sign(KIND_OFFLINE_DEACTIVATION, activation_id=cert.activation_id, license_id=cert.license_id),
+            )
+            self._state = replace(
+                self._state, certificate=None, deactivation_code=code, pending_offline=None, superseded_nonces=[]
+            )
             self._set_documents(None, None, None)
             await self._save()
             self._emit("deactivated", method="offline", activation_id=cert.activation_id)
@@ -511,8 +595,14 @@ class LicensingAgent:
     def _wants_auto_lease(self) -> bool:
         """Auto-activation from config: lease a seat when nothing else is held - until an operator
         deactivates (then only a restart or an explicit activate leases again)."""
-        return bool(self.config.floating_server_url) and self._auto_lease_enabled and self._certificate is None \
-            and self._lease is None and not self._state.floating_features and self._state.pending_offline is None
+        return (
+            bool(self.config.floating_server_url)
+            and self._auto_lease_enabled
+            and self._certificate is None
+            and self._lease is None
+            and not self._state.floating_features
+            and self._state.pending_offline is None
+        )
 
     def _sync_due(self, now: float) -> bool:
         due = self._next_sync_at()
@@ -526,8 +616,9 @@ class LicensingAgent:
                 await self._acquire_lease(self._state.server_url, self._state.floating_features)
             elif self._wants_auto_lease():
                 assert self.config.floating_server_url is not None
-                await self._acquire_lease(self.config.floating_server_url,
-                                          self.config.floating_features or [MQTT_SERVER])
+                await self._acquire_lease(
+                    self.config.floating_server_url, self.config.floating_features or [MQTT_SERVER]
+                )
             elif self._certificate is not None and self._certificate.model == "online":
                 await self._check_in(raise_errors=False)
         except LicensingError as exc:
@@ -548,8 +639,15 @@ class LicensingAgent:
             if raise_errors:
                 raise
             return
-        self._state = replace(self._state, certificate=b64(blob), vendor_verdict=None, last_checkin_ok_at=now,
-                              checkin_failing_since=None, last_error=None, clock_tampered=False)
+        self._state = replace(
+            self._state,
+            certificate=b64(blob),
+            vendor_verdict=None,
+            last_checkin_ok_at=now,
+            checkin_failing_since=None,
+            last_error=None,
+            clock_tampered=False,
+        )
         self._set_documents(new_cert, None, None)
         await self._save()
 
@@ -568,7 +666,11 @@ class LicensingAgent:
             log.warning("ignoring an unverified %s from the license server (%s)", exc.code, problem.message)
             return None
         if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
-                str(exc.code), cert.activation_id, self.fingerprint, nonce):
+            str(exc.code),
+            cert.activation_id,
+            self.fingerprint,
+            nonce,
+        ):
             log.warning("ignoring a %s verdict that answers another request", exc.code)
             return None
         return exc.code
@@ -583,8 +685,9 @@ class LicensingAgent:
         elif verdict is not None:  # revoked / suspended / expired: the state machine reads the code itself
             self._state = replace(self._state, vendor_verdict=str(verdict), last_error=exc.to_dict())
         else:
-            self._state = replace(self._state, last_error=exc.to_dict(),
-                                  checkin_failing_since=self._state.checkin_failing_since or now)
+            self._state = replace(
+                self._state, last_error=exc.to_dict(), checkin_failing_since=self._state.checkin_failing_since or now
+            )
         await self._save()
 
     # -- floating -------------------------------------------------------------
@@ -603,8 +706,9 @@ class LicensingAgent:
             raise
         self._install_lease(url, features, blob, lease, fcert, now)
         await self._save()
-        self._emit("activated", method="floating", server=url, lease_id=lease.lease_id,
-                   lease_expires_at=iso(lease.expires_at))
+        self._emit(
+            "activated", method="floating", server=url, lease_id=lease.lease_id, lease_expires_at=iso(lease.expires_at)
+        )
 
     async def _renew_lease(self, *, reacquire: bool) -> None:
         url = self._state.server_url
@@ -634,18 +738,33 @@ class LicensingAgent:
         async with FloatingClient(self._state.server_url, timeout=self.config.http_timeout) as client:
             await client.release(self._sign(KIND_LEASE_RELEASE))
 
-    def _install_lease(self, url: str, features: list[str], blob: bytes, lease: Lease,
-                       fcert: FloatingCertificate, now: int) -> None:
-        self._state = replace(self._state, certificate=None, lease=b64(blob), server_url=url,
-                              floating_features=list(features), vendor_verdict=None, last_checkin_ok_at=now,
-                              checkin_failing_since=None, last_error=None, pending_offline=None,
-                              deactivation_code=None)
+    def _install_lease(
+        self, url: str, features: list[str], blob: bytes, lease: Lease, fcert: FloatingCertificate, now: int
+    ) -> None:
+        self._state = replace(
+            self._state,
+            certificate=None,
+            lease=b64(blob),
+            server_url=url,
+            floating_features=list(features),
+            vendor_verdict=None,
+            last_checkin_ok_at=now,
+            checkin_failing_since=None,
+            last_error=None,
+            pending_offline=None,
+            deactivation_code=None,
+        )
         self._set_documents(None, lease, fcert)
 
     def _drop_floating(self, *, keep_auto: bool) -> None:
-        self._state = replace(self._state, lease=None, checkin_failing_since=None, last_error=None,
-                              floating_features=self._state.floating_features if keep_auto else [],
-                              server_url=self._state.server_url if keep_auto else None)
+        self._state = replace(
+            self._state,
+            lease=None,
+            checkin_failing_since=None,
+            last_error=None,
+            floating_features=self._state.floating_features if keep_auto else [],
+            server_url=self._state.server_url if keep_auto else None,
+        )
         self._set_documents(self._certificate, None, None)
 
     def _verify_lease(self, blob: bytes, features: list[str]) -> tuple[Lease, FloatingCertificate]:
@@ -654,8 +773,9 @@ class LicensingAgent:
             raise LicensingError(ErrorCode.WRONG_INSTANCE, "the floating server sent a lease for another instance")
         missing = set(features) - set(lease.features)
         if missing:
-            raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE,
-                                 f"the lease lacks requested feature(s) {', '.join(sorted(missing))}")
+            raise LicensingError(
+                ErrorCode.FEATURE_UNAVAILABLE, f"the lease lacks requested feature(s) {', '.join(sorted(missing))}"
+            )
         return lease, fcert
 
     # -- documents and state ----------------------------------------------------
@@ -663,9 +783,11 @@ class LicensingAgent:
     def _verify_certificate(self, blob: bytes, *, model: str) -> ActivationCertificate:
         cert = ActivationCertificate.open(blob, self._vendor_key)
         if cert.instance_fingerprint != self.fingerprint:
-            raise LicensingError(ErrorCode.WRONG_INSTANCE,
-                                 "this certificate belongs to another instance (fingerprint "
-                                 f"{cert.instance_fingerprint}, this instance is {self.fingerprint})")
+            raise LicensingError(
+                ErrorCode.WRONG_INSTANCE,
+                "this certificate belongs to another instance (fingerprint "
+                f"{cert.instance_fingerprint}, this instance is {self.fingerprint})",
+            )
         if cert.model != model:
             raise LicensingError(ErrorCode.WRONG_MODEL, f"expected an {model} license, got an {cert.model} one")
         return cert
@@ -683,20 +805,25 @@ class LicensingAgent:
                 lease, fcert = self._verify_lease(unb64(state.lease), list(state.floating_features))
         except LicensingError as exc:
             log.error("stored license document rejected: %s", exc)
-            self._problems.append(LicensingError(ErrorCode.STATE_CORRUPT,
-                                                 f"the stored license did not verify ({exc.code}: {exc.message}); "
-                                                 "activate again"))
+            self._problems.append(
+                LicensingError(
+                    ErrorCode.STATE_CORRUPT,
+                    f"the stored license did not verify ({exc.code}: {exc.message}); activate again",
+                )
+            )
             self._state = replace(state, certificate=None, lease=None)
             cert = lease = fcert = None
         self._set_documents(cert, lease, fcert)
 
-    def _set_documents(self, cert: ActivationCertificate | None, lease: Lease | None,
-                       fcert: FloatingCertificate | None) -> None:
+    def _set_documents(
+        self, cert: ActivationCertificate | None, lease: Lease | None, fcert: FloatingCertificate | None
+    ) -> None:
         self._certificate, self._lease, self._floating_certificate = cert, lease, fcert
 
     def _forget_certificate(self) -> None:
-        self._state = replace(self._state, certificate=None, checkin_failing_since=None, vendor_verdict=None,
-                              last_checkin_ok_at=None)
+        self._state = replace(
+            self._state, certificate=None, checkin_failing_since=None, vendor_verdict=None, last_checkin_ok_at=None
+        )
         self._set_documents(None, self._lease, self._floating_certificate)
 
     def _facts(self) -> Facts:
@@ -721,15 +848,23 @@ class LicensingAgent:
         if tampered and not self._state.clock_tampered:
             self._state.clock_tampered = True
             log.warning("system clock ran back by more than %ss", self._limits.clock_tolerance)
-        elif self._state.clock_tampered and now >= last_seen and self._certificate is not None \
-                and self._certificate.model != "online":
+        elif (
+            self._state.clock_tampered
+            and now >= last_seen
+            and self._certificate is not None
+            and self._certificate.model != "online"
+        ):
             self._state.clock_tampered = False  # the clock is back; offline licenses cannot check in
         before = self._evaluation
         self._evaluation = self._evaluate(now)
         if before.state != self._evaluation.state:
             log.info("license state %s -> %s: %s", before.state, self._evaluation.state, self._evaluation.reason)
-            self._emit("state_changed", previous=str(before.state), state=str(self._evaluation.state),
-                       reason=self._evaluation.reason)
+            self._emit(
+                "state_changed",
+                previous=str(before.state),
+                state=str(self._evaluation.state),
+                reason=self._evaluation.reason,
+            )
         document = self.status_document()
         comparable = {k: v for k, v in document.items() if k not in ("connections", "clock", "updated_at")}
         if force_publish or comparable != self._published:
@@ -739,10 +874,17 @@ class LicensingAgent:
     def status_document(self) -> dict[str, Any]:
         now = self._now()
         return build_status(
-            evaluation=self._evaluation, state=self._state, limits=self._limits, fingerprint=self.fingerprint,
-            certificate=self._certificate, lease=self._lease, floating_certificate=self._floating_certificate,
-            connections=self._tracker.non_admin_count(now), next_sync_at=self._next_sync_at(),
-            check_in_server=self.config.vendor_url or self._state.server_url, problems=self._problems,
+            evaluation=self._evaluation,
+            state=self._state,
+            limits=self._limits,
+            fingerprint=self.fingerprint,
+            certificate=self._certificate,
+            lease=self._lease,
+            floating_certificate=self._floating_certificate,
+            connections=self._tracker.non_admin_count(now),
+            next_sync_at=self._next_sync_at(),
+            check_in_server=self.config.vendor_url or self._state.server_url,
+            problems=self._problems,
         ) | {"updated_at": iso(now)}
 
     async def _enforce_existing(self) -> None:
@@ -751,12 +893,17 @@ class LicensingAgent:
         keys = self._tracker.non_admin_keys()
         if not keys or self._transport is None:
             return
-        log.warning("license not serving (%s): disconnecting %d client(s) (enforce_existing)",
-                    self._evaluation.state, len(keys))
+        log.warning(
+            "license not serving (%s): disconnecting %d client(s) (enforce_existing)", self._evaluation.state, len(keys)
+        )
         for key in keys:
             client = self._clients.get(key)
-            self._emit("client_disconnected", client_id=client.client_id if client else None,
-                       reason=str(Refusal.NOT_LICENSED), state=str(self._evaluation.state))
+            self._emit(
+                "client_disconnected",
+                client_id=client.client_id if client else None,
+                reason=str(Refusal.NOT_LICENSED),
+                state=str(self._evaluation.state),
+            )
             await self._transport.disconnect(key)
             self._tracker.release(key)  # never kick the same socket twice, even if the broker is slow
 
@@ -778,8 +925,9 @@ class LicensingAgent:
         return url
 
     def _sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
-        return sign_instance_request(self._identity, kind=kind, nonce=nonce or secrets.token_hex(16),
-                                     created_at=self._now(), **fields)
+        return sign_instance_request(
+            self._identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self._now(), **fields
+        )
 
     def _emit(self, event_type: str, **data: Any) -> None:
         event = {"type": event_type, "at": iso(self.clock()), **data}

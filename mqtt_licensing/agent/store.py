@@ -102,13 +102,19 @@ class StateStore:
             if not isinstance(key, Ed25519PrivateKey):
                 # Without its key the instance cannot prove who it is; refusing to
                 # start is better than silently becoming a new instance.
-                raise LicensingError(ErrorCode.STATE_CORRUPT,
-                                     f"{self.identity_path} is not a valid Ed25519 private key; restore it from "
-                                     "backup, or delete it to start as a new instance (a new activation)")
+                raise LicensingError(
+                    ErrorCode.STATE_CORRUPT,
+                    f"{self.identity_path} is not a valid Ed25519 private key; restore it from "
+                    "backup, or delete it to start as a new instance (a new activation)",
+                )
             return key
         key = Ed25519PrivateKey.generate()
-        atomic_write(self.identity_path, key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        atomic_write(
+            self.identity_path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
         return key
 
     def load(self, now: int) -> tuple[PersistedState, list[LicensingError]]:
@@ -125,9 +131,10 @@ class StateStore:
                 aside = self.state_path
             log.error("license state file unreadable (%s); moved to %s", exc, aside)
             # A damaged file must not buy a fresh evaluation period: the trial counts as used.
-            problem = LicensingError(ErrorCode.STATE_CORRUPT,
-                                     f"the license state file was unreadable and was moved to {aside.name}; "
-                                     "activate the license again")
+            problem = LicensingError(
+                ErrorCode.STATE_CORRUPT,
+                f"the license state file was unreadable and was moved to {aside.name}; activate the license again",
+            )
             return PersistedState(trial_started_at=0), [problem]
 
     def save(self, state: PersistedState) -> None:

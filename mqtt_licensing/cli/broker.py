@@ -7,7 +7,6 @@ import asyncio
 import logging
 
 
-
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("broker", help="run an amqtt broker with the licensing agent")
     p.add_argument("-c", "--config", required=True, help="broker config YAML (see broker_config/)")
@@ -16,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..broker import load_config, serve  # heavy (amqtt): only for this verb
+    from ..adapters.amqtt.runner import load_config, serve  # heavy (amqtt): only for this verb
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions"):

@@ -30,18 +30,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def _run(args: argparse.Namespace) -> int:
     import yaml
 
-    from ..broker import load_config, serve
+    from ..adapters.amqtt.runner import load_config, serve
     from ..core.passwords import hash_password
+    from ..servers.activation import ActivationService, create_app
     from ..servers.common import ServerThread, load_or_create_token
-    from ..servers.vendor import VendorService, create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mqtt_licensing").setLevel(logging.INFO)
     root = Path(args.dir).resolve()
     vendor_dir = root / "vendor"
-    service = VendorService.open(vendor_dir)
-    vendor = ServerThread(create_app(service, load_or_create_token(vendor_dir)), host=args.host,
-                          port=args.vendor_port)
+    service = ActivationService.open(vendor_dir)
+    vendor = ServerThread(create_app(service, load_or_create_token(vendor_dir)), host=args.host, port=args.vendor_port)
     vendor.start()
 
     keys = _demo_keys(service, root)
@@ -49,14 +48,15 @@ def _run(args: argparse.Namespace) -> int:
     config: dict[str, Any] = {
         "listeners": {"default": {"type": "tcp", "bind": f"{args.host}:{args.port}"}},
         "plugins": {
-            "mqtt_licensing.adapters.amqtt_plugin.LicensingPlugin": {
+            "mqtt_licensing.adapters.amqtt.LicensingPlugin": {
                 "state_dir": "broker-state",
                 "vendor_url": vendor.url,
                 "vendor_public_key": "vendor/vendor.pub",
                 "admins": {DEMO_ADMIN: hash_password(DEMO_PASSWORD)},
                 "readers": [],
-                "client_classes": {"snowflake_bridge": {"features": ["iot_bridge_snowflake"],
-                                                        "client_id_prefixes": ["snowflake-"]}},
+                "client_classes": {
+                    "snowflake_bridge": {"features": ["iot_bridge_snowflake"], "client_id_prefixes": ["snowflake-"]}
+                },
                 "check_in_interval": 60,
                 "retry_interval": 10,
             }
@@ -80,8 +80,7 @@ def _demo_keys(service: Any, root: Path) -> dict[str, Path]:
 
     one_year = int(time.time()) + 365 * 86400
     specs = {
-        "license.txt": dict(features=["mqtt_server", "mqtt_server_support"], max_activations=2,
-                            support_until=one_year),
+        "license.txt": dict(features=["mqtt_server", "mqtt_server_support"], max_activations=2, support_until=one_year),
         "offline-license.txt": dict(features=["mqtt_server"], model="offline"),
     }
     paths = {}
@@ -101,25 +100,28 @@ def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: d
     license_id = (root / "license.id").read_text().strip()
     port = "" if args.port == 1883 else f" --port {args.port}"
     mq = f"-V mqttv311 -h {args.host} -p {args.port} -u {DEMO_ADMIN} -P {DEMO_PASSWORD}"
-    return f"""
+    return (
+        f"""
 mqtt-licensing demo is running (Ctrl-C stops it)
   vendor activation server : {vendor_url}   data: {vendor_dir}
-  broker with the agent    : mqtt://{args.host}:{args.port}   config: {rel(root / 'broker.yaml')}
+  broker with the agent    : mqtt://{args.host}:{args.port}   config: {rel(root / "broker.yaml")}
   admin login              : {DEMO_ADMIN} / {DEMO_PASSWORD}
-  demo license key         : {rel(keys['license.txt'])}   (online; license id {license_id})
-  offline license key      : {rel(keys['offline-license.txt'])}
+  demo license key         : {rel(keys["license.txt"])}   (online; license id {license_id})
+  offline license key      : {rel(keys["offline-license.txt"])}
 
 Try, in another terminal (same folder, same venv):
   export MQTT_LICENSING_USERNAME={DEMO_ADMIN} MQTT_LICENSING_PASSWORD={DEMO_PASSWORD}
   mqtt-licensing status{port}
-  mqtt-licensing activate{port} --key-file {rel(keys['license.txt'])}
+  mqtt-licensing activate{port} --key-file {rel(keys["license.txt"])}
   mqtt-licensing vendor update --data {vendor_dir} {license_id} --add-features iot_bridge_snowflake
   mqtt-licensing reactivate{port}
   mqtt-licensing deactivate{port}
 
 The same with mosquitto-clients (mosquitto_rr prints the reply; mosquitto_sub watches):
-  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/activate' -e '$license/reply/ops' -m "{{\\"license_key\\": \\"$(cat {rel(keys['license.txt'])})\\"}}"
+  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/activate' -e '$license/reply/ops' -m "{{\\"license_key\\": \\"$(cat {rel(keys["license.txt"])})\\"}}"
   mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/status' -e '$license/reply/ops' -m '{{}}'
   mosquitto_sub {mq} -i watcher -t '$license/status' -t '$license/events' -v &
   mosquitto_pub {mq} -i ops -t '$license/deactivate' -m '{{}}'
-""".rstrip() + "\n"
+""".rstrip()
+        + "\n"
+    )

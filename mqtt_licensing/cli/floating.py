@@ -1,12 +1,12 @@
 """``mqtt-licensing floating ...``: run and provision a self-hosted floating license server.
 
-    floating serve      --data DIR [--host 127.0.0.1] [--port 8800] [--ttl 600] [--vendor-key PUB]
-    floating activate   --data DIR --key-file F --vendor URL --vendor-key PUB      (online)
-    floating refresh    --data DIR [--vendor URL]                                   (online: new terms)
-    floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
-    floating install    --data DIR --certificate FILE [--vendor-key PUB]            (offline, step 2)
-    floating deactivate --data DIR [--vendor URL] [--out FILE]   (online with --vendor, else a code)
-    floating status     --data DIR [--json]
+floating serve      --data DIR [--host 127.0.0.1] [--port 8800] [--ttl 600] [--vendor-key PUB]
+floating activate   --data DIR --key-file F --vendor URL --vendor-key PUB      (online)
+floating refresh    --data DIR [--vendor URL]                                   (online: new terms)
+floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
+floating install    --data DIR --certificate FILE [--vendor-key PUB]            (offline, step 2)
+floating deactivate --data DIR [--vendor URL] [--out FILE]   (online with --vendor, else a code)
+floating status     --data DIR [--json]
 """
 
 from __future__ import annotations
@@ -29,8 +29,12 @@ DEFAULT_PORT = 8800
 
 
 def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("floating", help="self-hosted floating license server",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "floating",
+        help="self-hosted floating license server",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="floating_verb", required=True, metavar="<command>")
 
     def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
@@ -44,9 +48,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--ttl", type=int, default=600, help="lease time to live in seconds (default 600)")
     p.add_argument("--vendor-key", help="pin the vendor public key (file or text); stored in DIR/vendor.pub")
-    p.add_argument("--refresh-interval", type=int, default=24 * 3600,
-                   help="seconds between certificate refreshes with the vendor for an online-activated pool "
-                        "(0: never; default 86400)")
+    p.add_argument(
+        "--refresh-interval",
+        type=int,
+        default=24 * 3600,
+        help="seconds between certificate refreshes with the vendor for an online-activated pool "
+        "(0: never; default 86400)",
+    )
     p.add_argument("--db-url", help="SQLAlchemy database URL (default: sqlite in DIR/floating.db)")
 
     p = command("activate", "activate this floating server online against the vendor", _activate)
@@ -65,8 +73,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--certificate", required=True, help="file with the certificate code ('-' for stdin)")
     p.add_argument("--vendor-key", help="the vendor public key (file or text) to pin (default: DIR/vendor.pub)")
 
-    p = command("deactivate", "return the activation to the vendor (online with --vendor, else print a "
-                              "deactivation code); the pool stops leasing", _deactivate)
+    p = command(
+        "deactivate",
+        "return the activation to the vendor (online with --vendor, else print a "
+        "deactivation code); the pool stops leasing",
+        _deactivate,
+    )
     p.add_argument("--vendor", help="the vendor activation server URL: deactivate online")
     p.add_argument("--out", type=Path, help="offline: also write the deactivation code to this file")
 
@@ -81,6 +93,7 @@ def _key_args(p: argparse.ArgumentParser) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
 
 def _service(args: argparse.Namespace, *, must_exist: bool = False, **kwargs: Any) -> Any:
     from ..servers.floating.service import KEY_NAME, open_service
@@ -111,8 +124,9 @@ def _vendor_key(value: str) -> Any:
     try:
         return public_key_from_text(text)
     except (LicensingError, ValueError):
-        raise LicensingError(ErrorCode.INVALID_FIELD,
-                             f"--vendor-key {value!r} is neither a public key file nor a public key") from None
+        raise LicensingError(
+            ErrorCode.INVALID_FIELD, f"--vendor-key {value!r} is neither a public key file nor a public key"
+        ) from None
 
 
 def _read_text(source: str) -> str:
@@ -142,12 +156,15 @@ def _when(ts: int | None, now: int | None = None) -> str:
 
 
 def _describe(cert: Any) -> str:
-    return (f"license {cert.license_id} ({cert.key_mask}), activation {cert.activation_id}: "
-            f"{cert.seats} seat(s), features {', '.join(cert.features) or '-'}, "
-            f"valid until {_when(cert.valid_until)}, expires {_when(cert.expires_at)}")
+    return (
+        f"license {cert.license_id} ({cert.key_mask}), activation {cert.activation_id}: "
+        f"{cert.seats} seat(s), features {', '.join(cert.features) or '-'}, "
+        f"valid until {_when(cert.valid_until)}, expires {_when(cert.expires_at)}"
+    )
 
 
 # -- verbs -----------------------------------------------------------------------------------
+
 
 def _serve(args: argparse.Namespace) -> int:
     from ..servers.common import serve_forever
@@ -170,8 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"floating server {service.fingerprint} on http://{args.host}:{args.port}", file=sys.stderr)
     print(f"  data {args.data}  ttl {service.ttl} s  admin token in {args.data / 'admin.token'}", file=sys.stderr)
     if pool is None:
-        print(f"  not provisioned{': ' + status['problem'] if status['problem'] else ''} "
-              "- run 'mqtt-licensing floating activate' or 'floating request'/'floating install'", file=sys.stderr)
+        print(
+            f"  not provisioned{': ' + status['problem'] if status['problem'] else ''} "
+            "- run 'mqtt-licensing floating activate' or 'floating request'/'floating install'",
+            file=sys.stderr,
+        )
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
@@ -214,8 +234,11 @@ def _request(args: argparse.Namespace) -> int:
         blob = service.offline_request(key)
     finally:
         service.close()
-    print(f"floating request for server {service.fingerprint} ({mask_key(key)}); send this code to the vendor. "
-          "A newer request replaces this one.", file=sys.stderr)
+    print(
+        f"floating request for server {service.fingerprint} ({mask_key(key)}); send this code to the vendor. "
+        "A newer request replaces this one.",
+        file=sys.stderr,
+    )
     _write_code(armor(labels.FLOATING_REQUEST, blob), args.out)
     return 0
 
@@ -239,15 +262,20 @@ def _deactivate(args: argparse.Namespace) -> int:
             from ..servers.floating.provision import deactivate_online
 
             old = asyncio.run(deactivate_online(service, args.vendor))
-            print(f"deactivated online{f' (activation {old.activation_id})' if old else ''}; "
-                  "the pool no longer leases seats")
+            print(
+                f"deactivated online{f' (activation {old.activation_id})' if old else ''}; "
+                "the pool no longer leases seats"
+            )
             return 0
         blob = service.deactivation_request(offline=True)
         old = service.forget_pool()
     finally:
         service.close()
-    print(f"deactivated{f' activation {old.activation_id}' if old else ''}; the pool no longer leases seats. "
-          "Send this deactivation code to the vendor to free the activation:", file=sys.stderr)
+    print(
+        f"deactivated{f' activation {old.activation_id}' if old else ''}; the pool no longer leases seats. "
+        "Send this deactivation code to the vendor to free the activation:",
+        file=sys.stderr,
+    )
     _write_code(armor(labels.DEACTIVATION_CODE, blob), args.out)
     return 0
 
@@ -284,8 +312,9 @@ def _status(args: argparse.Namespace) -> int:
     if status["vendor_url"]:
         lines.append(f"vendor           {status['vendor_url']}")
     for lease in status["leases"]:
-        lines.append(f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
-                     f"features {','.join(lease['features']) or '-'}  expires {_when(lease['expires_at'], now)}")
+        lines.append(
+            f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
+            f"features {','.join(lease['features']) or '-'}  expires {_when(lease['expires_at'], now)}"
+        )
     print("\n".join(lines))
     return 0
-

@@ -33,6 +33,7 @@ class InputFileError(Exception):
 
 # -- formatting (pure functions: unit tested on sample documents) ---------------------------------
 
+
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
@@ -91,8 +92,9 @@ def _format_value(key: str, value: Any, now: datetime | None) -> str:
 
 
 def _format_mapping(mapping: dict[Any, Any], now: datetime | None) -> str:
-    parts = [f"{str(k).replace('_', ' ')}: {_format_value(str(k), v, now)}"
-             for k, v in mapping.items() if v is not None]
+    parts = [
+        f"{str(k).replace('_', ' ')}: {_format_value(str(k), v, now)}" for k, v in mapping.items() if v is not None
+    ]
     return "; ".join(parts) if parts else "-"
 
 
@@ -110,10 +112,12 @@ def deactivation_banner(code: str) -> str:
     return code_banner(
         "OFFLINE DEACTIVATION CODE: send it to your vendor",
         code,
-        ["This broker no longer serves under the offline license. Send the code below",
-         "to your vendor (as text or as a file); they use it to free the activation",
-         "so the license can be activated elsewhere. Until they do, the activation",
-         "still counts against your license."],
+        [
+            "This broker no longer serves under the offline license. Send the code below",
+            "to your vendor (as text or as a file); they use it to free the activation",
+            "so the license can be activated elsewhere. Until they do, the activation",
+            "still counts against your license.",
+        ],
     )
 
 
@@ -163,8 +167,11 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
             row(label, _format_mapping(value, now))
     clock = doc.get("clock")
     if isinstance(clock, dict) and clock.get("tampered"):
-        row("Clock", "ran back: the system clock is behind the last time this instance saw "
-                     f"({format_time(clock.get('last_seen'), now)})")
+        row(
+            "Clock",
+            "ran back: the system clock is behind the last time this instance saw "
+            f"({format_time(clock.get('last_seen'), now)})",
+        )
     offline = doc.get("offline")
     deactivation_code = None
     if isinstance(offline, dict):
@@ -208,6 +215,7 @@ def format_event(event: Any, now: datetime | None = None) -> str:
 
 # -- arguments ------------------------------------------------------------------------------
 
+
 def _positive_seconds(text: str) -> float:
     try:
         value = float(text)
@@ -224,19 +232,27 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument("--host", default=DEFAULT_HOST, help=f"broker host (default {DEFAULT_HOST})")
     group.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"broker port (default {DEFAULT_PORT})")
     group.add_argument("--username", default=None, help=f"admin user name (default: ${ENV_USERNAME})")
-    group.add_argument("--password", default=None,
-                       help=f"admin password (default: ${ENV_PASSWORD}; prompted on a terminal if a user is given)")
+    group.add_argument(
+        "--password",
+        default=None,
+        help=f"admin password (default: ${ENV_PASSWORD}; prompted on a terminal if a user is given)",
+    )
     group.add_argument("--client-id", default=None, help="MQTT client id (default: a fresh random one)")
-    group.add_argument("--timeout", type=_positive_seconds, default=DEFAULT_TIMEOUT,
-                       help=f"seconds to wait for the broker and for each reply (default {DEFAULT_TIMEOUT:g})")
+    group.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds to wait for the broker and for each reply (default {DEFAULT_TIMEOUT:g})",
+    )
     common.add_argument("--json", action="store_true", help="print the raw reply as JSON")
     return common
 
 
 def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse._MutuallyExclusiveGroup:
     group = parser.add_mutually_exclusive_group(required=required)
-    group.add_argument("--key", metavar="KEY",
-                       help="license key (MQL1-...); --key-file keeps it out of the process list")
+    group.add_argument(
+        "--key", metavar="KEY", help="license key (MQL1-...); --key-file keeps it out of the process list"
+    )
     group.add_argument("--key-file", metavar="FILE", help="file holding the license key (e.g. the .txt you received)")
     return group
 
@@ -245,47 +261,70 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = _connection_options()
 
     p = subparsers.add_parser(
-        "activate", parents=[common], help="activate this broker's license (online, offline or floating)",
+        "activate",
+        parents=[common],
+        help="activate this broker's license (online, offline or floating)",
         description="Activate the broker's license. Online: --key or --key-file. Offline: --usage-license-file "
-                    "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.")
+        "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.",
+    )
     group = _key_options(p, required=False)
-    group.add_argument("--usage-license-file", metavar="FILE",
-                       help="offline: the usage license received from the vendor")
+    group.add_argument(
+        "--usage-license-file", metavar="FILE", help="offline: the usage license received from the vendor"
+    )
     group.add_argument("--floating", metavar="URL", help="floating: URL of the floating license server")
     p.add_argument("--features", metavar="A,B", help="floating: comma-separated features to lease")
     p.set_defaults(func=cmd_activate, _parser=p)
 
-    p = subparsers.add_parser("status", parents=[common], help="show the license status",
-                              description="Ask the agent for its status; --watch follows the retained "
-                                          "$license/status topic and prints every change until Ctrl-C.")
+    p = subparsers.add_parser(
+        "status",
+        parents=[common],
+        help="show the license status",
+        description="Ask the agent for its status; --watch follows the retained "
+        "$license/status topic and prints every change until Ctrl-C.",
+    )
     p.add_argument("--watch", action="store_true", help="keep printing each status change until Ctrl-C")
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser("reactivate", parents=[common], help="refresh the license terms from the vendor now",
-                              description="Pull changed features or expiry without a restart (online licenses).")
+    p = subparsers.add_parser(
+        "reactivate",
+        parents=[common],
+        help="refresh the license terms from the vendor now",
+        description="Pull changed features or expiry without a restart (online licenses).",
+    )
     p.set_defaults(func=cmd_reactivate)
 
     p = subparsers.add_parser(
-        "deactivate", parents=[common], help="release this broker's license",
+        "deactivate",
+        parents=[common],
+        help="release this broker's license",
         description="Free the activation (online), return the seat (floating), or produce the deactivation "
-                    "code to send to the vendor (offline).")
+        "code to send to the vendor (offline).",
+    )
     p.add_argument("--out", metavar="FILE", help="offline: also write the deactivation code to FILE")
     p.set_defaults(func=cmd_deactivate)
 
     p = subparsers.add_parser(
-        "offline-request", parents=[common], help="make an offline usage request code for the vendor",
+        "offline-request",
+        parents=[common],
+        help="make an offline usage request code for the vendor",
         description="Generate a usage request code for an offline (air-gapped) activation. Send it to the "
-                    "vendor; each new request invalidates the previous one.")
+        "vendor; each new request invalidates the previous one.",
+    )
     _key_options(p, required=True)
     p.add_argument("--out", metavar="FILE", help="write the request code to FILE instead of standard output")
     p.set_defaults(func=cmd_offline_request)
 
-    p = subparsers.add_parser("events", parents=[common], help="print license events until Ctrl-C",
-                              description="Follow $license/events: transitions and refused connections.")
+    p = subparsers.add_parser(
+        "events",
+        parents=[common],
+        help="print license events until Ctrl-C",
+        description="Follow $license/events: transitions and refused connections.",
+    )
     p.set_defaults(func=cmd_events)
 
 
 # -- verbs ----------------------------------------------------------------------------------
+
 
 def _read_text(path: str, what: str) -> str:
     try:
@@ -321,8 +360,9 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def _client(args: argparse.Namespace) -> LicenseClient:
     username, password = _credentials(args)
-    return LicenseClient(args.host, args.port, username=username, password=password, client_id=args.client_id,
-                         timeout=args.timeout)
+    return LicenseClient(
+        args.host, args.port, username=username, password=password, client_id=args.client_id, timeout=args.timeout
+    )
 
 
 def _emit_json(obj: Any, out: TextIO) -> None:
@@ -351,12 +391,14 @@ def _with_status(headline: str, reply: dict[str, Any]) -> str:
 
 def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """File problems are usage errors (exit 2), reported before any network traffic."""
+
     def wrapper(args: argparse.Namespace) -> int:
         try:
             return func(args)
         except InputFileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+
     wrapper.__name__ = func.__name__
     wrapper.__doc__ = func.__doc__
     return wrapper
@@ -383,8 +425,10 @@ def cmd_activate(args: argparse.Namespace) -> int:
     elif args.key is not None or args.key_file is not None:
         fields, method = {"method": "online", "license_key": license_key_from_args(args)}, "online"
     else:
-        parser.error("say what to activate: --key KEY, --key-file FILE, --usage-license-file FILE "
-                     "or --floating URL --features A,B")
+        parser.error(
+            "say what to activate: --key KEY, --key-file FILE, --usage-license-file FILE "
+            "or --floating URL --features A,B"
+        )
 
     reply = _request(args, "activate", fields)
     if not args.json:
@@ -410,8 +454,7 @@ def _watch_status(args: argparse.Namespace) -> int:
                 else:
                     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                     label = "retained status" if index == 0 else "status changed"
-                    sys.stdout.write(f"{'' if index == 0 else chr(10)}--- {stamp}: {label} ---\n"
-                                     f"{format_status(doc)}\n")
+                    sys.stdout.write(f"{'' if index == 0 else chr(10)}--- {stamp}: {label} ---\n{format_status(doc)}\n")
                 sys.stdout.flush()
         except KeyboardInterrupt:
             return 0
@@ -426,18 +469,25 @@ def cmd_deactivate(args: argparse.Namespace) -> int:
         if code:
             print(f"Deactivated (offline license).\n\n{deactivation_banner(code)}")
         elif reply.get("seat_released") is False:
-            print(_with_status("Deactivated, but the floating server could not be told: the seat frees itself "
-                               "when its lease expires.", reply))
+            print(
+                _with_status(
+                    "Deactivated, but the floating server could not be told: the seat frees itself "
+                    "when its lease expires.",
+                    reply,
+                )
+            )
         else:
-            print(_with_status("Deactivated: the activation (or floating seat) is free to use on another broker.",
-                               reply))
+            print(
+                _with_status("Deactivated: the activation (or floating seat) is free to use on another broker.", reply)
+            )
     if code and args.out:
         _write_text(args.out, code, "deactivation code")  # after printing: a bad path must not lose the code
         if not args.json:
             print(f"The code was also written to {args.out}.")
     if args.out and not code:
-        print(f"note: there is no deactivation code (not an offline license); {args.out} was not written",
-              file=sys.stderr)
+        print(
+            f"note: there is no deactivation code (not an offline license); {args.out} was not written", file=sys.stderr
+        )
     return 0
 
 

@@ -11,10 +11,12 @@ from ..core.passwords import hash_password
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "hash-password", help="print the scrypt hash of a password, for broker_config",
+        "hash-password",
+        help="print the scrypt hash of a password, for broker_config",
         description="Hash a password for the admin/users section of a broker config. Without --password the "
-                    "password is prompted for twice (or read as one line from standard input when that is "
-                    "not a terminal), so it need not appear on the command line.")
+        "password is prompted for twice (or read as one line from standard input when that is "
+        "not a terminal), so it need not appear on the command line.",
+    )
     p.add_argument("--password", default=None, help="the password (default: prompt for it)")
     p.set_defaults(func=cmd_hash_password)
 

@@ -60,13 +60,13 @@ def parse_features(text: str) -> list[str]:
 
 
 def _service(args: argparse.Namespace) -> Any:
-    from ..servers.vendor.service import VendorService  # imported per verb: keeps every CLI call fast
+    from ..servers.activation.service import ActivationService  # imported per verb: keeps every CLI call fast
 
-    return VendorService.open(Path(args.data))
+    return ActivationService.open(Path(args.data))
 
 
 def format_time(ts: Any) -> str:
-    from ..servers.vendor.service import format_time as fmt
+    from ..servers.activation.service import format_time as fmt
 
     return str(fmt(ts))
 
@@ -94,28 +94,37 @@ def _license_line(lic: dict[str, Any]) -> str:
     cap = f"{used}/{lic['max_activations']}"
     seats = f" seats={lic['seats']}" if lic.get("seats") else ""
     expires = f" expires={format_time(lic['expires_at'])}" if lic.get("expires_at") else ""
-    return (f"{lic['id']}  {lic['key_mask']}  {lic['model']:<8} {lic['status']:<9} activations={cap}{seats}"
-            f"  features={','.join(lic['features'])}{expires}")
+    return (
+        f"{lic['id']}  {lic['key_mask']}  {lic['model']:<8} {lic['status']:<9} activations={cap}{seats}"
+        f"  features={','.join(lic['features'])}{expires}"
+    )
 
 
 def _activation_line(act: dict[str, Any]) -> str:
     state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
-    return (f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
-            f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}")
+    return (
+        f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
+        f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
+    )
 
 
 def _print_license(lic: dict[str, Any]) -> None:
     rows = [
-        ("id", lic["id"]), ("key", lic["key_mask"]), ("model", lic["model"]), ("status", lic["status"]),
+        ("id", lic["id"]),
+        ("key", lic["key_mask"]),
+        ("model", lic["model"]),
+        ("status", lic["status"]),
         ("features", ", ".join(lic["features"])),
         ("activations", f"{lic.get('activations_used', 0)} of {lic['max_activations']} in use"),
     ]
     if lic.get("seats") is not None:
         rows.append(("seats", str(lic["seats"])))
     rows += [
-        ("expires", format_time(lic["expires_at"])), ("support until", format_time(lic["support_until"])),
+        ("expires", format_time(lic["expires_at"])),
+        ("support until", format_time(lic["support_until"])),
         ("max connections", "unlimited" if lic["max_connections"] is None else str(lic["max_connections"])),
-        ("created", format_time(lic["created_at"])), ("updated", format_time(lic["updated_at"])),
+        ("created", format_time(lic["created_at"])),
+        ("updated", format_time(lic["updated_at"])),
     ]
     for name, value in rows:
         print(f"{name + ':':<17}{value}")
@@ -127,15 +136,16 @@ def _print_license(lic: dict[str, Any]) -> None:
 
 # -- verbs ---------------------------------------------------------------------
 
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..servers.activation.app import create_app
     from ..servers.common import load_or_create_token, serve_forever
-    from ..servers.vendor.app import create_app
 
     data = Path(args.data)
-    from ..servers.vendor.service import DEFAULT_CERTIFICATE_LIFETIME, VendorService
+    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
 
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
-    service = VendorService.open(data, certificate_lifetime=lifetime)
+    service = ActivationService.open(data, certificate_lifetime=lifetime)
     token = load_or_create_token(data)
     print(f"vendor activation server on http://{args.host}:{args.port}", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
@@ -147,8 +157,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_issue(args: argparse.Namespace) -> int:
     service = _service(args)
     _lic, key = service.issue_license(
-        features=args.features, model=args.model, max_activations=args.activations, seats=args.seats,
-        expires_at=args.expires, support_until=args.support_until, max_connections=args.max_connections)
+        features=args.features,
+        model=args.model,
+        max_activations=args.activations,
+        seats=args.seats,
+        expires_at=args.expires,
+        support_until=args.support_until,
+        max_connections=args.max_connections,
+    )
     print(key)
     return 0
 
@@ -197,6 +213,7 @@ def _status_verb(status: str, done: str) -> Any:
         lic = _service(args).set_status(args.id, status)
         print(f"license {lic['id']} {done}")
         return 0
+
     return run
 
 
@@ -221,8 +238,10 @@ def cmd_free(args: argparse.Namespace) -> int:
 def cmd_offline_activate(args: argparse.Namespace) -> int:
     result = _service(args).offline_activate(_read_file(args.request))
     what = "updated" if result["reused"] else "created"
-    print(f"activation {result['activation_id']} of license {result['license_id']} {what}; usage license:",
-          file=sys.stderr)
+    print(
+        f"activation {result['activation_id']} of license {result['license_id']} {what}; usage license:",
+        file=sys.stderr,
+    )
     _write_out(result["usage_license"], args.out)
     return 0
 
@@ -232,15 +251,19 @@ def cmd_offline_deactivate(args: argparse.Namespace) -> int:
     if result["freed"]:
         print(f"activation {result['activation_id']} of license {result['license_id']} freed")
     else:
-        print(f"activation {result['activation_id']} of license {result['license_id']} was already free "
-              f"({result.get('freed_reason')}, {format_time(result.get('freed_at'))})")
+        print(
+            f"activation {result['activation_id']} of license {result['license_id']} was already free "
+            f"({result.get('freed_reason')}, {format_time(result.get('freed_at'))})"
+        )
     return 0
 
 
 def cmd_floating_issue(args: argparse.Namespace) -> int:
     result = _service(args).floating_issue(_read_file(args.request))
-    print(f"floating certificate for activation {result['activation_id']} of license {result['license_id']}:",
-          file=sys.stderr)
+    print(
+        f"floating certificate for activation {result['activation_id']} of license {result['license_id']}:",
+        file=sys.stderr,
+    )
     _write_out(result["certificate"], args.out)
     return 0
 
@@ -254,8 +277,12 @@ _UNSET: Any = object()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    vendor = subparsers.add_parser("vendor", help="the vendor activation server and license administration",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    vendor = subparsers.add_parser(
+        "vendor",
+        help="the vendor activation server and license administration",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verbs = vendor.add_subparsers(dest="vendor_verb", required=True, metavar="<command>")
 
     def verb(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
@@ -267,9 +294,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = verb("serve", cmd_serve, "run the activation server (HTTP JSON API)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
-    p.add_argument("--certificate-lifetime", type=parse_count, default=None,
-                   metavar="SECONDS", help="how long an online certificate stays valid without a check-in "
-                                           "(default 7 days)")
+    p.add_argument(
+        "--certificate-lifetime",
+        type=parse_count,
+        default=None,
+        metavar="SECONDS",
+        help="how long an online certificate stays valid without a check-in (default 7 days)",
+    )
 
     p = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")
@@ -294,12 +325,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--expires", dest="expires_at", type=parse_date, default=_UNSET, metavar="DATE|never")
     p.add_argument("--support-until", dest="support_until", type=parse_date, default=_UNSET, metavar="DATE|never")
     p.add_argument("--activations", type=parse_count, metavar="N")
-    p.add_argument("--max-connections", dest="max_connections", type=parse_limit, default=_UNSET,
-                   metavar="N|unlimited")
+    p.add_argument("--max-connections", dest="max_connections", type=parse_limit, default=_UNSET, metavar="N|unlimited")
     p.add_argument("--seats", type=parse_count, metavar="N")
 
-    for name, status, done in (("suspend", "suspended", "suspended"), ("reinstate", "active", "reinstated"),
-                               ("revoke", "revoked", "revoked")):
+    for name, status, done in (
+        ("suspend", "suspended", "suspended"),
+        ("reinstate", "active", "reinstated"),
+        ("revoke", "revoked", "revoked"),
+    ):
         p = verb(name, _status_verb(status, done), f"{name} a license")
         p.add_argument("id")
 

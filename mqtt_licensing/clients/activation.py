@@ -42,8 +42,9 @@ class ActivationClient(JsonApiClient):
 
     async def floating_activate(self, license_key: str, request: bytes) -> bytes:
         """The signed FloatingCertificate for a floating server (activation id is inside it)."""
-        data = await self.call("POST", "/v1/floating/activations",
-                               json={"license_key": license_key, "request": b64(request)})
+        data = await self.call(
+            "POST", "/v1/floating/activations", json={"license_key": license_key, "request": b64(request)}
+        )
         return _certificate(data)
 
     async def floating_check_in(self, request: bytes) -> bytes:
@@ -53,12 +54,27 @@ class ActivationClient(JsonApiClient):
 class VendorAdminClient(JsonApiClient):
     """The admin API: ``VendorAdminClient(url, token=token)``."""
 
-    async def issue(self, *, features: list[str], model: str = "online", max_activations: int = 1,
-                    seats: int | None = None, expires_at: int | None = None, support_until: int | None = None,
-                    max_connections: int | None = None) -> dict[str, Any]:
+    async def issue(
+        self,
+        *,
+        features: list[str],
+        model: str = "online",
+        max_activations: int = 1,
+        seats: int | None = None,
+        expires_at: int | None = None,
+        support_until: int | None = None,
+        max_connections: int | None = None,
+    ) -> dict[str, Any]:
         """-> {"license": {...}, "key": "MQL1-..."}"""
-        body = {"features": list(features), "model": model, "max_activations": max_activations, "seats": seats,
-                "expires_at": expires_at, "support_until": support_until, "max_connections": max_connections}
+        body = {
+            "features": list(features),
+            "model": model,
+            "max_activations": max_activations,
+            "seats": seats,
+            "expires_at": expires_at,
+            "support_until": support_until,
+            "max_connections": max_connections,
+        }
         return await self.call("POST", "/v1/admin/licenses", json=body)
 
     async def licenses(self) -> list[dict[str, Any]]:

@@ -22,14 +22,18 @@ from ..core.signing import b64
 from .http import JsonApiClient, binary_field
 
 
-def lease_request(instance_key: Ed25519PrivateKey, kind: str, *, features: Iterable[str] = (),
-                  now: float | None = None) -> bytes:
+def lease_request(
+    instance_key: Ed25519PrivateKey, kind: str, *, features: Iterable[str] = (), now: float | None = None
+) -> bytes:
     """A signed lease_acquire / lease_renew / lease_release request with a fresh nonce."""
     if kind not in (labels.KIND_LEASE_ACQUIRE, labels.KIND_LEASE_RENEW, labels.KIND_LEASE_RELEASE):
         raise ValueError(f"not a lease request kind: {kind}")
     return sign_instance_request(
-        instance_key, kind=kind, nonce=secrets.token_hex(16),
-        created_at=int(time.time() if now is None else now), features=tuple(sorted(set(features))),
+        instance_key,
+        kind=kind,
+        nonce=secrets.token_hex(16),
+        created_at=int(time.time() if now is None else now),
+        features=tuple(sorted(set(features))),
     )
 
 

@@ -21,12 +21,19 @@ DEFAULT_TIMEOUT = 10.0
 class JsonApiClient:
     """A small async JSON client; use as ``async with Client(url) as c: ...``."""
 
-    def __init__(self, base_url: str, *, timeout: float = DEFAULT_TIMEOUT, token: str | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        token: str | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, headers=headers,
-                                       transport=transport, trust_env=False)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport, trust_env=False
+        )
 
     async def __aenter__(self) -> JsonApiClient:
         return self
@@ -41,8 +48,9 @@ class JsonApiClient:
         try:
             response = await self._http.request(method, path, json=json, params=params)
         except httpx.HTTPError as exc:
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}".rstrip(": ")) from None
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}".rstrip(": ")
+            ) from None
         return parse_response(response)
 
 
@@ -50,8 +58,9 @@ def parse_response(response: httpx.Response) -> Any:
     try:
         data = response.json()
     except ValueError:
-        raise LicensingError(ErrorCode.BAD_RESPONSE,
-                             f"the server answered HTTP {response.status_code} with a body that is not JSON") from None
+        raise LicensingError(
+            ErrorCode.BAD_RESPONSE, f"the server answered HTTP {response.status_code} with a body that is not JSON"
+        ) from None
     if response.is_success:
         return data
     error = data.get("error") if isinstance(data, dict) else None

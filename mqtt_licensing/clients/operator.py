@@ -66,8 +66,9 @@ def operation_topic(operation: str) -> str:
     try:
         return TOPICS[name]
     except KeyError:
-        raise LicensingError(ErrorCode.UNKNOWN_OPERATION,
-                             f"{operation!r} is not a license operation (use one of: {', '.join(TOPICS)})") from None
+        raise LicensingError(
+            ErrorCode.UNKNOWN_OPERATION, f"{operation!r} is not a license operation (use one of: {', '.join(TOPICS)})"
+        ) from None
 
 
 def decode_payload(payload: bytes) -> Any:
@@ -79,22 +80,25 @@ def decode_payload(payload: bytes) -> Any:
     try:
         return msgpack.unpackb(payload, raw=False)
     except Exception:  # msgpack raises many unrelated types on garbage
-        raise LicensingError(ErrorCode.BAD_RESPONSE,
-                             "a message on a $license topic is neither JSON nor msgpack") from None
+        raise LicensingError(
+            ErrorCode.BAD_RESPONSE, "a message on a $license topic is neither JSON nor msgpack"
+        ) from None
 
 
 def error_from_reply(reply: Any) -> LicensingError:
     """The :class:`LicensingError` an ``{"ok": false, "error": {...}}`` reply stands for."""
     error = reply.get("error") if isinstance(reply, dict) else None
     if not isinstance(error, dict):
-        return LicensingError(ErrorCode.BAD_RESPONSE,
-                              f"the agent answered without ok=true and without an error: {reply!r:.200}")
+        return LicensingError(
+            ErrorCode.BAD_RESPONSE, f"the agent answered without ok=true and without an error: {reply!r:.200}"
+        )
     message = str(error.get("message", "")) or "(no message)"
     try:
         code = ErrorCode(str(error.get("code")))
     except ValueError:
-        return LicensingError(ErrorCode.BAD_RESPONSE,
-                              f"the agent answered with unknown error code {error.get('code')!r}: {message}")
+        return LicensingError(
+            ErrorCode.BAD_RESPONSE, f"the agent answered with unknown error code {error.get('code')!r}: {message}"
+        )
     return LicensingError(code, message)
 
 
@@ -111,9 +115,17 @@ def status_document(message: Any) -> dict[str, Any] | None:
 class LicenseClient:
     """A blocking request/reply client for the ``$license`` topics; use it as a context manager."""
 
-    def __init__(self, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, username: str | None = None,
-                 password: str | None = None, client_id: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 keepalive: int = 60) -> None:
+    def __init__(
+        self,
+        host: str = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        client_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        keepalive: int = 60,
+    ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         self.host = host
@@ -121,8 +133,10 @@ class LicenseClient:
         self.timeout = float(timeout)
         self.client_id = client_id or f"mql-op-{uuid.uuid4().hex[:16]}"
         if not client_id_can_receive_replies(self.client_id):
-            raise LicensingError(ErrorCode.INVALID_FIELD,
-                                 f"client id {self.client_id!r} cannot receive replies (no '/', '+', '#' allowed)")
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD,
+                f"client id {self.client_id!r} cannot receive replies (no '/', '+', '#' allowed)",
+            )
         self.reply_topic = default_reply_topic(self.client_id)
         self._keepalive = keepalive
         self._username = username
@@ -138,8 +152,13 @@ class LicenseClient:
         self._streams: dict[str, list[queue.Queue[Any]]] = {}
         self._request_lock = threading.Lock()  # one request in flight per client keeps uncorrelated errors routable
 
-        self._mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, clean_session=True,
-                                 protocol=mqtt.MQTTv311, reconnect_on_failure=False)
+        self._mqtt = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+            reconnect_on_failure=False,
+        )
         if username is not None:
             self._mqtt.username_pw_set(username, password)
         self._mqtt.connect_timeout = self.timeout
@@ -167,37 +186,48 @@ class LicenseClient:
         try:
             self._mqtt.connect(self.host, self.port, keepalive=self._keepalive)
         except ConnectionRefusedError:
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"no MQTT broker at {self.where} (connection refused)") from None
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"no MQTT broker at {self.where} (connection refused)"
+            ) from None
         except (OSError, ValueError) as exc:
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"cannot connect to the MQTT broker at {self.where}: {exc}") from None
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"cannot connect to the MQTT broker at {self.where}: {exc}"
+            ) from None
         self._mqtt.loop_start()
         self._started = True
         deadline = time.monotonic() + self.timeout
         with self._acks:
-            done = self._acks.wait_for(lambda: self._connack is not None or self._lost is not None,
-                                       timeout=max(0.0, deadline - time.monotonic()))
+            done = self._acks.wait_for(
+                lambda: self._connack is not None or self._lost is not None,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
             connack, lost = self._connack, self._lost
         if not done:
             self.close()
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"timed out after {self.timeout:g} s waiting for the broker at {self.where} "
-                                 "to accept the connection (CONNACK)")
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE,
+                f"timed out after {self.timeout:g} s waiting for the broker at {self.where} "
+                "to accept the connection (CONNACK)",
+            )
         if connack is None or connack.is_failure:
             self.close()
             if connack is None:
-                raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                     f"the broker at {self.where} closed the connection before accepting it"
-                                     f" ({lost.message if lost else 'no CONNACK'})")
+                raise LicensingError(
+                    ErrorCode.SERVER_UNREACHABLE,
+                    f"the broker at {self.where} closed the connection before accepting it"
+                    f" ({lost.message if lost else 'no CONNACK'})",
+                )
             reason = connack.getName()
             if reason in _CONNACK_NOT_AUTHORIZED:
                 who = f"user {self._username!r}" if self._username is not None else "an anonymous client"
-                raise LicensingError(ErrorCode.NOT_AUTHORIZED,
-                                     f"the broker at {self.where} refused the connection for {who}: {reason} "
-                                     "(check --username/--password; only admin users may manage the license)")
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"the broker at {self.where} refused the connection: {reason}")
+                raise LicensingError(
+                    ErrorCode.NOT_AUTHORIZED,
+                    f"the broker at {self.where} refused the connection for {who}: {reason} "
+                    "(check --username/--password; only admin users may manage the license)",
+                )
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"the broker at {self.where} refused the connection: {reason}"
+            )
         self._subscribe(self.reply_topic, deadline)
 
     def close(self) -> None:
@@ -214,8 +244,9 @@ class LicenseClient:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, operation: str, fields: dict[str, Any] | None = None, *,
-                timeout: float | None = None) -> dict[str, Any]:
+    def request(
+        self, operation: str, fields: dict[str, Any] | None = None, *, timeout: float | None = None
+    ) -> dict[str, Any]:
         """Publish one request and return the ``ok: true`` reply; raise :class:`LicensingError` otherwise."""
         topic = operation_topic(operation)
         body: dict[str, Any] = dict(fields or {})
@@ -232,11 +263,17 @@ class LicenseClient:
             try:
                 info = self._mqtt.publish(topic, payload, qos=1)
                 if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                         f"could not publish to {topic}: {mqtt.error_string(info.rc)}")
-                reply = self._get(inbox, wait, lambda: (
-                    f"timed out after {wait:g} s waiting for a reply to {operation!r} on {self.reply_topic} "
-                    f"(is the licensing agent running in the broker at {self.where}?)"))
+                    raise LicensingError(
+                        ErrorCode.SERVER_UNREACHABLE, f"could not publish to {topic}: {mqtt.error_string(info.rc)}"
+                    )
+                reply = self._get(
+                    inbox,
+                    wait,
+                    lambda: (
+                        f"timed out after {wait:g} s waiting for a reply to {operation!r} on {self.reply_topic} "
+                        f"(is the licensing agent running in the broker at {self.where}?)"
+                    ),
+                )
             finally:
                 with self._lock:
                     self._pending.pop(correlation_id, None)
@@ -252,8 +289,9 @@ class LicenseClient:
 
     # -- streams -----------------------------------------------------------------------------
 
-    def status_updates(self, stop_event: threading.Event | None = None, *,
-                       idle_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def status_updates(
+        self, stop_event: threading.Event | None = None, *, idle_timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield the retained status document, then each new one, until ``stop_event`` is set.
 
         Stops quietly after ``idle_timeout`` seconds without a message (if given);
@@ -264,14 +302,20 @@ class LicenseClient:
             if doc is not None:
                 yield doc
 
-    def watch_status(self, callback: Callable[[dict[str, Any]], object], stop_event: threading.Event, *,
-                     idle_timeout: float | None = None) -> None:
+    def watch_status(
+        self,
+        callback: Callable[[dict[str, Any]], object],
+        stop_event: threading.Event,
+        *,
+        idle_timeout: float | None = None,
+    ) -> None:
         """Call ``callback(doc)`` for the retained status and every change, until ``stop_event`` is set."""
         for doc in self.status_updates(stop_event, idle_timeout=idle_timeout):
             callback(doc)
 
-    def events(self, stop_event: threading.Event | None = None, *,
-               idle_timeout: float | None = None) -> Iterator[dict[str, Any]]:
+    def events(
+        self, stop_event: threading.Event | None = None, *, idle_timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Yield each ``$license/events`` message (a dict) from now on, until ``stop_event`` is set."""
         for message in self._stream(EVENTS_TOPIC, stop_event, idle_timeout):
             if isinstance(message, dict):
@@ -321,24 +365,29 @@ class LicenseClient:
     def _subscribe(self, topic: str, deadline: float) -> None:
         result, mid = self._mqtt.subscribe(topic, qos=1)
         if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"could not subscribe to {topic}: {mqtt.error_string(result)}")
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"could not subscribe to {topic}: {mqtt.error_string(result)}"
+            )
         with self._acks:
-            done = self._acks.wait_for(lambda: mid in self._subacks or self._lost is not None,
-                                       timeout=max(0.0, deadline - time.monotonic()))
+            done = self._acks.wait_for(
+                lambda: mid in self._subacks or self._lost is not None, timeout=max(0.0, deadline - time.monotonic())
+            )
             codes = self._subacks.pop(mid, None)
             lost = self._lost
         if codes is None:
             if lost is not None:
                 raise lost
             assert not done
-            raise LicensingError(ErrorCode.SERVER_UNREACHABLE,
-                                 f"timed out after {self.timeout:g} s waiting for the broker at {self.where} "
-                                 f"to confirm the subscription to {topic}")
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE,
+                f"timed out after {self.timeout:g} s waiting for the broker at {self.where} "
+                f"to confirm the subscription to {topic}",
+            )
         if any(code.is_failure for code in codes):
-            raise LicensingError(ErrorCode.NOT_AUTHORIZED,
-                                 f"the broker at {self.where} refused the subscription to {topic} "
-                                 f"for client {self.client_id!r}")
+            raise LicensingError(
+                ErrorCode.NOT_AUTHORIZED,
+                f"the broker at {self.where} refused the subscription to {topic} for client {self.client_id!r}",
+            )
 
     def _get(self, inbox: queue.Queue[Any], wait: float, timeout_message: Callable[[], str]) -> Any:
         deadline = time.monotonic() + wait
@@ -372,14 +421,16 @@ class LicenseClient:
             self._connected = not reason_code.is_failure
             self._acks.notify_all()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any,
-                       properties: Any) -> None:
-        self._fail_waiters(LicensingError(
-            ErrorCode.SERVER_UNREACHABLE,
-            f"the connection to the broker at {self.where} was lost ({reason_code})"))
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        self._fail_waiters(
+            LicensingError(
+                ErrorCode.SERVER_UNREACHABLE, f"the connection to the broker at {self.where} was lost ({reason_code})"
+            )
+        )
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any],
-                      properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[Any], properties: Any
+    ) -> None:
         with self._acks:
             self._subacks[mid] = list(reason_codes)
             self._acks.notify_all()

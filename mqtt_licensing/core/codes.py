@@ -58,9 +58,12 @@ def armor(label: str, data: bytes) -> str:
     """Wrap bytes as a pastable block: BEGIN line, base32 lines, checksum line, END line."""
     body = b32encode(data)
     lines = [body[i : i + LINE_WIDTH] for i in range(0, len(body), LINE_WIDTH)]
-    return "\n".join(
-        [f"-----BEGIN {label}-----", *lines, f"={checksum(label, data, CHECKSUM_CHARS)}", f"-----END {label}-----"]
-    ) + "\n"
+    return (
+        "\n".join(
+            [f"-----BEGIN {label}-----", *lines, f"={checksum(label, data, CHECKSUM_CHARS)}", f"-----END {label}-----"]
+        )
+        + "\n"
+    )
 
 
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
@@ -75,9 +78,7 @@ def unarmor(text: str, label: str) -> bytes:
     if match is None:
         raise LicensingError(ErrorCode.INVALID_CODE, f"no '{label}' block found (expected -----BEGIN {label}-----)")
     if match.group(1) != label:
-        raise LicensingError(
-            ErrorCode.WRONG_DOCUMENT, f"this is a '{match.group(1).lower()}', not a '{label.lower()}'"
-        )
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"this is a '{match.group(1).lower()}', not a '{label.lower()}'")
     body_lines = [ln for ln in match.group(2).split() if ln]
     if not body_lines or not body_lines[-1].startswith("="):
         raise LicensingError(ErrorCode.INVALID_CODE, "the checksum line is missing: was the code cut short?")

@@ -44,8 +44,11 @@ def decide(
         return Decision(False, Refusal.NOT_LICENSED, f"license state is {evaluation.state}: {evaluation.reason}")
     missing = required_features - set(evaluation.features) if evaluation.model != "trial" else frozenset()
     if missing:
-        return Decision(False, Refusal.FEATURE_MISSING,
-                        f"this client needs feature(s) {', '.join(sorted(missing))} which the license lacks")
+        return Decision(
+            False,
+            Refusal.FEATURE_MISSING,
+            f"this client needs feature(s) {', '.join(sorted(missing))} which the license lacks",
+        )
     limit = evaluation.max_connections
     if limit is not None and current_connections >= limit:
         return Decision(False, Refusal.CONNECTION_LIMIT, f"the licensed connection limit ({limit}) is reached")

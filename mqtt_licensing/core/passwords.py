@@ -28,8 +28,9 @@ def verify_password(password: str, encoded: str) -> bool:
         if scheme != "scrypt":
             return False
         salt, expected = base64.b64decode(salt_b64), base64.b64decode(hash_b64)
-        digest = hashlib.scrypt(password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected),
-                                maxmem=256 * 1024 * 1024)
+        digest = hashlib.scrypt(
+            password.encode(), salt=salt, n=int(n), r=int(r), p=int(p), dklen=len(expected), maxmem=256 * 1024 * 1024
+        )
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(digest, expected)

@@ -45,8 +45,16 @@ class Request:
 class RequestError(LicensingError):
     """A request that cannot be served; still carries enough to route the error reply."""
 
-    def __init__(self, code: ErrorCode, message: str, *, encoding: str = "json",
-                 reply_to: str = "", correlation_id: str | int | None = None, operation: str | None = None) -> None:
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        encoding: str = "json",
+        reply_to: str = "",
+        correlation_id: str | int | None = None,
+        operation: str | None = None,
+    ) -> None:
         super().__init__(code, message)
         self.encoding = encoding
         self.reply_to = reply_to
@@ -111,16 +119,19 @@ def _sniff_encoding(payload: bytes) -> str:
     return "json"
 
 
-def decode_request(topic: str, payload: bytes, client_id: str, *,
-                   max_payload: int = DEFAULT_MAX_PAYLOAD) -> Request:
+def decode_request(topic: str, payload: bytes, client_id: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Request:
     """Turn a PUBLISH on a ``$license/...`` topic into a :class:`Request`, or raise :class:`RequestError`."""
     encoding = _sniff_encoding(payload) if payload else "json"
     default_reply = default_reply_topic(client_id)
     operation = OPERATIONS.get(topic)
     if len(payload) > max_payload:
-        raise RequestError(ErrorCode.PAYLOAD_TOO_LARGE,
-                           f"payload is {len(payload)} bytes; the limit is {max_payload}",
-                           encoding=encoding, reply_to=default_reply, operation=operation)
+        raise RequestError(
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"payload is {len(payload)} bytes; the limit is {max_payload}",
+            encoding=encoding,
+            reply_to=default_reply,
+            operation=operation,
+        )
     body = _decode_body(payload, encoding, default_reply, operation)
 
     correlation_id = body.get("correlation_id")
@@ -128,29 +139,42 @@ def decode_request(topic: str, payload: bytes, client_id: str, *,
         (isinstance(correlation_id, str) and len(correlation_id) <= _MAX_CORRELATION_ID)
         or (isinstance(correlation_id, int) and not isinstance(correlation_id, bool) and abs(correlation_id) < 2**63)
     ):
-        raise RequestError(ErrorCode.INVALID_FIELD,
-                           f"correlation_id must be a string of at most {_MAX_CORRELATION_ID} characters or an integer",
-                           encoding=encoding, reply_to=default_reply, operation=operation)
+        raise RequestError(
+            ErrorCode.INVALID_FIELD,
+            f"correlation_id must be a string of at most {_MAX_CORRELATION_ID} characters or an integer",
+            encoding=encoding,
+            reply_to=default_reply,
+            operation=operation,
+        )
 
     reply_to = body.get("reply_to", default_reply)
     if not isinstance(reply_to, str) or not reply_topic_allowed(reply_to, client_id):
-        raise RequestError(ErrorCode.INVALID_REPLY_TO,
-                           f"reply_to must be {default_reply} or a topic below it",
-                           encoding=encoding, reply_to=default_reply, correlation_id=correlation_id,
-                           operation=operation)
+        raise RequestError(
+            ErrorCode.INVALID_REPLY_TO,
+            f"reply_to must be {default_reply} or a topic below it",
+            encoding=encoding,
+            reply_to=default_reply,
+            correlation_id=correlation_id,
+            operation=operation,
+        )
 
     if operation is None:
-        raise RequestError(ErrorCode.UNKNOWN_OPERATION,
-                           f"{topic!r} is not a license operation (use one of: {', '.join(OPERATIONS)})",
-                           encoding=encoding, reply_to=reply_to, correlation_id=correlation_id)
+        raise RequestError(
+            ErrorCode.UNKNOWN_OPERATION,
+            f"{topic!r} is not a license operation (use one of: {', '.join(OPERATIONS)})",
+            encoding=encoding,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+        )
     fields = {k: v for k, v in body.items() if k not in ("correlation_id", "reply_to")}
     return Request(operation, encoding, fields, correlation_id, reply_to)
 
 
 def _decode_body(payload: bytes, encoding: str, reply_to: str, operation: str | None) -> dict[str, Any]:
     def fail(message: str) -> RequestError:
-        return RequestError(ErrorCode.MALFORMED_PAYLOAD, message, encoding=encoding, reply_to=reply_to,
-                            operation=operation)
+        return RequestError(
+            ErrorCode.MALFORMED_PAYLOAD, message, encoding=encoding, reply_to=reply_to, operation=operation
+        )
 
     if not payload.strip():
         return {}
@@ -183,8 +207,9 @@ def success_reply(request: Request, data: dict[str, Any]) -> bytes:
     return encode(reply, request.encoding)
 
 
-def error_reply(error: LicensingError, *, encoding: str, operation: str | None,
-                correlation_id: str | int | None) -> bytes:
+def error_reply(
+    error: LicensingError, *, encoding: str, operation: str | None, correlation_id: str | int | None
+) -> bytes:
     reply: dict[str, Any] = {"ok": False}
     if operation is not None:
         reply["operation"] = operation
@@ -195,6 +220,7 @@ def error_reply(error: LicensingError, *, encoding: str, operation: str | None,
 
 
 # -- field helpers: a wrong type is always invalid_field, an absent field missing_field --
+
 
 def require_str(fields: dict[str, Any], name: str, *, max_len: int = 4096) -> str:
     if name not in fields or fields[name] is None:
@@ -216,8 +242,13 @@ def require_url(fields: dict[str, Any], name: str, *, max_len: int = 2048) -> st
         url.encode("utf-8")  # a lone surrogate from JSON cannot go on the wire
     except (ValueError, UnicodeError):
         parts, port = None, None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or port == 0 \
-            or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == 0
+        or any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url)
+    ):
         raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be an http:// or https:// URL with a host")
     return url
 

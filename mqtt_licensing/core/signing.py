@@ -105,8 +105,15 @@ class Envelope:
 
 def _unpack_map(data: bytes) -> dict[str, Any]:
     try:
-        value = msgpack.unpackb(data, raw=False, strict_map_key=True, max_bin_len=MAX_DOCUMENT_BYTES,
-                                max_str_len=MAX_DOCUMENT_BYTES, max_array_len=4096, max_map_len=4096)
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=MAX_DOCUMENT_BYTES,
+            max_str_len=MAX_DOCUMENT_BYTES,
+            max_array_len=4096,
+            max_map_len=4096,
+        )
     except Exception:  # msgpack raises a zoo of exception types on garbage
         raise LicensingError(ErrorCode.INVALID_CODE, "the document is not valid msgpack") from None
     if not isinstance(value, dict):
@@ -136,8 +143,9 @@ def verify_envelope(env: Envelope, expected_typ: str, public_key: Ed25519PublicK
     # The signature covers typ and body only; the key id must name the verifying key, so a
     # changed kid is a changed (and rejected) document too.
     if env.kid != fingerprint(public_key):
-        raise LicensingError(ErrorCode.INVALID_SIGNATURE,
-                             f"the {expected_typ.replace('_', ' ')} was not signed by the expected key")
+        raise LicensingError(
+            ErrorCode.INVALID_SIGNATURE, f"the {expected_typ.replace('_', ' ')} was not signed by the expected key"
+        )
     try:
         public_key.verify(env.sig, _signed_bytes(env.typ, env.body))
     except InvalidSignature:

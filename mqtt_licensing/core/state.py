@@ -96,8 +96,10 @@ def observe_clock(last_seen: int | None, now: int, tolerance: int) -> tuple[int,
 
 def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
     if facts.clock_tampered:
-        return Evaluation(LicenseState.CLOCK_TAMPERED,
-                          "the system clock ran backwards; an online check-in is needed to trust it again")
+        return Evaluation(
+            LicenseState.CLOCK_TAMPERED,
+            "the system clock ran backwards; an online check-in is needed to trust it again",
+        )
     if facts.vendor_verdict in ("revoked", "suspended"):
         state = LicenseState.REVOKED if facts.vendor_verdict == "revoked" else LicenseState.SUSPENDED
         return Evaluation(state, f"the license server reports this license as {facts.vendor_verdict}")
@@ -112,41 +114,70 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
         return _evaluate_certificate(cert, facts, now)
 
     if facts.pending_offline_at is not None:
-        return Evaluation(LicenseState.PENDING_OFFLINE,
-                          "an offline activation request is waiting for its usage license")
+        return Evaluation(
+            LicenseState.PENDING_OFFLINE, "an offline activation request is waiting for its usage license"
+        )
     trial_end = facts.trial_started_at + limits.trial_seconds
     if now < trial_end:
-        return Evaluation(LicenseState.TRIAL, "evaluation: no license activated yet",
-                          max_connections=limits.trial_max_connections, deadline=trial_end, model="trial")
+        return Evaluation(
+            LicenseState.TRIAL,
+            "evaluation: no license activated yet",
+            max_connections=limits.trial_max_connections,
+            deadline=trial_end,
+            model="trial",
+        )
     return Evaluation(LicenseState.UNLICENSED, "no license is active and the evaluation period is over")
 
 
 def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -> Evaluation:
-    common = dict(features=cert.features, max_connections=cert.max_connections, model=cert.model,
-                  support_until=cert.support_until, expires_at=cert.expires_at)
+    common = dict(
+        features=cert.features,
+        max_connections=cert.max_connections,
+        model=cert.model,
+        support_until=cert.support_until,
+        expires_at=cert.expires_at,
+    )
     if cert.expires_at is not None and now >= cert.expires_at:
         return Evaluation(LicenseState.EXPIRED, "the license term has ended", **common)  # type: ignore[arg-type]
     if cert.valid_until is not None and now >= cert.valid_until:
-        return Evaluation(LicenseState.EXPIRED,  # type: ignore[arg-type]
-                          "the activation was not refreshed before its valid_until", **common)
+        return Evaluation(
+            LicenseState.EXPIRED,  # type: ignore[arg-type]
+            "the activation was not refreshed before its valid_until",
+            **common,
+        )
     deadline = min((t for t in (cert.valid_until, cert.expires_at) if t is not None), default=None)
     if facts.checkin_failing_since is not None:
-        return Evaluation(LicenseState.GRACE,  # type: ignore[arg-type]
-                          "the license server cannot be reached; serving until the deadline",
-                          deadline=deadline, **common)
+        return Evaluation(
+            LicenseState.GRACE,  # type: ignore[arg-type]
+            "the license server cannot be reached; serving until the deadline",
+            deadline=deadline,
+            **common,
+        )
     return Evaluation(LicenseState.ACTIVE, "licensed", deadline=deadline, **common)  # type: ignore[arg-type]
 
 
 def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evaluation:
-    common = dict(features=lease.features, max_connections=cert.max_connections, model="floating",
-                  support_until=cert.support_until, expires_at=cert.expires_at)
+    common = dict(
+        features=lease.features,
+        max_connections=cert.max_connections,
+        model="floating",
+        support_until=cert.support_until,
+        expires_at=cert.expires_at,
+    )
     if cert.expires_at is not None and now >= cert.expires_at:
         return Evaluation(LicenseState.EXPIRED, "the floating license term has ended", **common)  # type: ignore[arg-type]
     if now >= lease.expires_at:
-        return Evaluation(LicenseState.UNLICENSED,  # type: ignore[arg-type]
-                          "the floating lease expired and could not be renewed yet", **common)
-    return Evaluation(LicenseState.ACTIVE, "licensed by a floating lease",  # type: ignore[arg-type]
-                      deadline=lease.expires_at, **common)
+        return Evaluation(
+            LicenseState.UNLICENSED,  # type: ignore[arg-type]
+            "the floating lease expired and could not be renewed yet",
+            **common,
+        )
+    return Evaluation(
+        LicenseState.ACTIVE,
+        "licensed by a floating lease",  # type: ignore[arg-type]
+        deadline=lease.expires_at,
+        **common,
+    )
 
 
-__all__ = ["Evaluation", "Facts", "LicenseState", "Limits", "SERVING_STATES", "evaluate", "observe_clock"]
+__all__ = ["SERVING_STATES", "Evaluation", "Facts", "LicenseState", "Limits", "evaluate", "observe_clock"]

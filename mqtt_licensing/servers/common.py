@@ -61,6 +61,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 # -- the data folder -----------------------------------------------------------
 
+
 def write_private(path: Path, data: bytes) -> None:
     """Create a secret file readable by its owner only, atomically."""
     tmp = path.with_name(path.name + ".tmp")
@@ -82,8 +83,12 @@ def load_or_create_signing_key(data_dir: Path, name: str) -> Ed25519PrivateKey:
             raise LicensingError(ErrorCode.STATE_CORRUPT, f"{key_path} is not an Ed25519 private key")
     else:
         key = Ed25519PrivateKey.generate()
-        write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                  serialization.NoEncryption()))
+        write_private(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
     pub_text = public_key_to_text(key) + "\n"
     if not pub_path.exists() or pub_path.read_text() != pub_text:
         pub_path.write_text(pub_text)
@@ -107,8 +112,14 @@ def create_db_engine(url: str) -> sa.Engine:
         # writers queue in order on the pool instead of sleeping in SQLite's busy-retry backoff
         # (which put the p99 of concurrent check-ins in seconds). Other processes on the same
         # file (the CLI next to a running server) still meet SQLite's own lock.
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                                  poolclass=sa.pool.QueuePool, pool_size=1, max_overflow=0, pool_timeout=60)
+        engine = sa.create_engine(
+            url,
+            connect_args={"timeout": 30, "check_same_thread": False},
+            poolclass=sa.pool.QueuePool,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=60,
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -132,6 +143,7 @@ def sqlite_url(data_dir: Path, name: str) -> str:
 
 
 # -- HTTP plumbing -------------------------------------------------------------
+
 
 def error_response(exc: LicensingError) -> JSONResponse:
     body: dict[str, Any] = {"error": exc.to_dict()}
@@ -184,6 +196,7 @@ def client_address(request: Request) -> str:
 
 # -- running -------------------------------------------------------------------
 
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -203,8 +216,7 @@ class ServerThread:
     def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False,
-                                lifespan="on")
+        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="on")
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"uvicorn:{self.port}", daemon=True)
 

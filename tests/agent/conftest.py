@@ -1,6 +1,6 @@
 import pytest
 
-from tests.helpers.vendor import start_vendor
+from tests.helpers.activation import start_vendor
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Regression test for the one amqtt workaround (see mqtt_licensing/adapters/amqtt_plugin.py).
+"""Regression test for the one amqtt workaround (see mqtt_licensing/adapters/amqtt/plugin.py).
 
 amqtt 0.12.1 stops serving a client that PUBLISHes to a ``$`` topic while leaving
 its socket open. The first test pins that upstream behaviour (if it starts failing,
@@ -7,7 +7,7 @@ amqtt changed and the workaround should be re-examined); the others prove the fi
 
 import pytest
 
-from mqtt_licensing.broker import BrokerThread
+from mqtt_licensing.adapters.amqtt.runner import BrokerThread
 from mqtt_licensing.servers.common import free_port
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 
@@ -69,28 +69,32 @@ def test_retained_status_never_reaches_a_client_that_did_not_subscribe(tmp_path,
     """amqtt sends every filter's retained messages to each new connection; the adapter stops that."""
     from tests.helpers.broker import READER, READER_PASSWORD
 
-    with start_broker(tmp_path / "s", vendor=vendor) as broker:
-        with MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD,
-                        clean_session=False) as dash:
-            assert dash.connect() == 0
-            assert dash.subscribe("$license/status") == 1
-            dash.wait_message("$license/status")
-            # while the reader's subscription exists, a non-reader connects (and another one subscribes)
-            with MqttClient(broker.port, client_id="anon") as anon, MqttClient(broker.port, client_id="anon2") as a2:
-                assert anon.connect() == 0 and a2.connect() == 0
-                assert a2.subscribe("$license/status") == 0x80
-                import time
+    with (
+        start_broker(tmp_path / "s", vendor=vendor) as broker,
+        MqttClient(
+            broker.port, client_id="dash", username=READER, password=READER_PASSWORD, clean_session=False
+        ) as dash,
+    ):
+        assert dash.connect() == 0
+        assert dash.subscribe("$license/status") == 1
+        dash.wait_message("$license/status")
+        # while the reader's subscription exists, a non-reader connects (and another one subscribes)
+        with MqttClient(broker.port, client_id="anon") as anon, MqttClient(broker.port, client_id="anon2") as a2:
+            assert anon.connect() == 0 and a2.connect() == 0
+            assert a2.subscribe("$license/status") == 0x80
+            import time
 
-                time.sleep(1.0)
-                assert not anon.messages and not a2.messages
+            time.sleep(1.0)
+            assert not anon.messages and not a2.messages
 
 
 def test_persistent_reader_session_taken_over_by_a_non_reader_gets_no_retained_status(tmp_path, vendor):
     from tests.helpers.broker import READER, READER_PASSWORD
 
     with start_broker(tmp_path / "s", vendor=vendor) as broker:
-        with MqttClient(broker.port, client_id="shared", username=READER, password=READER_PASSWORD,
-                        clean_session=False) as dash:
+        with MqttClient(
+            broker.port, client_id="shared", username=READER, password=READER_PASSWORD, clean_session=False
+        ) as dash:
             assert dash.connect() == 0
             assert dash.subscribe("$license/status") == 1
             dash.wait_message("$license/status")

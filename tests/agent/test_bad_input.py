@@ -67,33 +67,47 @@ def test_bad_request_gets_its_code_and_connection_survives(admin_client, topic, 
 
 
 def test_msgpack_request_gets_msgpack_reply(admin_client):
-    reply = ask(admin_client, "$license/status", msgpack.packb({"correlation_id": 7}),
-                decode=lambda b: msgpack.unpackb(b, raw=False))
+    reply = ask(
+        admin_client,
+        "$license/status",
+        msgpack.packb({"correlation_id": 7}),
+        decode=lambda b: msgpack.unpackb(b, raw=False),
+    )
     assert reply["ok"] is True and reply["correlation_id"] == 7 and reply["status"]["state"] == "trial"
-    bad = ask(admin_client, "$license/activate", msgpack.packb({"license_key": 5}),
-              decode=lambda b: msgpack.unpackb(b, raw=False))
+    bad = ask(
+        admin_client,
+        "$license/activate",
+        msgpack.packb({"license_key": 5}),
+        decode=lambda b: msgpack.unpackb(b, raw=False),
+    )
     assert bad["error"]["code"] == "invalid_field"
 
 
 def test_reply_to_under_own_subtree_is_honoured(admin_client):
-    reply = ask(admin_client, "$license/status",
-                json.dumps({"reply_to": REPLY + "/job-1", "correlation_id": "a"}), reply_topic=REPLY + "/job-1")
+    reply = ask(
+        admin_client,
+        "$license/status",
+        json.dumps({"reply_to": REPLY + "/job-1", "correlation_id": "a"}),
+        reply_topic=REPLY + "/job-1",
+    )
     assert reply["ok"] and reply["correlation_id"] == "a"
 
 
 def test_forged_reply_to_is_refused_and_never_delivered_there(tmp_path, vendor):
-    with start_broker(tmp_path / "s", vendor=vendor) as broker:
-        with MqttClient(broker.port, client_id="victim") as victim, \
-                MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops:
-            assert victim.connect() == 0 and ops.connect() == 0
-            assert victim.subscribe("$license/reply/victim") == 1
-            assert ops.subscribe(REPLY) == 1
-            reply = ask(ops, "$license/status", json.dumps({"reply_to": "$license/reply/victim"}))
-            assert reply["error"]["code"] == "invalid_reply_to"
-            reply = ask(ops, "$license/status", json.dumps({"reply_to": "plant/data"}))
-            assert reply["error"]["code"] == "invalid_reply_to"
-            assert not victim.messages
-            still_works(ops)
+    with (
+        start_broker(tmp_path / "s", vendor=vendor) as broker,
+        MqttClient(broker.port, client_id="victim") as victim,
+        MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops,
+    ):
+        assert victim.connect() == 0 and ops.connect() == 0
+        assert victim.subscribe("$license/reply/victim") == 1
+        assert ops.subscribe(REPLY) == 1
+        reply = ask(ops, "$license/status", json.dumps({"reply_to": "$license/reply/victim"}))
+        assert reply["error"]["code"] == "invalid_reply_to"
+        reply = ask(ops, "$license/status", json.dumps({"reply_to": "plant/data"}))
+        assert reply["error"]["code"] == "invalid_reply_to"
+        assert not victim.messages
+        still_works(ops)
 
 
 def test_non_admin_publisher_is_refused_and_keeps_its_connection(tmp_path, vendor):
@@ -101,8 +115,13 @@ def test_non_admin_publisher_is_refused_and_keeps_its_connection(tmp_path, vendo
         with MqttClient(broker.port, client_id="intruder") as intruder:
             assert intruder.connect() == 0
             assert intruder.subscribe("$license/reply/intruder") == 1
-            for topic in ("$license/activate", "$license/deactivate", "$license/status", "$license/reactivate",
-                          "$license/offline/request"):
+            for topic in (
+                "$license/activate",
+                "$license/deactivate",
+                "$license/status",
+                "$license/reactivate",
+                "$license/offline/request",
+            ):
                 reply = ask(intruder, topic, b'{"license_key": "MQL1"}', reply_topic="$license/reply/intruder")
                 assert reply["error"]["code"] == "not_authorized"
             # its ordinary traffic still flows
@@ -112,17 +131,25 @@ def test_non_admin_publisher_is_refused_and_keeps_its_connection(tmp_path, vendo
 
 
 def test_nobody_reads_another_clients_replies(tmp_path, vendor):
-    with start_broker(tmp_path / "s", vendor=vendor) as broker:
-        with MqttClient(broker.port, client_id="spy") as spy, \
-                MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops:
-            assert spy.connect() == 0 and ops.connect() == 0
-            for topic_filter in ("$license/reply/ops", "$license/reply/+", "$license/reply/#", "$license/#",
-                                 "$license/+/ops", "#"):
-                code = spy.subscribe(topic_filter)
-                assert code == 0x80 or topic_filter == "#"
-            assert ops.subscribe(REPLY) == 1
-            ask(ops, "$license/status", b"{}")
-            assert not [m for m in spy.messages if m.topic.startswith("$license")]
+    with (
+        start_broker(tmp_path / "s", vendor=vendor) as broker,
+        MqttClient(broker.port, client_id="spy") as spy,
+        MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops,
+    ):
+        assert spy.connect() == 0 and ops.connect() == 0
+        for topic_filter in (
+            "$license/reply/ops",
+            "$license/reply/+",
+            "$license/reply/#",
+            "$license/#",
+            "$license/+/ops",
+            "#",
+        ):
+            code = spy.subscribe(topic_filter)
+            assert code == 0x80 or topic_filter == "#"
+        assert ops.subscribe(REPLY) == 1
+        ask(ops, "$license/status", b"{}")
+        assert not [m for m in spy.messages if m.topic.startswith("$license")]
 
 
 def test_empty_payload_is_a_status_request(admin_client):

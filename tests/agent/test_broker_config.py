@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_licensing.adapters.amqtt.runner import load_config
 from mqtt_licensing.agent.config import AgentConfig
-from mqtt_licensing.broker import load_config
 from mqtt_licensing.core.passwords import verify_password
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
-PLUGIN = "mqtt_licensing.adapters.amqtt_plugin.LicensingPlugin"
+PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])

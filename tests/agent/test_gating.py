@@ -92,11 +92,14 @@ def test_license_without_mqtt_server_serves_no_clients(tmp_path, vendor):
 @pytest.mark.parametrize("enforce", [False, True])
 def test_existing_connections_on_lapse(tmp_path, vendor, enforce):
     key = vendor.issue()
-    with start_broker(tmp_path / "s", vendor=vendor, enforce_existing=enforce, check_in_interval=0.3,
-                      trial_seconds=0) as broker:
+    with start_broker(
+        tmp_path / "s", vendor=vendor, enforce_existing=enforce, check_in_interval=0.3, trial_seconds=0
+    ) as broker:
         activate(broker, key)
-        with MqttClient(broker.port, client_id="plant-1") as plant, \
-                MqttClient(broker.port, client_id="root", username=ADMIN, password=ADMIN_PASSWORD) as admin:
+        with (
+            MqttClient(broker.port, client_id="plant-1") as plant,
+            MqttClient(broker.port, client_id="root", username=ADMIN, password=ADMIN_PASSWORD) as admin,
+        ):
             assert plant.connect() == 0 and admin.connect() == 0
             vendor.service.set_status(vendor.license_id(key), "revoked")
             wait_for(lambda: broker.agent.evaluation.state == "revoked", timeout=10)

@@ -6,8 +6,8 @@ import time
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
+from tests.helpers.activation import start_vendor
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker, wait_for
-from tests.helpers.vendor import start_vendor
 
 SUPPORT_END = 1893456000  # 2030-01-01
 
@@ -46,9 +46,11 @@ def test_typo_in_key_is_caught_before_any_network_call(tmp_path):
 
 def test_reactivate_pulls_new_features_without_restart(tmp_path, vendor):
     key = vendor.issue(features=["mqtt_server"])
-    with start_broker(tmp_path / "state", vendor=vendor,
-                      client_classes={"bridge": {"features": ["iot_bridge_snowflake"], "usernames": ["snow"]}}
-                      ) as broker:
+    with start_broker(
+        tmp_path / "state",
+        vendor=vendor,
+        client_classes={"bridge": {"features": ["iot_bridge_snowflake"], "usernames": ["snow"]}},
+    ) as broker:
         activate(broker, key)
         with MqttClient(broker.port, client_id="bridge1", username="snow") as bridge:
             assert bridge.connect() == 5  # no iot_bridge_snowflake yet
@@ -123,8 +125,9 @@ def test_freed_activation_is_noticed_at_check_in(tmp_path, vendor):
 def test_vendor_down_grace_then_back_then_past_deadline(tmp_path):
     with start_vendor(tmp_path / "vendor", certificate_lifetime=4) as vendor:
         key = vendor.issue()
-        with start_broker(tmp_path / "s", vendor=vendor, check_in_interval=0.5, retry_interval=0.3,
-                          trial_seconds=0) as broker:
+        with start_broker(
+            tmp_path / "s", vendor=vendor, check_in_interval=0.5, retry_interval=0.3, trial_seconds=0
+        ) as broker:
             activate(broker, key)
             vendor.stop()
             wait_for(lambda: broker.agent.evaluation.state == "grace", timeout=10)

@@ -79,8 +79,9 @@ def test_certificate_from_a_cloned_state_folder_is_not_trusted_by_another_identi
 
 def test_clock_rollback_at_runtime(tmp_path, vendor):
     key = vendor.issue()
-    with start_broker(tmp_path / "s", vendor=vendor, check_in_interval=3600, retry_interval=0.5,
-                      clock_tolerance=60) as broker:
+    with start_broker(
+        tmp_path / "s", vendor=vendor, check_in_interval=3600, retry_interval=0.5, clock_tolerance=60
+    ) as broker:
         activate(broker, key)
         real = time.time
         broker.agent.clock = lambda: real() - 3600  # someone set the clock back an hour

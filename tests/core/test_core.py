@@ -17,24 +17,35 @@ LIMITS = Limits(trial_seconds=100, trial_max_connections=3, clock_tolerance=10)
 
 
 def cert(**kw):
-    base = dict(license_id="lic", key_mask="m", activation_id="act", model="online", features=("mqtt_server",),
-                instance_fingerprint="fp", issued_at=0, valid_until=1000)
+    base = dict(
+        license_id="lic",
+        key_mask="m",
+        activation_id="act",
+        model="online",
+        features=("mqtt_server",),
+        instance_fingerprint="fp",
+        issued_at=0,
+        valid_until=1000,
+    )
     return ActivationCertificate(**{**base, **kw})
 
 
-@pytest.mark.parametrize(("facts", "now", "state"), [
-    (Facts(trial_started_at=0), 50, LicenseState.TRIAL),
-    (Facts(trial_started_at=0), 100, LicenseState.UNLICENSED),
-    (Facts(trial_started_at=0, pending_offline_at=5), 50, LicenseState.PENDING_OFFLINE),
-    (Facts(trial_started_at=0, certificate=cert()), 500, LicenseState.ACTIVE),
-    (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 500, LicenseState.GRACE),
-    (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 1000, LicenseState.EXPIRED),
-    (Facts(trial_started_at=0, certificate=cert(expires_at=300)), 300, LicenseState.EXPIRED),
-    (Facts(trial_started_at=0, certificate=cert(model="offline", valid_until=None)), 10**9, LicenseState.ACTIVE),
-    (Facts(trial_started_at=0, certificate=cert(), vendor_verdict="revoked"), 500, LicenseState.REVOKED),
-    (Facts(trial_started_at=0, certificate=cert(), vendor_verdict="suspended"), 500, LicenseState.SUSPENDED),
-    (Facts(trial_started_at=0, certificate=cert(), clock_tampered=True), 500, LicenseState.CLOCK_TAMPERED),
-])
+@pytest.mark.parametrize(
+    ("facts", "now", "state"),
+    [
+        (Facts(trial_started_at=0), 50, LicenseState.TRIAL),
+        (Facts(trial_started_at=0), 100, LicenseState.UNLICENSED),
+        (Facts(trial_started_at=0, pending_offline_at=5), 50, LicenseState.PENDING_OFFLINE),
+        (Facts(trial_started_at=0, certificate=cert()), 500, LicenseState.ACTIVE),
+        (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 500, LicenseState.GRACE),
+        (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 1000, LicenseState.EXPIRED),
+        (Facts(trial_started_at=0, certificate=cert(expires_at=300)), 300, LicenseState.EXPIRED),
+        (Facts(trial_started_at=0, certificate=cert(model="offline", valid_until=None)), 10**9, LicenseState.ACTIVE),
+        (Facts(trial_started_at=0, certificate=cert(), vendor_verdict="revoked"), 500, LicenseState.REVOKED),
+        (Facts(trial_started_at=0, certificate=cert(), vendor_verdict="suspended"), 500, LicenseState.SUSPENDED),
+        (Facts(trial_started_at=0, certificate=cert(), clock_tampered=True), 500, LicenseState.CLOCK_TAMPERED),
+    ],
+)
 def test_state_is_a_function_of_facts_and_time(facts, now, state):
     assert evaluate(facts, now, LIMITS).state == state
 
@@ -63,12 +74,17 @@ def test_gate():
     expired = evaluate(Facts(trial_started_at=0), 10**6, LIMITS)
     need = frozenset({"mqtt_server"})
     assert decide(active, is_admin=False, required_features=need, current_connections=1).allowed
-    assert decide(active, is_admin=False, required_features=need, current_connections=2).refusal \
+    assert (
+        decide(active, is_admin=False, required_features=need, current_connections=2).refusal
         == Refusal.CONNECTION_LIMIT
-    assert decide(active, is_admin=False, required_features=need | {"iot_bridge_snowflake"},
-                  current_connections=0).refusal == Refusal.FEATURE_MISSING
-    assert decide(expired, is_admin=False, required_features=need, current_connections=0).refusal \
-        == Refusal.NOT_LICENSED
+    )
+    assert (
+        decide(active, is_admin=False, required_features=need | {"iot_bridge_snowflake"}, current_connections=0).refusal
+        == Refusal.FEATURE_MISSING
+    )
+    assert (
+        decide(expired, is_admin=False, required_features=need, current_connections=0).refusal == Refusal.NOT_LICENSED
+    )
     assert decide(expired, is_admin=True, required_features=need, current_connections=99).allowed
     assert must_disconnect_existing(expired, True) and not must_disconnect_existing(expired, False)
 
@@ -80,7 +96,7 @@ def test_keys_normalise_and_catch_typos():
     for i in range(5, len(key)):
         if key[i] == "-":
             continue
-        typo = key[:i] + ("Z" if key[i] != "Z" else "Y") + key[i + 1:]
+        typo = key[:i] + ("Z" if key[i] != "Z" else "Y") + key[i + 1 :]
         with pytest.raises(LicensingError) as err:
             normalize_key(typo)
         assert err.value.code == "invalid_key"
@@ -108,22 +124,33 @@ def test_signature_binds_the_document_type():
     assert err.value.code == "invalid_signature"
 
 
-@pytest.mark.parametrize(("client_id", "topic", "allowed"), [
-    ("ops", "$license/reply/ops", True),
-    ("ops", "$license/reply/ops/job/1", True),
-    ("ops", "$license/reply/ops2", False),
-    ("ops", "$license/reply/other", False),
-    ("ops", "$license/reply/ops/+", False),
-    ("a/b", "$license/reply/a/b", False),
-    ("", "$license/reply/", False),
-])
+@pytest.mark.parametrize(
+    ("client_id", "topic", "allowed"),
+    [
+        ("ops", "$license/reply/ops", True),
+        ("ops", "$license/reply/ops/job/1", True),
+        ("ops", "$license/reply/ops2", False),
+        ("ops", "$license/reply/other", False),
+        ("ops", "$license/reply/ops/+", False),
+        ("a/b", "$license/reply/a/b", False),
+        ("", "$license/reply/", False),
+    ],
+)
 def test_reply_topic_rules(client_id, topic, allowed):
     assert protocol.reply_topic_allowed(topic, client_id) is allowed
 
 
-@pytest.mark.parametrize(("topic_filter", "allowed"), [
-    ("$license/reply/ops", True), ("$license/reply/ops/#", True), ("$license/reply/+", False),
-    ("$license/#", False), ("$license/+/ops", False), ("$license/status", False), ("$license/events", False),
-])
+@pytest.mark.parametrize(
+    ("topic_filter", "allowed"),
+    [
+        ("$license/reply/ops", True),
+        ("$license/reply/ops/#", True),
+        ("$license/reply/+", False),
+        ("$license/#", False),
+        ("$license/+/ops", False),
+        ("$license/status", False),
+        ("$license/events", False),
+    ],
+)
 def test_subscription_rules_for_a_non_reader(topic_filter, allowed):
     assert protocol.subscription_allowed(topic_filter, "ops", may_read_status=False) is allowed

@@ -49,8 +49,7 @@ async def test_acquire_renew_release(floating, vendor):
 async def test_no_features_requested_grants_the_whole_pool(floating, vendor):
     fls = floating(seats=1, features=("mqtt_server", "iot_bridge_snowflake"))
     async with FloatingClient(fls.url) as client:
-        lease, _ = verify_lease(await acquire(client, Ed25519PrivateKey.generate(), features=()),
-                                vendor.public_key())
+        lease, _ = verify_lease(await acquire(client, Ed25519PrivateKey.generate(), features=()), vendor.public_key())
     assert lease.features == ("iot_bridge_snowflake", "mqtt_server")
 
 
@@ -59,8 +58,9 @@ async def test_same_instance_twice_gets_its_seat_back(floating, vendor):
     inst = Ed25519PrivateKey.generate()
     async with FloatingClient(fls.url) as client:
         first, _ = verify_lease(await acquire(client, inst), vendor.public_key())
-        second, _ = verify_lease(await acquire(client, inst, features=("mqtt_server", "mqtt_server_support")),
-                                 vendor.public_key())
+        second, _ = verify_lease(
+            await acquire(client, inst, features=("mqtt_server", "mqtt_server_support")), vendor.public_key()
+        )
     assert second.lease_id == first.lease_id
     assert second.features == ("mqtt_server", "mqtt_server_support")  # re-acquire updates the feature set
     status = fls.service.status()
@@ -122,7 +122,6 @@ async def test_expired_leases_are_reclaimed(floating, clock):
 
 async def test_expired_lease_reclaimed_in_real_time(floating):
     import asyncio
-
     import time
 
     fls = floating(seats=1, ttl=2)
@@ -164,8 +163,14 @@ async def test_forged_renew_and_release_are_refused(floating):
         await acquire(client, owner)
         # the thief claims the owner's identity (key and fingerprint) but signs with its own key
         for kind in (RENEW, REL):
-            body = {"kind": kind, "public_key": fingerprint_raw(owner), "fingerprint": fingerprint(owner),
-                    "nonce": "n-" + kind, "created_at": fls.service.now(), "features": []}
+            body = {
+                "kind": kind,
+                "public_key": fingerprint_raw(owner),
+                "fingerprint": fingerprint(owner),
+                "nonce": "n-" + kind,
+                "created_at": fls.service.now(),
+                "features": [],
+            }
             from mqtt_licensing.core.signing import sign_document
 
             forged = sign_document(thief, "instance_request", body)
@@ -241,8 +246,15 @@ async def test_tampered_lease_is_refused(floating, vendor):
         verify_lease(bytes(flipped), vendor.public_key())
     # a lease re-signed by the floating server key for a wider feature set than the pool has
     lease = Lease.from_body(body)
-    wide = Lease(lease.lease_id, lease.instance_fingerprint, ("iot_bridge_snowflake", "mqtt_server"),
-                 lease.issued_at, lease.expires_at, lease.ttl, lease.certificate).sign(fls.service.key)
+    wide = Lease(
+        lease.lease_id,
+        lease.instance_fingerprint,
+        ("iot_bridge_snowflake", "mqtt_server"),
+        lease.issued_at,
+        lease.expires_at,
+        lease.ttl,
+        lease.certificate,
+    ).sign(fls.service.key)
     with pytest.raises(LicensingError) as err:
         verify_lease(wide, vendor.public_key())
     assert err.value.code == ErrorCode.FEATURE_UNAVAILABLE
@@ -258,10 +270,13 @@ async def test_bad_input_gets_typed_4xx_never_500(floating):
         ("/v1/leases", b'{"request": 42}', 400, "invalid_field"),
         ("/v1/leases", b'{"request": "AAAA"}', 400, "invalid_code"),
         ("/v1/leases/renew", b'{"request": "' + b64(b"\x93garbage").encode() + b'"}', 400, "invalid_code"),
-        ("/v1/leases", b'{"request": "' + b64(lease_request(inst, RENEW)).encode() + b'"}', 400,
-         "wrong_document"),
-        ("/v1/leases/release", b'{"request": "' + b64(msgpack.packb({"typ": "lease"})).encode() + b'"}', 400,
-         "invalid_code"),
+        ("/v1/leases", b'{"request": "' + b64(lease_request(inst, RENEW)).encode() + b'"}', 400, "wrong_document"),
+        (
+            "/v1/leases/release",
+            b'{"request": "' + b64(msgpack.packb({"typ": "lease"})).encode() + b'"}',
+            400,
+            "invalid_code",
+        ),
         ("/v1/leases", b"x" * (300 * 1024), 413, "payload_too_large"),
     ]
     async with httpx.AsyncClient(base_url=fls.url, trust_env=False) as http:

@@ -18,8 +18,8 @@ from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, key_digest
 from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.servers.floating.service import open_service
+from tests.helpers.activation import start_vendor
 from tests.helpers.floating import make_pool_certificate, start_floating
-from tests.helpers.vendor import start_vendor
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -64,14 +64,22 @@ def test_install_refusals(tmp_path, vendor):
         _, second = _offline_request(service)  # supersedes the first
         cases = [
             (make_pool_certificate(vendor, other_server, request_nonce=second.nonce), ErrorCode.WRONG_INSTANCE),
-            (make_pool_certificate(vendor, service.public_key, request_nonce=first.nonce),
-             ErrorCode.REQUEST_SUPERSEDED),
+            (
+                make_pool_certificate(vendor, service.public_key, request_nonce=first.nonce),
+                ErrorCode.REQUEST_SUPERSEDED,
+            ),
             (make_pool_certificate(vendor, service.public_key, request_nonce="0" * 32), ErrorCode.REQUEST_SUPERSEDED),
             (make_pool_certificate(vendor, service.public_key, request_nonce=None), ErrorCode.REQUEST_SUPERSEDED),
-            (make_pool_certificate(Ed25519PrivateKey.generate(), service.public_key, request_nonce=second.nonce),
-             ErrorCode.INVALID_SIGNATURE),
-            (make_pool_certificate(vendor, service.public_key, request_nonce=second.nonce,
-                                   expires_at=service.now() - 1), ErrorCode.EXPIRED),
+            (
+                make_pool_certificate(Ed25519PrivateKey.generate(), service.public_key, request_nonce=second.nonce),
+                ErrorCode.INVALID_SIGNATURE,
+            ),
+            (
+                make_pool_certificate(
+                    vendor, service.public_key, request_nonce=second.nonce, expires_at=service.now() - 1
+                ),
+                ErrorCode.EXPIRED,
+            ),
             (b"garbage", ErrorCode.INVALID_CODE),
         ]
         for blob, code in cases:
@@ -82,12 +90,16 @@ def test_install_refusals(tmp_path, vendor):
         assert service.status()["provisioned"] is False
         # no vendor key pinned nor given: nothing can be trusted
         with pytest.raises(LicensingError) as err:
-            service.install_certificate(make_pool_certificate(vendor, service.public_key,
-                                                              request_nonce=second.nonce), offline=True)
+            service.install_certificate(
+                make_pool_certificate(vendor, service.public_key, request_nonce=second.nonce), offline=True
+            )
         assert err.value.code == ErrorCode.NOT_PROVISIONED
         # the right one still installs
-        service.install_certificate(make_pool_certificate(vendor, service.public_key, request_nonce=second.nonce),
-                                    offline=True, vendor_public_key=pub)
+        service.install_certificate(
+            make_pool_certificate(vendor, service.public_key, request_nonce=second.nonce),
+            offline=True,
+            vendor_public_key=pub,
+        )
         assert service.status()["provisioned"] is True
     finally:
         service.close()
@@ -110,11 +122,33 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     (tmp_path / "cert.txt").write_text(armor(labels.FLOATING_CERTIFICATE, cert))
     (tmp_path / "vendor.pub").write_text(public_key_to_text(vendor) + "\n")
     # a code of the wrong kind is refused
-    assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "req.txt",
-                "--vendor-key", tmp_path / "vendor.pub") == 1
+    assert (
+        _cli(
+            "floating",
+            "install",
+            "--data",
+            data,
+            "--certificate",
+            tmp_path / "req.txt",
+            "--vendor-key",
+            tmp_path / "vendor.pub",
+        )
+        == 1
+    )
     assert "wrong_document" in capsys.readouterr().err
-    assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt",
-                "--vendor-key", tmp_path / "vendor.pub") == 0
+    assert (
+        _cli(
+            "floating",
+            "install",
+            "--data",
+            data,
+            "--certificate",
+            tmp_path / "cert.txt",
+            "--vendor-key",
+            tmp_path / "vendor.pub",
+        )
+        == 0
+    )
     assert "2 seat(s)" in capsys.readouterr().out
     # installing the same answer twice: the request is no longer pending
     assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt") == 1
@@ -122,10 +156,14 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
 
     fls = start_floating(data)  # vendor key comes from DIR/vendor.pub
     try:
+
         async def lease() -> None:
             async with FloatingClient(fls.url) as client:
-                verify_lease(await client.acquire(lease_request(Ed25519PrivateKey.generate(), "lease_acquire")),
-                             vendor.public_key())
+                verify_lease(
+                    await client.acquire(lease_request(Ed25519PrivateKey.generate(), "lease_acquire")),
+                    vendor.public_key(),
+                )
+
         asyncio.run(lease())
     finally:
         fls.stop()
@@ -135,9 +173,11 @@ def test_status_cli(tmp_path, vendor, capsys):
     fls = start_floating(tmp_path / "fls", vendor_key=vendor, seats=3, features=("mqtt_server",))
     inst = Ed25519PrivateKey.generate()
     try:
+
         async def lease() -> None:
             async with FloatingClient(fls.url) as client:
                 await client.acquire(lease_request(inst, "lease_acquire"))
+
         asyncio.run(lease())
         assert _cli("floating", "status", "--data", fls.data_dir) == 0
         out = capsys.readouterr().out
@@ -170,8 +210,10 @@ def test_offline_deactivation_stops_leasing(tmp_path, vendor, capsys):
         asyncio.run(acquire())
         assert _cli("floating", "deactivate", "--data", fls.data_dir, "--out", tmp_path / "deact.txt") == 0
         code = capsys.readouterr().out
-        request = open_instance_request(unarmor(code, labels.DEACTIVATION_CODE), labels.KIND_OFFLINE_DEACTIVATION,
-                                        )
+        request = open_instance_request(
+            unarmor(code, labels.DEACTIVATION_CODE),
+            labels.KIND_OFFLINE_DEACTIVATION,
+        )
         assert request.activation_id == "act_test" and request.license_id == "lic_test"
         assert request.public_key == fls.public_key
         with pytest.raises(LicensingError) as err:  # the running server sees it at once
@@ -187,33 +229,61 @@ def test_offline_deactivation_stops_leasing(tmp_path, vendor, capsys):
 
 # -- against the real vendor server ------------------------------------------------------------
 
+
 def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
     with start_vendor(tmp_path / "vendor") as vendor_server:
-        license_record, key = vendor_server.issue_license(features=["mqtt_server"], model="floating", seats=2,
-                                                          max_activations=1)
+        license_record, key = vendor_server.issue_license(
+            features=["mqtt_server"], model="floating", seats=2, max_activations=1
+        )
         key_file = tmp_path / "key.txt"
         key_file.write_text(key + "\n")
         data = tmp_path / "fls"
         vendor_pub = tmp_path / "vendor" / "vendor.pub"
         # a wrong pinned vendor key: the vendor's answer is not trusted, nothing installed
         wrong = public_key_to_text(Ed25519PrivateKey.generate())
-        assert _cli("floating", "activate", "--data", data, "--key-file", key_file,
-                    "--vendor", vendor_server.url, "--vendor-key", wrong) == 1
+        assert (
+            _cli(
+                "floating",
+                "activate",
+                "--data",
+                data,
+                "--key-file",
+                key_file,
+                "--vendor",
+                vendor_server.url,
+                "--vendor-key",
+                wrong,
+            )
+            == 1
+        )
         assert "invalid_signature" in capsys.readouterr().err
-        assert _cli("floating", "activate", "--data", data, "--key-file", key_file,
-                    "--vendor", vendor_server.url, "--vendor-key", vendor_pub) == 0
+        assert (
+            _cli(
+                "floating",
+                "activate",
+                "--data",
+                data,
+                "--key-file",
+                key_file,
+                "--vendor",
+                vendor_server.url,
+                "--vendor-key",
+                vendor_pub,
+            )
+            == 0
+        )
         assert "2 seat(s)" in capsys.readouterr().out
 
         fls = start_floating(data, ttl=60)
         keys = [Ed25519PrivateKey.generate() for _ in range(4)]
         try:
+
             async def acquire_all() -> list[str]:
                 out = []
                 async with FloatingClient(fls.url) as client:
                     for k in keys:
                         try:
-                            blob = await client.acquire(lease_request(k, "lease_acquire",
-                                                                      features=("mqtt_server",)))
+                            blob = await client.acquire(lease_request(k, "lease_acquire", features=("mqtt_server",)))
                             verify_lease(blob, vendor_server.public_key)
                             out.append("ok")
                         except LicensingError as exc:
@@ -223,8 +293,9 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
             assert asyncio.run(acquire_all()) == ["ok", "ok", "no_seats", "no_seats"]
 
             # the vendor adds seats and a feature; refresh pulls them while the server runs
-            vendor_server.service.update_license(license_record["id"],
-                                                 {"seats": 3, "add_features": ["iot_bridge_snowflake"]})
+            vendor_server.service.update_license(
+                license_record["id"], {"seats": 3, "add_features": ["iot_bridge_snowflake"]}
+            )
             assert _cli("floating", "refresh", "--data", data) == 0
             assert "3 seat(s)" in capsys.readouterr().out
             assert asyncio.run(acquire_all()) == ["ok", "ok", "ok", "no_seats"]
@@ -233,8 +304,21 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
             assert status["vendor_url"] == vendor_server.url
 
             # the one activation is in use: a second floating server cannot activate
-            assert _cli("floating", "activate", "--data", tmp_path / "fls2", "--key-file", key_file,
-                        "--vendor", vendor_server.url, "--vendor-key", vendor_pub) == 1
+            assert (
+                _cli(
+                    "floating",
+                    "activate",
+                    "--data",
+                    tmp_path / "fls2",
+                    "--key-file",
+                    key_file,
+                    "--vendor",
+                    vendor_server.url,
+                    "--vendor-key",
+                    vendor_pub,
+                )
+                == 1
+            )
             assert "no_activations_left" in capsys.readouterr().err
 
             # deactivate online: the vendor frees the activation, the pool stops leasing
@@ -242,8 +326,21 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
             capsys.readouterr()
             assert asyncio.run(acquire_all()) == ["not_provisioned"] * 4
             assert vendor_server.service.list_activations() == []
-            assert _cli("floating", "activate", "--data", tmp_path / "fls2", "--key-file", key_file,
-                        "--vendor", vendor_server.url, "--vendor-key", vendor_pub) == 0
+            assert (
+                _cli(
+                    "floating",
+                    "activate",
+                    "--data",
+                    tmp_path / "fls2",
+                    "--key-file",
+                    key_file,
+                    "--vendor",
+                    vendor_server.url,
+                    "--vendor-key",
+                    vendor_pub,
+                )
+                == 0
+            )
         finally:
             fls.stop()
 
@@ -257,12 +354,33 @@ def test_offline_codes_with_the_vendor_cli(tmp_path, capsys):
         vdata, data = tmp_path / "vendor", tmp_path / "fls"
         key_file = tmp_path / "key.txt"
         key_file.write_text(key)
-        assert _cli("floating", "request", "--data", data, "--key-file", key_file,
-                    "--out", tmp_path / "req.txt") == 0
-        assert _cli("vendor", "floating-issue", "--data", vdata, "--request", tmp_path / "req.txt",
-                    "--out", tmp_path / "cert.txt") == 0
-        assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt",
-                    "--vendor-key", vdata / "vendor.pub") == 0
+        assert _cli("floating", "request", "--data", data, "--key-file", key_file, "--out", tmp_path / "req.txt") == 0
+        assert (
+            _cli(
+                "vendor",
+                "floating-issue",
+                "--data",
+                vdata,
+                "--request",
+                tmp_path / "req.txt",
+                "--out",
+                tmp_path / "cert.txt",
+            )
+            == 0
+        )
+        assert (
+            _cli(
+                "floating",
+                "install",
+                "--data",
+                data,
+                "--certificate",
+                tmp_path / "cert.txt",
+                "--vendor-key",
+                vdata / "vendor.pub",
+            )
+            == 0
+        )
         capsys.readouterr()
         service = open_service(data)
         try:

@@ -28,9 +28,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mqtt_licensing.cli.main", "floating", "serve", "--data", str(data),
-         "--port", str(port), *extra],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "mqtt_licensing.cli.main",
+            "floating",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -68,15 +81,15 @@ def test_serve_process(tmp_path):
     proc = _serve(data, port, "--ttl", "45", "--vendor-key", str(tmp_path / "vendor.pub"))
     try:
         url = f"http://127.0.0.1:{port}"
-        r = httpx.post(f"{url}/v1/leases", json={"request": b64(lease_request(inst, "lease_acquire"))},
-                       trust_env=False)
+        r = httpx.post(f"{url}/v1/leases", json={"request": b64(lease_request(inst, "lease_acquire"))}, trust_env=False)
         assert r.status_code == 200, r.text
         lease, _ = verify_lease(unb64(r.json()["lease"]), vendor.public_key())
         assert lease.ttl == 45
         token = (data / "admin.token").read_text().strip()
         assert httpx.get(f"{url}/v1/admin/status", trust_env=False).status_code == 401
-        status = httpx.get(f"{url}/v1/admin/status", headers={"Authorization": f"Bearer {token}"},
-                           trust_env=False).json()
+        status = httpx.get(
+            f"{url}/v1/admin/status", headers={"Authorization": f"Bearer {token}"}, trust_env=False
+        ).json()
         assert status["seats"] == {"total": 1, "used": 1, "free": 0}
     finally:
         _stop(proc)
@@ -85,13 +98,18 @@ def test_serve_process(tmp_path):
 
     proc = _serve(data, port)  # back, without --vendor-key: DIR/vendor.pub is pinned
     try:
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/leases/renew",
-                       json={"request": b64(lease_request(inst, "lease_renew"))}, trust_env=False)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/leases/renew",
+            json={"request": b64(lease_request(inst, "lease_renew"))},
+            trust_env=False,
+        )
         assert r.status_code == 200, r.text
         assert verify_lease(unb64(r.json()["lease"]), vendor.public_key())[0].lease_id == lease.lease_id
-        r = httpx.post(f"http://127.0.0.1:{port}/v1/leases",
-                       json={"request": b64(lease_request(Ed25519PrivateKey.generate(), "lease_acquire"))},
-                       trust_env=False)
+        r = httpx.post(
+            f"http://127.0.0.1:{port}/v1/leases",
+            json={"request": b64(lease_request(Ed25519PrivateKey.generate(), "lease_acquire"))},
+            trust_env=False,
+        )
         assert r.status_code == 410 and r.json()["error"]["code"] == "no_seats"
     finally:
         _stop(proc)

@@ -38,8 +38,12 @@ def test_floating_activation_status_and_deactivation(tmp_path):
 
 
 def test_last_seat_then_freed(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=2) as fls, \
-            broker(tmp_path, "a") as a, broker(tmp_path, "b") as b, broker(tmp_path, "c") as c:
+    with (
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=2) as fls,
+        broker(tmp_path, "a") as a,
+        broker(tmp_path, "b") as b,
+        broker(tmp_path, "c") as c,
+    ):
         lease(a, fls)
         lease(b, fls)
         with pytest.raises(LicensingError) as err:
@@ -59,8 +63,10 @@ def test_same_instance_leasing_twice_uses_one_seat(tmp_path):
 
 
 def test_feature_the_pool_lacks(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, features=["mqtt_server"]) as fls, \
-            broker(tmp_path, "a") as a:
+    with (
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, features=["mqtt_server"]) as fls,
+        broker(tmp_path, "a") as a,
+    ):
         with pytest.raises(LicensingError) as err:
             lease(a, fls, features=["mqtt_server", "iot_bridge_snowflake"])
         assert err.value.code == "feature_unavailable"
@@ -68,8 +74,12 @@ def test_feature_the_pool_lacks(tmp_path):
 
 def test_auto_activation_of_several_brokers_from_one_config(tmp_path):
     with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=3) as fls:
-        brokers = [broker(tmp_path, f"b{i}", floating_server_url=fls.url, floating_features=["mqtt_server"],
-                          retry_interval=0.3) for i in range(3)]
+        brokers = [
+            broker(
+                tmp_path, f"b{i}", floating_server_url=fls.url, floating_features=["mqtt_server"], retry_interval=0.3
+            )
+            for i in range(3)
+        ]
         try:
             for b in brokers:
                 wait_for(lambda b=b: b.agent.evaluation.state == "active", timeout=10)
@@ -89,8 +99,10 @@ def test_auto_activation_of_several_brokers_from_one_config(tmp_path):
 
 
 def test_server_down_keeps_serving_until_lease_expiry_then_recovers(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=3) as fls, \
-            broker(tmp_path, "a", retry_interval=0.3) as a:
+    with (
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=3) as fls,
+        broker(tmp_path, "a", retry_interval=0.3) as a,
+    ):
         lease(a, fls)
         fls.stop()
         # renewals fail, but the lease still holds: still serving
@@ -107,8 +119,7 @@ def test_server_down_keeps_serving_until_lease_expiry_then_recovers(tmp_path):
 
 
 def test_renewal_keeps_the_lease_alive(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=2) as fls, \
-            broker(tmp_path, "a") as a:
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=2) as fls, broker(tmp_path, "a") as a:
         first_expiry = lease(a, fls)["status"]["floating"]["lease_expires_at"]
         wait_for(lambda: a.status()["floating"]["lease_expires_at"] != first_expiry, timeout=6)
         assert a.agent.evaluation.state == "active"
@@ -144,8 +155,9 @@ def test_reactivate_rereads_the_pool_terms(tmp_path):
         before = lease(a, fls)["status"]
         assert before["support_until"] is None and before["max_connections"] is None
         # the vendor renewed the pool: support added, a connection cap per broker
-        fls.provision(make_pool_certificate(VENDOR, fls.public_key, seats=2, support_until=1924992000,
-                                            max_connections=7))
+        fls.provision(
+            make_pool_certificate(VENDOR, fls.public_key, seats=2, support_until=1924992000, max_connections=7)
+        )
         with a.admin() as c:
             after = c.request("reactivate")["status"]
         assert after["support_until"] == "2031-01-01T00:00:00Z"
@@ -153,8 +165,10 @@ def test_reactivate_rereads_the_pool_terms(tmp_path):
 
 
 def test_deactivate_stops_auto_activation_until_restart(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls, \
-            broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=0.2) as a:
+    with (
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls,
+        broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=0.2) as a,
+    ):
         wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
         with a.admin() as c:
             assert c.request("deactivate")["seat_released"] is True

@@ -21,7 +21,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from mqtt_licensing.broker import BrokerThread
+from mqtt_licensing.adapters.amqtt.runner import BrokerThread
 from mqtt_licensing.clients.operator import LicenseClient
 from mqtt_licensing.core.passwords import hash_password
 from mqtt_licensing.servers.common import free_port
@@ -31,11 +31,12 @@ READER, READER_PASSWORD = "dashboard", "reader-secret"
 # Cheaper scrypt cost than production hashes: tests connect admins often.
 _ADMIN_HASH = hash_password(ADMIN_PASSWORD, n=2**10)
 _READER_HASH = hash_password(READER_PASSWORD, n=2**10)
-PLUGIN = "mqtt_licensing.adapters.amqtt_plugin.LicensingPlugin"
+PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 
 
-def broker_config(port: int, state_dir: Path, *, vendor_url: str | None, vendor_public_key: str,
-                  **agent: Any) -> dict[str, Any]:
+def broker_config(
+    port: int, state_dir: Path, *, vendor_url: str | None, vendor_public_key: str, **agent: Any
+) -> dict[str, Any]:
     section: dict[str, Any] = {
         "state_dir": str(state_dir),
         "vendor_url": vendor_url,
@@ -54,8 +55,16 @@ def broker_config(port: int, state_dir: Path, *, vendor_url: str | None, vendor_
 
 
 class BrokerHandle:
-    def __init__(self, state_dir: Path, *, vendor: Any = None, vendor_url: str | None = None,
-                 vendor_public_key: str | None = None, port: int = 0, **agent: Any) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        vendor: Any = None,
+        vendor_url: str | None = None,
+        vendor_public_key: str | None = None,
+        port: int = 0,
+        **agent: Any,
+    ) -> None:
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
         self.vendor_url = vendor_url if vendor_url is not None else (vendor.url if vendor else None)
@@ -67,8 +76,13 @@ class BrokerHandle:
 
     @property
     def config(self) -> dict[str, Any]:
-        return broker_config(self.port, self.state_dir, vendor_url=self.vendor_url,
-                             vendor_public_key=self.vendor_public_key, **self.agent_options)
+        return broker_config(
+            self.port,
+            self.state_dir,
+            vendor_url=self.vendor_url,
+            vendor_public_key=self.vendor_public_key,
+            **self.agent_options,
+        )
 
     def start(self) -> BrokerHandle:
         self._thread = BrokerThread(self.config).start()
@@ -96,8 +110,14 @@ class BrokerHandle:
         return self.thread.call(coro, timeout)
 
     def admin(self, **kwargs: Any) -> LicenseClient:
-        return LicenseClient("127.0.0.1", self.port, username=ADMIN, password=ADMIN_PASSWORD,
-                             timeout=kwargs.pop("timeout", 15.0), **kwargs)
+        return LicenseClient(
+            "127.0.0.1",
+            self.port,
+            username=ADMIN,
+            password=ADMIN_PASSWORD,
+            timeout=kwargs.pop("timeout", 15.0),
+            **kwargs,
+        )
 
     def status(self) -> dict[str, Any]:
         with self.admin() as c:
@@ -120,11 +140,19 @@ _V311_RETURN_CODE = {132: 1, 133: 2, 136: 3, 134: 4, 135: 5}
 class MqttClient:
     """A plain paho client (MQTT 3.1.1) that records CONNACK, messages and disconnects."""
 
-    def __init__(self, port: int, *, client_id: str = "", username: str | None = None,
-                 password: str | None = None, clean_session: bool = True) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        client_id: str = "",
+        username: str | None = None,
+        password: str | None = None,
+        clean_session: bool = True,
+    ) -> None:
         self.port = port
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv311, clean_session=clean_session)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
+        )
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connack: int | None = None
@@ -182,8 +210,7 @@ class MqttClient:
     def wait_message(self, topic: str, timeout: float = 10, after: int = 0) -> mqtt.MQTTMessage:
         """The first message on ``topic`` at index >= after."""
         with self.message_arrived:
-            ok = self.message_arrived.wait_for(
-                lambda: any(m.topic == topic for m in self.messages[after:]), timeout)
+            ok = self.message_arrived.wait_for(lambda: any(m.topic == topic for m in self.messages[after:]), timeout)
             if not ok:
                 raise TimeoutError(f"no message on {topic}")
             return next(m for m in self.messages[after:] if m.topic == topic)

@@ -34,21 +34,38 @@ def floating_server_key(data_dir: Path) -> Ed25519PrivateKey:
     return load_or_create_signing_key(Path(data_dir), KEY_NAME)
 
 
-def make_pool_certificate(vendor_key: Ed25519PrivateKey, server_public_key: bytes | Ed25519PublicKey |
-                          Ed25519PrivateKey, *, seats: int = 10, features: Iterable[str] = DEFAULT_FEATURES,
-                          license_id: str = "lic_test", activation_id: str = "act_test",
-                          key_mask: str = "MQL1-AAAAA-*****-*****-*****-*****-AAAAA",
-                          issued_at: int | None = None, valid_until: int | None = None,
-                          expires_at: int | None = None, support_until: int | None = None,
-                          max_connections: int | None = None, request_nonce: str | None = None) -> bytes:
+def make_pool_certificate(
+    vendor_key: Ed25519PrivateKey,
+    server_public_key: bytes | Ed25519PublicKey | Ed25519PrivateKey,
+    *,
+    seats: int = 10,
+    features: Iterable[str] = DEFAULT_FEATURES,
+    license_id: str = "lic_test",
+    activation_id: str = "act_test",
+    key_mask: str = "MQL1-AAAAA-*****-*****-*****-*****-AAAAA",
+    issued_at: int | None = None,
+    valid_until: int | None = None,
+    expires_at: int | None = None,
+    support_until: int | None = None,
+    max_connections: int | None = None,
+    request_nonce: str | None = None,
+) -> bytes:
     """A FloatingCertificate for ``server_public_key`` signed by ``vendor_key``."""
     raw = server_public_key if isinstance(server_public_key, bytes) else public_bytes(server_public_key)
     return FloatingCertificate(
-        license_id=license_id, key_mask=key_mask, activation_id=activation_id,
-        server_fingerprint=fingerprint(raw), server_public_key=raw, seats=seats,
-        features=tuple(sorted(set(features))), issued_at=int(time.time()) if issued_at is None else issued_at,
-        valid_until=valid_until, expires_at=expires_at, support_until=support_until,
-        max_connections=max_connections, request_nonce=request_nonce,
+        license_id=license_id,
+        key_mask=key_mask,
+        activation_id=activation_id,
+        server_fingerprint=fingerprint(raw),
+        server_public_key=raw,
+        seats=seats,
+        features=tuple(sorted(set(features))),
+        issued_at=int(time.time()) if issued_at is None else issued_at,
+        valid_until=valid_until,
+        expires_at=expires_at,
+        support_until=support_until,
+        max_connections=max_connections,
+        request_nonce=request_nonce,
     ).sign(vendor_key)
 
 
@@ -77,8 +94,9 @@ class FloatingHandle:
 
     def start(self) -> FloatingHandle:
         """Open the data folder afresh (as a new process would) and serve on ``port``."""
-        self.service = open_service(self.data_dir, ttl=self.ttl, vendor_public_key=self.vendor_public_key,
-                                    clock=self.clock)
+        self.service = open_service(
+            self.data_dir, ttl=self.ttl, vendor_public_key=self.vendor_public_key, clock=self.clock
+        )
         self.token = admin_token(self.data_dir)
         self._thread = ServerThread(create_app(self.service, self.token), port=self.port)
         self._thread.start()
@@ -113,11 +131,20 @@ class FloatingHandle:
         self.stop()
 
 
-def start_floating(data_dir: Path, *, ttl: int = 600, port: int = 0, certificate: bytes | None = None,
-                   vendor_public_key: Ed25519PublicKey | None = None,
-                   vendor_key: Ed25519PrivateKey | None = None, seats: int = 10,
-                   features: Iterable[str] = DEFAULT_FEATURES, expires_at: int | None = None,
-                   valid_until: int | None = None, clock: Callable[[], float] = time.time) -> FloatingHandle:
+def start_floating(
+    data_dir: Path,
+    *,
+    ttl: int = 600,
+    port: int = 0,
+    certificate: bytes | None = None,
+    vendor_public_key: Ed25519PublicKey | None = None,
+    vendor_key: Ed25519PrivateKey | None = None,
+    seats: int = 10,
+    features: Iterable[str] = DEFAULT_FEATURES,
+    expires_at: int | None = None,
+    valid_until: int | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FloatingHandle:
     """Start a floating server; provisioned when ``certificate`` or ``vendor_key`` is given."""
     data_dir = Path(data_dir)
     if vendor_public_key is None and vendor_key is not None:
@@ -126,8 +153,14 @@ def start_floating(data_dir: Path, *, ttl: int = 600, port: int = 0, certificate
     handle.start()
     try:
         if certificate is None and vendor_key is not None:
-            certificate = make_pool_certificate(vendor_key, handle.public_key, seats=seats, features=features,
-                                                expires_at=expires_at, valid_until=valid_until)
+            certificate = make_pool_certificate(
+                vendor_key,
+                handle.public_key,
+                seats=seats,
+                features=features,
+                expires_at=expires_at,
+                valid_until=valid_until,
+            )
         if certificate is not None:
             handle.provision(certificate)
     except BaseException:

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.servers.activation import ActivationService
 from mqtt_licensing.servers.common import free_port
-from mqtt_licensing.servers.vendor import VendorService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
@@ -31,7 +31,7 @@ def cli(*args, check=True):
 def vendor_dir(tmp_path):
     """A vendor data folder with no server running: only the vendor CLI touches it."""
     path = tmp_path / "vendor"
-    VendorService.open(path).close()  # creates the signing key, as `vendor serve` would
+    ActivationService.open(path).close()  # creates the signing key, as `vendor serve` would
     return path
 
 
@@ -43,8 +43,14 @@ def issue(vendor_dir, *args):
 def air_gapped_broker(tmp_path, vendor_dir):
     pub = (vendor_dir / "vendor.pub").read_text().strip()
     dead_url = f"http://127.0.0.1:{free_port()}"  # nothing listens here
-    with start_broker(tmp_path / "state", vendor_url=dead_url, vendor_public_key=pub, trial_seconds=0,
-                      check_in_interval=0.2, retry_interval=0.2) as broker:
+    with start_broker(
+        tmp_path / "state",
+        vendor_url=dead_url,
+        vendor_public_key=pub,
+        trial_seconds=0,
+        check_in_interval=0.2,
+        retry_interval=0.2,
+    ) as broker:
         yield broker
 
 
@@ -68,8 +74,15 @@ def vendor_answer(vendor_dir, request_file, tmp_path, name="usage-license.txt"):
 
 def test_round_trip_by_files(tmp_path, vendor_dir, air_gapped_broker):
     broker = air_gapped_broker
-    key = issue(vendor_dir, "--model", "offline", "--features", "mqtt_server,mqtt_server_support",
-                "--support-until", "2031-06-30")
+    key = issue(
+        vendor_dir,
+        "--model",
+        "offline",
+        "--features",
+        "mqtt_server,mqtt_server_support",
+        "--support-until",
+        "2031-06-30",
+    )
     request = offline_request(broker, tmp_path, key)
     text = request.read_text()
     assert "BEGIN MQTT LICENSING USAGE REQUEST" in text and key not in text
@@ -178,8 +191,12 @@ def test_tampered_codes(tmp_path, vendor_dir, air_gapped_broker):
 def test_update_of_an_active_offline_license_uses_the_same_activation(tmp_path, vendor_dir, air_gapped_broker):
     broker = air_gapped_broker
     key = issue(vendor_dir, "--model", "offline", "--features", "mqtt_server", "--activations", "1")
-    operator(broker, "activate", "--usage-license-file",
-             vendor_answer(vendor_dir, offline_request(broker, tmp_path, key, "r1.txt"), tmp_path, "u1.txt"))
+    operator(
+        broker,
+        "activate",
+        "--usage-license-file",
+        vendor_answer(vendor_dir, offline_request(broker, tmp_path, key, "r1.txt"), tmp_path, "u1.txt"),
+    )
     first = broker.status()
     # the vendor adds a feature; the operator asks again from the active instance
     license_id = first["license_id"]
@@ -204,8 +221,12 @@ def test_online_license_cannot_be_activated_offline(tmp_path, vendor_dir, air_ga
 def test_forged_deactivation_code_is_refused(tmp_path, vendor_dir, air_gapped_broker):
     broker = air_gapped_broker
     key = issue(vendor_dir, "--model", "offline", "--features", "mqtt_server")
-    operator(broker, "activate", "--usage-license-file",
-             vendor_answer(vendor_dir, offline_request(broker, tmp_path, key), tmp_path))
+    operator(
+        broker,
+        "activate",
+        "--usage-license-file",
+        vendor_answer(vendor_dir, offline_request(broker, tmp_path, key), tmp_path),
+    )
     activation_id, license_id = broker.status()["activation_id"], broker.status()["license_id"]
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -213,9 +234,17 @@ def test_forged_deactivation_code_is_refused(tmp_path, vendor_dir, air_gapped_br
     from mqtt_licensing.core.documents import sign_instance_request
     from mqtt_licensing.core.labels import DEACTIVATION_CODE, KIND_OFFLINE_DEACTIVATION
 
-    forged = armor(DEACTIVATION_CODE, sign_instance_request(
-        Ed25519PrivateKey.generate(), kind=KIND_OFFLINE_DEACTIVATION, nonce="n", created_at=int(time.time()),
-        activation_id=activation_id, license_id=license_id))
+    forged = armor(
+        DEACTIVATION_CODE,
+        sign_instance_request(
+            Ed25519PrivateKey.generate(),
+            kind=KIND_OFFLINE_DEACTIVATION,
+            nonce="n",
+            created_at=int(time.time()),
+            activation_id=activation_id,
+            license_id=license_id,
+        ),
+    )
     code_file = tmp_path / "forged.txt"
     code_file.write_text(forged)
     result = cli("vendor", "offline-deactivate", "--data", vendor_dir, "--code", code_file, check=False)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from tests.helpers.activation import VendorHandle
     from tests.helpers.broker import BrokerHandle
-    from tests.helpers.vendor import VendorHandle
 
 _BARE_BROKER = """
 import asyncio, sys
@@ -59,8 +59,9 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> N
 def bare_broker() -> Iterator[int]:
     """Port of a plain amqtt broker without the licensing agent."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", _BARE_BROKER, str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BARE_BROKER, str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for_port(port, proc)
         yield port
@@ -82,6 +83,7 @@ def silent_server() -> Iterator[int]:
     accepted: list[socket.socket] = []
     server.settimeout(0.1)
     import threading
+
     stop = threading.Event()
 
     def accept() -> None:
@@ -105,6 +107,7 @@ def silent_server() -> Iterator[int]:
 
 
 # -- the real thing: a vendor server and a broker with the licensing agent ----------------------
+
 
 class Licensing:
     """A running vendor server and broker, and the operator CLI pointed at that broker as admin."""
@@ -134,9 +137,8 @@ class Licensing:
 
 @pytest.fixture
 def licensing(tmp_path, capsys) -> Iterator[Licensing]:
+    from tests.helpers.activation import start_vendor
     from tests.helpers.broker import start_broker
-    from tests.helpers.vendor import start_vendor
 
-    with start_vendor(tmp_path / "vendor") as vendor:
-        with start_broker(tmp_path / "state", vendor=vendor) as broker:
-            yield Licensing(vendor, broker, capsys)
+    with start_vendor(tmp_path / "vendor") as vendor, start_broker(tmp_path / "state", vendor=vendor) as broker:
+        yield Licensing(vendor, broker, capsys)

@@ -29,11 +29,39 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_common_options_and_defaults():
     args = parse("status")
     assert (args.host, args.port, args.username, args.password, args.timeout, args.json, args.watch) == (
-        "127.0.0.1", 1883, None, None, 10.0, False, False)
-    args = parse("deactivate", "--host", "h", "--port", "2883", "--username", "u", "--password", "p",
-                 "--timeout", "2.5", "--json", "--out", "f")
+        "127.0.0.1",
+        1883,
+        None,
+        None,
+        10.0,
+        False,
+        False,
+    )
+    args = parse(
+        "deactivate",
+        "--host",
+        "h",
+        "--port",
+        "2883",
+        "--username",
+        "u",
+        "--password",
+        "p",
+        "--timeout",
+        "2.5",
+        "--json",
+        "--out",
+        "f",
+    )
     assert (args.host, args.port, args.username, args.password, args.timeout, args.json, args.out) == (
-        "h", 2883, "u", "p", 2.5, True, "f")
+        "h",
+        2883,
+        "u",
+        "p",
+        2.5,
+        True,
+        "f",
+    )
 
 
 def test_activate_sources_are_mutually_exclusive():
@@ -45,9 +73,11 @@ def test_activate_sources_are_mutually_exclusive():
 
 
 def test_activate_needs_a_source_and_features_need_floating(capsys):
-    for argv, message in ((["activate"], "say what to activate"),
-                          (["activate", "--key", KEY, "--features", "a"], "--features only goes with --floating"),
-                          (["activate", "--floating", "http://f", "--features", " , "], "at least one feature")):
+    for argv, message in (
+        (["activate"], "say what to activate"),
+        (["activate", "--key", KEY, "--features", "a"], "--features only goes with --floating"),
+        (["activate", "--floating", "http://f", "--features", " , "], "at least one feature"),
+    ):
         with pytest.raises(SystemExit) as info:
             main(argv)
         assert info.value.code == 2
@@ -112,6 +142,7 @@ def test_hash_password(capsys, monkeypatch):
     assert verify_password("correct horse", encoded)
     assert not verify_password("wrong", encoded)
     import io
+
     monkeypatch.setattr("sys.stdin", io.StringIO("from stdin\n"))
     assert main(["hash-password"]) == 0
     assert verify_password("from stdin", capsys.readouterr().out.strip())

@@ -33,8 +33,7 @@ def fields(text: str) -> dict[str, str]:
 
 def test_online_flow_from_the_cli(licensing, tmp_path):
     vendor = licensing.vendor
-    key = vendor.issue(features=["mqtt_server", "mqtt_server_support"], support_until=SUPPORT_UNTIL,
-                       max_connections=50)
+    key = vendor.issue(features=["mqtt_server", "mqtt_server_support"], support_until=SUPPORT_UNTIL, max_connections=50)
     license_id = vendor.license_id(key)
     key_file = tmp_path / "license.txt"
     key_file.write_text(f"\n  {key}  \n\n")
@@ -145,8 +144,9 @@ def test_client_streams_status_and_events(licensing):
         assert states == ["trial"]  # the retained document arrives first
         time.sleep(0.3)  # the events subscription is in place
         operator.request("activate", {"method": "online", "license_key": key})
-        while ("active" not in states or not any(e.get("type") == "activated" for e in events)) \
-                and time.monotonic() < deadline:
+        while (
+            "active" not in states or not any(e.get("type") == "activated" for e in events)
+        ) and time.monotonic() < deadline:
             time.sleep(0.05)
         stop.set()
         for t in threads:
@@ -160,9 +160,13 @@ def test_client_streams_status_and_events(licensing):
 def test_status_watch_prints_changes_until_ctrl_c(licensing):
     key = licensing.vendor.issue()
     env = {**os.environ, "MQTT_LICENSING_USERNAME": ADMIN, "MQTT_LICENSING_PASSWORD": ADMIN_PASSWORD}
-    proc = subprocess.Popen([sys.executable, "-m", "mqtt_licensing.cli.main", "status", "--watch", "--json",
-                             "--port", str(licensing.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqtt_licensing.cli.main", "status", "--watch", "--json", "--port", str(licensing.port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         first = json.loads(proc.stdout.readline())
         assert first["state"] == "trial"
@@ -183,8 +187,8 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
 def test_offline_round_trip_with_codes_in_files(tmp_path, capsys):
     """Offline flow as an operator does it, with no vendor server reachable from the broker."""
     from mqtt_licensing.cli.main import main
+    from tests.helpers.activation import start_vendor
     from tests.helpers.broker import start_broker
-    from tests.helpers.vendor import start_vendor
 
     with start_vendor(tmp_path / "vendor") as vendor:
         key = vendor.issue(features=["mqtt_server"], model="offline")
@@ -213,8 +217,12 @@ def test_offline_round_trip_with_codes_in_files(tmp_path, capsys):
             rc, _, _ = cli("offline-request", "--key-file", str(key_file), "--out", str(request), *conn)
             assert rc == 0
 
-            assert cli("vendor", "offline-activate", "--data", vendor_data, "--request", str(request),
-                       "--out", str(usage))[0] == 0
+            assert (
+                cli(
+                    "vendor", "offline-activate", "--data", vendor_data, "--request", str(request), "--out", str(usage)
+                )[0]
+                == 0
+            )
             rc, out, _ = cli("activate", "--usage-license-file", str(usage), *conn)
             assert rc == 0
             assert out.startswith("Activated (offline).")
@@ -253,8 +261,10 @@ def test_floating_activation_from_the_cli(tmp_path, capsys):
     fls = start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1, features=["mqtt_server"])
     try:
         pinned = public_key_to_text(vendor_key.public_key())
-        with start_broker(tmp_path / "a", vendor_url=None, vendor_public_key=pinned) as a, \
-                start_broker(tmp_path / "b", vendor_url=None, vendor_public_key=pinned) as b:
+        with (
+            start_broker(tmp_path / "a", vendor_url=None, vendor_public_key=pinned) as a,
+            start_broker(tmp_path / "b", vendor_url=None, vendor_public_key=pinned) as b,
+        ):
 
             def cli(broker, *argv: str) -> tuple[int, str, str]:
                 capsys.readouterr()

@@ -34,9 +34,8 @@ def test_client_id_that_could_read_other_replies_is_refused_locally():
 def test_no_broker_is_server_unreachable():
     port = free_port()
     started = time.monotonic()
-    with pytest.raises(LicensingError) as info:
-        with LicenseClient(port=port, timeout=5):
-            pass
+    with pytest.raises(LicensingError) as info, LicenseClient(port=port, timeout=5):
+        pass
     assert info.value.code == ErrorCode.SERVER_UNREACHABLE
     assert f"127.0.0.1:{port}" in info.value.message
     assert time.monotonic() - started < 3
@@ -44,9 +43,8 @@ def test_no_broker_is_server_unreachable():
 
 def test_no_connack_times_out(silent_server):
     started = time.monotonic()
-    with pytest.raises(LicensingError) as info:
-        with LicenseClient(port=silent_server, timeout=1.0):
-            pass
+    with pytest.raises(LicensingError) as info, LicenseClient(port=silent_server, timeout=1.0):
+        pass
     elapsed = time.monotonic() - started
     assert info.value.code == ErrorCode.SERVER_UNREACHABLE
     assert "timed out" in info.value.message and "CONNACK" in info.value.message

@@ -25,20 +25,30 @@ FULL = {
     "connections": 3,
     "instance": {"fingerprint": "fp-abc123"},
     "trial": None,
-    "check_in": {"server": "http://vendor", "last_ok_at": "2025-05-31T12:00:00Z", "failing_since": None,
-                 "next_at": "2025-06-01T13:00:00Z", "last_error": "server_unreachable"},
+    "check_in": {
+        "server": "http://vendor",
+        "last_ok_at": "2025-05-31T12:00:00Z",
+        "failing_since": None,
+        "next_at": "2025-06-01T13:00:00Z",
+        "last_error": "server_unreachable",
+    },
     "offline": None,
     "floating": None,
-    "problems": [{"code": "server_unreachable", "message": "cannot reach http://vendor"},
-                 {"code": "clock", "message": "second problem"}],
+    "problems": [
+        {"code": "server_unreachable", "message": "cannot reach http://vendor"},
+        {"code": "clock", "message": "second problem"},
+    ],
     "updated_at": "2025-06-01T11:59:00Z",
 }
 
 
 def test_full_document_shows_everything_an_operator_needs():
     text = format_status(FULL, NOW)
-    lines = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip() for line in text.splitlines() if ":" in line
-             and not line.startswith(" ")}
+    lines = {
+        line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+        for line in text.splitlines()
+        if ":" in line and not line.startswith(" ")
+    }
     assert lines["State"] == "grace (serving)"
     assert lines["Features"] == "mqtt_server, mqtt_server_support"
     assert lines["Support until"].startswith("2026-06-01 12:00:00 UTC (in 365 days)")
@@ -61,24 +71,52 @@ def test_not_serving_is_spelled_out():
     assert "unlicensed (NOT serving)" in format_status({"state": "unlicensed", "serving": False}, NOW)
 
 
-@pytest.mark.parametrize("doc", [
-    {},
-    {"state": None, "serving": "yes", "features": "mqtt_server", "problems": ["plain text", 7, {"message": "m"}],
-     "instance": "not-a-dict", "trial": [], "check_in": "x", "offline": {"pending_request_at": "garbage-time"},
-     "connections": 5, "deadline": 12, "updated_at": {"nested": 1}},
-    {"unknown_key": {"deep": [1, 2]}, "features": None, "max_connections": 10},
-    {"state": "trial", "trial": {"started_at": "2025-06-01T10:00:00Z", "ends_at": "2025-06-01T12:00:00+00:00",
-                                 "max_connections": 25}, "deadline": "2025-06-01T14:00:00"},
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {
+            "state": None,
+            "serving": "yes",
+            "features": "mqtt_server",
+            "problems": ["plain text", 7, {"message": "m"}],
+            "instance": "not-a-dict",
+            "trial": [],
+            "check_in": "x",
+            "offline": {"pending_request_at": "garbage-time"},
+            "connections": 5,
+            "deadline": 12,
+            "updated_at": {"nested": 1},
+        },
+        {"unknown_key": {"deep": [1, 2]}, "features": None, "max_connections": 10},
+        {
+            "state": "trial",
+            "trial": {
+                "started_at": "2025-06-01T10:00:00Z",
+                "ends_at": "2025-06-01T12:00:00+00:00",
+                "max_connections": 25,
+            },
+            "deadline": "2025-06-01T14:00:00",
+        },
+    ],
+)
 def test_odd_or_partial_documents_never_crash(doc):
     text = format_status(doc, NOW)
     assert text.startswith("State:")
 
 
 def test_odd_values_are_shown_not_dropped():
-    text = format_status({"state": "trial", "connections": 5, "max_connections": None,
-                          "offline": {"pending_request_at": "garbage-time"}, "deadline": "2025-06-01T14:00:00",
-                          "problems": ["plain text", {"message": "only a message"}]}, NOW)
+    text = format_status(
+        {
+            "state": "trial",
+            "connections": 5,
+            "max_connections": None,
+            "offline": {"pending_request_at": "garbage-time"},
+            "deadline": "2025-06-01T14:00:00",
+            "problems": ["plain text", {"message": "only a message"}],
+        },
+        NOW,
+    )
     assert "Connections: 5 (no license limit)" in " ".join(text.split())
     assert "pending request at: garbage-time" in text
     assert "Trial ends:" in text and "(in 2 h)" in text
@@ -92,8 +130,10 @@ def test_non_dict_documents_are_reported():
 
 def test_pending_deactivation_code_in_status_is_shown_as_a_banner():
     code = "-----BEGIN DEACTIVATION CODE-----\nABCDEF\n=12345678\n-----END DEACTIVATION CODE-----\n"
-    text = format_status({"state": "unlicensed", "serving": False,
-                          "offline": {"pending_request_at": None, "deactivation_code": code}}, NOW)
+    text = format_status(
+        {"state": "unlicensed", "serving": False, "offline": {"pending_request_at": None, "deactivation_code": code}},
+        NOW,
+    )
     assert "deactivation code: pending: see below" in text
     assert text.endswith(deactivation_banner(code))
     assert "send it to your vendor" in deactivation_banner(code)
@@ -109,24 +149,38 @@ def test_format_time():
 
 
 def test_format_event():
-    line = format_event({"at": "2025-06-01T12:00:00Z", "event": "connect_refused", "client_id": "c1",
-                         "reason": "not serving"}, NOW)
+    line = format_event(
+        {"at": "2025-06-01T12:00:00Z", "event": "connect_refused", "client_id": "c1", "reason": "not serving"}, NOW
+    )
     assert line == "2025-06-01 12:00:00 UTC (now)  connect_refused  client id: c1; reason: not serving"
     assert format_event("text") == "text"
     assert format_event({}) == "event"
 
 
 def test_agent_specific_sections():
-    request_code = ("-----BEGIN MQTT LICENSING USAGE REQUEST-----\nABC\n=1234\n"
-                    "-----END MQTT LICENSING USAGE REQUEST-----\n")
-    text = format_status({
-        "state": "clock_tampered", "serving": False,
-        "clock": {"last_seen": "2025-06-01T13:00:00Z", "tampered": True},
-        "offline": {"pending_request_at": "2025-06-01T11:00:00Z", "request_code": request_code,
-                    "deactivation_code": None},
-        "floating": {"server": "http://fls:8800", "features": ["mqtt_server"], "lease_id": "l1",
-                     "lease_expires_at": "2025-06-01T12:10:00Z", "seats": 5},
-    }, NOW)
+    request_code = (
+        "-----BEGIN MQTT LICENSING USAGE REQUEST-----\nABC\n=1234\n-----END MQTT LICENSING USAGE REQUEST-----\n"
+    )
+    text = format_status(
+        {
+            "state": "clock_tampered",
+            "serving": False,
+            "clock": {"last_seen": "2025-06-01T13:00:00Z", "tampered": True},
+            "offline": {
+                "pending_request_at": "2025-06-01T11:00:00Z",
+                "request_code": request_code,
+                "deactivation_code": None,
+            },
+            "floating": {
+                "server": "http://fls:8800",
+                "features": ["mqtt_server"],
+                "lease_id": "l1",
+                "lease_expires_at": "2025-06-01T12:10:00Z",
+                "seats": 5,
+            },
+        },
+        NOW,
+    )
     assert "Clock:" in text and "ran back" in text and "(in 1 h)" in text
     assert "request code: present (a multi-line code: see --json)" in text
     assert "BEGIN" not in text

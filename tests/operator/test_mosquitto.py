@@ -22,8 +22,10 @@ import pytest
 
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD
 
-pytestmark = pytest.mark.skipif(shutil.which("mosquitto_rr") is None or shutil.which("mosquitto_sub") is None,
-                                reason="needs the mosquitto-clients package")
+pytestmark = pytest.mark.skipif(
+    shutil.which("mosquitto_rr") is None or shutil.which("mosquitto_sub") is None,
+    reason="needs the mosquitto-clients package",
+)
 
 
 # mosquitto_sub -d writes its debug lines with stdio buffering; a pipe would hold them back
@@ -39,9 +41,27 @@ def rr(port: int, client_id: str, topic: str, payload: bytes, *, raw: bool = Fal
 
     The payload goes in with -m: mosquitto_rr 2.0.11 sends an empty payload for -f/-s with -V mqttv311.
     """
-    proc = subprocess.run(["mosquitto_rr", *mosquitto_args(port), "-i", client_id, "-q", "1", "-t", topic,
-                           "-e", f"$license/reply/{client_id}", "-W", "10", "-N", "-m", payload],
-                          capture_output=True, timeout=30)
+    proc = subprocess.run(
+        [
+            "mosquitto_rr",
+            *mosquitto_args(port),
+            "-i",
+            client_id,
+            "-q",
+            "1",
+            "-t",
+            topic,
+            "-e",
+            f"$license/reply/{client_id}",
+            "-W",
+            "10",
+            "-N",
+            "-m",
+            payload,
+        ],
+        capture_output=True,
+        timeout=30,
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     return msgpack.unpackb(proc.stdout) if raw else json.loads(proc.stdout)
 
@@ -53,8 +73,12 @@ def test_mosquitto_rr_drives_the_online_flow(licensing):
     reply = rr(port, "ops", "$license/status", b'{"correlation_id": "s1"}')
     assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, "s1", "trial")
 
-    reply = rr(port, "ops", "$license/activate",
-               json.dumps({"correlation_id": 7, "method": "online", "license_key": key}).encode())
+    reply = rr(
+        port,
+        "ops",
+        "$license/activate",
+        json.dumps({"correlation_id": 7, "method": "online", "license_key": key}).encode(),
+    )
     assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, 7, "active")
     assert key not in json.dumps(reply)
 
@@ -70,8 +94,12 @@ def test_mosquitto_rr_drives_the_online_flow(licensing):
     assert vendor.service.list_activations(vendor.license_id(key)) == []
 
     reply = rr(port, "ops", "$license/reactivate", b'{"correlation_id": "x"}')
-    assert reply == {"ok": False, "operation": "reactivate", "correlation_id": "x",
-                     "error": {"code": "not_activated", "message": reply["error"]["message"]}}
+    assert reply == {
+        "ok": False,
+        "operation": "reactivate",
+        "correlation_id": "x",
+        "error": {"code": "not_activated", "message": reply["error"]["message"]},
+    }
 
 
 def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) -> list[str]:
@@ -102,18 +130,39 @@ def test_mosquitto_pub_request_seen_by_mosquitto_sub_dashboards(licensing):
     port = licensing.port
     key = licensing.vendor.issue(features=["mqtt_server"])
     reader = mosquitto_args(port, READER, READER_PASSWORD)
-    status = subprocess.Popen(["mosquitto_sub", *reader, "-i", "dash-status", "-t", "$license/status", "-W", "20"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    events = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *reader, "-d", "-i", "dash-events",
-                               "-t", "$license/events", "-W", "20"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    status = subprocess.Popen(
+        ["mosquitto_sub", *reader, "-i", "dash-status", "-t", "$license/status", "-W", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    events = subprocess.Popen(
+        [*LINE_BUFFERED, "mosquitto_sub", *reader, "-d", "-i", "dash-events", "-t", "$license/events", "-W", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = _lines_until(status, lambda line: line.startswith("{"))
         assert json.loads(first[-1])["state"] == "trial"  # the retained document
         _lines_until(events, lambda line: "SUBACK" in line)
-        subprocess.run(["mosquitto_pub", *mosquitto_args(port), "-i", "ops-pub", "-q", "1", "-t",
-                        "$license/activate", "-m", json.dumps({"license_key": key})],
-                       check=True, capture_output=True, timeout=20)
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                *mosquitto_args(port),
+                "-i",
+                "ops-pub",
+                "-q",
+                "1",
+                "-t",
+                "$license/activate",
+                "-m",
+                json.dumps({"license_key": key}),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
         _lines_until(status, lambda line: line.startswith("{") and json.loads(line).get("state") == "active")
         seen = _lines_until(events, lambda line: line.startswith("{") and json.loads(line).get("type") == "activated")
         assert json.loads(seen[-1])["method"] == "online"
@@ -128,14 +177,48 @@ def test_mosquitto_sub_and_pub_sharing_a_persistent_client_id_get_the_reply(lice
     in the session until then."""
     port = licensing.port
     key = licensing.vendor.issue(features=["mqtt_server"])
-    sub = subprocess.Popen([*LINE_BUFFERED, "mosquitto_sub", *mosquitto_args(port), "-d", "-c", "-q", "1", "-i", "ops",
-                            "-t", "$license/reply/ops", "-C", "1", "-W", "6"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sub = subprocess.Popen(
+        [
+            *LINE_BUFFERED,
+            "mosquitto_sub",
+            *mosquitto_args(port),
+            "-d",
+            "-c",
+            "-q",
+            "1",
+            "-i",
+            "ops",
+            "-t",
+            "$license/reply/ops",
+            "-C",
+            "1",
+            "-W",
+            "6",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _lines_until(sub, lambda line: "SUBACK" in line)
-        subprocess.run(["mosquitto_pub", *mosquitto_args(port), "-c", "-q", "1", "-i", "ops", "-t",
-                        "$license/activate", "-m", json.dumps({"correlation_id": "a1", "license_key": key})],
-                       check=True, capture_output=True, timeout=20)
+        subprocess.run(
+            [
+                "mosquitto_pub",
+                *mosquitto_args(port),
+                "-c",
+                "-q",
+                "1",
+                "-i",
+                "ops",
+                "-t",
+                "$license/activate",
+                "-m",
+                json.dumps({"correlation_id": "a1", "license_key": key}),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=20,
+        )
         lines = _lines_until(sub, lambda line: line.startswith("{"))
         reply = json.loads(lines[-1])
         assert (reply["ok"], reply["correlation_id"], reply["status"]["state"]) == (True, "a1", "active")

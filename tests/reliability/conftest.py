@@ -5,7 +5,7 @@ Scale the randomised parts up with RELIABILITY_SCALE (default 1; e.g. 5 for a so
 
 import pytest
 
-from tests.helpers.vendor import start_vendor
+from tests.helpers.activation import start_vendor
 
 
 @pytest.fixture

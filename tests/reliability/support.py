@@ -81,8 +81,9 @@ class _Process:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         log.write(f"\n===== start {' '.join(args[1:])}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         log.close()
 
     @property
@@ -121,15 +122,24 @@ class _Process:
 class BrokerProcess(_Process):
     """``mqtt-licensing broker -c FILE.yaml`` with the agent config of tests/helpers/broker.py."""
 
-    def __init__(self, workdir: Path, state_dir: Path, *, vendor_url: str | None, vendor_public_key: str,
-                 log_level: str = "INFO", **agent: Any) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        state_dir: Path,
+        *,
+        vendor_url: str | None,
+        vendor_public_key: str,
+        log_level: str = "INFO",
+        **agent: Any,
+    ) -> None:
         super().__init__(workdir / "broker.log")
         self.port = free_port()
         self.state_dir = state_dir
         self.config_path = workdir / "broker.yaml"
         self.log_level = log_level
-        config = broker_config(self.port, state_dir, vendor_url=vendor_url, vendor_public_key=vendor_public_key,
-                               **agent)
+        config = broker_config(
+            self.port, state_dir, vendor_url=vendor_url, vendor_public_key=vendor_public_key, **agent
+        )
         self.config_path.write_text(yaml.safe_dump(config))
 
     def spawn(self) -> None:
@@ -191,6 +201,7 @@ def check_state_folder(state_dir: Path, vendor_public_key: Any) -> dict[str, Any
 
 # -- a TCP proxy that injects faults -------------------------------------------------------
 
+
 def _read_http_request(conn: socket.socket, timeout: float = 5.0) -> bytes:
     """Read one HTTP/1.1 request (headers and a Content-Length body) so the client is done sending."""
     conn.settimeout(timeout)
@@ -216,9 +227,12 @@ def _read_http_request(conn: socket.socket, timeout: float = 5.0) -> bytes:
 
 def http_response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
     reason = {200: "OK", 201: "Created", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error"}.get(
-        status, "Whatever")
-    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n").encode() + body
+        status, "Whatever"
+    )
+    return (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
 
 
 class FaultProxy:
@@ -246,8 +260,9 @@ class FaultProxy:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def set(self, mode: str, *, upstream_port: int | None = None, response: bytes | None = None,
-            delay: float | None = None) -> None:
+    def set(
+        self, mode: str, *, upstream_port: int | None = None, response: bytes | None = None, delay: float | None = None
+    ) -> None:
         if upstream_port is not None:
             self.upstream_port = upstream_port
         if response is not None:
@@ -281,8 +296,12 @@ class FaultProxy:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True, name=f"fault-proxy:{self.port}")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+            name=f"fault-proxy:{self.port}",
+        )
         self._thread.start()
 
     def _close_listener(self) -> None:
@@ -355,16 +374,28 @@ def hypothesis_settings(max_examples: int, **kwargs: Any) -> Any:
     """Bounded Hypothesis settings for this suite: no example database in the repository, no deadline."""
     from hypothesis import HealthCheck, settings
 
-    return settings(max_examples=max_examples * SCALE, database=None, deadline=None, print_blob=True,
-                    suppress_health_check=list(HealthCheck), **kwargs)
+    return settings(
+        max_examples=max_examples * SCALE,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=list(HealthCheck),
+        **kwargs,
+    )
 
 
-def connack_code(port: int, client_id: str, *, username: str | None = None, password: str | None = None,
-                 clean_session: bool = True, timeout: float = 5.0) -> int:
+def connack_code(
+    port: int,
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    clean_session: bool = True,
+    timeout: float = 5.0,
+) -> int:
     """One raw MQTT 3.1.1 CONNECT: return the CONNACK return code (0 accepted, 5 not authorized),
     then DISCONNECT. A few milliseconds, where a paho client takes a second to stop its loop."""
-    packet = connect_packet(client_id, username=username, password=password, keepalive=30,
-                            clean_session=clean_session)
+    packet = connect_packet(client_id, username=username, password=password, keepalive=30, clean_session=clean_session)
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(packet)
         data = b""

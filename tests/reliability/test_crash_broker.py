@@ -46,9 +46,17 @@ def test_kill9_broker_during_activations_checkins_and_writes(tmp_path, vendor):
     key = vendor.issue(max_activations=1)  # a second activation would be refused: duplicates are loud
     license_id = vendor.license_id(key)
     state_dir = tmp_path / "state"
-    broker = BrokerProcess(tmp_path, state_dir, vendor_url=vendor.url, vendor_public_key=vendor.public_key_text,
-                           check_in_interval=0.2, retry_interval=0.2, tick_interval=0.05, trial_seconds=0,
-                           http_timeout=2.0)
+    broker = BrokerProcess(
+        tmp_path,
+        state_dir,
+        vendor_url=vendor.url,
+        vendor_public_key=vendor.public_key_text,
+        check_in_interval=0.2,
+        retry_interval=0.2,
+        tick_interval=0.05,
+        trial_seconds=0,
+        http_timeout=2.0,
+    )
     activated = None  # activation id once the client saw (or a restart showed) the license active
     timeline = []
     try:
@@ -174,7 +182,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
     assert not list(state_file.parent.glob(".state.json.*.tmp"))
 
 
-_WRITER = r'''
+_WRITER = r"""
 import hashlib, os, random, sys
 from mqtt_licensing.agent.store import PersistedState, StateStore
 store = StateStore(sys.argv[1])
@@ -188,7 +196,7 @@ while True:
     store.save(state)
     if n == 1:
         print("ready", flush=True)
-'''
+"""
 
 
 @pytest.mark.timeout(90)
@@ -205,18 +213,24 @@ def test_kill9_in_a_tight_state_write_loop(tmp_path):
     state_dir = tmp_path / "state"
     kills, last_seen = 20 * SCALE, 0
     for i in range(kills):
-        proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(state_dir), str(seed + i)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(state_dir), str(seed + i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.stderr.read()
         time.sleep(rng.uniform(0.0, 0.25))
         proc.kill()
         proc.wait()
         state = PersistedState.from_json((state_dir / "state.json").read_bytes())  # whole, or this raises
         assert state.last_error is not None and state.certificate is not None
-        assert hashlib.sha256(state.certificate.encode()).hexdigest() == state.last_error["message"], \
+        assert hashlib.sha256(state.certificate.encode()).hexdigest() == state.last_error["message"], (
             f"kill {i} (seed {seed}) left a mix of two snapshots"
+        )
         assert state.trial_started_at >= 1
         last_seen = state.trial_started_at
     strays = len(list(state_dir.glob(".state.json.*.tmp")))
-    print(f"seed={seed}: {kills} kills inside a save loop; every state.json whole (last run saved {last_seen} "
-          f"times); {strays} temp files left by kills mid-save, never read")
+    print(
+        f"seed={seed}: {kills} kills inside a save loop; every state.json whole (last run saved {last_seen} "
+        f"times); {strays} temp files left by kills mid-save, never read"
+    )

@@ -30,7 +30,7 @@ from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.core.signing import fingerprint
-from mqtt_licensing.servers.vendor.service import VendorService
+from mqtt_licensing.servers.activation.service import ActivationService
 from tests.helpers.broker import start_broker
 from tests.reliability.support import SCALE, VendorProcess, cli, wait_until
 
@@ -67,8 +67,13 @@ def test_kill9_vendor_mid_activation_counts_exactly_one_activation_per_instance(
     async def instance(identity: Ed25519PrivateKey) -> None:
         fp = fingerprint(identity)
         while not stop.is_set():
-            request = sign_instance_request(identity, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
-                                            created_at=int(time.time()), key_digest=key_digest(key))
+            request = sign_instance_request(
+                identity,
+                kind=labels.KIND_ACTIVATE,
+                nonce=secrets.token_hex(16),
+                created_at=int(time.time()),
+                key_digest=key_digest(key),
+            )
             try:
                 async with ActivationClient(vendor.url, timeout=2.0) as client:
                     result = await client.activate(key, request)
@@ -84,11 +89,18 @@ def test_kill9_vendor_mid_activation_counts_exactly_one_activation_per_instance(
     def clients() -> None:
         async def main() -> None:
             await asyncio.gather(*(instance(k) for k in identities))
+
         asyncio.run(main())
 
     worker = threading.Thread(target=clients, daemon=True)
-    broker = start_broker(tmp_path / "state", vendor_url=vendor.url, vendor_public_key=public_key_text,
-                          check_in_interval=0.2, retry_interval=0.2, http_timeout=2.0)
+    broker = start_broker(
+        tmp_path / "state",
+        vendor_url=vendor.url,
+        vendor_public_key=public_key_text,
+        check_in_interval=0.2,
+        retry_interval=0.2,
+        http_timeout=2.0,
+    )
     agent_answers: set[str] = set()
 
     def operator() -> None:
@@ -134,7 +146,7 @@ def test_kill9_vendor_mid_activation_counts_exactly_one_activation_per_instance(
         vendor.terminate()
     print(f"client failures by code: {failures}")
 
-    service = VendorService.open(data)
+    service = ActivationService.open(data)
     try:
         license_id = service.list_licenses()[0]["id"]
         acts = service.list_activations(license_id, include_freed=True)

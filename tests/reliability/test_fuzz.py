@@ -52,39 +52,86 @@ FIELDS = ("method", "license_key", "usage_license", "server_url", "features", "c
 # topics: every operation, the non-request $license topics, and made-up ones (no wildcards, no NUL)
 topic_text = st.text(st.characters(blacklist_characters="+#\x00", blacklist_categories=("Cs",)), max_size=24)
 topics = st.one_of(
-    st.sampled_from([*protocol.OPERATIONS, protocol.STATUS_TOPIC, protocol.EVENTS_TOPIC, "$license/reply/fuzz",
-                     "$license/", "$license/activate/x", "$license/offline", "$license/STATUS"]),
+    st.sampled_from(
+        [
+            *protocol.OPERATIONS,
+            protocol.STATUS_TOPIC,
+            protocol.EVENTS_TOPIC,
+            "$license/reply/fuzz",
+            "$license/",
+            "$license/activate/x",
+            "$license/offline",
+            "$license/STATUS",
+        ]
+    ),
     topic_text.map(lambda s: "$license/" + s),
 )
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**64), max_value=2**64),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
     # long strings, cheaply: a repeated character of 1, 2 or 4 UTF-8 bytes
     st.tuples(st.sampled_from("x\u00e9\u20ac\U0001f600"), st.integers(0, 4000)).map(lambda t: t[0] * t[1]),
 )
-json_values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)), max_leaves=12)
-msgpack_values = st.recursive(st.one_of(scalars, st.binary(max_size=64)), lambda inner: st.one_of(
-    st.lists(inner, max_size=5), st.dictionaries(st.one_of(st.text(max_size=10), st.binary(max_size=8)), inner,
-                                                 max_size=5)), max_leaves=12)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=5), st.dictionaries(st.text(max_size=10), inner, max_size=5)),
+    max_leaves=12,
+)
+msgpack_values = st.recursive(
+    st.one_of(scalars, st.binary(max_size=64)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.dictionaries(st.one_of(st.text(max_size=10), st.binary(max_size=8)), inner, max_size=5),
+    ),
+    max_leaves=12,
+)
 # a well-formed key (valid checksum, unknown to the vendor): reaches the vendor and fails there
 well_formed_keys = st.binary(min_size=15, max_size=15).map(format_key)
 # server URLs: malformed ones, and 127.0.0.1 on a closed port; never a host name to look up
-WEIRD_URLS = ["http://[::1", "\x00", "http://127.0.0.1:99999", "http://127.0.0.1:1/\udc80", "abc", "ftp://127.0.0.1/",
-              "http://127.0.0.1:1", "http://127.0.0.1:-5", "http://127.0.0.1:1/\x00", "https://127.0.0.1:1",
-              "http://127.0.0.1:1/" + "x" * 2100, "\u00e9://127.0.0.1"]
-ARMOUR = ["-----BEGIN MQTT LICENSING USAGE LICENSE-----\nABC\n=XYZ\n-----END MQTT LICENSING USAGE LICENSE-----",
-          "-----BEGIN MQTT LICENSING USAGE REQUEST-----\n0000\n=00000000\n-----END MQTT LICENSING USAGE REQUEST-----",
-          "-----BEGIN MQTT LICENSING USAGE LICENSE-----", "=" * 10, "\n" * 50]
+WEIRD_URLS = [
+    "http://[::1",
+    "\x00",
+    "http://127.0.0.1:99999",
+    "http://127.0.0.1:1/\udc80",
+    "abc",
+    "ftp://127.0.0.1/",
+    "http://127.0.0.1:1",
+    "http://127.0.0.1:-5",
+    "http://127.0.0.1:1/\x00",
+    "https://127.0.0.1:1",
+    "http://127.0.0.1:1/" + "x" * 2100,
+    "\u00e9://127.0.0.1",
+]
+ARMOUR = [
+    "-----BEGIN MQTT LICENSING USAGE LICENSE-----\nABC\n=XYZ\n-----END MQTT LICENSING USAGE LICENSE-----",
+    "-----BEGIN MQTT LICENSING USAGE REQUEST-----\n0000\n=00000000\n-----END MQTT LICENSING USAGE REQUEST-----",
+    "-----BEGIN MQTT LICENSING USAGE LICENSE-----",
+    "=" * 10,
+    "\n" * 50,
+]
 # values a confused or malicious client puts in each field
 field_values = st.one_of(
     json_values,
     well_formed_keys,
     st.sampled_from(["online", "offline", "floating", "", " ", "ONLINE", "telepathy"]),
     st.sampled_from(WEIRD_URLS + ARMOUR),
-    st.sampled_from(["$license/reply/fuzz", "$license/reply/fuzz/x", "$license/reply/other", "$license/reply/fuzz/#",
-                     "$license/reply/fuzz/+", "plant/data", "", "$license/reply/fuzz/\u00e9"]),
+    st.sampled_from(
+        [
+            "$license/reply/fuzz",
+            "$license/reply/fuzz/x",
+            "$license/reply/other",
+            "$license/reply/fuzz/#",
+            "$license/reply/fuzz/+",
+            "plant/data",
+            "",
+            "$license/reply/fuzz/\u00e9",
+        ]
+    ),
     st.lists(st.sampled_from(["mqtt_server", "iot_bridge_snowflake", "nope", ""]), max_size=4),
 )
 
@@ -133,8 +180,22 @@ def _pack(value: Any) -> bytes | None:
 
 @st.composite
 def payloads(draw: Any) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "json", "msgpack", "truncated", "deep", "huge", "request_json",
-                                 "request_msgpack", "coherent_json", "coherent_msgpack"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "json",
+                "msgpack",
+                "truncated",
+                "deep",
+                "huge",
+                "request_json",
+                "request_msgpack",
+                "coherent_json",
+                "coherent_msgpack",
+            ]
+        )
+    )
     if kind == "bytes":
         return draw(st.binary(max_size=2048))
     if kind == "json":
@@ -157,12 +218,16 @@ def payloads(draw: Any) -> bytes:
         return whole[: draw(st.integers(1, len(whole) - 1))]  # type: ignore[index]
     if kind == "deep":
         depth = draw(st.integers(100, 60_000))
-        return draw(st.sampled_from([
-            b"[" * depth + b"]" * depth,
-            b'{"a":' * depth + b"1" + b"}" * depth,
-            b"\x81\xa1a" + b"\x91" * depth + b"\xc0",  # a msgpack map holding deep arrays
-            b"\x81\xa1a" + b"\x81\xa1a" * depth + b"\xc0",
-        ]))[:MAX_PAYLOAD]
+        return draw(
+            st.sampled_from(
+                [
+                    b"[" * depth + b"]" * depth,
+                    b'{"a":' * depth + b"1" + b"}" * depth,
+                    b"\x81\xa1a" + b"\x91" * depth + b"\xc0",  # a msgpack map holding deep arrays
+                    b"\x81\xa1a" + b"\x81\xa1a" * depth + b"\xc0",
+                ]
+            )
+        )[:MAX_PAYLOAD]
     # huge: a request whose size sits just under, at or over max_payload
     size = draw(st.integers(MAX_PAYLOAD - 300, MAX_PAYLOAD + 300))
     filler = draw(st.sampled_from(["x", "\u00e9", "\U0001f600", "A"]))
@@ -174,9 +239,32 @@ def payloads(draw: Any) -> bytes:
 
 # -- a fast seeded generator of the same kinds, for volume (Hypothesis draws ~150 payloads/s) ----
 
-_WRONG = [None, True, False, 0, -1, 2**63, -(2**63) - 1, 1.5, float("nan"), float("inf"), "", " ", "x" * 5000,
-          "\u00e9\U0001f600", "\ud800", [], [1, [2, [3]]], {}, {"a": {"b": None}}, ["mqtt_server"] * 100,
-          "MQL1-00000-00000-00000-00000-0000R-VN5VT", "$license/reply/fuzz/x", "$license/reply/other", "#"]
+_WRONG = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    2**63,
+    -(2**63) - 1,
+    1.5,
+    float("nan"),
+    float("inf"),
+    "",
+    " ",
+    "x" * 5000,
+    "\u00e9\U0001f600",
+    "\ud800",
+    [],
+    [1, [2, [3]]],
+    {},
+    {"a": {"b": None}},
+    ["mqtt_server"] * 100,
+    "MQL1-00000-00000-00000-00000-0000R-VN5VT",
+    "$license/reply/fuzz/x",
+    "$license/reply/other",
+    "#",
+]
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
@@ -241,8 +329,9 @@ def check_decode(topic: str, payload: bytes, client_id: str = "fuzz", max_payloa
         assert exc.code in DECODE_CODES, exc
         assert exc.encoding in ("json", "msgpack")
         assert protocol.reply_topic_allowed(exc.reply_to, client_id)
-        reply = decode_any(protocol.error_reply(exc, encoding=exc.encoding, operation=exc.operation,
-                                                correlation_id=exc.correlation_id))
+        reply = decode_any(
+            protocol.error_reply(exc, encoding=exc.encoding, operation=exc.operation, correlation_id=exc.correlation_id)
+        )
         assert reply["ok"] is False and reply["error"]["code"] == exc.code
         if len(payload) > max_payload:
             assert exc.code == "payload_too_large"
@@ -312,12 +401,13 @@ REPLIES = "$license/reply/fuzz"
 
 @pytest.fixture(scope="module")
 def fuzz_broker(tmp_path_factory):
-    from tests.helpers.vendor import start_vendor
+    from tests.helpers.activation import start_vendor
 
     tmp = tmp_path_factory.mktemp("fuzz")
     with start_vendor(tmp / "vendor") as vendor:
-        broker = BrokerProcess(tmp, tmp / "state", vendor_url=vendor.url, vendor_public_key=vendor.public_key_text,
-                               http_timeout=2.0).start()
+        broker = BrokerProcess(
+            tmp, tmp / "state", vendor_url=vendor.url, vendor_public_key=vendor.public_key_text, http_timeout=2.0
+        ).start()
         clients: list[MqttClient] = []
         try:
             admin = MqttClient(broker.port, client_id="fuzz", username=ADMIN, password=ADMIN_PASSWORD)
@@ -331,8 +421,7 @@ def fuzz_broker(tmp_path_factory):
             assert anon.subscribe("$license/reply/anon", qos=0) == 0
             assert reader.subscribe(protocol.STATUS_TOPIC) == 1
             assert reader.subscribe(protocol.EVENTS_TOPIC) == 1
-            yield {"broker": broker, "admin": admin, "anon": anon, "reader": reader, "stats": {"sent": 0},
-                   "codes": {}}
+            yield {"broker": broker, "admin": admin, "anon": anon, "reader": reader, "stats": {"sent": 0}, "codes": {}}
         finally:
             for c in clients:
                 c.close()
@@ -345,7 +434,8 @@ def round_trip(client: MqttClient, reply_root: str, topic: str, payload: bytes, 
     deadline = time.monotonic() + timeout
     with client.message_arrived:
         ok = client.message_arrived.wait_for(
-            lambda: any(m.topic.startswith(reply_root) for m in client.messages[n:]), deadline - time.monotonic())
+            lambda: any(m.topic.startswith(reply_root) for m in client.messages[n:]), deadline - time.monotonic()
+        )
     assert ok, f"no reply to {topic!r} {payload[:80]!r}"
     message = next(m for m in client.messages[n:] if m.topic.startswith(reply_root))
     return decode_any(message.payload)
@@ -415,8 +505,10 @@ def test_fuzz_every_license_topic_through_a_real_broker(fuzz_broker):
         doc = json.loads(m.payload)
         assert ("state" in doc) if m.topic == protocol.STATUS_TOPIC else ("type" in doc), m.payload[:200]
     growth = rss["end"] - rss["warm"]
-    print(f"{stats['sent']} requests in {took:.1f}s, codes {dict(sorted(codes.items()))}, "
-          f"broker RSS {rss['warm'] / 2**20:.1f} -> {rss['end'] / 2**20:.1f} MiB")
+    print(
+        f"{stats['sent']} requests in {took:.1f}s, codes {dict(sorted(codes.items()))}, "
+        f"broker RSS {rss['warm'] / 2**20:.1f} -> {rss['end'] / 2**20:.1f} MiB"
+    )
     assert growth < 12 * 2**20, f"broker RSS grew {growth / 2**20:.1f} MiB over {stats['sent']} requests"
     assert len(codes) >= 8, codes  # the generator reached many different error paths
 
@@ -443,9 +535,17 @@ def test_known_tricky_requests_are_answered(fuzz_broker):
     """Deterministic probes of the paths random generation reaches only rarely."""
     admin: MqttClient = fuzz_broker["admin"]
     probes: list[tuple[str, bytes]] = []
-    for payload in (b'{"correlation_id": NaN}', b'{"correlation_id": Infinity}', b'{"license_key": -Infinity}',
-                    b'{"method": NaN, "license_key": "x"}', b"NaN", b'{"features": [NaN]}', b'"\\ud800"',
-                    b'{"correlation_id": "\\ud800"}', b'{"reply_to": "$license/reply/fuzz/\\u0000"}'):
+    for payload in (
+        b'{"correlation_id": NaN}',
+        b'{"correlation_id": Infinity}',
+        b'{"license_key": -Infinity}',
+        b'{"method": NaN, "license_key": "x"}',
+        b"NaN",
+        b'{"features": [NaN]}',
+        b'"\\ud800"',
+        b'{"correlation_id": "\\ud800"}',
+        b'{"reply_to": "$license/reply/fuzz/\\u0000"}',
+    ):
         probes += [("$license/activate", payload), ("$license/status", payload)]
     for url in WEIRD_URLS:
         body = {"method": "floating", "server_url": url, "correlation_id": "u"}

@@ -38,9 +38,9 @@ from mqtt_licensing.core.documents import ActivationCertificate, InstanceRequest
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import b64, parse_envelope, public_key_to_text, unb64
 from mqtt_licensing.servers.common import ServerThread
+from tests.helpers.activation import start_vendor
 from tests.helpers.broker import MqttClient, start_broker
 from tests.helpers.floating import start_floating
-from tests.helpers.vendor import start_vendor
 from tests.reliability.support import (
     FaultProxy,
     connack_code,
@@ -88,6 +88,7 @@ def rogue_app(routes: dict[str, Any]) -> Starlette:
         async def handle(request: Request) -> JSONResponse:
             body = await request.json()
             return JSONResponse(make(instance_of(unb64(body["request"]))))
+
         return handle
 
     return Starlette(routes=[Route(path, endpoint(make), methods=["POST"]) for path, make in routes.items()])
@@ -127,25 +128,51 @@ def online(tmp_path_factory, exceptions):
         def rogue_certificate(req: InstanceRequest) -> dict[str, Any]:
             now = int(time.time())
             cert = ActivationCertificate(
-                license_id="lic_rogue", key_mask="MQL1-AAAAA-*****-*****-*****-*****-AAAAA",
-                activation_id=req.activation_id or "act_rogue", model="online",
-                features=("iot_bridge_snowflake", "mqtt_server"), instance_fingerprint=req.fingerprint,
-                issued_at=now, valid_until=now + 10 * 365 * 86400)
+                license_id="lic_rogue",
+                key_mask="MQL1-AAAAA-*****-*****-*****-*****-AAAAA",
+                activation_id=req.activation_id or "act_rogue",
+                model="online",
+                features=("iot_bridge_snowflake", "mqtt_server"),
+                instance_fingerprint=req.fingerprint,
+                issued_at=now,
+                valid_until=now + 10 * 365 * 86400,
+            )
             return {"certificate": b64(cert.sign(rogue_key))}
 
         second = vendor.issue(features=["mqtt_server", "iot_bridge_snowflake"])
-        other_cert = vendor.service.activate(second, sign_instance_request(
-            other, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(8), created_at=int(time.time()),
-            key_digest=key_digest(second)))["certificate"]
-        rogue = ServerThread(rogue_app({"/v1/activations/check-in": rogue_certificate,
-                                        "/v1/activations": rogue_certificate}))
-        replay = ServerThread(rogue_app({"/v1/activations/check-in": lambda req: {"certificate": b64(other_cert)},
-                                         "/v1/activations": lambda req: {"certificate": b64(other_cert)}}))
+        other_cert = vendor.service.activate(
+            second,
+            sign_instance_request(
+                other,
+                kind=labels.KIND_ACTIVATE,
+                nonce=secrets.token_hex(8),
+                created_at=int(time.time()),
+                key_digest=key_digest(second),
+            ),
+        )["certificate"]
+        rogue = ServerThread(
+            rogue_app({"/v1/activations/check-in": rogue_certificate, "/v1/activations": rogue_certificate})
+        )
+        replay = ServerThread(
+            rogue_app(
+                {
+                    "/v1/activations/check-in": lambda req: {"certificate": b64(other_cert)},
+                    "/v1/activations": lambda req: {"certificate": b64(other_cert)},
+                }
+            )
+        )
         rogue.start()
         replay.start()
         proxy = FaultProxy(vendor.port)
-        broker = start_broker(tmp / "state", vendor_url=proxy.url, vendor_public_key=vendor.public_key_text,
-                              check_in_interval=0.3, retry_interval=0.3, http_timeout=1.0, trial_seconds=0)
+        broker = start_broker(
+            tmp / "state",
+            vendor_url=proxy.url,
+            vendor_public_key=vendor.public_key_text,
+            check_in_interval=0.3,
+            retry_interval=0.3,
+            http_timeout=1.0,
+            trial_seconds=0,
+        )
         try:
             with broker.admin() as c:
                 status = c.request("activate", {"license_key": key})["status"]
@@ -177,14 +204,20 @@ ONLINE_FAULTS: dict[str, tuple[Any, set[str]]] = {
     "html_502": (_respond(http_response(502, b"Bad Gateway", "text/html")), {"bad_response"}),
     "json_list": (_respond(json_body([1, 2, 3])), {"bad_response"}),
     "certificate_not_text": (_respond(json_body({"certificate": 5})), {"bad_response"}),
-    "certificate_random_bytes": (_respond(json_body({"certificate": b64(os.urandom(300))})),
-                                 {"invalid_code", "bad_response"}),
+    "certificate_random_bytes": (
+        _respond(json_body({"certificate": b64(os.urandom(300))})),
+        {"invalid_code", "bad_response"},
+    ),
     "certificate_truncated": (_half_certificate, {"invalid_code"}),
-    "unknown_error_code": (_respond(json_body({"error": {"code": "flux_capacitor", "message": "?"}}, 500)),
-                           {"bad_response"}),
+    "unknown_error_code": (
+        _respond(json_body({"error": {"code": "flux_capacitor", "message": "?"}}, 500)),
+        {"bad_response"},
+    ),
     "wrong_key": (lambda env: env.proxy.set("pass", upstream_port=env.rogue.port), {"invalid_signature"}),
-    "another_instances_certificate": (lambda env: env.proxy.set("pass", upstream_port=env.replay.port),
-                                      {"wrong_instance"}),
+    "another_instances_certificate": (
+        lambda env: env.proxy.set("pass", upstream_port=env.replay.port),
+        {"wrong_instance"},
+    ),
 }
 
 
@@ -227,8 +260,20 @@ def test_online_check_in_fault_means_grace_then_recovery(online: OnlineEnv, exce
     assert exceptions.records[seen_exceptions:] == []
 
 
-ACTIVATION_FAULTS = ["down", "slow", "reset", "closed_without_answer", "not_json", "html_502", "json_list", "certificate_not_text",
-                     "certificate_random_bytes", "unknown_error_code", "wrong_key", "another_instances_certificate"]
+ACTIVATION_FAULTS = [
+    "down",
+    "slow",
+    "reset",
+    "closed_without_answer",
+    "not_json",
+    "html_502",
+    "json_list",
+    "certificate_not_text",
+    "certificate_random_bytes",
+    "unknown_error_code",
+    "wrong_key",
+    "another_instances_certificate",
+]
 
 
 @pytest.mark.timeout(90)
@@ -238,8 +283,16 @@ def test_online_activation_against_a_faulty_server_fails_cleanly(online: OnlineE
     env = online
     key = env.vendor.issue()
     seen_exceptions = len(exceptions.records)
-    with start_broker(tmp_path / "fresh", vendor_url=env.proxy.url, vendor_public_key=env.vendor.public_key_text,
-                      http_timeout=1.0, trial_seconds=0) as broker, broker.admin() as admin:
+    with (
+        start_broker(
+            tmp_path / "fresh",
+            vendor_url=env.proxy.url,
+            vendor_public_key=env.vendor.public_key_text,
+            http_timeout=1.0,
+            trial_seconds=0,
+        ) as broker,
+        broker.admin() as admin,
+    ):
         try:
             for fault in ACTIVATION_FAULTS:
                 apply, codes = ONLINE_FAULTS[fault]
@@ -263,8 +316,15 @@ def test_online_past_the_deadline_then_back(tmp_path, exceptions):
     with start_vendor(tmp_path / "vendor", certificate_lifetime=4) as vendor:
         key = vendor.issue()
         proxy = FaultProxy(vendor.port)
-        broker = start_broker(tmp_path / "state", vendor_url=proxy.url, vendor_public_key=vendor.public_key_text,
-                              check_in_interval=0.3, retry_interval=0.3, http_timeout=1.0, trial_seconds=0)
+        broker = start_broker(
+            tmp_path / "state",
+            vendor_url=proxy.url,
+            vendor_public_key=vendor.public_key_text,
+            check_in_interval=0.3,
+            retry_interval=0.3,
+            http_timeout=1.0,
+            trial_seconds=0,
+        )
         try:
             with broker.admin() as c:
                 c.request("activate", {"license_key": key})
@@ -310,24 +370,39 @@ def floating(tmp_path_factory, exceptions):
     # a real floating server whose pool certificate another key signed
     rogue_pool = start_floating(tmp / "rogue-pool", vendor_key=Ed25519PrivateKey.generate(), seats=5, ttl=600)
     proxy = FaultProxy(fls.port)
-    broker = start_broker(tmp / "state", vendor_url=None, vendor_public_key=public_key_to_text(vendor_key),
-                          retry_interval=0.3, http_timeout=0.8, trial_seconds=0, tick_interval=0.1)
+    broker = start_broker(
+        tmp / "state",
+        vendor_url=None,
+        vendor_public_key=public_key_to_text(vendor_key),
+        retry_interval=0.3,
+        http_timeout=0.8,
+        trial_seconds=0,
+        tick_interval=0.1,
+    )
     rogue_key = Ed25519PrivateKey.generate()
     genuine: dict[str, bytes] = {}
 
     def rogue_lease(req: InstanceRequest) -> dict[str, Any]:
         """A lease for the asking instance, carrying the GENUINE pool certificate, signed by another key."""
         now = int(time.time())
-        lease = Lease(lease_id="lse_rogue", instance_fingerprint=req.fingerprint, features=("mqtt_server",),
-                      issued_at=now, expires_at=now + 3600, ttl=3600, certificate=genuine["certificate"])
+        lease = Lease(
+            lease_id="lse_rogue",
+            instance_fingerprint=req.fingerprint,
+            features=("mqtt_server",),
+            issued_at=now,
+            expires_at=now + 3600,
+            ttl=3600,
+            certificate=genuine["certificate"],
+        )
         return {"lease": b64(lease.sign(rogue_key))}
 
     rogue_server = ServerThread(rogue_app({"/v1/leases": rogue_lease, "/v1/leases/renew": rogue_lease}))
     rogue_server.start()
     try:
         with broker.admin() as c:
-            status = c.request("activate", {"method": "floating", "server_url": proxy.url,
-                                            "features": ["mqtt_server"]})["status"]
+            status = c.request(
+                "activate", {"method": "floating", "server_url": proxy.url, "features": ["mqtt_server"]}
+            )["status"]
         assert status["state"] == "active"
         genuine["certificate"] = broker.agent._lease.certificate
         with broker.admin() as admin:
@@ -345,10 +420,14 @@ FLOATING_FAULTS: dict[str, tuple[Any, set[str]]] = {
     "slow": (lambda env: env.proxy.set("slow", delay=3.0), {"server_unreachable"}),
     "not_json": (_respond(http_response(200, b"\x00\x01garbage", "application/octet-stream")), {"bad_response"}),
     "lease_random_bytes": (_respond(json_body({"lease": b64(os.urandom(400))})), {"invalid_code", "bad_response"}),
-    "lease_signed_by_another_key": (lambda env: env.proxy.set("pass", upstream_port=env.rogue_server.port),
-                                    {"invalid_signature"}),
-    "pool_signed_by_another_vendor": (lambda env: env.proxy.set("pass", upstream_port=env.rogue_pool.port),
-                                      {"invalid_signature"}),
+    "lease_signed_by_another_key": (
+        lambda env: env.proxy.set("pass", upstream_port=env.rogue_server.port),
+        {"invalid_signature"},
+    ),
+    "pool_signed_by_another_vendor": (
+        lambda env: env.proxy.set("pass", upstream_port=env.rogue_pool.port),
+        {"invalid_signature"},
+    ),
 }
 
 
@@ -373,8 +452,11 @@ def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating
                 assert connack_code(env.broker.port, f"before-expiry-{fault}") == 0
                 checked_connect = True
             time.sleep(0.05)
-        status = wait_until(lambda: (s := env.admin.status())["state"] == "unlicensed" and s, 5,
-                            f"still serving after the lease expired ({fault})")
+        status = wait_until(
+            lambda: (s := env.admin.status())["state"] == "unlicensed" and s,
+            5,
+            f"still serving after the lease expired ({fault})",
+        )
         assert time.time() >= expires_at
         assert status["floating"]["last_error"]["code"] in codes, status["floating"]["last_error"]
         assert agent._lease is None or agent._lease.expires_at == expires_at  # nothing rogue was installed
@@ -383,8 +465,11 @@ def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating
         assert took < 0.8
     finally:
         env.proxy.set("pass", upstream_port=env.fls.port)
-    wait_until(lambda: agent.evaluation.state == "active" and agent._lease.expires_at > expires_at, 10,
-               f"no new lease after {fault}")
+    wait_until(
+        lambda: agent.evaluation.state == "active" and agent._lease.expires_at > expires_at,
+        10,
+        f"no new lease after {fault}",
+    )
     assert connack_code(env.broker.port, f"after-recovery-{fault}") == 0
     assert exceptions.records[seen_exceptions:] == []
 

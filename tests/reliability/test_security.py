@@ -34,6 +34,7 @@ from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.keys import format_key, key_digest, normalize_key
 from mqtt_licensing.core.passwords import hash_password
 from mqtt_licensing.core.signing import b64
+from tests.helpers.activation import start_vendor
 from tests.helpers.broker import (
     ADMIN,
     ADMIN_PASSWORD,
@@ -43,7 +44,6 @@ from tests.helpers.broker import (
     start_broker,
 )
 from tests.helpers.floating import start_floating
-from tests.helpers.vendor import start_vendor
 from tests.reliability.support import (
     BrokerProcess,
     connack_code,
@@ -88,8 +88,12 @@ def test_no_command_from_any_non_admin_role(tmp_path, vendor):
                 for topic, body in bodies.items():
                     for encode in (lambda b: json.dumps(b).encode(), msgpack.packb):
                         for extra in ({}, {"reply_to": reply_topic + "/x", "correlation_id": 7}):
-                            reply = ask(c, topic, encode({**body, **extra}), reply_topic + extra.get("reply_to", "")[
-                                len(reply_topic):])
+                            reply = ask(
+                                c,
+                                topic,
+                                encode({**body, **extra}),
+                                reply_topic + extra.get("reply_to", "")[len(reply_topic) :],
+                            )
                             assert reply["ok"] is False and reply["error"]["code"] == "not_authorized", reply
                             assert "status" not in reply
         status = broker.status()
@@ -113,9 +117,21 @@ def test_no_command_from_any_non_admin_role(tmp_path, vendor):
 
 VICTIM = "ops"
 REACHING_FILTERS = [
-    "$license/reply/ops", "$license/reply/ops/#", "$license/reply/ops/+", "$license/reply/ops/job-1",
-    "$license/reply/+", "$license/reply/+/#", "$license/reply/+/job-1", "$license/reply/#", "$license/+/ops",
-    "$license/+/ops/#", "$license/+/+", "$license/+/+/#", "$license/+/#", "$license/#", "$license/+",
+    "$license/reply/ops",
+    "$license/reply/ops/#",
+    "$license/reply/ops/+",
+    "$license/reply/ops/job-1",
+    "$license/reply/+",
+    "$license/reply/+/#",
+    "$license/reply/+/job-1",
+    "$license/reply/#",
+    "$license/+/ops",
+    "$license/+/ops/#",
+    "$license/+/+",
+    "$license/+/+/#",
+    "$license/+/#",
+    "$license/#",
+    "$license/+",
 ]
 
 
@@ -164,8 +180,11 @@ def test_no_allowed_filter_matches_another_clients_reply_topic():
                         continue
                     granted += 1
                     for other in ("ops", "spyx", "spy-2x", "op", "x" + client_id, "spy" if client_id != "spy" else "s"):
-                        for topic in (f"$license/reply/{other}", f"$license/reply/{other}/job",
-                                      f"$license/reply/{other}/a/b"):
+                        for topic in (
+                            f"$license/reply/{other}",
+                            f"$license/reply/{other}/job",
+                            f"$license/reply/{other}/a/b",
+                        ):
                             assert not mqtt_matches(topic, topic_filter), (topic_filter, client_id, topic)
     print(f"{checked} (filter, client) pairs, {granted} granted, none reaching another client's replies")
     assert granted > 100
@@ -203,9 +222,12 @@ def test_a_second_connection_with_the_same_client_id_never_gets_the_firsts_repli
             assert ops.subscribe(f"$license/reply/{VICTIM}/#") == 1
             spy.subscribe(f"$license/reply/{VICTIM}/#")  # amqtt dropped its subscription; it tries again
             for i in range(5):
-                reply = ask(ops, "$license/status", json.dumps({"reply_to": f"$license/reply/{VICTIM}/k{i}",
-                                                                "correlation_id": i}).encode(),
-                            f"$license/reply/{VICTIM}/k{i}")
+                reply = ask(
+                    ops,
+                    "$license/status",
+                    json.dumps({"reply_to": f"$license/reply/{VICTIM}/k{i}", "correlation_id": i}).encode(),
+                    f"$license/reply/{VICTIM}/k{i}",
+                )
                 assert reply["ok"] is True and reply["correlation_id"] == i
             time.sleep(0.5)
             assert [m.topic for m in license_messages(spy) if m.topic.startswith("$license/reply")] == []
@@ -215,30 +237,35 @@ def test_a_second_connection_with_the_same_client_id_never_gets_the_firsts_repli
 
 
 def test_wildcard_subscriptions_never_deliver_license_messages(tmp_path, vendor):
-    with start_broker(tmp_path / "s", vendor=vendor) as broker:
-        with MqttClient(broker.port, client_id="spy") as spy, \
-                MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops:
-            assert spy.connect() == 0 and ops.connect() == 0
-            for topic_filter in ("#", "+/#", "+/reply/#", "+/+/ops", "+/+/+", "+"):
-                assert spy.subscribe(topic_filter) in (0, 1)  # granted: not a $license filter...
-            assert ops.subscribe("$license/reply/ops") == 1
-            for _ in range(3):
-                ask(ops, "$license/status", b"{}", "$license/reply/ops")
-            ask(ops, "$license/reactivate", b"{}", "$license/reply/ops")  # an event too
-            time.sleep(0.5)
-            assert license_messages(spy) == []  # ...yet no $license message ever reaches it
+    with (
+        start_broker(tmp_path / "s", vendor=vendor) as broker,
+        MqttClient(broker.port, client_id="spy") as spy,
+        MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops,
+    ):
+        assert spy.connect() == 0 and ops.connect() == 0
+        for topic_filter in ("#", "+/#", "+/reply/#", "+/+/ops", "+/+/+", "+"):
+            assert spy.subscribe(topic_filter) in (0, 1)  # granted: not a $license filter...
+        assert ops.subscribe("$license/reply/ops") == 1
+        for _ in range(3):
+            ask(ops, "$license/status", b"{}", "$license/reply/ops")
+        ask(ops, "$license/reactivate", b"{}", "$license/reply/ops")  # an event too
+        time.sleep(0.5)
+        assert license_messages(spy) == []  # ...yet no $license message ever reaches it
 
 
 def test_a_taken_over_persistent_reader_session_gets_no_status_or_events(tmp_path, vendor):
     with start_broker(tmp_path / "s", vendor=vendor, users=USERS) as broker:
-        with MqttClient(broker.port, client_id="shared", username=READER, password=READER_PASSWORD,
-                        clean_session=False) as dash:
+        with MqttClient(
+            broker.port, client_id="shared", username=READER, password=READER_PASSWORD, clean_session=False
+        ) as dash:
             assert dash.connect() == 0
             assert dash.subscribe("$license/status") == 1 and dash.subscribe("$license/events") == 1
             dash.wait_message("$license/status")
-        with MqttClient(broker.port, client_id="shared", clean_session=False) as intruder, \
-                MqttClient(broker.port, client_id="dash2", username=READER, password=READER_PASSWORD) as reader, \
-                broker.admin() as admin:
+        with (
+            MqttClient(broker.port, client_id="shared", clean_session=False) as intruder,
+            MqttClient(broker.port, client_id="dash2", username=READER, password=READER_PASSWORD) as reader,
+            broker.admin() as admin,
+        ):
             assert intruder.connect() == 0 and reader.connect() == 0
             assert reader.subscribe("$license/events") == 1
             with pytest.raises(LicensingError):
@@ -261,14 +288,18 @@ def test_retained_messages_hold_no_key_and_reach_only_readers(tmp_path, vendor):
     online_key = vendor.issue()
     offline_key = vendor.issue(model="offline")
     with start_broker(tmp_path / "s", vendor=vendor, users=USERS) as broker:
-        with MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD) as dash, \
-                broker.admin() as admin:
+        with (
+            MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD) as dash,
+            broker.admin() as admin,
+        ):
             assert dash.connect() == 0
             assert dash.subscribe("$license/status") == 1 and dash.subscribe("$license/events") == 1
             replies = [admin.request("activate", {"license_key": online_key})]
             # a non-reader: refused, and handed nothing - neither on subscribing nor on connecting
-            with MqttClient(broker.port, client_id="nosy") as nosy, \
-                    MqttClient(broker.port, client_id="plain", username=PLAIN, password=PLAIN_PASSWORD) as plain:
+            with (
+                MqttClient(broker.port, client_id="nosy") as nosy,
+                MqttClient(broker.port, client_id="plain", username=PLAIN, password=PLAIN_PASSWORD) as plain,
+            ):
                 assert nosy.connect() == 0 and plain.connect() == 0
                 for c in (nosy, plain):
                     assert c.subscribe("$license/status") == 0x80
@@ -278,20 +309,27 @@ def test_retained_messages_hold_no_key_and_reach_only_readers(tmp_path, vendor):
                 replies.append(admin.request("reactivate"))  # and its events
                 time.sleep(0.5)
                 assert license_messages(nosy) == [] and license_messages(plain) == []
-            replies += [admin.request("deactivate"), admin.request("offline_request", {"license_key": offline_key}),
-                        admin.request("status")]
+            replies += [
+                admin.request("deactivate"),
+                admin.request("offline_request", {"license_key": offline_key}),
+                admin.request("status"),
+            ]
             # a request published to $license/status with the retain flag is not retained
             with MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as ops:
                 assert ops.connect() == 0
-                ops.client.publish("$license/status", json.dumps({"license_key": online_key}), qos=1,
-                                   retain=True).wait_for_publish(5)
+                ops.client.publish(
+                    "$license/status", json.dumps({"license_key": online_key}), qos=1, retain=True
+                ).wait_for_publish(5)
             time.sleep(0.5)
             retained = broker.thread.broker._retained_messages  # amqtt internals, read only
             assert set(retained) == {"$license/status"}
             doc = json.loads(retained["$license/status"].data)
             assert doc["state"] == "pending_offline"
-            everything = [retained["$license/status"].data.decode(), *(json.dumps(r) for r in replies),
-                          *(m.payload.decode() for m in dash.messages)]
+            everything = [
+                retained["$license/status"].data.decode(),
+                *(json.dumps(r) for r in replies),
+                *(m.payload.decode() for m in dash.messages),
+            ]
             assert len(everything) > 8
             for text in everything:
                 for spelling in key_spellings(online_key) + key_spellings(offline_key):
@@ -303,8 +341,14 @@ def test_broker_log_never_shows_a_key_or_a_password(tmp_path, vendor):
     """The broker as shipped (the CLI), at its most verbose level, through a full session."""
     online_key, offline_key, unknown_key = vendor.issue(), vendor.issue(model="offline"), format_key(bytes(15))
     wrong_password = "Wr0ng-" + secrets.token_hex(4)
-    broker = BrokerProcess(tmp_path, tmp_path / "state", vendor_url=vendor.url,
-                           vendor_public_key=vendor.public_key_text, users=USERS, log_level="DEBUG").start()
+    broker = BrokerProcess(
+        tmp_path,
+        tmp_path / "state",
+        vendor_url=vendor.url,
+        vendor_public_key=vendor.public_key_text,
+        users=USERS,
+        log_level="DEBUG",
+    ).start()
     try:
         from mqtt_licensing.clients.operator import LicenseClient
 
@@ -329,8 +373,16 @@ def test_broker_log_never_shows_a_key_or_a_password(tmp_path, vendor):
         broker.terminate()
     log = broker.log_text()
     assert "DEBUG" in log and "refused CONNECT" in log  # the log really is verbose
-    for secret in [*key_spellings(online_key), *key_spellings(offline_key), *key_spellings(unknown_key),
-                   ADMIN_PASSWORD, READER_PASSWORD, PLAIN_PASSWORD, wrong_password, *USERS.values()]:
+    for secret in [
+        *key_spellings(online_key),
+        *key_spellings(offline_key),
+        *key_spellings(unknown_key),
+        ADMIN_PASSWORD,
+        READER_PASSWORD,
+        PLAIN_PASSWORD,
+        wrong_password,
+        *USERS.values(),
+    ]:
         assert secret not in log, f"the broker log shows {secret[:12]}..."
 
 
@@ -343,8 +395,9 @@ def _attempt(url: str, key: str, identity: Ed25519PrivateKey, path: str = "/v1/a
         digest = key_digest(key)
     except LicensingError:
         digest = "0" * 64
-    request = sign_instance_request(identity, kind=kind, nonce=secrets.token_hex(16), created_at=int(time.time()),
-                                    key_digest=digest)
+    request = sign_instance_request(
+        identity, kind=kind, nonce=secrets.token_hex(16), created_at=int(time.time()), key_digest=digest
+    )
     return httpx.post(url + path, json={"license_key": key, "request": b64(request)}, timeout=10)
 
 
@@ -372,15 +425,24 @@ def test_brute_force_burst_is_rate_limited_too(tmp_path):
     """120 unknown keys at once from one source: the limit holds under concurrency."""
     identity = Ed25519PrivateKey.generate()
     with start_vendor(tmp_path / "vendor") as vendor:
+
         async def burst() -> Counter:
-            async with httpx.AsyncClient(base_url=vendor.url, timeout=30,
-                                         limits=httpx.Limits(max_connections=200)) as http:
+            async with httpx.AsyncClient(
+                base_url=vendor.url, timeout=30, limits=httpx.Limits(max_connections=200)
+            ) as http:
+
                 async def one() -> str:
                     key = format_key(secrets.token_bytes(15))
-                    request = sign_instance_request(identity, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
-                                                    created_at=int(time.time()), key_digest=key_digest(key))
+                    request = sign_instance_request(
+                        identity,
+                        kind=labels.KIND_ACTIVATE,
+                        nonce=secrets.token_hex(16),
+                        created_at=int(time.time()),
+                        key_digest=key_digest(key),
+                    )
                     response = await http.post("/v1/activations", json={"license_key": key, "request": b64(request)})
                     return response.json()["error"]["code"]
+
                 return Counter(await asyncio.gather(*(one() for _ in range(120))))
 
         counts = asyncio.run(burst())
@@ -402,10 +464,19 @@ def test_brute_force_through_the_agent_is_rate_limited(tmp_path, vendor):
 # -- admin APIs ------------------------------------------------------------------------------------
 
 BAD_AUTH = [
-    {}, {"Authorization": ""}, {"Authorization": "Bearer"}, {"Authorization": "Token {token}"},
-    {"Authorization": "Bearer wrong"}, {"Authorization": "Basic {token}"}, {"Authorization": "{token}"},
-    {"Authorization": "Bearer {token}x"}, {"Authorization": "Bearer x{token}"}, {"Authorization": "Bearer {upper}"},
-    {"Authorization": "Bearer {half}"}, {"X-Admin-Token": "{token}"}, {"Cookie": "token={token}"},
+    {},
+    {"Authorization": ""},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Token {token}"},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": "Basic {token}"},
+    {"Authorization": "{token}"},
+    {"Authorization": "Bearer {token}x"},
+    {"Authorization": "Bearer x{token}"},
+    {"Authorization": "Bearer {upper}"},
+    {"Authorization": "Bearer {half}"},
+    {"X-Admin-Token": "{token}"},
+    {"Cookie": "token={token}"},
 ]
 
 
@@ -427,8 +498,10 @@ def _check_admin_routes(base_url: str, token: str, app, public: set[str]) -> int
     with httpx.Client(base_url=base_url, timeout=10) as http:
         for method, path in admin_routes:
             for headers in BAD_AUTH:
-                headers = {k: v.format(token=token, upper=token.upper(), half=token[: len(token) // 2])
-                           for k, v in headers.items()}
+                headers = {
+                    k: v.format(token=token, upper=token.upper(), half=token[: len(token) // 2])
+                    for k, v in headers.items()
+                }
                 for params in ({}, {"token": token}):
                     response = http.request(method, path, headers=headers, params=params, json={"features": ["x"]})
                     assert response.status_code == 401, (method, path, headers, response.status_code)
@@ -440,17 +513,31 @@ def _check_admin_routes(base_url: str, token: str, app, public: set[str]) -> int
 
 
 def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
+    from mqtt_licensing.servers.activation.app import create_app as vendor_app
     from mqtt_licensing.servers.floating.app import create_app as floating_app
-    from mqtt_licensing.servers.vendor.app import create_app as vendor_app
 
     with start_vendor(tmp_path / "vendor") as vendor:
-        n = _check_admin_routes(vendor.url, vendor.token, vendor_app(vendor.service, vendor.token),
-                                {"/v1/health", "/v1/noop", "/v1/activations", "/v1/activations/check-in",
-                                 "/v1/activations/deactivate", "/v1/floating/activations",
-                                 "/v1/floating/check-in"})
+        n = _check_admin_routes(
+            vendor.url,
+            vendor.token,
+            vendor_app(vendor.service, vendor.token),
+            {
+                "/v1/health",
+                "/v1/noop",
+                "/v1/activations",
+                "/v1/activations/check-in",
+                "/v1/activations/deactivate",
+                "/v1/floating/activations",
+                "/v1/floating/check-in",
+            },
+        )
     with start_floating(tmp_path / "fls", vendor_key=Ed25519PrivateKey.generate()) as fls:
-        n += _check_admin_routes(fls.url, fls.token, floating_app(fls.service, fls.token),
-                                 {"/v1/leases", "/v1/leases/renew", "/v1/leases/release", "/v1/health", "/v1/noop"})
+        n += _check_admin_routes(
+            fls.url,
+            fls.token,
+            floating_app(fls.service, fls.token),
+            {"/v1/leases", "/v1/leases/renew", "/v1/leases/release", "/v1/health", "/v1/noop"},
+        )
     print(f"{n} unauthorised admin calls, all 401")
     for path in (tmp_path / "vendor" / "admin.token", tmp_path / "fls" / "admin.token"):
         assert path.stat().st_mode & 0o777 == 0o600
@@ -484,15 +571,19 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
     with start_broker(tmp_path / "s", vendor=vendor, users=USERS) as broker:
         agent = broker.agent
         user, password = creds[victim]
-        with MqttClient(broker.port, client_id="victim", username=user, password=password,
-                        clean_session=clean_session) as v, \
-                MqttClient(broker.port, client_id="bystander") as bystander:
+        with (
+            MqttClient(
+                broker.port, client_id="victim", username=user, password=password, clean_session=clean_session
+            ) as v,
+            MqttClient(broker.port, client_id="bystander") as bystander,
+        ):
             assert v.connect() == 0 and bystander.connect() == 0
             assert v.subscribe("$license/status") == (0x80 if victim == "user" else 1)
             roles_before = sorted((c.client_id, c.role) for c in agent._clients.values())
             for attacker_user in (ADMIN, READER, PLAIN):
-                code, rest = raw_connect_and_listen(broker.port, "victim", attacker_user, "guess-" + attacker_user,
-                                                    clean_session)
+                code, rest = raw_connect_and_listen(
+                    broker.port, "victim", attacker_user, "guess-" + attacker_user, clean_session
+                )
                 assert code == 5 and rest == b"", (attacker_user, rest[:40])  # refused, handed nothing
             roles_after = sorted((c.client_id, c.role) for c in agent._clients.values())
             assert set(roles_after) <= set(roles_before), (roles_before, roles_after)
@@ -508,6 +599,9 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
             else:
                 assert reply["error"]["code"] == "not_authorized"
                 assert v.subscribe("$license/status") == (1 if victim == "reader" else 0x80)  # the same role
-        wait_until(lambda: agent._tracker.non_admin_count(time.time()) == 0, 5,
-                   "a refused CONNECT left a counted connection behind")
+        wait_until(
+            lambda: agent._tracker.non_admin_count(time.time()) == 0,
+            5,
+            "a refused CONNECT left a counted connection behind",
+        )
         assert connack_code(broker.port, "after") == 0

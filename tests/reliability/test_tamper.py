@@ -64,7 +64,7 @@ def substitutions(text: str, per_position: int | None = None):
             reps = [REPLACEMENTS[(i + k * step) % len(REPLACEMENTS)] for k in range(per_position * SCALE)]
         for rep in reps:
             if rep != ch:
-                yield i, text[:i] + rep + text[i + 1:]
+                yield i, text[:i] + rep + text[i + 1 :]
 
 
 def byte_mutations(blob: bytes):
@@ -121,7 +121,7 @@ def assert_blob_tamper_detected(blob: bytes, verify: Callable[[bytes], Any]) -> 
 
 @pytest.fixture(scope="module")
 def documents(tmp_path_factory):
-    from tests.helpers.vendor import start_vendor
+    from tests.helpers.activation import start_vendor
 
     tmp = tmp_path_factory.mktemp("tamper")
     out: dict[str, Any] = {}
@@ -130,8 +130,13 @@ def documents(tmp_path_factory):
         out["keys"] = [vendor.issue() for _ in range(12)]
         # online: an activation request and the certificate it earns
         instance = Ed25519PrivateKey.generate()
-        request = sign_instance_request(instance, kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
-                                        created_at=int(time.time()), key_digest=key_digest(out["keys"][0]))
+        request = sign_instance_request(
+            instance,
+            kind=labels.KIND_ACTIVATE,
+            nonce=secrets.token_hex(16),
+            created_at=int(time.time()),
+            key_digest=key_digest(out["keys"][0]),
+        )
         out["activate_request"] = request
         out["certificate"] = vendor.service.activate(out["keys"][0], request)["certificate"]
         # offline: the whole exchange through a broker's agent and the vendor
@@ -150,8 +155,9 @@ def documents(tmp_path_factory):
 
             async def acquire() -> bytes:
                 async with FloatingClient(fls.url) as client:
-                    return await client.acquire(lease_request(instance, labels.KIND_LEASE_ACQUIRE,
-                                                              features=["mqtt_server"]))
+                    return await client.acquire(
+                        lease_request(instance, labels.KIND_LEASE_ACQUIRE, features=["mqtt_server"])
+                    )
 
             out["lease"] = asyncio.run(acquire())
             lease, _ = verify_lease(out["lease"], test_vendor.public_key())
@@ -167,7 +173,7 @@ def test_every_single_character_change_to_a_license_key(documents):
     for key in documents["keys"]:
         canonical = normalize_key(key)
         variants = [v for _, v in substitutions(key)]
-        variants += [key[:i] + key[i + 1:] for i in range(len(key))]  # deletions
+        variants += [key[:i] + key[i + 1 :] for i in range(len(key))]  # deletions
         variants += [key[:i] + ch + key[i:] for i in range(len(key) + 1) for ch in CROCKFORD]  # insertions
         for variant in variants:
             try:
@@ -186,7 +192,8 @@ def test_every_single_character_change_to_a_usage_request_code(documents):
     code = documents["request_code"]
     blob = unarmor(code, labels.USAGE_REQUEST)
     counts = assert_text_tamper_detected(
-        code, labels.USAGE_REQUEST, blob, lambda b: open_instance_request(b, labels.KIND_OFFLINE_REQUEST))
+        code, labels.USAGE_REQUEST, blob, lambda b: open_instance_request(b, labels.KIND_OFFLINE_REQUEST)
+    )
     print(f"usage request ({len(code)} chars): {counts}")
 
 
@@ -194,7 +201,8 @@ def test_every_single_character_change_to_a_usage_license(documents):
     code = documents["usage_license"]
     blob = unarmor(code, labels.USAGE_LICENSE)
     counts = assert_text_tamper_detected(
-        code, labels.USAGE_LICENSE, blob, lambda b: ActivationCertificate.open(b, documents["vendor_key"]))
+        code, labels.USAGE_LICENSE, blob, lambda b: ActivationCertificate.open(b, documents["vendor_key"])
+    )
     print(f"usage license ({len(code)} chars): {counts}")
 
 
@@ -203,8 +211,8 @@ def test_every_single_character_change_to_a_deactivation_code(documents):
     blob = unarmor(code, labels.DEACTIVATION_CODE)
     key = documents["instance_public_key"]
     counts = assert_text_tamper_detected(
-        code, labels.DEACTIVATION_CODE, blob,
-        lambda b: open_instance_request(b, labels.KIND_OFFLINE_DEACTIVATION, key))
+        code, labels.DEACTIVATION_CODE, blob, lambda b: open_instance_request(b, labels.KIND_OFFLINE_DEACTIVATION, key)
+    )
     print(f"deactivation code ({len(code)} chars): {counts}")
 
 
@@ -212,8 +220,9 @@ def test_every_single_character_change_to_a_deactivation_code(documents):
 
 
 def test_every_single_byte_change_to_an_activation_certificate(documents):
-    n = assert_blob_tamper_detected(documents["certificate"],
-                                    lambda b: ActivationCertificate.open(b, documents["vendor_key"]))
+    n = assert_blob_tamper_detected(
+        documents["certificate"], lambda b: ActivationCertificate.open(b, documents["vendor_key"])
+    )
     print(f"activation certificate: {n} changed blobs, all rejected")
 
 
@@ -224,8 +233,9 @@ def test_every_single_byte_change_to_a_usage_license_document(documents):
 
 
 def test_every_single_byte_change_to_a_floating_certificate(documents):
-    n = assert_blob_tamper_detected(documents["floating_certificate"],
-                                    lambda b: FloatingCertificate.open(b, documents["floating_vendor_key"]))
+    n = assert_blob_tamper_detected(
+        documents["floating_certificate"], lambda b: FloatingCertificate.open(b, documents["floating_vendor_key"])
+    )
     print(f"floating certificate: {n} changed blobs, all rejected")
 
 
@@ -236,8 +246,9 @@ def test_every_single_byte_change_to_a_lease(documents):
 
 def test_every_single_byte_change_to_signed_instance_requests(documents):
     # first contact: verified against the key the request carries
-    n = assert_blob_tamper_detected(documents["activate_request"],
-                                    lambda b: open_instance_request(b, labels.KIND_ACTIVATE))
+    n = assert_blob_tamper_detected(
+        documents["activate_request"], lambda b: open_instance_request(b, labels.KIND_ACTIVATE)
+    )
     # later: against the key on record
     blob = unarmor(documents["deactivation_code"], labels.DEACTIVATION_CODE)
     key = documents["instance_public_key"]
@@ -256,7 +267,7 @@ def _flip_char(code: str, label: str, index: int) -> str:
     col = (index * 7) % len(lines[row])
     old = lines[row][col]
     new = next(c for c in CROCKFORD if c not in (old, old.upper(), "0" if old in "Oo" else "", "1"))
-    lines[row] = lines[row][:col] + new + lines[row][col + 1:]
+    lines[row] = lines[row][:col] + new + lines[row][col + 1 :]
     return "\n".join(lines) + "\n"
 
 
@@ -268,16 +279,22 @@ def _reflip(code: str, label: str, index: int) -> str:
 
 
 def test_tampered_codes_through_the_agent_and_the_vendor_change_nothing(tmp_path):
-    from tests.helpers.vendor import start_vendor
+    from tests.helpers.activation import start_vendor
 
-    with start_vendor(tmp_path / "vendor") as vendor, \
-            start_broker(tmp_path / "state", vendor=vendor, trial_seconds=0) as broker, broker.admin() as admin:
+    with (
+        start_vendor(tmp_path / "vendor") as vendor,
+        start_broker(tmp_path / "state", vendor=vendor, trial_seconds=0) as broker,
+        broker.admin() as admin,
+    ):
         key = vendor.issue(model="offline")
         license_id = vendor.license_id(key)
         request_code = admin.request("offline_request", {"license_key": key})["request_code"]
         # tampered request codes: the vendor refuses them and records nothing
         for i in range(8):
-            for bad in (_flip_char(request_code, labels.USAGE_REQUEST, i), _reflip(request_code, labels.USAGE_REQUEST, i)):
+            for bad in (
+                _flip_char(request_code, labels.USAGE_REQUEST, i),
+                _reflip(request_code, labels.USAGE_REQUEST, i),
+            ):
                 with pytest.raises(LicensingError) as err:
                     vendor.service.offline_activate(bad)
                 assert err.value.code in TEXT_CODES | BLOB_CODES | {"bad_request"}
@@ -285,13 +302,18 @@ def test_tampered_codes_through_the_agent_and_the_vendor_change_nothing(tmp_path
         usage_license = vendor.service.offline_activate(request_code)["usage_license"]
         # tampered usage licenses: the agent refuses each with its code and keeps not serving
         for i in range(8):
-            for bad in (_flip_char(usage_license, labels.USAGE_LICENSE, i), _reflip(usage_license, labels.USAGE_LICENSE, i)):
+            for bad in (
+                _flip_char(usage_license, labels.USAGE_LICENSE, i),
+                _reflip(usage_license, labels.USAGE_LICENSE, i),
+            ):
                 with pytest.raises(LicensingError) as err:
                     admin.request("activate", {"method": "offline", "usage_license": bad})
                 assert err.value.code in TEXT_CODES | BLOB_CODES, err.value
         assert admin.status()["state"] == "pending_offline"
-        assert admin.request("activate", {"method": "offline", "usage_license": usage_license})["status"]["state"] == \
-            "active"
+        assert (
+            admin.request("activate", {"method": "offline", "usage_license": usage_license})["status"]["state"]
+            == "active"
+        )
         code = admin.request("deactivate")["deactivation_code"]
         # tampered deactivation codes: the activation stays in use
         for i in range(8):

@@ -55,8 +55,9 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-def create_app(service: FloatingService, token: str, *,
-               background: Callable[[], Awaitable[None]] | None = None) -> Starlette:
+def create_app(
+    service: FloatingService, token: str, *, background: Callable[[], Awaitable[None]] | None = None
+) -> Starlette:
     """``background``: an optional coroutine run for the server's lifetime (e.g. periodic vendor refresh)."""
 
     async def acquire(request: Request) -> JSONResponse:

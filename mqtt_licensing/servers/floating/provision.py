@@ -19,11 +19,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ...clients.http import JsonApiClient
 from ...core.documents import FloatingCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import normalize_key
 from ...core.signing import b64, unb64
-from ...clients.http import JsonApiClient
 from .service import FloatingService
 
 log = logging.getLogger(__name__)
@@ -37,22 +37,28 @@ def _certificate(data: Any) -> bytes:
     return unb64(data["certificate"])
 
 
-async def activate_online(service: FloatingService, license_key: str, vendor_url: str, *,
-                          vendor_public_key: Ed25519PublicKey | None = None,
-                          timeout: float = 30.0) -> FloatingCertificate:
+async def activate_online(
+    service: FloatingService,
+    license_key: str,
+    vendor_url: str,
+    *,
+    vendor_public_key: Ed25519PublicKey | None = None,
+    timeout: float = 30.0,
+) -> FloatingCertificate:
     """Activate against the vendor; the certificate must verify against ``vendor_public_key``
     (then pinned) or the key already pinned."""
     key = normalize_key(license_key)  # a typo is caught before any network call
     request, nonce = service.activation_request(key)
     async with JsonApiClient(vendor_url, timeout=timeout) as vendor:
-        data = await vendor.call("POST", "/v1/floating/activations",
-                                 json={"license_key": key, "request": b64(request)})
-    return service.install_certificate(_certificate(data), nonce=nonce, vendor_url=vendor_url.rstrip("/"),
-                                       vendor_public_key=vendor_public_key)
+        data = await vendor.call("POST", "/v1/floating/activations", json={"license_key": key, "request": b64(request)})
+    return service.install_certificate(
+        _certificate(data), nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
+    )
 
 
-async def refresh_online(service: FloatingService, vendor_url: str | None = None, *,
-                         timeout: float = 30.0) -> FloatingCertificate:
+async def refresh_online(
+    service: FloatingService, vendor_url: str | None = None, *, timeout: float = 30.0
+) -> FloatingCertificate:
     """Check in with the vendor and install the certificate it answers (new seats, features, validity)."""
     url = vendor_url or service.vendor_url
     if not url:
@@ -63,8 +69,9 @@ async def refresh_online(service: FloatingService, vendor_url: str | None = None
     return service.install_certificate(_certificate(data), nonce=nonce, vendor_url=url.rstrip("/"))
 
 
-async def deactivate_online(service: FloatingService, vendor_url: str | None = None, *,
-                            timeout: float = 30.0) -> FloatingCertificate | None:
+async def deactivate_online(
+    service: FloatingService, vendor_url: str | None = None, *, timeout: float = 30.0
+) -> FloatingCertificate | None:
     """Return the activation to the vendor, then stop leasing (only once the vendor agreed)."""
     url = vendor_url or service.vendor_url
     if not url:

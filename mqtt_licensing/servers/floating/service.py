@@ -61,9 +61,17 @@ class PoolView:
 
 
 class FloatingService:
-    def __init__(self, store: FloatingStore, signing_key: Ed25519PrivateKey, *, data_dir: Path | None = None,
-                 vendor_public_key: Ed25519PublicKey | None = None, ttl: int = DEFAULT_TTL,
-                 clock: Callable[[], float] = time.time, max_skew: int = MAX_CLOCK_SKEW) -> None:
+    def __init__(
+        self,
+        store: FloatingStore,
+        signing_key: Ed25519PrivateKey,
+        *,
+        data_dir: Path | None = None,
+        vendor_public_key: Ed25519PublicKey | None = None,
+        ttl: int = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+        max_skew: int = MAX_CLOCK_SKEW,
+    ) -> None:
         if ttl <= 0:
             raise ValueError("the lease ttl must be positive")
         self.store = store
@@ -124,19 +132,21 @@ class FloatingService:
         names this server."""
         vendor = vendor or self.vendor_key()
         if vendor is None:
-            raise LicensingError(ErrorCode.NOT_PROVISIONED,
-                                 "no vendor public key is pinned (provide --vendor-key)")
+            raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned (provide --vendor-key)")
         cache_key = (bytes(blob), public_bytes(vendor))
         cert = self._verified.get(cache_key)
         if cert is None:
             cert = FloatingCertificate.open(bytes(blob), vendor)
             if fingerprint(cert.server_public_key) != cert.server_fingerprint:
-                raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the floating certificate's fingerprint "
-                                     "does not match its server key")
+                raise LicensingError(
+                    ErrorCode.INVALID_SIGNATURE, "the floating certificate's fingerprint does not match its server key"
+                )
             if cert.server_public_key != self.public_key or cert.server_fingerprint != self.fingerprint:
-                raise LicensingError(ErrorCode.WRONG_INSTANCE,
-                                     f"the floating certificate is for server {cert.server_fingerprint}, "
-                                     f"this server is {self.fingerprint}")
+                raise LicensingError(
+                    ErrorCode.WRONG_INSTANCE,
+                    f"the floating certificate is for server {cert.server_fingerprint}, "
+                    f"this server is {self.fingerprint}",
+                )
             if len(self._verified) > 16:
                 self._verified.clear()
             self._verified[cache_key] = cert
@@ -149,21 +159,26 @@ class FloatingService:
         try:
             cert = self.verify_certificate(row.certificate)
         except LicensingError as exc:
-            raise LicensingError(ErrorCode.NOT_PROVISIONED,
-                                 f"the installed floating certificate cannot be trusted: {exc.message}") from None
+            raise LicensingError(
+                ErrorCode.NOT_PROVISIONED, f"the installed floating certificate cannot be trusted: {exc.message}"
+            ) from None
         return PoolView(cert, row.certificate, row.vendor_url)
 
     def _usable_pool(self, tx: StoreTx, now: int) -> PoolView:
         pool = self._pool(tx, lock=True)
         if pool is None:
-            raise LicensingError(ErrorCode.NOT_PROVISIONED,
-                                 "this floating server has no pool: activate it against the vendor first")
+            raise LicensingError(
+                ErrorCode.NOT_PROVISIONED, "this floating server has no pool: activate it against the vendor first"
+            )
         cert = pool.certificate
         if cert.expires_at is not None and now >= cert.expires_at:
             raise LicensingError(ErrorCode.EXPIRED, "the floating license term has ended")
         if cert.valid_until is not None and now >= cert.valid_until:
-            raise LicensingError(ErrorCode.EXPIRED, "the floating certificate was not refreshed before its "
-                                 "valid_until: run 'mqtt-licensing floating refresh'")
+            raise LicensingError(
+                ErrorCode.EXPIRED,
+                "the floating certificate was not refreshed before its "
+                "valid_until: run 'mqtt-licensing floating refresh'",
+            )
         return pool
 
     def _lease_expiry(self, cert: FloatingCertificate, now: int) -> int:
@@ -176,9 +191,11 @@ class FloatingService:
     def _check_fresh(self, request: InstanceRequest, now: int) -> None:
         drift = request.created_at - now
         if abs(drift) > self.max_skew:
-            raise LicensingError(ErrorCode.BAD_REQUEST,
-                                 f"the request was created {abs(drift)} s {'after' if drift > 0 else 'before'} "
-                                 f"the server's time (at most {self.max_skew} s): check both clocks")
+            raise LicensingError(
+                ErrorCode.BAD_REQUEST,
+                f"the request was created {abs(drift)} s {'after' if drift > 0 else 'before'} "
+                f"the server's time (at most {self.max_skew} s): check both clocks",
+            )
 
     def _remember(self, tx: StoreTx, request: InstanceRequest, now: int) -> None:
         if not tx.remember_nonce(request.fingerprint, request.nonce, request.created_at):
@@ -200,8 +217,9 @@ class FloatingService:
     def _check_seat_order(tx: StoreTx, lease: LeaseRow, cert: FloatingCertificate, now: int) -> None:
         """A lease keeps its seat only while it is among the `seats` oldest (the pool may have shrunk)."""
         if tx.count_active_before(now, lease.issued_at, lease.lease_id) >= cert.seats:
-            raise LicensingError(ErrorCode.NO_SEATS,
-                                 f"the pool now has {cert.seats} seat(s) and this lease is beyond them")
+            raise LicensingError(
+                ErrorCode.NO_SEATS, f"the pool now has {cert.seats} seat(s) and this lease is beyond them"
+            )
 
     # -- the lease API -------------------------------------------------------------------
     def acquire(self, request_blob: bytes) -> bytes:
@@ -215,9 +233,10 @@ class FloatingService:
             cert = pool.certificate
             missing = sorted(set(requested) - set(cert.features))
             if missing:
-                raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE,
-                                     f"the pool does not have {', '.join(missing)} "
-                                     f"(it has: {', '.join(cert.features) or 'nothing'})")
+                raise LicensingError(
+                    ErrorCode.FEATURE_UNAVAILABLE,
+                    f"the pool does not have {', '.join(missing)} (it has: {', '.join(cert.features) or 'nothing'})",
+                )
             features = requested or tuple(sorted(cert.features))
             self._remember(tx, request, now)
             tx.delete_expired(now)
@@ -226,15 +245,24 @@ class FloatingService:
             if existing is not None:
                 self._check_seat_order(tx, existing, cert, now)
                 tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features)
-                row = LeaseRow(existing.lease_id, existing.instance_fingerprint, existing.public_key, features,
-                               existing.issued_at, now, expires)
+                row = LeaseRow(
+                    existing.lease_id,
+                    existing.instance_fingerprint,
+                    existing.public_key,
+                    features,
+                    existing.issued_at,
+                    now,
+                    expires,
+                )
             else:
                 used = tx.count_active(now)
                 if used >= cert.seats:
-                    raise LicensingError(ErrorCode.NO_SEATS,
-                                         f"all {cert.seats} seat(s) of the pool are leased; retry later")
-                row = LeaseRow("lse_" + secrets.token_hex(12), request.fingerprint, request.public_key, features,
-                               now, now, expires)
+                    raise LicensingError(
+                        ErrorCode.NO_SEATS, f"all {cert.seats} seat(s) of the pool are leased; retry later"
+                    )
+                row = LeaseRow(
+                    "lse_" + secrets.token_hex(12), request.fingerprint, request.public_key, features, now, now, expires
+                )
                 tx.insert_lease(row)
         return self._sign_lease(row, pool, now)
 
@@ -247,20 +275,30 @@ class FloatingService:
             cert = pool.certificate
             lease = tx.lease_by_fingerprint(claimed)
             if lease is None or lease.expires_at <= now:
-                raise LicensingError(ErrorCode.LEASE_NOT_FOUND,
-                                     "no active lease for this instance (expired or released): acquire again")
+                raise LicensingError(
+                    ErrorCode.LEASE_NOT_FOUND, "no active lease for this instance (expired or released): acquire again"
+                )
             request = open_instance_request(request_blob, labels.KIND_LEASE_RENEW, load_public_key(lease.public_key))
             self._check_fresh(request, now)
             self._remember(tx, request, now)
             missing = sorted(set(lease.features) - set(cert.features))
             if missing:
-                raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE,
-                                     f"the pool no longer has {', '.join(missing)}: acquire with another feature set")
+                raise LicensingError(
+                    ErrorCode.FEATURE_UNAVAILABLE,
+                    f"the pool no longer has {', '.join(missing)}: acquire with another feature set",
+                )
             self._check_seat_order(tx, lease, cert, now)
             expires = self._lease_expiry(cert, now)
             tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires)
-            row = LeaseRow(lease.lease_id, lease.instance_fingerprint, lease.public_key, lease.features,
-                           lease.issued_at, now, expires)
+            row = LeaseRow(
+                lease.lease_id,
+                lease.instance_fingerprint,
+                lease.public_key,
+                lease.features,
+                lease.issued_at,
+                now,
+                expires,
+            )
         return self._sign_lease(row, pool, now)
 
     def release(self, request_blob: bytes) -> bool:
@@ -312,15 +350,19 @@ class FloatingService:
 
     def check_in_request(self) -> tuple[bytes, str]:
         pool = self._require_certificate()
-        return self._sign_request(labels.KIND_FLOATING_CHECK_IN, self.now(),
-                                  activation_id=pool.certificate.activation_id,
-                                  license_id=pool.certificate.license_id)
+        return self._sign_request(
+            labels.KIND_FLOATING_CHECK_IN,
+            self.now(),
+            activation_id=pool.certificate.activation_id,
+            license_id=pool.certificate.license_id,
+        )
 
     def deactivation_request(self, *, offline: bool) -> bytes:
         pool = self._require_certificate()
         kind = labels.KIND_OFFLINE_DEACTIVATION if offline else labels.KIND_DEACTIVATE
-        blob, _ = self._sign_request(kind, self.now(), activation_id=pool.certificate.activation_id,
-                                     license_id=pool.certificate.license_id)
+        blob, _ = self._sign_request(
+            kind, self.now(), activation_id=pool.certificate.activation_id, license_id=pool.certificate.license_id
+        )
         return blob
 
     @property
@@ -328,9 +370,15 @@ class FloatingService:
         with self.store.transaction() as tx:
             return tx.read_pool().vendor_url
 
-    def install_certificate(self, blob: bytes, *, nonce: str | None = None, offline: bool = False,
-                            vendor_url: str | None = None,
-                            vendor_public_key: Ed25519PublicKey | None = None) -> FloatingCertificate:
+    def install_certificate(
+        self,
+        blob: bytes,
+        *,
+        nonce: str | None = None,
+        offline: bool = False,
+        vendor_url: str | None = None,
+        vendor_public_key: Ed25519PublicKey | None = None,
+    ) -> FloatingCertificate:
         """Verify and install a vendor-signed certificate in one transaction.
 
         ``offline``: the certificate must answer the pending offline request (its nonce).
@@ -350,16 +398,24 @@ class FloatingService:
             row = tx.lock_pool()
             if offline:
                 if row.pending_nonce is None:
-                    raise LicensingError(ErrorCode.NO_PENDING_REQUEST,
-                                         "no floating request is pending: run 'mqtt-licensing floating request'")
+                    raise LicensingError(
+                        ErrorCode.NO_PENDING_REQUEST,
+                        "no floating request is pending: run 'mqtt-licensing floating request'",
+                    )
                 if cert.request_nonce != row.pending_nonce:
-                    raise LicensingError(ErrorCode.REQUEST_SUPERSEDED,
-                                         "this certificate answers another request (an older one, or another "
-                                         "server's): send the latest request code to the vendor")
+                    raise LicensingError(
+                        ErrorCode.REQUEST_SUPERSEDED,
+                        "this certificate answers another request (an older one, or another "
+                        "server's): send the latest request code to the vendor",
+                    )
             elif nonce is not None and cert.request_nonce is not None and cert.request_nonce != nonce:
                 raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "the certificate answers another request")
-            values: dict[str, Any] = {"certificate": bytes(blob), "installed_at": now,
-                                      "deactivated_at": None, "deactivated_activation_id": None}
+            values: dict[str, Any] = {
+                "certificate": bytes(blob),
+                "installed_at": now,
+                "deactivated_at": None,
+                "deactivated_activation_id": None,
+            }
             if offline:
                 values.update(pending_nonce=None, pending_at=None, vendor_url=None)
             elif vendor_url is not None:
@@ -381,8 +437,14 @@ class FloatingService:
                 except LicensingError:
                     old = None
             tx.delete_all_leases()
-            tx.update_pool(certificate=None, installed_at=None, pending_nonce=None, pending_at=None,
-                           deactivated_at=now, deactivated_activation_id=old.activation_id if old else None)
+            tx.update_pool(
+                certificate=None,
+                installed_at=None,
+                pending_nonce=None,
+                pending_at=None,
+                deactivated_at=now,
+                deactivated_activation_id=old.activation_id if old else None,
+            )
         return old
 
     # -- status -----------------------------------------------------------------------------
@@ -410,9 +472,14 @@ class FloatingService:
             "problem": problem,
             "seats": {"total": 0, "used": len(leases), "free": 0},
             "leases": [
-                {"lease_id": le.lease_id, "instance_fingerprint": le.instance_fingerprint,
-                 "features": list(le.features), "issued_at": le.issued_at, "renewed_at": le.renewed_at,
-                 "expires_at": le.expires_at}
+                {
+                    "lease_id": le.lease_id,
+                    "instance_fingerprint": le.instance_fingerprint,
+                    "features": list(le.features),
+                    "issued_at": le.issued_at,
+                    "renewed_at": le.renewed_at,
+                    "expires_at": le.expires_at,
+                }
                 for le in leases
             ],
         }
@@ -422,9 +489,9 @@ class FloatingService:
         if pool is not None:
             cert = pool.certificate
             state = "active"
-            if cert.expires_at is not None and now >= cert.expires_at:
-                state = "expired"
-            elif cert.valid_until is not None and now >= cert.valid_until:
+            if (cert.expires_at is not None and now >= cert.expires_at) or (
+                cert.valid_until is not None and now >= cert.valid_until
+            ):
                 state = "expired"
             out["pool"] = {
                 "state": state,
@@ -458,9 +525,15 @@ def _claimed_fingerprint(blob: bytes) -> str:
     return claimed.fingerprint
 
 
-def open_service(data_dir: Path, *, ttl: int = DEFAULT_TTL, vendor_public_key: Ed25519PublicKey | None = None,
-                 db_url: str | None = None, clock: Callable[[], float] = time.time,
-                 max_skew: int = MAX_CLOCK_SKEW) -> FloatingService:
+def open_service(
+    data_dir: Path,
+    *,
+    ttl: int = DEFAULT_TTL,
+    vendor_public_key: Ed25519PublicKey | None = None,
+    db_url: str | None = None,
+    clock: Callable[[], float] = time.time,
+    max_skew: int = MAX_CLOCK_SKEW,
+) -> FloatingService:
     """The service over a data folder: floating.key/.pub, floating.db (or ``db_url``), vendor.pub.
 
     ``vendor_public_key`` given here is pinned (written to vendor.pub)."""

@@ -120,9 +120,7 @@ class StoreTx:
     # -- pool --------------------------------------------------------------------
     def lock_pool(self) -> PoolRow:
         """Read the pool row, locking it until the transaction ends (FOR UPDATE where supported)."""
-        row = self.conn.execute(
-            sa.select(pool_table).where(pool_table.c.id == POOL_ID).with_for_update()
-        ).one()
+        row = self.conn.execute(sa.select(pool_table).where(pool_table.c.id == POOL_ID).with_for_update()).one()
         return _pool_row(row)
 
     def read_pool(self) -> PoolRow:
@@ -143,42 +141,52 @@ class StoreTx:
 
     def active_leases(self, now: int) -> list[LeaseRow]:
         rows = self.conn.execute(
-            sa.select(leases_table).where(leases_table.c.expires_at > now)
+            sa.select(leases_table)
+            .where(leases_table.c.expires_at > now)
             .order_by(leases_table.c.issued_at, leases_table.c.lease_id)
         )
         return [_lease_row(r) for r in rows]
 
     def count_active(self, now: int) -> int:
-        return int(self.conn.execute(
-            sa.select(sa.func.count()).select_from(leases_table).where(leases_table.c.expires_at > now)
-        ).scalar_one())
+        return int(
+            self.conn.execute(
+                sa.select(sa.func.count()).select_from(leases_table).where(leases_table.c.expires_at > now)
+            ).scalar_one()
+        )
 
     def count_active_before(self, now: int, issued_at: int, lease_id: str) -> int:
         """Active leases older than the given one (seat order: issued_at, then lease_id)."""
         c = leases_table.c
-        return int(self.conn.execute(
-            sa.select(sa.func.count()).select_from(leases_table).where(
-                c.expires_at > now,
-                sa.or_(c.issued_at < issued_at, sa.and_(c.issued_at == issued_at, c.lease_id < lease_id)),
-            )
-        ).scalar_one())
+        return int(
+            self.conn.execute(
+                sa.select(sa.func.count())
+                .select_from(leases_table)
+                .where(
+                    c.expires_at > now,
+                    sa.or_(c.issued_at < issued_at, sa.and_(c.issued_at == issued_at, c.lease_id < lease_id)),
+                )
+            ).scalar_one()
+        )
 
     def delete_expired(self, now: int) -> int:
         return self.conn.execute(sa.delete(leases_table).where(leases_table.c.expires_at <= now)).rowcount
 
     def insert_lease(self, lease: LeaseRow) -> None:
-        self.conn.execute(sa.insert(leases_table).values(
-            lease_id=lease.lease_id,
-            instance_fingerprint=lease.instance_fingerprint,
-            public_key=lease.public_key,
-            features=json.dumps(list(lease.features)),
-            issued_at=lease.issued_at,
-            renewed_at=lease.renewed_at,
-            expires_at=lease.expires_at,
-        ))
+        self.conn.execute(
+            sa.insert(leases_table).values(
+                lease_id=lease.lease_id,
+                instance_fingerprint=lease.instance_fingerprint,
+                public_key=lease.public_key,
+                features=json.dumps(list(lease.features)),
+                issued_at=lease.issued_at,
+                renewed_at=lease.renewed_at,
+                expires_at=lease.expires_at,
+            )
+        )
 
-    def extend_lease(self, lease_id: str, *, renewed_at: int, expires_at: int,
-                     features: tuple[str, ...] | None = None) -> None:
+    def extend_lease(
+        self, lease_id: str, *, renewed_at: int, expires_at: int, features: tuple[str, ...] | None = None
+    ) -> None:
         values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at}
         if features is not None:
             values["features"] = json.dumps(list(features))
@@ -194,8 +202,9 @@ class StoreTx:
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
         """Record a request nonce; False when it was already seen (a replay)."""
         seen = self.conn.execute(
-            sa.select(nonces_table.c.nonce).where(nonces_table.c.fingerprint == fingerprint,
-                                                  nonces_table.c.nonce == nonce)
+            sa.select(nonces_table.c.nonce).where(
+                nonces_table.c.fingerprint == fingerprint, nonces_table.c.nonce == nonce
+            )
         ).first()
         if seen is not None:
             return False

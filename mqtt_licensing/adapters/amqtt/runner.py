@@ -19,9 +19,9 @@ import yaml
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from .adapters.amqtt_plugin import LicensingPlugin
-from .agent.service import LicensingAgent
-from .core.errors import ErrorCode, LicensingError
+from ...agent.service import LicensingAgent
+from ...core.errors import ErrorCode, LicensingError
+from .plugin import LicensingPlugin
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The vendor's domain logic: licenses, activations, certificates. No HTTP here.
 
-:class:`VendorService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
+:class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
 CLI verbs directly on the data folder, and by tests. It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation)
 is one transaction that first locks the license row.
@@ -32,9 +32,9 @@ from ...core import labels
 from ...core.codes import armor, unarmor
 from ...core.documents import (
     MODELS,
+    VERDICT_CODES,
     ActivationCertificate,
     FloatingCertificate,
-    VERDICT_CODES,
     InstanceRequest,
     Verdict,
     open_instance_request,
@@ -60,10 +60,17 @@ KEY_NAME = "vendor"
 
 Clock = Callable[[], int]
 
-_LICENSE_FIELDS = ("features", "model", "max_activations", "seats", "expires_at", "support_until",
-                   "max_connections")
-_UPDATE_FIELDS = ("add_features", "remove_features", "expires_at", "support_until", "max_activations",
-                  "max_connections", "seats", "status")
+_LICENSE_FIELDS = ("features", "model", "max_activations", "seats", "expires_at", "support_until", "max_connections")
+_UPDATE_FIELDS = (
+    "add_features",
+    "remove_features",
+    "expires_at",
+    "support_until",
+    "max_activations",
+    "max_connections",
+    "seats",
+    "status",
+)
 
 
 def system_clock() -> int:
@@ -144,19 +151,27 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
 _WRONG_MODEL_HINT = {
     "online": "it is activated online with its key ($license/activate, method online)",
     "offline": "generate a usage request code ($license/offline/request) and have the vendor turn it "
-               "into a usage license (vendor offline-activate)",
+    "into a usage license (vendor offline-activate)",
     "floating": "it provisions a floating license server (mqtt-licensing floating activate), "
-                "from which brokers lease seats",
+    "from which brokers lease seats",
 }
 
 
-class VendorService:
+class ActivationService:
     """The activation server's behaviour; thread-safe (all state is in the database)."""
 
-    def __init__(self, store: VendorStore, signing_key: Ed25519PrivateKey, *, clock: Clock = system_clock,
-                 certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME, max_clock_skew: int = MAX_CLOCK_SKEW,
-                 rate_limit_failures: int = RATE_LIMIT_FAILURES, rate_limit_window: int = RATE_LIMIT_WINDOW,
-                 data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: VendorStore,
+        signing_key: Ed25519PrivateKey,
+        *,
+        clock: Clock = system_clock,
+        certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
+        max_clock_skew: int = MAX_CLOCK_SKEW,
+        rate_limit_failures: int = RATE_LIMIT_FAILURES,
+        rate_limit_window: int = RATE_LIMIT_WINDOW,
+        data_dir: Path | None = None,
+    ) -> None:
         if certificate_lifetime <= 0:
             raise ValueError("certificate_lifetime must be positive")
         self.store = store
@@ -169,7 +184,7 @@ class VendorService:
         self.data_dir = data_dir
 
     @classmethod
-    def open(cls, data_dir: str | Path, *, database_url: str | None = None, **options: Any) -> VendorService:
+    def open(cls, data_dir: str | Path, *, database_url: str | None = None, **options: Any) -> ActivationService:
         """Open (creating on first use) the vendor state in ``data_dir``: vendor.key/.pub, vendor.db."""
         data_dir = Path(data_dir)
         key = load_or_create_signing_key(data_dir, KEY_NAME)
@@ -190,9 +205,17 @@ class VendorService:
 
     # == admin: licenses =======================================================
 
-    def issue_license(self, *, features: Any, model: Any = "online", max_activations: Any = 1, seats: Any = None,
-                      expires_at: Any = None, support_until: Any = None,
-                      max_connections: Any = None) -> tuple[dict[str, Any], str]:
+    def issue_license(
+        self,
+        *,
+        features: Any,
+        model: Any = "online",
+        max_activations: Any = 1,
+        seats: Any = None,
+        expires_at: Any = None,
+        support_until: Any = None,
+        max_connections: Any = None,
+    ) -> tuple[dict[str, Any], str]:
         """Create a license; returns (its record, the key). The key is never stored or shown again."""
         if model not in MODELS:
             raise _bad(f"model must be one of {', '.join(MODELS)}")
@@ -205,12 +228,20 @@ class VendorService:
         now = self.clock()
         key = format_key(secrets.token_bytes(15))
         record = LicenseRecord(
-            id=new_id("lic"), key_digest=key_digest(key), key_mask=mask_key(key), model=model,
-            features=_features(features), max_activations=max_activations or 1, seats=seats,
+            id=new_id("lic"),
+            key_digest=key_digest(key),
+            key_mask=mask_key(key),
+            model=model,
+            features=_features(features),
+            max_activations=max_activations or 1,
+            seats=seats,
             expires_at=_opt_int("expires_at", expires_at, minimum=0),
             support_until=_opt_int("support_until", support_until, minimum=0),
             max_connections=_opt_int("max_connections", max_connections, minimum=0),
-            status="active", created_at=now, updated_at=now)
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
         with self.store.transaction() as tx:
             tx.insert_license(record)
         log.info("issued license %s (%s, %s)", record.id, model, ",".join(record.features))
@@ -299,8 +330,10 @@ class VendorService:
             if act is None:
                 raise LicensingError(ErrorCode.ACTIVATION_NOT_FOUND, f"no activation {activation_id!r} exists")
             if not act.active:
-                raise LicensingError(ErrorCode.ALREADY_FREE, f"activation {act.id} was already freed "
-                                     f"({act.freed_reason}, {format_time(act.freed_at)})")
+                raise LicensingError(
+                    ErrorCode.ALREADY_FREE,
+                    f"activation {act.id} was already freed ({act.freed_reason}, {format_time(act.freed_at)})",
+                )
             act = self._free(tx, act, now, "freed_by_vendor")
         log.info("activation %s of %s freed by the vendor", act.id, act.license_id)
         return activation_to_dict(act)
@@ -309,8 +342,7 @@ class VendorService:
 
     def activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
         """Online activation. Returns certificate (bytes), activation_id, license_id, reused."""
-        lic, act, reused, now = self._first_contact(license_key, request, client,
-                                                    labels.KIND_ACTIVATE, "online")
+        lic, act, reused, now = self._first_contact(license_key, request, client, labels.KIND_ACTIVATE, "online")
         cert = self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
         return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
 
@@ -334,9 +366,14 @@ class VendorService:
             return None
         if not claimed.activation_id:
             return None
-        return Verdict(verdict=str(exc.code), activation_id=claimed.activation_id,
-                       instance_fingerprint=claimed.fingerprint, request_nonce=claimed.nonce,
-                       issued_at=self.clock(), message=exc.message).sign(self.signing_key)
+        return Verdict(
+            verdict=str(exc.code),
+            activation_id=claimed.activation_id,
+            instance_fingerprint=claimed.fingerprint,
+            request_nonce=claimed.nonce,
+            issued_at=self.clock(),
+            message=exc.message,
+        ).sign(self.signing_key)
 
     def deactivate(self, request: bytes) -> None:
         """Free the activation named by a deactivate request signed with its instance key."""
@@ -345,16 +382,19 @@ class VendorService:
             act, req = self._verify_known(tx, request, labels.KIND_DEACTIVATE)
             self._check_fresh(req, now)
             if not act.active:
-                raise LicensingError(ErrorCode.ALREADY_FREE, f"activation {act.id} is already free "
-                                     f"({act.freed_reason}, {format_time(act.freed_at)})")
+                raise LicensingError(
+                    ErrorCode.ALREADY_FREE,
+                    f"activation {act.id} is already free ({act.freed_reason}, {format_time(act.freed_at)})",
+                )
             self._free(tx, act, now, "deactivated")
         log.info("activation %s of %s deactivated", act.id, act.license_id)
 
     # == public: floating servers, online =====================================
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
-        lic, act, reused, now = self._first_contact(license_key, request, client,
-                                                    labels.KIND_FLOATING_ACTIVATE, "floating")
+        lic, act, reused, now = self._first_contact(
+            license_key, request, client, labels.KIND_FLOATING_ACTIVATE, "floating"
+        )
         cert = self._floating_certificate(lic, act, now)
         return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
 
@@ -366,12 +406,16 @@ class VendorService:
 
     def offline_activate(self, request_code: Any) -> dict[str, Any]:
         """Turn a usage request code into a usage license (armoured text)."""
-        lic, act, reused, now = self._offline_bind(request_code, labels.USAGE_REQUEST,
-                                                   labels.KIND_OFFLINE_REQUEST, "offline")
-        cert = self._activation_certificate(lic, act, now, valid_until=lic.expires_at,
-                                            request_nonce=act.request_nonce)
-        return {"usage_license": armor(labels.USAGE_LICENSE, cert), "activation_id": act.id,
-                "license_id": lic.id, "reused": reused}
+        lic, act, reused, now = self._offline_bind(
+            request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, "offline"
+        )
+        cert = self._activation_certificate(lic, act, now, valid_until=lic.expires_at, request_nonce=act.request_nonce)
+        return {
+            "usage_license": armor(labels.USAGE_LICENSE, cert),
+            "activation_id": act.id,
+            "license_id": lic.id,
+            "reused": reused,
+        }
 
     def offline_deactivate(self, code: Any) -> dict[str, Any]:
         """Free the activation named by an instance-signed deactivation code; exactly once."""
@@ -383,19 +427,29 @@ class VendorService:
                 raise _bad("the deactivation code names another license than its activation's")
             result = {"activation_id": act.id, "license_id": act.license_id}
             if not act.active:
-                return {"freed": False, "already_free": True, **result,
-                        "freed_at": act.freed_at, "freed_reason": act.freed_reason}
+                return {
+                    "freed": False,
+                    "already_free": True,
+                    **result,
+                    "freed_at": act.freed_at,
+                    "freed_reason": act.freed_reason,
+                }
             self._free(tx, act, now, "offline_deactivation")
         log.info("activation %s of %s freed by an offline deactivation code", act.id, act.license_id)
         return {"freed": True, "already_free": False, **result}
 
     def floating_issue(self, request_code: Any) -> dict[str, Any]:
         """Turn a floating server's request code into an armoured floating certificate."""
-        lic, act, reused, now = self._offline_bind(request_code, labels.FLOATING_REQUEST,
-                                                   labels.KIND_FLOATING_REQUEST, "floating")
+        lic, act, reused, now = self._offline_bind(
+            request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, "floating"
+        )
         cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce)
-        return {"certificate": armor(labels.FLOATING_CERTIFICATE, cert), "activation_id": act.id,
-                "license_id": lic.id, "reused": reused}
+        return {
+            "certificate": armor(labels.FLOATING_CERTIFICATE, cert),
+            "activation_id": act.id,
+            "license_id": lic.id,
+            "reused": reused,
+        }
 
     # == internals ===========================================================
 
@@ -412,9 +466,10 @@ class VendorService:
 
     def _check_usable(self, lic: LicenseRecord, now: int, model: str | None) -> None:
         if model is not None and lic.model != model:
-            raise LicensingError(ErrorCode.WRONG_MODEL,
-                                 f"license {lic.id} is a {lic.model} license, not {model}: "
-                                 f"{_WRONG_MODEL_HINT[lic.model]}")
+            raise LicensingError(
+                ErrorCode.WRONG_MODEL,
+                f"license {lic.id} is a {lic.model} license, not {model}: {_WRONG_MODEL_HINT[lic.model]}",
+            )
         if lic.status == "revoked":
             raise LicensingError(ErrorCode.REVOKED, f"license {lic.id} has been revoked")
         if lic.status == "suspended":
@@ -425,9 +480,11 @@ class VendorService:
     def _check_fresh(self, request: InstanceRequest, now: int) -> None:
         skew = request.created_at - now
         if abs(skew) > self.max_clock_skew:
-            raise _bad(f"the request was made {abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the "
-                       f"server's time ({format_time(now)}): the instance's clock is off, or the request "
-                       f"is a replay; fix the clock and retry")
+            raise _bad(
+                f"the request was made {abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the "
+                f"server's time ({format_time(now)}): the instance's clock is off, or the request "
+                f"is a replay; fix the clock and retry"
+            )
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
@@ -438,9 +495,10 @@ class VendorService:
         if rate is not None:
             start, failures = rate
             if now - start < self.rate_limit_window and failures >= self.rate_limit_failures:
-                raise LicensingError(ErrorCode.RATE_LIMITED,
-                                     f"too many failed license keys from {client}; retry in "
-                                     f"{self.rate_limit_window - (now - start)} s")
+                raise LicensingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many failed license keys from {client}; retry in {self.rate_limit_window - (now - start)} s",
+                )
 
     def _record_failure(self, client: str, now: int, tx: Tx | None = None) -> None:
         if tx is None:
@@ -454,8 +512,9 @@ class VendorService:
             tx.put_rate(client, rate[0], rate[1] + 1)
 
     # -- first contact --------------------------------------------------------------
-    def _first_contact(self, license_key: Any, blob: bytes, client: str, kind: str,
-                       model: str) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+    def _first_contact(
+        self, license_key: Any, blob: bytes, client: str, kind: str, model: str
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
         now = self.clock()
         self._check_rate(client, now)
         try:
@@ -480,12 +539,18 @@ class VendorService:
                 act, reused = self._bind(tx, lic, request, now)
         if lic is None:
             raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known to the vendor")
-        log.info("%s %s of %s for instance %s", "re-activation" if reused else "activation", act.id, lic.id,
-                 act.instance_fingerprint)
+        log.info(
+            "%s %s of %s for instance %s",
+            "re-activation" if reused else "activation",
+            act.id,
+            lic.id,
+            act.instance_fingerprint,
+        )
         return lic, act, reused, now
 
-    def _offline_bind(self, code: Any, label: str, kind: str,
-                      model: str) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+    def _offline_bind(
+        self, code: Any, label: str, kind: str, model: str
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
         request = open_instance_request(unarmor(code, label), kind)
         if not request.key_digest:
             raise _bad("the request code names no license key")
@@ -497,16 +562,23 @@ class VendorService:
             self._check_usable(lic, now, model)
             if request.activation_id is not None:
                 named = tx.get_activation(request.activation_id)
-                if named is not None and (named.license_id != lic.id
-                                          or named.instance_fingerprint != request.fingerprint):
+                if named is not None and (
+                    named.license_id != lic.id or named.instance_fingerprint != request.fingerprint
+                ):
                     raise _bad("the request names an activation of another license or instance")
             act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
-        log.info("offline %s %s of %s for instance %s", "update" if reused else "activation", act.id, lic.id,
-                 act.instance_fingerprint)
+        log.info(
+            "offline %s %s of %s for instance %s",
+            "update" if reused else "activation",
+            act.id,
+            lic.id,
+            act.instance_fingerprint,
+        )
         return lic, act, reused, now
 
-    def _bind(self, tx: Tx, lic: LicenseRecord, request: InstanceRequest, now: int,
-              nonce: str | None = None) -> tuple[ActivationRecord, bool]:
+    def _bind(
+        self, tx: Tx, lic: LicenseRecord, request: InstanceRequest, now: int, nonce: str | None = None
+    ) -> tuple[ActivationRecord, bool]:
         """The instance's live activation of ``lic`` (reused), or a new one if any is left.
 
         Must run in the transaction that locked ``lic``.
@@ -516,22 +588,33 @@ class VendorService:
             updates: dict[str, Any] = {"last_check_in_at": now}
             if nonce is not None and existing.request_nonce != nonce:
                 if existing.request_created_at is not None and request.created_at < existing.request_created_at:
-                    raise LicensingError(ErrorCode.REQUEST_SUPERSEDED,
-                                         "a newer request code of this instance was already answered; "
-                                         "use the newest request code")
+                    raise LicensingError(
+                        ErrorCode.REQUEST_SUPERSEDED,
+                        "a newer request code of this instance was already answered; use the newest request code",
+                    )
                 updates.update(request_nonce=nonce, request_created_at=request.created_at)
             tx.update_activation(existing.id, **updates)
             return replace(existing, **updates), True
         used = tx.count_active(lic.id)
         if used >= lic.max_activations:
-            raise LicensingError(ErrorCode.NO_ACTIVATIONS_LEFT,
-                                 f"all {lic.max_activations} activation(s) of license {lic.id} are in use: "
-                                 f"deactivate one, or ask the vendor to free a lost one")
+            raise LicensingError(
+                ErrorCode.NO_ACTIVATIONS_LEFT,
+                f"all {lic.max_activations} activation(s) of license {lic.id} are in use: "
+                f"deactivate one, or ask the vendor to free a lost one",
+            )
         act = ActivationRecord(
-            id=new_id("act"), license_id=lic.id, instance_fingerprint=request.fingerprint,
-            public_key=request.public_key, model=lic.model, created_at=now, last_check_in_at=now,
-            request_nonce=nonce, request_created_at=request.created_at if nonce is not None else None,
-            freed_at=None, freed_reason=None)
+            id=new_id("act"),
+            license_id=lic.id,
+            instance_fingerprint=request.fingerprint,
+            public_key=request.public_key,
+            model=lic.model,
+            created_at=now,
+            last_check_in_at=now,
+            request_nonce=nonce,
+            request_created_at=request.created_at if nonce is not None else None,
+            freed_at=None,
+            freed_reason=None,
+        )
         tx.insert_activation(act)
         return act, False
 
@@ -543,8 +626,9 @@ class VendorService:
             raise _bad("the request names no activation")
         act = tx.get_activation(claimed.activation_id)
         if act is None:
-            raise LicensingError(ErrorCode.ACTIVATION_NOT_FOUND,
-                                 f"activation {claimed.activation_id!r} is not known to the vendor")
+            raise LicensingError(
+                ErrorCode.ACTIVATION_NOT_FOUND, f"activation {claimed.activation_id!r} is not known to the vendor"
+            )
         request = open_instance_request(blob, kind, load_public_key(act.public_key))
         if request.fingerprint != act.instance_fingerprint:
             raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request is not from the activated instance")
@@ -556,41 +640,74 @@ class VendorService:
             act, request = self._verify_known(tx, blob, kind)
             self._check_fresh(request, now)
             if not act.active:
-                why = {"deactivated": "it was deactivated",
-                       "freed_by_vendor": "the vendor freed it",
-                       "offline_deactivation": "it was freed by an offline deactivation code"
-                       }.get(act.freed_reason or "", "it was freed")
-                raise LicensingError(ErrorCode.ACTIVATION_NOT_FOUND,
-                                     f"activation {act.id} is no longer valid: {why} at "
-                                     f"{format_time(act.freed_at)}; activate again")
+                why = {
+                    "deactivated": "it was deactivated",
+                    "freed_by_vendor": "the vendor freed it",
+                    "offline_deactivation": "it was freed by an offline deactivation code",
+                }.get(act.freed_reason or "", "it was freed")
+                raise LicensingError(
+                    ErrorCode.ACTIVATION_NOT_FOUND,
+                    f"activation {act.id} is no longer valid: {why} at {format_time(act.freed_at)}; activate again",
+                )
             if act.model != model:
-                raise LicensingError(ErrorCode.WRONG_MODEL,
-                                     f"activation {act.id} is {act.model}, it cannot check in as {model}")
+                raise LicensingError(
+                    ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
+                )
             lic = self._license(tx, act.license_id, lock=True)
             self._check_usable(lic, now, None)
             tx.update_activation(act.id, last_check_in_at=now)
         return lic, replace(act, last_check_in_at=now), now
 
     # -- documents -------------------------------------------------------------------
-    def _activation_certificate(self, lic: LicenseRecord, act: ActivationRecord, now: int, *,
-                                valid_until: int | None, request_nonce: str | None = None) -> bytes:
+    def _activation_certificate(
+        self,
+        lic: LicenseRecord,
+        act: ActivationRecord,
+        now: int,
+        *,
+        valid_until: int | None,
+        request_nonce: str | None = None,
+    ) -> bytes:
         return ActivationCertificate(
-            license_id=lic.id, key_mask=lic.key_mask, activation_id=act.id, model=lic.model,
-            features=lic.features, instance_fingerprint=act.instance_fingerprint, issued_at=now,
-            valid_until=valid_until, expires_at=lic.expires_at, support_until=lic.support_until,
-            max_connections=lic.max_connections, request_nonce=request_nonce,
+            license_id=lic.id,
+            key_mask=lic.key_mask,
+            activation_id=act.id,
+            model=lic.model,
+            features=lic.features,
+            instance_fingerprint=act.instance_fingerprint,
+            issued_at=now,
+            valid_until=valid_until,
+            expires_at=lic.expires_at,
+            support_until=lic.support_until,
+            max_connections=lic.max_connections,
+            request_nonce=request_nonce,
         ).sign(self.signing_key)
 
-    def _floating_certificate(self, lic: LicenseRecord, act: ActivationRecord, now: int, *,
-                              request_nonce: str | None = None) -> bytes:
+    def _floating_certificate(
+        self, lic: LicenseRecord, act: ActivationRecord, now: int, *, request_nonce: str | None = None
+    ) -> bytes:
         return FloatingCertificate(
-            license_id=lic.id, key_mask=lic.key_mask, activation_id=act.id,
-            server_fingerprint=act.instance_fingerprint, server_public_key=act.public_key,
-            seats=lic.seats or 0, features=lic.features, issued_at=now, valid_until=lic.expires_at,
-            expires_at=lic.expires_at, support_until=lic.support_until, max_connections=lic.max_connections,
+            license_id=lic.id,
+            key_mask=lic.key_mask,
+            activation_id=act.id,
+            server_fingerprint=act.instance_fingerprint,
+            server_public_key=act.public_key,
+            seats=lic.seats or 0,
+            features=lic.features,
+            issued_at=now,
+            valid_until=lic.expires_at,
+            expires_at=lic.expires_at,
+            support_until=lic.support_until,
+            max_connections=lic.max_connections,
             request_nonce=request_nonce,
         ).sign(self.signing_key)
 
 
-__all__ = ["DEFAULT_CERTIFICATE_LIFETIME", "VendorService", "activation_to_dict", "format_time",
-           "license_to_dict", "system_clock"]
+__all__ = [
+    "DEFAULT_CERTIFICATE_LIFETIME",
+    "ActivationService",
+    "activation_to_dict",
+    "format_time",
+    "license_to_dict",
+    "system_clock",
+]

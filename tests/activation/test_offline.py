@@ -13,7 +13,7 @@ from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import ActivationCertificate, sign_instance_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import key_digest
-from tests.helpers.vendor import VendorHandle
+from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance
 
@@ -55,8 +55,10 @@ async def test_offline_activate_same_request_twice_and_update(vendor: VendorHand
         assert len(await admin.activations(lic["id"])) == 1
 
         # an older request answered after a newer one would undo the update
-        await _expect(ErrorCode.REQUEST_SUPERSEDED,
-                      admin.offline_activate(inst.offline_request_code(key, created_at=int(time.time()) - 3600)))
+        await _expect(
+            ErrorCode.REQUEST_SUPERSEDED,
+            admin.offline_activate(inst.offline_request_code(key, created_at=int(time.time()) - 3600)),
+        )
 
 
 async def test_offline_requests_may_be_days_old(vendor: VendorHandle) -> None:
@@ -80,8 +82,10 @@ async def test_offline_refusals(vendor: VendorHandle) -> None:
         lines = code.splitlines()
         lines[1] = ("1" if lines[1][0] != "1" else "2") + lines[1][1:]
         await _expect(ErrorCode.INVALID_CODE, admin.offline_activate("\n".join(lines)))
-        await _expect(ErrorCode.WRONG_DOCUMENT,
-                      admin.offline_activate(code.replace(labels.USAGE_REQUEST, labels.DEACTIVATION_CODE)))
+        await _expect(
+            ErrorCode.WRONG_DOCUMENT,
+            admin.offline_activate(code.replace(labels.USAGE_REQUEST, labels.DEACTIVATION_CODE)),
+        )
 
         await admin.suspend(lic["id"])
         await _expect(ErrorCode.SUSPENDED, admin.offline_activate(Instance().offline_request_code(offline)))
@@ -117,8 +121,7 @@ async def test_offline_deactivation_once_replay_and_forgery(vendor: VendorHandle
 
         # the activation is usable elsewhere now
         await admin.offline_activate(Instance().offline_request_code(key))
-        await _expect(ErrorCode.ACTIVATION_NOT_FOUND,
-                      admin.offline_deactivate(inst.deactivation_code("act_missing")))
+        await _expect(ErrorCode.ACTIVATION_NOT_FOUND, admin.offline_deactivate(inst.deactivation_code("act_missing")))
         wrong_license = inst.deactivation_code(activation_id, "lic_other")
         await _expect(ErrorCode.BAD_REQUEST, admin.offline_deactivate(wrong_license))
 
@@ -136,6 +139,11 @@ def test_sign_instance_request_fields_are_what_the_agent_sends(vendor: VendorHan
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = vendor.issue(model="offline")
-    blob = sign_instance_request(Ed25519PrivateKey.generate(), kind="offline_request", nonce="n",
-                                 created_at=int(time.time()), key_digest=key_digest(key))
+    blob = sign_instance_request(
+        Ed25519PrivateKey.generate(),
+        kind="offline_request",
+        nonce="n",
+        created_at=int(time.time()),
+        key_digest=key_digest(key),
+    )
     assert vendor.service.offline_activate(armor(labels.USAGE_REQUEST, blob))["reused"] is False

@@ -23,7 +23,7 @@ from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import normalize_key
 from mqtt_licensing.core.signing import public_key_from_text, unb64
 from mqtt_licensing.servers.common import free_port
-from tests.helpers.vendor import VendorHandle
+from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance
 
@@ -39,9 +39,23 @@ def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
 
 def test_issue_prints_only_the_key_and_terms_are_stored(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
-    code, out, err = run(capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server,mqtt_server_support",
-                         "--activations", "3", "--expires", "2031-02-03", "--support-until", "2030-01-01",
-                         "--max-connections", "40")
+    code, out, err = run(
+        capsys,
+        "vendor",
+        "issue",
+        "--data",
+        data,
+        "--features",
+        "mqtt_server,mqtt_server_support",
+        "--activations",
+        "3",
+        "--expires",
+        "2031-02-03",
+        "--support-until",
+        "2030-01-01",
+        "--max-connections",
+        "40",
+    )
     assert code == 0 and KEY_LINE.fullmatch(out) and err == ""
     normalize_key(out)
 
@@ -52,9 +66,24 @@ def test_issue_prints_only_the_key_and_terms_are_stored(tmp_path: Path, capsys: 
     assert lic["support_until"] == 1893456000 and lic["max_connections"] == 40
     assert lic["key_mask"] in run(capsys, "vendor", "licenses", "--data", data)[1]
 
-    code, out, _ = run(capsys, "vendor", "update", "--data", data, lic["id"], "--add-features",
-                       "iot_bridge_snowflake", "--remove-features", "mqtt_server_support", "--expires", "never",
-                       "--max-connections", "unlimited", "--activations", "5")
+    code, out, _ = run(
+        capsys,
+        "vendor",
+        "update",
+        "--data",
+        data,
+        lic["id"],
+        "--add-features",
+        "iot_bridge_snowflake",
+        "--remove-features",
+        "mqtt_server_support",
+        "--expires",
+        "never",
+        "--max-connections",
+        "unlimited",
+        "--activations",
+        "5",
+    )
     assert code == 0 and "iot_bridge_snowflake, mqtt_server" in out
     code, out, _ = run(capsys, "vendor", "show", "--data", data, lic["id"], "--json")
     shown = json.loads(out)
@@ -115,8 +144,9 @@ def test_offline_round_trip_with_files(tmp_path: Path, capsys: Any) -> None:
     request_file = tmp_path / "request.txt"
     request_file.write_text(inst.offline_request_code(key.strip()))
     out_file = tmp_path / "usage-license.txt"
-    code, out, err = run(capsys, "vendor", "offline-activate", "--data", data, "--request", str(request_file),
-                         "--out", str(out_file))
+    code, out, err = run(
+        capsys, "vendor", "offline-activate", "--data", data, "--request", str(request_file), "--out", str(out_file)
+    )
     assert code == 0 and out.startswith(f"-----BEGIN {labels.USAGE_LICENSE}-----")
     assert out_file.read_text() == out and "created" in err
     pub = public_key_from_text((tmp_path / "v" / "vendor.pub").read_text())
@@ -139,14 +169,16 @@ def test_offline_round_trip_with_files(tmp_path: Path, capsys: Any) -> None:
 
 def test_floating_issue_with_files(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
-    key = run(capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server", "--model", "floating",
-              "--seats", "4")[1].strip()
+    key = run(
+        capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server", "--model", "floating", "--seats", "4"
+    )[1].strip()
     server = Instance()
     request_file = tmp_path / "floating-request.txt"
     request_file.write_text(server.floating_request_code(key))
     out_file = tmp_path / "floating-cert.txt"
-    code, out, _ = run(capsys, "vendor", "floating-issue", "--data", data, "--request", str(request_file),
-                       "--out", str(out_file))
+    code, out, _ = run(
+        capsys, "vendor", "floating-issue", "--data", data, "--request", str(request_file), "--out", str(out_file)
+    )
     assert code == 0
     pub = public_key_from_text(run(capsys, "vendor", "public-key", "--data", data)[1])
     cert = FloatingCertificate.open(unarmor(out_file.read_text(), labels.FLOATING_CERTIFICATE), pub)
@@ -155,8 +187,13 @@ def test_floating_issue_with_files(tmp_path: Path, capsys: Any) -> None:
 
 def test_entry_point_issue_prints_only_the_key(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "mqtt-licensing"
-    result = subprocess.run([str(exe), "vendor", "issue", "--data", str(tmp_path / "v"), "--features", "mqtt_server"],
-                            capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [str(exe), "vendor", "issue", "--data", str(tmp_path / "v"), "--features", "mqtt_server"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert KEY_LINE.fullmatch(result.stdout)
 
@@ -164,9 +201,12 @@ def test_entry_point_issue_prints_only_the_key(tmp_path: Path) -> None:
 def test_serve_prints_where_things_are_and_serves(tmp_path: Path) -> None:
     data, port = tmp_path / "v", free_port()
     exe = Path(sys.executable).parent / "mqtt-licensing"
-    proc = subprocess.Popen([str(exe), "vendor", "serve", "--data", str(data), "--port", str(port),
-                             "--certificate-lifetime", "120"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [str(exe), "vendor", "serve", "--data", str(data), "--port", str(port), "--certificate-lifetime", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         banner = [proc.stdout.readline() for _ in range(3)]  # type: ignore[union-attr]
         assert f"http://127.0.0.1:{port}" in banner[0]
@@ -182,11 +222,17 @@ def test_serve_prints_where_things_are_and_serves(tmp_path: Path) -> None:
             pytest.fail("vendor serve did not answer")
         assert health["public_key"] == (data / "vendor.pub").read_text().strip()
         token = (data / "admin.token").read_text().strip()
-        created = httpx.post(f"{url}/v1/admin/licenses", json={"features": ["mqtt_server"]},
-                             headers={"Authorization": f"Bearer {token}"}, trust_env=False, timeout=5).json()
+        created = httpx.post(
+            f"{url}/v1/admin/licenses",
+            json={"features": ["mqtt_server"]},
+            headers={"Authorization": f"Bearer {token}"},
+            trust_env=False,
+            timeout=5,
+        ).json()
         inst = Instance()
-        activated = httpx.post(f"{url}/v1/activations", json=inst.activation_body(created["key"]),
-                               trust_env=False, timeout=5).json()
+        activated = httpx.post(
+            f"{url}/v1/activations", json=inst.activation_body(created["key"]), trust_env=False, timeout=5
+        ).json()
         cert = ActivationCertificate.open(unb64(activated["certificate"]), public_key_from_text(health["public_key"]))
         assert cert.valid_until is not None and cert.valid_until - cert.issued_at == 120
     finally:

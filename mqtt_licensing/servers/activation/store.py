@@ -58,8 +58,14 @@ activations = sa.Table(
     sa.Column("freed_reason", sa.String(32), nullable=True),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
     # At most one live activation per instance and license, whatever the domain code does.
-    sa.Index("uq_activations_live", "license_id", "instance_fingerprint", unique=True,
-             sqlite_where=sa.text("freed_at IS NULL"), postgresql_where=sa.text("freed_at IS NULL")),
+    sa.Index(
+        "uq_activations_live",
+        "license_id",
+        "instance_fingerprint",
+        unique=True,
+        sqlite_where=sa.text("freed_at IS NULL"),
+        postgresql_where=sa.text("freed_at IS NULL"),
+    ),
 )
 
 rate_limits = sa.Table(
@@ -158,13 +164,19 @@ class Tx:
 
     # -- activations -----------------------------------------------------------
     def count_active(self, license_id: str) -> int:
-        query = sa.select(sa.func.count()).select_from(activations).where(
-            activations.c.license_id == license_id, activations.c.freed_at.is_(None))
+        query = (
+            sa.select(sa.func.count())
+            .select_from(activations)
+            .where(activations.c.license_id == license_id, activations.c.freed_at.is_(None))
+        )
         return int(self.conn.execute(query).scalar_one())
 
     def active_counts(self) -> dict[str, int]:
-        query = (sa.select(activations.c.license_id, sa.func.count())
-                 .where(activations.c.freed_at.is_(None)).group_by(activations.c.license_id))
+        query = (
+            sa.select(activations.c.license_id, sa.func.count())
+            .where(activations.c.freed_at.is_(None))
+            .group_by(activations.c.license_id)
+        )
         return {license_id: int(n) for license_id, n in self.conn.execute(query)}
 
     def get_activation(self, activation_id: str) -> ActivationRecord | None:
@@ -172,10 +184,13 @@ class Tx:
         return _activation(row) if row is not None else None
 
     def find_live_activation(self, license_id: str, fingerprint: str) -> ActivationRecord | None:
-        row = self.conn.execute(sa.select(activations).where(
-            activations.c.license_id == license_id,
-            activations.c.instance_fingerprint == fingerprint,
-            activations.c.freed_at.is_(None))).first()
+        row = self.conn.execute(
+            sa.select(activations).where(
+                activations.c.license_id == license_id,
+                activations.c.instance_fingerprint == fingerprint,
+                activations.c.freed_at.is_(None),
+            )
+        ).first()
         return _activation(row) if row is not None else None
 
     def insert_activation(self, record: ActivationRecord) -> None:
@@ -195,16 +210,21 @@ class Tx:
     # -- rate limiting -----------------------------------------------------------
     def get_rate(self, address: str) -> tuple[int, int] | None:
         """(window_start, failures) for a client address, if it ever failed."""
-        row = self.conn.execute(sa.select(rate_limits.c.window_start, rate_limits.c.failures)
-                                .where(rate_limits.c.address == address)).first()
+        row = self.conn.execute(
+            sa.select(rate_limits.c.window_start, rate_limits.c.failures).where(rate_limits.c.address == address)
+        ).first()
         return (int(row[0]), int(row[1])) if row is not None else None
 
     def put_rate(self, address: str, window_start: int, failures: int) -> None:
-        updated = self.conn.execute(rate_limits.update().where(rate_limits.c.address == address)
-                                    .values(window_start=window_start, failures=failures))
+        updated = self.conn.execute(
+            rate_limits.update()
+            .where(rate_limits.c.address == address)
+            .values(window_start=window_start, failures=failures)
+        )
         if updated.rowcount == 0:
-            self.conn.execute(rate_limits.insert().values(address=address, window_start=window_start,
-                                                          failures=failures))
+            self.conn.execute(
+                rate_limits.insert().values(address=address, window_start=window_start, failures=failures)
+            )
 
     def prune_rates(self, older_than: int) -> None:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))

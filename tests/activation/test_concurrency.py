@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from tests.helpers.vendor import VendorHandle
+from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance
 

@@ -1,6 +1,6 @@
 """A real vendor activation server for tests: uvicorn on 127.0.0.1 on a background thread.
 
-    from tests.helpers.vendor import start_vendor
+    from tests.helpers.activation import start_vendor
 
     with start_vendor(tmp_path / "vendor") as vendor:
         key = vendor.issue(features=["mqtt_server"], max_activations=2)
@@ -9,7 +9,7 @@
 
 Attributes: ``url``, ``token`` (admin bearer token), ``data_dir``, ``public_key``
 (Ed25519PublicKey), ``public_key_text`` (what brokers pin), ``service`` (the
-:class:`VendorService`, for quick admin actions without HTTP), ``port``.
+:class:`ActivationService`, for quick admin actions without HTTP), ``port``.
 ``clock`` (optional): a callable returning int unix seconds, shared by the server.
 """
 
@@ -21,20 +21,26 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mqtt_licensing.servers.activation import ActivationService, create_app
+from mqtt_licensing.servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, system_clock
 from mqtt_licensing.servers.common import ServerThread, free_port, load_or_create_token
-from mqtt_licensing.servers.vendor import VendorService, create_app
-from mqtt_licensing.servers.vendor.service import DEFAULT_CERTIFICATE_LIFETIME, system_clock
 
 
 class VendorHandle:
-    def __init__(self, data_dir: Path, *, certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
-                 port: int = 0, clock: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
+        port: int = 0,
+        clock: Callable[[], int] | None = None,
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock or system_clock
         self.port = port or free_port()
         self.token = load_or_create_token(self.data_dir)
-        self.service: VendorService | None = None
+        self.service: ActivationService | None = None
         self._thread: ServerThread | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -44,8 +50,9 @@ class VendorHandle:
             raise RuntimeError("the vendor server is already running")
         if self.service is not None:
             self.service.close()
-        self.service = VendorService.open(self.data_dir, certificate_lifetime=self.certificate_lifetime,
-                                          clock=self.clock)
+        self.service = ActivationService.open(
+            self.data_dir, certificate_lifetime=self.certificate_lifetime, clock=self.clock
+        )
         thread = ServerThread(create_app(self.service, self.token), port=self.port)
         thread.start()
         self._thread = thread
@@ -93,13 +100,14 @@ class VendorHandle:
 
     def issue(self, features: list[str] | tuple[str, ...] = ("mqtt_server",), **terms: Any) -> str:
         """Issue a license and return its key. Terms: model, max_activations, seats,
-        expires_at, support_until, max_connections (as VendorService.issue_license)."""
+        expires_at, support_until, max_connections (as ActivationService.issue_license)."""
         assert self.service is not None
         _license, key = self.service.issue_license(features=list(features), **terms)
         return key
 
-    def issue_license(self, features: list[str] | tuple[str, ...] = ("mqtt_server",),
-                      **terms: Any) -> tuple[dict[str, Any], str]:
+    def issue_license(
+        self, features: list[str] | tuple[str, ...] = ("mqtt_server",), **terms: Any
+    ) -> tuple[dict[str, Any], str]:
         """Like :meth:`issue` but returns (license record, key)."""
         assert self.service is not None
         return self.service.issue_license(features=list(features), **terms)
@@ -108,14 +116,20 @@ class VendorHandle:
         """The id of the license a key belongs to."""
         assert self.service is not None
         from mqtt_licensing.core.keys import key_digest
+
         with self.service.store.transaction() as tx:
             lic = tx.get_license_by_digest(key_digest(key))
         assert lic is not None, "unknown key"
         return lic.id
 
 
-def start_vendor(data_dir: Path | str, *, certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME, port: int = 0,
-                 clock: Callable[[], int] | None = None) -> VendorHandle:
+def start_vendor(
+    data_dir: Path | str,
+    *,
+    certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
+    port: int = 0,
+    clock: Callable[[], int] | None = None,
+) -> VendorHandle:
     """Start a real vendor server; use as a context manager (or call ``close()``)."""
     return VendorHandle(Path(data_dir), certificate_lifetime=certificate_lifetime, port=port, clock=clock).start()
 

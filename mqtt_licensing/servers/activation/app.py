@@ -1,4 +1,4 @@
-"""The vendor activation server's HTTP API: thin Starlette routes over :class:`VendorService`.
+"""The vendor activation server's HTTP API: thin Starlette routes over :class:`ActivationService`.
 
 Binary fields travel as base64url without padding. Errors are
 ``{"error": {"code", "message"}}`` with the status from ``servers.common.HTTP_STATUS``.
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import b64, unb64
 from ..common import EXCEPTION_HANDLERS, client_address, read_json, require_bearer
-from .service import VendorService
+from .service import ActivationService
 
 Handler = Callable[[Request], Awaitable[JSONResponse]]
 
@@ -48,11 +48,12 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def create_app(service: VendorService, admin_token: str) -> Starlette:
+def create_app(service: ActivationService, admin_token: str) -> Starlette:
     def admin(handler: Handler) -> Handler:
         async def wrapped(request: Request) -> JSONResponse:
             require_bearer(request, admin_token)
             return await handler(request)
+
         return wrapped
 
     # -- public -----------------------------------------------------------------
@@ -66,8 +67,9 @@ def create_app(service: VendorService, admin_token: str) -> Starlette:
         data = await read_json(request)
         key, blob = _field(data, "license_key"), _blob_field(data)
         result = await run_in_threadpool(service.activate, key, blob, client_address(request))
-        return JSONResponse({**result, "certificate": b64(result["certificate"])},
-                            status_code=200 if result["reused"] else 201)
+        return JSONResponse(
+            {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
+        )
 
     async def check_in(request: Request) -> JSONResponse:
         blob = _blob_field(await read_json(request))
@@ -83,8 +85,9 @@ def create_app(service: VendorService, admin_token: str) -> Starlette:
         data = await read_json(request)
         key, blob = _field(data, "license_key"), _blob_field(data)
         result = await run_in_threadpool(service.floating_activate, key, blob, client_address(request))
-        return JSONResponse({**result, "certificate": b64(result["certificate"])},
-                            status_code=200 if result["reused"] else 201)
+        return JSONResponse(
+            {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
+        )
 
     async def floating_check_in(request: Request) -> JSONResponse:
         blob = _blob_field(await read_json(request))
@@ -96,8 +99,9 @@ def create_app(service: VendorService, admin_token: str) -> Starlette:
         data = await read_json(request)
         unknown = sorted(set(data) - set(_ISSUE_FIELDS))
         if unknown:
-            raise LicensingError(ErrorCode.BAD_REQUEST, f"unknown field(s) {', '.join(unknown)}; "
-                                 f"allowed: {', '.join(_ISSUE_FIELDS)}")
+            raise LicensingError(
+                ErrorCode.BAD_REQUEST, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(_ISSUE_FIELDS)}"
+            )
         _field(data, "features")
         terms = {k: data[k] for k in _ISSUE_FIELDS if k in data}
         lic, key = await run_in_threadpool(lambda: service.issue_license(**terms))

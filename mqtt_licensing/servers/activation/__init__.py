@@ -2,6 +2,6 @@
 (domain logic, no HTTP) and ``app`` (thin Starlette routes)."""
 
 from .app import create_app
-from .service import VendorService
+from .service import ActivationService
 
-__all__ = ["VendorService", "create_app"]
+__all__ = ["ActivationService", "create_app"]

@@ -16,7 +16,7 @@ from mqtt_licensing.core.codes import armor
 from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.core.signing import b64, fingerprint
-from tests.helpers.vendor import VendorHandle, start_vendor
+from tests.helpers.activation import VendorHandle, start_vendor
 
 
 class Instance:
@@ -27,8 +27,13 @@ class Instance:
         self.fingerprint = fingerprint(self.key)
 
     def request(self, kind: str, *, created_at: int | None = None, nonce: str | None = None, **fields: Any) -> bytes:
-        return sign_instance_request(self.key, kind=kind, nonce=nonce or secrets.token_hex(8),
-                                     created_at=int(time.time()) if created_at is None else created_at, **fields)
+        return sign_instance_request(
+            self.key,
+            kind=kind,
+            nonce=nonce or secrets.token_hex(8),
+            created_at=int(time.time()) if created_at is None else created_at,
+            **fields,
+        )
 
     def activate(self, license_key: str, **kw: Any) -> bytes:
         return self.request(labels.KIND_ACTIVATE, key_digest=key_digest(license_key), **kw)
@@ -93,6 +98,7 @@ async def http(vendor: VendorHandle) -> Any:
 
 @pytest.fixture
 async def admin_http(vendor: VendorHandle) -> Any:
-    async with httpx.AsyncClient(base_url=vendor.url, timeout=10, trust_env=False,
-                                 headers={"Authorization": f"Bearer {vendor.token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=vendor.url, timeout=10, trust_env=False, headers={"Authorization": f"Bearer {vendor.token}"}
+    ) as client:
         yield client

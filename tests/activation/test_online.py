@@ -13,7 +13,7 @@ from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, mask_key
 from mqtt_licensing.core.signing import public_key_from_text
-from tests.helpers.vendor import VendorHandle
+from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance, ManualClock
 
@@ -168,8 +168,9 @@ async def test_stale_or_future_request_refused(vendor: VendorHandle) -> None:
         assert "clock" in err.message
         await _expect(ErrorCode.BAD_REQUEST, client.activate(key, inst.activate(key, created_at=now + 3600)))
         result = await client.activate(key, inst.activate(key))
-        await _expect(ErrorCode.BAD_REQUEST,
-                      client.check_in(inst.check_in(result["activation_id"], created_at=now - 1000)))
+        await _expect(
+            ErrorCode.BAD_REQUEST, client.check_in(inst.check_in(result["activation_id"], created_at=now - 1000))
+        )
 
 
 async def test_request_for_another_key_refused(vendor: VendorHandle) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mqtt_licensing.core.signing import b64
-from tests.helpers.vendor import VendorHandle, start_vendor
+from tests.helpers.activation import VendorHandle, start_vendor
 
 from .conftest import Instance
 
@@ -18,6 +18,7 @@ def vendor(tmp_path_factory: Any) -> Any:
     """One server for this module: these tests are many and independent of each other's licenses."""
     with start_vendor(tmp_path_factory.mktemp("vendor")) as handle:
         yield handle
+
 
 ADMIN_ROUTES = [
     ("POST", "/v1/admin/licenses", {"features": ["mqtt_server"]}),
@@ -33,9 +34,12 @@ ADMIN_ROUTES = [
 
 
 @pytest.mark.parametrize("method, path, body", ADMIN_ROUTES, ids=[f"{m} {p}" for m, p, _ in ADMIN_ROUTES])
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic abc", "Bearer"], ids=["none", "wrong", "basic", "empty"])
-async def test_admin_routes_need_the_token(http: Any, vendor: VendorHandle, method: str, path: str,
-                                           body: Any, header: str | None) -> None:
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", "Basic abc", "Bearer"], ids=["none", "wrong", "basic", "empty"]
+)
+async def test_admin_routes_need_the_token(
+    http: Any, vendor: VendorHandle, method: str, path: str, body: Any, header: str | None
+) -> None:
     before = vendor.service.list_licenses()
     headers = {"Authorization": header} if header else {}
     response = await http.request(method, path, json=body, headers=headers)
@@ -45,9 +49,16 @@ async def test_admin_routes_need_the_token(http: Any, vendor: VendorHandle, meth
 
 
 async def test_admin_license_lifecycle(admin_http: Any) -> None:
-    created = await admin_http.post("/v1/admin/licenses", json={
-        "features": ["mqtt_server_support", "mqtt_server"], "max_activations": 2, "expires_at": 2_000_000_000,
-        "support_until": 1_900_000_000, "max_connections": 100})
+    created = await admin_http.post(
+        "/v1/admin/licenses",
+        json={
+            "features": ["mqtt_server_support", "mqtt_server"],
+            "max_activations": 2,
+            "expires_at": 2_000_000_000,
+            "support_until": 1_900_000_000,
+            "max_connections": 100,
+        },
+    )
     assert created.status_code == 201
     lic, key = created.json()["license"], created.json()["key"]
     assert key.startswith("MQL1-") and key not in json.dumps(lic)
@@ -64,9 +75,18 @@ async def test_admin_license_lifecycle(admin_http: Any) -> None:
     assert shown["activations_used"] == 1 and shown["activations"][0]["id"] == act["activation_id"]
     assert shown["activations"][0]["instance_fingerprint"] == inst.fingerprint
 
-    patched = (await admin_http.patch(f"/v1/admin/licenses/{lic['id']}", json={
-        "add_features": ["iot_bridge_snowflake"], "remove_features": ["mqtt_server_support"],
-        "max_connections": None, "max_activations": 5, "status": "suspended"})).json()["license"]
+    patched = (
+        await admin_http.patch(
+            f"/v1/admin/licenses/{lic['id']}",
+            json={
+                "add_features": ["iot_bridge_snowflake"],
+                "remove_features": ["mqtt_server_support"],
+                "max_connections": None,
+                "max_activations": 5,
+                "status": "suspended",
+            },
+        )
+    ).json()["license"]
     assert patched["features"] == ["iot_bridge_snowflake", "mqtt_server"]
     assert patched["max_connections"] is None and patched["max_activations"] == 5
     assert patched["status"] == "suspended" and patched["expires_at"] == 2_000_000_000
@@ -77,8 +97,9 @@ async def test_admin_license_lifecycle(admin_http: Any) -> None:
     assert freed.status_code == 200 and freed.json()["freed"] is True
     live = (await admin_http.get("/v1/admin/activations", params={"license_id": lic["id"]})).json()
     assert live["activations"] == []
-    all_acts = (await admin_http.get("/v1/admin/activations",
-                                     params={"license_id": lic["id"], "include_freed": "1"})).json()
+    all_acts = (
+        await admin_http.get("/v1/admin/activations", params={"license_id": lic["id"], "include_freed": "1"})
+    ).json()
     assert all_acts["activations"][0]["freed_reason"] == "freed_by_vendor"
 
     missing = await admin_http.get("/v1/admin/licenses/lic_missing")
@@ -94,12 +115,12 @@ BAD_PUBLIC = [
     ("/v1/activations", json.dumps({"license_key": 5, "request": "AA"}).encode()),
     ("/v1/activations", json.dumps({"license_key": _KEY, "request": 12}).encode()),
     ("/v1/activations", json.dumps({"license_key": ["x"], "request": "AA"}).encode()),
-    ("/v1/activations/check-in", b"{\"request\": \"!!!!\"}"),
+    ("/v1/activations/check-in", b'{"request": "!!!!"}'),
     ("/v1/activations/check-in", json.dumps({"request": b64(b"\x93\x01\x02\x03")}).encode()),
     ("/v1/activations/check-in", json.dumps({"request": b64(b"\xc1garbage")}).encode()),
     ("/v1/activations/check-in", json.dumps({"request": {"a": 1}}).encode()),
     ("/v1/activations/deactivate", json.dumps({"request": True}).encode()),
-    ("/v1/activations/deactivate", b"{\"request\": \"\\u0000\"}"),
+    ("/v1/activations/deactivate", b'{"request": "\\u0000"}'),
     ("/v1/floating/activations", json.dumps({"license_key": None, "request": "AA"}).encode()),
     ("/v1/floating/check-in", b"{"),
 ]
@@ -109,8 +130,13 @@ BAD_PUBLIC = [
 async def test_malformed_public_requests_get_400_with_code(http: Any, path: str, body: bytes) -> None:
     response = await http.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
-    assert response.json()["error"]["code"] in {"bad_request", "invalid_field", "invalid_code", "wrong_document",
-                                                "invalid_key"}
+    assert response.json()["error"]["code"] in {
+        "bad_request",
+        "invalid_field",
+        "invalid_code",
+        "wrong_document",
+        "invalid_key",
+    }
 
 
 BAD_ADMIN = [
@@ -145,8 +171,9 @@ BAD_ADMIN = [
 
 
 @pytest.mark.parametrize("method, path, body", BAD_ADMIN)
-async def test_malformed_admin_requests_get_400_with_code(admin_http: Any, vendor: VendorHandle, method: str,
-                                                          path: str, body: Any) -> None:
+async def test_malformed_admin_requests_get_400_with_code(
+    admin_http: Any, vendor: VendorHandle, method: str, path: str, body: Any
+) -> None:
     lic, _key = vendor.issue_license(features=["mqtt_server"])
     response = await admin_http.request(method, path.format(id=lic["id"]), json=body)
     assert response.status_code == 400, response.text
@@ -161,7 +188,8 @@ async def test_unknown_route_and_method(http: Any) -> None:
 
 
 async def test_oversized_body(http: Any) -> None:
-    response = await http.post("/v1/activations", content=b"{" + b" " * 300_000 + b"}",
-                               headers={"content-type": "application/json"})
+    response = await http.post(
+        "/v1/activations", content=b"{" + b" " * 300_000 + b"}", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "payload_too_large"

@@ -13,7 +13,7 @@ from mqtt_licensing.core.documents import FloatingCertificate
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.core.signing import public_bytes
-from tests.helpers.vendor import VendorHandle
+from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance
 
@@ -29,8 +29,9 @@ async def test_online_floating_activation_and_check_in(vendor: VendorHandle) -> 
     lic, key = vendor.issue_license(features=["mqtt_server"], model="floating", seats=10, expires_at=2_000_000_000)
     server = Instance()
     async with ActivationClient(vendor.url) as client:
-        blob = await client.floating_activate(key, server.request(labels.KIND_FLOATING_ACTIVATE,
-                                                                  key_digest=key_digest(key)))
+        blob = await client.floating_activate(
+            key, server.request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key))
+        )
         cert = FloatingCertificate.open(blob, vendor.public_key)
         assert cert.license_id == lic["id"] and cert.seats == 10 and cert.features == ("mqtt_server",)
         assert cert.server_public_key == public_bytes(server.key) and cert.server_fingerprint == server.fingerprint
@@ -38,9 +39,11 @@ async def test_online_floating_activation_and_check_in(vendor: VendorHandle) -> 
 
         vendor.service.update_license(lic["id"], {"seats": 25, "add_features": ["iot_bridge_snowflake"]})
         refreshed = FloatingCertificate.open(
-            await client.floating_check_in(server.request(labels.KIND_FLOATING_CHECK_IN,
-                                                          activation_id=cert.activation_id)),
-            vendor.public_key)
+            await client.floating_check_in(
+                server.request(labels.KIND_FLOATING_CHECK_IN, activation_id=cert.activation_id)
+            ),
+            vendor.public_key,
+        )
         assert refreshed.seats == 25 and refreshed.features == ("iot_bridge_snowflake", "mqtt_server")
         assert refreshed.activation_id == cert.activation_id
 
@@ -48,8 +51,10 @@ async def test_online_floating_activation_and_check_in(vendor: VendorHandle) -> 
         await _expect(ErrorCode.WRONG_MODEL, client.check_in(server.check_in(cert.activation_id)))
         # one activation (one floating server) by default
         other = Instance()
-        await _expect(ErrorCode.NO_ACTIVATIONS_LEFT, client.floating_activate(
-            key, other.request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key))))
+        await _expect(
+            ErrorCode.NO_ACTIVATIONS_LEFT,
+            client.floating_activate(key, other.request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key))),
+        )
         # deactivating the floating server returns its activation
         await client.deactivate(server.deactivate(cert.activation_id))
         await client.floating_activate(key, other.request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key)))
@@ -58,8 +63,12 @@ async def test_online_floating_activation_and_check_in(vendor: VendorHandle) -> 
 async def test_floating_endpoint_refuses_other_models(vendor: VendorHandle) -> None:
     key = vendor.issue(model="online")
     async with ActivationClient(vendor.url) as client:
-        await _expect(ErrorCode.WRONG_MODEL, client.floating_activate(
-            key, Instance().request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key))))
+        await _expect(
+            ErrorCode.WRONG_MODEL,
+            client.floating_activate(
+                key, Instance().request(labels.KIND_FLOATING_ACTIVATE, key_digest=key_digest(key))
+            ),
+        )
 
 
 async def test_offline_floating_certificate(vendor: VendorHandle) -> None:
