@@ -8,7 +8,7 @@ only ever sees codes, never httpx exceptions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -35,7 +35,7 @@ class JsonApiClient:
             base_url=self.base_url, timeout=timeout, headers=headers, transport=transport, trust_env=False
         )
 
-    async def __aenter__(self) -> JsonApiClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

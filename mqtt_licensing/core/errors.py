@@ -55,6 +55,16 @@ class ErrorCode(StrEnum):
     STATE_CORRUPT = "state_corrupt"
     INTERNAL_ERROR = "internal_error"
 
+    @property
+    def means_already_free(self) -> bool:
+        """The server no longer holds the activation: a deactivation has nothing left to do."""
+        return self in (ErrorCode.ACTIVATION_NOT_FOUND, ErrorCode.ALREADY_FREE)
+
+    @property
+    def is_verdict(self) -> bool:
+        """A refusal that stops a license, trusted only with a vendor-signed Verdict as evidence."""
+        return self in (ErrorCode.REVOKED, ErrorCode.SUSPENDED, ErrorCode.EXPIRED, ErrorCode.ACTIVATION_NOT_FOUND)
+
 
 class LicensingError(Exception):
     """A failure with a stable code and a message meant for a human."""
