@@ -13,4 +13,36 @@ Layers (dependencies point inward):
 * ``cli``      - the ``mqtt-licensing`` command.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+try:
+    __version__ = version("mqtt-licensing")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+# The public surface, imported on first use so that `mqtt-licensing <verb>` stays fast
+# (the agent pulls in httpx and cryptography; most CLI verbs need neither).
+_EXPORTS = {
+    "LicensingAgent": "mqtt_licensing.agent",
+    "AgentConfig": "mqtt_licensing.agent",
+    "Transport": "mqtt_licensing.agent",
+    "LicenseSource": "mqtt_licensing.agent",
+    "LicenseClient": "mqtt_licensing.clients.mqtt",
+    "LicensingError": "mqtt_licensing.core.errors",
+    "ErrorCode": "mqtt_licensing.core.errors",
+    "LicenseState": "mqtt_licensing.core.state",
+    "LicenseModel": "mqtt_licensing.core.models",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mqtt_licensing' has no attribute {name!r}")
+    return getattr(import_module(module), name)

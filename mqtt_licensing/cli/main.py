@@ -9,20 +9,14 @@ import sys
 from ..core.errors import LicensingError
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
-_VERB_MODULES = ("operator", "broker", "vendor", "floating", "demo", "tools")
+_VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mqtt-licensing", description="MQTT-native licensing")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
     for name in _VERB_MODULES:
-        try:
-            module = importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__package__}.{name}":
-                continue  # verb group not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"{__package__}.{name}").register(sub)
     return parser
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread
-from mqtt_licensing.clients.operator import LicenseClient
+from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.passwords import hash_password
 from mqtt_licensing.servers.common import free_port
 

@@ -18,7 +18,7 @@ import pytest
 
 from mqtt_licensing.agent import service as agent_service
 from mqtt_licensing.agent.store import PersistedState
-from mqtt_licensing.clients.operator import LicenseClient
+from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
 from tests.reliability.support import SCALE, BrokerProcess, check_state_folder

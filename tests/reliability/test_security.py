@@ -350,7 +350,7 @@ def test_broker_log_never_shows_a_key_or_a_password(tmp_path, vendor):
         log_level="DEBUG",
     ).start()
     try:
-        from mqtt_licensing.clients.operator import LicenseClient
+        from mqtt_licensing.clients.mqtt import LicenseClient
 
         def client(user: str, password: str) -> LicenseClient:
             return LicenseClient("127.0.0.1", broker.port, username=user, password=password, timeout=10)

@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from mqtt_licensing.cli.main import build_parser, main
-from mqtt_licensing.cli.operator import ENV_PASSWORD, ENV_USERNAME, _credentials, license_key_from_args
+from mqtt_licensing.cli.license import ENV_PASSWORD, ENV_USERNAME, _credentials, license_key_from_args
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key
 from mqtt_licensing.core.passwords import verify_password

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mqtt_licensing.clients.operator import LicenseClient
+from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, mask_key
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD

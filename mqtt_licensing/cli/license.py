@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..clients.operator import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, LicenseClient
+from ..clients.mqtt import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, LicenseClient
 from ..core.errors import ErrorCode, LicensingError
 from ..core.keys import normalize_key
 
