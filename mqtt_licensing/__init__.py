@@ -38,7 +38,18 @@ _EXPORTS = {
     "LicenseModel": "mqtt_licensing.core.models",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "AgentConfig",
+    "ErrorCode",
+    "LicenseClient",
+    "LicenseModel",
+    "LicenseSource",
+    "LicenseState",
+    "LicensingAgent",
+    "LicensingError",
+    "Transport",
+    "__version__",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("broker", help="run an amqtt broker with the licensing agent")
     p.add_argument("-c", "--config", required=True, help="broker config YAML (see broker_config/)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])

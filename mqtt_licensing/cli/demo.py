@@ -18,7 +18,7 @@ from typing import Any
 DEMO_ADMIN, DEMO_PASSWORD = "admin", "demo-admin"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a vendor server and a broker with the agent, with demo keys")
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its files (default ./demo-data)")
     p.add_argument("--host", default="127.0.0.1")
@@ -79,9 +79,13 @@ def _demo_keys(service: Any, root: Path) -> dict[str, Path]:
     import time
 
     one_year = int(time.time()) + 365 * 86400
-    specs = {
-        "license.txt": dict(features=["mqtt_server", "mqtt_server_support"], max_activations=2, support_until=one_year),
-        "offline-license.txt": dict(features=["mqtt_server"], model="offline"),
+    specs: dict[str, dict[str, Any]] = {
+        "license.txt": {
+            "features": ["mqtt_server", "mqtt_server_support"],
+            "max_activations": 2,
+            "support_until": one_year,
+        },
+        "offline-license.txt": {"features": ["mqtt_server"], "model": "offline"},
     }
     paths = {}
     for name, terms in specs.items():
@@ -99,6 +103,7 @@ def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: d
     vendor_dir = rel(root / "vendor")
     license_id = (root / "license.id").read_text().strip()
     port = "" if args.port == 1883 else f" --port {args.port}"
+    key_file = rel(keys["license.txt"])
     mq = f"-V mqttv311 -h {args.host} -p {args.port} -u {DEMO_ADMIN} -P {DEMO_PASSWORD}"
     return (
         f"""
@@ -118,7 +123,7 @@ Try, in another terminal (same folder, same venv):
   mqtt-licensing deactivate{port}
 
 The same with mosquitto-clients (mosquitto_rr prints the reply; mosquitto_sub watches):
-  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/activate' -e '$license/reply/ops' -m "{{\\"license_key\\": \\"$(cat {rel(keys["license.txt"])})\\"}}"
+  mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/activate' -e '$license/reply/ops' -m "{{\\"license_key\\": \\"$(cat {key_file})\\"}}"
   mosquitto_rr {mq} -i ops -q 1 -W 10 -t '$license/status' -e '$license/reply/ops' -m '{{}}'
   mosquitto_sub {mq} -i watcher -t '$license/status' -t '$license/events' -v &
   mosquitto_pub {mq} -i ops -t '$license/deactivate' -m '{{}}'

@@ -20,11 +20,11 @@ from typing import Any, TextIO
 from ..clients.mqtt import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, LicenseClient
 from ..core.errors import ErrorCode, LicensingError
 from ..core.keys import normalize_key
+from .format import deactivation_banner, format_event, format_status, text_or_none
 
 ENV_USERNAME = "MQTT_LICENSING_USERNAME"
 ENV_PASSWORD = "MQTT_LICENSING_PASSWORD"
 _MAX_INPUT_FILE = 256 * 1024  # keys and codes are a few KB at most
-_RULE = "=" * 68
 
 
 class InputFileError(Exception):
@@ -32,188 +32,6 @@ class InputFileError(Exception):
 
 
 # -- formatting (pure functions: unit tested on sample documents) ---------------------------------
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        try:
-            return datetime.fromtimestamp(value, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
-def _span(seconds: float) -> str:
-    seconds = abs(seconds)
-    for unit, size in (("day", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            amount = int(seconds // size)
-            return f"{amount} {unit}{'s' if unit == 'day' and amount != 1 else ''}"
-    return f"{int(seconds)} s"
-
-
-def format_time(value: Any, now: datetime | None = None) -> str:
-    """An ISO-8601 (or epoch) time as ``2025-01-02 03:04:05 UTC (in 3 days)``; anything else as given."""
-    when = _parse_time(value)
-    if when is None:
-        return str(value)
-    now = now or datetime.now(UTC)
-    delta = (when - now).total_seconds()
-    relative = "now" if abs(delta) < 1 else (f"in {_span(delta)}" if delta > 0 else f"{_span(delta)} ago")
-    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC ({relative})"
-
-
-def _is_time_key(key: str) -> bool:
-    return key.endswith(("_at", "_until", "_since")) or key in ("deadline", "expires", "since")
-
-
-def _format_value(key: str, value: Any, now: datetime | None) -> str:
-    if value is None:
-        return "-"
-    if _is_time_key(key):
-        return format_time(value, now)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) if value else "none"
-    if isinstance(value, dict):
-        return _format_mapping(value, now)
-    if isinstance(value, str) and "\n" in value.strip():
-        return "present (a multi-line code: see --json)"
-    return str(value)
-
-
-def _format_mapping(mapping: dict[Any, Any], now: datetime | None) -> str:
-    parts = [
-        f"{str(k).replace('_', ' ')}: {_format_value(str(k), v, now)}" for k, v in mapping.items() if v is not None
-    ]
-    return "; ".join(parts) if parts else "-"
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def code_banner(title: str, code: str, instructions: list[str]) -> str:
-    """A block that stands out in a terminal: title, what to do, then the code between rules."""
-    lines = [_RULE, title, *instructions, "-" * len(_RULE), code.rstrip("\n"), _RULE]
-    return "\n".join(lines)
-
-
-def deactivation_banner(code: str) -> str:
-    return code_banner(
-        "OFFLINE DEACTIVATION CODE: send it to your vendor",
-        code,
-        [
-            "This broker no longer serves under the offline license. Send the code below",
-            "to your vendor (as text or as a file); they use it to free the activation",
-            "so the license can be activated elsewhere. Until they do, the activation",
-            "still counts against your license.",
-        ],
-    )
-
-
-def format_status(doc: Any, now: datetime | None = None) -> str:
-    """A readable, fixed-order summary of a status document. Never raises on odd input."""
-    if not isinstance(doc, dict):
-        return f"(no status document: {doc!r:.200})"
-    rows: list[tuple[str, str]] = []
-
-    def row(label: str, value: str | None) -> None:
-        if value is not None:
-            rows.append((label, value))
-
-    state = _text(doc.get("state")) or "unknown"
-    serving = doc.get("serving")
-    row("State", state + ("" if not isinstance(serving, bool) else " (serving)" if serving else " (NOT serving)"))
-    row("Reason", _text(doc.get("reason")))
-    row("Model", _text(doc.get("model")))
-    row("License", _text(doc.get("license_id")))
-    row("Key", _text(doc.get("key")))
-    row("Activation", _text(doc.get("activation_id")))
-    features = doc.get("features")
-    if isinstance(features, list | tuple):
-        row("Features", ", ".join(str(f) for f in features) if features else "none")
-    elif "features" in doc:
-        row("Features", _format_value("features", features, now))
-    licensed = _text(doc.get("license_id")) is not None
-    for label, key in (("Support until", "support_until"), ("Expires", "expires_at"), ("Valid until", "valid_until")):
-        value = doc.get(key)
-        if value is not None:
-            row(label, format_time(value, now))
-        elif key == "expires_at" and licensed and key in doc:
-            row(label, "never")
-    if doc.get("deadline") is not None:
-        label = {"trial": "Trial ends", "grace": "Grace ends", "pending_offline": "Deadline"}.get(state, "Deadline")
-        row(label, format_time(doc.get("deadline"), now))
-    connections, limit = doc.get("connections"), doc.get("max_connections")
-    if connections is not None or limit is not None:
-        used = "?" if connections is None else str(connections)
-        row("Connections", f"{used} of {limit}" if limit is not None else f"{used} (no license limit)")
-    instance = doc.get("instance")
-    if isinstance(instance, dict):
-        row("Instance", _text(instance.get("fingerprint")) or _format_mapping(instance, now))
-    for label, key in (("Trial", "trial"), ("Check-in", "check_in"), ("Floating", "floating")):
-        value = doc.get(key)
-        if isinstance(value, dict) and value:
-            row(label, _format_mapping(value, now))
-    clock = doc.get("clock")
-    if isinstance(clock, dict) and clock.get("tampered"):
-        row(
-            "Clock",
-            "ran back: the system clock is behind the last time this instance saw "
-            f"({format_time(clock.get('last_seen'), now)})",
-        )
-    offline = doc.get("offline")
-    deactivation_code = None
-    if isinstance(offline, dict):
-        deactivation_code = _text(offline.get("deactivation_code"))
-        rest = {k: v for k, v in offline.items() if k != "deactivation_code"}
-        if deactivation_code:
-            rest["deactivation_code"] = "pending: see below"
-        if any(v is not None for v in rest.values()):
-            row("Offline", _format_mapping(rest, now))
-    problems = doc.get("problems")
-    if isinstance(problems, list) and problems:
-        rendered = []
-        for problem in problems:
-            if isinstance(problem, dict):
-                code, message = problem.get("code"), problem.get("message")
-                rendered.append(f"[{code}] {message}" if code else str(message))
-            else:
-                rendered.append(str(problem))
-        row("Problems", rendered[0])
-        rows.extend(("", item) for item in rendered[1:])
-    if doc.get("updated_at") is not None:
-        row("Updated", format_time(doc.get("updated_at"), now))
-
-    width = max(len(label) for label, _ in rows) + 2
-    text = "\n".join((f"{label}:" if label else "").ljust(width) + value for label, value in rows)
-    if deactivation_code:
-        text += "\n\n" + deactivation_banner(deactivation_code)
-    return text
-
-
-def format_event(event: Any, now: datetime | None = None) -> str:
-    """One line per ``$license/events`` message: time, kind, then whatever else it says."""
-    if not isinstance(event, dict):
-        return str(event)
-    rest = dict(event)
-    when = next((rest.pop(k) for k in ("at", "time", "timestamp") if k in rest), None)
-    kind = next((rest.pop(k) for k in ("event", "type", "kind") if k in rest), "event")
-    head = f"{format_time(when, now)}  " if when is not None else ""
-    return f"{head}{kind}" + (f"  {_format_mapping(rest, now)}" if rest else "")
-
-
-# -- arguments ------------------------------------------------------------------------------
 
 
 def _positive_seconds(text: str) -> float:
@@ -273,7 +91,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     group.add_argument("--floating", metavar="URL", help="floating: URL of the floating license server")
     p.add_argument("--features", metavar="A,B", help="floating: comma-separated features to lease")
-    p.set_defaults(func=cmd_activate, _parser=p)
+    p.set_defaults(func=cmd_activate, parser=p)
 
     p = subparsers.add_parser(
         "status",
@@ -406,7 +224,7 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
 
 @_guarded
 def cmd_activate(args: argparse.Namespace) -> int:
-    parser: argparse.ArgumentParser = args._parser
+    parser: argparse.ArgumentParser = args.parser
     if args.features is not None and args.floating is None:
         parser.error("--features only goes with --floating URL")
     if args.floating is not None:
@@ -464,7 +282,7 @@ def _watch_status(args: argparse.Namespace) -> int:
 @_guarded
 def cmd_deactivate(args: argparse.Namespace) -> int:
     reply = _request(args, "deactivate", {})
-    code = _text(reply.get("deactivation_code"))
+    code = text_or_none(reply.get("deactivation_code"))
     if not args.json:
         if code:
             print(f"Deactivated (offline license).\n\n{deactivation_banner(code)}")
@@ -504,7 +322,7 @@ OFFLINE_REQUEST_INSTRUCTIONS = (
 def cmd_offline_request(args: argparse.Namespace) -> int:
     key = license_key_from_args(args)
     reply = _request(args, "offline_request", {"license_key": key})
-    code = _text(reply.get("request_code"))
+    code = text_or_none(reply.get("request_code"))
     if code is None:
         raise LicensingError(ErrorCode.BAD_RESPONSE, "the agent's reply carries no request_code")
     if args.out:

@@ -438,7 +438,7 @@ class LicenseClient:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         topic = message.topic
         try:
-            decoded = decode_payload(message.payload)
+            decoded = decode_payload(bytes(message.payload))
         except LicensingError as exc:
             if topic != self.reply_topic:
                 log.warning("ignored a message on %s: %s", topic, exc.message)

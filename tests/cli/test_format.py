@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mqtt_licensing.cli.license import deactivation_banner, format_event, format_status, format_time
+from mqtt_licensing.cli.format import deactivation_banner, format_event, format_status, format_time
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 
