@@ -12,7 +12,8 @@ import getpass
 import json
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,8 +23,11 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.keys import normalize_key
 from .format import deactivation_banner, format_event, format_status, text_or_none
 
+ENV_HOST = "MQTT_LICENSING_HOST"
+ENV_PORT = "MQTT_LICENSING_PORT"
 ENV_USERNAME = "MQTT_LICENSING_USERNAME"
 ENV_PASSWORD = "MQTT_LICENSING_PASSWORD"
+_RECONNECT_FIRST, _RECONNECT_MAX = 1.0, 30.0  # seconds between tries after a lost connection
 _MAX_INPUT_FILE = 256 * 1024  # keys and codes are a few KB at most
 
 
@@ -45,18 +49,24 @@ def _positive_seconds(text: str) -> float:
 
 
 def _connection_options() -> argparse.ArgumentParser:
+    """The broker connection flags, short forms as the mosquitto clients have them (-h is --host there too)."""
     common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--help", action="help", help="show this help and exit")
     group = common.add_argument_group("broker connection")
-    group.add_argument("--host", default=DEFAULT_HOST, help=f"broker host (default {DEFAULT_HOST})")
-    group.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"broker port (default {DEFAULT_PORT})")
-    group.add_argument("--username", default=None, help=f"admin user name (default: ${ENV_USERNAME})")
+    group.add_argument("-h", "--host", default=None, help=f"broker host (default ${ENV_HOST} or {DEFAULT_HOST})")
     group.add_argument(
+        "-p", "--port", type=_port, default=None, help=f"broker port (default ${ENV_PORT} or {DEFAULT_PORT})"
+    )
+    group.add_argument("-u", "--username", default=None, help=f"admin user name (default: ${ENV_USERNAME})")
+    group.add_argument(
+        "-P",
         "--password",
         default=None,
         help=f"admin password (default: ${ENV_PASSWORD}; prompted on a terminal if a user is given)",
     )
-    group.add_argument("--client-id", default=None, help="MQTT client id (default: a fresh random one)")
+    group.add_argument("-i", "--client-id", default=None, help="MQTT client id (default: a fresh random one)")
     group.add_argument(
+        "-W",
         "--timeout",
         type=_positive_seconds,
         default=DEFAULT_TIMEOUT,
@@ -64,6 +74,30 @@ def _connection_options() -> argparse.ArgumentParser:
     )
     common.add_argument("--json", action="store_true", help="print the raw reply as JSON")
     return common
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _endpoint(args: argparse.Namespace) -> tuple[str, int]:
+    """--host/--port, else the environment, else the defaults; a bad $MQTT_LICENSING_PORT is a usage error."""
+    host = args.host or os.environ.get(ENV_HOST) or DEFAULT_HOST
+    if args.port is not None:
+        return host, int(args.port)
+    env_port = os.environ.get(ENV_PORT)
+    if not env_port:
+        return host, DEFAULT_PORT
+    try:
+        return host, _port(env_port)
+    except argparse.ArgumentTypeError as exc:
+        raise InputFileError(f"${ENV_PORT}: {exc}") from None
 
 
 def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse._MutuallyExclusiveGroup:
@@ -81,6 +115,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "activate",
         parents=[common],
+        add_help=False,
         help="activate this broker's license (online, offline or floating)",
         description="Activate the broker's license. Online: --key or --key-file. Offline: --usage-license-file "
         "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.",
@@ -96,6 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "status",
         parents=[common],
+        add_help=False,
         help="show the license status",
         description="Ask the agent for its status; --watch follows the retained "
         "$license/status topic and prints every change until Ctrl-C.",
@@ -106,6 +142,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reactivate",
         parents=[common],
+        add_help=False,
         help="refresh the license terms from the vendor now",
         description="Pull changed features or expiry without a restart (online licenses).",
     )
@@ -114,6 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "deactivate",
         parents=[common],
+        add_help=False,
         help="release this broker's license",
         description="Free the activation (online), return the seat (floating), or produce the deactivation "
         "code to send to the vendor (offline).",
@@ -124,6 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "offline-request",
         parents=[common],
+        add_help=False,
         help="make an offline usage request code for the vendor",
         description="Generate a usage request code for an offline (air-gapped) activation. Send it to the "
         "vendor; each new request invalidates the previous one.",
@@ -135,6 +174,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "events",
         parents=[common],
+        add_help=False,
         help="print license events until Ctrl-C",
         description="Follow $license/events: transitions and refused connections.",
     )
@@ -178,8 +218,9 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
 
 def _client(args: argparse.Namespace) -> LicenseClient:
     username, password = _credentials(args)
+    host, port = _endpoint(args)
     return LicenseClient(
-        args.host, args.port, username=username, password=password, client_id=args.client_id, timeout=args.timeout
+        host, port, username=username, password=password, client_id=args.client_id, timeout=args.timeout
     )
 
 
@@ -254,6 +295,7 @@ def cmd_activate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_guarded
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch_status(args)
@@ -263,20 +305,54 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _watch_status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
+def _follow(args: argparse.Namespace, stream: Callable[[LicenseClient], Iterator[dict[str, Any]]],
+            show: Callable[[dict[str, Any]], None]) -> int:  # fmt: skip
+    """Print a stream until Ctrl-C. A lost connection (broker restart, network) is retried with backoff;
+    the first connection is not, so a wrong port or password still fails at once."""
+    delay, connected_once = _RECONNECT_FIRST, False
+    while True:
         try:
-            for index, doc in enumerate(client.status_updates()):
-                if args.json:
-                    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
-                else:
-                    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-                    label = "retained status" if index == 0 else "status changed"
-                    sys.stdout.write(f"{'' if index == 0 else chr(10)}--- {stamp}: {label} ---\n{format_status(doc)}\n")
-                sys.stdout.flush()
+            with _client(args) as client:
+                if connected_once:
+                    print("reconnected", file=sys.stderr, flush=True)
+                connected_once, delay = True, _RECONNECT_FIRST
+                for item in stream(client):
+                    show(item)
+                    sys.stdout.flush()
+            return 0
         except KeyboardInterrupt:
             return 0
-    return 0
+        except LicensingError as exc:
+            if not connected_once or exc.code != ErrorCode.SERVER_UNREACHABLE:
+                raise
+            print(f"{exc.message}; reconnecting in {delay:g} s", file=sys.stderr, flush=True)
+        try:
+            time.sleep(delay)
+        except KeyboardInterrupt:
+            return 0
+        delay = min(delay * 2, _RECONNECT_MAX)
+
+
+def _watch_status(args: argparse.Namespace) -> int:
+    shown: list[str] = []
+
+    def show(doc: dict[str, Any]) -> None:
+        if args.json:
+            sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+            return
+        # A check-in republishes the document with a new updated_at only: not a change worth a line.
+        lines = [line for line in format_status(doc).splitlines() if not line.startswith("Updated:")]
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if not shown:
+            sys.stdout.write(f"--- {stamp}: status ---\n" + "\n".join(lines) + "\n")
+        elif lines != shown:
+            changed = [line for line in lines if line not in shown]
+            gone = [line.split(":", 1)[0] for line in shown if line not in lines and ":" in line]
+            gone = [label for label in gone if not any(line.startswith(label + ":") for line in lines)]
+            sys.stdout.write(f"\n--- {stamp}: changed ---\n" + "\n".join(changed + [f"{g}: -" for g in gone]) + "\n")
+        shown[:] = lines
+
+    return _follow(args, lambda client: client.status_updates(), show)
 
 
 @_guarded
@@ -341,6 +417,7 @@ def cmd_offline_request(args: argparse.Namespace) -> int:
     return 0
 
 
+@_guarded
 def cmd_reactivate(args: argparse.Namespace) -> int:
     reply = _request(args, "reactivate", {})
     if not args.json:
@@ -348,13 +425,9 @@ def cmd_reactivate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_guarded
 def cmd_events(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        try:
-            for event in client.events():
-                line = json.dumps(event, separators=(",", ":")) if args.json else format_event(event)
-                sys.stdout.write(line + "\n")
-                sys.stdout.flush()
-        except KeyboardInterrupt:
-            return 0
-    return 0
+    def show(event: dict[str, Any]) -> None:
+        sys.stdout.write((json.dumps(event, separators=(",", ":")) if args.json else format_event(event)) + "\n")
+
+    return _follow(args, lambda client: client.events(), show)

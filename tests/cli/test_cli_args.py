@@ -8,7 +8,16 @@ import socket
 import pytest
 
 from mqtt_licensing.cli.main import build_parser, main
-from mqtt_licensing.cli.license import ENV_PASSWORD, ENV_USERNAME, _credentials, license_key_from_args
+from mqtt_licensing.cli.license import (
+    ENV_HOST,
+    ENV_PASSWORD,
+    ENV_PORT,
+    ENV_USERNAME,
+    InputFileError,
+    _credentials,
+    _endpoint,
+    license_key_from_args,
+)
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key
 from mqtt_licensing.core.passwords import verify_password
@@ -26,9 +35,11 @@ def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
-def test_common_options_and_defaults():
+def test_common_options_and_defaults(monkeypatch):
+    monkeypatch.delenv(ENV_HOST, raising=False)
+    monkeypatch.delenv(ENV_PORT, raising=False)
     args = parse("status")
-    assert (args.host, args.port, args.username, args.password, args.timeout, args.json, args.watch) == (
+    assert (*_endpoint(args), args.username, args.password, args.timeout, args.json, args.watch) == (
         "127.0.0.1",
         1883,
         None,
@@ -155,3 +166,39 @@ def test_timeout_must_be_positive(value, capsys):
         parse("status", "--timeout", value)
     assert info.value.code == 2
     assert "--timeout" in capsys.readouterr().err
+
+
+def test_short_flags_are_the_mosquitto_clients_ones():
+    args = parse("status", "-h", "broker.lan", "-p", "2883", "-u", "ops", "-P", "pw", "-i", "me", "-W", "3")
+    assert (args.host, args.port, args.username, args.password, args.client_id, args.timeout) == (
+        "broker.lan",
+        2883,
+        "ops",
+        "pw",
+        "me",
+        3.0,
+    )
+
+
+def test_help_is_long_only_because_h_is_the_host(capsys):
+    with pytest.raises(SystemExit) as info:
+        parse("status", "--help")
+    assert info.value.code == 0
+    assert "-h HOST, --host HOST" in capsys.readouterr().out
+
+
+def test_host_and_port_come_from_the_environment_unless_given(monkeypatch):
+    monkeypatch.setenv(ENV_HOST, "env-host")
+    monkeypatch.setenv(ENV_PORT, "1999")
+    assert _endpoint(parse("status")) == ("env-host", 1999)
+    assert _endpoint(parse("status", "-h", "flag-host", "-p", "2000")) == ("flag-host", 2000)
+    monkeypatch.setenv(ENV_PORT, "not-a-port")
+    with pytest.raises(InputFileError, match=ENV_PORT):
+        _endpoint(parse("status"))
+
+
+def test_bad_port_in_the_environment_is_one_line_and_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv(ENV_PORT, "70000")
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: $MQTT_LICENSING_PORT") and err.count("\n") == 1
