@@ -7,7 +7,6 @@ import socket
 
 import pytest
 
-from mqtt_licensing.cli.main import build_parser, main
 from mqtt_licensing.cli.license import (
     ENV_HOST,
     ENV_PASSWORD,
@@ -18,6 +17,7 @@ from mqtt_licensing.cli.license import (
     _endpoint,
     license_key_from_args,
 )
+from mqtt_licensing.cli.main import build_parser, main
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key
 from mqtt_licensing.core.passwords import verify_password
