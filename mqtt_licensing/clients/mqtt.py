@@ -24,6 +24,7 @@ whatever is waiting instead of silently resubscribing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -235,10 +236,8 @@ class LicenseClient:
         if not self._started:
             return
         self._started = False
-        try:
+        with contextlib.suppress(Exception):  # already gone; nothing left to tell the broker
             self._mqtt.disconnect()
-        except Exception:  # already gone; nothing left to tell the broker
-            pass
         self._mqtt.loop_stop()
         self._fail_waiters(LicensingError(ErrorCode.SERVER_UNREACHABLE, "the client was closed"))
 
