@@ -1,4 +1,4 @@
-"""A real vendor activation server for tests: uvicorn on 127.0.0.1 on a background thread.
+"""A real activation server for tests: uvicorn on 127.0.0.1 on a background thread.
 
     from tests.helpers.activation import start_vendor
 
@@ -21,9 +21,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mqtt_licensing.servers._files import load_or_create_token
+from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
 from mqtt_licensing.servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, system_clock
-from mqtt_licensing.servers.common import ServerThread, free_port, load_or_create_token
 
 
 class VendorHandle:

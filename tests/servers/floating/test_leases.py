@@ -168,7 +168,7 @@ async def test_forged_renew_and_release_are_refused(floating):
                 "public_key": fingerprint_raw(owner),
                 "fingerprint": fingerprint(owner),
                 "nonce": "n-" + kind,
-                "created_at": fls.service.now(),
+                "created_at": fls.service.clock(),
                 "features": [],
             }
             from mqtt_licensing.core.signing import sign_document
@@ -208,7 +208,7 @@ async def test_replayed_and_stale_requests_are_refused(floating):
         assert err.value.code == ErrorCode.BAD_REQUEST
         for skew in (-601, 601):
             with pytest.raises(LicensingError) as err:
-                await acquire(client, Ed25519PrivateKey.generate(), now=fls.service.now() + skew)
+                await acquire(client, Ed25519PrivateKey.generate(), now=fls.service.clock() + skew)
             assert err.value.code == ErrorCode.BAD_REQUEST
     assert fls.service.status()["seats"]["used"] == 1
 
@@ -254,7 +254,7 @@ async def test_tampered_lease_is_refused(floating, vendor):
         lease.expires_at,
         lease.ttl,
         lease.certificate,
-    ).sign(fls.service.key)
+    ).sign(fls.service.signing_key)
     with pytest.raises(LicensingError) as err:
         verify_lease(wide, vendor.public_key())
     assert err.value.code == ErrorCode.FEATURE_UNAVAILABLE
