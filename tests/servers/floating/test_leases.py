@@ -11,6 +11,8 @@ from mqtt_licensing.clients.floating import FloatingClient, lease_request
 from mqtt_licensing.core.documents import Lease, sign_instance_request, verify_lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, fingerprint
+from mqtt_licensing.servers.floating.app import create_app
+from tests.helpers.asgi import asgi_client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -279,7 +281,7 @@ async def test_bad_input_gets_typed_4xx_never_500(floating):
         ),
         ("/v1/leases", b"x" * (300 * 1024), 413, "payload_too_large"),
     ]
-    async with httpx.AsyncClient(base_url=fls.url, trust_env=False) as http:
+    async with asgi_client(create_app(fls.service, fls.token)) as http:  # in-process: no socket needed
         for path, body, status, code in cases:
             response = await http.post(path, content=body, headers={"content-type": "application/json"})
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), (path, body[:40])
