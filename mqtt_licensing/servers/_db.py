@@ -99,6 +99,10 @@ def migrate(engine: sa.Engine, schema: Schema) -> None:
     stamped at the baseline first; one whose revision this code does not know was written by a
     newer version and is refused, untouched."""
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait and then find nothing to do
+            # (SQLite gets the same from BEGIN IMMEDIATE).
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": schema.version_table})
         cfg = schema.config(conn)
         scripts = ScriptDirectory.from_config(cfg)
         known = {rev.revision for rev in scripts.walk_revisions()}

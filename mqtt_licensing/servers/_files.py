@@ -44,7 +44,10 @@ def load_or_create_signing_key(data_dir: Path, name: str) -> Ed25519PrivateKey:
     data_dir.mkdir(parents=True, exist_ok=True)
     key_path, pub_path = data_dir / f"{name}.key", data_dir / f"{name}.pub"
     if key_path.exists():
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (ValueError, TypeError):
+            key = None
         if not isinstance(key, Ed25519PrivateKey):
             raise LicensingError(ErrorCode.STATE_CORRUPT, f"{key_path} is not an Ed25519 private key")
     else:
