@@ -81,7 +81,7 @@ class Schema:
 
     def config(self, conn: sa.Connection) -> Config:
         cfg = Config()
-        cfg.set_main_option("script_location", str(self.migrations))
+        cfg.set_main_option("script_location", str(self.migrations).replace("%", "%%"))  # ini interpolation
         cfg.attributes["connection"] = conn
         cfg.attributes["version_table"] = self.version_table
         return cfg

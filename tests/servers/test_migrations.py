@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -208,3 +209,34 @@ def _signed(key: Ed25519PrivateKey, kind: str, **fields: Any) -> bytes:
     from mqtt_licensing.core.documents import sign_instance_request
 
     return sign_instance_request(key, kind=kind, nonce=secrets.token_hex(8), created_at=int(time.time()), **fields)
+
+
+@pytest.mark.parametrize("server", ["activation", "floating"])
+def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path: Path, server: str) -> None:
+    """Each opener has its own engine, as separate processes do; the migration runs in one
+    immediate transaction, so the others wait and then find the schema up to date."""
+    service_class: Any = ActivationService if server == "activation" else FloatingService
+    service_class.open(tmp_path / "keys").close()  # the key files are made once, beforehand
+    for name in ("vendor.key", "floating.key"):
+        if (tmp_path / "keys" / name).exists():
+            (tmp_path / "data").mkdir(exist_ok=True)
+            (tmp_path / "data" / name).write_bytes((tmp_path / "keys" / name).read_bytes())
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_once() -> None:
+        barrier.wait()
+        try:
+            service_class.open(tmp_path / "data").close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_once) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
+    db = tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
+    assert _revision(db, schema) == ("0001" if server == "activation" else "0002")
