@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mqtt_licensing.core.passwords import hash_password
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]

@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # `python benchmarks/run.py`
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.clients.mqtt import LicenseClient
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 
 from . import http_load, mqtt_load, processes, report
 from .http_wire import Pool

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 
 BIN = Path(sys.executable).parent
 

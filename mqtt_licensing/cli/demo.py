@@ -33,7 +33,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..adapters.amqtt.runner import load_config, serve
     from ..core.passwords import hash_password
     from ..servers.activation import ActivationService, create_app
-    from ..servers.common import ServerThread, load_or_create_token
+    from ..servers._files import load_or_create_token
+    from ..servers._run import ServerThread
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mqtt_licensing").setLevel(logging.INFO)

@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from ..core.codes import armor, unarmor
 from ..core.errors import ErrorCode, LicensingError
 from ..core.keys import mask_key, normalize_key
 from ..core.signing import public_key_from_text
+from ..core.timefmt import iso, relative
 
 DEFAULT_PORT = 8800
 
@@ -96,11 +96,11 @@ def _key_args(p: argparse.ArgumentParser) -> None:
 
 
 def _service(args: argparse.Namespace, *, must_exist: bool = False, **kwargs: Any) -> Any:
-    from ..servers.floating.service import KEY_NAME, open_service
+    from ..servers.floating.service import KEY_NAME, FloatingService
 
     if must_exist and not (args.data / f"{KEY_NAME}.key").exists():
         raise LicensingError(ErrorCode.NOT_FOUND, f"no floating server in {args.data} (no {KEY_NAME}.key)")
-    return open_service(args.data, **kwargs)
+    return FloatingService.open(args.data, **kwargs)
 
 
 def _license_key(args: argparse.Namespace) -> str:
@@ -148,11 +148,8 @@ def _write_code(text: str, out: Path | None) -> None:
 def _when(ts: int | None, now: int | None = None) -> str:
     if ts is None:
         return "never"
-    text = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    if now is not None:
-        delta = ts - now
-        text += f" (in {delta} s)" if delta >= 0 else f" ({-delta} s ago)"
-    return text
+    text = str(iso(ts))
+    return f"{text} ({relative(ts, now)})" if now is not None else text
 
 
 def _describe(cert: Any) -> str:
@@ -167,14 +164,14 @@ def _describe(cert: Any) -> str:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..servers.common import serve_forever
+    from ..servers._files import load_or_create_token
+    from ..servers._run import serve_forever
     from ..servers.floating.app import create_app
     from ..servers.floating.provision import refresh_periodically
-    from ..servers.floating.service import admin_token
 
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
-    service = _service(args, ttl=args.ttl, vendor_public_key=vendor, db_url=args.db_url)
-    token = admin_token(args.data)
+    service = _service(args, ttl=args.ttl, vendor_public_key=vendor, database_url=args.db_url)
+    token = load_or_create_token(args.data)
     background = None
     if args.refresh_interval > 0:
         interval = args.refresh_interval

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
+from ..core.timefmt import iso
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -66,9 +67,7 @@ def _service(args: argparse.Namespace) -> Any:
 
 
 def format_time(ts: Any) -> str:
-    from ..servers.activation.service import format_time as fmt
-
-    return str(fmt(ts))
+    return iso(ts) or "never"
 
 
 def _read_file(path: str) -> str:
@@ -138,11 +137,12 @@ def _print_license(lic: dict[str, Any]) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..servers._files import load_or_create_token
+    from ..servers._run import serve_forever
     from ..servers.activation.app import create_app
-    from ..servers.common import load_or_create_token, serve_forever
+    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
 
     data = Path(args.data)
-    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
 
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
     service = ActivationService.open(data, certificate_lifetime=lifetime)
@@ -276,7 +276,7 @@ def cmd_public_key(args: argparse.Namespace) -> int:
 _UNSET: Any = object()
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     vendor = subparsers.add_parser(
         "vendor",
         help="the vendor activation server and license administration",

@@ -34,8 +34,6 @@ from .signing import (
     verify_envelope,
 )
 
-MODELS = ("online", "offline", "floating")
-
 
 class _Document:
     TYP: ClassVar[str]
@@ -49,7 +47,7 @@ class _Document:
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Self:
-        hints = _type_hints(cls)
+        hints = _type_hints(typing.cast(type, cls))  # the cache keys on the class
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             if f.name not in body:
@@ -153,8 +151,9 @@ class Lease(_Document):
     certificate: bytes  # the vendor-signed FloatingCertificate of the issuing server
 
 
-# Refusals that stop an instance, and so travel with a signed Verdict.
-VERDICT_CODES = frozenset({ErrorCode.REVOKED, ErrorCode.SUSPENDED, ErrorCode.EXPIRED, ErrorCode.ACTIVATION_NOT_FOUND})
+# Refusals that stop an instance, and so travel with a signed Verdict. Kept for the agent's
+# imports until it asks ``ErrorCode.is_verdict`` itself; the one definition is the enum's.
+VERDICT_CODES = frozenset(code for code in ErrorCode if code.is_verdict)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ amqtt changed and the workaround should be re-examined); the others prove the fi
 import pytest
 
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 
 

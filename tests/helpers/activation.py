@@ -1,4 +1,4 @@
-"""A real vendor activation server for tests: uvicorn on 127.0.0.1 on a background thread.
+"""A real activation server for tests: uvicorn on 127.0.0.1 on a background thread.
 
     from tests.helpers.activation import start_vendor
 
@@ -11,6 +11,7 @@ Attributes: ``url``, ``token`` (admin bearer token), ``data_dir``, ``public_key`
 (Ed25519PublicKey), ``public_key_text`` (what brokers pin), ``service`` (the
 :class:`ActivationService`, for quick admin actions without HTTP), ``port``.
 ``clock`` (optional): a callable returning int unix seconds, shared by the server.
+``serve=False`` opens the service without a socket: reach it in-process with :meth:`VendorHandle.client`.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from mqtt_licensing.servers._files import load_or_create_token
+from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
 from mqtt_licensing.servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, system_clock
-from mqtt_licensing.servers.common import ServerThread, free_port, load_or_create_token
+from tests.helpers.asgi import asgi_client
 
 
 class VendorHandle:
@@ -34,8 +38,10 @@ class VendorHandle:
         certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
         port: int = 0,
         clock: Callable[[], int] | None = None,
+        serve: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.serve = serve
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock or system_clock
         self.port = port or free_port()
@@ -53,9 +59,10 @@ class VendorHandle:
         self.service = ActivationService.open(
             self.data_dir, certificate_lifetime=self.certificate_lifetime, clock=self.clock
         )
-        thread = ServerThread(create_app(self.service, self.token), port=self.port)
-        thread.start()
-        self._thread = thread
+        if self.serve:
+            thread = ServerThread(create_app(self.service, self.token), port=self.port)
+            thread.start()
+            self._thread = thread
         return self
 
     def stop(self) -> None:
@@ -98,6 +105,11 @@ class VendorHandle:
         assert self.service is not None
         return self.service.public_key_text
 
+    def client(self, *, admin: bool = False) -> httpx.AsyncClient:
+        """An HTTP client of the app in-process (no socket), with the admin token if ``admin``."""
+        assert self.service is not None
+        return asgi_client(create_app(self.service, self.token), token=self.token if admin else None)
+
     def issue(self, features: list[str] | tuple[str, ...] = ("mqtt_server",), **terms: Any) -> str:
         """Issue a license and return its key. Terms: model, max_activations, seats,
         expires_at, support_until, max_connections (as ActivationService.issue_license)."""
@@ -129,9 +141,13 @@ def start_vendor(
     certificate_lifetime: int = DEFAULT_CERTIFICATE_LIFETIME,
     port: int = 0,
     clock: Callable[[], int] | None = None,
+    serve: bool = True,
 ) -> VendorHandle:
     """Start a real vendor server; use as a context manager (or call ``close()``)."""
-    return VendorHandle(Path(data_dir), certificate_lifetime=certificate_lifetime, port=port, clock=clock).start()
+    handle = VendorHandle(
+        Path(data_dir), certificate_lifetime=certificate_lifetime, port=port, clock=clock, serve=serve
+    )
+    return handle.start()
 
 
 __all__ = ["VendorHandle", "start_vendor"]

@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.passwords import hash_password
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret"
 READER, READER_PASSWORD = "dashboard", "reader-secret"

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from mqtt_licensing.core.documents import FloatingCertificate
 from mqtt_licensing.core.signing import fingerprint, public_bytes
-from mqtt_licensing.servers.common import ServerThread, load_or_create_signing_key
+from mqtt_licensing.servers._files import load_or_create_signing_key, load_or_create_token
+from mqtt_licensing.servers._run import ServerThread
 from mqtt_licensing.servers.floating.app import create_app
-from mqtt_licensing.servers.floating.service import KEY_NAME, FloatingService, admin_token, open_service
+from mqtt_licensing.servers.floating.service import KEY_NAME, FloatingService, system_clock
 
 DEFAULT_FEATURES = ("mqtt_server", "mqtt_server_support")
 
@@ -75,7 +76,7 @@ class FloatingHandle:
     ttl: int
     port: int
     vendor_public_key: Ed25519PublicKey | None
-    clock: Callable[[], float]
+    clock: Callable[[], int]
     service: FloatingService = field(init=False)
     token: str = field(init=False)
     _thread: ServerThread | None = field(default=None, init=False)
@@ -94,10 +95,10 @@ class FloatingHandle:
 
     def start(self) -> FloatingHandle:
         """Open the data folder afresh (as a new process would) and serve on ``port``."""
-        self.service = open_service(
+        self.service = FloatingService.open(
             self.data_dir, ttl=self.ttl, vendor_public_key=self.vendor_public_key, clock=self.clock
         )
-        self.token = admin_token(self.data_dir)
+        self.token = load_or_create_token(self.data_dir)
         self._thread = ServerThread(create_app(self.service, self.token), port=self.port)
         self._thread.start()
         self.port = self._thread.port
@@ -143,7 +144,7 @@ def start_floating(
     features: Iterable[str] = DEFAULT_FEATURES,
     expires_at: int | None = None,
     valid_until: int | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Callable[[], int] = system_clock,
 ) -> FloatingHandle:
     """Start a floating server; provisioned when ``certificate`` or ``vendor_key`` is given."""
     data_dir = Path(data_dir)

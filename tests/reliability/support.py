@@ -32,7 +32,7 @@ from benchmarks.mqtt_wire import connect_packet  # the one MQTT 3.1.1 packet enc
 from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode
 from mqtt_licensing.core.signing import fingerprint, unb64
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.broker import broker_config
 
 CLI = str(Path(sys.executable).with_name("mqtt-licensing"))

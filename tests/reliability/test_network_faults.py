@@ -37,7 +37,7 @@ from starlette.routing import Route
 from mqtt_licensing.core.documents import ActivationCertificate, InstanceRequest, Lease
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import b64, parse_envelope, public_key_to_text, unb64
-from mqtt_licensing.servers.common import ServerThread
+from mqtt_licensing.servers._run import ServerThread
 from tests.helpers.activation import start_vendor
 from tests.helpers.broker import MqttClient, start_broker
 from tests.helpers.floating import start_floating

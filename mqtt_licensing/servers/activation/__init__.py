@@ -1,5 +1,6 @@
-"""The vendor activation server: ``store`` (SQL tables and queries), ``service``
-(domain logic, no HTTP) and ``app`` (thin Starlette routes)."""
+"""The vendor's activation server: ``store`` (SQL tables and queries), ``service`` (domain
+logic, no HTTP; one facade over ``licenses``, ``instances`` and ``codes``) and ``app`` (thin
+Starlette routes)."""
 
 from .app import create_app
 from .service import ActivationService

@@ -1,12 +1,12 @@
-"""The vendor server's storage seam: SQLAlchemy Core tables and queries, nothing else.
+"""The activation server's storage seam: SQLAlchemy Core tables and queries, nothing else.
 
 The domain code (:mod:`.service`) never sees SQL: it opens a
-:meth:`VendorStore.transaction` and calls the small query methods of
+:meth:`ActivationStore.transaction` and calls the small query methods of
 :class:`Tx`. Everything here is portable SQLAlchemy Core, so a PostgreSQL URL
 (several replicas behind a load balancer) needs no change above this module:
 
 * each transaction is one ``engine.begin()`` (``BEGIN IMMEDIATE`` on SQLite, see
-  :func:`..common.create_db_engine`);
+  :func:`.._db.create_db_engine`);
 * ``lock=True`` reads the license row with ``SELECT ... FOR UPDATE`` (a no-op on
   SQLite, where the immediate transaction already serializes writers), so counting
   activations and inserting one can never interleave between two replicas;
@@ -18,11 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from .._db import Schema, migrate
+
 metadata = sa.MetaData()
+
+SCHEMA = Schema("activation", Path(__file__).parent / "migrations", marker_table="licenses")
 
 licenses = sa.Table(
     "licenses",
@@ -114,13 +119,13 @@ class ActivationRecord:
 
 
 def _license(row: Any) -> LicenseRecord:
-    values = dict(row._mapping)
+    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
     values["features"] = tuple(values["features"] or ())
     return LicenseRecord(**{f.name: values[f.name] for f in fields(LicenseRecord)})
 
 
 def _activation(row: Any) -> ActivationRecord:
-    values = dict(row._mapping)
+    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
     values["public_key"] = bytes(values["public_key"])
     return ActivationRecord(**{f.name: values[f.name] for f in fields(ActivationRecord)})
 
@@ -230,12 +235,13 @@ class Tx:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
 
 
-class VendorStore:
+class ActivationStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
+    def migrate(self) -> None:
+        """Bring the schema to this code's version (see :func:`.._db.migrate`)."""
+        migrate(self.engine, SCHEMA)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

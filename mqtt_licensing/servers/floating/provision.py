@@ -1,29 +1,21 @@
-"""Provisioning a floating server against the vendor's activation server, online.
+"""Provisioning a floating server against the vendor's activation server, online, through
+:class:`~mqtt_licensing.clients.activation.ActivationClient`.
 
 The offline path (codes copied by hand) needs no network and lives in the CLI on
 top of :meth:`.service.FloatingService.offline_request` / ``install_certificate``.
-
-Vendor routes used:
-
-* ``POST /v1/floating/activations`` ``{"license_key", "request": b64(kind=floating_activate)}``
-  -> ``{"certificate": b64, "activation_id", "license_id"}``
-* ``POST /v1/floating/check-in`` ``{"request": b64(kind=floating_check_in)}`` -> ``{"certificate": b64}``
-* ``POST /v1/activations/deactivate`` ``{"request": b64(kind=deactivate)}``
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ...clients.http import JsonApiClient
+from ...clients.activation import ActivationClient
 from ...core.documents import FloatingCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import normalize_key
-from ...core.signing import b64, unb64
 from .service import FloatingService
 
 log = logging.getLogger(__name__)
@@ -31,10 +23,11 @@ log = logging.getLogger(__name__)
 DEFAULT_REFRESH_INTERVAL = 24 * 3600
 
 
-def _certificate(data: Any) -> bytes:
-    if not isinstance(data, dict) or not isinstance(data.get("certificate"), str):
-        raise LicensingError(ErrorCode.BAD_RESPONSE, "the vendor's answer has no certificate")
-    return unb64(data["certificate"])
+def _vendor_url(service: FloatingService, vendor_url: str | None) -> str:
+    url = vendor_url or service.vendor_url
+    if not url:
+        raise LicensingError(ErrorCode.MISSING_FIELD, "no vendor URL known: pass --vendor URL")
+    return url
 
 
 async def activate_online(
@@ -43,45 +36,41 @@ async def activate_online(
     vendor_url: str,
     *,
     vendor_public_key: Ed25519PublicKey | None = None,
-    timeout: float = 30.0,
+    http_timeout: float = 30.0,
 ) -> FloatingCertificate:
     """Activate against the vendor; the certificate must verify against ``vendor_public_key``
     (then pinned) or the key already pinned."""
     key = normalize_key(license_key)  # a typo is caught before any network call
     request, nonce = service.activation_request(key)
-    async with JsonApiClient(vendor_url, timeout=timeout) as vendor:
-        data = await vendor.call("POST", "/v1/floating/activations", json={"license_key": key, "request": b64(request)})
+    async with ActivationClient(vendor_url, timeout=http_timeout) as vendor:
+        certificate = await vendor.floating_activate(key, request)
     return service.install_certificate(
-        _certificate(data), nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
+        certificate, nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
     )
 
 
 async def refresh_online(
-    service: FloatingService, vendor_url: str | None = None, *, timeout: float = 30.0
+    service: FloatingService, vendor_url: str | None = None, *, http_timeout: float = 30.0
 ) -> FloatingCertificate:
     """Check in with the vendor and install the certificate it answers (new seats, features, validity)."""
-    url = vendor_url or service.vendor_url
-    if not url:
-        raise LicensingError(ErrorCode.MISSING_FIELD, "no vendor URL known: pass --vendor URL")
+    url = _vendor_url(service, vendor_url)
     request, nonce = service.check_in_request()
-    async with JsonApiClient(url, timeout=timeout) as vendor:
-        data = await vendor.call("POST", "/v1/floating/check-in", json={"request": b64(request)})
-    return service.install_certificate(_certificate(data), nonce=nonce, vendor_url=url.rstrip("/"))
+    async with ActivationClient(url, timeout=http_timeout) as vendor:
+        certificate = await vendor.floating_check_in(request)
+    return service.install_certificate(certificate, nonce=nonce, vendor_url=url.rstrip("/"))
 
 
 async def deactivate_online(
-    service: FloatingService, vendor_url: str | None = None, *, timeout: float = 30.0
+    service: FloatingService, vendor_url: str | None = None, *, http_timeout: float = 30.0
 ) -> FloatingCertificate | None:
     """Return the activation to the vendor, then stop leasing (only once the vendor agreed)."""
-    url = vendor_url or service.vendor_url
-    if not url:
-        raise LicensingError(ErrorCode.MISSING_FIELD, "no vendor URL known: pass --vendor URL")
+    url = _vendor_url(service, vendor_url)
     request = service.deactivation_request(offline=False)
-    async with JsonApiClient(url, timeout=timeout) as vendor:
+    async with ActivationClient(url, timeout=http_timeout) as vendor:
         try:
-            await vendor.call("POST", "/v1/activations/deactivate", json={"request": b64(request)})
+            await vendor.deactivate(request)
         except LicensingError as exc:
-            if exc.code not in (ErrorCode.ALREADY_FREE, ErrorCode.ACTIVATION_NOT_FOUND):
+            if not exc.code.means_already_free:
                 raise
     return service.forget_pool()
 

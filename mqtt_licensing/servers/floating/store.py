@@ -2,9 +2,9 @@
 
 This module is the storage seam. The domain code (:mod:`.service`) never writes
 SQL; it opens one :meth:`FloatingStore.transaction` per change of state and calls
-the methods of :class:`StoreTx` inside it. Every lease operation starts with
-:meth:`StoreTx.lock_pool`: on SQLite the whole transaction is already serialized
-by ``BEGIN IMMEDIATE`` (see :mod:`..common`), on PostgreSQL the pool row is taken
+the methods of :class:`Tx` inside it. Every lease operation starts with
+:meth:`Tx.lock_pool`: on SQLite the whole transaction is already serialized
+by ``BEGIN IMMEDIATE`` (see :mod:`.._db`), on PostgreSQL the pool row is taken
 ``FOR UPDATE`` - either way two acquires can never both see "one seat left".
 
 Tables
@@ -19,19 +19,23 @@ Tables
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
+from .._db import Schema, migrate
+
 metadata = sa.MetaData()
+
+SCHEMA = Schema("floating", Path(__file__).parent / "migrations", marker_table="pool")
 
 POOL_ID = 1
 
-pool_table = sa.Table(
+pool = sa.Table(
     "pool",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
@@ -44,19 +48,19 @@ pool_table = sa.Table(
     sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
 )
 
-leases_table = sa.Table(
+leases = sa.Table(
     "leases",
     metadata,
     sa.Column("lease_id", sa.String(64), primary_key=True),
     sa.Column("instance_fingerprint", sa.String(64), nullable=False, unique=True),
     sa.Column("public_key", sa.LargeBinary, nullable=False),
-    sa.Column("features", sa.Text, nullable=False),  # JSON list
+    sa.Column("features", sa.JSON, nullable=False),
     sa.Column("issued_at", sa.BigInteger, nullable=False),  # when the seat was first taken
     sa.Column("renewed_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
 )
 
-nonces_table = sa.Table(
+request_nonces = sa.Table(
     "request_nonces",
     metadata,
     sa.Column("fingerprint", sa.String(64), primary_key=True),
@@ -66,7 +70,7 @@ nonces_table = sa.Table(
 
 
 @dataclass(frozen=True)
-class PoolRow:
+class PoolRecord:
     certificate: bytes | None
     installed_at: int | None
     vendor_url: str | None
@@ -77,7 +81,7 @@ class PoolRow:
 
 
 @dataclass(frozen=True)
-class LeaseRow:
+class LeaseRecord:
     lease_id: str
     instance_fingerprint: str
     public_key: bytes
@@ -87,8 +91,8 @@ class LeaseRow:
     expires_at: int
 
 
-def _pool_row(row: Any) -> PoolRow:
-    return PoolRow(
+def _pool_record(row: Any) -> PoolRecord:
+    return PoolRecord(
         certificate=bytes(row.certificate) if row.certificate is not None else None,
         installed_at=row.installed_at,
         vendor_url=row.vendor_url,
@@ -99,68 +103,64 @@ def _pool_row(row: Any) -> PoolRow:
     )
 
 
-def _lease_row(row: Any) -> LeaseRow:
-    return LeaseRow(
+def _lease_record(row: Any) -> LeaseRecord:
+    return LeaseRecord(
         lease_id=row.lease_id,
         instance_fingerprint=row.instance_fingerprint,
         public_key=bytes(row.public_key),
-        features=tuple(json.loads(row.features)),
+        features=tuple(row.features),
         issued_at=row.issued_at,
         renewed_at=row.renewed_at,
         expires_at=row.expires_at,
     )
 
 
-class StoreTx:
+class Tx:
     """The queries available inside one transaction."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
 
     # -- pool --------------------------------------------------------------------
-    def lock_pool(self) -> PoolRow:
+    def lock_pool(self) -> PoolRecord:
         """Read the pool row, locking it until the transaction ends (FOR UPDATE where supported)."""
-        row = self.conn.execute(sa.select(pool_table).where(pool_table.c.id == POOL_ID).with_for_update()).one()
-        return _pool_row(row)
+        row = self.conn.execute(sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()).one()
+        return _pool_record(row)
 
-    def read_pool(self) -> PoolRow:
-        return _pool_row(self.conn.execute(sa.select(pool_table).where(pool_table.c.id == POOL_ID)).one())
+    def read_pool(self) -> PoolRecord:
+        return _pool_record(self.conn.execute(sa.select(pool).where(pool.c.id == POOL_ID)).one())
 
     def update_pool(self, **values: Any) -> None:
-        unknown = set(values) - ({c.name for c in pool_table.c} - {"id"})
+        unknown = set(values) - ({c.name for c in pool.c} - {"id"})
         if unknown:
             raise ValueError(f"not writable pool columns: {sorted(unknown)}")
-        self.conn.execute(sa.update(pool_table).where(pool_table.c.id == POOL_ID).values(**values))
+        self.conn.execute(sa.update(pool).where(pool.c.id == POOL_ID).values(**values))
 
     # -- leases ------------------------------------------------------------------
-    def lease_by_fingerprint(self, fingerprint: str) -> LeaseRow | None:
-        row = self.conn.execute(
-            sa.select(leases_table).where(leases_table.c.instance_fingerprint == fingerprint)
-        ).one_or_none()
-        return _lease_row(row) if row is not None else None
+    def lease_by_fingerprint(self, fingerprint: str) -> LeaseRecord | None:
+        row = self.conn.execute(sa.select(leases).where(leases.c.instance_fingerprint == fingerprint)).one_or_none()
+        return _lease_record(row) if row is not None else None
 
-    def active_leases(self, now: int) -> list[LeaseRow]:
+    def active_leases(self, now: int) -> list[LeaseRecord]:
         rows = self.conn.execute(
-            sa.select(leases_table)
-            .where(leases_table.c.expires_at > now)
-            .order_by(leases_table.c.issued_at, leases_table.c.lease_id)
+            sa.select(leases).where(leases.c.expires_at > now).order_by(leases.c.issued_at, leases.c.lease_id)
         )
-        return [_lease_row(r) for r in rows]
+        return [_lease_record(r) for r in rows]
 
     def count_active(self, now: int) -> int:
         return int(
             self.conn.execute(
-                sa.select(sa.func.count()).select_from(leases_table).where(leases_table.c.expires_at > now)
+                sa.select(sa.func.count()).select_from(leases).where(leases.c.expires_at > now)
             ).scalar_one()
         )
 
     def count_active_before(self, now: int, issued_at: int, lease_id: str) -> int:
         """Active leases older than the given one (seat order: issued_at, then lease_id)."""
-        c = leases_table.c
+        c = leases.c
         return int(
             self.conn.execute(
                 sa.select(sa.func.count())
-                .select_from(leases_table)
+                .select_from(leases)
                 .where(
                     c.expires_at > now,
                     sa.or_(c.issued_at < issued_at, sa.and_(c.issued_at == issued_at, c.lease_id < lease_id)),
@@ -169,15 +169,15 @@ class StoreTx:
         )
 
     def delete_expired(self, now: int) -> int:
-        return self.conn.execute(sa.delete(leases_table).where(leases_table.c.expires_at <= now)).rowcount
+        return self.conn.execute(sa.delete(leases).where(leases.c.expires_at <= now)).rowcount
 
-    def insert_lease(self, lease: LeaseRow) -> None:
+    def insert_lease(self, lease: LeaseRecord) -> None:
         self.conn.execute(
-            sa.insert(leases_table).values(
+            sa.insert(leases).values(
                 lease_id=lease.lease_id,
                 instance_fingerprint=lease.instance_fingerprint,
                 public_key=lease.public_key,
-                features=json.dumps(list(lease.features)),
+                features=list(lease.features),
                 issued_at=lease.issued_at,
                 renewed_at=lease.renewed_at,
                 expires_at=lease.expires_at,
@@ -189,51 +189,55 @@ class StoreTx:
     ) -> None:
         values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at}
         if features is not None:
-            values["features"] = json.dumps(list(features))
-        self.conn.execute(sa.update(leases_table).where(leases_table.c.lease_id == lease_id).values(**values))
+            values["features"] = list(features)
+        self.conn.execute(sa.update(leases).where(leases.c.lease_id == lease_id).values(**values))
 
     def delete_lease(self, lease_id: str) -> bool:
-        return self.conn.execute(sa.delete(leases_table).where(leases_table.c.lease_id == lease_id)).rowcount > 0
+        return self.conn.execute(sa.delete(leases).where(leases.c.lease_id == lease_id)).rowcount > 0
 
     def delete_all_leases(self) -> int:
-        return self.conn.execute(sa.delete(leases_table)).rowcount
+        return self.conn.execute(sa.delete(leases)).rowcount
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
         """Record a request nonce; False when it was already seen (a replay)."""
         seen = self.conn.execute(
-            sa.select(nonces_table.c.nonce).where(
-                nonces_table.c.fingerprint == fingerprint, nonces_table.c.nonce == nonce
+            sa.select(request_nonces.c.nonce).where(
+                request_nonces.c.fingerprint == fingerprint, request_nonces.c.nonce == nonce
             )
         ).first()
         if seen is not None:
             return False
-        self.conn.execute(sa.insert(nonces_table).values(fingerprint=fingerprint, nonce=nonce, created_at=created_at))
+        self.conn.execute(sa.insert(request_nonces).values(fingerprint=fingerprint, nonce=nonce, created_at=created_at))
         return True
 
     def prune_nonces(self, created_before: int) -> None:
-        self.conn.execute(sa.delete(nonces_table).where(nonces_table.c.created_at < created_before))
+        self.conn.execute(sa.delete(request_nonces).where(request_nonces.c.created_at < created_before))
 
 
 class FloatingStore:
-    """Owns the engine; hands out transactions. SQLite by default, any SQLAlchemy URL later."""
+    """Owns the engine; hands out transactions. SQLite by default, any SQLAlchemy URL."""
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine)
+
+    def migrate(self) -> None:
+        """Bring the schema to this code's version (see :func:`.._db.migrate`), then make sure the one
+        pool row exists."""
+        migrate(self.engine, SCHEMA)
         try:
             with self.transaction() as tx:
-                exists = tx.conn.execute(sa.select(pool_table.c.id).where(pool_table.c.id == POOL_ID)).first()
+                exists = tx.conn.execute(sa.select(pool.c.id).where(pool.c.id == POOL_ID)).first()
                 if exists is None:
-                    tx.conn.execute(sa.insert(pool_table).values(id=POOL_ID))
+                    tx.conn.execute(sa.insert(pool).values(id=POOL_ID))
         except sa.exc.IntegrityError:
             pass  # another replica created the row first
 
     @contextmanager
-    def transaction(self) -> Iterator[StoreTx]:
+    def transaction(self) -> Iterator[Tx]:
         """One atomic unit of work: committed on normal exit, rolled back on any exception."""
         with self.engine.begin() as conn:
-            yield StoreTx(conn)
+            yield Tx(conn)
 
-    def dispose(self) -> None:
+    def close(self) -> None:
         self.engine.dispose()

@@ -17,7 +17,7 @@ from mqtt_licensing.core.documents import open_instance_request, verify_lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, key_digest
 from mqtt_licensing.core.signing import public_key_to_text
-from mqtt_licensing.servers.floating.service import open_service
+from mqtt_licensing.servers.floating.service import FloatingService
 from tests.helpers.activation import start_vendor
 from tests.helpers.floating import make_pool_certificate, start_floating
 
@@ -33,7 +33,7 @@ def _offline_request(service, key: str = LICENSE_KEY):
 
 
 def test_offline_request_then_install(tmp_path, vendor):
-    service = open_service(tmp_path / "fls")
+    service = FloatingService.open(tmp_path / "fls")
     try:
         blob, request = _offline_request(service)
         assert request.public_key == service.public_key and request.key_digest == key_digest(LICENSE_KEY)
@@ -50,7 +50,7 @@ def test_offline_request_then_install(tmp_path, vendor):
 
 
 def test_install_refusals(tmp_path, vendor):
-    service = open_service(tmp_path / "fls")
+    service = FloatingService.open(tmp_path / "fls")
     other_server = Ed25519PrivateKey.generate()
     pub = vendor.public_key()
     try:
@@ -76,7 +76,7 @@ def test_install_refusals(tmp_path, vendor):
             ),
             (
                 make_pool_certificate(
-                    vendor, service.public_key, request_nonce=second.nonce, expires_at=service.now() - 1
+                    vendor, service.public_key, request_nonce=second.nonce, expires_at=service.clock() - 1
                 ),
                 ErrorCode.EXPIRED,
             ),
@@ -251,8 +251,7 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
                 key_file,
                 "--vendor",
                 vendor_server.url,
-                "--vendor-key",
-                wrong,
+                f"--vendor-key={wrong}",  # "=": a base64url key may begin with "-"
             )
             == 1
         )
@@ -382,7 +381,7 @@ def test_offline_codes_with_the_vendor_cli(tmp_path, capsys):
             == 0
         )
         capsys.readouterr()
-        service = open_service(data)
+        service = FloatingService.open(data)
         try:
             assert service.status()["pool"]["seats"] == 1
         finally:

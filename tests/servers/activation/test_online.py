@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from mqtt_licensing.clients.activation import ActivationClient, VendorAdminClient
+from mqtt_licensing.clients.activation import ActivationClient
+from mqtt_licensing.clients.admin import VendorAdminClient
 from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, mask_key

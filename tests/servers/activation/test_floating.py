@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from mqtt_licensing.clients.activation import ActivationClient, VendorAdminClient
+from mqtt_licensing.clients.activation import ActivationClient
+from mqtt_licensing.clients.admin import VendorAdminClient
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import FloatingCertificate

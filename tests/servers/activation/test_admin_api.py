@@ -15,8 +15,9 @@ from .conftest import Instance
 
 @pytest.fixture(scope="module")
 def vendor(tmp_path_factory: Any) -> Any:
-    """One server for this module: these tests are many and independent of each other's licenses."""
-    with start_vendor(tmp_path_factory.mktemp("vendor")) as handle:
+    """One service for this module, reached in-process: these tests are many and independent of
+    each other's licenses."""
+    with start_vendor(tmp_path_factory.mktemp("vendor"), serve=False) as handle:
         yield handle
 
 

@@ -17,12 +17,12 @@ class FakeClock:
     """A clock the test moves by hand (server side); requests are signed with the same time."""
 
     def __init__(self) -> None:
-        self.now = float(int(time.time()))
+        self.now = int(time.time())
 
-    def __call__(self) -> float:
+    def __call__(self) -> int:
         return self.now
 
-    def advance(self, seconds: float) -> None:
+    def advance(self, seconds: int) -> None:
         self.now += seconds
 
 

@@ -7,7 +7,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -92,13 +91,12 @@ def clocked_vendor(tmp_path: Any, clock: ManualClock) -> Iterator[VendorHandle]:
 
 @pytest.fixture
 async def http(vendor: VendorHandle) -> Any:
-    async with httpx.AsyncClient(base_url=vendor.url, timeout=10, trust_env=False) as client:
+    """The vendor's app in-process: a socket adds nothing to what these tests check."""
+    async with vendor.client() as client:
         yield client
 
 
 @pytest.fixture
 async def admin_http(vendor: VendorHandle) -> Any:
-    async with httpx.AsyncClient(
-        base_url=vendor.url, timeout=10, trust_env=False, headers={"Authorization": f"Bearer {vendor.token}"}
-    ) as client:
+    async with vendor.client(admin=True) as client:
         yield client

@@ -22,7 +22,7 @@ from mqtt_licensing.core.documents import ActivationCertificate, FloatingCertifi
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import normalize_key
 from mqtt_licensing.core.signing import public_key_from_text, unb64
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance

@@ -11,6 +11,8 @@ from mqtt_licensing.clients.floating import FloatingClient, lease_request
 from mqtt_licensing.core.documents import Lease, sign_instance_request, verify_lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, fingerprint
+from mqtt_licensing.servers.floating.app import create_app
+from tests.helpers.asgi import asgi_client
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -168,7 +170,7 @@ async def test_forged_renew_and_release_are_refused(floating):
                 "public_key": fingerprint_raw(owner),
                 "fingerprint": fingerprint(owner),
                 "nonce": "n-" + kind,
-                "created_at": fls.service.now(),
+                "created_at": fls.service.clock(),
                 "features": [],
             }
             from mqtt_licensing.core.signing import sign_document
@@ -208,7 +210,7 @@ async def test_replayed_and_stale_requests_are_refused(floating):
         assert err.value.code == ErrorCode.BAD_REQUEST
         for skew in (-601, 601):
             with pytest.raises(LicensingError) as err:
-                await acquire(client, Ed25519PrivateKey.generate(), now=fls.service.now() + skew)
+                await acquire(client, Ed25519PrivateKey.generate(), now=fls.service.clock() + skew)
             assert err.value.code == ErrorCode.BAD_REQUEST
     assert fls.service.status()["seats"]["used"] == 1
 
@@ -254,7 +256,7 @@ async def test_tampered_lease_is_refused(floating, vendor):
         lease.expires_at,
         lease.ttl,
         lease.certificate,
-    ).sign(fls.service.key)
+    ).sign(fls.service.signing_key)
     with pytest.raises(LicensingError) as err:
         verify_lease(wide, vendor.public_key())
     assert err.value.code == ErrorCode.FEATURE_UNAVAILABLE
@@ -279,7 +281,7 @@ async def test_bad_input_gets_typed_4xx_never_500(floating):
         ),
         ("/v1/leases", b"x" * (300 * 1024), 413, "payload_too_large"),
     ]
-    async with httpx.AsyncClient(base_url=fls.url, trust_env=False) as http:
+    async with asgi_client(create_app(fls.service, fls.token)) as http:  # in-process: no socket needed
         for path, body, status, code in cases:
             response = await http.post(path, content=body, headers={"content-type": "application/json"})
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), (path, body[:40])

@@ -17,13 +17,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mqtt_licensing.clients.floating import lease_request
 from mqtt_licensing.core.documents import verify_lease
 from mqtt_licensing.core.signing import b64, public_key_to_text, unb64
-from mqtt_licensing.servers.common import free_port
-from mqtt_licensing.servers.floating.service import open_service
+from mqtt_licensing.servers._run import free_port
+from mqtt_licensing.servers.floating.service import FloatingService
 from tests.helpers.floating import make_pool_certificate
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _serve(data: Path, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -70,7 +70,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def test_serve_process(tmp_path):
     vendor = Ed25519PrivateKey.generate()
     data = tmp_path / "fls"
-    service = open_service(data)  # creates the server key, as `floating request` would
+    service = FloatingService.open(data)  # creates the server key, as `floating request` would
     cert = make_pool_certificate(vendor, service.public_key, seats=1)
     service.install_certificate(cert, vendor_public_key=vendor.public_key())
     service.close()

@@ -1,0 +1,78 @@
+"""A server's data folder: its signing key, its admin token, and the one way files are written.
+
+Every secret is written owner-only (0600) and atomically, so a crash leaves either the old file
+or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..core.errors import ErrorCode, LicensingError
+from ..core.signing import public_key_to_text
+
+TOKEN_FILE = "admin.token"
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data``: the file and its folder are fsynced, the temp file removed on error."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")  # unique per writer
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_or_create_signing_key(data_dir: Path, name: str) -> Ed25519PrivateKey:
+    """``<name>.key`` (PEM, mode 0600) and ``<name>.pub`` (base64 raw key, for pinning) in data_dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key_path, pub_path = data_dir / f"{name}.key", data_dir / f"{name}.pub"
+    if key_path.exists():
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (ValueError, TypeError):
+            key = None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise LicensingError(ErrorCode.STATE_CORRUPT, f"{key_path} is not an Ed25519 private key")
+    else:
+        key = Ed25519PrivateKey.generate()
+        atomic_write(
+            key_path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+    pub_text = public_key_to_text(key) + "\n"
+    if not pub_path.exists() or pub_path.read_text() != pub_text:
+        atomic_write(pub_path, pub_text.encode(), mode=0o644)
+    return key
+
+
+def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
+    """The admin bearer token of a data folder, created (owner-only) on first use."""
+    path = Path(data_dir) / name
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (token + "\n").encode())
+    return token
+
+
+__all__ = ["TOKEN_FILE", "atomic_write", "load_or_create_signing_key", "load_or_create_token"]

@@ -1,0 +1,34 @@
+"""Checks both servers make on the signed requests instances send them."""
+
+from __future__ import annotations
+
+from ..core.documents import InstanceRequest
+from ..core.errors import ErrorCode, LicensingError
+from ..core.signing import parse_envelope
+from ..core.timefmt import iso
+
+MAX_CLOCK_SKEW = 600  # seconds between a request's created_at and the server clock
+
+
+def check_fresh(request: InstanceRequest, now: int, max_clock_skew: int = MAX_CLOCK_SKEW) -> None:
+    """Refuse a request made too far from the server's time: a wrong clock, or a replay."""
+    skew = request.created_at - now
+    if abs(skew) > max_clock_skew:
+        raise LicensingError(
+            ErrorCode.BAD_REQUEST,
+            f"the request was made {abs(skew)} s {'ahead of' if skew > 0 else 'behind'} the server's time "
+            f"({iso(now)}, at most {max_clock_skew} s apart): the instance's clock is off, or the request "
+            f"is a replay; fix the clock and retry",
+        )
+
+
+def peek_request(blob: bytes) -> InstanceRequest:
+    """The request as it claims to be, *unverified*: only to find the key on record to verify it with."""
+    return InstanceRequest.from_body(parse_envelope(blob).unverified_body())
+
+
+def replayed() -> LicensingError:
+    return LicensingError(ErrorCode.BAD_REQUEST, "this request was already used (replay): sign a new one")
+
+
+__all__ = ["MAX_CLOCK_SKEW", "check_fresh", "peek_request", "replayed"]

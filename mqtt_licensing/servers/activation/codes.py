@@ -1,0 +1,94 @@
+"""Offline codes: usage requests turned into usage licenses, deactivation codes, and floating
+servers' request codes turned into floating certificates (the vendor's admin side)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ...core import labels
+from ...core.codes import armor, unarmor
+from ...core.documents import open_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.models import LicenseModel
+from .records import ServiceBase, bad
+from .store import ActivationRecord, LicenseRecord
+
+log = logging.getLogger(__name__)
+
+
+class OfflineCodes(ServiceBase):
+    def offline_activate(self, request_code: Any) -> dict[str, Any]:
+        """Turn a usage request code into a usage license (armoured text)."""
+        lic, act, reused, now = self._offline_bind(
+            request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, LicenseModel.OFFLINE
+        )
+        cert = self._activation_certificate(lic, act, now, valid_until=lic.expires_at, request_nonce=act.request_nonce)
+        return {
+            "usage_license": armor(labels.USAGE_LICENSE, cert),
+            "activation_id": act.id,
+            "license_id": lic.id,
+            "reused": reused,
+        }
+
+    def offline_deactivate(self, code: Any) -> dict[str, Any]:
+        """Free the activation named by an instance-signed deactivation code; exactly once."""
+        blob = unarmor(code, labels.DEACTIVATION_CODE)
+        now = self.clock()
+        with self.store.transaction() as tx:
+            act, req = self._verify_known(tx, blob, labels.KIND_OFFLINE_DEACTIVATION)
+            if req.license_id is not None and req.license_id != act.license_id:
+                raise bad("the deactivation code names another license than its activation's")
+            result = {"activation_id": act.id, "license_id": act.license_id}
+            if not act.active:
+                return {
+                    "freed": False,
+                    "already_free": True,
+                    **result,
+                    "freed_at": act.freed_at,
+                    "freed_reason": act.freed_reason,
+                }
+            self._free(tx, act, now, "offline_deactivation")
+        log.info("activation %s of %s freed by an offline deactivation code", act.id, act.license_id)
+        return {"freed": True, "already_free": False, **result}
+
+    def floating_issue(self, request_code: Any) -> dict[str, Any]:
+        """Turn a floating server's request code into an armoured floating certificate."""
+        lic, act, reused, now = self._offline_bind(
+            request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, LicenseModel.FLOATING
+        )
+        cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce)
+        return {
+            "certificate": armor(labels.FLOATING_CERTIFICATE, cert),
+            "activation_id": act.id,
+            "license_id": lic.id,
+            "reused": reused,
+        }
+
+    def _offline_bind(
+        self, code: Any, label: str, kind: str, model: LicenseModel
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+        request = open_instance_request(unarmor(code, label), kind)
+        if not request.key_digest:
+            raise bad("the request code names no license key")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            lic = tx.get_license_by_digest(request.key_digest, lock=True)
+            if lic is None:
+                raise LicensingError(ErrorCode.KEY_NOT_FOUND, "the request code's license key is not known")
+            self._check_usable(lic, now, model)
+            if request.activation_id is not None:
+                named = tx.get_activation(request.activation_id)
+                if named is not None and (
+                    named.license_id != lic.id or named.instance_fingerprint != request.fingerprint
+                ):
+                    raise bad("the request names an activation of another license or instance")
+            act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
+        log.info(
+            "offline %s %s of %s for instance %s",
+            "update" if reused else "activation",
+            act.id,
+            lic.id,
+            act.instance_fingerprint,
+        )
+        return lic, act, reused, now

@@ -1,0 +1,174 @@
+"""What instances ask of the activation server themselves: first contact (online activation of a
+broker or a floating server), check-in with signed verdicts, deactivation; and the rate limit on
+failed license keys.
+
+First contact is verified against the public key the request carries - it *becomes* the key on
+record for the new activation; everything later is verified against the key on record, so only the
+instance holding the private key can refresh or free its activation.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from ...core import labels
+from ...core.documents import Verdict, open_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest
+from ...core.models import LicenseModel
+from ...core.timefmt import iso
+from .._requests import check_fresh, peek_request
+from .records import FREED_REASONS, ServiceBase, bad
+from .store import ActivationRecord, LicenseRecord, Tx
+
+log = logging.getLogger(__name__)
+
+
+class InstanceApi(ServiceBase):
+    def activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
+        """Online activation. Returns certificate (bytes), activation_id, license_id, reused."""
+        lic, act, reused, now = self._first_contact(
+            license_key, request, client, labels.KIND_ACTIVATE, LicenseModel.ONLINE
+        )
+        cert = self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
+        return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
+
+    def check_in(self, request: bytes) -> bytes:
+        """Refresh an online activation: a fresh certificate with the license's current terms.
+
+        A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
+        signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
+        try:
+            lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE)
+        except LicensingError as exc:
+            if exc.code.is_verdict:
+                exc.evidence = self._verdict(request, exc)
+            raise
+        return self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
+
+    def _verdict(self, request: bytes, exc: LicensingError) -> bytes | None:
+        try:
+            claimed = peek_request(request)
+        except LicensingError:
+            return None
+        if not claimed.activation_id:
+            return None
+        return Verdict(
+            verdict=str(exc.code),
+            activation_id=claimed.activation_id,
+            instance_fingerprint=claimed.fingerprint,
+            request_nonce=claimed.nonce,
+            issued_at=self.clock(),
+            message=exc.message,
+        ).sign(self.signing_key)
+
+    def deactivate(self, request: bytes) -> None:
+        """Free the activation named by a deactivate request signed with its instance key."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            act, req = self._verify_known(tx, request, labels.KIND_DEACTIVATE)
+            check_fresh(req, now, self.max_clock_skew)
+            if not act.active:
+                raise LicensingError(
+                    ErrorCode.ALREADY_FREE,
+                    f"activation {act.id} is already free ({act.freed_reason}, {iso(act.freed_at)})",
+                )
+            self._free(tx, act, now, "deactivated")
+        log.info("activation %s of %s deactivated", act.id, act.license_id)
+
+    def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
+        lic, act, reused, now = self._first_contact(
+            license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
+        )
+        cert = self._floating_certificate(lic, act, now)
+        return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
+
+    def floating_check_in(self, request: bytes) -> bytes:
+        lic, act, now = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
+        return self._floating_certificate(lic, act, now)
+
+    # -- rate limiting of failed key lookups --------------------------------------
+    def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
+        if tx is None:
+            with self.store.transaction() as own:
+                self._check_rate(client, now, own)
+            return
+        rate = tx.get_rate(client)
+        if rate is not None:
+            start, failures = rate
+            if now - start < self.rate_limit_window and failures >= self.rate_limit_failures:
+                raise LicensingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"too many failed license keys from {client}; retry in {self.rate_limit_window - (now - start)} s",
+                )
+
+    def _record_failure(self, client: str, now: int, tx: Tx | None = None) -> None:
+        if tx is None:
+            with self.store.transaction() as own:
+                self._record_failure(client, now, own)
+            return
+        rate = tx.get_rate(client)
+        if rate is None or now - rate[0] >= self.rate_limit_window:
+            tx.put_rate(client, now, 1)
+            tx.prune_rates(now - 10 * self.rate_limit_window)
+        else:
+            tx.put_rate(client, rate[0], rate[1] + 1)
+
+    # -- first contact --------------------------------------------------------------
+    def _first_contact(
+        self, license_key: Any, blob: bytes, client: str, kind: str, model: LicenseModel
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+        now = self.clock()
+        self._check_rate(client, now)
+        try:
+            digest = key_digest(license_key)
+        except LicensingError as exc:
+            if exc.code == ErrorCode.INVALID_KEY:
+                self._record_failure(client, now)
+            raise
+        request = open_instance_request(blob, kind)
+        check_fresh(request, now, self.max_clock_skew)
+        if request.key_digest != digest:
+            raise bad("the signed request is for another license key than the one sent")
+        with self.store.transaction() as tx:
+            # Checked again and counted in the lookup's own transaction: concurrent guesses from
+            # one source cannot all pass the check above before any of them is counted.
+            self._check_rate(client, now, tx)
+            lic = tx.get_license_by_digest(digest, lock=True)
+            if lic is None:
+                self._record_failure(client, now, tx)
+            else:
+                self._check_usable(lic, now, model)
+                act, reused = self._bind(tx, lic, request, now)
+        if lic is None:
+            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known to the vendor")
+        log.info(
+            "%s %s of %s for instance %s",
+            "re-activation" if reused else "activation",
+            act.id,
+            lic.id,
+            act.instance_fingerprint,
+        )
+        return lic, act, reused, now
+
+    def _refresh(self, blob: bytes, kind: str, model: LicenseModel) -> tuple[LicenseRecord, ActivationRecord, int]:
+        now = self.clock()
+        with self.store.transaction() as tx:
+            act, request = self._verify_known(tx, blob, kind)
+            check_fresh(request, now, self.max_clock_skew)
+            if not act.active:
+                why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
+                raise LicensingError(
+                    ErrorCode.ACTIVATION_NOT_FOUND,
+                    f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again",
+                )
+            if act.model != model:
+                raise LicensingError(
+                    ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
+                )
+            lic = self._license(tx, act.license_id, lock=True)
+            self._check_usable(lic, now, None)
+            tx.update_activation(act.id, last_check_in_at=now)
+        return lic, replace(act, last_check_in_at=now), now

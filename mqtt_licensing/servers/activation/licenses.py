@@ -1,0 +1,198 @@
+"""The vendor's admin work on licenses and activations: issue, list, show, change terms, free."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import replace
+from typing import Any
+
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import validate_features
+from ...core.keys import format_key, key_digest, mask_key
+from ...core.models import LicenseModel
+from ...core.timefmt import iso
+from .records import ServiceBase, activation_to_dict, bad, license_to_dict, new_id
+from .store import LicenseRecord
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("active", "suspended", "revoked")
+ISSUE_FIELDS = ("features", "model", "max_activations", "seats", "expires_at", "support_until", "max_connections")
+UPDATE_FIELDS = (
+    "add_features",
+    "remove_features",
+    "expires_at",
+    "support_until",
+    "max_activations",
+    "max_connections",
+    "seats",
+    "status",
+)
+
+
+def _opt_int(name: str, value: Any, *, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"{name} must be an integer or null")
+    if value < minimum:
+        raise bad(f"{name} must be at least {minimum}")
+    if value >= 2**62:
+        raise bad(f"{name} is too large")
+    return value
+
+
+def _features(value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
+    if isinstance(value, str):
+        raise bad("features must be a list of feature names")
+    features = validate_features(value)
+    if not features and not allow_empty:
+        raise bad("a license needs at least one feature")
+    return features
+
+
+def _changed_features(current: tuple[str, ...], changes: dict[str, Any]) -> tuple[str, ...] | None:
+    features = set(current)
+    if changes.get("add_features") is not None:
+        features |= set(_features(changes["add_features"], allow_empty=True))
+    if changes.get("remove_features") is not None:
+        features -= set(_features(changes["remove_features"], allow_empty=True))
+    if features == set(current):
+        return None
+    if not features:
+        raise bad("a license needs at least one feature")
+    return tuple(sorted(features))
+
+
+class LicenseAdmin(ServiceBase):
+    def issue_license(
+        self,
+        *,
+        features: Any,
+        model: Any = LicenseModel.ONLINE,
+        max_activations: Any = 1,
+        seats: Any = None,
+        expires_at: Any = None,
+        support_until: Any = None,
+        max_connections: Any = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Create a license; returns (its record, the key). The key is never stored or shown again."""
+        if model not in set(LicenseModel):
+            raise bad(f"model must be one of {', '.join(LicenseModel)}")
+        model = LicenseModel(model)
+        max_activations = _opt_int("max_activations", 1 if max_activations is None else max_activations, minimum=1)
+        seats = _opt_int("seats", seats, minimum=1)
+        if model == LicenseModel.FLOATING and seats is None:
+            raise bad("a floating license needs a number of seats")
+        if model != LicenseModel.FLOATING and seats is not None:
+            raise bad("seats only apply to floating licenses")
+        now = self.clock()
+        key = format_key(secrets.token_bytes(15))
+        record = LicenseRecord(
+            id=new_id("lic"),
+            key_digest=key_digest(key),
+            key_mask=mask_key(key),
+            model=str(model),
+            features=_features(features),
+            max_activations=max_activations or 1,
+            seats=seats,
+            expires_at=_opt_int("expires_at", expires_at, minimum=0),
+            support_until=_opt_int("support_until", support_until, minimum=0),
+            max_connections=_opt_int("max_connections", max_connections, minimum=0),
+            status="active",
+            created_at=now,
+            updated_at=now,
+        )
+        with self.store.transaction() as tx:
+            tx.insert_license(record)
+        log.info("issued license %s (%s, %s)", record.id, model, ",".join(record.features))
+        return license_to_dict(record, 0), key
+
+    def list_licenses(self) -> list[dict[str, Any]]:
+        with self.store.transaction() as tx:
+            counts = tx.active_counts()
+            return [license_to_dict(lic, counts.get(lic.id, 0)) for lic in tx.list_licenses()]
+
+    def get_license(self, license_id: str) -> dict[str, Any]:
+        with self.store.transaction() as tx:
+            lic = self._license(tx, license_id)
+            acts = tx.list_activations(license_id, include_freed=True)
+        out = license_to_dict(lic, sum(1 for a in acts if a.active))
+        out["activations"] = [activation_to_dict(a) for a in acts]
+        return out
+
+    def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change terms. A field present with null clears it (e.g. ``expires_at: null`` = never)."""
+        if not isinstance(changes, dict):
+            raise bad("changes must be an object")
+        unknown = sorted(set(changes) - set(UPDATE_FIELDS))
+        if unknown:
+            raise bad(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(UPDATE_FIELDS)}")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            lic = self._license(tx, license_id, lock=True)
+            values = self._changed_terms(lic, changes)
+            if values:
+                values["updated_at"] = now
+                tx.update_license(lic.id, **values)
+            lic = replace(lic, **values)
+            used = tx.count_active(lic.id)
+        if values:
+            log.info("license %s updated: %s", lic.id, ", ".join(sorted(values)))
+        return license_to_dict(lic, used)
+
+    @staticmethod
+    def _changed_terms(lic: LicenseRecord, changes: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        features = _changed_features(lic.features, changes)
+        if features is not None:
+            values["features"] = features
+        for name in ("expires_at", "support_until", "max_connections"):
+            if name in changes:
+                values[name] = _opt_int(name, changes[name], minimum=0)
+        if "max_activations" in changes:
+            if changes["max_activations"] is None:
+                raise bad("max_activations cannot be null")
+            values["max_activations"] = _opt_int("max_activations", changes["max_activations"], minimum=1)
+        if "seats" in changes:
+            if lic.model != LicenseModel.FLOATING:
+                raise bad("seats only apply to floating licenses")
+            if changes["seats"] is None:
+                raise bad("seats cannot be null")
+            values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
+        if changes.get("status") is not None:
+            status = changes["status"]
+            if status not in STATUSES:
+                raise bad(f"status must be one of {', '.join(STATUSES)}")
+            if lic.status == "revoked" and status != "revoked":
+                raise bad(f"license {lic.id} is revoked; a revocation is final")
+            values["status"] = status
+        return values
+
+    def set_status(self, license_id: str, status: str) -> dict[str, Any]:
+        return self.update_license(license_id, {"status": status})
+
+    def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
+        with self.store.transaction() as tx:
+            if license_id is not None:
+                self._license(tx, license_id)
+            return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
+
+    def free_activation(self, activation_id: str) -> dict[str, Any]:
+        """Free a lost activation (the instance was destroyed without deactivating)."""
+        if not isinstance(activation_id, str):
+            raise bad("activation id must be a string")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            act = tx.get_activation(activation_id)
+            if act is None:
+                raise LicensingError(ErrorCode.ACTIVATION_NOT_FOUND, f"no activation {activation_id!r} exists")
+            if not act.active:
+                raise LicensingError(
+                    ErrorCode.ALREADY_FREE,
+                    f"activation {act.id} was already freed ({act.freed_reason}, {iso(act.freed_at)})",
+                )
+            act = self._free(tx, act, now, "freed_by_vendor")
+        log.info("activation %s of %s freed by the vendor", act.id, act.license_id)
+        return activation_to_dict(act)

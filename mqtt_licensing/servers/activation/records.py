@@ -1,0 +1,225 @@
+"""What the activation server's concerns share: the service's settings, license and activation
+lookups that every concern makes, the binding of an instance to a license, the certificates it
+signs, and the JSON shape of its records."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ...core.documents import ActivationCertificate, FloatingCertificate, InstanceRequest, open_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.models import LicenseModel
+from ...core.signing import b64, load_public_key
+from ...core.timefmt import iso
+from .._requests import peek_request
+from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
+
+Clock = Callable[[], int]
+
+# Why an activation is no longer live (``activations.freed_reason``), as told to the instance.
+FREED_REASONS = {
+    "deactivated": "it was deactivated",
+    "freed_by_vendor": "the vendor freed it",
+    "offline_deactivation": "it was freed by an offline deactivation code",
+}
+
+_WRONG_MODEL_HINT = {
+    LicenseModel.ONLINE: "it is activated online with its key ($license/activate, method online)",
+    LicenseModel.OFFLINE: "generate a usage request code ($license/offline/request) and have the vendor turn it "
+    "into a usage license (vendor offline-activate)",
+    LicenseModel.FLOATING: "it provisions a floating license server (mqtt-licensing floating activate), "
+    "from which brokers lease seats",
+}
+
+
+def system_clock() -> int:
+    return int(time.time())
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def bad(message: str) -> LicensingError:
+    return LicensingError(ErrorCode.BAD_REQUEST, message)
+
+
+def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": lic.id,
+        "key_mask": lic.key_mask,
+        "model": lic.model,
+        "features": list(lic.features),
+        "max_activations": lic.max_activations,
+        "seats": lic.seats,
+        "expires_at": lic.expires_at,
+        "support_until": lic.support_until,
+        "max_connections": lic.max_connections,
+        "status": lic.status,
+        "created_at": lic.created_at,
+        "updated_at": lic.updated_at,
+    }
+    if activations_used is not None:
+        out["activations_used"] = activations_used
+    return out
+
+
+def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
+    return {
+        "id": act.id,
+        "license_id": act.license_id,
+        "instance_fingerprint": act.instance_fingerprint,
+        "public_key": b64(act.public_key),
+        "model": act.model,
+        "active": act.active,
+        "created_at": act.created_at,
+        "last_check_in_at": act.last_check_in_at,
+        "request_nonce": act.request_nonce,
+        "freed_at": act.freed_at,
+        "freed_reason": act.freed_reason,
+    }
+
+
+class ServiceBase:
+    """The settings and shared steps every concern of :class:`.service.ActivationService` uses."""
+
+    store: ActivationStore
+    signing_key: Ed25519PrivateKey
+    clock: Clock
+    certificate_lifetime: int
+    max_clock_skew: int
+    rate_limit_failures: int
+    rate_limit_window: int
+    data_dir: Path | None
+
+    def _license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
+        lic = tx.get_license(license_id, lock=lock) if isinstance(license_id, str) else None
+        if lic is None:
+            raise LicensingError(ErrorCode.NOT_FOUND, f"no license {license_id!r} exists")
+        return lic
+
+    def _free(self, tx: Tx, act: ActivationRecord, now: int, reason: str) -> ActivationRecord:
+        tx.get_license(act.license_id, lock=True)  # serialize with activations counting this license
+        tx.update_activation(act.id, freed_at=now, freed_reason=reason)
+        return replace(act, freed_at=now, freed_reason=reason)
+
+    def _check_usable(self, lic: LicenseRecord, now: int, model: LicenseModel | None) -> None:
+        if model is not None and lic.model != model:
+            raise LicensingError(
+                ErrorCode.WRONG_MODEL,
+                f"license {lic.id} is a {lic.model} license, not {model}: {_WRONG_MODEL_HINT[LicenseModel(lic.model)]}",
+            )
+        if lic.status == "revoked":
+            raise LicensingError(ErrorCode.REVOKED, f"license {lic.id} has been revoked")
+        if lic.status == "suspended":
+            raise LicensingError(ErrorCode.SUSPENDED, f"license {lic.id} is suspended: contact the vendor")
+        if lic.expires_at is not None and now >= lic.expires_at:
+            raise LicensingError(ErrorCode.EXPIRED, f"license {lic.id} expired at {iso(lic.expires_at)}")
+
+    def _bind(
+        self, tx: Tx, lic: LicenseRecord, request: InstanceRequest, now: int, nonce: str | None = None
+    ) -> tuple[ActivationRecord, bool]:
+        """The instance's live activation of ``lic`` (reused), or a new one if any is left.
+
+        Must run in the transaction that locked ``lic``.
+        """
+        existing = tx.find_live_activation(lic.id, request.fingerprint)
+        if existing is not None:
+            updates: dict[str, Any] = {"last_check_in_at": now}
+            if nonce is not None and existing.request_nonce != nonce:
+                if existing.request_created_at is not None and request.created_at < existing.request_created_at:
+                    raise LicensingError(
+                        ErrorCode.REQUEST_SUPERSEDED,
+                        "a newer request code of this instance was already answered; use the newest request code",
+                    )
+                updates.update(request_nonce=nonce, request_created_at=request.created_at)
+            tx.update_activation(existing.id, **updates)
+            return replace(existing, **updates), True
+        used = tx.count_active(lic.id)
+        if used >= lic.max_activations:
+            raise LicensingError(
+                ErrorCode.NO_ACTIVATIONS_LEFT,
+                f"all {lic.max_activations} activation(s) of license {lic.id} are in use: "
+                f"deactivate one, or ask the vendor to free a lost one",
+            )
+        act = ActivationRecord(
+            id=new_id("act"),
+            license_id=lic.id,
+            instance_fingerprint=request.fingerprint,
+            public_key=request.public_key,
+            model=lic.model,
+            created_at=now,
+            last_check_in_at=now,
+            request_nonce=nonce,
+            request_created_at=request.created_at if nonce is not None else None,
+            freed_at=None,
+            freed_reason=None,
+        )
+        tx.insert_activation(act)
+        return act, False
+
+    def _verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
+        """Verify a request against the key on record for the activation it names."""
+        claimed = peek_request(blob)
+        if not claimed.activation_id:
+            raise bad("the request names no activation")
+        act = tx.get_activation(claimed.activation_id)
+        if act is None:
+            raise LicensingError(
+                ErrorCode.ACTIVATION_NOT_FOUND, f"activation {claimed.activation_id!r} is not known to the vendor"
+            )
+        request = open_instance_request(blob, kind, load_public_key(act.public_key))
+        if request.fingerprint != act.instance_fingerprint:
+            raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request is not from the activated instance")
+        return act, request
+
+    # -- documents -------------------------------------------------------------------
+    def _activation_certificate(
+        self,
+        lic: LicenseRecord,
+        act: ActivationRecord,
+        now: int,
+        *,
+        valid_until: int | None,
+        request_nonce: str | None = None,
+    ) -> bytes:
+        return ActivationCertificate(
+            license_id=lic.id,
+            key_mask=lic.key_mask,
+            activation_id=act.id,
+            model=lic.model,
+            features=lic.features,
+            instance_fingerprint=act.instance_fingerprint,
+            issued_at=now,
+            valid_until=valid_until,
+            expires_at=lic.expires_at,
+            support_until=lic.support_until,
+            max_connections=lic.max_connections,
+            request_nonce=request_nonce,
+        ).sign(self.signing_key)
+
+    def _floating_certificate(
+        self, lic: LicenseRecord, act: ActivationRecord, now: int, *, request_nonce: str | None = None
+    ) -> bytes:
+        return FloatingCertificate(
+            license_id=lic.id,
+            key_mask=lic.key_mask,
+            activation_id=act.id,
+            server_fingerprint=act.instance_fingerprint,
+            server_public_key=act.public_key,
+            seats=lic.seats or 0,
+            features=lic.features,
+            issued_at=now,
+            valid_until=lic.expires_at,
+            expires_at=lic.expires_at,
+            support_until=lic.support_until,
+            max_connections=lic.max_connections,
+            request_nonce=request_nonce,
+        ).sign(self.signing_key)

@@ -1,0 +1,257 @@
+"""The floating server's pool: the vendor key it pins, the vendor-signed certificate it leases
+seats from, and the signed requests that provision it (online or by codes).
+
+The server never trusts its stored certificate either: it is re-verified against the pinned vendor
+key (``vendor.pub`` in the data folder) before every use.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from ...core import labels
+from ...core.documents import FloatingCertificate, sign_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest
+from ...core.signing import fingerprint, public_bytes, public_key_from_text, public_key_to_text
+from .._files import atomic_write
+from .store import FloatingStore, Tx
+
+VENDOR_KEY_FILE = "vendor.pub"
+
+
+@dataclass(frozen=True)
+class PoolView:
+    """The installed certificate after verification, plus where it came from."""
+
+    certificate: FloatingCertificate
+    blob: bytes
+    vendor_url: str | None
+
+
+def lapsed(cert: FloatingCertificate, now: int) -> str | None:
+    """Which limit of the certificate has passed (``expires_at`` or ``valid_until``), if any."""
+    if cert.expires_at is not None and now >= cert.expires_at:
+        return "expires_at"
+    if cert.valid_until is not None and now >= cert.valid_until:
+        return "valid_until"
+    return None
+
+
+class FloatingPool:
+    """The pool half of :class:`.service.FloatingService`: everything about the certificate."""
+
+    store: FloatingStore
+    signing_key: Ed25519PrivateKey
+    data_dir: Path | None
+    clock: Callable[[], int]
+
+    def _init_pool(self, vendor_public_key: Ed25519PublicKey | None) -> None:
+        self.public_key = public_bytes(self.signing_key)
+        self.fingerprint = fingerprint(self.public_key)
+        self._fixed_vendor_key = vendor_public_key
+        self._vendor_cache: tuple[Any, Ed25519PublicKey | None] = (None, None)
+        self._verified: dict[tuple[bytes, bytes], FloatingCertificate] = {}
+
+    # -- the pinned vendor key -------------------------------------------------------
+    @property
+    def vendor_key_path(self) -> Path | None:
+        return self.data_dir / VENDOR_KEY_FILE if self.data_dir is not None else None
+
+    def vendor_key(self) -> Ed25519PublicKey | None:
+        """The pinned vendor key: given at construction, else DIR/vendor.pub (re-read when it changes)."""
+        if self._fixed_vendor_key is not None:
+            return self._fixed_vendor_key
+        path = self.vendor_key_path
+        if path is None:
+            return None
+        try:
+            text = path.read_text()  # tiny; re-read every time so a newly pinned key is seen at once
+        except FileNotFoundError:
+            return None
+        if self._vendor_cache[0] != text:
+            try:
+                key = public_key_from_text(text)
+            except (LicensingError, ValueError) as exc:
+                raise LicensingError(ErrorCode.STATE_CORRUPT, f"{path} is not a vendor public key: {exc}") from None
+            self._vendor_cache = (text, key)
+        return self._vendor_cache[1]
+
+    def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
+        """Store the vendor key every certificate must verify against (DIR/vendor.pub, atomically)."""
+        self._fixed_vendor_key = None if self.data_dir is not None else key
+        path = self.vendor_key_path
+        if path is None:
+            return
+        text = public_key_to_text(key) + "\n"
+        if path.exists() and path.read_text() == text:
+            return
+        atomic_write(path, text.encode(), mode=0o644)
+
+    # -- certificates ------------------------------------------------------------------
+    def verify_certificate(self, blob: bytes, vendor: Ed25519PublicKey | None = None) -> FloatingCertificate:
+        """Verify a floating certificate against the pinned vendor key (or ``vendor``) and check it
+        names this server."""
+        vendor = vendor or self.vendor_key()
+        if vendor is None:
+            raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned (provide --vendor-key)")
+        cache_key = (bytes(blob), public_bytes(vendor))
+        cert = self._verified.get(cache_key)
+        if cert is None:
+            cert = FloatingCertificate.open(bytes(blob), vendor)
+            if fingerprint(cert.server_public_key) != cert.server_fingerprint:
+                raise LicensingError(
+                    ErrorCode.INVALID_SIGNATURE, "the floating certificate's fingerprint does not match its server key"
+                )
+            if cert.server_public_key != self.public_key or cert.server_fingerprint != self.fingerprint:
+                raise LicensingError(
+                    ErrorCode.WRONG_INSTANCE,
+                    f"the floating certificate is for server {cert.server_fingerprint}, "
+                    f"this server is {self.fingerprint}",
+                )
+            if len(self._verified) > 16:
+                self._verified.clear()
+            self._verified[cache_key] = cert
+        return cert
+
+    def _pool(self, tx: Tx, *, lock: bool) -> PoolView | None:
+        row = tx.lock_pool() if lock else tx.read_pool()
+        if row.certificate is None:
+            return None
+        try:
+            cert = self.verify_certificate(row.certificate)
+        except LicensingError as exc:
+            raise LicensingError(
+                ErrorCode.NOT_PROVISIONED, f"the installed floating certificate cannot be trusted: {exc.message}"
+            ) from None
+        return PoolView(cert, row.certificate, row.vendor_url)
+
+    # -- provisioning ---------------------------------------------------------------------
+    def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:
+        nonce = secrets.token_hex(16)
+        return sign_instance_request(self.signing_key, kind=kind, nonce=nonce, created_at=now, **fields), nonce
+
+    def activation_request(self, license_key: str) -> tuple[bytes, str]:
+        """Online activation: a signed floating_activate request; returns (blob, nonce)."""
+        return self._sign_request(labels.KIND_FLOATING_ACTIVATE, self.clock(), key_digest=key_digest(license_key))
+
+    def offline_request(self, license_key: str) -> bytes:
+        """Offline activation: a signed floating_request; its nonce becomes the pending one
+        (a new request supersedes the previous)."""
+        now = self.clock()
+        blob, nonce = self._sign_request(labels.KIND_FLOATING_REQUEST, now, key_digest=key_digest(license_key))
+        with self.store.transaction() as tx:
+            tx.lock_pool()
+            tx.update_pool(pending_nonce=nonce, pending_at=now)
+        return blob
+
+    def _require_certificate(self) -> PoolView:
+        with self.store.transaction() as tx:
+            pool = self._pool(tx, lock=False)
+        if pool is None:
+            raise LicensingError(ErrorCode.NOT_ACTIVATED, "this floating server is not activated")
+        return pool
+
+    def check_in_request(self) -> tuple[bytes, str]:
+        cert = self._require_certificate().certificate
+        return self._sign_request(
+            labels.KIND_FLOATING_CHECK_IN, self.clock(), activation_id=cert.activation_id, license_id=cert.license_id
+        )
+
+    def deactivation_request(self, *, offline: bool) -> bytes:
+        cert = self._require_certificate().certificate
+        kind = labels.KIND_OFFLINE_DEACTIVATION if offline else labels.KIND_DEACTIVATE
+        blob, _ = self._sign_request(kind, self.clock(), activation_id=cert.activation_id, license_id=cert.license_id)
+        return blob
+
+    @property
+    def vendor_url(self) -> str | None:
+        with self.store.transaction() as tx:
+            return tx.read_pool().vendor_url
+
+    def install_certificate(
+        self,
+        blob: bytes,
+        *,
+        nonce: str | None = None,
+        offline: bool = False,
+        vendor_url: str | None = None,
+        vendor_public_key: Ed25519PublicKey | None = None,
+    ) -> FloatingCertificate:
+        """Verify and install a vendor-signed certificate in one transaction.
+
+        ``offline``: the certificate must answer the pending offline request (its nonce).
+        ``nonce``: the online request it answers; a certificate that names another nonce is refused.
+        ``vendor_public_key``: verify against this key and pin it (DIR/vendor.pub) once installed;
+        default: the key already pinned.
+        """
+        now = self.clock()
+        cert = self.verify_certificate(blob, vendor_public_key)
+        if cert.seats < 0:
+            raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the floating certificate has a negative seat count")
+        limit = lapsed(cert, now)
+        if limit == "expires_at":
+            raise LicensingError(ErrorCode.EXPIRED, "this floating certificate's license term has already ended")
+        if limit == "valid_until":
+            raise LicensingError(ErrorCode.EXPIRED, "this floating certificate is past its valid_until")
+        with self.store.transaction() as tx:
+            row = tx.lock_pool()
+            if offline:
+                if row.pending_nonce is None:
+                    raise LicensingError(
+                        ErrorCode.NO_PENDING_REQUEST,
+                        "no floating request is pending: run 'mqtt-licensing floating request'",
+                    )
+                if cert.request_nonce != row.pending_nonce:
+                    raise LicensingError(
+                        ErrorCode.REQUEST_SUPERSEDED,
+                        "this certificate answers another request (an older one, or another "
+                        "server's): send the latest request code to the vendor",
+                    )
+            elif nonce is not None and cert.request_nonce is not None and cert.request_nonce != nonce:
+                raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "the certificate answers another request")
+            values: dict[str, Any] = {
+                "certificate": bytes(blob),
+                "installed_at": now,
+                "deactivated_at": None,
+                "deactivated_activation_id": None,
+            }
+            if offline:
+                values.update(pending_nonce=None, pending_at=None, vendor_url=None)
+            elif vendor_url is not None:
+                values["vendor_url"] = vendor_url
+            tx.update_pool(**values)
+        if vendor_public_key is not None:
+            self.pin_vendor_key(vendor_public_key)
+        return cert
+
+    def forget_pool(self) -> FloatingCertificate | None:
+        """Deactivated: drop the certificate and every lease at once; the pool stops leasing."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            row = tx.lock_pool()
+            old = None
+            if row.certificate is not None:
+                try:
+                    old = self.verify_certificate(row.certificate)
+                except LicensingError:
+                    old = None
+            tx.delete_all_leases()
+            tx.update_pool(
+                certificate=None,
+                installed_at=None,
+                pending_nonce=None,
+                pending_at=None,
+                deactivated_at=now,
+                deactivated_activation_id=old.activation_id if old else None,
+            )
+        return old
+
+
+__all__ = ["VENDOR_KEY_FILE", "FloatingPool", "PoolView", "lapsed"]
