@@ -1,0 +1,394 @@
+"""The licensing agent: one per broker instance.
+
+It holds at most one current license source (none is the trial), keeps the derived
+:class:`~mqtt_licensing.core.state.Evaluation` fresh, schedules the source's background work,
+persists state.json, and publishes status and events. Admission and topic rights live in
+:mod:`.access`, the request path in :mod:`.requests`, each license model in :mod:`.sources`.
+
+Broker-agnostic by construction: a broker adapter calls :meth:`admit`, :meth:`connected`,
+:meth:`disconnected`, :meth:`may_subscribe`, :meth:`may_receive` and :meth:`handle_message`,
+and gives the agent a :class:`Transport` to publish and disconnect with. Nothing here imports amqtt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..core import protocol
+from ..core.documents import sign_instance_request
+from ..core.errors import ErrorCode, LicensingError
+from ..core.features import MQTT_SERVER
+from ..core.gate import Decision
+from ..core.models import LicenseModel
+from ..core.signing import fingerprint
+from ..core.state import Evaluation, Facts, LicenseState, evaluate, observe_clock
+from ..core.timefmt import iso
+from .access import Access, Transport
+from .config import AgentConfig
+from .requests import Requests
+from .sources import SOURCES, LicenseSource, SourceContext, source_from_json
+from .sources.floating import FloatingSource
+from .sources.offline import OfflineSource
+from .statefile import ClockRecord, StateStore, StoredState
+from .status import build_status
+
+log = logging.getLogger(__name__)
+
+_CLOCK_SAVE_EVERY = 60
+
+
+class LicensingAgent:
+    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+        config.validate()
+        self.config = config
+        self.clock = clock  # injectable: tests and simulations move time
+        self._store = StateStore(config.state_dir)
+        self._vendor_key = config.pinned_vendor_key()
+        self._limits = config.limits()
+        self._access = Access(config, now=self._now, evaluation=self._current_evaluation, emit=self._emit)
+        self._requests = Requests(
+            self._access,
+            dispatch=self._dispatch,
+            publish=self._publish,
+            emit=self._emit,
+            max_payload=config.max_payload,
+        )
+        self._lock = asyncio.Lock()  # one license operation at a time (requests and background work)
+        # Saves come from request handlers and the background loop: one at a time, newest last,
+        # or two threads would share one temp file (a lost write, or a torn file at a crash).
+        self._save_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._transport: Transport | None = None
+        self._trial_started_at = int(clock())
+        self._clock = ClockRecord()
+        self._source: LicenseSource | None = None
+        self._problems: list[LicensingError] = []
+        self._evaluation = Evaluation(LicenseState.UNLICENSED, "not loaded yet")
+        self._last_clock_save = 0
+        self._last_auto_lease_attempt = 0.0
+        self._auto_lease_enabled = True
+        self._published: dict[str, Any] | None = None
+        # Events of a license change wait here until the change is saved: whoever sees the event
+        # (and then kills the broker) finds the change on disk.
+        self._held_events: list[dict[str, Any]] | None = None
+        self.fingerprint = ""
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        """Read identity and state from disk (no network), then evaluate. Safe before the broker listens.
+
+        Raises LicensingError (STATE_CORRUPT for an unusable identity key, STATE_TOO_NEW for a
+        state file from a newer version): the broker must not start."""
+        self._identity = await asyncio.to_thread(self._store.load_identity)
+        self.fingerprint = fingerprint(self._identity)
+        now = self._now()
+        stored, self._problems = await asyncio.to_thread(self._store.load, now)
+        self._trial_started_at = stored.trial_started_at
+        self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
+        self._clock.last_seen, tampered = observe_clock(stored.last_seen, now, self._limits.clock_tolerance)
+        if tampered:
+            self._clock.tampered = True
+            log.warning("system clock is behind the last time this instance saw; license not serving")
+        self._context = SourceContext(
+            config=self.config,
+            vendor_key=self._vendor_key,
+            fingerprint=self.fingerprint,
+            now=self._now,
+            sign=self._sign,
+            emit=self._emit_when_saved,
+            clock=self._clock,
+        )
+        known = len(self._problems)
+        self._source = source_from_json(self._context, stored.source, self._problems)
+        for problem in self._problems[known:]:
+            log.error("stored license document rejected: %s", problem.message)
+        self._evaluation = self._evaluate(now)
+        await self._save()
+        log.info("license agent loaded: instance %s, state %s", self.fingerprint, self._evaluation.state)
+
+    async def start(self, transport: Transport) -> None:
+        """Begin publishing status and syncing in the background."""
+        self._transport = transport
+        self._runner = asyncio.create_task(self._run(), name="license-agent")
+
+    async def stop(self) -> None:
+        """Clean shutdown: a floating seat is handed back at once, state is saved."""
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+        async with self._lock:
+            if self._source is not None:
+                await self._source.close()
+            await self._save()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self._evaluation
+
+    @property
+    def source(self) -> LicenseSource | None:
+        """The current license source (None: the trial). Read-only: for status tools and tests."""
+        return self._source
+
+    # -- the broker adapter's calls ------------------------------------------------------------
+
+    async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
+        """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
+        return await self._access.admit(conn, client_id=client_id, username=username, password=password)
+
+    def holds(self, conn: Hashable) -> bool:
+        """Is this connection still counted (a take-over can leave one key holding a second socket)?"""
+        return self._access.holds(conn)
+
+    def connected(self, conn: Hashable) -> None:
+        self._access.connected(conn)
+
+    def disconnected(self, conn: Hashable) -> None:
+        self._access.disconnected(conn)
+
+    def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
+        return self._access.may_subscribe(conn, topic_filter)
+
+    def may_receive(self, conn: Hashable, topic: str, client_id: str) -> bool:
+        """Delivery-time check. ``client_id`` is the receiving session's: a persistent session
+        that is offline right now still gets its own replies queued (and only its own)."""
+        return self._access.may_receive(conn, topic, client_id)
+
+    async def handle_message(self, conn: Hashable, topic: str, payload: bytes) -> None:
+        """Serve one PUBLISH to a ``$license/...`` topic; always answers, never raises."""
+        await self._requests.handle(conn, topic, payload)
+
+    # -- license operations --------------------------------------------------------------------
+
+    async def _dispatch(self, request: protocol.Request) -> dict[str, Any]:
+        if request.operation == "status":
+            return {"status": self.status_document()}
+        async with self._lock:
+            async with self._changing():
+                data = await self._operate(request.operation, request.fields)
+            self._refresh(self._now())
+        self._emit(
+            "command",
+            operation=request.operation,
+            correlation_id=request.correlation_id,
+            state=str(self._evaluation.state),
+        )
+        return {**data, "status": self.status_document()}
+
+    async def _operate(self, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
+        ctx, current = self._context, self._source
+        if operation == "activate":
+            method = protocol.optional_str(fields, "method", "online") or "online"
+            try:
+                model = LicenseModel(method)
+            except ValueError:
+                raise LicensingError(
+                    ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}"
+                ) from None
+            self._source = await SOURCES[model].activate(ctx, fields, current)
+            return {}
+        if operation == "offline_request":
+            self._source, data = await OfflineSource.request(ctx, fields, current)
+            return data
+        if current is None:
+            raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
+        if operation == "reactivate":
+            await current.reactivate()
+            return {}
+        assert operation == "deactivate", operation
+        self._source, data = await current.deactivate()
+        if current.model is LicenseModel.FLOATING:
+            self._auto_lease_enabled = False  # until a restart or an explicit activate
+        return data
+
+    @asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """Wrap one operation on the source: drop a source the server disowned, save, then announce."""
+        held: list[dict[str, Any]] = []
+        self._held_events = held
+        try:
+            yield
+        finally:
+            self._held_events = None
+            if self._source is not None and self._source.gone:
+                self._source = None
+            await self._save()
+            for event in held:
+                self._spawn(self._publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
+
+    # -- background work -----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        self._refresh(self._now(), force_publish=True)
+        while True:
+            try:
+                now = self._now()
+                self._refresh(now)
+                due = self._next_due()
+                if due is not None and now >= due and not self._lock.locked():
+                    async with self._lock:
+                        await self._run_due()
+                        self._refresh(self._now())
+                if now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
+                    await self._save()
+                await self._access.enforce_existing(self._evaluation, self._transport)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("license agent background step failed; retrying")
+            await asyncio.sleep(self.config.tick_interval)
+
+    def _next_due(self) -> float | None:
+        if self._source is not None:
+            due = self._source.next_due()
+            if due is not None:
+                return due
+        if self._wants_auto_lease():
+            return self._last_auto_lease_attempt + self.config.retry_interval
+        return None
+
+    def _wants_auto_lease(self) -> bool:
+        """Auto-activation from config: lease a seat when nothing else is held - until an operator
+        deactivates (then only a restart or an explicit activate leases again)."""
+        return (
+            bool(self.config.floating_server_url)
+            and self._auto_lease_enabled
+            and (self._source is None or self._source.vacant)
+        )
+
+    async def _run_due(self) -> None:
+        try:
+            async with self._changing():
+                if self._source is not None and self._source.next_due() is not None:
+                    await self._source.run_due()
+                elif self._wants_auto_lease():
+                    assert self.config.floating_server_url is not None
+                    self._last_auto_lease_attempt = self._now()
+                    self._source = await FloatingSource.auto_lease(
+                        self._context, self.config.floating_server_url, self.config.floating_features or [MQTT_SERVER]
+                    )
+        except LicensingError as exc:
+            log.warning("background license sync failed: %s", exc)
+
+    # -- evaluation, status, persistence -------------------------------------------------------
+
+    def _facts(self) -> Facts:
+        source = self._source.facts() if self._source is not None else None
+        return Facts(
+            trial_started_at=self._trial_started_at,
+            certificate=source.certificate if source else None,
+            lease=source.lease if source else None,
+            floating_certificate=source.floating_certificate if source else None,
+            vendor_verdict=source.vendor_verdict if source else None,
+            checkin_failing_since=source.checkin_failing_since if source else None,
+            pending_offline_at=source.pending_offline_at if source else None,
+            clock_tampered=self._clock.tampered,
+        )
+
+    def _evaluate(self, now: int) -> Evaluation:
+        return evaluate(self._facts(), now, self._limits)
+
+    def _current_evaluation(self, now: int) -> Evaluation:
+        if self._evaluation.deadline is not None and now >= self._evaluation.deadline:
+            self._refresh(now)
+        return self._evaluation
+
+    def _refresh(self, now: int, *, force_publish: bool = False) -> None:
+        """Re-derive the state; announce a transition and republish status when anything shown changed."""
+        clock = self._clock
+        clock.last_seen, tampered = observe_clock(clock.last_seen, now, self._limits.clock_tolerance)
+        if tampered and not clock.tampered:
+            clock.tampered = True
+            log.warning("system clock ran back by more than %ss", self._limits.clock_tolerance)
+        elif clock.tampered and now >= clock.last_seen and self._source is not None and self._source.recovers_clock:
+            clock.tampered = False
+        before = self._evaluation
+        self._evaluation = self._evaluate(now)
+        if before.state != self._evaluation.state:
+            log.info("license state %s -> %s: %s", before.state, self._evaluation.state, self._evaluation.reason)
+            self._emit(
+                "state_changed",
+                previous=str(before.state),
+                state=str(self._evaluation.state),
+                reason=self._evaluation.reason,
+            )
+        document = self.status_document()
+        comparable = {k: v for k, v in document.items() if k not in ("connections", "clock", "updated_at")}
+        if force_publish or comparable != self._published:
+            self._published = comparable
+            self._spawn(self._publish(protocol.STATUS_TOPIC, json.dumps(document).encode(), retain=True))
+
+    def status_document(self) -> dict[str, Any]:
+        now = self._now()
+        return build_status(
+            evaluation=self._evaluation,
+            facts=self._facts(),
+            clock=self._clock,
+            limits=self._limits,
+            fingerprint=self.fingerprint,
+            sections=self._source.status(self._next_due()) if self._source is not None else {},
+            connections=self._access.tracker.non_admin_count(now),
+            problems=self._problems,
+        ) | {"updated_at": iso(now)}
+
+    async def _save(self) -> None:
+        self._last_clock_save = self._now()
+        # A snapshot taken on the loop: the thread never sees a half-updated state.
+        data = StoredState(
+            trial_started_at=self._trial_started_at,
+            last_seen=self._clock.last_seen,
+            clock_tampered=self._clock.tampered,
+            source=self._source.to_json() if self._source is not None else None,
+        ).to_json()
+        async with self._save_lock:
+            await asyncio.to_thread(self._store.write, data)
+
+    # -- small helpers -------------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def _sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
+        return sign_instance_request(
+            self._identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self._now(), **fields
+        )
+
+    def _emit(self, event_type: str, **data: Any) -> None:
+        event = {"type": event_type, "at": iso(self.clock()), **data}
+        self._spawn(self._publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
+
+    def _emit_when_saved(self, event_type: str, **data: Any) -> None:
+        if self._held_events is None:
+            self._emit(event_type, **data)
+        else:
+            self._held_events.append({"type": event_type, "at": iso(self.clock()), **data})
+
+    async def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        if self._transport is None:
+            return
+        try:
+            await self._transport.publish(topic, payload, retain=retain)
+        except Exception:
+            log.exception("could not publish on %s", topic)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        try:
+            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        except RuntimeError:
+            coro.close()  # type: ignore[attr-defined]
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
