@@ -17,8 +17,9 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
+from types import MappingProxyType
 from typing import Any
 
 from ..core import protocol
@@ -30,7 +31,7 @@ from ..core.models import LicenseModel
 from ..core.signing import fingerprint
 from ..core.state import Evaluation, Facts, LicenseState, evaluate, observe_clock
 from ..core.timefmt import iso
-from .access import Access, Transport
+from .access import Access, Client, Transport
 from .config import AgentConfig
 from .requests import Requests
 from .sources import SOURCES, LicenseSource, SourceContext, source_from_json
@@ -137,6 +138,11 @@ class LicensingAgent:
     @property
     def evaluation(self) -> Evaluation:
         return self._evaluation
+
+    @property
+    def clients(self) -> Mapping[Hashable, Client]:
+        """The admitted connections and their roles, read-only (for tests and diagnostics)."""
+        return MappingProxyType(self._access.clients)
 
     @property
     def source(self) -> LicenseSource | None:
@@ -343,6 +349,10 @@ class LicensingAgent:
             connections=self._access.tracker.non_admin_count(now),
             problems=self._problems,
         ) | {"updated_at": iso(now)}
+
+    async def save(self) -> None:
+        """Write state.json now (it is also written after every change and every minute)."""
+        await self._save()
 
     async def _save(self) -> None:
         self._last_clock_save = self._now()

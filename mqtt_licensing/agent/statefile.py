@@ -9,6 +9,11 @@
 Signed documents are stored as the vendor sent them and re-verified on every
 load; nothing read from disk is trusted until its signature checks. A file that
 does not parse or verify is moved aside and reported, never a crash loop.
+
+``state.json`` carries a format ``version``. An older one is upgraded in code when read
+(:func:`upgrade_v1_to_v2`) and written back in today's format at the next save; a newer one
+stops the agent with ``STATE_TOO_NEW`` and is left untouched, since moving it aside would drop
+its license and count the trial as used.
 """
 
 from __future__ import annotations
@@ -65,9 +70,11 @@ class StoredState:
         if not isinstance(data, dict):
             raise ValueError("the state file is not a JSON object")
         version = data.pop("version", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"unknown state file version {version!r}")
         if version == 1:
             data = upgrade_v1_to_v2(data)
-        elif isinstance(version, int) and not isinstance(version, bool) and version > STATE_VERSION:
+        elif version > STATE_VERSION:
             raise LicensingError(
                 ErrorCode.STATE_TOO_NEW,
                 f"state.json has format version {version}, newer than this version of mqtt-licensing reads "
