@@ -13,11 +13,10 @@ and gives the agent a :class:`Transport` to publish and disconnect with. Nothing
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import asynccontextmanager
 from types import MappingProxyType
 from typing import Any
@@ -33,8 +32,9 @@ from ..core.state import Evaluation, Facts, LicenseState, evaluate, observe_cloc
 from ..core.timefmt import iso
 from .access import Access, Client, Transport
 from .config import AgentConfig
+from .publisher import Publisher
 from .requests import Requests
-from .sources import SOURCES, LicenseSource, SourceContext, source_from_json
+from .sources import SOURCES, LicenseSource, SourceContext, facts_of, source_from_json
 from .sources.floating import FloatingSource
 from .sources.offline import OfflineSource
 from .statefile import ClockRecord, StateStore, StoredState
@@ -53,21 +53,20 @@ class LicensingAgent:
         self._store = StateStore(config.state_dir)
         self._vendor_key = config.pinned_vendor_key()
         self._limits = config.limits()
-        self._access = Access(config, now=self._now, evaluation=self._current_evaluation, emit=self._emit)
+        self._out = Publisher(clock)
+        self._access = Access(config, now=self._now, evaluation=self._current_evaluation, emit=self._out.emit)
         self._requests = Requests(
             self._access,
             dispatch=self._dispatch,
-            publish=self._publish,
-            emit=self._emit,
+            publish=self._out.publish,
+            emit=self._out.emit,
             max_payload=config.max_payload,
         )
         self._lock = asyncio.Lock()  # one license operation at a time (requests and background work)
         # Saves come from request handlers and the background loop: one at a time, newest last,
         # or two threads would share one temp file (a lost write, or a torn file at a crash).
         self._save_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
-        self._transport: Transport | None = None
         self._trial_started_at = int(clock())
         self._clock = ClockRecord()
         self._source: LicenseSource | None = None
@@ -76,10 +75,6 @@ class LicensingAgent:
         self._last_clock_save = 0
         self._last_auto_lease_attempt = 0.0
         self._auto_lease_enabled = True
-        self._published: dict[str, Any] | None = None
-        # Events of a license change wait here until the change is saved: whoever sees the event
-        # (and then kills the broker) finds the change on disk.
-        self._held_events: list[dict[str, Any]] | None = None
         self.fingerprint = ""
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -105,7 +100,7 @@ class LicensingAgent:
             fingerprint=self.fingerprint,
             now=self._now,
             sign=self._sign,
-            emit=self._emit_when_saved,
+            emit=self._out.emit_when_saved,
             clock=self._clock,
         )
         known = len(self._problems)
@@ -118,7 +113,7 @@ class LicensingAgent:
 
     async def start(self, transport: Transport) -> None:
         """Begin publishing status and syncing in the background."""
-        self._transport = transport
+        self._out.transport = transport
         self._runner = asyncio.create_task(self._run(), name="license-agent")
 
     async def stop(self) -> None:
@@ -131,9 +126,7 @@ class LicensingAgent:
             if self._source is not None:
                 await self._source.close()
             await self._save()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._out.close()
 
     @property
     def evaluation(self) -> Evaluation:
@@ -186,7 +179,7 @@ class LicensingAgent:
             async with self._changing():
                 data = await self._operate(request.operation, request.fields)
             self._refresh(self._now())
-        self._emit(
+        self._out.emit(
             "command",
             operation=request.operation,
             correlation_id=request.correlation_id,
@@ -223,17 +216,14 @@ class LicensingAgent:
     @asynccontextmanager
     async def _changing(self) -> AsyncIterator[None]:
         """Wrap one operation on the source: drop a source the server disowned, save, then announce."""
-        held: list[dict[str, Any]] = []
-        self._held_events = held
-        try:
-            yield
-        finally:
-            self._held_events = None
-            if self._source is not None and self._source.gone:
-                self._source = None
-            await self._save()
-            for event in held:
-                self._spawn(self._publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
+        with self._out.holding() as events:
+            try:
+                yield
+            finally:
+                if self._source is not None and self._source.gone:
+                    self._source = None
+                await self._save()
+                self._out.release(events)
 
     # -- background work -----------------------------------------------------------------------
 
@@ -250,7 +240,7 @@ class LicensingAgent:
                         self._refresh(self._now())
                 if now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
                     await self._save()
-                await self._access.enforce_existing(self._evaluation, self._transport)
+                await self._access.enforce_existing(self._evaluation, self._out.transport)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -292,17 +282,7 @@ class LicensingAgent:
     # -- evaluation, status, persistence -------------------------------------------------------
 
     def _facts(self) -> Facts:
-        source = self._source.facts() if self._source is not None else None
-        return Facts(
-            trial_started_at=self._trial_started_at,
-            certificate=source.certificate if source else None,
-            lease=source.lease if source else None,
-            floating_certificate=source.floating_certificate if source else None,
-            vendor_verdict=source.vendor_verdict if source else None,
-            checkin_failing_since=source.checkin_failing_since if source else None,
-            pending_offline_at=source.pending_offline_at if source else None,
-            clock_tampered=self._clock.tampered,
-        )
+        return facts_of(self._source, trial_started_at=self._trial_started_at, clock_tampered=self._clock.tampered)
 
     def _evaluate(self, now: int) -> Evaluation:
         return evaluate(self._facts(), now, self._limits)
@@ -325,17 +305,13 @@ class LicensingAgent:
         self._evaluation = self._evaluate(now)
         if before.state != self._evaluation.state:
             log.info("license state %s -> %s: %s", before.state, self._evaluation.state, self._evaluation.reason)
-            self._emit(
+            self._out.emit(
                 "state_changed",
                 previous=str(before.state),
                 state=str(self._evaluation.state),
                 reason=self._evaluation.reason,
             )
-        document = self.status_document()
-        comparable = {k: v for k, v in document.items() if k not in ("connections", "clock", "updated_at")}
-        if force_publish or comparable != self._published:
-            self._published = comparable
-            self._spawn(self._publish(protocol.STATUS_TOPIC, json.dumps(document).encode(), retain=True))
+        self._out.status(self.status_document(), force=force_publish)
 
     def status_document(self) -> dict[str, Any]:
         now = self._now()
@@ -375,30 +351,3 @@ class LicensingAgent:
         return sign_instance_request(
             self._identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self._now(), **fields
         )
-
-    def _emit(self, event_type: str, **data: Any) -> None:
-        event = {"type": event_type, "at": iso(self.clock()), **data}
-        self._spawn(self._publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
-
-    def _emit_when_saved(self, event_type: str, **data: Any) -> None:
-        if self._held_events is None:
-            self._emit(event_type, **data)
-        else:
-            self._held_events.append({"type": event_type, "at": iso(self.clock()), **data})
-
-    async def _publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        if self._transport is None:
-            return
-        try:
-            await self._transport.publish(topic, payload, retain=retain)
-        except Exception:
-            log.exception("could not publish on %s", topic)
-
-    def _spawn(self, coro: Awaitable[Any]) -> None:
-        try:
-            task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
-        except RuntimeError:
-            coro.close()  # type: ignore[attr-defined]
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

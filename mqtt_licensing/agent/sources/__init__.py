@@ -18,6 +18,7 @@ from ...core.documents import ActivationCertificate, FloatingCertificate, Lease
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import mask_key
 from ...core.models import LicenseModel
+from ...core.state import Facts
 from ..config import AgentConfig
 from ..statefile import ClockRecord
 
@@ -107,6 +108,21 @@ class LicenseSource(Protocol):
         ...
 
 
+def facts_of(source: LicenseSource | None, *, trial_started_at: int, clock_tampered: bool) -> Facts:
+    """The facts :func:`~mqtt_licensing.core.state.evaluate` reads: the agent's and the source's."""
+    held = source.facts() if source is not None else SourceFacts()
+    return Facts(
+        trial_started_at=trial_started_at,
+        certificate=held.certificate,
+        lease=held.lease,
+        floating_certificate=held.floating_certificate,
+        vendor_verdict=held.vendor_verdict,
+        checkin_failing_since=held.checkin_failing_since,
+        pending_offline_at=held.pending_offline_at,
+        clock_tampered=clock_tampered,
+    )
+
+
 def verify_certificate(ctx: SourceContext, blob: bytes, model: LicenseModel) -> ActivationCertificate:
     cert = ActivationCertificate.open(blob, ctx.vendor_key)
     if cert.instance_fingerprint != ctx.fingerprint:
@@ -181,6 +197,7 @@ __all__ = [
     "LicenseSource",
     "SourceContext",
     "SourceFacts",
+    "facts_of",
     "refuse_if_licensed_elsewhere",
     "source_from_json",
     "verify_certificate",
