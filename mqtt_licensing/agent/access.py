@@ -80,15 +80,12 @@ class Access:
             self._refused(client_id, username, decision, now)
             return decision
         # From here to the reservation there is no await: racing CONNECTs see each other.
-        if role is Role.ADMIN:
-            decision = Decision(True)
-        else:
-            decision = decide(
-                self._evaluation(now),
-                is_admin=False,
-                required_features=self.config.required_features(username, client_id),
-                current_connections=self.tracker.non_admin_count(now),
-            )
+        decision = decide(
+            self._evaluation(now),
+            is_admin=role is Role.ADMIN,
+            required_features=self.config.required_features(username, client_id),
+            current_connections=self.tracker.non_admin_count(now),
+        )
         if not decision.allowed:
             self._refused(client_id, username, decision, now)
             return decision

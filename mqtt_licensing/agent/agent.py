@@ -34,9 +34,8 @@ from .access import Access, Client, Transport
 from .config import AgentConfig
 from .publisher import Publisher
 from .requests import Requests
-from .sources import SOURCES, LicenseSource, SourceContext, facts_of, source_from_json
+from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
 from .sources.floating import FloatingSource
-from .sources.offline import OfflineSource
 from .statefile import ClockRecord, StateStore, StoredState
 from .status import build_status
 
@@ -76,6 +75,8 @@ class LicensingAgent:
         self._last_auto_lease_attempt = 0.0
         self._auto_lease_enabled = True
         self.fingerprint = ""
+        self._loaded = False
+        self._load_error: LicensingError | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -83,11 +84,21 @@ class LicensingAgent:
         """Read identity and state from disk (no network), then evaluate. Safe before the broker listens.
 
         Raises LicensingError (STATE_CORRUPT for an unusable identity key, STATE_TOO_NEW for a
-        state file from a newer version): the broker must not start."""
-        self._identity = await asyncio.to_thread(self._store.load_identity)
-        self.fingerprint = fingerprint(self._identity)
+        state file from a newer version): the broker must not start. Should it start anyway, the
+        agent admits no client, answers every request with that error and never writes the folder."""
         now = self._now()
-        stored, self._problems = await asyncio.to_thread(self._store.load, now)
+        try:
+            self._identity = await asyncio.to_thread(self._store.load_identity)
+            stored, self._problems = await asyncio.to_thread(self._store.load, now)
+        except LicensingError as exc:
+            self._load_error = exc
+            self._problems = [exc]
+            self._evaluation = Evaluation(
+                LicenseState.UNLICENSED, f"the license state could not be loaded: {exc.message}"
+            )
+            log.error("license agent not loaded: %s", exc.message)
+            raise
+        self.fingerprint = fingerprint(self._identity)
         self._trial_started_at = stored.trial_started_at
         self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
         self._clock.last_seen, tampered = observe_clock(stored.last_seen, now, self._limits.clock_tolerance)
@@ -108,12 +119,15 @@ class LicensingAgent:
         for problem in self._problems[known:]:
             log.error("stored license document rejected: %s", problem.message)
         self._evaluation = self._evaluate(now)
+        self._loaded = True
         await self._save()
         log.info("license agent loaded: instance %s, state %s", self.fingerprint, self._evaluation.state)
 
     async def start(self, transport: Transport) -> None:
         """Begin publishing status and syncing in the background."""
         self._out.transport = transport
+        if not self._loaded:
+            raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the agent was started before load()")
         self._runner = asyncio.create_task(self._run(), name="license-agent")
 
     async def stop(self) -> None:
@@ -175,6 +189,8 @@ class LicensingAgent:
     async def _dispatch(self, request: protocol.Request) -> dict[str, Any]:
         if request.operation == "status":
             return {"status": self.status_document()}
+        if not self._loaded:
+            raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the license agent is not loaded")
         async with self._lock:
             async with self._changing():
                 data = await self._operate(request.operation, request.fields)
@@ -188,28 +204,9 @@ class LicensingAgent:
         return {**data, "status": self.status_document()}
 
     async def _operate(self, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
-        ctx, current = self._context, self._source
-        if operation == "activate":
-            method = protocol.optional_str(fields, "method", "online") or "online"
-            try:
-                model = LicenseModel(method)
-            except ValueError:
-                raise LicensingError(
-                    ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}"
-                ) from None
-            self._source = await SOURCES[model].activate(ctx, fields, current)
-            return {}
-        if operation == "offline_request":
-            self._source, data = await OfflineSource.request(ctx, fields, current)
-            return data
-        if current is None:
-            raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
-        if operation == "reactivate":
-            await current.reactivate()
-            return {}
-        assert operation == "deactivate", operation
-        self._source, data = await current.deactivate()
-        if current.model is LicenseModel.FLOATING:
+        current = self._source
+        self._source, data = await operate(self._context, operation, fields, current)
+        if operation == "deactivate" and current is not None and current.model is LicenseModel.FLOATING:
             self._auto_lease_enabled = False  # until a restart or an explicit activate
         return data
 
@@ -331,6 +328,8 @@ class LicensingAgent:
         await self._save()
 
     async def _save(self) -> None:
+        if not self._loaded:
+            return  # never overwrite a state file this agent could not read
         self._last_clock_save = self._now()
         # A snapshot taken on the loop: the thread never sees a half-updated state.
         data = StoredState(

@@ -15,6 +15,8 @@ from mqtt_licensing.agent import AgentConfig, LicensingAgent
 from mqtt_licensing.agent.statefile import STATE_VERSION, StateStore, StoredState, upgrade_v1_to_v2
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.models import LicenseModel
+from mqtt_licensing.core.passwords import hash_password
+from tests.helpers.transport import RecordingTransport
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -124,6 +126,29 @@ async def test_a_newer_state_file_is_refused_and_left_untouched(tmp_path, versio
     assert f"format version {version}" in refused.value.message and "\n" not in refused.value.message
     assert state_file.read_bytes() == before  # neither moved aside nor rewritten
     assert not list(state_dir.glob("state.json.corrupt-*"))
+
+
+async def test_an_agent_whose_state_was_refused_serves_nobody_and_writes_nothing(tmp_path):
+    """amqtt runs on when a start-up hook raises; the agent must stay safe on its own."""
+    agent, state_dir = agent_on_fixture(tmp_path, "v1_online", admins={"admin": hash_password("pw", n=2**10)})
+    state_file = state_dir / "state.json"
+    state_file.write_text(json.dumps(v1("v1_online") | {"version": 3}))
+    before = state_file.read_bytes()
+    with pytest.raises(LicensingError):
+        await agent.load()
+    transport = RecordingTransport()
+    with pytest.raises(LicensingError) as refused:
+        await agent.start(transport)
+    assert refused.value.code == ErrorCode.STATE_TOO_NEW
+    assert not (await agent.admit("u", client_id="u", username=None, password=None)).allowed
+    assert (await agent.admit("a", client_id="ops", username="admin", password="pw")).allowed
+    await agent.handle_message("a", "$license/activate", json.dumps({"license_key": "x"}).encode())
+    assert transport.replies("ops")[-1]["error"]["code"] == "state_too_new"
+    status = agent.status_document()
+    assert status["state"] == "unlicensed" and status["problems"][0]["code"] == "state_too_new"
+    await agent.save()
+    await agent.stop()
+    assert state_file.read_bytes() == before
 
 
 @pytest.mark.parametrize("version", [None, 0, "2", True, 2.5])

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ...core import protocol
 from ...core.documents import ActivationCertificate, FloatingCertificate, Lease
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import mask_key
@@ -174,6 +175,34 @@ def _registry() -> dict[LicenseModel, type[LicenseSource]]:
 SOURCES: dict[LicenseModel, type[LicenseSource]] = _registry()
 
 
+async def operate(
+    ctx: SourceContext, operation: str, fields: dict[str, Any], current: LicenseSource | None
+) -> tuple[LicenseSource | None, dict[str, Any]]:
+    """One license request on the current source: the source that holds the license afterwards,
+    and the reply data. ``activate`` picks the source class by ``method`` (a :class:`LicenseModel`)."""
+    if operation == "activate":
+        method = protocol.optional_str(fields, "method", "online") or "online"
+        try:
+            model = LicenseModel(method)
+        except ValueError:
+            raise LicensingError(
+                ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}"
+            ) from None
+        return await SOURCES[model].activate(ctx, fields, current), {}
+    if operation == "offline_request":
+        from .offline import OfflineSource
+
+        return await OfflineSource.request(ctx, fields, current)
+    if current is None:
+        raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
+    if operation == "reactivate":
+        await current.reactivate()
+        return current, {}
+    if operation == "deactivate":
+        return await current.deactivate()
+    raise LicensingError(ErrorCode.UNKNOWN_OPERATION, f"{operation!r} is not a license operation")
+
+
 def source_from_json(ctx: SourceContext, data: Any, problems: list[LicensingError]) -> LicenseSource | None:
     """The stored source section back as a source (None: trial). Anything unreadable is reported and dropped."""
     if data is None:
@@ -198,6 +227,7 @@ __all__ = [
     "SourceContext",
     "SourceFacts",
     "facts_of",
+    "operate",
     "refuse_if_licensed_elsewhere",
     "source_from_json",
     "verify_certificate",
