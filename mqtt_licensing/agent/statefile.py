@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..core.documents import ActivationCertificate
 from ..core.errors import ErrorCode, LicensingError
+from ..core.models import LicenseModel
 from ..core.signing import parse_envelope, unb64
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
     source: dict[str, Any] | None
     if v1.get("lease") or (features and server_url):
         source = {
-            "model": "floating",
+            "model": str(LicenseModel.FLOATING),
             "server_url": server_url,
             "features": features,
             "lease": v1.get("lease"),
@@ -115,9 +116,9 @@ def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
             "failing_since": v1.get("checkin_failing_since"),
             "last_error": v1.get("last_error"),
         }
-    elif certificate and _certificate_model(certificate) == "online":
+    elif certificate and _certificate_model(certificate) == LicenseModel.ONLINE:
         source = {
-            "model": "online",
+            "model": str(LicenseModel.ONLINE),
             "certificate": certificate,
             "server_url": server_url,
             "vendor_verdict": v1.get("vendor_verdict"),
@@ -127,7 +128,7 @@ def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
         }
     elif certificate or v1.get("pending_offline") or v1.get("deactivation_code"):
         source = {
-            "model": "offline",
+            "model": str(LicenseModel.OFFLINE),
             "certificate": certificate,
             "pending": v1.get("pending_offline"),
             "superseded_nonces": v1.get("superseded_nonces") or [],

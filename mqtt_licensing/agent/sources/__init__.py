@@ -181,7 +181,7 @@ async def operate(
     """One license request on the current source: the source that holds the license afterwards,
     and the reply data. ``activate`` picks the source class by ``method`` (a :class:`LicenseModel`)."""
     if operation == "activate":
-        method = protocol.optional_str(fields, "method", "online") or "online"
+        method = protocol.optional_str(fields, "method", LicenseModel.ONLINE) or LicenseModel.ONLINE
         try:
             model = LicenseModel(method)
         except ValueError:

@@ -78,7 +78,11 @@ class FloatingSource:
             raise
         self._install(url, features, blob, lease, fcert, now)
         ctx.emit(
-            "activated", method="floating", server=url, lease_id=lease.lease_id, lease_expires_at=iso(lease.expires_at)
+            "activated",
+            method=str(self.model),
+            server=url,
+            lease_id=lease.lease_id,
+            lease_expires_at=iso(lease.expires_at),
         )
 
     async def renew(self) -> None:
@@ -164,7 +168,7 @@ class FloatingSource:
             except LicensingError as exc:
                 released = False
                 log.warning("floating seat not released (%s); it frees itself when the lease expires", exc)
-        self.ctx.emit("deactivated", method="floating", seat_released=released)
+        self.ctx.emit("deactivated", method=str(self.model), seat_released=released)
         return None, {"seat_released": released}
 
     async def close(self) -> None:

@@ -109,7 +109,7 @@ class OfflineSource:
             raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "this usage license does not answer the pending request")
         assert source is not None
         ctx.clock.tampered = False
-        ctx.emit("activated", method="offline", license_id=cert.license_id, activation_id=cert.activation_id)
+        ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, superseded_nonces=_plus(source.superseded_nonces, pending.nonce))
 
     async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
@@ -120,7 +120,7 @@ class OfflineSource:
             DEACTIVATION_CODE,
             self.ctx.sign(KIND_OFFLINE_DEACTIVATION, activation_id=cert.activation_id, license_id=cert.license_id),
         )
-        self.ctx.emit("deactivated", method="offline", activation_id=cert.activation_id)
+        self.ctx.emit("deactivated", method=str(self.model), activation_id=cert.activation_id)
         # What remains is the code to carry to the vendor (shown in the status until replaced).
         return OfflineSource(self.ctx, deactivation_code=code), {"deactivation_code": code}
 

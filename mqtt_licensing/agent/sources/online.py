@@ -56,7 +56,7 @@ class OnlineSource:
         blob = answer["certificate"]
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         ctx.clock.tampered = False
-        ctx.emit("activated", method="online", license_id=cert.license_id, activation_id=cert.activation_id)
+        ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
 
     @classmethod
@@ -186,7 +186,7 @@ class OnlineSource:
             except LicensingError as exc:
                 if not exc.code.means_already_free:
                     raise  # keep the license: nothing was freed
-        ctx.emit("deactivated", method="online", activation_id=self.certificate.activation_id)
+        ctx.emit("deactivated", method=str(self.model), activation_id=self.certificate.activation_id)
         return None, {}
 
     async def close(self) -> None:
