@@ -1,9 +1,11 @@
-"""The licensing agent service: persistence, background check-in and lease renewal,
-command handling and connection gating. Broker-agnostic: a broker adapter hands it
-connections and messages through :class:`~.service.Transport`.
+"""The licensing agent: persistence, background check-in and lease renewal, request handling
+and connection gating. Broker-agnostic: a broker adapter hands it connections and messages
+through :class:`Transport`.
 """
 
+from .access import Transport
+from .agent import LicensingAgent
 from .config import AgentConfig
-from .service import LicensingAgent, Transport
+from .sources import LicenseSource
 
-__all__ = ["AgentConfig", "LicensingAgent", "Transport"]
+__all__ = ["AgentConfig", "LicenseSource", "LicensingAgent", "Transport"]

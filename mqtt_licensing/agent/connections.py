@@ -19,7 +19,6 @@ from dataclasses import dataclass
 class _Entry:
     refs: int
     admin: bool
-    confirmed: bool
     reserved_at: float
 
 
@@ -33,12 +32,11 @@ class ConnectionTracker:
     def reserve(self, key: Hashable, *, admin: bool, now: float) -> None:
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(0, admin, False, now)
+            entry = self._entries[key] = _Entry(0, admin, now)
         elif entry.admin != admin:  # the same key re-authenticated in another role
             self._non_admin_refs += entry.refs if entry.admin else -entry.refs
             entry.admin = admin
         entry.refs += 1
-        entry.confirmed = False
         entry.reserved_at = now
         self._unconfirmed.add(key)
         if not admin:
@@ -47,7 +45,6 @@ class ConnectionTracker:
     def confirm(self, key: Hashable) -> None:
         entry = self._entries.get(key)
         if entry is not None:
-            entry.confirmed = True
             self._unconfirmed.discard(key)
 
     def release(self, key: Hashable) -> None:
@@ -71,10 +68,6 @@ class ConnectionTracker:
 
     def holds(self, key: Hashable) -> bool:
         return key in self._entries
-
-    def is_admin(self, key: Hashable) -> bool:
-        entry = self._entries.get(key)
-        return entry is not None and entry.admin
 
     def _expire(self, now: float) -> None:
         for key in [k for k in self._unconfirmed if now - self._entries[k].reserved_at > self._confirm_within]:

@@ -53,6 +53,7 @@ class ErrorCode(StrEnum):
     SERVER_UNREACHABLE = "server_unreachable"
     BAD_RESPONSE = "bad_response"
     STATE_CORRUPT = "state_corrupt"
+    STATE_TOO_NEW = "state_too_new"  # written by a newer version: refused, left untouched
     INTERNAL_ERROR = "internal_error"
 
     @property

@@ -16,7 +16,7 @@ restart, a missed timer or a clock jump can never leave a stale state behind.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .documents import ActivationCertificate, FloatingCertificate, Lease
@@ -130,7 +130,9 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
 
 
 def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -> Evaluation:
-    common = dict(
+    licensed = Evaluation(
+        LicenseState.ACTIVE,
+        "licensed",
         features=cert.features,
         max_connections=cert.max_connections,
         model=cert.model,
@@ -138,26 +140,26 @@ def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -
         expires_at=cert.expires_at,
     )
     if cert.expires_at is not None and now >= cert.expires_at:
-        return Evaluation(LicenseState.EXPIRED, "the license term has ended", **common)  # type: ignore[arg-type]
+        return replace(licensed, state=LicenseState.EXPIRED, reason="the license term has ended")
     if cert.valid_until is not None and now >= cert.valid_until:
-        return Evaluation(
-            LicenseState.EXPIRED,  # type: ignore[arg-type]
-            "the activation was not refreshed before its valid_until",
-            **common,
+        return replace(
+            licensed, state=LicenseState.EXPIRED, reason="the activation was not refreshed before its valid_until"
         )
     deadline = min((t for t in (cert.valid_until, cert.expires_at) if t is not None), default=None)
     if facts.checkin_failing_since is not None:
-        return Evaluation(
-            LicenseState.GRACE,  # type: ignore[arg-type]
-            "the license server cannot be reached; serving until the deadline",
+        return replace(
+            licensed,
+            state=LicenseState.GRACE,
+            reason="the license server cannot be reached; serving until the deadline",
             deadline=deadline,
-            **common,
         )
-    return Evaluation(LicenseState.ACTIVE, "licensed", deadline=deadline, **common)  # type: ignore[arg-type]
+    return replace(licensed, deadline=deadline)
 
 
 def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evaluation:
-    common = dict(
+    licensed = Evaluation(
+        LicenseState.ACTIVE,
+        "licensed by a floating lease",
         features=lease.features,
         max_connections=cert.max_connections,
         model="floating",
@@ -165,19 +167,12 @@ def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evalua
         expires_at=cert.expires_at,
     )
     if cert.expires_at is not None and now >= cert.expires_at:
-        return Evaluation(LicenseState.EXPIRED, "the floating license term has ended", **common)  # type: ignore[arg-type]
+        return replace(licensed, state=LicenseState.EXPIRED, reason="the floating license term has ended")
     if now >= lease.expires_at:
-        return Evaluation(
-            LicenseState.UNLICENSED,  # type: ignore[arg-type]
-            "the floating lease expired and could not be renewed yet",
-            **common,
+        return replace(
+            licensed, state=LicenseState.UNLICENSED, reason="the floating lease expired and could not be renewed yet"
         )
-    return Evaluation(
-        LicenseState.ACTIVE,
-        "licensed by a floating lease",  # type: ignore[arg-type]
-        deadline=lease.expires_at,
-        **common,
-    )
+    return replace(licensed, deadline=lease.expires_at)
 
 
 __all__ = ["SERVING_STATES", "Evaluation", "Facts", "LicenseState", "Limits", "evaluate", "observe_clock"]

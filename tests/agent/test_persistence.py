@@ -31,9 +31,9 @@ def test_tampered_certificate_is_reported_and_not_trusted(tmp_path, vendor):
         state = json.loads(state_file.read_text())
         from mqtt_licensing.core.signing import b64, unb64
 
-        blob = bytearray(unb64(state["certificate"]))
+        blob = bytearray(unb64(state["source"]["certificate"]))
         blob[len(blob) // 2] ^= 0x01  # one flipped bit inside the signed body
-        state["certificate"] = b64(bytes(blob))
+        state["source"]["certificate"] = b64(bytes(blob))
         state_file.write_text(json.dumps(state))
         broker.start()
         status = broker.status()

@@ -185,14 +185,14 @@ def check_state_folder(state_dir: Path, vendor_public_key: Any) -> dict[str, Any
     """What a kill -9 may leave: state.json must be a whole snapshot whose documents verify."""
     from cryptography.hazmat.primitives import serialization
 
-    from mqtt_licensing.agent.store import PersistedState
+    from mqtt_licensing.agent.statefile import StoredState
 
     raw = (state_dir / "state.json").read_bytes()
-    state = PersistedState.from_json(raw)  # raises on a half-written file
+    state = StoredState.from_json(raw)  # raises on a half-written file
     identity = serialization.load_pem_private_key((state_dir / "identity.key").read_bytes(), password=None)
     out: dict[str, Any] = {"state": state, "certificate": None}
-    if state.certificate:
-        cert = ActivationCertificate.open(unb64(state.certificate), vendor_public_key)
+    if state.source is not None and state.source.get("certificate"):
+        cert = ActivationCertificate.open(unb64(state.source["certificate"]), vendor_public_key)
         assert cert.instance_fingerprint == fingerprint(identity)  # type: ignore[arg-type]
         out["certificate"] = cert
     assert not list(state_dir.glob("state.json.corrupt-*")), "a state file was found unreadable"

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from mqtt_licensing.agent import service as agent_service
-from mqtt_licensing.agent.store import PersistedState
+from mqtt_licensing.agent import agent as agent_module
+from mqtt_licensing.agent.statefile import StoredState
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
@@ -34,7 +34,7 @@ def plant_stray_temp_files(state_dir, round_no: int) -> None:
     """Temp files as a kill between write and rename would leave them - with content that must
     never be taken for the state: one half-written, one whole but claiming a fresh, unlicensed past."""
     (state_dir / f".state.json.{900000 + round_no}.tmp").write_bytes(b'{"version": 1, "trial_started_at": ')
-    forged = PersistedState(trial_started_at=0, certificate=None)
+    forged = StoredState(trial_started_at=0, source=None)
     (state_dir / f".state.json.{800000 + round_no}.tmp").write_bytes(forged.to_json())
 
 
@@ -136,7 +136,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
     """The agent saves from request handlers and from its background loop (clock saves); with the
     clock saved on every 20 ms tick while an admin re-activates in a tight loop, every write must
     succeed, the file must always parse, and the newest snapshot must win."""
-    monkeypatch.setattr(agent_service, "_CLOCK_SAVE_EVERY", 0)
+    monkeypatch.setattr(agent_module, "_CLOCK_SAVE_EVERY", 0)
     key = vendor.issue()
     state_file = tmp_path / "s" / "state.json"
     with start_broker(tmp_path / "s", vendor=vendor, tick_interval=0.02) as broker:
@@ -146,7 +146,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         def reader() -> None:
             while not stop.is_set():
                 try:
-                    PersistedState.from_json(state_file.read_bytes())
+                    StoredState.from_json(state_file.read_bytes())
                 except FileNotFoundError:
                     continue
                 except ValueError as exc:
@@ -165,7 +165,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
 
             async def burst() -> list[object]:
                 agent = broker.agent
-                return await asyncio.gather(*(agent._save() for _ in range(30)), return_exceptions=True)
+                return await asyncio.gather(*(agent.save() for _ in range(30)), return_exceptions=True)
 
             results = broker.call(burst())
             time.sleep(0.1)  # a last background save, then compare
@@ -177,22 +177,22 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         assert torn == []
         assert not [r for r in caplog.records if r.exc_info and r.name.startswith("mqtt_licensing")]
         on_disk = json.loads(state_file.read_text())
-        assert on_disk["certificate"] == broker.agent._state.certificate
+        assert on_disk["source"]["certificate"] == broker.agent.source.to_json()["certificate"]
     # checked once the broker is down: with a save every 20 ms a temp file exists at times while it runs
     assert not list(state_file.parent.glob(".state.json.*.tmp"))
 
 
 _WRITER = r"""
 import hashlib, os, random, sys
-from mqtt_licensing.agent.store import PersistedState, StateStore
+from mqtt_licensing.agent.statefile import StateStore, StoredState
 store = StateStore(sys.argv[1])
 rng = random.Random(int(sys.argv[2]))
 n = 0
 while True:
     n += 1
     body = os.urandom(rng.randrange(1, 60_000)).hex()  # documents of very different sizes
-    state = PersistedState(trial_started_at=n, certificate=body,
-                           last_error={"code": "x", "message": hashlib.sha256(body.encode()).hexdigest()})
+    state = StoredState(trial_started_at=n, source={"model": "online", "certificate": body,
+                        "last_error": {"code": "x", "message": hashlib.sha256(body.encode()).hexdigest()}})
     store.save(state)
     if n == 1:
         print("ready", flush=True)
@@ -222,9 +222,10 @@ def test_kill9_in_a_tight_state_write_loop(tmp_path):
         time.sleep(rng.uniform(0.0, 0.25))
         proc.kill()
         proc.wait()
-        state = PersistedState.from_json((state_dir / "state.json").read_bytes())  # whole, or this raises
-        assert state.last_error is not None and state.certificate is not None
-        assert hashlib.sha256(state.certificate.encode()).hexdigest() == state.last_error["message"], (
+        state = StoredState.from_json((state_dir / "state.json").read_bytes())  # whole, or this raises
+        assert state.source is not None
+        certificate, last_error = state.source["certificate"], state.source["last_error"]
+        assert hashlib.sha256(certificate.encode()).hexdigest() == last_error["message"], (
             f"kill {i} (seed {seed}) left a mix of two snapshots"
         )
         assert state.trial_started_at >= 1

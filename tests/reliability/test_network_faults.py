@@ -77,6 +77,21 @@ def timed_status(admin) -> tuple[dict[str, Any], float]:
     return status, time.monotonic() - start
 
 
+def stored_document(agent: Any, name: str) -> bytes:
+    """A signed document as the agent's current source persists it (its state.json section)."""
+    return unb64(agent.source.to_json()[name])
+
+
+def current_lease(agent: Any) -> Lease | None:
+    return agent.source.facts().lease if agent.source is not None else None
+
+
+def held_lease(agent: Any) -> Lease:
+    lease = current_lease(agent)
+    assert lease is not None, "no lease is held"
+    return lease
+
+
 def instance_of(request_blob: bytes) -> InstanceRequest:
     return InstanceRequest.from_body(parse_envelope(request_blob).unverified_body())
 
@@ -177,7 +192,7 @@ def online(tmp_path_factory, exceptions):
             with broker.admin() as c:
                 status = c.request("activate", {"license_key": key})["status"]
             assert status["state"] == "active"
-            genuine = unb64(broker.agent._state.certificate)
+            genuine = stored_document(broker.agent, "certificate")
             with broker.admin() as admin:
                 yield OnlineEnv(vendor, proxy, broker, rogue, replay, genuine, admin, key)
         finally:
@@ -250,7 +265,7 @@ def test_online_check_in_fault_means_grace_then_recovery(online: OnlineEnv, exce
             status, took = timed_status(env.admin)
             assert took < 0.8, f"status took {took:.2f}s under {fault}"
             assert status["state"] == "grace"
-        stored = ActivationCertificate.open(unb64(broker.agent._state.certificate), env.vendor.public_key)
+        stored = ActivationCertificate.open(stored_document(broker.agent, "certificate"), env.vendor.public_key)
         assert stored.license_id == before["license_id"] and stored.features == ("mqtt_server",)
     finally:
         env.proxy.set("pass", upstream_port=env.vendor.port)
@@ -404,7 +419,7 @@ def floating(tmp_path_factory, exceptions):
                 "activate", {"method": "floating", "server_url": proxy.url, "features": ["mqtt_server"]}
             )["status"]
         assert status["state"] == "active"
-        genuine["certificate"] = broker.agent._lease.certificate
+        genuine["certificate"] = held_lease(broker.agent).certificate
         with broker.admin() as admin:
             yield FloatingEnv(fls, rogue_pool, proxy, broker, rogue_server, admin)
     finally:
@@ -438,13 +453,13 @@ def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating
     env.proxy.set("pass", upstream_port=env.fls.port)
     wait_until(lambda: agent.evaluation.state == "active", 10, "not active before the fault")
     # start the fault right after a renewal, so the whole remaining lease is observed
-    lease_id = agent._lease.issued_at
-    wait_until(lambda: agent._lease is not None and agent._lease.issued_at != lease_id, 5, "no renewal")
+    lease_id = held_lease(agent).issued_at
+    wait_until(lambda: (lease := current_lease(agent)) is not None and lease.issued_at != lease_id, 5, "no renewal")
     seen_exceptions = len(exceptions.records)
     apply, codes = FLOATING_FAULTS[fault]
     try:
         apply(env)
-        expires_at = agent._lease.expires_at
+        expires_at = held_lease(agent).expires_at
         checked_connect = False
         while time.time() < expires_at - 0.4:
             assert agent.evaluation.state == "active", f"stopped serving before the lease expired ({fault})"
@@ -459,14 +474,14 @@ def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating
         )
         assert time.time() >= expires_at
         assert status["floating"]["last_error"]["code"] in codes, status["floating"]["last_error"]
-        assert agent._lease is None or agent._lease.expires_at == expires_at  # nothing rogue was installed
+        assert (lease := current_lease(agent)) is None or lease.expires_at == expires_at  # nothing rogue was installed
         assert connack_code(env.broker.port, f"after-expiry-{fault}") == 5
         _, took = timed_status(env.admin)
         assert took < 0.8
     finally:
         env.proxy.set("pass", upstream_port=env.fls.port)
     wait_until(
-        lambda: agent.evaluation.state == "active" and agent._lease.expires_at > expires_at,
+        lambda: agent.evaluation.state == "active" and held_lease(agent).expires_at > expires_at,
         10,
         f"no new lease after {fault}",
     )
@@ -498,7 +513,7 @@ def test_a_forged_unsigned_verdict_does_not_stop_the_license(online: OnlineEnv, 
     finally:
         env.proxy.set("pass", upstream_port=env.vendor.port)
         # put the shared broker back on its feet for whatever runs next
-        if agent._certificate is None:
+        if agent.source is None:
             with env.broker.admin() as c:
                 c.request("activate", {"license_key": env.key})
         wait_until(lambda: agent.evaluation.state == "active", 10, "no recovery")

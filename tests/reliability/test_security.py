@@ -579,16 +579,16 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
         ):
             assert v.connect() == 0 and bystander.connect() == 0
             assert v.subscribe("$license/status") == (0x80 if victim == "user" else 1)
-            roles_before = sorted((c.client_id, c.role) for c in agent._clients.values())
+            roles_before = sorted((c.client_id, c.role) for c in agent.clients.values())
             for attacker_user in (ADMIN, READER, PLAIN):
                 code, rest = raw_connect_and_listen(
                     broker.port, "victim", attacker_user, "guess-" + attacker_user, clean_session
                 )
                 assert code == 5 and rest == b"", (attacker_user, rest[:40])  # refused, handed nothing
-            roles_after = sorted((c.client_id, c.role) for c in agent._clients.values())
+            roles_after = sorted((c.client_id, c.role) for c in agent.clients.values())
             assert set(roles_after) <= set(roles_before), (roles_before, roles_after)
             assert ("victim", "admin") not in roles_after or victim == "admin"
-            assert agent._tracker.non_admin_count(time.time()) <= 2
+            assert agent.status_document()["connections"] <= 2
         # the victim's credentials still mean what they meant: reconnect and use the role
         with MqttClient(broker.port, client_id="victim", username=user, password=password) as v:
             assert v.connect() == 0
@@ -600,7 +600,7 @@ def test_wrong_password_connect_reusing_a_live_client_id_changes_no_role(tmp_pat
                 assert reply["error"]["code"] == "not_authorized"
                 assert v.subscribe("$license/status") == (1 if victim == "reader" else 0x80)  # the same role
         wait_until(
-            lambda: agent._tracker.non_admin_count(time.time()) == 0,
+            lambda: agent.status_document()["connections"] == 0,
             5,
             "a refused CONNECT left a counted connection behind",
         )

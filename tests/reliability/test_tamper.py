@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
@@ -51,6 +52,13 @@ TEXT_CODES = {"invalid_code", "wrong_document"}
 BLOB_CODES = {"invalid_code", "invalid_signature", "wrong_document"}
 PER_POSITION = 12  # replacements per position of the long codes (x RELIABILITY_SCALE)
 MASKS = (0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xFF)
+
+
+def instance_key(state_dir: Any) -> Ed25519PrivateKey:
+    """The instance identity as the agent stores it (identity.key, PEM)."""
+    key = serialization.load_pem_private_key((state_dir / "identity.key").read_bytes(), password=None)
+    assert isinstance(key, Ed25519PrivateKey)
+    return key
 
 
 def substitutions(text: str, per_position: int | None = None):
@@ -146,7 +154,7 @@ def documents(tmp_path_factory):
             out["usage_license"] = vendor.service.offline_activate(out["request_code"])["usage_license"]
             admin.request("activate", {"method": "offline", "usage_license": out["usage_license"]})
             out["deactivation_code"] = admin.request("deactivate")["deactivation_code"]
-            out["instance_public_key"] = broker.agent._identity.public_key()
+            out["instance_public_key"] = instance_key(tmp / "state").public_key()
         # floating: a lease from a real floating server, over HTTP
         test_vendor = Ed25519PrivateKey.generate()
         out["floating_vendor_key"] = test_vendor.public_key()

@@ -1,0 +1,190 @@
+"""Who may connect, and what each connection may subscribe to and receive.
+
+Authentication (scrypt-hashed admins and users), the CONNECT gate, the count of admitted
+connections, which connection holds each client id, the ``$license/*`` topic rights, and
+disconnecting clients when the license stops serving (``enforce_existing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from ..core import protocol
+from ..core.gate import Decision, Refusal, decide, must_disconnect_existing
+from ..core.passwords import verify_password
+from ..core.state import Evaluation
+from .config import AgentConfig
+from .connections import ConnectionTracker
+
+log = logging.getLogger(__name__)
+
+
+class Transport(Protocol):
+    """What the agent needs from a broker adapter."""
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None: ...
+
+    async def disconnect(self, conn: Hashable) -> None: ...
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # may send license requests; never counted, never refused for the license
+    READER = "reader"  # may read $license/status and events
+    USER = "user"
+
+
+@dataclass(frozen=True)
+class Client:
+    """What the agent remembers of an admitted connection."""
+
+    client_id: str
+    username: str | None
+    role: Role
+
+    @property
+    def may_read_status(self) -> bool:
+        return self.role in (Role.ADMIN, Role.READER)
+
+
+class Access:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        now: Callable[[], int],
+        evaluation: Callable[[int], Evaluation],
+        emit: Callable[..., None],
+    ) -> None:
+        self.config = config
+        self._now = now
+        self._evaluation = evaluation  # the current evaluation, refreshed first when its deadline passed
+        self._emit = emit
+        self.tracker = ConnectionTracker()
+        self.clients: dict[Hashable, Client] = {}
+        # client id -> the connection most recently admitted with it. amqtt lets a second
+        # connection (clean session) take a live client id without closing the first; replies
+        # to that id belong to the newest connection alone, and the older one is answered no more.
+        self.holders: dict[str, Hashable] = {}
+
+    async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
+        """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
+        role = await self._authenticate(username, password)
+        now = self._now()
+        if role is None:
+            decision = Decision(False, Refusal.BAD_CREDENTIALS, "unknown user or wrong password")
+            self._refused(client_id, username, decision, now)
+            return decision
+        # From here to the reservation there is no await: racing CONNECTs see each other.
+        decision = decide(
+            self._evaluation(now),
+            is_admin=role is Role.ADMIN,
+            required_features=self.config.required_features(username, client_id),
+            current_connections=self.tracker.non_admin_count(now),
+        )
+        if not decision.allowed:
+            self._refused(client_id, username, decision, now)
+            return decision
+        self.tracker.reserve(conn, admin=role is Role.ADMIN, now=now)
+        self.clients[conn] = Client(client_id, username, role)
+        self.holders[client_id] = conn
+        return decision
+
+    def holds(self, conn: Hashable) -> bool:
+        return self.tracker.holds(conn)
+
+    def connected(self, conn: Hashable) -> None:
+        self.tracker.confirm(conn)
+
+    def disconnected(self, conn: Hashable) -> None:
+        self.tracker.release(conn)
+        if not self.tracker.holds(conn):
+            client = self.clients.pop(conn, None)
+            if client is not None and self.holders.get(client.client_id) == conn:
+                del self.holders[client.client_id]
+
+    def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
+        if not topic_filter.startswith(protocol.PREFIX):
+            return True
+        client = self.clients.get(conn)
+        if client is None or (
+            topic_filter.startswith(protocol.REPLY_ROOT + "/") and self.holders.get(client.client_id) != conn
+        ):
+            return False  # not the connection that now holds this client id
+        return protocol.subscription_allowed(topic_filter, client.client_id, may_read_status=client.may_read_status)
+
+    def may_receive(self, conn: Hashable, topic: str, client_id: str) -> bool:
+        if not topic.startswith(protocol.PREFIX):
+            return True
+        holder = self.holders.get(client_id)
+        if holder is not None and holder != conn and topic.startswith(protocol.REPLY_ROOT + "/"):
+            return False  # another live connection holds this client id now: the replies are its own
+        client = self.clients.get(conn)
+        return protocol.delivery_allowed(
+            topic, client_id, may_read_status=client is not None and client.may_read_status
+        )
+
+    def requester_gone(self, conn: Hashable, client: Client | None) -> bool:
+        """Would a reply now reach someone else than the requester? True when another connection
+        has since taken its client id, or its persistent session is now held by another principal."""
+        if client is None:
+            return False
+        holder = self.holders.get(client.client_id)
+        current = self.clients.get(conn)
+        lost = (holder is not None and holder != conn) or (
+            current is not None and (current.username, current.role) != (client.username, client.role)
+        )
+        if lost:
+            log.warning("reply for client id %r dropped: the connection that asked is gone", client.client_id)
+        return lost
+
+    async def enforce_existing(self, evaluation: Evaluation, transport: Transport | None) -> None:
+        if not must_disconnect_existing(evaluation, self.config.enforce_existing):
+            return
+        keys = self.tracker.non_admin_keys()
+        if not keys or transport is None:
+            return
+        log.warning(
+            "license not serving (%s): disconnecting %d client(s) (enforce_existing)", evaluation.state, len(keys)
+        )
+        for key in keys:
+            client = self.clients.get(key)
+            self._emit(
+                "client_disconnected",
+                client_id=client.client_id if client else None,
+                reason=str(Refusal.NOT_LICENSED),
+                state=str(evaluation.state),
+            )
+            await transport.disconnect(key)
+            self.tracker.release(key)  # never kick the same socket twice, even if the broker is slow
+
+    async def _authenticate(self, username: str | None, password: str | None) -> Role | None:
+        for role, table in ((Role.ADMIN, self.config.admins), (Role.USER, self.config.users)):
+            if username is not None and username in table:
+                ok = await asyncio.to_thread(verify_password, password or "", table[username])
+                if not ok:
+                    return None
+                return Role.READER if role is Role.USER and username in self.config.readers else role
+        if not self.config.allow_anonymous:
+            return None
+        return Role.READER if username in self.config.readers else Role.USER
+
+    def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
+        log.warning(
+            "refused CONNECT client_id=%r username=%r: %s (%s)", client_id, username, decision.refusal, decision.message
+        )
+        self._emit(
+            "connection_refused",
+            client_id=client_id,
+            username=username,
+            reason=str(decision.refusal),
+            message=decision.message,
+            state=str(self._evaluation(now).state),
+        )
+
+
+__all__ = ["Access", "Client", "Role", "Transport"]

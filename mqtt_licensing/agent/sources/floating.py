@@ -1,0 +1,239 @@
+"""Floating licenses: a seat leased from a floating license server, renewed at a third of its TTL.
+
+The source keeps the server and features after a lease is lost (or returned at shutdown), so
+the background work leases again; only an operator's deactivate forgets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ...clients.floating import FloatingClient
+from ...core import protocol
+from ...core.documents import FloatingCertificate, Lease, verify_lease
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import MQTT_SERVER, validate_features
+from ...core.labels import KIND_LEASE_ACQUIRE, KIND_LEASE_RELEASE, KIND_LEASE_RENEW
+from ...core.models import LicenseModel
+from ...core.signing import b64, unb64
+from ...core.timefmt import iso
+from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, stored_document_problem
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class FloatingSource:
+    model: ClassVar[LicenseModel] = LicenseModel.FLOATING
+
+    ctx: SourceContext = field(repr=False)
+    server_url: str | None = None
+    features: list[str] = field(default_factory=list)
+    lease: Lease | None = None
+    certificate: FloatingCertificate | None = None  # the pool certificate the lease carries
+    blob: bytes | None = field(default=None, repr=False)
+    last_ok_at: int | None = None
+    failing_since: int | None = None
+    last_error: dict[str, str] | None = None
+    last_attempt: float = 0.0
+    gone: bool = False
+
+    @classmethod
+    async def activate(
+        cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None
+    ) -> FloatingSource:
+        url = protocol.require_url(fields, "server_url")
+        features = list(validate_features(protocol.optional_str_list(fields, "features") or [MQTT_SERVER]))
+        source = current if isinstance(current, FloatingSource) else None
+        if not (source is not None and source.lease is not None and source.server_url == url):
+            refuse_if_licensed_elsewhere(current)
+        source = source or cls(ctx)
+        await source.acquire(url, features)  # the same instance gets its own seat back
+        return source
+
+    @classmethod
+    async def auto_lease(cls, ctx: SourceContext, url: str, features: list[str]) -> FloatingSource:
+        """Lease a seat because the config says so (nothing else is held)."""
+        source = cls(ctx)
+        await source.acquire(url, features)
+        return source
+
+    # -- the lease ---------------------------------------------------------------------------
+
+    async def acquire(self, url: str, features: list[str]) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        self.last_attempt = now
+        request = ctx.sign(KIND_LEASE_ACQUIRE, features=tuple(features))
+        try:
+            async with FloatingClient(url, timeout=ctx.config.http_timeout) as client:
+                blob = await client.acquire(request)
+            lease, fcert = self._verify(blob, features)
+        except LicensingError as exc:
+            if self.features:  # keep trying in the background
+                self._failed(exc, now)
+            raise
+        self._install(url, features, blob, lease, fcert, now)
+        ctx.emit(
+            "activated",
+            method=str(self.model),
+            server=url,
+            lease_id=lease.lease_id,
+            lease_expires_at=iso(lease.expires_at),
+        )
+
+    async def renew(self) -> None:
+        """Renew the lease, or lease again when it is gone (expired here, or forgotten by the server)."""
+        assert self.server_url is not None
+        url, features = self.server_url, self.features or [MQTT_SERVER]
+        if self.lease is None or self.ctx.now() >= self.lease.expires_at:
+            await self.acquire(url, features)
+            return
+        now = self.ctx.now()
+        self.last_attempt = now
+        try:
+            async with FloatingClient(url, timeout=self.ctx.config.http_timeout) as client:
+                blob = await client.renew(self.ctx.sign(KIND_LEASE_RENEW, features=tuple(features)))
+            lease, fcert = self._verify(blob, features)
+        except LicensingError as exc:
+            if exc.code == ErrorCode.LEASE_NOT_FOUND:
+                await self.acquire(url, features)
+                return
+            self._failed(exc, now)
+            raise
+        self._install(url, features, blob, lease, fcert, now)
+
+    async def _release(self) -> None:
+        assert self.server_url is not None
+        async with FloatingClient(self.server_url, timeout=self.ctx.config.http_timeout) as client:
+            await client.release(self.ctx.sign(KIND_LEASE_RELEASE))
+
+    def _install(  # noqa: PLR0917 - one call site, each argument named by its type
+        self, url: str, features: list[str], blob: bytes, lease: Lease, fcert: FloatingCertificate, now: int
+    ) -> None:
+        self.server_url, self.features = url, list(features)
+        self.lease, self.certificate, self.blob = lease, fcert, blob
+        self.last_ok_at, self.failing_since, self.last_error = now, None, None
+
+    def _drop_lease(self) -> None:
+        self.lease = self.certificate = self.blob = None
+        self.failing_since = self.last_error = None
+
+    def _failed(self, exc: LicensingError, now: int) -> None:
+        self.last_error = exc.to_dict()
+        self.failing_since = self.failing_since or now
+
+    def _verify(self, blob: bytes, features: list[str]) -> tuple[Lease, FloatingCertificate]:
+        lease, fcert = verify_lease(blob, self.ctx.vendor_key)
+        if lease.instance_fingerprint != self.ctx.fingerprint:
+            raise LicensingError(ErrorCode.WRONG_INSTANCE, "the floating server sent a lease for another instance")
+        missing = set(features) - set(lease.features)
+        if missing:
+            raise LicensingError(
+                ErrorCode.FEATURE_UNAVAILABLE, f"the lease lacks requested feature(s) {', '.join(sorted(missing))}"
+            )
+        return lease, fcert
+
+    # -- the source interface ----------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        retry = self.ctx.config.retry_interval
+        if self.lease is not None:
+            if self.failing_since is not None:
+                return self.last_attempt + min(retry, self.lease.ttl / 3)
+            return self.lease.issued_at + self.lease.ttl / 3
+        if self.features and self.server_url:  # lost or returned lease: lease again
+            return self.last_attempt + retry
+        return None
+
+    async def run_due(self) -> None:
+        if self.lease is not None:
+            await self.renew()
+        elif self.features and self.server_url:
+            await self.acquire(self.server_url, self.features)
+
+    async def reactivate(self) -> None:
+        if self.server_url is None:
+            raise LicensingError(ErrorCode.NOT_ACTIVATED, "no floating server is configured")
+        await self.renew()
+
+    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+        released = True
+        if self.lease is not None:
+            try:
+                await self._release()
+            except LicensingError as exc:
+                released = False
+                log.warning("floating seat not released (%s); it frees itself when the lease expires", exc)
+        self.ctx.emit("deactivated", method=str(self.model), seat_released=released)
+        return None, {"seat_released": released}
+
+    async def close(self) -> None:
+        """Hand the seat back now rather than when the lease runs out; the next start leases again."""
+        if self.lease is None or not self.server_url:
+            return
+        try:
+            await asyncio.wait_for(self._release(), timeout=min(5.0, self.ctx.config.http_timeout))
+        except (LicensingError, TimeoutError) as exc:
+            log.warning("could not return the floating seat at shutdown: %s", exc)
+        self._drop_lease()
+
+    @classmethod
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> FloatingSource:
+        source = cls(
+            ctx,
+            server_url=data.get("server_url"),
+            features=[str(f) for f in data.get("features") or []],
+            last_ok_at=data.get("last_ok_at"),
+            failing_since=data.get("failing_since"),
+            last_error=data.get("last_error"),
+        )
+        if data.get("lease"):
+            try:
+                blob = unb64(data["lease"])
+                source.lease, source.certificate = source._verify(blob, source.features)
+                source.blob = blob
+            except LicensingError as exc:
+                problems.append(stored_document_problem(exc))
+        return source
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model),
+            "server_url": self.server_url,
+            "features": list(self.features),
+            "lease": b64(self.blob) if self.blob is not None else None,
+            "last_ok_at": self.last_ok_at,
+            "failing_since": self.failing_since,
+            "last_error": self.last_error,
+        }
+
+    def facts(self) -> SourceFacts:
+        return SourceFacts(
+            lease=self.lease, floating_certificate=self.certificate, checkin_failing_since=self.failing_since
+        )
+
+    @property
+    def vacant(self) -> bool:
+        return False
+
+    @property
+    def recovers_clock(self) -> bool:
+        return False
+
+    def status(self, next_due: float | None) -> dict[str, Any]:
+        lease = self.lease
+        return {
+            "floating": {
+                "server": self.server_url if lease is not None else None,
+                "features": self.features,
+                "lease_id": lease.lease_id if lease else None,
+                "lease_expires_at": iso(lease.expires_at) if lease else None,
+                "seats": self.certificate.seats if self.certificate else None,
+                "next_renewal_at": iso(next_due),
+                "last_error": self.last_error,
+            }
+        }

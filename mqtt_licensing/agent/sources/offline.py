@@ -1,0 +1,206 @@
+"""Offline licenses: exchanged as codes, never checking in.
+
+The instance writes a request code; the vendor answers it with a usage license that names the
+request's nonce, so only the newest request can be answered (older nonces are remembered as
+superseded). Deactivation produces a signed code the operator carries back to the vendor.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ...core import protocol
+from ...core.codes import armor, unarmor
+from ...core.documents import ActivationCertificate
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest, normalize_key
+from ...core.labels import (
+    DEACTIVATION_CODE,
+    KIND_OFFLINE_DEACTIVATION,
+    KIND_OFFLINE_REQUEST,
+    USAGE_LICENSE,
+    USAGE_REQUEST,
+)
+from ...core.models import LicenseModel
+from ...core.signing import b64, unb64
+from ...core.timefmt import iso
+from . import (
+    LicenseSource,
+    SourceContext,
+    SourceFacts,
+    refuse_if_licensed_elsewhere,
+    stored_document_problem,
+    verify_certificate,
+)
+
+_SUPERSEDED_KEPT = 16
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """An offline request waiting for its usage license."""
+
+    nonce: str
+    created_at: int
+    request_code: str
+
+
+@dataclass(eq=False)
+class OfflineSource:
+    """Also stands for "nothing held yet" while a first request is pending, and for the
+    deactivation code left after giving the license up."""
+
+    model: ClassVar[LicenseModel] = LicenseModel.OFFLINE
+
+    ctx: SourceContext = field(repr=False)
+    certificate: ActivationCertificate | None = None
+    blob: bytes | None = field(default=None, repr=False)
+    pending: PendingRequest | None = None
+    superseded_nonces: list[str] = field(default_factory=list)
+    deactivation_code: str | None = None
+    gone: bool = False
+
+    # -- the exchange of codes ---------------------------------------------------------------
+
+    @classmethod
+    async def request(
+        cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None
+    ) -> tuple[OfflineSource, dict[str, Any]]:
+        """Write a new request code (a renewal when an offline license is held); it supersedes the last one."""
+        key = normalize_key(protocol.require_str(fields, "license_key"))
+        source = current if isinstance(current, OfflineSource) else None
+        if source is None:
+            refuse_if_licensed_elsewhere(current)
+            source = cls(ctx)
+        now = ctx.now()
+        nonce = secrets.token_hex(16)
+        blob = ctx.sign(
+            KIND_OFFLINE_REQUEST,
+            nonce=nonce,
+            key_digest=key_digest(key),
+            activation_id=source.certificate.activation_id if source.certificate else None,
+        )
+        code = armor(USAGE_REQUEST, blob)
+        old = source.pending
+        source.pending = PendingRequest(nonce, now, code)
+        source.superseded_nonces = _plus(source.superseded_nonces, old.nonce if old else None)
+        ctx.emit("offline_request_created", created_at=iso(now), superseded_previous=old is not None)
+        return source, {"request_code": code}
+
+    @classmethod
+    async def activate(cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None) -> OfflineSource:
+        blob = unarmor(protocol.require_str(fields, "usage_license", max_len=32768), USAGE_LICENSE)
+        cert = verify_certificate(ctx, blob, LicenseModel.OFFLINE)
+        source = current if isinstance(current, OfflineSource) else None
+        pending = source.pending if source else None
+        if pending is None or cert.request_nonce != pending.nonce:
+            if source is not None and cert.request_nonce in source.superseded_nonces:
+                raise LicensingError(
+                    ErrorCode.REQUEST_SUPERSEDED,
+                    "this usage license answers an older request that a newer one replaced; "
+                    "send the newest request code to the vendor",
+                )
+            if pending is None:
+                raise LicensingError(
+                    ErrorCode.NO_PENDING_REQUEST, "no offline request is pending on this instance; generate one first"
+                )
+            raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "this usage license does not answer the pending request")
+        assert source is not None
+        ctx.clock.tampered = False
+        ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
+        return cls(ctx, cert, blob, superseded_nonces=_plus(source.superseded_nonces, pending.nonce))
+
+    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+        cert = self.certificate
+        if cert is None:
+            raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
+        code = armor(
+            DEACTIVATION_CODE,
+            self.ctx.sign(KIND_OFFLINE_DEACTIVATION, activation_id=cert.activation_id, license_id=cert.license_id),
+        )
+        self.ctx.emit("deactivated", method=str(self.model), activation_id=cert.activation_id)
+        # What remains is the code to carry to the vendor (shown in the status until replaced).
+        return OfflineSource(self.ctx, deactivation_code=code), {"deactivation_code": code}
+
+    async def reactivate(self) -> None:
+        if self.certificate is None:
+            raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
+        raise LicensingError(
+            ErrorCode.OFFLINE_LICENSE_CANNOT_REACTIVATE,
+            "an offline license cannot be reactivated: generate a new offline request and "
+            "apply the usage license the vendor sends back (the broker keeps serving meanwhile)",
+        )
+
+    # -- state -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> OfflineSource:
+        pending = data.get("pending")
+        source = cls(
+            ctx,
+            pending=PendingRequest(str(pending["nonce"]), int(pending["created_at"]), str(pending["request_code"]))
+            if pending
+            else None,
+            superseded_nonces=[str(n) for n in data.get("superseded_nonces") or []],
+            deactivation_code=data.get("deactivation_code"),
+        )
+        if data.get("certificate"):
+            try:
+                blob = unb64(data["certificate"])
+                source.certificate, source.blob = verify_certificate(ctx, blob, LicenseModel.OFFLINE), blob
+            except LicensingError as exc:
+                problems.append(stored_document_problem(exc))
+        return source
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.pending
+        return {
+            "model": str(self.model),
+            "certificate": b64(self.blob) if self.blob is not None else None,
+            "pending": {"nonce": p.nonce, "created_at": p.created_at, "request_code": p.request_code} if p else None,
+            "superseded_nonces": list(self.superseded_nonces),
+            "deactivation_code": self.deactivation_code,
+        }
+
+    def facts(self) -> SourceFacts:
+        return SourceFacts(
+            certificate=self.certificate, pending_offline_at=self.pending.created_at if self.pending else None
+        )
+
+    @property
+    def vacant(self) -> bool:
+        return self.certificate is None and self.pending is None
+
+    @property
+    def recovers_clock(self) -> bool:
+        return self.certificate is not None  # it never checks in, so nothing else could clear the mark
+
+    def next_due(self) -> float | None:
+        return None
+
+    async def run_due(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def status(self, next_due: float | None) -> dict[str, Any]:
+        p = self.pending
+        if p is None and self.certificate is None and self.deactivation_code is None:
+            return {}
+        return {
+            "offline": {
+                "pending_request_at": iso(p.created_at) if p else None,
+                "request_code": p.request_code if p else None,
+                "deactivation_code": self.deactivation_code,
+            }
+        }
+
+
+def _plus(nonces: list[str], nonce: str | None) -> list[str]:
+    kept = list(nonces)
+    if nonce:
+        kept.append(nonce)
+    return kept[-_SUPERSEDED_KEPT:]

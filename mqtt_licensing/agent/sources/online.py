@@ -1,0 +1,193 @@
+"""Online licenses: activate with the vendor, check in periodically, trust only signed verdicts."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from ...clients.activation import ActivationClient
+from ...core import protocol
+from ...core.documents import ActivationCertificate, Verdict
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest, normalize_key
+from ...core.labels import KIND_ACTIVATE, KIND_CHECK_IN, KIND_DEACTIVATE
+from ...core.models import LicenseModel
+from ...core.signing import b64, unb64
+from ...core.timefmt import iso
+from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, verify_certificate
+
+log = logging.getLogger(__name__)
+
+
+def vendor_url(ctx: SourceContext, fallback: str | None = None) -> str:
+    url = ctx.config.vendor_url or fallback
+    if not url:
+        raise LicensingError(ErrorCode.SERVER_UNREACHABLE, "no vendor_url is configured for online activation")
+    return url
+
+
+@dataclass(eq=False)
+class OnlineSource:
+    model: ClassVar[LicenseModel] = LicenseModel.ONLINE
+
+    ctx: SourceContext = field(repr=False)
+    certificate: ActivationCertificate
+    blob: bytes = field(repr=False)
+    server_url: str | None  # where the certificate came from: the vendor when the config names none
+    vendor_verdict: str | None = None
+    last_ok_at: int | None = None
+    failing_since: int | None = None
+    last_error: dict[str, str] | None = None
+    last_attempt: float = 0.0
+    gone: bool = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def activate(cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None) -> OnlineSource:
+        key = normalize_key(protocol.require_str(fields, "license_key"))
+        refuse_if_licensed_elsewhere(current, key)
+        url = vendor_url(ctx, current.server_url if isinstance(current, OnlineSource) else None)
+        request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
+        async with ActivationClient(url, timeout=ctx.config.http_timeout) as client:
+            answer = await client.activate(key, request)
+        blob = answer["certificate"]
+        cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
+        ctx.clock.tampered = False
+        ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
+        return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
+
+    @classmethod
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> OnlineSource:
+        blob = unb64(data["certificate"])
+        return cls(
+            ctx,
+            verify_certificate(ctx, blob, LicenseModel.ONLINE),
+            blob,
+            data.get("server_url"),
+            vendor_verdict=data.get("vendor_verdict"),
+            last_ok_at=data.get("last_checkin_ok_at"),
+            failing_since=data.get("checkin_failing_since"),
+            last_error=data.get("last_error"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": str(self.model),
+            "certificate": b64(self.blob),
+            "server_url": self.server_url,
+            "vendor_verdict": self.vendor_verdict,
+            "last_checkin_ok_at": self.last_ok_at,
+            "checkin_failing_since": self.failing_since,
+            "last_error": self.last_error,
+        }
+
+    def facts(self) -> SourceFacts:
+        return SourceFacts(
+            certificate=self.certificate, vendor_verdict=self.vendor_verdict, checkin_failing_since=self.failing_since
+        )
+
+    @property
+    def vacant(self) -> bool:
+        return False
+
+    @property
+    def recovers_clock(self) -> bool:
+        return False  # a check-in clears it: the vendor's answer vouches for the clock
+
+    def status(self, next_due: float | None) -> dict[str, Any]:
+        return {
+            "check_in": {
+                "server": self.ctx.config.vendor_url or self.server_url,
+                "last_ok_at": iso(self.last_ok_at),
+                "failing_since": iso(self.failing_since),
+                "next_at": iso(next_due),
+                "last_error": self.last_error,
+            }
+        }
+
+    # -- background check-in -------------------------------------------------------------
+
+    def next_due(self) -> float | None:
+        if self.failing_since is not None or self.ctx.clock.tampered:
+            return self.last_attempt + self.ctx.config.retry_interval
+        return (self.last_ok_at or 0) + self.ctx.config.check_in_interval
+
+    async def run_due(self) -> None:
+        await self._check_in()
+
+    async def reactivate(self) -> None:
+        await self._check_in()
+
+    async def _check_in(self) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        self.last_attempt = now
+        nonce = secrets.token_hex(16)
+        try:
+            async with ActivationClient(vendor_url(ctx, self.server_url), timeout=ctx.config.http_timeout) as client:
+                blob = await client.check_in(
+                    ctx.sign(KIND_CHECK_IN, nonce=nonce, activation_id=self.certificate.activation_id)
+                )
+            cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
+        except LicensingError as exc:
+            self._failed(exc, now, self._trusted_verdict(exc, nonce))
+            raise
+        self.certificate, self.blob = cert, blob
+        self.vendor_verdict = self.failing_since = self.last_error = None
+        self.last_ok_at = now
+        ctx.clock.tampered = False
+
+    def _trusted_verdict(self, exc: LicensingError, nonce: str) -> ErrorCode | None:
+        """The refusal's code if the vendor signed it for this activation and this very request; else None.
+
+        Anyone on the path can send an HTTP 403; only a verified Verdict may stop the license
+        (an unsigned one counts as a failed check-in: grace)."""
+        if not exc.code.is_verdict:
+            return None
+        try:
+            if exc.evidence is None:
+                raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the refusal carries no signed verdict")
+            verdict = Verdict.open(exc.evidence, self.ctx.vendor_key)
+        except LicensingError as problem:
+            log.warning("ignoring an unverified %s from the license server (%s)", exc.code, problem.message)
+            return None
+        if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
+            str(exc.code),
+            self.certificate.activation_id,
+            self.ctx.fingerprint,
+            nonce,
+        ):
+            log.warning("ignoring a %s verdict that answers another request", exc.code)
+            return None
+        return exc.code
+
+    def _failed(self, exc: LicensingError, now: int, verdict: ErrorCode | None) -> None:
+        """Record a failed check-in. Only a verified vendor verdict stops the license."""
+        self.last_error = exc.to_dict()
+        if verdict == ErrorCode.ACTIVATION_NOT_FOUND:
+            log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
+            self.ctx.emit("activation_lost", message=exc.message)
+            self.gone = True
+        elif verdict is not None:  # revoked / suspended / expired: the state machine reads the code itself
+            self.vendor_verdict = str(verdict)
+        else:
+            self.failing_since = self.failing_since or now
+
+    # -- giving it up ----------------------------------------------------------------------
+
+    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+        ctx = self.ctx
+        async with ActivationClient(vendor_url(ctx, self.server_url), timeout=ctx.config.http_timeout) as client:
+            try:
+                await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=self.certificate.activation_id))
+            except LicensingError as exc:
+                if not exc.code.means_already_free:
+                    raise  # keep the license: nothing was freed
+        ctx.emit("deactivated", method=str(self.model), activation_id=self.certificate.activation_id)
+        return None, {}
+
+    async def close(self) -> None:
+        return None

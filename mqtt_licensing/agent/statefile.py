@@ -1,0 +1,237 @@
+"""The agent's state folder: the instance identity key and one state file.
+
+* ``identity.key`` - the instance's Ed25519 private key (PEM, mode 0600), made on
+  first start. Its fingerprint is the instance identity the vendor sees.
+* ``state.json``   - every persisted fact in one file, so one atomic replace
+  (write temp, fsync, rename, fsync folder) always leaves a whole snapshot: a
+  kill -9 at any moment leaves either the old or the new file, never half of one.
+
+Signed documents are stored as the vendor sent them and re-verified on every
+load; nothing read from disk is trusted until its signature checks. A file that
+does not parse or verify is moved aside and reported, never a crash loop.
+
+``state.json`` carries a format ``version``. An older one is upgraded in code when read
+(:func:`upgrade_v1_to_v2`) and written back in today's format at the next save; a newer one
+stops the agent with ``STATE_TOO_NEW`` and is left untouched, since moving it aside would drop
+its license and count the trial as used.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ..core.documents import ActivationCertificate
+from ..core.errors import ErrorCode, LicensingError
+from ..core.models import LicenseModel
+from ..core.signing import parse_envelope, unb64
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 2
+
+
+@dataclass
+class ClockRecord:
+    """The clock's high-water mark and whether it ran back beyond tolerance."""
+
+    last_seen: int | None = None
+    tampered: bool = False
+
+
+@dataclass
+class StoredState:
+    """state.json as stored: the trial and clock facts, and the current source's own section.
+
+    ``source`` is ``None`` (the trial) or ``{"model": ..., ...}`` written and read by that
+    model's :class:`~mqtt_licensing.agent.sources.LicenseSource`; signed documents in it are
+    base64 text of the bytes as signed, re-verified on every load.
+    """
+
+    trial_started_at: int
+    last_seen: int | None = None
+    clock_tampered: bool = False
+    source: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps({"version": STATE_VERSION, **asdict(self)}, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> StoredState:
+        """Parse (and upgrade) a state file. ValueError/TypeError: corrupt. STATE_TOO_NEW: a newer format."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("the state file is not a JSON object")
+        version = data.pop("version", None)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError(f"unknown state file version {version!r}")
+        if version == 1:
+            data = upgrade_v1_to_v2(data)
+        elif version > STATE_VERSION:
+            raise LicensingError(
+                ErrorCode.STATE_TOO_NEW,
+                f"state.json has format version {version}, newer than this version of mqtt-licensing reads "
+                f"({STATE_VERSION}); upgrade mqtt-licensing (the file was left as it is)",
+            )
+        elif version != STATE_VERSION:
+            raise ValueError(f"unknown state file version {version!r}")
+        source = data.get("source")
+        state = cls(
+            trial_started_at=data.get("trial_started_at"),
+            last_seen=data.get("last_seen"),
+            clock_tampered=bool(data.get("clock_tampered", False)),
+            source=source,
+        )
+        if not isinstance(state.trial_started_at, int):
+            raise ValueError("trial_started_at is not an integer")
+        if state.last_seen is not None and not isinstance(state.last_seen, int):
+            raise ValueError("last_seen is not an integer")
+        if source is not None and not (isinstance(source, dict) and isinstance(source.get("model"), str)):
+            raise ValueError("the source section names no model")
+        return state
+
+
+def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept 14 flat fields shared by all models; version 2 gives the current source its
+    own section. Pure: the documents are re-verified when the agent loads the result."""
+    certificate = v1.get("certificate")
+    features = v1.get("floating_features") or []
+    server_url = v1.get("server_url")
+    source: dict[str, Any] | None
+    if v1.get("lease") or (features and server_url):
+        source = {
+            "model": str(LicenseModel.FLOATING),
+            "server_url": server_url,
+            "features": features,
+            "lease": v1.get("lease"),
+            "last_ok_at": v1.get("last_checkin_ok_at"),
+            "failing_since": v1.get("checkin_failing_since"),
+            "last_error": v1.get("last_error"),
+        }
+    elif certificate and _certificate_model(certificate) == LicenseModel.ONLINE:
+        source = {
+            "model": str(LicenseModel.ONLINE),
+            "certificate": certificate,
+            "server_url": server_url,
+            "vendor_verdict": v1.get("vendor_verdict"),
+            "last_checkin_ok_at": v1.get("last_checkin_ok_at"),
+            "checkin_failing_since": v1.get("checkin_failing_since"),
+            "last_error": v1.get("last_error"),
+        }
+    elif certificate or v1.get("pending_offline") or v1.get("deactivation_code"):
+        source = {
+            "model": str(LicenseModel.OFFLINE),
+            "certificate": certificate,
+            "pending": v1.get("pending_offline"),
+            "superseded_nonces": v1.get("superseded_nonces") or [],
+            "deactivation_code": v1.get("deactivation_code"),
+        }
+    else:
+        source = None
+    return {
+        "trial_started_at": v1.get("trial_started_at"),
+        "last_seen": v1.get("last_seen"),
+        "clock_tampered": v1.get("clock_tampered", False),
+        "source": source,
+    }
+
+
+def _certificate_model(text: Any) -> str | None:
+    """The model a stored certificate claims, read without trusting it (it is verified on load)."""
+    try:
+        env = parse_envelope(unb64(text))
+        return ActivationCertificate.from_body(env.unverified_body()).model
+    except (LicensingError, ValueError, TypeError, KeyError):
+        return None
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    """Blocking file I/O; the agent calls it through ``asyncio.to_thread``."""
+
+    def __init__(self, state_dir: str | Path) -> None:
+        self.dir = Path(state_dir).expanduser()
+        self.identity_path = self.dir / "identity.key"
+        self.state_path = self.dir / "state.json"
+
+    def load_identity(self) -> Ed25519PrivateKey:
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if self.identity_path.exists():
+            try:
+                key = serialization.load_pem_private_key(self.identity_path.read_bytes(), password=None)
+            except (ValueError, TypeError):
+                key = None
+            if not isinstance(key, Ed25519PrivateKey):
+                # Without its key the instance cannot prove who it is; refusing to
+                # start is better than silently becoming a new instance.
+                raise LicensingError(
+                    ErrorCode.STATE_CORRUPT,
+                    f"{self.identity_path} is not a valid Ed25519 private key; restore it from "
+                    "backup, or delete it to start as a new instance (a new activation)",
+                )
+            return key
+        key = Ed25519PrivateKey.generate()
+        atomic_write(
+            self.identity_path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+        )
+        return key
+
+    def load(self, now: int) -> tuple[StoredState, list[LicensingError]]:
+        """Return the stored state (or a fresh one) and the problems found reading it.
+
+        A file from a newer version raises ``STATE_TOO_NEW`` and stays where it is: moving it
+        aside would cost its license and the trial, and the newer version may come back."""
+        if not self.state_path.exists():
+            return StoredState(trial_started_at=now), []
+        try:
+            return StoredState.from_json(self.state_path.read_bytes()), []
+        except (ValueError, TypeError, OSError) as exc:
+            aside = self.state_path.with_name(f"state.json.corrupt-{int(time.time())}")
+            try:
+                os.replace(self.state_path, aside)
+            except OSError:
+                aside = self.state_path
+            log.error("license state file unreadable (%s); moved to %s", exc, aside)
+            # A damaged file must not buy a fresh evaluation period: the trial counts as used.
+            problem = LicensingError(
+                ErrorCode.STATE_CORRUPT,
+                f"the license state file was unreadable and was moved to {aside.name}; activate the license again",
+            )
+            return StoredState(trial_started_at=0), [problem]
+
+    def save(self, state: StoredState) -> None:
+        self.write(state.to_json())
+
+    def write(self, data: bytes) -> None:
+        """Replace state.json atomically with ``data`` (one writer at a time: the agent serialises calls)."""
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write(self.state_path, data)
