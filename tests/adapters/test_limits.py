@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import resource
 import subprocess
+from pathlib import Path
 
 import yaml
 
@@ -75,9 +76,7 @@ def test_broker_raises_its_open_file_limit_to_the_hard_limit_and_logs_it(tmp_pat
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     low = min(256, hard)
     port = free_port()
-    config = broker_config(
-        port, tmp_path / "state", vendor_url=None, vendor_public_key=vendor.public_key_text
-    )
+    config = broker_config(port, tmp_path / "state", vendor_url=None, vendor_public_key=vendor.public_key_text)
     path = tmp_path / "broker.yaml"
     path.write_text(yaml.safe_dump(config))
     log = tmp_path / "broker.log"
@@ -90,7 +89,7 @@ def test_broker_raises_its_open_file_limit_to_the_hard_limit_and_logs_it(tmp_pat
         )
     try:
         wait_port(port, 20, proc)
-        limits = open(f"/proc/{proc.pid}/limits").read()
+        limits = Path(f"/proc/{proc.pid}/limits").read_text()
         match = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits)
         assert match is not None
         assert int(match.group(1)) == int(match.group(2)) == hard
