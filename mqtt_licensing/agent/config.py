@@ -54,6 +54,10 @@ class AgentConfig:
     tick_interval: float = 1.0
     http_timeout: float = 10.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
+    # Broker adapter limits (issue 9): a socket must complete CONNECT within connect_timeout
+    # seconds, and a packet larger than max_packet_size bytes closes its connection unread.
+    connect_timeout: float = 10.0
+    max_packet_size: int = 1024 * 1024
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -15,10 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..adapters.amqtt.runner import load_config, serve  # heavy (amqtt): only for this verb
+    from ..adapters.amqtt.runner import ConfigError, load_config, serve  # heavy (amqtt): only for this verb
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("amqtt", "transitions"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-    asyncio.run(serve(load_config(args.config)))
+    try:
+        asyncio.run(serve(load_config(args.config)))
+    except ConfigError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
     return 0

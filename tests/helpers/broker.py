@@ -14,6 +14,7 @@ Agent options are passed through as AgentConfig fields (check_in_interval=1, ...
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -251,3 +252,101 @@ def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05, mess
             return
         time.sleep(interval)
     raise AssertionError(message or f"condition not met within {timeout}s")
+
+
+# -- raw MQTT 3.1.1 on a plain socket: for what paho will not do (wills dropped without DISCONNECT,
+# -- silence past the keepalive, oversized packets, sockets that never CONNECT) -------------------
+
+
+def _remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n % 128, n // 128
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _string(data: str | bytes) -> bytes:
+    raw = data.encode() if isinstance(data, str) else data
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def connect_packet(
+    client_id: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    keepalive: int = 0,
+    clean_session: bool = True,
+    will: tuple[str, bytes, bool] | None = None,
+) -> bytes:
+    """``will`` is (topic, payload, retain), sent with QoS 0."""
+    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (0x40 if password else 0)
+    payload = _string(client_id)
+    if will is not None:
+        flags |= 0x04 | (0x20 if will[2] else 0)
+        payload += _string(will[0]) + _string(will[1])
+    if username is not None:
+        payload += _string(username)
+    if password:
+        payload += _string(password)
+    body = _string("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big") + payload
+    return b"\x10" + _remaining_length(len(body)) + body
+
+
+def publish_packet(topic: str, payload: bytes, *, retain: bool = False) -> bytes:
+    body = _string(topic) + payload
+    return bytes([0x30 | (1 if retain else 0)]) + _remaining_length(len(body)) + body
+
+
+class RawClient:
+    """One MQTT connection on a blocking socket."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def connect(self, client_id: str, **kwargs: Any) -> int:
+        """Send CONNECT; return the CONNACK return code (0 accepted, 5 not authorized)."""
+        self.sock.sendall(connect_packet(client_id, **kwargs))
+        connack = self._read_exactly(4)
+        assert connack[:2] == b"\x20\x02", connack
+        return connack[3]
+
+    def send(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.sendall(data)
+
+    def closed_by_broker(self, timeout: float = 10.0) -> bool:
+        """Wait up to ``timeout`` for the broker to close this socket (anything it sends is skipped)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self.sock.settimeout(left)
+                if not self.sock.recv(65536):
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except TimeoutError:
+            return False
+        return False
+
+    def _read_exactly(self, n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.sock.recv(n - len(data))
+            if not chunk:
+                raise ConnectionError("closed by the broker")
+            data += chunk
+        return data
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> RawClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,26 +22,80 @@ import yaml
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError
 
-from ...agent.service import LicensingAgent
+from ...agent import LicensingAgent
+from ...agent.config import AgentConfig
 from ...core.errors import ErrorCode, LicensingError
-from .plugin import LicensingPlugin
+from .plugin import LicensingPlugin, check_adapter_limits
 
 log = logging.getLogger(__name__)
 
 
+class ConfigError(LicensingError):
+    """A broker config mistake: one line naming the fix (the CLI prints it and exits 2)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(ErrorCode.INVALID_FIELD, message)
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a broker_config YAML; relative paths in the agent section are taken from the file's folder."""
+    """Read and check a broker_config YAML; relative paths in the agent section are taken from
+    the file's folder. Every mistake is a :class:`ConfigError` naming the fix."""
     path = Path(path)
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (see broker_config/default.yaml for an example)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}:{where}: {problem} (fix the YAML there)") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping with listeners: and plugins: at the top")
     for name, section in _plugin_sections(config):
         if name.endswith("LicensingPlugin") and isinstance(section, dict):
             for key in ("state_dir", "vendor_public_key"):
                 value = section.get(key)
                 if isinstance(value, str) and value and "\n" not in value and not Path(value).is_absolute():
                     candidate = path.parent / value
-                    if key == "state_dir" or candidate.is_file():
+                    if key == "state_dir" or candidate.is_file() or _looks_like_path(value):
                         section[key] = str(candidate.resolve())
+            _check_agent_section(path, section)
     return config
+
+
+def _looks_like_path(value: str) -> bool:
+    return "/" in value or value.endswith(".pub")
+
+
+def _check_agent_section(path: Path, section: dict[str, Any]) -> None:
+    unknown = sorted(set(section) - set(AgentConfig.__dataclass_fields__))
+    for key in unknown:
+        close = difflib.get_close_matches(key, AgentConfig.__dataclass_fields__, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else " (see README: agent configuration)"
+        raise ConfigError(f"{path}: unknown agent config key {key!r}{hint}")
+    key_text = section.get("vendor_public_key")
+    if (
+        isinstance(key_text, str)
+        and "\n" not in key_text.strip()
+        and _looks_like_path(key_text)
+        and not Path(key_text).expanduser().is_file()
+    ):
+        raise ConfigError(
+            f"{path}: vendor_public_key file {key_text} not found "
+            "(copy vendor.pub from the vendor server's data folder there, or paste the key text)"
+        )
+    try:
+        agent_config = AgentConfig.from_dict(section)
+        agent_config.validate()
+        check_adapter_limits(agent_config)
+    except (LicensingError, TypeError) as exc:
+        message = exc.message if isinstance(exc, LicensingError) else str(exc)
+        raise ConfigError(f"{path}: {message}") from None
 
 
 def _plugin_sections(config: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -52,6 +109,28 @@ def _plugin_sections(config: dict[str, Any]) -> list[tuple[str, Any]]:
     return out
 
 
+def _check_ports_free(config: dict[str, Any]) -> None:
+    """Name a busy port in one line before amqtt would log a traceback for it."""
+    listeners = config.get("listeners") or {}
+    for name, listener in listeners.items() if isinstance(listeners, dict) else ():
+        bind = listener.get("bind") if isinstance(listener, dict) else None
+        if not isinstance(bind, str) or ":" not in bind:
+            continue
+        host, _, port_text = bind.rpartition(":")
+        if not port_text.isdigit() or int(port_text) == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's server does
+            try:
+                probe.bind((host.strip("[]") or "0.0.0.0", int(port_text)))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ConfigError(
+                        f"listener {name!r}: port {port_text} is in use: stop what holds it "
+                        f"or change listeners.{name}.bind in the broker config"
+                    ) from None
+
+
 def find_agent(broker: Broker) -> LicensingAgent:
     for plugin in broker.plugins_manager.plugins:
         if isinstance(plugin, LicensingPlugin):
@@ -61,10 +140,17 @@ def find_agent(broker: Broker) -> LicensingAgent:
 
 async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
+    _check_ports_free(config)
     broker = Broker(config)
     try:
         await broker.start()
     except BrokerError as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"a listener's port is in use ({cause.strerror}): stop the other broker or change "
+                "listeners: ... bind: in the broker config"
+            ) from None
         raise LicensingError(ErrorCode.INTERNAL_ERROR, f"the broker could not start: {exc}") from None
     if on_started is not None:
         on_started(broker)

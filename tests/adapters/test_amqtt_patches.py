@@ -1,8 +1,9 @@
-"""Regression test for the one amqtt workaround (see mqtt_licensing/adapters/amqtt/plugin.py).
+"""Regression tests for patches 5 and 7 of mqtt_licensing/adapters/amqtt/patches.py.
 
 amqtt 0.12.1 stops serving a client that PUBLISHes to a ``$`` topic while leaving
-its socket open. The first test pins that upstream behaviour (if it starts failing,
-amqtt changed and the workaround should be re-examined); the others prove the fix.
+its socket open (patch 5), and replays retained messages of every filter to every new
+connection (patch 7). The first test pins the upstream behaviour (if it starts failing,
+amqtt changed and the workaround should be re-examined); the others prove the fixes.
 """
 
 import pytest

@@ -1,0 +1,351 @@
+"""Every use of amqtt 0.12.1 internals, in one place, each with its reason and its test.
+
+amqtt has no public hook for what these do; each wraps one ``Broker`` method on *one*
+broker instance (never class-wide), delegates to the original wherever it can, and
+names its regression test (under tests/adapters/). Upgrading amqtt means re-reading
+this file against the new ``amqtt/broker.py`` and running those tests.
+
+1. ``_client_connected``: every socket's reader is limited to ``max_packet_size``; a
+   larger packet closes the connection before its body is read (amqtt buffers a whole
+   PUBLISH first, any size). test_limits.py::test_oversized_publish_*
+2. ``_initialize_client_session`` (replaced): the CONNECT must arrive within
+   ``connect_timeout``; the client is authenticated *before* amqtt touches its session
+   table (amqtt deletes or rewrites an existing session first, so a wrong-password
+   CONNECT could wipe a live client's subscriptions, and every refused CONNECT stayed
+   in the table for ever, ~36 KiB each); a refused CONNECT gets CONNACK 5 and leaves
+   nothing behind; a clean_session=0 CONNECT closes the live connection holding that
+   client id and waits for it to end (amqtt otherwise lets two live sockets share one
+   Session); keepalive is 1.5 x the client's. test_connections.py, test_limits.py
+3. ``_authenticate``: answers with the verdict (2) already reached for this session.
+4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
+   belong to the connection (its protocol handler), never to a shared Session.
+   test_connections.py::test_squatter_*
+5. ``_handle_message_delivery``: amqtt answers a client PUBLISH to any ``$`` topic by
+   leaving the client's message loop with its socket open (a half-dead connection).
+   ``$license/...`` goes to the agent, but only from the connection that holds the
+   client id now; other ``$`` topics are dropped. test_amqtt_patches.py
+6. ``_broadcast_message`` and ``retain_message``: nothing a client causes (a will, in
+   amqtt the only path left) is published or retained on a ``$`` topic: only the
+   broker itself (the agent) publishes there. test_wills.py
+7. ``_publish_retained_messages_for_subscription``: on every CONNECT amqtt sends the
+   retained messages of *every* filter anybody subscribed to, with no ACL check.
+   test_amqtt_patches.py::test_retained_status_*
+8. ``_topic_filtering`` plus ``plugins_manager._topic_plugins``: a fast path for topics
+   the agent never restricts (see the method). Performance only: benchmarks/.
+9. ``BrokerProtocolHandler.handle_read_timeout`` (per handler): amqtt's reader times
+   out after the keepalive but the broker's handler ignores it; it now closes the
+   connection as MQTT 3.1.1 §3.1.2.10 requires. test_limits.py::test_silent_client_*
+10. ``BrokerContext._broker_instance``: the plugin context keeps the broker only there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Hashable
+from typing import Any, Final, Protocol
+
+from amqtt.adapters import ReaderAdapter, WriterAdapter
+from amqtt.broker import Broker, BrokerContext
+from amqtt.contexts import Action
+from amqtt.errors import AMQTTError, MQTTError, NoDataError
+from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
+from amqtt.session import Session
+from amqtt.utils import gen_client_id
+
+from ...core.protocol import is_license_topic
+
+log = logging.getLogger(__name__)
+
+# The connection of a session no socket holds right now (a persistent session offline).
+OFFLINE: Final = object()
+_TAKE_OVER_WAIT = 5.0  # seconds for the previous connection's loop to end before forcing it
+
+
+class ConnectionHooks(Protocol):
+    """What the patches tell the plugin. ``conn`` is the connection's protocol handler."""
+
+    def license_message(self, conn: Hashable, topic: str, payload: bytes) -> None: ...
+
+    def opened(self, conn: Hashable) -> None: ...
+
+    def closed(self, conn: Hashable) -> None: ...
+
+    def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
+
+
+class PacketTooLarge(Exception):
+    """Raised by the limited reader; amqtt's reader loop ends the connection on it."""
+
+
+class _LimitedReader(ReaderAdapter):
+    """amqtt reads a packet's body with one ``read(n)``: refuse n over the limit before reading."""
+
+    def __init__(self, inner: ReaderAdapter, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def read(self, n: int = -1) -> bytes:
+        if n > self._limit:
+            raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
+        return await self._inner.read(n)
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+def broker_of(context: BrokerContext) -> Broker:
+    broker: Broker = context._broker_instance  # noqa: SLF001  (patch 10)
+    return broker
+
+
+class BrokerPatches:
+    """Installs the patches on one broker and keeps the per-socket facts they need."""
+
+    def __init__(self, broker: Broker, hooks: ConnectionHooks, *, connect_timeout: float, max_packet_size: int) -> None:
+        self._broker = broker
+        self._hooks = hooks
+        self.connect_timeout = connect_timeout
+        self.max_packet_size = max_packet_size
+        self._live: dict[BrokerProtocolHandler, asyncio.Event] = {}  # connection -> set when it has ended
+        self._holders: dict[str, BrokerProtocolHandler] = {}  # client id -> the connection holding it now
+        self._by_session: dict[int, BrokerProtocolHandler] = {}  # id(Session) -> its live connection
+        self._authenticating: dict[int, BrokerProtocolHandler] = {}  # id(incoming Session) -> connection
+        self._accepted: set[int] = set()  # id(Session) authenticated by patch 2, not yet by amqtt
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- what the plugin asks ----------------------------------------------------------
+
+    def connection_of(self, session: Session) -> Hashable:
+        key = id(session)
+        return self._authenticating.get(key) or self._by_session.get(key) or OFFLINE
+
+    async def disconnect(self, conn: Hashable) -> None:
+        if isinstance(conn, BrokerProtocolHandler) and conn in self._live:
+            await conn.handle_connection_closed()  # ends the client loop exactly like a lost socket
+
+    # -- installation ------------------------------------------------------------------
+
+    def install(self) -> BrokerPatches:
+        b = self._broker
+        self._orig_client_connected = b._client_connected  # noqa: SLF001
+        self._orig_authenticate = b._authenticate  # noqa: SLF001
+        self._orig_handle_client_session = b._handle_client_session  # noqa: SLF001
+        self._orig_delivery = b._handle_message_delivery  # noqa: SLF001
+        self._orig_broadcast = b._broadcast_message  # noqa: SLF001
+        self._orig_retain = b.retain_message
+        self._orig_retained_for_sub = b._publish_retained_messages_for_subscription  # noqa: SLF001
+        self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
+        b._client_connected = self._client_connected  # noqa: SLF001
+        b._initialize_client_session = self._initialize_client_session  # noqa: SLF001
+        b._authenticate = self._authenticate  # noqa: SLF001
+        b._handle_client_session = self._handle_client_session  # noqa: SLF001
+        b._handle_message_delivery = self._handle_message_delivery  # noqa: SLF001
+        b._broadcast_message = self._broadcast_message  # noqa: SLF001
+        b.retain_message = self._retain_message
+        b._publish_retained_messages_for_subscription = self._retained_for_subscription  # noqa: SLF001
+        b._topic_filtering = self._topic_filtering  # noqa: SLF001
+        return self
+
+    # -- 1: packet size ------------------------------------------------------------------
+
+    async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
+        await self._orig_client_connected(listener_name, _LimitedReader(reader, self.max_packet_size), writer)
+
+    # -- 2, 3: CONNECT -------------------------------------------------------------------
+
+    async def _initialize_client_session(
+        self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
+    ) -> tuple[BrokerProtocolHandler, Session]:
+        broker = self._broker
+        try:
+            handler, session = await asyncio.wait_for(
+                BrokerProtocolHandler.init_from_connect(reader, writer, broker.plugins_manager), self.connect_timeout
+            )
+        except (TimeoutError, AMQTTError, MQTTError, NoDataError, PacketTooLarge) as exc:
+            reason = f"no CONNECT within {self.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
+            log.info("closed %s:%s before CONNECT completed: %s", remote_address, remote_port, reason)
+            await _close(writer)
+            raise AMQTTError(reason) from None
+        if session.clean_session and not session.client_id:
+            session.client_id = gen_client_id()
+        self._authenticating[id(session)] = handler
+        try:
+            accepted = await self._orig_authenticate(session, None)
+        finally:
+            del self._authenticating[id(session)]
+        if not accepted:
+            self._hooks.closed(handler)  # another auth plugin may have refused after ours admitted
+            with contextlib.suppress(OSError, AMQTTError):
+                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await _close(writer)
+            raise AMQTTError(f"CONNECT refused (client id {session.client_id!r})")
+        try:
+            return handler, await self._attach_session(handler, session)
+        except BaseException:
+            self._hooks.closed(handler)
+            raise
+
+    async def _attach_session(self, handler: BrokerProtocolHandler, incoming: Session) -> Session:
+        """amqtt's own session lookup, run only after authentication, with a real take-over."""
+        broker = self._broker
+        client_id = incoming.client_id or ""
+        session = incoming
+        if incoming.clean_session:
+            await broker._delete_session(client_id)  # noqa: SLF001
+            session.parent = 0
+        elif (entry := broker.sessions.get(client_id)) is not None:
+            await self._take_over(client_id, entry[1])
+            session = entry[0]
+            for name in ("will_flag", "will_retain", "will_message", "will_topic", "will_qos"):
+                setattr(session, name, getattr(incoming, name))
+            session.keep_alive, session.username, session.password = (
+                incoming.keep_alive,
+                incoming.username,
+                incoming.password,
+            )
+            session.parent = 1
+        else:
+            session.parent = 0
+        if session.keep_alive > 0:  # MQTT 3.1.1 §3.1.2.10: one and a half times the keepalive
+            delay = broker.config.get("timeout-disconnect-delay", 0)
+            session.keep_alive = math.ceil(session.keep_alive * 1.5) + (delay if isinstance(delay, int) else 0)
+        handler.handle_read_timeout = lambda: self._keepalive_expired(handler)
+        self._accepted.add(id(session))
+        return session
+
+    async def _take_over(self, client_id: str, previous: BrokerProtocolHandler) -> None:
+        ended = self._live.get(previous)
+        if ended is None:
+            return
+        log.info("client id %r connected again: closing its previous connection first", client_id)
+        await previous.handle_connection_closed()
+        try:
+            await asyncio.wait_for(ended.wait(), _TAKE_OVER_WAIT)
+        except TimeoutError:
+            await previous.stop()
+
+    async def _authenticate(self, session: Session, listener: Any) -> bool:
+        if id(session) in self._accepted:
+            self._accepted.discard(id(session))
+            return True
+        result: bool = await self._orig_authenticate(session, listener)
+        return result
+
+    # -- 4: one socket's life ------------------------------------------------------------
+
+    async def _handle_client_session(
+        self,
+        reader: ReaderAdapter,
+        writer: WriterAdapter,
+        session: Session,
+        handler: BrokerProtocolHandler,
+        *args: Any,
+    ) -> None:
+        client_id = session.client_id or ""
+        ended = self._live[handler] = asyncio.Event()
+        self._holders[client_id] = handler
+        self._by_session[id(session)] = handler
+        self._hooks.opened(handler)
+        try:
+            await self._orig_handle_client_session(reader, writer, session, handler, *args)
+        finally:
+            del self._live[handler]
+            ended.set()
+            if self._holders.get(client_id) is handler:
+                del self._holders[client_id]
+            if self._by_session.get(id(session)) is handler:
+                del self._by_session[id(session)]
+            self._hooks.closed(handler)
+
+    # -- 5: client PUBLISH to $ topics ---------------------------------------------------
+
+    async def _handle_message_delivery(
+        self, session: Session, handler: BrokerProtocolHandler, wait_deliver: asyncio.Future[Any]
+    ) -> bool:
+        message = wait_deliver.result()
+        topic = getattr(message, "topic", None)
+        if topic and topic[0] == "$":
+            if is_license_topic(topic) and self._holders.get(session.client_id or "") is handler:
+                self._hooks.license_message(handler, topic, bytes(message.data))
+            else:
+                log.info("dropped PUBLISH from %r to reserved topic %r", session.client_id, topic)
+            return True  # keep serving this client
+        result: bool = await self._orig_delivery(session, handler, wait_deliver)
+        return result
+
+    # -- 6: only the broker publishes on $ topics -----------------------------------------
+
+    async def _broadcast_message(
+        self, session: Session | None, topic: str | None, data: Any, force_qos: int | None = None
+    ) -> None:
+        if session is not None and topic and topic[0] == "$":
+            log.warning(
+                "dropped a message from client %r to %r: only the broker publishes there", session.client_id, topic
+            )
+            return
+        await self._orig_broadcast(session, topic, data, force_qos)
+
+    async def _retain_message(
+        self, source_session: Session | None, topic_name: str | None, data: Any, qos: int | None = None
+    ) -> None:
+        if source_session is not None and topic_name and topic_name[0] == "$":
+            return  # logged by _broadcast_message, which amqtt calls for the same message
+        await self._orig_retain(source_session, topic_name, data, qos)
+
+    # -- 7: retained messages only to subscribers allowed to read them --------------------
+
+    async def _retained_for_subscription(self, subscription: tuple[str, int], session: Session) -> None:
+        topic_filter = subscription[0]
+        subscribers = self._broker.subscriptions.get(topic_filter, [])
+        if not any(subscriber is session for subscriber, _qos in subscribers):
+            return  # not this client's subscription: amqtt would leak it to every new connection
+        if is_license_topic(topic_filter) and not self._hooks.may_get_retained(
+            self.connection_of(session), topic_filter
+        ):
+            return  # e.g. a persistent session now connected by a user who may not read it
+        await self._orig_retained_for_sub(subscription, session)
+
+    # -- 8: per-message cost ---------------------------------------------------------------
+
+    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
+        """amqtt asks every topic plugin about every PUBLISH and again about every delivery
+        (RECEIVE), each time through ``PluginManager._map_plugin_method``, which wraps each
+        call in a new Task plus a gather: measured ~+35% broker CPU per QoS 0 message and
+        ~+75% per QoS 1 message over bare amqtt (docs/benchmarks.md). The agent rules only
+        on ``$license/...``; for a topic not starting with ``$`` its answer is always True.
+        So when the licensing plugin is the only topic plugin, such topics are allowed here
+        without the round trip; ``$`` topics, and every topic when other topic plugins are
+        configured, still go through amqtt's own path.
+        """
+        # Read at call time: the plugin manager is still being built while the plugin is.
+        topic_plugins = self._broker.plugins_manager._topic_plugins  # noqa: SLF001
+        if (
+            session is not None
+            and topic
+            and topic[0] != "$"
+            and len(topic_plugins) == 1
+            and topic_plugins[0] is self._hooks
+        ):
+            return True
+        result: bool = await self._orig_topic_filtering(session, topic, action)
+        return result
+
+    # -- 9: keepalive ------------------------------------------------------------------------
+
+    def _keepalive_expired(self, handler: BrokerProtocolHandler) -> None:
+        if handler not in self._live:
+            return
+        client_id = handler.session.client_id if handler.session else None
+        log.info("client %r silent for more than 1.5 x its keepalive: disconnected", client_id)
+        task = asyncio.ensure_future(handler.handle_connection_closed())  # as if the network failed: will sent
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _close(writer: WriterAdapter) -> None:
+    with contextlib.suppress(OSError, AMQTTError, RuntimeError):
+        await writer.close()

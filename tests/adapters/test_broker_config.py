@@ -1,0 +1,92 @@
+"""Broker configs: the shipped broker_config/*.yaml load and validate (they are documentation
+that runs), and every config mistake is one line naming the fix, exit 2, no traceback."""
+
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
+from mqtt_licensing.agent.config import AgentConfig
+from mqtt_licensing.core.passwords import verify_password
+
+CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
+PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
+
+
+def installed(tmp_path: Path, source: Path, vendor) -> Path:
+    """The config as shipped, in a folder laid out like a deployment (../vendor-data/vendor.pub)."""
+    (tmp_path / "broker_config").mkdir()
+    (tmp_path / "vendor-data").mkdir()
+    (tmp_path / "vendor-data" / "vendor.pub").write_text(vendor.public_key_text)
+    return Path(shutil.copy(source, tmp_path / "broker_config" / source.name))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_config_validates(path, tmp_path, vendor):
+    config = load_config(installed(tmp_path, path, vendor))
+    agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
+    agent.validate()
+    assert verify_password("change-me", agent.admins["admin"])
+    assert Path(agent.state_dir).is_absolute()
+    assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
+
+
+def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+
+
+def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
+    path = installed(tmp_path, CONFIGS[0], vendor)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+@pytest.mark.parametrize(
+    "mistake",
+    ["missing file", "bad yaml", "misspelled key", "missing vendor.pub", "port in use"],
+)
+def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mistake):
+    busy = None
+    if mistake == "missing file":
+        path, expect = tmp_path / "nope.yaml", "no such file"
+    elif mistake == "bad yaml":
+        path, expect = edited(tmp_path, vendor, "    type: tcp", "    type: [tcp"), "line"
+    elif mistake == "misspelled key":
+        path, expect = edited(tmp_path, vendor, "    vendor_url:", "    vendor_ulr:"), "did you mean 'vendor_url'"
+    elif mistake == "missing vendor.pub":
+        path = installed(tmp_path, CONFIGS[0], vendor)
+        (tmp_path / "vendor-data" / "vendor.pub").unlink()
+        expect = "vendor.pub"
+    else:
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        path = edited(tmp_path, vendor, "bind: 0.0.0.0:1883", f"bind: 127.0.0.1:{port}")
+        expect = f"port {port} is in use"
+    try:
+        result = run_broker_cli(path)
+    finally:
+        if busy is not None:
+            busy.close()
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith("error [invalid_field]: ") and expect in lines[0], lines[0]
+
+
+def test_load_config_raises_config_error_not_a_yaml_or_dacite_error(tmp_path, vendor):
+    path = edited(tmp_path, vendor, "    enforce_existing: false", "    enforce_existing: false\n    surprise: 1")
+    with pytest.raises(ConfigError, match="unknown agent config key 'surprise'"):
+        load_config(path)

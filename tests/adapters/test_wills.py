@@ -1,0 +1,79 @@
+"""Only the agent publishes on ``$license/...`` (issue 9 item 3). A will is the one thing a
+client can make amqtt publish without passing the publish path: amqtt broadcast and retained
+it on any topic, so a dropped connection could forge the retained status, an event or a reply.
+
+The rule chosen: a will on a ``$`` topic is dropped when it would fire (the client keeps its
+connection; nothing is published or retained), through TCP and WebSocket listeners alike.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from websockets.sync.client import connect as ws_connect
+
+from mqtt_licensing.adapters.amqtt.runner import BrokerThread
+from mqtt_licensing.servers.common import free_port
+from tests.helpers.broker import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    READER,
+    READER_PASSWORD,
+    MqttClient,
+    RawClient,
+    broker_config,
+    connect_packet,
+)
+
+FORGED = b'{"state": "active", "forged": true}'
+WILLS = [
+    ("$license/status", FORGED, True),
+    ("$license/events", b'{"event": "forged"}', False),
+    ("$license/reply/ops", b'{"ok": true, "forged": true}', False),
+    ("$license/status", b"", True),  # an empty retained will would clear the status
+    ("plain/will", b"control", False),  # the control: wills still work elsewhere
+]
+
+
+def will_over_tcp(port: int, client_id: str, will: tuple[str, bytes, bool]) -> None:
+    with RawClient(port) as c:
+        assert c.connect(client_id, will=will) == 0
+    # closed without DISCONNECT: the will fires
+
+
+def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]) -> None:
+    with ws_connect(f"ws://127.0.0.1:{port}/", subprotocols=["mqtt"], open_timeout=10) as ws:  # type: ignore[list-item]
+        ws.send(connect_packet(client_id, will=will))
+        assert bytes(ws.recv(timeout=10))[:4] == b"\x20\x02\x00\x00"
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, transport):
+    tcp_port, ws_port = free_port(), free_port()
+    config = broker_config(tcp_port, tmp_path / "s", vendor_url=vendor.url, vendor_public_key=vendor.public_key_text)
+    config["listeners"]["ws"] = {"type": "ws", "bind": f"127.0.0.1:{ws_port}"}
+    send_will: Callable[[int, str, tuple[str, bytes, bool]], None]
+    send_will, port = (will_over_tcp, tcp_port) if transport == "tcp" else (will_over_websocket, ws_port)
+    with (
+        BrokerThread(config),
+        MqttClient(tcp_port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
+        MqttClient(tcp_port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
+    ):
+        assert reader.connect() == 0 and admin.connect() == 0
+        assert reader.subscribe("$license/status") == 1 and reader.subscribe("$license/events") == 1
+        assert reader.subscribe("plain/will") in (0, 1)
+        assert admin.subscribe("$license/reply/ops") == 1
+        original = reader.wait_message("$license/status").payload
+        n_reader, n_admin = len(reader.messages), len(admin.messages)
+        for i, will in enumerate(WILLS):
+            send_will(port, f"attacker-{i}", will)
+        assert reader.wait_message("plain/will", after=n_reader).payload == b"control"
+        time.sleep(0.5)  # the forged wills were sent before the control one
+        assert [m.topic for m in reader.messages[n_reader:] if m.topic.startswith("$")] == []
+        assert admin.messages[n_admin:] == []
+        with MqttClient(tcp_port, client_id="late", username=READER, password=READER_PASSWORD) as late:
+            assert late.connect() == 0
+            assert late.subscribe("$license/status") == 1
+            assert late.wait_message("$license/status").payload == original
