@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.broker import MqttClient, RawClient, broker_config, start_broker, wait_for
 from tests.reliability.support import CLI, wait_port
 

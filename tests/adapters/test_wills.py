@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.client import connect as ws_connect
 
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.broker import (
     ADMIN,
     ADMIN_PASSWORD,
