@@ -32,9 +32,9 @@ def _run(args: argparse.Namespace) -> int:
 
     from ..adapters.amqtt.runner import load_config, serve
     from ..core.passwords import hash_password
-    from ..servers.activation import ActivationService, create_app
     from ..servers._files import load_or_create_token
     from ..servers._run import ServerThread
+    from ..servers.activation import ActivationService, create_app
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mqtt_licensing").setLevel(logging.INFO)

@@ -13,8 +13,8 @@ import time
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
-from mqtt_licensing.servers.activation import ActivationService
 from mqtt_licensing.servers._run import free_port
+from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]

@@ -282,14 +282,16 @@ def connect_packet(
     will: tuple[str, bytes, bool] | None = None,
 ) -> bytes:
     """``will`` is (topic, payload, retain), sent with QoS 0."""
-    flags = (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (0x40 if password else 0)
+    flags = (
+        (0x02 if clean_session else 0) | (0x80 if username is not None else 0) | (0x40 if password is not None else 0)
+    )
     payload = _string(client_id)
     if will is not None:
         flags |= 0x04 | (0x20 if will[2] else 0)
         payload += _string(will[0]) + _string(will[1])
     if username is not None:
         payload += _string(username)
-    if password:
+    if password is not None:
         payload += _string(password)
     body = _string("MQTT") + bytes([4, flags]) + keepalive.to_bytes(2, "big") + payload
     return b"\x10" + _remaining_length(len(body)) + body

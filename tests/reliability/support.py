@@ -28,12 +28,11 @@ from typing import Any
 import msgpack
 import yaml
 
-from benchmarks.mqtt_wire import connect_packet  # the one MQTT 3.1.1 packet encoder in the repo
 from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode
 from mqtt_licensing.core.signing import fingerprint, unb64
 from mqtt_licensing.servers._run import free_port
-from tests.helpers.broker import broker_config
+from tests.helpers.broker import broker_config, connect_packet
 
 CLI = str(Path(sys.executable).with_name("mqtt-licensing"))
 ERROR_CODES = frozenset(code.value for code in ErrorCode)

@@ -548,7 +548,7 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
 
 def raw_connect_and_listen(port: int, client_id: str, username: str, password: str, clean: bool) -> tuple[int, bytes]:
     """CONNECT with the given credentials; return the CONNACK code and whatever else arrives."""
-    from benchmarks.mqtt_wire import connect_packet
+    from tests.helpers.broker import connect_packet
 
     packet = connect_packet(client_id, username=username, password=password, keepalive=30, clean_session=clean)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
