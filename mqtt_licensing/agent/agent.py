@@ -31,7 +31,9 @@ from ..core.signing import fingerprint
 from ..core.state import Evaluation, Facts, LicenseState, evaluate, observe_clock
 from ..core.timefmt import iso
 from .access import Access, Client, Transport
+from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .config import AgentConfig
+from .metrics import AgentMetrics
 from .publisher import Publisher
 from .requests import Requests
 from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
@@ -52,6 +54,10 @@ class LicensingAgent:
         self._store = StateStore(config.state_dir)
         self._vendor_key = config.pinned_vendor_key()
         self._limits = config.limits()
+        self._alarm_settings = config.alarm_settings()
+        self._alarms = AlarmBoard()
+        self._lease_error: str | None = None  # the last auto-lease failure (no_seat)
+        self.metrics = AgentMetrics(self.status_document)
         self._out = Publisher(clock)
         self._access = Access(config, now=self._now, evaluation=self._current_evaluation, emit=self._out.emit)
         self._requests = Requests(
@@ -101,6 +107,7 @@ class LicensingAgent:
         self.fingerprint = fingerprint(self._identity)
         self._trial_started_at = stored.trial_started_at
         self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
+        self._alarms = AlarmBoard.from_json(stored.alarms)
         self._clock.last_seen, tampered = observe_clock(stored.last_seen, now, self._limits.clock_tolerance)
         if tampered:
             self._clock.tampered = True
@@ -160,7 +167,10 @@ class LicensingAgent:
 
     async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
         """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
-        return await self._access.admit(conn, client_id=client_id, username=username, password=password)
+        decision = await self._access.admit(conn, client_id=client_id, username=username, password=password)
+        if not decision.allowed:
+            self.metrics.refused.labels(str(decision.refusal)).inc()
+        return decision
 
     def holds(self, conn: Hashable) -> bool:
         """Is this connection still counted (a take-over can leave one key holding a second socket)?"""
@@ -187,6 +197,10 @@ class LicensingAgent:
     # -- license operations --------------------------------------------------------------------
 
     async def _dispatch(self, request: protocol.Request) -> dict[str, Any]:
+        with self.metrics.timed(request.operation):
+            return await self._dispatch_timed(request)
+
+    async def _dispatch_timed(self, request: protocol.Request) -> dict[str, Any]:
         if request.operation == "status":
             return {"status": self.status_document()}
         if not self._loaded:
@@ -195,6 +209,8 @@ class LicensingAgent:
             async with self._changing():
                 data = await self._operate(request.operation, request.fields)
             self._refresh(self._now())
+            if self._alarms.pending:
+                await self._save()
         self._out.emit(
             "command",
             operation=request.operation,
@@ -235,7 +251,7 @@ class LicensingAgent:
                     async with self._lock:
                         await self._run_due()
                         self._refresh(self._now())
-                if now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
+                if self._alarms.pending or now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
                     await self._save()
                 await self._access.enforce_existing(self._evaluation, self._out.transport)
             except asyncio.CancelledError:
@@ -263,6 +279,8 @@ class LicensingAgent:
         )
 
     async def _run_due(self) -> None:
+        kind = sync_kind(self._source)
+        self.metrics.sync_attempts.labels(kind).inc()
         try:
             async with self._changing():
                 if self._source is not None and self._source.next_due() is not None:
@@ -273,8 +291,12 @@ class LicensingAgent:
                     self._source = await FloatingSource.auto_lease(
                         self._context, self.config.floating_server_url, self.config.floating_features or [MQTT_SERVER]
                     )
+            self._lease_error = None
         except LicensingError as exc:
-            log.warning("background license sync failed: %s", exc)
+            self.metrics.sync_failures.labels(kind, str(exc.code)).inc()
+            if kind == "lease_acquire":
+                self._lease_error = str(exc.code)
+            log.warning("background license sync failed (%s): %s", kind, exc)
 
     # -- evaluation, status, persistence -------------------------------------------------------
 
@@ -308,6 +330,10 @@ class LicensingAgent:
                 state=str(self._evaluation.state),
                 reason=self._evaluation.reason,
             )
+        inputs = AlarmInputs(
+            self._evaluation, self._facts(), self._access.tracker.non_admin_count(now), self._lease_error
+        )
+        self._alarms.update(evaluate_alarms(inputs, now, self._alarm_settings, self._alarms.codes()), now)
         self._out.status(self.status_document(), force=force_publish)
 
     def status_document(self) -> dict[str, Any]:
@@ -321,7 +347,7 @@ class LicensingAgent:
             sections=self._source.status(self._next_due()) if self._source is not None else {},
             connections=self._access.tracker.non_admin_count(now),
             problems=self._problems,
-        ) | {"updated_at": iso(now)}
+        ) | {"alarms": self._alarms.status(), "updated_at": iso(now)}
 
     async def save(self) -> None:
         """Write state.json now (it is also written after every change and every minute)."""
@@ -337,9 +363,14 @@ class LicensingAgent:
             last_seen=self._clock.last_seen,
             clock_tampered=self._clock.tampered,
             source=self._source.to_json() if self._source is not None else None,
+            alarms=self._alarms.to_json(),
         ).to_json()
+        alarm_events = self._alarms.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:
             await asyncio.to_thread(self._store.write, data)
+        for event in alarm_events:
+            log_alarm(event)
+            self._out.emit(event.pop("type"), **event)
 
     # -- small helpers -------------------------------------------------------------------------
 
@@ -350,3 +381,10 @@ class LicensingAgent:
         return sign_instance_request(
             self._identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self._now(), **fields
         )
+
+
+def sync_kind(source: LicenseSource | None) -> str:
+    """What the background call is, for the metrics: a check-in, a lease renewal or a lease."""
+    if isinstance(source, FloatingSource) and source.lease is not None:
+        return "lease_renewal"
+    return "check_in" if source is not None and source.model is not LicenseModel.FLOATING else "lease_acquire"

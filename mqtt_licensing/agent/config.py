@@ -18,6 +18,7 @@ from ..core.passwords import is_password_hash
 from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
+from .alarms import AlarmSettings
 
 
 @dataclass
@@ -58,6 +59,13 @@ class AgentConfig:
     # seconds, and a packet larger than max_packet_size bytes closes its connection unread.
     connect_timeout: float = 10.0
     max_packet_size: int = 1024 * 1024
+    # Alarms (issue 13, docs/monitoring.md): days before expires_at / support_until at which
+    # license_expiring / support_expiring is raised, and the share of the licensed connections at
+    # which connection_quota_high is raised and cleared again.
+    alarm_expiry_days: list[int] = field(default_factory=lambda: [30, 7, 1])
+    alarm_support_days: list[int] = field(default_factory=lambda: [30])
+    alarm_quota_high: float = 0.80
+    alarm_quota_clear: float = 0.75
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -83,8 +91,23 @@ class AgentConfig:
             validate_features(self.floating_features or [MQTT_SERVER])
         if self.check_in_interval <= 0 or self.retry_interval <= 0 or self.tick_interval <= 0:
             raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
+        self.alarm_settings()
         self.limits()  # raises on a trial that is longer or larger than allowed
         self.pinned_vendor_key()
+
+    def alarm_settings(self) -> AlarmSettings:
+        days = [*self.alarm_expiry_days, *self.alarm_support_days]
+        if any(not isinstance(d, int) or d <= 0 for d in days):
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD, "alarm_expiry_days and alarm_support_days: positive whole days"
+            )
+        if not 0 < self.alarm_quota_clear <= self.alarm_quota_high <= 1:
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD, "alarm_quota_clear must be above 0 and at most alarm_quota_high, at most 1"
+            )
+        return AlarmSettings(
+            tuple(self.alarm_expiry_days), tuple(self.alarm_support_days), self.alarm_quota_high, self.alarm_quota_clear
+        )
 
     def limits(self) -> Limits:
         try:

@@ -60,6 +60,7 @@ class StoredState:
     last_seen: int | None = None
     clock_tampered: bool = False
     source: dict[str, Any] | None = None
+    alarms: list[dict[str, Any]] | None = None  # the active alarms (agent/alarms.py); readers before it ignore it
 
     def to_json(self) -> bytes:
         return json.dumps({"version": STATE_VERSION, **asdict(self)}, indent=1, sort_keys=True).encode()
@@ -89,6 +90,7 @@ class StoredState:
             last_seen=data.get("last_seen"),
             clock_tampered=bool(data.get("clock_tampered", False)),
             source=source,
+            alarms=data.get("alarms") if isinstance(data.get("alarms"), list) else None,
         )
         if not isinstance(state.trial_started_at, int):
             raise ValueError("trial_started_at is not an integer")
