@@ -181,6 +181,23 @@ def _problem_rows(doc: dict[str, Any]) -> Rows:
     return [("Problems", rendered[0]), *(("", item) for item in rendered[1:])]
 
 
+def _alarm_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
+    """One row per active alarm, most severe first (as the agent orders them)."""
+    alarms = doc.get("alarms")
+    if not isinstance(alarms, list) or not alarms:
+        return []
+    rendered = []
+    for alarm in alarms:
+        if not isinstance(alarm, dict):
+            rendered.append(str(alarm))
+            continue
+        line = f"[{alarm.get('severity', '?')}] {alarm.get('code')}: {alarm.get('message')}"
+        if alarm.get("since") is not None:
+            line += f" (since {format_time(alarm.get('since'), now)})"
+        rendered.append(line)
+    return [("Alarms", rendered[0]), *(("", item) for item in rendered[1:])]
+
+
 def format_status(doc: Any, now: datetime | None = None) -> str:
     """A readable, fixed-order summary of a status document. Never raises on odd input."""
     if not isinstance(doc, dict):
@@ -192,6 +209,7 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
         *_deadline_rows(doc, state, now),
         *_health_rows(doc, now),
         *offline_rows,
+        *_alarm_rows(doc, now),
         *_problem_rows(doc),
     ]
     if doc.get("updated_at") is not None:

@@ -186,3 +186,25 @@ def test_agent_specific_sections():
     assert "BEGIN" not in text
     assert "lease expires at: 2025-06-01 12:10:00 UTC (in 10 min)" in text and "seats: 5" in text
     assert "Clock" not in format_status({"state": "active", "clock": {"last_seen": None, "tampered": False}}, NOW)
+
+
+def test_status_prints_each_alarm_with_severity_and_since():
+    doc = {
+        **FULL,
+        "alarms": [
+            {
+                "code": "grace_ending",
+                "severity": "critical",
+                "since": "2025-06-01T10:00:00Z",
+                "deadline": "2025-06-02T10:00:00Z",
+                "message": "grace ends at 2025-06-02T10:00:00Z",
+            },
+            {"code": "check_in_failing", "severity": "warning", "since": None, "deadline": None, "message": "x"},
+        ],
+    }
+    text = format_status(doc, NOW)
+    lines = text.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("Alarms:"))
+    assert "[critical] grace_ending: grace ends at 2025-06-02T10:00:00Z (since" in lines[first]
+    assert "[warning] check_in_failing: x" in lines[first + 1]
+    assert "Alarms:" not in format_status({**FULL, "alarms": []}, NOW)
