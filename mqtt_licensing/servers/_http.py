@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import b64, unb64
+from ._observe import note
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def error_response(exc: LicensingError, status_code: int | None = None) -> JSONR
     return JSONResponse(body, status_code=status_code or HTTP_STATUS.get(exc.code, 400))
 
 
-async def _licensing_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _licensing_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, LicensingError)
+    note(request, error=exc.code)  # the request's log line and the operation metrics name the refusal
     return error_response(exc)
 
 

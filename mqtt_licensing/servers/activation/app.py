@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
@@ -29,7 +30,9 @@ from .._http import (
     required,
     str_field,
 )
+from .._observe import ObserveMiddleware, note
 from .licenses import ISSUE_FIELDS
+from .metrics import activation_metrics
 from .service import ActivationService
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
@@ -66,6 +69,7 @@ async def activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
     result = await run_in_threadpool(_service(request).activate, key, blob, client_address(request))
+    note(request, license_id=result["license_id"], activation_id=result["activation_id"])
     return JSONResponse(
         {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
     )
@@ -180,7 +184,12 @@ ROUTES = [
 
 def create_app(service: ActivationService, admin_token: str, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
     """The app over ``service``; ``routes`` are served beside the API (e.g. a shop's pages)."""
-    app = Starlette(routes=[*ROUTES, *routes], exception_handlers=EXCEPTION_HANDLERS)
+    metrics = activation_metrics(service)
+    app = Starlette(
+        routes=[*ROUTES, metrics.route(), *routes],
+        exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[Middleware(ObserveMiddleware, metrics=metrics)],
+    )
     app.state.service = service
     app.state.admin_token = admin_token
     return app

@@ -23,12 +23,15 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.signing import b64
 from .._http import EXCEPTION_HANDLERS, blob_field, read_json, require_bearer
+from .._observe import ObserveMiddleware
+from .metrics import floating_metrics
 from .service import FloatingService
 
 
@@ -99,7 +102,13 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    app = Starlette(routes=[*ROUTES, *routes], exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    metrics = floating_metrics(service)
+    app = Starlette(
+        routes=[*ROUTES, metrics.route(), *routes],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+        middleware=[Middleware(ObserveMiddleware, metrics=metrics)],
+    )
     app.state.service = service
     app.state.admin_token = admin_token
     return app

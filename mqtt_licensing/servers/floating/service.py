@@ -66,6 +66,7 @@ class FloatingService(FloatingPool):
         self.ttl = int(ttl)
         self.clock = clock
         self.max_clock_skew = max_clock_skew
+        self.leases_expired = 0  # expired leases this process reclaimed (the metrics count them)
         self._init_pool(vendor_public_key)
 
     @classmethod
@@ -157,7 +158,7 @@ class FloatingService(FloatingPool):
                 )
             features = requested or tuple(sorted(cert.features))
             self._remember(tx, request, now)
-            tx.delete_expired(now)
+            reclaimed = tx.delete_expired(now)
             expires = self._lease_expiry(cert, now)
             existing = tx.lease_by_fingerprint(request.fingerprint)
             if existing is not None:
@@ -182,6 +183,7 @@ class FloatingService(FloatingPool):
                     "lse_" + secrets.token_hex(12), request.fingerprint, request.public_key, features, now, now, expires
                 )
                 tx.insert_lease(row)
+        self.leases_expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
         return self._sign_lease(row, pool, now)
 
     def renew(self, request_blob: bytes) -> bytes:
