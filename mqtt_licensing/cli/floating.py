@@ -24,6 +24,7 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.keys import mask_key, normalize_key
 from ..core.signing import public_key_from_text
 from ..core.timefmt import iso, relative
+from .logs import add_log_options, setup_logging
 
 DEFAULT_PORT = 8800
 
@@ -44,6 +45,7 @@ def register(subparsers: Any) -> None:
         return p
 
     p = command("serve", "run the floating license server", _serve)
+    add_log_options(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--ttl", type=int, default=600, help="lease time to live in seconds (default 600)")
@@ -169,6 +171,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ..servers.floating.app import create_app
     from ..servers.floating.provision import refresh_periodically
 
+    setup_logging(args)
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
     service = _service(args, ttl=args.ttl, vendor_public_key=vendor, database_url=args.db_url)
     token = load_or_create_token(args.data)

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.timefmt import iso
+from .logs import add_log_options, setup_logging
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -142,6 +143,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers.activation.app import create_app
     from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
 
+    setup_logging(args)
     data = Path(args.data)
 
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
@@ -292,6 +294,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         return p
 
     p = verb("serve", cmd_serve, "run the activation server (HTTP JSON API)")
+    add_log_options(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8700)
     p.add_argument(

@@ -3,7 +3,13 @@ activate, lose their server (grace, lease at risk) and recover."""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import public_key_to_text
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.activation import start_vendor
 from tests.helpers.broker import start_broker, wait_for
 from tests.helpers.floating import start_floating
@@ -110,3 +117,39 @@ def test_floating_server_metrics_and_agent_alarms_no_seat_and_lease_at_risk(tmp_
             assert m[op("floating", "lease_renew", "ok")] >= 1
     lines = [r.getMessage() for r in caplog.records if r.name == REQUESTS_LOG]
     assert any(line.startswith("POST /v1/leases 410") and "error=no_seats" in line for line in lines), lines
+
+
+@pytest.mark.timeout(60)
+def test_vendor_serve_logs_one_json_object_per_request(tmp_path):
+    port = free_port()
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "serve", "--data", str(tmp_path / "v")]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--log-format", "json"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(url), timeout=20)
+        secret = "MQL1-THIS1-SHOUL-DNEVE-RBELO-GGED0-00000"
+        assert httpx.post(f"{url}/v1/activations", json={"license_key": secret, "request": "AAAA"}).status_code >= 400
+        assert httpx.get(f"{url}/metrics").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    lines = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    requests = [line for line in lines if line["logger"] == REQUESTS_LOG]
+    refused = next(line for line in requests if line["route"] == "/v1/activations")
+    assert refused["method"] == "POST" and refused["status"] >= 400 and refused["error"]
+    assert isinstance(refused["duration_ms"], float) and refused["level"] == "info"
+    assert secret not in err.decode()
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
