@@ -20,6 +20,7 @@ from ..core.passwords import verify_password
 from ..core.state import Evaluation
 from .config import AgentConfig
 from .connections import ConnectionTracker
+from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Access:
         self._evaluation = evaluation  # the current evaluation, refreshed first when its deadline passed
         self._emit = emit
         self.tracker = ConnectionTracker()
+        self.refusal_log = RefusalLog(log)  # once per client and reason, flood-suppressed
         self.clients: dict[Hashable, Client] = {}
         # client id -> the connection most recently admitted with it. amqtt lets a second
         # connection (clean session) take a live client id without closing the first; replies
@@ -174,9 +176,7 @@ class Access:
         return Role.READER if username in self.config.readers else Role.USER
 
     def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
-        log.warning(
-            "refused CONNECT client_id=%r username=%r: %s (%s)", client_id, username, decision.refusal, decision.message
-        )
+        self.refusal_log.refused(client_id, username, str(decision.refusal), decision.message)
         self._emit(
             "connection_refused",
             client_id=client_id,

@@ -254,6 +254,7 @@ class LicensingAgent:
                 if self._alarms.pending or now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
                     await self._save()
                 await self._access.enforce_existing(self._evaluation, self._out.transport)
+                self._access.refusal_log.flush()
             except asyncio.CancelledError:
                 raise
             except Exception:
