@@ -101,7 +101,7 @@ def test_floating_server_metrics_and_agent_alarms_no_seat_and_lease_at_risk(tmp_
             with start_broker(tmp_path / "b", floating_server_url=fls.url, **options) as b:
                 wait_for(lambda: "no_seat" in alarm_codes(b), timeout=10)
                 m = scrape(fls.url)
-                assert m["mqtt_license_floating_seats_total"] == 1 and m["mqtt_license_floating_seats_used"] == 1
+                assert m["mqtt_license_floating_seats"] == 1 and m["mqtt_license_floating_seats_used"] == 1
                 assert m[op("floating", "lease_acquire", "ok")] == 1
                 assert m[op("floating", "lease_acquire", "no_seats")] >= 1
 

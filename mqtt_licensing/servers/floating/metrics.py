@@ -21,7 +21,7 @@ def floating_metrics(service: FloatingService) -> ServerMetrics:
     def gauges() -> Iterator[Metric]:
         status = service.status()
         seats = status["seats"]
-        yield GaugeMetricFamily("mqtt_license_floating_seats_total", "Seats in the pool", value=seats["total"])
+        yield GaugeMetricFamily("mqtt_license_floating_seats", "Seats in the pool", value=seats["total"])
         yield GaugeMetricFamily("mqtt_license_floating_seats_used", "Seats leased now", value=seats["used"])
         yield GaugeMetricFamily(
             "mqtt_license_floating_provisioned", "1 once the pool holds a vendor certificate",
