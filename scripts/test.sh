@@ -12,4 +12,13 @@ if ! command -v mosquitto_pub >/dev/null 2>&1; then
         echo "note: mosquitto-clients is not installed; the mosquitto_pub/_sub tests will be skipped"
     fi
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing prometheus (promtool checks docs/prometheus/alerts.yml)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
+            || echo "note: prometheus did not install; the alert rules are checked by parsing only"
+    else
+        echo "note: promtool is not installed; the alert rules are checked by parsing only"
+    fi
+fi
 exec .venv/bin/pytest "$@"
