@@ -33,7 +33,7 @@ from ..core.timefmt import iso
 from .access import Access, Client, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .config import AgentConfig
-from .metrics import AgentMetrics
+from .metrics import AgentMetrics, background_kind
 from .publisher import Publisher
 from .requests import Requests
 from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
@@ -280,7 +280,7 @@ class LicensingAgent:
         )
 
     async def _run_due(self) -> None:
-        kind = sync_kind(self._source)
+        kind = background_kind(self._source)
         self.metrics.sync_attempts.labels(kind).inc()
         try:
             async with self._changing():
@@ -382,10 +382,3 @@ class LicensingAgent:
         return sign_instance_request(
             self._identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self._now(), **fields
         )
-
-
-def sync_kind(source: LicenseSource | None) -> str:
-    """What the background call is, for the metrics: a check-in, a lease renewal or a lease."""
-    if isinstance(source, FloatingSource) and source.lease is not None:
-        return "lease_renewal"
-    return "check_in" if source is not None and source.model is not LicenseModel.FLOATING else "lease_acquire"

@@ -26,8 +26,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..core.errors import LicensingError
+from ..core.models import LicenseModel
 from ..core.state import LicenseState
 from .alarms import ALARM_CODES
+from .sources import LicenseSource
+from .sources.floating import FloatingSource
 
 PREFIX = "mqtt_license"
 
@@ -125,21 +128,34 @@ class _StatusCollector(Collector):
         yield alarms
 
 
+def background_kind(source: LicenseSource | None) -> str:
+    """The ``kind`` label of a background call to a server: a check-in, a lease renewal or a lease."""
+    if isinstance(source, FloatingSource) and source.lease is not None:
+        return "lease_renewal"
+    return "check_in" if source is not None and source.model is not LicenseModel.FLOATING else "lease_acquire"
+
+
 def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def metrics_app(metrics: AgentMetrics, status: Callable[[], dict[str, Any]]) -> Starlette:
-    """``/metrics`` (Prometheus text format) and ``/healthz`` (the license state, 200 while loaded)."""
+def metrics_route(metrics: AgentMetrics) -> Route:
+    """``GET /metrics`` in the Prometheus text format: the route the broker's HTTP listener adds."""
 
     async def scrape(_request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", scrape, methods=["GET"])
+
+
+def metrics_app(metrics: AgentMetrics, status: Callable[[], dict[str, Any]]) -> Starlette:
+    """``/metrics`` and ``/healthz`` (the license state) on their own, e.g. without the License page."""
 
     async def healthz(_request: Request) -> JSONResponse:
         doc = status()
         return JSONResponse({"ok": True, "state": doc["state"], "serving": doc["serving"]})
 
-    return Starlette(routes=[Route("/metrics", scrape, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])])
+    return Starlette(routes=[metrics_route(metrics), Route("/healthz", healthz, methods=["GET"])])
 
 
-__all__ = ["PREFIX", "AgentMetrics", "metrics_app"]
+__all__ = ["PREFIX", "AgentMetrics", "background_kind", "metrics_app", "metrics_route"]
