@@ -11,10 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.agent import AgentConfig, LicensingAgent
 from mqtt_licensing.agent.alarms import DAY, AlarmBoard, AlarmInputs, AlarmSettings, evaluate_alarms
 from mqtt_licensing.agent.metrics import metrics_app
+from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.core.state import Evaluation, Facts, LicenseState
 from tests.helpers.activation import start_vendor
 from tests.helpers.transport import RecordingTransport
@@ -226,3 +229,21 @@ async def test_alarms_and_metrics_through_activate_grace_recovery_and_restart(tm
             assert m["mqtt_license_connections"] == 3
         finally:
             await agent.stop()
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"alarm_quota_clear": 0.9}, "alarm_quota_clear"),
+        ({"alarm_quota_high": 1.5}, "alarm_quota_clear"),
+        ({"alarm_expiry_days": [30, 0]}, "alarm_expiry_days"),
+    ],
+)
+def test_bad_alarm_settings_are_one_line_naming_the_key(tmp_path, fields, named):
+
+    config = AgentConfig(
+        state_dir=str(tmp_path), vendor_public_key=public_key_to_text(Ed25519PrivateKey.generate()), **fields
+    )
+    with pytest.raises(LicensingError) as err:
+        config.validate()
+    assert err.value.code == "invalid_field" and named in err.value.message and "\n" not in err.value.message
