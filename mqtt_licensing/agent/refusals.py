@@ -38,7 +38,15 @@ class RefusalLog:
             self._held[reason] += 1
             return
         self._seen.add(key)
-        self._log.warning("refused CONNECT client_id=%r username=%r: %s (%s)", client_id, username, reason, message)
+        fields = {"client_id": client_id, "username": username, "reason": reason}
+        self._log.warning(
+            "refused CONNECT client_id=%r username=%r: %s (%s)",
+            client_id,
+            username,
+            reason,
+            message,
+            extra={"fields": fields},
+        )
 
     def flush(self) -> None:
         """End the window if it is over: one summary line for the refusals held back in it."""
@@ -52,6 +60,7 @@ class RefusalLog:
                 sum(self._held.values()),
                 int(now - self._started),
                 counts,
+                extra={"fields": {"suppressed": dict(self._held)}},
             )
         self._started, self._seen, self._held = now, set(), Counter()
 
