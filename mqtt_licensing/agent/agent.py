@@ -34,6 +34,8 @@ from .access import Access, Client, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .config import AgentConfig
 from .metrics import AgentMetrics, background_kind
+from .metering import Meter, Metering, needs_metering
+from .metering.delivery import UsageDuty
 from .publisher import Publisher
 from .requests import Requests
 from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
@@ -105,6 +107,10 @@ class LicensingAgent:
             log.error("license agent not loaded: %s", exc.message)
             raise
         self.fingerprint = fingerprint(self._identity)
+        self.metering = Metering(
+            self.config.state_dir, identity=self._identity, fingerprint=self.fingerprint, clock=self.clock
+        )
+        await self.metering.load()
         self._trial_started_at = stored.trial_started_at
         self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
         self._alarms = AlarmBoard.from_json(stored.alarms)
@@ -123,6 +129,7 @@ class LicensingAgent:
         )
         known = len(self._problems)
         self._source = source_from_json(self._context, stored.source, self._problems)
+        self._usage = UsageDuty(self.metering, self._context)
         for problem in self._problems[known:]:
             log.error("stored license document rejected: %s", problem.message)
         self._evaluation = self._evaluate(now)
@@ -144,6 +151,7 @@ class LicensingAgent:
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
         async with self._lock:
+            await self._usage.close(self._source)  # the open interval becomes a record, not a loss
             if self._source is not None:
                 await self._source.close()
             await self._save()
@@ -178,9 +186,17 @@ class LicensingAgent:
 
     def connected(self, conn: Hashable) -> None:
         self._access.connected(conn)
+        client = self._access.clients.get(conn)
+        if client is not None and needs_metering(self.config.required_features(client.username, client.client_id)):
+            self.metering.opened(conn)
 
     def disconnected(self, conn: Hashable) -> None:
         self._access.disconnected(conn)
+        self.metering.closed(conn)
+
+    def meter_of(self, conn: Hashable) -> Meter | None:
+        """The meter a broker adapter counts this connection's deliveries into (None: not metered)."""
+        return self.metering.meter if self.metering.meter.is_metered(conn) else None
 
     def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
         return self._access.may_subscribe(conn, topic_filter)
@@ -247,10 +263,12 @@ class LicensingAgent:
                 now = self._now()
                 self._refresh(now)
                 due = self._next_due()
+                checked_in = False
                 if due is not None and now >= due and not self._lock.locked():
                     async with self._lock:
-                        await self._run_due()
+                        checked_in = await self._run_due()
                         self._refresh(self._now())
+                await self._usage.tick(self._source, checked_in=checked_in)
                 if self._alarms.pending or now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
                     await self._save()
                 await self._access.enforce_existing(self._evaluation, self._out.transport)
@@ -279,7 +297,8 @@ class LicensingAgent:
             and (self._source is None or self._source.vacant)
         )
 
-    async def _run_due(self) -> None:
+    async def _run_due(self) -> bool:
+        """True when the source's own work (a check-in) succeeded: usage records travel with it."""
         kind = background_kind(self._source)
         self.metrics.sync_attempts.labels(kind).inc()
         try:
@@ -298,6 +317,8 @@ class LicensingAgent:
             if kind == "lease_acquire":
                 self._lease_error = str(exc.code)
             log.warning("background license sync failed (%s): %s", kind, exc)
+            return False
+        return True
 
     # -- evaluation, status, persistence -------------------------------------------------------
 
@@ -348,7 +369,11 @@ class LicensingAgent:
             sections=self._source.status(self._next_due()) if self._source is not None else {},
             connections=self._access.tracker.non_admin_count(now),
             problems=self._problems,
-        ) | {"alarms": self._alarms.status(), "updated_at": iso(now)}
+        ) | {
+            "alarms": self._alarms.status(),
+            "usage": self.metering.status() if self._loaded else None,
+            "updated_at": iso(now),
+        }
 
     async def save(self) -> None:
         """Write state.json now (it is also written after every change and every minute)."""

@@ -66,6 +66,11 @@ class AgentConfig:
     alarm_support_days: list[int] = field(default_factory=lambda: [30])
     alarm_quota_high: float = 0.80
     alarm_quota_clear: float = 0.75
+    # Metering (issue 16): usage of metered client classes is closed into a signed record every
+    # usage_interval seconds (kill -9 loses at most that much) and reported online every
+    # usage_report_interval seconds and after each check-in.
+    usage_interval: float = 60.0
+    usage_report_interval: float = 3600.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -89,7 +94,8 @@ class AgentConfig:
             validate_features(spec.get("features", []))
         if self.floating_server_url:
             validate_features(self.floating_features or [MQTT_SERVER])
-        if self.check_in_interval <= 0 or self.retry_interval <= 0 or self.tick_interval <= 0:
+        intervals = (self.check_in_interval, self.retry_interval, self.tick_interval, self.usage_interval)
+        if min(*intervals, self.usage_report_interval) <= 0:
             raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
         self.alarm_settings()
         self.limits()  # raises on a trial that is longer or larger than allowed

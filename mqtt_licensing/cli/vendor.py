@@ -16,6 +16,7 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.timefmt import iso
+from . import vendor_usage
 from .logs import add_log_options, setup_logging
 
 _CLEAR = ("never", "none", "unlimited", "")
@@ -359,3 +360,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
+    vendor_usage.register(verb, _service)

@@ -49,5 +49,12 @@ class ActivationClient(JsonApiClient):
     async def floating_check_in(self, request: bytes) -> bytes:
         return _certificate(await self.call("POST", "/v1/floating/check-in", json={"request": b64(request)}))
 
+    async def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
+        """Usage records of one instance -> the vendor's signed UsageAck (verified by the caller)."""
+        data = await self.call(
+            "POST", "/v1/usage", json={"request": b64(request), "records": [b64(r) for r in records]}
+        )
+        return binary_field(data, "ack")
+
 
 __all__ = ["ActivationClient"]

@@ -75,5 +75,11 @@ class VendorAdminClient(JsonApiClient):
         """-> {"certificate": armoured text, "activation_id", "license_id", "reused"}"""
         return await self.call("POST", "/v1/admin/floating/certificates", json={"request_code": request_code})
 
+    async def usage(self, license_id: str, *, first: str | None = None, last: str | None = None) -> dict[str, Any]:
+        """Usage per day (UTC): {"license_id", "from", "to", "days": [{day, messages, bytes, client_seconds,
+        client_hours, records}], "missing": {instance: [sequence, ...]}}"""
+        params = {k: v for k, v in (("from", first), ("to", last)) if v}
+        return (await self.call("GET", f"/v1/admin/licenses/{license_id}/usage", params=params))["usage"]
+
 
 __all__ = ["VendorAdminClient"]

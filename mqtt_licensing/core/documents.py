@@ -3,11 +3,13 @@
 Who signs what:
 
 * vendor   -> ``ActivationCertificate`` (online and offline; an offline one is the
-              "usage license"), ``FloatingCertificate`` (binds a pool to a floating server)
+              "usage license"), ``FloatingCertificate`` (binds a pool to a floating server),
+              ``UsageAck`` (the receipt for usage records)
 * floating -> ``Lease`` (carries the vendor-signed FloatingCertificate, so an agent
               verifies the whole chain against the one pinned vendor key)
 * instance -> ``InstanceRequest`` (activation, check-in, deactivation, offline
-              request, offline deactivation code) - proves possession of the instance key
+              request, offline deactivation code, usage report) - proves possession of the
+              instance key; ``UsageRecord`` (one closed metering interval)
 
 Each class knows its document type and checks field types when read back;
 signatures are checked in :mod:`.signing` before a body ever reaches ``from_body``.
@@ -232,3 +234,42 @@ def verify_lease(blob: bytes, vendor_key: Ed25519PublicKey) -> tuple[Lease, Floa
     if not set(lease.features) <= set(cert.features):
         raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE, "the lease grants features its pool does not have")
     return lease, cert
+
+
+# -- metering (issue 16; units in topics.md "Usage") ------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageRecord(_Document):
+    """One closed metering interval of one instance. Signed by the instance key.
+
+    ``sequence`` counts the instance's records from 1 without gaps, so the vendor sees a lost
+    record as a hole and a resent one as a duplicate of (instance, sequence)."""
+
+    TYP: ClassVar[str] = "usage_record"
+
+    instance_fingerprint: str
+    sequence: int
+    period_start: int
+    period_end: int
+    messages: int  # PUBLISH packets delivered to metered clients
+    bytes: int  # their payload bytes
+    client_seconds: int  # connected time of metered clients (client-hours = / 3600)
+    license_id: str | None = None
+    activation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageAck(_Document):
+    """The vendor's signed receipt for usage records: the agent deletes a record only on one.
+
+    ``sequences`` lists every record now stored (new or a duplicate of one stored before);
+    ``missing`` names holes the vendor sees below the highest sequence it holds."""
+
+    TYP: ClassVar[str] = "usage_ack"
+
+    instance_fingerprint: str
+    sequences: tuple[int, ...]
+    request_nonce: str
+    issued_at: int
+    missing: tuple[int, ...] = field(default_factory=tuple)

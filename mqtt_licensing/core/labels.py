@@ -33,3 +33,4 @@ KIND_FLOATING_REQUEST = "floating_request"
 KIND_LEASE_ACQUIRE = "lease_acquire"
 KIND_LEASE_RENEW = "lease_renew"
 KIND_LEASE_RELEASE = "lease_release"
+KIND_USAGE_REPORT = "usage_report"  # agent -> vendor: UsageRecords of one instance

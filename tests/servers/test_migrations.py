@@ -134,7 +134,7 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert again["reused"] is True and again["activation_id"] == "act_old"
     finally:
         service.close()
-    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0001"
+    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0002"
     assert _drift(tmp_path / ACTIVATION_DB, activation_store.metadata, activation_store.SCHEMA) == []
 
 
@@ -239,4 +239,4 @@ def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path: Pat
     assert errors == []
     schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
     db = tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == ("0001" if server == "activation" else "0002")
+    assert _revision(db, schema) == "0002"

@@ -36,6 +36,8 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    out after the keepalive but the broker's handler ignores it; it now closes the
    connection as MQTT 3.1.1 §3.1.2.10 requires. test_limits.py::test_silent_client_*
 10. ``BrokerContext._broker_instance``: the plugin context keeps the broker only there.
+11. ``BrokerProtocolHandler.mqtt_publish`` (per handler, metered connections only): see
+    :mod:`.metering`. tests/agent/test_metering_broker.py, benchmarks/metering.py
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from ...core.protocol import is_license_topic
+from .metering import DeliveryMeter, count_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class ConnectionHooks(Protocol):
     def closed(self, conn: Hashable) -> None: ...
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
+
+    def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
 
 
 class PacketTooLarge(Exception):
@@ -250,6 +255,9 @@ class BrokerPatches:
         self._holders[client_id] = handler
         self._by_session[id(session)] = handler
         self._hooks.opened(handler)
+        meter = self._hooks.meter_of(handler)
+        if meter is not None:
+            count_deliveries(handler, meter)
         try:
             await self._orig_handle_client_session(reader, writer, session, handler, *args)
         finally:

@@ -26,6 +26,7 @@ from amqtt.session import Session
 
 from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
+from ...agent.metering import Meter
 from ...core.errors import ErrorCode, LicensingError
 from .patches import BrokerPatches, broker_of
 
@@ -109,6 +110,9 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool:
         return self.agent.may_subscribe(conn, topic_filter)
+
+    def meter_of(self, conn: Hashable) -> Meter | None:
+        return self.agent.meter_of(conn)
 
     def license_message(self, conn: Hashable, topic: str, payload: bytes) -> None:
         # Served off the client's message loop so a slow vendor call never stalls it.

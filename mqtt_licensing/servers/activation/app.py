@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import b64
+from ...core.signing import b64, unb64
 from .._http import (
     EXCEPTION_HANDLERS,
     blob_field,
@@ -102,6 +102,16 @@ async def floating_check_in(request: Request) -> JSONResponse:
     return JSONResponse({"certificate": b64(cert)})
 
 
+async def report_usage(request: Request) -> JSONResponse:
+    data = await read_json(request)
+    blob, records = blob_field(data), data.get("records")
+    if not isinstance(records, list):
+        raise LicensingError(ErrorCode.MISSING_FIELD, "records must be a list of base64 usage records")
+    blobs = [unb64(r) for r in records]
+    ack = await run_in_threadpool(_service(request).report_usage, blob, blobs)
+    return JSONResponse({"ack": b64(ack)})
+
+
 # -- admin ----------------------------------------------------------------------------------
 
 
@@ -162,6 +172,13 @@ async def floating_certificate(request: Request) -> JSONResponse:
     return JSONResponse(await run_in_threadpool(_service(request).floating_issue, code))
 
 
+async def license_usage(request: Request) -> JSONResponse:
+    params, service = request.query_params, _service(request)
+    license_id = request.path_params["license_id"]
+    usage = await run_in_threadpool(lambda: service.usage_by_day(license_id, params.get("from"), params.get("to")))
+    return JSONResponse({"usage": usage})
+
+
 ROUTES = [
     Route("/v1/health", health, methods=["GET"]),
     Route("/v1/noop", noop, methods=["GET"]),
@@ -170,10 +187,12 @@ ROUTES = [
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/floating/activations", floating_activate, methods=["POST"]),
     Route("/v1/floating/check-in", floating_check_in, methods=["POST"]),
+    Route("/v1/usage", report_usage, methods=["POST"]),
     Route("/v1/admin/licenses", admin(create_license), methods=["POST"]),
     Route("/v1/admin/licenses", admin(list_licenses), methods=["GET"]),
     Route("/v1/admin/licenses/{license_id}", admin(get_license), methods=["GET"]),
     Route("/v1/admin/licenses/{license_id}", admin(patch_license), methods=["PATCH"]),
+    Route("/v1/admin/licenses/{license_id}/usage", admin(license_usage), methods=["GET"]),
     Route("/v1/admin/activations", admin(list_activations), methods=["GET"]),
     Route("/v1/admin/activations/{activation_id}", admin(free_activation), methods=["DELETE"]),
     Route("/v1/admin/offline/activations", admin(offline_activate), methods=["POST"]),

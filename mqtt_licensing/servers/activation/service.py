@@ -3,10 +3,10 @@
 :class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
 CLI verbs directly on the data folder, and by tests. It is one facade over three
 concerns, one module each: :mod:`.licenses` (the vendor's admin work),
-:mod:`.instances` (what instances ask online) and :mod:`.codes` (offline and floating
-request codes). It talks to the database only through :mod:`.store`; every change that
-counts (an activation, a freed activation) is one transaction that first locks the
-license row.
+:mod:`.instances` (what instances ask online), :mod:`.codes` (offline and floating
+request codes) and :mod:`.usage` (metered usage records). It talks to the database only
+through :mod:`.store`; every change that counts (an activation, a freed activation) is one
+transaction that first locks the license row.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from .instances import InstanceApi
 from .licenses import LicenseAdmin
 from .records import Clock, activation_to_dict, license_to_dict, system_clock
 from .store import ActivationStore
+from .usage import UsageApi
 
 DEFAULT_CERTIFICATE_LIFETIME = 7 * 24 * 3600
 RATE_LIMIT_FAILURES = 10
@@ -33,7 +34,7 @@ DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
 
-class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes):
+class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
     """The activation server's behaviour; thread-safe (all state is in the database)."""
 
     def __init__(

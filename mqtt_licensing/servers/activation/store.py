@@ -81,6 +81,26 @@ rate_limits = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
 )
 
+# Metering (issue 16): one row per usage record an instance signed; the primary key makes a
+# resent record a no-op however often it arrives, on any replica.
+usage_records = sa.Table(
+    "usage_records",
+    metadata,
+    sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True),
+    sa.Column("license_id", sa.String(40), nullable=False),
+    sa.Column("activation_id", sa.String(40), nullable=False),
+    sa.Column("day", sa.String(10), nullable=False),  # UTC date of period_start: the billing day
+    sa.Column("period_start", sa.BigInteger, nullable=False),
+    sa.Column("period_end", sa.BigInteger, nullable=False),
+    sa.Column("messages", sa.BigInteger, nullable=False),
+    sa.Column("bytes", sa.BigInteger, nullable=False),
+    sa.Column("client_seconds", sa.BigInteger, nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),  # online | offline | floating
+    sa.Index("ix_usage_license_day", "license_id", "day"),
+)
+
 
 @dataclass(frozen=True)
 class LicenseRecord:
@@ -211,6 +231,53 @@ class Tx:
         if not include_freed:
             query = query.where(activations.c.freed_at.is_(None))
         return [_activation(r) for r in self.conn.execute(query)]
+
+    # -- usage -------------------------------------------------------------------------
+    def insert_usage(self, values: dict[str, Any]) -> bool:
+        """Store one usage record unless its (instance, sequence) is stored already; True if new."""
+        key = (usage_records.c.instance_fingerprint == values["instance_fingerprint"]) & (
+            usage_records.c.sequence == values["sequence"]
+        )
+        if self.conn.execute(sa.select(usage_records.c.sequence).where(key)).first() is not None:
+            return False
+        self.conn.execute(usage_records.insert().values(**values))
+        return True
+
+    def usage_sequences(self, fingerprint: str) -> tuple[int, int]:
+        """(how many records, highest sequence) stored for one instance."""
+        row = self.conn.execute(
+            sa.select(sa.func.count(), sa.func.max(usage_records.c.sequence)).where(
+                usage_records.c.instance_fingerprint == fingerprint
+            )
+        ).one()
+        return int(row[0]), int(row[1] or 0)
+
+    def usage_sequence_set(self, fingerprint: str) -> set[int]:
+        query = sa.select(usage_records.c.sequence).where(usage_records.c.instance_fingerprint == fingerprint)
+        return {int(s) for (s,) in self.conn.execute(query)}
+
+    def usage_by_day(self, license_id: str, first: str | None, last: str | None) -> list[dict[str, Any]]:
+        c = usage_records.c
+        query = (
+            sa.select(
+                c.day,
+                sa.func.sum(c.messages),
+                sa.func.sum(c.bytes),
+                sa.func.sum(c.client_seconds),
+                sa.func.count(),
+            )
+            .where(c.license_id == license_id)
+            .group_by(c.day)
+            .order_by(c.day)
+        )
+        if first:
+            query = query.where(c.day >= first)
+        if last:
+            query = query.where(c.day <= last)
+        return [
+            {"day": day, "messages": int(m), "bytes": int(b), "client_seconds": int(s), "records": int(n)}
+            for day, m, b, s, n in self.conn.execute(query)
+        ]
 
     # -- rate limiting -----------------------------------------------------------
     def get_rate(self, address: str) -> tuple[int, int] | None:

@@ -1,0 +1,150 @@
+"""Metering (issue 16): usage of metered client classes, counted in the broker, closed into signed
+records every ``usage_interval`` and at shutdown, kept until the vendor acknowledges them.
+
+* :mod:`.meter`: the open interval in memory (the adapter's delivery hook adds to it);
+* :mod:`.ledger`: closed records on disk, one atomic file each;
+* :mod:`.delivery`: carrying records to the vendor and dropping them on its signed receipt.
+
+Units (topics.md "Usage"): ``messages`` and ``bytes`` (payload) of PUBLISH packets delivered to
+a metered connection, ``client_seconds`` of metered connections (the vendor shows client-hours).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ...core.documents import UsageAck, UsageRecord
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import CATALOGUE
+from ...core.timefmt import iso
+from .ledger import Ledger
+from .meter import Meter, Totals
+
+log = logging.getLogger(__name__)
+
+USAGE_FOLDER = "usage"
+MAX_RECORDS_PER_REPORT = 300  # one report stays well under the servers' 256 KiB request limit
+
+
+def needs_metering(features: frozenset[str]) -> bool:
+    return any(CATALOGUE[name].kind == "metered" for name in features if name in CATALOGUE)
+
+
+class Metering:
+    def __init__(
+        self,
+        state_dir: str | Path,
+        *,
+        identity: Ed25519PrivateKey,
+        fingerprint: str,
+        clock: Callable[[], float],
+    ) -> None:
+        self.meter = Meter()
+        self.ledger = Ledger(Path(state_dir).expanduser() / USAGE_FOLDER)
+        self._identity = identity
+        self.fingerprint = fingerprint
+        self._clock = clock
+        self._write_lock = asyncio.Lock()
+        self.interval_start = int(clock())
+        self.last_delivered_at: int | None = None
+        self.last_error: dict[str, str] | None = None
+        self.missing: tuple[int, ...] = ()  # holes the vendor reported
+
+    async def load(self) -> None:
+        await asyncio.to_thread(self.ledger.load)
+        if self.ledger.pending_count:
+            log.info("usage ledger: %d record(s) await the vendor's acknowledgement", self.ledger.pending_count)
+
+    # -- the broker's calls --------------------------------------------------------------
+
+    def opened(self, conn: Hashable) -> None:
+        self.meter.opened(conn, self._clock())
+
+    def closed(self, conn: Hashable) -> None:
+        self.meter.closed(conn, self._clock())
+
+    # -- closing intervals ---------------------------------------------------------------
+
+    async def close_interval(self, *, license_id: str | None, activation_id: str | None) -> UsageRecord | None:
+        """Turn the open interval into a signed record on disk. An interval with no usage makes none
+        (sequences stay contiguous: a number is only taken by a record that exists)."""
+        async with self._write_lock:
+            now = self._clock()
+            start, end = self.interval_start, int(now)
+            totals = self.meter.take(now)
+            self.interval_start = end
+            if totals.empty:
+                return None
+            record = UsageRecord(
+                instance_fingerprint=self.fingerprint,
+                sequence=self.ledger.next_sequence,
+                period_start=start,
+                period_end=end,
+                messages=totals.messages,
+                bytes=totals.bytes,
+                client_seconds=totals.client_seconds,
+                license_id=license_id,
+                activation_id=activation_id,
+            )
+            try:
+                await asyncio.to_thread(self.ledger.append, record.sequence, record.sign(self._identity))
+            except OSError as exc:
+                self.meter.give_back(totals)
+                self.interval_start = start
+                log.error("usage record %d could not be written (%s); kept in memory", record.sequence, exc)
+                return None
+            return record
+
+    # -- delivery ------------------------------------------------------------------------
+
+    def pending(self) -> list[tuple[int, bytes]]:
+        return self.ledger.pending(MAX_RECORDS_PER_REPORT)
+
+    async def acknowledge(self, blob: bytes, vendor_key: Any, nonce: str, sent: list[int]) -> UsageAck:
+        """Verify the vendor's receipt for exactly this report, then delete the records it names."""
+        ack = UsageAck.open(blob, vendor_key)
+        if ack.instance_fingerprint != self.fingerprint or ack.request_nonce != nonce:
+            raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the usage receipt answers another report")
+        stored = [s for s in ack.sequences if s in sent]
+        async with self._write_lock:
+            await asyncio.to_thread(self.ledger.drop, stored)
+        self.missing = ack.missing
+        self.last_delivered_at = int(self._clock())
+        self.last_error = None
+        if ack.missing:
+            log.warning("the vendor misses usage record(s) %s of this instance", list(ack.missing)[:20])
+        return ack
+
+    def oldest_pending_start(self) -> int | None:
+        """When the oldest undelivered usage began (None: nothing waits)."""
+        first = self.ledger.pending(1)
+        if not first:
+            return None
+        return UsageRecord.from_body(_unverified(first[0][1])).period_start
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "open_since": iso(self.interval_start),
+            "metered_connections": self.meter.open_connections,
+            "pending_records": self.ledger.pending_count,
+            "oldest_pending_at": iso(self.oldest_pending_start()),
+            "next_sequence": self.ledger.next_sequence,
+            "last_delivered_at": iso(self.last_delivered_at),
+            "missing_at_vendor": list(self.missing[:20]),
+            "last_error": self.last_error,
+        }
+
+
+def _unverified(blob: bytes) -> dict[str, Any]:
+    from ...core.signing import parse_envelope
+
+    return parse_envelope(blob).unverified_body()  # our own file; signature checked by the vendor
+
+
+__all__ = ["Meter", "Metering", "Totals", "needs_metering"]

@@ -1,0 +1,49 @@
+"""``mqtt-licensing vendor usage LICENSE_ID [--from DAY] [--to DAY] [--json|--csv]``: metered usage
+per license per day (UTC), read from the vendor data folder like the other ``vendor`` verbs."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+COLUMNS = ("day", "messages", "bytes", "client_hours", "client_seconds", "records")
+
+
+def cmd_usage(service: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        usage = service(args).usage_by_day(args.id, args.first, args.last)
+        if args.json:
+            print(json.dumps(usage, indent=2, sort_keys=True))
+            return 0
+        if args.csv:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            writer.writerow(COLUMNS)
+            for row in usage["days"]:
+                writer.writerow([row[c] for c in COLUMNS])
+            return 0
+        days = usage["days"]
+        if not days:
+            print(f"no usage recorded for {args.id}")
+        else:
+            print(f"{'day':<10}  {'messages':>12}  {'bytes':>15}  {'client-hours':>12}")
+            for row in days:
+                print(f"{row['day']:<10}  {row['messages']:>12}  {row['bytes']:>15}  {row['client_hours']:>12}")
+        for instance, missing in usage["missing"].items():
+            print(f"instance {instance}: record(s) {', '.join(map(str, missing))} not received yet")
+        return 0
+
+    return run
+
+
+def register(verb: Callable[..., argparse.ArgumentParser], service: Callable[[argparse.Namespace], Any]) -> None:
+    p = verb("usage", cmd_usage(service), "metered usage of one license per day (UTC)")
+    p.add_argument("id", metavar="LICENSE_ID")
+    p.add_argument("--from", dest="first", metavar="DAY", help="first day, YYYY-MM-DD")
+    p.add_argument("--to", dest="last", metavar="DAY", help="last day, YYYY-MM-DD")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true")
+    form.add_argument("--csv", action="store_true")

@@ -1,0 +1,36 @@
+"""Metering (issue 16): usage records as instances sent them, each (instance, sequence) once.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "usage_records",
+        sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
+        sa.Column("sequence", sa.BigInteger, primary_key=True),
+        sa.Column("license_id", sa.String(40), nullable=False),
+        sa.Column("activation_id", sa.String(40), nullable=False),
+        sa.Column("day", sa.String(10), nullable=False),
+        sa.Column("period_start", sa.BigInteger, nullable=False),
+        sa.Column("period_end", sa.BigInteger, nullable=False),
+        sa.Column("messages", sa.BigInteger, nullable=False),
+        sa.Column("bytes", sa.BigInteger, nullable=False),
+        sa.Column("client_seconds", sa.BigInteger, nullable=False),
+        sa.Column("received_at", sa.BigInteger, nullable=False),
+        sa.Column("via", sa.String(16), nullable=False),
+    )
+    op.create_index("ix_usage_license_day", "usage_records", ["license_id", "day"])
+
+
+def downgrade() -> None:
+    op.drop_table("usage_records")

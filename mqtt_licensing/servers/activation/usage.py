@@ -1,0 +1,130 @@
+"""Usage records (issue 16) at the vendor: stored once per (instance, sequence), receipted with a
+signed :class:`~mqtt_licensing.core.documents.UsageAck`, summed per license per day.
+
+Every record is verified against the public key on record for the activation that sends it (or
+brought it in an offline code): a record is the instance's own signed statement, so nobody else
+can add usage to a license or take some away. A record resent (a lost receipt, a replayed report,
+a vendor killed mid-report) is acknowledged again and counted once: the primary key
+(instance_fingerprint, sequence) decides, in the same transaction as the insert. Holes in an
+instance's sequence are reported back (``missing``) and shown per license.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from ...core.documents import UsageAck, UsageRecord
+from ...core.errors import ErrorCode, LicensingError
+from ...core.labels import KIND_USAGE_REPORT
+from ...core.signing import load_public_key
+from .._requests import check_fresh
+from .records import ServiceBase, bad
+from .store import ActivationRecord, Tx
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS_PER_REQUEST = 500
+_MAX_MISSING_LISTED = 100
+
+
+def billing_day(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def _check_day(text: str | None, name: str) -> str | None:
+    if text is None or text == "":
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").strftime("%Y-%m-%d")
+    except (ValueError, TypeError):
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"{name} must be a date like 2026-11-29") from None
+
+
+class UsageApi(ServiceBase):
+    def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
+        """Online: records signed by the instance of the activation the request names -> a signed receipt."""
+        if len(records) > MAX_RECORDS_PER_REQUEST:
+            raise bad(f"at most {MAX_RECORDS_PER_REQUEST} usage records per report")
+        now = self.clock()
+        with self.store.transaction() as tx:
+            act, req = self._verify_known(tx, request, KIND_USAGE_REPORT)
+            check_fresh(req, now, self.max_clock_skew)
+            sequences = self._store_records(tx, act, records, now, via="online")
+            missing = self._missing(tx, act.instance_fingerprint)
+        return UsageAck(
+            instance_fingerprint=act.instance_fingerprint,
+            sequences=tuple(sequences),
+            request_nonce=req.nonce,
+            issued_at=now,
+            missing=missing,
+        ).sign(self.signing_key)
+
+    def import_usage(self, tx: Tx, act: ActivationRecord, records: list[bytes], via: str) -> list[int]:
+        """Offline and floating paths: records carried inside a code already verified for ``act``."""
+        return self._store_records(tx, act, records, self.clock(), via=via)
+
+    def usage_by_day(self, license_id: str, first: str | None = None, last: str | None = None) -> dict[str, Any]:
+        first, last = _check_day(first, "from"), _check_day(last, "to")
+        with self.store.transaction() as tx:
+            self._license(tx, license_id)
+            days = tx.usage_by_day(license_id, first, last)
+            instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
+            gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
+        for row in days:
+            row["client_hours"] = round(row["client_seconds"] / 3600, 4)
+        return {"license_id": license_id, "from": first, "to": last, "days": days, "missing": gaps}
+
+    # -- shared steps ------------------------------------------------------------------------
+
+    def _store_records(self, tx: Tx, act: ActivationRecord, blobs: list[bytes], now: int, *, via: str) -> list[int]:
+        key = load_public_key(act.public_key)
+        stored: list[int] = []
+        for blob in blobs:
+            record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
+            if record.instance_fingerprint != act.instance_fingerprint:
+                raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
+            if record.sequence < 1 or record.period_end < record.period_start:
+                raise bad(f"usage record {record.sequence} is malformed")
+            if min(record.messages, record.bytes, record.client_seconds) < 0:
+                raise bad(f"usage record {record.sequence} has negative usage")
+            owner = self._owner(tx, act, record)
+            new = tx.insert_usage(
+                {
+                    "instance_fingerprint": record.instance_fingerprint,
+                    "sequence": record.sequence,
+                    "license_id": owner.license_id,
+                    "activation_id": owner.id,
+                    "day": billing_day(record.period_start),
+                    "period_start": record.period_start,
+                    "period_end": record.period_end,
+                    "messages": record.messages,
+                    "bytes": record.bytes,
+                    "client_seconds": record.client_seconds,
+                    "received_at": now,
+                    "via": via,
+                }
+            )
+            if not new:
+                log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+            stored.append(record.sequence)
+        return stored
+
+    @staticmethod
+    def _owner(tx: Tx, act: ActivationRecord, record: UsageRecord) -> ActivationRecord:
+        """The activation the usage was counted under: the record's own if it is this instance's
+        (usage closed under an earlier activation still bills that license), else the sender."""
+        if record.activation_id and record.activation_id != act.id:
+            earlier = tx.get_activation(record.activation_id)
+            if earlier is not None and earlier.instance_fingerprint == act.instance_fingerprint:
+                return earlier
+        return act
+
+    @staticmethod
+    def _missing(tx: Tx, fingerprint: str) -> tuple[int, ...]:
+        count, highest = tx.usage_sequences(fingerprint)
+        if count == highest:
+            return ()
+        held = tx.usage_sequence_set(fingerprint)
+        return tuple(s for s in range(1, highest + 1) if s not in held)[:_MAX_MISSING_LISTED]
