@@ -126,6 +126,7 @@ class LicensingAgent:
             sign=self._sign,
             emit=self._out.emit_when_saved,
             clock=self._clock,
+            usage=self.metering,
         )
         known = len(self._problems)
         self._source = source_from_json(self._context, stored.source, self._problems)

@@ -115,6 +115,9 @@ class ActivationCertificate(_Document):
     support_until: int | None = None
     max_connections: int | None = None
     request_nonce: str | None = None  # offline: binds the usage license to one request
+    # Offline metering: sequences of the usage records the request carried that the vendor now
+    # holds (the instance deletes them on applying this usage license).
+    usage_stored: tuple[int, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,8 @@ class InstanceRequest(_Document):
     activation_id: str | None = None
     license_id: str | None = None
     features: tuple[str, ...] = field(default_factory=tuple)
+    # Signed UsageRecords riding in an offline request or deactivation code (issue 16).
+    usage: tuple[bytes, ...] = field(default_factory=tuple)
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 USAGE_FOLDER = "usage"
 MAX_RECORDS_PER_REPORT = 300  # one report stays well under the servers' 256 KiB request limit
+MAX_RECORDS_PER_CODE = 100  # an offline code is a signed document of at most 64 KiB
 
 
 def needs_metering(features: frozenset[str]) -> bool:
@@ -120,6 +121,14 @@ class Metering:
         if ack.missing:
             log.warning("the vendor misses usage record(s) %s of this instance", list(ack.missing)[:20])
         return ack
+
+    def carried(self) -> list[bytes]:
+        return [blob for _seq, blob in self.ledger.pending(MAX_RECORDS_PER_CODE)]
+
+    async def stored(self, sequences: list[int]) -> None:
+        async with self._write_lock:
+            await asyncio.to_thread(self.ledger.drop, sequences)
+        self.last_delivered_at = int(self._clock())
 
     def oldest_pending_start(self) -> int | None:
         """When the oldest undelivered usage began (None: nothing waits)."""

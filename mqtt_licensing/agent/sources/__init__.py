@@ -49,6 +49,18 @@ class SourceContext:
     # emit(event_type, **data): announced on $license/events once the change is saved
     emit: Callable[..., None]
     clock: ClockRecord  # shared and mutable: a successful online check-in trusts the clock again
+    # Metering (issue 16): pending usage records for the codes that carry them offline.
+    usage: UsageCarrier | None = None
+
+
+class UsageCarrier(Protocol):
+    def carried(self) -> list[bytes]:
+        """The oldest pending usage records, as many as one offline code carries."""
+        ...
+
+    async def stored(self, sequences: list[int]) -> None:
+        """The vendor's signed word (in a usage license) that it holds these records."""
+        ...
 
 
 class LicenseSource(Protocol):

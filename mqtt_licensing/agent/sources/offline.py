@@ -81,6 +81,7 @@ class OfflineSource:
             nonce=nonce,
             key_digest=key_digest(key),
             activation_id=source.certificate.activation_id if source.certificate else None,
+            usage=tuple(ctx.usage.carried()) if ctx.usage else (),
         )
         code = armor(USAGE_REQUEST, blob)
         old = source.pending
@@ -108,6 +109,8 @@ class OfflineSource:
                 )
             raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "this usage license does not answer the pending request")
         assert source is not None
+        if ctx.usage is not None and cert.usage_stored:
+            await ctx.usage.stored(list(cert.usage_stored))
         ctx.clock.tampered = False
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, superseded_nonces=_plus(source.superseded_nonces, pending.nonce))
@@ -118,7 +121,13 @@ class OfflineSource:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
         code = armor(
             DEACTIVATION_CODE,
-            self.ctx.sign(KIND_OFFLINE_DEACTIVATION, activation_id=cert.activation_id, license_id=cert.license_id),
+            self.ctx.sign(
+                KIND_OFFLINE_DEACTIVATION,
+                activation_id=cert.activation_id,
+                license_id=cert.license_id,
+                # kept here too: nothing says the code reaches the vendor; a resend is counted once
+                usage=tuple(self.ctx.usage.carried()) if self.ctx.usage else (),
+            ),
         )
         self.ctx.emit("deactivated", method=str(self.model), activation_id=cert.activation_id)
         # What remains is the code to carry to the vendor (shown in the status until replaced).

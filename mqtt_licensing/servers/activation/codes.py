@@ -11,20 +11,24 @@ from ...core.codes import armor, unarmor
 from ...core.documents import open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
-from .records import ServiceBase, bad
+from .records import bad
 from .store import ActivationRecord, LicenseRecord
+from .usage import UsageApi
 
 log = logging.getLogger(__name__)
 
 
-class OfflineCodes(ServiceBase):
+class OfflineCodes(UsageApi):
     def offline_activate(self, request_code: Any) -> dict[str, Any]:
         """Turn a usage request code into a usage license (armoured text)."""
-        lic, act, reused, now = self._offline_bind(
+        lic, act, reused, now, stored = self._offline_bind(
             request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, LicenseModel.OFFLINE
         )
-        cert = self._activation_certificate(lic, act, now, valid_until=lic.expires_at, request_nonce=act.request_nonce)
+        cert = self._activation_certificate(
+            lic, act, now, valid_until=lic.expires_at, request_nonce=act.request_nonce, usage_stored=tuple(stored)
+        )
         return {
+            "usage_records": len(stored),
             "usage_license": armor(labels.USAGE_LICENSE, cert),
             "activation_id": act.id,
             "license_id": lic.id,
@@ -39,7 +43,9 @@ class OfflineCodes(ServiceBase):
             act, req = self._verify_known(tx, blob, labels.KIND_OFFLINE_DEACTIVATION)
             if req.license_id is not None and req.license_id != act.license_id:
                 raise bad("the deactivation code names another license than its activation's")
-            result = {"activation_id": act.id, "license_id": act.license_id}
+            # Usage recorded up to the deactivation still bills; stored once however often the code comes.
+            stored = self.import_usage(tx, act, list(req.usage), "offline")
+            result = {"activation_id": act.id, "license_id": act.license_id, "usage_records": len(stored)}
             if not act.active:
                 return {
                     "freed": False,
@@ -54,7 +60,7 @@ class OfflineCodes(ServiceBase):
 
     def floating_issue(self, request_code: Any) -> dict[str, Any]:
         """Turn a floating server's request code into an armoured floating certificate."""
-        lic, act, reused, now = self._offline_bind(
+        lic, act, reused, now, _stored = self._offline_bind(
             request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, LicenseModel.FLOATING
         )
         cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce)
@@ -67,7 +73,7 @@ class OfflineCodes(ServiceBase):
 
     def _offline_bind(
         self, code: Any, label: str, kind: str, model: LicenseModel
-    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, list[int]]:
         request = open_instance_request(unarmor(code, label), kind)
         if not request.key_digest:
             raise bad("the request code names no license key")
@@ -84,6 +90,7 @@ class OfflineCodes(ServiceBase):
                 ):
                     raise bad("the request names an activation of another license or instance")
             act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
+            stored = self.import_usage(tx, act, list(request.usage), "offline")
         log.info(
             "offline %s %s of %s for instance %s",
             "update" if reused else "activation",
@@ -91,4 +98,4 @@ class OfflineCodes(ServiceBase):
             lic.id,
             act.instance_fingerprint,
         )
-        return lic, act, reused, now
+        return lic, act, reused, now, stored

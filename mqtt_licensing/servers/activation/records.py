@@ -189,6 +189,7 @@ class ServiceBase:
         *,
         valid_until: int | None,
         request_nonce: str | None = None,
+        usage_stored: tuple[int, ...] = (),
     ) -> bytes:
         return ActivationCertificate(
             license_id=lic.id,
@@ -203,6 +204,7 @@ class ServiceBase:
             support_until=lic.support_until,
             max_connections=lic.max_connections,
             request_nonce=request_nonce,
+            usage_stored=usage_stored,
         ).sign(self.signing_key)
 
     def _floating_certificate(
