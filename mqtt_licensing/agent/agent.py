@@ -33,8 +33,8 @@ from ..core.timefmt import iso
 from .access import Access, Client, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .config import AgentConfig
+from .metering import Meter, Metering
 from .metrics import AgentMetrics, background_kind
-from .metering import Meter, Metering, needs_metering
 from .metering.delivery import UsageDuty
 from .publisher import Publisher
 from .requests import Requests
@@ -177,6 +177,10 @@ class LicensingAgent:
     async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
         """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
         decision = await self._access.admit(conn, client_id=client_id, username=username, password=password)
+        refusal = self._usage.gate(self._access.clients.get(conn) if decision.allowed else None, self._source)
+        if refusal is not None:
+            self._access.disconnected(conn)  # undo the reservation (no await since it was made)
+            decision = refusal
         if not decision.allowed:
             self.metrics.refused.labels(str(decision.refusal)).inc()
         return decision
@@ -187,9 +191,7 @@ class LicensingAgent:
 
     def connected(self, conn: Hashable) -> None:
         self._access.connected(conn)
-        client = self._access.clients.get(conn)
-        if client is not None and needs_metering(self.config.required_features(client.username, client.client_id)):
-            self.metering.opened(conn)
+        self._usage.connected(conn, self._access.clients.get(conn))
 
     def disconnected(self, conn: Hashable) -> None:
         self._access.disconnected(conn)

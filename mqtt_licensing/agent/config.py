@@ -71,6 +71,9 @@ class AgentConfig:
     # usage_report_interval seconds and after each check-in.
     usage_interval: float = 60.0
     usage_report_interval: float = 3600.0
+    # Under a license with `metering: required`: metered clients are refused once usage has waited
+    # longer than this for the vendor (an alarm event at half of it); default 3 days.
+    metering_grace: int = 3 * 86400
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:

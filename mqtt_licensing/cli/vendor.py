@@ -124,6 +124,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("expires", format_time(lic["expires_at"])),
         ("support until", format_time(lic["support_until"])),
         ("max connections", "unlimited" if lic["max_connections"] is None else str(lic["max_connections"])),
+        ("metering", lic.get("metering", "best_effort")),
         ("created", format_time(lic["created_at"])),
         ("updated", format_time(lic["updated_at"])),
     ]
@@ -167,6 +168,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
         expires_at=args.expires,
         support_until=args.support_until,
         max_connections=args.max_connections,
+        metering=args.metering,
     )
     print(key)
     return 0
@@ -205,6 +207,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         changes["max_activations"] = args.activations
     if args.seats is not None:
         changes["seats"] = args.seats
+    if args.metering is not None:
+        changes["metering"] = args.metering
     if not changes:
         raise LicensingError(ErrorCode.BAD_REQUEST, "nothing to change: give at least one option")
     _print_license(_service(args).update_license(args.id, changes))
@@ -306,7 +310,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
 
-    p = verb("issue", cmd_issue, "issue a new license; prints only its key")
+    p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")
     p.add_argument("--model", choices=("online", "offline", "floating"), default="online")
     p.add_argument("--activations", type=parse_count, default=1, metavar="N", help="max activations (default 1)")
@@ -322,7 +326,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id")
     p.add_argument("--json", action="store_true")
 
-    p = verb("update", cmd_update, "change a license's terms")
+    p = update = verb("update", cmd_update, "change a license's terms")
     p.add_argument("id")
     p.add_argument("--add-features", type=parse_features, metavar="A,B")
     p.add_argument("--remove-features", type=parse_features, metavar="A,B")
@@ -360,4 +364,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
-    vendor_usage.register(verb, _service)
+    vendor_usage.register(verb, _service, issue=issue, update=update)

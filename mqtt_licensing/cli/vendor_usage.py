@@ -39,7 +39,20 @@ def cmd_usage(service: Callable[[argparse.Namespace], Any]) -> Callable[[argpars
     return run
 
 
-def register(verb: Callable[..., argparse.ArgumentParser], service: Callable[[argparse.Namespace], Any]) -> None:
+METERING = ("best_effort", "required")
+_METERING_HELP = "required: refuse metered clients when usage cannot reach the vendor (default best_effort)"
+
+
+def register(
+    verb: Callable[..., argparse.ArgumentParser],
+    service: Callable[[argparse.Namespace], Any],
+    *,
+    issue: argparse.ArgumentParser,
+    update: argparse.ArgumentParser,
+) -> None:
+    """The ``usage`` verb, and the ``--metering`` term of ``issue`` and ``update``."""
+    issue.add_argument("--metering", choices=METERING, default="best_effort", help=_METERING_HELP)
+    update.add_argument("--metering", choices=METERING, help=_METERING_HELP)
     p = verb("usage", cmd_usage(service), "metered usage of one license per day (UTC)")
     p.add_argument("id", metavar="LICENSE_ID")
     p.add_argument("--from", dest="first", metavar="DAY", help="first day, YYYY-MM-DD")

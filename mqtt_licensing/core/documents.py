@@ -118,6 +118,9 @@ class ActivationCertificate(_Document):
     # Offline metering: sequences of the usage records the request carried that the vendor now
     # holds (the instance deletes them on applying this usage license).
     usage_stored: tuple[int, ...] = field(default_factory=tuple)
+    # "required": metered clients are refused once usage could not reach the vendor for longer
+    # than the agent's metering_grace (issue 16); "best_effort" never refuses for metering.
+    metering: str = "best_effort"
 
 
 @dataclass(frozen=True)

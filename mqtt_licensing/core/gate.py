@@ -18,6 +18,7 @@ class Refusal(StrEnum):
     CONNECTION_LIMIT = "connection_limit"
     FEATURE_MISSING = "feature_missing"
     BAD_CREDENTIALS = "bad_credentials"
+    METERING_UNDELIVERED = "metering_undelivered"  # metering: required, usage overdue at the vendor
 
 
 @dataclass(frozen=True)

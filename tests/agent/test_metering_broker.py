@@ -13,6 +13,7 @@ import pytest
 from tests.helpers.broker import MqttClient, start_broker, wait_for
 
 MESSAGES = int(os.environ.get("METERING_MESSAGES", "5000"))
+BATCH = 2000
 PAYLOAD = b'{"t": 21.5, "unit": "C", "sensor": "line-4"}'
 BRIDGE_CLASS = {"snowflake_bridge": {"features": ["iot_bridge_snowflake"], "client_id_prefixes": ["snowflake-"]}}
 
@@ -22,7 +23,7 @@ def vendor_usage(vendor, license_id: str) -> dict[str, int]:
     return {k: sum(d[k] for d in days) for k in ("messages", "bytes", "client_seconds", "records")}
 
 
-@pytest.mark.timeout(60 + MESSAGES // 500)
+@pytest.mark.timeout(60 + MESSAGES // 200)
 def test_messages_to_a_bridge_are_reported_exactly_once(tmp_path, vendor) -> None:
     key = vendor.issue(features=["mqtt_server", "iot_bridge_snowflake"])
     license_id = vendor.license_id(key)
@@ -40,10 +41,17 @@ def test_messages_to_a_bridge_are_reported_exactly_once(tmp_path, vendor) -> Non
                 assert client.connect() == 0
             assert bridge.subscribe("plant/#", qos=1) == 1
             assert dashboard.subscribe("plant/#", qos=1) == 1  # not metered: must not count
-            for n in range(MESSAGES):
-                plc.client.publish(f"plant/line4/{n % 7}", PAYLOAD, qos=1)
-            wait_for(lambda: len(bridge.messages) >= MESSAGES, timeout=30 + MESSAGES // 500, message="bridge")
-            wait_for(lambda: len(dashboard.messages) >= MESSAGES, timeout=30, message="dashboard")
+            sent = 0
+            while sent < MESSAGES:
+                # in windows: amqtt keeps every unacknowledged QoS 1 message in flight at once, and its
+                # 16-bit packet ids collide once more than 65,535 wait for one subscriber
+                batch = min(BATCH, MESSAGES - sent)
+                for n in range(sent, sent + batch):
+                    plc.client.publish(f"plant/line4/{n % 7}", PAYLOAD, qos=1)
+                sent += batch
+                wait_for(lambda s=sent: len(bridge.messages) >= s, timeout=60, message=f"bridge got {sent}")
+            wait_for(lambda: len(dashboard.messages) >= MESSAGES, timeout=60, message="dashboard")
+            assert len(bridge.messages) == MESSAGES
         wait_for(
             lambda: (
                 vendor_usage(vendor, license_id)["messages"] >= MESSAGES
@@ -72,5 +80,4 @@ def test_client_hours_of_a_connected_bridge(tmp_path, vendor) -> None:
         with MqttClient(broker.port, client_id="snowflake-2") as bridge, MqttClient(broker.port, client_id="x") as x:
             assert bridge.connect() == 0 and x.connect() == 0
             wait_for(lambda: vendor_usage(vendor, license_id)["client_seconds"] >= 2, timeout=20, message="seconds")
-        # one metered connection: its seconds never run ahead of the wall clock by more than one interval
-        assert broker.agent.metering.meter.open_connections == 0
+        wait_for(lambda: broker.agent.metering.meter.open_connections == 0, message="the bridge's time stopped")

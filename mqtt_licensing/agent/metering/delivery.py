@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from ...clients.activation import ActivationClient
 from ...core.documents import UsageAck
 from ...core.errors import LicensingError
+from ...core.gate import Decision, Refusal
 from ...core.labels import KIND_USAGE_REPORT
-from . import Metering
+from . import Metering, needs_metering
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class UsageDuty:
         self.metering = metering
         self.ctx = ctx  # the agent's SourceContext: config, vendor key, signing, clock
         self._last_report_attempt = 0.0
+        self._alarmed = False
 
     async def close(self, source: Any) -> None:
         cert = getattr(source, "certificate", None) if source is not None else None
@@ -65,8 +67,56 @@ class UsageDuty:
             license_id=getattr(cert, "license_id", None), activation_id=getattr(cert, "activation_id", None)
         )
 
+    # -- metering: required --------------------------------------------------------------
+
+    def overdue(self, source: Any) -> int:
+        """Seconds the oldest undelivered usage has waited, under a `metering: required` license (else 0)."""
+        cert = getattr(source, "certificate", None)
+        if getattr(cert, "metering", "best_effort") != "required":
+            return 0
+        oldest = self.metering.oldest_pending_start()
+        return 0 if oldest is None else max(0, self.ctx.now() - oldest)
+
+    def is_metered(self, client: Any) -> bool:
+        return client is not None and needs_metering(
+            self.ctx.config.required_features(client.username, client.client_id)
+        )
+
+    def connected(self, conn: Hashable, client: Any) -> None:
+        if self.is_metered(client):
+            self.metering.opened(conn)
+
+    def gate(self, client: Any, source: Any) -> Decision | None:
+        """A refusal for an admitted metered client while usage is overdue under `metering: required`."""
+        if client is None or str(client.role) == "admin" or not self.is_metered(client):
+            return None
+        if self.overdue(source) <= self.ctx.config.metering_grace:
+            return None
+        log.warning("refused metered client %r: usage undelivered too long (metering: required)", client.client_id)
+        decision = Decision(False, Refusal.METERING_UNDELIVERED, "usage could not reach the vendor in time")
+        self.ctx.emit(
+            "connection_refused", client_id=client.client_id, username=client.username, reason=str(decision.refusal)
+        )
+        return decision
+
+    def _alarm(self, source: Any) -> None:
+        grace = self.ctx.config.metering_grace
+        overdue = self.overdue(source)
+        if overdue * 2 >= grace and not self._alarmed:
+            self._alarmed = True
+            log.warning("usage undelivered for %d s: metered clients are refused after %d s", overdue, grace)
+            self.ctx.emit(
+                "metering_overdue",
+                overdue_seconds=overdue,
+                refuse_after_seconds=grace,
+                pending_records=self.metering.ledger.pending_count,
+            )
+        elif overdue * 2 < grace:
+            self._alarmed = False
+
     async def tick(self, source: Any, *, checked_in: bool = False) -> None:
         config, now = self.ctx.config, self.ctx.now()
+        self._alarm(source)
         if now - self.metering.interval_start >= config.usage_interval:
             await self.close(source)
         due = now - self._last_report_attempt >= config.usage_report_interval

@@ -18,7 +18,17 @@ from .store import LicenseRecord
 log = logging.getLogger(__name__)
 
 STATUSES = ("active", "suspended", "revoked")
-ISSUE_FIELDS = ("features", "model", "max_activations", "seats", "expires_at", "support_until", "max_connections")
+ISSUE_FIELDS = (
+    "features",
+    "model",
+    "max_activations",
+    "seats",
+    "expires_at",
+    "support_until",
+    "max_connections",
+    "metering",
+)
+METERING = ("best_effort", "required")
 UPDATE_FIELDS = (
     "add_features",
     "remove_features",
@@ -28,7 +38,16 @@ UPDATE_FIELDS = (
     "max_connections",
     "seats",
     "status",
+    "metering",
 )
+
+
+def _metering(value: Any) -> str:
+    if value is None:
+        return "best_effort"
+    if value not in METERING:
+        raise bad(f"metering must be one of {', '.join(METERING)}")
+    return str(value)
 
 
 def _opt_int(name: str, value: Any, *, minimum: int) -> int | None:
@@ -76,6 +95,7 @@ class LicenseAdmin(ServiceBase):
         expires_at: Any = None,
         support_until: Any = None,
         max_connections: Any = None,
+        metering: Any = "best_effort",
     ) -> tuple[dict[str, Any], str]:
         """Create a license; returns (its record, the key). The key is never stored or shown again."""
         if model not in set(LicenseModel):
@@ -103,6 +123,7 @@ class LicenseAdmin(ServiceBase):
             status="active",
             created_at=now,
             updated_at=now,
+            metering=_metering(metering),
         )
         with self.store.transaction() as tx:
             tx.insert_license(record)
@@ -161,6 +182,8 @@ class LicenseAdmin(ServiceBase):
             if changes["seats"] is None:
                 raise bad("seats cannot be null")
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
+        if "metering" in changes:
+            values["metering"] = _metering(changes["metering"])
         if changes.get("status") is not None:
             status = changes["status"]
             if status not in STATUSES:

@@ -63,6 +63,7 @@ def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> 
         "support_until": lic.support_until,
         "max_connections": lic.max_connections,
         "status": lic.status,
+        "metering": lic.metering,
         "created_at": lic.created_at,
         "updated_at": lic.updated_at,
     }
@@ -205,6 +206,7 @@ class ServiceBase:
             max_connections=lic.max_connections,
             request_nonce=request_nonce,
             usage_stored=usage_stored,
+            metering=lic.metering,
         ).sign(self.signing_key)
 
     def _floating_certificate(

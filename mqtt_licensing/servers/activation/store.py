@@ -45,6 +45,8 @@ licenses = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # best_effort | required: refuse metered clients when usage cannot reach the vendor (issue 16)
+    sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"),
 )
 
 activations = sa.Table(
@@ -117,6 +119,7 @@ class LicenseRecord:
     status: str
     created_at: int
     updated_at: int
+    metering: str = "best_effort"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Metering (issue 16): usage records as instances sent them, each (instance, sequence) once.
+"""Metering (issue 16): usage records as instances sent them, each (instance, sequence) once;
+``licenses.metering`` (best_effort | required).
 
 Revision ID: 0002
 Revises: 0001
@@ -30,7 +31,11 @@ def upgrade() -> None:
         sa.Column("via", sa.String(16), nullable=False),
     )
     op.create_index("ix_usage_license_day", "usage_records", ["license_id", "day"])
+    with op.batch_alter_table("licenses") as batch:
+        batch.add_column(sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("licenses") as batch:
+        batch.drop_column("metering")
     op.drop_table("usage_records")
