@@ -85,6 +85,8 @@ class LicensingAgent:
         self.fingerprint = ""
         self._loaded = False
         self._load_error: LicensingError | None = None
+        self.metering = Metering(config.state_dir, clock=clock)
+        self._usage = UsageDuty(self.metering)  # its context is set by load()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -107,10 +109,7 @@ class LicensingAgent:
             log.error("license agent not loaded: %s", exc.message)
             raise
         self.fingerprint = fingerprint(self._identity)
-        self.metering = Metering(
-            self.config.state_dir, identity=self._identity, fingerprint=self.fingerprint, clock=self.clock
-        )
-        await self.metering.load()
+        await self.metering.load(self._identity, self.fingerprint)
         self._trial_started_at = stored.trial_started_at
         self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
         self._alarms = AlarmBoard.from_json(stored.alarms)
@@ -130,7 +129,7 @@ class LicensingAgent:
         )
         known = len(self._problems)
         self._source = source_from_json(self._context, stored.source, self._problems)
-        self._usage = UsageDuty(self.metering, self._context)
+        self._usage.ctx = self._context
         for problem in self._problems[known:]:
             log.error("stored license document rejected: %s", problem.message)
         self._evaluation = self._evaluate(now)

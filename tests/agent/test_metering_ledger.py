@@ -26,13 +26,13 @@ def identity() -> Ed25519PrivateKey:
 
 
 def metering(tmp_path, identity, clock) -> Metering:
-    return Metering(tmp_path, identity=identity, fingerprint=fingerprint(identity), clock=clock)
+    return Metering(tmp_path, clock=clock)
 
 
 async def test_intervals_close_into_signed_sequential_records(tmp_path, identity) -> None:
     clock = Clock()
     m = metering(tmp_path, identity, clock)
-    await m.load()
+    await m.load(identity, fingerprint(identity))
     m.opened("bridge")
     m.meter.messages += 3
     m.meter.bytes += 30
@@ -53,14 +53,14 @@ async def test_intervals_close_into_signed_sequential_records(tmp_path, identity
 async def test_restart_keeps_closed_records_and_numbering(tmp_path, identity) -> None:
     clock = Clock()
     m = metering(tmp_path, identity, clock)
-    await m.load()
+    await m.load(identity, fingerprint(identity))
     for _ in range(3):
         m.meter.messages += 1
         await m.close_interval(license_id=None, activation_id=None)
     m.meter.messages += 99  # the open interval: what a kill -9 now loses, and all it loses
     (tmp_path / "usage" / ".000000000004.usage.4242.tmp").write_bytes(b"half a rec")  # a write cut short
     again = metering(tmp_path, identity, clock)
-    await again.load()
+    await again.load(identity, fingerprint(identity))
     assert [seq for seq, _ in again.pending()] == [1, 2, 3]
     assert not list((tmp_path / "usage").glob(".*.tmp"))
     assert again.ledger.next_sequence == 4
@@ -70,7 +70,7 @@ async def test_only_a_matching_signed_receipt_deletes_records_and_numbers_are_ne
     clock = Clock()
     vendor = Ed25519PrivateKey.generate()
     m = metering(tmp_path, identity, clock)
-    await m.load()
+    await m.load(identity, fingerprint(identity))
     for _ in range(2):
         m.meter.messages += 1
         await m.close_interval(license_id=None, activation_id=None)
@@ -85,5 +85,5 @@ async def test_only_a_matching_signed_receipt_deletes_records_and_numbers_are_ne
     assert [seq for seq, _ in m.pending()] == [2]
     await m.acknowledge(good.sign(vendor), vendor.public_key(), "n", [2])
     restarted = metering(tmp_path, identity, clock)
-    await restarted.load()
+    await restarted.load(identity, fingerprint(identity))
     assert restarted.ledger.pending_count == 0 and restarted.ledger.next_sequence == 3

@@ -38,18 +38,11 @@ def needs_metering(features: frozenset[str]) -> bool:
 
 
 class Metering:
-    def __init__(
-        self,
-        state_dir: str | Path,
-        *,
-        identity: Ed25519PrivateKey,
-        fingerprint: str,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, state_dir: str | Path, *, clock: Callable[[], float]) -> None:
         self.meter = Meter()
         self.ledger = Ledger(Path(state_dir).expanduser() / USAGE_FOLDER)
-        self._identity = identity
-        self.fingerprint = fingerprint
+        self._identity: Ed25519PrivateKey | None = None  # set by load(): nothing is signed before
+        self.fingerprint = ""
         self._clock = clock
         self._write_lock = asyncio.Lock()
         self.interval_start = int(clock())
@@ -57,7 +50,8 @@ class Metering:
         self.last_error: dict[str, str] | None = None
         self.missing: tuple[int, ...] = ()  # holes the vendor reported
 
-    async def load(self) -> None:
+    async def load(self, identity: Ed25519PrivateKey, fingerprint: str) -> None:
+        self._identity, self.fingerprint = identity, fingerprint
         await asyncio.to_thread(self.ledger.load)
         if self.ledger.pending_count:
             log.info("usage ledger: %d record(s) await the vendor's acknowledgement", self.ledger.pending_count)
@@ -80,7 +74,7 @@ class Metering:
             start, end = self.interval_start, int(now)
             totals = self.meter.take(now)
             self.interval_start = end
-            if totals.empty:
+            if totals.empty or self._identity is None:
                 return None
             record = UsageRecord(
                 instance_fingerprint=self.fingerprint,

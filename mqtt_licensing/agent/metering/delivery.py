@@ -55,9 +55,9 @@ class UsageDuty:
     """The agent's background metering work: close an interval every ``usage_interval`` seconds and
     report online every ``usage_report_interval`` (and right after each check-in)."""
 
-    def __init__(self, metering: Metering, ctx: Any) -> None:
+    def __init__(self, metering: Metering) -> None:
         self.metering = metering
-        self.ctx = ctx  # the agent's SourceContext: config, vendor key, signing, clock
+        self.ctx: Any = None  # the agent's SourceContext (config, vendor key, signing, clock), set on load
         self._last_report_attempt = 0.0
         self._alarmed = False
 
