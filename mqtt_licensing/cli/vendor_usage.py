@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -43,6 +44,35 @@ METERING = ("best_effort", "required")
 _METERING_HELP = "required: refuse metered clients when usage cannot reach the vendor (default best_effort)"
 
 
+def cmd_bill(service: Callable[[argparse.Namespace], Any]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from ..core.errors import ErrorCode, LicensingError
+        from ..servers.activation.billing import report_day
+
+        api_key = os.environ.get("STRIPE_API_KEY", "")
+        if not api_key:
+            raise LicensingError(ErrorCode.MISSING_FIELD, "set STRIPE_API_KEY (the secret key is never an argument)")
+        sent = report_day(
+            service(args),
+            args.id,
+            args.day,
+            customer=args.customer,
+            event_name=args.event_name,
+            unit=args.unit,
+            api_key=api_key,
+            api_base=args.api_base,
+        )
+        print(json.dumps(sent, sort_keys=True) if args.json else _bill_line(sent))
+        return 0
+
+    return run
+
+
+def _bill_line(sent: dict[str, Any]) -> str:
+    verb = "already reported" if sent["already_reported"] else "reported"
+    return f"{sent['day']} {sent['unit']}={sent['value']} {verb} (idempotency key {sent['idempotency_key']})"
+
+
 def register(
     verb: Callable[..., argparse.ArgumentParser],
     service: Callable[[argparse.Namespace], Any],
@@ -60,3 +90,12 @@ def register(
     form = p.add_mutually_exclusive_group()
     form.add_argument("--json", action="store_true")
     form.add_argument("--csv", action="store_true")
+
+    p = verb("bill", cmd_bill(service), "report one finished day of a license's usage to Stripe (STRIPE_API_KEY)")
+    p.add_argument("id", metavar="LICENSE_ID")
+    p.add_argument("--day", required=True, metavar="DAY", help="YYYY-MM-DD (UTC), a day that is over")
+    p.add_argument("--customer", required=True, metavar="CUS_ID", help="the Stripe customer billed")
+    p.add_argument("--event-name", required=True, help="the Stripe meter's event name")
+    p.add_argument("--unit", choices=("messages", "bytes", "client_hours"), default="messages")
+    p.add_argument("--api-base", metavar="URL", help="another Stripe API address (tests, a Stripe mock)")
+    p.add_argument("--json", action="store_true")

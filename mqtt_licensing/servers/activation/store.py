@@ -103,6 +103,18 @@ usage_records = sa.Table(
     sa.Index("ix_usage_license_day", "license_id", "day"),
 )
 
+# What was billed through Stripe (servers/activation/billing.py): once per license, day and unit.
+billing_reports = sa.Table(
+    "billing_reports",
+    metadata,
+    sa.Column("license_id", sa.String(40), primary_key=True),
+    sa.Column("day", sa.String(10), primary_key=True),
+    sa.Column("unit", sa.String(16), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("idempotency_key", sa.String(64), nullable=False),
+    sa.Column("reported_at", sa.BigInteger, nullable=False),
+)
+
 
 @dataclass(frozen=True)
 class LicenseRecord:
@@ -281,6 +293,16 @@ class Tx:
             {"day": day, "messages": int(m), "bytes": int(b), "client_seconds": int(s), "records": int(n)}
             for day, m, b, s, n in self.conn.execute(query)
         ]
+
+    def billed(self, license_id: str, day: str, unit: str) -> dict[str, Any] | None:
+        c = billing_reports.c
+        row = self.conn.execute(
+            sa.select(billing_reports).where(c.license_id == license_id, c.day == day, c.unit == unit)
+        ).first()
+        return dict(row._mapping) if row is not None else None  # noqa: SLF001 - SQLAlchemy's public Row API
+
+    def record_billed(self, values: dict[str, Any]) -> None:
+        self.conn.execute(billing_reports.insert().values(**values))
 
     # -- rate limiting -----------------------------------------------------------
     def get_rate(self, address: str) -> tuple[int, int] | None:

@@ -31,11 +31,21 @@ def upgrade() -> None:
         sa.Column("via", sa.String(16), nullable=False),
     )
     op.create_index("ix_usage_license_day", "usage_records", ["license_id", "day"])
+    op.create_table(
+        "billing_reports",
+        sa.Column("license_id", sa.String(40), primary_key=True),
+        sa.Column("day", sa.String(10), primary_key=True),
+        sa.Column("unit", sa.String(16), primary_key=True),
+        sa.Column("value", sa.BigInteger, nullable=False),
+        sa.Column("idempotency_key", sa.String(64), nullable=False),
+        sa.Column("reported_at", sa.BigInteger, nullable=False),
+    )
     with op.batch_alter_table("licenses") as batch:
         batch.add_column(sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"))
 
 
 def downgrade() -> None:
+    op.drop_table("billing_reports")
     with op.batch_alter_table("licenses") as batch:
         batch.drop_column("metering")
     op.drop_table("usage_records")
