@@ -34,8 +34,8 @@ from .access import Access, Client, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .config import AgentConfig
 from .metering import Meter, Metering
-from .metrics import AgentMetrics, background_kind
 from .metering.delivery import UsageDuty
+from .metrics import AgentMetrics, background_kind
 from .publisher import Publisher
 from .requests import Requests
 from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
