@@ -1,13 +1,14 @@
-"""Who may connect, and what each connection may subscribe to and receive.
+"""Who may connect, and what each connection may subscribe to, publish and receive.
 
-Authentication (scrypt-hashed admins and users), the CONNECT gate, the count of admitted
-connections, which connection holds each client id, the ``$license/*`` topic rights, and
-disconnecting clients when the license stops serving (``enforce_existing``).
+Authentication (hashed admins and users, see :mod:`.credentials`), the CONNECT gate, the count
+of admitted connections, which connection holds each client id, the ``$license/*`` topic rights,
+the admin policy (admins manage the license, they do not switch it off: a few at a time, and
+while the license does not serve they may use ``$license/...`` only), and disconnecting clients
+when the license stops serving (``enforce_existing``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -16,11 +17,11 @@ from typing import Protocol
 
 from ..core import protocol
 from ..core.gate import Decision, Refusal, decide, must_disconnect_existing
-from ..core.passwords import verify_password
 from ..core.state import Evaluation
 from .config import AgentConfig
 from .connections import ConnectionTracker
 from .refusals import RefusalLog
+from .credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -72,21 +73,44 @@ class Access:
         # connection (clean session) take a live client id without closing the first; replies
         # to that id belong to the newest connection alone, and the older one is answered no more.
         self.holders: dict[str, Hashable] = {}
+        self.credentials = Credentials({**config.user_hashes(), **config.admins})
+        self._confined_logged: set[Hashable] = set()  # admin connections told once why a topic was refused
 
-    async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
-        """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
-        role = await self._authenticate(username, password)
+    async def admit(
+        self,
+        conn: Hashable,
+        *,
+        client_id: str,
+        username: str | None,
+        password: str | None,
+        peer: str | None = None,
+    ) -> Decision:
+        """Authenticate and gate one CONNECT. Only a username with a password costs a hash check
+        (the first time: see :mod:`.credentials`); ``peer`` is the source address, for backoff."""
+        role = await self._authenticate(username, password, peer)
         now = self._now()
         if role is None:
             decision = Decision(False, Refusal.BAD_CREDENTIALS, "unknown user or wrong password")
             self._refused(client_id, username, decision, now)
             return decision
         # From here to the reservation there is no await: racing CONNECTs see each other.
+        if role is Role.ADMIN and self.tracker.admin_count() >= self.config.max_admin_connections:
+            decision = Decision(
+                False,
+                Refusal.ADMIN_LIMIT,
+                f"{self.config.max_admin_connections} admin connections are open (max_admin_connections)",
+            )
+            self._refused(client_id, username, decision, now)
+            return decision
+        current = self.tracker.non_admin_count(now)
+        previous = self.holders.get(client_id)
+        if previous is not None and previous != conn and self.tracker.counts(previous):
+            current -= 1  # a reconnect takes its own place: the adapter closes the old connection
         decision = decide(
             self._evaluation(now),
             is_admin=role is Role.ADMIN,
             required_features=self.config.required_features(username, client_id),
-            current_connections=self.tracker.non_admin_count(now),
+            current_connections=current,
         )
         if not decision.allowed:
             self._refused(client_id, username, decision, now)
@@ -105,13 +129,33 @@ class Access:
     def disconnected(self, conn: Hashable) -> None:
         self.tracker.release(conn)
         if not self.tracker.holds(conn):
+            self._confined_logged.discard(conn)
             client = self.clients.pop(conn, None)
             if client is not None and self.holders.get(client.client_id) == conn:
                 del self.holders[client.client_id]
 
+    def confined(self, conn: Hashable) -> bool:
+        """True for an admin connection while the license does not serve: it may use only
+        ``$license/...`` (manage the license), never carry the plant's traffic unlicensed."""
+        client = self.clients.get(conn)
+        if client is None or client.role is not Role.ADMIN or self._evaluation(self._now()).serving:
+            return False
+        if conn not in self._confined_logged:
+            self._confined_logged.add(conn)
+            log.warning(
+                "admin %r (client id %r): license not serving, so only $license/... topics are allowed "
+                "(other publishes dropped, subscriptions refused)",
+                client.username,
+                client.client_id,
+            )
+        return True
+
+    def may_publish(self, conn: Hashable, topic: str) -> bool:
+        return topic.startswith(protocol.PREFIX) or not self.confined(conn)
+
     def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
         if not topic_filter.startswith(protocol.PREFIX):
-            return True
+            return not self.confined(conn)
         client = self.clients.get(conn)
         if client is None or (
             topic_filter.startswith(protocol.REPLY_ROOT + "/") and self.holders.get(client.client_id) != conn
@@ -164,16 +208,20 @@ class Access:
             await transport.disconnect(key)
             self.tracker.release(key)  # never kick the same socket twice, even if the broker is slow
 
-    async def _authenticate(self, username: str | None, password: str | None) -> Role | None:
-        for role, table in ((Role.ADMIN, self.config.admins), (Role.USER, self.config.users)):
-            if username is not None and username in table:
-                ok = await asyncio.to_thread(verify_password, password or "", table[username])
-                if not ok:
-                    return None
-                return Role.READER if role is Role.USER and username in self.config.readers else role
-        if not self.config.allow_anonymous:
-            return None
-        return Role.READER if username in self.config.readers else Role.USER
+    async def _authenticate(self, username: str | None, password: str | None, peer: str | None) -> Role | None:
+        if username is not None and (password is not None or self.credentials.knows(username)):
+            # An unknown name with a password is checked too (against a dummy hash, same cost)
+            # and refused: a mistyped admin must not get in as anonymous, nor learn which names exist.
+            if not await self.credentials.check(username, password or "", peer):
+                return None
+            if username in self.config.admins:
+                return Role.ADMIN
+            return Role.READER if username in self.config.readers else Role.USER
+        # Readers always have a password (config validation), so anyone else here is a plain user.
+        return Role.USER if self.config.allow_anonymous else None
+
+    def close(self) -> None:
+        self.credentials.close()
 
     def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
         self.refusal_log.refused(client_id, username, str(decision.refusal), decision.message)

@@ -156,6 +156,7 @@ class LicensingAgent:
                 await self._source.close()
             await self._save()
         await self._out.close()
+        self._access.close()
 
     @property
     def evaluation(self) -> Evaluation:
@@ -173,9 +174,11 @@ class LicensingAgent:
 
     # -- the broker adapter's calls ------------------------------------------------------------
 
-    async def admit(self, conn: Hashable, *, client_id: str, username: str | None, password: str | None) -> Decision:
+    async def admit(
+        self, conn: Hashable, *, client_id: str, username: str | None, password: str | None, peer: str | None = None
+    ) -> Decision:
         """Authenticate and gate one CONNECT. Only admins and password users cost a hash check."""
-        decision = await self._access.admit(conn, client_id=client_id, username=username, password=password)
+        decision = await self._access.admit(conn, client_id=client_id, username=username, password=password, peer=peer)
         refusal = self._usage.gate(self._access.clients.get(conn) if decision.allowed else None, self._source)
         if refusal is not None:
             self._access.disconnected(conn)  # undo the reservation (no await since it was made)
@@ -202,6 +205,13 @@ class LicensingAgent:
 
     def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
         return self._access.may_subscribe(conn, topic_filter)
+
+    def confined(self, conn: Hashable) -> bool:
+        """An admin connection while the license does not serve: ``$license/...`` only."""
+        return self._access.confined(conn)
+
+    def may_publish(self, conn: Hashable, topic: str) -> bool:
+        return self._access.may_publish(conn, topic)
 
     def may_receive(self, conn: Hashable, topic: str, client_id: str) -> bool:
         """Delivery-time check. ``client_id`` is the receiving session's: a persistent session

@@ -6,6 +6,7 @@ can fill it from YAML); :meth:`AgentConfig.validate` turns it into checked value
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
 from .alarms import AlarmSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +77,10 @@ class AgentConfig:
     # Under a license with `metering: required`: metered clients are refused once usage has waited
     # longer than this for the vendor (an alarm event at half of it); default 3 days.
     metering_grace: int = 3 * 86400
+    # Issue 9/11 (access): a Mosquitto password file (`mosquitto_passwd` output, $7$ or $6$ entries)
+    # naming more non-admin users, beside `users:`; and how many admin connections may be open at once.
+    password_file: str | None = None
+    max_admin_connections: int = 4
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -90,11 +97,27 @@ class AgentConfig:
                         ErrorCode.INVALID_FIELD,
                         f"{role}.{name}: store a hash from `mqtt-licensing hash-password`, not a plain password",
                     )
+        users = self.user_hashes()
+        for name in self.readers:
+            if name not in self.admins and name not in users:
+                # Anyone could connect under that name without a password and read status and events.
+                message = f"readers: {name!r} has no password: add it to users: (or password_file:)"
+                if self.allow_anonymous:
+                    raise LicensingError(ErrorCode.INVALID_FIELD, message)
+                log.warning("%s; it cannot connect at all while allow_anonymous is false", message)
+        if self.max_admin_connections < 1:
+            raise LicensingError(ErrorCode.INVALID_FIELD, "max_admin_connections must be at least 1")
         for name, spec in self.client_classes.items():
             unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
             if unknown:
                 raise LicensingError(ErrorCode.INVALID_FIELD, f"client_classes.{name}: unknown keys {sorted(unknown)}")
             validate_features(spec.get("features", []))
+            if spec.get("client_id_prefixes") and not spec.get("usernames"):
+                log.warning(
+                    "client_classes.%s is matched by client-id prefix only: a client picks its own id, so it can "
+                    "avoid the class; bind the class to usernames to enforce it",
+                    name,
+                )
         if self.floating_server_url:
             validate_features(self.floating_features or [MQTT_SERVER])
         intervals = (self.check_in_interval, self.retry_interval, self.tick_interval, self.usage_interval)
@@ -117,6 +140,34 @@ class AgentConfig:
         return AlarmSettings(
             tuple(self.alarm_expiry_days), tuple(self.alarm_support_days), self.alarm_quota_high, self.alarm_quota_clear
         )
+    def user_hashes(self) -> dict[str, str]:
+        """``users:`` plus the entries of ``password_file`` (read on every call: at start and on reload)."""
+        hashes = dict(self.users)
+        if not self.password_file:
+            return hashes
+        path = Path(self.password_file).expanduser()
+        try:
+            lines = path.read_text().splitlines()
+        except OSError as exc:
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD, f"password_file: cannot read {path}: {exc.strerror}"
+            ) from None
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _sep, encoded = line.partition(":")
+            if not is_password_hash(encoded):
+                raise LicensingError(
+                    ErrorCode.INVALID_FIELD,
+                    f"password_file {path} line {number}: not a hashed entry; create it with mosquitto_passwd",
+                )
+            if name in hashes or name in self.admins:
+                raise LicensingError(
+                    ErrorCode.INVALID_FIELD, f"password_file {path} line {number}: {name!r} is also in the config"
+                )
+            hashes[name] = encoded
+        return hashes
 
     def limits(self) -> Limits:
         try:

@@ -63,6 +63,14 @@ class ConnectionTracker:
             self._expire(now)
         return self._non_admin_refs
 
+    def admin_count(self) -> int:
+        return sum(e.refs for e in self._entries.values() if e.admin)  # a handful at most
+
+    def counts(self, key: Hashable) -> bool:
+        """Is this connection held and counted against the license's limit?"""
+        entry = self._entries.get(key)
+        return entry is not None and not entry.admin
+
     def non_admin_keys(self) -> list[Hashable]:
         return [k for k, e in self._entries.items() if not e.admin]
 

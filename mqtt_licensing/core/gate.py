@@ -19,6 +19,7 @@ class Refusal(StrEnum):
     FEATURE_MISSING = "feature_missing"
     BAD_CREDENTIALS = "bad_credentials"
     METERING_UNDELIVERED = "metering_undelivered"  # metering: required, usage overdue at the vendor
+    ADMIN_LIMIT = "admin_limit"  # more than max_admin_connections admins at once
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,9 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    in the table for ever, ~36 KiB each); a refused CONNECT gets CONNACK 5 and leaves
    nothing behind; a clean_session=0 CONNECT closes the live connection holding that
    client id and waits for it to end (amqtt otherwise lets two live sockets share one
-   Session); keepalive is 1.5 x the client's. test_connections.py, test_limits.py
+   Session), and so does a clean_session=1 CONNECT (MQTT 3.1.1 §3.1.4-2; a reconnect
+   at the connection limit takes its own place); keepalive is 1.5 x the client's.
+   test_connections.py, test_limits.py, test_access.py::test_reconnect_*
 3. ``_authenticate``: answers with the verdict (2) already reached for this session.
 4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
    belong to the connection (its protocol handler), never to a shared Session.
@@ -80,6 +82,7 @@ class ConnectionHooks(Protocol):
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
 
     def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
+    def confined(self, conn: Hashable) -> bool: ...
 
 
 class PacketTooLarge(Exception):
@@ -200,6 +203,8 @@ class BrokerPatches:
         client_id = incoming.client_id or ""
         session = incoming
         if incoming.clean_session:
+            if (live := self._holders.get(client_id)) is not None:
+                await self._take_over(client_id, live)  # MQTT 3.1.1 §3.1.4-2, and the count stays put
             await broker._delete_session(client_id)  # noqa: SLF001
             session.parent = 0
         elif (entry := broker.sessions.get(client_id)) is not None:
@@ -337,6 +342,7 @@ class BrokerPatches:
             and topic[0] != "$"
             and len(topic_plugins) == 1
             and topic_plugins[0] is self._hooks
+            and (action == Action.RECEIVE or not self._hooks.confined(self.connection_of(session)))
         ):
             return True
         result: bool = await self._orig_topic_filtering(session, topic, action)

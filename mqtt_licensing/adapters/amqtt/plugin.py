@@ -85,6 +85,7 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             client_id=session.client_id or "",
             username=session.username,
             password=session.password,
+            peer=session.remote_address,  # failed passwords back off per source address too
         )
         return decision.allowed
 
@@ -98,7 +99,8 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             return self.agent.may_subscribe(conn, topic)
         if action == Action.RECEIVE:
             return self.agent.may_receive(conn, topic, session.client_id or "")
-        return True  # a PUBLISH to $license/... never reaches here (patches: _handle_message_delivery)
+        # A PUBLISH to $license/... never reaches here (patches: _handle_message_delivery).
+        return self.agent.may_publish(conn, topic)
 
     # -- what the patches report (patches.ConnectionHooks) ---------------------
 
@@ -107,6 +109,9 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     def closed(self, conn: Hashable) -> None:
         self.agent.disconnected(conn)
+
+    def confined(self, conn: Hashable) -> bool:
+        return self.agent.confined(conn)
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool:
         return self.agent.may_subscribe(conn, topic_filter)

@@ -1,0 +1,159 @@
+"""Password checks at amqtt speed, with nothing weaker than the configured hashes on disk.
+
+The slow hash (scrypt, or Mosquitto's PBKDF2) is verified once; a later CONNECT with the same
+username and password is matched against an HMAC of them under a key that lives only in this
+process, kept for ``cache_seconds`` and only while that username's configured hash is unchanged
+(a config change drops it). Slow checks run on their own small thread pool, so state saves and
+the rest of the broker never queue behind a password flood, and at most ``max_pending`` of them
+wait at a time. After a failure, a username and a source address each back off exponentially:
+while either is backing off, an uncached attempt is refused without hashing. An unknown username
+is checked against a dummy hash of the configured kind, so it costs what a known one costs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from ..core.passwords import dummy_hash_like, verify_password
+
+log = logging.getLogger(__name__)
+
+CACHE_SECONDS = 3600.0
+# A few mistakes are free (a typo, a retrying client); then 0.25 s, 0.5 s, 1 s ... 30 s at most.
+BACKOFF_FREE, BACKOFF_FIRST, BACKOFF_MAX = 3, 0.25, 30.0
+_MAX_TRACKED = 10_000  # usernames/addresses remembered for backoff (a flood of fresh names stays bounded)
+
+
+@dataclass
+class _Failures:
+    count: int
+    until: float
+
+
+class Backoff:
+    """Consecutive failures per key (a username, an address); blocked after the free ones."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, _Failures] = {}
+
+    def blocked(self, key: str, now: float) -> bool:
+        entry = self._keys.get(key)
+        return entry is not None and now < entry.until
+
+    def failed(self, key: str, now: float) -> None:
+        entry = self._keys.pop(key, None)  # re-inserted last: the dict stays ordered by last failure
+        count = entry.count + 1 if entry is not None else 1
+        delay = 0.0 if count <= BACKOFF_FREE else min(BACKOFF_FIRST * 2 ** (count - BACKOFF_FREE - 1), BACKOFF_MAX)
+        self._keys[key] = _Failures(count, now + delay)
+        if len(self._keys) > _MAX_TRACKED:
+            self._keys.pop(next(iter(self._keys)))
+
+    def succeeded(self, key: str) -> None:
+        self._keys.pop(key, None)
+
+
+class Credentials:
+    def __init__(
+        self,
+        hashes: Mapping[str, str],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cache_seconds: float = CACHE_SECONDS,
+        workers: int = 2,
+        max_pending: int = 64,
+    ) -> None:
+        self._hashes = dict(hashes)
+        self._clock = clock
+        self._cache_seconds = cache_seconds
+        self._key = os.urandom(32)  # per process: a digest is useless outside it
+        self._cache: dict[str, tuple[bytes, str, float]] = {}  # username -> (digest, hash it matched, expiry)
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="password-check")
+        self._max_pending = max_pending
+        self._pending = 0
+        self._backoff = Backoff()
+        self._dummy: str | None = None
+        self.slow_checks = 0  # for tests and benchmarks: how many slow hashes were run
+
+    def knows(self, username: str) -> bool:
+        return username in self._hashes
+
+    async def check(self, username: str, password: str, peer: str | None = None) -> bool:
+        encoded = self._hashes.get(username)
+        digest = hmac.new(self._key, username.encode() + b"\0" + password.encode(), hashlib.sha256).digest()
+        now = self._clock()
+        cached = self._cache.get(username)
+        if (
+            encoded is not None
+            and cached is not None
+            and cached[1] == encoded
+            and now < cached[2]
+            and hmac.compare_digest(cached[0], digest)
+        ):
+            return True
+        if self._backoff.blocked("u:" + username, now) or (peer and self._backoff.blocked("a:" + peer, now)):
+            return False
+        shared = self._inflight.get(digest)
+        if shared is not None:  # the same username and password already being checked: one hash
+            return await asyncio.shield(shared)
+        if self._pending >= self._max_pending:
+            log.warning("refused a password check for %r: %d already waiting", username, self._pending)
+            return False
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[digest] = future
+        self._pending += 1
+        try:
+            ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._verify, password, encoded)
+        except BaseException:
+            future.set_result(False)  # those sharing this check are refused, not cancelled
+            raise
+        finally:
+            self._pending -= 1
+            del self._inflight[digest]
+        future.set_result(ok)
+        now = self._clock()
+        if ok and encoded is not None:
+            self._cache[username] = (digest, encoded, now + self._cache_seconds)
+            self._backoff.succeeded("u:" + username)
+            if peer:
+                self._backoff.succeeded("a:" + peer)
+            return True
+        self._cache.pop(username, None)
+        self._backoff.failed("u:" + username, now)
+        if peer:
+            self._backoff.failed("a:" + peer, now)
+        return False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _verify(self, password: str, encoded: str | None) -> bool:
+        self.slow_checks += 1
+        if encoded is None:
+            verify_password(password, self._dummy_hash())
+            return False
+        return verify_password(password, encoded)
+
+    def _dummy_hash(self) -> str:
+        if self._dummy is None:
+            # The scheme most usernames use, so an unknown name costs what most known ones cost.
+            by_scheme = Counter(_scheme(h) for h in self._hashes.values())
+            model = next((h for h in self._hashes.values() if _scheme(h) == by_scheme.most_common(1)[0][0]), "")
+            self._dummy = dummy_hash_like(model) if by_scheme else dummy_hash_like("")
+        return self._dummy
+
+
+def _scheme(encoded: str) -> str:
+    return encoded.split("$", 2)[1] if encoded.startswith("$") else encoded.split("$", 1)[0]
+
+
+__all__ = ["Backoff", "Credentials"]
