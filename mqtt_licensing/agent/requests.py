@@ -1,41 +1,66 @@
 """The ``$license/*`` request path: decode, authorise, dispatch, reply (or reply with an error).
 
 Every request is answered on its reply topic unless that topic would reach someone else than
-the requester; a failure is also announced on ``$license/events``.
+the requester; a failure is also announced on ``$license/events``. Admins may send every
+request, readers ``status``. Floods (issue 9 item 6): a non-admin connection gets a small burst,
+then its requests are dropped unanswered (:mod:`.flood`); its ``request_refused`` events are
+coalesced to one per client per minute with a count; each admin's commands wait in their own
+queue (one at a time per admin, so admins take turns on the license lock, and at most
+``MAX_QUEUED`` wait); a ``status`` request never waits behind commands.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from ..core import protocol
 from ..core.errors import ErrorCode, LicensingError
-from .access import Access, Role
+from .access import Access, Client, Role
+from .flood import Buckets, Coalescer
 
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[protocol.Request], Awaitable[dict[str, Any]]]
 Publish = Callable[[str, bytes], Awaitable[None]]
 
+MAX_QUEUED = 16  # commands one admin may have waiting; more are answered rate_limited
+
 
 class Requests:
     def __init__(
-        self, access: Access, *, dispatch: Dispatch, publish: Publish, emit: Callable[..., None], max_payload: int
+        self,
+        access: Access,
+        *,
+        dispatch: Dispatch,
+        publish: Publish,
+        emit: Callable[..., None],
+        max_payload: int,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._access = access
         self._dispatch = dispatch
         self._publish = publish
         self._emit = emit
         self._max_payload = max_payload
+        self._clock = clock
+        self._buckets = Buckets()
+        self._refusals = Coalescer()
+        self._queues: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # admin -> (its turn, [waiting])
 
     async def handle(self, conn: Hashable, topic: str, payload: bytes) -> None:
-        """Serve one PUBLISH to a ``$license/...`` topic; always answers, never raises."""
+        """Serve one PUBLISH to a ``$license/...`` topic; answers unless flooded, never raises."""
         access = self._access
         client = access.clients.get(conn)
         client_id = client.client_id if client else ""
         is_admin = client is not None and client.role is Role.ADMIN
+        if not is_admin and not self._buckets.take(conn, self._clock()):
+            log.debug("dropped %s from client id %r: request rate limit", topic, client_id)
+            return
         if not protocol.client_id_can_receive_replies(client_id):
             # Its reply topic would be readable by another client: answer nobody.
             log.warning("ignored %s from client id %r: not usable as a reply topic", topic, client_id)
@@ -45,7 +70,7 @@ class Requests:
         try:
             request = protocol.decode_request(topic, payload, client_id, max_payload=self._max_payload)
         except protocol.RequestError as exc:
-            if not is_admin:
+            if not is_admin and not (exc.operation == "status" and client is not None and client.may_read_status):
                 exc = protocol.RequestError(
                     ErrorCode.NOT_AUTHORIZED,
                     "only admin clients may send license requests",
@@ -56,15 +81,28 @@ class Requests:
                 )
             await self._reply_error(exc, exc.reply_to, exc.encoding, exc.operation, exc.correlation_id)
             return
-        if not is_admin:
-            self._emit("request_refused", client_id=client_id, operation=request.operation, reason="not_authorized")
-            error = LicensingError(ErrorCode.NOT_AUTHORIZED, "only admin clients may send license requests")
+        may_read = client is not None and client.may_read_status
+        if not is_admin and not (request.operation == "status" and may_read):
+            count = self._refusals.hit(client_id, self._clock())
+            if count is not None:  # one event per client per minute, with how many it stands for
+                self._emit(
+                    "request_refused",
+                    client_id=client_id,
+                    operation=request.operation,
+                    reason="not_authorized",
+                    count=count,
+                )
+            message = "only admin clients may send license requests" + (
+                "" if may_read else " (readers and admins may ask for status)"
+            )
+            error = LicensingError(ErrorCode.NOT_AUTHORIZED, message)
             await self._reply_error(
                 error, request.reply_to, request.encoding, request.operation, request.correlation_id
             )
             return
         try:
-            data = await self._dispatch(request)
+            async with self._turn(client, request.operation):
+                data = await self._dispatch(request)
             if access.requester_gone(conn, client):
                 return
         except LicensingError as exc:
@@ -90,6 +128,25 @@ class Requests:
             )
             return
         await self._publish(request.reply_to, protocol.success_reply(request, data))
+
+    @asynccontextmanager
+    async def _turn(self, client: Client | None, operation: str) -> AsyncIterator[None]:
+        """Wait for this admin's previous commands; ``status`` never waits."""
+        if operation == "status" or client is None:
+            yield
+            return
+        admin = client.username or client.client_id
+        lock, waiting = self._queues.setdefault(admin, (asyncio.Lock(), [0]))
+        if waiting[0] >= MAX_QUEUED:
+            raise LicensingError(ErrorCode.RATE_LIMITED, f"{MAX_QUEUED} commands from {admin!r} are already waiting")
+        waiting[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            waiting[0] -= 1
+            if not waiting[0]:
+                self._queues.pop(admin, None)
 
     async def _reply_error(
         self,
