@@ -127,7 +127,7 @@ class Credentials:
             if peer:
                 self._backoff.succeeded("a:" + peer)
             return True
-        self._cache.pop(username, None)
+        # The cached digest stays: a wrong guess must not push the real user back onto the slow path.
         self._backoff.failed("u:" + username, now)
         if peer:
             self._backoff.failed("a:" + peer, now)

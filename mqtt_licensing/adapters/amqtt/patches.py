@@ -40,6 +40,10 @@ this file against the new ``amqtt/broker.py`` and running those tests.
 10. ``BrokerContext._broker_instance``: the plugin context keeps the broker only there.
 11. ``BrokerProtocolHandler.mqtt_publish`` (per handler, metered connections only): see
     :mod:`.metering`. tests/agent/test_metering_broker.py, benchmarks/metering.py
+12. In (2), the CONNECT's protocol level is read before amqtt parses the packet: amqtt
+    speaks MQTT 3.1.1 only and misreads an MQTT 5 CONNECT with properties (it waits for
+    bytes that never come, or logs a traceback). Any other level is answered with CONNACK
+    0x01 (unacceptable protocol version) and one log line. test_access.py::test_mqtt5_*
 """
 
 from __future__ import annotations
@@ -55,13 +59,14 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
-from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from ...core.protocol import is_license_topic
 from .metering import DeliveryMeter, count_deliveries
+from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
 
 log = logging.getLogger(__name__)
 
@@ -83,26 +88,6 @@ class ConnectionHooks(Protocol):
 
     def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
     def confined(self, conn: Hashable) -> bool: ...
-
-
-class PacketTooLarge(Exception):
-    """Raised by the limited reader; amqtt's reader loop ends the connection on it."""
-
-
-class _LimitedReader(ReaderAdapter):
-    """amqtt reads a packet's body with one ``read(n)``: refuse n over the limit before reading."""
-
-    def __init__(self, inner: ReaderAdapter, limit: int) -> None:
-        self._inner = inner
-        self._limit = limit
-
-    async def read(self, n: int = -1) -> bytes:
-        if n > self._limit:
-            raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return await self._inner.read(n)
-
-    def feed_eof(self) -> None:
-        self._inner.feed_eof()
 
 
 def broker_of(context: BrokerContext) -> Broker:
@@ -161,7 +146,7 @@ class BrokerPatches:
     # -- 1: packet size ------------------------------------------------------------------
 
     async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
-        await self._orig_client_connected(listener_name, _LimitedReader(reader, self.max_packet_size), writer)
+        await self._orig_client_connected(listener_name, LimitedReader(reader, self.max_packet_size), writer)
 
     # -- 2, 3: CONNECT -------------------------------------------------------------------
 
@@ -169,11 +154,20 @@ class BrokerPatches:
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
         broker = self._broker
+
+        async def read_connect() -> tuple[BrokerProtocolHandler, Session]:
+            checked = await checked_connect_start(reader)
+            return await BrokerProtocolHandler.init_from_connect(checked, writer, broker.plugins_manager)
+
         try:
-            handler, session = await asyncio.wait_for(
-                BrokerProtocolHandler.init_from_connect(reader, writer, broker.plugins_manager), self.connect_timeout
-            )
-        except (TimeoutError, AMQTTError, MQTTError, NoDataError, PacketTooLarge) as exc:
+            handler, session = await asyncio.wait_for(read_connect(), self.connect_timeout)
+        except UnsupportedProtocol as exc:
+            with contextlib.suppress(OSError, AMQTTError):
+                await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
+            await _close(writer)
+            # amqtt logs this as its one line: "Failed to initialize client session: ..."
+            raise AMQTTError(f"refused CONNECT from {remote_address}:{remote_port}: {exc}") from None
+        except (TimeoutError, OSError, AMQTTError, MQTTError, NoDataError, PacketTooLarge) as exc:
             reason = f"no CONNECT within {self.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
             log.info("closed %s:%s before CONNECT completed: %s", remote_address, remote_port, reason)
             await _close(writer)

@@ -1,0 +1,95 @@
+"""Reading the start of a connection, before amqtt does (patches 1 and 12 in :mod:`.patches`).
+
+amqtt reads a packet's body with one ``read(n)`` and buffers it whole, any size, and parses
+every CONNECT as MQTT 3.1.1. :class:`LimitedReader` refuses a body over the limit before it is
+read; :func:`checked_connect_start` reads a CONNECT up to its protocol level and refuses any
+level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiting for bytes).
+"""
+
+from __future__ import annotations
+
+from amqtt.adapters import ReaderAdapter
+from amqtt.errors import NoDataError
+
+
+class PacketTooLarge(Exception):
+    """Raised by the limited reader; amqtt's reader loop ends the connection on it."""
+
+
+class LimitedReader(ReaderAdapter):
+    """amqtt reads a packet's body with one ``read(n)``: refuse n over the limit before reading."""
+
+    def __init__(self, inner: ReaderAdapter, limit: int) -> None:
+        self._inner = inner
+        self._limit = limit
+
+    async def read(self, n: int = -1) -> bytes:
+        if n > self._limit:
+            raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
+        return await self._inner.read(n)
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+class _ReplayReader(ReaderAdapter):
+    """Serves bytes already read (the start of a CONNECT) before reading on."""
+
+    def __init__(self, head: bytes, inner: ReaderAdapter) -> None:
+        self._head = head
+        self._inner = inner
+
+    async def read(self, n: int = -1) -> bytes:
+        if not self._head:
+            return await self._inner.read(n)
+        if n < 0:
+            head, self._head = self._head, b""
+            return head + await self._inner.read(n)
+        head, self._head = self._head[:n], self._head[n:]
+        return head + (await self._inner.read(n - len(head)) if n > len(head) else b"")
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+
+
+class UnsupportedProtocol(Exception):
+    def __init__(self, level: int) -> None:
+        name = "MQTT 5" if level == 5 else f"MQTT protocol level {level}"
+        super().__init__(f"{name}: this broker speaks MQTT 3.1.1 only (CONNACK 0x01 sent)")
+
+
+async def _read_exactly(reader: ReaderAdapter, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = await reader.read(n - len(data))
+        if not chunk:
+            raise NoDataError("connection closed during CONNECT")
+        data += chunk
+    return data
+
+
+async def checked_connect_start(reader: ReaderAdapter) -> ReaderAdapter:
+    """Read a CONNECT's fixed header and its variable header up to the protocol level; raise
+    UnsupportedProtocol for a level other than 4; else hand amqtt a reader that replays them."""
+    head = await _read_exactly(reader, 1)
+    if head[0] >> 4 != 1:
+        return _ReplayReader(head, reader)  # not a CONNECT: amqtt refuses it its own way
+    remaining, shift = 0, 0
+    for _ in range(4):
+        byte = await _read_exactly(reader, 1)
+        head += byte
+        remaining |= (byte[0] & 0x7F) << shift
+        shift += 7
+        if not byte[0] & 0x80:
+            break
+    if remaining < 7:
+        return _ReplayReader(head, reader)
+    name_length = await _read_exactly(reader, 2)
+    length = int.from_bytes(name_length, "big")
+    if length > 6 or remaining < 2 + length + 1:
+        return _ReplayReader(head + name_length, reader)
+    name_and_level = await _read_exactly(reader, length + 1)
+    level = name_and_level[-1]
+    if name_and_level[:-1] == b"MQTT" and level != 4:
+        raise UnsupportedProtocol(level)
+    return _ReplayReader(head + name_length + name_and_level, reader)
