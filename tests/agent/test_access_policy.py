@@ -186,7 +186,7 @@ async def test_one_admin_cannot_queue_without_bound(tmp_path):
 
 def test_reader_without_password_is_refused_while_anonymous_is_allowed(tmp_path):
     cfg = AgentConfig(state_dir=str(tmp_path), vendor_public_key=VENDOR_KEY, readers=["grafana"])
-    with pytest.raises(LicensingError, match="grafana.*users:"):
+    with pytest.raises(LicensingError, match=r"grafana.*users:"):
         cfg.validate()
     cfg.users = {"grafana": READER_HASH}
     cfg.validate()
@@ -212,5 +212,5 @@ def test_password_file_mistakes_are_one_line(tmp_path):
         cfg.validate()
     (tmp_path / "pw").write_text("alice:plaintext\n")
     cfg.password_file = str(tmp_path / "pw")
-    with pytest.raises(LicensingError, match="line 1.*mosquitto_passwd"):
+    with pytest.raises(LicensingError, match=r"line 1.*mosquitto_passwd"):
         cfg.validate()
