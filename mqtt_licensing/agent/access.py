@@ -75,6 +75,9 @@ class Access:
         self.holders: dict[str, Hashable] = {}
         self.credentials = Credentials({**config.user_hashes(), **config.admins})
         self._confined_logged: set[Hashable] = set()  # admin connections told once why a topic was refused
+        # Counted connections whose client id a newer CONNECT took: the adapter is closing them
+        # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.
+        self._replaced: set[Hashable] = set()
 
     async def admit(
         self,
@@ -102,10 +105,14 @@ class Access:
             )
             self._refused(client_id, username, decision, now)
             return decision
-        current = self.tracker.non_admin_count(now)
         previous = self.holders.get(client_id)
-        if previous is not None and previous != conn and self.tracker.counts(previous):
-            current -= 1  # a reconnect takes its own place: the adapter closes the old connection
+        replacing = (
+            previous is not None
+            and previous != conn
+            and self.tracker.counts(previous)
+            and previous not in self._replaced
+        )
+        current = self.connection_count(now) - (1 if replacing else 0)
         decision = decide(
             self._evaluation(now),
             is_admin=role is Role.ADMIN,
@@ -116,12 +123,21 @@ class Access:
             self._refused(client_id, username, decision, now)
             return decision
         self.tracker.reserve(conn, admin=role is Role.ADMIN, now=now)
+        if replacing:
+            self._replaced.add(previous)
         self.clients[conn] = Client(client_id, username, role)
         self.holders[client_id] = conn
         return decision
 
     def holds(self, conn: Hashable) -> bool:
         return self.tracker.holds(conn)
+
+    def connection_count(self, now: int) -> int:
+        """Connections counted against the license's limit (admins and replaced ones are not)."""
+        count = self.tracker.non_admin_count(now)
+        if self._replaced:
+            self._replaced = {c for c in self._replaced if self.tracker.counts(c)}  # expired reservations
+        return count - len(self._replaced)
 
     def connected(self, conn: Hashable) -> None:
         self.tracker.confirm(conn)
@@ -130,6 +146,7 @@ class Access:
         self.tracker.release(conn)
         if not self.tracker.holds(conn):
             self._confined_logged.discard(conn)
+            self._replaced.discard(conn)
             client = self.clients.pop(conn, None)
             if client is not None and self.holders.get(client.client_id) == conn:
                 del self.holders[client.client_id]

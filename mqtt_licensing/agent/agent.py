@@ -379,7 +379,7 @@ class LicensingAgent:
             limits=self._limits,
             fingerprint=self.fingerprint,
             sections=self._source.status(self._next_due()) if self._source is not None else {},
-            connections=self._access.tracker.non_admin_count(now),
+            connections=self._access.connection_count(now),
             problems=self._problems,
         ) | {
             "alarms": self._alarms.status(),
