@@ -126,7 +126,7 @@ def test_mqtt5_connect_gets_connack_unacceptable_protocol_version(tmp_path, vend
     body += bytes([len(properties)]) + properties + b"\x00" + _string("v5-client")
     with start_broker(tmp_path / "s", vendor=vendor) as broker, RawClient(broker.port) as v5:
         v5.send(b"\x10" + _remaining_length(len(body)) + body)
-        assert v5._read_exactly(4) == b"\x20\x02\x00\x01"  # noqa: SLF001
+        assert v5._read_exactly(4) == b"\x20\x02\x00\x01"
         assert v5.closed_by_broker()
         with MqttClient(broker.port, client_id="v311") as ok:
             assert ok.connect() == 0
