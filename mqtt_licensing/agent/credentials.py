@@ -145,15 +145,30 @@ class Credentials:
 
     def _dummy_hash(self) -> str:
         if self._dummy is None:
-            # The scheme most usernames use, so an unknown name costs what most known ones cost.
+            # The scheme most entries use, at the highest cost among them: an unknown name costs
+            # what those known names cost (with mixed kinds or costs, the cheaper ones stand out).
             by_scheme = Counter(_scheme(h) for h in self._hashes.values())
-            model = next((h for h in self._hashes.values() if _scheme(h) == by_scheme.most_common(1)[0][0]), "")
-            self._dummy = dummy_hash_like(model) if by_scheme else dummy_hash_like("")
+            common = by_scheme.most_common(1)[0][0] if by_scheme else ""
+            model = max((h for h in self._hashes.values() if _scheme(h) == common), key=_cost, default="")
+            self._dummy = dummy_hash_like(model)
         return self._dummy
 
 
 def _scheme(encoded: str) -> str:
     return encoded.split("$", 2)[1] if encoded.startswith("$") else encoded.split("$", 1)[0]
+
+
+def _cost(encoded: str) -> int:
+    """scrypt: n x r x p; PBKDF2 ($7$): iterations; anything unreadable counts as cheapest."""
+    parts = encoded.split("$")
+    try:
+        if encoded.startswith("scrypt$"):
+            return int(parts[1]) * int(parts[2]) * int(parts[3])
+        if encoded.startswith("$7$"):
+            return int(parts[2])
+    except (ValueError, IndexError):
+        pass
+    return 0
 
 
 __all__ = ["Backoff", "Credentials"]

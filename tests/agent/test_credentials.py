@@ -118,3 +118,9 @@ async def test_waiting_checks_are_bounded():
     results = await asyncio.gather(*(creds.check("alice", f"wrong{i}", f"10.0.0.{i}") for i in range(6)))
     assert not any(results) and creds.slow_checks == 2  # the rest were refused at once
     creds.close()
+
+
+async def test_the_dummy_hash_costs_what_the_costliest_common_entry_costs():
+    creds = Credentials({"cheap": hash_password("a", n=2**10), "admin": hash_password("b", n=2**14)})
+    assert creds._dummy_hash().startswith("scrypt$16384$")
+    creds.close()
