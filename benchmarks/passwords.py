@@ -95,14 +95,24 @@ async def section_connect(bare: Process, agent: Process, rounds: int, seconds: f
     async def agent_round() -> float:
         return (await cycle_rate(agent.port or 0, seconds, user_creds))[0]
 
-    measures: dict[str, Callable[[], Awaitable[float]]] = {"bare": bare_round, "agent": agent_round}
+    async def agent_anonymous_round() -> float:
+        return (await cycle_rate(agent.port or 0, seconds, lambda n: (None, None)))[0]
+
+    measures: dict[str, Callable[[], Awaitable[float]]] = {
+        "bare": bare_round,
+        "agent": agent_round,
+        "anonymous": agent_anonymous_round,
+    }
     results = await interleaved(rounds, measures)  # the warm-up round verifies each user once
-    ratios = [a / b for a, b in zip(results["agent"], results["bare"], strict=True)]
-    return [
-        f"password CONNECT cycles: agent {statistics.median(results['agent']):.0f}/s, bare amqtt anonymous "
-        f"{statistics.median(results['bare']):.0f}/s, ratio {statistics.median(ratios):.2f} "
-        f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
-    ]
+    lines = []
+    for name, label in (("agent", "password clients"), ("anonymous", "anonymous clients")):
+        ratios = [a / b for a, b in zip(results[name], results["bare"], strict=True)]
+        lines.append(
+            f"CONNECT cycles, agent with {label}: {statistics.median(results[name]):.0f}/s against bare amqtt "
+            f"anonymous {statistics.median(results['bare']):.0f}/s, ratio {statistics.median(ratios):.2f} "
+            f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+        )
+    return lines
 
 
 async def section_flood(agent: Process, seconds: float) -> list[str]:
@@ -176,6 +186,7 @@ async def section_storm(port: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 rounds of 1 s (default 7 of 2 s)")
+    parser.add_argument("--only-connect", action="store_true", help="the CONNECT cycles only")
     args = parser.parse_args()
     rounds, seconds = (3, 1.0) if args.quick else (7, 2.0)
     work = Path(tempfile.mkdtemp(prefix="bench-passwords-"))
@@ -207,8 +218,9 @@ def main() -> None:
         if state != "active":
             raise RuntimeError(f"activation left the broker {state!r}")
         lines = asyncio.run(section_connect(bare, agent, rounds, seconds))
-        lines += asyncio.run(section_flood(agent, 30.0))
-        lines += asyncio.run(section_storm(agent_port))
+        if not args.only_connect:
+            lines += asyncio.run(section_flood(agent, 30.0))
+            lines += asyncio.run(section_storm(agent_port))
         print("\n".join(lines))
     finally:
         for process in reversed(started):

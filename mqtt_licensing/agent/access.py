@@ -22,6 +22,7 @@ from .config import AgentConfig
 from .connections import ConnectionTracker
 from .refusals import RefusalLog
 from .credentials import Credentials
+from .flood import Coalescer
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class Access:
         # Counted connections whose client id a newer CONNECT took: the adapter is closing them
         # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.
         self._replaced: set[Hashable] = set()
+        self._bad_credentials = Coalescer()  # a password flood logs and announces once a minute per name
 
     async def admit(
         self,
@@ -242,6 +244,12 @@ class Access:
 
     def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
         self.refusal_log.refused(client_id, username, str(decision.refusal), decision.message)
+        extra: dict[str, int] = {}
+        if decision.refusal is Refusal.BAD_CREDENTIALS:
+            count = self._bad_credentials.hit(username or "", now)
+            if count is None:
+                return  # counted, announced with the next one after the minute
+            extra["count"] = count
         self._emit(
             "connection_refused",
             client_id=client_id,
@@ -249,6 +257,7 @@ class Access:
             reason=str(decision.refusal),
             message=decision.message,
             state=str(self._evaluation(now).state),
+            **extra,
         )
 
 

@@ -5,8 +5,9 @@ username and password is matched against an HMAC of them under a key that lives 
 process, kept for ``cache_seconds`` and only while that username's configured hash is unchanged
 (a config change drops it). Slow checks run on their own small thread pool, so state saves and
 the rest of the broker never queue behind a password flood, and at most ``max_pending`` of them
-wait at a time. After a failure, a username and a source address each back off exponentially:
-while either is backing off, an uncached attempt is refused without hashing. An unknown username
+wait at a time. After a few failures, a username and a source address each back off exponentially:
+while either is backing off, an uncached attempt is refused without hashing, and only when
+the block ends (at most ``TARPIT_MAX`` later), so a flood waits instead of spinning. An unknown username
 is checked against a dummy hash of the configured kind, so it costs what a known one costs.
 """
 
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 CACHE_SECONDS = 3600.0
 # A few mistakes are free (a typo, a retrying client); then 0.25 s, 0.5 s, 1 s ... 30 s at most.
 BACKOFF_FREE, BACKOFF_FIRST, BACKOFF_MAX = 3, 0.25, 30.0
+# A CONNECT refused during backoff is answered after at most this long (until the block ends):
+# a flooding client then waits instead of costing the broker hundreds of refusals a second.
+TARPIT_MAX = 2.0
 _MAX_TRACKED = 10_000  # usernames/addresses remembered for backoff (a flood of fresh names stays bounded)
 
 
@@ -45,9 +49,10 @@ class Backoff:
     def __init__(self) -> None:
         self._keys: dict[str, _Failures] = {}
 
-    def blocked(self, key: str, now: float) -> bool:
+    def blocked_for(self, key: str, now: float) -> float:
+        """Seconds until ``key`` may try again (0: now)."""
         entry = self._keys.get(key)
-        return entry is not None and now < entry.until
+        return max(0.0, entry.until - now) if entry is not None else 0.0
 
     def failed(self, key: str, now: float) -> None:
         entry = self._keys.pop(key, None)  # re-inserted last: the dict stays ordered by last failure
@@ -100,8 +105,12 @@ class Credentials:
             and hmac.compare_digest(cached[0], digest)
         ):
             return True
-        if self._backoff.blocked("u:" + username, now) or (peer and self._backoff.blocked("a:" + peer, now)):
-            return False
+        wait = max(
+            self._backoff.blocked_for("u:" + username, now), self._backoff.blocked_for("a:" + peer, now) if peer else 0
+        )
+        if wait > 0:
+            await asyncio.sleep(min(wait, TARPIT_MAX))
+            return False  # refused unhashed
         shared = self._inflight.get(digest)
         if shared is not None:  # the same username and password already being checked: one hash
             return await asyncio.shield(shared)

@@ -214,3 +214,16 @@ def test_password_file_mistakes_are_one_line(tmp_path):
     cfg.password_file = str(tmp_path / "pw")
     with pytest.raises(LicensingError, match=r"line 1.*mosquitto_passwd"):
         cfg.validate()
+
+
+async def test_wrong_password_refusals_are_announced_once_a_minute_per_username(tmp_path):
+    agent, transport = await start_agent(tmp_path / "s")
+    try:
+        for i in range(3):  # within the free failures: no backoff wait
+            assert not (await admit(agent, f"c{i}", f"guess-{i}", ADMIN, f"wrong-{i}")).allowed
+        assert not (await admit(agent, "c9", "typo", "mistyped", "pw")).allowed
+        await transport.settle()
+        refused = [(e["username"], e["count"]) for e in transport.events("connection_refused")]
+        assert refused == [(ADMIN, 1), ("mistyped", 1)], refused
+    finally:
+        await agent.stop()

@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 
+from mqtt_licensing.agent import credentials as credentials_module
 from mqtt_licensing.agent.credentials import BACKOFF_FREE, Credentials
 from mqtt_licensing.core.passwords import hash_password
 
@@ -66,7 +67,8 @@ async def test_unknown_username_runs_a_dummy_hash_of_the_same_cost():
     creds.close()
 
 
-async def test_backoff_per_username_and_per_address():
+async def test_backoff_per_username_and_per_address(monkeypatch):
+    monkeypatch.setattr(credentials_module, "TARPIT_MAX", 0.0)  # the fake clock does not move while held
     clock = Clock()
     creds = Credentials({"alice": HASH, "bob": HASH}, clock=clock)
     for _ in range(BACKOFF_FREE + 1):
@@ -81,7 +83,8 @@ async def test_backoff_per_username_and_per_address():
     creds.close()
 
 
-async def test_a_verified_password_passes_during_backoff():
+async def test_a_verified_password_passes_during_backoff(monkeypatch):
+    monkeypatch.setattr(credentials_module, "TARPIT_MAX", 0.0)
     clock = Clock()
     creds = Credentials({"alice": HASH, "bob": HASH}, clock=clock)
     assert await creds.check("bob", "right", "10.0.0.1")
@@ -123,4 +126,14 @@ async def test_waiting_checks_are_bounded():
 async def test_the_dummy_hash_costs_what_the_costliest_common_entry_costs():
     creds = Credentials({"cheap": hash_password("a", n=2**10), "admin": hash_password("b", n=2**14)})
     assert creds._dummy_hash().startswith("scrypt$16384$")
+    creds.close()
+
+
+async def test_a_refusal_during_backoff_is_held_until_the_block_ends():
+    creds = Credentials({"alice": HASH})
+    for _ in range(BACKOFF_FREE + 1):
+        assert not await creds.check("alice", "wrong", "10.0.0.1")
+    started = time.monotonic()
+    assert not await creds.check("alice", "wrong", "10.0.0.1")
+    assert time.monotonic() - started >= 0.2  # the first block is 0.25 s: a flood waits, not spins
     creds.close()
