@@ -37,6 +37,7 @@ from .mqtt_wire import DISCONNECT_PACKET, connect_packet
 from .processes import ADMIN, ADMIN_PASSWORD, Process
 from .stats import interleaved
 
+Measure = Callable[[], Awaitable[float]]
 WORKERS = 8
 USERS = 1000
 LEGIT, FLOODER = "127.0.0.1", "127.0.0.2"
@@ -89,28 +90,33 @@ def mosquitto_entry(password: str, iterations: int = 101) -> str:
 
 
 async def section_connect(bare: Process, agent: Process, rounds: int, seconds: float) -> list[str]:
-    async def bare_round() -> float:
-        return (await cycle_rate(bare.port or 0, seconds, lambda n: (None, None)))[0]
+    cpu: dict[str, list[float]] = {"bare": [], "agent": [], "anonymous": []}  # broker CPU µs per cycle
 
-    async def agent_round() -> float:
-        return (await cycle_rate(agent.port or 0, seconds, user_creds))[0]
+    def measure(name: str, process: Process, creds: Callable[[int], tuple[str | None, str | None]]) -> Measure:
+        async def run() -> float:
+            before = process.cpu_seconds()
+            rate, cycles = await cycle_rate(process.port or 0, seconds, creds)
+            cpu[name].append((process.cpu_seconds() - before) / max(cycles, 1) * 1e6)
+            return rate
 
-    async def agent_anonymous_round() -> float:
-        return (await cycle_rate(agent.port or 0, seconds, lambda n: (None, None)))[0]
+        return run
 
-    measures: dict[str, Callable[[], Awaitable[float]]] = {
-        "bare": bare_round,
-        "agent": agent_round,
-        "anonymous": agent_anonymous_round,
+    measures: dict[str, Measure] = {
+        "bare": measure("bare", bare, lambda n: (None, None)),
+        "agent": measure("agent", agent, user_creds),
+        "anonymous": measure("anonymous", agent, lambda n: (None, None)),
     }
     results = await interleaved(rounds, measures)  # the warm-up round verifies each user once
     lines = []
     for name, label in (("agent", "password clients"), ("anonymous", "anonymous clients")):
         ratios = [a / b for a, b in zip(results[name], results["bare"], strict=True)]
+        cpu_ratio = statistics.median(cpu["bare"][1:]) / statistics.median(cpu[name][1:])
         lines.append(
             f"CONNECT cycles, agent with {label}: {statistics.median(results[name]):.0f}/s against bare amqtt "
             f"anonymous {statistics.median(results['bare']):.0f}/s, ratio {statistics.median(ratios):.2f} "
-            f"(rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}); broker CPU per cycle "
+            f"{statistics.median(cpu[name][1:]):.0f} µs against {statistics.median(cpu['bare'][1:]):.0f} µs, "
+            f"ratio (bare/agent) {cpu_ratio:.2f}"
         )
     return lines
 

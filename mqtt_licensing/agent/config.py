@@ -81,6 +81,8 @@ class AgentConfig:
     # naming more non-admin users, beside `users:`; and how many admin connections may be open at once.
     password_file: str | None = None
     max_admin_connections: int = 4
+    # $license requests a non-admin connection gets answered in a burst; then one per 2 s.
+    request_burst: int = 5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -105,8 +107,8 @@ class AgentConfig:
                 if self.allow_anonymous:
                     raise LicensingError(ErrorCode.INVALID_FIELD, message)
                 log.warning("%s; it cannot connect at all while allow_anonymous is false", message)
-        if self.max_admin_connections < 1:
-            raise LicensingError(ErrorCode.INVALID_FIELD, "max_admin_connections must be at least 1")
+        if self.max_admin_connections < 1 or self.request_burst < 1:
+            raise LicensingError(ErrorCode.INVALID_FIELD, "max_admin_connections and request_burst must be at least 1")
         for name, spec in self.client_classes.items():
             unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
             if unknown:

@@ -48,7 +48,7 @@ class Requests:
         self._emit = emit
         self._max_payload = max_payload
         self._clock = clock
-        self._buckets = Buckets()
+        self._buckets = Buckets(burst=access.config.request_burst)
         self._refusals = Coalescer()
         self._queues: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # admin -> (its turn, [waiting])
 

@@ -109,8 +109,10 @@ def test_wrong_password_is_not_authorized(licensing):
 
 
 def test_non_admin_requests_are_refused_by_the_agent(licensing):
-    """A reader may connect and read status, but its requests are answered with not_authorized."""
-    rc, _, err = licensing.cli("status", "--username", READER, "--password", READER_PASSWORD, admin=False)
+    """A reader may connect and ask for status; its other requests are answered with not_authorized."""
+    rc, _, _ = licensing.cli("status", "--username", READER, "--password", READER_PASSWORD, admin=False)
+    assert rc == 0
+    rc, _, err = licensing.cli("deactivate", "--username", READER, "--password", READER_PASSWORD, admin=False)
     assert rc == 1
     assert err.startswith("error [not_authorized]: only admin clients")
     with LicenseClient("127.0.0.1", licensing.port, username=READER, password=READER_PASSWORD, timeout=5) as reader:
