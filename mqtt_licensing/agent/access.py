@@ -20,9 +20,9 @@ from ..core.gate import Decision, Refusal, decide, must_disconnect_existing
 from ..core.state import Evaluation
 from .config import AgentConfig
 from .connections import ConnectionTracker
-from .refusals import RefusalLog
 from .credentials import Credentials
 from .flood import Coalescer
+from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,8 @@ class Access:
         self._confined_logged: set[Hashable] = set()  # admin connections told once why a topic was refused
         # Counted connections whose client id a newer CONNECT took: the adapter is closing them
         # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.
-        self._replaced: set[Hashable] = set()
+        # If the newer connection goes first (refused after all), the older one counts again.
+        self._replaced: dict[Hashable, Hashable] = {}  # older connection -> the one replacing it
         self._bad_credentials = Coalescer()  # a password flood logs and announces once a minute per name
 
     async def admit(
@@ -126,7 +127,7 @@ class Access:
             return decision
         self.tracker.reserve(conn, admin=role is Role.ADMIN, now=now)
         if replacing:
-            self._replaced.add(previous)
+            self._replaced[previous] = conn
         self.clients[conn] = Client(client_id, username, role)
         self.holders[client_id] = conn
         return decision
@@ -138,7 +139,7 @@ class Access:
         """Connections counted against the license's limit (admins and replaced ones are not)."""
         count = self.tracker.non_admin_count(now)
         if self._replaced:
-            self._replaced = {c for c in self._replaced if self.tracker.counts(c)}  # expired reservations
+            self._replaced = {c: n for c, n in self._replaced.items() if self.tracker.counts(c)}  # expired ones
         return count - len(self._replaced)
 
     def connected(self, conn: Hashable) -> None:
@@ -148,7 +149,9 @@ class Access:
         self.tracker.release(conn)
         if not self.tracker.holds(conn):
             self._confined_logged.discard(conn)
-            self._replaced.discard(conn)
+            self._replaced.pop(conn, None)
+            for older in [c for c, newer in self._replaced.items() if newer == conn]:
+                del self._replaced[older]
             client = self.clients.pop(conn, None)
             if client is not None and self.holders.get(client.client_id) == conn:
                 del self.holders[client.client_id]

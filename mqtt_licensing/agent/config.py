@@ -142,6 +142,7 @@ class AgentConfig:
         return AlarmSettings(
             tuple(self.alarm_expiry_days), tuple(self.alarm_support_days), self.alarm_quota_high, self.alarm_quota_clear
         )
+
     def user_hashes(self) -> dict[str, str]:
         """``users:`` plus the entries of ``password_file`` (read on every call: at start and on reload)."""
         hashes = dict(self.users)

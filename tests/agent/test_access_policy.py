@@ -227,3 +227,16 @@ async def test_wrong_password_refusals_are_announced_once_a_minute_per_username(
         assert refused == [(ADMIN, 1), ("mistyped", 1)], refused
     finally:
         await agent.stop()
+
+
+async def test_a_replaced_connection_counts_again_if_its_replacement_goes_first(tmp_path):
+    agent, _ = await start_agent(tmp_path / "s", trial_max_connections=2)
+    try:
+        assert (await admit(agent, "old", "dev-a")).allowed and (await admit(agent, "b", "dev-b")).allowed
+        assert (await admit(agent, "new", "dev-a")).allowed  # a reconnect at the cap takes its own place
+        assert agent.status_document()["connections"] == 2
+        agent.disconnected("new")  # e.g. refused by another auth plugin: the old socket was never closed
+        assert agent.status_document()["connections"] == 2
+        assert not (await admit(agent, "c", "dev-c")).allowed
+    finally:
+        await agent.stop()

@@ -65,8 +65,8 @@ from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from ...core.protocol import is_license_topic
-from .metering import DeliveryMeter, count_deliveries
 from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
+from .metering import DeliveryMeter, count_deliveries
 
 log = logging.getLogger(__name__)
 
