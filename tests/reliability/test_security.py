@@ -537,6 +537,8 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
                 "/v1/activations/deactivate",
                 "/v1/floating/activations",
                 "/v1/floating/check-in",
+                "/v1/usage",  # signed usage reports, verified against the key on record
+                "/metrics",  # Prometheus: counts only, no key, token or license secret (docs/monitoring.md)
             },
         )
     with start_floating(tmp_path / "fls", vendor_key=Ed25519PrivateKey.generate()) as fls:
@@ -544,7 +546,7 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
             fls.url,
             fls.token,
             floating_app(fls.service, fls.token),
-            {"/v1/leases", "/v1/leases/renew", "/v1/leases/release", "/v1/health", "/v1/noop"},
+            {"/v1/leases", "/v1/leases/renew", "/v1/leases/release", "/v1/health", "/v1/noop", "/metrics"},
         )
     print(f"{n} unauthorised admin calls, all 401")
     for path in (tmp_path / "vendor" / "admin.token", tmp_path / "fls" / "admin.token"):
