@@ -21,4 +21,12 @@ if ! command -v promtool >/dev/null 2>&1; then
         echo "note: promtool is not installed; the alert rules are checked by parsing only"
     fi
 fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing postgresql (the server tests also run on a throwaway PostgreSQL cluster)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    else
+        echo "note: PostgreSQL is not installed; the server tests will run on SQLite only"
+    fi
+fi
 exec .venv/bin/pytest "$@"

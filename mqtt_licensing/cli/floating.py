@@ -1,6 +1,7 @@
 """``mqtt-licensing floating ...``: run and provision a self-hosted floating license server.
 
 floating serve      --data DIR [--host 127.0.0.1] [--port 8800] [--ttl 600] [--vendor-key PUB]
+                    [--database-url URL] [--tls-cert PEM --tls-key PEM]
 floating activate   --data DIR --key-file F --vendor URL --vendor-key PUB      (online)
 floating refresh    --data DIR [--vendor URL]                                   (online: new terms)
 floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
@@ -41,6 +42,14 @@ def register(subparsers: Any) -> None:
     def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", required=True, type=Path, help="the server's data folder (keys, database)")
+        p.add_argument(
+            "--database-url",
+            "--db-url",
+            dest="database_url",
+            metavar="URL",
+            help="the database, e.g. postgresql://user:pass@host/db (remembered in DIR/database.url; "
+            "default: SQLite in DIR/floating.db)",
+        )
         p.set_defaults(func=func)
         return p
 
@@ -57,7 +66,7 @@ def register(subparsers: Any) -> None:
         help="seconds between certificate refreshes with the vendor for an online-activated pool "
         "(0: never; default 86400)",
     )
-    p.add_argument("--db-url", help="SQLAlchemy database URL (default: sqlite in DIR/floating.db)")
+    _tls_args(p)
 
     p = command("activate", "activate this floating server online against the vendor", _activate)
     _key_args(p)
@@ -88,6 +97,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+def _tls_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+
+
 def _key_args(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--key-file", type=Path, help="a .txt file holding the license key")
@@ -102,6 +116,7 @@ def _service(args: argparse.Namespace, *, must_exist: bool = False, **kwargs: An
 
     if must_exist and not (args.data / f"{KEY_NAME}.key").exists():
         raise LicensingError(ErrorCode.NOT_FOUND, f"no floating server in {args.data} (no {KEY_NAME}.key)")
+    kwargs.setdefault("database_url", args.database_url)
     return FloatingService.open(args.data, **kwargs)
 
 
@@ -167,13 +182,14 @@ def _describe(cert: Any) -> str:
 
 def _serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
-    from ..servers._run import serve_forever
+    from ..servers._run import serve_forever, tls_options
     from ..servers.floating.app import create_app
     from ..servers.floating.provision import refresh_periodically
 
     setup_logging(args)
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
-    service = _service(args, ttl=args.ttl, vendor_public_key=vendor, database_url=args.db_url)
+    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
+    service = _service(args, ttl=args.ttl, vendor_public_key=vendor)
     token = load_or_create_token(args.data)
     background = None
     if args.refresh_interval > 0:
@@ -184,7 +200,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     status = service.status()
     pool = status["pool"]
-    print(f"floating server {service.fingerprint} on http://{args.host}:{args.port}", file=sys.stderr)
+    scheme = "https" if tls else "http"
+    print(f"floating server {service.fingerprint} on {scheme}://{args.host}:{args.port}", file=sys.stderr)
     print(f"  data {args.data}  ttl {service.ttl} s  admin token in {args.data / 'admin.token'}", file=sys.stderr)
     if pool is None:
         print(
@@ -195,7 +212,13 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
-        serve_forever(create_app(service, token, background=background), args.host, args.port)
+        serve_forever(
+            create_app(service, token, background=background),
+            args.host,
+            args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
     finally:
         service.close()
     return 0

@@ -65,7 +65,7 @@ def parse_features(text: str) -> list[str]:
 def _service(args: argparse.Namespace) -> Any:
     from ..servers.activation.service import ActivationService  # imported per verb: keeps every CLI call fast
 
-    return ActivationService.open(Path(args.data))
+    return ActivationService.open(Path(args.data), database_url=args.database_url)
 
 
 def format_time(ts: Any) -> str:
@@ -141,7 +141,7 @@ def _print_license(lic: dict[str, Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
-    from ..servers._run import serve_forever
+    from ..servers._run import serve_forever, tls_options
     from ..servers.activation.app import create_app
     from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
 
@@ -149,12 +149,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data = Path(args.data)
 
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
-    service = ActivationService.open(data, certificate_lifetime=lifetime)
+    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
+    service = ActivationService.open(data, certificate_lifetime=lifetime, database_url=args.database_url)
     token = load_or_create_token(data)
-    print(f"vendor activation server on http://{args.host}:{args.port}", flush=True)
+    scheme = "https" if tls else "http"
+    print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
-    serve_forever(create_app(service, token), args.host, args.port)
+    serve_forever(create_app(service, token), args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
     return 0
 
 
@@ -295,6 +297,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
     def verb(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", required=True, metavar="DIR", help="the vendor data folder")
+        p.add_argument(
+            "--database-url",
+            metavar="URL",
+            help="the database, e.g. postgresql://user:pass@host/db (remembered in DIR/database.url; "
+            "default: SQLite in DIR/vendor.db)",
+        )
         p.set_defaults(func=func)
         return p
 
@@ -309,6 +317,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
         metavar="SECONDS",
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
+    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
 
     p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")

@@ -27,8 +27,17 @@ from alembic.script import ScriptDirectory
 from ..core.errors import ErrorCode, LicensingError
 
 
+def normalize_url(url: str) -> str:
+    """A plain ``postgresql://`` (or ``postgres://``) URL means psycopg 3, the driver we ship for it."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
 def create_db_engine(url: str) -> sa.Engine:
     """An engine whose transactions are safe for exact counting (see module docstring)."""
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         # SQLite takes one writer at a time anyway; one pooled connection makes this process's
         # writers queue in order on the pool instead of sleeping in SQLite's busy-retry backoff
@@ -57,7 +66,26 @@ def create_db_engine(url: str) -> sa.Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    try:
+        # Replicas share one database: a modest pool per process keeps 2-3 replicas (and the CLI)
+        # well inside PostgreSQL's default max_connections of 100.
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    except ImportError as exc:
+        fix = "pip install 'mqtt-licensing[postgresql]'" if url.startswith("postgresql") else "install its driver"
+        raise LicensingError(
+            ErrorCode.BAD_REQUEST,
+            f"the database driver for {url.split(':', 1)[0]} is not installed ({exc.name}): {fix}",
+        ) from None
+    except sa.exc.ArgumentError:
+        raise LicensingError(ErrorCode.BAD_REQUEST, f"{redact_url(url)!r} is not a database URL") from None
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable url>"
 
 
 def sqlite_url(data_dir: Path, name: str) -> str:
@@ -132,4 +160,13 @@ def run_env() -> None:
         context.run_migrations()
 
 
-__all__ = ["Schema", "create_db_engine", "current_revision", "migrate", "run_env", "sqlite_url"]
+__all__ = [
+    "Schema",
+    "create_db_engine",
+    "current_revision",
+    "migrate",
+    "normalize_url",
+    "redact_url",
+    "run_env",
+    "sqlite_url",
+]

@@ -17,6 +17,7 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import public_key_to_text
 
 TOKEN_FILE = "admin.token"
+DATABASE_URL_FILE = "database.url"
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -75,4 +76,26 @@ def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
     return token
 
 
-__all__ = ["TOKEN_FILE", "atomic_write", "load_or_create_signing_key", "load_or_create_token"]
+def database_url(data_dir: Path, db_file: str, given: str | None = None) -> str:
+    """The database of a data folder: ``given`` (remembered in ``database.url``, owner-only as it may
+    hold a password, so every later command on the folder uses the same database), else the one
+    remembered, else SQLite in ``db_file``."""
+    path = Path(data_dir) / DATABASE_URL_FILE
+    if given:
+        if not path.exists() or path.read_text().strip() != given:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, (given + "\n").encode())
+        return given
+    if path.exists():
+        return path.read_text().strip()
+    return f"sqlite:///{(Path(data_dir) / db_file).resolve()}"
+
+
+__all__ = [
+    "DATABASE_URL_FILE",
+    "TOKEN_FILE",
+    "atomic_write",
+    "database_url",
+    "load_or_create_signing_key",
+    "load_or_create_token",
+]

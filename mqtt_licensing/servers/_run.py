@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+
+from ..core.errors import ErrorCode, LicensingError
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -17,8 +21,29 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def serve_forever(app: Starlette, host: str, port: int) -> None:
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+def tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
+    """uvicorn's HTTPS options; a certificate without its key (or one that does not load) is a
+    one-line error naming the fix."""
+    if not cert and not key:
+        return {}
+    if not cert or not key:
+        raise LicensingError(ErrorCode.BAD_REQUEST, "HTTPS needs both --tls-cert and --tls-key")
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+        raise LicensingError(
+            ErrorCode.BAD_REQUEST, f"cannot load the TLS certificate {cert} with key {key}: {reason}"
+        ) from None
+    return {"ssl_certfile": cert, "ssl_keyfile": key}
+
+
+def serve_forever(
+    app: Starlette, host: str, port: int, *, tls_cert: str | None = None, tls_key: str | None = None
+) -> None:
+    # http/loop "auto": httptools and uvloop (dependencies) when importable: the C HTTP parser
+    # and event loop, a large share of a request's CPU here (docs/benchmarks.md).
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **tls_options(tls_cert, tls_key))
 
 
 class ServerThread:
@@ -27,16 +52,33 @@ class ServerThread:
     ``with ServerThread(app) as url: ...``
     """
 
-    def __init__(self, app: Starlette, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: Starlette,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level="warning", access_log=False, lifespan="on")
+        self.scheme = "https" if tls_cert else "http"
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            **tls_options(tls_cert, tls_key),
+        )
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, name=f"uvicorn:{self.port}", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def _run(self) -> None:
         asyncio.run(self.server.serve())
@@ -60,4 +102,4 @@ class ServerThread:
         self.stop()
 
 
-__all__ = ["ServerThread", "free_port", "serve_forever"]
+__all__ = ["ServerThread", "free_port", "serve_forever", "tls_options"]

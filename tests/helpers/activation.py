@@ -39,8 +39,10 @@ class VendorHandle:
         port: int = 0,
         clock: Callable[[], int] | None = None,
         serve: bool = True,
+        database_url: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.database_url = database_url
         self.serve = serve
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock or system_clock
@@ -57,7 +59,10 @@ class VendorHandle:
         if self.service is not None:
             self.service.close()
         self.service = ActivationService.open(
-            self.data_dir, certificate_lifetime=self.certificate_lifetime, clock=self.clock
+            self.data_dir,
+            certificate_lifetime=self.certificate_lifetime,
+            clock=self.clock,
+            database_url=self.database_url,
         )
         if self.serve:
             thread = ServerThread(create_app(self.service, self.token), port=self.port)
@@ -142,10 +147,17 @@ def start_vendor(
     port: int = 0,
     clock: Callable[[], int] | None = None,
     serve: bool = True,
+    database_url: str | None = None,
 ) -> VendorHandle:
-    """Start a real vendor server; use as a context manager (or call ``close()``)."""
+    """Start a real vendor server; use as a context manager (or call ``close()``). ``database_url``:
+    None for SQLite in the data folder."""
     handle = VendorHandle(
-        Path(data_dir), certificate_lifetime=certificate_lifetime, port=port, clock=clock, serve=serve
+        Path(data_dir),
+        certificate_lifetime=certificate_lifetime,
+        port=port,
+        clock=clock,
+        serve=serve,
+        database_url=database_url,
     )
     return handle.start()
 

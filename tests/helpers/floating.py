@@ -77,6 +77,7 @@ class FloatingHandle:
     port: int
     vendor_public_key: Ed25519PublicKey | None
     clock: Callable[[], int]
+    database_url: str | None = None
     service: FloatingService = field(init=False)
     token: str = field(init=False)
     _thread: ServerThread | None = field(default=None, init=False)
@@ -96,7 +97,11 @@ class FloatingHandle:
     def start(self) -> FloatingHandle:
         """Open the data folder afresh (as a new process would) and serve on ``port``."""
         self.service = FloatingService.open(
-            self.data_dir, ttl=self.ttl, vendor_public_key=self.vendor_public_key, clock=self.clock
+            self.data_dir,
+            ttl=self.ttl,
+            vendor_public_key=self.vendor_public_key,
+            clock=self.clock,
+            database_url=self.database_url,
         )
         self.token = load_or_create_token(self.data_dir)
         self._thread = ServerThread(create_app(self.service, self.token), port=self.port)
@@ -145,12 +150,14 @@ def start_floating(
     expires_at: int | None = None,
     valid_until: int | None = None,
     clock: Callable[[], int] = system_clock,
+    database_url: str | None = None,
 ) -> FloatingHandle:
-    """Start a floating server; provisioned when ``certificate`` or ``vendor_key`` is given."""
+    """Start a floating server; provisioned when ``certificate`` or ``vendor_key`` is given.
+    ``database_url``: None for SQLite in the data folder."""
     data_dir = Path(data_dir)
     if vendor_public_key is None and vendor_key is not None:
         vendor_public_key = vendor_key.public_key()
-    handle = FloatingHandle(data_dir, ttl, port, vendor_public_key, clock)
+    handle = FloatingHandle(data_dir, ttl, port, vendor_public_key, clock, database_url)
     handle.start()
     try:
         if certificate is None and vendor_key is not None:

@@ -84,8 +84,13 @@ def _legacy_db(path: Path, ddl: str, *inserts: tuple[str, tuple[Any, ...]]) -> N
             db.execute(sql, values)
 
 
-def _revision(path: Path, schema: Schema) -> str | None:
-    engine = create_db_engine(sqlite_url(path.parent, path.name))
+def _url(where: Path | str) -> str:
+    """A SQLite file, or the URL of another database."""
+    return where if isinstance(where, str) else sqlite_url(where.parent, where.name)
+
+
+def _revision(path: Path | str, schema: Schema) -> str | None:
+    engine = create_db_engine(_url(path))
     try:
         with engine.connect() as conn:
             return current_revision(conn, schema)
@@ -93,9 +98,9 @@ def _revision(path: Path, schema: Schema) -> str | None:
         engine.dispose()
 
 
-def _drift(path: Path, metadata: sa.MetaData, schema: Schema) -> list[Any]:
-    """What differs between the tables on disk and the ones the code declares."""
-    engine = sa.create_engine(f"sqlite:///{path}")
+def _drift(path: Path | str, metadata: sa.MetaData, schema: Schema) -> list[Any]:
+    """What differs between the tables in the database and the ones the code declares."""
+    engine = sa.create_engine(_url(path).replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
@@ -169,15 +174,21 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
-def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(tmp_path: Path, server: str) -> None:
+def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
+    tmp_path: Path, server: str, database_url: str | None
+) -> None:
     if server == "activation":
-        ActivationService.open(tmp_path).close()
-        ActivationService.open(tmp_path).close()  # opening again finds nothing to do
-        assert _drift(tmp_path / ACTIVATION_DB, activation_store.metadata, activation_store.SCHEMA) == []
+        ActivationService.open(tmp_path, database_url=database_url).close()
+        ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
+        where = database_url or tmp_path / ACTIVATION_DB
+        assert _drift(where, activation_store.metadata, activation_store.SCHEMA) == []
+        assert _revision(where, activation_store.SCHEMA) == "0001"
     else:
+        FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
-        FloatingService.open(tmp_path).close()
-        assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
+        where = database_url or tmp_path / FLOATING_DB
+        assert _drift(where, floating_store.metadata, floating_store.SCHEMA) == []
+        assert _revision(where, floating_store.SCHEMA) == "0002"
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
@@ -212,9 +223,12 @@ def _signed(key: Ed25519PrivateKey, kind: str, **fields: Any) -> bytes:
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
-def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path: Path, server: str) -> None:
+def test_processes_opening_a_new_database_together_migrate_it_once(
+    tmp_path: Path, server: str, database_url: str | None
+) -> None:
     """Each opener has its own engine, as separate processes do; the migration runs in one
-    immediate transaction, so the others wait and then find the schema up to date."""
+    immediate transaction (SQLite) or under an advisory lock (PostgreSQL), so the others wait and
+    then find the schema up to date."""
     service_class: Any = ActivationService if server == "activation" else FloatingService
     service_class.open(tmp_path / "keys").close()  # the key files are made once, beforehand
     for name in ("vendor.key", "floating.key"):
@@ -227,7 +241,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path: Pat
     def open_once() -> None:
         barrier.wait()
         try:
-            service_class.open(tmp_path / "data").close()
+            service_class.open(tmp_path / "data", database_url=database_url).close()
         except BaseException as exc:
             errors.append(exc)
 
@@ -238,5 +252,24 @@ def test_processes_opening_a_new_database_together_migrate_it_once(tmp_path: Pat
         t.join(timeout=30)
     assert errors == []
     schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
-    db = tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
+    db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
     assert _revision(db, schema) == "0002"
+
+
+@pytest.mark.parametrize("server", ["activation", "floating"])
+def test_a_postgresql_database_newer_than_the_code_is_refused(tmp_path: Path, server: str, pg_cluster: Any) -> None:
+    url = pg_cluster.new_database()
+    service_class: Any = ActivationService if server == "activation" else FloatingService
+    schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
+    service_class.open(tmp_path, database_url=url).close()
+    engine = create_db_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f"UPDATE {schema.version_table} SET version_num = '9999'"))
+        with pytest.raises(LicensingError) as info:
+            service_class.open(tmp_path)
+        assert info.value.code == ErrorCode.STATE_CORRUPT and "'9999'" in info.value.message
+        with engine.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT version_num FROM {schema.version_table}")).all() == [("9999",)]
+    finally:
+        engine.dispose()

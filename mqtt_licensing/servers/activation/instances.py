@@ -91,11 +91,11 @@ class InstanceApi(ServiceBase):
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
-        if tx is None:
+        if tx is None:  # the early refusal: a read, nothing written
             with self.store.transaction() as own:
-                self._check_rate(client, now, own)
-            return
-        rate = tx.get_rate(client)
+                rate = own.get_rate(client)
+        else:  # in the lookup's transaction: locked, so the check and the count are one step
+            rate = tx.lock_rate(client, now)
         if rate is not None:
             start, failures = rate
             if now - start < self.rate_limit_window and failures >= self.rate_limit_failures:
@@ -109,7 +109,7 @@ class InstanceApi(ServiceBase):
             with self.store.transaction() as own:
                 self._record_failure(client, now, own)
             return
-        rate = tx.get_rate(client)
+        rate = tx.lock_rate(client, now)
         if rate is None or now - rate[0] >= self.rate_limit_window:
             tx.put_rate(client, now, 1)
             tx.prune_rates(now - 10 * self.rate_limit_window)

@@ -17,7 +17,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ...core.signing import public_key_to_text
-from .._db import create_db_engine, sqlite_url
+from .._db import create_db_engine
+from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key
 from .._requests import MAX_CLOCK_SKEW
 from .codes import OfflineCodes
@@ -63,10 +64,10 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
     @classmethod
     def open(cls, data_dir: str | Path, *, database_url: str | None = None, **options: Any) -> ActivationService:
         """Open (creating on first use) the vendor state in ``data_dir``: vendor.key/.pub, vendor.db
-        (or ``database_url``), its schema brought to this code's version."""
+        (or ``database_url``, remembered in the folder), its schema brought to this code's version."""
         data_dir = Path(data_dir)
         key = load_or_create_signing_key(data_dir, KEY_NAME)
-        store = ActivationStore(create_db_engine(database_url or sqlite_url(data_dir, DB_FILE)))
+        store = ActivationStore(create_db_engine(resolve_database_url(data_dir, DB_FILE, database_url)))
         store.migrate()
         return cls(store, key, data_dir=data_dir, **options)
 

@@ -10,7 +10,8 @@ The domain code (:mod:`.service`) never sees SQL: it opens a
 * ``lock=True`` reads the license row with ``SELECT ... FOR UPDATE`` (a no-op on
   SQLite, where the immediate transaction already serializes writers), so counting
   activations and inserting one can never interleave between two replicas;
-* the rate-limit counters live in a table so replicas share them.
+* the rate-limit counters live in a table so replicas share them, and the row of a client address
+  is locked while a key lookup checks and counts it (:meth:`Tx.lock_rate`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._db import Schema, migrate
 
@@ -311,6 +314,28 @@ class Tx:
             sa.select(rate_limits.c.window_start, rate_limits.c.failures).where(rate_limits.c.address == address)
         ).first()
         return (int(row[0]), int(row[1])) if row is not None else None
+
+    def lock_rate(self, address: str, now: int) -> tuple[int, int]:
+        """(window_start, failures) for a client address, its row locked until the transaction ends.
+
+        The row is made first if missing (``ON CONFLICT DO NOTHING`` waits for a concurrent insert of
+        the same address), so on PostgreSQL concurrent guesses from one address, on any replica,
+        check and count one after the other and cannot all read "9 failures" (SQLite's immediate
+        transaction already serializes them)."""
+        dialect = self.conn.dialect.name
+        insert: Any = sa_postgresql.insert if dialect == "postgresql" else sa_sqlite.insert
+        if dialect in ("postgresql", "sqlite"):
+            self.conn.execute(
+                insert(rate_limits).values(address=address, window_start=now, failures=0).on_conflict_do_nothing()
+            )
+        elif self.get_rate(address) is None:
+            self.conn.execute(rate_limits.insert().values(address=address, window_start=now, failures=0))
+        row = self.conn.execute(
+            sa.select(rate_limits.c.window_start, rate_limits.c.failures)
+            .where(rate_limits.c.address == address)
+            .with_for_update()
+        ).one()
+        return (int(row[0]), int(row[1]))
 
     def put_rate(self, address: str, window_start: int, failures: int) -> None:
         updated = self.conn.execute(

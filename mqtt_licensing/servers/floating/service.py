@@ -29,7 +29,8 @@ from ...core import labels
 from ...core.documents import FloatingCertificate, InstanceRequest, Lease, open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key, public_key_to_text
-from .._db import create_db_engine, sqlite_url
+from .._db import create_db_engine
+from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key
 from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
 from .pool import FloatingPool, PoolView, lapsed
@@ -79,10 +80,11 @@ class FloatingService(FloatingPool):
         **options: Any,
     ) -> FloatingService:
         """Open (creating on first use) the floating server state in ``data_dir``: floating.key/.pub,
-        floating.db (or ``database_url``), vendor.pub. ``vendor_public_key`` given here is pinned."""
+        floating.db (or ``database_url``, remembered in the folder), vendor.pub. ``vendor_public_key``
+        given here is pinned."""
         data_dir = Path(data_dir)
         key = load_or_create_signing_key(data_dir, KEY_NAME)
-        store = FloatingStore(create_db_engine(database_url or sqlite_url(data_dir, DB_FILE)))
+        store = FloatingStore(create_db_engine(resolve_database_url(data_dir, DB_FILE, database_url)))
         store.migrate()
         service = cls(store, key, data_dir=data_dir, **options)
         if vendor_public_key is not None:

@@ -19,6 +19,22 @@ from tests.helpers.floating import start_floating
 pytestmark = pytest.mark.timeout(60)
 
 
+@pytest.fixture
+def floating(tmp_path, vendor, database_url):
+    """The conftest factory, on SQLite and on PostgreSQL."""
+    handles = []
+
+    def make(name="fls", **kwargs):
+        kwargs.setdefault("vendor_key", vendor)
+        handle = start_floating(tmp_path / name, database_url=database_url, **kwargs)
+        handles.append(handle)
+        return handle
+
+    yield make
+    for handle in handles:
+        handle.stop()
+
+
 async def _race(urls: list[str], keys: list[Ed25519PrivateKey]) -> list[bytes | str]:
     clients = [FloatingClient(url, timeout=30) for url in urls]
     start = asyncio.Event()
@@ -58,19 +74,26 @@ async def test_50_instances_race_for_10_seats(floating, vendor):
     assert {verify_lease(b, vendor.public_key())[0].lease_id for b in results if isinstance(b, bytes)} == ids
 
 
-async def test_two_replicas_on_one_database_stay_exact(tmp_path, vendor):
-    """Two server processes' worth (two engines, two HTTP servers) over the same SQLite file."""
-    a = start_floating(tmp_path / "shared", vendor_key=vendor, seats=7)
-    b = start_floating(tmp_path / "shared", vendor_public_key=vendor.public_key())
+async def test_three_replicas_on_one_database_stay_exact(tmp_path, vendor, database_url):
+    """Three server processes' worth (three engines, three HTTP servers) over one database:
+    50 instances race for the last seat."""
+    a = start_floating(tmp_path / "shared", vendor_key=vendor, seats=7, database_url=database_url)
+    others = [
+        start_floating(tmp_path / "shared", vendor_public_key=vendor.public_key(), database_url=database_url)
+        for _ in range(2)
+    ]
     try:
-        assert a.fingerprint == b.fingerprint
-        keys = [Ed25519PrivateKey.generate() for _ in range(40)]
-        results = await _race([a.url, b.url], keys)
-        assert sum(isinstance(r, bytes) for r in results) == 7
+        assert {a.fingerprint} == {o.fingerprint for o in others}
+        first = [Ed25519PrivateKey.generate() for _ in range(6)]
+        assert sum(isinstance(r, bytes) for r in await _race([a.url], first)) == 6
+        keys = [Ed25519PrivateKey.generate() for _ in range(50)]
+        results = await _race([a.url] + [o.url for o in others], keys)
+        assert Counter(r if isinstance(r, str) else "lease" for r in results) == {"lease": 1, "no_seats": 49}
         assert a.service.status()["seats"]["used"] == 7
     finally:
         a.stop()
-        b.stop()
+        for o in others:
+            o.stop()
 
 
 def test_threads_race_with_same_instances_repeating(floating):
