@@ -13,6 +13,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..clients.http import HttpOptions
 from ..core.errors import ErrorCode, LicensingError
 from ..core.features import MQTT_SERVER, validate_features
 from ..core.passwords import is_password_hash
@@ -51,8 +52,9 @@ class AgentConfig:
     retry_interval: float = 60.0
     # A clock that runs back by more than this is reported as clock_tampered.
     clock_tolerance: int = 300
-    # Floating auto-activation: lease a seat at start with no operator action.
-    floating_server_url: str | None = None
+    # Floating auto-activation: lease a seat at start with no operator action. A list names the
+    # replicas of one floating server (one database, one identity key): any of them renews the lease.
+    floating_server_url: str | list[str] | None = None
     floating_features: list[str] = field(default_factory=list)
     # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
     tick_interval: float = 1.0
@@ -83,6 +85,12 @@ class AgentConfig:
     max_admin_connections: int = 4
     # $license requests a non-admin connection gets answered in a burst; then one per 2 s.
     request_burst: int = 5
+    # Issue 12, reaching the servers: PEM CA certificates to trust for HTTPS instead of the system
+    # roots; an HTTP(S) proxy URL for the vendor and floating servers; and whether to honour the
+    # HTTPS_PROXY/HTTP_PROXY/NO_PROXY environment variables (off: only what is configured here).
+    ca_file: str | None = None
+    http_proxy: str | None = None
+    http_proxy_from_env: bool = False
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -122,6 +130,13 @@ class AgentConfig:
                 )
         if self.floating_server_url:
             validate_features(self.floating_features or [MQTT_SERVER])
+        for url in [*self.floating_servers(), *([self.vendor_url] if self.vendor_url else [])]:
+            if not url.startswith(("http://", "https://")):
+                raise LicensingError(ErrorCode.INVALID_FIELD, f"{url!r} is not an http:// or https:// URL")
+        if self.http_proxy and not self.http_proxy.startswith(("http://", "https://")):
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"http_proxy {self.http_proxy!r}: give http://host:port")
+        if self.ca_file:
+            self.http_options().ssl_context()  # a missing or unreadable CA file: one line naming it
         intervals = (self.check_in_interval, self.retry_interval, self.tick_interval, self.usage_interval)
         if min(*intervals, self.usage_report_interval) <= 0:
             raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
@@ -171,6 +186,21 @@ class AgentConfig:
                 )
             hashes[name] = encoded
         return hashes
+
+    def floating_servers(self) -> list[str]:
+        """The configured floating server URLs (one, or the replicas of one server), in order."""
+        urls = self.floating_server_url
+        if not urls:
+            return []
+        return [urls] if isinstance(urls, str) else [str(u) for u in urls]
+
+    def http_options(self) -> HttpOptions:
+        return HttpOptions(
+            timeout=self.http_timeout,
+            ca_file=str(Path(self.ca_file).expanduser()) if self.ca_file else None,
+            proxy=self.http_proxy or None,
+            proxy_from_env=self.http_proxy_from_env,
+        )
 
     def limits(self) -> Limits:
         try:

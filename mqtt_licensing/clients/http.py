@@ -8,6 +8,8 @@ only ever sees codes, never httpx exceptions.
 
 from __future__ import annotations
 
+import ssl
+from dataclasses import dataclass
 from typing import Any, Self
 
 import httpx
@@ -16,6 +18,30 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import unb64
 
 DEFAULT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How a client reaches a server: whom it trusts for HTTPS and which proxy it goes through.
+
+    ``ca_file``: PEM certificates to trust instead of the system roots (a private CA, pinned).
+    ``proxy``: an HTTP(S) proxy URL (``http://proxy:3128``; HTTPS goes through it with CONNECT).
+    ``proxy_from_env``: honour ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY``; off unless asked for, so
+    a variable meant for something else on the host never reroutes license traffic."""
+
+    timeout: float = DEFAULT_TIMEOUT
+    ca_file: str | None = None
+    proxy: str | None = None
+    proxy_from_env: bool = False
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The system roots (not a bundled list), or only ``ca_file``; a file that does not load is
+        ``invalid_field`` naming it."""
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"ca_file {self.ca_file}: {reason}") from None
 
 
 class JsonApiClient:
@@ -28,11 +54,20 @@ class JsonApiClient:
         timeout: float = DEFAULT_TIMEOUT,
         token: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        options: HttpOptions | None = None,
     ) -> None:
+        """``options`` (TLS trust, proxy) override ``timeout`` when given."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
+        options = options or HttpOptions(timeout=timeout)
         self.base_url = base_url.rstrip("/")
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers=headers, transport=transport, trust_env=False
+            base_url=self.base_url,
+            timeout=options.timeout,
+            headers=headers,
+            transport=transport,
+            verify=options.ssl_context() if self.base_url.startswith("https:") else True,
+            proxy=options.proxy,
+            trust_env=options.proxy_from_env,
         )
 
     async def __aenter__(self) -> Self:

@@ -2,6 +2,11 @@
 
 The source keeps the server and features after a lease is lost (or returned at shutdown), so
 the background work leases again; only an operator's deactivate forgets them.
+
+Failover: ``floating_server_url`` may list the replicas of one floating server (one database, one
+identity key). Each lease call goes to the server that answered last, then to the others in
+config order while a server cannot be reached or fails inside (``FAILOVER``); any other answer (no
+seats, a refused request) is the pool's answer, the same from every replica, and is final.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from ...core.timefmt import iso
 from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, stored_document_problem
 
 log = logging.getLogger(__name__)
+
+# Answers that say "this server, not the pool": try the next replica. Each lease call is signed
+# afresh per attempt (the servers accept a nonce once), so a retry is never a replay.
+FAILOVER = frozenset({ErrorCode.SERVER_UNREACHABLE, ErrorCode.INTERNAL_ERROR, ErrorCode.BAD_RESPONSE})
 
 
 @dataclass(eq=False)
@@ -55,11 +64,38 @@ class FloatingSource:
         return source
 
     @classmethod
-    async def auto_lease(cls, ctx: SourceContext, url: str, features: list[str]) -> FloatingSource:
+    async def auto_lease(cls, ctx: SourceContext, url: str | list[str], features: list[str]) -> FloatingSource:
         """Lease a seat because the config says so (nothing else is held)."""
         source = cls(ctx)
-        await source.acquire(url, features)
+        await source.acquire(url if isinstance(url, str) else url[0], features)
         return source
+
+    def _servers(self, first: str) -> list[str]:
+        """``first``, then the configured replicas, each once."""
+        return list(dict.fromkeys([first, *self.ctx.config.floating_servers()]))
+
+    async def _call(self, first: str, kind: str, features: tuple[str, ...] = ()) -> tuple[str, bytes]:
+        """One lease call (acquire, renew or release) to the first server that answers it:
+        (that server, its answer)."""
+        error: LicensingError | None = None
+        for url in self._servers(first):
+            request = self.ctx.sign(kind, features=features) if features else self.ctx.sign(kind)
+            try:
+                async with FloatingClient(url, options=self.ctx.config.http_options()) as client:
+                    if kind == KIND_LEASE_ACQUIRE:
+                        return url, await client.acquire(request)
+                    if kind == KIND_LEASE_RENEW:
+                        return url, await client.renew(request)
+                    await client.release(request)
+                    return url, b""
+            except LicensingError as exc:
+                if exc.code not in FAILOVER:
+                    raise
+                if error is not None or len(self._servers(first)) > 1:
+                    log.warning("floating server %s failed (%s); trying the next one", url, exc)
+                error = exc
+        assert error is not None
+        raise error
 
     # -- the lease ---------------------------------------------------------------------------
 
@@ -67,10 +103,8 @@ class FloatingSource:
         ctx = self.ctx
         now = ctx.now()
         self.last_attempt = now
-        request = ctx.sign(KIND_LEASE_ACQUIRE, features=tuple(features))
         try:
-            async with FloatingClient(url, timeout=ctx.config.http_timeout) as client:
-                blob = await client.acquire(request)
+            url, blob = await self._call(url, KIND_LEASE_ACQUIRE, tuple(features))
             lease, fcert = self._verify(blob, features)
         except LicensingError as exc:
             if self.features:  # keep trying in the background
@@ -95,8 +129,7 @@ class FloatingSource:
         now = self.ctx.now()
         self.last_attempt = now
         try:
-            async with FloatingClient(url, timeout=self.ctx.config.http_timeout) as client:
-                blob = await client.renew(self.ctx.sign(KIND_LEASE_RENEW, features=tuple(features)))
+            url, blob = await self._call(url, KIND_LEASE_RENEW, tuple(features))
             lease, fcert = self._verify(blob, features)
         except LicensingError as exc:
             if exc.code == ErrorCode.LEASE_NOT_FOUND:
@@ -108,8 +141,7 @@ class FloatingSource:
 
     async def _release(self) -> None:
         assert self.server_url is not None
-        async with FloatingClient(self.server_url, timeout=self.ctx.config.http_timeout) as client:
-            await client.release(self.ctx.sign(KIND_LEASE_RELEASE))
+        await self._call(self.server_url, KIND_LEASE_RELEASE)
 
     def _install(  # noqa: PLR0917 - one call site, each argument named by its type
         self, url: str, features: list[str], blob: bytes, lease: Lease, fcert: FloatingCertificate, now: int

@@ -51,7 +51,7 @@ class OnlineSource:
         refuse_if_licensed_elsewhere(current, key)
         url = vendor_url(ctx, current.server_url if isinstance(current, OnlineSource) else None)
         request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
-        async with ActivationClient(url, timeout=ctx.config.http_timeout) as client:
+        async with ActivationClient(url, options=ctx.config.http_options()) as client:
             answer = await client.activate(key, request)
         blob = answer["certificate"]
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
@@ -127,7 +127,7 @@ class OnlineSource:
         self.last_attempt = now
         nonce = secrets.token_hex(16)
         try:
-            async with ActivationClient(vendor_url(ctx, self.server_url), timeout=ctx.config.http_timeout) as client:
+            async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.config.http_options()) as client:
                 blob = await client.check_in(
                     ctx.sign(KIND_CHECK_IN, nonce=nonce, activation_id=self.certificate.activation_id)
                 )
@@ -180,7 +180,7 @@ class OnlineSource:
 
     async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
         ctx = self.ctx
-        async with ActivationClient(vendor_url(ctx, self.server_url), timeout=ctx.config.http_timeout) as client:
+        async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.config.http_options()) as client:
             try:
                 await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=self.certificate.activation_id))
             except LicensingError as exc:

@@ -1,0 +1,76 @@
+"""Server replicas as real processes: ``mqtt-licensing vendor|floating serve`` on one database."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from mqtt_licensing.servers._run import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Replica:
+    def __init__(self, server: str, data: Path, database_url: str, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "-m", "mqtt_licensing.cli.main", server, "serve", "--data", str(data)]
+        argv += ["--database-url", database_url, "--port", str(self.port), *extra]
+        self.proc = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                raise AssertionError(f"{server} serve exited: {err}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"{server} serve did not come up")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, requests in flight cut off."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.proc.stderr:
+            self.proc.stderr.close()
+
+
+def start_replicas(server: str, n: int, data: Path, database_url: str, *extra: str) -> list[Replica]:
+    replicas: list[Replica] = []
+    try:
+        for _ in range(n):
+            replicas.append(Replica(server, data, database_url, *extra))
+    except BaseException:
+        for r in replicas:
+            r.stop()
+        raise
+    return replicas
+
+
+__all__ = ["Replica", "start_replicas"]
