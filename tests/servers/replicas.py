@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -16,12 +17,20 @@ from mqtt_licensing.servers._run import free_port
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _verify(verify: str | bool) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
+
+
 class Replica:
-    def __init__(self, server: str, data: Path, database_url: str, *extra: str) -> None:
+    def __init__(
+        self, server: str, data: Path, database_url: str | None, *extra: str, verify: str | bool = True
+    ) -> None:
+        """``verify``: the CA file to check an HTTPS replica (``--tls-cert`` in ``extra``) against."""
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if '--tls-cert' in extra else 'http'}://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "mqtt_licensing.cli.main", server, "serve", "--data", str(data)]
-        argv += ["--database-url", database_url, "--port", str(self.port), *extra]
+        argv += ["--database-url", database_url] if database_url else []
+        argv += ["--port", str(self.port), *extra]
         self.proc = subprocess.Popen(
             argv,
             cwd=ROOT,
@@ -35,7 +44,10 @@ class Replica:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise AssertionError(f"{server} serve exited: {err}")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1, trust_env=False).status_code == 200:
+                if (
+                    httpx.get(f"{self.url}/v1/health", timeout=1, trust_env=False, verify=_verify(verify)).status_code
+                    == 200
+                ):
                     return
             except httpx.HTTPError:
                 pass

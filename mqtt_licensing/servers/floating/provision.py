@@ -3,6 +3,9 @@
 
 The offline path (codes copied by hand) needs no network and lives in the CLI on
 top of :meth:`.service.FloatingService.offline_request` / ``install_certificate``.
+
+``options`` (:class:`~mqtt_licensing.clients.http.HttpOptions`) say whom to trust for HTTPS (the
+system roots or a pinned CA file) and which proxy to go through.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ...clients.activation import ActivationClient
+from ...clients.http import HttpOptions
 from ...core.documents import FloatingCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import normalize_key
@@ -21,6 +25,7 @@ from .service import FloatingService
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_INTERVAL = 24 * 3600
+VENDOR_HTTP = HttpOptions(timeout=30.0)
 
 
 def _vendor_url(service: FloatingService, vendor_url: str | None) -> str:
@@ -36,13 +41,13 @@ async def activate_online(
     vendor_url: str,
     *,
     vendor_public_key: Ed25519PublicKey | None = None,
-    http_timeout: float = 30.0,
+    options: HttpOptions | None = None,
 ) -> FloatingCertificate:
     """Activate against the vendor; the certificate must verify against ``vendor_public_key``
     (then pinned) or the key already pinned."""
     key = normalize_key(license_key)  # a typo is caught before any network call
     request, nonce = service.activation_request(key)
-    async with ActivationClient(vendor_url, timeout=http_timeout) as vendor:
+    async with ActivationClient(vendor_url, options=options or VENDOR_HTTP) as vendor:
         certificate = await vendor.floating_activate(key, request)
     return service.install_certificate(
         certificate, nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
@@ -50,23 +55,23 @@ async def activate_online(
 
 
 async def refresh_online(
-    service: FloatingService, vendor_url: str | None = None, *, http_timeout: float = 30.0
+    service: FloatingService, vendor_url: str | None = None, *, options: HttpOptions | None = None
 ) -> FloatingCertificate:
     """Check in with the vendor and install the certificate it answers (new seats, features, validity)."""
     url = _vendor_url(service, vendor_url)
     request, nonce = service.check_in_request()
-    async with ActivationClient(url, timeout=http_timeout) as vendor:
+    async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
         certificate = await vendor.floating_check_in(request)
     return service.install_certificate(certificate, nonce=nonce, vendor_url=url.rstrip("/"))
 
 
 async def deactivate_online(
-    service: FloatingService, vendor_url: str | None = None, *, http_timeout: float = 30.0
+    service: FloatingService, vendor_url: str | None = None, *, options: HttpOptions | None = None
 ) -> FloatingCertificate | None:
     """Return the activation to the vendor, then stop leasing (only once the vendor agreed)."""
     url = _vendor_url(service, vendor_url)
     request = service.deactivation_request(offline=False)
-    async with ActivationClient(url, timeout=http_timeout) as vendor:
+    async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
         try:
             await vendor.deactivate(request)
         except LicensingError as exc:
@@ -75,14 +80,16 @@ async def deactivate_online(
     return service.forget_pool()
 
 
-async def refresh_periodically(service: FloatingService, interval: float = DEFAULT_REFRESH_INTERVAL) -> None:
+async def refresh_periodically(
+    service: FloatingService, interval: float = DEFAULT_REFRESH_INTERVAL, options: HttpOptions | None = None
+) -> None:
     """Background task for ``floating serve``: keep an online-provisioned pool's certificate fresh."""
     while True:
         await asyncio.sleep(interval)
         if not service.vendor_url:
             continue
         try:
-            cert = await refresh_online(service)  # a few ms of SQLite once a day: fine on the loop
+            cert = await refresh_online(service, options=options)  # a few ms of SQLite once a day: fine on the loop
             log.info("floating certificate refreshed: %d seats, features %s", cert.seats, ",".join(cert.features))
         except LicensingError as exc:
             log.warning("floating certificate refresh failed: %s", exc)
