@@ -165,11 +165,13 @@ def cli(*args: str, work: Path) -> str:
 class Vendor:
     """The vendor activation server's data folder, and the server process over it."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, database_url: str | None = None) -> None:
         self.work = work
         self.data = work / "vendor"
         self.port = free_port()
         self.process: Process | None = None
+        # remembered in the data folder by the first command that names it
+        self.db_args = ["--database-url", database_url] if database_url else []
 
     @property
     def url(self) -> str:
@@ -181,7 +183,8 @@ class Vendor:
 
     def issue(self, *extra: str, features: str = "mqtt_server") -> str:
         """A new license key, issued with the CLI on the data folder (safe while the server runs)."""
-        return cli("vendor", "issue", "--data", str(self.data), "--features", features, *extra, work=self.work).strip()
+        argv = ["vendor", "issue", "--data", str(self.data), *self.db_args, "--features", features, *extra]
+        return cli(*argv, work=self.work).strip()
 
     def start(self) -> Vendor:
         self.process = Process(
@@ -200,7 +203,7 @@ class Vendor:
 class Floating:
     """A floating license server, activated online against ``vendor`` with ``seats`` seats."""
 
-    def __init__(self, work: Path, vendor: Vendor, *, seats: int, ttl: int) -> None:
+    def __init__(self, work: Path, vendor: Vendor, *, seats: int, ttl: int, database_url: str | None = None) -> None:
         self.work = work
         self.data = work / "floating"
         self.port = free_port()
@@ -211,6 +214,7 @@ class Floating:
             "activate",
             "--data",
             str(self.data),
+            *(["--database-url", database_url] if database_url else []),
             "--key",
             key,
             "--vendor",

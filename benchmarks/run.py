@@ -108,10 +108,11 @@ FULL = Plan(
 class Lab:
     """Everything started for a run; every process is stopped at the end (by its own pid)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, databases: dict[str, str] | None = None) -> None:
         self.work = work
         self.processes: list[Process] = []
-        self.vendor = Vendor(work)
+        self.databases = databases or {}  # server name -> database URL (default: SQLite)
+        self.vendor = Vendor(work, self.databases.get("vendor"))
         self.broker_key = ""
         self.brokers: dict[str, Process] = {}
 
@@ -356,7 +357,9 @@ class FloatingOutcome:
 
 async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
     c = plan.lease_concurrency
-    server = Floating(lab.work, lab.vendor, seats=plan.soak_instances, ttl=600)
+    server = Floating(
+        lab.work, lab.vendor, seats=plan.soak_instances, ttl=600, database_url=lab.databases.get("floating")
+    )
     lab.track(server.process)
     server.start()
     try:
@@ -489,8 +492,28 @@ def lab_folder(keep: bool) -> Iterator[Path]:
             shutil.rmtree(work, ignore_errors=True)
 
 
-async def run(plan: Plan, sections: list[str], work: Path) -> tuple[list[Row], http_load.SoakResult | None]:
-    lab = Lab(work)
+@contextlib.contextmanager
+def databases(postgres: bool) -> Iterator[dict[str, str]]:
+    """SQLite ({}) or one database per server on a PostgreSQL cluster started (and removed) here."""
+    if not postgres:
+        yield {}
+        return
+    from tests.helpers.postgres import PostgresCluster, available  # a dev tool: the tests' cluster
+
+    reason = available()
+    if reason is not None:
+        raise SystemExit(f"--postgres: {reason}")
+    cluster = PostgresCluster.start(durable=True)
+    try:
+        yield {"vendor": cluster.new_database(), "floating": cluster.new_database()}
+    finally:
+        cluster.stop()
+
+
+async def run(
+    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None
+) -> tuple[list[Row], http_load.SoakResult | None]:
+    lab = Lab(work, databases)
     rows: list[Row] = []
     soak: http_load.SoakResult | None = None
     try:
@@ -526,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated sections (default all): {','.join(SECTIONS)}")
     parser.add_argument("--write-docs", action="store_true", help=f"rewrite the tables in {DOCS}")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, configs, data)")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="run the vendor and floating servers on a throwaway PostgreSQL cluster (durable settings) "
+        "instead of SQLite",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -536,8 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     facts = report.machine_facts()
     facts["load average at start"] = report.load_average()
     started = time.monotonic()
-    with lab_folder(args.keep) as work:
-        rows, soak = asyncio.run(run(plan, sections, work))
+    with lab_folder(args.keep) as work, databases(args.postgres) as dbs:
+        if dbs:
+            facts["database"] = "PostgreSQL (throwaway cluster, fsync on)"
+        rows, soak = asyncio.run(run(plan, sections, work, dbs))
     facts["load average at end"] = report.load_average()
     facts["run time"] = f"{time.monotonic() - started:.0f} s"
 

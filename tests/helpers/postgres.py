@@ -60,7 +60,8 @@ class PostgresCluster:
         return subprocess.run([*prefix, *argv], check=True, capture_output=True, text=True, timeout=60)
 
     @classmethod
-    def start(cls) -> PostgresCluster:
+    def start(cls, *, durable: bool = False) -> PostgresCluster:
+        """``durable``: keep PostgreSQL's fsync'd commits (for benchmarks; tests skip them)."""
         bin_dir = _bin_dir()
         assert bin_dir is not None, available()
         folder = Path(tempfile.mkdtemp(prefix="mql-pg-"))
@@ -68,10 +69,9 @@ class PostgresCluster:
             shutil.chown(folder, "postgres", "postgres")
         cluster = cls(folder, free_port(), bin_dir)
         cluster._run(str(bin_dir / "initdb"), "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        options = (
-            f"-p {cluster.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
+        options = f"-p {cluster.port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=300"
+        if not durable:
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         cluster._run(
             str(bin_dir / "pg_ctl"), "-D", str(cluster.data), "-l", str(folder / "log"), "-o", options, "-w", "start"
         )

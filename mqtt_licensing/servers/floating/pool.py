@@ -33,6 +33,7 @@ class PoolView:
     certificate: FloatingCertificate
     blob: bytes
     vendor_url: str | None
+    seat_check_before: int | None = None  # see store.pool
 
 
 def lapsed(cert: FloatingCertificate, now: int) -> str | None:
@@ -130,7 +131,7 @@ class FloatingPool:
             raise LicensingError(
                 ErrorCode.NOT_PROVISIONED, f"the installed floating certificate cannot be trusted: {exc.message}"
             ) from None
-        return PoolView(cert, row.certificate, row.vendor_url)
+        return PoolView(cert, row.certificate, row.vendor_url, row.seat_check_before)
 
     # -- provisioning ---------------------------------------------------------------------
     def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:
@@ -216,9 +217,13 @@ class FloatingPool:
                     )
             elif nonce is not None and cert.request_nonce is not None and cert.request_nonce != nonce:
                 raise LicensingError(ErrorCode.REQUEST_SUPERSEDED, "the certificate answers another request")
+            # Fewer seats than live leases: the newest ones lose their seat on renewal, so leases
+            # issued until now must check their order; otherwise every lease fits and none need to.
+            oversubscribed = row.certificate is not None and tx.count_active(now) > cert.seats
             values: dict[str, Any] = {
                 "certificate": bytes(blob),
                 "installed_at": now,
+                "seat_check_before": now + 1 if oversubscribed else None,
                 "deactivated_at": None,
                 "deactivated_activation_id": None,
             }

@@ -68,6 +68,7 @@ class FloatingService(FloatingPool):
         self.clock = clock
         self.max_clock_skew = max_clock_skew
         self.leases_expired = 0  # expired leases this process reclaimed (the metrics count them)
+        self._nonces_pruned_at = 0
         self._init_pool(vendor_public_key)
 
     @classmethod
@@ -121,7 +122,11 @@ class FloatingService(FloatingPool):
     def _remember(self, tx: Tx, request: InstanceRequest, now: int) -> None:
         if not tx.remember_nonce(request.fingerprint, request.nonce, request.created_at):
             raise replayed()
-        tx.prune_nonces(now - self.max_clock_skew - 1)
+        # Pruning is housekeeping, not protection (a request older than the clock window is
+        # refused by check_fresh anyway): once a second per process instead of on every request.
+        if now != self._nonces_pruned_at:
+            self._nonces_pruned_at = now
+            tx.prune_nonces(now - self.max_clock_skew - 1)
 
     def _sign_lease(self, row: LeaseRecord, pool: PoolView, now: int) -> bytes:
         return Lease(
@@ -135,8 +140,15 @@ class FloatingService(FloatingPool):
         ).sign(self.signing_key)
 
     @staticmethod
-    def _check_seat_order(tx: Tx, lease: LeaseRecord, cert: FloatingCertificate, now: int) -> None:
-        """A lease keeps its seat only while it is among the `seats` oldest (the pool may have shrunk)."""
+    def _check_seat_order(tx: Tx, lease: LeaseRecord, pool: PoolView, now: int) -> None:
+        """A lease keeps its seat only while it is among the `seats` oldest (the pool may have shrunk).
+
+        Counted only for a lease issued before the last shrink below the leases in use: one issued
+        later found fewer than `seats` older leases, and older ones never come back, so it fits
+        (this is what keeps a renewal free of a count over every lease)."""
+        cert = pool.certificate
+        if pool.seat_check_before is None or lease.issued_at >= pool.seat_check_before:
+            return
         if tx.count_active_before(now, lease.issued_at, lease.lease_id) >= cert.seats:
             raise LicensingError(
                 ErrorCode.NO_SEATS, f"the pool now has {cert.seats} seat(s) and this lease is beyond them"
@@ -164,7 +176,7 @@ class FloatingService(FloatingPool):
             expires = self._lease_expiry(cert, now)
             existing = tx.lease_by_fingerprint(request.fingerprint)
             if existing is not None:
-                self._check_seat_order(tx, existing, cert, now)
+                self._check_seat_order(tx, existing, pool, now)
                 tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features)
                 row = LeaseRecord(
                     existing.lease_id,
@@ -209,7 +221,7 @@ class FloatingService(FloatingPool):
                     ErrorCode.FEATURE_UNAVAILABLE,
                     f"the pool no longer has {', '.join(missing)}: acquire with another feature set",
                 )
-            self._check_seat_order(tx, lease, cert, now)
+            self._check_seat_order(tx, lease, pool, now)
             expires = self._lease_expiry(cert, now)
             tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires)
             row = LeaseRecord(

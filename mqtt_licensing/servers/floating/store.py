@@ -46,6 +46,8 @@ pool = sa.Table(
     sa.Column("pending_at", sa.BigInteger, nullable=True),
     sa.Column("deactivated_at", sa.BigInteger, nullable=True),
     sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
+    # Leases issued before this time re-check their seat order (see migration 0003); NULL: all fit.
+    sa.Column("seat_check_before", sa.BigInteger, nullable=True),
 )
 
 leases = sa.Table(
@@ -78,6 +80,7 @@ class PoolRecord:
     pending_at: int | None
     deactivated_at: int | None
     deactivated_activation_id: str | None
+    seat_check_before: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,7 @@ def _pool_record(row: Any) -> PoolRecord:
         pending_at=row.pending_at,
         deactivated_at=row.deactivated_at,
         deactivated_activation_id=row.deactivated_activation_id,
+        seat_check_before=row.seat_check_before,
     )
 
 
