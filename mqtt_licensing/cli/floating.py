@@ -26,6 +26,7 @@ from ..core.keys import mask_key, normalize_key
 from ..core.signing import public_key_from_text
 from ..core.timefmt import iso, relative
 from .logs import add_log_options, setup_logging
+from .network import outbound_args, outbound_options, tls_args
 
 DEFAULT_PORT = 8800
 
@@ -66,18 +67,18 @@ def register(subparsers: Any) -> None:
         help="seconds between certificate refreshes with the vendor for an online-activated pool "
         "(0: never; default 86400)",
     )
-    _tls_args(p)
-    _vendor_http_args(p)
+    tls_args(p)
+    outbound_args(p)
 
     p = command("activate", "activate this floating server online against the vendor", _activate)
     _key_args(p)
     p.add_argument("--vendor", required=True, help="the vendor activation server URL")
     p.add_argument("--vendor-key", required=True, help="the vendor public key (file or text) to pin")
-    _vendor_http_args(p)
+    outbound_args(p)
 
     p = command("refresh", "pull the current terms (seats, features, validity) from the vendor", _refresh)
     p.add_argument("--vendor", help="the vendor activation server URL (default: the one activated with)")
-    _vendor_http_args(p)
+    outbound_args(p)
 
     p = command("request", "offline activation, step 1: print a request code for the vendor", _request)
     _key_args(p)
@@ -95,34 +96,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--vendor", help="the vendor activation server URL: deactivate online")
     p.add_argument("--out", type=Path, help="offline: also write the deactivation code to this file")
-    _vendor_http_args(p)
+    outbound_args(p)
 
     p = command("status", "seats used and free, and every lease", _status)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-def _tls_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
-    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
-
-
-def _vendor_http_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ca-file", metavar="PEM", help="trust only these CA certificates for the vendor's HTTPS")
-    p.add_argument("--http-proxy", metavar="URL", help="reach the vendor through this HTTP(S) proxy")
-    p.add_argument(
-        "--http-proxy-from-env", action="store_true", help="honour HTTPS_PROXY/HTTP_PROXY/NO_PROXY (off by default)"
-    )
-
-
-def _vendor_http(args: argparse.Namespace) -> Any:
-    from ..clients.http import HttpOptions
-
-    options = HttpOptions(
-        timeout=30.0, ca_file=args.ca_file, proxy=args.http_proxy, proxy_from_env=args.http_proxy_from_env
-    )
-    if options.ca_file:
-        options.ssl_context()  # an unreadable CA file: one line now, not at the first refresh
-    return options
 
 
 def _key_args(p: argparse.ArgumentParser) -> None:
@@ -211,7 +188,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     setup_logging(args)
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
-    vendor_http = _vendor_http(args)
+    vendor_http = outbound_options(args)
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
     service = _service(args, ttl=args.ttl, vendor_public_key=vendor)
     token = load_or_create_token(args.data)
@@ -256,7 +233,7 @@ def _activate(args: argparse.Namespace) -> int:
     service = _service(args)
     try:
         cert = asyncio.run(
-            activate_online(service, key, args.vendor, vendor_public_key=vendor, options=_vendor_http(args))
+            activate_online(service, key, args.vendor, vendor_public_key=vendor, options=outbound_options(args))
         )
     finally:
         service.close()
@@ -269,7 +246,7 @@ def _refresh(args: argparse.Namespace) -> int:
 
     service = _service(args, must_exist=True)
     try:
-        cert = asyncio.run(refresh_online(service, args.vendor, options=_vendor_http(args)))
+        cert = asyncio.run(refresh_online(service, args.vendor, options=outbound_options(args)))
     finally:
         service.close()
     print(f"refreshed: {_describe(cert)}")
@@ -310,7 +287,7 @@ def _deactivate(args: argparse.Namespace) -> int:
         if args.vendor:
             from ..servers.floating.provision import deactivate_online
 
-            old = asyncio.run(deactivate_online(service, args.vendor, options=_vendor_http(args)))
+            old = asyncio.run(deactivate_online(service, args.vendor, options=outbound_options(args)))
             print(
                 f"deactivated online{f' (activation {old.activation_id})' if old else ''}; "
                 "the pool no longer leases seats"

@@ -18,6 +18,7 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.timefmt import iso
 from . import vendor_usage
 from .logs import add_log_options, setup_logging
+from .network import tls_args
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -317,8 +318,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
         metavar="SECONDS",
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
-    p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
-    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    tls_args(p)
 
     p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")
