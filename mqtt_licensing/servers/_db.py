@@ -77,7 +77,10 @@ def create_db_engine(url: str) -> sa.Engine:
             f"the database driver for {url.split(':', 1)[0]} is not installed ({exc.name}): {fix}",
         ) from None
     except sa.exc.ArgumentError:
-        raise LicensingError(ErrorCode.BAD_REQUEST, f"{redact_url(url)!r} is not a database URL") from None
+        raise LicensingError(
+            ErrorCode.BAD_REQUEST,
+            f"{redact_url(url)} is not a database URL: give e.g. postgresql://user:password@host/database",
+        ) from None
 
 
 def redact_url(url: str) -> str:
@@ -85,7 +88,7 @@ def redact_url(url: str) -> str:
     try:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
-        return "<unparseable url>"
+        return "the database URL given"  # unparseable: it may hold a password anywhere
 
 
 def sqlite_url(data_dir: Path, name: str) -> str:
@@ -125,7 +128,19 @@ def migrate(engine: sa.Engine, schema: Schema) -> None:
 
     A database without a version table but with the server's tables predates versioning and is
     stamped at the baseline first; one whose revision this code does not know was written by a
-    newer version and is refused, untouched."""
+    newer version and is refused, untouched. A database that cannot be reached is
+    ``server_unreachable`` saying why, in one line."""
+    try:
+        _migrate(engine, schema)
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise LicensingError(
+            ErrorCode.SERVER_UNREACHABLE,
+            f"cannot open the {schema.name} database {redact_url(engine.url.render_as_string())}: {reason}",
+        ) from None
+
+
+def _migrate(engine: sa.Engine, schema: Schema) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together: one migrates, the others wait and then find nothing to do

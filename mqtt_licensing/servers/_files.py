@@ -77,18 +77,24 @@ def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
 
 
 def database_url(data_dir: Path, db_file: str, given: str | None = None) -> str:
-    """The database of a data folder: ``given`` (remembered in ``database.url``, owner-only as it may
-    hold a password, so every later command on the folder uses the same database), else the one
-    remembered, else SQLite in ``db_file``."""
+    """The database of a data folder: ``given``, else the one remembered in ``database.url`` (see
+    :func:`remember_database_url`), else SQLite in ``db_file``."""
     path = Path(data_dir) / DATABASE_URL_FILE
     if given:
-        if not path.exists() or path.read_text().strip() != given:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(path, (given + "\n").encode())
         return given
     if path.exists():
         return path.read_text().strip()
     return f"sqlite:///{(Path(data_dir) / db_file).resolve()}"
+
+
+def remember_database_url(data_dir: Path, url: str) -> None:
+    """Keep a URL that worked, so every later command on the folder uses the same database;
+    owner-only, as it may hold a password."""
+    path = Path(data_dir) / DATABASE_URL_FILE
+    if url.startswith("sqlite") or (path.exists() and path.read_text().strip() == url):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, (url + "\n").encode())
 
 
 __all__ = [

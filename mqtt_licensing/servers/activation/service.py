@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
-from .._files import load_or_create_signing_key
+from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from .codes import OfflineCodes
 from .instances import InstanceApi
@@ -67,8 +67,10 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
         (or ``database_url``, remembered in the folder), its schema brought to this code's version."""
         data_dir = Path(data_dir)
         key = load_or_create_signing_key(data_dir, KEY_NAME)
-        store = ActivationStore(create_db_engine(resolve_database_url(data_dir, DB_FILE, database_url)))
+        url = resolve_database_url(data_dir, DB_FILE, database_url)
+        store = ActivationStore(create_db_engine(url))
         store.migrate()
+        remember_database_url(data_dir, url)  # only once it worked
         return cls(store, key, data_dir=data_dir, **options)
 
     def close(self) -> None:

@@ -31,7 +31,7 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key, public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
-from .._files import load_or_create_signing_key
+from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
@@ -85,8 +85,10 @@ class FloatingService(FloatingPool):
         given here is pinned."""
         data_dir = Path(data_dir)
         key = load_or_create_signing_key(data_dir, KEY_NAME)
-        store = FloatingStore(create_db_engine(resolve_database_url(data_dir, DB_FILE, database_url)))
+        url = resolve_database_url(data_dir, DB_FILE, database_url)
+        store = FloatingStore(create_db_engine(url))
         store.migrate()
+        remember_database_url(data_dir, url)  # only once it worked
         service = cls(store, key, data_dir=data_dir, **options)
         if vendor_public_key is not None:
             service.pin_vendor_key(vendor_public_key)
