@@ -73,8 +73,9 @@ class ManualClock:
 
 
 @pytest.fixture
-def vendor(tmp_path: Any) -> Iterator[VendorHandle]:
-    with start_vendor(tmp_path / "vendor", certificate_lifetime=60) as handle:
+def vendor(tmp_path: Any, database_url: str | None) -> Iterator[VendorHandle]:
+    """On SQLite and on PostgreSQL (tests/servers/conftest.py)."""
+    with start_vendor(tmp_path / "vendor", certificate_lifetime=60, database_url=database_url) as handle:
         yield handle
 
 
@@ -84,8 +85,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def clocked_vendor(tmp_path: Any, clock: ManualClock) -> Iterator[VendorHandle]:
-    with start_vendor(tmp_path / "vendor", certificate_lifetime=60, clock=clock) as handle:
+def clocked_vendor(tmp_path: Any, clock: ManualClock, database_url: str | None) -> Iterator[VendorHandle]:
+    with start_vendor(tmp_path / "vendor", certificate_lifetime=60, clock=clock, database_url=database_url) as handle:
         yield handle
 
 

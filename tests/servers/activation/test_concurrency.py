@@ -22,12 +22,6 @@ RACERS = 40
 
 
 @pytest.fixture
-def vendor(tmp_path: Path, database_url: str | None) -> Iterator[VendorHandle]:
-    with start_vendor(tmp_path / "vendor", certificate_lifetime=60, database_url=database_url) as handle:
-        yield handle
-
-
-@pytest.fixture
 def replicas(tmp_path: Path, database_url: str | None) -> Iterator[list[VendorHandle]]:
     """Three servers on one database, each with its own engine and socket, as separate processes
     have (the real-process replicas are in tests/servers/test_replicas.py)."""

@@ -37,7 +37,7 @@ def test_data_folder_keys(vendor: VendorHandle) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert public_key_from_text(pub_file.read_text()).public_bytes_raw() == vendor.public_key.public_bytes_raw()
-    assert (vendor.data_dir / "vendor.db").exists()
+    assert (vendor.data_dir / "vendor.db").exists() == (vendor.database_url is None)  # else PostgreSQL
 
 
 async def test_health_and_noop(http) -> None:  # type: ignore[no-untyped-def]

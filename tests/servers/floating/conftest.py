@@ -37,12 +37,24 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def floating(tmp_path: Path, vendor: Ed25519PrivateKey) -> Iterator[Callable[..., FloatingHandle]]:
-    """``floating(seats=3, ttl=60, ...)`` -> a running, provisioned server (stopped after the test)."""
+def floating(
+    tmp_path: Path, vendor: Ed25519PrivateKey, database_url: str | None, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., FloatingHandle]]:
+    """``floating(seats=3, ttl=60, ...)`` -> a running, provisioned server (stopped after the test),
+    on SQLite and on PostgreSQL (tests/servers/conftest.py)."""
     handles: list[FloatingHandle] = []
+    databases: dict[str, str | None] = {}
+
+    def database(name: str) -> str | None:
+        """One database per named server, as one SQLite file per data folder."""
+        if name not in databases:
+            fresh = database_url is None or not databases
+            databases[name] = database_url if fresh else request.getfixturevalue("pg_cluster").new_database()
+        return databases[name]
 
     def make(name: str = "fls", **kwargs: Any) -> FloatingHandle:
         kwargs.setdefault("vendor_key", vendor)
+        kwargs.setdefault("database_url", database(name))
         handle = start_floating(tmp_path / name, **kwargs)
         handles.append(handle)
         return handle

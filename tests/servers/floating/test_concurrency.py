@@ -19,22 +19,6 @@ from tests.helpers.floating import start_floating
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def floating(tmp_path, vendor, database_url):
-    """The conftest factory, on SQLite and on PostgreSQL."""
-    handles = []
-
-    def make(name="fls", **kwargs):
-        kwargs.setdefault("vendor_key", vendor)
-        handle = start_floating(tmp_path / name, database_url=database_url, **kwargs)
-        handles.append(handle)
-        return handle
-
-    yield make
-    for handle in handles:
-        handle.stop()
-
-
 async def _race(urls: list[str], keys: list[Ed25519PrivateKey]) -> list[bytes | str]:
     clients = [FloatingClient(url, timeout=30) for url in urls]
     start = asyncio.Event()
