@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from ...clients.activation import ActivationClient
+from ...clients.http import HttpOptions
 from ...core.documents import UsageAck
 from ...core.errors import LicensingError
 from ...core.gate import Decision, Refusal
@@ -32,7 +33,7 @@ async def report_online(
     activation_id: str,
     vendor_key: Any,
     sign: Callable[..., bytes],
-    http_timeout: float,
+    http: HttpOptions,
 ) -> UsageAck | None:
     """Send every pending record (in batches); None when nothing was pending."""
     ack = None
@@ -40,7 +41,7 @@ async def report_online(
         nonce = secrets.token_hex(16)
         request = sign(KIND_USAGE_REPORT, nonce=nonce, activation_id=activation_id)
         try:
-            async with ActivationClient(vendor_url, timeout=http_timeout) as client:
+            async with ActivationClient(vendor_url, options=http) as client:
                 blob = await client.report_usage(request, [record for _seq, record in batch])
             ack = await metering.acknowledge(blob, vendor_key, nonce, [seq for seq, _record in batch])
         except LicensingError as exc:
@@ -136,7 +137,7 @@ class UsageDuty:
                 activation_id=source.certificate.activation_id,
                 vendor_key=self.ctx.vendor_key,
                 sign=self.ctx.sign,
-                http_timeout=self.ctx.config.http_timeout,
+                http=self.ctx.config.http_options(),  # timeout, CA and proxy, as every agent call
             )
         except LicensingError as exc:
             log.warning("usage report failed (records kept for the next attempt): %s", exc)
