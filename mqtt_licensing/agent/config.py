@@ -130,13 +130,7 @@ class AgentConfig:
                 )
         if self.floating_server_url:
             validate_features(self.floating_features or [MQTT_SERVER])
-        for url in [*self.floating_servers(), *([self.vendor_url] if self.vendor_url else [])]:
-            if not url.startswith(("http://", "https://")):
-                raise LicensingError(ErrorCode.INVALID_FIELD, f"{url!r} is not an http:// or https:// URL")
-        if self.http_proxy and not self.http_proxy.startswith(("http://", "https://")):
-            raise LicensingError(ErrorCode.INVALID_FIELD, f"http_proxy {self.http_proxy!r}: give http://host:port")
-        if self.ca_file:
-            self.http_options().ssl_context()  # a missing or unreadable CA file: one line naming it
+        self._validate_network()
         intervals = (self.check_in_interval, self.retry_interval, self.tick_interval, self.usage_interval)
         if min(*intervals, self.usage_report_interval) <= 0:
             raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
@@ -186,6 +180,15 @@ class AgentConfig:
                 )
             hashes[name] = encoded
         return hashes
+
+    def _validate_network(self) -> None:
+        for url in [*self.floating_servers(), *([self.vendor_url] if self.vendor_url else [])]:
+            if not url.startswith(("http://", "https://")):
+                raise LicensingError(ErrorCode.INVALID_FIELD, f"{url!r} is not an http:// or https:// URL")
+        if self.http_proxy and not self.http_proxy.startswith(("http://", "https://")):
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"http_proxy {self.http_proxy!r}: give http://host:port")
+        if self.ca_file:
+            self.http_options().ssl_context()  # a missing or unreadable CA file: one line naming it
 
     def floating_servers(self) -> list[str]:
         """The configured floating server URLs (one, or the replicas of one server), in order."""
