@@ -106,8 +106,7 @@ class LicensingAgent:
             self._evaluation = Evaluation(
                 LicenseState.UNLICENSED, f"the license state could not be loaded: {exc.message}"
             )
-            log.error("license agent not loaded: %s", exc.message)
-            raise
+            raise  # the caller reports it (the amqtt runner refuses to start the broker)
         self.fingerprint = fingerprint(self._identity)
         await self.metering.load(self._identity, self.fingerprint)
         self._trial_started_at = stored.trial_started_at
@@ -157,6 +156,10 @@ class LicensingAgent:
             await self._save()
         await self._out.close()
         self._access.close()
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
 
     @property
     def evaluation(self) -> Evaluation:

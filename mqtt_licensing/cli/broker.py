@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import traceback
 
 from .logs import add_log_options, setup_logging
 
@@ -17,12 +18,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..adapters.amqtt.runner import ConfigError, load_config, serve  # heavy (amqtt): only for this verb
+    from ..adapters.amqtt.runner import ConfigError, StartError, load_config, serve  # heavy (amqtt): only for this verb
 
     setup_logging(args)
     try:
         asyncio.run(serve(load_config(args.config)))
-    except ConfigError as exc:
+    except (ConfigError, StartError) as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
     return 0

@@ -71,7 +71,13 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     async def on_broker_pre_start(self) -> None:
         raise_open_file_limit()
-        await self.agent.load()
+        if self.agent.loaded:
+            return  # runner.serve loads it first, to refuse a start it cannot load
+        try:
+            await self.agent.load()
+        except LicensingError as exc:
+            log.error("license agent not loaded: %s", exc.message)  # amqtt only drops what a hook raises
+            raise
 
     async def on_broker_post_start(self) -> None:
         await self.agent.start(_AmqttTransport(self.context, self._patches))

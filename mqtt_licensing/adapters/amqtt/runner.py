@@ -37,6 +37,10 @@ class ConfigError(LicensingError):
         super().__init__(ErrorCode.INVALID_FIELD, message)
 
 
+class StartError(LicensingError):
+    """The broker must not start (e.g. the agent cannot load its state): one line, exit 2."""
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read and check a broker_config YAML; relative paths in the agent section are taken from
     the file's folder. Every mistake is a :class:`ConfigError` naming the fix."""
@@ -142,6 +146,7 @@ async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | N
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
     _check_ports_free(config)
     broker = Broker(config)
+    await _load_agents(broker)
     try:
         await broker.start()
     except BrokerError as exc:
@@ -163,6 +168,27 @@ async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | N
         await stop.wait()
     finally:
         await broker.shutdown()
+
+
+async def _load_agents(broker: Broker) -> None:
+    """Load each agent's state before the broker listens: amqtt runs ``on_broker_pre_start`` as a
+    task and only logs what it raises, so a state the agent cannot load (a newer state.json, a
+    damaged identity.key, an unwritable folder) would leave a broker running that admits only
+    admins. Here it stops the start with one line instead; the plugin then skips its own load."""
+    for plugin in broker.plugins_manager.plugins:
+        if not isinstance(plugin, LicensingPlugin):
+            continue
+        state_dir = plugin.agent.config.state_dir
+        try:
+            await plugin.agent.load()
+        except LicensingError as exc:
+            raise StartError(exc.code, f"the license state in {state_dir} cannot be loaded: {exc.message}") from exc
+        except OSError as exc:
+            raise StartError(
+                ErrorCode.STATE_CORRUPT,
+                f"the license state folder {state_dir} cannot be used ({exc.strerror}: {exc.filename}); "
+                "fix its permissions or point state_dir in the broker config elsewhere",
+            ) from exc
 
 
 class BrokerThread:

@@ -1,0 +1,49 @@
+"""The broker refuses to start (one line, exit 2) when the agent cannot load its state: amqtt
+would only log what ``on_broker_pre_start`` raises and run on, admitting only admins."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .test_broker_config import CONFIGS, installed
+
+
+def _config_with_free_port(tmp_path: Path, vendor) -> Path:
+    path = installed(tmp_path, CONFIGS[0], vendor)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path.write_text(path.read_text().replace("bind: 0.0.0.0:1883", f"bind: 127.0.0.1:{port}", 1))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["state too new", "bad identity key", "state folder is a file"])
+def test_broker_refuses_to_start_when_the_agent_cannot_load(tmp_path, vendor, damage):
+    path = _config_with_free_port(tmp_path, vendor)
+    state = tmp_path / "license-state"
+    if damage == "state folder is a file":
+        state.write_text("not a folder")
+        expect = "cannot be used"
+    else:
+        state.mkdir()
+        if damage == "state too new":
+            (state / "state.json").write_text(json.dumps({"version": 999, "trial_started_at": 0}))
+            expect = "error [state_too_new]: "
+        else:
+            (state / "identity.key").write_text("garbage")
+            expect = "error [state_corrupt]: "
+    before = {p.name: p.read_bytes() for p in state.iterdir()} if state.is_dir() else {}
+    command = [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=50)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert expect in lines[0] and str(state) in lines[0], lines[0]
+    for name, data in before.items():  # left as it was, for the newer version or the backup
+        assert (state / name).read_bytes() == data
+    debug = subprocess.run(command[:3] + ["--debug"] + command[3:], capture_output=True, text=True, timeout=50)
+    assert debug.returncode == 2 and "Traceback" in debug.stderr
