@@ -137,6 +137,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "$license/status topic and prints every change until Ctrl-C.",
     )
     p.add_argument("--watch", action="store_true", help="keep printing each status change until Ctrl-C")
+    p.add_argument(
+        "--code-out", metavar="FILE", help="write the pending offline code (deactivation or request) to FILE"
+    )
     p.set_defaults(func=cmd_status)
 
     p = subparsers.add_parser(
@@ -170,6 +173,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _key_options(p, required=True)
     p.add_argument("--out", metavar="FILE", help="write the request code to FILE instead of standard output")
     p.set_defaults(func=cmd_offline_request)
+
+    p = subparsers.add_parser(
+        "offline-cancel",
+        parents=[common],
+        add_help=False,
+        help="drop the pending offline request",
+        description="Withdraw the pending usage request code: a usage license answering it is refused "
+        "afterwards. Whatever serves now (the trial, a held license) keeps serving.",
+    )
+    p.set_defaults(func=cmd_offline_cancel)
 
     p = subparsers.add_parser(
         "events",
@@ -300,9 +313,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         return _watch_status(args)
     reply = _request(args, "status", {})
+    doc = reply.get("status")
     if not args.json:
-        print(format_status(reply.get("status")))
+        text = format_status(doc)
+        offline = (doc.get("offline") if isinstance(doc, dict) else None) or {}
+        code = text_or_none(offline.get("deactivation_code")) or text_or_none(offline.get("request_code"))
+        if code and not args.code_out:
+            what = "deactivation" if offline.get("deactivation_code") else "usage request"
+            text += f"\n\nTo write the {what} code to a file: mqtt-licensing status --code-out FILE"
+        print(text)
+    if args.code_out:
+        _write_offline_code(doc, args.code_out)
+        if not args.json:
+            print(f"Wrote the code to {args.code_out}.")
     return 0
+
+
+def _write_offline_code(doc: Any, path: str) -> None:
+    """The deactivation code a status carries (else the pending request code), to carry to the vendor."""
+    offline = (doc.get("offline") if isinstance(doc, dict) else None) or {}
+    code = text_or_none(offline.get("deactivation_code")) or text_or_none(offline.get("request_code"))
+    if code is None:
+        raise LicensingError(
+            ErrorCode.NO_PENDING_REQUEST,
+            f"there is no offline code to write (no deactivation code, no pending request); {path} was not written",
+        )
+    _write_text(path, code, "offline code")
 
 
 def _follow(args: argparse.Namespace, stream: Callable[[LicenseClient], Iterator[dict[str, Any]]],
@@ -414,6 +450,14 @@ def cmd_offline_request(args: argparse.Namespace) -> int:
     elif not args.json:
         print(code.rstrip("\n"))
         print("\n" + "\n".join(OFFLINE_REQUEST_INSTRUCTIONS), file=sys.stderr)
+    return 0
+
+
+@_guarded
+def cmd_offline_cancel(args: argparse.Namespace) -> int:
+    reply = _request(args, "offline_cancel", {})
+    if not args.json:
+        print(_with_status("Cancelled the pending offline request.", reply))
     return 0
 
 

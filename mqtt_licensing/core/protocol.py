@@ -26,6 +26,7 @@ OPERATIONS: dict[str, str] = {
     "$license/deactivate": "deactivate",
     "$license/status": "status",
     "$license/offline/request": "offline_request",
+    "$license/offline/cancel": "offline_cancel",
 }
 
 DEFAULT_MAX_PAYLOAD = 64 * 1024

@@ -9,7 +9,8 @@ restart, a missed timer or a clock jump can never leave a stale state behind.
       |                   |
       +--2 h--> unlicensed +--vendor says so--> revoked / suspended / expired
 
-    pending_offline: an offline request is outstanding and nothing else serves
+    pending_offline: an offline request is outstanding and nothing else serves (a held
+                     license or the running trial keeps serving while a request is pending)
     clock_tampered:  the clock ran back; not serving until an online check-in succeeds
     floating:        active while the lease holds, unlicensed once it has expired
 """
@@ -113,18 +114,23 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
     if cert is not None:
         return _evaluate_certificate(cert, facts, now)
 
-    if facts.pending_offline_at is not None:
-        return Evaluation(
-            LicenseState.PENDING_OFFLINE, "an offline activation request is waiting for its usage license"
-        )
+    # A pending offline request never stops what serves: the trial runs on until it ends.
     trial_end = facts.trial_started_at + limits.trial_seconds
     if now < trial_end:
+        pending = facts.pending_offline_at is not None
         return Evaluation(
             LicenseState.TRIAL,
-            "evaluation: no license activated yet",
+            "evaluation: an offline request is waiting for its usage license"
+            if pending
+            else "evaluation: no license activated yet",
             max_connections=limits.trial_max_connections,
             deadline=trial_end,
             model="trial",
+        )
+    if facts.pending_offline_at is not None:
+        return Evaluation(
+            LicenseState.PENDING_OFFLINE,
+            "the evaluation period is over and an offline request is waiting for its usage license",
         )
     return Evaluation(LicenseState.UNLICENSED, "no license is active and the evaluation period is over")
 

@@ -35,7 +35,8 @@ def cert(**kw):
     [
         (Facts(trial_started_at=0), 50, LicenseState.TRIAL),
         (Facts(trial_started_at=0), 100, LicenseState.UNLICENSED),
-        (Facts(trial_started_at=0, pending_offline_at=5), 50, LicenseState.PENDING_OFFLINE),
+        (Facts(trial_started_at=0, pending_offline_at=5), 50, LicenseState.TRIAL),  # the trial serves on
+        (Facts(trial_started_at=0, pending_offline_at=5), 100, LicenseState.PENDING_OFFLINE),
         (Facts(trial_started_at=0, certificate=cert()), 500, LicenseState.ACTIVE),
         (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 500, LicenseState.GRACE),
         (Facts(trial_started_at=0, certificate=cert(), checkin_failing_since=400), 1000, LicenseState.EXPIRED),

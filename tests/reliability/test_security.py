@@ -332,7 +332,7 @@ def test_retained_messages_hold_no_key_and_reach_only_readers(tmp_path, vendor):
             retained = broker.thread.broker._retained_messages  # amqtt internals, read only
             assert set(retained) == {"$license/status"}
             doc = json.loads(retained["$license/status"].data)
-            assert doc["state"] == "pending_offline"
+            assert doc["state"] == "trial" and doc["offline"]["pending_request_at"]  # the trial serves on
             everything = [
                 retained["$license/status"].data.decode(),
                 *(json.dumps(r) for r in replies),

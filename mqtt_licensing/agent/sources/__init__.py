@@ -205,6 +205,10 @@ async def operate(
         from .offline import OfflineSource
 
         return await OfflineSource.request(ctx, fields, current)
+    if operation == "offline_cancel":
+        from .offline import OfflineSource
+
+        return OfflineSource.cancel(ctx, current)
     if current is None:
         raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
     if operation == "reactivate":

@@ -91,6 +91,18 @@ class OfflineSource:
         return source, {"request_code": code}
 
     @classmethod
+    def cancel(cls, ctx: SourceContext, current: LicenseSource | None) -> tuple[LicenseSource | None, dict[str, Any]]:
+        """Drop the pending request; a usage license answering it later is refused as superseded."""
+        source = current if isinstance(current, OfflineSource) else None
+        if source is None or source.pending is None:
+            raise LicensingError(ErrorCode.NO_PENDING_REQUEST, "no offline request is pending on this instance")
+        nonce = source.pending.nonce
+        source.pending = None
+        source.superseded_nonces = _plus(source.superseded_nonces, nonce)
+        ctx.emit("offline_request_cancelled")
+        return source, {"cancelled": True}
+
+    @classmethod
     async def activate(cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None) -> OfflineSource:
         blob = unarmor(protocol.require_str(fields, "usage_license", max_len=32768), USAGE_LICENSE)
         cert = verify_certificate(ctx, blob, LicenseModel.OFFLINE)
