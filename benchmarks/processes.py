@@ -172,6 +172,7 @@ class Vendor:
         self.process: Process | None = None
         # remembered in the data folder by the first command that names it
         self.db_args = ["--database-url", database_url] if database_url else []
+        cli("vendor", "init", str(self.data), *self.db_args, work=work)  # every other vendor verb needs the folder
 
     @property
     def url(self) -> str:

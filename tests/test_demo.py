@@ -24,7 +24,9 @@ def run_line(line, cwd, env):
 @pytest.mark.timeout(120)
 def test_demo_instructions_work(tmp_path):
     port, vendor_port = free_port(), free_port()
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    # The printed lines run as in a new terminal: no venv on PATH until they `source` it.
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if Path(p) != BIN)
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"} | {"PATH": path}
     demo = subprocess.Popen(
         [
             str(BIN / "mqtt-licensing"),
@@ -52,10 +54,10 @@ def test_demo_instructions_work(tmp_path):
                 break
         text = "\n".join(lines)
         assert "demo is running" in text, text
-        commands = [ln.strip() for ln in lines if ln.startswith("  mqtt-licensing") or ln.startswith("  export")]
-        export = next(c for c in commands if c.startswith("export"))
-        cli = [c for c in commands if c.startswith("mqtt-licensing")]
-        outputs = [run_line(f"{export}; {c}", tmp_path, env) for c in cli]
+        setup = [ln.strip() for ln in lines if ln.startswith(("  source", "  export"))]
+        assert setup[0].startswith("source "), "a new terminal needs the venv first"
+        cli = [ln.strip() for ln in lines if ln.startswith("  mqtt-licensing")]
+        outputs = [run_line("; ".join([*setup, c]), tmp_path, env) for c in cli]
         assert "trial" in outputs[0]  # status
         assert "active" in outputs[1]  # activate
         assert "iot_bridge_snowflake" in outputs[3]  # reactivate after the vendor update

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,9 @@ def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: d
     port = "" if args.port == 1883 else f" --port {args.port}"
     key_file = rel(keys["license.txt"])
     mq = f"-V mqttv311 -h {args.host} -p {args.port} -u {DEMO_ADMIN} -P {DEMO_PASSWORD}"
+    # A new terminal has no venv on its PATH: the first line puts this one there.
+    venv = Path(sys.prefix)
+    activate = f"\n  source {rel(venv / 'bin' / 'activate')}" if sys.prefix != sys.base_prefix else ""
     return (
         f"""
 mqtt-licensing demo is running (Ctrl-C stops it)
@@ -115,7 +119,7 @@ mqtt-licensing demo is running (Ctrl-C stops it)
   demo license key         : {rel(keys["license.txt"])}   (online; license id {license_id})
   offline license key      : {rel(keys["offline-license.txt"])}
 
-Try, in another terminal (same folder, same venv):
+Try, in another terminal (same folder):{activate}
   export MQTT_LICENSING_USERNAME={DEMO_ADMIN} MQTT_LICENSING_PASSWORD={DEMO_PASSWORD}
   mqtt-licensing status{port}
   mqtt-licensing activate{port} --key-file {rel(keys["license.txt"])}

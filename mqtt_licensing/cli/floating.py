@@ -21,12 +21,13 @@ from typing import Any
 
 from ..core import labels
 from ..core.codes import armor, unarmor
-from ..core.errors import ErrorCode, LicensingError
+from ..core.errors import ErrorCode, LicensingError, SetupError
 from ..core.keys import mask_key, normalize_key
 from ..core.signing import public_key_from_text
 from ..core.timefmt import iso, relative
 from .logs import add_log_options, setup_logging
 from .network import outbound_args, outbound_options, tls_args
+from .serverdata import open_data, require_data_folder, require_free_port
 
 DEFAULT_PORT = 8800
 
@@ -112,12 +113,18 @@ def _key_args(p: argparse.ArgumentParser) -> None:
 
 
 def _service(args: argparse.Namespace, *, must_exist: bool = False, **kwargs: Any) -> Any:
+    """The floating data folder of ``--data``; only ``activate`` and ``request`` may create one."""
     from ..servers.floating.service import KEY_NAME, FloatingService
 
-    if must_exist and not (args.data / f"{KEY_NAME}.key").exists():
-        raise LicensingError(ErrorCode.NOT_FOUND, f"no floating server in {args.data} (no {KEY_NAME}.key)")
     kwargs.setdefault("database_url", args.database_url)
-    return FloatingService.open(args.data, **kwargs)
+    if must_exist:
+        require_data_folder(
+            args.data,
+            KEY_NAME,
+            kind="floating server",
+            create="mqtt-licensing floating activate (online) or floating request (offline)",
+        )
+    return open_data(args.data, lambda: FloatingService.open(args.data, **kwargs), db_url=kwargs["database_url"])
 
 
 def _license_key(args: argparse.Namespace) -> str:
@@ -126,7 +133,9 @@ def _license_key(args: argparse.Namespace) -> str:
     try:
         text = args.key_file.read_text()
     except OSError as exc:
-        raise LicensingError(ErrorCode.INVALID_FIELD, f"cannot read {args.key_file}: {exc.strerror}") from None
+        raise SetupError(
+            ErrorCode.INVALID_FIELD, f"cannot read {args.key_file}: {exc.strerror}; check --key-file"
+        ) from None
     return normalize_key(text)
 
 
@@ -141,8 +150,10 @@ def _vendor_key(value: str) -> Any:
     try:
         return public_key_from_text(text)
     except (LicensingError, ValueError):
-        raise LicensingError(
-            ErrorCode.INVALID_FIELD, f"--vendor-key {value!r} is neither a public key file nor a public key"
+        raise SetupError(
+            ErrorCode.INVALID_FIELD,
+            f"--vendor-key {value!r} is neither a public key file nor a public key "
+            "(give the vendor's vendor.pub or the key text in it)",
         ) from None
 
 
@@ -152,13 +163,20 @@ def _read_text(source: str) -> str:
     try:
         return Path(source).read_text()
     except OSError as exc:
-        raise LicensingError(ErrorCode.INVALID_FIELD, f"cannot read {source}: {exc.strerror}") from None
+        raise SetupError(
+            ErrorCode.INVALID_FIELD, f"cannot read {source}: {exc.strerror}; check the file name"
+        ) from None
 
 
 def _write_code(text: str, out: Path | None) -> None:
     print(text, end="")
     if out is not None:
-        out.write_text(text)
+        try:
+            out.write_text(text)
+        except OSError as exc:
+            raise SetupError(
+                ErrorCode.INVALID_FIELD, f"cannot write {out}: {exc.strerror}; the code is above, choose another --out"
+            ) from None
         print(f"(also written to {out})", file=sys.stderr)
 
 
@@ -190,8 +208,9 @@ def _serve(args: argparse.Namespace) -> int:
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
     vendor_http = outbound_options(args)
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    service = _service(args, ttl=args.ttl, vendor_public_key=vendor)
-    token = load_or_create_token(args.data)
+    service = _service(args, must_exist=True, ttl=args.ttl, vendor_public_key=vendor)
+    require_free_port(args.host, args.port)
+    token = open_data(args.data, lambda: load_or_create_token(args.data))
     background = None
     if args.refresh_interval > 0:
         interval = args.refresh_interval

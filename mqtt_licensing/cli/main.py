@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 
-from ..core.errors import LicensingError
+from ..core.errors import LicensingError, SetupError
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
 _VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, SetupError) else 1  # 2: fix the setup (a folder, a port, a URL)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ErrorCode, LicensingError
+from ..core.errors import ErrorCode, LicensingError, SetupError
 from ..core.timefmt import iso
 from . import vendor_usage
 from .logs import add_log_options, setup_logging
 from .network import tls_args
+from .serverdata import open_data, require_data_folder, require_free_port
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -63,10 +64,17 @@ def parse_features(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-def _service(args: argparse.Namespace) -> Any:
-    from ..servers.activation.service import ActivationService  # imported per verb: keeps every CLI call fast
+_CREATE = "mqtt-licensing vendor init DIR"
 
-    return ActivationService.open(Path(args.data), database_url=args.database_url)
+
+def _service(args: argparse.Namespace, **options: Any) -> Any:
+    """The vendor data folder of ``--data``; a folder ``vendor init`` did not make is refused."""
+    from ..servers.activation.service import KEY_NAME, ActivationService  # per verb: keeps the CLI fast
+
+    data = Path(args.data)
+    require_data_folder(data, KEY_NAME, kind="vendor", create=_CREATE)
+    url = args.database_url
+    return open_data(data, lambda: ActivationService.open(data, database_url=url, **options), db_url=url)
 
 
 def format_time(ts: Any) -> str:
@@ -77,12 +85,18 @@ def _read_file(path: str) -> str:
     try:
         return Path(path).read_text() if path != "-" else sys.stdin.read()
     except OSError as exc:
-        raise LicensingError(ErrorCode.BAD_REQUEST, f"cannot read {path}: {exc.strerror}") from None
+        raise SetupError(ErrorCode.BAD_REQUEST, f"cannot read {path}: {exc.strerror}; check the file name") from None
 
 
 def _write_out(text: str, out: str | None) -> None:
     if out:
-        Path(out).write_text(text)
+        try:
+            Path(out).write_text(text)
+        except OSError as exc:
+            print(text, end="" if text.endswith("\n") else "\n")  # made already: shown rather than lost
+            raise SetupError(
+                ErrorCode.INVALID_FIELD, f"cannot write {out}: {exc.strerror}; the text is above, choose another --out"
+            ) from None
         print(f"written to {out}", file=sys.stderr)
     print(text, end="" if text.endswith("\n") else "\n")
 
@@ -144,20 +158,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
     from ..servers._run import serve_forever, tls_options
     from ..servers.activation.app import create_app
-    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, ActivationService
+    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, KEY_NAME
 
-    setup_logging(args)
     data = Path(args.data)
-
+    # the cheap setup checks first: their one line is then all the output
+    require_data_folder(data, KEY_NAME, kind="vendor", create=_CREATE)
+    require_free_port(args.host, args.port)
+    setup_logging(args)
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    service = ActivationService.open(data, certificate_lifetime=lifetime, database_url=args.database_url)
-    token = load_or_create_token(data)
+    service = _service(args, certificate_lifetime=lifetime)
+    token = open_data(data, lambda: load_or_create_token(data))
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     serve_forever(create_app(service, token), args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Make a vendor data folder (signing key, database, admin token); an existing one is kept as it is."""
+    from ..servers._files import data_folder_problem, load_or_create_token
+    from ..servers.activation.service import KEY_NAME, ActivationService
+
+    data = Path(args.dir)
+    existed = data_folder_problem(data, KEY_NAME) is None
+    if not existed and data.exists() and (not data.is_dir() or any(data.iterdir())):
+        raise SetupError(
+            ErrorCode.NOT_A_DATA_FOLDER,
+            f"{data} exists and is not an empty folder: choose a new folder for the vendor data",
+        )
+    url = args.database_url
+    service = open_data(data, lambda: ActivationService.open(data, database_url=url), db_url=url)
+    try:
+        open_data(data, lambda: load_or_create_token(data))
+        pub = service.public_key_text
+    finally:
+        service.close()
+    if existed:
+        print(f"{data} is already a vendor data folder (its signing key is kept)")
+    else:
+        print(f"vendor data folder {data} created")
+    print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({pub})")
+    print(f"  next: mqtt-licensing vendor serve --data {data}")
     return 0
 
 
@@ -286,6 +330,18 @@ def cmd_public_key(args: argparse.Namespace) -> int:
 _UNSET: Any = object()
 
 
+def _register_init(verbs: argparse._SubParsersAction) -> None:
+    p = verbs.add_parser(
+        "init",
+        help="create a vendor data folder (signing key, database, admin token)",
+        description="Create a vendor data folder: every other vendor verb refuses a folder init did not make, "
+        "so a mistyped --data never makes a new signing key.",
+    )
+    p.add_argument("dir", metavar="DIR", help="the new vendor data folder")
+    p.add_argument("--database-url", metavar="URL", help="the database (default: SQLite in DIR/vendor.db); remembered")
+    p.set_defaults(func=cmd_init)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 - one flat table of verbs
     vendor = subparsers.add_parser(
         "vendor",
@@ -294,6 +350,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verbs = vendor.add_subparsers(dest="vendor_verb", required=True, metavar="<command>")
+    _register_init(verbs)
 
     def verb(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help_text, description=help_text)

@@ -54,6 +54,8 @@ class ErrorCode(StrEnum):
     BAD_RESPONSE = "bad_response"
     STATE_CORRUPT = "state_corrupt"
     STATE_TOO_NEW = "state_too_new"  # written by a newer version: refused, left untouched
+    NOT_A_DATA_FOLDER = "not_a_data_folder"  # a server verb pointed at a folder its init never made
+    PORT_IN_USE = "port_in_use"
     INTERNAL_ERROR = "internal_error"
 
     @property
@@ -80,3 +82,8 @@ class LicensingError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"code": str(self.code), "message": self.message}
+
+
+class SetupError(LicensingError):
+    """A mistake in how something is set up (a data folder, a port, a database URL), not a failed
+    operation: the CLI prints its one line naming the fix and exits 2."""

@@ -50,7 +50,11 @@ def load_or_create_signing_key(data_dir: Path, name: str) -> Ed25519PrivateKey:
         except (ValueError, TypeError):
             key = None
         if not isinstance(key, Ed25519PrivateKey):
-            raise LicensingError(ErrorCode.STATE_CORRUPT, f"{key_path} is not an Ed25519 private key")
+            raise LicensingError(
+                ErrorCode.STATE_CORRUPT,
+                f"{key_path} is not an Ed25519 private key: restore it from a backup "
+                "(a new key would leave every document signed so far untrusted)",
+            )
     else:
         key = Ed25519PrivateKey.generate()
         atomic_write(
@@ -63,6 +67,18 @@ def load_or_create_signing_key(data_dir: Path, name: str) -> Ed25519PrivateKey:
     if not pub_path.exists() or pub_path.read_text() != pub_text:
         atomic_write(pub_path, pub_text.encode(), mode=0o644)
     return key
+
+
+def data_folder_problem(data_dir: Path, key_name: str) -> str | None:
+    """Why ``data_dir`` is not a server data folder (None: it is one). Its signing key marks it:
+    opening any other folder would make a new key, and with it a server nobody trusts."""
+    if (data_dir / f"{key_name}.key").is_file():
+        return None
+    if not data_dir.exists():
+        return "does not exist"
+    if not data_dir.is_dir():
+        return "is not a folder"
+    return f"holds no {key_name}.key"
 
 
 def load_or_create_token(data_dir: Path, name: str = TOKEN_FILE) -> str:
@@ -101,6 +117,7 @@ __all__ = [
     "DATABASE_URL_FILE",
     "TOKEN_FILE",
     "atomic_write",
+    "data_folder_problem",
     "database_url",
     "load_or_create_signing_key",
     "load_or_create_token",

@@ -32,6 +32,7 @@ from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import ErrorCode
 from mqtt_licensing.core.signing import fingerprint, unb64
 from mqtt_licensing.servers._run import free_port
+from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import broker_config, connect_packet
 
 CLI = str(Path(sys.executable).with_name("mqtt-licensing"))
@@ -154,7 +155,8 @@ class VendorProcess(_Process):
     """``mqtt-licensing vendor serve --data DIR --port P``."""
 
     def __init__(self, data_dir: Path, *, port: int = 0, certificate_lifetime: int | None = None) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        if not (data_dir / "vendor.key").exists():
+            ActivationService.open(data_dir).close()  # a vendor data folder, as `vendor init` makes it
         super().__init__(data_dir.parent / f"{data_dir.name}.log")
         self.data_dir = data_dir
         self.port = port or free_port()

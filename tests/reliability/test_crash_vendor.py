@@ -52,6 +52,7 @@ def test_kill9_vendor_mid_activation_counts_exactly_one_activation_per_instance(
     rng = random.Random(seed)
     print(f"seed={seed} kills={KILLS}")
     data = tmp_path / "vendor"
+    cli("vendor", "init", str(data))
     # room for far more activations than instances: a duplicate would be counted, not refused
     key = cli("vendor", "issue", "--data", str(data), "--features", "mqtt_server", "--activations", "50").strip()
     vendor = VendorProcess(data).start()

@@ -39,6 +39,7 @@ def run(capsys: Any, *argv: str) -> tuple[int, str, str]:
 
 def test_issue_prints_only_the_key_and_terms_are_stored(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
+    assert run(capsys, "vendor", "init", str(data))[0] == 0  # every other verb needs one
     code, out, err = run(
         capsys,
         "vendor",
@@ -99,6 +100,7 @@ def test_issue_prints_only_the_key_and_terms_are_stored(tmp_path: Path, capsys: 
 
 def test_cli_errors_have_codes(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
+    assert run(capsys, "vendor", "init", str(data))[0] == 0  # every other verb needs one
     code, out, err = run(capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server,teleport")
     assert code == 1 and out == "" and err.startswith("error [invalid_field]")
     code, _, err = run(capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server", "--model", "floating")
@@ -106,13 +108,14 @@ def test_cli_errors_have_codes(tmp_path: Path, capsys: Any) -> None:
     assert run(capsys, "vendor", "show", "--data", data, "lic_nope")[2].startswith("error [not_found]")
     assert run(capsys, "vendor", "free", "--data", data, "act_nope")[2].startswith("error [activation_not_found]")
     code, _, err = run(capsys, "vendor", "offline-activate", "--data", data, "--request", str(tmp_path / "missing"))
-    assert code == 1 and "cannot read" in err
+    assert code == 2 and "cannot read" in err  # a command-line mistake: exit 2
     with pytest.raises(SystemExit):
         main(["vendor", "issue", "--data", data, "--features", "mqtt_server", "--expires", "31/12/2030"])
 
 
 def test_public_key_matches_the_pub_file(tmp_path: Path, capsys: Any) -> None:
     data = tmp_path / "v"
+    assert run(capsys, "vendor", "init", str(data))[0] == 0  # every other verb needs one
     code, out, _ = run(capsys, "vendor", "public-key", "--data", str(data))
     assert code == 0 and out.strip() == (data / "vendor.pub").read_text().strip()
     public_key_from_text(out)
@@ -139,6 +142,7 @@ async def test_free_lost_activation_with_cli_while_server_runs(vendor: VendorHan
 
 def test_offline_round_trip_with_files(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
+    assert run(capsys, "vendor", "init", str(data))[0] == 0  # every other verb needs one
     key = run(capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server", "--model", "offline")[1]
     inst = Instance()
     request_file = tmp_path / "request.txt"
@@ -169,6 +173,7 @@ def test_offline_round_trip_with_files(tmp_path: Path, capsys: Any) -> None:
 
 def test_floating_issue_with_files(tmp_path: Path, capsys: Any) -> None:
     data = str(tmp_path / "v")
+    assert run(capsys, "vendor", "init", str(data))[0] == 0  # every other verb needs one
     key = run(
         capsys, "vendor", "issue", "--data", data, "--features", "mqtt_server", "--model", "floating", "--seats", "4"
     )[1].strip()
@@ -187,6 +192,7 @@ def test_floating_issue_with_files(tmp_path: Path, capsys: Any) -> None:
 
 def test_entry_point_issue_prints_only_the_key(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "mqtt-licensing"
+    subprocess.run([str(exe), "vendor", "init", str(tmp_path / "v")], capture_output=True, timeout=30, check=True)
     result = subprocess.run(
         [str(exe), "vendor", "issue", "--data", str(tmp_path / "v"), "--features", "mqtt_server"],
         capture_output=True,
@@ -201,6 +207,7 @@ def test_entry_point_issue_prints_only_the_key(tmp_path: Path) -> None:
 def test_serve_prints_where_things_are_and_serves(tmp_path: Path) -> None:
     data, port = tmp_path / "v", free_port()
     exe = Path(sys.executable).parent / "mqtt-licensing"
+    subprocess.run([str(exe), "vendor", "init", str(data)], capture_output=True, timeout=30, check=True)
     proc = subprocess.Popen(
         [str(exe), "vendor", "serve", "--data", str(data), "--port", str(port), "--certificate-lifetime", "120"],
         stdout=subprocess.PIPE,

@@ -194,8 +194,8 @@ def test_status_cli(tmp_path, vendor, capsys):
         assert status["leases"][0]["instance_fingerprint"] == fingerprint(inst)
     finally:
         fls.stop()
-    assert _cli("floating", "status", "--data", tmp_path / "nothing-here") == 1
-    assert "no floating server" in capsys.readouterr().err
+    assert _cli("floating", "status", "--data", tmp_path / "nothing-here") == 2  # not a data folder: a setup mistake
+    assert "not a floating server data folder" in capsys.readouterr().err
 
 
 def test_offline_deactivation_stops_leasing(tmp_path, vendor, capsys):

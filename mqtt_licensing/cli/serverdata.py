@@ -1,0 +1,81 @@
+"""A server verb's data folder, database and port, checked before any work: every mistake is a
+:class:`~mqtt_licensing.core.errors.SetupError` (one line naming the fix, exit 2), and no verb
+but the one that creates a folder ever writes a new signing key into a mistyped path."""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..core.errors import ErrorCode, LicensingError, SetupError
+
+T = TypeVar("T")
+
+
+def require_data_folder(data: Path, key_name: str, *, kind: str, create: str) -> None:
+    """Refuse a folder that is not a ``kind`` data folder; ``create`` is the command that makes one."""
+    from ..servers._files import data_folder_problem
+
+    problem = data_folder_problem(data, key_name)
+    if problem is not None:
+        raise SetupError(
+            ErrorCode.NOT_A_DATA_FOLDER,
+            f"{data} {problem}: it is not a {kind} data folder; check --data, or create one with: {create}",
+        )
+
+
+def open_data(data: Path, opener: Callable[[], T], *, db_url: str | None = None) -> T:
+    """Open a server's data folder (and database) with every failure as one line naming the fix."""
+    import sqlalchemy as sa
+
+    try:
+        return opener()
+    except SetupError:
+        raise
+    except LicensingError as exc:  # an unreadable key, a database from a newer version
+        raise SetupError(exc.code, f"{data}: {exc.message}") from exc
+    except OSError as exc:
+        raise SetupError(
+            ErrorCode.STATE_CORRUPT,
+            f"{data}: cannot use {exc.filename or 'it'} ({exc.strerror}); fix its permissions or choose another --data",
+        ) from exc
+    except (sa.exc.SQLAlchemyError, ImportError) as exc:
+        shown = _safe_url(db_url) if db_url else f"the database in {data}"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SetupError(
+            ErrorCode.INVALID_FIELD,
+            f"cannot open {shown} ({detail}); check --db-url (e.g. postgresql+psycopg://user:pass@host/db)",
+        ) from exc
+
+
+def require_free_port(host: str, port: int) -> None:
+    """Name a busy port before the HTTP server would log a traceback for it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's listener does
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise SetupError(
+                    ErrorCode.PORT_IN_USE,
+                    f"port {port} on {host} is in use: stop what holds it or choose another --port",
+                ) from None
+            raise SetupError(
+                ErrorCode.INVALID_FIELD, f"cannot listen on {host}:{port} ({exc.strerror}); check --host and --port"
+            ) from None
+
+
+def _safe_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "--db-url"  # unparsable: it may hold a password, so it is not echoed
+
+
+__all__ = ["open_data", "require_data_folder", "require_free_port"]
