@@ -68,6 +68,8 @@ class LicensingAgent:
             publish=self._out.publish,
             emit=self._out.emit,
             max_payload=config.max_payload,
+            server_timeout=config.http_timeout,
+            vendor_url=config.vendor_url,
         )
         self._lock = asyncio.Lock()  # one license operation at a time (requests and background work)
         # Saves come from request handlers and the background loop: one at a time, newest last,

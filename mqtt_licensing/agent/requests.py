@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from ..clients.http import DEFAULT_TIMEOUT, calling
 from ..core import protocol
 from ..core.errors import ErrorCode, LicensingError
 from .access import Access, Client, Role
@@ -41,6 +42,8 @@ class Requests:
         emit: Callable[..., None],
         max_payload: int,
         clock: Callable[[], float] = time.monotonic,
+        server_timeout: float = DEFAULT_TIMEOUT,
+        vendor_url: str | None = None,
     ) -> None:
         self._access = access
         self._dispatch = dispatch
@@ -51,6 +54,8 @@ class Requests:
         self._buckets = Buckets(burst=access.config.request_burst)
         self._refusals = Coalescer()
         self._queues: dict[str, tuple[asyncio.Lock, list[int]]] = {}  # admin -> (its turn, [waiting])
+        self._server_timeout = server_timeout
+        self._vendor_url = vendor_url
 
     async def handle(self, conn: Hashable, topic: str, payload: bytes) -> None:
         """Serve one PUBLISH to a ``$license/...`` topic; answers unless flooded, never raises."""
@@ -101,8 +106,7 @@ class Requests:
             )
             return
         try:
-            async with self._turn(client, request.operation):
-                data = await self._dispatch(request)
+            data = await self._run(client, client_id, request)
             if access.requester_gone(conn, client):
                 return
         except LicensingError as exc:
@@ -129,6 +133,15 @@ class Requests:
             return
         await self._publish(request.reply_to, protocol.success_reply(request, data))
 
+    async def _run(self, client: Client | None, client_id: str, request: protocol.Request) -> dict[str, Any]:
+        """Dispatch in this admin's turn, announcing each server the request waits for."""
+        progress = calling.set(self._announcer(request, client_id))
+        try:
+            async with self._turn(client, request.operation):
+                return await self._dispatch(request)
+        finally:
+            calling.reset(progress)
+
     @asynccontextmanager
     async def _turn(self, client: Client | None, operation: str) -> AsyncIterator[None]:
         """Wait for this admin's previous commands; ``status`` never waits."""
@@ -147,6 +160,28 @@ class Requests:
             waiting[0] -= 1
             if not waiting[0]:
                 self._queues.pop(admin, None)
+
+    def _announcer(self, request: protocol.Request, client_id: str) -> Callable[[str], None]:
+        """Announce each server a request waits for, once, so that the operator's CLI can say that a
+        slow answer is a slow server (and wait as long as the agent does) rather than a dead agent."""
+        announced: set[str] = set()
+
+        def announce(url: str) -> None:
+            if url in announced:
+                return
+            announced.add(url)
+            kind = "vendor" if self._vendor_url and url == self._vendor_url.rstrip("/") else "license server"
+            self._emit(
+                "waiting_for_server",
+                operation=request.operation,
+                correlation_id=request.correlation_id,
+                client_id=client_id,
+                server=url,
+                timeout=self._server_timeout,
+                message=f"waiting for the {kind} at {url} (up to {self._server_timeout:g} s)",
+            )
+
+        return announce
 
     async def _reply_error(
         self,

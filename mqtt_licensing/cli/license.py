@@ -246,7 +246,8 @@ def _request(args: argparse.Namespace, operation: str, fields: dict[str, Any]) -
     """Send one request; with --json print the reply (or the error reply) as it is."""
     try:
         with _client(args) as client:
-            reply = client.request(operation, fields)
+            # Progress goes to stderr: stdout stays the reply alone (--json, scripts).
+            reply = client.request(operation, fields, on_progress=None if operation == "status" else _progress)
     except LicensingError as exc:
         if args.json:
             _emit_json({"ok": False, "operation": operation, "error": exc.to_dict()}, sys.stdout)
@@ -254,6 +255,10 @@ def _request(args: argparse.Namespace, operation: str, fields: dict[str, Any]) -
     if args.json:
         _emit_json(reply, sys.stdout)
     return reply
+
+
+def _progress(event: dict[str, Any]) -> None:
+    print(f"{event.get('message') or 'waiting for a license server'} ...", file=sys.stderr, flush=True)
 
 
 def _with_status(headline: str, reply: dict[str, Any]) -> str:

@@ -9,6 +9,8 @@ only ever sees codes, never httpx exceptions.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -18,6 +20,10 @@ from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import unb64
 
 DEFAULT_TIMEOUT = 10.0
+
+#: Set by a caller that wants to hear of each HTTP call before it goes out (the agent turns it
+#: into a ``waiting_for_server`` event, so an operator hears of a slow server while waiting).
+calling: ContextVar[Callable[[str], None] | None] = ContextVar("calling", default=None)
 
 
 @dataclass(frozen=True)
@@ -80,8 +86,19 @@ class JsonApiClient:
         await self._http.aclose()
 
     async def call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        notify = calling.get()
+        if notify is not None:
+            notify(self.base_url)
         try:
             response = await self._http.request(method, path, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            limit = self._http.timeout.read
+            within = f" within {limit:g} s" if limit else ""
+            raise LicensingError(
+                ErrorCode.SERVER_UNREACHABLE,
+                f"{self.base_url} did not answer{within} ({type(exc).__name__}): "
+                "the server is slow or stuck; try again later",
+            ) from None
         except httpx.HTTPError as exc:
             raise LicensingError(
                 ErrorCode.SERVER_UNREACHABLE, f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}".rstrip(": ")

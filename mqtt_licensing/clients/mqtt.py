@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _CONNACK_NOT_AUTHORIZED = ("Bad user name or password", "Not authorized")
 _POLL = 0.25  # how often blocking waits wake up (keeps Ctrl-C responsive)
+_AFTER_AGENT_TIMEOUT = 5.0  # how long past the agent's HTTP timeout its reply may take to arrive
 
 
 class _ConnectionLost:
@@ -244,9 +245,49 @@ class LicenseClient:
     # -- requests ----------------------------------------------------------------------------
 
     def request(
-        self, operation: str, fields: dict[str, Any] | None = None, *, timeout: float | None = None
+        self,
+        operation: str,
+        fields: dict[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[dict[str, Any]], object] | None = None,
     ) -> dict[str, Any]:
-        """Publish one request and return the ``ok: true`` reply; raise :class:`LicensingError` otherwise."""
+        """Publish one request and return the ``ok: true`` reply; raise :class:`LicensingError` otherwise.
+
+        With ``on_progress``, the agent's ``waiting_for_server`` events for this request (on
+        ``$license/events``, which admins and readers may read) are passed to it, and the wait is
+        stretched to outlast the agent's own HTTP timeout: a slow server is then reported by the
+        agent as a slow server instead of this client giving up first."""
+        if on_progress is None:
+            return self._request(operation, fields, timeout, None)
+        inbox: queue.Queue[Any] = queue.Queue()
+        with self._lock:
+            self._check_connected()
+            first = EVENTS_TOPIC not in self._streams
+            self._streams.setdefault(EVENTS_TOPIC, []).append(inbox)
+        try:
+            if first:
+                try:
+                    self._subscribe(EVENTS_TOPIC, time.monotonic() + self.timeout)
+                except LicensingError as exc:
+                    if exc.code is not ErrorCode.NOT_AUTHORIZED:
+                        raise  # a client that may not read events just waits without progress
+            return self._request(operation, fields, timeout, (inbox, on_progress))
+        finally:
+            with self._lock:
+                listeners = self._streams.get(EVENTS_TOPIC, [])
+                if inbox in listeners:
+                    listeners.remove(inbox)
+                if EVENTS_TOPIC in self._streams and not listeners:
+                    del self._streams[EVENTS_TOPIC]
+
+    def _request(
+        self,
+        operation: str,
+        fields: dict[str, Any] | None,
+        timeout: float | None,
+        progress: tuple[queue.Queue[Any], Callable[[dict[str, Any]], object]] | None,
+    ) -> dict[str, Any]:
         topic = operation_topic(operation)
         body: dict[str, Any] = dict(fields or {})
         correlation_id = uuid.uuid4().hex
@@ -265,14 +306,7 @@ class LicenseClient:
                     raise LicensingError(
                         ErrorCode.SERVER_UNREACHABLE, f"could not publish to {topic}: {mqtt.error_string(info.rc)}"
                     )
-                reply = self._get(
-                    inbox,
-                    wait,
-                    lambda: (
-                        f"timed out after {wait:g} s waiting for a reply to {operation!r} on {self.reply_topic} "
-                        f"(is the licensing agent running in the broker at {self.where}?)"
-                    ),
-                )
+                reply = self._await_reply(inbox, wait, operation, correlation_id, progress)
             finally:
                 with self._lock:
                     self._pending.pop(correlation_id, None)
@@ -388,12 +422,46 @@ class LicenseClient:
                 f"the broker at {self.where} refused the subscription to {topic} for client {self.client_id!r}",
             )
 
-    def _get(self, inbox: queue.Queue[Any], wait: float, timeout_message: Callable[[], str]) -> Any:
-        deadline = time.monotonic() + wait
+    def _await_reply(
+        self,
+        inbox: queue.Queue[Any],
+        wait: float,
+        operation: str,
+        correlation_id: str,
+        progress: tuple[queue.Queue[Any], Callable[[dict[str, Any]], object]] | None,
+    ) -> Any:
+        started = time.monotonic()
+        deadline = started + wait
+        waited_for: str | None = None
         while True:
+            if progress is not None:
+                events, on_progress = progress
+                while not events.empty():
+                    event = events.get_nowait()
+                    if isinstance(event, _ConnectionLost):
+                        raise event.error
+                    if (
+                        isinstance(event, dict)
+                        and event.get("type") == "waiting_for_server"
+                        and event.get("correlation_id") == correlation_id
+                    ):
+                        on_progress(event)
+                        waited_for = str(event.get("server"))
+                        agent_wait = event.get("timeout")
+                        if isinstance(agent_wait, int | float) and 0 < agent_wait < 3600:
+                            # the agent answers at the latest when its own HTTP timeout ends
+                            deadline = max(deadline, time.monotonic() + agent_wait + _AFTER_AGENT_TIMEOUT)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise LicensingError(ErrorCode.SERVER_UNREACHABLE, timeout_message())
+                if waited_for:
+                    why = f"the agent was still waiting for {waited_for}"
+                else:
+                    why = f"is the licensing agent running in the broker at {self.where}?"
+                waited = round(deadline - started, 1)
+                raise LicensingError(
+                    ErrorCode.SERVER_UNREACHABLE,
+                    f"timed out after {waited:g} s waiting for a reply to {operation!r} on {self.reply_topic} ({why})",
+                )
             try:
                 item = inbox.get(timeout=min(remaining, _POLL))
             except queue.Empty:
