@@ -236,6 +236,8 @@ class LicensingAgent:
     async def _dispatch_timed(self, request: protocol.Request) -> dict[str, Any]:
         if request.operation == "status":
             return {"status": self.status_document()}
+        if request.operation == "events_recent":
+            return {"events": self._out.recent(protocol.optional_seconds(request.fields, "since"))}
         if not self._loaded:
             raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the license agent is not loaded")
         async with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,8 @@ from .access import Transport
 
 log = logging.getLogger(__name__)
 
+RECENT_EVENTS = 500  # events kept for `$license/events/recent`: memory stays bounded under a CONNECT flood
+
 
 class Publisher:
     def __init__(self, clock: Callable[[], float]) -> None:
@@ -29,6 +32,9 @@ class Publisher:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._held: list[dict[str, Any]] | None = None
         self._last_status: dict[str, Any] | None = None
+        # The latest events with the time each was sent: `$license/events/recent` answers from it,
+        # so a follower that starts late (or came back after a network blip) sees what it missed.
+        self._recent: deque[tuple[float, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         if self.transport is None:
@@ -84,5 +90,11 @@ class Publisher:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def recent(self, since: float | None = None) -> list[dict[str, Any]]:
+        """The kept events of the last ``since`` seconds (all kept ones for None), oldest first."""
+        start = float("-inf") if since is None else self._clock() - since
+        return [event for at, event in self._recent if at >= start]
+
     def _send_event(self, event: dict[str, Any]) -> None:
+        self._recent.append((self._clock(), event))
         self.spawn(self.publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))

@@ -2,7 +2,7 @@
 
 Every request is answered on its reply topic unless that topic would reach someone else than
 the requester; a failure is also announced on ``$license/events``. Admins may send every
-request, readers ``status``. Floods (issue 9 item 6): a non-admin connection gets a small burst,
+request, readers ``status`` and ``events_recent``. Floods (issue 9 item 6): a non-admin connection gets a small burst,
 then its requests are dropped unanswered (:mod:`.flood`); its ``request_refused`` events are
 coalesced to one per client per minute with a count; each admin's commands wait in their own
 queue (one at a time per admin, so admins take turns on the license lock, and at most
@@ -75,7 +75,9 @@ class Requests:
         try:
             request = protocol.decode_request(topic, payload, client_id, max_payload=self._max_payload)
         except protocol.RequestError as exc:
-            if not is_admin and not (exc.operation == "status" and client is not None and client.may_read_status):
+            if not is_admin and not (
+                exc.operation in protocol.READER_OPERATIONS and client is not None and client.may_read_status
+            ):
                 exc = protocol.RequestError(
                     ErrorCode.NOT_AUTHORIZED,
                     "only admin clients may send license requests",
@@ -87,7 +89,7 @@ class Requests:
             await self._reply_error(exc, exc.reply_to, exc.encoding, exc.operation, exc.correlation_id)
             return
         may_read = client is not None and client.may_read_status
-        if not is_admin and not (request.operation == "status" and may_read):
+        if not is_admin and not (request.operation in protocol.READER_OPERATIONS and may_read):
             count = self._refusals.hit(client_id, self._clock())
             if count is not None:  # one event per client per minute, with how many it stands for
                 self._emit(
@@ -98,7 +100,7 @@ class Requests:
                     count=count,
                 )
             message = "only admin clients may send license requests" + (
-                "" if may_read else " (readers and admins may ask for status)"
+                "" if may_read else " (readers and admins may ask for status and recent events)"
             )
             error = LicensingError(ErrorCode.NOT_AUTHORIZED, message)
             await self._reply_error(
@@ -145,7 +147,7 @@ class Requests:
     @asynccontextmanager
     async def _turn(self, client: Client | None, operation: str) -> AsyncIterator[None]:
         """Wait for this admin's previous commands; ``status`` never waits."""
-        if operation == "status" or client is None:
+        if operation in protocol.READER_OPERATIONS or client is None:
             yield
             return
         admin = client.username or client.client_id

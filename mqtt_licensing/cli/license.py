@@ -48,6 +48,23 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> float:
+    """``90s``, ``10m``, ``2h``, ``1d`` or plain seconds."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:])
+    number = value[:-1] if unit else value
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age like 90s, 10m, 2h or 1d") from None
+    if not 0 <= seconds <= 366 * 86400:
+        raise argparse.ArgumentTypeError("the age must be between 0 and 366 days")
+    return seconds
+
+
 def _connection_options() -> argparse.ArgumentParser:
     """The broker connection flags, short forms as the mosquitto clients have them (-h is --host there too)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -189,7 +206,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parents=[common],
         add_help=False,
         help="print license events until Ctrl-C",
-        description="Follow $license/events: transitions and refused connections.",
+        description="Follow $license/events: transitions and refused connections. With --since, first "
+        "the events the agent kept from that long ago (its last 500).",
+    )
+    p.add_argument(
+        "--since",
+        type=_duration,
+        metavar="AGE",
+        help="first print the recent events of this age: 90s, 10m, 2h, 1d (or seconds)",
     )
     p.set_defaults(func=cmd_events)
 
@@ -479,4 +503,13 @@ def cmd_events(args: argparse.Namespace) -> int:
     def show(event: dict[str, Any]) -> None:
         sys.stdout.write((json.dumps(event, separators=(",", ":")) if args.json else format_event(event)) + "\n")
 
-    return _follow(args, lambda client: client.events(), show)
+    first = True
+
+    def stream(client: LicenseClient) -> Iterator[dict[str, Any]]:
+        nonlocal first
+        if first and args.since is not None:  # the backlog once; a reconnect goes on with live events
+            yield from client.recent_events(args.since)
+        first = False
+        yield from client.events()
+
+    return _follow(args, stream, show)

@@ -320,6 +320,12 @@ class LicenseClient:
         doc = reply.get("status")
         return doc if isinstance(doc, dict) else {}
 
+    def recent_events(self, since: float | None = None, *, timeout: float | None = None) -> list[dict[str, Any]]:
+        """The events the agent kept from the last ``since`` seconds (``$license/events/recent``)."""
+        fields = {} if since is None else {"since": since}
+        events = self.request("events_recent", fields, timeout=timeout).get("events")
+        return [e for e in events if isinstance(e, dict)] if isinstance(events, list) else []
+
     # -- streams -----------------------------------------------------------------------------
 
     def status_updates(

@@ -27,7 +27,11 @@ OPERATIONS: dict[str, str] = {
     "$license/status": "status",
     "$license/offline/request": "offline_request",
     "$license/offline/cancel": "offline_cancel",
+    "$license/events/recent": "events_recent",
 }
+
+#: Operations a reader (who may read status and events) may send as well as an admin.
+READER_OPERATIONS = frozenset({"status", "events_recent"})
 
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 _MAX_CORRELATION_ID = 256
@@ -258,6 +262,16 @@ def optional_str(fields: dict[str, Any], name: str, default: str | None = None, 
     if fields.get(name) is None:
         return default
     return require_str(fields, name, max_len=max_len)
+
+
+def optional_seconds(fields: dict[str, Any], name: str, *, most: float = 366 * 86400) -> float | None:
+    """A non-negative number of seconds, or None when absent."""
+    value = fields.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= most:
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be a number of seconds from 0 to {most:g}")
+    return float(value)
 
 
 def optional_str_list(fields: dict[str, Any], name: str) -> list[str] | None:
