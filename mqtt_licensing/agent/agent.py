@@ -89,6 +89,7 @@ class LicensingAgent:
         self._load_error: LicensingError | None = None
         self.metering = Metering(config.state_dir, clock=clock)
         self._usage = UsageDuty(self.metering)  # its context is set by load()
+        self._last_failure: dict[str, Any] | None = None  # the latest failed license request, until one succeeds
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -241,8 +242,16 @@ class LicensingAgent:
         if not self._loaded:
             raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the license agent is not loaded")
         async with self._lock:
-            async with self._changing():
-                data = await self._operate(request.operation, request.fields)
+            try:
+                async with self._changing():
+                    data = await self._operate(request.operation, request.fields)
+            except LicensingError as exc:
+                # Kept in the status until an operation succeeds: a refusal (say the vendor's
+                # no_activations_left) stays visible to whoever looks later, not only to the requester.
+                self._last_failure = {"operation": request.operation, **exc.to_dict(), "at": iso(self._now())}
+                self._refresh(self._now())
+                raise
+            self._last_failure = None
             self._refresh(self._now())
             if self._alarms.pending:
                 await self._save()
@@ -391,6 +400,7 @@ class LicensingAgent:
         ) | {
             "alarms": self._alarms.status(),
             "usage": self.metering.status() if self._loaded else None,
+            "last_failure": self._last_failure,
             "updated_at": iso(now),
         }
 

@@ -198,6 +198,14 @@ def _alarm_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     return [("Alarms", rendered[0]), *(("", item) for item in rendered[1:])]
 
 
+def _failure_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
+    failure = doc.get("last_failure")
+    if not isinstance(failure, dict):
+        return []
+    when = format_time(failure.get("at"), now) if failure.get("at") is not None else "?"
+    return [("Last failure", f"{failure.get('operation')} [{failure.get('code')}] {failure.get('message')} ({when})")]
+
+
 def format_status(doc: Any, now: datetime | None = None) -> str:
     """A readable, fixed-order summary of a status document. Never raises on odd input."""
     if not isinstance(doc, dict):
@@ -211,6 +219,7 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
         *offline_rows,
         *_alarm_rows(doc, now),
         *_problem_rows(doc),
+        *_failure_rows(doc, now),
     ]
     if doc.get("updated_at") is not None:
         rows.append(("Updated", format_time(doc.get("updated_at"), now)))

@@ -22,6 +22,7 @@ from .network import tls_args
 from .serverdata import open_data, require_data_folder, require_free_port
 
 _CLEAR = ("never", "none", "unlimited", "")
+_REFUSALS = (ErrorCode.NO_ACTIVATIONS_LEFT, ErrorCode.SUSPENDED, ErrorCode.REVOKED, ErrorCode.EXPIRED)
 
 
 def parse_date(text: str) -> int | None:
@@ -290,7 +291,16 @@ def cmd_free(args: argparse.Namespace) -> int:
 
 
 def cmd_offline_activate(args: argparse.Namespace) -> int:
-    result = _service(args).offline_activate(_read_file(args.request))
+    try:
+        result = _service(args).offline_activate(_read_file(args.request))
+    except LicensingError as exc:
+        if exc.code in _REFUSALS:  # tell the vendor what to tell the customer
+            raise LicensingError(
+                exc.code,
+                f"{exc.message} (the customer's broker keeps serving as before; "
+                "`mqtt-licensing offline-cancel` there drops the request)",
+            ) from exc
+        raise
     what = "updated" if result["reused"] else "created"
     print(
         f"activation {result['activation_id']} of license {result['license_id']} {what}; usage license:",

@@ -2,6 +2,9 @@
 while a request waits (also across a restart), and ``offline-cancel`` withdraws the request so
 that a late usage license answering it is refused."""
 
+import pytest
+
+from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import MqttClient, start_broker
 
 from .test_offline_flow import (  # noqa: F401
@@ -78,3 +81,32 @@ def test_readme_offline_step_6_deactivate_out_writes_the_code_and_status_gives_i
     assert again.read_text().strip() == code.strip()
     freed = cli("vendor", "offline-deactivate", "--data", vendor_dir, "--code", written)
     assert freed.returncode == 0
+
+
+def test_a_vendor_refusal_is_visible_in_status_and_the_trial_serves_on(tmp_path, vendor):
+    online = vendor.issue(max_activations=1)
+    offline = vendor.issue(model="offline", max_activations=1)
+    with start_broker(tmp_path / "a", vendor=vendor) as first:
+        request = offline_request(first, tmp_path, offline, "a.txt")
+        vendor.service.offline_activate(request.read_text())  # uses up the one offline activation
+        operator(first, "activate", "--key", online)  # and the one online activation
+    with start_broker(tmp_path / "b", vendor=vendor) as broker:
+        refused = operator(broker, "activate", "--key", online, check=False)
+        assert refused.returncode == 1 and "no_activations_left" in refused.stderr
+        status = broker.status()
+        assert status["state"] == "trial" and status["serving"] is True
+        failure = status["last_failure"]
+        assert failure["operation"] == "activate" and failure["code"] == "no_activations_left" and failure["at"]
+        assert "Last failure:" in operator(broker, "status").stdout
+
+        # offline: the vendor refuses the request code; the trial serves on, the request can be dropped
+        request = offline_request(broker, tmp_path, offline, "b.txt")
+        with pytest.raises(LicensingError) as no_more:
+            vendor.service.offline_activate(request.read_text())
+        assert no_more.value.code == "no_activations_left"
+        told = cli("vendor", "offline-activate", "--data", vendor.data_dir, "--request", request, check=False)
+        assert told.returncode == 1 and "no_activations_left" in told.stderr and "offline-cancel" in told.stderr
+        assert broker.status()["state"] == "trial"
+        operator(broker, "offline-cancel")
+        status = broker.status()
+        assert status["state"] == "trial" and status["last_failure"] is None  # a success clears it
