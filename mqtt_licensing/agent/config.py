@@ -220,7 +220,13 @@ class AgentConfig:
         path = Path(text).expanduser()
         if "\n" not in text and len(text) < 4096 and path.is_file():
             text = path.read_text()
-        return public_key_from_text(text)
+        try:
+            return public_key_from_text(text)
+        except LicensingError as exc:
+            raise LicensingError(
+                exc.code,
+                f"vendor_public_key: {exc.message} (give the path of the vendor's vendor.pub, or the key text in it)",
+            ) from None
 
     def required_features(self, username: str | None, client_id: str) -> frozenset[str]:
         """Every non-admin client needs mqtt_server; a configured client class adds its own features."""

@@ -1,5 +1,7 @@
 """The broker refuses to start (one line, exit 2) when the agent cannot load its state: amqtt
-would only log what ``on_broker_pre_start`` raises and run on, admitting only admins."""
+would only log what ``on_broker_pre_start`` raises and run on, admitting only admins. Also the
+config mistakes test_broker_config.py did not cover yet (each was a traceback or an
+``internal_error``)."""
 
 import json
 import socket
@@ -47,3 +49,25 @@ def test_broker_refuses_to_start_when_the_agent_cannot_load(tmp_path, vendor, da
         assert (state / name).read_bytes() == data
     debug = subprocess.run(command[:3] + ["--debug"] + command[3:], capture_output=True, text=True, timeout=50)
     assert debug.returncode == 2 and "Traceback" in debug.stderr
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expect"),
+    [
+        ("bind: 0.0.0.0:1883", "bind: 0.0.0.0:notaport", "write HOST:PORT"),
+        ("listeners:", "listenrs:", "did you mean 'listeners'?"),
+        ("enforce_existing: false", "enforce_existing: maybe", 'field "enforce_existing" - should be "bool"'),
+        ("vendor_public_key: ../vendor-data/vendor.pub", "vendor_public_key: garbage", "vendor.pub, or the key text"),
+    ],
+)
+def test_more_config_mistakes_are_one_line_naming_the_fix(tmp_path, vendor, old, new, expect):
+    path = installed(tmp_path, CONFIGS[0], vendor)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    command = [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=50)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith("error [invalid_field]: ") and expect in lines[0], lines[0]

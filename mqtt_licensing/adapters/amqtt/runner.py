@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import difflib
 import errno
 import logging
@@ -18,8 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dacite
 import yaml
 from amqtt.broker import Broker
+from amqtt.contexts import BrokerConfig
 from amqtt.errors import BrokerError
 
 from ...agent import LicensingAgent
@@ -60,6 +63,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}:{where}: {problem} (fix the YAML there)") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping with listeners: and plugins: at the top")
+    _check_top_level(path, config)
     for name, section in _plugin_sections(config):
         if name.endswith("LicensingPlugin") and isinstance(section, dict):
             for key in ("state_dir", "vendor_public_key"):
@@ -70,6 +74,27 @@ def load_config(path: str | Path) -> dict[str, Any]:
                         section[key] = str(candidate.resolve())
             _check_agent_section(path, section)
     return config
+
+
+def _check_top_level(path: Path, config: dict[str, Any]) -> None:
+    """Misspelled top-level keys and unusable listener binds, before amqtt trips over them."""
+    known = [f.name for f in dataclasses.fields(BrokerConfig)]
+    for key in sorted(set(config) - set(known), key=str):
+        close = difflib.get_close_matches(str(key), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+        raise ConfigError(f"{path}: unknown top-level key {key!r}{hint}")
+    listeners = config.get("listeners")
+    if not isinstance(listeners, dict) or not listeners:
+        raise ConfigError(f"{path}: listeners: needs at least one listener (see broker_config/default.yaml)")
+    for name, listener in listeners.items():
+        bind = listener.get("bind") if isinstance(listener, dict) else None
+        if bind is None:
+            continue
+        _host, sep, port = str(bind).rpartition(":")  # no port at all: amqtt takes its default
+        if sep and (not port.isdigit() or int(port) > 65535):
+            raise ConfigError(
+                f"{path}: listeners.{name}.bind is {bind!r}: write HOST:PORT, e.g. 0.0.0.0:1883 or 127.0.0.1:1884"
+            )
 
 
 def _looks_like_path(value: str) -> bool:
@@ -93,6 +118,11 @@ def _check_agent_section(path: Path, section: dict[str, Any]) -> None:
             f"{path}: vendor_public_key file {key_text} not found "
             "(copy vendor.pub from the vendor server's data folder there, or paste the key text)"
         )
+    try:
+        # the types amqtt will insist on when it loads the plugin, checked here with one line each
+        dacite.from_dict(AgentConfig, section, config=dacite.Config(strict=True))
+    except dacite.DaciteError as exc:
+        raise ConfigError(f"{path}: agent config: {exc} (see README: agent configuration)") from None
     try:
         agent_config = AgentConfig.from_dict(section)
         agent_config.validate()
