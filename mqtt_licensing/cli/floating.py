@@ -114,17 +114,23 @@ def _key_args(p: argparse.ArgumentParser) -> None:
 
 def _service(args: argparse.Namespace, *, must_exist: bool = False, **kwargs: Any) -> Any:
     """The floating data folder of ``--data``; only ``activate`` and ``request`` may create one."""
-    from ..servers.floating.service import KEY_NAME, FloatingService
+    from ..servers.floating.service import FloatingService
 
     kwargs.setdefault("database_url", args.database_url)
     if must_exist:
-        require_data_folder(
-            args.data,
-            KEY_NAME,
-            kind="floating server",
-            create="mqtt-licensing floating activate (online) or floating request (offline)",
-        )
+        _require_folder(args.data)
     return open_data(args.data, lambda: FloatingService.open(args.data, **kwargs), db_url=kwargs["database_url"])
+
+
+def _require_folder(data: Path) -> None:
+    from ..servers.floating.service import KEY_NAME
+
+    require_data_folder(
+        data,
+        KEY_NAME,
+        kind="floating server",
+        create="mqtt-licensing floating activate (online) or floating request (offline)",
+    )
 
 
 def _license_key(args: argparse.Namespace) -> str:
@@ -204,12 +210,14 @@ def _serve(args: argparse.Namespace) -> int:
     from ..servers.floating.app import create_app
     from ..servers.floating.provision import refresh_periodically
 
-    setup_logging(args)
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
     vendor_http = outbound_options(args)
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    service = _service(args, must_exist=True, ttl=args.ttl, vendor_public_key=vendor)
+    # the cheap setup checks first: their one line is then all the output
+    _require_folder(args.data)
     require_free_port(args.host, args.port)
+    setup_logging(args)
+    service = _service(args, ttl=args.ttl, vendor_public_key=vendor)
     token = open_data(args.data, lambda: load_or_create_token(args.data))
     background = None
     if args.refresh_interval > 0:

@@ -124,6 +124,8 @@ def test_vendor_serve_logs_one_json_object_per_request(tmp_path):
     port = free_port()
     root = Path(__file__).resolve().parents[2]
     cmd = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "serve", "--data", str(tmp_path / "v")]
+    init = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "init", str(tmp_path / "v")]
+    subprocess.run(init, cwd=root, capture_output=True, timeout=60, check=True)  # serve needs a vendor data folder
     proc = subprocess.Popen(
         [*cmd, "--port", str(port), "--log-format", "json"],
         cwd=root,
