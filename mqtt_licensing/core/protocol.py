@@ -200,7 +200,9 @@ def _decode_body(payload: bytes, encoding: str, reply_to: str, operation: str | 
 
 def encode(obj: dict[str, Any], encoding: str) -> bytes:
     if encoding == "msgpack":
-        return msgpack.packb(obj, use_bin_type=True)
+        # A reply may carry text that arrived as JSON (the recent events echo other requests'
+        # correlation ids): JSON can hold a lone surrogate, UTF-8 cannot, so it becomes "?".
+        return msgpack.packb(obj, use_bin_type=True, unicode_errors="replace")
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
 

@@ -4,6 +4,7 @@ events in a bounded ring, so a follower that starts late still sees what just ha
 import subprocess
 import sys
 
+import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -56,3 +57,12 @@ def test_events_since_shows_what_happened_before_it_started(tmp_path):
             with pytest.raises(LicensingError) as refused:
                 anonymous.recent_events()
             assert refused.value.code == "not_authorized"
+
+
+def test_recent_events_in_msgpack_survive_text_that_only_json_can_carry():
+    from mqtt_licensing.core import protocol
+
+    event = {"type": "command_failed", "correlation_id": "x\ud800y"}  # a lone surrogate, valid in JSON
+    request = protocol.Request("events_recent", "msgpack")
+    reply = msgpack.unpackb(protocol.success_reply(request, {"events": [event]}), raw=False)
+    assert reply["events"] == [{"type": "command_failed", "correlation_id": "x?y"}]
