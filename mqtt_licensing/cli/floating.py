@@ -213,8 +213,8 @@ def _serve(args: argparse.Namespace) -> int:
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
     vendor_http = outbound_options(args)
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    # the cheap setup checks first: their one line is then all the output
-    _require_folder(args.data)
+    # the cheap setup check first: its one line is then all the output. A new folder is allowed
+    # here: an unprovisioned server may start and be provisioned later (it says so)
     require_free_port(args.host, args.port)
     setup_logging(args)
     service = _service(args, ttl=args.ttl, vendor_public_key=vendor)

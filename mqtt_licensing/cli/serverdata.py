@@ -36,7 +36,7 @@ def open_data(data: Path, opener: Callable[[], T], *, db_url: str | None = None)
     except SetupError:
         raise
     except LicensingError as exc:  # an unreadable key, a database from a newer version
-        raise SetupError(exc.code, f"{data}: {exc.message}") from exc
+        raise SetupError(exc.code, exc.message) from exc  # its message names the file or URL already
     except OSError as exc:
         raise SetupError(
             ErrorCode.STATE_CORRUPT,

@@ -163,11 +163,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     data = Path(args.data)
     # the cheap setup checks first: their one line is then all the output
+    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
     require_data_folder(data, KEY_NAME, kind="vendor", create=_CREATE)
     require_free_port(args.host, args.port)
     setup_logging(args)
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
-    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
     service = _service(args, certificate_lifetime=lifetime)
     token = open_data(data, lambda: load_or_create_token(data))
     scheme = "https" if tls else "http"

@@ -29,6 +29,10 @@ class Replica:
         self.port = free_port()
         self.url = f"{'https' if '--tls-cert' in extra else 'http'}://127.0.0.1:{self.port}"
         argv = [sys.executable, "-m", "mqtt_licensing.cli.main", server, "serve", "--data", str(data)]
+        if server == "vendor" and not (data / "vendor.key").exists():  # `vendor serve` needs a vendor data folder
+            init = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "init", str(data)]
+            init += ["--database-url", database_url] if database_url else []
+            subprocess.run(init, capture_output=True, timeout=60, check=True)
         argv += ["--database-url", database_url] if database_url else []
         argv += ["--port", str(self.port), *extra]
         self.proc = subprocess.Popen(

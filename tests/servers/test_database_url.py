@@ -17,6 +17,7 @@ from mqtt_licensing.servers.activation.service import DB_FILE, ActivationService
 def test_the_url_is_remembered_and_used_by_later_verbs(tmp_path: Path, pg_cluster: Any, capsys: Any) -> None:
     url = pg_cluster.new_database().replace("postgresql+psycopg://", "postgresql://")  # as an operator writes it
     data = tmp_path / "vendor"
+    assert main(["vendor", "init", str(data), "--database-url", url]) == 0
     assert main(["vendor", "issue", "--data", str(data), "--database-url", url, "--features", "mqtt_server"]) == 0
     key = capsys.readouterr().out.strip()
     assert oct((data / DATABASE_URL_FILE).stat().st_mode & 0o777) == "0o600"
@@ -39,7 +40,9 @@ def test_the_url_is_remembered_and_used_by_later_verbs(tmp_path: Path, pg_cluste
     ],
 )
 def test_a_url_that_cannot_work_is_one_line(tmp_path: Path, capsys: Any, url: str, words: str) -> None:
-    assert main(["vendor", "licenses", "--data", str(tmp_path), "--database-url", url]) == 1
+    assert main(["vendor", "init", str(tmp_path)]) == 0  # a vendor data folder (SQLite)
+    capsys.readouterr()
+    assert main(["vendor", "licenses", "--data", str(tmp_path), "--database-url", url]) == 2  # a setup mistake
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err and "secret" not in err, err
     assert not (tmp_path / DATABASE_URL_FILE).exists()  # a URL that never worked is not remembered
