@@ -91,6 +91,13 @@ class AgentConfig:
     ca_file: str | None = None
     http_proxy: str | None = None
     http_proxy_from_env: bool = False
+    # HOST:PORT of the HTTP listener serving the License page (mqtt_licensing/web); unset: no page.
+    http_bind: str | None = None
+    # Where browsers reach MQTT over WebSocket, when not the broker's own `ws` listener on the
+    # page's host (e.g. wss://plant.example/mqtt behind a proxy).
+    ws_url: str | None = None
+    # The store's upgrade page: the License page's Upgrade button opens it with ?license=<license id>.
+    store_url: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:

@@ -36,7 +36,13 @@ PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 
 
 def broker_config(
-    port: int, state_dir: Path, *, vendor_url: str | None, vendor_public_key: str, **agent: Any
+    port: int,
+    state_dir: Path,
+    *,
+    vendor_url: str | None,
+    vendor_public_key: str,
+    ws_port: int | None = None,
+    **agent: Any,
 ) -> dict[str, Any]:
     section: dict[str, Any] = {
         "state_dir": str(state_dir),
@@ -49,10 +55,10 @@ def broker_config(
         "http_timeout": 3.0,
     }
     section.update(agent)
-    return {
-        "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
-        "plugins": {PLUGIN: section},
-    }
+    listeners: dict[str, Any] = {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}}
+    if ws_port is not None:  # MQTT over WebSocket, for the License page (tests/web)
+        listeners["ws"] = {"type": "ws", "bind": f"127.0.0.1:{ws_port}"}
+    return {"listeners": listeners, "plugins": {PLUGIN: section}}
 
 
 class BrokerHandle:
@@ -64,10 +70,12 @@ class BrokerHandle:
         vendor_url: str | None = None,
         vendor_public_key: str | None = None,
         port: int = 0,
+        ws_port: int | None = None,
         **agent: Any,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.port = port or free_port()
+        self.ws_port = ws_port
         self.vendor_url = vendor_url if vendor_url is not None else (vendor.url if vendor else None)
         key = vendor_public_key or (vendor.public_key_text if vendor else None)
         assert key, "a broker needs a pinned vendor public key"
@@ -82,6 +90,7 @@ class BrokerHandle:
             self.state_dir,
             vendor_url=self.vendor_url,
             vendor_public_key=self.vendor_public_key,
+            ws_port=self.ws_port,
             **self.agent_options,
         )
 

@@ -28,6 +28,7 @@ from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...agent.metering import Meter
 from ...core.errors import ErrorCode, LicensingError
+from ...web import HttpListener, PageConfig, start_http
 from .patches import BrokerPatches, broker_of
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,11 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         config = cast(AgentConfig, self.config)
         check_adapter_limits(config)
         self.agent = LicensingAgent(config)
+        broker = broker_of(cast(Any, context))
+        self._page = page_config(config, broker.listeners_config)
+        self._http: HttpListener | None = None
         self._patches = BrokerPatches(
-            broker_of(cast(Any, context)),
+            broker,
             self,
             connect_timeout=config.connect_timeout,
             max_packet_size=config.max_packet_size,
@@ -81,8 +85,12 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     async def on_broker_post_start(self) -> None:
         await self.agent.start(_AmqttTransport(self.context, self._patches))
+        if self._page is not None and self.agent.config.http_bind:
+            self._http = await start_http(self.agent.config.http_bind, self._page)
 
     async def on_broker_pre_shutdown(self) -> None:
+        if self._http is not None:
+            await self._http.stop()
         await self.agent.stop()
 
     async def authenticate(self, *, session: Session) -> bool | None:
@@ -130,6 +138,16 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         task = asyncio.create_task(self.agent.handle_message(conn, topic, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def page_config(config: AgentConfig, listeners: dict[str, Any]) -> PageConfig | None:
+    """The License page's settings when ``http_bind`` is set: its browsers speak MQTT to
+    the broker's first ``ws`` listener (or to ``ws_url``)."""
+    if not config.http_bind:
+        return None
+    ws = next((listener for listener in listeners.values() if listener.type == "ws"), None)
+    port = (ws.bind or "").rpartition(":")[2] if ws is not None else ""
+    return PageConfig(config.ws_url, int(port) if port.isdigit() else None, bool(ws and ws.ssl), config.store_url)
 
 
 def check_adapter_limits(config: AgentConfig) -> None:

@@ -1,0 +1,103 @@
+"""The Starlette app behind ``http_bind``: the License page's files, its small
+``/page-config.json`` (where the browser finds the MQTT-over-WebSocket listener and
+the store; no license data), and ``/healthz``.
+
+Other endpoints of the same listener (``/metrics``) are passed in as ``routes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Receive, Scope, Send
+
+from ..core.features import CATALOGUE
+
+# The page holds credentials in memory only; these headers keep it from being framed,
+# cached by proxies or talking to anything but this host and the broker's WebSocket.
+SECURITY_HEADERS = {
+    "content-security-policy": (
+        "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+        "style-src 'self'; script-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+@dataclass(frozen=True)
+class PageConfig:
+    """What the page needs to know that is not license data."""
+
+    # A full ws:// or wss:// URL, when browsers reach the broker's WebSocket listener
+    # some other way than this host (a proxy); otherwise ws_port on the page's own host.
+    ws_url: str | None = None
+    ws_port: int | None = None
+    ws_tls: bool = False
+    # The vendor's store; the page's Upgrade button opens it with ?license_id=<id>.
+    store_url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ws_url": self.ws_url,
+            "ws_port": self.ws_port,
+            "ws_tls": self.ws_tls,
+            "ws_path": "/mqtt",
+            "store_url": self.store_url,
+            "features": [{"name": f.name, "title": f.title} for f in CATALOGUE.values()],
+        }
+
+
+class _SecureHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items() if k.encode() not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def _healthz(_request: Request) -> Response:
+    return PlainTextResponse("ok\n")
+
+
+async def _page_config(request: Request) -> Response:
+    page: PageConfig = request.app.state.page
+    return JSONResponse(page.to_json())
+
+
+def create_app(page: PageConfig, *, routes: Sequence[BaseRoute] = ()) -> Any:
+    """The listener's ASGI app. ``routes`` (e.g. ``/metrics``) come before the static files."""
+    static = resources.files(__package__) / "static"
+    app = Starlette(
+        routes=[
+            Route("/healthz", _healthz),
+            Route("/page-config.json", _page_config),
+            *routes,
+            Mount("/", app=StaticFiles(directory=str(static), html=True), name="static"),
+        ]
+    )
+    app.state.page = page
+    return _SecureHeaders(app)

@@ -1,0 +1,70 @@
+"""The License page in a real browser (Debian's chromium) against a real broker with a
+WebSocket listener and the HTTP listener, a real activation server and, where needed,
+a real floating server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mqtt_licensing.servers.common import free_port
+from tests.helpers.activation import VendorHandle, start_vendor
+from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle, start_broker
+from tests.helpers.browser import browser, page, screenshot_dir, screenshots  # noqa: F401
+
+STORE_URL = "https://store.example/upgrade"
+
+
+@dataclass
+class Site:
+    """A broker serving the page, and the page's address."""
+
+    broker: BrokerHandle
+    vendor: VendorHandle
+    http_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}/"
+
+
+def start_site(tmp_path: Path, vendor: VendorHandle, name: str = "state", **agent: Any) -> Site:
+    """A broker with a ws listener and http_bind; agent options (vendor_public_key=...) pass through."""
+    http_port = free_port()
+    agent.setdefault("trial_seconds", 0)
+    broker = start_broker(
+        tmp_path / name,
+        vendor=vendor,
+        ws_port=free_port(),
+        http_bind=f"127.0.0.1:{http_port}",
+        store_url=STORE_URL,
+        **agent,
+    )
+    return Site(broker, vendor, http_port)
+
+
+@pytest.fixture
+def vendor(tmp_path: Path) -> Iterator[VendorHandle]:
+    with start_vendor(tmp_path / "vendor") as handle:
+        yield handle
+
+
+@pytest.fixture
+def site(tmp_path: Path, vendor: VendorHandle) -> Iterator[Site]:
+    s = start_site(tmp_path, vendor)
+    try:
+        yield s
+    finally:
+        s.broker.stop()
+
+
+def log_in(page: Any, site: Site, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    page.goto(site.url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("#login-button")
