@@ -29,4 +29,12 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
         echo "note: PostgreSQL is not installed; the server tests will run on SQLite only"
     fi
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing chromium (tests/web drive it with Playwright; no browser is downloaded)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+        echo "note: chromium is not installed; the License page tests (tests/web) will be skipped"
+    fi
+fi
 exec .venv/bin/pytest "$@"

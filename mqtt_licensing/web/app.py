@@ -26,7 +26,8 @@ from ..core.features import CATALOGUE
 SECURITY_HEADERS = {
     "content-security-policy": (
         "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-        "style-src 'self'; script-src 'self'; worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "style-src 'self'; script-src 'self'; worker-src 'self' blob:; "  # MQTT.js runs its timers in a worker
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     ),
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",

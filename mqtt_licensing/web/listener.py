@@ -97,9 +97,7 @@ class HttpListener:
         await task
 
 
-async def start_http(
-    bind: str, page: PageConfig, *, routes: Sequence[BaseRoute] = ()
-) -> HttpListener | None:
+async def start_http(bind: str, page: PageConfig, *, routes: Sequence[BaseRoute] = ()) -> HttpListener | None:
     """Start the listener, or log one line and return None: a page that cannot be served
     must not keep the broker from serving MQTT."""
     try:

@@ -62,9 +62,9 @@ def site(tmp_path: Path, vendor: VendorHandle) -> Iterator[Site]:
         s.broker.stop()
 
 
-def log_in(page: Any, site: Site, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
-    page.goto(site.url)
-    page.wait_for_selector("body[data-ready=true]")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("#login-button")
+def log_in(tab: Any, site: Site, username: str = ADMIN, password: str = ADMIN_PASSWORD) -> None:
+    tab.goto(site.url)
+    tab.wait_for_selector("body[data-ready=true]")
+    tab.fill("#username", username)
+    tab.fill("#password", password)
+    tab.click("#login-button")

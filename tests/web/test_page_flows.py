@@ -80,7 +80,7 @@ def test_online_activation_by_dropped_file_reactivate_and_deactivate(page, site,
     vendor.service.update_license(license_id, {"add_features": ["iot_bridge_snowflake"]})
     page.click("#reactivate")
     page.wait_for_selector(".chip[data-feature=iot_bridge_snowflake]")
-    assert "added iot_bridge_snowflake" in page.text_content("#actions-ok")
+    assert "added IoT Bridge for Snowflake" in page.text_content("#actions-ok")
     screenshots.take(page, "reactivated")
 
     # Deactivate asks first; Cancel keeps the license.

@@ -322,7 +322,7 @@ function renderStatus(s) {
   if (s.expires_at) rows.push(...detail("Expires", timeNode(s.expires_at), "expires"));
   if (s.support_until) rows.push(...detail("Support until", timeNode(s.support_until), "support"));
   if (s.valid_until) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
-  if (s.deadline) rows.push(...detail("State ends", timeNode(s.deadline), "deadline"));
+  if (s.deadline && s.deadline !== s.valid_until && s.deadline !== s.expires_at) rows.push(...detail("State ends", timeNode(s.deadline), "deadline"));
   rows.push(...detail("Connections", connectionsNode(s), "connections"));
   if (s.state === "trial" && s.trial) {
     rows.push(...detail("Trial", `up to ${s.trial.max_connections} connections`, "trial"));
@@ -399,7 +399,7 @@ function addEvent(event) {
   page.events.unshift(event);
   page.events.length = Math.min(page.events.length, MAX_EVENTS);
   const item = el("li", { class: `event ${event.type}`, "data-type": event.type },
-    el("time", { datetime: event.at || "", text: event.at ? when(event.at).shown.slice(11) : "" }),
+    el("time", { datetime: event.at || "", title: event.at || "", text: event.at ? new Date(event.at).toISOString().slice(11, 19) : "" }),
     el("strong", { text: event.type.replaceAll("_", " ") }),
     el("span", { text: eventSummary(event) }));
   const list = $("events");
@@ -464,7 +464,8 @@ async function reactivate() {
   const before = new Set((page.status && page.status.features) || []);
   const reply = await busy("actions", () => request("reactivate"), "Asking the license server…");
   if (reply) {
-    const added = (reply.status.features || []).filter((f) => !before.has(f));
+    const titles = new Map((page.config.features || []).map((f) => [f.name, f.title]));
+    const added = (reply.status.features || []).filter((f) => !before.has(f)).map((f) => titles.get(f) || f);
     setMessage("actions-ok", added.length ? `Reactivated: added ${added.join(", ")}.` : "Reactivated: the license is up to date.");
   }
 }
@@ -490,7 +491,7 @@ async function confirmDeactivate() {
   if (reply.deactivation_code) {
     page.deactivationCode = reply.deactivation_code;
     render();
-    $("deactivation-code").focus();
+    focusTop("deactivation-code");
   }
   if (reply.seat_released === false) setMessage("actions-ok", "The floating server could not be reached: the seat frees itself when the lease expires.");
 }
@@ -516,7 +517,7 @@ function renderWizard(s) {
     $("offline-pending-at").replaceChildren("Request made ", timeNode(s.offline.pending_request_at), ". Waiting for the vendor's usage license.");
     $("offline-request-code").value = s.offline.request_code;
   }
-  $("offline-step1-title").textContent = pending ? "New usage request (replaces the one below)" : "2. Generate a usage request";
+  $("offline-step1-title").textContent = pending ? "Or make a new usage request (replaces the one above)" : "2. Generate a usage request";
   renderFeatureBoxes();
 }
 
@@ -571,7 +572,7 @@ async function generateOffline(event) {
   if (reply) {
     $("offline-key").value = "";
     refreshKeyChecks();
-    $("offline-request-code").focus();
+    focusTop("offline-request-code");
   }
 }
 
@@ -596,6 +597,14 @@ async function leaseFloating(event) {
 }
 
 // ---------------------------------------------------------------- files, copy, download
+
+function focusTop(textareaId) {
+  const area = $(textareaId);
+  area.focus({ preventScroll: true });
+  area.setSelectionRange(0, 0);
+  area.scrollTop = 0;
+  area.scrollIntoView({ block: "nearest" });
+}
 
 function wireDrop(zoneId, fileId, chooseId, onText) {
   const zone = $(zoneId);

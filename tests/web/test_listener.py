@@ -1,0 +1,128 @@
+"""The HTTP listener without a browser: what it serves, what it never serves, how it
+fails, and that the page ships as package data."""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import logging
+import socket
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.web import HttpListener, PageConfig, create_app, parse_bind, start_http
+from tests.helpers.broker import MqttClient, start_broker
+from tests.web.conftest import STORE_URL
+
+ROOT = Path(__file__).resolve().parents[2]
+STATIC = resources.files("mqtt_licensing.web") / "static"
+
+
+async def get(app, path):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://page") as client:
+        return await client.get(path)
+
+
+async def test_page_files_health_and_page_config():
+    app = create_app(PageConfig(ws_port=8083, store_url=STORE_URL))
+    index = await get(app, "/")
+    assert index.status_code == 200 and "vendor/mqtt.min.js" in index.text
+    for path in ("/app.js", "/keys.js", "/app.css", "/vendor/mqtt.min.js", "/vendor/LICENSE.md"):
+        assert (await get(app, path)).status_code == 200, path
+    assert (await get(app, "/healthz")).text == "ok\n"
+    config = (await get(app, "/page-config.json")).json()
+    # Where the broker is and where the store is; no license data travels over HTTP.
+    assert set(config) == {"ws_url", "ws_port", "ws_tls", "ws_path", "store_url", "features"}
+    assert config["ws_port"] == 8083 and config["store_url"] == STORE_URL
+    assert "mqtt_server" in {f["name"] for f in config["features"]}
+    assert (await get(app, "/state.json")).status_code == 404
+
+
+async def test_security_headers_on_every_response():
+    app = create_app(PageConfig())
+    for path in ("/", "/page-config.json", "/nothing-here"):
+        response = await get(app, path)
+        csp = response.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
+        assert response.headers["cache-control"] == "no-store"
+
+
+async def test_extra_routes_come_before_the_static_files():
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def metrics(_request):
+        return PlainTextResponse("# metrics\n")
+
+    app = create_app(PageConfig(), routes=[Route("/metrics", metrics)])
+    assert (await get(app, "/metrics")).text == "# metrics\n"
+
+
+@pytest.mark.parametrize("text", ["8080", "host:", ":8080", "host:http", "host:70000", ""])
+def test_a_bad_bind_is_one_line_naming_the_fix(text):
+    with pytest.raises(LicensingError) as err:
+        parse_bind(text)
+    assert "HOST:PORT" in err.value.message and "\n" not in err.value.message
+
+
+def test_ipv6_bind():
+    assert parse_bind("[::1]:8080") == ("::1", 8080)
+
+
+async def test_a_port_in_use_is_one_line_and_start_stop_are_clean():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        listener = HttpListener(create_app(PageConfig()), f"127.0.0.1:{port}")
+        with pytest.raises(LicensingError) as err:
+            await listener.start()
+        assert "choose another port" in err.value.message and "\n" not in err.value.message
+        assert await start_http(f"127.0.0.1:{port}", PageConfig()) is None
+    listener = HttpListener(create_app(PageConfig()), "127.0.0.1:0")
+    await listener.start()
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{listener.url}/healthz")).text == "ok\n"
+    await listener.stop()
+    await listener.stop()  # idempotent
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient() as client:
+            await client.get(f"{listener.url}/healthz")
+    await asyncio.sleep(0)
+
+
+def test_broker_serves_mqtt_when_the_page_cannot_bind(tmp_path, vendor, caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        caplog.set_level(logging.ERROR, logger="mqtt_licensing.web")
+        with start_broker(tmp_path / "state", vendor=vendor, http_bind=f"127.0.0.1:{busy}") as broker:
+            with MqttClient(broker.port, client_id="still-served") as client:
+                assert client.connect() == 0
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
+    assert len(lines) == 1 and "License page not served" in lines[0] and "\n" not in lines[0]
+
+
+def test_every_static_file_is_package_data():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = config["tool"]["setuptools"]["package-data"]["mqtt_licensing.web"]
+    root = Path(str(STATIC)).parent
+    files = [p.relative_to(root).as_posix() for p in Path(str(STATIC)).rglob("*") if p.is_file()]
+    assert "static/vendor/mqtt.min.js" in files
+    missing = [f for f in files if not any(fnmatch.fnmatchcase(f, pattern) for pattern in patterns)]
+    assert missing == []
+
+
+def test_vendored_mqttjs_matches_its_recorded_checksum():
+    vendor = Path(str(STATIC)) / "vendor"
+    record = (vendor / "VERSION").read_text()
+    digest = hashlib.sha256((vendor / "mqtt.min.js").read_bytes()).hexdigest()
+    assert f"sha256 mqtt.min.js: {digest}" in record
+    assert "MIT License" in (vendor / "LICENSE.md").read_text()
