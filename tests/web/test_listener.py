@@ -1,5 +1,9 @@
 """The HTTP listener without a browser: what it serves, what it never serves, how it
-fails, and that the page ships as package data."""
+fails, and that the page ships as package data.
+
+The coroutines run on their own loop in a worker thread (``run``): the browser tests
+of this folder keep Playwright's event loop running on the main thread.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import hashlib
 import logging
 import socket
 import tomllib
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -24,36 +29,44 @@ ROOT = Path(__file__).resolve().parents[2]
 STATIC = resources.files("mqtt_licensing.web") / "static"
 
 
-async def get(app, path):
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://page") as client:
-        return await client.get(path)
+def run(coro):
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=30)
 
 
-async def test_page_files_health_and_page_config():
+def get(app, path):
+    async def fetch():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://page") as client:
+            return await client.get(path)
+
+    return run(fetch())
+
+
+def test_page_files_health_and_page_config():
     app = create_app(PageConfig(ws_port=8083, store_url=STORE_URL))
-    index = await get(app, "/")
+    index = get(app, "/")
     assert index.status_code == 200 and "vendor/mqtt.min.js" in index.text
     for path in ("/app.js", "/keys.js", "/app.css", "/vendor/mqtt.min.js", "/vendor/LICENSE.md"):
-        assert (await get(app, path)).status_code == 200, path
-    assert (await get(app, "/healthz")).text == "ok\n"
-    config = (await get(app, "/page-config.json")).json()
+        assert (get(app, path)).status_code == 200, path
+    assert (get(app, "/healthz")).text == "ok\n"
+    config = (get(app, "/page-config.json")).json()
     # Where the broker is and where the store is; no license data travels over HTTP.
     assert set(config) == {"ws_url", "ws_port", "ws_tls", "ws_path", "store_url", "features"}
     assert config["ws_port"] == 8083 and config["store_url"] == STORE_URL
     assert "mqtt_server" in {f["name"] for f in config["features"]}
-    assert (await get(app, "/state.json")).status_code == 404
+    assert (get(app, "/state.json")).status_code == 404
 
 
-async def test_security_headers_on_every_response():
+def test_security_headers_on_every_response():
     app = create_app(PageConfig())
     for path in ("/", "/page-config.json", "/nothing-here"):
-        response = await get(app, path)
+        response = get(app, path)
         csp = response.headers["content-security-policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
         assert response.headers["cache-control"] == "no-store"
 
 
-async def test_extra_routes_come_before_the_static_files():
+def test_extra_routes_come_before_the_static_files():
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
@@ -61,7 +74,7 @@ async def test_extra_routes_come_before_the_static_files():
         return PlainTextResponse("# metrics\n")
 
     app = create_app(PageConfig(), routes=[Route("/metrics", metrics)])
-    assert (await get(app, "/metrics")).text == "# metrics\n"
+    assert (get(app, "/metrics")).text == "# metrics\n"
 
 
 @pytest.mark.parametrize("text", ["8080", "host:", ":8080", "host:http", "host:70000", ""])
@@ -75,26 +88,28 @@ def test_ipv6_bind():
     assert parse_bind("[::1]:8080") == ("::1", 8080)
 
 
-async def test_a_port_in_use_is_one_line_and_start_stop_are_clean():
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        listener = HttpListener(create_app(PageConfig()), f"127.0.0.1:{port}")
-        with pytest.raises(LicensingError) as err:
-            await listener.start()
-        assert "choose another port" in err.value.message and "\n" not in err.value.message
-        assert await start_http(f"127.0.0.1:{port}", PageConfig()) is None
-    listener = HttpListener(create_app(PageConfig()), "127.0.0.1:0")
-    await listener.start()
-    async with httpx.AsyncClient() as client:
-        assert (await client.get(f"{listener.url}/healthz")).text == "ok\n"
-    await listener.stop()
-    await listener.stop()  # idempotent
-    with pytest.raises(httpx.ConnectError):
+def test_a_port_in_use_is_one_line_and_start_stop_are_clean():
+    async def scenario():
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            listener = HttpListener(create_app(PageConfig()), f"127.0.0.1:{port}")
+            with pytest.raises(LicensingError) as err:
+                await listener.start()
+            assert "choose another port" in err.value.message and "\n" not in err.value.message
+            assert await start_http(f"127.0.0.1:{port}", PageConfig()) is None
+        listener = HttpListener(create_app(PageConfig()), "127.0.0.1:0")
+        await listener.start()
         async with httpx.AsyncClient() as client:
-            await client.get(f"{listener.url}/healthz")
-    await asyncio.sleep(0)
+            assert (await client.get(f"{listener.url}/healthz")).text == "ok\n"
+        await listener.stop()
+        await listener.stop()  # idempotent
+        with pytest.raises(httpx.ConnectError):
+            async with httpx.AsyncClient() as client:
+                await client.get(f"{listener.url}/healthz")
+
+    run(scenario())
 
 
 def test_broker_serves_mqtt_when_the_page_cannot_bind(tmp_path, vendor, caplog):

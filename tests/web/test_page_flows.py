@@ -5,16 +5,18 @@ choose it)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.core.signing import public_key_to_text
-from tests.helpers.broker import READER, READER_PASSWORD
+from tests.helpers.broker import READER, READER_PASSWORD, MqttClient, connected_clients
 from tests.helpers.floating import start_floating
 from tests.web.conftest import STORE_URL, log_in, start_site
 
+expect = pytest.importorskip("playwright.sync_api").expect
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -127,7 +129,7 @@ def test_offline_round_trip_with_download_and_upload(page, site, screenshots, tm
     usage_file = tmp_path / "usage-license.txt"
     usage_file.write_text(answer["usage_license"])
     page.set_input_files("#offline-file", str(usage_file))
-    page.wait_for_function("document.getElementById('offline-license').value.includes('USAGE LICENSE')")
+    expect(page.locator("#offline-license")).to_have_value(re.compile("USAGE LICENSE"))
     page.click("#offline-apply")
     wait_state(page, "active")
     assert page.text_content("#d-model") == "offline"
@@ -166,11 +168,12 @@ def test_floating_lease(page, vendor, tmp_path, screenshots):
             assert fls.url in lease and "3 seats" in lease and "lease expires in" in lease
             features = page.eval_on_selector_all(".chip", "cs => cs.map(c => c.dataset.feature)")
             assert features == ["mqtt_server", "mqtt_server_support"]
+            assert fls.service.status()["seats"]["used"] == 1
             screenshots.take(page, "floating-active")
             page.click("#deactivate")
             page.click("#confirm-ok")
             wait_state(page, "unlicensed")
-            assert fls.service.list_leases() == [] if hasattr(fls.service, "list_leases") else True
+            assert fls.service.status()["seats"]["used"] == 0  # the seat went back
         finally:
             site.broker.stop()
 
@@ -269,8 +272,29 @@ def test_keyboard_only(page, site, screenshots):
     assert page.get_attribute("#state-badge", "data-state") == "active"
 
 
-def test_screenshot_for_readme(page, site, screenshots, tmp_path):
-    """The README's picture: an active online license with a few events."""
+def test_the_page_reconnects_after_a_broker_restart(page, site):
+    key = site.vendor.issue(features=["mqtt_server"])
+    logged_in(page, site)
+    site.broker.restart()  # same MQTT, WebSocket and HTTP ports, same state folder
+    page.wait_for_selector("#conn-state.up")
+    with site.broker.admin() as admin:
+        admin.request("activate", {"license_key": key})
+    wait_state(page, "active")  # the retained status arrives over the new connection
+
+
+def test_event_text_from_clients_is_shown_as_text(page, site):
+    """Client ids in events come from anyone who can open a socket: never markup."""
+    logged_in(page, site)
+    hostile = '<img src=x id=injected onerror="window.pwned=1">'
+    with MqttClient(site.broker.port, client_id=hostile, username="admin", password="wrong") as c:
+        assert c.connect() == 5
+    page.wait_for_selector("#events li[data-type=connection_refused]")
+    assert hostile in page.text_content("#events")
+    assert page.query_selector("#injected") is None and page.evaluate("window.pwned") is None
+
+
+def test_screenshot_for_readme(page, site, screenshots):
+    """The README's picture: an active online license with clients and a few events."""
     key = site.vendor.issue(
         features=["mqtt_server", "mqtt_server_support"], max_connections=25, support_until=1893456000
     )
@@ -278,6 +302,10 @@ def test_screenshot_for_readme(page, site, screenshots, tmp_path):
     page.fill("#online-key", key)
     page.click("#online-activate")
     wait_state(page, "active")
-    page.wait_for_selector("#events li[data-type=command]")
-    path = screenshots.take(page, "readme", full_page=False)
+    with connected_clients(site.broker.port, 7, prefix="plc-"):
+        page.click("#refresh")
+        expect(page.locator("#d-connections")).to_contain_text("7 of 25")
+        page.wait_for_selector("#refresh:not([disabled])")
+        page.focus("body")
+        path = screenshots.take(page, "readme", full_page=False)
     assert Path(path).stat().st_size > 10_000

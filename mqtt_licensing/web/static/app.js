@@ -350,7 +350,9 @@ function connectionsNode(s) {
   const n = s.connections ?? 0;
   const max = s.max_connections ?? (s.state === "trial" && s.trial ? s.trial.max_connections : null);
   const wrap = el("div", { class: "connections" });
-  const text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
+  let text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
+  // Only admins can ask for a fresh count; the retained document is not republished for it.
+  if (page.role !== "admin") text += " at the last status change";
   wrap.append(el("span", { text }));
   if (max && s.serving !== false) {
     const bar = el("div", { class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": String(max), "aria-valuenow": String(n), "aria-label": "Connections used" });
@@ -535,6 +537,7 @@ function onKeyInput(inputId, checkId, buttonId) {
   const text = $(inputId).value;
   const node = $(checkId);
   if (!text.trim()) {
+    $(inputId).removeAttribute("aria-invalid");
     node.textContent = "";
     node.className = "check";
     $(buttonId).disabled = true;
@@ -543,6 +546,7 @@ function onKeyInput(inputId, checkId, buttonId) {
   const result = checkKey(text);
   node.textContent = result.ok ? "✓ Format and checksum are right." : `✗ ${result.message[0].toUpperCase()}${result.message.slice(1)}.`;
   node.className = `check ${result.ok ? "good" : "bad"}`;
+  $(inputId).setAttribute("aria-invalid", result.ok ? "false" : "true");
   $(buttonId).disabled = !result.ok;
   return result.ok ? result.key : null;
 }
