@@ -1,96 +1,21 @@
-// The License page: a client of the $license topic contract (topics.md) over MQTT over
-// WebSocket, nothing else. Requests go to $license/<operation> with a correlation_id and
-// come back on $license/reply/<our client id>; the state comes from the retained
-// $license/status document and the $license/events stream.
-// Credentials live in this module's memory only (no storage, no cookies).
+// The License page's controller: login, the admin's actions and the activation
+// wizard. The broker is reached only through LicenseLink (link.js), which speaks the
+// $license topic contract; what is shown is drawn by view.js.
 
 import { checkKey } from "./keys.js";
+import { $, copy, download, el, errorText, focusTop, setMessage, show, tickClock, timeNode, wireDrop } from "./dom.js";
+import { LicenseLink } from "./link.js";
+import { addEvent, clearEvents, featureTitles, held, renderStatus } from "./view.js";
 
-const REQUEST_TIMEOUT_MS = 60000;
 const STATUS_REFRESH_MS = 15000;
-const MAX_EVENTS = 100;
-const HELD_MODELS = new Set(["online", "offline", "floating"]);
-const STATE_CLASS = {
-  active: "good", trial: "info", grace: "warn", pending_offline: "warn",
-  expired: "bad", unlicensed: "bad", suspended: "bad", revoked: "bad", clock_tampered: "bad",
-};
-const TOPICS = {
-  activate: "$license/activate", reactivate: "$license/reactivate", deactivate: "$license/deactivate",
-  status: "$license/status", offline_request: "$license/offline/request",
-};
 
-const $ = (id) => document.getElementById(id);
-const page = {
-  config: null, client: null, clientId: null, replyTopic: null, username: null,
-  role: null, status: null, events: [], pending: new Map(), nextId: 1, refreshTimer: null, clockTimer: null,
-  deactivationCode: null,
-};
+const page = { config: null, link: null, role: null, status: null, deactivationCode: null, refreshTimer: null };
 
-// ---------------------------------------------------------------- formatting
-
-function relative(iso) {
-  if (!iso) return "";
-  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
-  const abs = Math.abs(seconds);
-  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
-  let text = "just now";
-  for (const [unit, size] of units) {
-    if (abs >= size) {
-      const n = Math.floor(abs / size);
-      text = `${n} ${unit}${n === 1 ? "" : "s"}`;
-      break;
-    }
-  }
-  if (text === "just now" && abs >= 10) text = `${abs} seconds`;
-  if (text === "just now") return text;
-  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+function request(operation, fields) {
+  return page.link.request(operation, fields);
 }
 
-function when(iso) {
-  if (!iso) return null;
-  const date = new Date(iso);
-  const shown = date.toISOString().replace("T", " ").replace(/:\d\d\.\d+Z$/, " UTC").replace(/:\d\dZ$/, " UTC");
-  return { shown, rel: relative(iso), iso };
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === null || value === undefined || value === false) continue;
-    if (name === "class") node.className = value;
-    else if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  for (const child of children) if (child !== null && child !== undefined) node.append(child);
-  return node;
-}
-
-function timeNode(iso) {
-  const w = when(iso);
-  if (!w) return document.createTextNode("—");
-  return el("span", {}, el("time", { datetime: w.iso, text: w.shown }), " ", el("span", { class: "rel", "data-rel": w.iso, "data-paren": "1", text: `(${w.rel})` }));
-}
-
-function show(node, visible) { node.hidden = !visible; }
-
-function setMessage(id, text) {
-  const node = $(id);
-  node.textContent = text || "";
-  node.hidden = !text;
-}
-
-function errorText(error) {
-  if (!error) return "";
-  return error.code ? `${error.message} (${error.code})` : String(error.message || error);
-}
-
-// ---------------------------------------------------------------- MQTT
-
-function randomId() {
-  const bytes = new Uint8Array(6);
-  crypto.getRandomValues(bytes); // available on plain http, unlike crypto.randomUUID
-  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
+// ---------------------------------------------------------------- session
 
 function wsUrl() {
   const c = page.config;
@@ -104,149 +29,45 @@ function wsUrl() {
 function login(username, password) {
   setMessage("login-error", "");
   $("login-button").disabled = true;
-  page.clientId = `web-${randomId()}`;
-  page.replyTopic = `$license/reply/${page.clientId}`;
-  page.username = username;
-  let everConnected = false;
-  const url = wsUrl();
-  const client = window.mqtt.connect(url, {
-    protocolVersion: 4, // amqtt speaks MQTT 3.1.1
-    clientId: page.clientId,
-    username,
-    password,
-    clean: true,
-    reconnectPeriod: 0, // a refused login must not retry; enabled once logged in
-    connectTimeout: 10000,
-    keepalive: 30,
-  });
-  page.client = client;
-
-  client.on("connect", async () => {
-    if (!everConnected) {
-      everConnected = true;
-      client.options.reconnectPeriod = 3000;
+  page.link = new LicenseLink(wsUrl(), username, password, {
+    onConnection: setConnState,
+    onStatus: setStatus,
+    onEvent: (event) => {
+      if (!event.type) return;
+      // A reader's role probe is refused: not news for the person looking at the page.
+      const probe = event.type === "request_refused" && event.client_id === page.link.clientId && event.operation === "status";
+      if (!probe) addEvent(event);
+    },
+    onRole: (role) => {
       $("password").value = "";
-    }
-    setConnState("connected");
-    try {
-      await subscribe([page.replyTopic, "$license/status", "$license/events"]);
-    } catch (err) {
-      return failLogin(err.message);
-    }
-    await detectRole();
-  });
-  client.on("message", onMessage);
-  client.on("error", (err) => {
-    if (!everConnected) {
-      const refused = err && (err.code === 5 || err.code === 4);
-      failLogin(refused
-        ? "Login refused: wrong username or password (or, for a reader, the license does not serve clients right now)."
-        : `Cannot log in: ${err.message}`);
-    }
-  });
-  client.on("close", () => {
-    if (!everConnected) {
-      failLogin(`Cannot reach the broker's WebSocket listener at ${url}.`, false);
-    } else {
-      setConnState("reconnecting…");
-    }
-  });
-  client.on("reconnect", () => setConnState("reconnecting…"));
-}
-
-function failLogin(message, replace = true) {
-  if (!page.client) return;
-  const error = $("login-error");
-  if (replace || error.hidden) setMessage("login-error", message);
-  page.client.end(true);
-  page.client = null;
-  $("login-button").disabled = false;
-  showView("login");
-  $("password").value = "";
-  $("password").focus();
-}
-
-function subscribe(topics) {
-  return new Promise((resolve, reject) => {
-    page.client.subscribe(topics, { qos: 1 }, (err, granted) => {
-      if (err) return reject(new Error(`subscription refused: ${err.message}`));
-      const refused = (granted || []).filter((g) => g.qos === 128).map((g) => g.topic);
-      if (refused.includes("$license/status")) {
-        return reject(new Error("This user may not read the license status (ask for a reader or admin account)."));
+      page.role = role;
+      $("who").textContent = `${username} (${role})`;
+      showView("app");
+      clearInterval(page.refreshTimer);
+      if (role === "admin") {
+        // Connection counts are not republished on every CONNECT; ask now and then.
+        page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
       }
-      resolve(granted);
-    });
+      render();
+    },
+    onFailure: (message) => {
+      page.link = null;
+      page.role = null;
+      clearInterval(page.refreshTimer);
+      setMessage("login-error", message);
+      $("login-button").disabled = false;
+      showView("login");
+      $("password").value = "";
+      $("password").focus();
+    },
   });
-}
-
-function request(operation, fields = {}) {
-  const correlationId = `${page.clientId}-${page.nextId++}`;
-  const payload = JSON.stringify({ ...fields, correlation_id: correlationId });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      page.pending.delete(correlationId);
-      reject({ code: "timeout", message: "the broker did not answer in time" });
-    }, REQUEST_TIMEOUT_MS);
-    page.pending.set(correlationId, { resolve, reject, timer });
-    page.client.publish(TOPICS[operation], payload, { qos: 1 }, (err) => {
-      if (err) {
-        clearTimeout(timer);
-        page.pending.delete(correlationId);
-        reject({ code: "publish_failed", message: err.message });
-      }
-    });
-  });
-}
-
-function onMessage(topic, payload) {
-  let data;
-  try {
-    data = JSON.parse(new TextDecoder().decode(payload));
-  } catch {
-    return; // not for us: the contract is JSON here
-  }
-  if (topic === page.replyTopic) {
-    const waiter = page.pending.get(String(data.correlation_id));
-    if (!waiter) return;
-    page.pending.delete(String(data.correlation_id));
-    clearTimeout(waiter.timer);
-    if (data.status) setStatus(data.status);
-    if (data.ok) waiter.resolve(data);
-    else waiter.reject(data.error || { code: "unknown", message: "failed" });
-  } else if (topic === "$license/status") {
-    setStatus(data);
-  } else if (topic === "$license/events") {
-    addEvent(data);
-  }
-}
-
-// Which role are we? The contract answers a status request from an admin and refuses a
-// reader's with not_authorized; the page asks once and shows buttons only to admins.
-async function detectRole() {
-  try {
-    await request("status");
-    page.role = "admin";
-  } catch (err) {
-    if (err.code !== "not_authorized") return failLogin(`The broker did not answer: ${errorText(err)}`);
-    page.role = "reader";
-  }
-  $("who").textContent = `${page.username} (${page.role})`;
-  showView("app");
-  clearInterval(page.refreshTimer);
-  if (page.role === "admin") {
-    // Connection counts are not republished on every CONNECT; ask now and then.
-    page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
-  }
-  render();
 }
 
 function logout() {
   clearInterval(page.refreshTimer);
-  if (page.client) page.client.end(true);
-  Object.assign(page, { client: null, role: null, status: null, events: [], deactivationCode: null });
-  for (const waiter of page.pending.values()) clearTimeout(waiter.timer);
-  page.pending.clear();
-  $("events").replaceChildren();
+  if (page.link) page.link.end();
+  Object.assign(page, { link: null, role: null, status: null, deactivationCode: null });
+  clearEvents();
   for (const id of ["online-key", "offline-key", "offline-license", "password"]) $(id).value = "";
   $("login-button").disabled = false;
   showView("login");
@@ -265,8 +86,6 @@ function showView(name) {
   show($("session"), name === "app");
 }
 
-// ---------------------------------------------------------------- status
-
 function setStatus(status) {
   if (!status || typeof status !== "object" || !status.state) return;
   page.status = status;
@@ -274,155 +93,15 @@ function setStatus(status) {
   if (page.role) render();
 }
 
-function held(status) { return Boolean(status && HELD_MODELS.has(status.model)); }
-
 function render() {
   const s = page.status;
   const admin = page.role === "admin";
-  renderStatus(s);
+  renderStatus(s, page);
   show($("actions"), admin && held(s));
   show($("wizard"), admin && Boolean(s) && (!held(s) || s.model === "offline"));
   if (admin && s) {
     renderActions(s);
     renderWizard(s);
-  }
-}
-
-function detail(label, value, id) {
-  if (value === null || value === undefined || value === "") return [];
-  const dd = el("dd", { id: id ? `d-${id}` : null });
-  dd.append(typeof value === "string" ? document.createTextNode(value) : value);
-  return [el("dt", { text: label }), dd];
-}
-
-function renderStatus(s) {
-  const badge = $("state-badge");
-  if (!s) {
-    badge.textContent = "waiting for status…";
-    badge.className = "badge";
-    $("details").replaceChildren();
-    return;
-  }
-  badge.textContent = s.state.replace("_", " ");
-  badge.className = `badge ${STATE_CLASS[s.state] || "info"}`;
-  badge.dataset.state = s.state;
-  $("state-reason").textContent = s.reason ? s.reason[0].toUpperCase() + s.reason.slice(1) : "";
-
-  const rows = [];
-  rows.push(...detail("Model", s.model || "none", "model"));
-  rows.push(...detail("License id", s.license_id, "license-id"));
-  rows.push(...detail("Key", s.key ? el("code", { text: s.key }) : null, "key"));
-  rows.push(...detail("Activation", s.activation_id, "activation"));
-  if (s.features && s.features.length) {
-    const titles = new Map((page.config.features || []).map((f) => [f.name, f.title]));
-    const chips = el("ul", { class: "chips", "aria-label": "Features" });
-    for (const f of s.features) chips.append(el("li", { class: "chip", "data-feature": f, title: f, text: titles.get(f) || f }));
-    rows.push(...detail("Features", chips, "features"));
-  }
-  if (s.expires_at) rows.push(...detail("Expires", timeNode(s.expires_at), "expires"));
-  if (s.support_until) rows.push(...detail("Support until", timeNode(s.support_until), "support"));
-  if (s.valid_until) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
-  if (s.deadline && s.deadline !== s.valid_until && s.deadline !== s.expires_at) rows.push(...detail("State ends", timeNode(s.deadline), "deadline"));
-  rows.push(...detail("Connections", connectionsNode(s), "connections"));
-  if (s.state === "trial" && s.trial) {
-    rows.push(...detail("Trial", `up to ${s.trial.max_connections} connections`, "trial"));
-  }
-  if (s.check_in && s.model === "online") rows.push(...detail("Check-in", checkInNode(s.check_in), "check-in"));
-  if (s.floating && (s.floating.lease_id || s.floating.server)) rows.push(...detail("Lease", leaseNode(s.floating), "lease"));
-  if (s.offline && s.offline.pending_request_at) {
-    rows.push(...detail("Offline request", timeNode(s.offline.pending_request_at), "offline-request"));
-  }
-  if (s.instance && s.instance.fingerprint) rows.push(...detail("Instance", el("code", { text: s.instance.fingerprint }), "instance"));
-  $("details").replaceChildren(...rows);
-
-  const alarms = [...(s.alarms || []), ...(s.problems || [])];
-  const list = $("alarms");
-  list.replaceChildren(...alarms.map((a) => el("li", { class: `alarm ${a.severity || ""}`, text: typeof a === "string" ? a : a.message || a.code })));
-  show(list, alarms.length > 0);
-
-  const code = page.role === "admin" ? page.deactivationCode : null;
-  show($("deactivation-code-box"), Boolean(code) && !held(s));
-  $("deactivation-code").value = code || "";
-  $("updated").replaceChildren("Updated ", timeNode(s.updated_at));
-}
-
-function connectionsNode(s) {
-  const n = s.connections ?? 0;
-  const max = s.max_connections ?? (s.state === "trial" && s.trial ? s.trial.max_connections : null);
-  const wrap = el("div", { class: "connections" });
-  let text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
-  // Only admins can ask for a fresh count; the retained document is not republished for it.
-  if (page.role !== "admin") text += " at the last status change";
-  wrap.append(el("span", { text }));
-  if (max && s.serving !== false) {
-    const bar = el("div", { class: "bar", role: "meter", "aria-valuemin": "0", "aria-valuemax": String(max), "aria-valuenow": String(n), "aria-label": "Connections used" });
-    const fill = el("div", { class: "fill" });
-    const ratio = Math.min(1, n / max);
-    fill.style.width = `${Math.round(ratio * 100)}%`; // CSSOM: allowed by the page's CSP
-    if (ratio >= 0.8) fill.classList.add("high");
-    bar.append(fill);
-    wrap.append(bar);
-  }
-  return wrap;
-}
-
-function checkInNode(c) {
-  const wrap = el("div", { class: c.failing_since ? "health bad" : "health good" });
-  if (c.last_ok_at) wrap.append("last ok ", el("span", { class: "rel", "data-rel": c.last_ok_at, text: relative(c.last_ok_at) }));
-  if (c.next_at) wrap.append(", next ", el("span", { class: "rel", "data-rel": c.next_at, text: relative(c.next_at) }));
-  if (c.failing_since) wrap.append(el("br"), `failing since ${relative(c.failing_since)}: ${c.last_error || ""}`);
-  return wrap;
-}
-
-function leaseNode(f) {
-  const wrap = el("div", { class: f.last_error ? "health bad" : "health good" });
-  if (f.server) wrap.append(el("code", { text: f.server }));
-  if (f.seats !== undefined && f.seats !== null) wrap.append(el("br"), `${f.seats} seats in the pool`);
-  if (f.lease_expires_at) wrap.append(el("br"), "lease expires ", el("span", { class: "rel", "data-rel": f.lease_expires_at, text: relative(f.lease_expires_at) }));
-  if (f.next_renewal_at) wrap.append(", renews ", el("span", { class: "rel", "data-rel": f.next_renewal_at, text: relative(f.next_renewal_at) }));
-  if (f.last_error) wrap.append(el("br"), `last error: ${f.last_error}`);
-  return wrap;
-}
-
-// Relative times age while the page is open.
-function tickClock() {
-  for (const node of document.querySelectorAll("[data-rel]")) {
-    const text = relative(node.dataset.rel);
-    node.textContent = node.dataset.paren ? `(${text})` : text;
-  }
-}
-
-// ---------------------------------------------------------------- events
-
-function addEvent(event) {
-  if (!event || !event.type) return;
-  // Our own role probe is refused for a reader: not news for the person looking at the page.
-  if (event.type === "request_refused" && event.client_id === page.clientId && event.operation === "status") return;
-  page.events.unshift(event);
-  page.events.length = Math.min(page.events.length, MAX_EVENTS);
-  const item = el("li", { class: `event ${event.type}`, "data-type": event.type },
-    el("time", { datetime: event.at || "", title: event.at || "", text: event.at ? new Date(event.at).toISOString().slice(11, 19) : "" }),
-    el("strong", { text: event.type.replaceAll("_", " ") }),
-    el("span", { text: eventSummary(event) }));
-  const list = $("events");
-  list.prepend(item);
-  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
-  show($("events-empty"), false);
-}
-
-function eventSummary(e) {
-  switch (e.type) {
-    case "state_changed": return `${e.previous} → ${e.state}: ${e.reason || ""}`;
-    case "connection_refused": return `${e.client_id || "?"}${e.username ? ` (${e.username})` : ""}: ${e.message || e.reason}`;
-    case "client_disconnected": return `${e.client_id}: ${e.reason}`;
-    case "request_refused": return `${e.client_id}: ${e.operation} (${e.reason})`;
-    case "command": return `${e.operation} → ${e.state}`;
-    case "command_failed": return `${e.operation}: ${errorText(e.error)}`;
-    case "activated": return e.license_id ? `${e.method}: ${e.license_id}` : `${e.method}: ${e.server || ""}`;
-    case "deactivated": return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
-    case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
-    case "activation_lost": return e.message || "";
-    default: return Object.entries(e).filter(([k]) => !["type", "at"].includes(k)).map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
   }
 }
 
@@ -466,7 +145,7 @@ async function reactivate() {
   const before = new Set((page.status && page.status.features) || []);
   const reply = await busy("actions", () => request("reactivate"), "Asking the license server…");
   if (reply) {
-    const titles = new Map((page.config.features || []).map((f) => [f.name, f.title]));
+    const titles = featureTitles(page.config);
     const added = (reply.status.features || []).filter((f) => !before.has(f)).map((f) => titles.get(f) || f);
     setMessage("actions-ok", added.length ? `Reactivated: added ${added.join(", ")}.` : "Reactivated: the license is up to date.");
   }
@@ -600,57 +279,6 @@ async function leaseFloating(event) {
   await busy("floating", () => request("activate", { method: "floating", server_url: url, features }), "Leasing a seat…");
 }
 
-// ---------------------------------------------------------------- files, copy, download
-
-function focusTop(textareaId) {
-  const area = $(textareaId);
-  area.focus({ preventScroll: true });
-  area.setSelectionRange(0, 0);
-  area.scrollTop = 0;
-  area.scrollIntoView({ block: "nearest" });
-}
-
-function wireDrop(zoneId, fileId, chooseId, onText) {
-  const zone = $(zoneId);
-  const input = $(fileId);
-  const read = async (file) => {
-    if (!file) return;
-    if (file.size > 65536) return onText(null, "That file is too large to be a license file.");
-    onText(await file.text());
-  };
-  $(chooseId).addEventListener("click", () => input.click());
-  input.addEventListener("change", () => { read(input.files[0]); input.value = ""; });
-  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("over");
-    read(e.dataTransfer.files[0]);
-  });
-}
-
-async function copy(textareaId, button) {
-  const area = $(textareaId);
-  try {
-    await navigator.clipboard.writeText(area.value); // secure contexts only
-  } catch {
-    area.select();
-    document.execCommand("copy");
-  }
-  const label = button.textContent;
-  button.textContent = "Copied";
-  setTimeout(() => { button.textContent = label; }, 1500);
-}
-
-function download(name, text) {
-  const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
-  const a = el("a", { href: url, download: name });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
-}
-
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -704,7 +332,7 @@ async function start() {
   $("copy-deactivation").addEventListener("click", (e) => copy("deactivation-code", e.currentTarget));
   $("download-deactivation").addEventListener("click", () => download("deactivation.txt", $("deactivation-code").value));
 
-  page.clockTimer = setInterval(tickClock, 30000);
+  setInterval(tickClock, 30000); // relative times age while the page is open
   document.body.dataset.ready = "true";
   $("username").focus();
 }

@@ -1,0 +1,119 @@
+// Small DOM and formatting helpers. Everything from the broker is put on the page as
+// text (textContent, attributes), never as markup: event fields such as client ids
+// come from anyone who can open a socket.
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children) if (child !== null && child !== undefined) node.append(child);
+  return node;
+}
+
+export function show(node, visible) { node.hidden = !visible; }
+
+export function setMessage(id, text) {
+  const node = $(id);
+  node.textContent = text || "";
+  node.hidden = !text;
+}
+
+export function errorText(error) {
+  if (!error) return "";
+  return error.code ? `${error.message} (${error.code})` : String(error.message || error);
+}
+
+// "in 12 days", "3 hours ago", "just now".
+export function relative(iso) {
+  if (!iso) return "";
+  const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
+  const abs = Math.abs(seconds);
+  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  let text = abs >= 10 ? `${abs} seconds` : null;
+  for (const [unit, size] of units) {
+    if (abs >= size) {
+      const n = Math.floor(abs / size);
+      text = `${n} ${unit}${n === 1 ? "" : "s"}`;
+      break;
+    }
+  }
+  if (text === null) return "just now";
+  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+// "2026-12-06 21:43 UTC (in 6 days)"; the relative part ages with tickClock().
+export function timeNode(iso) {
+  if (!iso) return document.createTextNode("—");
+  const shown = new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  return el("span", {},
+    el("time", { datetime: iso, text: shown }), " ",
+    el("span", { class: "rel", "data-rel": iso, "data-paren": "1", text: `(${relative(iso)})` }));
+}
+
+export function relNode(iso) {
+  return el("span", { class: "rel", "data-rel": iso, text: relative(iso) });
+}
+
+export function tickClock() {
+  for (const node of document.querySelectorAll("[data-rel]")) {
+    const text = relative(node.dataset.rel);
+    node.textContent = node.dataset.paren ? `(${text})` : text;
+  }
+}
+
+export function focusTop(textareaId) {
+  const area = $(textareaId);
+  area.focus({ preventScroll: true });
+  area.setSelectionRange(0, 0);
+  area.scrollTop = 0;
+  area.scrollIntoView({ block: "nearest" });
+}
+
+export async function copy(textareaId, button) {
+  const area = $(textareaId);
+  try {
+    await navigator.clipboard.writeText(area.value); // secure contexts only
+  } catch {
+    area.select();
+    document.execCommand("copy");
+  }
+  const label = button.textContent;
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = label; }, 1500);
+}
+
+// A file made in the browser: works with no network at all.
+export function download(name, text) {
+  const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+  const a = el("a", { href: url, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// A drop zone plus a "choose a file" button feeding one handler with the file's text.
+export function wireDrop(zoneId, fileId, chooseId, onText) {
+  const zone = $(zoneId);
+  const input = $(fileId);
+  const read = async (file) => {
+    if (!file) return;
+    if (file.size > 65536) return onText(null, "That file is too large to be a license file.");
+    onText(await file.text(), null);
+  };
+  $(chooseId).addEventListener("click", () => input.click());
+  input.addEventListener("change", () => { read(input.files[0]); input.value = ""; });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    read(e.dataTransfer.files[0]);
+  });
+}

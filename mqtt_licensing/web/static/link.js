@@ -1,0 +1,145 @@
+// The page's only channel to the broker: MQTT 3.1.1 over WebSocket (MQTT.js), speaking
+// the $license topic contract of topics.md and nothing else. Requests go to
+// $license/<operation> with a correlation_id; replies come back on
+// $license/reply/<our client id>; the state is the retained $license/status and the
+// $license/events stream. The password lives in this object's memory only.
+
+const REQUEST_TIMEOUT_MS = 60000;
+const TOPICS = {
+  activate: "$license/activate", reactivate: "$license/reactivate", deactivate: "$license/deactivate",
+  status: "$license/status", offline_request: "$license/offline/request",
+};
+
+function randomHex(bytes) {
+  const buf = new Uint8Array(bytes);
+  crypto.getRandomValues(buf); // available on plain http, unlike crypto.randomUUID
+  return [...buf].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export class LicenseLink {
+  // handlers: onStatus(doc), onEvent(event), onRole(role), onConnection(text), onFailure(message)
+  constructor(url, username, password, handlers) {
+    this.url = url;
+    this.username = username;
+    this.clientId = `web-${randomHex(6)}`; // no "/", "+" or "#": it must be usable as a reply topic
+    this.replyTopic = `$license/reply/${this.clientId}`;
+    this.handlers = handlers;
+    this.pending = new Map();
+    this.nextId = 1;
+    this.everConnected = false;
+    this.client = window.mqtt.connect(url, {
+      protocolVersion: 4, // amqtt speaks MQTT 3.1.1
+      clientId: this.clientId,
+      username,
+      password,
+      clean: true,
+      reconnectPeriod: 0, // a refused login must not retry; enabled once logged in
+      connectTimeout: 10000,
+      keepalive: 30,
+    });
+    this.client.on("connect", () => this.onConnect());
+    this.client.on("message", (topic, payload) => this.onMessage(topic, payload));
+    this.client.on("error", (err) => {
+      if (this.everConnected) return;
+      const refused = err && (err.code === 5 || err.code === 4);
+      this.fail(refused
+        ? "Login refused: wrong username or password (or, for a reader, the license does not serve clients right now)."
+        : `Cannot log in: ${err.message}`);
+    });
+    this.client.on("close", () => {
+      if (!this.everConnected) this.fail(`Cannot reach the broker's WebSocket listener at ${url}.`);
+      else handlers.onConnection("reconnecting…");
+    });
+    this.client.on("reconnect", () => handlers.onConnection("reconnecting…"));
+  }
+
+  fail(message) {
+    if (this.closed) return;
+    this.end();
+    this.handlers.onFailure(message);
+  }
+
+  end() {
+    this.closed = true;
+    for (const waiter of this.pending.values()) clearTimeout(waiter.timer);
+    this.pending.clear();
+    this.client.end(true);
+  }
+
+  async onConnect() {
+    if (!this.everConnected) {
+      this.everConnected = true;
+      this.client.options.reconnectPeriod = 3000;
+    }
+    this.handlers.onConnection("connected");
+    try {
+      await this.subscribe([this.replyTopic, "$license/status", "$license/events"]);
+    } catch (err) {
+      return this.fail(err.message);
+    }
+    // Which role are we? The contract answers an admin's status request and refuses
+    // anyone else's with not_authorized; the page shows buttons only to admins.
+    try {
+      await this.request("status");
+      this.handlers.onRole("admin");
+    } catch (err) {
+      if (err.code !== "not_authorized") return this.fail(`The broker did not answer: ${err.message}`);
+      this.handlers.onRole("reader");
+    }
+  }
+
+  subscribe(topics) {
+    return new Promise((resolve, reject) => {
+      this.client.subscribe(topics, { qos: 1 }, (err, granted) => {
+        if (err) return reject(new Error(`subscription refused: ${err.message}`));
+        const refused = (granted || []).filter((g) => g.qos === 128).map((g) => g.topic);
+        if (refused.includes("$license/status")) {
+          return reject(new Error("This user may not read the license status (ask for a reader or admin account)."));
+        }
+        resolve(granted);
+      });
+    });
+  }
+
+  // Resolves with the reply ({ok: true, ...}); rejects with its error {code, message}.
+  request(operation, fields = {}) {
+    const correlationId = `${this.clientId}-${this.nextId++}`;
+    const payload = JSON.stringify({ ...fields, correlation_id: correlationId });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(correlationId);
+        reject({ code: "timeout", message: "the broker did not answer in time" });
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(correlationId, { resolve, reject, timer });
+      this.client.publish(TOPICS[operation], payload, { qos: 1 }, (err) => {
+        if (!err) return;
+        clearTimeout(timer);
+        this.pending.delete(correlationId);
+        reject({ code: "publish_failed", message: err.message });
+      });
+    });
+  }
+
+  onMessage(topic, payload) {
+    let data;
+    try {
+      data = JSON.parse(new TextDecoder().decode(payload));
+    } catch {
+      return; // the contract is JSON on these topics
+    }
+    if (!data || typeof data !== "object") return;
+    if (topic === this.replyTopic) {
+      const waiter = this.pending.get(String(data.correlation_id));
+      if (!waiter) return;
+      this.pending.delete(String(data.correlation_id));
+      clearTimeout(waiter.timer);
+      if (data.status) this.handlers.onStatus(data.status);
+      if (data.ok) waiter.resolve(data);
+      else waiter.reject(data.error || { code: "unknown", message: "failed" });
+    } else if (topic === "$license/status") {
+      this.handlers.onStatus(data);
+    } else if (topic === "$license/events") {
+      this.handlers.onEvent(data);
+    }
+  }
+}

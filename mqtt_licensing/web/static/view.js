@@ -1,0 +1,155 @@
+// What the page shows: the status document (topics.md, "The status document") and the
+// live list of $license/events. Read-only; the same for admins and readers.
+
+import { $, el, errorText, relNode, show, timeNode } from "./dom.js";
+
+const MAX_EVENTS = 100;
+const HELD_MODELS = new Set(["online", "offline", "floating"]);
+const STATE_CLASS = {
+  active: "good", trial: "info", grace: "warn", pending_offline: "warn",
+  expired: "bad", unlicensed: "bad", suspended: "bad", revoked: "bad", clock_tampered: "bad",
+};
+
+export function held(status) { return Boolean(status && HELD_MODELS.has(status.model)); }
+
+export function featureTitles(config) {
+  return new Map((config.features || []).map((f) => [f.name, f.title]));
+}
+
+function detail(label, value, id) {
+  if (value === null || value === undefined || value === "") return [];
+  const dd = el("dd", { id: `d-${id}` });
+  dd.append(typeof value === "string" ? document.createTextNode(value) : value);
+  return [el("dt", { text: label }), dd];
+}
+
+// ctx: {config, role, deactivationCode}
+export function renderStatus(s, ctx) {
+  const badge = $("state-badge");
+  if (!s) {
+    badge.textContent = "waiting for status…";
+    badge.className = "badge";
+    $("details").replaceChildren();
+    return;
+  }
+  badge.textContent = s.state.replace("_", " ");
+  badge.className = `badge ${STATE_CLASS[s.state] || "info"}`;
+  badge.dataset.state = s.state;
+  $("state-reason").textContent = s.reason ? s.reason[0].toUpperCase() + s.reason.slice(1) : "";
+
+  const rows = [
+    ...detail("Model", s.model || "none", "model"),
+    ...detail("License id", s.license_id, "license-id"),
+    ...detail("Key", s.key ? el("code", { text: s.key }) : null, "key"), // masked by the agent
+    ...detail("Activation", s.activation_id, "activation"),
+  ];
+  if (s.features && s.features.length) {
+    const titles = featureTitles(ctx.config);
+    const chips = el("ul", { class: "chips", "aria-label": "Features" });
+    for (const f of s.features) chips.append(el("li", { class: "chip", "data-feature": f, title: f, text: titles.get(f) || f }));
+    rows.push(...detail("Features", chips, "features"));
+  }
+  if (s.expires_at) rows.push(...detail("Expires", timeNode(s.expires_at), "expires"));
+  if (s.support_until) rows.push(...detail("Support until", timeNode(s.support_until), "support"));
+  if (s.valid_until) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
+  if (s.deadline && s.deadline !== s.valid_until && s.deadline !== s.expires_at) {
+    rows.push(...detail("State ends", timeNode(s.deadline), "deadline"));
+  }
+  rows.push(...detail("Connections", connectionsNode(s, ctx.role), "connections"));
+  if (s.state === "trial" && s.trial) rows.push(...detail("Trial", `up to ${s.trial.max_connections} connections`, "trial"));
+  if (s.check_in && s.model === "online") rows.push(...detail("Check-in", checkInNode(s.check_in), "check-in"));
+  if (s.floating && (s.floating.lease_id || s.floating.server)) rows.push(...detail("Lease", leaseNode(s.floating), "lease"));
+  if (s.offline && s.offline.pending_request_at) {
+    rows.push(...detail("Offline request", timeNode(s.offline.pending_request_at), "offline-request"));
+  }
+  if (s.instance && s.instance.fingerprint) rows.push(...detail("Instance", el("code", { text: s.instance.fingerprint }), "instance"));
+  $("details").replaceChildren(...rows);
+
+  const alarms = [...(s.alarms || []), ...(s.problems || [])];
+  const list = $("alarms");
+  list.replaceChildren(...alarms.map((a) =>
+    el("li", { class: `alarm ${a.severity || ""}`, text: typeof a === "string" ? a : a.message || a.code })));
+  show(list, alarms.length > 0);
+
+  const code = ctx.role === "admin" ? ctx.deactivationCode : null;
+  show($("deactivation-code-box"), Boolean(code) && !held(s));
+  $("deactivation-code").value = code || "";
+  $("updated").replaceChildren("Updated ", timeNode(s.updated_at));
+}
+
+function connectionsNode(s, role) {
+  const n = s.connections ?? 0;
+  const max = s.max_connections ?? (s.state === "trial" && s.trial ? s.trial.max_connections : null);
+  const wrap = el("div", { class: "connections" });
+  let text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
+  // Only admins can ask for a fresh count; the retained document is not republished for it.
+  if (role !== "admin") text += " at the last status change";
+  wrap.append(el("span", { text }));
+  if (max && s.serving !== false) {
+    const bar = el("div", {
+      class: "bar", role: "meter", "aria-label": "Connections used",
+      "aria-valuemin": "0", "aria-valuemax": String(max), "aria-valuenow": String(n),
+    });
+    const fill = el("div", { class: "fill" });
+    const ratio = Math.min(1, n / max);
+    fill.style.width = `${Math.round(ratio * 100)}%`; // CSSOM: allowed by the page's CSP
+    if (ratio >= 0.8) fill.classList.add("high");
+    bar.append(fill);
+    wrap.append(bar);
+  }
+  return wrap;
+}
+
+function checkInNode(c) {
+  const wrap = el("div", { class: c.failing_since ? "health bad" : "health good" });
+  if (c.last_ok_at) wrap.append("last ok ", relNode(c.last_ok_at));
+  if (c.next_at) wrap.append(", next ", relNode(c.next_at));
+  if (c.failing_since) wrap.append(el("br"), "failing since ", relNode(c.failing_since), `: ${c.last_error || ""}`);
+  return wrap;
+}
+
+function leaseNode(f) {
+  const wrap = el("div", { class: f.last_error ? "health bad" : "health good" });
+  if (f.server) wrap.append(el("code", { text: f.server }));
+  if (f.seats !== undefined && f.seats !== null) wrap.append(el("br"), `${f.seats} seats in the pool`);
+  if (f.lease_expires_at) wrap.append(el("br"), "lease expires ", relNode(f.lease_expires_at));
+  if (f.next_renewal_at) wrap.append(", renews ", relNode(f.next_renewal_at));
+  if (f.last_error) wrap.append(el("br"), `last error: ${f.last_error}`);
+  return wrap;
+}
+
+export function addEvent(event) {
+  const time = event.at ? new Date(event.at).toISOString().slice(11, 19) : "";
+  const item = el("li", { class: `event ${event.type}`, "data-type": event.type },
+    el("time", { datetime: event.at || "", title: event.at || "", text: time }),
+    el("strong", { text: String(event.type).replaceAll("_", " ") }),
+    el("span", { text: eventSummary(event) }));
+  const list = $("events");
+  list.prepend(item);
+  while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+  show($("events-empty"), false);
+}
+
+export function clearEvents() {
+  $("events").replaceChildren();
+  show($("events-empty"), true);
+}
+
+function eventSummary(e) {
+  switch (e.type) {
+    case "state_changed": return `${e.previous} → ${e.state}: ${e.reason || ""}`;
+    case "connection_refused": return `${e.client_id || "?"}${e.username ? ` (${e.username})` : ""}: ${e.message || e.reason}`;
+    case "client_disconnected": return `${e.client_id}: ${e.reason}`;
+    case "request_refused": return `${e.client_id}: ${e.operation} (${e.reason})`;
+    case "command": return `${e.operation} → ${e.state}`;
+    case "command_failed": return `${e.operation}: ${errorText(e.error)}`;
+    case "activated": return e.license_id ? `${e.method}: ${e.license_id}` : `${e.method}: ${e.server || ""}`;
+    case "deactivated":
+      return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
+    case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
+    case "activation_lost": return e.message || "";
+    default:
+      return Object.entries(e).filter(([k]) => k !== "type" && k !== "at")
+        .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
+  }
+}
