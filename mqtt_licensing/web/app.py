@@ -47,6 +47,14 @@ class PageConfig:
     # The vendor's store; the page's Upgrade button opens it with ?license_id=<id>.
     store_url: str | None = None
 
+    def problems(self) -> list[str]:
+        """Configuration mistakes that leave the page unable to reach the broker, one line each."""
+        if self.ws_url is not None and not self.ws_url.startswith(("ws://", "wss://")):
+            return [f"ws_url must start with ws:// or wss:// (not {self.ws_url!r})"]
+        if self.ws_url is None and self.ws_port is None:
+            return ["the broker has no `ws` listener (type: ws) and no ws_url is set: add one to `listeners`"]
+        return []
+
     def to_json(self) -> dict[str, Any]:
         return {
             "ws_url": self.ws_url,

@@ -100,6 +100,9 @@ class HttpListener:
 async def start_http(bind: str, page: PageConfig, *, routes: Sequence[BaseRoute] = ()) -> HttpListener | None:
     """Start the listener, or log one line and return None: a page that cannot be served
     must not keep the broker from serving MQTT."""
+    for problem in page.problems():
+        log.error("License page not served: %s", problem)
+        return None
     try:
         listener = HttpListener(create_app(page, routes=routes), bind)
         await listener.start()

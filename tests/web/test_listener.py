@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
+from mqtt_licensing.servers.common import free_port
 from mqtt_licensing.web import HttpListener, PageConfig, create_app, parse_bind, start_http
 from tests.helpers.broker import MqttClient, start_broker
 from tests.web.conftest import STORE_URL
@@ -118,11 +119,14 @@ def test_broker_serves_mqtt_when_the_page_cannot_bind(tmp_path, vendor, caplog):
         taken.listen()
         busy = taken.getsockname()[1]
         caplog.set_level(logging.ERROR, logger="mqtt_licensing.web")
-        with start_broker(tmp_path / "state", vendor=vendor, http_bind=f"127.0.0.1:{busy}") as broker:
+        with start_broker(
+            tmp_path / "state", vendor=vendor, ws_port=free_port(), http_bind=f"127.0.0.1:{busy}"
+        ) as broker:
             with MqttClient(broker.port, client_id="still-served") as client:
                 assert client.connect() == 0
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
-    assert len(lines) == 1 and "License page not served" in lines[0] and "\n" not in lines[0]
+    assert len(lines) == 1 and "License page not served" in lines[0] and "choose another port" in lines[0]
+    assert "\n" not in lines[0]
 
 
 def test_every_static_file_is_package_data():
@@ -141,3 +145,21 @@ def test_vendored_mqttjs_matches_its_recorded_checksum():
     digest = hashlib.sha256((vendor / "mqtt.min.js").read_bytes()).hexdigest()
     assert f"sha256 mqtt.min.js: {digest}" in record
     assert "MIT License" in (vendor / "LICENSE.md").read_text()
+
+
+def test_without_a_ws_listener_the_page_is_not_served_and_says_why(tmp_path, vendor, caplog):
+    caplog.set_level(logging.ERROR, logger="mqtt_licensing.web")
+    http_port = free_port()
+    with start_broker(tmp_path / "state", vendor=vendor, http_bind=f"127.0.0.1:{http_port}") as broker:
+        with MqttClient(broker.port, client_id="still-served") as client:
+            assert client.connect() == 0
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", http_port), timeout=2):
+            pass
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
+    assert len(lines) == 1 and "no `ws` listener" in lines[0]
+
+
+def test_ws_url_must_be_a_websocket_url():
+    assert PageConfig(ws_url="wss://plant.example/mqtt").problems() == []
+    assert PageConfig(ws_port=8083).problems() == []
+    assert "ws_url must start with" in PageConfig(ws_url="http://plant.example/mqtt").problems()[0]

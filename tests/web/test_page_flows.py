@@ -198,6 +198,31 @@ def test_reader_sees_status_and_events_but_no_buttons(page, site, screenshots):
     screenshots.take(page, "reader")
 
 
+def test_a_refusal_from_the_vendor_shows_its_message_and_code(page, site, screenshots):
+    from mqtt_licensing.core.keys import format_key
+
+    unknown = format_key(bytes(range(15)))  # well formed, checksummed, never issued
+    logged_in(page, site)
+    page.fill("#online-key", unknown)
+    page.click("#online-activate")
+    page.wait_for_selector("#online-error:not([hidden])")
+    assert "(key_not_found)" in page.text_content("#online-error")
+    assert page.get_attribute("#state-badge", "data-state") == "unlicensed"
+    assert page.is_enabled("#online-activate")  # the operator can correct and retry
+    screenshots.take(page, "vendor-refusal")
+
+
+def test_nothing_is_fetched_from_anywhere_but_the_broker(page, site):
+    """Plants are air-gapped: the page, its script and the MQTT client all come from the broker."""
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.on("websocket", lambda ws: requested.append(ws.url))
+    logged_in(page, site)
+    assert any(url.startswith("ws://") for url in requested)
+    allowed = (site.url, f"ws://127.0.0.1:{site.broker.ws_port}/", f"blob:{site.url}")  # blob: MQTT.js timer worker
+    assert [url for url in requested if not url.startswith(allowed)] == []
+
+
 def test_wrong_password_shows_an_error(page, site, screenshots):
     log_in(page, site, password="not-the-password")
     page.wait_for_selector("#login-error:not([hidden])")
