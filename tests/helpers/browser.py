@@ -84,11 +84,14 @@ def page(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=DESKTOP, accept_downloads=True)
     context.set_default_timeout(ACTION_TIMEOUT_MS)
     page = context.new_page()
-    page.console_errors = []  # type: ignore[attr-defined]
+    # JavaScript errors and Content-Security-Policy violations land here; tests may clear
+    # the ones they provoke on purpose, and any left over fail the test.
+    page.console_errors = []
     page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
     page.on("pageerror", lambda e: page.console_errors.append(str(e)))
     try:
         yield page
+        assert page.console_errors == [], f"errors in the browser console: {page.console_errors}"
     finally:
         context.close()
 
