@@ -26,7 +26,9 @@ export function setMessage(id, text) {
 
 export function errorText(error) {
   if (!error) return "";
-  return error.code ? `${error.message} (${error.code})` : String(error.message || error);
+  const text = String(error.message || error);
+  const sentence = text ? text[0].toUpperCase() + text.slice(1) : "Failed";
+  return error.code ? `${sentence} (${error.code})` : sentence;
 }
 
 // "in 12 days", "3 hours ago", "just now".

@@ -53,7 +53,8 @@ export function renderStatus(s, ctx) {
   if (s.support_until) rows.push(...detail("Support until", timeNode(s.support_until), "support"));
   if (s.valid_until) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
   if (s.deadline && s.deadline !== s.valid_until && s.deadline !== s.expires_at) {
-    rows.push(...detail("State ends", timeNode(s.deadline), "deadline"));
+    const label = { trial: "Trial ends", grace: "Grace ends" }[s.state] || "State ends";
+    rows.push(...detail(label, timeNode(s.deadline), "deadline"));
   }
   rows.push(...detail("Connections", connectionsNode(s, ctx.role), "connections"));
   if (s.state === "trial" && s.trial) rows.push(...detail("Trial", `up to ${s.trial.max_connections} connections`, "trial"));
