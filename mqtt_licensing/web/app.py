@@ -44,7 +44,8 @@ class PageConfig:
     ws_url: str | None = None
     ws_port: int | None = None
     ws_tls: bool = False
-    # The vendor's store; the page's Upgrade button opens it with ?license_id=<id>.
+    # The store's upgrade page (e.g. https://vendor.example/shop/upgrade); the page's Upgrade
+    # button opens it with ?license=<license id>.
     store_url: str | None = None
 
     def problems(self) -> list[str]:

@@ -11,7 +11,8 @@ a conftest.py:
         screenshots.take(page, "after-login")     # <tmp>/web-screenshots/<test>-after-login.png
 
 ``browser`` is session-scoped; ``page`` is a fresh context (no shared storage) per test,
-1280x800. Tests skip when chromium or playwright is missing (``scripts/test.sh`` installs
+1280x800, and fails the test on any browser console error. ``browser_page`` is a page in
+a browser of its own (the store's tests). Tests skip when chromium or playwright is missing (``scripts/test.sh`` installs
 both). The screenshot folder is printed at the end of the session.
 """
 
@@ -94,6 +95,23 @@ def page(browser: Any) -> Iterator[Any]:
         assert page.console_errors == [], f"errors in the browser console: {page.console_errors}"
     finally:
         context.close()
+
+
+@pytest.fixture
+def browser_page() -> Iterator[Any]:
+    """A page in a browser of its own (the store's tests use this one)."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("chromium is not installed (scripts/test.sh installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(20_000)
+            yield page
+        finally:
+            browser.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tests.helpers.activation import VendorHandle, start_vendor
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle, start_broker
 from tests.helpers.browser import browser, page, screenshot_dir, screenshots  # noqa: F401
 
-STORE_URL = "https://store.example/upgrade"
+STORE_URL = "https://vendor.example/shop/upgrade"
 
 
 @dataclass

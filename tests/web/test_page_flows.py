@@ -74,7 +74,7 @@ def test_online_activation_by_dropped_file_reactivate_and_deactivate(page, site,
     assert key not in page.content() and page.input_value("#online-key") == ""
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0 and page.context.cookies() == []
     upgrade = page.get_attribute("#upgrade", "href")
-    assert upgrade == f"{STORE_URL}?license_id={license_id}"
+    assert upgrade == f"{STORE_URL}?license={license_id}"
     page.wait_for_selector("#events li[data-type=activated]")
     screenshots.take(page, "active")
 

@@ -115,7 +115,7 @@ function renderActions(s) {
   const upgrade = $("upgrade");
   if (page.config.store_url && s.license_id) {
     const url = new URL(page.config.store_url, location.href);
-    url.searchParams.set("license_id", s.license_id);
+    url.searchParams.set("license", s.license_id); // the store's upgrade form preselects it
     upgrade.href = url.toString();
     upgrade.hidden = false;
   } else {
