@@ -163,3 +163,51 @@ def test_ws_url_must_be_a_websocket_url():
     assert PageConfig(ws_url="wss://plant.example/mqtt").problems() == []
     assert PageConfig(ws_port=8083).problems() == []
     assert "ws_url must start with" in PageConfig(ws_url="http://plant.example/mqtt").problems()[0]
+
+
+def test_the_ws_listener_carries_the_contract_with_the_same_rights(tmp_path, vendor):
+    """amqtt's ws listener: MQTT 3.1.1 over WebSocket, same logins and $license rights as TCP."""
+    import json
+    import threading
+
+    import paho.mqtt.client as mqtt
+
+    from tests.helpers.broker import ADMIN, ADMIN_PASSWORD
+
+    def ws_client(client_id, username=None, password=None):
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, transport="websockets"
+        )
+        c.ws_set_options(path="/mqtt")
+        if username:
+            c.username_pw_set(username, password)
+        return c
+
+    ws_port = free_port()
+    with start_broker(tmp_path / "state", vendor=vendor, ws_port=ws_port):
+        admin = ws_client("ws-admin", ADMIN, ADMIN_PASSWORD)
+        replies, granted = [], []
+        got_reply, got_suback = threading.Event(), threading.Event()
+        admin.on_message = lambda _c, _u, m: (replies.append(json.loads(m.payload)), got_reply.set())
+        admin.connect("127.0.0.1", ws_port)
+        admin.loop_start()
+        try:
+            admin.subscribe("$license/reply/ws-admin", 1)
+            admin.publish("$license/status", json.dumps({"correlation_id": "ws-1"}), qos=1).wait_for_publish(10)
+            assert got_reply.wait(10)
+            assert replies[0]["ok"] is True and replies[0]["correlation_id"] == "ws-1"
+        finally:
+            admin.disconnect()
+            admin.loop_stop()
+
+        anonymous = ws_client("ws-anon")
+        anonymous.on_subscribe = lambda _c, _u, _m, codes, _p: (granted.extend(codes), got_suback.set())
+        anonymous.connect("127.0.0.1", ws_port)
+        anonymous.loop_start()
+        try:
+            anonymous.subscribe("$license/status", 1)
+            assert got_suback.wait(10)
+            assert granted[0].is_failure  # not a reader: SUBACK 0x80, as over TCP
+        finally:
+            anonymous.disconnect()
+            anonymous.loop_stop()
