@@ -55,8 +55,14 @@ class HttpListener:
     async def start(self) -> None:
         sock = self._bind()
         self.port = sock.getsockname()[1]
+        # log_config=None: the broker's logging setup stays as it is.
         config = uvicorn.Config(
-            self.app, lifespan="off", log_level="warning", access_log=False, timeout_graceful_shutdown=2
+            self.app,
+            lifespan="off",
+            log_config=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
         )
         server = _BrokerOwnedServer(config)
         task = asyncio.create_task(server.serve(sockets=[sock]), name=f"http-listener-{self.port}")
