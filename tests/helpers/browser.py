@@ -12,8 +12,9 @@ a conftest.py:
 
 ``browser`` is session-scoped; ``page`` is a fresh context (no shared storage) per test,
 1280x800, and fails the test on any browser console error. ``browser_page`` is a page in
-a browser of its own (the store's tests). Tests skip when chromium or playwright is missing (``scripts/test.sh`` installs
-both). The screenshot folder is printed at the end of the session.
+a browser of its own (the store's tests). Tests skip when chromium or playwright is
+missing (``scripts/test.sh`` installs both). The screenshot folder is printed at the end
+of the session.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.helpers.activation import VendorHandle, start_vendor
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle, start_broker
 from tests.helpers.browser import browser, page, screenshot_dir, screenshots  # noqa: F401

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.web import HttpListener, PageConfig, create_app, parse_bind, start_http
 from tests.helpers.broker import MqttClient, start_broker
 from tests.web.conftest import STORE_URL
