@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mqtt_licensing.servers._run import free_port
-from tests.helpers.activation import VendorHandle, start_vendor
+from tests.helpers.activation import VendorHandle
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle, start_broker
 from tests.helpers.browser import browser, page, screenshot_dir, screenshots  # noqa: F401
 
@@ -45,12 +45,6 @@ def start_site(tmp_path: Path, vendor: VendorHandle, name: str = "state", **agen
         **agent,
     )
     return Site(broker, vendor, http_port)
-
-
-@pytest.fixture
-def vendor(tmp_path: Path) -> Iterator[VendorHandle]:
-    with start_vendor(tmp_path / "vendor") as handle:
-        yield handle
 
 
 @pytest.fixture
