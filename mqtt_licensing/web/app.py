@@ -2,7 +2,8 @@
 ``/page-config.json`` (where the browser finds the MQTT-over-WebSocket listener and
 the store; no license data), and ``/healthz``.
 
-Other endpoints of the same listener (``/metrics``) are passed in as ``routes``.
+Other endpoints of the same listener (the agent's ``/metrics`` and ``/healthz``,
+mqtt_licensing/agent/metrics.py) are passed in as ``routes``.
 """
 
 from __future__ import annotations
@@ -98,16 +99,16 @@ async def _page_config(request: Request) -> Response:
     return JSONResponse(page.to_json())
 
 
-def create_app(page: PageConfig, *, routes: Sequence[BaseRoute] = ()) -> Any:
-    """The listener's ASGI app. ``routes`` (e.g. ``/metrics``) come before the static files."""
-    static = resources.files(__package__) / "static"
-    app = Starlette(
-        routes=[
-            Route("/healthz", _healthz),
+def create_app(page: PageConfig | None, *, routes: Sequence[BaseRoute] = ()) -> Any:
+    """The listener's ASGI app: ``routes`` first (the agent's ``/metrics`` and its ``/healthz``
+    replace the plain one here), then the License page unless ``page`` is None."""
+    own: list[BaseRoute] = [Route("/healthz", _healthz)]
+    if page is not None:
+        static = resources.files(__package__) / "static"
+        own += [
             Route("/page-config.json", _page_config),
-            *routes,
             Mount("/", app=StaticFiles(directory=str(static), html=True), name="static"),
         ]
-    )
+    app = Starlette(routes=[*routes, *own])
     app.state.page = page
     return _SecureHeaders(app)

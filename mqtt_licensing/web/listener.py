@@ -103,16 +103,18 @@ class HttpListener:
         await task
 
 
-async def start_http(bind: str, page: PageConfig, *, routes: Sequence[BaseRoute] = ()) -> HttpListener | None:
-    """Start the listener, or log one line and return None: a page that cannot be served
-    must not keep the broker from serving MQTT."""
-    for problem in page.problems():
+async def start_http(bind: str, page: PageConfig | None, *, routes: Sequence[BaseRoute] = ()) -> HttpListener | None:
+    """Start the listener, or log one line and return None: an HTTP listener that cannot
+    start must not keep the broker from serving MQTT. A page that could not reach the
+    broker (no ``ws`` listener, a bad ``ws_url``) is left out, with one line; ``routes``
+    are served all the same."""
+    for problem in page.problems() if page is not None else []:
         log.error("License page not served: %s", problem)
-        return None
+        page = None
     try:
         listener = HttpListener(create_app(page, routes=routes), bind)
         await listener.start()
     except LicensingError as exc:
-        log.error("License page not served: %s", exc.message)
+        log.error("HTTP listener not started (License page, /metrics): %s", exc.message)
         return None
     return listener

@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from mqtt_licensing.servers._run import free_port
 from tests.helpers.activation import VendorHandle
-from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle, start_broker
+from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, BrokerHandle
 from tests.helpers.browser import browser, page, screenshot_dir, screenshots  # noqa: F401
 
 STORE_URL = "https://vendor.example/shop/upgrade"
@@ -33,18 +34,38 @@ class Site:
 
 
 def start_site(tmp_path: Path, vendor: VendorHandle, name: str = "state", **agent: Any) -> Site:
-    """A broker with a ws listener and http_bind; agent options (vendor_public_key=...) pass through."""
-    http_port = free_port()
+    """A broker with a ws listener and http_bind; agent options (vendor_public_key=...) pass through.
+
+    free_port() only finds a port free for a moment: on this shared machine another process
+    (or Chromium's own outgoing sockets) can take it before the broker binds. Such a start is
+    retried with new ports; any other failure is raised at once.
+    """
     agent.setdefault("trial_seconds", 0)
-    broker = start_broker(
-        tmp_path / name,
-        vendor=vendor,
-        ws_port=free_port(),
-        http_bind=f"127.0.0.1:{http_port}",
-        store_url=STORE_URL,
-        **agent,
-    )
-    return Site(broker, vendor, http_port)
+    for attempt in range(3):
+        http_port = free_port()
+        handle = BrokerHandle(
+            tmp_path / name,
+            vendor=vendor,
+            ws_port=free_port(),
+            http_bind=f"127.0.0.1:{http_port}",
+            store_url=STORE_URL,
+            **agent,
+        )
+        try:
+            handle.start()
+        except Exception as exc:
+            if "address already in use" not in str(exc) or attempt == 2:
+                raise
+            continue
+        try:
+            httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=5).raise_for_status()
+        except httpx.HTTPError:
+            handle.stop()  # the HTTP listener lost its port (logged as one line): try others
+            if attempt == 2:
+                raise
+            continue
+        return Site(handle, vendor, http_port)
+    raise AssertionError("unreachable")
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ def test_broker_serves_mqtt_when_the_page_cannot_bind(tmp_path, vendor, caplog):
             with MqttClient(broker.port, client_id="still-served") as client:
                 assert client.connect() == 0
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
-    assert len(lines) == 1 and "License page not served" in lines[0] and "choose another port" in lines[0]
+    assert len(lines) == 1 and "HTTP listener not started" in lines[0] and "choose another port" in lines[0]
     assert "\n" not in lines[0]
 
 
@@ -147,16 +147,29 @@ def test_vendored_mqttjs_matches_its_recorded_checksum():
     assert "MIT License" in (vendor / "LICENSE.md").read_text()
 
 
-def test_without_a_ws_listener_the_page_is_not_served_and_says_why(tmp_path, vendor, caplog):
+def test_without_a_ws_listener_the_page_is_left_out_and_says_why(tmp_path, vendor, caplog):
     caplog.set_level(logging.ERROR, logger="mqtt_licensing.web")
     http_port = free_port()
     with start_broker(tmp_path / "state", vendor=vendor, http_bind=f"127.0.0.1:{http_port}") as broker:
         with MqttClient(broker.port, client_id="still-served") as client:
             assert client.connect() == 0
-        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", http_port), timeout=2):
-            pass
+        base = f"http://127.0.0.1:{http_port}"
+        assert httpx.get(f"{base}/", timeout=5).status_code == 404  # no page that could not log in
+        assert "mqtt_license_state" in httpx.get(f"{base}/metrics", timeout=5).text  # monitoring stays
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
     assert len(lines) == 1 and "no `ws` listener" in lines[0]
+
+
+def test_the_broker_serves_the_page_metrics_and_health_on_http_bind(tmp_path, vendor):
+    http_port = free_port()
+    with start_broker(
+        tmp_path / "state", vendor=vendor, ws_port=free_port(), http_bind=f"127.0.0.1:{http_port}", trial_seconds=0
+    ):
+        base = f"http://127.0.0.1:{http_port}"
+        assert "vendor/mqtt.min.js" in httpx.get(f"{base}/", timeout=5).text
+        assert 'mqtt_license_state{state="unlicensed"} 1.0' in httpx.get(f"{base}/metrics", timeout=5).text
+        health = httpx.get(f"{base}/healthz", timeout=5).json()  # the agent's, documented in docs/monitoring.md
+        assert health == {"ok": True, "state": "unlicensed", "serving": False}
 
 
 def test_ws_url_must_be_a_websocket_url():

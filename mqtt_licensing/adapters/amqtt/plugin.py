@@ -27,6 +27,7 @@ from amqtt.session import Session
 from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...agent.metering import Meter
+from ...agent.metrics import metrics_app
 from ...core.errors import ErrorCode, LicensingError
 from ...web import HttpListener, PageConfig, start_http
 from .patches import BrokerPatches, broker_of
@@ -85,8 +86,9 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     async def on_broker_post_start(self) -> None:
         await self.agent.start(_AmqttTransport(self.context, self._patches))
-        if self._page is not None and self.agent.config.http_bind:
-            self._http = await start_http(self.agent.config.http_bind, self._page)
+        if self.agent.config.http_bind:  # the License page, /metrics and /healthz
+            monitoring = metrics_app(self.agent.metrics, self.agent.status_document).routes
+            self._http = await start_http(self.agent.config.http_bind, self._page, routes=monitoring)
 
     async def on_broker_pre_shutdown(self) -> None:
         if self._http is not None:
@@ -140,11 +142,9 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         task.add_done_callback(self._tasks.discard)
 
 
-def page_config(config: AgentConfig, listeners: dict[str, Any]) -> PageConfig | None:
-    """The License page's settings when ``http_bind`` is set: its browsers speak MQTT to
-    the broker's first ``ws`` listener (or to ``ws_url``)."""
-    if not config.http_bind:
-        return None
+def page_config(config: AgentConfig, listeners: dict[str, Any]) -> PageConfig:
+    """The License page's settings: its browsers speak MQTT to the broker's first ``ws``
+    listener (or to ``ws_url``)."""
     ws = next((listener for listener in listeners.values() if listener.type == "ws"), None)
     port = (ws.bind or "").rpartition(":")[2] if ws is not None else ""
     return PageConfig(config.ws_url, int(port) if port.isdigit() else None, bool(ws and ws.ssl), config.store_url)
