@@ -307,6 +307,23 @@ def test_the_page_reconnects_after_a_broker_restart(page, site):
     wait_state(page, "active")  # the retained status arrives over the new connection
 
 
+def test_alarms_show_on_the_status_and_in_the_events(page, site, screenshots):
+    key = site.vendor.issue(features=["mqtt_server"], max_connections=5)
+    logged_in(page, site)
+    page.fill("#online-key", key)
+    page.click("#online-activate")
+    wait_state(page, "active")
+    with connected_clients(site.broker.port, 4, prefix="plc-"):  # 80 % of the licensed connections
+        page.wait_for_selector("#alarms .alarm[data-code=connection_quota_high]")
+        page.wait_for_selector("#events li[data-type=alarm_raised]")
+        page.click("#refresh")
+        expect(page.locator("#d-connections")).to_contain_text("4 of 5")
+        assert "high" in page.get_attribute("#d-connections .fill", "class")
+        screenshots.take(page, "alarm")
+    page.wait_for_selector("#events li[data-type=alarm_cleared]")
+    page.wait_for_selector("#alarms", state="hidden")
+
+
 def test_event_text_from_clients_is_shown_as_text(page, site):
     """Client ids in events come from anyone who can open a socket: never markup."""
     logged_in(page, site)

@@ -24,11 +24,15 @@ export function setMessage(id, text) {
   node.hidden = !text;
 }
 
+export function sentence(text) {
+  const s = String(text || "");
+  return s ? s[0].toUpperCase() + s.slice(1) : s;
+}
+
 export function errorText(error) {
   if (!error) return "";
-  const text = String(error.message || error);
-  const sentence = text ? text[0].toUpperCase() + text.slice(1) : "Failed";
-  return error.code ? `${sentence} (${error.code})` : sentence;
+  const text = sentence(error.message || error) || "Failed";
+  return error.code ? `${text} (${error.code})` : text;
 }
 
 // "in 12 days", "3 hours ago", "just now".

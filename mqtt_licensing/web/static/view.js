@@ -1,7 +1,7 @@
 // What the page shows: the status document (topics.md, "The status document") and the
 // live list of $license/events. Read-only; the same for admins and readers.
 
-import { $, el, errorText, relNode, show, timeNode } from "./dom.js";
+import { $, el, errorText, relative, relNode, sentence, show, timeNode } from "./dom.js";
 
 const MAX_EVENTS = 100;
 const HELD_MODELS = new Set(["online", "offline", "floating"]);
@@ -35,7 +35,7 @@ export function renderStatus(s, ctx) {
   badge.textContent = s.state.replace("_", " ");
   badge.className = `badge ${STATE_CLASS[s.state] || "info"}`;
   badge.dataset.state = s.state;
-  $("state-reason").textContent = s.reason ? s.reason[0].toUpperCase() + s.reason.slice(1) : "";
+  $("state-reason").textContent = sentence(s.reason);
 
   const rows = [
     ...detail("Model", s.model || "none", "model"),
@@ -68,8 +68,12 @@ export function renderStatus(s, ctx) {
 
   const alarms = [...(s.alarms || []), ...(s.problems || [])];
   const list = $("alarms");
-  list.replaceChildren(...alarms.map((a) =>
-    el("li", { class: `alarm ${a.severity || ""}`, text: typeof a === "string" ? a : a.message || a.code })));
+  list.replaceChildren(...alarms.map((a) => {
+    if (typeof a === "string") return el("li", { class: "alarm", text: a });
+    const item = el("li", { class: `alarm ${a.severity || ""}`, "data-code": a.code || "" }, sentence(a.message || a.code));
+    if (a.deadline) item.append(" (", relNode(a.deadline), ")");
+    return item;
+  }));
   show(list, alarms.length > 0);
 
   const code = ctx.role === "admin" ? ctx.deactivationCode : null;
@@ -149,6 +153,9 @@ function eventSummary(e) {
       return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
     case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
     case "activation_lost": return e.message || "";
+    case "alarm_raised": return `${e.severity}: ${e.message || e.code}`;
+    case "alarm_cleared": return `${e.code} (raised ${relative(e.since)})`;
+    case "metering_overdue": return `usage has waited ${Math.round(e.overdue_seconds / 3600)} h for the vendor`;
     default:
       return Object.entries(e).filter(([k]) => k !== "type" && k !== "at")
         .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
