@@ -151,6 +151,23 @@ def test_offline_round_trip_with_download_and_upload(page, site, screenshots, tm
     assert page.console_errors == []
 
 
+def test_a_pending_offline_request_can_be_cancelled(page, site, screenshots):
+    key = site.vendor.issue(features=["mqtt_server"], model="offline")
+    logged_in(page, site)
+    page.check("input[name=method][value=offline]")
+    page.fill("#offline-key", key)
+    page.click("#offline-generate")
+    wait_state(page, "pending_offline")
+    page.click("#offline-cancel")
+    page.wait_for_selector("#confirm-dialog[open]")
+    assert page.text_content("#confirm-title") == "Cancel the offline request?"
+    screenshots.take(page, "cancel-offline", full_page=False)
+    page.click("#confirm-ok")
+    wait_state(page, "unlicensed")
+    page.wait_for_selector("#offline-pending", state="hidden")
+    page.wait_for_selector("#events li[data-type=offline_request_cancelled]")
+
+
 def test_floating_lease(page, vendor, tmp_path, screenshots):
     pool_vendor = Ed25519PrivateKey.generate()
     with start_floating(tmp_path / "fls", vendor_key=pool_vendor, seats=3) as fls:
@@ -190,11 +207,14 @@ def test_reader_sees_status_and_events_but_no_buttons(page, site, screenshots):
         "button, a.button", "bs => bs.filter(b => b.offsetParent !== null).map(b => b.id)"
     )
     assert visible_buttons == ["logout"]
-    # Events arrive live; the page's own role probe is not shown as one.
+    # What happened before the reader logged in comes from $license/events/recent ...
+    page.wait_for_selector("#events li[data-type=activated]")
+    # ... and events arrive live; the page's role probe left none behind.
     with site.broker.admin() as admin:
         admin.request("reactivate")
-    page.wait_for_selector("#events li[data-type=command]")
+    page.wait_for_selector("#events li[data-type=command] >> text=reactivate")
     assert "request_refused" not in event_types(page)
+    assert event_types(page).count("activated") == 1  # the recent list and live events do not repeat
     screenshots.take(page, "reader")
 
 

@@ -3,13 +3,19 @@
 // $license topic contract; what is shown is drawn by view.js.
 
 import { checkKey } from "./keys.js";
-import { $, copy, download, el, errorText, focusTop, setMessage, show, tickClock, timeNode, wireDrop } from "./dom.js";
+import {
+  $, copy, download, el, errorText, focusTop, sentence, setMessage, show, tickClock, timeNode, wireDrop,
+} from "./dom.js";
 import { LicenseLink } from "./link.js";
-import { addEvent, clearEvents, featureTitles, held, renderStatus } from "./view.js";
+import { addEvent, clearEvents, featureTitles, held, renderEvents, renderStatus } from "./view.js";
 
 const STATUS_REFRESH_MS = 15000;
+const RECENT_EVENTS_SECONDS = 86400;
 
-const page = { config: null, link: null, role: null, status: null, deactivationCode: null, refreshTimer: null };
+const page = {
+  config: null, link: null, role: null, status: null, deactivationCode: null, refreshTimer: null,
+  events: [], seen: new Set(), busyPrefix: null,
+};
 
 function request(operation, fields) {
   return page.link.request(operation, fields);
@@ -33,10 +39,11 @@ function login(username, password) {
     onConnection: setConnState,
     onStatus: setStatus,
     onEvent: (event) => {
-      if (!event.type) return;
-      // A reader's role probe is refused: not news for the person looking at the page.
-      const probe = event.type === "request_refused" && event.client_id === page.link.clientId && event.operation === "status";
-      if (!probe) addEvent(event);
+      if (!event.type || !remember(event)) return;
+      page.events.push(event);
+      addEvent(event);
+      const ours = event.type === "waiting_for_server" && event.client_id === page.link.clientId;
+      if (ours && page.busyPrefix) setMessage(`${page.busyPrefix}-progress`, `${sentence(event.message)}…`);
     },
     onRole: (role) => {
       $("password").value = "";
@@ -44,11 +51,10 @@ function login(username, password) {
       $("who").textContent = `${username} (${role})`;
       showView("app");
       clearInterval(page.refreshTimer);
-      if (role === "admin") {
-        // Connection counts are not republished on every CONNECT; ask now and then.
-        page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
-      }
+      // Connection counts are not republished on every CONNECT; ask now and then.
+      page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
       render();
+      loadRecentEvents();
     },
     onFailure: (message) => {
       page.link = null;
@@ -63,10 +69,32 @@ function login(username, password) {
   });
 }
 
+// An event seen twice (live, and again in the recent list) is shown once.
+function remember(event) {
+  const key = JSON.stringify(event);
+  if (page.seen.has(key)) return false;
+  page.seen.add(key);
+  return true;
+}
+
+// What happened before this page was opened: the agent's recent events, merged with any
+// live ones that arrived meanwhile, oldest first.
+async function loadRecentEvents() {
+  let reply;
+  try {
+    reply = await request("events_recent", { since: RECENT_EVENTS_SECONDS });
+  } catch {
+    return; // an older agent without the operation: live events only
+  }
+  const older = (reply.events || []).filter((e) => e && e.type && remember(e));
+  page.events = [...older, ...page.events].sort((a, b) => String(a.at).localeCompare(String(b.at))).slice(-100);
+  renderEvents(page.events);
+}
+
 function logout() {
   clearInterval(page.refreshTimer);
   if (page.link) page.link.end();
-  Object.assign(page, { link: null, role: null, status: null, deactivationCode: null });
+  Object.assign(page, { link: null, role: null, status: null, deactivationCode: null, events: [], seen: new Set() });
   clearEvents();
   for (const id of ["online-key", "offline-key", "offline-license", "password"]) $(id).value = "";
   $("login-button").disabled = false;
@@ -126,6 +154,7 @@ function renderActions(s) {
 async function busy(prefix, work, message) {
   setMessage(`${prefix}-error`, "");
   setMessage(`${prefix}-progress`, message);
+  page.busyPrefix = prefix; // a waiting_for_server event of ours updates the progress line
   const buttons = document.querySelectorAll("#actions button, #wizard button");
   for (const b of buttons) b.disabled = true;
   try {
@@ -134,6 +163,7 @@ async function busy(prefix, work, message) {
     setMessage(`${prefix}-error`, errorText(err));
     return null;
   } finally {
+    page.busyPrefix = null;
     setMessage(`${prefix}-progress`, "");
     for (const b of buttons) b.disabled = false;
     refreshKeyChecks();
@@ -151,21 +181,36 @@ async function reactivate() {
   }
 }
 
+// A modal question; Cancel has the focus (the safe choice) and Escape answers it.
+let confirmed = null;
+function confirmDialog(title, text, okLabel, onConfirm) {
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = okLabel;
+  confirmed = onConfirm;
+  $("confirm-dialog").showModal();
+  $("confirm-cancel").focus();
+}
+
 function deactivate() {
   const s = page.status;
-  const dialog = $("confirm-dialog");
-  $("confirm-text").textContent = s.model === "offline"
+  const text = s.model === "offline"
     ? `The broker stops serving clients and shows a deactivation code for the vendor, who frees license ${s.license_id}.`
     : s.model === "floating"
       ? "The seat goes back to the floating server and the broker stops serving clients."
       : `The vendor frees this activation of license ${s.license_id} so it can be used elsewhere; the broker stops serving clients.`;
-  dialog.returnValue = "";
-  dialog.showModal();
-  $("confirm-cancel").focus();
+  confirmDialog("Deactivate this license?", text, "Deactivate", confirmDeactivate);
+}
+
+function cancelOffline() {
+  confirmDialog("Cancel the offline request?",
+    "A usage license the vendor makes for this request will be refused afterwards.",
+    "Cancel request", async () => {
+      await busy("offline", () => request("offline_cancel"), "Cancelling the request…");
+    });
 }
 
 async function confirmDeactivate() {
-  $("confirm-dialog").close("confirm");
   setMessage("actions-ok", "");
   const reply = await busy("actions", () => request("deactivate"), "Deactivating…");
   if (!reply) return;
@@ -301,7 +346,13 @@ async function start() {
   $("reactivate").addEventListener("click", reactivate);
   $("deactivate").addEventListener("click", deactivate);
   $("refresh").addEventListener("click", () => busy("actions", () => request("status"), "Refreshing…"));
-  $("confirm-ok").addEventListener("click", confirmDeactivate);
+  $("confirm-ok").addEventListener("click", () => {
+    $("confirm-dialog").close("confirm");
+    const action = confirmed;
+    confirmed = null;
+    if (action) action();
+  });
+  $("offline-cancel").addEventListener("click", cancelOffline);
   $("confirm-cancel").addEventListener("click", () => $("confirm-dialog").close("cancel"));
   for (const radio of document.querySelectorAll('input[name="method"]')) radio.addEventListener("change", render);
 

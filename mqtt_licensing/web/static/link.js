@@ -7,7 +7,12 @@
 const REQUEST_TIMEOUT_MS = 60000;
 const TOPICS = {
   activate: "$license/activate", reactivate: "$license/reactivate", deactivate: "$license/deactivate",
-  status: "$license/status", offline_request: "$license/offline/request",
+  status: "$license/status", offline_request: "$license/offline/request", offline_cancel: "$license/offline/cancel",
+  events_recent: "$license/events/recent",
+  // No operation lives here: nothing runs and no event is emitted. The agent answers an admin
+  // unknown_operation and anyone else not_authorized, which tells the page its role
+  // (readers may send status requests too, so those cannot tell).
+  role_probe: "$license/role-probe",
 };
 
 function randomHex(bytes) {
@@ -77,15 +82,22 @@ export class LicenseLink {
     } catch (err) {
       return this.fail(err.message);
     }
-    // Which role are we? The contract answers an admin's status request and refuses
-    // anyone else's with not_authorized; the page shows buttons only to admins.
+    // Which role are we? Only admins get buttons (the agent refuses everyone else anyway).
+    let role;
+    try {
+      await this.request("role_probe");
+      return this.fail("The broker answered a request that is no operation: is this the licensing broker?");
+    } catch (err) {
+      if (err.code === "unknown_operation") role = "admin";
+      else if (err.code === "not_authorized") role = "reader";
+      else return this.fail(`The broker did not answer: ${err.message}`);
+    }
     try {
       await this.request("status");
-      this.handlers.onRole("admin");
     } catch (err) {
-      if (err.code !== "not_authorized") return this.fail(`The broker did not answer: ${err.message}`);
-      this.handlers.onRole("reader");
+      return this.fail(`The broker did not answer: ${err.message}`);
     }
+    this.handlers.onRole(role);
   }
 
   subscribe(topics) {

@@ -56,12 +56,17 @@ export function renderStatus(s, ctx) {
     const label = { trial: "Trial ends", grace: "Grace ends" }[s.state] || "State ends";
     rows.push(...detail(label, timeNode(s.deadline), "deadline"));
   }
-  rows.push(...detail("Connections", connectionsNode(s, ctx.role), "connections"));
+  rows.push(...detail("Connections", connectionsNode(s), "connections"));
   if (s.state === "trial" && s.trial) rows.push(...detail("Trial", `up to ${s.trial.max_connections} connections`, "trial"));
   if (s.check_in && s.model === "online") rows.push(...detail("Check-in", checkInNode(s.check_in), "check-in"));
   if (s.floating && (s.floating.lease_id || s.floating.server)) rows.push(...detail("Lease", leaseNode(s.floating), "lease"));
   if (s.offline && s.offline.pending_request_at) {
     rows.push(...detail("Offline request", timeNode(s.offline.pending_request_at), "offline-request"));
+  }
+  if (s.last_failure) {
+    const f = s.last_failure;
+    const node = el("div", { class: "health bad" }, `${f.operation}: ${sentence(f.message)} (${f.code}), `, relNode(f.at));
+    rows.push(...detail("Last failure", node, "last-failure"));
   }
   if (s.instance && s.instance.fingerprint) rows.push(...detail("Instance", el("code", { text: s.instance.fingerprint }), "instance"));
   $("details").replaceChildren(...rows);
@@ -82,13 +87,11 @@ export function renderStatus(s, ctx) {
   $("updated").replaceChildren("Updated ", timeNode(s.updated_at));
 }
 
-function connectionsNode(s, role) {
+function connectionsNode(s) {
   const n = s.connections ?? 0;
   const max = s.max_connections ?? (s.state === "trial" && s.trial ? s.trial.max_connections : null);
   const wrap = el("div", { class: "connections" });
-  let text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
-  // Only admins can ask for a fresh count; the retained document is not republished for it.
-  if (role !== "admin") text += " at the last status change";
+  const text = s.serving === false ? `${n} (not serving clients)` : max ? `${n} of ${max}` : `${n} (no limit)`;
   wrap.append(el("span", { text }));
   if (max && s.serving !== false) {
     const bar = el("div", {
@@ -135,6 +138,11 @@ export function addEvent(event) {
   show($("events-empty"), false);
 }
 
+export function renderEvents(events) {
+  clearEvents();
+  for (const event of events) addEvent(event);
+}
+
 export function clearEvents() {
   $("events").replaceChildren();
   show($("events-empty"), true);
@@ -155,6 +163,8 @@ function eventSummary(e) {
     case "activation_lost": return e.message || "";
     case "alarm_raised": return `${e.severity}: ${e.message || e.code}`;
     case "alarm_cleared": return `${e.code} (raised ${relative(e.since)})`;
+    case "offline_request_cancelled": return "the pending offline request was dropped";
+    case "waiting_for_server": return sentence(e.message || e.server);
     case "metering_overdue": return `usage has waited ${Math.round(e.overdue_seconds / 3600)} h for the vendor`;
     default:
       return Object.entries(e).filter(([k]) => k !== "type" && k !== "at")
