@@ -28,11 +28,13 @@ from ..core.features import MQTT_SERVER
 from ..core.gate import Decision
 from ..core.models import LicenseModel
 from ..core.signing import fingerprint
-from ..core.state import Evaluation, Facts, LicenseState, evaluate, observe_clock
+from ..core.state import Evaluation, Facts, LicenseState, evaluate
 from ..core.timefmt import iso
 from .access import Access, Client, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
+from .clock import LicenseClock
 from .config import AgentConfig
+from .marker import load_checked
 from .metering import Meter, Metering
 from .metering.delivery import UsageDuty
 from .metrics import AgentMetrics, background_kind
@@ -40,7 +42,7 @@ from .publisher import Publisher
 from .requests import Requests
 from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
 from .sources.floating import FloatingSource
-from .statefile import ClockRecord, StateStore, StoredState
+from .statefile import ClockRecord, StateStore, StoredState, mac_key
 from .status import build_status
 
 log = logging.getLogger(__name__)
@@ -49,10 +51,19 @@ _CLOCK_SAVE_EVERY = 60
 
 
 class LicensingAgent:
-    def __init__(self, config: AgentConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
         config.validate()
         self.config = config
         self.clock = clock  # injectable: tests and simulations move time
+        # An injected wall clock is its own monotonic clock unless a test gives one: a frozen test
+        # clock must not look like a wall clock held back while real time runs.
+        monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self._store = StateStore(config.state_dir)
         self._vendor_key = config.pinned_vendor_key()
         self._limits = config.limits()
@@ -78,6 +89,7 @@ class LicensingAgent:
         self._runner: asyncio.Task[None] | None = None
         self._trial_started_at = int(clock())
         self._clock = ClockRecord()
+        self._time = LicenseClock(self._clock, self._limits.clock_tolerance, wall=self._wall, monotonic=monotonic)
         self._source: LicenseSource | None = None
         self._problems: list[LicensingError] = []
         self._evaluation = Evaluation(LicenseState.UNLICENSED, "not loaded yet")
@@ -99,10 +111,13 @@ class LicensingAgent:
         Raises LicensingError (STATE_CORRUPT for an unusable identity key, STATE_TOO_NEW for a
         state file from a newer version): the broker must not start. Should it start anyway, the
         agent admits no client, answers every request with that error and never writes the folder."""
-        now = self._now()
         try:
             self._identity = await asyncio.to_thread(self._store.load_identity)
-            stored, self._problems = await asyncio.to_thread(self._store.load, now)
+            self._mac_key = mac_key(self._identity)
+            self.fingerprint = fingerprint(self._identity)
+            stored, self._problems = await asyncio.to_thread(
+                load_checked, self._store, self._mac_key, self.fingerprint, self.config.trial_marker, int(self.clock())
+            )
         except LicensingError as exc:
             self._load_error = exc
             self._problems = [exc]
@@ -110,15 +125,13 @@ class LicensingAgent:
                 LicenseState.UNLICENSED, f"the license state could not be loaded: {exc.message}"
             )
             raise  # the caller reports it (the amqtt runner refuses to start the broker)
-        self.fingerprint = fingerprint(self._identity)
         await self.metering.load(self._identity, self.fingerprint)
         self._trial_started_at = stored.trial_started_at
-        self._clock = ClockRecord(stored.last_seen, stored.clock_tampered)
+        self._clock.last_seen, self._clock.tampered = stored.last_seen, stored.clock_tampered
+        self._clock.stepped_back = stored.stepped_back
         self._alarms = AlarmBoard.from_json(stored.alarms)
-        self._clock.last_seen, tampered = observe_clock(stored.last_seen, now, self._limits.clock_tolerance)
-        if tampered:
-            self._clock.tampered = True
-            log.warning("system clock is behind the last time this instance saw; license not serving")
+        self._time.restart()
+        now = self._now()  # logs a clock set back since the last run
         self._context = SourceContext(
             config=self.config,
             vendor_key=self._vendor_key,
@@ -364,12 +377,8 @@ class LicensingAgent:
     def _refresh(self, now: int, *, force_publish: bool = False) -> None:
         """Re-derive the state; announce a transition and republish status when anything shown changed."""
         clock = self._clock
-        clock.last_seen, tampered = observe_clock(clock.last_seen, now, self._limits.clock_tolerance)
-        if tampered and not clock.tampered:
-            clock.tampered = True
-            log.warning("system clock ran back by more than %ss", self._limits.clock_tolerance)
-        elif clock.tampered and now >= clock.last_seen and self._source is not None and self._source.recovers_clock:
-            clock.tampered = False
+        if clock.tampered and self._source is not None and self._source.recovers_clock and self._time.wall_caught_up():
+            clock.trust()  # nothing ever checks in to vouch for it: a corrected clock is all there is
         before = self._evaluation
         self._evaluation = self._evaluate(now)
         if before.state != self._evaluation.state:
@@ -417,9 +426,10 @@ class LicensingAgent:
             trial_started_at=self._trial_started_at,
             last_seen=self._clock.last_seen,
             clock_tampered=self._clock.tampered,
+            stepped_back=self._clock.stepped_back,
             source=self._source.to_json() if self._source is not None else None,
             alarms=self._alarms.to_json(),
-        ).to_json()
+        ).to_json(self._mac_key)
         alarm_events = self._alarms.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:
             await asyncio.to_thread(self._store.write, data)
@@ -430,7 +440,11 @@ class LicensingAgent:
     # -- small helpers -------------------------------------------------------------------------
 
     def _now(self) -> int:
-        return int(self.clock())
+        """Licensing time (see :mod:`.clock`): never behind the highest time seen."""
+        return self._time.now()
+
+    def _wall(self) -> float:
+        return self.clock()  # read late: tests replace ``clock`` on a running agent
 
     def _sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
         return sign_instance_request(

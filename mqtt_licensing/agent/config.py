@@ -98,6 +98,9 @@ class AgentConfig:
     ws_url: str | None = None
     # The store's upgrade page: the License page's Upgrade button opens it with ?license=<license id>.
     store_url: str | None = None
+    # Issue 10: the second record of the trial, outside state_dir, so deleting the folder does
+    # not restart the trial (default: $MQTT_LICENSING_TRIAL_MARKER, else a per-host file).
+    trial_marker: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:

@@ -11,13 +11,23 @@ load; nothing read from disk is trusted until its signature checks. A file that
 does not parse or verify is moved aside and reported, never a crash loop.
 
 ``state.json`` carries a format ``version``. An older one is upgraded in code when read
-(:func:`upgrade_v1_to_v2`) and written back in today's format at the next save; a newer one
+(:func:`upgrade_v1_to_v2`, :func:`upgrade_v2_to_v3`) and written back in today's format at the
+next save; a newer one
 stops the agent with ``STATE_TOO_NEW`` and is left untouched, since moving it aside would drop
 its license and count the trial as used.
+
+Since version 3 the file carries a ``mac``: HMAC-SHA256 over its content under a key derived
+from the identity key (:func:`mac_key`). It makes an edit evident, it hides nothing: a file
+whose MAC does not match is handled like a corrupt one (moved aside, the trial counted as
+used, reported in ``problems``). A version-2 file has no MAC; the trial marker outside the
+folder (:mod:`.marker`) remembers which instances already wrote version 3, so rewriting a
+sealed file as version 2 is caught too.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -26,8 +36,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..core.documents import ActivationCertificate
 from ..core.errors import ErrorCode, LicensingError
@@ -36,15 +47,23 @@ from ..core.signing import parse_envelope, unb64
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+_MAC_INFO = b"mqtt-licensing state.json mac"
 
 
 @dataclass
 class ClockRecord:
-    """The clock's high-water mark and whether it ran back beyond tolerance."""
+    """The clock's high-water mark, how far it was stepped back since the last trusted time, and
+    whether that went beyond tolerance (see :mod:`.clock`)."""
 
     last_seen: int | None = None
     tampered: bool = False
+    stepped_back: int = 0
+
+    def trust(self) -> None:
+        """A vendor answer or a lease vouched for the time: the steps back so far are forgiven."""
+        self.tampered = False
+        self.stepped_back = 0
 
 
 @dataclass
@@ -61,21 +80,36 @@ class StoredState:
     clock_tampered: bool = False
     source: dict[str, Any] | None = None
     alarms: list[dict[str, Any]] | None = None  # the active alarms (agent/alarms.py); readers before it ignore it
+    stepped_back: int = 0  # seconds the clock was set back since the last trusted time (v3)
+    sealed: bool = True  # read from a file with a MAC (False: upgraded from v1 or v2)
 
-    def to_json(self) -> bytes:
-        return json.dumps({"version": STATE_VERSION, **asdict(self)}, indent=1, sort_keys=True).encode()
+    def to_json(self, key: bytes) -> bytes:
+        content = {"version": STATE_VERSION, **asdict(self)}
+        del content["sealed"]
+        content["mac"] = _mac(key, content)
+        return json.dumps(content, indent=1, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> StoredState:
-        """Parse (and upgrade) a state file. ValueError/TypeError: corrupt. STATE_TOO_NEW: a newer format."""
+    def from_json(cls, raw: bytes, key: bytes) -> StoredState:
+        """Parse (and upgrade) a state file. ValueError/TypeError: corrupt. STATE_TOO_NEW: a newer format.
+
+        :class:`StateTampered` (a ValueError): the MAC does not match the content."""
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("the state file is not a JSON object")
-        version = data.pop("version", None)
+        version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError(f"unknown state file version {version!r}")
+        sealed = version == STATE_VERSION
+        if sealed:
+            mac = data.pop("mac", None)
+            if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, data)):
+                raise StateTampered("state.json was changed outside mqtt-licensing (its MAC does not match)")
+        data.pop("version")
         if version == 1:
-            data = upgrade_v1_to_v2(data)
+            data = upgrade_v2_to_v3(upgrade_v1_to_v2(data))
+        elif version == 2:
+            data = upgrade_v2_to_v3(data)
         elif version > STATE_VERSION:
             raise LicensingError(
                 ErrorCode.STATE_TOO_NEW,
@@ -91,11 +125,15 @@ class StoredState:
             clock_tampered=bool(data.get("clock_tampered", False)),
             source=source,
             alarms=data.get("alarms") if isinstance(data.get("alarms"), list) else None,
+            stepped_back=data.get("stepped_back", 0),
+            sealed=sealed,
         )
         if not isinstance(state.trial_started_at, int):
             raise ValueError("trial_started_at is not an integer")
         if state.last_seen is not None and not isinstance(state.last_seen, int):
             raise ValueError("last_seen is not an integer")
+        if not isinstance(state.stepped_back, int) or state.stepped_back < 0:
+            raise ValueError("stepped_back is not a non-negative integer")
         if source is not None and not (isinstance(source, dict) and isinstance(source.get("model"), str)):
             raise ValueError("the source section names no model")
         return state
@@ -144,6 +182,29 @@ def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:
         "clock_tampered": v1.get("clock_tampered", False),
         "source": source,
     }
+
+
+def upgrade_v2_to_v3(v2: dict[str, Any]) -> dict[str, Any]:
+    """Version 3 adds the clock's accumulated steps back (none known before) and the MAC, which
+    the next save writes."""
+    return {**v2, "stepped_back": 0}
+
+
+class StateTampered(ValueError):
+    """state.json does not match its MAC: it was edited, or belongs to another identity key."""
+
+
+def mac_key(identity: Ed25519PrivateKey) -> bytes:
+    """The key state.json's MAC is made with, derived from (never equal to) the identity key."""
+    raw = identity.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MAC_INFO).derive(raw)
+
+
+def _mac(key: bytes, content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
 def _certificate_model(text: Any) -> str | None:
@@ -207,31 +268,37 @@ class StateStore:
         )
         return key
 
-    def load(self, now: int) -> tuple[StoredState, list[LicensingError]]:
+    def load(self, now: int, key: bytes) -> tuple[StoredState, list[LicensingError]]:
         """Return the stored state (or a fresh one) and the problems found reading it.
+
+        ``key``: :func:`mac_key` of this instance's identity.
 
         A file from a newer version raises ``STATE_TOO_NEW`` and stays where it is: moving it
         aside would cost its license and the trial, and the newer version may come back."""
         if not self.state_path.exists():
             return StoredState(trial_started_at=now), []
         try:
-            return StoredState.from_json(self.state_path.read_bytes()), []
+            return StoredState.from_json(self.state_path.read_bytes(), key), []
         except (ValueError, TypeError, OSError) as exc:
-            aside = self.state_path.with_name(f"state.json.corrupt-{int(time.time())}")
-            try:
-                os.replace(self.state_path, aside)
-            except OSError:
-                aside = self.state_path
-            log.error("license state file unreadable (%s); moved to %s", exc, aside)
-            # A damaged file must not buy a fresh evaluation period: the trial counts as used.
-            problem = LicensingError(
-                ErrorCode.STATE_CORRUPT,
-                f"the license state file was unreadable and was moved to {aside.name}; activate the license again",
-            )
-            return StoredState(trial_started_at=0), [problem]
+            return StoredState(trial_started_at=0), [self.set_aside(exc)]
 
-    def save(self, state: StoredState) -> None:
-        self.write(state.to_json())
+    def set_aside(self, exc: Exception) -> LicensingError:
+        """Move an unreadable or edited state.json aside; return the problem to report."""
+        aside = self.state_path.with_name(f"state.json.corrupt-{int(time.time())}")
+        try:
+            os.replace(self.state_path, aside)
+        except OSError:
+            aside = self.state_path
+        log.error("license state file unreadable (%s); moved to %s", exc, aside)
+        # A damaged or edited file must not buy a fresh evaluation period: the trial counts as used.
+        why = "had been edited or came from another instance" if isinstance(exc, StateTampered) else "was unreadable"
+        return LicensingError(
+            ErrorCode.STATE_CORRUPT,
+            f"the license state file {why} and was moved to {aside.name}; activate the license again",
+        )
+
+    def save(self, state: StoredState, key: bytes) -> None:
+        self.write(state.to_json(key))
 
     def write(self, data: bytes) -> None:
         """Replace state.json atomically with ``data`` (one writer at a time: the agent serialises calls)."""

@@ -57,6 +57,7 @@ class ErrorCode(StrEnum):
     NOT_A_DATA_FOLDER = "not_a_data_folder"  # a server verb pointed at a folder its init never made
     PORT_IN_USE = "port_in_use"
     INTERNAL_ERROR = "internal_error"
+    TRIAL_MARKER_UNWRITABLE = "trial_marker_unwritable"  # the second trial record outside the state folder
 
     @property
     def means_already_free(self) -> bool:

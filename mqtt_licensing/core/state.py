@@ -39,6 +39,8 @@ SERVING_STATES = frozenset({LicenseState.TRIAL, LicenseState.ACTIVE, LicenseStat
 
 TRIAL_MAX_SECONDS = 2 * 3600
 TRIAL_MAX_CONNECTIONS = 25
+# A wider tolerance would let the clock be set back by days without a mark (issue 10).
+MAX_CLOCK_TOLERANCE = 3600
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,8 @@ class Limits:
             raise ValueError(f"trial_seconds must be between 0 and {TRIAL_MAX_SECONDS}")
         if not 0 <= self.trial_max_connections <= TRIAL_MAX_CONNECTIONS:
             raise ValueError(f"trial_max_connections must be between 0 and {TRIAL_MAX_CONNECTIONS}")
-        if self.clock_tolerance < 0:
-            raise ValueError("clock_tolerance must not be negative")
+        if not 0 <= self.clock_tolerance <= MAX_CLOCK_TOLERANCE:
+            raise ValueError(f"clock_tolerance must be between 0 and {MAX_CLOCK_TOLERANCE} seconds")
 
 
 @dataclass(frozen=True)
@@ -181,4 +183,13 @@ def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evalua
     return replace(licensed, deadline=lease.expires_at)
 
 
-__all__ = ["SERVING_STATES", "Evaluation", "Facts", "LicenseState", "Limits", "evaluate", "observe_clock"]
+__all__ = [
+    "MAX_CLOCK_TOLERANCE",
+    "SERVING_STATES",
+    "Evaluation",
+    "Facts",
+    "LicenseState",
+    "Limits",
+    "evaluate",
+    "observe_clock",
+]

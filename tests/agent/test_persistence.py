@@ -4,6 +4,7 @@ import json
 import time
 
 from tests.helpers.broker import MqttClient, start_broker, wait_for
+from tests.helpers.statefolder import resealed_edit
 
 
 def activate(broker, key):
@@ -83,6 +84,7 @@ def test_clock_rollback_at_runtime(tmp_path, vendor):
         tmp_path / "s", vendor=vendor, check_in_interval=3600, retry_interval=0.5, clock_tolerance=60
     ) as broker:
         activate(broker, key)
+        vendor.stop()  # no check-in can vouch for the time while the clock is wrong
         real = time.time
         broker.agent.clock = lambda: real() - 3600  # someone set the clock back an hour
         wait_for(lambda: broker.agent.evaluation.state == "clock_tampered", timeout=5)
@@ -90,6 +92,7 @@ def test_clock_rollback_at_runtime(tmp_path, vendor):
             assert c.connect() == 5
         assert broker.status()["clock"]["tampered"] is True
         broker.agent.clock = real  # clock fixed: the next online check-in clears it
+        vendor.start()
         wait_for(lambda: broker.agent.evaluation.state == "active", timeout=10)
         with MqttClient(broker.port, client_id="c2") as c:
             assert c.connect() == 0
@@ -99,8 +102,7 @@ def test_clock_rollback_across_restart(tmp_path, vendor):
     state_dir = tmp_path / "s"
     with start_broker(state_dir, vendor=vendor, clock_tolerance=60):
         pass
-    state = json.loads((state_dir / "state.json").read_text())
-    state["last_seen"] = int(time.time()) + 86400  # this instance once saw tomorrow
-    (state_dir / "state.json").write_text(json.dumps(state))
+    # this instance once saw tomorrow (sealed again: an unsealed edit is caught before the clock is)
+    resealed_edit(state_dir, lambda state: state.update(last_seen=int(time.time()) + 86400))
     with start_broker(state_dir, vendor=vendor, clock_tolerance=60) as broker:
         assert broker.status()["state"] == "clock_tampered"

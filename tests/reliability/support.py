@@ -187,9 +187,10 @@ def check_state_folder(state_dir: Path, vendor_public_key: Any) -> dict[str, Any
     from cryptography.hazmat.primitives import serialization
 
     from mqtt_licensing.agent.statefile import StoredState
+    from tests.helpers.statefolder import identity_mac_key
 
     raw = (state_dir / "state.json").read_bytes()
-    state = StoredState.from_json(raw)  # raises on a half-written file
+    state = StoredState.from_json(raw, identity_mac_key(state_dir))  # raises on a half-written file
     identity = serialization.load_pem_private_key((state_dir / "identity.key").read_bytes(), password=None)
     out: dict[str, Any] = {"state": state, "certificate": None}
     if state.source is not None and state.source.get("certificate"):

@@ -21,6 +21,7 @@ from mqtt_licensing.agent.statefile import StoredState
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
+from tests.helpers.statefolder import identity_mac_key
 from tests.reliability.support import SCALE, BrokerProcess, check_state_folder
 
 KILLS = 16 * SCALE
@@ -35,7 +36,7 @@ def plant_stray_temp_files(state_dir, round_no: int) -> None:
     never be taken for the state: one half-written, one whole but claiming a fresh, unlicensed past."""
     (state_dir / f".state.json.{900000 + round_no}.tmp").write_bytes(b'{"version": 1, "trial_started_at": ')
     forged = StoredState(trial_started_at=0, source=None)
-    (state_dir / f".state.json.{800000 + round_no}.tmp").write_bytes(forged.to_json())
+    (state_dir / f".state.json.{800000 + round_no}.tmp").write_bytes(forged.to_json(identity_mac_key(state_dir)))
 
 
 @pytest.mark.timeout(170)
@@ -143,10 +144,12 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
         stop = threading.Event()
         torn: list[str] = []
 
+        mac = identity_mac_key(state_file.parent)
+
         def reader() -> None:
             while not stop.is_set():
                 try:
-                    StoredState.from_json(state_file.read_bytes())
+                    StoredState.from_json(state_file.read_bytes(), mac)
                 except FileNotFoundError:
                     continue
                 except ValueError as exc:
@@ -193,7 +196,7 @@ while True:
     body = os.urandom(rng.randrange(1, 60_000)).hex()  # documents of very different sizes
     state = StoredState(trial_started_at=n, source={"model": "online", "certificate": body,
                         "last_error": {"code": "x", "message": hashlib.sha256(body.encode()).hexdigest()}})
-    store.save(state)
+    store.save(state, b"k" * 32)
     if n == 1:
         print("ready", flush=True)
 """
@@ -222,7 +225,7 @@ def test_kill9_in_a_tight_state_write_loop(tmp_path):
         time.sleep(rng.uniform(0.0, 0.25))
         proc.kill()
         proc.wait()
-        state = StoredState.from_json((state_dir / "state.json").read_bytes())  # whole, or this raises
+        state = StoredState.from_json((state_dir / "state.json").read_bytes(), b"k" * 32)  # whole, or this raises
         assert state.source is not None
         certificate, last_error = state.source["certificate"], state.source["last_error"]
         assert hashlib.sha256(certificate.encode()).hexdigest() == last_error["message"], (

@@ -65,9 +65,16 @@ class FloatingSource:
 
     @classmethod
     async def auto_lease(cls, ctx: SourceContext, url: str | list[str], features: list[str]) -> FloatingSource:
-        """Lease a seat because the config says so (nothing else is held)."""
-        source = cls(ctx)
-        await source.acquire(url if isinstance(url, str) else url[0], features)
+        """Lease a seat because the config says so (nothing else is held).
+
+        A refused first lease (``no_seats``, a closed pool) is kept as this source's error, shown
+        in status and announced, and retried in the background, never only logged."""
+        first = url if isinstance(url, str) else url[0]
+        source = cls(ctx, server_url=first, features=list(features))
+        try:
+            await source.acquire(first, features)
+        except LicensingError as exc:
+            log.warning("floating lease from %s refused: %s", first, exc)
         return source
 
     def _servers(self, first: str) -> list[str]:
@@ -149,6 +156,7 @@ class FloatingSource:
         self.server_url, self.features = url, list(features)
         self.lease, self.certificate, self.blob = lease, fcert, blob
         self.last_ok_at, self.failing_since, self.last_error = now, None, None
+        self.ctx.clock.trust()  # the floating server vouched for the time
 
     def _drop_lease(self) -> None:
         self.lease = self.certificate = self.blob = None
@@ -157,6 +165,7 @@ class FloatingSource:
     def _failed(self, exc: LicensingError, now: int) -> None:
         self.last_error = exc.to_dict()
         self.failing_since = self.failing_since or now
+        self.ctx.emit("lease_failed", server=self.server_url, code=str(exc.code), message=exc.message)
 
     def _verify(self, blob: bytes, features: list[str]) -> tuple[Lease, FloatingCertificate]:
         lease, fcert = verify_lease(blob, self.ctx.vendor_key)

@@ -123,7 +123,7 @@ class OfflineSource:
         assert source is not None
         if ctx.usage is not None and cert.usage_stored:
             await ctx.usage.stored(list(cert.usage_stored))
-        ctx.clock.tampered = False
+        ctx.clock.trust()
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, superseded_nonces=_plus(source.superseded_nonces, pending.nonce))
 

@@ -55,7 +55,7 @@ class OnlineSource:
             answer = await client.activate(key, request)
         blob = answer["certificate"]
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
-        ctx.clock.tampered = False
+        ctx.clock.trust()
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
 
@@ -138,7 +138,7 @@ class OnlineSource:
         self.certificate, self.blob = cert, blob
         self.vendor_verdict = self.failing_since = self.last_error = None
         self.last_ok_at = now
-        ctx.clock.tampered = False
+        ctx.clock.trust()
 
     def _trusted_verdict(self, exc: LicensingError, nonce: str) -> ErrorCode | None:
         """The refusal's code if the vendor signed it for this activation and this very request; else None.
