@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..core.documents import InstanceRequest
 from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import parse_envelope
@@ -27,8 +29,16 @@ def peek_request(blob: bytes) -> InstanceRequest:
     return InstanceRequest.from_body(parse_envelope(blob).unverified_body())
 
 
+def fresh_once(request: InstanceRequest, now: int, max_clock_skew: int, remember: Callable[[], bool]) -> None:
+    """:func:`check_fresh`, then ``remember()`` the nonce (in the caller's transaction): a request
+    is accepted once within the window its ``created_at`` allows, and never after it."""
+    check_fresh(request, now, max_clock_skew)
+    if not remember():
+        raise replayed()
+
+
 def replayed() -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, "this request was already used (replay): sign a new one")
 
 
-__all__ = ["MAX_CLOCK_SKEW", "check_fresh", "peek_request", "replayed"]
+__all__ = ["MAX_CLOCK_SKEW", "check_fresh", "fresh_once", "peek_request", "replayed"]

@@ -5,6 +5,11 @@ failed license keys.
 First contact is verified against the public key the request carries - it *becomes* the key on
 record for the new activation; everything later is verified against the key on record, so only the
 instance holding the private key can refresh or free its activation.
+
+Every signed request is accepted once: its nonce is remembered for the freshness window, per
+license key (first contact) or per activation (check-in, deactivation), and a replay is refused.
+A refusal carries a signed :class:`Verdict` only for a request that verified against the key on
+record: the vendor key never signs values a stranger made up.
 """
 
 from __future__ import annotations
@@ -14,12 +19,12 @@ from dataclasses import replace
 from typing import Any
 
 from ...core import labels
-from ...core.documents import Verdict, open_instance_request
+from ...core.documents import InstanceRequest, Verdict, open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
-from .._requests import check_fresh, peek_request
+from .._requests import check_fresh, fresh_once
 from .records import FREED_REASONS, ServiceBase, bad
 from .store import ActivationRecord, LicenseRecord, Tx
 
@@ -40,36 +45,32 @@ class InstanceApi(ServiceBase):
 
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
-        try:
-            lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE)
-        except LicensingError as exc:
-            if exc.code.is_verdict:
-                exc.evidence = self._verdict(request, exc)
-            raise
+        lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
         return self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
 
-    def _verdict(self, request: bytes, exc: LicensingError) -> bytes | None:
-        try:
-            claimed = peek_request(request)
-        except LicensingError:
-            return None
-        if not claimed.activation_id:
-            return None
+    def _verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
+        """Only ever called with a request verified against ``act``'s key on record."""
         return Verdict(
             verdict=str(exc.code),
-            activation_id=claimed.activation_id,
-            instance_fingerprint=claimed.fingerprint,
-            request_nonce=claimed.nonce,
+            activation_id=act.id,
+            instance_fingerprint=act.instance_fingerprint,
+            request_nonce=request.nonce,
             issued_at=self.clock(),
             message=exc.message,
         ).sign(self.signing_key)
+
+    def _once(self, tx: Tx, scope: str, request: InstanceRequest, now: int) -> None:
+        fresh_once(
+            request, now, self.max_clock_skew, lambda: tx.remember_nonce(scope, request.nonce, request.created_at)
+        )
+        tx.prune_nonces(now - self.max_clock_skew - 1)
 
     def deactivate(self, request: bytes) -> None:
         """Free the activation named by a deactivate request signed with its instance key."""
         now = self.clock()
         with self.store.transaction() as tx:
             act, req = self._verify_known(tx, request, labels.KIND_DEACTIVATE)
-            check_fresh(req, now, self.max_clock_skew)
+            self._once(tx, act.id, req, now)
             if not act.active:
                 raise LicensingError(
                     ErrorCode.ALREADY_FREE,
@@ -136,6 +137,7 @@ class InstanceApi(ServiceBase):
             # Checked again and counted in the lookup's own transaction: concurrent guesses from
             # one source cannot all pass the check above before any of them is counted.
             self._check_rate(client, now, tx)
+            self._once(tx, digest, request, now)
             lic = tx.get_license_by_digest(digest, lock=True)
             if lic is None:
                 self._record_failure(client, now, tx)
@@ -153,22 +155,34 @@ class InstanceApi(ServiceBase):
         )
         return lic, act, reused, now
 
-    def _refresh(self, blob: bytes, kind: str, model: LicenseModel) -> tuple[LicenseRecord, ActivationRecord, int]:
+    def _refresh(
+        self, blob: bytes, kind: str, model: LicenseModel, *, verdicts: bool = False
+    ) -> tuple[LicenseRecord, ActivationRecord, int]:
         now = self.clock()
         with self.store.transaction() as tx:
             act, request = self._verify_known(tx, blob, kind)
-            check_fresh(request, now, self.max_clock_skew)
-            if not act.active:
-                why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
-                raise LicensingError(
-                    ErrorCode.ACTIVATION_NOT_FOUND,
-                    f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again",
-                )
-            if act.model != model:
-                raise LicensingError(
-                    ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
-                )
-            lic = self._license(tx, act.license_id, lock=True)
-            self._check_usable(lic, now, None)
-            tx.update_activation(act.id, last_check_in_at=now)
+            try:
+                return self._refresh_verified(tx, act, request, model, now)
+            except LicensingError as exc:
+                if verdicts and exc.code.is_verdict:
+                    exc.evidence = self._verdict(act, request, exc)
+                raise
+
+    def _refresh_verified(
+        self, tx: Tx, act: ActivationRecord, request: InstanceRequest, model: LicenseModel, now: int
+    ) -> tuple[LicenseRecord, ActivationRecord, int]:
+        self._once(tx, act.id, request, now)
+        if not act.active:
+            why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
+            raise LicensingError(
+                ErrorCode.ACTIVATION_NOT_FOUND,
+                f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again",
+            )
+        if act.model != model:
+            raise LicensingError(
+                ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
+            )
+        lic = self._license(tx, act.license_id, lock=True)
+        self._check_usable(lic, now, None)
+        tx.update_activation(act.id, last_check_in_at=now)
         return lic, replace(act, last_check_in_at=now), now

@@ -11,7 +11,9 @@ The domain code (:mod:`.service`) never sees SQL: it opens a
   SQLite, where the immediate transaction already serializes writers), so counting
   activations and inserting one can never interleave between two replicas;
 * the rate-limit counters live in a table so replicas share them, and the row of a client address
-  is locked while a key lookup checks and counts it (:meth:`Tx.lock_rate`).
+  is locked while a key lookup checks and counts it (:meth:`Tx.lock_rate`);
+* so do the nonces of recent signed requests (``request_nonces``), per activation or per
+  license key digest (the *scope*), so a captured request is accepted once, on any replica.
 """
 
 from __future__ import annotations
@@ -116,6 +118,15 @@ billing_reports = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
     sa.Column("idempotency_key", sa.String(64), nullable=False),
     sa.Column("reported_at", sa.BigInteger, nullable=False),
+)
+
+
+request_nonces = sa.Table(
+    "request_nonces",
+    metadata,
+    sa.Column("scope", sa.String(80), primary_key=True),
+    sa.Column("nonce", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
 )
 
 
@@ -350,6 +361,20 @@ class Tx:
 
     def prune_rates(self, older_than: int) -> None:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
+
+    # -- replay protection ---------------------------------------------------------
+    def remember_nonce(self, scope: str, nonce: str, created_at: int) -> bool:
+        """Record a request nonce in its scope; False when it was already seen (a replay)."""
+        seen = self.conn.execute(
+            sa.select(request_nonces.c.nonce).where(request_nonces.c.scope == scope, request_nonces.c.nonce == nonce)
+        ).first()
+        if seen is not None:
+            return False
+        self.conn.execute(sa.insert(request_nonces).values(scope=scope, nonce=nonce, created_at=created_at))
+        return True
+
+    def prune_nonces(self, created_before: int) -> None:
+        self.conn.execute(sa.delete(request_nonces).where(request_nonces.c.created_at < created_before))
 
 
 class ActivationStore:
