@@ -157,10 +157,12 @@ def _print_license(lic: dict[str, Any]) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
+    from ..servers._proxies import parse_networks
     from ..servers._run import serve_forever, tls_options
     from ..servers.activation.app import create_app
     from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, KEY_NAME
 
+    proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
     data = Path(args.data)
     # the cheap setup checks first: their one line is then all the output
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
@@ -174,7 +176,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
-    serve_forever(create_app(service, token), args.host, args.port, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    if proxies:
+        print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
+    serve_forever(
+        create_app(service, token, trusted_proxies=proxies),
+        args.host,
+        args.port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    )
     return 0
 
 
@@ -386,6 +396,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
     tls_args(p)
+    p.add_argument(
+        "--trusted-proxies",
+        metavar="NETS",
+        help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
+        "names the client a rate limit counts (default: none, the TCP peer counts)",
+    )
 
     p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")

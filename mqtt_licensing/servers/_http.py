@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse
 from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import b64, unb64
 from ._observe import note
+from ._proxies import source_address
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +130,10 @@ def require_bearer(request: Request, token: str) -> None:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The request's source for rate limits: the peer, or behind a trusted proxy the client it names."""
+    peer = request.client.host if request.client else "unknown"
+    trusted = getattr(request.app.state, "trusted_proxies", ())
+    return source_address(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
 
 __all__ = [

@@ -43,7 +43,16 @@ def serve_forever(
 ) -> None:
     # http/loop "auto": httptools and uvloop (dependencies) when importable: the C HTTP parser
     # and event loop, a large share of a request's CPU here (docs/benchmarks.md).
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **tls_options(tls_cert, tls_key))
+    # proxy_headers off: X-Forwarded-For is honoured only from --trusted-proxies (see _proxies.py)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+        **tls_options(tls_cert, tls_key),
+    )
 
 
 class ServerThread:
@@ -71,6 +80,7 @@ class ServerThread:
             log_level="warning",
             access_log=False,
             lifespan="on",
+            proxy_headers=False,
             **tls_options(tls_cert, tls_key),
         )
         self.server = uvicorn.Server(config)

@@ -31,6 +31,7 @@ from .._http import (
     str_field,
 )
 from .._observe import ObserveMiddleware, note
+from .._proxies import Network
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
 from .service import ActivationService
@@ -201,8 +202,16 @@ ROUTES = [
 ]
 
 
-def create_app(service: ActivationService, admin_token: str, *, routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The app over ``service``; ``routes`` are served beside the API (e.g. a shop's pages)."""
+def create_app(
+    service: ActivationService,
+    admin_token: str,
+    *,
+    routes: Sequence[BaseRoute] = (),
+    trusted_proxies: Sequence[Network] = (),
+) -> Starlette:
+    """The app over ``service``; ``routes`` are served beside the API (e.g. a shop's pages).
+
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
     metrics = activation_metrics(service)
     app = Starlette(
         routes=[*ROUTES, metrics.route(), *routes],
@@ -211,6 +220,7 @@ def create_app(service: ActivationService, admin_token: str, *, routes: Sequence
     )
     app.state.service = service
     app.state.admin_token = admin_token
+    app.state.trusted_proxies = tuple(trusted_proxies)
     return app
 
 
