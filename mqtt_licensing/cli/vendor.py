@@ -119,6 +119,8 @@ def _license_line(lic: dict[str, Any]) -> str:
 
 def _activation_line(act: dict[str, Any]) -> str:
     state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
+    if act.get("clone_count"):  # issue 10: two instances presented diverging check-in chains
+        state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
     return (
         f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
         f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
@@ -131,6 +133,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("key", lic["key_mask"]),
         ("model", lic["model"]),
         ("status", lic["status"]),
+        ("clone policy", lic.get("clone_policy", "flag")),
         ("features", ", ".join(lic["features"])),
         ("activations", f"{lic.get('activations_used', 0)} of {lic['max_activations']} in use"),
     ]
@@ -267,6 +270,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         changes["seats"] = args.seats
     if args.metering is not None:
         changes["metering"] = args.metering
+    if args.clone_policy is not None:
+        changes["clone_policy"] = args.clone_policy
     if not changes:
         raise LicensingError(ErrorCode.BAD_REQUEST, "nothing to change: give at least one option")
     _print_license(_service(args).update_license(args.id, changes))
@@ -362,7 +367,27 @@ def _register_init(verbs: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_init)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 - one flat table of verbs
+def _serve_arguments(p: argparse.ArgumentParser) -> None:
+    add_log_options(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8700)
+    p.add_argument(
+        "--certificate-lifetime",
+        type=parse_count,
+        default=None,
+        metavar="SECONDS",
+        help="how long an online certificate stays valid without a check-in (default 7 days)",
+    )
+    tls_args(p)
+    p.add_argument(
+        "--trusted-proxies",
+        metavar="NETS",
+        help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
+        "names the client a rate limit counts (default: none, the TCP peer counts)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
     vendor = subparsers.add_parser(
         "vendor",
         help="the vendor activation server and license administration",
@@ -384,24 +409,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
         p.set_defaults(func=func)
         return p
 
-    p = verb("serve", cmd_serve, "run the activation server (HTTP JSON API)")
-    add_log_options(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8700)
-    p.add_argument(
-        "--certificate-lifetime",
-        type=parse_count,
-        default=None,
-        metavar="SECONDS",
-        help="how long an online certificate stays valid without a check-in (default 7 days)",
-    )
-    tls_args(p)
-    p.add_argument(
-        "--trusted-proxies",
-        metavar="NETS",
-        help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
-        "names the client a rate limit counts (default: none, the TCP peer counts)",
-    )
+    _serve_arguments(verb("serve", cmd_serve, "run the activation server (HTTP JSON API)"))
 
     p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")
@@ -428,6 +436,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 -
     p.add_argument("--activations", type=parse_count, metavar="N")
     p.add_argument("--max-connections", dest="max_connections", type=parse_limit, default=_UNSET, metavar="N|unlimited")
     p.add_argument("--seats", type=parse_count, metavar="N")
+    p.add_argument(
+        "--clone-policy",
+        choices=("flag", "suspend"),
+        help="two instances on one activation (a copied state folder): flag them (default) or suspend both",
+    )
 
     for name, status, done in (
         ("suspend", "suspended", "suspended"),

@@ -121,6 +121,9 @@ class ActivationCertificate(_Document):
     # "required": metered clients are refused once usage could not reach the vendor for longer
     # than the agent's metering_grace (issue 16); "best_effort" never refuses for metering.
     metering: str = "best_effort"
+    # Online (issue 10): the check-in chain secret the next check-in must present; a copy of
+    # the state folder holds the same one, so two instances diverge and the vendor sees it.
+    chain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,7 @@ class InstanceRequest(_Document):
     features: tuple[str, ...] = field(default_factory=tuple)
     # Signed UsageRecords riding in an offline request or deactivation code (issue 16).
     usage: tuple[bytes, ...] = field(default_factory=tuple)
+    chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

@@ -40,6 +40,7 @@ class ErrorCode(StrEnum):
     OFFLINE_LICENSE_CANNOT_REACTIVATE = "offline_license_cannot_reactivate"
     NO_PENDING_REQUEST = "no_pending_request"
     REQUEST_SUPERSEDED = "request_superseded"
+    CLONED = "cloned"  # issue 10: two instances share one activation (a copied state folder)
     # -- floating ----------------------------------------------------------------
     NO_SEATS = "no_seats"
     FEATURE_UNAVAILABLE = "feature_unavailable"
@@ -67,7 +68,13 @@ class ErrorCode(StrEnum):
     @property
     def is_verdict(self) -> bool:
         """A refusal that stops a license, trusted only with a vendor-signed Verdict as evidence."""
-        return self in (ErrorCode.REVOKED, ErrorCode.SUSPENDED, ErrorCode.EXPIRED, ErrorCode.ACTIVATION_NOT_FOUND)
+        return self in (
+            ErrorCode.REVOKED,
+            ErrorCode.SUSPENDED,
+            ErrorCode.EXPIRED,
+            ErrorCode.ACTIVATION_NOT_FOUND,
+            ErrorCode.CLONED,
+        )
 
 
 class LicensingError(Exception):

@@ -68,7 +68,7 @@ class Facts:
     certificate: ActivationCertificate | None = None
     lease: Lease | None = None
     floating_certificate: FloatingCertificate | None = None
-    vendor_verdict: str | None = None  # "revoked" | "suspended" | "expired": the server said so
+    vendor_verdict: str | None = None  # "revoked" | "suspended" | "expired" | "cloned": the server said so
     checkin_failing_since: int | None = None
     pending_offline_at: int | None = None
     clock_tampered: bool = False
@@ -106,6 +106,12 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
     if facts.vendor_verdict in ("revoked", "suspended"):
         state = LicenseState.REVOKED if facts.vendor_verdict == "revoked" else LicenseState.SUSPENDED
         return Evaluation(state, f"the license server reports this license as {facts.vendor_verdict}")
+    if facts.vendor_verdict == "cloned":
+        return Evaluation(
+            LicenseState.SUSPENDED,
+            "the license server suspended this activation: another instance uses it too (a copied state "
+            "folder); the vendor can free it for one instance to activate again",
+        )
     if facts.vendor_verdict == "expired":
         return Evaluation(LicenseState.EXPIRED, "the license server reports this license as expired")
 

@@ -130,6 +130,7 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
     try:
         lic = service.get_license("lic_old")
         assert lic["features"] == ["mqtt_server"] and lic["max_connections"] == 5 and lic["activations_used"] == 1
+        assert lic["clone_policy"] == "flag" and lic["activations"][0]["clone_count"] == 0
         assert [a["id"] for a in lic["activations"]] == ["act_old"]
         # the old activation still works: its instance checks in with the key on record
         request = _signed(instance, labels.KIND_CHECK_IN, activation_id="act_old")
@@ -139,7 +140,9 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert again["reused"] is True and again["activation_id"] == "act_old"
     finally:
         service.close()
-    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0002"
+    assert (
+        _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0003"
+    )  # 0002 request_nonces, 0003 the check-in chain: the rows above came through both
     assert _drift(tmp_path / ACTIVATION_DB, activation_store.metadata, activation_store.SCHEMA) == []
 
 

@@ -129,7 +129,12 @@ class OnlineSource:
         try:
             async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.config.http_options()) as client:
                 blob = await client.check_in(
-                    ctx.sign(KIND_CHECK_IN, nonce=nonce, activation_id=self.certificate.activation_id)
+                    ctx.sign(
+                        KIND_CHECK_IN,
+                        nonce=nonce,
+                        activation_id=self.certificate.activation_id,
+                        chain=self.certificate.chain,
+                    )
                 )
             cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         except LicensingError as exc:

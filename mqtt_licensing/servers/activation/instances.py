@@ -25,6 +25,7 @@ from ...core.keys import key_digest
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
 from .._requests import check_fresh, fresh_once
+from .clones import cloned_error, follow_chain
 from .records import FREED_REASONS, ServiceBase, bad
 from .store import ActivationRecord, LicenseRecord, Tx
 
@@ -159,18 +160,22 @@ class InstanceApi(ServiceBase):
         self, blob: bytes, kind: str, model: LicenseModel, *, verdicts: bool = False
     ) -> tuple[LicenseRecord, ActivationRecord, int]:
         now = self.clock()
-        with self.store.transaction() as tx:
-            act, request = self._verify_known(tx, blob, kind)
-            try:
-                return self._refresh_verified(tx, act, request, model, now)
-            except LicensingError as exc:
-                if verdicts and exc.code.is_verdict:
-                    exc.evidence = self._verdict(act, request, exc)
-                raise
+        verified: tuple[ActivationRecord, InstanceRequest] | None = None
+        try:
+            with self.store.transaction() as tx:
+                verified = act, request = self._verify_known(tx, blob, kind)
+                lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
+            if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on
+                raise cloned_error(act)
+        except LicensingError as exc:
+            if verdicts and exc.code.is_verdict and verified is not None:
+                exc.evidence = self._verdict(verified[0], verified[1], exc)
+            raise
+        return lic, act, now
 
     def _refresh_verified(
         self, tx: Tx, act: ActivationRecord, request: InstanceRequest, model: LicenseModel, now: int
-    ) -> tuple[LicenseRecord, ActivationRecord, int]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool]:
         self._once(tx, act.id, request, now)
         if not act.active:
             why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
@@ -184,5 +189,9 @@ class InstanceApi(ServiceBase):
             )
         lic = self._license(tx, act.license_id, lock=True)
         self._check_usable(lic, now, None)
-        tx.update_activation(act.id, last_check_in_at=now)
-        return lic, replace(act, last_check_in_at=now), now
+        updates: dict[str, Any] = {"last_check_in_at": now}
+        step = follow_chain(lic, act, request.chain, now) if model == LicenseModel.ONLINE else None
+        if step is not None:
+            updates.update(step.updates)
+        tx.update_activation(act.id, **updates)
+        return lic, replace(act, **updates), step is not None and step.suspend

@@ -29,6 +29,7 @@ ISSUE_FIELDS = (
     "metering",
 )
 METERING = ("best_effort", "required")
+CLONE_POLICIES = ("flag", "suspend")
 UPDATE_FIELDS = (
     "add_features",
     "remove_features",
@@ -39,6 +40,7 @@ UPDATE_FIELDS = (
     "seats",
     "status",
     "metering",
+    "clone_policy",
 )
 
 
@@ -47,6 +49,12 @@ def _metering(value: Any) -> str:
         return "best_effort"
     if value not in METERING:
         raise bad(f"metering must be one of {', '.join(METERING)}")
+    return str(value)
+
+
+def _clone_policy(value: Any) -> str:
+    if value not in CLONE_POLICIES:
+        raise bad(f"clone_policy must be one of {', '.join(CLONE_POLICIES)}")
     return str(value)
 
 
@@ -182,8 +190,9 @@ class LicenseAdmin(ServiceBase):
             if changes["seats"] is None:
                 raise bad("seats cannot be null")
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
-        if "metering" in changes:
-            values["metering"] = _metering(changes["metering"])
+        for name, check in (("metering", _metering), ("clone_policy", _clone_policy)):
+            if name in changes:
+                values[name] = check(changes[name])
         if changes.get("status") is not None:
             status = changes["status"]
             if status not in STATUSES:

@@ -47,6 +47,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(8)}"
 
 
+def new_chain() -> str:
+    """A check-in chain secret (issue 10): unguessable, rotated at every check-in."""
+    return secrets.token_hex(16)
+
+
 def bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
 
@@ -64,6 +69,7 @@ def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> 
         "max_connections": lic.max_connections,
         "status": lic.status,
         "metering": lic.metering,
+        "clone_policy": lic.clone_policy,
         "created_at": lic.created_at,
         "updated_at": lic.updated_at,
     }
@@ -85,6 +91,8 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "request_nonce": act.request_nonce,
         "freed_at": act.freed_at,
         "freed_reason": act.freed_reason,
+        "cloned_at": act.cloned_at,
+        "clone_count": act.clone_count,
     }
 
 
@@ -133,7 +141,8 @@ class ServiceBase:
         """
         existing = tx.find_live_activation(lic.id, request.fingerprint)
         if existing is not None:
-            updates: dict[str, Any] = {"last_check_in_at": now}
+            # A new chain: a copy still holding the old one is seen at its next check-in.
+            updates: dict[str, Any] = {"last_check_in_at": now, "chain": new_chain(), "chain_prev": None}
             if nonce is not None and existing.request_nonce != nonce:
                 if existing.request_created_at is not None and request.created_at < existing.request_created_at:
                     raise LicensingError(
@@ -162,6 +171,7 @@ class ServiceBase:
             request_created_at=request.created_at if nonce is not None else None,
             freed_at=None,
             freed_reason=None,
+            chain=new_chain(),
         )
         tx.insert_activation(act)
         return act, False
@@ -207,6 +217,7 @@ class ServiceBase:
             request_nonce=request_nonce,
             usage_stored=usage_stored,
             metering=lic.metering,
+            chain=act.chain if lic.model == LicenseModel.ONLINE else None,
         ).sign(self.signing_key)
 
     def _floating_certificate(

@@ -52,6 +52,7 @@ licenses = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     # best_effort | required: refuse metered clients when usage cannot reach the vendor (issue 16)
     sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"),
+    sa.Column("clone_policy", sa.String(16), nullable=False, server_default="flag"),
 )
 
 activations = sa.Table(
@@ -68,6 +69,10 @@ activations = sa.Table(
     sa.Column("request_created_at", sa.BigInteger, nullable=True),
     sa.Column("freed_at", sa.BigInteger, nullable=True),
     sa.Column("freed_reason", sa.String(32), nullable=True),
+    sa.Column("chain", sa.String(64), nullable=True),
+    sa.Column("chain_prev", sa.String(64), nullable=True),
+    sa.Column("cloned_at", sa.BigInteger, nullable=True),
+    sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
     # At most one live activation per instance and license, whatever the domain code does.
     sa.Index(
@@ -146,6 +151,7 @@ class LicenseRecord:
     created_at: int
     updated_at: int
     metering: str = "best_effort"
+    clone_policy: str = "flag"  # "flag" | "suspend": what a second instance on one activation gets
 
 
 @dataclass(frozen=True)
@@ -161,6 +167,10 @@ class ActivationRecord:
     request_created_at: int | None
     freed_at: int | None
     freed_reason: str | None
+    chain: str | None = None  # the check-in chain secret the next check-in presents
+    chain_prev: str | None = None  # accepted once more while ``chain`` was never presented (a lost answer)
+    cloned_at: int | None = None  # when two instances were first seen on this activation
+    clone_count: int = 0
 
     @property
     def active(self) -> bool:

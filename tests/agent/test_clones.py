@@ -1,0 +1,109 @@
+"""Issue 10: a copied state folder is seen by the vendor (the check-in chain).
+
+Main: a licensed broker's state folder copied to 2 more hosts gave 3 brokers ``active``, all
+checking in fine; the vendor showed 1 activation and could not tell them apart. Now the copies
+diverge at their second check-in: flagged (the default) or, by policy, both suspended with a
+signed ``cloned`` verdict."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mqtt_licensing.cli.main import main
+from mqtt_licensing.core.errors import LicensingError
+from tests.helpers.broker import start_broker, wait_for
+
+
+def activate(broker, key):
+    with broker.admin() as c:
+        return c.request("activate", {"method": "online", "license_key": key})["status"]
+
+
+def check_in(broker) -> dict:
+    """An operator-triggered check-in (``$license/reactivate``); the reply, or the error's dict."""
+    with broker.admin() as c:
+        try:
+            return c.request("reactivate")
+        except LicensingError as exc:
+            return exc.to_dict()
+
+
+def cloned_pair(tmp_path, vendor, key):
+    original = tmp_path / "a"
+    broker = start_broker(original, vendor=vendor, check_in_interval=3600, trial_seconds=0)
+    try:
+        activate(broker, key)
+    finally:
+        broker.stop()
+    shutil.copytree(original, tmp_path / "b")  # identity.key, state.json (its MAC still verifies)
+    return (
+        start_broker(original, vendor=vendor, check_in_interval=3600, trial_seconds=0),
+        start_broker(tmp_path / "b", vendor=vendor, check_in_interval=3600, trial_seconds=0),
+    )
+
+
+def test_a_copied_folder_is_flagged_within_two_check_ins(tmp_path, vendor, capsys):
+    lic, key = vendor.issue_license()
+    a, b = cloned_pair(tmp_path, vendor, key)
+    try:
+        check_in(a)
+        check_in(b)  # b presents the secret a already moved past... as a lost answer's retry
+        [act] = vendor.service.list_activations(lic["id"])
+        assert act["clone_count"] == 0
+        check_in(a)  # ...until a presents its newer one: two instances, one activation
+        [act] = vendor.service.list_activations(lic["id"])
+        assert act["clone_count"] == 1 and act["cloned_at"] is not None
+        assert a.status()["state"] == b.status()["state"] == "active"  # flag: seen, not stopped
+        check_in(b)
+        assert vendor.service.list_activations(lic["id"])[0]["clone_count"] == 2
+    finally:
+        a.stop()
+        b.stop()
+    assert main(["vendor", "activations", "--data", str(vendor.data_dir)]) == 0
+    assert "CLONED x2 since" in capsys.readouterr().out
+
+
+def test_policy_suspend_stops_both_copies_with_a_signed_verdict(tmp_path, vendor):
+    lic, key = vendor.issue_license()
+    assert main(["vendor", "update", lic["id"], "--data", str(vendor.data_dir), "--clone-policy", "suspend"]) == 0
+    assert vendor.service.get_license(lic["id"])["clone_policy"] == "suspend"
+    a, b = cloned_pair(tmp_path, vendor, key)
+    try:
+        check_in(a)
+        check_in(b)
+        assert check_in(a)["code"] == "cloned"
+        assert check_in(b)["code"] == "cloned"
+        for broker in (a, b):
+            wait_for(lambda broker=broker: broker.status()["state"] == "suspended")
+            assert "another instance" in broker.status()["reason"]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_a_lost_answer_is_not_a_clone(tmp_path, vendor):
+    """The same instance presenting the previous secret again (its last answer never arrived)."""
+    lic, key = vendor.issue_license()
+    broker = start_broker(tmp_path / "a", vendor=vendor, check_in_interval=3600, trial_seconds=0)
+    try:
+        activate(broker, key)
+        before = (tmp_path / "a" / "state.json").read_bytes()
+        check_in(broker)
+        broker.stop()
+        (tmp_path / "a" / "state.json").write_bytes(before)  # as if that answer was never saved
+        broker.start()
+        check_in(broker)
+        check_in(broker)
+        assert vendor.service.list_activations(lic["id"])[0]["clone_count"] == 0
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("policy", ["sometimes", None])
+def test_an_unknown_clone_policy_is_refused(vendor, policy):
+    lic, _ = vendor.issue_license()
+    with pytest.raises(LicensingError) as refused:
+        vendor.service.update_license(lic["id"], {"clone_policy": policy})
+    assert "clone_policy must be one of flag, suspend" in refused.value.message
