@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 
+import httpx
 import pytest
 
 from mqtt_licensing.cli.main import main
@@ -56,6 +57,7 @@ def test_a_copied_folder_is_flagged_within_two_check_ins(tmp_path, vendor, capsy
         [act] = vendor.service.list_activations(lic["id"])
         assert act["clone_count"] == 1 and act["cloned_at"] is not None
         assert a.status()["state"] == b.status()["state"] == "active"  # flag: seen, not stopped
+        assert "mqtt_license_server_cloned_activations 1.0" in httpx.get(vendor.url + "/metrics", timeout=10).text
         check_in(b)
         assert vendor.service.list_activations(lic["id"])[0]["clone_count"] == 2
     finally:

@@ -35,6 +35,11 @@ def activation_metrics(service: ActivationService) -> ServerMetrics:
         family.add_metric(["freed"], len(records) - active)
         yield family
         yield GaugeMetricFamily("mqtt_license_server_licenses", "Licenses issued", value=licenses)
+        yield GaugeMetricFamily(
+            "mqtt_license_server_cloned_activations",
+            "Live activations more than one instance checked in with (issue 10: a copied state folder)",
+            value=sum(1 for r in records if r.active and r.cloned_at is not None),
+        )
 
     return ServerMetrics("activation", OPERATIONS, gauges)
 
