@@ -49,7 +49,7 @@ def build_status(
         "check_in": None,
         "offline": None,
         "floating": None,
-        "clock": {"last_seen": iso(clock.last_seen), "tampered": clock.tampered},
+        "clock": {"last_seen": iso(clock.last_seen), "tampered": clock.tampered, "stepped_back": clock.stepped_back},
         "problems": [p.to_dict() for p in problems],
     }
     if held is None:

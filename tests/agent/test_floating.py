@@ -1,13 +1,17 @@
 """The agent side of floating licenses (issue 4): real brokers leasing seats from a
 real floating license server whose pool certificate is signed by a test vendor key."""
 
+import asyncio
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mqtt_licensing.agent import AgentConfig, LicensingAgent
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import public_key_to_text
 from tests.helpers.broker import MqttClient, start_broker, wait_for
 from tests.helpers.floating import start_floating
+from tests.helpers.transport import RecordingTransport
 
 VENDOR = Ed25519PrivateKey.generate()
 PINNED = public_key_to_text(VENDOR)
@@ -178,3 +182,48 @@ def test_deactivate_stops_auto_activation_until_restart(tmp_path):
         assert a.agent.evaluation.state == "unlicensed"
         with broker(tmp_path, "b", floating_server_url=fls.url, retry_interval=0.2) as b:
             wait_for(lambda: b.agent.evaluation.state == "active", timeout=10)  # the seat really is free
+
+
+def test_a_refused_first_lease_shows_in_status_and_as_an_event(tmp_path):
+    """Issue 10. Main: strangers took all 5 seats, the real broker went ``unlicensed`` and its
+    status showed no error (``floating.last_error`` null). Now the refusal is shown and announced."""
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls:
+        with broker(tmp_path, "squatter") as squatter:
+            lease(squatter, fls)
+            with broker(tmp_path, "b", floating_server_url=fls.url, retry_interval=0.3) as b:
+                wait_for(lambda: (b.status()["floating"] or {}).get("last_error") is not None, timeout=10)
+                status = b.status()
+                assert status["state"] == "unlicensed"
+                assert status["floating"]["last_error"]["code"] == "no_seats"
+                assert status["floating"]["server"] is None and status["floating"]["lease_id"] is None
+
+
+async def test_a_refused_lease_is_announced_once_per_kind_of_failure(tmp_path):
+    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls:
+        with broker(tmp_path, "squatter") as squatter:
+            lease(squatter, fls)
+            agent = LicensingAgent(
+                AgentConfig(
+                    state_dir=str(tmp_path / "b"),
+                    vendor_public_key=PINNED,
+                    trial_seconds=0,
+                    floating_server_url=fls.url,
+                    retry_interval=0.05,
+                    tick_interval=0.02,
+                )
+            )
+            transport = RecordingTransport()
+            await agent.load()
+            await agent.start(transport)
+            try:
+                for _ in range(500):
+                    if len(transport.events("state_changed")) + len(transport.events("lease_failed")) and (
+                        agent.source is not None and agent.source.failing_since is not None
+                    ):
+                        await asyncio.sleep(0.3)  # several more retries
+                        break
+                    await asyncio.sleep(0.02)
+                [event] = transport.events("lease_failed")
+                assert event["code"] == "no_seats" and event["server"] == fls.url
+            finally:
+                await agent.stop()

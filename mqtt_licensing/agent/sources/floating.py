@@ -163,9 +163,10 @@ class FloatingSource:
         self.failing_since = self.last_error = None
 
     def _failed(self, exc: LicensingError, now: int) -> None:
+        if self.last_error is None or self.last_error.get("code") != str(exc.code):  # once per kind, not per retry
+            self.ctx.emit("lease_failed", server=self.server_url, code=str(exc.code), message=exc.message)
         self.last_error = exc.to_dict()
         self.failing_since = self.failing_since or now
-        self.ctx.emit("lease_failed", server=self.server_url, code=str(exc.code), message=exc.message)
 
     def _verify(self, blob: bytes, features: list[str]) -> tuple[Lease, FloatingCertificate]:
         lease, fcert = verify_lease(blob, self.ctx.vendor_key)
