@@ -101,6 +101,9 @@ class AgentConfig:
     # Issue 10: the second record of the trial, outside state_dir, so deleting the folder does
     # not restart the trial (default: $MQTT_LICENSING_TRIAL_MARKER, else a per-host file).
     trial_marker: str | None = None
+    # Issue 10: the floating pool's join token (`mqtt-licensing floating allow --new-token`), needed
+    # for a first lease from a pool that admits new instances only by token, fingerprint or network.
+    floating_join_token: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:

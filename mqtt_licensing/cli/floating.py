@@ -8,6 +8,7 @@ floating request    --data DIR --key-file F [--out FILE]                        
 floating install    --data DIR --certificate FILE [--vendor-key PUB]            (offline, step 2)
 floating deactivate --data DIR [--vendor URL] [--out FILE]   (online with --vendor, else a code)
 floating status     --data DIR [--json]
+floating allow      --data DIR [--new-token] [--fingerprint FP] [--network NET] [--remove]   (who may lease)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..core.errors import ErrorCode, LicensingError, SetupError
 from ..core.keys import mask_key, normalize_key
 from ..core.signing import public_key_from_text
 from ..core.timefmt import iso, relative
+from .floating_access import register_allow
 from .logs import add_log_options, setup_logging
 from .network import outbound_args, outbound_options, tls_args
 from .serverdata import open_data, require_data_folder, require_free_port
@@ -60,6 +62,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--ttl", type=int, default=600, help="lease time to live in seconds (default 600)")
+    p.add_argument(
+        "--new-identities-per-minute",
+        type=int,
+        metavar="N",
+        help="at most N instances new to the pool per source address and minute (default: no limit)",
+    )
     p.add_argument("--vendor-key", help="pin the vendor public key (file or text); stored in DIR/vendor.pub")
     p.add_argument(
         "--refresh-interval",
@@ -98,6 +106,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--vendor", help="the vendor activation server URL: deactivate online")
     p.add_argument("--out", type=Path, help="offline: also write the deactivation code to this file")
     outbound_args(p)
+
+    register_allow(command)
 
     p = command("status", "seats used and free, and every lease", _status)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -217,7 +227,9 @@ def _serve(args: argparse.Namespace) -> int:
     # here: an unprovisioned server may start and be provisioned later (it says so)
     require_free_port(args.host, args.port)
     setup_logging(args)
-    service = _service(args, ttl=args.ttl, vendor_public_key=vendor)
+    service = _service(
+        args, ttl=args.ttl, vendor_public_key=vendor, new_identities_per_minute=args.new_identities_per_minute
+    )
     token = open_data(args.data, lambda: load_or_create_token(args.data))
     background = None
     if args.refresh_interval > 0:
@@ -362,6 +374,8 @@ def _status(args: argparse.Namespace) -> int:
         if pool["support_until"] is not None:
             lines.append(f"support until    {_when(pool['support_until'], now)}")
     lines.append(f"seats            {seats['used']} used, {seats['free']} free, {seats['total']} total")
+    rules = ", ".join(f"{r['kind']} {r['value']}" for r in status["access"])
+    lines.append(f"new instances    {rules or 'anyone who can reach this server (mqtt-licensing floating allow)'}")
     if status["vendor_url"]:
         lines.append(f"vendor           {status['vendor_url']}")
     for lease in status["leases"]:

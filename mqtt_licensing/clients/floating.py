@@ -40,8 +40,10 @@ def lease_request(
 class FloatingClient(JsonApiClient):
     """``async with FloatingClient(url) as c: blob = await c.acquire(request)``."""
 
-    async def acquire(self, request: bytes) -> bytes:
-        return _lease(await self.call("POST", "/v1/leases", json={"request": b64(request)}))
+    async def acquire(self, request: bytes, *, join_token: str | None = None) -> bytes:
+        """``join_token``: the pool's secret, needed for a new seat of a pool with access rules."""
+        body = {"request": b64(request)} | ({"join_token": join_token} if join_token else {})
+        return _lease(await self.call("POST", "/v1/leases", json=body))
 
     async def renew(self, request: bytes) -> bytes:
         return _lease(await self.call("POST", "/v1/leases/renew", json={"request": b64(request)}))

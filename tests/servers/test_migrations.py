@@ -172,6 +172,7 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         assert lease.lease_id == "lse_old" and lease.features == ("mqtt_server",)
     finally:
         service.close()
+    # 0003 adds pool_access (issue 10): the pool and the lease above came through it
     assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0003"
     assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
 

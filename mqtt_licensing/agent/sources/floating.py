@@ -90,7 +90,7 @@ class FloatingSource:
             try:
                 async with FloatingClient(url, options=self.ctx.config.http_options()) as client:
                     if kind == KIND_LEASE_ACQUIRE:
-                        return url, await client.acquire(request)
+                        return url, await client.acquire(request, join_token=self.ctx.config.floating_join_token)
                     if kind == KIND_LEASE_RENEW:
                         return url, await client.renew(request)
                     await client.release(request)

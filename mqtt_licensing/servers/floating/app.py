@@ -28,8 +28,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import b64
-from .._http import EXCEPTION_HANDLERS, blob_field, read_json, require_bearer
+from .._http import EXCEPTION_HANDLERS, blob_field, client_address, read_json, require_bearer
 from .._observe import ObserveMiddleware
 from .metrics import floating_metrics
 from .service import FloatingService
@@ -41,8 +42,12 @@ def _service(request: Request) -> FloatingService:
 
 
 async def acquire(request: Request) -> JSONResponse:
-    blob = blob_field(await read_json(request))
-    lease = await run_in_threadpool(_service(request).acquire, blob)
+    data = await read_json(request)
+    blob, token = blob_field(data), data.get("join_token")
+    if token is not None and not isinstance(token, str):
+        raise LicensingError(ErrorCode.INVALID_FIELD, "field 'join_token' must be a string")
+    service, source = _service(request), client_address(request)
+    lease = await run_in_threadpool(lambda: service.acquire(blob, source=source, join_token=token))
     return JSONResponse({"lease": b64(lease)})
 
 

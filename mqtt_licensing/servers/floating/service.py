@@ -33,6 +33,7 @@ from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
+from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
 
@@ -58,6 +59,7 @@ class FloatingService(FloatingPool):
         ttl: int = DEFAULT_TTL,
         clock: Callable[[], int] = system_clock,
         max_clock_skew: int = MAX_CLOCK_SKEW,
+        new_identities_per_minute: int | None = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("the lease ttl must be positive")
@@ -69,6 +71,7 @@ class FloatingService(FloatingPool):
         self.max_clock_skew = max_clock_skew
         self.leases_expired = 0  # expired leases this process reclaimed (the metrics count them)
         self._nonces_pruned_at = 0
+        self.new_identities = NewIdentityLimit(new_identities_per_minute)
         self._init_pool(vendor_public_key)
 
     @classmethod
@@ -157,8 +160,10 @@ class FloatingService(FloatingPool):
             )
 
     # -- the lease API -------------------------------------------------------------------
-    def acquire(self, request_blob: bytes) -> bytes:
-        """Lease a seat (or return the instance's existing one, extended); return the signed lease."""
+    def acquire(self, request_blob: bytes, *, source: str = "local", join_token: str | None = None) -> bytes:
+        """Lease a seat (or return the instance's existing one, extended); return the signed lease.
+
+        A new seat needs the pool's access rules to admit the instance (:mod:`.access`)."""
         now = self.clock()
         request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
         check_fresh(request, now, self.max_clock_skew)
@@ -190,6 +195,9 @@ class FloatingService(FloatingPool):
                     expires,
                 )
             else:
+                if not admits(tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token):
+                    raise refused()
+                self.new_identities.check(source)
                 used = tx.count_active(now)
                 if used >= cert.seats:
                     raise LicensingError(
@@ -252,6 +260,19 @@ class FloatingService(FloatingPool):
             self._remember(tx, request, now)
             return tx.delete_lease(lease.lease_id)
 
+    # -- access rules (issue 10, see .access) -----------------------------------------------
+    def allow(self, kind: str, value: str | None = None) -> str | None:
+        """Add a rule; for ``token`` with no value, make a new join token and return it (shown once)."""
+        token = new_join_token() if kind == "token" and not value else None
+        stored = normalized_rule(kind, token or value or "")
+        with self.store.transaction() as tx:
+            tx.add_access(kind, stored, self.clock())
+        return token
+
+    def disallow(self, kind: str, value: str) -> bool:
+        with self.store.transaction() as tx:
+            return tx.remove_access(kind, normalized_rule(kind, value))
+
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """Pool terms, seats used and free, every active lease. Read-only."""
@@ -259,6 +280,7 @@ class FloatingService(FloatingPool):
         with self.store.transaction() as tx:
             row = tx.read_pool()
             leases = tx.active_leases(now)
+            rules = tx.access_rules()
             problem = None
             pool = None
             try:
@@ -276,6 +298,8 @@ class FloatingService(FloatingPool):
             "pool": None,
             "problem": problem,
             "seats": {"total": 0, "used": len(leases), "free": 0},
+            # issue 10: who may take a new seat ([] = anyone who can reach this server)
+            "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
             "leases": [
                 {
                     "lease_id": le.lease_id,

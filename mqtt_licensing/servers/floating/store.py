@@ -71,6 +71,17 @@ request_nonces = sa.Table(
 )
 
 
+# Who may take a new seat (issue 10): ("token", sha256 of a join token), ("fingerprint", fp),
+# ("network", "10.0.0.0/8"). No row: the pool is open, as it was before the table existed.
+pool_access = sa.Table(
+    "pool_access",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class PoolRecord:
     certificate: bytes | None
@@ -201,6 +212,22 @@ class Tx:
 
     def delete_all_leases(self) -> int:
         return self.conn.execute(sa.delete(leases)).rowcount
+
+    # -- pool access ------------------------------------------------------------------
+    def access_rules(self) -> list[tuple[str, str]]:
+        rows = self.conn.execute(sa.select(pool_access.c.kind, pool_access.c.value).order_by("kind", "value"))
+        return [(str(kind), str(value)) for kind, value in rows]
+
+    def add_access(self, kind: str, value: str, now: int) -> bool:
+        """False when the rule was already there."""
+        if (kind, value) in self.access_rules():
+            return False
+        self.conn.execute(sa.insert(pool_access).values(kind=kind, value=value, created_at=now))
+        return True
+
+    def remove_access(self, kind: str, value: str) -> bool:
+        done = self.conn.execute(sa.delete(pool_access).where(pool_access.c.kind == kind, pool_access.c.value == value))
+        return done.rowcount > 0
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:

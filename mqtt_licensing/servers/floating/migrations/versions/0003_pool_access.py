@@ -1,0 +1,28 @@
+"""``pool_access`` (issue 10): who may take a *new* seat. Rows are a join token's digest, an
+instance fingerprint or a source network; no row leaves the pool open as before. A new
+table: existing rows (the pool, leases) stay as they are.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "pool_access",
+        sa.Column("kind", sa.String(16), primary_key=True),
+        sa.Column("value", sa.String(128), primary_key=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("pool_access")
