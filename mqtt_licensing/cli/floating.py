@@ -382,6 +382,7 @@ def _status(args: argparse.Namespace) -> int:
         lines.append(
             f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
             f"features {','.join(lease['features']) or '-'}  expires {_when(lease['expires_at'], now)}"
+            + (f"  CLONED x{lease['clone_count']}" if lease.get("clone_count") else "")
         )
     print("\n".join(lines))
     return 0

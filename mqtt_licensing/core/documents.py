@@ -160,6 +160,7 @@ class Lease(_Document):
     expires_at: int
     ttl: int
     certificate: bytes  # the vendor-signed FloatingCertificate of the issuing server
+    chain: str | None = None  # issue 10: the secret the next renewal presents (a copied folder diverges)
 
 
 # Refusals that stop an instance, and so travel with a signed Verdict. Kept for the agent's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from ..core.documents import InstanceRequest
@@ -37,8 +38,24 @@ def fresh_once(request: InstanceRequest, now: int, max_clock_skew: int, remember
         raise replayed()
 
 
+def chain_step(current: str | None, previous: str | None, presented: str | None) -> tuple[str, str | None, bool]:
+    """One step of a check-in chain (issue 10): ``(new secret, new previous, diverged)``.
+
+    Each answer carries a fresh secret that the next check-in or renewal presents. Two copies of
+    one identity hold the same secret; once one of them moves on, the other presents an old one:
+    they diverged. The previous secret is accepted once more while the current one was never
+    presented (an answer lost on the way back is not a clone); a record from before chains
+    starts one."""
+    new = secrets.token_hex(16)
+    if current is None or presented == current:
+        return new, current, False
+    if presented is not None and presented == previous:
+        return new, previous, False
+    return new, None, True
+
+
 def replayed() -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, "this request was already used (replay): sign a new one")
 
 
-__all__ = ["MAX_CLOCK_SKEW", "check_fresh", "fresh_once", "peek_request", "replayed"]
+__all__ = ["MAX_CLOCK_SKEW", "chain_step", "check_fresh", "fresh_once", "peek_request", "replayed"]

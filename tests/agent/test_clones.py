@@ -109,3 +109,39 @@ def test_an_unknown_clone_policy_is_refused(vendor, policy):
     with pytest.raises(LicensingError) as refused:
         vendor.service.update_license(lic["id"], {"clone_policy": policy})
     assert "clone_policy must be one of flag, suspend" in refused.value.message
+
+
+def renew(broker) -> dict:
+    """An operator-triggered renewal of the floating lease (``$license/reactivate``)."""
+    return check_in(broker)
+
+
+def test_a_copied_folder_holding_a_lease_is_flagged_within_two_renewals(tmp_path):
+    """Main: 2 brokers on 1 seat, both renewing; the pool showed 1 of 1 used. Now the floating
+    server sees the copies diverge (per lease, as the vendor does per activation)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mqtt_licensing.core.signing import public_key_to_text
+    from tests.helpers.floating import start_floating
+
+    vendor_key = Ed25519PrivateKey.generate()
+    options = {"vendor_url": None, "vendor_public_key": public_key_to_text(vendor_key), "trial_seconds": 0}
+    with start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1) as fls:
+        original = start_broker(tmp_path / "a", **options)
+        try:
+            with original.admin() as c:
+                c.request("activate", {"method": "floating", "server_url": fls.url})
+        finally:
+            original.stop()
+        shutil.copytree(tmp_path / "a", tmp_path / "b")
+        a, b = start_broker(tmp_path / "a", **options), start_broker(tmp_path / "b", **options)
+        try:
+            renew(a)
+            renew(b)
+            renew(a)
+            [lease] = fls.service.status()["leases"]
+            assert lease["clone_count"] >= 1 and lease["cloned_at"] is not None
+            assert "mqtt_license_floating_cloned_leases 1.0" in httpx.get(fls.url + "/metrics", timeout=10).text
+        finally:
+            a.stop()
+            b.stop()

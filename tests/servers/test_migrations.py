@@ -165,6 +165,7 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         status = service.status()
         assert status["provisioned"] and status["seats"] == {"total": 2, "used": 1, "free": 1}
         assert [(le["lease_id"], le["features"]) for le in status["leases"]] == [("lse_old", ["mqtt_server"])]
+        assert status["leases"][0]["clone_count"] == 0 and status["leases"][0]["cloned_at"] is None
         # the holder renews its old lease (features read back from the migrated JSON column)
         lease = Lease.open(
             service.renew(lease_request(holder, labels.KIND_LEASE_RENEW)), service.signing_key.public_key()
@@ -172,8 +173,8 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         assert lease.lease_id == "lse_old" and lease.features == ("mqtt_server",)
     finally:
         service.close()
-    # 0003 adds pool_access (issue 10): the pool and the lease above came through it
-    assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0003"
+    # 0003 pool_access, 0004 the lease chain (issue 10): the pool and the lease above came through them
+    assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0004"
     assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
 
 

@@ -86,7 +86,9 @@ class FloatingSource:
         (that server, its answer)."""
         error: LicensingError | None = None
         for url in self._servers(first):
-            request = self.ctx.sign(kind, features=features) if features else self.ctx.sign(kind)
+            # a renewal presents the lease's chain secret (issue 10: a copied folder diverges)
+            chain = {"chain": self.lease.chain} if kind == KIND_LEASE_RENEW and self.lease is not None else {}
+            request = self.ctx.sign(kind, features=features, **chain) if features else self.ctx.sign(kind, **chain)
             try:
                 async with FloatingClient(url, options=self.ctx.config.http_options()) as client:
                     if kind == KIND_LEASE_ACQUIRE:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
 from ...core.timefmt import iso
-from .records import new_chain
+from .._requests import chain_step
 from .store import ActivationRecord, LicenseRecord
 
 log = logging.getLogger(__name__)
@@ -32,13 +32,10 @@ class ChainStep:
 
 def follow_chain(lic: LicenseRecord, act: ActivationRecord, presented: str | None, now: int) -> ChainStep:
     """The activation's next chain, and whether the check-in presenting ``presented`` is refused."""
-    if act.chain is None or presented == act.chain:  # an activation from before chains starts one
-        updates: dict[str, Any] = {"chain": new_chain(), "chain_prev": act.chain}
-    elif presented is not None and presented == act.chain_prev:  # the last answer was lost: a retry
-        updates = {"chain": new_chain()}
-    else:
-        updates = {"chain": new_chain(), "chain_prev": None, "cloned_at": act.cloned_at or now}
-        updates["clone_count"] = act.clone_count + 1
+    chain, previous, diverged = chain_step(act.chain, act.chain_prev, presented)
+    updates: dict[str, Any] = {"chain": chain, "chain_prev": previous}
+    if diverged:
+        updates.update(cloned_at=act.cloned_at or now, clone_count=act.clone_count + 1)
         log.warning(
             "activation %s of %s is used by more than one instance (clone %d, first seen %s; policy %s)",
             act.id,

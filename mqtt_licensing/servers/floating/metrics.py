@@ -24,6 +24,11 @@ def floating_metrics(service: FloatingService) -> ServerMetrics:
         yield GaugeMetricFamily("mqtt_license_floating_seats", "Seats in the pool", value=seats["total"])
         yield GaugeMetricFamily("mqtt_license_floating_seats_used", "Seats leased now", value=seats["used"])
         yield GaugeMetricFamily(
+            "mqtt_license_floating_cloned_leases",
+            "Active leases renewed by more than one instance (issue 10: a copied state folder)",
+            value=sum(1 for lease in status["leases"] if lease["cloned_at"] is not None),
+        )
+        yield GaugeMetricFamily(
             "mqtt_license_floating_provisioned", "1 once the pool holds a vendor certificate",
             value=1.0 if status["provisioned"] else 0.0,
         )  # fmt: skip

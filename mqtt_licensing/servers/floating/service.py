@@ -17,9 +17,11 @@ accepted once, so a captured request cannot be replayed.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,12 @@ from ...core.signing import load_public_key, public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
-from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
+from .._requests import MAX_CLOCK_SKEW, chain_step, check_fresh, peek_request, replayed
 from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TTL = 600  # seconds; the agent renews every TTL/3
 KEY_NAME = "floating"
@@ -133,6 +137,25 @@ class FloatingService(FloatingPool):
             self._nonces_pruned_at = now
             tx.prune_nonces(now - self.max_clock_skew - 1)
 
+    @staticmethod
+    def _follow_chain(lease: LeaseRecord, presented: str | None, now: int) -> dict[str, Any]:
+        """The lease's next renewal chain; two instances renewing one lease are flagged (issue 10)."""
+        chain, previous, diverged = chain_step(lease.chain, lease.chain_prev, presented)
+        if not diverged:
+            return {"chain": chain, "chain_prev": previous}
+        log.warning(
+            "lease %s is renewed by more than one instance %s (a copied state folder; clone %d)",
+            lease.lease_id,
+            lease.instance_fingerprint,
+            lease.clone_count + 1,
+        )
+        return {
+            "chain": chain,
+            "chain_prev": None,
+            "cloned_at": lease.cloned_at or now,
+            "clone_count": lease.clone_count + 1,
+        }
+
     def _sign_lease(self, row: LeaseRecord, pool: PoolView, now: int) -> bytes:
         return Lease(
             lease_id=row.lease_id,
@@ -142,6 +165,7 @@ class FloatingService(FloatingPool):
             expires_at=row.expires_at,
             ttl=self.ttl,
             certificate=pool.blob,
+            chain=row.chain,
         ).sign(self.signing_key)
 
     @staticmethod
@@ -184,16 +208,10 @@ class FloatingService(FloatingPool):
             existing = tx.lease_by_fingerprint(request.fingerprint)
             if existing is not None:
                 self._check_seat_order(tx, existing, pool, now)
-                tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features)
-                row = LeaseRecord(
-                    existing.lease_id,
-                    existing.instance_fingerprint,
-                    existing.public_key,
-                    features,
-                    existing.issued_at,
-                    now,
-                    expires,
-                )
+                # A new chain: a copy still renewing with the old one is seen at its next renewal.
+                rotated: dict[str, Any] = {"chain": secrets.token_hex(16), "chain_prev": None}
+                tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features, **rotated)
+                row = replace(existing, features=features, renewed_at=now, expires_at=expires, **rotated)
             else:
                 if not admits(tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token):
                     raise refused()
@@ -204,7 +222,14 @@ class FloatingService(FloatingPool):
                         ErrorCode.NO_SEATS, f"all {cert.seats} seat(s) of the pool are leased; retry later"
                     )
                 row = LeaseRecord(
-                    "lse_" + secrets.token_hex(12), request.fingerprint, request.public_key, features, now, now, expires
+                    "lse_" + secrets.token_hex(12),
+                    request.fingerprint,
+                    request.public_key,
+                    features,
+                    now,
+                    now,
+                    expires,
+                    chain=secrets.token_hex(16),
                 )
                 tx.insert_lease(row)
         self.leases_expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
@@ -233,16 +258,9 @@ class FloatingService(FloatingPool):
                 )
             self._check_seat_order(tx, lease, pool, now)
             expires = self._lease_expiry(cert, now)
-            tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires)
-            row = LeaseRecord(
-                lease.lease_id,
-                lease.instance_fingerprint,
-                lease.public_key,
-                lease.features,
-                lease.issued_at,
-                now,
-                expires,
-            )
+            chain = self._follow_chain(lease, request.chain, now)
+            tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
+            row = replace(lease, renewed_at=now, expires_at=expires, **chain)
         return self._sign_lease(row, pool, now)
 
     def release(self, request_blob: bytes) -> bool:
@@ -308,6 +326,8 @@ class FloatingService(FloatingPool):
                     "issued_at": le.issued_at,
                     "renewed_at": le.renewed_at,
                     "expires_at": le.expires_at,
+                    "cloned_at": le.cloned_at,
+                    "clone_count": le.clone_count,
                 }
                 for le in leases
             ],

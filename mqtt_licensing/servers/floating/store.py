@@ -60,6 +60,10 @@ leases = sa.Table(
     sa.Column("issued_at", sa.BigInteger, nullable=False),  # when the seat was first taken
     sa.Column("renewed_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("chain", sa.String(64), nullable=True),
+    sa.Column("chain_prev", sa.String(64), nullable=True),
+    sa.Column("cloned_at", sa.BigInteger, nullable=True),
+    sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
 )
 
 request_nonces = sa.Table(
@@ -103,6 +107,10 @@ class LeaseRecord:
     issued_at: int
     renewed_at: int
     expires_at: int
+    chain: str | None = None  # the renewal chain (issue 10, see .._requests.chain_step)
+    chain_prev: str | None = None
+    cloned_at: int | None = None  # when two instances were first seen renewing this lease
+    clone_count: int = 0
 
 
 def _pool_record(row: Any) -> PoolRecord:
@@ -127,6 +135,10 @@ def _lease_record(row: Any) -> LeaseRecord:
         issued_at=row.issued_at,
         renewed_at=row.renewed_at,
         expires_at=row.expires_at,
+        chain=row.chain,
+        chain_prev=row.chain_prev,
+        cloned_at=row.cloned_at,
+        clone_count=row.clone_count,
     )
 
 
@@ -196,13 +208,21 @@ class Tx:
                 issued_at=lease.issued_at,
                 renewed_at=lease.renewed_at,
                 expires_at=lease.expires_at,
+                chain=lease.chain,
             )
         )
 
     def extend_lease(
-        self, lease_id: str, *, renewed_at: int, expires_at: int, features: tuple[str, ...] | None = None
+        self,
+        lease_id: str,
+        *,
+        renewed_at: int,
+        expires_at: int,
+        features: tuple[str, ...] | None = None,
+        **chain: Any,
     ) -> None:
-        values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at}
+        """``chain``: chain, chain_prev, cloned_at, clone_count as they change."""
+        values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at, **chain}
         if features is not None:
             values["features"] = list(features)
         self.conn.execute(sa.update(leases).where(leases.c.lease_id == lease_id).values(**values))

@@ -1,0 +1,29 @@
+"""Clone detection per lease (issue 10): each lease's renewal chain (the secret the next
+renewal presents, and the previous one), when a clone was first seen and how often. Columns
+only added: every lease keeps its seat, its chain starts at its next renewal.
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("leases") as batch:
+        batch.add_column(sa.Column("chain", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("chain_prev", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("cloned_at", sa.BigInteger, nullable=True))
+        batch.add_column(sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("leases") as batch:
+        for name in ("clone_count", "cloned_at", "chain_prev", "chain"):
+            batch.drop_column(name)
