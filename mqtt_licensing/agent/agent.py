@@ -44,6 +44,7 @@ from .sources import LicenseSource, SourceContext, facts_of, operate, source_fro
 from .sources.floating import FloatingSource
 from .statefile import ClockRecord, StateStore, StoredState, mac_key
 from .status import build_status
+from .trial import vendor_trial_start
 
 log = logging.getLogger(__name__)
 
@@ -299,6 +300,23 @@ class LicensingAgent:
 
     async def _run(self) -> None:
         self._refresh(self._now(), force_publish=True)
+        trial = asyncio.create_task(self._record_trial(), name="license-trial") if self._source is None else None
+        try:
+            await self._loop()
+        finally:
+            if trial is not None:
+                trial.cancel()
+
+    async def _record_trial(self) -> None:
+        """Issue 10: the vendor's first sighting of this instance on trial wins if it is earlier."""
+        started = await vendor_trial_start(self._context)
+        if started is not None and started < self._trial_started_at:
+            log.warning("the vendor saw this instance on trial since %s: the trial counts from then", iso(started))
+            self._trial_started_at = started
+            await self._save()
+            self._refresh(self._now())
+
+    async def _loop(self) -> None:
         while True:
             try:
                 now = self._now()

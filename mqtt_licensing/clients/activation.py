@@ -27,6 +27,10 @@ class ActivationClient(JsonApiClient):
     async def health(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/health")
 
+    async def record_trial(self, request: bytes) -> bytes:
+        """The vendor-signed TrialRecord answering a ``trial`` request (issue 10)."""
+        return binary_field(await self.call("POST", "/v1/trials", json={"request": b64(request)}), "record")
+
     async def activate(self, license_key: str, request: bytes) -> dict[str, Any]:
         """-> {"certificate": bytes, "activation_id": str, "license_id": str, "reused": bool}"""
         data = await self.call("POST", "/v1/activations", json={"license_key": license_key, "request": b64(request)})

@@ -187,6 +187,21 @@ class Verdict(_Document):
 
 
 @dataclass(frozen=True)
+class TrialRecord(_Document):
+    """The vendor's signed word on when it first saw an instance on trial (issue 10), bound to
+    the request it answers. An agent with a vendor URL keeps the earlier of this and its own
+    start, so deleting ``state.json`` and the trial marker (but not the identity) does not buy
+    a new trial."""
+
+    TYP: ClassVar[str] = "trial_record"
+
+    instance_fingerprint: str
+    trial_started_at: int
+    request_nonce: str
+    issued_at: int
+
+
+@dataclass(frozen=True)
 class InstanceRequest(_Document):
     """A request signed by an instance's (or floating server's) own identity key.
 

@@ -29,6 +29,7 @@ KIND_OFFLINE_DEACTIVATION = "offline_deactivation"
 KIND_FLOATING_ACTIVATE = "floating_activate"
 KIND_FLOATING_CHECK_IN = "floating_check_in"
 KIND_FLOATING_REQUEST = "floating_request"
+KIND_TRIAL = "trial"  # issue 10: an instance on trial tells the vendor, which keeps the first start
 # agent -> floating server (lease API; see mqtt_licensing/servers/floating)
 KIND_LEASE_ACQUIRE = "lease_acquire"
 KIND_LEASE_RENEW = "lease_renew"

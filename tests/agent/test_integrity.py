@@ -157,3 +157,59 @@ def test_clock_tolerance_is_capped_at_an_hour(tmp_path):
         config.validate()
     assert refused.value.code == ErrorCode.INVALID_FIELD and "clock_tolerance" in refused.value.message
     AgentConfig(state_dir=str(tmp_path), vendor_public_key=VENDOR_PUB, clock_tolerance=3600).validate()
+
+
+async def test_the_vendor_keeps_the_first_trial_start_of_an_instance(tmp_path, vendor, monkeypatch):
+    """state.json and the trial marker both deleted, the identity kept: the vendor's record wins."""
+    import asyncio
+    import os
+    import time
+
+    from mqtt_licensing.core.timefmt import iso
+    from tests.helpers.transport import RecordingTransport
+
+    async def run_once(clock_offset: int) -> LicensingAgent:
+        agent = LicensingAgent(
+            AgentConfig(
+                state_dir=str(tmp_path / "s"),
+                vendor_url=vendor.url,
+                vendor_public_key=vendor.public_key_text,
+                tick_interval=0.02,
+            ),
+            clock=lambda: time.time() + clock_offset,
+        )
+        await agent.load()
+        await agent.start(RecordingTransport())
+        return agent
+
+    first = await run_once(0)
+    started = first.status_document()["trial"]["started_at"]
+    for _ in range(250):  # until the vendor answered (its record is this first start, or earlier)
+        if _vendor_trial(vendor, first.fingerprint) is not None:
+            break
+        await asyncio.sleep(0.02)
+    await first.stop()
+    recorded = _vendor_trial(vendor, first.fingerprint)
+    assert recorded is not None  # the first start as the vendor saw it (a second or so after the local one)
+    (tmp_path / "s" / "state.json").unlink()
+    os.unlink(os.environ["MQTT_LICENSING_TRIAL_MARKER"])
+    again = await run_once(300)  # five minutes later: locally a fresh trial
+    try:
+        assert again.status_document()["trial"]["started_at"] > started
+        for _ in range(250):
+            if again.status_document()["trial"]["started_at"] == iso(recorded):
+                break
+            await asyncio.sleep(0.02)
+        assert again.status_document()["trial"]["started_at"] == iso(recorded)
+    finally:
+        await again.stop()
+
+
+def _vendor_trial(vendor: Any, fp: str) -> int | None:
+    import sqlalchemy as sa
+
+    from mqtt_licensing.servers.activation.store import trials
+
+    with vendor.service.store.transaction() as tx:
+        row = tx.conn.execute(sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fp)).first()
+    return int(row[0]) if row is not None else None

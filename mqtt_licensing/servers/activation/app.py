@@ -82,6 +82,11 @@ async def check_in(request: Request) -> JSONResponse:
     return JSONResponse({"certificate": b64(cert)})
 
 
+async def record_trial(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    return JSONResponse({"record": b64(await run_in_threadpool(_service(request).record_trial, blob))})
+
+
 async def deactivate(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     await run_in_threadpool(_service(request).deactivate, blob)
@@ -186,6 +191,7 @@ ROUTES = [
     Route("/v1/activations", activate, methods=["POST"]),
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
+    Route("/v1/trials", record_trial, methods=["POST"]),
     Route("/v1/floating/activations", floating_activate, methods=["POST"]),
     Route("/v1/floating/check-in", floating_check_in, methods=["POST"]),
     Route("/v1/usage", report_usage, methods=["POST"]),

@@ -19,7 +19,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...core import labels
-from ...core.documents import InstanceRequest, Verdict, open_instance_request
+from ...core.documents import InstanceRequest, TrialRecord, Verdict, open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest
 from ...core.models import LicenseModel
@@ -79,6 +79,20 @@ class InstanceApi(ServiceBase):
                 )
             self._free(tx, act, now, "deactivated")
         log.info("activation %s of %s deactivated", act.id, act.license_id)
+
+    def record_trial(self, request: bytes) -> bytes:
+        """Issue 10: a signed TrialRecord of when the vendor first saw this instance on trial.
+
+        Self-signed (no activation exists yet), fresh and accepted once. The earliest of the
+        instance's own claim (``created_at``) and the first record wins."""
+        now = self.clock()
+        req = open_instance_request(request, labels.KIND_TRIAL)
+        with self.store.transaction() as tx:
+            self._once(tx, "trial:" + req.fingerprint, req, now)
+            started = tx.first_trial(req.fingerprint, min(now, req.created_at))
+        return TrialRecord(
+            instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
+        ).sign(self.signing_key)
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
         lic, act, reused, now = self._first_contact(

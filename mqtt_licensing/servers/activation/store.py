@@ -135,6 +135,15 @@ request_nonces = sa.Table(
 )
 
 
+# Issue 10: when the vendor first saw each instance on trial (per instance fingerprint).
+trials = sa.Table(
+    "trials",
+    metadata,
+    sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class LicenseRecord:
     id: str
@@ -371,6 +380,17 @@ class Tx:
 
     def prune_rates(self, older_than: int) -> None:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
+
+    # -- trials -------------------------------------------------------------------------
+    def first_trial(self, fingerprint: str, now: int) -> int:
+        """When this instance was first seen on trial (``now`` if it is the first time)."""
+        row = self.conn.execute(
+            sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fingerprint)
+        ).first()
+        if row is not None:
+            return int(row[0])
+        self.conn.execute(sa.insert(trials).values(instance_fingerprint=fingerprint, started_at=now))
+        return now
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, scope: str, nonce: str, created_at: int) -> bool:
