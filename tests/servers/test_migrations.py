@@ -140,8 +140,8 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert again["reused"] is True and again["activation_id"] == "act_old"
     finally:
         service.close()
-    # issue 10: 0002 request_nonces, 0003 the check-in chain, 0004 trials: the rows above came through them
-    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0004"
+    # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials
+    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0005"
     assert _drift(tmp_path / ACTIVATION_DB, activation_store.metadata, activation_store.SCHEMA) == []
 
 

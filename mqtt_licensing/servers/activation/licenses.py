@@ -52,6 +52,14 @@ def _metering(value: Any) -> str:
     return str(value)
 
 
+def _status_change(lic: LicenseRecord, status: Any) -> str:
+    if status not in STATUSES:
+        raise bad(f"status must be one of {', '.join(STATUSES)}")
+    if lic.status == "revoked" and status != "revoked":
+        raise bad(f"license {lic.id} is revoked; a revocation is final")
+    return str(status)
+
+
 def _clone_policy(value: Any) -> str:
     if value not in CLONE_POLICIES:
         raise bad(f"clone_policy must be one of {', '.join(CLONE_POLICIES)}")
@@ -194,12 +202,7 @@ class LicenseAdmin(ServiceBase):
             if name in changes:
                 values[name] = check(changes[name])
         if changes.get("status") is not None:
-            status = changes["status"]
-            if status not in STATUSES:
-                raise bad(f"status must be one of {', '.join(STATUSES)}")
-            if lic.status == "revoked" and status != "revoked":
-                raise bad(f"license {lic.id} is revoked; a revocation is final")
-            values["status"] = status
+            values["status"] = _status_change(lic, changes["status"])
         return values
 
     def set_status(self, license_id: str, status: str) -> dict[str, Any]:

@@ -2,15 +2,15 @@
 deactivation) and per license key (first contact), so a captured request is accepted once.
 A new table: every existing row stays as it is.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

@@ -3,15 +3,15 @@ check-in presents, and the previous one, accepted once more in case an answer wa
 clone was first seen and how often; each license's clone policy (``flag`` or ``suspend``).
 Columns only added, with defaults: every existing row stays, its chain starts at its next check-in.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

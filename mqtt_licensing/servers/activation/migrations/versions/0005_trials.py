@@ -1,15 +1,15 @@
 """``trials`` (issue 10): when the vendor first saw each instance on trial. A new table:
 every existing row stays as it is.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
