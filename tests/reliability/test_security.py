@@ -538,6 +538,7 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
                 "/v1/floating/activations",
                 "/v1/floating/check-in",
                 "/v1/usage",  # signed usage reports, verified against the key on record
+                "/v1/trials",  # issue 10: self-signed, fresh, once; answers only when it first saw that instance
                 "/metrics",  # Prometheus: counts only, no key, token or license secret (docs/monitoring.md)
             },
         )
