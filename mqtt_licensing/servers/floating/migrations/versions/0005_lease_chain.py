@@ -2,15 +2,15 @@
 renewal presents, and the previous one), when a clone was first seen and how often. Columns
 only added: every lease keeps its seat, its chain starts at its next renewal.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
