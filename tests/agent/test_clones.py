@@ -145,3 +145,15 @@ def test_a_copied_folder_holding_a_lease_is_flagged_within_two_renewals(tmp_path
         finally:
             a.stop()
             b.stop()
+
+
+def test_chain_steps():
+    """The rules of the chain (servers/_requests.chain_step), one case each."""
+    from mqtt_licensing.servers._requests import chain_step
+
+    new, prev, diverged = chain_step("c1", None, "c1")  # the current secret: move on
+    assert (prev, diverged) == ("c1", False) and new not in ("c1", None)
+    assert chain_step(new, "c1", "c1")[1:] == ("c1", False)  # the previous one, once more: a lost answer
+    assert chain_step("c3", "c2", "c1")[1:] == (None, True)  # an older one: two instances
+    assert chain_step(None, None, "anything")[2] is False  # a record from before chains starts one
+    assert chain_step("c1", None, None) == ("c1", None, False)  # an agent from before chains: no verdict
