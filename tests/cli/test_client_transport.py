@@ -8,7 +8,8 @@ import time
 import pytest
 
 from mqtt_licensing.cli.main import main
-from mqtt_licensing.clients.mqtt import TOPICS, LicenseClient, operation_topic
+from mqtt_licensing.clients.mqtt import LicenseClient
+from mqtt_licensing.clients.wire import TOPICS, operation_topic
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.protocol import OPERATIONS
 
