@@ -7,14 +7,14 @@ import socket
 
 import pytest
 
-from mqtt_licensing.cli.license import (
+from mqtt_licensing.cli.license_io import (
     ENV_HOST,
     ENV_PASSWORD,
     ENV_PORT,
     ENV_USERNAME,
     InputFileError,
-    _credentials,
-    _endpoint,
+    credentials,
+    endpoint,
     license_key_from_args,
 )
 from mqtt_licensing.cli.main import build_parser, main
@@ -39,7 +39,7 @@ def test_common_options_and_defaults(monkeypatch):
     monkeypatch.delenv(ENV_HOST, raising=False)
     monkeypatch.delenv(ENV_PORT, raising=False)
     args = parse("status")
-    assert (*_endpoint(args), args.username, args.password, args.timeout, args.json, args.watch) == (
+    assert (*endpoint(args), args.username, args.password, args.timeout, args.json, args.watch) == (
         "127.0.0.1",
         1883,
         None,
@@ -140,11 +140,11 @@ def test_missing_files_are_usage_errors(tmp_path, capsys):
 def test_credentials_from_environment(monkeypatch):
     monkeypatch.setenv(ENV_USERNAME, "admin")
     monkeypatch.setenv(ENV_PASSWORD, "s3cret")
-    assert _credentials(parse("status")) == ("admin", "s3cret")
-    assert _credentials(parse("status", "--username", "other", "--password", "x")) == ("other", "x")
+    assert credentials(parse("status")) == ("admin", "s3cret")
+    assert credentials(parse("status", "--username", "other", "--password", "x")) == ("other", "x")
     monkeypatch.delenv(ENV_USERNAME)
     monkeypatch.delenv(ENV_PASSWORD)
-    assert _credentials(parse("status")) == (None, None)
+    assert credentials(parse("status")) == (None, None)
 
 
 def test_hash_password(capsys, monkeypatch):
@@ -190,11 +190,11 @@ def test_help_is_long_only_because_h_is_the_host(capsys):
 def test_host_and_port_come_from_the_environment_unless_given(monkeypatch):
     monkeypatch.setenv(ENV_HOST, "env-host")
     monkeypatch.setenv(ENV_PORT, "1999")
-    assert _endpoint(parse("status")) == ("env-host", 1999)
-    assert _endpoint(parse("status", "-h", "flag-host", "-p", "2000")) == ("flag-host", 2000)
+    assert endpoint(parse("status")) == ("env-host", 1999)
+    assert endpoint(parse("status", "-h", "flag-host", "-p", "2000")) == ("flag-host", 2000)
     monkeypatch.setenv(ENV_PORT, "not-a-port")
     with pytest.raises(InputFileError, match=ENV_PORT):
-        _endpoint(parse("status"))
+        endpoint(parse("status"))
 
 
 def test_bad_port_in_the_environment_is_one_line_and_exit_2(monkeypatch, capsys):
