@@ -4,8 +4,11 @@ Deleting the state folder (or only ``state.json``) must not buy a fresh trial. T
 small JSON file per host (``trial_marker`` in the broker config, else the environment variable
 ``MQTT_LICENSING_TRIAL_MARKER``, else ``/var/lib/mqtt-licensing/trial.json`` for root and
 ``~/.local/state/mqtt-licensing/trial.json`` for anyone else) holding the earliest trial start
-any instance on this host recorded, and the fingerprints of instances whose state.json is sealed
-with a MAC (so a sealed file rewritten in the old unsealed format is caught).
+any instance on this host recorded, the fingerprints of instances whose state.json is sealed
+with a MAC (so a sealed file rewritten in the old unsealed format is caught), and the activations
+each instance gave up with an offline deactivation code (so a state.json restored from a backup
+taken before the deactivation is refused at load: the code may already have freed the activation
+at the vendor for another broker).
 
 It raises the bar, it is no wall: whoever may delete the state folder may usually delete this
 file too (README, "What a local trial can and cannot resist").
@@ -18,8 +21,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ..core.documents import ActivationCertificate
 from ..core.errors import ErrorCode, LicensingError
+from ..core.signing import parse_envelope, unb64
 from .statefile import StateStore, StateTampered, StoredState, atomic_write
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,7 @@ def marker_path(configured: str | None) -> Path:
 class TrialMarker:
     trial_started_at: int | None = None
     sealed: list[str] = field(default_factory=list)
+    deactivated: list[str] = field(default_factory=list)  # "<fingerprint>:<activation id>"
 
     @classmethod
     def read(cls, path: Path) -> TrialMarker:
@@ -52,15 +59,21 @@ class TrialMarker:
         if not isinstance(data, dict):
             return cls()
         started = data.get("trial_started_at")
-        sealed = data.get("sealed")
+        sealed, deactivated = data.get("sealed"), data.get("deactivated")
         return cls(
             started if isinstance(started, int) and not isinstance(started, bool) else None,
             [s for s in sealed if isinstance(s, str)] if isinstance(sealed, list) else [],
+            [d for d in deactivated if isinstance(d, str)] if isinstance(deactivated, list) else [],
         )
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        body = {"version": 1, "trial_started_at": self.trial_started_at, "sealed": sorted(set(self.sealed))}
+        body = {
+            "version": 1,
+            "trial_started_at": self.trial_started_at,
+            "sealed": sorted(set(self.sealed)),
+            "deactivated": sorted(set(self.deactivated)),  # readers before it ignore the key
+        }
         atomic_write(path, json.dumps(body, indent=1).encode())
 
 
@@ -82,15 +95,56 @@ def reconcile(path: Path, *, trial_started_at: int, fingerprint: str, sealed: bo
     known = [t for t in (trial_started_at, marker.trial_started_at) if t is not None]
     started = 0 if downgrade else min(known)
     try:
-        TrialMarker(started, [*marker.sealed, fingerprint]).write(path)
+        TrialMarker(started, [*marker.sealed, fingerprint], marker.deactivated).write(path)
     except OSError as exc:
-        problem = LicensingError(
-            ErrorCode.TRIAL_MARKER_UNWRITABLE,
-            f"the trial marker {path} cannot be written ({exc.strerror or exc}); set trial_marker in the "
-            f"broker config (or {MARKER_ENV}) to a writable file outside the state folder",
-        )
+        problem = _unwritable(path, exc)
         return Reconciled(0 if fresh and marker.trial_started_at is None else started, downgrade, problem)
     return Reconciled(started, downgrade, None)
+
+
+def _unwritable(path: Path, exc: OSError) -> LicensingError:
+    return LicensingError(
+        ErrorCode.TRIAL_MARKER_UNWRITABLE,
+        f"the trial marker {path} cannot be written ({exc.strerror or exc}); set trial_marker in the "
+        f"broker config (or {MARKER_ENV}) to a writable file outside the state folder",
+    )
+
+
+def record_deactivation(configured_marker: str | None, fingerprint: str, activation_id: str) -> None:
+    """Remember that this instance gave ``activation_id`` up, before its deactivation code is shown.
+
+    Blocking file I/O. Raises TRIAL_MARKER_UNWRITABLE: no code is handed out unrecorded, else an
+    unwritable marker would be the way to keep a restored license serving."""
+    path = marker_path(configured_marker)
+    marker = TrialMarker.read(path)
+    marker.deactivated.append(f"{fingerprint}:{activation_id}")
+    try:
+        marker.write(path)
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+
+
+def _held_activation(source: dict[str, Any] | None) -> str | None:
+    """The activation id a stored source's certificate claims, read without trusting it (the
+    source verifies it on load; a forged one is refused there anyway)."""
+    if not source or not source.get("certificate"):
+        return None
+    try:
+        body = parse_envelope(unb64(source["certificate"])).unverified_body()
+        return ActivationCertificate.from_body(body).activation_id
+    except (LicensingError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _given_up(path: Path, fingerprint: str, source: dict[str, Any] | None) -> LicensingError | None:
+    held = _held_activation(source)
+    if held is None or f"{fingerprint}:{held}" not in TrialMarker.read(path).deactivated:
+        return None
+    return LicensingError(
+        ErrorCode.DEACTIVATED,
+        f"state.json holds activation {held}, which this instance gave up with a deactivation code "
+        "(the folder was restored from a backup); the license was dropped: activate it again",
+    )
 
 
 def load_checked(
@@ -112,8 +166,13 @@ def load_checked(
     if marked.problem is not None:
         log.error("%s", marked.problem.message)
         problems.append(marked.problem)
+    restored = _given_up(marker_path(configured_marker), fingerprint, stored.source)
+    if restored is not None:
+        log.error("%s", restored.message)
+        problems.append(restored)
+        stored.source = None
     stored.trial_started_at = marked.trial_started_at
     return stored, problems
 
 
-__all__ = ["MARKER_ENV", "Reconciled", "TrialMarker", "load_checked", "marker_path", "reconcile"]
+__all__ = ["MARKER_ENV", "Reconciled", "TrialMarker", "load_checked", "marker_path", "reconcile", "record_deactivation"]

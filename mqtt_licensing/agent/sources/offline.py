@@ -7,6 +7,7 @@ superseded). Deactivation produces a signed code the operator carries back to th
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -26,6 +27,7 @@ from ...core.labels import (
 from ...core.models import LicenseModel
 from ...core.signing import b64, unb64
 from ...core.timefmt import iso
+from ..marker import record_deactivation
 from . import (
     LicenseSource,
     SourceContext,
@@ -131,6 +133,11 @@ class OfflineSource:
         cert = self.certificate
         if cert is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
+        # Recorded outside the state folder first: a state.json restored from a backup taken before
+        # this code is refused at load (issue 10), since the vendor may free the activation with it.
+        await asyncio.to_thread(
+            record_deactivation, self.ctx.config.trial_marker, self.ctx.fingerprint, cert.activation_id
+        )
         code = armor(
             DEACTIVATION_CODE,
             self.ctx.sign(

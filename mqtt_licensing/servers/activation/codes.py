@@ -11,6 +11,7 @@ from ...core.codes import armor, unarmor
 from ...core.documents import open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
+from ...core.timefmt import iso
 from .records import bad
 from .store import ActivationRecord, LicenseRecord
 from .usage import UsageApi
@@ -89,6 +90,21 @@ class OfflineCodes(UsageApi):
                     named.license_id != lic.id or named.instance_fingerprint != request.fingerprint
                 ):
                     raise bad("the request names an activation of another license or instance")
+                if named is not None and named.freed_reason == "offline_deactivation":
+                    # Issue 10: this instance handed in a deactivation code for that activation and
+                    # still holds it: its state folder was restored from a backup taken before.
+                    log.warning(
+                        "instance %s renews activation %s, which it gave up with a deactivation code at %s",
+                        request.fingerprint,
+                        named.id,
+                        iso(named.freed_at),
+                    )
+                    raise LicensingError(
+                        ErrorCode.DEACTIVATED,
+                        f"this instance gave activation {named.id} up with a deactivation code at "
+                        f"{iso(named.freed_at)} and still holds it (a state folder restored from a backup); "
+                        "it must not serve: no usage license is issued",
+                    )
             act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
             stored = self.import_usage(tx, act, list(request.usage), "offline")
         log.info(
