@@ -132,6 +132,26 @@ class InstanceApi(ServiceBase):
         else:
             tx.put_rate(client, rate[0], rate[1] + 1)
 
+    # Per key (issue 10): refusals of one existing key, whatever the source, so one key cannot be
+    # hammered from many networks; a row of its own in rate_limits ("key:<digest>"), locked like a
+    # source's, so the count is exact across replicas. Successful activations are not counted: a
+    # fleet activating one volume key is no attack, and each success uses up an activation.
+    def _check_key(self, tx: Tx, digest: str, now: int) -> None:
+        start, failures = tx.lock_rate("key:" + digest, now)
+        wait = self.rate_limit_window - (now - start)
+        if wait > 0 and failures >= self.rate_limit_key_failures:
+            raise LicensingError(
+                ErrorCode.RATE_LIMITED, f"too many refused activations of this license key; retry in {wait} s"
+            )
+
+    def _count_key_failure(self, tx: Tx, digest: str, now: int) -> None:
+        start, failures = tx.lock_rate("key:" + digest, now)
+        if now - start >= self.rate_limit_window:
+            tx.put_rate("key:" + digest, now, 1)
+            tx.prune_rates(now - 10 * self.rate_limit_window)
+        else:
+            tx.put_rate("key:" + digest, start, failures + 1)
+
     # -- first contact --------------------------------------------------------------
     def _first_contact(
         self, license_key: Any, blob: bytes, client: str, kind: str, model: LicenseModel
@@ -148,6 +168,7 @@ class InstanceApi(ServiceBase):
         check_fresh(request, now, self.max_clock_skew)
         if request.key_digest != digest:
             raise bad("the signed request is for another license key than the one sent")
+        refused: LicensingError | None = None
         with self.store.transaction() as tx:
             # Checked again and counted in the lookup's own transaction: concurrent guesses from
             # one source cannot all pass the check above before any of them is counted.
@@ -157,8 +178,15 @@ class InstanceApi(ServiceBase):
             if lic is None:
                 self._record_failure(client, now, tx)
             else:
-                self._check_usable(lic, now, model)
-                act, reused = self._bind(tx, lic, request, now)
+                self._check_key(tx, digest, now)
+                try:
+                    self._check_usable(lic, now, model)
+                    act, reused = self._bind(tx, lic, request, now)
+                except LicensingError as exc:  # nothing written yet: commit the count, then refuse
+                    self._count_key_failure(tx, digest, now)
+                    refused = exc
+        if refused is not None:
+            raise refused
         if lic is None:
             raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known to the vendor")
         log.info(

@@ -106,6 +106,7 @@ class ServiceBase:
     max_clock_skew: int
     rate_limit_failures: int
     rate_limit_window: int
+    rate_limit_key_failures: int
     data_dir: Path | None
 
     def _license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:

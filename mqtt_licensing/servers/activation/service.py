@@ -31,6 +31,7 @@ from .usage import UsageApi
 DEFAULT_CERTIFICATE_LIFETIME = 7 * 24 * 3600
 RATE_LIMIT_FAILURES = 10
 RATE_LIMIT_WINDOW = 60
+RATE_LIMIT_KEY_FAILURES = 60  # refused activations of one existing key per window, from all sources
 DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
@@ -48,6 +49,7 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
         max_clock_skew: int = MAX_CLOCK_SKEW,
         rate_limit_failures: int = RATE_LIMIT_FAILURES,
         rate_limit_window: int = RATE_LIMIT_WINDOW,
+        rate_limit_key_failures: int = RATE_LIMIT_KEY_FAILURES,
         data_dir: Path | None = None,
     ) -> None:
         if certificate_lifetime <= 0:
@@ -59,6 +61,7 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
         self.max_clock_skew = max_clock_skew
         self.rate_limit_failures = rate_limit_failures
         self.rate_limit_window = rate_limit_window
+        self.rate_limit_key_failures = rate_limit_key_failures
         self.data_dir = data_dir
 
     @classmethod
