@@ -1,4 +1,5 @@
-"""``mqtt-licensing floating allow``: who may take a new seat of the pool (issue 10).
+"""``mqtt-licensing floating allow``: who may take a new seat of the pool, and what a cloned lease
+costs (``--clone-policy``, ``--unsuspend``) (issue 10).
 
 Without any rule the pool is open to anyone who can reach the floating server. The first rule
 closes it to everyone else; leases already held renew as before.
@@ -21,6 +22,12 @@ def register_allow(command: Any) -> None:
     p.add_argument("--network", action="append", default=[], metavar="NET", help="a source network, e.g. 10.0.0.0/8")
     p.add_argument("--remove", action="store_true", help="remove the --fingerprint / --network rules given")
     p.add_argument("--remove-tokens", action="store_true", help="revoke every join token")
+    p.add_argument(
+        "--clone-policy",
+        choices=("flag", "suspend"),
+        help="a lease renewed by two copies of one instance: flag it (default) or suspend that instance",
+    )
+    p.add_argument("--unsuspend", action="append", default=[], metavar="FP", help="lift a clone suspension")
 
 
 def _allow(args: argparse.Namespace) -> int:
@@ -39,16 +46,28 @@ def _allow(args: argparse.Namespace) -> int:
                 for kind, value in tx.access_rules():
                     if kind == "token":
                         tx.remove_access(kind, value)
+        _clones(service, args)
         if args.new_token:
             print(f"join token (put it in the broker config as floating_join_token): {service.allow('token')}")
-        access = service.status()["access"]
+        status = service.status()
     finally:
         service.close()
+    access = status["access"]
+    print(f"clone policy: {status['clone_policy']}")
+    for held in status["suspended"]:
+        print(f"suspended: {held['instance_fingerprint']} (lease {held['lease_id']} renewed by two copies)")
     if not access:
         print("access: open to anyone who can reach this server (no rules)")
     for rule in access:
         print(f"access: {rule['kind']:<12} {rule['value']}")
     return 0
+
+
+def _clones(service: Any, args: argparse.Namespace) -> None:
+    if args.clone_policy:
+        service.set_clone_policy(args.clone_policy)
+    for fp in args.unsuspend:
+        print(f"{'unsuspended' if service.unsuspend(fp) else 'not suspended'}: {fp}")
 
 
 __all__ = ["register_allow"]

@@ -147,6 +147,96 @@ def test_a_copied_folder_holding_a_lease_is_flagged_within_two_renewals(tmp_path
             b.stop()
 
 
+def test_pool_policy_suspend_refuses_both_copies_of_a_lease_with_a_signed_verdict(tmp_path, capsys):
+    """Main (after the flag): both copies kept renewing one seat. With `floating allow
+    --clone-policy suspend` the floating server ends the lease and refuses both, signed by its key;
+    each agent drops the lease and says why in status, until `--unsuspend`."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mqtt_licensing.core.signing import public_key_to_text
+    from tests.helpers.floating import start_floating
+
+    vendor_key = Ed25519PrivateKey.generate()
+    options = {"vendor_url": None, "vendor_public_key": public_key_to_text(vendor_key), "trial_seconds": 0}
+    with start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1) as fls:
+        assert main(["floating", "allow", "--data", str(fls.data_dir), "--clone-policy", "suspend"]) == 0
+        assert "clone policy: suspend" in capsys.readouterr().out
+        original = start_broker(tmp_path / "a", **options)
+        try:
+            with original.admin() as c:
+                c.request("activate", {"method": "floating", "server_url": fls.url})
+        finally:
+            original.stop()
+        shutil.copytree(tmp_path / "a", tmp_path / "b")
+        a, b = start_broker(tmp_path / "a", **options), start_broker(tmp_path / "b", **options)
+        try:
+            renew(a)
+            renew(b)
+            assert renew(a)["code"] == "cloned"
+            assert renew(b)["code"] == "cloned"
+            for broker in (a, b):
+                status = broker.status()
+                assert status["state"] != "active" and status["serving"] is False, status
+                assert status["floating"]["last_error"]["code"] == "cloned"
+                assert "--unsuspend" in status["floating"]["last_error"]["message"]
+            pool = fls.service.status()
+            assert pool["leases"] == [] and [s["instance_fingerprint"] for s in pool["suspended"]] == [
+                a.agent.fingerprint
+            ]
+            assert main(["floating", "allow", "--data", str(fls.data_dir), "--unsuspend", a.agent.fingerprint]) == 0
+            assert "unsuspended" in capsys.readouterr().out
+            with a.admin() as c:
+                c.request("activate", {"method": "floating", "server_url": fls.url})
+            assert a.status()["state"] == "active"
+        finally:
+            a.stop()
+            b.stop()
+
+
+def test_only_a_cloned_refusal_signed_by_the_pool_for_this_request_drops_a_lease(tmp_path):
+    """Anyone on the path can answer `cloned`: without the pool's signature, for this lease, this
+    instance and the request just sent, it is a failed renewal (the lease serves until it expires)."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from mqtt_licensing.core.documents import Verdict
+    from mqtt_licensing.core.errors import ErrorCode
+    from mqtt_licensing.core.signing import public_key_to_text
+    from tests.helpers.floating import start_floating
+
+    vendor_key = Ed25519PrivateKey.generate()
+    options = {"vendor_url": None, "vendor_public_key": public_key_to_text(vendor_key), "trial_seconds": 0}
+    with start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1) as fls:
+        broker = start_broker(tmp_path / "a", **options)
+        try:
+            with broker.admin() as c:
+                c.request("activate", {"method": "floating", "server_url": fls.url})
+            source = broker.agent.source
+            assert source is not None and source.lease is not None
+
+            def refusal(key, **changes) -> LicensingError:
+                fields = {
+                    "verdict": "cloned",
+                    "activation_id": source.lease.lease_id,
+                    "instance_fingerprint": broker.agent.fingerprint,
+                    "request_nonce": source.sent_nonce,
+                    "issued_at": int(time.time()),
+                    **changes,
+                }
+                return LicensingError(ErrorCode.CLONED, "cloned", evidence=Verdict(**fields).sign(key))
+
+            pool_key = fls.service.signing_key
+            assert source._signed_by_pool(refusal(pool_key)) is True
+            assert source._signed_by_pool(refusal(Ed25519PrivateKey.generate())) is False
+            assert source._signed_by_pool(refusal(pool_key, request_nonce="an-older-request")) is False
+            assert source._signed_by_pool(refusal(pool_key, activation_id="lse_other")) is False
+            assert source._signed_by_pool(LicensingError(ErrorCode.CLONED, "x", evidence=b"junk")) is False
+            assert source._signed_by_pool(LicensingError(ErrorCode.CLONED, "x")) is False
+        finally:
+            broker.stop()
+
+
 def test_chain_steps():
     """The rules of the chain (servers/_requests.chain_step), one case each."""
     from mqtt_licensing.servers._requests import chain_step

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ...clients.floating import FloatingClient
 from ...core import protocol
-from ...core.documents import FloatingCertificate, Lease, verify_lease
+from ...core.documents import FloatingCertificate, Lease, Verdict, verify_lease
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import MQTT_SERVER, validate_features
 from ...core.labels import KIND_LEASE_ACQUIRE, KIND_LEASE_RELEASE, KIND_LEASE_RENEW
 from ...core.models import LicenseModel
-from ...core.signing import b64, unb64
+from ...core.signing import b64, load_public_key, unb64
 from ...core.timefmt import iso
 from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, stored_document_problem
 
@@ -49,6 +50,7 @@ class FloatingSource:
     last_error: dict[str, str] | None = None
     last_attempt: float = 0.0
     gone: bool = False
+    sent_nonce: str | None = field(default=None, repr=False)  # the nonce of the last lease call sent
 
     @classmethod
     async def activate(
@@ -88,7 +90,12 @@ class FloatingSource:
         for url in self._servers(first):
             # a renewal presents the lease's chain secret (issue 10: a copied folder diverges)
             chain = {"chain": self.lease.chain} if kind == KIND_LEASE_RENEW and self.lease is not None else {}
-            request = self.ctx.sign(kind, features=features, **chain) if features else self.ctx.sign(kind, **chain)
+            self.sent_nonce = nonce = secrets.token_hex(16)  # what a signed refusal must answer
+            request = (
+                self.ctx.sign(kind, nonce=nonce, features=features, **chain)
+                if features
+                else self.ctx.sign(kind, nonce=nonce, **chain)
+            )
             try:
                 async with FloatingClient(url, options=self.ctx.config.http_options()) as client:
                     if kind == KIND_LEASE_ACQUIRE:
@@ -144,6 +151,9 @@ class FloatingSource:
             if exc.code == ErrorCode.LEASE_NOT_FOUND:
                 await self.acquire(url, features)
                 return
+            if exc.code == ErrorCode.CLONED and self._signed_by_pool(exc):
+                log.warning("the floating server suspended this instance's lease: %s", exc.message)
+                self._drop_lease()
             self._failed(exc, now)
             raise
         self._install(url, features, blob, lease, fcert, now)
@@ -163,6 +173,19 @@ class FloatingSource:
     def _drop_lease(self) -> None:
         self.lease = self.certificate = self.blob = None
         self.failing_since = self.last_error = None
+
+    def _signed_by_pool(self, exc: LicensingError) -> bool:
+        """A ``cloned`` refusal signed by the key the pool certificate names, for this lease, this
+        instance and the request just sent (issue 10). Anything less is a failed renewal."""
+        if self.certificate is None or self.lease is None or exc.evidence is None:
+            return False
+        try:
+            verdict = Verdict.open(exc.evidence, load_public_key(self.certificate.server_public_key))
+        except LicensingError as problem:
+            log.warning("ignoring an unverified cloned refusal from the floating server (%s)", problem.message)
+            return False
+        expected = (str(ErrorCode.CLONED), self.lease.lease_id, self.ctx.fingerprint, self.sent_nonce)
+        return (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) == expected
 
     def _failed(self, exc: LicensingError, now: int) -> None:
         if self.last_error is None or self.last_error.get("code") != str(exc.code):  # once per kind, not per retry

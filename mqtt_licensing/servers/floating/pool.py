@@ -34,6 +34,7 @@ class PoolView:
     blob: bytes
     vendor_url: str | None
     seat_check_before: int | None = None  # see store.pool
+    clone_policy: str | None = None  # issue 10: None = "flag" (see .clones)
 
 
 def lapsed(cert: FloatingCertificate, now: int) -> str | None:
@@ -131,7 +132,7 @@ class FloatingPool:
             raise LicensingError(
                 ErrorCode.NOT_PROVISIONED, f"the installed floating certificate cannot be trusted: {exc.message}"
             ) from None
-        return PoolView(cert, row.certificate, row.vendor_url, row.seat_check_before)
+        return PoolView(cert, row.certificate, row.vendor_url, row.seat_check_before, row.clone_policy)
 
     # -- provisioning ---------------------------------------------------------------------
     def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:

@@ -34,7 +34,8 @@ from ...core.signing import load_public_key, public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
-from .._requests import MAX_CLOCK_SKEW, chain_step, check_fresh, peek_request, replayed
+from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
+from . import clones
 from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
@@ -137,25 +138,6 @@ class FloatingService(FloatingPool):
             self._nonces_pruned_at = now
             tx.prune_nonces(now - self.max_clock_skew - 1)
 
-    @staticmethod
-    def _follow_chain(lease: LeaseRecord, presented: str | None, now: int) -> dict[str, Any]:
-        """The lease's next renewal chain; two instances renewing one lease are flagged (issue 10)."""
-        chain, previous, diverged = chain_step(lease.chain, lease.chain_prev, presented)
-        if not diverged:
-            return {"chain": chain, "chain_prev": previous}
-        log.warning(
-            "lease %s is renewed by more than one instance %s (a copied state folder; clone %d)",
-            lease.lease_id,
-            lease.instance_fingerprint,
-            lease.clone_count + 1,
-        )
-        return {
-            "chain": chain,
-            "chain_prev": None,
-            "cloned_at": lease.cloned_at or now,
-            "clone_count": lease.clone_count + 1,
-        }
-
     def _sign_lease(self, row: LeaseRecord, pool: PoolView, now: int) -> bytes:
         return Lease(
             lease_id=row.lease_id,
@@ -203,6 +185,7 @@ class FloatingService(FloatingPool):
                 )
             features = requested or tuple(sorted(cert.features))
             self._remember(tx, request, now)
+            clones.refuse_suspended(tx, self.signing_key, request, now)
             reclaimed = tx.delete_expired(now)
             expires = self._lease_expiry(cert, now)
             existing = tx.lease_by_fingerprint(request.fingerprint)
@@ -239,9 +222,14 @@ class FloatingService(FloatingPool):
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""
         now = self.clock()
         claimed = peek_request(request_blob).fingerprint
+        suspend = False
         with self.store.transaction() as tx:
             pool = self._usable_pool(tx, now)
             cert = pool.certificate
+            if tx.is_suspended(claimed):  # its lease is gone: verified against the key it carries
+                clones.refuse_suspended(
+                    tx, self.signing_key, open_instance_request(request_blob, labels.KIND_LEASE_RENEW), now
+                )
             lease = tx.lease_by_fingerprint(claimed)
             if lease is None or lease.expires_at <= now:
                 raise LicensingError(
@@ -258,9 +246,16 @@ class FloatingService(FloatingPool):
                 )
             self._check_seat_order(tx, lease, pool, now)
             expires = self._lease_expiry(cert, now)
-            chain = self._follow_chain(lease, request.chain, now)
+            chain = clones.follow_chain(lease, request.chain, now)
             tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
             row = replace(lease, renewed_at=now, expires_at=expires, **chain)
+            if row.clone_count and pool.clone_policy == "suspend":
+                tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on
+                tx.suspend(claimed, lease.lease_id, now)
+                suspend = True
+        if suspend:  # raised once the suspension is committed
+            log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
+            raise clones.cloned(self.signing_key, row.lease_id, request, now)
         return self._sign_lease(row, pool, now)
 
     def release(self, request_blob: bytes) -> bool:
@@ -287,6 +282,14 @@ class FloatingService(FloatingPool):
             tx.add_access(kind, stored, self.clock())
         return token
 
+    def set_clone_policy(self, policy: str) -> None:
+        with self.store.transaction() as tx:
+            tx.update_pool(clone_policy=clones.check_policy(policy))
+
+    def unsuspend(self, fingerprint: str) -> bool:
+        with self.store.transaction() as tx:
+            return tx.unsuspend(fingerprint.strip().lower())
+
     def disallow(self, kind: str, value: str) -> bool:
         with self.store.transaction() as tx:
             return tx.remove_access(kind, normalized_rule(kind, value))
@@ -299,6 +302,7 @@ class FloatingService(FloatingPool):
             row = tx.read_pool()
             leases = tx.active_leases(now)
             rules = tx.access_rules()
+            suspended = tx.suspended()
             problem = None
             pool = None
             try:
@@ -318,6 +322,8 @@ class FloatingService(FloatingPool):
             "seats": {"total": 0, "used": len(leases), "free": 0},
             # issue 10: who may take a new seat ([] = anyone who can reach this server)
             "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
+            "clone_policy": row.clone_policy or "flag",
+            "suspended": [{"instance_fingerprint": fp, "lease_id": lid} for fp, lid in sorted(suspended.items())],
             "leases": [
                 {
                     "lease_id": le.lease_id,

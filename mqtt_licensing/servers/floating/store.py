@@ -48,6 +48,7 @@ pool = sa.Table(
     sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
     # Leases issued before this time re-check their seat order (see migration 0003); NULL: all fit.
     sa.Column("seat_check_before", sa.BigInteger, nullable=True),
+    sa.Column("clone_policy", sa.String(16), nullable=True),  # issue 10: NULL = "flag" (migration 0006)
 )
 
 leases = sa.Table(
@@ -75,6 +76,16 @@ request_nonces = sa.Table(
 )
 
 
+# Instances refused because two copies renewed one lease under the "suspend" policy (issue 10).
+suspended_instances = sa.Table(
+    "suspended_instances",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("lease_id", sa.String(64), nullable=False),
+    sa.Column("suspended_at", sa.BigInteger, nullable=False),
+)
+
+
 # Who may take a new seat (issue 10): ("token", sha256 of a join token), ("fingerprint", fp),
 # ("network", "10.0.0.0/8"). No row: the pool is open, as it was before the table existed.
 pool_access = sa.Table(
@@ -96,6 +107,7 @@ class PoolRecord:
     deactivated_at: int | None
     deactivated_activation_id: str | None
     seat_check_before: int | None = None
+    clone_policy: str | None = None  # None: "flag"
 
 
 @dataclass(frozen=True)
@@ -123,6 +135,7 @@ def _pool_record(row: Any) -> PoolRecord:
         deactivated_at=row.deactivated_at,
         deactivated_activation_id=row.deactivated_activation_id,
         seat_check_before=row.seat_check_before,
+        clone_policy=row.clone_policy,
     )
 
 
@@ -248,6 +261,26 @@ class Tx:
     def remove_access(self, kind: str, value: str) -> bool:
         done = self.conn.execute(sa.delete(pool_access).where(pool_access.c.kind == kind, pool_access.c.value == value))
         return done.rowcount > 0
+
+    # -- clone suspensions (issue 10) ------------------------------------------------------
+    def suspended(self) -> dict[str, str]:
+        """Suspended instance fingerprint -> the lease it cloned."""
+        rows = self.conn.execute(sa.select(suspended_instances.c.fingerprint, suspended_instances.c.lease_id))
+        return {str(fp): str(lease_id) for fp, lease_id in rows}
+
+    def is_suspended(self, fingerprint: str) -> bool:
+        query = sa.select(suspended_instances.c.fingerprint).where(suspended_instances.c.fingerprint == fingerprint)
+        return self.conn.execute(query).first() is not None
+
+    def suspend(self, fingerprint: str, lease_id: str, now: int) -> None:
+        if not self.is_suspended(fingerprint):
+            self.conn.execute(
+                sa.insert(suspended_instances).values(fingerprint=fingerprint, lease_id=lease_id, suspended_at=now)
+            )
+
+    def unsuspend(self, fingerprint: str) -> bool:
+        query = sa.delete(suspended_instances).where(suspended_instances.c.fingerprint == fingerprint)
+        return self.conn.execute(query).rowcount > 0
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
