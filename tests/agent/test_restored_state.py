@@ -40,7 +40,7 @@ def test_a_restored_state_folder_after_an_offline_deactivation_is_refused(tmp_pa
     shutil.copytree(backup, tmp_path / "state")
     broker.start()
     status = broker.status()
-    assert status["state"] != "active" and status["serving"] is False, status
+    assert status["state"] == "unlicensed" and status["serving"] is False, status
     assert any(p["code"] == "deactivated" for p in status["problems"]), status["problems"]
     with MqttClient(broker.port, client_id="plant") as c:
         assert c.connect() != 0
