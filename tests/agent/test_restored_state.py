@@ -94,3 +94,16 @@ def test_a_restored_instance_that_renews_is_refused_by_the_vendor(tmp_path, vend
     )
     assert refused.returncode != 0 and "deactivated" in refused.stderr + refused.stdout, refused
     assert not (tmp_path / "u.txt").exists()
+
+
+def test_no_deactivation_code_is_handed_out_unrecorded(tmp_path, vendor_dir, air_gapped_broker, monkeypatch):
+    """Else an unwritable marker would be the way to keep a restored license serving."""
+    broker = air_gapped_broker
+    key = issue(vendor_dir, "--model", "offline", "--features", "mqtt_server", "--activations", "1")
+    usage = vendor_answer(vendor_dir, offline_request(broker, tmp_path, key), tmp_path)
+    operator(broker, "activate", "--usage-license-file", usage)
+    monkeypatch.setenv("MQTT_LICENSING_TRIAL_MARKER", "/proc/no-such-dir/trial.json")
+    refused = operator(broker, "deactivate", "--json", check=False)
+    assert refused.returncode != 0 and "trial_marker_unwritable" in refused.stderr + refused.stdout, refused
+    status = broker.status()
+    assert status["state"] == "active" and status["offline"]["deactivation_code"] is None
