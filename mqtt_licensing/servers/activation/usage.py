@@ -85,31 +85,36 @@ class UsageApi(ServiceBase):
             record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
             if record.instance_fingerprint != act.instance_fingerprint:
                 raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
-            if record.sequence < 1 or record.period_end < record.period_start:
-                raise bad(f"usage record {record.sequence} is malformed")
-            if min(record.messages, record.bytes, record.client_seconds) < 0:
-                raise bad(f"usage record {record.sequence} has negative usage")
-            owner = self._owner(tx, act, record)
-            new = tx.insert_usage(
-                {
-                    "instance_fingerprint": record.instance_fingerprint,
-                    "sequence": record.sequence,
-                    "license_id": owner.license_id,
-                    "activation_id": owner.id,
-                    "day": billing_day(record.period_start),
-                    "period_start": record.period_start,
-                    "period_end": record.period_end,
-                    "messages": record.messages,
-                    "bytes": record.bytes,
-                    "client_seconds": record.client_seconds,
-                    "received_at": now,
-                    "via": via,
-                }
-            )
-            if not new:
-                log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+            self._store_record(tx, act, record, now, via=via)
             stored.append(record.sequence)
         return stored
+
+    def _store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
+        """One verified record, billed to ``act``'s license (or the earlier activation it names); True if new."""
+        if record.sequence < 1 or record.period_end < record.period_start:
+            raise bad(f"usage record {record.sequence} is malformed")
+        if min(record.messages, record.bytes, record.client_seconds) < 0:
+            raise bad(f"usage record {record.sequence} has negative usage")
+        owner = self._owner(tx, act, record)
+        new = tx.insert_usage(
+            {
+                "instance_fingerprint": record.instance_fingerprint,
+                "sequence": record.sequence,
+                "license_id": owner.license_id,
+                "activation_id": owner.id,
+                "day": billing_day(record.period_start),
+                "period_start": record.period_start,
+                "period_end": record.period_end,
+                "messages": record.messages,
+                "bytes": record.bytes,
+                "client_seconds": record.client_seconds,
+                "received_at": now,
+                "via": via,
+            }
+        )
+        if not new:
+            log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+        return new
 
     @staticmethod
     def _owner(tx: Tx, act: ActivationRecord, record: UsageRecord) -> ActivationRecord:
