@@ -17,7 +17,7 @@ from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import InstanceRequest, UsageRecord, sign_instance_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
-from mqtt_licensing.core.signing import b64, parse_envelope
+from mqtt_licensing.core.signing import b64, fingerprint, parse_envelope, public_bytes
 from mqtt_licensing.servers.floating.provision import activate_online
 from mqtt_licensing.servers.floating.usage import forward_online
 from tests.helpers.activation import start_vendor
@@ -113,6 +113,22 @@ def test_usage_through_a_floating_broker_reaches_the_vendor_once_online(tmp_path
         assert asyncio.run(_post(vendor.url, request))
         assert vendor.service.usage_by_day(lic["id"]) == before
         assert asyncio.run(forward_online(fls.service, vendor.url, options=HTTP)) == 0
+
+        # a broker behind the floating server whose records 1 and 2 never arrived: the hole shows
+        broker_key = Ed25519PrivateKey.generate()
+        third = UsageRecord(fingerprint(broker_key), 3, 0, 60, 1, 1, 60).sign(broker_key)
+        cert = fls.service.status()["pool"]
+        batch = sign_instance_request(
+            fls.service.signing_key,
+            kind=labels.KIND_FLOATING_USAGE,
+            nonce="hole",
+            created_at=_now(),
+            activation_id=cert["activation_id"],
+            usage=(third,),
+            usage_keys=(public_bytes(broker_key),),
+        )
+        asyncio.run(_post(vendor.url, batch))
+        assert vendor.service.usage_by_day(lic["id"])["missing"] == {fingerprint(broker_key): [1, 2]}
 
 
 async def _post(url: str, request: bytes) -> bytes:

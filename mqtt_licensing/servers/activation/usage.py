@@ -71,6 +71,7 @@ class UsageApi(ServiceBase):
             self._license(tx, license_id)
             days = tx.usage_by_day(license_id, first, last)
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
+            instances |= tx.usage_instances(license_id)  # issue 16: brokers behind a floating server too
             gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
         for row in days:
             row["client_hours"] = round(row["client_seconds"] / 3600, 4)
