@@ -18,7 +18,7 @@ from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import InstanceRequest, UsageRecord, sign_instance_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, fingerprint, parse_envelope, public_bytes
-from mqtt_licensing.servers.floating.provision import activate_online
+from mqtt_licensing.servers.floating.provision import activate_online, deactivate_online
 from mqtt_licensing.servers.floating.usage import forward_online
 from tests.helpers.activation import start_vendor
 from tests.helpers.broker import MqttClient, start_broker, wait_for
@@ -247,7 +247,7 @@ def test_the_http_route_answers_with_a_receipt_of_the_floating_server(tmp_path) 
 
 def test_a_stopping_broker_hands_its_records_over_before_it_gives_the_seat_back(tmp_path) -> None:
     with start_vendor(tmp_path / "vendor") as vendor, start_floating(tmp_path / "fls") as fls:
-        _lic, key = vendor.issue_license(features=FEATURES, model="floating", seats=2)
+        lic, key = vendor.issue_license(features=FEATURES, model="floating", seats=2)
         asyncio.run(activate_online(fls.service, key, vendor.url, vendor_public_key=vendor.public_key, options=HTTP))
         broker = start_broker(
             tmp_path / "b1",
@@ -265,3 +265,7 @@ def test_a_stopping_broker_hands_its_records_over_before_it_gives_the_seat_back(
             assert outbox_messages(fls) == 0
         assert outbox_messages(fls) == 30
         assert fls.service.status()["leases"] == []  # and the seat was handed back
+
+        # the floating server deactivated online hands its outbox to the vendor first
+        asyncio.run(deactivate_online(fls.service, options=HTTP))
+        assert at_vendor(vendor, lic["id"])[0] == 30 and outbox_messages(fls) == 0
