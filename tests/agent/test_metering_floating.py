@@ -117,6 +117,8 @@ def test_usage_through_a_floating_broker_reaches_the_vendor_once_online(tmp_path
         # a broker behind the floating server whose records 1 and 2 never arrived: the hole shows
         broker_key = Ed25519PrivateKey.generate()
         third = UsageRecord(fingerprint(broker_key), 3, 0, 60, 1, 1, 60).sign(broker_key)
+        far_key = Ed25519PrivateKey.generate()  # and one numbered absurdly high: holes are listed, not looped over
+        far = UsageRecord(fingerprint(far_key), 10**15, 0, 60, 1, 1, 60).sign(far_key)
         cert = fls.service.status()["pool"]
         batch = sign_instance_request(
             fls.service.signing_key,
@@ -124,11 +126,12 @@ def test_usage_through_a_floating_broker_reaches_the_vendor_once_online(tmp_path
             nonce="hole",
             created_at=_now(),
             activation_id=cert["activation_id"],
-            usage=(third,),
-            usage_keys=(public_bytes(broker_key),),
+            usage=(third, far),
+            usage_keys=(public_bytes(broker_key), public_bytes(far_key)),
         )
         asyncio.run(_post(vendor.url, batch))
-        assert vendor.service.usage_by_day(lic["id"])["missing"] == {fingerprint(broker_key): [1, 2]}
+        missing = vendor.service.usage_by_day(lic["id"])["missing"]
+        assert missing == {fingerprint(broker_key): [1, 2], fingerprint(far_key): list(range(1, 101))}
 
 
 async def _post(url: str, request: bytes) -> bytes:

@@ -132,5 +132,12 @@ class UsageApi(ServiceBase):
         count, highest = tx.usage_sequences(fingerprint)
         if count == highest:
             return ()
-        held = tx.usage_sequence_set(fingerprint)
-        return tuple(s for s in range(1, highest + 1) if s not in held)[:_MAX_MISSING_LISTED]
+        # Walk what is held, not 1..highest: a record numbered 10**15 must not make a loop that long.
+        missing: list[int] = []
+        expected = 1
+        for sequence in sorted(tx.usage_sequence_set(fingerprint)):
+            missing.extend(range(expected, min(sequence, expected + _MAX_MISSING_LISTED - len(missing))))
+            if len(missing) >= _MAX_MISSING_LISTED:
+                break
+            expected = sequence + 1
+        return tuple(missing)
