@@ -172,7 +172,8 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         assert lease.lease_id == "lse_old" and lease.features == ("mqtt_server",)
     finally:
         service.close()
-    # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the usage outbox (issue 16): the pool and the lease came through them
+    # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain; issue 16: 0006 the usage outbox.
+    # The pool and the lease came through them.
     assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0006"
     assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
 
