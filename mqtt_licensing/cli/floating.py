@@ -76,6 +76,12 @@ def register(subparsers: Any) -> None:
         help="seconds between certificate refreshes with the vendor for an online-activated pool "
         "(0: never; default 86400)",
     )
+    p.add_argument(
+        "--usage-forward-interval",
+        type=float,
+        default=300.0,
+        help="seconds between forwarding the brokers' usage records to an online vendor (0: never; default 300)",
+    )
     tls_args(p)
     outbound_args(p)
 
@@ -218,7 +224,7 @@ def _serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
     from ..servers._run import serve_forever, tls_options
     from ..servers.floating.app import create_app
-    from ..servers.floating.provision import refresh_periodically
+    from ..servers.floating.usage import vendor_duties
 
     vendor = _vendor_key(args.vendor_key) if args.vendor_key else None
     vendor_http = outbound_options(args)
@@ -231,12 +237,7 @@ def _serve(args: argparse.Namespace) -> int:
         args, ttl=args.ttl, vendor_public_key=vendor, new_identities_per_minute=args.new_identities_per_minute
     )
     token = open_data(args.data, lambda: load_or_create_token(args.data))
-    background = None
-    if args.refresh_interval > 0:
-        interval = args.refresh_interval
-
-        async def background() -> None:
-            await refresh_periodically(service, interval, vendor_http)
+    background = vendor_duties(service, args.refresh_interval, args.usage_forward_interval, vendor_http)
 
     status = service.status()
     pool = status["pool"]
@@ -293,12 +294,18 @@ def _refresh(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
+    from ..servers.floating.usage import MAX_RECORDS_PER_CODE
+
     key = _license_key(args)
     service = _service(args)
     try:
         blob = service.offline_request(key)
+        held = service.usage_status()["outbox"]
     finally:
         service.close()
+    if held:  # issue 16: the oldest ones ride in the code; the certificate's answer receipts them
+        carried = min(held, MAX_RECORDS_PER_CODE)
+        print(f"it carries {carried} of {held} usage record(s) held for the vendor", file=sys.stderr)
     print(
         f"floating request for server {service.fingerprint} ({mask_key(key)}); send this code to the vendor. "
         "A newer request replaces this one.",

@@ -60,5 +60,9 @@ class ActivationClient(JsonApiClient):
         )
         return binary_field(data, "ack")
 
+    async def forward_usage(self, request: bytes) -> bytes:
+        """A floating server's signed batch of its brokers' records -> the vendor's ForwardedUsageAck."""
+        return binary_field(await self.call("POST", "/v1/floating/usage", json={"request": b64(request)}), "ack")
+
 
 __all__ = ["ActivationClient"]

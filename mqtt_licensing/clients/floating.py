@@ -52,6 +52,13 @@ class FloatingClient(JsonApiClient):
         """Return the seat; succeeds too when the server held no lease for this instance."""
         await self.call("POST", "/v1/leases/release", json={"request": b64(request)})
 
+    async def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
+        """The leasing instance's usage records -> the floating server's signed UsageAck (issue 16)."""
+        data = await self.call(
+            "POST", "/v1/usage", json={"request": b64(request), "records": [b64(r) for r in records]}
+        )
+        return binary_field(data, "ack")
+
     async def health(self) -> dict[str, Any]:
         return dict(await self.call("GET", "/v1/health"))
 

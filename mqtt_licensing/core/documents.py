@@ -4,9 +4,11 @@ Who signs what:
 
 * vendor   -> ``ActivationCertificate`` (online and offline; an offline one is the
               "usage license"), ``FloatingCertificate`` (binds a pool to a floating server),
-              ``UsageAck`` (the receipt for usage records)
+              ``UsageAck`` (the receipt for usage records), ``ForwardedUsageAck`` (for records
+              a floating server forwarded)
 * floating -> ``Lease`` (carries the vendor-signed FloatingCertificate, so an agent
-              verifies the whole chain against the one pinned vendor key)
+              verifies the whole chain against the one pinned vendor key), ``UsageAck``
+              (its receipt for a leasing instance's usage records)
 * instance -> ``InstanceRequest`` (activation, check-in, deactivation, offline
               request, offline deactivation code, usage report) - proves possession of the
               instance key; ``UsageRecord`` (one closed metering interval)
@@ -145,6 +147,9 @@ class FloatingCertificate(_Document):
     support_until: int | None = None
     max_connections: int | None = None
     request_nonce: str | None = None
+    # Offline floating metering (issue 16): ``usage_ref`` of every forwarded record the request
+    # code carried that the vendor now holds (the floating server drops them on installing this).
+    usage_stored: tuple[str, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -225,6 +230,11 @@ class InstanceRequest(_Document):
     # Signed UsageRecords riding in an offline request or deactivation code (issue 16).
     usage: tuple[bytes, ...] = field(default_factory=tuple)
     chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
+    # A floating server forwarding its brokers' records (issue 16): the public keys of the
+    # instances that signed them (each self-certifying: its fingerprint is the record's instance).
+    usage_keys: tuple[bytes, ...] = field(
+        default_factory=tuple
+    )  # a check-in: the chain secret of the certificate it refreshes
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:
@@ -301,3 +311,21 @@ class UsageAck(_Document):
     request_nonce: str
     issued_at: int
     missing: tuple[int, ...] = field(default_factory=tuple)
+
+
+def usage_ref(instance_fingerprint: str, sequence: int) -> str:
+    """Names one usage record across instances: what a floating server's receipts list."""
+    return f"{instance_fingerprint}:{sequence}"
+
+
+@dataclass(frozen=True)
+class ForwardedUsageAck(_Document):
+    """The vendor's signed receipt for records a floating server forwarded (issue 16), bound to
+    the batch request's nonce; ``stored`` lists :func:`usage_ref` of every record now held."""
+
+    TYP: ClassVar[str] = "forwarded_usage_ack"
+
+    server_fingerprint: str
+    stored: tuple[str, ...]
+    request_nonce: str
+    issued_at: int

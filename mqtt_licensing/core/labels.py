@@ -35,3 +35,5 @@ KIND_LEASE_ACQUIRE = "lease_acquire"
 KIND_LEASE_RENEW = "lease_renew"
 KIND_LEASE_RELEASE = "lease_release"
 KIND_USAGE_REPORT = "usage_report"  # agent -> vendor: UsageRecords of one instance
+KIND_LEASE_USAGE = "lease_usage"  # agent on a lease -> floating server: its UsageRecords (issue 16)
+KIND_FLOATING_USAGE = "floating_usage"  # floating server -> vendor: its brokers' UsageRecords

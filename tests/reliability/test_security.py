@@ -538,6 +538,7 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
                 "/v1/floating/activations",
                 "/v1/floating/check-in",
                 "/v1/usage",  # signed usage reports, verified against the key on record
+                "/v1/floating/usage",  # issue 16: a batch signed by the floating server, records by their brokers
                 "/v1/trials",  # issue 10: self-signed, fresh, once; answers only when it first saw that instance
                 "/metrics",  # Prometheus: counts only, no key, token or license secret (docs/monitoring.md)
             },
@@ -547,7 +548,15 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
             fls.url,
             fls.token,
             floating_app(fls.service, fls.token),
-            {"/v1/leases", "/v1/leases/renew", "/v1/leases/release", "/v1/health", "/v1/noop", "/metrics"},
+            {
+                "/v1/leases",
+                "/v1/leases/renew",
+                "/v1/leases/release",
+                "/v1/usage",  # issue 16: records signed by a lease holder, verified against its key on record
+                "/v1/health",
+                "/v1/noop",
+                "/metrics",
+            },
         )
     print(f"{n} unauthorised admin calls, all 401")
     for path in (tmp_path / "vendor" / "admin.token", tmp_path / "fls" / "admin.token"):

@@ -172,9 +172,9 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         assert lease.lease_id == "lse_old" and lease.features == ("mqtt_server",)
     finally:
         service.close()
-    # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the clone policy: the pool and
-    # the lease came through them
-    assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0006"
+    # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the clone policy; issue 16: 0007 the
+    # usage outbox. The pool and the lease came through them.
+    assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0007"
     assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
 
 
@@ -193,7 +193,7 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         FloatingService.open(tmp_path).close()
         where = database_url or tmp_path / FLOATING_DB
         assert _drift(where, floating_store.metadata, floating_store.SCHEMA) == []
-        assert _revision(where, floating_store.SCHEMA) == "0006"
+        assert _revision(where, floating_store.SCHEMA) == "0007"
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
@@ -258,7 +258,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     assert errors == []
     schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == ("0005" if server == "activation" else "0006")
+    assert _revision(db, schema) == ("0005" if server == "activation" else "0007")
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])

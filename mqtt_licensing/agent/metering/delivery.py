@@ -63,6 +63,16 @@ class UsageDuty:
         self._alarmed = False
 
     async def close(self, source: Any) -> None:
+        """At shutdown: the open interval becomes a record; on a floating lease, the records go to the
+        floating server before the seat is handed back (it takes records from lease holders only)."""
+        from ..sources.floating import FloatingSource
+        from .floating import report_to_floating
+
+        await self._close_interval(source)
+        if isinstance(source, FloatingSource) and self.metering.ledger.pending_count:
+            await report_to_floating(self.metering, source)
+
+    async def _close_interval(self, source: Any) -> None:
         cert = getattr(source, "certificate", None) if source is not None else None
         await self.metering.close_interval(
             license_id=getattr(cert, "license_id", None), activation_id=getattr(cert, "activation_id", None)
@@ -119,16 +129,22 @@ class UsageDuty:
         config, now = self.ctx.config, self.ctx.now()
         self._alarm(source)
         if now - self.metering.interval_start >= config.usage_interval:
-            await self.close(source)
+            await self._close_interval(source)
         due = now - self._last_report_attempt >= config.usage_report_interval
         if (due or checked_in) and self.metering.ledger.pending_count:
             await self.report(source)
 
     async def report(self, source: Any) -> None:
+        from ..sources.floating import FloatingSource
         from ..sources.online import OnlineSource, vendor_url
+        from .floating import report_to_floating
 
+        if isinstance(source, FloatingSource):
+            self._last_report_attempt = self.ctx.now()
+            await report_to_floating(self.metering, source)
+            return
         if not isinstance(source, OnlineSource) or source.gone:
-            return  # offline and floating usage travels in their codes and through the floating server
+            return  # offline usage travels in its codes
         self._last_report_attempt = self.ctx.now()
         try:
             await report_online(

@@ -118,6 +118,11 @@ async def report_usage(request: Request) -> JSONResponse:
     return JSONResponse({"ack": b64(ack)})
 
 
+async def forward_usage(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    return JSONResponse({"ack": b64(await run_in_threadpool(_service(request).forward_usage, blob))})
+
+
 # -- admin ----------------------------------------------------------------------------------
 
 
@@ -195,6 +200,7 @@ ROUTES = [
     Route("/v1/floating/activations", floating_activate, methods=["POST"]),
     Route("/v1/floating/check-in", floating_check_in, methods=["POST"]),
     Route("/v1/usage", report_usage, methods=["POST"]),
+    Route("/v1/floating/usage", forward_usage, methods=["POST"]),
     Route("/v1/admin/licenses", admin(create_license), methods=["POST"]),
     Route("/v1/admin/licenses", admin(list_licenses), methods=["GET"]),
     Route("/v1/admin/licenses/{license_id}", admin(get_license), methods=["GET"]),

@@ -12,21 +12,26 @@ from ...core.documents import open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
+from .forwarded import ForwardedUsageApi
 from .records import bad
 from .store import ActivationRecord, LicenseRecord
-from .usage import UsageApi
 
 log = logging.getLogger(__name__)
 
 
-class OfflineCodes(UsageApi):
+class OfflineCodes(ForwardedUsageApi):
     def offline_activate(self, request_code: Any) -> dict[str, Any]:
         """Turn a usage request code into a usage license (armoured text)."""
         lic, act, reused, now, stored = self._offline_bind(
             request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, LicenseModel.OFFLINE
         )
         cert = self._activation_certificate(
-            lic, act, now, valid_until=lic.expires_at, request_nonce=act.request_nonce, usage_stored=tuple(stored)
+            lic,
+            act,
+            now,
+            valid_until=lic.expires_at,
+            request_nonce=act.request_nonce,
+            usage_stored=tuple(s for s in stored if isinstance(s, int)),
         )
         return {
             "usage_records": len(stored),
@@ -61,11 +66,13 @@ class OfflineCodes(UsageApi):
 
     def floating_issue(self, request_code: Any) -> dict[str, Any]:
         """Turn a floating server's request code into an armoured floating certificate."""
-        lic, act, reused, now, _stored = self._offline_bind(
+        lic, act, reused, now, stored = self._offline_bind(
             request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, LicenseModel.FLOATING
         )
-        cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce)
+        refs = tuple(str(ref) for ref in stored)
+        cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce, usage_stored=refs)
         return {
+            "usage_records": len(refs),
             "certificate": armor(labels.FLOATING_CERTIFICATE, cert),
             "activation_id": act.id,
             "license_id": lic.id,
@@ -74,7 +81,7 @@ class OfflineCodes(UsageApi):
 
     def _offline_bind(
         self, code: Any, label: str, kind: str, model: LicenseModel
-    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, list[int]]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, list[int] | list[str]]:
         request = open_instance_request(unarmor(code, label), kind)
         if not request.key_digest:
             raise bad("the request code names no license key")
@@ -106,7 +113,11 @@ class OfflineCodes(UsageApi):
                         "it must not serve: no usage license is issued",
                     )
             act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
-            stored = self.import_usage(tx, act, list(request.usage), "offline")
+            stored: list[int] | list[str]
+            if kind == labels.KIND_FLOATING_REQUEST:  # its brokers' records, each with its own key
+                stored = self.import_forwarded(tx, act, request, "floating_offline")
+            else:
+                stored = self.import_usage(tx, act, list(request.usage), "offline")
         log.info(
             "offline %s %s of %s for instance %s",
             "update" if reused else "activation",

@@ -222,7 +222,13 @@ class ServiceBase:
         ).sign(self.signing_key)
 
     def _floating_certificate(
-        self, lic: LicenseRecord, act: ActivationRecord, now: int, *, request_nonce: str | None = None
+        self,
+        lic: LicenseRecord,
+        act: ActivationRecord,
+        now: int,
+        *,
+        request_nonce: str | None = None,
+        usage_stored: tuple[str, ...] = (),
     ) -> bytes:
         return FloatingCertificate(
             license_id=lic.id,
@@ -238,4 +244,5 @@ class ServiceBase:
             support_until=lic.support_until,
             max_connections=lic.max_connections,
             request_nonce=request_nonce,
+            usage_stored=usage_stored,
         ).sign(self.signing_key)

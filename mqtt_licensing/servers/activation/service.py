@@ -4,7 +4,8 @@
 CLI verbs directly on the data folder, and by tests. It is one facade over three
 concerns, one module each: :mod:`.licenses` (the vendor's admin work),
 :mod:`.instances` (what instances ask online), :mod:`.codes` (offline and floating
-request codes) and :mod:`.usage` (metered usage records). It talks to the database only
+request codes), :mod:`.usage` (metered usage records) and :mod:`.forwarded` (those a floating
+server forwards). It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation) is one
 transaction that first locks the license row.
 """
@@ -22,6 +23,7 @@ from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from .codes import OfflineCodes
+from .forwarded import ForwardedUsageApi
 from .instances import InstanceApi
 from .licenses import LicenseAdmin
 from .records import Clock, activation_to_dict, license_to_dict, system_clock
@@ -36,7 +38,7 @@ DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
 
-class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, UsageApi):
+class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageApi, UsageApi):
     """The activation server's behaviour; thread-safe (all state is in the database)."""
 
     def __init__(

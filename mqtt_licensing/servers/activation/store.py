@@ -300,6 +300,16 @@ class Tx:
         ).one()
         return int(row[0]), int(row[1] or 0)
 
+    def usage_instances(self, license_id: str) -> set[str]:
+        """Every instance with usage billed to the license (a floating server's brokers have no activation)."""
+        c = usage_records.c
+        return {
+            str(fp)
+            for (fp,) in self.conn.execute(
+                sa.select(c.instance_fingerprint).distinct().where(c.license_id == license_id)
+            )
+        }
+
     def usage_sequence_set(self, fingerprint: str) -> set[int]:
         query = sa.select(usage_records.c.sequence).where(usage_records.c.instance_fingerprint == fingerprint)
         return {int(s) for (s,) in self.conn.execute(query)}

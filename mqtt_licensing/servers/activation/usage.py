@@ -71,6 +71,7 @@ class UsageApi(ServiceBase):
             self._license(tx, license_id)
             days = tx.usage_by_day(license_id, first, last)
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
+            instances |= tx.usage_instances(license_id)  # issue 16: brokers behind a floating server too
             gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
         for row in days:
             row["client_hours"] = round(row["client_seconds"] / 3600, 4)
@@ -85,31 +86,36 @@ class UsageApi(ServiceBase):
             record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
             if record.instance_fingerprint != act.instance_fingerprint:
                 raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
-            if record.sequence < 1 or record.period_end < record.period_start:
-                raise bad(f"usage record {record.sequence} is malformed")
-            if min(record.messages, record.bytes, record.client_seconds) < 0:
-                raise bad(f"usage record {record.sequence} has negative usage")
-            owner = self._owner(tx, act, record)
-            new = tx.insert_usage(
-                {
-                    "instance_fingerprint": record.instance_fingerprint,
-                    "sequence": record.sequence,
-                    "license_id": owner.license_id,
-                    "activation_id": owner.id,
-                    "day": billing_day(record.period_start),
-                    "period_start": record.period_start,
-                    "period_end": record.period_end,
-                    "messages": record.messages,
-                    "bytes": record.bytes,
-                    "client_seconds": record.client_seconds,
-                    "received_at": now,
-                    "via": via,
-                }
-            )
-            if not new:
-                log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+            self._store_record(tx, act, record, now, via=via)
             stored.append(record.sequence)
         return stored
+
+    def _store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
+        """One verified record, billed to ``act``'s license (or the earlier activation it names); True if new."""
+        if record.sequence < 1 or record.period_end < record.period_start:
+            raise bad(f"usage record {record.sequence} is malformed")
+        if min(record.messages, record.bytes, record.client_seconds) < 0:
+            raise bad(f"usage record {record.sequence} has negative usage")
+        owner = self._owner(tx, act, record)
+        new = tx.insert_usage(
+            {
+                "instance_fingerprint": record.instance_fingerprint,
+                "sequence": record.sequence,
+                "license_id": owner.license_id,
+                "activation_id": owner.id,
+                "day": billing_day(record.period_start),
+                "period_start": record.period_start,
+                "period_end": record.period_end,
+                "messages": record.messages,
+                "bytes": record.bytes,
+                "client_seconds": record.client_seconds,
+                "received_at": now,
+                "via": via,
+            }
+        )
+        if not new:
+            log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+        return new
 
     @staticmethod
     def _owner(tx: Tx, act: ActivationRecord, record: UsageRecord) -> ActivationRecord:
@@ -126,5 +132,12 @@ class UsageApi(ServiceBase):
         count, highest = tx.usage_sequences(fingerprint)
         if count == highest:
             return ()
-        held = tx.usage_sequence_set(fingerprint)
-        return tuple(s for s in range(1, highest + 1) if s not in held)[:_MAX_MISSING_LISTED]
+        # Walk what is held, not 1..highest: a record numbered 10**15 must not make a loop that long.
+        missing: list[int] = []
+        expected = 1
+        for sequence in sorted(tx.usage_sequence_set(fingerprint)):
+            missing.extend(range(expected, min(sequence, expected + _MAX_MISSING_LISTED - len(missing))))
+            if len(missing) >= _MAX_MISSING_LISTED:
+                break
+            expected = sequence + 1
+        return tuple(missing)

@@ -5,6 +5,8 @@ Lease API (JSON; binary fields are base64url without padding):
 * ``POST /v1/leases``          ``{"request": b64(InstanceRequest kind=lease_acquire)}`` -> ``{"lease": b64}``
 * ``POST /v1/leases/renew``    ``{"request": b64(kind=lease_renew)}``   -> ``{"lease": b64}``
 * ``POST /v1/leases/release``  ``{"request": b64(kind=lease_release)}`` -> ``{"released": bool}``
+* ``POST /v1/usage``          ``{"request": b64(kind=lease_usage), "records": [b64(UsageRecord)]}``
+  -> ``{"ack": b64(UsageAck)}`` (issue 16: a lease holder's usage records, see :mod:`.usage`)
 * ``GET /v1/health``, ``GET /v1/noop`` (benchmark baseline)
 * ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases
 
@@ -29,7 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import b64
+from ...core.signing import b64, unb64
 from .._http import EXCEPTION_HANDLERS, blob_field, client_address, read_json, require_bearer
 from .._observe import ObserveMiddleware
 from .metrics import floating_metrics
@@ -63,6 +65,16 @@ async def release(request: Request) -> JSONResponse:
     return JSONResponse({"released": released})
 
 
+async def report_usage(request: Request) -> JSONResponse:
+    data = await read_json(request)
+    blob, records = blob_field(data), data.get("records")
+    if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
+        raise LicensingError(ErrorCode.MISSING_FIELD, "records must be a list of base64 usage records")
+    blobs = [unb64(r) for r in records]
+    ack = await run_in_threadpool(_service(request).accept_usage, blob, blobs)
+    return JSONResponse({"ack": b64(ack)})
+
+
 async def health(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "service": "floating", "server_fingerprint": _service(request).fingerprint})
 
@@ -80,6 +92,7 @@ ROUTES = [
     Route("/v1/leases", acquire, methods=["POST"]),
     Route("/v1/leases/renew", renew, methods=["POST"]),
     Route("/v1/leases/release", release, methods=["POST"]),
+    Route("/v1/usage", report_usage, methods=["POST"]),
     Route("/v1/health", health, methods=["GET"]),
     Route("/v1/noop", noop, methods=["GET"]),
     Route("/v1/admin/status", admin_status, methods=["GET"]),

@@ -22,6 +22,7 @@ from ...core.keys import key_digest
 from ...core.signing import fingerprint, public_bytes, public_key_from_text, public_key_to_text
 from .._files import atomic_write
 from .store import FloatingStore, Tx
+from .usage import parse_ref
 
 VENDOR_KEY_FILE = "vendor.pub"
 
@@ -145,9 +146,10 @@ class FloatingPool:
 
     def offline_request(self, license_key: str) -> bytes:
         """Offline activation: a signed floating_request; its nonce becomes the pending one
-        (a new request supersedes the previous)."""
+        (a new request supersedes the previous). It carries the brokers' usage records held here."""
         now = self.clock()
-        blob, nonce = self._sign_request(labels.KIND_FLOATING_REQUEST, now, key_digest=key_digest(license_key))
+        usage = self.usage_fields()  # type: ignore[attr-defined]  # FloatingUsage, the service's other half
+        blob, nonce = self._sign_request(labels.KIND_FLOATING_REQUEST, now, key_digest=key_digest(license_key), **usage)
         with self.store.transaction() as tx:
             tx.lock_pool()
             tx.update_pool(pending_nonce=nonce, pending_at=now)
@@ -232,6 +234,8 @@ class FloatingPool:
                 values.update(pending_nonce=None, pending_at=None, vendor_url=None)
             elif vendor_url is not None:
                 values["vendor_url"] = vendor_url
+            # issue 16: the usage records the request code carried that the vendor now holds
+            tx.drop_usage([ref for ref in map(parse_ref, cert.usage_stored) if ref is not None])
             tx.update_pool(**values)
         if vendor_public_key is not None:
             self.pin_vendor_key(vendor_public_key)

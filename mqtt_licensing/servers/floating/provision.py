@@ -69,7 +69,13 @@ async def deactivate_online(
     service: FloatingService, vendor_url: str | None = None, *, options: HttpOptions | None = None
 ) -> FloatingCertificate | None:
     """Return the activation to the vendor, then stop leasing (only once the vendor agreed)."""
+    from .usage import forward_online
+
     url = _vendor_url(service, vendor_url)
+    try:  # the brokers' usage held here still bills this activation: hand it over first
+        await forward_online(service, url, options=options or VENDOR_HTTP)
+    except LicensingError as exc:
+        log.warning("usage records could not be forwarded before the deactivation (kept): %s", exc)
     request = service.deactivation_request(offline=False)
     async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
         try:

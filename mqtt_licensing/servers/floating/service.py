@@ -39,6 +39,7 @@ from . import clones
 from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
+from .usage import FloatingUsage
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ def system_clock() -> int:
     return int(time.time())
 
 
-class FloatingService(FloatingPool):
+class FloatingService(FloatingPool, FloatingUsage):
     """The floating server's behaviour; thread-safe (all state is in the database)."""
 
     def __init__(
@@ -338,6 +339,7 @@ class FloatingService(FloatingPool):
                 for le in leases
             ],
         }
+        out["usage"] = self.usage_status()  # issue 16: brokers' records held for the vendor
         if row.deactivated_at is not None:
             out["deactivated_at"] = row.deactivated_at
             out["deactivated_activation_id"] = row.deactivated_activation_id

@@ -12,6 +12,8 @@ Tables
                       (raw bytes, re-verified on every use), the pending offline
                       request nonce, the vendor URL used for online provisioning.
   ``leases``          one row per seat in use; at most one per instance fingerprint.
+  ``usage_outbox``    usage records of leasing brokers (issue 16), one per (instance,
+                      sequence), kept until the vendor's receipt names them.
   ``request_nonces``  nonces of recent lease requests, so a captured request cannot
                       be replayed; pruned once their ``created_at`` is outside the
                       accepted clock window.
@@ -94,6 +96,18 @@ pool_access = sa.Table(
     sa.Column("kind", sa.String(16), primary_key=True),
     sa.Column("value", sa.String(128), primary_key=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Metering (issue 16): what the floating server holds for the vendor. The primary key makes a
+# record an agent resends (its receipt was lost) a no-op; rows go once the vendor receipts them.
+usage_outbox = sa.Table(
+    "usage_outbox",
+    metadata,
+    sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True),
+    sa.Column("record", sa.LargeBinary, nullable=False),  # exactly as the instance signed it
+    sa.Column("public_key", sa.LargeBinary, nullable=False),  # the lease holder's key that verified it
+    sa.Column("received_at", sa.BigInteger, nullable=False, index=True),
 )
 
 
@@ -281,6 +295,49 @@ class Tx:
     def unsuspend(self, fingerprint: str) -> bool:
         query = sa.delete(suspended_instances).where(suspended_instances.c.fingerprint == fingerprint)
         return self.conn.execute(query).rowcount > 0
+
+    # -- usage outbox (issue 16) -----------------------------------------------------
+    def insert_usage(self, fingerprint: str, sequence: int, record: bytes, public_key: bytes, now: int) -> bool:
+        """Hold one record for the vendor unless it is held already; True if new."""
+        c = usage_outbox.c
+        held = self.conn.execute(
+            sa.select(c.sequence).where(c.instance_fingerprint == fingerprint, c.sequence == sequence)
+        ).first()
+        if held is not None:
+            return False
+        self.conn.execute(
+            usage_outbox.insert().values(
+                instance_fingerprint=fingerprint,
+                sequence=sequence,
+                record=record,
+                public_key=public_key,
+                received_at=now,
+            )
+        )
+        return True
+
+    def usage_outbox(self, limit: int) -> list[tuple[str, int, bytes, bytes]]:
+        """The oldest held records: (instance, sequence, record, public key)."""
+        c = usage_outbox.c
+        rows = self.conn.execute(
+            sa.select(c.instance_fingerprint, c.sequence, c.record, c.public_key)
+            .order_by(c.received_at, c.instance_fingerprint, c.sequence)
+            .limit(limit)
+        )
+        return [(str(fp), int(seq), bytes(rec), bytes(key)) for fp, seq, rec, key in rows]
+
+    def usage_outbox_count(self) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).select_from(usage_outbox)).scalar_one())
+
+    def drop_usage(self, refs: list[tuple[str, int]]) -> int:
+        """Delete records the vendor acknowledged; how many were held."""
+        c = usage_outbox.c
+        dropped = 0
+        for fp, seq in refs:
+            dropped += self.conn.execute(
+                sa.delete(usage_outbox).where(c.instance_fingerprint == fp, c.sequence == seq)
+            ).rowcount
+        return dropped
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:

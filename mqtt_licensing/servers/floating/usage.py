@@ -1,0 +1,203 @@
+"""Metering through a floating server (issue 16): its brokers' usage records, collected and carried on.
+
+A broker on a lease never talks to the vendor. It delivers its signed
+:class:`~mqtt_licensing.core.documents.UsageRecord`\\ s here (``POST /v1/usage``, a ``lease_usage``
+request signed by the instance key); each record is verified against the lease holder's key on
+record, held once per (instance, sequence) in ``usage_outbox`` together with that key, and
+receipted with a :class:`UsageAck` signed by this server's key (the key the agent already trusts
+through the vendor-signed floating certificate). The agent deletes its records only on that receipt.
+
+The outbox then goes on to the vendor:
+
+* online (``floating serve`` with a vendor URL): in batches, each a ``floating_usage`` request
+  signed by this server that embeds the records and their instances' public keys; the vendor's
+  :class:`ForwardedUsageAck` for that batch's nonce deletes the records it names;
+* offline: the next ``floating request`` code carries the oldest held records; the floating
+  certificate the vendor answers with names those it stored (``usage_stored``), deleted on install.
+
+A kill between the vendor's commit and the deletion here only sends the records again: the vendor
+stores each (instance, sequence) once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from ...clients.activation import ActivationClient
+from ...clients.http import HttpOptions
+from ...core import labels
+from ...core.documents import (
+    ForwardedUsageAck,
+    UsageAck,
+    UsageRecord,
+    open_instance_request,
+    sign_instance_request,
+    usage_ref,
+)
+from ...core.errors import ErrorCode, LicensingError
+from ...core.signing import load_public_key
+from .._requests import check_fresh, peek_request
+from .store import FloatingStore
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS_FROM_AGENT = 500  # as the vendor takes from one instance
+MAX_RECORDS_PER_BATCH = 200  # one forwarded batch stays well under the vendor's request limit
+MAX_RECORDS_PER_CODE = 100  # a request code is a signed document of at most 64 KiB
+DEFAULT_FORWARD_INTERVAL = 300.0
+
+
+def parse_ref(ref: str) -> tuple[str, int] | None:
+    fp, _, seq = ref.rpartition(":")
+    return (fp, int(seq)) if fp and seq.isdigit() else None
+
+
+class FloatingUsage:
+    """The usage half of :class:`.service.FloatingService`."""
+
+    store: FloatingStore
+    signing_key: Ed25519PrivateKey
+    clock: Callable[[], int]
+    max_clock_skew: int
+    fingerprint: str
+    _require_certificate: Callable[[], Any]
+
+    # -- agent -> floating server ---------------------------------------------------------
+    def accept_usage(self, request_blob: bytes, records: list[bytes]) -> bytes:
+        """Hold a leasing instance's records for the vendor; return the signed receipt."""
+        if len(records) > MAX_RECORDS_FROM_AGENT:
+            raise LicensingError(ErrorCode.BAD_REQUEST, f"at most {MAX_RECORDS_FROM_AGENT} usage records per report")
+        now = self.clock()
+        claimed = peek_request(request_blob).fingerprint
+        sequences: list[int] = []
+        with self.store.transaction() as tx:
+            lease = tx.lease_by_fingerprint(claimed)  # expired or not: what counts is the key on record
+            if lease is None:
+                raise LicensingError(
+                    ErrorCode.LEASE_NOT_FOUND, "no lease of this instance: usage is taken from lease holders only"
+                )
+            key = load_public_key(lease.public_key)
+            request = open_instance_request(request_blob, labels.KIND_LEASE_USAGE, key)
+            check_fresh(request, now, self.max_clock_skew)
+            for blob in records:
+                record = UsageRecord.open(blob, key)  # raises for anything the lease holder did not sign
+                if record.instance_fingerprint != lease.instance_fingerprint:
+                    raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
+                if record.sequence < 1 or record.period_end < record.period_start:
+                    raise LicensingError(ErrorCode.BAD_REQUEST, f"usage record {record.sequence} is malformed")
+                if min(record.messages, record.bytes, record.client_seconds) < 0:
+                    raise LicensingError(ErrorCode.BAD_REQUEST, f"usage record {record.sequence} has negative usage")
+                tx.insert_usage(record.instance_fingerprint, record.sequence, bytes(blob), lease.public_key, now)
+                sequences.append(record.sequence)
+        return UsageAck(
+            instance_fingerprint=claimed, sequences=tuple(sequences), request_nonce=request.nonce, issued_at=now
+        ).sign(self.signing_key)
+
+    # -- floating server -> vendor ----------------------------------------------------------
+    def _held(self, limit: int) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+        with self.store.transaction() as tx:
+            rows = tx.usage_outbox(limit)
+        refs = [(fp, seq) for fp, seq, _rec, _key in rows]
+        keys = tuple(dict.fromkeys(key for _fp, _seq, _rec, key in rows))
+        return refs, {"usage": tuple(rec for _fp, _seq, rec, _key in rows), "usage_keys": keys}
+
+    def usage_fields(self) -> dict[str, Any]:
+        """What an offline request code carries: the oldest held records and their keys."""
+        return self._held(MAX_RECORDS_PER_CODE)[1]
+
+    def forward_batch(self) -> tuple[bytes, str, list[tuple[str, int]]] | None:
+        """A signed batch of held records for the vendor (request, nonce, what it carries), or None."""
+        refs, fields = self._held(MAX_RECORDS_PER_BATCH)
+        if not refs:
+            return None
+        cert = self._require_certificate().certificate
+        nonce = secrets.token_hex(16)
+        request = sign_instance_request(
+            self.signing_key,
+            kind=labels.KIND_FLOATING_USAGE,
+            nonce=nonce,
+            created_at=self.clock(),
+            activation_id=cert.activation_id,
+            license_id=cert.license_id,
+            **fields,
+        )
+        return request, nonce, refs
+
+    def forwarded(self, ack_blob: bytes, nonce: str, sent: list[tuple[str, int]], vendor: Any) -> int:
+        """Verify the vendor's receipt for exactly this batch; delete the records it names."""
+        ack = ForwardedUsageAck.open(ack_blob, vendor)
+        if ack.server_fingerprint != self.fingerprint or ack.request_nonce != nonce:
+            raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the usage receipt answers another batch")
+        return self.drop_acknowledged(ack.stored, sent)
+
+    def drop_acknowledged(self, stored: tuple[str, ...], sent: list[tuple[str, int]] | None = None) -> int:
+        refs = [r for r in (parse_ref(s) for s in stored) if r is not None and (sent is None or r in sent)]
+        if not refs:
+            return 0
+        with self.store.transaction() as tx:
+            return tx.drop_usage(refs)
+
+    def usage_status(self) -> dict[str, Any]:
+        with self.store.transaction() as tx:
+            return {"outbox": tx.usage_outbox_count()}
+
+
+async def forward_online(service: Any, vendor_url: str, *, options: HttpOptions) -> int:
+    """Send every held record to the vendor in batches; how many it acknowledged."""
+    vendor = service.vendor_key()
+    if vendor is None:
+        raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned")
+    total = 0
+    while (batch := await asyncio.to_thread(service.forward_batch)) is not None:
+        request, nonce, refs = batch
+        async with ActivationClient(vendor_url, options=options) as client:
+            ack = await client.forward_usage(request)
+        dropped = await asyncio.to_thread(service.forwarded, ack, nonce, refs, vendor)
+        total += dropped
+        if not dropped:
+            break  # the vendor took none of them: retry on the next schedule, never loop here
+    return total
+
+
+async def forward_periodically(service: Any, interval: float, options: HttpOptions) -> None:
+    """Background task for ``floating serve``: carry the outbox to an online vendor."""
+    while True:
+        await asyncio.sleep(interval)
+        url = service.vendor_url
+        if not url:
+            continue  # provisioned offline: the records ride in the next request code
+        try:
+            sent = await forward_online(service, url, options=options)
+            if sent:
+                log.info("forwarded %d usage record(s) to the vendor", sent)
+        except LicensingError as exc:
+            log.warning("forwarding usage to the vendor failed (kept for the next attempt): %s", exc)
+
+
+def vendor_duties(
+    service: Any, refresh_interval: float, forward_interval: float, options: HttpOptions
+) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    """``floating serve``'s background work with the vendor: certificate refresh and usage forwarding."""
+    from .provision import refresh_periodically
+
+    duties: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if refresh_interval > 0:
+        duties.append(lambda: refresh_periodically(service, refresh_interval, options))
+    if forward_interval > 0:
+        duties.append(lambda: forward_periodically(service, forward_interval, options))
+    if not duties:
+        return None
+
+    async def run() -> None:
+        await asyncio.gather(*(duty() for duty in duties))
+
+    return run
+
+
+__all__ = ["FloatingUsage", "forward_online", "forward_periodically", "parse_ref", "usage_ref", "vendor_duties"]
