@@ -300,7 +300,14 @@ class LicensingAgent(Operations, Scheduler):
         ).to_json(self._mac_key)
         alarm_events = self._alarms.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:
-            await asyncio.to_thread(self._store.write, data)
+            write = asyncio.ensure_future(asyncio.to_thread(self._store.write, data))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # A cancelled await leaves the thread writing: the lock is held until it is done,
+                # or the next save would share its temp file.
+                await write
+                raise
         for event in alarm_events:
             log_alarm(event)
             self._out.emit(event.pop("type"), **event)
