@@ -33,7 +33,7 @@ class PoolView:
     certificate: FloatingCertificate
     blob: bytes
     vendor_url: str | None
-    seat_check_before: int | None = None  # see store.pool
+    seat_check_before: int | None = None  # see schema.pool
 
 
 def lapsed(cert: FloatingCertificate, now: int) -> str | None:

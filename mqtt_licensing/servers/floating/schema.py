@@ -1,0 +1,77 @@
+"""Floating server tables (SQLAlchemy Core): what :mod:`.store` queries and the migrations in
+``migrations/`` must match (``tests/servers/test_migrations.py`` checks the drift).
+
+Tables
+  ``pool``            exactly one row (id 1): the installed vendor-signed certificate
+                      (raw bytes, re-verified on every use), the pending offline
+                      request nonce, the vendor URL used for online provisioning.
+  ``leases``          one row per seat in use; at most one per instance fingerprint.
+  ``request_nonces``  nonces of recent lease requests, so a captured request cannot
+                      be replayed; pruned once their ``created_at`` is outside the
+                      accepted clock window.
+  ``pool_access``     who may take a new seat.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from .._db import Schema
+
+metadata = sa.MetaData()
+
+SCHEMA = Schema("floating", Path(__file__).parent / "migrations", marker_table="pool")
+
+POOL_ID = 1
+
+pool = sa.Table(
+    "pool",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("certificate", sa.LargeBinary, nullable=True),
+    sa.Column("installed_at", sa.BigInteger, nullable=True),
+    sa.Column("vendor_url", sa.String(2048), nullable=True),
+    sa.Column("pending_nonce", sa.String(128), nullable=True),
+    sa.Column("pending_at", sa.BigInteger, nullable=True),
+    sa.Column("deactivated_at", sa.BigInteger, nullable=True),
+    sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
+    # Leases issued before this time re-check their seat order (see migration 0003); NULL: all fit.
+    sa.Column("seat_check_before", sa.BigInteger, nullable=True),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("lease_id", sa.String(64), primary_key=True),
+    sa.Column("instance_fingerprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("public_key", sa.LargeBinary, nullable=False),
+    sa.Column("features", sa.JSON, nullable=False),
+    sa.Column("issued_at", sa.BigInteger, nullable=False),  # when the seat was first taken
+    sa.Column("renewed_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("chain", sa.String(64), nullable=True),
+    sa.Column("chain_prev", sa.String(64), nullable=True),
+    sa.Column("cloned_at", sa.BigInteger, nullable=True),
+    sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
+)
+
+request_nonces = sa.Table(
+    "request_nonces",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("nonce", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False, index=True),
+)
+
+
+# Who may take a new seat (issue 10): ("token", sha256 of a join token), ("fingerprint", fp),
+# ("network", "10.0.0.0/8"). No row: the pool is open, as it was before the table existed.
+pool_access = sa.Table(
+    "pool_access",
+    metadata,
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("value", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
