@@ -1,9 +1,10 @@
 """The licensing agent: one per broker instance.
 
 It holds at most one current license source (none is the trial), keeps the derived
-:class:`~mqtt_licensing.core.state.Evaluation` fresh, schedules the source's background work,
-persists state.json, and publishes status and events. Admission and topic rights live in
-:mod:`.access`, the request path in :mod:`.requests`, each license model in :mod:`.sources`.
+:class:`~mqtt_licensing.core.state.Evaluation` fresh, persists state.json, and publishes status
+and events. Admission and topic rights live in :mod:`.access`, the request path in
+:mod:`.requests`, the operations it dispatches in :mod:`.operations`, the background tick in
+:mod:`.scheduler`, each license model in :mod:`.sources`.
 
 Broker-agnostic by construction: a broker adapter calls :meth:`admit`, :meth:`connected`,
 :meth:`disconnected`, :meth:`may_subscribe`, :meth:`may_receive` and :meth:`handle_message`,
@@ -16,17 +17,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Hashable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from ..core import protocol
 from ..core.documents import sign_instance_request
 from ..core.errors import ErrorCode, LicensingError
-from ..core.features import MQTT_SERVER
 from ..core.gate import Decision
-from ..core.models import LicenseModel
 from ..core.signing import fingerprint
 from ..core.state import Evaluation, Facts, LicenseState, evaluate
 from ..core.timefmt import iso
@@ -37,21 +34,19 @@ from .config import AgentConfig
 from .marker import load_checked
 from .metering import Meter, Metering
 from .metering.delivery import UsageDuty
-from .metrics import AgentMetrics, background_kind
+from .metrics import AgentMetrics
+from .operations import Operations
 from .publisher import Publisher
 from .requests import Requests
-from .sources import LicenseSource, SourceContext, facts_of, operate, source_from_json
-from .sources.floating import FloatingSource
+from .scheduler import Scheduler
+from .sources import LicenseSource, SourceContext, facts_of, source_from_json
 from .statefile import ClockRecord, StateStore, StoredState, mac_key
 from .status import build_status
-from .trial import vendor_trial_start
 
 log = logging.getLogger(__name__)
 
-_CLOCK_SAVE_EVERY = 60
 
-
-class LicensingAgent:
+class LicensingAgent(Operations, Scheduler):
     def __init__(
         self,
         config: AgentConfig,
@@ -70,7 +65,6 @@ class LicensingAgent:
         self._limits = config.limits()
         self._alarm_settings = config.alarm_settings()
         self._alarms = AlarmBoard()
-        self._lease_error: str | None = None  # the last auto-lease failure (no_seat)
         self.metrics = AgentMetrics(self.status_document)
         self._out = Publisher(clock)
         self._access = Access(config, now=self._now, evaluation=self._current_evaluation, emit=self._out.emit)
@@ -87,16 +81,12 @@ class LicensingAgent:
         # Saves come from request handlers and the background loop: one at a time, newest last,
         # or two threads would share one temp file (a lost write, or a torn file at a crash).
         self._save_lock = asyncio.Lock()
-        self._runner: asyncio.Task[None] | None = None
         self._trial_started_at = int(clock())
         self._clock = ClockRecord()
         self._time = LicenseClock(self._clock, self._limits.clock_tolerance, wall=self._wall, monotonic=monotonic)
         self._source: LicenseSource | None = None
         self._problems: list[LicensingError] = []
         self._evaluation = Evaluation(LicenseState.UNLICENSED, "not loaded yet")
-        self._last_clock_save = 0
-        self._last_auto_lease_attempt = 0.0
-        self._auto_lease_enabled = True
         self.fingerprint = ""
         self._loaded = False
         self._load_error: LicensingError | None = None
@@ -158,14 +148,11 @@ class LicensingAgent:
         self._out.transport = transport
         if not self._loaded:
             raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the agent was started before load()")
-        self._runner = asyncio.create_task(self._run(), name="license-agent")
+        self._start_background()
 
     async def stop(self) -> None:
         """Clean shutdown: a floating seat is handed back at once, state is saved."""
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
+        await self._stop_background()
         async with self._lock:
             await self._usage.close(self._source)  # the open interval becomes a record, not a loss
             if self._source is not None:
@@ -242,143 +229,6 @@ class LicensingAgent:
         """Serve one PUBLISH to a ``$license/...`` topic; always answers, never raises."""
         await self._requests.handle(conn, topic, payload)
 
-    # -- license operations --------------------------------------------------------------------
-
-    async def _dispatch(self, request: protocol.Request) -> dict[str, Any]:
-        with self.metrics.timed(request.operation):
-            return await self._dispatch_timed(request)
-
-    async def _dispatch_timed(self, request: protocol.Request) -> dict[str, Any]:
-        if request.operation == "status":
-            return {"status": self.status_document()}
-        if request.operation == "events_recent":
-            return {"events": self._out.recent(protocol.optional_seconds(request.fields, "since"))}
-        if not self._loaded:
-            raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the license agent is not loaded")
-        async with self._lock:
-            try:
-                async with self._changing():
-                    data = await self._operate(request.operation, request.fields)
-            except LicensingError as exc:
-                # Kept in the status until an operation succeeds: a refusal (say the vendor's
-                # no_activations_left) stays visible to whoever looks later, not only to the requester.
-                self._last_failure = {"operation": request.operation, **exc.to_dict(), "at": iso(self._now())}
-                self._refresh(self._now())
-                raise
-            self._last_failure = None
-            self._refresh(self._now())
-            if self._alarms.pending:
-                await self._save()
-        self._out.emit(
-            "command",
-            operation=request.operation,
-            correlation_id=request.correlation_id,
-            state=str(self._evaluation.state),
-        )
-        return {**data, "status": self.status_document()}
-
-    async def _operate(self, operation: str, fields: dict[str, Any]) -> dict[str, Any]:
-        current = self._source
-        self._source, data = await operate(self._context, operation, fields, current)
-        if operation == "deactivate" and current is not None and current.model is LicenseModel.FLOATING:
-            self._auto_lease_enabled = False  # until a restart or an explicit activate
-        return data
-
-    @asynccontextmanager
-    async def _changing(self) -> AsyncIterator[None]:
-        """Wrap one operation on the source: drop a source the server disowned, save, then announce."""
-        with self._out.holding() as events:
-            try:
-                yield
-            finally:
-                if self._source is not None and self._source.gone:
-                    self._source = None
-                await self._save()
-                self._out.release(events)
-
-    # -- background work -----------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        self._refresh(self._now(), force_publish=True)
-        trial = asyncio.create_task(self._record_trial(), name="license-trial") if self._source is None else None
-        try:
-            await self._loop()
-        finally:
-            if trial is not None:
-                trial.cancel()
-
-    async def _record_trial(self) -> None:
-        """Issue 10: the vendor's first sighting of this instance on trial wins if it is earlier."""
-        started = await vendor_trial_start(self._context)
-        if started is not None and started < self._trial_started_at:
-            log.warning("the vendor saw this instance on trial since %s: the trial counts from then", iso(started))
-            self._trial_started_at = started
-            await self._save()
-            self._refresh(self._now())
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                now = self._now()
-                self._refresh(now)
-                due = self._next_due()
-                checked_in = False
-                if due is not None and now >= due and not self._lock.locked():
-                    async with self._lock:
-                        checked_in = await self._run_due()
-                        self._refresh(self._now())
-                await self._usage.tick(self._source, checked_in=checked_in)
-                if self._alarms.pending or now - self._last_clock_save >= _CLOCK_SAVE_EVERY:
-                    await self._save()
-                await self._access.enforce_existing(self._evaluation, self._out.transport)
-                self._access.refusal_log.flush()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("license agent background step failed; retrying")
-            await asyncio.sleep(self.config.tick_interval)
-
-    def _next_due(self) -> float | None:
-        if self._source is not None:
-            due = self._source.next_due()
-            if due is not None:
-                return due
-        if self._wants_auto_lease():
-            return self._last_auto_lease_attempt + self.config.retry_interval
-        return None
-
-    def _wants_auto_lease(self) -> bool:
-        """Auto-activation from config: lease a seat when nothing else is held - until an operator
-        deactivates (then only a restart or an explicit activate leases again)."""
-        return (
-            bool(self.config.floating_server_url)
-            and self._auto_lease_enabled
-            and (self._source is None or self._source.vacant)
-        )
-
-    async def _run_due(self) -> bool:
-        """True when the source's own work (a check-in) succeeded: usage records travel with it."""
-        kind = background_kind(self._source)
-        self.metrics.sync_attempts.labels(kind).inc()
-        try:
-            async with self._changing():
-                if self._source is not None and self._source.next_due() is not None:
-                    await self._source.run_due()
-                elif self._wants_auto_lease():
-                    assert self.config.floating_server_url is not None
-                    self._last_auto_lease_attempt = self._now()
-                    self._source = await FloatingSource.auto_lease(
-                        self._context, self.config.floating_server_url, self.config.floating_features or [MQTT_SERVER]
-                    )
-            self._lease_error = None
-        except LicensingError as exc:
-            self.metrics.sync_failures.labels(kind, str(exc.code)).inc()
-            if kind == "lease_acquire":
-                self._lease_error = str(exc.code)
-            log.warning("background license sync failed (%s): %s", kind, exc)
-            return False
-        return True
-
     # -- evaluation, status, persistence -------------------------------------------------------
 
     def _facts(self) -> Facts:
@@ -450,7 +300,14 @@ class LicensingAgent:
         ).to_json(self._mac_key)
         alarm_events = self._alarms.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:
-            await asyncio.to_thread(self._store.write, data)
+            write = asyncio.ensure_future(asyncio.to_thread(self._store.write, data))
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # A cancelled await leaves the thread writing: the lock is held until it is done,
+                # or the next save would share its temp file.
+                await write
+                raise
         for event in alarm_events:
             log_alarm(event)
             self._out.emit(event.pop("type"), **event)

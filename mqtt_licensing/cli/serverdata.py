@@ -1,18 +1,39 @@
-"""A server verb's data folder, database and port, checked before any work: every mistake is a
+"""What the vendor and floating server verbs share: the ``--data``/``--database-url`` options,
+the data folder, database, port and files they name, checked before any work. Every mistake is a
 :class:`~mqtt_licensing.core.errors.SetupError` (one line naming the fix, exit 2), and no verb
 but the one that creates a folder ever writes a new signing key into a mistyped path."""
 
 from __future__ import annotations
 
+import argparse
 import errno
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from ..core.errors import ErrorCode, LicensingError, SetupError
 
 T = TypeVar("T")
+
+
+def data_command(
+    verbs: argparse._SubParsersAction, name: str, help_text: str, func: Any, *, kind: str, database: str
+) -> argparse.ArgumentParser:
+    """A verb on a server's data folder; both servers spell the two options alike."""
+    p = verbs.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("--data", required=True, type=Path, metavar="DIR", help=f"the {kind} data folder (keys, database)")
+    p.add_argument(
+        "--database-url",
+        "--db-url",
+        dest="database_url",
+        metavar="URL",
+        help="the database, e.g. postgresql://user:pass@host/db (remembered in DIR/database.url; "
+        f"default: SQLite in DIR/{database})",
+    )
+    p.set_defaults(func=func)
+    return p
 
 
 def require_data_folder(data: Path, key_name: str, *, kind: str, create: str) -> None:
@@ -69,6 +90,30 @@ def require_free_port(host: str, port: int) -> None:
             ) from None
 
 
+def read_text(source: str | Path, *, code: ErrorCode = ErrorCode.INVALID_FIELD) -> str:
+    """A file named on the command line (``-``: stdin)."""
+    if str(source) == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text()
+    except OSError as exc:
+        raise SetupError(code, f"cannot read {source}: {exc.strerror}; check the file name") from None
+
+
+def write_out(text: str, out: str | Path | None) -> None:
+    """Print ``text`` and, with ``--out``, write it to that file too: printed first, so a file
+    that cannot be written loses nothing (a signed code is made only once)."""
+    print(text, end="" if text.endswith("\n") else "\n")
+    if out:
+        try:
+            Path(out).write_text(text)
+        except OSError as exc:
+            raise SetupError(
+                ErrorCode.INVALID_FIELD, f"cannot write {out}: {exc.strerror}; the text is above, choose another --out"
+            ) from None
+        print(f"(also written to {out})", file=sys.stderr)
+
+
 def _safe_url(url: str) -> str:
     import sqlalchemy as sa
 
@@ -78,4 +123,4 @@ def _safe_url(url: str) -> str:
         return "--db-url"  # unparsable: it may hold a password, so it is not echoed
 
 
-__all__ = ["open_data", "require_data_folder", "require_free_port"]
+__all__ = ["data_command", "open_data", "read_text", "require_data_folder", "require_free_port", "write_out"]

@@ -5,24 +5,39 @@ while the server runs (SQLite WAL, one transaction per change). Dates are
 YYYY-MM-DD (meaning 00:00 UTC of that day), a unix time, or `never`.
 """
 
+# Here: the argparse table, `serve` and `init`; the verbs on licenses and activations are in
+# vendor_admin.py, usage and billing in vendor_usage.py.
+
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ErrorCode, LicensingError, SetupError
-from ..core.timefmt import iso
+from ..core.errors import ErrorCode, SetupError
 from . import vendor_usage
 from .logs import add_log_options, setup_logging
 from .network import tls_args
-from .serverdata import open_data, require_data_folder, require_free_port
+from .serverdata import data_command, open_data, require_data_folder, require_free_port
+from .vendor_admin import (
+    CREATE,
+    UNSET,
+    cmd_activations,
+    cmd_floating_issue,
+    cmd_free,
+    cmd_issue,
+    cmd_licenses,
+    cmd_offline_activate,
+    cmd_offline_deactivate,
+    cmd_public_key,
+    cmd_show,
+    cmd_update,
+    open_service,
+    status_verb,
+)
 
 _CLEAR = ("never", "none", "unlimited", "")
-_REFUSALS = (ErrorCode.NO_ACTIVATIONS_LEFT, ErrorCode.SUSPENDED, ErrorCode.REVOKED, ErrorCode.EXPIRED)
 
 
 def parse_date(text: str) -> int | None:
@@ -65,97 +80,7 @@ def parse_features(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
-_CREATE = "mqtt-licensing vendor init DIR"
-
-
-def _service(args: argparse.Namespace, **options: Any) -> Any:
-    """The vendor data folder of ``--data``; a folder ``vendor init`` did not make is refused."""
-    from ..servers.activation.service import KEY_NAME, ActivationService  # per verb: keeps the CLI fast
-
-    data = Path(args.data)
-    require_data_folder(data, KEY_NAME, kind="vendor", create=_CREATE)
-    url = args.database_url
-    return open_data(data, lambda: ActivationService.open(data, database_url=url, **options), db_url=url)
-
-
-def format_time(ts: Any) -> str:
-    return iso(ts) or "never"
-
-
-def _read_file(path: str) -> str:
-    try:
-        return Path(path).read_text() if path != "-" else sys.stdin.read()
-    except OSError as exc:
-        raise SetupError(ErrorCode.BAD_REQUEST, f"cannot read {path}: {exc.strerror}; check the file name") from None
-
-
-def _write_out(text: str, out: str | None) -> None:
-    if out:
-        try:
-            Path(out).write_text(text)
-        except OSError as exc:
-            print(text, end="" if text.endswith("\n") else "\n")  # made already: shown rather than lost
-            raise SetupError(
-                ErrorCode.INVALID_FIELD, f"cannot write {out}: {exc.strerror}; the text is above, choose another --out"
-            ) from None
-        print(f"written to {out}", file=sys.stderr)
-    print(text, end="" if text.endswith("\n") else "\n")
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True))
-
-
-def _license_line(lic: dict[str, Any]) -> str:
-    used = lic.get("activations_used", 0)
-    cap = f"{used}/{lic['max_activations']}"
-    seats = f" seats={lic['seats']}" if lic.get("seats") else ""
-    expires = f" expires={format_time(lic['expires_at'])}" if lic.get("expires_at") else ""
-    return (
-        f"{lic['id']}  {lic['key_mask']}  {lic['model']:<8} {lic['status']:<9} activations={cap}{seats}"
-        f"  features={','.join(lic['features'])}{expires}"
-    )
-
-
-def _activation_line(act: dict[str, Any]) -> str:
-    state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
-    if act.get("clone_count"):  # issue 10: two instances presented diverging check-in chains
-        state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
-    return (
-        f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
-        f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
-    )
-
-
-def _print_license(lic: dict[str, Any]) -> None:
-    rows = [
-        ("id", lic["id"]),
-        ("key", lic["key_mask"]),
-        ("model", lic["model"]),
-        ("status", lic["status"]),
-        ("clone policy", lic.get("clone_policy", "flag")),
-        ("features", ", ".join(lic["features"])),
-        ("activations", f"{lic.get('activations_used', 0)} of {lic['max_activations']} in use"),
-    ]
-    if lic.get("seats") is not None:
-        rows.append(("seats", str(lic["seats"])))
-    rows += [
-        ("expires", format_time(lic["expires_at"])),
-        ("support until", format_time(lic["support_until"])),
-        ("max connections", "unlimited" if lic["max_connections"] is None else str(lic["max_connections"])),
-        ("metering", lic.get("metering", "best_effort")),
-        ("created", format_time(lic["created_at"])),
-        ("updated", format_time(lic["updated_at"])),
-    ]
-    for name, value in rows:
-        print(f"{name + ':':<17}{value}")
-    if "activations" in lic:
-        print("activations:" if lic["activations"] else "activations:     none")
-        for act in lic["activations"]:
-            print("  " + _activation_line(act))
-
-
-# -- verbs ---------------------------------------------------------------------
+# -- serve and init ------------------------------------------------------------
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -169,11 +94,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     data = Path(args.data)
     # the cheap setup checks first: their one line is then all the output
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    require_data_folder(data, KEY_NAME, kind="vendor", create=_CREATE)
+    require_data_folder(data, KEY_NAME, kind="vendor", create=CREATE)
     require_free_port(args.host, args.port)
     setup_logging(args)
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
-    service = _service(args, certificate_lifetime=lifetime)
+    service = open_service(args, certificate_lifetime=lifetime)
     token = open_data(data, lambda: load_or_create_token(data))
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
@@ -219,140 +144,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_issue(args: argparse.Namespace) -> int:
-    service = _service(args)
-    _lic, key = service.issue_license(
-        features=args.features,
-        model=args.model,
-        max_activations=args.activations,
-        seats=args.seats,
-        expires_at=args.expires,
-        support_until=args.support_until,
-        max_connections=args.max_connections,
-        metering=args.metering,
-    )
-    print(key)
-    return 0
-
-
-def cmd_licenses(args: argparse.Namespace) -> int:
-    licenses = _service(args).list_licenses()
-    if args.json:
-        _print_json(licenses)
-    elif not licenses:
-        print("no licenses issued yet")
-    for lic in [] if args.json else licenses:
-        print(_license_line(lic))
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    lic = _service(args).get_license(args.id)
-    if args.json:
-        _print_json(lic)
-    else:
-        _print_license(lic)
-    return 0
-
-
-def cmd_update(args: argparse.Namespace) -> int:
-    changes: dict[str, Any] = {}
-    if args.add_features:
-        changes["add_features"] = args.add_features
-    if args.remove_features:
-        changes["remove_features"] = args.remove_features
-    for name in ("expires_at", "support_until", "max_connections"):
-        if getattr(args, name) is not _UNSET:
-            changes[name] = getattr(args, name)
-    if args.activations is not None:
-        changes["max_activations"] = args.activations
-    if args.seats is not None:
-        changes["seats"] = args.seats
-    if args.metering is not None:
-        changes["metering"] = args.metering
-    if args.clone_policy is not None:
-        changes["clone_policy"] = args.clone_policy
-    if not changes:
-        raise LicensingError(ErrorCode.BAD_REQUEST, "nothing to change: give at least one option")
-    _print_license(_service(args).update_license(args.id, changes))
-    return 0
-
-
-def _status_verb(status: str, done: str) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        lic = _service(args).set_status(args.id, status)
-        print(f"license {lic['id']} {done}")
-        return 0
-
-    return run
-
-
-def cmd_activations(args: argparse.Namespace) -> int:
-    acts = _service(args).list_activations(args.license, include_freed=args.all)
-    if args.json:
-        _print_json(acts)
-        return 0
-    if not acts:
-        print("no activations")
-    for act in acts:
-        print(_activation_line(act))
-    return 0
-
-
-def cmd_free(args: argparse.Namespace) -> int:
-    act = _service(args).free_activation(args.activation_id)
-    print(f"activation {act['id']} of license {act['license_id']} freed")
-    return 0
-
-
-def cmd_offline_activate(args: argparse.Namespace) -> int:
-    try:
-        result = _service(args).offline_activate(_read_file(args.request))
-    except LicensingError as exc:
-        if exc.code in _REFUSALS:  # tell the vendor what to tell the customer
-            raise LicensingError(
-                exc.code,
-                f"{exc.message} (the customer's broker keeps serving as before; "
-                "`mqtt-licensing offline-cancel` there drops the request)",
-            ) from exc
-        raise
-    what = "updated" if result["reused"] else "created"
-    print(
-        f"activation {result['activation_id']} of license {result['license_id']} {what}; usage license:",
-        file=sys.stderr,
-    )
-    _write_out(result["usage_license"], args.out)
-    return 0
-
-
-def cmd_offline_deactivate(args: argparse.Namespace) -> int:
-    result = _service(args).offline_deactivate(_read_file(args.code))
-    if result["freed"]:
-        print(f"activation {result['activation_id']} of license {result['license_id']} freed")
-    else:
-        print(
-            f"activation {result['activation_id']} of license {result['license_id']} was already free "
-            f"({result.get('freed_reason')}, {format_time(result.get('freed_at'))})"
-        )
-    return 0
-
-
-def cmd_floating_issue(args: argparse.Namespace) -> int:
-    result = _service(args).floating_issue(_read_file(args.request))
-    print(
-        f"floating certificate for activation {result['activation_id']} of license {result['license_id']}:",
-        file=sys.stderr,
-    )
-    _write_out(result["certificate"], args.out)
-    return 0
-
-
-def cmd_public_key(args: argparse.Namespace) -> int:
-    print(_service(args).public_key_text)
-    return 0
-
-
-_UNSET: Any = object()
+# -- the argparse table ---------------------------------------------------------
 
 
 def _register_init(verbs: argparse._SubParsersAction) -> None:
@@ -398,16 +190,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_init(verbs)
 
     def verb(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
-        p = verbs.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--data", required=True, metavar="DIR", help="the vendor data folder")
-        p.add_argument(
-            "--database-url",
-            metavar="URL",
-            help="the database, e.g. postgresql://user:pass@host/db (remembered in DIR/database.url; "
-            "default: SQLite in DIR/vendor.db)",
-        )
-        p.set_defaults(func=func)
-        return p
+        return data_command(verbs, name, help_text, func, kind="vendor", database="vendor.db")
 
     _serve_arguments(verb("serve", cmd_serve, "run the activation server (HTTP JSON API)"))
 
@@ -431,10 +214,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("id")
     p.add_argument("--add-features", type=parse_features, metavar="A,B")
     p.add_argument("--remove-features", type=parse_features, metavar="A,B")
-    p.add_argument("--expires", dest="expires_at", type=parse_date, default=_UNSET, metavar="DATE|never")
-    p.add_argument("--support-until", dest="support_until", type=parse_date, default=_UNSET, metavar="DATE|never")
+    p.add_argument("--expires", dest="expires_at", type=parse_date, default=UNSET, metavar="DATE|never")
+    p.add_argument("--support-until", dest="support_until", type=parse_date, default=UNSET, metavar="DATE|never")
     p.add_argument("--activations", type=parse_count, metavar="N")
-    p.add_argument("--max-connections", dest="max_connections", type=parse_limit, default=_UNSET, metavar="N|unlimited")
+    p.add_argument("--max-connections", dest="max_connections", type=parse_limit, default=UNSET, metavar="N|unlimited")
     p.add_argument("--seats", type=parse_count, metavar="N")
     p.add_argument(
         "--clone-policy",
@@ -447,7 +230,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ("reinstate", "active", "reinstated"),
         ("revoke", "revoked", "revoked"),
     ):
-        p = verb(name, _status_verb(status, done), f"{name} a license")
+        p = verb(name, status_verb(status, done), f"{name} a license")
         p.add_argument("id")
 
     p = verb("activations", cmd_activations, "list activations")
@@ -470,4 +253,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
-    vendor_usage.register(verb, _service, issue=issue, update=update)
+    vendor_usage.register(verb, open_service, issue=issue, update=update)

@@ -208,7 +208,7 @@ async def test_the_vendor_keeps_the_first_trial_start_of_an_instance(tmp_path, v
 def _vendor_trial(vendor: Any, fp: str) -> int | None:
     import sqlalchemy as sa
 
-    from mqtt_licensing.servers.activation.store import trials
+    from mqtt_licensing.servers.activation.schema import trials
 
     with vendor.service.store.transaction() as tx:
         row = tx.conn.execute(sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fp)).first()

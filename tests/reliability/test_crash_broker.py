@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from mqtt_licensing.agent import agent as agent_module
+from mqtt_licensing.agent import scheduler as scheduler_module
 from mqtt_licensing.agent.statefile import StoredState
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import LicensingError
@@ -137,7 +137,7 @@ def test_concurrent_state_writes_are_serialised_and_whole(tmp_path, vendor, monk
     """The agent saves from request handlers and from its background loop (clock saves); with the
     clock saved on every 20 ms tick while an admin re-activates in a tight loop, every write must
     succeed, the file must always parse, and the newest snapshot must win."""
-    monkeypatch.setattr(agent_module, "_CLOCK_SAVE_EVERY", 0)
+    monkeypatch.setattr(scheduler_module, "CLOCK_SAVE_EVERY", 0)
     key = vendor.issue()
     state_file = tmp_path / "s" / "state.json"
     with start_broker(tmp_path / "s", vendor=vendor, tick_interval=0.02) as broker:

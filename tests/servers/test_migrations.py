@@ -28,10 +28,10 @@ from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, key_digest, mask_key
 from mqtt_licensing.core.signing import fingerprint, public_bytes
 from mqtt_licensing.servers._db import Schema, create_db_engine, current_revision, sqlite_url
-from mqtt_licensing.servers.activation import store as activation_store
+from mqtt_licensing.servers.activation import schema as activation_schema
 from mqtt_licensing.servers.activation.service import DB_FILE as ACTIVATION_DB
 from mqtt_licensing.servers.activation.service import ActivationService
-from mqtt_licensing.servers.floating import store as floating_store
+from mqtt_licensing.servers.floating import schema as floating_schema
 from mqtt_licensing.servers.floating.service import DB_FILE as FLOATING_DB
 from mqtt_licensing.servers.floating.service import FloatingService
 from tests.helpers.floating import floating_server_key, make_pool_certificate
@@ -141,8 +141,8 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
     finally:
         service.close()
     # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials
-    assert _revision(tmp_path / ACTIVATION_DB, activation_store.SCHEMA) == "0005"
-    assert _drift(tmp_path / ACTIVATION_DB, activation_store.metadata, activation_store.SCHEMA) == []
+    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0005"
+    assert _drift(tmp_path / ACTIVATION_DB, activation_schema.metadata, activation_schema.SCHEMA) == []
 
 
 def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tmp_path: Path) -> None:
@@ -174,8 +174,8 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         service.close()
     # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the clone policy; issue 16: 0007 the
     # usage outbox. The pool and the lease came through them.
-    assert _revision(tmp_path / FLOATING_DB, floating_store.SCHEMA) == "0007"
-    assert _drift(tmp_path / FLOATING_DB, floating_store.metadata, floating_store.SCHEMA) == []
+    assert _revision(tmp_path / FLOATING_DB, floating_schema.SCHEMA) == "0007"
+    assert _drift(tmp_path / FLOATING_DB, floating_schema.metadata, floating_schema.SCHEMA) == []
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
@@ -186,20 +186,20 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         ActivationService.open(tmp_path, database_url=database_url).close()
         ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
         where = database_url or tmp_path / ACTIVATION_DB
-        assert _drift(where, activation_store.metadata, activation_store.SCHEMA) == []
-        assert _revision(where, activation_store.SCHEMA) == "0005"
+        assert _drift(where, activation_schema.metadata, activation_schema.SCHEMA) == []
+        assert _revision(where, activation_schema.SCHEMA) == "0005"
     else:
         FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
         where = database_url or tmp_path / FLOATING_DB
-        assert _drift(where, floating_store.metadata, floating_store.SCHEMA) == []
-        assert _revision(where, floating_store.SCHEMA) == "0007"
+        assert _drift(where, floating_schema.metadata, floating_schema.SCHEMA) == []
+        assert _revision(where, floating_schema.SCHEMA) == "0007"
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
 def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path, server: str, capsys: Any) -> None:
     service_class: Any = ActivationService if server == "activation" else FloatingService
-    schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
+    schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = tmp_path / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
     service_class.open(tmp_path).close()
     with sqlite3.connect(db) as conn:
@@ -256,7 +256,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     for t in threads:
         t.join(timeout=30)
     assert errors == []
-    schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
+    schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
     assert _revision(db, schema) == ("0005" if server == "activation" else "0007")
 
@@ -265,7 +265,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
 def test_a_postgresql_database_newer_than_the_code_is_refused(tmp_path: Path, server: str, pg_cluster: Any) -> None:
     url = pg_cluster.new_database()
     service_class: Any = ActivationService if server == "activation" else FloatingService
-    schema = activation_store.SCHEMA if server == "activation" else floating_store.SCHEMA
+    schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     service_class.open(tmp_path, database_url=url).close()
     engine = create_db_engine(url)
     try:

@@ -34,7 +34,7 @@ class PoolView:
     certificate: FloatingCertificate
     blob: bytes
     vendor_url: str | None
-    seat_check_before: int | None = None  # see store.pool
+    seat_check_before: int | None = None  # see schema.pool
     clone_policy: str | None = None  # issue 10: None = "flag" (see .clones)
 
 
