@@ -347,6 +347,15 @@ def cmd_floating_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contact(args: argparse.Namespace) -> int:
+    from ..servers.activation.shop.portal import record_contact
+
+    license_id, email = args.id, args.email
+    record_contact(_service(args), license_id, email)
+    print(f"license {license_id}: portal sign-in codes and reminders go to {email}")
+    return 0
+
+
 def cmd_public_key(args: argparse.Namespace) -> int:
     print(_service(args).public_key_text)
     return 0
@@ -468,6 +477,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verb("floating-issue", cmd_floating_issue, "turn a floating server's request code into its certificate")
     p.add_argument("--request", required=True, metavar="FILE")
     p.add_argument("--out", metavar="FILE")
+
+    p = verb("contact", cmd_contact, "record a license's customer e-mail (portal sign-in, reminders)")
+    p.add_argument("id")
+    p.add_argument("email")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
     vendor_usage.register(verb, _service, issue=issue, update=update)

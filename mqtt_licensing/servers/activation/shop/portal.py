@@ -23,7 +23,7 @@ from ....core.documents import InstanceRequest, open_instance_request
 from ....core.errors import ErrorCode, LicensingError
 from ....core.keys import key_digest
 from ....core.signing import parse_envelope
-from ..service import ActivationService, format_time
+from ..service import ActivationService
 from .config import ShopConfig
 from .mail import Mailer, mask_email
 from .store import ShopStore
@@ -56,6 +56,9 @@ class Portal:
         if lic is None:
             raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
         return lic
+
+    def set_contact(self, license_id: str, email: Any) -> None:
+        record_contact(self.service, license_id, email)
 
     # -- signing in ---------------------------------------------------------------
     def request_code(self, license_key: Any) -> str:
@@ -176,4 +179,16 @@ class Portal:
         return str(row.key_digest)
 
 
-__all__ = ["Portal", "format_time"]
+def record_contact(service: ActivationService, license_id: str, email: Any) -> None:
+    """Record (or replace) the customer address of a license, e.g. one sold by vendor staff."""
+    from .orders import check_email
+
+    address = check_email(email)
+    service.get_license(license_id)  # NOT_FOUND for an unknown id
+    store = ShopStore(service.store.engine)
+    store.create_schema()
+    with store.transaction() as tx:
+        tx.replace_contact(license_id, address, service.clock())
+
+
+__all__ = ["Portal", "record_contact"]

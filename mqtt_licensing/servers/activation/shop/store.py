@@ -196,6 +196,10 @@ class ShopTx:
         if self.contact(license_id) is None:
             self.conn.execute(contacts.insert().values(license_id=license_id, email=email, created_at=now))
 
+    def replace_contact(self, license_id: str, email: str, now: int) -> None:
+        self.conn.execute(contacts.delete().where(contacts.c.license_id == license_id))
+        self.conn.execute(contacts.insert().values(license_id=license_id, email=email, created_at=now))
+
     def contact(self, license_id: str) -> str | None:
         row = self.conn.execute(sa.select(contacts.c.email).where(contacts.c.license_id == license_id)).first()
         return row[0] if row is not None else None
