@@ -66,7 +66,7 @@ def write_config(
         "stripe": stripe_section,
         "smtp": smtp,
         "catalogue": catalogue(),
-        "worker": {"interval": 0.2, "reconcile_after": extra.pop("reconcile_after", 3600)},
+        "worker": {"interval": 0.2, "reconcile_after": extra.pop("reconcile_after", 3600), "claim_seconds": 2},
         **extra,
     }
     path = folder / "shop.yaml"

@@ -4,6 +4,7 @@ signed webhook -> one license issued through ActivationService -> the key by e-m
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import httpx
@@ -98,3 +99,28 @@ def test_bad_orders_are_refused_with_a_message(http: httpx.Client) -> None:
     assert http.get("/shop/orders/ord_nope").status_code == 404
     r = http.post("/shop/orders/ord_nope/pay", json={"token": "tok_x"})
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+def test_two_clicks_on_pay_charge_once(shop: ShopServer, http: httpx.Client, stripe_url: str) -> None:
+    order_id = order_form(http, {"mqtt_server": 1})
+    tokens = [card_token(stripe_url), card_token(stripe_url)]
+    barrier = threading.Barrier(2)
+    answers: list[httpx.Response] = []
+
+    def click(token: str) -> None:
+        with httpx.Client(base_url=shop.url, timeout=20, trust_env=False) as c:
+            barrier.wait()
+            answers.append(pay(c, order_id, token))
+
+    threads = [threading.Thread(target=click, args=(t,)) for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(a.status_code for a in answers) in ([200, 200], [200, 400])
+    wait_state(http, order_id, "fulfilled")
+    intents = stripe_client(stripe_url).v1.payment_intents.list(params={"limit": 100})
+    charged = [
+        pi for pi in intents.data if pi.metadata.to_dict().get("order_id") == order_id and pi.status == "succeeded"
+    ]
+    assert len(charged) == 1

@@ -60,6 +60,7 @@ class ShopConfig:
     frees_per_30_days: int = 2  # lost activations a customer may free in the portal
     worker_interval: float = 5.0  # seconds between passes of the fulfilment / reminder loop
     reconcile_after: int = 120  # ask Stripe about a payment whose webhook has not come after this long
+    claim_seconds: int = 120  # a fulfilment's lease on its order; a crashed worker's is taken over after this
     reminder_days: int = 30  # support-renewal reminder this long before support ends
 
 
@@ -146,6 +147,7 @@ def parse_config(data: Any) -> ShopConfig:
         frees_per_30_days=_int(data.get("portal") or {}, "frees_per_30_days", "portal", 2, 0),
         worker_interval=float(interval),
         reconcile_after=_int(worker, "reconcile_after", "worker", 120, 1),
+        claim_seconds=_int(worker, "claim_seconds", "worker", 120, 1),
         reminder_days=_int(data.get("reminders") or {}, "days_before", "reminders", 30, 1),
     )
 

@@ -32,6 +32,8 @@ from .store import Order, ShopStore, ShopTx
 
 log = logging.getLogger(__name__)
 
+PAY_LEASE = 120  # seconds a payment attempt holds its order (Stripe calls take a few)
+
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
@@ -104,6 +106,7 @@ class Orders:
             stripe_subscription=None,
             support_until=None,
             pending_key=None,
+            claimed_until=None,
             attempts=0,
             last_error=None,
             created_at=self.service.clock(),
@@ -130,11 +133,23 @@ class Orders:
         if order.state != "pending":
             return {"state": order.state, "status": "succeeded"}
         if order.stripe_payment_intent is not None:
-            status, _amount, _currency = self.gateway.payment_status(order.stripe_payment_intent)
-            if status in ("succeeded", "processing", "requires_action"):
-                return {"state": order.state, "status": status, "client_secret": None}
+            intent = self.gateway.intent(order.stripe_payment_intent)
+            if intent.status in ("succeeded", "processing", "requires_action"):
+                return {"state": order.state, "status": intent.status, "client_secret": intent.client_secret}
         if not isinstance(token, str) or not token.startswith("tok_"):
             raise _bad("the payment form sent no card token")
+        now = self.service.clock()
+        with self.store.transaction() as tx:
+            claimed = tx.claim_order(order.id, "pending", now, now + PAY_LEASE)
+        if not claimed:  # a second click, a second tab: one charge only
+            raise _bad("a payment for this order is in progress; reload the page in a moment")
+        try:
+            return self._charge(order, token)
+        finally:
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, claimed_until=None)
+
+    def _charge(self, order: Order, token: str) -> dict[str, Any]:
         customer, card = self.gateway.customer_with_card(order.email, token, order.id)
         with self.store.transaction() as tx:
             tx.update_order(order.id, stripe_customer=customer)
@@ -194,34 +209,37 @@ class Orders:
         for order_id in overdue:
             order = self.get(order_id)
             assert order.stripe_payment_intent is not None
-            status, amount, currency = self.gateway.payment_status(order.stripe_payment_intent)
-            if status == "succeeded":
+            intent = self.gateway.intent(order.stripe_payment_intent)
+            if intent.status == "succeeded":
                 with self.store.transaction() as tx:
-                    count += self._paid_in(tx, order, amount, currency, now) == "paid"
+                    count += self._paid_in(tx, order, intent.amount, intent.currency, now) == "paid"
         return count
 
     # -- fulfilment ----------------------------------------------------------------------
     def fulfil_due(self) -> int:
         """One pass over paid orders; each failure is recorded and retried on the next pass."""
+        now = self.service.clock()
         with self.store.transaction() as tx:
             due = tx.order_ids("paid")
         done = 0
         for order_id in due:
+            with self.store.transaction() as tx:
+                if not tx.claim_order(order_id, "paid", now, now + self.config.claim_seconds):
+                    continue  # another worker has it
             try:
-                self.fulfil(order_id)
+                self._fulfil(order_id)
                 done += 1
             except LicensingError as exc:
                 with self.store.transaction() as tx:
                     order = tx.get_order(order_id)
                     attempts = order.attempts + 1 if order else 1
-                    tx.update_order(order_id, attempts=attempts, last_error=exc.message[:300])
+                    tx.update_order(order_id, attempts=attempts, last_error=exc.message[:300], claimed_until=None)
                 log.warning("order %s not fulfilled yet (attempt %d): %s", order_id, attempts, exc.message)
         return done
 
-    def fulfil(self, order_id: str) -> None:
+    def _fulfil(self, order_id: str) -> None:
+        """The steps of a paid order's fulfilment; the caller holds the order's lease."""
         order = self.get(order_id)
-        if order.state != "paid":
-            return
         if order.kind == "purchase" and order.license_id is None:
             order = self._issue(order)
         elif order.kind == "upgrade":
@@ -234,7 +252,12 @@ class Orders:
         self._mail(order)
         with self.store.transaction() as tx:
             tx.update_order(
-                order.id, expect_state="paid", state="fulfilled", pending_key=None, fulfilled_at=self.service.clock()
+                order.id,
+                expect_state="paid",
+                state="fulfilled",
+                pending_key=None,
+                claimed_until=None,
+                fulfilled_at=self.service.clock(),
             )
         log.info("order %s fulfilled (license %s)", order.id, order.license_id)
 
@@ -310,13 +333,21 @@ class Orders:
         now = self.service.clock()
         with self.store.transaction() as tx:
             due = tx.support_ending(now, now + self.config.reminder_days * 86400)
+        sent = 0
         for license_id, email, support_until in due:
+            with self.store.transaction() as tx:
+                if not tx.claim_reminder(license_id, support_until, now):
+                    continue  # sent by another pass meanwhile
             body = (
                 f"Support for license {license_id} ends on {format_time(support_until)}.\n\n"
                 f"Renew it in the store: {self.config.base_url}/shop/upgrade?license={license_id}\n"
                 "(you will need the license key)\n"
             )
-            self.mailer.send(email, f"Support for license {license_id} ends soon", body)
-            with self.store.transaction() as tx:
-                tx.mark_reminded(license_id, support_until, now)
-        return len(due)
+            try:
+                self.mailer.send(email, f"Support for license {license_id} ends soon", body)
+            except LicensingError:
+                with self.store.transaction() as tx:
+                    tx.unclaim_reminder(license_id, support_until)  # try again on a later pass
+                raise
+            sent += 1
+        return sent

@@ -29,6 +29,12 @@ class Charge:
     client_secret: str
 
 
+@dataclass(frozen=True)
+class Intent(Charge):
+    amount: int
+    currency: str
+
+
 def payment_error(exc: stripe.StripeError) -> LicensingError:
     """A Stripe failure as our typed error; the message is Stripe's user-facing one (never a secret)."""
     message = getattr(exc, "user_message", None) or "the payment provider refused the request"
@@ -69,13 +75,13 @@ class StripeGateway:
             raise payment_error(exc) from None
         return Charge(intent.id, intent.status, intent.client_secret or "")
 
-    def payment_status(self, payment_intent: str) -> tuple[str, int, str]:
-        """(status, amount, currency) as Stripe has them now (reconciling a lost webhook)."""
+    def intent(self, payment_intent: str) -> Intent:
+        """The PaymentIntent as Stripe has it now (a re-opened page, a lost webhook)."""
         try:
-            intent = self.client.v1.payment_intents.retrieve(payment_intent)
+            pi = self.client.v1.payment_intents.retrieve(payment_intent)
         except stripe.StripeError as exc:
             raise payment_error(exc) from None
-        return intent.status, int(intent.amount), intent.currency
+        return Intent(pi.id, pi.status, pi.client_secret or "", int(pi.amount), pi.currency)
 
     def subscribe_metered(self, order_id: str, customer: str, products: list[Product], currency: str) -> str:
         """A subscription with one metered price per product; usage is reported against it later."""

@@ -46,6 +46,9 @@ orders = sa.Table(
     # accepted by the SMTP server, then erased: a crash in between re-sends the same key
     # instead of issuing a second license.
     sa.Column("pending_key", sa.String(64), nullable=True),
+    # Who works on the order: a lease, so two workers (threads, replicas) never fulfil or charge
+    # one order at once, and the work of a crashed one is taken over when its lease runs out.
+    sa.Column("claimed_until", sa.BigInteger, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.String(300), nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
@@ -125,6 +128,7 @@ class Order:
     stripe_subscription: str | None
     support_until: int | None
     pending_key: str | None
+    claimed_until: int | None
     attempts: int
     last_error: str | None
     created_at: int
@@ -163,6 +167,16 @@ class ShopTx:
         if expect_state is not None:
             query = query.where(orders.c.state == expect_state)
         return bool(self.conn.execute(query.values(**values)).rowcount)
+
+    def claim_order(self, order_id: str, state: str, now: int, until: int) -> bool:
+        """Take the order's lease if it is in ``state`` and nobody holds a live lease."""
+        query = (
+            orders.update()
+            .where(orders.c.id == order_id, orders.c.state == state)
+            .where(sa.or_(orders.c.claimed_until.is_(None), orders.c.claimed_until <= now))
+            .values(claimed_until=until)
+        )
+        return bool(self.conn.execute(query).rowcount)
 
     def pending_support_ends(self, order: Order) -> list[int]:
         """Support end dates fixed by other paid, not yet applied upgrades of the same license."""
@@ -223,8 +237,18 @@ class ShopTx:
         )
         return [(r[0], r[1], int(r[2])) for r in self.conn.execute(query)]
 
-    def mark_reminded(self, license_id: str, support_until: int, now: int) -> None:
+    def claim_reminder(self, license_id: str, support_until: int, now: int) -> bool:
+        """Record the reminder for this end date; False if one was recorded already (another pass)."""
+        key = sa.and_(reminders.c.license_id == license_id, reminders.c.support_until == support_until)
+        if self.conn.execute(sa.select(reminders.c.sent_at).where(key)).first() is not None:
+            return False
         self.conn.execute(reminders.insert().values(license_id=license_id, support_until=support_until, sent_at=now))
+        return True
+
+    def unclaim_reminder(self, license_id: str, support_until: int) -> None:
+        self.conn.execute(
+            reminders.delete().where(reminders.c.license_id == license_id, reminders.c.support_until == support_until)
+        )
 
     # -- portal ----------------------------------------------------------------------
     def count_codes_since(self, license_id: str, since: int) -> int:
