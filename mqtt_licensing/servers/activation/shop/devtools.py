@@ -9,19 +9,26 @@ from __future__ import annotations
 import email
 import email.policy
 import os
+import secrets
 import ssl
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+import yaml
 
 from ....core.errors import ErrorCode, LicensingError
-from ...common import free_port
+from ...common import free_port, write_private
+
+if TYPE_CHECKING:
+    from ..service import ActivationService
+    from . import Shop
 
 # localstripe pickles its whole state to /tmp/localstripe.pickle after each change, one file
 # for every instance on the machine; this process keeps its state in memory only.
@@ -113,16 +120,19 @@ class SmtpSink:
         tls_context: ssl.SSLContext | None = None,
         login: tuple[str, str] | None = None,
         folder: Path | None = None,
+        on_message: Callable[[EmailMessage, Path | None], None] | None = None,
     ) -> None:
         self.port = port or free_port()
         self.messages: list[EmailMessage] = []
         self.folder = folder
+        self.on_message = on_message
         self.logins: list[str] = []
         self._cond = threading.Condition()
         self._tls, self._login = tls_context, login
         self._controller: Any = None
 
     def received(self, msg: EmailMessage) -> None:
+        path = None
         with self._cond:
             self.messages.append(msg)
             if self.folder is not None:
@@ -131,6 +141,8 @@ class SmtpSink:
                 path.write_bytes(msg.as_bytes())
                 os.chmod(path, 0o600)
             self._cond.notify_all()
+        if self.on_message is not None:
+            self.on_message(msg, path)
 
     def _authenticate(self, _server: Any, _session: Any, _envelope: Any, _mechanism: str, auth_data: Any) -> Any:
         from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -185,3 +197,74 @@ def body_of(msg: EmailMessage) -> str:
     part = msg.get_body(preferencelist=("plain",))
     assert part is not None
     return str(part.get_content())
+
+
+DEMO_CATALOGUE = {
+    "currency": "usd",
+    "products": [
+        {"id": "mqtt_server", "name": "MQTT Server", "feature": "mqtt_server", "kind": "one_time", "price": 50000,
+         "description": "Full-featured MQTT server (one-time purchase)"},
+        {"id": "mqtt_server_support", "name": "MQTT Server Support", "feature": "mqtt_server_support",
+         "kind": "per_year", "price": 10000, "description": "A year of support; buy one or several years"},
+        {"id": "iot_bridge_snowflake", "name": "IoT Bridge for Snowflake", "feature": "iot_bridge_snowflake",
+         "kind": "metered", "price": 5, "unit": "1,000 messages", "description": "Connect to Snowflake (meter-based)"},
+    ],
+}  # fmt: skip
+
+
+def print_mail(msg: EmailMessage, path: Path | None) -> None:
+    """The demo's inbox is the console (and ``mail/*.eml``)."""
+    text = "\n".join("    | " + line for line in body_of(msg).splitlines())
+    print(f"\n[mail to {msg['To']}: {msg['Subject']!r}, saved as {path}]\n{text}\n", flush=True)
+
+
+class DemoStore:
+    """The store against localstripe and an SMTP sink: purchase -> e-mail -> activate on one machine."""
+
+    def __init__(self, folder: Path, base_url: str) -> None:
+        self.folder, self.base_url = folder, base_url
+        self.stripe = LocalStripe(log_path=folder / "localstripe.log")
+        self.smtp = SmtpSink(folder=folder / "mail", on_message=print_mail)
+
+    def start(self, service: ActivationService) -> Shop:
+        from . import Shop
+        from .config import load_config
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.stripe.start()
+        self.smtp.start()
+        webhook_secret = f"whsec_{secrets.token_hex(16)}"
+        write_private(self.folder / "stripe-secret-key", f"sk_test_demo_{secrets.token_hex(8)}\n".encode())
+        write_private(self.folder / "stripe-webhook-secret", f"{webhook_secret}\n".encode())
+        config = {
+            "base_url": self.base_url,
+            "stripe": {
+                "publishable_key": "pk_test_demo",
+                "api_base": self.stripe.url,
+                "secret_key_file": str(self.folder / "stripe-secret-key"),
+                "webhook_secret_file": str(self.folder / "stripe-webhook-secret"),
+            },
+            "smtp": {"host": "127.0.0.1", "port": self.smtp.port, "security": "none", "from": "store@vendor.demo"},
+            "catalogue": DEMO_CATALOGUE,
+            "worker": {"interval": 1},
+        }
+        (self.folder / "shop.yaml").write_text("# written by `mqtt-licensing demo --store`\n" + yaml.safe_dump(config))
+        shop = Shop(service, load_config(self.folder / "shop.yaml"))
+        self.stripe.register_webhook(f"{self.base_url}/shop/stripe/webhook", webhook_secret)
+        return shop
+
+    def instructions(self, activate: str = "mqtt-licensing activate") -> str:
+        return (
+            f"\nThe store (payments go to localstripe at {self.stripe.url}, mail to {self.folder / 'mail'}):\n"
+            f"  buy a license          : {self.base_url}/shop/\n"
+            f"  customer portal        : {self.base_url}/shop/portal\n"
+            "  test card              : 4242 4242 4242 4242, any future month/year, any CVC\n"
+            "  3-D Secure test card   : 4000 0027 6000 3184 (confirm in the pop-up)\n"
+            "  the key arrives here as an e-mail; save it as key.txt, then:\n"
+            f"  {activate} --key-file key.txt\n"
+            "  upgrade: the store's Upgrade page (with the key), then `mqtt-licensing reactivate`\n"
+        )
+
+    def stop(self) -> None:
+        self.smtp.stop()
+        self.stripe.stop()
