@@ -39,6 +39,8 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
     browser_page: Any, shop: ShopServer, smtp: SmtpSink, tmp_path: Path
 ) -> None:
     page = browser_page
+    blocked: list[str] = []  # what the Content-Security-Policy refused, if anything
+    page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
     assert shop.service is not None
     vendor = {"vendor_url": shop.url, "vendor_public_key": shop.service.public_key_text}
 
@@ -100,3 +102,4 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
         with broker2.admin() as c:
             status = c.request("activate", {"license_key": key})["status"]
         assert status["state"] == "active" and "iot_bridge_snowflake" in status["features"]
+    assert blocked == []

@@ -4,6 +4,7 @@ signed webhook -> one license issued through ActivationService -> the key by e-m
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 
@@ -41,8 +42,14 @@ def test_purchase_issues_one_license_and_mails_the_key_once(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     order_id = order_form(http, {"mqtt_server": 1, "mqtt_server_support": 2})
-    page = http.get(f"/shop/orders/{order_id}").text
+    response = http.get(f"/shop/orders/{order_id}")
+    page = response.text
     assert "700.00 USD" in page and f"{stripe_url}/js.stripe.com/v3/" in page
+    # Only our nonce'd script and Stripe.js may run; the nonce is new on every page.
+    policy = response.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([^']+)'", policy).group(1)  # type: ignore[union-attr]
+    assert f'<script nonce="{nonce}">' in page and "unsafe-inline' " not in policy.split("script-src")[1].split(";")[0]
+    assert nonce not in http.get(f"/shop/orders/{order_id}").headers["content-security-policy"]
 
     r = pay(http, order_id, card_token(stripe_url))
     assert r.status_code == 200, r.text

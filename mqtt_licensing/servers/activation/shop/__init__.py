@@ -29,7 +29,7 @@ from .payments import StripeGateway
 from .portal import Portal
 from .portal_web import portal_routes
 from .store import ShopStore
-from .web import error_page, store_routes
+from .web import content_policy, error_page, store_routes
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Shop:
             return error_page(request, exc)
 
         self.app = Starlette(routes=routes, exception_handlers={LicensingError: licensing_error})
+        self.app.state.content_policy = content_policy(config.stripe)
 
     def wake(self) -> None:
         """Run the fulfilment loop now (a payment just arrived) instead of at its next tick."""

@@ -7,8 +7,10 @@ error page with the code); ``/orders/{id}/pay`` and the webhook answer JSON.
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -20,6 +22,7 @@ from ....core.errors import ErrorCode, LicensingError
 from ...common import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from ..service import format_time
 from .catalogue import Kind, format_money
+from .config import StripeSettings
 from .orders import Orders, describe_line
 from .store import Order
 
@@ -27,10 +30,30 @@ TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates"))
 MAX_FORM_BYTES = 64 * 1024
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_policy(settings: StripeSettings) -> str:
+    """The pages' Content-Security-Policy: our own scripts by nonce, and Stripe.js with the hosts
+    it talks to (Stripe's, or the test server's); nothing else runs, frames or receives data."""
+    js = _origin(settings.js_url)
+    api = _origin(settings.api_base) if settings.api_base else "https://api.stripe.com"
+    frames = js if settings.api_base else f"{js} https://hooks.stripe.com"
+    return (
+        f"default-src 'self'; script-src 'nonce-{{nonce}}' {js}; connect-src 'self' {api}; frame-src {frames}; "
+        "img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     context.setdefault("refresh", None)
     context["base"] = str(request.scope.get("root_path", "")).rstrip("/")
+    context["nonce"] = nonce = secrets.token_urlsafe(16)
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Content-Security-Policy"] = request.app.state.content_policy.replace("{nonce}", nonce)
     response.headers["Cache-Control"] = "no-store"  # pages may show keys in forms, codes, terms
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"
