@@ -131,3 +131,17 @@ def test_two_clicks_on_pay_charge_once(shop: ShopServer, http: httpx.Client, str
         pi for pi in intents.data if pi.metadata.to_dict().get("order_id") == order_id and pi.status == "succeeded"
     ]
     assert len(charged) == 1
+
+
+def test_abandoned_3d_secure_shows_the_pay_form_again(shop: ShopServer, http: httpx.Client, stripe_url: str) -> None:
+    order_id = order_form(http, {"mqtt_server": 1})
+    first = pay(http, order_id, card_token(stripe_url, "4000002760003184"))  # asks for 3-D Secure
+    assert first.json()["status"] == "requires_action"
+    page = http.get(f"/shop/orders/{order_id}").text
+    assert 'id="pay"' in page  # the customer closed the bank's window: they can try again
+    again = pay(http, order_id, card_token(stripe_url, "4000002760003184"))
+    assert again.json() == {
+        "state": "pending",
+        "status": "requires_action",
+        "client_secret": first.json()["client_secret"],
+    }

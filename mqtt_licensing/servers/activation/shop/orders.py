@@ -23,7 +23,8 @@ from typing import Any
 
 from ....core.errors import ErrorCode, LicensingError
 from ....core.keys import key_digest
-from ..service import ActivationService, format_time
+from ..service import ActivationService
+from . import messages
 from .catalogue import YEAR, Kind, Product, format_money
 from .config import ShopConfig
 from .mail import Mailer
@@ -49,12 +50,6 @@ def check_email(address: Any) -> str:
 
 def line_product(line: dict[str, Any]) -> Product:
     return Product(line["product"], line["name"], line["feature"], Kind(line["kind"]), line["price"])
-
-
-def describe_line(line: dict[str, Any], currency: str) -> str:
-    years = f" x {line['quantity']} year(s)" if line["kind"] == Kind.PER_YEAR else ""
-    price = "billed on usage" if line["kind"] == Kind.METERED else format_money(line["amount"], currency)
-    return f"  {line['name']}{years}: {price}"
 
 
 class Orders:
@@ -299,34 +294,12 @@ class Orders:
     def _mail(self, order: Order) -> None:
         assert order.license_id is not None
         lic = self.service.get_license(order.license_id)
-        items = "\n".join(describe_line(ln, order.currency) for ln in order.lines)
-        terms = (
-            f"License id:    {lic['id']}\nFeatures:      {', '.join(lic['features'])}\n"
-            f"Support until: {format_time(lic['support_until'])}\n"
-        )
-        portal = f"{self.config.base_url}/shop/portal"
-        if order.kind == "purchase":
-            if order.pending_key is None:
-                return  # already mailed before a crash: the key is gone and stays gone
-            body = (
-                f"Thank you for your purchase.\n\n{items}\nTotal: {format_money(order.amount, order.currency)}\n\n"
-                f"Your license key (also attached as license.txt):\n\n    {order.pending_key}\n\n{terms}\n"
-                "Activate it on your broker's License page (Online), or with\n"
-                "    mqtt-licensing activate --key-file license.txt\n\n"
-                f"Manage activations and offline codes in the customer portal: {portal}\n"
-                "Keep this key safe: it is shown only in this e-mail.\n"
-            )
-            self.mailer.send(
-                order.email, "Your MQTT license key", body, attachment=("license.txt", order.pending_key + "\n")
-            )
-        else:
-            body = (
-                f"Your license {lic['id']} was upgraded.\n\n{items}\n"
-                f"Total: {format_money(order.amount, order.currency)}\n\n{terms}\n"
-                "Click Reactivate on your broker's License page (or run `mqtt-licensing reactivate`) to apply "
-                "the new terms now; otherwise the broker picks them up at its next check-in.\n"
-            )
-            self.mailer.send(order.email, f"Receipt: license {lic['id']} upgraded", body)
+        if order.kind == "upgrade":
+            subject, body = messages.receipt(order, lic)
+            self.mailer.send(order.email, subject, body)
+        elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
+            subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
+            self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
 
     # -- reminders ----------------------------------------------------------------------
     def send_reminders(self) -> int:
@@ -338,13 +311,9 @@ class Orders:
             with self.store.transaction() as tx:
                 if not tx.claim_reminder(license_id, support_until, now):
                     continue  # sent by another pass meanwhile
-            body = (
-                f"Support for license {license_id} ends on {format_time(support_until)}.\n\n"
-                f"Renew it in the store: {self.config.base_url}/shop/upgrade?license={license_id}\n"
-                "(you will need the license key)\n"
-            )
+            subject, body = messages.reminder(license_id, support_until, self.config.base_url)
             try:
-                self.mailer.send(email, f"Support for license {license_id} ends soon", body)
+                self.mailer.send(email, subject, body)
             except LicensingError:
                 with self.store.transaction() as tx:
                     tx.unclaim_reminder(license_id, support_until)  # try again on a later pass

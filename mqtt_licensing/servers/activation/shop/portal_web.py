@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ....core.errors import ErrorCode, LicensingError
-from ..service import format_time
+from .messages import when
 from .portal import SESSION_TTL, Portal
 from .web import form, page
 
@@ -34,7 +34,7 @@ def portal_routes(portal: Portal, secure_cookie: bool) -> list[Route]:
     async def license_page(request: Request, notice: str = "", status_code: int = 200) -> Response:
         _token, license_id, csrf = await signed_in(request)
         lic = await run_in_threadpool(portal.overview, license_id)
-        return page(request, "portal_license.html", status_code, lic=lic, csrf=csrf, notice=notice, fmt=format_time)
+        return page(request, "portal_license.html", status_code, lic=lic, csrf=csrf, notice=notice, fmt=when)
 
     async def signin(request: Request) -> Response:
         return page(request, "portal_signin.html", masked_email=None)

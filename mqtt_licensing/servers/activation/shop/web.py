@@ -20,10 +20,10 @@ from starlette.templating import Jinja2Templates
 
 from ....core.errors import ErrorCode, LicensingError
 from ...common import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
-from ..service import format_time
 from .catalogue import Kind, format_money
 from .config import StripeSettings
-from .orders import Orders, describe_line
+from .messages import describe_line, when
+from .orders import Orders
 from .store import Order
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -109,7 +109,7 @@ def store_routes(orders: Orders, on_paid: Any) -> list[Route]:
             "id": lic.id,
             "features": list(lic.features),
             "support_until": lic.support_until,
-            "support_until_text": format_time(lic.support_until),
+            "support_until_text": when(lic.support_until),
         }
         return page(request, "catalogue.html", offers=offers, license=view, license_key=key, email="")
 
@@ -128,7 +128,12 @@ def store_routes(orders: Orders, on_paid: Any) -> list[Route]:
 
     async def show_order(request: Request) -> Response:
         order: Order = await run_in_threadpool(orders.get, request.path_params["order_id"])
-        waiting = order.state == "pending" and order.stripe_payment_intent is not None and not order.last_error
+        waiting = False
+        if order.state == "pending" and order.stripe_payment_intent is not None and not order.last_error:
+            # Taken or being taken: wait for the webhook. Anything else (3-D Secure abandoned,
+            # declined): the pay form again.
+            intent = await run_in_threadpool(orders.gateway.intent, order.stripe_payment_intent)
+            waiting = intent.status in ("succeeded", "processing")
         base = str(request.scope.get("root_path", ""))
         lines = [
             {
