@@ -49,7 +49,9 @@ def _run(args: argparse.Namespace) -> int:
     service = ActivationService.open(vendor_dir)
     store, shop = _start_store(args, root, service) if args.store else (None, None)
     vendor = ServerThread(
-        create_app(service, load_or_create_token(vendor_dir), shop=shop), host=args.host, port=args.vendor_port
+        create_app(service, load_or_create_token(vendor_dir), **(shop.hooks() if shop else {})),
+        host=args.host,
+        port=args.vendor_port,
     )
     vendor.start()
 

@@ -23,9 +23,11 @@ import stripe
 import yaml
 
 from mqtt_licensing.core.keys import key_digest
+from mqtt_licensing.servers._files import load_or_create_token
+from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
-from mqtt_licensing.servers.activation.shop import Shop, load_config
-from mqtt_licensing.servers.common import ServerThread, free_port, load_or_create_token
+from mqtt_licensing.servers.activation.shop.app import Shop
+from mqtt_licensing.servers.activation.shop.config import load_config
 
 STRIPE_KEY = "sk_test_shop_secret_0123456789"
 WEBHOOK_SECRET = "whsec_test_shop_0123456789abcdef"
@@ -100,7 +102,7 @@ class ShopServer:
         options = {"clock": self.clock} if self.clock else {}
         self.service = ActivationService.open(self.data_dir, **options)
         self.shop = Shop(self.service, load_config(self.config_path))
-        app = create_app(self.service, load_or_create_token(self.data_dir), shop=self.shop)
+        app = create_app(self.service, load_or_create_token(self.data_dir), **self.shop.hooks())
         self._thread = ServerThread(app, port=self.port)
         self._thread.start()
         return self

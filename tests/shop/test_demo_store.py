@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mqtt_licensing.servers.common import free_port
+from mqtt_licensing.servers._run import free_port
 from tests.shop.support import card_token, order_form, pay
 
 BIN = Path(sys.executable).parent

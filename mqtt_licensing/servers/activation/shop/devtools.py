@@ -24,11 +24,12 @@ import httpx
 import yaml
 
 from ....core.errors import ErrorCode, LicensingError
-from ...common import free_port, write_private
+from ..._files import atomic_write
+from ..._run import free_port
 
 if TYPE_CHECKING:
     from ..service import ActivationService
-    from . import Shop
+    from .app import Shop
 
 # localstripe pickles its whole state to /tmp/localstripe.pickle after each change, one file
 # for every instance on the machine; this process keeps its state in memory only.
@@ -227,15 +228,15 @@ class DemoStore:
         self.smtp = SmtpSink(folder=folder / "mail", on_message=print_mail)
 
     def start(self, service: ActivationService) -> Shop:
-        from . import Shop
+        from .app import Shop
         from .config import load_config
 
         self.folder.mkdir(parents=True, exist_ok=True)
         self.stripe.start()
         self.smtp.start()
         webhook_secret = f"whsec_{secrets.token_hex(16)}"
-        write_private(self.folder / "stripe-secret-key", f"sk_test_demo_{secrets.token_hex(8)}\n".encode())
-        write_private(self.folder / "stripe-webhook-secret", f"{webhook_secret}\n".encode())
+        atomic_write(self.folder / "stripe-secret-key", f"sk_test_demo_{secrets.token_hex(8)}\n".encode())
+        atomic_write(self.folder / "stripe-webhook-secret", f"{webhook_secret}\n".encode())
         config = {
             "base_url": self.base_url,
             "stripe": {

@@ -185,9 +185,7 @@ def record_contact(service: ActivationService, license_id: str, email: Any) -> N
 
     address = check_email(email)
     service.get_license(license_id)  # NOT_FOUND for an unknown id
-    store = ShopStore(service.store.engine)
-    store.create_schema()
-    with store.transaction() as tx:
+    with ShopStore(service.store.engine).transaction() as tx:
         tx.replace_contact(license_id, address, service.clock())
 
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..store import licenses
-
-metadata = sa.MetaData()
+# Declared on the activation server's metadata: these tables are part of its schema
+# (migrations/versions/0003_shop.py creates them), whether or not the store is configured.
+from ..store import licenses, metadata
 
 orders = sa.Table(
     "shop_orders",
@@ -313,9 +313,6 @@ class ShopTx:
 class ShopStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-
-    def create_schema(self) -> None:
-        metadata.create_all(self.engine)
 
     @contextmanager
     def transaction(self) -> Iterator[ShopTx]:

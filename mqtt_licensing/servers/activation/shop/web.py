@@ -19,7 +19,7 @@ from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
 from ....core.errors import ErrorCode, LicensingError
-from ...common import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
+from ..._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .messages import describe_line, when
