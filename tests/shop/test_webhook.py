@@ -16,7 +16,16 @@ import sqlalchemy as sa
 from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink
 from mqtt_licensing.servers.activation.shop.store import webhook_events
 from tests.shop.conftest import start_shop
-from tests.shop.support import STRIPE_KEY, ShopServer, card_token, order_form, pay, signed_event, wait_state
+from tests.shop.support import (
+    STRIPE_KEY,
+    ShopServer,
+    card_token,
+    order_form,
+    pay,
+    signed_event,
+    stripe_client,
+    wait_state,
+)
 
 
 @pytest.fixture
@@ -149,3 +158,22 @@ def test_a_lost_webhook_is_made_good_by_asking_stripe(tmp_path: Path, localstrip
         assert len(licenses(server)) == 1
     finally:
         server.stop()
+
+
+def test_an_event_that_overtakes_our_record_of_the_charge_is_applied(
+    quiet_shop: ShopServer, client: httpx.Client, stripe_url: str
+) -> None:
+    """Stripe's event can arrive before the server has written the PaymentIntent id down."""
+    order_id = order_form(client, {"mqtt_server": 1})
+    stripe = stripe_client(stripe_url)
+    customer = stripe.v1.customers.create(params={"email": "buyer@example.com"})
+    card = stripe.v1.customers.payment_sources.create(customer.id, params={"source": card_token(stripe_url)})
+    intent = stripe.v1.payment_intents.create(
+        params={"amount": 50000, "currency": "usd", "customer": customer.id, "payment_method": card.id,
+                "confirm": True, "metadata": {"order_id": order_id}}
+    )  # fmt: skip
+    raw = httpx.get(f"{stripe_url}/v1/payment_intents/{intent.id}", auth=(STRIPE_KEY, ""), trust_env=False).json()
+    body, signature = signed_event(event(raw, "evt_early"))
+    assert deliver(client, body, signature).json()["result"] == "paid"
+    wait_state(client, order_id, "fulfilled")
+    assert quiet_shop.shop is not None and quiet_shop.shop.orders.get(order_id).stripe_payment_intent == intent.id

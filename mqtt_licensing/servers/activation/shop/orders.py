@@ -168,9 +168,17 @@ class Orders:
                 return "ignored"
             order_id = (obj.get("metadata") or {}).get("order_id")
             order = tx.get_order(order_id) if isinstance(order_id, str) else None
-            if order is None or order.stripe_payment_intent != obj.get("id"):
+            intent = obj.get("id")
+            if order is None or not isinstance(intent, str) or order.stripe_payment_intent not in (None, intent):
                 log.warning("stripe event %s names no order of ours", event_id)
                 return "ignored"
+            if order.stripe_payment_intent is None:
+                # The event overtook our own record of the charge (Stripe can be that fast); it is
+                # ours if no other order holds this payment.
+                if tx.intent_taken(intent):
+                    log.warning("stripe event %s: payment %s belongs to another order", event_id, intent)
+                    return "ignored"
+                tx.update_order(order.id, stripe_payment_intent=intent)
             if event_type == "payment_intent.payment_failed":
                 error = (obj.get("last_payment_error") or {}).get("message") or "the payment failed"
                 tx.update_order(order.id, last_error=str(error)[:300])
@@ -199,7 +207,8 @@ class Orders:
         """Ask Stripe about pending payments whose webhook is overdue; a lost event still gets fulfilled."""
         now = self.service.clock()
         with self.store.transaction() as tx:
-            overdue = tx.order_ids("pending", created_before=now - self.config.reconcile_after)
+            # Abandoned payments are not asked about for ever: a day after the order, they stay pending.
+            overdue = tx.order_ids("pending", created=(now - 86400, now - self.config.reconcile_after))
         count = 0
         for order_id in overdue:
             order = self.get(order_id)

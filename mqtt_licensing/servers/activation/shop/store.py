@@ -155,11 +155,20 @@ class ShopTx:
         row = self.conn.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update()).first()
         return _order(row) if row is not None else None
 
-    def order_ids(self, state: str, *, created_before: int | None = None) -> list[str]:
+    def order_ids(self, state: str, *, created: tuple[int, int] | None = None) -> list[str]:
+        """Orders in ``state``; with ``created=(after, before)`` only those with a payment, created then."""
         query = sa.select(orders.c.id).where(orders.c.state == state).order_by(orders.c.created_at)
-        if created_before is not None:
-            query = query.where(orders.c.created_at < created_before, orders.c.stripe_payment_intent.is_not(None))
+        if created is not None:
+            query = query.where(
+                orders.c.created_at >= created[0],
+                orders.c.created_at < created[1],
+                orders.c.stripe_payment_intent.is_not(None),
+            )
         return [r[0] for r in self.conn.execute(query)]
+
+    def intent_taken(self, payment_intent: str) -> bool:
+        found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
+        return self.conn.execute(found).first() is not None
 
     def update_order(self, order_id: str, *, expect_state: str | None = None, **values: Any) -> bool:
         """Change an order; with ``expect_state`` only if it is still in that state (a compare-and-set)."""
