@@ -109,6 +109,7 @@ def test_vendor_serve_with_a_bad_shop_config_says_one_line(
     assert main(["vendor", "serve", "--data", str(tmp_path / "v"), "--port", "1", "--shop-config", str(bad)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "base_url must be" in err and "Traceback" not in err
+    assert not (tmp_path / "v").exists()  # refused before anything was opened or created
     with pytest.raises(LicensingError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
 

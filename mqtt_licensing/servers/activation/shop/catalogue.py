@@ -32,6 +32,9 @@ class Product:
     price: int  # minor units; per year for PER_YEAR, per unit of usage for METERED
     description: str = ""
     unit: str = ""  # what one unit of a METERED product is, for the page ("1,000 messages")
+    # The Stripe Billing Meter (mtr_...) a METERED price is backed by: required by Stripe's API since
+    # 2025-03-31; the meter's event name is the one `vendor bill --event-name` reports usage to.
+    meter: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class Catalogue:
             where = f"catalogue.products[{i}]"
             if not isinstance(item, dict):
                 raise _bad(f"{where} must be a mapping with id, name, feature, kind and price")
-            unknown = sorted(set(item) - {"id", "name", "feature", "kind", "price", "description", "unit"})
+            unknown = sorted(set(item) - {"id", "name", "feature", "kind", "price", "description", "unit", "meter"})
             if unknown:
                 raise _bad(f"{where}: unknown field(s) {', '.join(unknown)}")
             try:
@@ -94,6 +97,7 @@ class Catalogue:
                     price=price,
                     description=str(item.get("description", "")),
                     unit=str(item.get("unit", "")),
+                    meter=str(item.get("meter", "")),
                 )
             )
         ids = [p.id for p in products]

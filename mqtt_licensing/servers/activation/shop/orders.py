@@ -49,7 +49,9 @@ def check_email(address: Any) -> str:
 
 
 def line_product(line: dict[str, Any]) -> Product:
-    return Product(line["product"], line["name"], line["feature"], Kind(line["kind"]), line["price"])
+    return Product(
+        line["product"], line["name"], line["feature"], Kind(line["kind"]), line["price"], meter=line.get("meter", "")
+    )
 
 
 class Orders:
@@ -91,6 +93,7 @@ class Orders:
                     "price": ln.product.price,
                     "quantity": ln.quantity,
                     "amount": ln.amount,
+                    "meter": ln.product.meter,
                 }
                 for ln in lines
             ],

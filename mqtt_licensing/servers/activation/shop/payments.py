@@ -113,16 +113,17 @@ class StripeGateway:
             self.client.v1.products.retrieve(f"mqttlic_{product.id}")
         except stripe.InvalidRequestError:
             self.client.v1.products.create(params={"id": f"mqttlic_{product.id}", "name": product.name})
-        plan = self.client.v1.plans.create(
-            params={
-                "id": plan_id,
-                "product": f"mqttlic_{product.id}",
-                "currency": currency,
-                "interval": "month",
-                "usage_type": "metered",
-                "amount": product.price,
-            }
-        )
+        params: dict[str, Any] = {
+            "id": plan_id,
+            "product": f"mqttlic_{product.id}",
+            "currency": currency,
+            "interval": "month",
+            "usage_type": "metered",
+            "amount": product.price,
+        }
+        if product.meter:
+            params["meter"] = product.meter
+        plan = self.client.v1.plans.create(params=params)  # type: ignore[arg-type]
         return plan.id
 
     def verify_event(self, payload: bytes, signature: str | None) -> Any:
