@@ -166,6 +166,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, KEY_NAME
 
     proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
+    shop_config = None
+    if args.shop_config:  # checked before anything is opened: a mistake is one line, nothing touched
+        from ..servers.activation.shop.config import load_config
+
+        shop_config = load_config(args.shop_config)
     data = Path(args.data)
     # the cheap setup checks first: their one line is then all the output
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
@@ -175,14 +180,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
     service = _service(args, certificate_lifetime=lifetime)
     token = open_data(data, lambda: load_or_create_token(data))
+    shop = None
+    if shop_config is not None:
+        from ..servers.activation.shop.app import Shop
+
+        shop = Shop(service, shop_config)
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
+    if shop is not None:
+        print(f"  store and customer portal:      {scheme}://{args.host}:{args.port}/shop/", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
     serve_forever(
-        create_app(service, token, trusted_proxies=proxies),
+        create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
         args.host,
         args.port,
         tls_cert=args.tls_cert,
@@ -394,9 +406,14 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
     )
+    p.add_argument(
+        "--shop-config",
+        metavar="FILE",
+        help="also serve the store and customer portal under /shop (YAML; see README, 'The store')",
+    )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:  # noqa: PLR0915 - one flat table of verbs
     vendor = subparsers.add_parser(
         "vendor",
         help="the vendor activation server and license administration",

@@ -138,6 +138,9 @@ class ShopProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> ShopProcess:
+        if not self.data_dir.exists():
+            init = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "init", str(self.data_dir)]
+            subprocess.run(init, check=True, capture_output=True, timeout=60)
         cmd = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "serve", "--data", str(self.data_dir),
                "--port", str(self.port), "--shop-config", str(self.config_path)]  # fmt: skip
         env = {**os.environ, **secret_env()}

@@ -37,7 +37,7 @@ MOUNT = "/shop"
 class Shop:
     def __init__(self, service: ActivationService, config: ShopConfig) -> None:
         self.config = config
-        self.store = ShopStore(service.store.engine)  # its tables: migration 0003 of the activation schema
+        self.store = ShopStore(service.store.engine)  # its tables: migration 0006 of the activation schema
         mailer = Mailer(config.smtp)
         self.orders = Orders(service, self.store, config, StripeGateway(config.stripe), mailer)
         self.portal = Portal(service, self.store, config, mailer)

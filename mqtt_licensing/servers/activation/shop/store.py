@@ -24,7 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 
 # Declared on the activation server's metadata: these tables are part of its schema
-# (migrations/versions/0003_shop.py creates them), whether or not the store is configured.
+# (migrations/versions/0006_shop.py creates them), whether or not the store is configured.
 from ..store import licenses, metadata
 
 orders = sa.Table(

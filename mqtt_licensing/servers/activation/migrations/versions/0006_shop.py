@@ -1,15 +1,15 @@
 """The store's tables (servers/activation/shop): orders, applied Stripe events, customer
 addresses, portal codes and sessions, portal frees, support reminders.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
