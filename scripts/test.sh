@@ -31,10 +31,10 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 if ! command -v chromium >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing chromium (tests/web drive it with Playwright; no browser is downloaded)"
+        echo "installing chromium (tests/web and tests/shop drive it with Playwright; no browser is downloaded)"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
     else
-        echo "note: chromium is not installed; the License page tests (tests/web) will be skipped"
+        echo "note: chromium is not installed; the browser tests (tests/web, tests/shop) will be skipped"
     fi
 fi
 exec .venv/bin/pytest "$@"

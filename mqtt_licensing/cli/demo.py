@@ -25,6 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
     p.add_argument("--vendor-port", type=int, default=8700, help="vendor server port (default 8700)")
+    p.add_argument(
+        "--store",
+        action="store_true",
+        help="also run the store and customer portal against localstripe and an SMTP sink (needs the test extra)",
+    )
     p.set_defaults(func=_run)
 
 
@@ -42,7 +47,12 @@ def _run(args: argparse.Namespace) -> int:
     root = Path(args.dir).resolve()
     vendor_dir = root / "vendor"
     service = ActivationService.open(vendor_dir)
-    vendor = ServerThread(create_app(service, load_or_create_token(vendor_dir)), host=args.host, port=args.vendor_port)
+    store, shop = _start_store(args, root, service) if args.store else (None, None)
+    vendor = ServerThread(
+        create_app(service, load_or_create_token(vendor_dir), **(shop.hooks() if shop else {})),
+        host=args.host,
+        port=args.vendor_port,
+    )
     vendor.start()
 
     keys = _demo_keys(service, root)
@@ -65,15 +75,28 @@ def _run(args: argparse.Namespace) -> int:
         },
     }
     config_path.write_text("# written by `mqtt-licensing demo`\n" + yaml.safe_dump(config, sort_keys=False))
-    instructions = _instructions(args, root, vendor.url, keys)
+    instructions = _instructions(args, root, vendor.url, keys) + (
+        store.instructions(f"mqtt-licensing activate{'' if args.port == 1883 else f' --port {args.port}'}")
+        if store
+        else ""
+    )
     try:
         asyncio.run(serve(load_config(config_path), on_started=lambda _broker: print(instructions, flush=True)))
     except KeyboardInterrupt:
         pass
     finally:
         vendor.stop()
+        if store is not None:
+            store.stop()
         service.close()
     return 0
+
+
+def _start_store(args: argparse.Namespace, root: Path, service: Any) -> tuple[Any, Any]:
+    from ..servers.activation.shop.devtools import DemoStore
+
+    store = DemoStore(root / "store", f"http://{args.host}:{args.vendor_port}")
+    return store, store.start(service)
 
 
 def _demo_keys(service: Any, root: Path) -> dict[str, Path]:

@@ -24,6 +24,7 @@ from .vendor_admin import (
     CREATE,
     UNSET,
     cmd_activations,
+    cmd_contact,
     cmd_floating_issue,
     cmd_free,
     cmd_issue,
@@ -91,6 +92,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, KEY_NAME
 
     proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
+    shop_config = None
+    if args.shop_config:  # checked before anything is opened: a mistake is one line, nothing touched
+        from ..servers.activation.shop.config import load_config
+
+        shop_config = load_config(args.shop_config)
     data = Path(args.data)
     # the cheap setup checks first: their one line is then all the output
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
@@ -100,14 +106,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
     service = open_service(args, certificate_lifetime=lifetime)
     token = open_data(data, lambda: load_or_create_token(data))
+    shop = None
+    if shop_config is not None:
+        from ..servers.activation.shop.app import Shop
+
+        shop = Shop(service, shop_config)
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
+    if shop is not None:
+        print(f"  store and customer portal:      {scheme}://{args.host}:{args.port}/shop/", flush=True)
     print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
     serve_forever(
-        create_app(service, token, trusted_proxies=proxies),
+        create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
         args.host,
         args.port,
         tls_cert=args.tls_cert,
@@ -176,6 +189,11 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NETS",
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
+    )
+    p.add_argument(
+        "--shop-config",
+        metavar="FILE",
+        help="also serve the store and customer portal under /shop (YAML; see README, 'The store')",
     )
 
 
@@ -251,6 +269,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = verb("floating-issue", cmd_floating_issue, "turn a floating server's request code into its certificate")
     p.add_argument("--request", required=True, metavar="FILE")
     p.add_argument("--out", metavar="FILE")
+
+    p = verb("contact", cmd_contact, "record a license's customer e-mail (portal sign-in, reminders)")
+    p.add_argument("id")
+    p.add_argument("email")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
     vendor_usage.register(verb, open_service, issue=issue, update=update)

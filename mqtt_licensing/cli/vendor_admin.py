@@ -218,6 +218,15 @@ def cmd_floating_issue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_contact(args: argparse.Namespace) -> int:
+    from ..servers.activation.shop.portal import record_contact
+
+    license_id, email = args.id, args.email
+    record_contact(open_service(args), license_id, email)
+    print(f"license {license_id}: portal sign-in codes and reminders go to {email}")
+    return 0
+
+
 def cmd_public_key(args: argparse.Namespace) -> int:
     print(open_service(args).public_key_text)
     return 0

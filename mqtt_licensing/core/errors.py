@@ -60,6 +60,9 @@ class ErrorCode(StrEnum):
     PORT_IN_USE = "port_in_use"
     INTERNAL_ERROR = "internal_error"
     TRIAL_MARKER_UNWRITABLE = "trial_marker_unwritable"  # the second trial record outside the state folder
+    # -- the store ---------------------------------------------------------------------
+    PAYMENT_DECLINED = "payment_declined"
+    PAYMENT_PROVIDER_ERROR = "payment_provider_error"
 
     @property
     def means_already_free(self) -> bool:

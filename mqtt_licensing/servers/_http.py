@@ -47,6 +47,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.RATE_LIMITED: 429,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.PAYMENT_DECLINED: 402,
+    ErrorCode.PAYMENT_PROVIDER_ERROR: 502,
 }
 
 

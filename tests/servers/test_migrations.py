@@ -141,7 +141,7 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
     finally:
         service.close()
     # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials
-    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0005"
+    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0006"
     assert _drift(tmp_path / ACTIVATION_DB, activation_schema.metadata, activation_schema.SCHEMA) == []
 
 
@@ -187,7 +187,7 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
         where = database_url or tmp_path / ACTIVATION_DB
         assert _drift(where, activation_schema.metadata, activation_schema.SCHEMA) == []
-        assert _revision(where, activation_schema.SCHEMA) == "0005"
+        assert _revision(where, activation_schema.SCHEMA) == "0006"
     else:
         FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
@@ -258,7 +258,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     assert errors == []
     schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == ("0005" if server == "activation" else "0007")
+    assert _revision(db, schema) == ("0006" if server == "activation" else "0007")
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])

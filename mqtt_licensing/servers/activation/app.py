@@ -10,6 +10,7 @@ service and the admin token in ``request.app.state``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -220,8 +221,10 @@ def create_app(
     *,
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
 ) -> Starlette:
-    """The app over ``service``; ``routes`` are served beside the API (e.g. a shop's pages).
+    """The app over ``service``; ``routes`` are served beside the API (e.g. the store's pages), and
+    ``lifespan`` runs while the server does (e.g. the store's fulfilment loop).
 
     ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
     metrics = activation_metrics(service)
@@ -229,6 +232,7 @@ def create_app(
         routes=[*ROUTES, metrics.route(), *routes],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[Middleware(ObserveMiddleware, metrics=metrics)],
+        lifespan=lifespan,
     )
     app.state.service = service
     app.state.admin_token = admin_token

@@ -320,3 +320,8 @@ class ActivationStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+# The store's tables (servers/activation/shop/store.py) are part of this schema too (migration 0006);
+# importing them here keeps this metadata the whole schema, as the migrations build it.
+from .shop import store as _shop_tables  # noqa: E402, F401

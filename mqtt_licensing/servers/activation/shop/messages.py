@@ -1,0 +1,59 @@
+"""What the store's e-mails say. Plain text; the key appears only in :func:`key`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ....core.timefmt import iso
+from .catalogue import Kind, format_money
+from .store import Order
+
+
+def when(ts: int | None) -> str:
+    """A date as the store shows it (ISO 8601 UTC); no date is "never"."""
+    return iso(ts) or "never"
+
+
+def describe_line(line: dict[str, Any], currency: str) -> str:
+    years = f" x {line['quantity']} year(s)" if line["kind"] == Kind.PER_YEAR else ""
+    price = "billed on usage" if line["kind"] == Kind.METERED else format_money(line["amount"], currency)
+    return f"  {line['name']}{years}: {price}"
+
+
+def _summary(order: Order) -> str:
+    items = "\n".join(describe_line(ln, order.currency) for ln in order.lines)
+    return f"{items}\nTotal: {format_money(order.amount, order.currency)}\n"
+
+
+def _terms(lic: dict[str, Any]) -> str:
+    return (
+        f"License id:    {lic['id']}\nFeatures:      {', '.join(lic['features'])}\n"
+        f"Support until: {when(lic['support_until'])}\n"
+    )
+
+
+def key(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> tuple[str, str]:
+    return "Your MQTT license key", (
+        f"Thank you for your purchase.\n\n{_summary(order)}\n"
+        f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
+        "Activate it on your broker's License page (Online), or with\n"
+        "    mqtt-licensing activate --key-file license.txt\n\n"
+        f"Manage activations and offline codes in the customer portal: {base_url}/shop/portal\n"
+        "Keep this key safe: it is shown only in this e-mail.\n"
+    )
+
+
+def receipt(order: Order, lic: dict[str, Any]) -> tuple[str, str]:
+    return f"Receipt: license {lic['id']} upgraded", (
+        f"Your license {lic['id']} was upgraded.\n\n{_summary(order)}\n{_terms(lic)}\n"
+        "Click Reactivate on your broker's License page (or run `mqtt-licensing reactivate`) to apply "
+        "the new terms now; otherwise the broker picks them up at its next check-in.\n"
+    )
+
+
+def reminder(license_id: str, support_until: int, base_url: str) -> tuple[str, str]:
+    return f"Support for license {license_id} ends soon", (
+        f"Support for license {license_id} ends on {when(support_until)}.\n\n"
+        f"Renew it in the store: {base_url}/shop/upgrade?license={license_id}\n"
+        "(you will need the license key)\n"
+    )

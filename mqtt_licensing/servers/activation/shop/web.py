@@ -1,0 +1,207 @@
+"""The store's pages and the Stripe webhook: server-rendered Starlette routes, Jinja2 templates.
+
+Mounted under ``/shop`` on the activation server. Pages answer HTML (errors as an
+error page with the code); ``/orders/{id}/pay`` and the webhook answer JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from ....core.errors import ErrorCode, LicensingError
+from ..._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
+from .catalogue import Kind, format_money
+from .config import StripeSettings
+from .messages import describe_line, when
+from .orders import Orders
+from .store import Order
+
+TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
+MAX_FORM_BYTES = 64 * 1024
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def content_policy(settings: StripeSettings) -> str:
+    """The pages' Content-Security-Policy: our own scripts by nonce, and Stripe.js with the hosts
+    it talks to (Stripe's, or the test server's); nothing else runs, frames or receives data."""
+    js = _origin(settings.js_url)
+    api = _origin(settings.api_base) if settings.api_base else "https://api.stripe.com"
+    frames = js if settings.api_base else f"{js} https://hooks.stripe.com"
+    return (
+        f"default-src 'self'; script-src 'nonce-{{nonce}}' {js}; connect-src 'self' {api}; frame-src {frames}; "
+        "img-src 'self' data: https:; style-src 'self' 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+    context.setdefault("refresh", None)
+    context["base"] = str(request.scope.get("root_path", "")).rstrip("/")
+    context["nonce"] = nonce = secrets.token_urlsafe(16)
+    response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Content-Security-Policy"] = request.app.state.content_policy.replace("{nonce}", nonce)
+    response.headers["Cache-Control"] = "no-store"  # pages may show keys in forms, codes, terms
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def error_page(request: Request, exc: LicensingError) -> Response:
+    return page(request, "error.html", HTTP_STATUS.get(exc.code, 400), code=str(exc.code), message=exc.message)
+
+
+async def form(request: Request) -> Any:
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        raise LicensingError(ErrorCode.PAYLOAD_TOO_LARGE, f"the form is over {MAX_FORM_BYTES} bytes")
+    return await request.form(max_files=0, max_fields=100)
+
+
+def _product_view(product: Any, currency: str) -> dict[str, Any]:
+    if product.kind is Kind.METERED:
+        price = f"{format_money(product.price, currency)} per {product.unit or 'unit'} (billed monthly on usage)"
+    elif product.kind is Kind.PER_YEAR:
+        price = f"{format_money(product.price, currency)} per year"
+    else:
+        price = f"{format_money(product.price, currency)} once"
+    return {
+        "id": product.id,
+        "name": product.name,
+        "kind": product.kind.value,
+        "description": product.description,
+        "price_text": price,
+    }
+
+
+def store_routes(orders: Orders, on_paid: Any) -> list[Route]:
+    catalogue = orders.catalogue
+    stripe_settings = orders.gateway.settings
+
+    async def index(request: Request) -> Response:
+        offers = [_product_view(p, catalogue.currency) for p in catalogue.products]
+        return page(request, "catalogue.html", offers=offers, license=None, email="")
+
+    async def upgrade_form(request: Request) -> Response:
+        return page(request, "upgrade.html", license_id=request.query_params.get("license", "")[:64])
+
+    async def upgrade_offers(request: Request) -> Response:
+        data = await form(request)
+        key = str(data.get("license_key", "")).strip()
+        lic = await run_in_threadpool(orders.license_for_key, key)
+        wanted = str(data.get("license", ""))
+        if wanted and wanted != lic.id:
+            raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
+        offers = [_product_view(p, catalogue.currency) for p in catalogue.offers(tuple(lic.features))]
+        view = {
+            "id": lic.id,
+            "features": list(lic.features),
+            "support_until": lic.support_until,
+            "support_until_text": when(lic.support_until),
+        }
+        return page(request, "catalogue.html", offers=offers, license=view, license_key=key, email="")
+
+    async def create_order(request: Request) -> Response:
+        data = await form(request)
+        choice: dict[str, int] = {}
+        for pid in data.getlist("product"):
+            raw = data.get(f"years_{pid}", "1")
+            try:
+                choice[str(pid)] = int(str(raw))
+            except ValueError:
+                raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
+        key = str(data.get("license_key", "")).strip() or None
+        order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
+        return RedirectResponse(f"{request.scope.get('root_path', '')}/orders/{order.id}", status_code=303)
+
+    async def show_order(request: Request) -> Response:
+        order: Order = await run_in_threadpool(orders.get, request.path_params["order_id"])
+        waiting = False
+        if order.state == "pending" and order.stripe_payment_intent is not None and not order.last_error:
+            # Taken or being taken: wait for the webhook. Anything else (3-D Secure abandoned,
+            # declined): the pay form again.
+            intent = await run_in_threadpool(orders.gateway.intent, order.stripe_payment_intent)
+            waiting = intent.status in ("succeeded", "processing")
+        base = str(request.scope.get("root_path", ""))
+        lines = [
+            {
+                "name": ln["name"],
+                "kind": ln["kind"],
+                "quantity": ln["quantity"],
+                "price_text": describe_line(ln, order.currency).split(": ", 1)[1],
+            }
+            for ln in order.lines
+        ]
+        return page(
+            request,
+            "order.html",
+            order=order,
+            lines=lines,
+            total=format_money(order.amount, order.currency),
+            waiting=waiting,
+            refresh=2 if waiting or order.state == "paid" else None,
+            js_url=stripe_settings.js_url,
+            publishable_key=stripe_settings.publishable_key,
+            pay_url=f"{base}/orders/{order.id}/pay",
+            order_url=f"{base}/orders/{order.id}",
+        )
+
+    async def pay(request: Request) -> Response:
+        try:
+            data = await read_json(request)
+            result = await run_in_threadpool(orders.pay, request.path_params["order_id"], data.get("token"))
+        except LicensingError as exc:
+            return error_response(exc)
+        if result.get("state") == "paid":
+            on_paid()
+        return JSONResponse(result)
+
+    async def order_state(request: Request) -> Response:
+        try:
+            order = await run_in_threadpool(orders.get, request.path_params["order_id"])
+        except LicensingError as exc:
+            return error_response(exc)
+        return JSONResponse({"state": order.state, "license_id": order.license_id})
+
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/upgrade", upgrade_form, methods=["GET"]),
+        Route("/upgrade", upgrade_offers, methods=["POST"]),
+        Route("/orders", create_order, methods=["POST"]),
+        Route("/orders/{order_id}", show_order, methods=["GET"]),
+        Route("/orders/{order_id}/pay", pay, methods=["POST"]),
+        Route("/orders/{order_id}/state", order_state, methods=["GET"]),
+        webhook_route(orders, on_paid),
+    ]
+
+
+def webhook_route(orders: Orders, on_paid: Any) -> Route:
+    async def webhook(request: Request) -> Response:
+        payload = await request.body()
+        try:
+            if len(payload) > MAX_BODY_BYTES:
+                raise LicensingError(ErrorCode.PAYLOAD_TOO_LARGE, "webhook body too large")
+            event = orders.gateway.verify_event(payload, request.headers.get("stripe-signature"))
+        except LicensingError as exc:
+            # 400 makes Stripe retry a genuine event; a forged one is simply dropped.
+            return JSONResponse({"error": exc.to_dict()}, status_code=400)
+        # Read the verified bytes ourselves: exactly what was signed, as plain JSON.
+        obj = json.loads(payload)["data"]["object"]
+        result = await run_in_threadpool(orders.apply_event, str(event["id"]), str(event["type"]), obj)
+        if result == "paid":
+            on_paid()
+        return JSONResponse({"received": True, "result": result})
+
+    return Route("/stripe/webhook", webhook, methods=["POST"])
