@@ -4,37 +4,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
-if ! command -v mosquitto_pub >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing mosquitto-clients (for the mosquitto_pub/_sub tests)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null
-    else
-        echo "note: mosquitto-clients is not installed; the mosquitto_pub/_sub tests will be skipped"
+# System packages the tests drive for real, installed from Debian when missing (as root);
+# without them the tests that need them are skipped, never faked.
+apt_updated=""
+need() {  # need PACKAGE PRESENT-TEST WHY
+    local package=$1 present=$2 why=$3
+    if eval "$present" >/dev/null 2>&1; then
+        return 0
     fi
-fi
-if ! command -v promtool >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing prometheus (promtool checks docs/prometheus/alerts.yml)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null \
-            || echo "note: prometheus did not install; the alert rules are checked by parsing only"
+        echo "installing $package ($why)"
+        if [ -z "$apt_updated" ]; then
+            apt-get update -qq && apt_updated=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null \
+            || echo "note: $package did not install; tests that need it will be skipped"
     else
-        echo "note: promtool is not installed; the alert rules are checked by parsing only"
+        echo "note: $package is not installed; tests that need it will be skipped ($why)"
     fi
-fi
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing postgresql (the server tests also run on a throwaway PostgreSQL cluster)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
-    else
-        echo "note: PostgreSQL is not installed; the server tests will run on SQLite only"
-    fi
-fi
-if ! command -v chromium >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "installing chromium (tests/web and tests/shop drive it with Playwright; no browser is downloaded)"
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    else
-        echo "note: chromium is not installed; the browser tests (tests/web, tests/shop) will be skipped"
-    fi
-fi
+}
+need mosquitto-clients "command -v mosquitto_pub" "the mosquitto_pub/_sub/_rr tests"
+need mosquitto "command -v mosquitto" "the side-by-side benchmarks and mosquitto_passwd files"
+need prometheus "command -v promtool" "promtool checks docs/prometheus/alerts.yml"
+need postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the server tests also run on a throwaway PostgreSQL cluster"
+need chromium "command -v chromium" "tests/web and tests/shop drive it with Playwright; no browser is downloaded"
 exec .venv/bin/pytest "$@"
