@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from ..core import protocol
-from ..core.gate import Decision, Refusal, decide, must_disconnect_existing
+from ..core.gate import Decision, Refusal, connection_ceiling, decide, must_disconnect_existing
 from ..core.state import Evaluation
 from .config import AgentConfig
 from .connections import ConnectionTracker
@@ -81,6 +81,7 @@ class Access:
         # If the newer connection goes first (refused after all), the older one counts again.
         self._replaced: dict[Hashable, Hashable] = {}  # older connection -> the one replacing it
         self._bad_credentials = Coalescer()  # a password flood logs and announces once a minute per name
+        self._overage = Coalescer()  # admissions past the cap: one connection_overage event a minute
 
     async def admit(
         self,
@@ -130,7 +131,31 @@ class Access:
             self._replaced[previous] = conn
         self.clients[conn] = Client(client_id, username, role)
         self.holders[client_id] = conn
+        if decision.over_cap:
+            self._over_cap(client_id, username, current + 1, now)
         return decision
+
+    def _over_cap(self, client_id: str, username: str | None, connections: int, now: int) -> None:
+        count = self._overage.hit("", now)
+        if count is None:
+            return  # counted, announced with the next one after the minute
+        evaluation = self._evaluation(now)
+        log.warning(
+            "client %r admitted past the licensed connection limit (%s of %s, overage allows %s)",
+            client_id,
+            connections,
+            evaluation.max_connections,
+            connection_ceiling(evaluation),
+        )
+        self._emit(
+            "connection_overage",
+            client_id=client_id,
+            username=username,
+            connections=connections,
+            max_connections=evaluation.max_connections,
+            allowed=connection_ceiling(evaluation),
+            count=count,
+        )
 
     def holds(self, conn: Hashable) -> bool:
         return self.tracker.holds(conn)

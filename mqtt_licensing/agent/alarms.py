@@ -15,6 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.gate import connection_ceiling
 from ..core.models import LicenseModel
 from ..core.state import Evaluation, Facts, LicenseState
 from ..core.timefmt import iso
@@ -157,10 +158,17 @@ def _quota(ev: Evaluation, connections: int, settings: AlarmSettings, active: fr
             Alarm(
                 "connection_quota_reached",
                 CRITICAL,
-                f"all {limit} licensed connections are in use: new clients are refused",
+                f"all {limit} licensed connections are in use: " + _past_the_cap(ev),
             )
         )
     return out
+
+
+def _past_the_cap(ev: Evaluation) -> str:
+    ceiling = connection_ceiling(ev)
+    if ceiling is not None and ev.max_connections is not None and ceiling > ev.max_connections:
+        return f"the license's overage admits up to {ceiling}, then new clients are refused"
+    return "new clients are refused"
 
 
 @dataclass

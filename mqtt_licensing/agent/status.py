@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.errors import LicensingError
+from ..core.gate import connection_ceiling
 from ..core.state import Evaluation, Facts, Limits
 from ..core.timefmt import iso
 from .statefile import ClockRecord
@@ -44,6 +45,8 @@ def build_status(
         "deadline": iso(evaluation.deadline),
         "max_connections": evaluation.max_connections,
         "connections": connections,
+        "connections_over_cap": evaluation.max_connections is not None and connections > evaluation.max_connections,
+        "overage": _overage(evaluation),
         "instance": {"fingerprint": fingerprint},
         "trial": None,
         "check_in": None,
@@ -60,3 +63,11 @@ def build_status(
         }
     doc.update(sections)
     return doc
+
+
+def _overage(evaluation: Evaluation) -> dict[str, Any] | None:
+    """The license's headroom past max_connections, when it grants any."""
+    ceiling = connection_ceiling(evaluation)
+    if ceiling is None or evaluation.overage <= 0:
+        return None
+    return {"fraction": evaluation.overage, "allowed": ceiling}

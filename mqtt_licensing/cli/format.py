@@ -140,7 +140,12 @@ def _health_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     connections, limit = doc.get("connections"), doc.get("max_connections")
     if connections is not None or limit is not None:
         used = "?" if connections is None else str(connections)
-        rows.append(("Connections", f"{used} of {limit}" if limit is not None else f"{used} (no license limit)"))
+        text = f"{used} of {limit}" if limit is not None else f"{used} (no license limit)"
+        overage = doc.get("overage")
+        if isinstance(overage, dict) and overage.get("allowed") is not None:
+            over = ", over the cap" if doc.get("connections_over_cap") else ""
+            text += f" (overage admits up to {overage['allowed']}{over})"
+        rows.append(("Connections", text))
     instance = doc.get("instance")
     if isinstance(instance, dict):
         rows.append(("Instance", text_or_none(instance.get("fingerprint")) or _format_mapping(instance, now)))

@@ -67,6 +67,17 @@ def parse_limit(text: str) -> int | None:
     return value
 
 
+def parse_overage(text: str) -> float:
+    """0..1: the fraction past --max-connections an instance admits (0.1 = 10 %)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (0.1 = 10 % over the cap)") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError("must be from 0 to 1 (0.1 = 10 % over the cap)")
+    return value
+
+
 def parse_count(text: str) -> int:
     try:
         value = int(text)
@@ -275,4 +286,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("email")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
+    _overage_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
+
+
+def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
+    text = "admit up to N x (1 + F) non-admin connections, e.g. 0.1 = 10%% headroom (0..1, default 0)"
+    issue.add_argument("--overage", type=parse_overage, default=0.0, metavar="F", help=text)
+    update.add_argument("--overage", type=parse_overage, metavar="F", help=text)

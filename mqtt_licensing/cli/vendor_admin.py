@@ -78,6 +78,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("expires", format_time(lic["expires_at"])),
         ("support until", format_time(lic["support_until"])),
         ("max connections", "unlimited" if lic["max_connections"] is None else str(lic["max_connections"])),
+        ("overage", f"{lic.get('overage', 0.0):.0%} over max connections"),
         ("metering", lic.get("metering", "best_effort")),
         ("created", format_time(lic["created_at"])),
         ("updated", format_time(lic["updated_at"])),
@@ -101,6 +102,7 @@ def cmd_issue(args: argparse.Namespace) -> int:
         support_until=args.support_until,
         max_connections=args.max_connections,
         metering=args.metering,
+        overage=args.overage,
     )
     print(key)
     return 0
@@ -143,6 +145,8 @@ def cmd_update(args: argparse.Namespace) -> int:
         changes["metering"] = args.metering
     if args.clone_policy is not None:
         changes["clone_policy"] = args.clone_policy
+    if args.overage is not None:
+        changes["overage"] = args.overage
     if not changes:
         raise LicensingError(ErrorCode.BAD_REQUEST, "nothing to change: give at least one option")
     _print_license(open_service(args).update_license(args.id, changes))

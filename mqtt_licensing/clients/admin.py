@@ -21,6 +21,7 @@ class VendorAdminClient(JsonApiClient):
         expires_at: int | None = None,
         support_until: int | None = None,
         max_connections: int | None = None,
+        overage: float = 0.0,
     ) -> dict[str, Any]:
         """-> {"license": {...}, "key": "MQL1-..."}"""
         body = {
@@ -31,6 +32,7 @@ class VendorAdminClient(JsonApiClient):
             "expires_at": expires_at,
             "support_until": support_until,
             "max_connections": max_connections,
+            "overage": overage,
         }
         return await self.call("POST", "/v1/admin/licenses", json=body)
 
@@ -42,7 +44,7 @@ class VendorAdminClient(JsonApiClient):
 
     async def update(self, license_id: str, **changes: Any) -> dict[str, Any]:
         """Fields: add_features, remove_features, expires_at, support_until, max_activations,
-        max_connections, seats, status. A field given as None is cleared (where allowed)."""
+        max_connections, overage, seats, status. A field given as None is cleared (where allowed)."""
         return (await self.call("PATCH", f"/v1/admin/licenses/{license_id}", json=changes))["license"]
 
     async def suspend(self, license_id: str) -> dict[str, Any]:

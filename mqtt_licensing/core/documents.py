@@ -94,6 +94,8 @@ def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:
         return tuple(_check_type(typ, name, v, item) for v in value)
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be an integer")
+    if hint is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a number")
     if hint in (str, bytes, bool) and not isinstance(value, hint):
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be {hint.__name__}")
     return value
@@ -126,6 +128,9 @@ class ActivationCertificate(_Document):
     # Online (issue 10): the check-in chain secret the next check-in must present; a copy of
     # the state folder holds the same one, so two instances diverge and the vendor sees it.
     chain: str | None = None
+    # Issue 11: non-admin connections allowed past max_connections, as a fraction of it (0..1);
+    # certificates signed before it existed carry none, which means 0.
+    overage: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +155,7 @@ class FloatingCertificate(_Document):
     # Offline floating metering (issue 16): ``usage_ref`` of every forwarded record the request
     # code carried that the vendor now holds (the floating server drops them on installing this).
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
+    overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
 
 
 @dataclass(frozen=True)

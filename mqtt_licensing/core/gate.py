@@ -7,6 +7,7 @@ connection count the agent keeps itself (amqtt's own session states are wrong).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -27,6 +28,19 @@ class Decision:
     allowed: bool
     refusal: Refusal | None = None
     message: str = ""
+    over_cap: bool = False  # admitted past max_connections, inside the license's overage
+
+
+def connection_ceiling(evaluation: Evaluation) -> int | None:
+    """⌊max_connections × (1 + overage)⌋, None for unlimited. The overage is counted in basis
+    points in integers, so 10 × 1.1 is 11, never 10 by a float's rounding; a value outside
+    0..1 (the vendor accepts none) counts as 0 below and 1 above."""
+    limit = evaluation.max_connections
+    if limit is None:
+        return None
+    overage = 0.0 if math.isnan(evaluation.overage) else min(max(evaluation.overage, 0.0), 1.0)
+    basis_points = round(overage * 10_000)
+    return limit + limit * basis_points // 10_000
 
 
 ADMIT = Decision(True)
@@ -51,10 +65,13 @@ def decide(
             Refusal.FEATURE_MISSING,
             f"this client needs feature(s) {', '.join(sorted(missing))} which the license lacks",
         )
-    limit = evaluation.max_connections
-    if limit is not None and current_connections >= limit:
-        return Decision(False, Refusal.CONNECTION_LIMIT, f"the licensed connection limit ({limit}) is reached")
-    return ADMIT
+    limit, ceiling = evaluation.max_connections, connection_ceiling(evaluation)
+    if limit is None or ceiling is None or current_connections < limit:
+        return ADMIT
+    if current_connections < ceiling:
+        return Decision(True, over_cap=True, message=f"admitted past the licensed limit ({limit}), up to {ceiling}")
+    allowed = f"the licensed connection limit ({limit}" + (f", {ceiling} with overage)" if ceiling > limit else ")")
+    return Decision(False, Refusal.CONNECTION_LIMIT, f"{allowed} is reached")
 
 
 def must_disconnect_existing(evaluation: Evaluation, enforce_existing: bool) -> bool:

@@ -84,6 +84,7 @@ class Evaluation:
     model: str | None = None
     support_until: int | None = None
     expires_at: int | None = None
+    overage: float = 0.0  # the license's headroom past max_connections (0..1), see gate.connection_ceiling
 
     @property
     def serving(self) -> bool:
@@ -152,6 +153,7 @@ def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -
         model=cert.model,
         support_until=cert.support_until,
         expires_at=cert.expires_at,
+        overage=cert.overage,
     )
     if cert.expires_at is not None and now >= cert.expires_at:
         return replace(licensed, state=LicenseState.EXPIRED, reason="the license term has ended")
@@ -179,6 +181,7 @@ def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evalua
         model="floating",
         support_until=cert.support_until,
         expires_at=cert.expires_at,
+        overage=cert.overage,
     )
     if cert.expires_at is not None and now >= cert.expires_at:
         return replace(licensed, state=LicenseState.EXPIRED, reason="the floating license term has ended")

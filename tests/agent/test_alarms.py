@@ -60,6 +60,16 @@ def test_quota_raised_at_80_percent_and_cleared_only_at_75():
     assert quota(100, raised) == {"connection_quota_high", "connection_quota_reached"}
 
 
+def test_quota_reached_names_the_overage_when_the_license_grants_one():
+    facts = Facts(trial_started_at=0)
+    plain = evaluate_alarms(AlarmInputs(active(max_connections=4), facts, 4), T0, SETTINGS)
+    assert plain["connection_quota_reached"].message.endswith("in use: new clients are refused")
+    over = evaluate_alarms(AlarmInputs(active(max_connections=4, overage=0.5), facts, 5), T0, SETTINGS)
+    assert over["connection_quota_reached"].message.endswith(
+        "the license's overage admits up to 6, then new clients are refused"
+    )
+
+
 def test_offline_pending_clock_and_no_seat():
     pending = Evaluation(LicenseState.PENDING_OFFLINE, "waiting")
     facts = Facts(trial_started_at=0, pending_offline_at=T0)

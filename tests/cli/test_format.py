@@ -208,3 +208,12 @@ def test_status_prints_each_alarm_with_severity_and_since():
     assert "[critical] grace_ending: grace ends at 2025-06-02T10:00:00Z (since" in lines[first]
     assert "[warning] check_in_failing: x" in lines[first + 1]
     assert "Alarms:" not in format_status({**FULL, "alarms": []}, NOW)
+
+
+def test_connections_past_the_cap_name_the_overage():
+    doc = {"state": "active", "serving": True, "max_connections": 4, "connections": 5}
+    over = {**doc, "connections_over_cap": True, "overage": {"fraction": 0.5, "allowed": 6}}
+    assert "Connections: 5 of 4 (overage admits up to 6, over the cap)" in format_status(over)
+    under = {**over, "connections": 4, "connections_over_cap": False}
+    assert "Connections: 4 of 4 (overage admits up to 6)" in format_status(under)
+    assert "Connections: 5 of 4\n" in format_status({**doc, "overage": None}) + "\n"

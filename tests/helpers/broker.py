@@ -240,9 +240,10 @@ class MqttClient:
 @contextlib.contextmanager
 def connected_clients(port: int, count: int, **kwargs: Any) -> Iterator[list[MqttClient]]:
     clients = []
+    prefix = kwargs.pop("prefix", "c")  # once: popped inside the loop, only the first client had it
     try:
         for i in range(count):
-            c = MqttClient(port, client_id=f"{kwargs.pop('prefix', 'c')}{i}", **kwargs)
+            c = MqttClient(port, client_id=f"{prefix}{i}", **kwargs)
             clients.append(c)
             assert c.connect() == 0, f"client {i} refused"
         yield clients

@@ -131,6 +131,7 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         lic = service.get_license("lic_old")
         assert lic["features"] == ["mqtt_server"] and lic["max_connections"] == 5 and lic["activations_used"] == 1
         assert lic["clone_policy"] == "flag" and lic["activations"][0]["clone_count"] == 0
+        assert lic["overage"] == 0.0  # issue 11: an old license admits no more than its cap
         assert [a["id"] for a in lic["activations"]] == ["act_old"]
         # the old activation still works: its instance checks in with the key on record
         request = _signed(instance, labels.KIND_CHECK_IN, activation_id="act_old")
@@ -140,8 +141,9 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert again["reused"] is True and again["activation_id"] == "act_old"
     finally:
         service.close()
-    # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials
-    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0006"
+    # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials;
+    # 0006 the shop; issue 11: 0007 the connection overage
+    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0007"
     assert _drift(tmp_path / ACTIVATION_DB, activation_schema.metadata, activation_schema.SCHEMA) == []
 
 
@@ -187,7 +189,7 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
         where = database_url or tmp_path / ACTIVATION_DB
         assert _drift(where, activation_schema.metadata, activation_schema.SCHEMA) == []
-        assert _revision(where, activation_schema.SCHEMA) == "0006"
+        assert _revision(where, activation_schema.SCHEMA) == "0007"
     else:
         FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
@@ -258,7 +260,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     assert errors == []
     schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == ("0006" if server == "activation" else "0007")
+    assert _revision(db, schema) == "0007"
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])

@@ -27,6 +27,7 @@ ISSUE_FIELDS = (
     "support_until",
     "max_connections",
     "metering",
+    "overage",
 )
 METERING = ("best_effort", "required")
 CLONE_POLICIES = ("flag", "suspend")
@@ -41,6 +42,7 @@ UPDATE_FIELDS = (
     "status",
     "metering",
     "clone_policy",
+    "overage",
 )
 
 
@@ -64,6 +66,15 @@ def _clone_policy(value: Any) -> str:
     if value not in CLONE_POLICIES:
         raise bad(f"clone_policy must be one of {', '.join(CLONE_POLICIES)}")
     return str(value)
+
+
+def _overage(value: Any) -> float:
+    """A fraction of max_connections (EMQX allows 10 %, Keygen 25/50/100 %); null means none."""
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise bad("overage must be a number from 0 to 1 (0.1 = 10 % over max_connections)")
+    return float(value)
 
 
 def _opt_int(name: str, value: Any, *, minimum: int) -> int | None:
@@ -112,6 +123,7 @@ class LicenseAdmin(ServiceBase):
         support_until: Any = None,
         max_connections: Any = None,
         metering: Any = "best_effort",
+        overage: Any = None,
     ) -> tuple[dict[str, Any], str]:
         """Create a license; returns (its record, the key). The key is never stored or shown again."""
         if model not in set(LicenseModel):
@@ -140,6 +152,7 @@ class LicenseAdmin(ServiceBase):
             created_at=now,
             updated_at=now,
             metering=_metering(metering),
+            overage=_overage(overage),
         )
         with self.store.transaction() as tx:
             tx.insert_license(record)
@@ -198,6 +211,8 @@ class LicenseAdmin(ServiceBase):
             if changes["seats"] is None:
                 raise bad("seats cannot be null")
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
+        if "overage" in changes:
+            values["overage"] = _overage(changes["overage"])
         for name, check in (("metering", _metering), ("clone_policy", _clone_policy)):
             if name in changes:
                 values[name] = check(changes[name])

@@ -67,6 +67,7 @@ def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> 
         "expires_at": lic.expires_at,
         "support_until": lic.support_until,
         "max_connections": lic.max_connections,
+        "overage": lic.overage,
         "status": lic.status,
         "metering": lic.metering,
         "clone_policy": lic.clone_policy,
@@ -215,6 +216,7 @@ class ServiceBase:
             expires_at=lic.expires_at,
             support_until=lic.support_until,
             max_connections=lic.max_connections,
+            overage=lic.overage,
             request_nonce=request_nonce,
             usage_stored=usage_stored,
             metering=lic.metering,
@@ -243,6 +245,7 @@ class ServiceBase:
             expires_at=lic.expires_at,
             support_until=lic.support_until,
             max_connections=lic.max_connections,
+            overage=lic.overage,
             request_nonce=request_nonce,
             usage_stored=usage_stored,
         ).sign(self.signing_key)

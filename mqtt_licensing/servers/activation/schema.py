@@ -32,6 +32,8 @@ licenses = sa.Table(
     # best_effort | required: refuse metered clients when usage cannot reach the vendor (issue 16)
     sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"),
     sa.Column("clone_policy", sa.String(16), nullable=False, server_default="flag"),
+    # 0..1: non-admin connections allowed past max_connections, as a fraction of it (issue 11)
+    sa.Column("overage", sa.Float, nullable=False, server_default="0"),
 )
 
 activations = sa.Table(

@@ -48,6 +48,7 @@ class LicenseRecord:
     updated_at: int
     metering: str = "best_effort"
     clone_policy: str = "flag"  # "flag" | "suspend": what a second instance on one activation gets
+    overage: float = 0.0  # connections allowed past max_connections, as a fraction of it
 
 
 @dataclass(frozen=True)
