@@ -160,7 +160,10 @@ class BrokerPatches:
             return await BrokerProtocolHandler.init_from_connect(checked, writer, broker.plugins_manager)
 
         try:
-            handler, session = await asyncio.wait_for(read_connect(), self.connect_timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the read in a Task of its own,
+            # one more Task per CONNECT on the broker's hottest path.
+            async with asyncio.timeout(self.connect_timeout):
+                handler, session = await read_connect()
         except UnsupportedProtocol as exc:
             with contextlib.suppress(OSError, AMQTTError):
                 await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
