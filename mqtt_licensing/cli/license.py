@@ -87,10 +87,12 @@ def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _connection_options()
 
-    p = subparsers.add_parser(
+    def verb(name: str, **texts: str) -> argparse.ArgumentParser:
+        # add_help=False: -h is --host here, as in the mosquitto clients; --help comes from `common`
+        return subparsers.add_parser(name, parents=[common], add_help=False, **texts)
+
+    p = verb(
         "activate",
-        parents=[common],
-        add_help=False,
         help="activate this broker's license (online, offline or floating)",
         description="Activate the broker's license. Online: --key or --key-file. Offline: --usage-license-file "
         "(the vendor's answer to an offline-request). Floating: --floating URL --features a,b.",
@@ -103,10 +105,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--features", metavar="A,B", help="floating: comma-separated features to lease")
     p.set_defaults(func=cmd_activate, parser=p)
 
-    p = subparsers.add_parser(
+    p = verb(
         "status",
-        parents=[common],
-        add_help=False,
         help="show the license status",
         description="Ask the agent for its status; --watch follows the retained "
         "$license/status topic and prints every change until Ctrl-C.",
@@ -117,19 +117,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_status)
 
-    p = subparsers.add_parser(
+    p = verb(
         "reactivate",
-        parents=[common],
-        add_help=False,
         help="refresh the license terms from the vendor now",
         description="Pull changed features or expiry without a restart (online licenses).",
     )
     p.set_defaults(func=cmd_reactivate)
 
-    p = subparsers.add_parser(
+    p = verb(
         "deactivate",
-        parents=[common],
-        add_help=False,
         help="release this broker's license",
         description="Free the activation (online), return the seat (floating), or produce the deactivation "
         "code to send to the vendor (offline).",
@@ -137,10 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="offline: also write the deactivation code to FILE")
     p.set_defaults(func=cmd_deactivate)
 
-    p = subparsers.add_parser(
+    p = verb(
         "offline-request",
-        parents=[common],
-        add_help=False,
         help="make an offline usage request code for the vendor",
         description="Generate a usage request code for an offline (air-gapped) activation. Send it to the "
         "vendor; each new request invalidates the previous one.",
@@ -149,20 +143,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE", help="write the request code to FILE instead of standard output")
     p.set_defaults(func=cmd_offline_request)
 
-    p = subparsers.add_parser(
+    p = verb(
         "offline-cancel",
-        parents=[common],
-        add_help=False,
         help="drop the pending offline request",
         description="Withdraw the pending usage request code: a usage license answering it is refused "
         "afterwards. Whatever serves now (the trial, a held license) keeps serving.",
     )
     p.set_defaults(func=cmd_offline_cancel)
 
-    p = subparsers.add_parser(
+    p = verb(
         "events",
-        parents=[common],
-        add_help=False,
         help="print license events until Ctrl-C",
         description="Follow $license/events: transitions and refused connections. With --since, first "
         "the events the agent kept from that long ago (its last 500).",
