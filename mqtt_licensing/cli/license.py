@@ -87,9 +87,9 @@ def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     common = _connection_options()
 
-    def verb(name: str, **texts: str) -> argparse.ArgumentParser:
+    def verb(name: str, *, help: str, description: str) -> argparse.ArgumentParser:
         # add_help=False: -h is --host here, as in the mosquitto clients; --help comes from `common`
-        return subparsers.add_parser(name, parents=[common], add_help=False, **texts)
+        return subparsers.add_parser(name, parents=[common], add_help=False, help=help, description=description)
 
     p = verb(
         "activate",
