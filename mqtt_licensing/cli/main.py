@@ -9,6 +9,7 @@ import sys
 import traceback
 
 from ..core.errors import LicensingError, SetupError
+from .format import safe_text
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
 _VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     except LicensingError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        print(f"error [{exc.code}]: {safe_text(exc.message)}", file=sys.stderr)
         return 2 if isinstance(exc, SetupError) else 1  # 2: fix the setup (a folder, a port, a URL)
     except KeyboardInterrupt:
         return 130
