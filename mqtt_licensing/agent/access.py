@@ -26,6 +26,8 @@ from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
+_SHOWN = 256  # characters of a refused client id or username kept in its event (a stranger's text)
+
 
 class Transport(Protocol):
     """What the agent needs from a broker adapter."""
@@ -80,7 +82,7 @@ class Access:
         # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.
         # If the newer connection goes first (refused after all), the older one counts again.
         self._replaced: dict[Hashable, Hashable] = {}  # older connection -> the one replacing it
-        self._bad_credentials = Coalescer()  # a password flood logs and announces once a minute per name
+        self._refusals = Coalescer()  # a refusal flood is announced once a minute per reason and name
         self._overage = Coalescer()  # admissions past the cap: one connection_overage event a minute
 
     async def admit(
@@ -272,20 +274,19 @@ class Access:
 
     def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
         self.refusal_log.refused(client_id, username, str(decision.refusal), decision.message)
-        extra: dict[str, int] = {}
-        if decision.refusal is Refusal.BAD_CREDENTIALS:
-            count = self._bad_credentials.hit(username or "", now)
-            if count is None:
-                return  # counted, announced with the next one after the minute
-            extra["count"] = count
+        # Every kind of refusal is announced once a minute per (reason, username): a fleet refused
+        # for the license, or a flood of anonymous CONNECTs, is one event with a count, not 500.
+        count = self._refusals.hit(f"{decision.refusal}\0{username or ''}", now)
+        if count is None:
+            return  # counted, announced with the next one after the minute
         self._emit(
             "connection_refused",
-            client_id=client_id,
-            username=username,
+            client_id=client_id[:_SHOWN],
+            username=username[:_SHOWN] if username is not None else None,
             reason=str(decision.refusal),
             message=decision.message,
             state=str(self._evaluation(now).state),
-            **extra,
+            count=count,
         )
 
 

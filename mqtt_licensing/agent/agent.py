@@ -37,6 +37,7 @@ from .metering.delivery import UsageDuty
 from .metrics import AgentMetrics
 from .operations import Operations
 from .publisher import Publisher
+from .recent import FILE_NAME as RECENT_FILE
 from .requests import Requests
 from .scheduler import Scheduler
 from .sources import LicenseSource, SourceContext, facts_of, source_from_json
@@ -140,6 +141,7 @@ class LicensingAgent(Operations, Scheduler):
             log.error("stored license document rejected: %s", problem.message)
         self._evaluation = self._evaluate(now)
         self._loaded = True
+        await asyncio.to_thread(self._out.keep_recent_in, self._store.dir / RECENT_FILE)
         await self._save()
         log.info("license agent loaded: instance %s, state %s", self.fingerprint, self._evaluation.state)
 
@@ -149,6 +151,7 @@ class LicensingAgent(Operations, Scheduler):
         if not self._loaded:
             raise self._load_error or LicensingError(ErrorCode.INTERNAL_ERROR, "the agent was started before load()")
         self._start_background()
+        self._out.emit("broker_started", instance=self.fingerprint, state=str(self._evaluation.state))
 
     async def stop(self) -> None:
         """Clean shutdown: a floating seat is handed back at once, state is saved."""
