@@ -8,6 +8,7 @@ import os
 import sys
 import traceback
 
+from .. import __version__
 from ..core.errors import LicensingError, SetupError
 from .format import safe_text
 
@@ -18,6 +19,7 @@ _VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mqtt-licensing", description="MQTT-native licensing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
     for name in _VERB_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
