@@ -3,7 +3,6 @@ whose port is taken, followers piped into `head`, and --watch printing only real
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -95,7 +94,7 @@ def test_watch_prints_real_changes_only_not_the_clock_ticking(licensing):
         with licensing.broker.admin() as operator, pytest.raises(LicensingError):
             operator.request("reactivate")  # a real change: Last failure
         out.wait_for(lambda line: line.startswith("Last failure:"))
-        changed = out.lines[[i for i, line in enumerate(out.lines) if "changed ---" in line][0] + 1 :]
+        changed = out.lines[next(i for i, line in enumerate(out.lines) if "changed ---" in line) + 1 :]
         assert [line.split(":", 1)[0] for line in changed] == ["Last failure"], "\n".join(out.lines)
     finally:
         proc.kill()
