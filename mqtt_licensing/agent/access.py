@@ -257,6 +257,10 @@ class Access:
             await transport.disconnect(key)
             self.tracker.release(key)  # never kick the same socket twice, even if the broker is slow
 
+    async def may_read(self, username: str, password: str, peer: str | None) -> bool:
+        """An admin's or a reader's login, checked as a CONNECT's is (cache, backoff): for /metrics."""
+        return await self._authenticate(username, password, peer) in (Role.ADMIN, Role.READER)
+
     async def _authenticate(self, username: str | None, password: str | None, peer: str | None) -> Role | None:
         if username is not None and (password is not None or self.credentials.knows(username)):
             # An unknown name with a password is checked too (against a dummy hash, same cost)

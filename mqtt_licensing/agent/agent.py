@@ -184,6 +184,10 @@ class LicensingAgent(Operations, Scheduler):
 
     # -- the broker adapter's calls ------------------------------------------------------------
 
+    async def may_read(self, username: str, password: str, peer: str | None = None) -> bool:
+        """Is this an admin's or a reader's login? (the HTTP listener's /metrics)"""
+        return await self._access.may_read(username, password, peer)
+
     async def admit(
         self, conn: Hashable, *, client_id: str, username: str | None, password: str | None, peer: str | None = None
     ) -> Decision:

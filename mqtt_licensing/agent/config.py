@@ -93,6 +93,9 @@ class AgentConfig:
     http_proxy_from_env: bool = False
     # HOST:PORT of the HTTP listener serving the License page (mqtt_licensing/web); unset: no page.
     http_bind: str | None = None
+    # Its /metrics answers `Authorization: Bearer <metrics_token>` (for Prometheus), or HTTP Basic
+    # with an admin's or a reader's login; never anyone else.
+    metrics_token: str | None = None
     # Where browsers reach MQTT over WebSocket, when not the broker's own `ws` listener on the
     # page's host (e.g. wss://plant.example/mqtt behind a proxy).
     ws_url: str | None = None

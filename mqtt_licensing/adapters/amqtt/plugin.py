@@ -87,7 +87,10 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
     async def on_broker_post_start(self) -> None:
         await self.agent.start(_AmqttTransport(self.context, self._patches))
         if self.agent.config.http_bind:  # the License page, /metrics and /healthz
-            monitoring = metrics_app(self.agent.metrics, self.agent.status_document).routes
+            config = self.agent.config
+            monitoring = metrics_app(
+                self.agent.metrics, self.agent.status_document, token=config.metrics_token, login=self.agent.may_read
+            ).routes
             self._http = await start_http(self.agent.config.http_bind, self._page, routes=monitoring)
 
     async def on_broker_pre_shutdown(self) -> None:
@@ -153,6 +156,8 @@ def page_config(config: AgentConfig, listeners: dict[str, Any]) -> PageConfig:
 def check_adapter_limits(config: AgentConfig) -> None:
     if config.connect_timeout <= 0:
         raise LicensingError(ErrorCode.INVALID_FIELD, "connect_timeout must be a positive number of seconds")
+    if config.metrics_token is not None and len(config.metrics_token) < 16:
+        raise LicensingError(ErrorCode.INVALID_FIELD, "metrics_token: at least 16 characters (openssl rand -hex 16)")
     if config.max_packet_size < 1024:
         raise LicensingError(ErrorCode.INVALID_FIELD, "max_packet_size must be at least 1024 bytes")
 
