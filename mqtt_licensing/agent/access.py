@@ -111,6 +111,14 @@ class Access:
             )
             self._refused(client_id, username, decision, now)
             return decision
+        if role is Role.READER and self.tracker.admin_count(readers=True) >= self.config.max_reader_connections:
+            decision = Decision(
+                False,
+                Refusal.READER_LIMIT,
+                f"{self.config.max_reader_connections} reader connections are open (max_reader_connections)",
+            )
+            self._refused(client_id, username, decision, now)
+            return decision
         previous = self.holders.get(client_id)
         replacing = (
             previous is not None
@@ -119,16 +127,18 @@ class Access:
             and previous not in self._replaced
         )
         current = self.connection_count(now) - (1 if replacing else 0)
+        # Readers (dashboards) are let in like admins, licensed or not, to see why nothing connects;
+        # they never take a licensed seat, so they may use $license/... topics only (confined()).
         decision = decide(
             self._evaluation(now),
-            is_admin=role is Role.ADMIN,
+            is_admin=role is not Role.USER,
             required_features=self.config.required_features(username, client_id),
             current_connections=current,
         )
         if not decision.allowed:
             self._refused(client_id, username, decision, now)
             return decision
-        self.tracker.reserve(conn, admin=role is Role.ADMIN, now=now)
+        self.tracker.reserve(conn, admin=role is not Role.USER, now=now, reader=role is Role.READER)
         if replacing:
             self._replaced[previous] = conn
         self.clients[conn] = Client(client_id, username, role)
@@ -184,9 +194,11 @@ class Access:
                 del self.holders[client.client_id]
 
     def confined(self, conn: Hashable) -> bool:
-        """True for an admin connection while the license does not serve: it may use only
-        ``$license/...`` (manage the license), never carry the plant's traffic unlicensed."""
+        """True for an admin connection while the license does not serve, and for a reader always:
+        it may use only ``$license/...``, never carry the plant's traffic without a licensed seat."""
         client = self.clients.get(conn)
+        if client is not None and client.role is Role.READER:
+            return True  # a dashboard: never the plant's traffic, it holds no licensed seat
         if client is None or client.role is not Role.ADMIN or self._evaluation(self._now()).serving:
             return False
         if conn not in self._confined_logged:

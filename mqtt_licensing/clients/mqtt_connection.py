@@ -189,6 +189,13 @@ class MqttConnection:
                     f"the broker at {self.where} refused the connection for {who}: {reason} "
                     "(check --username/--password; only admin users may manage the license)",
                 )
+            if reason == "Server unavailable":  # CONNACK 3: the login was right, a session limit is not
+                raise LicensingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"the broker at {self.where} refused the connection: too many admin or reader sessions are "
+                    "open (max_admin_connections, max_reader_connections); close one (a License page tab?) "
+                    "and try again",
+                )
             raise LicensingError(
                 ErrorCode.SERVER_UNREACHABLE, f"the broker at {self.where} refused the connection: {reason}"
             )

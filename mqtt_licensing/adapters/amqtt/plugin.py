@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 from amqtt.contexts import Action, BaseContext
+from amqtt.mqtt.connack import NOT_AUTHORIZED, SERVER_UNAVAILABLE
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
@@ -29,10 +30,13 @@ from ...agent.config import AgentConfig
 from ...agent.metering import Meter
 from ...agent.metrics import metrics_app
 from ...core.errors import ErrorCode, LicensingError
+from ...core.gate import Refusal
 from ...web import HttpListener, PageConfig, start_http
 from .patches import BrokerPatches, broker_of
 
 log = logging.getLogger(__name__)
+
+_SERVER_UNAVAILABLE = frozenset({Refusal.ADMIN_LIMIT, Refusal.READER_LIMIT})  # the login was right
 
 
 class _AmqttTransport:
@@ -71,6 +75,7 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             max_packet_size=config.max_packet_size,
         ).install()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._unavailable: set[Hashable] = set()  # refused for a session limit, CONNACK not yet sent
 
     # -- amqtt hooks -----------------------------------------------------------
 
@@ -99,13 +104,16 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         await self.agent.stop()
 
     async def authenticate(self, *, session: Session) -> bool | None:
+        conn = self._patches.connection_of(session)
         decision = await self.agent.admit(
-            self._patches.connection_of(session),
+            conn,
             client_id=session.client_id or "",
             username=session.username,
             password=session.password,
             peer=session.remote_address,  # failed passwords back off per source address too
         )
+        if decision.refusal in _SERVER_UNAVAILABLE:
+            self._unavailable.add(conn)  # read back at once by connack_code (or dropped in closed)
         return decision.allowed
 
     async def topic_filtering(
@@ -127,7 +135,16 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         self.agent.connected(conn)
 
     def closed(self, conn: Hashable) -> None:
+        self._unavailable.discard(conn)
         self.agent.disconnected(conn)
+
+    def connack_code(self, conn: Hashable) -> int:
+        # Too many admin or dashboard sessions: 3 (server unavailable), so the operator is not told
+        # "wrong username or password" (5) about a login that was right.
+        if conn in self._unavailable:
+            self._unavailable.discard(conn)
+            return SERVER_UNAVAILABLE
+        return NOT_AUTHORIZED
 
     def confined(self, conn: Hashable) -> bool:
         return self.agent.confined(conn)

@@ -99,7 +99,7 @@ class UsageDuty:
 
     def gate(self, client: Any, source: Any) -> Decision | None:
         """A refusal for an admitted metered client while usage is overdue under `metering: required`."""
-        if client is None or str(client.role) == "admin" or not self.is_metered(client):
+        if client is None or str(client.role) in ("admin", "reader") or not self.is_metered(client):
             return None
         if self.overdue(source) <= self.ctx.config.metering_grace:
             return None
