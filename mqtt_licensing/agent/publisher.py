@@ -93,7 +93,7 @@ class Publisher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.to_thread(self._recent.save)
+        await self._save_recent()
 
     def recent(self, since: float | None = None) -> list[dict[str, Any]]:
         """The kept events of the last ``since`` seconds (all kept ones for None), oldest first."""
@@ -112,7 +112,12 @@ class Publisher:
             await asyncio.sleep(SAVE_EVERY)  # the events of the next seconds go in the same write
         finally:
             self._saving = False
-        await asyncio.to_thread(self._recent.save)
+        await self._save_recent()
+
+    async def _save_recent(self) -> None:
+        data = self._recent.snapshot()  # here, on the loop: events are never added mid-copy
+        if data is not None:
+            await asyncio.to_thread(self._recent.write, data)
 
 
 __all__ = ["RECENT_EVENTS", "Publisher"]

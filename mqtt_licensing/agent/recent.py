@@ -3,7 +3,8 @@
 Refusals (a CONNECT flood, a kicked fleet) have their own smaller ring, so however many there
 are they never push a license transition out. The rings are saved to ``events.json`` in the
 state folder (atomically, at most every ``SAVE_EVERY`` seconds and at shutdown): after a restart
-the License page and ``events --since`` still show what happened before it.
+the License page and ``events --since`` still show what happened before it. A snapshot is
+taken on the event loop (where events are added) and written on a thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import heapq
 import itertools
 import json
 import logging
+import threading
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ class RecentEvents:
         self._refusals: deque[Entry] = deque(maxlen=RECENT_REFUSALS)
         self.path: Path | None = None
         self.dirty = False
+        self._lock = threading.Lock()
 
     def add(self, at: float, event: dict[str, Any]) -> None:
         ring = self._refusals if event.get("type") in NOISY else self._events
@@ -71,18 +74,29 @@ class RecentEvents:
                 self.add(float(entry[0]), entry[1])
         self.dirty = False
 
-    def save(self) -> None:
-        """Write the rings if anything changed since the last save (blocking: run it off the loop)."""
+    def snapshot(self) -> bytes | None:
+        """The rings as the file's bytes if anything changed since the last one (call it where
+        events are added: the event loop); None when there is nothing to save."""
         if self.path is None or not self.dirty:
-            return
+            return None
         self.dirty = False
         merged = heapq.merge(self._events, self._refusals, key=lambda entry: entry[0])
-        document = {"version": 1, "events": [[at, event] for _, at, event in merged]}
         try:
-            atomic_write(self.path, json.dumps(document, separators=(",", ":")).encode())
-        except (OSError, TypeError, ValueError) as exc:
-            self.dirty = True
-            log.warning("recent events not saved to %s: %s", self.path, exc)
+            return json.dumps({"version": 1, "events": [[at, event] for _, at, event in merged]}).encode()
+        except (TypeError, ValueError) as exc:
+            log.warning("recent events not saved: %s", exc)
+            return None
+
+    def write(self, data: bytes) -> None:
+        """Write a snapshot (blocking: run it off the loop); one writer at a time, newest last."""
+        if self.path is None:
+            return
+        with self._lock:
+            try:
+                atomic_write(self.path, data)
+            except OSError as exc:
+                self.dirty = True
+                log.warning("recent events not saved to %s: %s", self.path, exc)
 
 
 __all__ = ["FILE_NAME", "RECENT_EVENTS", "RECENT_REFUSALS", "RecentEvents"]
