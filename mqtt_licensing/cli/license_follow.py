@@ -33,6 +33,8 @@ def _watch_reader_gone(gone: threading.Event) -> None:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
         return  # not a real file (tests capturing output): nothing to watch
+    if not hasattr(select, "poll"):
+        return  # Windows: the next write will tell
     poller = select.poll()
     poller.register(fd, 0)  # no events asked for: POLLERR/POLLHUP/POLLNVAL are always reported
 
