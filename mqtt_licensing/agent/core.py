@@ -61,7 +61,7 @@ class AgentCore:
         self.access = Access(
             config, now=self.now, evaluation=self.current_evaluation, emit=self.out.emit, users=settings.user_hashes
         )
-        self.metering = Metering(config.state_dir, clock=lambda: self.clock())  # read late, as the wall
+        self.metering = Metering(config.state_dir, clock=self._wall)  # read late, like licensing time
         self.lock = asyncio.Lock()  # one license operation at a time (requests and background work)
         # Saves come from request handlers and the background loop: one at a time, newest last,
         # or two threads would share one temp file (a lost write, or a torn file at a crash).
