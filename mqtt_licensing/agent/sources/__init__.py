@@ -271,7 +271,7 @@ async def operate(
         return Outcome(current)
     if operation is Op.DEACTIVATE:
         return await current.deactivate()
-    raise LicensingError(ErrorCode.UNKNOWN_OPERATION, f"{operation!r} is not a license operation")
+    raise LicensingError(ErrorCode.UNKNOWN_OPERATION, f"{str(operation)!r} is not a license operation")
 
 
 def auto_factory(ctx: SourceContext) -> AutoFactory | None:
