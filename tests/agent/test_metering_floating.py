@@ -145,8 +145,8 @@ def test_usage_rides_in_the_floating_request_code_offline(tmp_path) -> None:
         fls.service.pin_vendor_key(vendor.public_key)
         first = armor(labels.FLOATING_REQUEST, fls.service.offline_request(key))
         answer = vendor.service.floating_issue(first)
-        assert answer["usage_records"] == 0
-        fls.service.install_certificate(unarmor(answer["certificate"], labels.FLOATING_CERTIFICATE), offline=True)
+        assert answer.usage_records == 0
+        fls.service.install_certificate(unarmor(answer.certificate, labels.FLOATING_CERTIFICATE), offline=True)
         with floating_broker(tmp_path, "b1", vendor, fls) as b1:
             bridge_traffic(b1, fls, 40)
             delivered(b1, fls, 40)
@@ -155,12 +155,12 @@ def test_usage_rides_in_the_floating_request_code_offline(tmp_path) -> None:
         carried = InstanceRequest.from_body(parse_envelope(unarmor(renewal, labels.FLOATING_REQUEST)).unverified_body())
         assert carried.usage and len(carried.usage_keys) == 1
         answer = vendor.service.floating_issue(renewal)
-        assert answer["usage_records"] == len(carried.usage)
+        assert answer.usage_records == len(carried.usage)
         assert at_vendor(vendor, lic["id"])[0] == 40
-        assert vendor.service.floating_issue(renewal)["usage_records"] == len(carried.usage)  # imported once
+        assert vendor.service.floating_issue(renewal).usage_records == len(carried.usage)  # imported once
         assert at_vendor(vendor, lic["id"])[0] == 40
         assert fls.service.status()["usage"]["outbox"] == len(carried.usage)  # kept until installed
-        fls.service.install_certificate(unarmor(answer["certificate"], labels.FLOATING_CERTIFICATE), offline=True)
+        fls.service.install_certificate(unarmor(answer.certificate, labels.FLOATING_CERTIFICATE), offline=True)
         assert fls.service.status()["usage"]["outbox"] == 0
         rows = vendor.service.usage_by_day(lic["id"])
         assert rows["missing"] == {} and rows["days"][0]["messages"] == 40

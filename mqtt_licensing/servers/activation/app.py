@@ -71,10 +71,8 @@ async def activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
     result = await run_in_threadpool(_service(request).activate, key, blob, client_address(request))
-    note(request, license_id=result["license_id"], activation_id=result["activation_id"])
-    return JSONResponse(
-        {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
-    )
+    note(request, license_id=result.license_id, activation_id=result.activation_id)
+    return JSONResponse(result.to_json(), status_code=200 if result.reused else 201)
 
 
 async def check_in(request: Request) -> JSONResponse:
@@ -98,9 +96,7 @@ async def floating_activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
     result = await run_in_threadpool(_service(request).floating_activate, key, blob, client_address(request))
-    return JSONResponse(
-        {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
-    )
+    return JSONResponse(result.to_json(), status_code=200 if result.reused else 201)
 
 
 async def floating_check_in(request: Request) -> JSONResponse:
@@ -171,17 +167,17 @@ async def free_activation(request: Request) -> JSONResponse:
 
 async def offline_activate(request: Request) -> JSONResponse:
     code = str_field(await read_json(request), "request_code")
-    return JSONResponse(await run_in_threadpool(_service(request).offline_activate, code))
+    return JSONResponse((await run_in_threadpool(_service(request).offline_activate, code)).to_json())
 
 
 async def offline_deactivate(request: Request) -> JSONResponse:
     code = str_field(await read_json(request), "code")
-    return JSONResponse(await run_in_threadpool(_service(request).offline_deactivate, code))
+    return JSONResponse((await run_in_threadpool(_service(request).offline_deactivate, code)).to_json())
 
 
 async def floating_certificate(request: Request) -> JSONResponse:
     code = str_field(await read_json(request), "request_code")
-    return JSONResponse(await run_in_threadpool(_service(request).floating_issue, code))
+    return JSONResponse((await run_in_threadpool(_service(request).floating_issue, code)).to_json())
 
 
 async def license_usage(request: Request) -> JSONResponse:
