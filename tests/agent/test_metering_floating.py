@@ -245,7 +245,7 @@ def test_the_http_route_answers_with_a_receipt_of_the_floating_server(tmp_path) 
     """The wire shape: a bad body is a typed error, never a 500."""
     with start_floating(tmp_path / "fls") as fls:
         reply = httpx.post(f"{fls.url}/v1/usage", json={"request": b64(b"x"), "records": "nope"})
-        assert reply.status_code == 400 and reply.json()["error"]["code"] == "missing_field"
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_field"
 
 
 def test_a_stopping_broker_hands_its_records_over_before_it_gives_the_seat_back(tmp_path) -> None:
