@@ -43,8 +43,9 @@ from .._duties import Duty, every
 from .._requests import check_fresh, peek_request
 from ..defaults import FLOATING_FORWARD_INTERVAL
 
-if TYPE_CHECKING:  # the pool imports parse_ref from here
+if TYPE_CHECKING:  # the pool imports parse_ref from here, and the service this module
     from .pool import FloatingContext, FloatingPool
+    from .service import FloatingService
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class FloatingUsage:
             return {"outbox": tx.usage_outbox_count()}
 
 
-async def forward_online(service: Any, vendor_url: str, *, options: HttpOptions) -> int:
+async def forward_online(service: FloatingService, vendor_url: str, *, options: HttpOptions) -> int:
     """Send every held record to the vendor in batches; how many it acknowledged."""
     vendor = service.vendor_key()
     if vendor is None:
@@ -163,7 +164,7 @@ async def forward_online(service: Any, vendor_url: str, *, options: HttpOptions)
     return total
 
 
-async def forward_held(service: Any, options: HttpOptions) -> None:
+async def forward_held(service: FloatingService, options: HttpOptions) -> None:
     """One pass of usage forwarding: everything held goes to an online vendor."""
     url = await asyncio.to_thread(service.vendor_url)
     if not url:
@@ -173,13 +174,15 @@ async def forward_held(service: Any, options: HttpOptions) -> None:
         log.info("forwarded %d usage record(s) to the vendor", sent)
 
 
-async def forward_periodically(service: Any, interval: float, options: HttpOptions) -> None:
+async def forward_periodically(service: FloatingService, interval: float, options: HttpOptions) -> None:
     """Background task for ``floating serve``: carry the outbox to an online vendor (a failed pass
     keeps the records for the next one)."""
     await every("forwarding usage to the vendor", interval, lambda: forward_held(service, options))
 
 
-def vendor_duties(service: Any, refresh_interval: float, forward_interval: float, options: HttpOptions) -> list[Duty]:
+def vendor_duties(
+    service: FloatingService, refresh_interval: float, forward_interval: float, options: HttpOptions
+) -> list[Duty]:
     """``floating serve``'s background work with the vendor: certificate refresh and usage forwarding."""
     from .provision import refresh_periodically
 
