@@ -91,3 +91,31 @@ def test_admin_code_bodies_take_code_and_still_read_request_code(tmp_path: Path)
         assert wrong.status_code == 400 and wrong.json()["error"]["code"] == "invalid_field"  # the _http.py rule
         absent = httpx.post(vendor.url + "/v1/usage", json={"request": b64(b"x")}, trust_env=False)
         assert absent.status_code == 400 and absent.json()["error"]["code"] == "bad_request"
+
+
+def test_the_gauges_are_counted_on_sqlite_and_postgresql(tmp_path: Path, database_url: str | None) -> None:
+    """The scrape counts in SQL (``COUNT ... GROUP BY``) in a worker thread: the same numbers the
+    rows give, on both databases."""
+    from tests.servers.activation.conftest import Instance
+    from tests.servers.test_observe import scrape
+
+    with start_vendor(tmp_path / "vendor", database_url=database_url) as vendor:
+        assert vendor.service is not None
+        key = vendor.issue(max_activations=3)
+        vendor.issue()  # a second license, never activated
+        activations = [vendor.service.activate(key, Instance().activate(key)) for _ in range(3)]
+        vendor.service.free_activation(activations[0].activation_id)
+        m = scrape(vendor.url)
+        assert m['mqtt_license_server_activations{state="active"}'] == 2
+        assert m['mqtt_license_server_activations{state="freed"}'] == 1
+        assert m["mqtt_license_server_licenses"] == 2 and m["mqtt_license_server_cloned_activations"] == 0
+    fls = start_floating(tmp_path / "fls", vendor_key=Ed25519PrivateKey.generate(), seats=4)
+    try:
+        for _ in range(3):
+            body = {"request": b64(lease_request(Ed25519PrivateKey.generate(), "lease_acquire"))}
+            assert httpx.post(fls.url + "/v1/leases", json=body, trust_env=False).status_code == 200
+        m = scrape(fls.url)
+        assert (m["mqtt_license_floating_seats"], m["mqtt_license_floating_seats_used"]) == (4, 3)
+        assert m["mqtt_license_floating_provisioned"] == 1 and m["mqtt_license_floating_cloned_leases"] == 0
+    finally:
+        fls.stop()
