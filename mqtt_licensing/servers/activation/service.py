@@ -1,12 +1,11 @@
 """The activation server's domain logic: licenses, activations, certificates. No HTTP here.
 
 :class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
-CLI verbs directly on the data folder, and by tests. It is one facade over three
-concerns, one module each: :mod:`.licenses` (the vendor's admin work),
-:mod:`.instances` (what instances ask online), :mod:`.codes` (offline and floating
-request codes), :mod:`.usage` (metered usage records) and :mod:`.forwarded` (those a floating
-server forwards). The service is a facade over
-one object per concern, each built from one frozen :class:`.records.ServiceContext`. It talks to the database only
+CLI verbs directly on the data folder, and by tests. It is a facade over one object per
+concern, one module each, all built from one frozen :class:`.records.ServiceContext`:
+:mod:`.licenses` (the vendor's admin work), :mod:`.instances` (what instances ask online),
+:mod:`.codes` (offline and floating request codes), :mod:`.usage` (metered usage records) and
+:mod:`.forwarded` (those a floating server forwards). It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation) is one
 transaction that first locks the license row.
 """
