@@ -35,7 +35,7 @@ from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
-from . import clones
+from . import access, clones
 from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
 from .pool import FloatingPool, PoolView, lapsed
 from .store import FloatingStore, LeaseRecord, Tx
@@ -197,9 +197,13 @@ class FloatingService(FloatingPool, FloatingUsage):
                 tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features, **rotated)
                 row = replace(existing, features=features, renewed_at=now, expires_at=expires, **rotated)
             else:
-                if not admits(tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token):
+                known = access.leased_before(tx, request.fingerprint)
+                if not known and not admits(
+                    tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token
+                ):
                     raise refused()
-                self.new_identities.check(source)
+                if not known:
+                    self.new_identities.check(source)
                 used = tx.count_active(now)
                 if used >= cert.seats:
                     raise LicensingError(
@@ -216,6 +220,7 @@ class FloatingService(FloatingPool, FloatingUsage):
                     chain=secrets.token_hex(16),
                 )
                 tx.insert_lease(row)
+            access.remember(tx, request.fingerprint, now)
         self.leases_expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
         return self._sign_lease(row, pool, now)
 
@@ -272,6 +277,7 @@ class FloatingService(FloatingPool, FloatingUsage):
             if lease is None:
                 return False
             self._remember(tx, request, now)
+            access.remember(tx, claimed, now)  # leases from before the memory existed come back too
             return tx.delete_lease(lease.lease_id)
 
     # -- access rules (issue 10, see .access) -----------------------------------------------
@@ -292,8 +298,10 @@ class FloatingService(FloatingPool, FloatingUsage):
             return tx.unsuspend(fingerprint.strip().lower())
 
     def disallow(self, kind: str, value: str) -> bool:
+        rule = normalized_rule(kind, value)
         with self.store.transaction() as tx:
-            return tx.remove_access(kind, normalized_rule(kind, value))
+            forgotten = kind == "fingerprint" and access.forget(tx, rule)
+            return tx.remove_access(kind, rule) or forgotten
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
