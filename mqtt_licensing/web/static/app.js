@@ -52,7 +52,9 @@ function login(username, password) {
       showView("app");
       clearInterval(page.refreshTimer);
       // Connection counts are not republished on every CONNECT; ask now and then.
-      page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
+      page.refreshTimer = setInterval(() => {
+        if (page.connected) request("status").catch(() => {}); // away: the reconnect asks anyway
+      }, STATUS_REFRESH_MS);
       render();
       loadRecentEvents();
     },
