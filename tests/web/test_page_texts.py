@@ -65,6 +65,8 @@ def test_alarm_deactivate_and_header_texts(page, tmp_path, vendor, screenshots):
         alarm = page.text_content("#alarms .alarm[data-code=license_expiring]")
         assert "(within 1 day)" in alarm and "days" not in alarm
         assert not re.search(r"\d{4}-\d\d-\d\dT\d\d", alarm) and "UTC" in alarm
+        raised = page.text_content("#events li[data-type=alarm_raised]")
+        assert "UTC" in raised and not re.search(r"\d{4}-\d\d-\d\dT\d\d", raised)
         page.click("#deactivate")
         page.wait_for_selector("#confirm-dialog[open]")
         text = page.text_content("#confirm-text")

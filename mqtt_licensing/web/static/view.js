@@ -192,7 +192,7 @@ function eventSummary(e) {
       return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
     case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
     case "activation_lost": return e.message || "";
-    case "alarm_raised": return `${e.severity}: ${e.message || e.code}`;
+    case "alarm_raised": return `${e.severity}: ${readableTimes(e.message || e.code)}`;
     case "alarm_cleared": return `${e.code} (raised ${relative(e.since)})`;
     case "offline_request_cancelled": return "the pending offline request was dropped";
     case "waiting_for_server": return sentence(e.message || e.server);
