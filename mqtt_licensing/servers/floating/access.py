@@ -86,6 +86,11 @@ def remember(tx: Any, fingerprint: str, now: int) -> None:
         tx.conn.execute(sa.insert(pool_access).values(kind=LEASED, value=fingerprint, created_at=now))
 
 
+def remembered_count(tx: Any) -> int:
+    query = sa.select(sa.func.count()).select_from(pool_access).where(pool_access.c.kind == LEASED)
+    return int(tx.conn.execute(query).scalar_one())
+
+
 def forget(tx: Any, fingerprint: str) -> bool:
     done = tx.conn.execute(
         sa.delete(pool_access).where(pool_access.c.kind == LEASED, pool_access.c.value == fingerprint)
@@ -149,5 +154,6 @@ __all__ = [
     "normalized_rule",
     "refused",
     "remember",
+    "remembered_count",
     "token_digest",
 ]

@@ -311,6 +311,7 @@ class FloatingService(FloatingPool, FloatingUsage):
             row = tx.read_pool()
             leases = tx.active_leases(now)
             rules = tx.access_rules()
+            remembered = access.remembered_count(tx)
             suspended = tx.suspended()
             problem = None
             pool = None
@@ -331,6 +332,7 @@ class FloatingService(FloatingPool, FloatingUsage):
             "seats": {"total": 0, "used": len(leases), "free": 0},
             # issue 10: who may take a new seat ([] = anyone who can reach this server)
             "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
+            "remembered_instances": remembered,  # leased to before: admitted again after a restart
             "clone_policy": row.clone_policy or "flag",
             "suspended": [{"instance_fingerprint": fp, "lease_id": lid} for fp, lid in sorted(suspended.items())],
             "leases": [

@@ -35,6 +35,7 @@ def test_a_broker_that_held_a_lease_comes_back_after_a_clean_restart(tmp_path, v
             assert fls.service.status()["seats"]["used"] == 1
             # The memory is no rule: `floating status` still lists only the operator's token.
             assert [r["kind"] for r in fls.service.status()["access"]] == ["token"]
+            assert fls.service.status()["remembered_instances"] == 1
 
 
 async def test_forgetting_an_instance_by_fingerprint_closes_the_pool_to_it(tmp_path, vendor):
