@@ -27,14 +27,12 @@ function randomHex(bytes) {
 // MQTT 3.1.1 has only a return code for a refused CONNECT; each says what the broker meant.
 function loginRefusal(err) {
   const code = err && err.code;
-  if (code === 4 || code === 5) {
-    return "Login refused: wrong username or password (or, for a reader, the license does not serve clients right now).";
+  if (code === 4 || code === 5) return "Login refused: wrong username or password.";
+  if (code === 3) { // the login was right: a session limit was reached (admin_limit, reader_limit)
+    return "Login refused: too many admin or reader sessions are open (max_admin_connections, "
+      + "max_reader_connections). Close one, e.g. another License page tab, and try again.";
   }
-  if (code === 3) {
-    return "Login refused: the broker takes no more sessions of this kind right now (admin_limit: too many "
-      + "admin sessions are open; close another License page tab or an idle admin client, then retry).";
-  }
-  if (code === 2) return "Login refused: the broker rejected this page's client id; reload the page and retry.";
+  if (code === 2) return "Login refused: the broker rejected this page's client id; reload the page and try again.";
   return `Cannot log in: ${err && err.message}`;
 }
 
