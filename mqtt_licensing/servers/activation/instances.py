@@ -80,19 +80,35 @@ class InstanceApi(ServiceBase):
             self._free(tx, act, now, "deactivated")
         log.info("activation %s of %s deactivated", act.id, act.license_id)
 
-    def record_trial(self, request: bytes) -> bytes:
+    def record_trial(self, request: bytes, client: str = "local") -> bytes:
         """Issue 10: a signed TrialRecord of when the vendor first saw this instance on trial.
 
         Self-signed (no activation exists yet), fresh and accepted once. The earliest of the
-        instance's own claim (``created_at``) and the first record wins."""
+        instance's own claim (``created_at``) and the first record wins. Anyone can make
+        identities, so new ones are limited per source: a burst per window, a total quota."""
         now = self.clock()
         req = open_instance_request(request, labels.KIND_TRIAL)
         with self.store.transaction() as tx:
             self._once(tx, "trial:" + req.fingerprint, req, now)
-            started = tx.first_trial(req.fingerprint, min(now, req.created_at))
+            started = tx.trial_started(req.fingerprint)
+            if started is None:
+                self._count_new_trial(tx, client, now)
+                started = min(now, req.created_at)
+                tx.insert_trial(req.fingerprint, started, client)
         return TrialRecord(
             instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
         ).sign(self.signing_key)
+
+    def _count_new_trial(self, tx: Tx, client: str, now: int) -> None:
+        start, count = tx.lock_rate("trial:" + client, now)
+        if now - start >= self.rate_limit_window:
+            start, count = now, 0
+        if count >= self.trial_limit_burst or tx.count_trials_from(client) >= self.trial_limit_total:
+            raise LicensingError(
+                ErrorCode.RATE_LIMITED,
+                f"too many new trial instances from {client}; the local trial records stand",
+            )
+        tx.put_rate("trial:" + client, start, count + 1)
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
         lic, act, reused, now = self._first_contact(

@@ -107,6 +107,8 @@ class ServiceBase:
     max_clock_skew: int
     rate_limit_failures: int
     rate_limit_window: int
+    trial_limit_burst: int
+    trial_limit_total: int
     rate_limit_key_failures: int
     data_dir: Path | None
 

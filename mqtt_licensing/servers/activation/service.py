@@ -34,6 +34,8 @@ DEFAULT_CERTIFICATE_LIFETIME = 7 * 24 * 3600
 RATE_LIMIT_FAILURES = 10
 RATE_LIMIT_WINDOW = 60
 RATE_LIMIT_KEY_FAILURES = 60  # refused activations of one existing key per window, from all sources
+TRIAL_LIMIT_BURST = 10  # new trial instances recorded per source per rate-limit window
+TRIAL_LIMIT_TOTAL = 1000  # trial records kept per source, ever (what one address can make the vendor store)
 DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
@@ -52,6 +54,8 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageA
         rate_limit_failures: int = RATE_LIMIT_FAILURES,
         rate_limit_window: int = RATE_LIMIT_WINDOW,
         rate_limit_key_failures: int = RATE_LIMIT_KEY_FAILURES,
+        trial_limit_burst: int = TRIAL_LIMIT_BURST,
+        trial_limit_total: int = TRIAL_LIMIT_TOTAL,
         data_dir: Path | None = None,
     ) -> None:
         if certificate_lifetime <= 0:
@@ -64,6 +68,8 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageA
         self.rate_limit_failures = rate_limit_failures
         self.rate_limit_window = rate_limit_window
         self.rate_limit_key_failures = rate_limit_key_failures
+        self.trial_limit_burst = trial_limit_burst
+        self.trial_limit_total = trial_limit_total
         self.data_dir = data_dir
 
     @classmethod

@@ -280,15 +280,18 @@ class Tx:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
 
     # -- trials -------------------------------------------------------------------------
-    def first_trial(self, fingerprint: str, now: int) -> int:
-        """When this instance was first seen on trial (``now`` if it is the first time)."""
+    def trial_started(self, fingerprint: str) -> int | None:
+        """When this instance was first seen on trial, if ever."""
         row = self.conn.execute(
             sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fingerprint)
         ).first()
-        if row is not None:
-            return int(row[0])
-        self.conn.execute(sa.insert(trials).values(instance_fingerprint=fingerprint, started_at=now))
-        return now
+        return int(row[0]) if row is not None else None
+
+    def insert_trial(self, fingerprint: str, now: int, source: str) -> None:
+        self.conn.execute(sa.insert(trials).values(instance_fingerprint=fingerprint, started_at=now, source=source))
+
+    def count_trials_from(self, source: str) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).where(trials.c.source == source)).scalar_one())
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, scope: str, nonce: str, created_at: int) -> bool:
