@@ -116,7 +116,7 @@ class LicensingAgent(Operations, Scheduler):
                 LicenseState.UNLICENSED, f"the license state could not be loaded: {exc.message}"
             )
             raise  # the caller reports it (the amqtt runner refuses to start the broker)
-        await self.metering.load(self._identity, self.fingerprint)
+        await self.metering.load(self._identity, self.fingerprint, stored.usage_high_water)
         self._trial_started_at = stored.trial_started_at
         self._clock.last_seen, self._clock.tampered = stored.last_seen, stored.clock_tampered
         self._clock.stepped_back = stored.stepped_back
@@ -289,6 +289,7 @@ class LicensingAgent(Operations, Scheduler):
         if not self._loaded:
             return  # never overwrite a state file this agent could not read
         self._last_clock_save = self._now()
+        self._saved_usage_high_water = self.metering.ledger.high_water
         # A snapshot taken on the loop: the thread never sees a half-updated state.
         data = StoredState(
             trial_started_at=self._trial_started_at,
@@ -297,6 +298,7 @@ class LicensingAgent(Operations, Scheduler):
             stepped_back=self._clock.stepped_back,
             source=self._source.to_json() if self._source is not None else None,
             alarms=self._alarms.to_json(),
+            usage_high_water=self.metering.ledger.high_water,
         ).to_json(self._mac_key)
         alarm_events = self._alarms.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:

@@ -48,6 +48,7 @@ class Scheduler:
     _trial_started_at: int
     _usage: UsageDuty
     _last_clock_save = 0
+    _saved_usage_high_water = 0  # the usage sequence state.json holds (kept sealed there too)
     # Owned here.
     _runner: asyncio.Task[None] | None = None
     _lease_error: str | None = None  # the last auto-lease failure (no_seat), shown as an alarm
@@ -100,7 +101,8 @@ class Scheduler:
                         checked_in = await self._run_due()
                         self._refresh(self._now())
                 await self._usage.tick(self._source, checked_in=checked_in)
-                if self._alarms.pending or now - self._last_clock_save >= CLOCK_SAVE_EVERY:
+                numbered = self._usage.metering.ledger.high_water > self._saved_usage_high_water
+                if self._alarms.pending or numbered or now - self._last_clock_save >= CLOCK_SAVE_EVERY:
                     await self._save()
                 await self._access.enforce_existing(self._evaluation, self._out.transport)
                 self._access.refusal_log.flush()
