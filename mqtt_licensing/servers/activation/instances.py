@@ -114,12 +114,14 @@ class InstanceApi(ServiceBase):
         lic, act, reused, now = self._first_contact(
             license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
         )
-        cert = self._floating_certificate(lic, act, now)
+        cert = self._floating_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
         return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
 
     def floating_check_in(self, request: bytes) -> bytes:
-        lic, act, now = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
-        return self._floating_certificate(lic, act, now)
+        """As :meth:`check_in` for a floating server: a certificate valid for ``certificate_lifetime``
+        (the server refreshes it daily), signed verdicts, and the check-in chain (a copied data folder)."""
+        lic, act, now = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING, verdicts=True)
+        return self._floating_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
@@ -248,7 +250,7 @@ class InstanceApi(ServiceBase):
         lic = self._license(tx, act.license_id, lock=True)
         self._check_usable(lic, now, None)
         updates: dict[str, Any] = {"last_check_in_at": now}
-        step = follow_chain(lic, act, request.chain, now) if model == LicenseModel.ONLINE else None
+        step = follow_chain(lic, act, request.chain, now) if model != LicenseModel.OFFLINE else None
         if step is not None:
             updates.update(step.updates)
         tx.update_activation(act.id, **updates)

@@ -165,7 +165,11 @@ class FloatingPool:
     def check_in_request(self) -> tuple[bytes, str]:
         cert = self._require_certificate().certificate
         return self._sign_request(
-            labels.KIND_FLOATING_CHECK_IN, self.clock(), activation_id=cert.activation_id, license_id=cert.license_id
+            labels.KIND_FLOATING_CHECK_IN,
+            self.clock(),
+            activation_id=cert.activation_id,
+            license_id=cert.license_id,
+            chain=cert.chain,  # the vendor sees a copied data folder as two servers on one activation
         )
 
     def deactivation_request(self, *, offline: bool) -> bytes:
