@@ -37,6 +37,11 @@ def activated(tmp_path: Path, vendor: VendorHandle, data: Path) -> tuple[dict, P
     vendor_pub = vendor.data_dir / "vendor.pub"
     args = ("floating", "activate", "--data", data, "--key-file", key_file, "--vendor", vendor.url)
     assert _cli(*args, "--vendor-key", vendor_pub) == 0
+    service = FloatingService.open(data)
+    try:
+        service.allow("network", "127.0.0.0/8")  # the pool is closed: the test's brokers are admitted by network
+    finally:
+        service.close()
     return lic, key_file
 
 
