@@ -10,8 +10,9 @@ rules (``mqtt-licensing floating allow``) gives a *new* seat only to
 
 a lease already held renews as before. A new pool gets a join-token rule when the CLI first
 provisions it (``floating activate``/``install`` print the token), so it is closed from the
-start; a pool provisioned before that, without rules, stays open: ``floating status`` warns. Independently, ``--new-identities-per-minute`` limits
-how many identities one source address may bring into the pool per minute.
+start; a pool provisioned before that, without rules, stays open: ``floating status`` warns.
+Independently, ``--new-identities-per-minute`` limits how many identities one source address
+may bring into the pool per minute.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def _cli(*argv: str | Path) -> int:
 
 
 def join_token(out: str) -> str:
-    return out.split("floating_join_token): ", 1)[1].split()[0]
+    return out.split("floating_join_token): ", 1)[1].split(maxsplit=1)[0]
 
 
 def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
