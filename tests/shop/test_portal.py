@@ -20,7 +20,6 @@ from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
-from tests.servers.conftest import pg_cluster  # noqa: F401 - the throwaway PostgreSQL cluster
 from tests.shop.support import ShopServer
 
 
