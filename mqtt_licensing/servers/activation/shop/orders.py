@@ -29,6 +29,7 @@ from .catalogue import YEAR, Kind, Product, format_money
 from .config import ShopConfig
 from .mail import Mailer
 from .payments import CARD_CHECK, StripeGateway
+from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,8 @@ class Orders:
         if not isinstance(token, str) or not token.startswith("tok_"):
             raise _bad("the payment form sent no card token")
         now = self.service.clock()
+        if why := unpayable(order, self.catalogue, now, self.config.order_ttl):
+            raise LicensingError(ErrorCode.EXPIRED, why)
         with self.store.transaction() as tx:
             claimed = tx.claim_order(order.id, "pending", now, now + PAY_LEASE)
         if not claimed:  # a second click, a second tab: one charge only
@@ -216,6 +219,10 @@ class Orders:
             log.error("order %s: Stripe reports %s %s, the order is %s", order.id, amount, currency, order.amount)
             tx.update_order(order.id, last_error="paid amount does not match the order")
             return "mismatch"
+        if why := repriced(order, self.catalogue):  # paid at a price the store no longer has: held
+            if tx.update_order(order.id, expect_state="pending", state="held", paid_at=now, last_error=why):
+                log.error("order %s paid but held (%s): refund it in Stripe or fulfil it by hand", order.id, why)
+            return "held"
         if tx.update_order(order.id, expect_state="pending", state="paid", paid_at=now):
             log.info("order %s paid", order.id)
             return "paid"
