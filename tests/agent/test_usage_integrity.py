@@ -8,10 +8,16 @@ returned, so QoS 0 deliveries raced it and a missing PUBACK (QoS 1) counted noth
 
 from __future__ import annotations
 
+import secrets
 import shutil
+import time
 
-from mqtt_licensing.core.documents import UsageRecord
-from mqtt_licensing.core.signing import b64
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+from mqtt_licensing.core.documents import UsageRecord, sign_instance_request
+from mqtt_licensing.core.signing import b64, fingerprint
 from tests.helpers.broker import MqttClient, RawClient, _remaining_length, _string, start_broker, wait_for
 
 BRIDGE_CLASS = {"snowflake_bridge": {"features": ["iot_bridge_snowflake"], "client_id_prefixes": ["snowflake-"]}}
@@ -92,16 +98,15 @@ def test_forged_zero_usage_records_are_flagged_and_take_no_real_usage(tmp_path, 
     with broker(tmp_path, vendor) as handle:
         with handle.admin() as c:
             c.request("activate", {"license_key": key})
-        agent = handle.agent
-        act_id = agent.source.certificate.activation_id
-        identity = agent._identity
-        forged = [
-            UsageRecord(agent.fingerprint, seq, 1, 2, 0, 0, 0, license_id, act_id).sign(identity)
-            for seq in range(1, 21)
-        ]
-        request = agent._sign("usage_report", activation_id=act_id)
-        import httpx
-
+        identity = load_pem_private_key((tmp_path / "state" / "identity.key").read_bytes(), None)
+        assert isinstance(identity, Ed25519PrivateKey)
+        fp = fingerprint(identity)
+        [act] = vendor.service.list_activations(license_id)
+        forged = [UsageRecord(fp, seq, 1, 2, 0, 0, 0, license_id, act["id"]).sign(identity) for seq in range(1, 21)]
+        nonce, now = secrets.token_hex(16), int(time.time())
+        request = sign_instance_request(
+            identity, kind="usage_report", nonce=nonce, created_at=now, activation_id=act["id"]
+        )
         answer = httpx.post(
             vendor.url + "/v1/usage", json={"request": b64(request), "records": [b64(r) for r in forged]}
         )

@@ -31,7 +31,7 @@ def _rows(vendor: VendorHandle) -> int:
 
 def test_new_trial_identities_from_one_source_are_limited(vendor: VendorHandle) -> None:
     assert vendor.service is not None
-    vendor.service.trial_limit_burst = 10
+    vendor.service.reconfigure(trial_limit_burst=10)
     first = Instance()
     assert _post(vendor, first).status_code == 200
     answers = [_post(vendor, Instance()) for _ in range(40)]
@@ -43,7 +43,7 @@ def test_new_trial_identities_from_one_source_are_limited(vendor: VendorHandle) 
 
 def test_a_source_has_a_total_quota_of_trial_rows(vendor: VendorHandle) -> None:
     assert vendor.service is not None
-    vendor.service.trial_limit_burst, vendor.service.trial_limit_total = 1000, 25
+    vendor.service.reconfigure(trial_limit_burst=1000, trial_limit_total=25)
     codes = Counter(_post(vendor, Instance()).status_code for _ in range(40))
     assert codes == {200: 25, 429: 15}, codes
     assert _rows(vendor) == 25
