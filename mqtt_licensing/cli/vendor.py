@@ -173,7 +173,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 # -- the argparse table ---------------------------------------------------------
 
 
-def _register_init(verbs: argparse._SubParsersAction) -> None:
+def _register_init(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = verbs.add_parser(
         "init",
         help="create a vendor data folder (signing key, database, admin token)",
@@ -210,7 +210,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vendor = subparsers.add_parser(
         "vendor",
         help="the vendor activation server and license administration",

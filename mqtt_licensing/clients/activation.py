@@ -25,7 +25,7 @@ class ActivationClient(JsonApiClient):
     """``async with ActivationClient(vendor_url) as c: await c.activate(key, request)``."""
 
     async def health(self) -> dict[str, Any]:
-        return await self.call("GET", "/v1/health")
+        return dict(await self.call("GET", "/v1/health"))
 
     async def record_trial(self, request: bytes) -> bytes:
         """The vendor-signed TrialRecord answering a ``trial`` request (issue 10)."""

@@ -8,6 +8,8 @@ level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiti
 
 from __future__ import annotations
 
+from typing import cast
+
 from amqtt.adapters import ReaderAdapter
 from amqtt.errors import NoDataError
 
@@ -26,7 +28,7 @@ class LimitedReader(ReaderAdapter):
     async def read(self, n: int = -1) -> bytes:
         if n > self._limit:
             raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return await self._inner.read(n)
+        return cast(bytes, await self._inner.read(n))
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
@@ -41,12 +43,12 @@ class _ReplayReader(ReaderAdapter):
 
     async def read(self, n: int = -1) -> bytes:
         if not self._head:
-            return await self._inner.read(n)
+            return cast(bytes, await self._inner.read(n))
         if n < 0:
             head, self._head = self._head, b""
-            return head + await self._inner.read(n)
+            return head + cast(bytes, await self._inner.read(n))
         head, self._head = self._head[:n], self._head[n:]
-        return head + (await self._inner.read(n - len(head)) if n > len(head) else b"")
+        return head + cast(bytes, await self._inner.read(n - len(head)) if n > len(head) else b"")
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
