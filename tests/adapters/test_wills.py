@@ -46,7 +46,8 @@ def will_over_tcp(port: int, client_id: str, will: tuple[str, bytes, bool]) -> N
 def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]) -> None:
     with ws_connect(f"ws://127.0.0.1:{port}/", subprotocols=["mqtt"], open_timeout=10) as ws:  # type: ignore[list-item]
         ws.send(connect_packet(client_id, will=will))
-        assert bytes(ws.recv(timeout=10))[:4] == b"\x20\x02\x00\x00"
+        connack = ws.recv(timeout=10)
+        assert isinstance(connack, bytes) and connack[:4] == b"\x20\x02\x00\x00"
 
 
 @pytest.mark.parametrize("transport", ["tcp", "websocket"])

@@ -99,7 +99,9 @@ def test_usage_through_a_floating_broker_reaches_the_vendor_once_online(tmp_path
         assert fls.service.status()["usage"]["outbox"] > 0
 
         # a captured batch, stored by the vendor, but the floating server dies before it drops it
-        request, _nonce, refs = fls.service.forward_batch()
+        captured = fls.service.forward_batch()
+        assert captured is not None
+        request, _nonce, refs = captured
         assert asyncio.run(_post(vendor.url, request))
         assert at_vendor(vendor, lic["id"])[0] == 85
         fls.restart()  # the outbox still holds the batch: it is sent again and counts nothing new

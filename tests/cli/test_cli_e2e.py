@@ -170,6 +170,7 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
         env=env,
     )
     try:
+        assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
         assert first["state"] == "trial"
         with licensing.broker.admin() as operator:

@@ -101,5 +101,6 @@ def test_a_closed_pipe_ends_quietly(licensing):
     with licensing.broker.admin() as operator:  # a change makes the watcher write into the closed pipe
         operator.request("activate", {"method": "online", "license_key": licensing.vendor.issue()})
     proc.wait(timeout=30)
+    assert proc.stderr is not None
     err = proc.stderr.read()
     assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -106,6 +106,7 @@ def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) ->
     """Read stdout lines of a running mosquitto_sub until predicate(line) holds."""
     deadline = time.monotonic() + timeout
     lines: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:

@@ -51,7 +51,7 @@ def test_demo_store_purchase_email_activate(tmp_path: Path) -> None:
             time.sleep(0.1)
         time.sleep(0.2)  # let the writer finish the file
         msg = email.message_from_bytes(sorted(mail_dir.glob("*.eml"))[0].read_bytes(), policy=email.policy.default)
-        attachment = next(msg.iter_attachments())  # type: ignore[attr-defined]
+        attachment = next(msg.iter_attachments())
         (tmp_path / "key.txt").write_text(attachment.get_content())
         result = subprocess.run(["bash", "-c", f"{export}; {activate}"], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=60)  # fmt: skip
