@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
@@ -75,6 +76,42 @@ OFFLINE: Final = object()
 _TAKE_OVER_WAIT = 5.0  # seconds for the previous connection's loop to end before forcing it
 
 
+# The amqtt release these patches were written and tested against (tests/adapters/test_amqtt_canary.py
+# holds the source hash of every method they replace, wrap or call).
+SUPPORTED_AMQTT: Final = "0.12.1"
+BROKER_TARGETS: Final = (
+    "_client_connected",
+    "_initialize_client_session",
+    "_authenticate",
+    "_handle_client_session",
+    "_handle_message_delivery",
+    "_broadcast_message",
+    "retain_message",
+    "_publish_retained_messages_for_subscription",
+    "_topic_filtering",
+    "_delete_session",
+)
+HANDLER_TARGETS: Final = ("handle_read_timeout", "mqtt_publish", "handle_connection_closed", "init_from_connect")
+
+
+def amqtt_version() -> str:
+    try:
+        return importlib.metadata.version("amqtt")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def unsupported_amqtt() -> str | None:
+    """One line naming the fix when the installed amqtt is not the one the patches know, else None."""
+    installed = amqtt_version()
+    if installed == SUPPORTED_AMQTT:
+        return None
+    return (
+        f"amqtt {installed} is installed but this broker supports amqtt {SUPPORTED_AMQTT} only "
+        f"(its patches use amqtt internals): pip install 'amqtt=={SUPPORTED_AMQTT}'"
+    )
+
+
 class ConnectionHooks(Protocol):
     """What the patches tell the plugin. ``conn`` is the connection's protocol handler."""
 
@@ -91,7 +128,9 @@ class ConnectionHooks(Protocol):
 
 
 def broker_of(context: BrokerContext) -> Broker:
-    broker: Broker = context._broker_instance  # noqa: SLF001  (patch 10)
+    broker = getattr(context, "_broker_instance", None)  # patch 10
+    if not isinstance(broker, Broker):
+        raise RuntimeError(f"amqtt {amqtt_version()}: the plugin context no longer holds the broker")
     return broker
 
 
@@ -124,6 +163,16 @@ class BrokerPatches:
 
     def install(self) -> BrokerPatches:
         b = self._broker
+        # Each target must exist as a callable on this amqtt: assigning an attribute amqtt no
+        # longer reads would leave a patch inert without a sound (see SUPPORTED_AMQTT).
+        missing = [name for name in BROKER_TARGETS if not callable(getattr(b, name, None))]
+        missing += [
+            f"BrokerProtocolHandler.{name}"
+            for name in HANDLER_TARGETS
+            if not callable(getattr(BrokerProtocolHandler, name, None))
+        ]
+        if missing:
+            raise RuntimeError(f"amqtt {amqtt_version()} lacks what the adapter patches: {', '.join(missing)}")
         self._orig_client_connected = b._client_connected  # noqa: SLF001
         self._orig_authenticate = b._authenticate  # noqa: SLF001
         self._orig_handle_client_session = b._handle_client_session  # noqa: SLF001
