@@ -28,6 +28,7 @@ from amqtt.errors import BrokerError
 from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...core.errors import ErrorCode, LicensingError
+from .exposure import exposure_problem
 from .patches import unsupported_amqtt
 from .plugin import LicensingPlugin, check_adapter_limits
 
@@ -181,6 +182,9 @@ def find_agent(broker: Broker) -> LicensingAgent:
 async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
     _check_amqtt()
+    sections = [s for name, s in _plugin_sections(config) if name.endswith("LicensingPlugin") and isinstance(s, dict)]
+    if (problem := exposure_problem(config, sections)) is not None:
+        raise ConfigError(problem)
     _check_ports_free(config)
     broker = Broker(config)
     await _load_agents(broker)
