@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
 from mqtt_licensing.agent.config import AgentConfig
-from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.core.passwords import hash_password, verify_password
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
