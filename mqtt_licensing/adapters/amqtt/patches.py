@@ -16,7 +16,9 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    nothing behind; a clean_session=0 CONNECT closes the live connection holding that
    client id and waits for it to end (amqtt otherwise lets two live sockets share one
    Session), and so does a clean_session=1 CONNECT (MQTT 3.1.1 §3.1.4-2; a reconnect
-   at the connection limit takes its own place); keepalive is 1.5 x the client's.
+   at the connection limit takes its own place); keepalive is 1.5 x the client's; a client
+   id taken over by another username (or anonymous) gets a fresh session, never the
+   owner's queue. test_sessions.py
    test_connections.py, test_limits.py, test_access.py::test_reconnect_*
 3. ``_authenticate``: answers with the verdict (2) already reached for this session.
 4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
@@ -253,7 +255,14 @@ class BrokerPatches:
                 await self._take_over(client_id, live)  # MQTT 3.1.1 §3.1.4-2, and the count stays put
             await broker._delete_session(client_id)  # noqa: SLF001
             session.parent = 0
-        elif (entry := broker.sessions.get(client_id)) is not None:
+        elif (entry := broker.sessions.get(client_id)) is not None and entry[0].username != incoming.username:
+            # Another principal (another username, or anonymous) never inherits a persistent session:
+            # its queue may hold replies ($license/reply/<id>) and messages meant for the owner.
+            await self._take_over(client_id, entry[1])
+            log.info("client id %r taken over by another user: its previous session is discarded", client_id)
+            await broker._delete_session(client_id)  # noqa: SLF001
+            session.parent = 0
+        elif entry is not None:
             await self._take_over(client_id, entry[1])
             session = entry[0]
             for name in ("will_flag", "will_retain", "will_message", "will_topic", "will_qos"):
