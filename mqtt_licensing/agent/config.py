@@ -96,6 +96,11 @@ class AgentConfig:
     # Where browsers reach MQTT over WebSocket, when not the broker's own `ws` listener on the
     # page's host (e.g. wss://plant.example/mqtt behind a proxy).
     ws_url: str | None = None
+    # Browser origins (scheme://host[:port]) allowed on `ws` listeners besides the License page's own
+    # and ws_url's host; "*" allows any. A browser sends the Origin of whatever page opened the socket.
+    ws_origins: list[str] = field(default_factory=list)
+    # Anonymous CONNECTs over WebSocket (any web page a user visits could make one): off by default.
+    ws_allow_anonymous: bool = False
     # The store's upgrade page: the License page's Upgrade button opens it with ?license=<license id>.
     store_url: str | None = None
     # Issue 10: the second record of the trial, outside state_dir, so deleting the folder does

@@ -8,7 +8,7 @@ level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiti
 
 from __future__ import annotations
 
-from amqtt.adapters import ReaderAdapter
+from amqtt.adapters import ReaderAdapter, WebSocketsReader
 from amqtt.errors import NoDataError
 
 
@@ -22,6 +22,7 @@ class LimitedReader(ReaderAdapter):
     def __init__(self, inner: ReaderAdapter, limit: int) -> None:
         self._inner = inner
         self._limit = limit
+        self.websocket = isinstance(inner, WebSocketsReader)  # anonymous CONNECTs are refused there
 
     async def read(self, n: int = -1) -> bytes:
         if n > self._limit:

@@ -46,30 +46,41 @@ this file against the new ``amqtt/broker.py`` and running those tests.
     speaks MQTT 3.1.1 only and misreads an MQTT 5 CONNECT with properties (it waits for
     bytes that never come, or logs a traceback). Any other level is answered with CONNACK
     0x01 (unacceptable protocol version) and one log line. test_access.py::test_mqtt5_*
+13. ``_create_server_instance`` (``ws`` listeners only): amqtt's own ``websockets.serve`` call
+    with an Origin check at the handshake (:mod:`.origins`): any web page a user opens could
+    otherwise speak MQTT to the broker. In (2), anonymous CONNECTs over WebSocket are refused
+    unless ``ws_allow_anonymous``. test_websocket_origin.py
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
+from http import HTTPStatus
 from typing import Any, Final, Protocol
 
+import websockets
+import websockets.asyncio.server
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
-from amqtt.contexts import Action
+from amqtt.contexts import Action, ListenerType
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
 
 from ...core.protocol import is_license_topic
 from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
 from .metering import DeliveryMeter, count_deliveries
+from .origins import OriginPolicy
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +103,8 @@ BROKER_TARGETS: Final = (
     "_publish_retained_messages_for_subscription",
     "_topic_filtering",
     "_delete_session",
+    "_create_server_instance",
+    "ws_connected",
 )
 HANDLER_TARGETS: Final = ("handle_read_timeout", "mqtt_publish", "handle_connection_closed", "init_from_connect")
 
@@ -139,11 +152,22 @@ def broker_of(context: BrokerContext) -> Broker:
 class BrokerPatches:
     """Installs the patches on one broker and keeps the per-socket facts they need."""
 
-    def __init__(self, broker: Broker, hooks: ConnectionHooks, *, connect_timeout: float, max_packet_size: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        hooks: ConnectionHooks,
+        *,
+        connect_timeout: float,
+        max_packet_size: int,
+        origins: OriginPolicy | None = None,
+        ws_allow_anonymous: bool = True,
+    ) -> None:
         self._broker = broker
         self._hooks = hooks
         self.connect_timeout = connect_timeout
         self.max_packet_size = max_packet_size
+        self._origins = origins
+        self._ws_allow_anonymous = ws_allow_anonymous
         self._live: dict[BrokerProtocolHandler, asyncio.Event] = {}  # connection -> set when it has ended
         self._holders: dict[str, BrokerProtocolHandler] = {}  # client id -> the connection holding it now
         self._by_session: dict[int, BrokerProtocolHandler] = {}  # id(Session) -> its live connection
@@ -183,6 +207,8 @@ class BrokerPatches:
         self._orig_retain = b.retain_message
         self._orig_retained_for_sub = b._publish_retained_messages_for_subscription  # noqa: SLF001
         self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
+        self._orig_create_server = b._create_server_instance  # noqa: SLF001
+        b._create_server_instance = self._create_server_instance  # noqa: SLF001
         b._client_connected = self._client_connected  # noqa: SLF001
         b._initialize_client_session = self._initialize_client_session  # noqa: SLF001
         b._authenticate = self._authenticate  # noqa: SLF001
@@ -198,6 +224,32 @@ class BrokerPatches:
 
     async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         await self._orig_client_connected(listener_name, LimitedReader(reader, self.max_packet_size), writer)
+
+    # -- 13: WebSocket Origin ---------------------------------------------------------------
+
+    async def _create_server_instance(
+        self, listener_name: str, listener_type: ListenerType, address: str | None, port: int, ssl_context: Any
+    ) -> Any:
+        if listener_type != ListenerType.WS or self._origins is None:
+            return await self._orig_create_server(listener_name, listener_type, address, port, ssl_context)
+        # amqtt's own call (broker.py, _create_server_instance), plus the Origin check at the handshake
+        return await websockets.asyncio.server.serve(
+            functools.partial(self._broker.ws_connected, listener_name=listener_name),
+            address,
+            port,
+            ssl=ssl_context,
+            subprotocols=[websockets.Subprotocol("mqtt")],
+            process_request=self._check_origin,
+        )
+
+    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
+        origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        if self._origins is None or self._origins.allows(origin, host):
+            return None
+        log.warning(
+            "refused a WebSocket from %s: Origin %r is not allowed (ws_origins)", connection.remote_address, origin
+        )
+        return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed on this broker (ws_origins)\n")
 
     # -- 2, 3: CONNECT -------------------------------------------------------------------
 
@@ -228,6 +280,15 @@ class BrokerPatches:
             raise AMQTTError(reason) from None
         if session.clean_session and not session.client_id:
             session.client_id = gen_client_id()
+        if session.username is None and not self._ws_allow_anonymous and getattr(reader, "websocket", False):
+            log.info(
+                "refused anonymous CONNECT over WebSocket from %s:%s (ws_allow_anonymous)",
+                *(remote_address, remote_port),
+            )
+            with contextlib.suppress(OSError, AMQTTError):
+                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await _close(writer)
+            raise AMQTTError(f"anonymous CONNECT over WebSocket refused (client id {session.client_id!r})")
         self._authenticating[id(session)] = handler
         try:
             accepted = await self._orig_authenticate(session, None)

@@ -30,6 +30,7 @@ from ...agent.metering import Meter
 from ...agent.metrics import metrics_app
 from ...core.errors import ErrorCode, LicensingError
 from ...web import HttpListener, PageConfig, start_http
+from .origins import OriginPolicy
 from .patches import BrokerPatches, broker_of
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             self,
             connect_timeout=config.connect_timeout,
             max_packet_size=config.max_packet_size,
+            origins=OriginPolicy.build(config.http_bind, config.ws_url, config.ws_origins),
+            ws_allow_anonymous=config.ws_allow_anonymous,
         ).install()
         self._tasks: set[asyncio.Task[Any]] = set()
 

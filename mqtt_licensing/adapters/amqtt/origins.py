@@ -1,0 +1,59 @@
+"""Which browser pages may open MQTT-over-WebSocket connections to the broker.
+
+A browser lets any page it shows open a WebSocket to any address and sends that page's
+``Origin`` with the handshake; it is the only thing telling the broker which site is asking.
+Allowed: no Origin at all (not a browser: mosquitto, paho, MQTT.js under Node), the License
+page's own origin (the page connects to the ``ws`` listener on the host it was loaded from, so
+the Origin's host equals the handshake's ``Host`` and its port is ``http_bind``'s), any origin
+on ``ws_url``'s host, and the origins listed in ``ws_origins`` (``*``: any).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+
+def _host_port(netloc: str) -> tuple[str, int | None]:
+    try:
+        parts = urlsplit(f"//{netloc}")
+        return (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        return "", None
+
+
+@dataclass(frozen=True)
+class OriginPolicy:
+    page_port: int | None  # http_bind's port: the License page
+    ws_url_host: str | None
+    extra: frozenset[str]
+
+    @classmethod
+    def build(cls, http_bind: str | None, ws_url: str | None, origins: list[str]) -> OriginPolicy:
+        port = (http_bind or "").rpartition(":")[2]
+        ws_host = urlsplit(ws_url).hostname if ws_url else None
+        return cls(
+            int(port) if port.isdigit() else None,
+            ws_host.lower() if ws_host else None,
+            frozenset(o.strip().rstrip("/").lower() for o in origins),
+        )
+
+    def allows(self, origin: str | None, host_header: str | None) -> bool:
+        if origin is None:
+            return True
+        origin = origin.strip().rstrip("/").lower()
+        if "*" in self.extra or origin in self.extra:
+            return True
+        try:
+            parts = urlsplit(origin)
+            scheme, host, port = parts.scheme, (parts.hostname or ""), parts.port
+        except ValueError:
+            return False
+        if scheme not in ("http", "https") or not host:
+            return False
+        if self.ws_url_host is not None and host == self.ws_url_host:
+            return True
+        if self.page_port is None:
+            return False
+        request_host, _ = _host_port(host_header or "")
+        return host == request_host and (port or (443 if scheme == "https" else 80)) == self.page_port
