@@ -80,6 +80,7 @@ def test_configured_origins_and_anonymous_websocket_clients(ws_broker):
         ("http://broker:8080", "broker:8083", True),
         ("https://broker:8080", "BROKER:8083", True),
         ("http://broker:8081", "broker:8083", False),
+        ("http://broker:8083", "broker:8083", True),  # the listener's own address: paho sends it
         ("http://evil.example:8080", "broker:8083", False),
         ("https://plant.example", "anything", True),  # ws_url's host (behind a proxy)
         ("null", "broker:8083", False),  # a sandboxed or file:// page

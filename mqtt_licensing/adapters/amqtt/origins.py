@@ -2,7 +2,8 @@
 
 A browser lets any page it shows open a WebSocket to any address and sends that page's
 ``Origin`` with the handshake; it is the only thing telling the broker which site is asking.
-Allowed: no Origin at all (not a browser: mosquitto, paho, MQTT.js under Node), the License
+Allowed: no Origin at all (not a browser: mosquitto, MQTT.js under Node), the listener's own
+address (paho sends that; only the broker answers there, so no page has it), the License
 page's own origin (the page connects to the ``ws`` listener on the host it was loaded from, so
 the Origin's host equals the handshake's ``Host`` and its port is ``http_bind``'s), any origin
 on ``ws_url``'s host, and the origins listed in ``ws_origins`` (``*``: any).
@@ -53,7 +54,8 @@ class OriginPolicy:
             return False
         if self.ws_url_host is not None and host == self.ws_url_host:
             return True
-        if self.page_port is None:
-            return False
-        request_host, _ = _host_port(host_header or "")
-        return host == request_host and (port or (443 if scheme == "https" else 80)) == self.page_port
+        request_host, request_port = _host_port(host_header or "")
+        port = port or (443 if scheme == "https" else 80)
+        if host == request_host and port == (request_port or port):
+            return True  # the WebSocket's own address (what paho sends): no page is served there
+        return self.page_port is not None and host == request_host and port == self.page_port
