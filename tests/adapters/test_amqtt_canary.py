@@ -38,6 +38,7 @@ SOURCE_HASHES = {
     "Broker._session_monitor": "5091fa20cdfdc203",
     "Broker._create_server_instance": "3925f48239680074",
     "Broker._cleanup_session": "530ae891d9f536cc",
+    "Broker._publish_session_retained_messages": "78cd66096c935c1f",
     "Broker.ws_connected": "e2db3c958489f513",
     "BrokerProtocolHandler.handle_read_timeout": "ffd79f12457f41e1",
     "BrokerProtocolHandler.mqtt_publish": "30cb8f651cc521c5",

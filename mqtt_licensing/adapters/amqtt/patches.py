@@ -50,6 +50,9 @@ this file against the new ``amqtt/broker.py`` and running those tests.
     with an Origin check at the handshake (:mod:`.origins`): any web page a user opens could
     otherwise speak MQTT to the broker. In (2), anonymous CONNECTs over WebSocket are refused
     unless ``ws_allow_anonymous``. test_websocket_origin.py
+14. ``_retain_broadcast_message`` and the broker's ``session_expiry_interval``: offline
+    persistent sessions expire, their queues are capped, and so is their number per username
+    and per source (:mod:`.sessions`). test_sessions.py
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ from ...core.protocol import is_license_topic
 from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
 from .metering import DeliveryMeter, count_deliveries
 from .origins import OriginPolicy
+from .sessions import OfflineSessions, SessionLimits
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,8 @@ BROKER_TARGETS: Final = (
     "_delete_session",
     "_create_server_instance",
     "ws_connected",
+    "_retain_broadcast_message",
+    "_cleanup_session",
 )
 HANDLER_TARGETS: Final = ("handle_read_timeout", "mqtt_publish", "handle_connection_closed", "init_from_connect")
 
@@ -161,6 +167,7 @@ class BrokerPatches:
         max_packet_size: int,
         origins: OriginPolicy | None = None,
         ws_allow_anonymous: bool = True,
+        sessions: SessionLimits | None = None,
     ) -> None:
         self._broker = broker
         self._hooks = hooks
@@ -168,6 +175,7 @@ class BrokerPatches:
         self.max_packet_size = max_packet_size
         self._origins = origins
         self._ws_allow_anonymous = ws_allow_anonymous
+        self._offline = OfflineSessions(broker, sessions) if sessions is not None else None
         self._live: dict[BrokerProtocolHandler, asyncio.Event] = {}  # connection -> set when it has ended
         self._holders: dict[str, BrokerProtocolHandler] = {}  # client id -> the connection holding it now
         self._by_session: dict[int, BrokerProtocolHandler] = {}  # id(Session) -> its live connection
@@ -209,6 +217,8 @@ class BrokerPatches:
         self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
         self._orig_create_server = b._create_server_instance  # noqa: SLF001
         b._create_server_instance = self._create_server_instance  # noqa: SLF001
+        if self._offline is not None:
+            self._offline.install()
         b._client_connected = self._client_connected  # noqa: SLF001
         b._initialize_client_session = self._initialize_client_session  # noqa: SLF001
         b._authenticate = self._authenticate  # noqa: SLF001
@@ -389,6 +399,8 @@ class BrokerPatches:
             if self._by_session.get(id(session)) is handler:
                 del self._by_session[id(session)]
             self._hooks.closed(handler)
+            if self._offline is not None and not session.clean_session:
+                await self._offline.went_offline(session)
 
     # -- 5: client PUBLISH to $ topics ---------------------------------------------------
 
