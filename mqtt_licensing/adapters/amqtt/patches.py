@@ -20,7 +20,8 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    id taken over by another username (or anonymous) gets a fresh session, never the
    owner's queue. test_sessions.py
    test_connections.py, test_limits.py, test_access.py::test_reconnect_*
-3. ``_authenticate``: answers with the verdict (2) already reached for this session.
+3. ``_authenticate``: answers with the verdict (2) already reached for this session; (2)
+   asks the licensing plugin directly when it is amqtt's only auth plugin (no Task per CONNECT).
 4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
    belong to the connection (its protocol handler), never to a shared Session.
    test_connections.py::test_squatter_*
@@ -145,6 +146,8 @@ class ConnectionHooks(Protocol):
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
 
     def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
+
+    async def authenticate(self, *, session: Session) -> bool | None: ...
     def confined(self, conn: Hashable) -> bool: ...
 
 
@@ -301,7 +304,7 @@ class BrokerPatches:
             raise AMQTTError(f"anonymous CONNECT over WebSocket refused (client id {session.client_id!r})")
         self._authenticating[id(session)] = handler
         try:
-            accepted = await self._orig_authenticate(session, None)
+            accepted = await self._authenticate_once(session)
         finally:
             del self._authenticating[id(session)]
         if not accepted:
@@ -363,6 +366,16 @@ class BrokerPatches:
             await asyncio.wait_for(ended.wait(), _TAKE_OVER_WAIT)
         except TimeoutError:
             await previous.stop()
+
+    async def _authenticate_once(self, session: Session) -> bool:
+        """amqtt's verdict over its auth plugins; when the licensing plugin is the only one, asked
+        directly: amqtt's ``map_plugin_auth`` wraps each call in a new Task and a gather, the
+        largest cost the adapter added to a CONNECT (docs/benchmarks.md)."""
+        auth_plugins = self._broker.plugins_manager._auth_plugins  # noqa: SLF001
+        if len(auth_plugins) == 1 and auth_plugins[0] is self._hooks:
+            return await self._hooks.authenticate(session=session) is True  # amqtt: None counts as refused
+        result: bool = await self._orig_authenticate(session, None)
+        return result
 
     async def _authenticate(self, session: Session, listener: Any) -> bool:
         if id(session) in self._accepted:
