@@ -11,8 +11,21 @@ on ``ws_url``'s host, and the origins listed in ``ws_origins`` (``*``: any).
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
 from urllib.parse import urlsplit
+
+import websockets
+import websockets.asyncio.server
+from amqtt.broker import Broker
+from amqtt.contexts import ListenerType
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+log = logging.getLogger(__name__)
 
 
 def _host_port(netloc: str) -> tuple[str, int | None]:
@@ -59,3 +72,39 @@ class OriginPolicy:
         if host == request_host and port == (request_port or port):
             return True  # the WebSocket's own address (what paho sends): no page is served there
         return self.page_port is not None and host == request_host and port == self.page_port
+
+
+class WebSocketOrigins:
+    """Patch 13 of :mod:`.patches`: amqtt's ``ws`` listener, with the Origin checked at the handshake."""
+
+    def __init__(self, broker: Broker, policy: OriginPolicy) -> None:
+        self._broker = broker
+        self._policy = policy
+
+    def install(self) -> None:
+        self._orig_create_server = self._broker._create_server_instance  # noqa: SLF001
+        self._broker._create_server_instance = self._create_server_instance  # noqa: SLF001
+
+    async def _create_server_instance(
+        self, listener_name: str, listener_type: ListenerType, address: str | None, port: int, ssl_context: Any
+    ) -> Any:
+        if listener_type != ListenerType.WS:
+            return await self._orig_create_server(listener_name, listener_type, address, port, ssl_context)
+        # amqtt's own call (broker.py, _create_server_instance), plus the Origin check
+        return await websockets.asyncio.server.serve(
+            functools.partial(self._broker.ws_connected, listener_name=listener_name),
+            address,
+            port,
+            ssl=ssl_context,
+            subprotocols=[websockets.Subprotocol("mqtt")],
+            process_request=self._check_origin,
+        )
+
+    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
+        origin, host = request.headers.get("Origin"), request.headers.get("Host")
+        if self._policy.allows(origin, host):
+            return None
+        log.warning(
+            "refused a WebSocket from %s: Origin %r is not allowed (ws_origins)", connection.remote_address, origin
+        )
+        return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed on this broker (ws_origins)\n")

@@ -60,31 +60,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
-from http import HTTPStatus
 from typing import Any, Final, Protocol
 
-import websockets
-import websockets.asyncio.server
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
-from amqtt.contexts import Action, ListenerType
+from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
-from websockets.asyncio.server import ServerConnection
-from websockets.http11 import Request, Response
 
 from ...core.protocol import is_license_topic
 from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
 from .metering import DeliveryMeter, count_deliveries
-from .origins import OriginPolicy
+from .origins import OriginPolicy, WebSocketOrigins
 from .sessions import OfflineSessions, SessionLimits
 
 log = logging.getLogger(__name__)
@@ -218,8 +212,8 @@ class BrokerPatches:
         self._orig_retain = b.retain_message
         self._orig_retained_for_sub = b._publish_retained_messages_for_subscription  # noqa: SLF001
         self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
-        self._orig_create_server = b._create_server_instance  # noqa: SLF001
-        b._create_server_instance = self._create_server_instance  # noqa: SLF001
+        if self._origins is not None:
+            WebSocketOrigins(b, self._origins).install()
         if self._offline is not None:
             self._offline.install()
         b._client_connected = self._client_connected  # noqa: SLF001
@@ -237,32 +231,6 @@ class BrokerPatches:
 
     async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
         await self._orig_client_connected(listener_name, LimitedReader(reader, self.max_packet_size), writer)
-
-    # -- 13: WebSocket Origin ---------------------------------------------------------------
-
-    async def _create_server_instance(
-        self, listener_name: str, listener_type: ListenerType, address: str | None, port: int, ssl_context: Any
-    ) -> Any:
-        if listener_type != ListenerType.WS or self._origins is None:
-            return await self._orig_create_server(listener_name, listener_type, address, port, ssl_context)
-        # amqtt's own call (broker.py, _create_server_instance), plus the Origin check at the handshake
-        return await websockets.asyncio.server.serve(
-            functools.partial(self._broker.ws_connected, listener_name=listener_name),
-            address,
-            port,
-            ssl=ssl_context,
-            subprotocols=[websockets.Subprotocol("mqtt")],
-            process_request=self._check_origin,
-        )
-
-    def _check_origin(self, connection: ServerConnection, request: Request) -> Response | None:
-        origin, host = request.headers.get("Origin"), request.headers.get("Host")
-        if self._origins is None or self._origins.allows(origin, host):
-            return None
-        log.warning(
-            "refused a WebSocket from %s: Origin %r is not allowed (ws_origins)", connection.remote_address, origin
-        )
-        return connection.respond(HTTPStatus.FORBIDDEN, "Origin not allowed on this broker (ws_origins)\n")
 
     # -- 2, 3: CONNECT -------------------------------------------------------------------
 
