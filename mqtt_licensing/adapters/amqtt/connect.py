@@ -8,6 +8,9 @@ level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiti
 
 from __future__ import annotations
 
+from collections.abc import Coroutine
+from typing import Any
+
 from amqtt.adapters import ReaderAdapter, WebSocketsReader
 from amqtt.errors import NoDataError
 
@@ -24,10 +27,12 @@ class LimitedReader(ReaderAdapter):
         self._limit = limit
         self.websocket = isinstance(inner, WebSocketsReader)  # anonymous CONNECTs are refused there
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
+        # A plain function handing back the inner read: no coroutine frame of its own on every
+        # read of every packet (amqtt awaits the result; the error is raised at the same place).
         if n > self._limit:
             raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return await self._inner.read(n)
+        return self._inner.read(n)
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
@@ -40,9 +45,12 @@ class _ReplayReader(ReaderAdapter):
         self._head = head
         self._inner = inner
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
         if not self._head:
-            return await self._inner.read(n)
+            return self._inner.read(n)  # the head replayed: straight to the socket (see LimitedReader)
+        return self._read_head(n)
+
+    async def _read_head(self, n: int) -> bytes:
         if n < 0:
             head, self._head = self._head, b""
             return head + await self._inner.read(n)
