@@ -97,7 +97,7 @@ async def refuse_new_names(port: int, count: int) -> int:
 
 def table_sizes(broker) -> dict[str, int]:
     async def sizes() -> dict[str, int]:
-        access = broker.agent._access
+        access = broker.agent._core.access
         plugin = next(p for p in broker.thread.broker.plugins_manager.plugins if hasattr(p, "_patches"))
         patches = plugin._patches
         return {
