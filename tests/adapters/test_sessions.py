@@ -115,3 +115,20 @@ def test_offline_sessions_expire(tmp_path, vendor):
         assert queued_for(broker, "gone") == 0  # kept while it is fresh
 
         wait_for(lambda: queued_for(broker, "gone") == -1, timeout=20, message="the offline session never expired")
+
+
+def test_offline_sessions_are_capped_per_username(tmp_path, vendor):
+    from tests.helpers.broker import READER, READER_PASSWORD
+
+    with start_broker(tmp_path / "s", vendor=vendor, offline_sessions_per_username=3) as broker:
+        for i in range(8):
+            with MqttClient(
+                broker.port, client_id=f"dash-{i}", username=READER, password=READER_PASSWORD, clean_session=False
+            ) as c:
+                assert c.connect() == 0
+
+        async def kept() -> list[str]:
+            return sorted(cid for cid, (s, _h) in broker.thread.broker.sessions.items() if s.username == READER)
+
+        wait_for(lambda: len(broker.call(kept())) <= 3, message="offline sessions not capped per username")
+        assert broker.call(kept()) == ["dash-5", "dash-6", "dash-7"]  # the newest stay
