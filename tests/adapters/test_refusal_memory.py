@@ -103,7 +103,9 @@ def table_sizes(broker) -> dict[str, int]:
         return {
             "backoff": len(access.credentials._backoff._keys),
             "password cache": len(access.credentials._cache),
-            "bad-credential windows": len(access._bad_credentials._windows),
+            "refusal event windows": len(access._refusals._windows),
+            "username budgets": len(access.credentials._budget._buckets),
+            "known-good logins": len(access.credentials._known_good),
             "refusal log": len(access.refusal_log._seen),
             "clients": len(access.clients),
             "amqtt sessions": len(broker.thread.broker.sessions),
