@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ CONFIGS = sorted((REPO / "broker_config").glob("*.yaml"))
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 
 
-def agent_section(path: Path) -> dict:
+def agent_section(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["plugins"][PLUGIN]
 
 

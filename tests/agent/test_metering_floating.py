@@ -6,6 +6,7 @@ real vendor, each on its own socket."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -72,7 +73,7 @@ def outbox_messages(fls) -> int:
     return sum(UsageRecord.from_body(parse_envelope(rec).unverified_body()).messages for _f, _s, rec, _k in rows)
 
 
-def at_vendor(vendor, license_id: str) -> tuple[int, dict]:
+def at_vendor(vendor, license_id: str) -> tuple[int, dict[str, Any]]:
     usage = vendor.service.usage_by_day(license_id)
     return sum(d["messages"] for d in usage["days"]), usage
 

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -133,7 +134,7 @@ def test_client_streams_status_and_events(licensing):
     with licensing.broker.admin() as watcher, licensing.broker.admin() as operator:
         stop = threading.Event()
         states: list[str] = []
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         threads = [
             threading.Thread(target=watcher.watch_status, args=(lambda d: states.append(d["state"]), stop)),
             threading.Thread(target=lambda: events.extend(watcher.events(stop))),

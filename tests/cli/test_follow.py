@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -45,10 +46,10 @@ class Lines:
 
 
 @pytest.fixture
-def follower(licensing) -> Iterator:
-    procs: list[subprocess.Popen] = []
+def follower(licensing) -> Iterator[Any]:
+    procs: list[subprocess.Popen[str]] = []
 
-    def start(*argv: str) -> tuple[subprocess.Popen, Lines, Lines]:
+    def start(*argv: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
         proc = subprocess.Popen(
             [*CLI, *argv, "--port", str(licensing.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=ENV,

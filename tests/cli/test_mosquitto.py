@@ -102,7 +102,7 @@ def test_mosquitto_rr_drives_the_online_flow(licensing):
     }
 
 
-def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) -> list[str]:
+def _lines_until(proc: subprocess.Popen[Any], predicate: Any, timeout: float = 15) -> list[str]:
     """Read stdout lines of a running mosquitto_sub until predicate(line) holds."""
     deadline = time.monotonic() + timeout
     lines: list[str] = []
@@ -117,7 +117,7 @@ def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) ->
     raise AssertionError(f"not seen in time: {lines}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -65,7 +65,7 @@ def test_kill9_broker_loses_at_most_the_open_interval_and_doubles_nothing(tmp_pa
         **FAST,
     )
 
-    def at_vendor() -> dict:
+    def at_vendor() -> dict[str, Any]:
         return vendor.service.usage_by_day(license_id)
 
     def reported() -> int:

@@ -56,13 +56,13 @@ PLAIN, PLAIN_PASSWORD = "plain", "plain-secret"
 USERS = {READER: hash_password(READER_PASSWORD, n=2**10), PLAIN: hash_password(PLAIN_PASSWORD, n=2**10)}
 
 
-def ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str, timeout: float = 10) -> dict:
+def ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str, timeout: float = 10) -> dict[str, Any]:
     n = len(client.messages)
     client.publish(topic, payload)
     return decode_any(bytes(client.wait_message(reply_topic, timeout=timeout, after=n).payload))
 
 
-def license_messages(client: MqttClient) -> list:
+def license_messages(client: MqttClient) -> list[Any]:
     return [m for m in client.messages if m.topic.startswith("$license")]
 
 
@@ -437,7 +437,7 @@ def test_brute_force_burst_is_rate_limited_too(tmp_path):
     identity = Ed25519PrivateKey.generate()
     with start_vendor(tmp_path / "vendor") as vendor:
 
-        async def burst() -> Counter:
+        async def burst() -> Counter[str]:
             async with httpx.AsyncClient(
                 base_url=vendor.url, timeout=30, limits=httpx.Limits(max_connections=200)
             ) as http:
