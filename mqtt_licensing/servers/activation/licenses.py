@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.features import validate_features
+from ...core.features import CATALOGUE, validate_features
 from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
@@ -92,7 +92,7 @@ def _opt_int(name: str, value: Any, *, minimum: int) -> int | None:
 def _features(value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         raise bad("features must be a list of feature names")
-    features = validate_features(value)
+    features = validate_features(value, CATALOGUE)
     if not features and not allow_empty:
         raise bad("a license needs at least one feature")
     return features

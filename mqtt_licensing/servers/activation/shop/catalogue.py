@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Any
 
 from ....core.errors import ErrorCode, LicensingError
-from ....core.features import validate_features
+from ....core.features import CATALOGUE, validate_features
 
 YEAR = 365 * 86400
 MAX_YEARS = 10
@@ -83,7 +83,7 @@ class Catalogue:
             price = item.get("price")
             if isinstance(price, bool) or not isinstance(price, int) or price < 0:
                 raise _bad(f"{where}.price must be a whole number of minor units (cents), 0 or more")
-            feature = validate_features([item.get("feature")])[0]
+            feature = validate_features([item.get("feature")], CATALOGUE)[0]
             pid = item.get("id", feature)
             name = item.get("name")
             if not isinstance(pid, str) or not pid or not isinstance(name, str) or not name:
