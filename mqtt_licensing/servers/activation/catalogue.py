@@ -1,0 +1,165 @@
+"""The vendor's product line as data: feature definitions and license templates (editions).
+
+A feature row is a :class:`core.features.Feature` plus when it was retired: a retired feature
+is hidden from sale and from new licenses but stays valid, with its definition, on every
+license that has it. A template bundles features and terms; ``vendor issue --template``
+starts from it and the flags given override it. The built-in three features are the
+content a new database starts with (migration 0008).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import Feature, check_name, check_requires, define, definitions_for
+from .schema import features, templates
+
+# The terms a template may set, with what `vendor issue` calls them. valid_days and
+# support_years become dates when a license is issued from the template.
+TEMPLATE_TERMS = (
+    "features",
+    "model",
+    "max_activations",
+    "seats",
+    "max_connections",
+    "overage",
+    "valid_days",
+    "support_years",
+    "clone_policy",
+    "metering",
+    "heartbeat_interval",
+    "release_after",
+)
+
+
+@dataclass(frozen=True)
+class CatalogueFeature:
+    feature: Feature
+    retired_at: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.feature.to_body(), "requires": list(self.feature.requires), "retired_at": self.retired_at}
+
+
+@dataclass(frozen=True)
+class Template:
+    name: str
+    terms: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.terms}
+
+
+def _row_feature(row: Any) -> CatalogueFeature:
+    feature = define(
+        name=row.name, title=row.title, kind=row.kind, gates=row.gates, unit=row.unit, requires=row.requires or ()
+    )
+    return CatalogueFeature(feature, row.retired_at)
+
+
+class CatalogueQueries:
+    """The catalogue's queries inside one open transaction (``store.transaction()``'s connection)."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self.conn = conn
+
+    def all_features(self) -> dict[str, CatalogueFeature]:
+        rows = self.conn.execute(sa.select(features).order_by(features.c.name))
+        return {row.name: _row_feature(row) for row in rows}
+
+    def get_feature(self, name: str) -> CatalogueFeature | None:
+        row = self.conn.execute(sa.select(features).where(features.c.name == name)).first()
+        return _row_feature(row) if row is not None else None
+
+    def put_feature(self, feature: Feature, now: int, *, new: bool) -> None:
+        values = {
+            "title": feature.title,
+            "kind": feature.kind,
+            "gates": feature.gates,
+            "unit": feature.unit,
+            "requires": list(feature.requires),
+            "updated_at": now,
+        }
+        if new:
+            self.conn.execute(sa.insert(features).values(name=feature.name, created_at=now, **values))
+        else:
+            self.conn.execute(sa.update(features).where(features.c.name == feature.name).values(**values))
+
+    def retire_feature(self, name: str, now: int) -> None:
+        self.conn.execute(sa.update(features).where(features.c.name == name).values(retired_at=now, updated_at=now))
+
+    def all_templates(self) -> dict[str, Template]:
+        rows = self.conn.execute(sa.select(templates).order_by(templates.c.name))
+        return {row.name: Template(row.name, dict(row.terms)) for row in rows}
+
+    def put_template(self, template: Template, now: int, *, new: bool) -> None:
+        terms = dict(template.terms)
+        if new:
+            self.conn.execute(
+                sa.insert(templates).values(name=template.name, terms=terms, created_at=now, updated_at=now)
+            )
+        else:
+            self.conn.execute(
+                sa.update(templates).where(templates.c.name == template.name).values(terms=terms, updated_at=now)
+            )
+
+    def delete_template(self, name: str) -> bool:
+        return bool(self.conn.execute(sa.delete(templates).where(templates.c.name == name)).rowcount)
+
+
+def table_of(rows: Mapping[str, CatalogueFeature]) -> dict[str, Feature]:
+    """Every definition, retired ones included: they stay valid on the licenses that have them."""
+    return {name: row.feature for name, row in rows.items()}
+
+
+def check_new_license(
+    features_: tuple[str, ...], rows: Mapping[str, CatalogueFeature], *, keep: tuple[str, ...] = ()
+) -> None:
+    """A license's features must be in the catalogue, not retired (unless it had them), and follow its rules."""
+    for name in features_:
+        row = rows.get(name)
+        if row is None:
+            known = ", ".join(sorted(n for n, r in rows.items() if r.retired_at is None))
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"unknown feature {name!r} (known: {known})")
+        if row.retired_at is not None and name not in keep:
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"feature {name} is retired: it is no longer sold")
+    check_requires(features_, table_of(rows))
+
+
+def definitions(features_: tuple[str, ...], rows: Mapping[str, CatalogueFeature]) -> tuple[dict[str, Any], ...]:
+    return definitions_for(features_, table_of(rows))
+
+
+def updated(feature: Feature, changes: Mapping[str, Any]) -> Feature:
+    """A feature with some fields changed, checked as a whole (a kind change must bring its unit)."""
+    body = {**feature.to_body(), "requires": list(feature.requires)}
+    for key, value in changes.items():
+        if key not in ("title", "kind", "gates", "unit", "requires"):
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"a feature has no field {key!r}")
+        body[key] = value
+    if body.get("kind") != "metered":
+        body["unit"] = None if "unit" not in changes else body.get("unit")
+    return define(**body)
+
+
+def template_name(name: object) -> str:
+    try:
+        return check_name(name)
+    except LicensingError:
+        raise LicensingError(
+            ErrorCode.INVALID_FIELD, f"template name {name!r} must be lowercase letters, digits or _"
+        ) from None
+
+
+def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(terms) - set(TEMPLATE_TERMS))
+    if unknown:
+        raise LicensingError(
+            ErrorCode.INVALID_FIELD, f"a template has no term {unknown[0]!r} (terms: {', '.join(TEMPLATE_TERMS)})"
+        )
+    return {key: value for key, value in terms.items() if value is not None}
