@@ -3,7 +3,7 @@
 import pytest
 
 from mqtt_licensing.core.errors import LicensingError
-from mqtt_licensing.servers import _webhook_signing as hooks
+from mqtt_licensing.servers.webhooks import signing as hooks
 
 
 def test_the_specifications_example_signature():

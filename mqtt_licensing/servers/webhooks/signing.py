@@ -15,7 +15,7 @@ import hmac
 import secrets
 from collections.abc import Mapping
 
-from ..core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 
 PREFIX = "whsec_"
 TOLERANCE = 300  # seconds a receiver accepts a timestamp off its own clock (replays beyond are refused)
