@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_usage
+from . import vendor_catalogue, vendor_usage
 from .logs import add_log_options, setup_logging
 from .network import tls_args
 from .serverdata import data_command, open_data, require_data_folder, require_free_port
@@ -286,8 +286,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("email")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
+    _register_groups(verbs, verb, issue, update)
+
+
+def _register_groups(
+    verbs: argparse._SubParsersAction, verb: Any, issue: argparse.ArgumentParser, update: argparse.ArgumentParser
+) -> None:
     _overage_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
+    vendor_catalogue.register(verbs, open_service)
 
 
 def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:

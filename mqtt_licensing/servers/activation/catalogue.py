@@ -9,7 +9,7 @@ content a new database starts with (migration 0008).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import Feature, check_name, check_requires, define, definitions_for
 from .schema import features, templates
+from .store import ActivationStore
 
 # The terms a template may set, with what `vendor issue` calls them. valid_days and
 # support_years become dates when a license is issued from the template.
@@ -163,3 +164,85 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
             ErrorCode.INVALID_FIELD, f"a template has no term {unknown[0]!r} (terms: {', '.join(TEMPLATE_TERMS)})"
         )
     return {key: value for key, value in terms.items() if value is not None}
+
+
+class CatalogueAdmin:
+    """The vendor's work on its product line, each change one transaction (CLI and admin API alike)."""
+
+    def __init__(self, store: ActivationStore, clock: Callable[[], float]) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def rows(self) -> dict[str, CatalogueFeature]:
+        with self.store.transaction() as tx:
+            return CatalogueQueries(tx.conn).all_features()
+
+    def list_features(self, *, include_retired: bool = True) -> list[dict[str, Any]]:
+        return [row.to_dict() for row in self.rows().values() if include_retired or row.retired_at is None]
+
+    def add_feature(self, **fields: Any) -> dict[str, Any]:
+        feature = define(**fields)
+        with self.store.transaction() as tx:
+            queries = CatalogueQueries(tx.conn)
+            rows = queries.all_features()
+            if feature.name in rows:
+                raise LicensingError(ErrorCode.INVALID_FIELD, f"feature {feature.name} exists: use feature update")
+            for needed in feature.requires:
+                if needed not in rows:
+                    raise LicensingError(ErrorCode.INVALID_FIELD, f"feature {feature.name} requires unknown {needed!r}")
+            queries.put_feature(feature, self._now(), new=True)
+        return CatalogueFeature(feature).to_dict()
+
+    def update_feature(self, name: str, **changes: Any) -> dict[str, Any]:
+        with self.store.transaction() as tx:
+            queries = CatalogueQueries(tx.conn)
+            row = queries.get_feature(name)
+            if row is None:
+                raise LicensingError(ErrorCode.NOT_FOUND, f"no feature {name!r} in the catalogue")
+            feature = updated(row.feature, {k: v for k, v in changes.items() if v is not None})
+            queries.put_feature(feature, self._now(), new=False)
+        return CatalogueFeature(feature, row.retired_at).to_dict()
+
+    def retire_feature(self, name: str) -> dict[str, Any]:
+        with self.store.transaction() as tx:
+            queries = CatalogueQueries(tx.conn)
+            row = queries.get_feature(name)
+            if row is None:
+                raise LicensingError(ErrorCode.NOT_FOUND, f"no feature {name!r} in the catalogue")
+            if row.retired_at is None:
+                queries.retire_feature(name, self._now())
+            row = queries.get_feature(name)
+        assert row is not None
+        return row.to_dict()
+
+    def list_templates(self) -> list[dict[str, Any]]:
+        with self.store.transaction() as tx:
+            return [t.to_dict() for t in CatalogueQueries(tx.conn).all_templates().values()]
+
+    def template(self, name: str) -> Template:
+        with self.store.transaction() as tx:
+            found = CatalogueQueries(tx.conn).all_templates().get(name)
+        if found is None:
+            raise LicensingError(ErrorCode.NOT_FOUND, f"no template {name!r}: see vendor template list")
+        return found
+
+    def add_template(self, name: str, terms: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+        name = template_name(name)
+        checked = template_terms(terms)
+        with self.store.transaction() as tx:
+            queries = CatalogueQueries(tx.conn)
+            if "features" in checked:
+                check_new_license(tuple(checked["features"]), queries.all_features())
+            exists = name in queries.all_templates()
+            if exists and not replace:
+                raise LicensingError(ErrorCode.INVALID_FIELD, f"template {name} exists")
+            queries.put_template(Template(name, checked), self._now(), new=not exists)
+        return Template(name, checked).to_dict()
+
+    def remove_template(self, name: str) -> None:
+        with self.store.transaction() as tx:
+            if not CatalogueQueries(tx.conn).delete_template(name):
+                raise LicensingError(ErrorCode.NOT_FOUND, f"no template {name!r}")
