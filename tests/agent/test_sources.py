@@ -91,7 +91,7 @@ async def test_offline_round_trip_and_what_each_source_refuses(tmp_path, vendor)
         assert (await s.request("activate", {"method": "metered"}))["error"]["code"] == "unsupported_method"
         code = (await s.request("offline_request", {"license_key": key}))["request_code"]
         assert s.agent.evaluation.state == "pending_offline"
-        usage = vendor.service.offline_activate(code)["usage_license"]
+        usage = vendor.service.offline_activate(code).usage_license
         reply = await s.request("activate", {"method": "offline", "usage_license": usage})
         assert reply["status"]["state"] == "active" and reply["status"]["model"] == "offline"
         assert (await s.request("reactivate"))["error"]["code"] == "offline_license_cannot_reactivate"
@@ -158,7 +158,7 @@ async def test_the_activated_event_leaves_only_after_the_change_is_saved(tmp_pat
             await s.request("activate", {"license_key": key})
         else:
             code = (await s.request("offline_request", {"license_key": key}))["request_code"]
-            usage = vendor.service.offline_activate(code)["usage_license"]
+            usage = vendor.service.offline_activate(code).usage_license
             await s.request("activate", {"method": "offline", "usage_license": usage})
         await s.transport.settle()
     finally:
