@@ -15,10 +15,8 @@ from .serverdata import data_command
 
 
 def _catalogue(open_service: Callable[..., Any], args: argparse.Namespace) -> tuple[Any, Any]:
-    from ..servers.activation.catalogue import CatalogueAdmin
-
     service = open_service(args)
-    return service, CatalogueAdmin(service.store, service.clock)
+    return service, service.catalogue
 
 
 def _names(text: str | None) -> list[str] | None:

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import Feature, check_name, check_requires, define, definitions_for
+from ...core.timefmt import add_years
 from .schema import features, templates
 from .store import ActivationStore
 
@@ -33,8 +34,6 @@ TEMPLATE_TERMS = (
     "support_years",
     "clone_policy",
     "metering",
-    "heartbeat_interval",
-    "release_after",
 )
 
 
@@ -76,6 +75,14 @@ class CatalogueQueries:
     def get_feature(self, name: str) -> CatalogueFeature | None:
         row = self.conn.execute(sa.select(features).where(features.c.name == name)).first()
         return _row_feature(row) if row is not None else None
+
+    def definitions_of(self, names: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
+        """The signed form of these features' definitions (retired ones too: they stay valid where
+        granted), for a certificate: one small SELECT in the caller's transaction."""
+        if not names:
+            return ()
+        rows = self.conn.execute(sa.select(features).where(features.c.name.in_(names)).order_by(features.c.name))
+        return tuple(_row_feature(row).feature.to_body() for row in rows)
 
     def put_feature(self, feature: Feature, now: int, *, new: bool) -> None:
         values = {
@@ -166,6 +173,28 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in terms.items() if value is not None}
 
 
+# Template terms that are license terms as they are (the rest become dates at issue).
+_AS_IS = ("features", "model", "max_activations", "seats", "max_connections", "overage", "clone_policy", "metering")
+
+
+def template_license_terms(template: Template, now: int) -> dict[str, Any]:
+    """The terms of a license issued from ``template`` at ``now``: valid_days -> expires_at,
+    support_years -> support_until in calendar years (2027-12-07 + 1 = 2028-12-07)."""
+    terms = template.terms
+    out = {name: terms[name] for name in _AS_IS if terms.get(name) is not None}
+    for name in sorted(set(terms) - set(_AS_IS) - {"valid_days", "support_years"}):
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"template {template.name}: {name} is not a license term")
+    for name in ("valid_days", "support_years"):
+        value = terms.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"template {template.name}: {name} must be 1 or more")
+    if terms.get("valid_days") is not None:
+        out["expires_at"] = now + int(terms["valid_days"]) * 86400
+    if terms.get("support_years") is not None:
+        out["support_until"] = add_years(now, int(terms["support_years"]))
+    return out
+
+
 class CatalogueAdmin:
     """The vendor's work on its product line, each change one transaction (CLI and admin API alike)."""
 
@@ -232,6 +261,7 @@ class CatalogueAdmin:
     def add_template(self, name: str, terms: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
         name = template_name(name)
         checked = template_terms(terms)
+        template_license_terms(Template(name, checked), self._now())  # its dates must make sense
         with self.store.transaction() as tx:
             queries = CatalogueQueries(tx.conn)
             if "features" in checked:
