@@ -6,6 +6,7 @@ activated online and its certificate carries the new features' definitions."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +16,11 @@ import pytest
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.activation import ActivationClient
 from mqtt_licensing.core.documents import ActivationCertificate
+from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.features import resolve
 from mqtt_licensing.core.timefmt import add_years
+from mqtt_licensing.servers.activation.shop.app import Shop
+from mqtt_licensing.servers.activation.shop.catalogue import Catalogue
 from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.servers.activation.conftest import Instance
 from tests.shop.conftest import start_shop
@@ -123,3 +127,14 @@ def test_titles_and_retirement_show_in_the_store_at_once(catalogue_shop: ShopSer
     vendor_cli(data, "feature", "retire", "sparkplug_b")
     page = http.get("/shop/").text
     assert 'id="product-sparkplug_b"' not in page and "Enterprise edition" in page
+
+
+def test_a_product_the_catalogue_lacks_stops_the_store_in_one_line(catalogue_shop: ShopServer) -> None:
+    assert catalogue_shop.service is not None and catalogue_shop.shop is not None
+    config = catalogue_shop.shop.config
+    for product, words in (({"feature": "gold", "price": 1}, "unknown feature 'gold'"),
+                           ({"template": "platinum", "price": 1}, "unknown template 'platinum'")):  # fmt: skip
+        catalogue = Catalogue.from_config({"currency": "usd", "products": [product]})
+        with pytest.raises(LicensingError) as info:
+            Shop(catalogue_shop.service, replace(config, catalogue=catalogue))
+        assert words in info.value.message and "\n" not in info.value.message

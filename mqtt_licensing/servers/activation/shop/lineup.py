@@ -94,13 +94,13 @@ def _resolve_one(
     if product.template:
         template = templates.get(product.template)
         if template is None:
-            raise _bad(f"the shop sells template {product.template!r}, which is not defined (vendor template list)")
+            raise _bad(f"the shop sells unknown template {product.template!r}: vendor template add it, or remove it")
         features = tuple(sorted(template.terms.get("features", ())))
         name = product.name or " + ".join(table[f].title for f in features if f in table)
         return [replace(product, name=name, features=features, includes=_edition(template, table))]
     row = rows.get(product.feature)
     if row is None:
-        raise _bad(f"the shop sells feature {product.feature!r}, which is not in the catalogue (vendor feature list)")
+        raise _bad(f"the shop sells unknown feature {product.feature!r}: vendor feature add it, or remove it")
     if row.retired_at is not None:
         return []  # retired: hidden from sale
     feature = row.feature
