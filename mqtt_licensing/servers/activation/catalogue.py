@@ -82,7 +82,17 @@ class CatalogueQueries:
         if not names:
             return ()
         rows = self.conn.execute(sa.select(features).where(features.c.name.in_(names)).order_by(features.c.name))
-        return tuple(_row_feature(row).feature.to_body() for row in rows)
+        # Rows were checked by define() when written; Feature.to_body's shape without checking
+        # again (that doubled the cost of this read on every check-in).
+        out = []
+        for row in rows:
+            body: dict[str, Any] = {"name": row.name, "title": row.title, "kind": row.kind, "gates": row.gates}
+            if row.unit is not None:
+                body["unit"] = row.unit
+            if row.requires:
+                body["requires"] = sorted(row.requires)
+            out.append(body)
+        return tuple(out)
 
     def put_feature(self, feature: Feature, now: int, *, new: bool) -> None:
         values = {
