@@ -137,7 +137,8 @@ class LicenseAdmin:
                 found = CatalogueQueries(tx.conn).all_templates().get(template)
             if found is None:
                 raise LicensingError(ErrorCode.NOT_FOUND, f"no template {template!r}: see vendor template list")
-            terms = {**template_license_terms(found, now), **terms}  # a term given, even null, overrides
+            given = {k: v for k, v in terms.items() if k != "features" or v is not None}
+            terms = {**template_license_terms(found, now), **given}  # a term given, even null, overrides
         if terms.get("features") is None:
             raise bad("a license needs features (or a template)")
         return self._issue(now, **terms)

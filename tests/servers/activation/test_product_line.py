@@ -211,3 +211,15 @@ def test_template_years_are_calendar_years() -> None:
     assert add_years(leap, 1) == int(datetime(2029, 2, 28, tzinfo=UTC).timestamp())
     with pytest.raises(LicensingError, match="support_years must be 1 or more"):
         template_license_terms(Template("t", {"support_years": 0}), issued)
+
+
+def test_flags_override_the_template(capsys: Any, vendor: VendorHandle) -> None:
+    define_enterprise(capsys, vendor)
+    overrides = ("--expires", "never", "--max-connections", "unlimited", "--features", "mqtt_server")
+    key = cli_ok(capsys, vendor, "issue", "--template", "enterprise", *overrides, "--clone-policy", "suspend").strip()
+    lic = vendor.service.get_license(vendor.license_id(key))
+    assert lic["features"] == ["mqtt_server"] and lic["expires_at"] is None and lic["max_connections"] is None
+    assert lic["clone_policy"] == "suspend"
+    assert lic["max_activations"] == 3 and lic["support_until"] == add_years(lic["created_at"], 1)  # the template's
+    code, _, err = cli(capsys, vendor, "issue")
+    assert code != 0 and "give --features (or --template NAME)" in err
