@@ -173,7 +173,7 @@ def test_the_floating_server_takes_records_from_lease_holders_only(tmp_path) -> 
         with floating_broker(tmp_path, "b1", vendor, fls) as b1:
             bridge_traffic(b1, fls, 5)
             delivered(b1, fls, 5)
-            identity = b1.agent._identity
+            identity = b1.agent._core.identity
             with fls.service.store.transaction() as tx:
                 (fp, seq, record, _key), *_ = tx.usage_outbox(10)
             _refused_at_the_floating_server(fls, identity, fp, seq, record)
