@@ -180,7 +180,37 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
         raise LicensingError(
             ErrorCode.INVALID_FIELD, f"a template has no term {unknown[0]!r} (terms: {', '.join(TEMPLATE_TERMS)})"
         )
-    return {key: value for key, value in terms.items() if value is not None}
+    checked = {key: value for key, value in terms.items() if value is not None}
+    for key, value in checked.items():
+        _check_term(key, value)
+    return checked
+
+
+_CHOICES = {
+    "model": ("online", "offline", "floating"),
+    "clone_policy": ("flag", "suspend"),
+    "metering": ("best_effort", "required"),
+}
+_MINIMUM = {"max_activations": 1, "seats": 1, "max_connections": 0, "valid_days": 1, "support_years": 1}
+
+
+def _check_term(key: str, value: Any) -> None:
+    """A template's term has the shape a license's has, so a mistake shows when it is defined,
+    not when a license is first issued from it."""
+    problem = None
+    if key == "features":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            problem = "a list of feature names"
+    elif key in _CHOICES:
+        if value not in _CHOICES[key]:
+            problem = f"one of {', '.join(_CHOICES[key])}"
+    elif key in _MINIMUM:
+        if isinstance(value, bool) or not isinstance(value, int) or not _MINIMUM[key] <= value < 2**62:
+            problem = f"a whole number, at least {_MINIMUM[key]}"
+    elif key == "overage" and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1):
+        problem = "a number from 0 to 1"
+    if problem is not None:
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"template term {key} must be {problem}")
 
 
 # Template terms that are license terms as they are (the rest become dates at issue).

@@ -223,3 +223,21 @@ def test_flags_override_the_template(capsys: Any, vendor: VendorHandle) -> None:
     assert lic["max_activations"] == 3 and lic["support_until"] == add_years(lic["created_at"], 1)  # the template's
     code, _, err = cli(capsys, vendor, "issue")
     assert code != 0 and "give --features (or --template NAME)" in err
+
+
+@pytest.mark.parametrize(
+    ("terms", "words"),
+    [
+        ({"features": "mqtt_server"}, "features must be a list of feature names"),
+        ({"features": ["mqtt_server"], "model": "rental"}, "model must be one of online, offline, floating"),
+        ({"features": ["mqtt_server"], "max_activations": 0}, "max_activations must be a whole number, at least 1"),
+        ({"features": ["mqtt_server"], "overage": 2}, "overage must be a number from 0 to 1"),
+        ({"features": ["mqtt_server"], "support_years": True}, "support_years must be a whole number"),
+        ({"features": ["mqtt_server"], "seats_": 1}, "a template has no term 'seats_'"),
+    ],
+)
+def test_a_template_is_checked_when_defined(vendor: VendorHandle, terms: dict[str, Any], words: str) -> None:
+    with pytest.raises(LicensingError) as info:
+        vendor.service.catalogue.add_template("odd", terms)
+    assert words in info.value.message and "\n" not in info.value.message
+    assert vendor.service.catalogue.list_templates() == []
