@@ -62,6 +62,11 @@ def _activation_line(act: dict[str, Any]) -> str:
     )
 
 
+def _features_text(lic: dict[str, Any]) -> str:
+    titles = {d["name"]: d["title"] for d in lic.get("definitions", [])}
+    return ", ".join(f"{n} ({titles[n]})" if n in titles else n for n in lic["features"])
+
+
 def _print_license(lic: dict[str, Any]) -> None:
     rows = [
         ("id", lic["id"]),
@@ -69,7 +74,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("model", lic["model"]),
         ("status", lic["status"]),
         ("clone policy", lic.get("clone_policy", "flag")),
-        ("features", ", ".join(lic["features"])),
+        ("features", _features_text(lic)),
         ("activations", f"{lic.get('activations_used', 0)} of {lic['max_activations']} in use"),
     ]
     if lic.get("seats") is not None:

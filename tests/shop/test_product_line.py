@@ -119,6 +119,12 @@ async def test_an_edition_bought_in_the_store_activates_with_its_definitions(
     assert defs["sparkplug_b"].title == "Sparkplug B" and defs["sparkplug_b"].gates == "class"
     assert defs["iot_bridge_kafka"].unit == "messages" and defs["iot_bridge_kafka"].metered
 
+    # the upgrade page names what the license has by title
+    page = http.post("/shop/upgrade", data={"license_key": key}).text
+    assert (
+        "It has: IoT Bridge for Kafka (iot_bridge_kafka), MQTT Server (mqtt_server), Sparkplug B (sparkplug_b)" in page
+    )
+
 
 def test_titles_and_retirement_show_in_the_store_at_once(catalogue_shop: ShopServer, http: httpx.Client) -> None:
     data = catalogue_shop.data_dir

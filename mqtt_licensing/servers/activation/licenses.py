@@ -202,8 +202,10 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             lic = self.ctx.license(tx, license_id)
             acts = tx.list_activations(license_id, include_freed=True)
+            definitions = self.ctx.definitions(tx, lic)
         out = license_to_dict(lic, sum(1 for a in acts if a.active))
         out["activations"] = [activation_to_dict(a) for a in acts]
+        out["definitions"] = list(definitions)  # what its certificates carry now (titles for people)
         return out
 
     def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -241,3 +241,15 @@ def test_a_template_is_checked_when_defined(vendor: VendorHandle, terms: dict[st
         vendor.service.catalogue.add_template("odd", terms)
     assert words in info.value.message and "\n" not in info.value.message
     assert vendor.service.catalogue.list_templates() == []
+
+
+def test_show_and_the_admin_api_give_the_titles(capsys: Any, vendor: VendorHandle) -> None:
+    define_enterprise(capsys, vendor)
+    lic, _ = vendor.service.issue_license(template="enterprise")
+    out = cli_ok(capsys, vendor, "show", lic["id"])
+    assert "iot_bridge_kafka (IoT Bridge for Kafka), mqtt_server (MQTT Server), sparkplug_b (Sparkplug B)" in out
+    assert [d["title"] for d in vendor.service.get_license(lic["id"])["definitions"]] == [
+        "IoT Bridge for Kafka",
+        "MQTT Server",
+        "Sparkplug B",
+    ]

@@ -68,6 +68,8 @@ def _bad(message: str) -> LicensingError:
 class Catalogue:
     currency: str
     products: tuple[Product, ...]
+    # The vendor catalogue's feature definitions (filled by :func:`.lineup.resolve`): titles for pages.
+    definitions: tuple[dict[str, Any], ...] = ()
 
     @classmethod
     def from_config(cls, data: Any) -> Catalogue:

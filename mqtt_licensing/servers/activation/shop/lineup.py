@@ -33,6 +33,12 @@ def _titles(names: Iterable[str], table: Mapping[str, Feature]) -> str:
     return ", ".join(table[n].title if n in table else n for n in sorted(names))
 
 
+def named(features: Iterable[str], definitions: Iterable[Mapping[str, Any]]) -> list[str]:
+    """``Title (name)`` for each feature, for people (the name alone where no title is known)."""
+    titles = {d["name"]: d["title"] for d in definitions}
+    return [f"{titles[n]} ({n})" if n in titles else n for n in features]
+
+
 def _unlocks(feature: Feature, table: Mapping[str, Feature]) -> str:
     what = {
         "all": "lets the broker serve its clients",
@@ -81,7 +87,7 @@ def resolve(
             if strict:
                 raise
             log.warning("the store no longer offers %s: it is not in the vendor catalogue", product.id)
-    return replace(catalogue, products=tuple(products))
+    return replace(catalogue, products=tuple(products), definitions=tuple(f.to_body() for f in table.values()))
 
 
 def _resolve_one(

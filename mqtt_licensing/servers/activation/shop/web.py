@@ -22,6 +22,7 @@ from ....core.errors import ErrorCode, LicensingError
 from ..._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
+from .lineup import named
 from .messages import describe_line, when
 from .orders import Orders
 from .store import Order
@@ -107,7 +108,7 @@ async def offers_page(
     if lic is not None:
         view = {
             "id": lic.id,
-            "features": list(lic.features),
+            "features": named(lic.features, catalogue.definitions),
             "support_until": lic.support_until,
             "support_until_text": when(lic.support_until),
         }
