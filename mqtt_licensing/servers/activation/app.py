@@ -34,6 +34,7 @@ from .._http import (
 )
 from .._observe import note
 from .._proxies import Network
+from ..webhooks import Deliverer, Webhooks
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -228,7 +229,9 @@ def create_app(
         routes=[*ROUTES, *routes],
         metrics=activation_metrics(service),
         trusted_proxies=trusted_proxies,
-        background=background,
+        # The webhook outbox is sent from every server process: a row is claimed before it is sent,
+        # so replicas share the work and none sends a row twice at once.
+        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
     )
 
 
