@@ -75,6 +75,12 @@ async def check_in(request: Request) -> JSONResponse:
     return JSONResponse({"certificate": b64(cert)})
 
 
+async def key_documents(request: Request) -> JSONResponse:
+    """Public: the vendor's key rotations and retirements, each signed; sites verify them themselves."""
+    docs = await run_in_threadpool(_service(request).key_documents)
+    return JSONResponse({"documents": [b64(d) for d in docs]})
+
+
 async def record_trial(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     return JSONResponse({"record": b64(await run_in_threadpool(_service(request).record_trial, blob))})
@@ -190,6 +196,7 @@ ROUTES = [
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/trials", record_trial, methods=["POST"]),
+    Route("/v1/keys", key_documents, methods=["GET"]),
     Route("/v1/floating/activations", floating_activate, methods=["POST"]),
     Route("/v1/floating/check-in", floating_check_in, methods=["POST"]),
     Route("/v1/usage", report_usage, methods=["POST"]),
