@@ -253,3 +253,19 @@ def test_show_and_the_admin_api_give_the_titles(capsys: Any, vendor: VendorHandl
         "MQTT Server",
         "Sparkplug B",
     ]
+
+
+async def test_catalogue_requests_with_unknown_fields_are_refused(vendor: VendorHandle) -> None:
+    async with VendorAdminClient(vendor.url, token=vendor.token) as admin:
+        for call, words in (
+            (admin.add_feature("y", title="Y", kind="term", color="red"), "unknown field(s) color"),
+            (admin.update_feature("mqtt_server", label="other"), "unknown field(s) label"),
+            (admin.add_template("t", features=["mqtt_server"], colour="red"), "unknown field(s) colour"),
+            (admin.update_feature("nope", title="N"), "no feature 'nope'"),
+            (admin.retire_feature("nope"), "no feature 'nope'"),
+            (admin.remove_template("nope"), "no template 'nope'"),
+        ):
+            with pytest.raises(LicensingError) as info:
+                await call
+            assert words in info.value.message
+    assert "y" not in {f["name"] for f in vendor.service.catalogue.list_features()}
