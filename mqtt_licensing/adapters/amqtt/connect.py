@@ -32,7 +32,8 @@ class LimitedReader(ReaderAdapter):
         # read of every packet (amqtt awaits the result; the error is raised at the same place).
         if n > self._limit:
             raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return cast("Coroutine[Any, Any, bytes]", self._inner.read(n))
+        reading: Coroutine[Any, Any, bytes] = self._inner.read(n)  # typed here: amqtt is untyped
+        return reading
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
@@ -47,9 +48,9 @@ class _ReplayReader(ReaderAdapter):
 
     def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
         if not self._head:
-            return cast(
-                "Coroutine[Any, Any, bytes]", self._inner.read(n)
-            )  # the head replayed: straight to the socket (see LimitedReader)
+            # the head replayed: straight to the socket (see LimitedReader)
+            reading: Coroutine[Any, Any, bytes] = self._inner.read(n)
+            return reading
         return self._read_head(n)
 
     async def _read_head(self, n: int) -> bytes:
