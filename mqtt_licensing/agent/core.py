@@ -33,6 +33,7 @@ from .alarms import AlarmInputs, Alarms, log_alarm
 from .autolease import AutoLease
 from .clock import LicenseClock
 from .config import AgentConfig, AgentSettings
+from .features import mismatches
 from .marker import load_checked
 from .metering import Metering
 from .publisher import Publisher
@@ -140,6 +141,7 @@ class AgentCore:
         for problem in self.problems[known:]:
             log.error("stored license document rejected: %s", problem.message)
         self.evaluation = self.evaluate(now)
+        self.log_mismatches()
         self.loaded = True
         await asyncio.to_thread(self.out.keep_recent_in, self.store.dir / RECENT_FILE)
         await self.save()
@@ -172,6 +174,8 @@ class AgentCore:
             clock.trust()  # nothing ever checks in to vouch for it: a corrected clock is all there is
         before = self.evaluation
         self.evaluation = self.evaluate(now)
+        if (before.features, before.definitions) != (self.evaluation.features, self.evaluation.definitions):
+            self.log_mismatches()
         if before.state != self.evaluation.state:
             log.info("license state %s -> %s: %s", before.state, self.evaluation.state, self.evaluation.reason)
             self.out.emit(
@@ -183,6 +187,12 @@ class AgentCore:
         inputs = AlarmInputs(self.evaluation, self.facts(), self.access.tracker.non_admin_count(now), self.auto.error)
         self.alarms.update(inputs, now)
         self.out.status(self.status_document(), force=force_publish)
+
+    def log_mismatches(self) -> None:
+        """At load and when the license's features change: where this broker's client classes and
+        the license disagree (one line each)."""
+        for line in mismatches(self.config.class_features(), self.evaluation):
+            log.warning("%s", line)
 
     def status_document(self) -> dict[str, Any]:
         now = self.now()
