@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..core.documents import sign_instance_request
 from ..core.errors import LicensingError
-from ..core.signing import fingerprint
+from ..core.keyring import KeyRing
+from ..core.signing import b64, fingerprint, unb64
 from ..core.state import Evaluation, Facts, LicenseState, evaluate
 from ..core.timefmt import iso
 from .access import Access
@@ -56,6 +57,9 @@ class AgentCore:
     ) -> None:
         self.config = config
         self.settings = settings
+        # Every vendor document is verified through this: the pinned key, plus any key a rotation
+        # signed by a trusted key endorsed (core/keyring.py).
+        self.keys = KeyRing(settings.vendor_key)
         self.clock = clock  # read late (see _wall): tests move it on a running agent
         self.store = StateStore(config.state_dir)
         self.out = Publisher(clock)
@@ -122,12 +126,14 @@ class AgentCore:
             stored.stepped_back,
         )
         self.alarms.restore(stored.alarms)
+        self.keys.restore([unb64(d) for d in stored.vendor_key_documents or []])
         self.time.restart()
         now = self.now()  # logs a clock set back since the last run
         self._context = ctx = SourceContext(
             config=self.config,
             settings=self.settings,
-            vendor_key=self.settings.vendor_key,
+            vendor_key=self.keys,
+            keys=self.keys,
             fingerprint=self.fingerprint,
             now=self.now,
             sign=self.sign,
@@ -241,6 +247,7 @@ class AgentCore:
             source=self.source.to_json() if self.source is not None else None,
             alarms=self.alarms.board.to_json(),
             usage_high_water=self.saved_usage_high_water,
+            vendor_key_documents=[b64(d) for d in self.keys.documents] or None,
         ).to_json(self._mac_key)
         alarm_events = self.alarms.board.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
+    VerifyingKey,
     fingerprint,
     load_public_key,
     open_document,
@@ -71,7 +72,7 @@ class _Document:
         return sign_document(private_key, self.TYP, self.to_body())
 
     @classmethod
-    def open(cls, blob: bytes, public_key: Ed25519PublicKey) -> Self:
+    def open(cls, blob: bytes, public_key: VerifyingKey) -> Self:
         return cls.from_body(open_document(blob, cls.TYP, public_key))
 
 
@@ -298,7 +299,7 @@ def open_instance_request(
     return request
 
 
-def verify_lease(blob: bytes, vendor_key: Ed25519PublicKey) -> tuple[Lease, FloatingCertificate]:
+def verify_lease(blob: bytes, vendor_key: VerifyingKey) -> tuple[Lease, FloatingCertificate]:
     """Verify the chain vendor -> floating server -> lease; return both documents."""
     env = parse_envelope(blob)
     unverified = Lease.from_body(env.unverified_body())
