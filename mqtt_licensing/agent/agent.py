@@ -23,11 +23,11 @@ from typing import Any
 
 from ..core.documents import sign_instance_request
 from ..core.errors import ErrorCode, LicensingError
-from ..core.gate import Decision
+from ..core.gate import Decision, Refusal
 from ..core.signing import fingerprint
 from ..core.state import Evaluation, Facts, LicenseState, evaluate
 from ..core.timefmt import iso
-from .access import Access, Client, Transport
+from .access import Access, Client, Role, Transport
 from .alarms import AlarmBoard, AlarmInputs, evaluate_alarms, log_alarm
 from .clock import LicenseClock
 from .config import AgentConfig
@@ -193,6 +193,17 @@ class LicensingAgent(Operations, Scheduler):
         if not decision.allowed:
             self.metrics.refused.labels(str(decision.refusal)).inc()
         return decision
+
+    def admitted(self, conn: Hashable, *, client_id: str, username: str | None, role: Role) -> None:
+        """A connection the broker admitted itself, from a snapshot of this agent's rules (a broker
+        plugin deciding on its own thread): counted and known by role, as if :meth:`admit` had run."""
+        self._access.register(conn, client_id=client_id, username=username, role=role)
+        self.connected(conn)
+
+    def refused(self, client_id: str, username: str | None, refusal: Refusal) -> None:
+        """A CONNECT the broker refused itself, from the snapshot: logged, counted and announced."""
+        self._access.refused_elsewhere(client_id, username, refusal, f"refused by the broker plugin ({refusal})")
+        self.metrics.refused.labels(str(refusal)).inc()
 
     def holds(self, conn: Hashable) -> bool:
         """Is this connection still counted (a take-over can leave one key holding a second socket)?"""

@@ -11,7 +11,7 @@ import traceback
 from ..core.errors import LicensingError, SetupError
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
-_VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
+_VERB_MODULES = ("license", "broker", "mosquitto", "vendor", "floating", "demo", "tools")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,77 @@
+/* Shared between the plugin's files: the snapshot the agent pushes and the link to the agent. */
+#ifndef MQTT_LICENSING_H
+#define MQTT_LICENSING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define LIC_HELLO_AGENT "mqtt-licensing-agent/1"
+#define LIC_HELLO_PLUGIN "mqtt-licensing-plugin/1"
+
+/* Frame types. Plugin -> agent: hello, connected, disconnected, refused, message.
+ * Agent -> plugin: hello, snapshot, publish, kick. */
+#define F_HELLO 'H'
+#define F_CONNECTED 'C'
+#define F_DISCONNECTED 'D'
+#define F_REFUSED 'R'
+#define F_MESSAGE 'M'
+#define F_SNAPSHOT 'S'
+#define F_PUBLISH 'P'
+#define F_KICK 'K'
+
+struct lic_user {
+	char *name;
+	char *hash;
+	char role; /* 'a' admin, 'r' reader, 'u' user */
+	bool verified; /* a password was verified against this hash: its keyed digest is in key */
+	unsigned char key[32];
+};
+
+struct lic_class {
+	char kind; /* 'u' username, 'p' client id prefix */
+	bool ok;   /* every feature this class needs is granted */
+	char *value;
+};
+
+struct lic_snapshot {
+	bool serving;
+	bool anonymous;
+	bool base_ok;
+	long ceiling; /* -1: unlimited */
+	long admin_max;
+	long long valid_until;
+	uint32_t max_payload;
+	char *dummy_hash;
+	struct lic_user *users;
+	size_t user_count;
+	struct lic_class *classes;
+	size_t class_count;
+};
+
+/* A frame field: bytes and their length (not NUL-terminated in the buffer). */
+struct lic_field {
+	const char *data;
+	uint32_t len;
+};
+
+#define LIC_MAX_FIELDS 8
+
+/* passwords.c */
+int lic_password_matches(const char *password, const char *encoded);
+void lic_password_key(const unsigned char *secret, size_t secretlen, const char *password, unsigned char out[32]);
+
+/* snapshot.c */
+struct lic_snapshot *lic_snapshot_parse(const char *text, size_t len, const struct lic_snapshot *previous);
+void lic_snapshot_free(struct lic_snapshot *snap);
+
+/* link.c: the agent's Unix socket */
+int lic_link_open(const char *path, long agent_uid);
+void lic_link_close(void);
+bool lic_link_up(void);
+void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable);
+void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
+void lic_link_wake_start(void);
+
+#endif

@@ -1,0 +1,551 @@
+/*
+ * mqtt-licensing for Mosquitto 2.0 (plugin API 5): the broker side of the licensing agent.
+ *
+ *   plugin /path/to/mqtt_licensing.so
+ *   plugin_opt_socket /run/mosquitto/mqtt-licensing.sock   (the agent connects here)
+ *   plugin_opt_agent_uid 1000                              (default: the broker's own user)
+ *
+ * Every decision is taken here, from the snapshot the agent pushes (snapshot.c): Mosquitto runs
+ * all callbacks on its one network thread, and none of them waits on the agent.
+ *   BASIC_AUTH  admits or refuses a CONNECT: credentials, serving, the cap with overage,
+ *               client classes' features, the admin cap.
+ *   ACL_CHECK   $license/... rights (status and events for readers and admins, replies for their
+ *               own client id only, requests only as a live client's PUBLISH: never as a will),
+ *               and admin confinement while the license does not serve.
+ *   MESSAGE     a $license request goes to the agent (client id, username, role, MQTT 5 response
+ *               topic and correlation data) and is delivered to nobody.
+ *   DISCONNECT  frees the connection's seat.
+ *   TICK        reads the agent's socket: snapshots, publishes (mosquitto_broker_publish), kicks.
+ * With the agent gone the last snapshot holds until its valid_until, then only admins get in;
+ * an agent that connects is told every live connection.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
+
+#include "licensing.h"
+
+#define PREFIX "$license/"
+#define PREFIX_LEN 9
+#define REPLY_ROOT "$license/reply/"
+#define REPLY_ROOT_LEN 15
+#define SINK "$license/.consumed" /* where a request goes once the agent has it: nobody may read it */
+#define BUCKETS 16384
+#define CHECKS_PER_SECOND 50       /* full password hash checks; cached ones are free */
+
+struct rec {
+	struct mosquitto *client;
+	unsigned long long id;
+	char *client_id;
+	char *username;
+	char role;
+	bool replaced; /* a newer CONNECT took its client id: no seat, no $license publish */
+	struct rec *next_by_ptr, *next_by_id, *prev, *next;
+};
+
+static mosquitto_plugin_id_t *pid;
+static struct lic_snapshot *snap;
+static struct rec *by_ptr[BUCKETS], *by_id[BUCKETS], *all;
+static unsigned long long next_id = 1;
+static long counted, admins;
+static unsigned char secret[32];
+static char boot_id[33];
+static time_t check_window;
+static int checks_in_window;
+
+static const char *const REQUEST_TOPICS[] = {
+	"$license/activate", "$license/reactivate", "$license/deactivate", "$license/status",
+	"$license/offline/request", "$license/offline/cancel", "$license/events/recent", NULL,
+};
+
+/* -- connection records ------------------------------------------------------------------ */
+
+static size_t hash_ptr(const void *p)
+{
+	uintptr_t v = (uintptr_t)p;
+	return (size_t)((v >> 4) ^ (v >> 16)) % BUCKETS;
+}
+
+static size_t hash_str(const char *s)
+{
+	size_t h = 5381;
+	while(*s) h = h * 33 + (unsigned char)*s++;
+	return h % BUCKETS;
+}
+
+static struct rec *find(const struct mosquitto *client)
+{
+	struct rec *r = by_ptr[hash_ptr(client)];
+	while(r && r->client != client) r = r->next_by_ptr;
+	return r;
+}
+
+static struct rec *find_live_id(const char *client_id, const struct mosquitto *except)
+{
+	struct rec *r = by_id[hash_str(client_id)];
+	while(r && (r->replaced || r->client == except || strcmp(r->client_id, client_id))) r = r->next_by_id;
+	return r;
+}
+
+static void unlink_rec(struct rec *r)
+{
+	struct rec **p = &by_ptr[hash_ptr(r->client)];
+	while(*p != r) p = &(*p)->next_by_ptr;
+	*p = r->next_by_ptr;
+	p = &by_id[hash_str(r->client_id)];
+	while(*p != r) p = &(*p)->next_by_id;
+	*p = r->next_by_id;
+	if(r->prev) r->prev->next = r->next; else all = r->next;
+	if(r->next) r->next->prev = r->prev;
+	if(r->role == 'a') admins--;
+	else if(!r->replaced) counted--;
+}
+
+static void free_rec(struct rec *r)
+{
+	free(r->client_id);
+	free(r->username);
+	free(r);
+}
+
+/* -- frames to the agent ----------------------------------------------------------------- */
+
+static struct lic_field text(const char *s)
+{
+	struct lic_field f = { s ? s : "", s ? (uint32_t)strlen(s) : 0 };
+	return f;
+}
+
+static void send_connected(const struct rec *r)
+{
+	char id[24], role[2] = { r->role, 0 }, proto[8];
+	struct lic_field f[7];
+	snprintf(id, sizeof(id), "%llu", r->id);
+	snprintf(proto, sizeof(proto), "%d", mosquitto_client_protocol_version(r->client));
+	f[0] = text(id);
+	f[1] = text(r->client_id);
+	f[2] = text(r->username ? "1" : "0");
+	f[3] = text(r->username);
+	f[4] = text(role);
+	f[5] = text(mosquitto_client_address(r->client));
+	f[6] = text(proto);
+	lic_link_send(F_CONNECTED, f, 7, false);
+}
+
+static void send_refused(const char *client_id, const char *username, const char *reason)
+{
+	struct lic_field f[4] = { text(client_id), text(username ? "1" : "0"), text(username), text(reason) };
+	lic_link_send(F_REFUSED, f, 4, true);
+}
+
+static void on_agent_up(void)
+{
+	struct rec *r;
+	struct lic_field hello[2] = { text(LIC_HELLO_PLUGIN), text(boot_id) };
+	lic_link_send(F_HELLO, hello, 2, false);
+	for(r = all; r; r = r->next){
+		if(!r->replaced) send_connected(r); /* a replaced one is closing: its D frame follows */
+	}
+}
+
+/* -- admission ----------------------------------------------------------------------------- */
+
+static bool snapshot_current(void)
+{
+	return snap != NULL && (long long)time(NULL) < snap->valid_until;
+}
+
+static const struct lic_user *find_user(const char *name)
+{
+	size_t i;
+	for(i = 0; snap && name && i < snap->user_count; i++){
+		if(!strcmp(snap->users[i].name, name)) return &snap->users[i];
+	}
+	return NULL;
+}
+
+/* A full hash check, within the per-second budget (a password spray must not stall the broker). */
+static bool budgeted_check(const char *password, const char *hash)
+{
+	time_t now = time(NULL);
+	if(now != check_window){
+		check_window = now;
+		checks_in_window = 0;
+	}
+	if(++checks_in_window > CHECKS_PER_SECOND) return false;
+	return lic_password_matches(password, hash) == 1;
+}
+
+/* The role of these credentials, or 0 for a refusal. */
+static char authenticate(const char *username, const char *password)
+{
+	struct lic_user *user;
+	unsigned char key[32];
+
+	if(snap == NULL) return 0;
+	user = (struct lic_user *)find_user(username);
+	if(username != NULL && (password != NULL || user != NULL)){
+		if(user == NULL){
+			/* Same cost as a known name: which names exist is not told by timing. */
+			budgeted_check(password ? password : "", snap->dummy_hash);
+			return 0;
+		}
+		lic_password_key(secret, sizeof(secret), password ? password : "", key);
+		if(user->verified && CRYPTO_memcmp(key, user->key, sizeof(key)) == 0) return user->role;
+		if(!budgeted_check(password ? password : "", user->hash)) return 0;
+		user->verified = true;
+		memcpy(user->key, key, sizeof(key));
+		return user->role;
+	}
+	return snap->anonymous ? 'u' : 0;
+}
+
+static bool features_ok(const char *username, const char *client_id)
+{
+	size_t i;
+	if(!snap->base_ok) return false;
+	for(i = 0; i < snap->class_count; i++){
+		const struct lic_class *c = &snap->classes[i];
+		bool matches = c->kind == 'u'
+			? (username != NULL && !strcmp(username, c->value))
+			: !strncmp(client_id, c->value, strlen(c->value));
+		if(matches && !c->ok) return false;
+	}
+	return true;
+}
+
+static int refuse(const char *client_id, const char *username, const char *reason)
+{
+	send_refused(client_id, username, reason);
+	return MOSQ_ERR_AUTH;
+}
+
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	const char *client_id = mosquitto_client_id(ed->client);
+	struct rec *r, *previous;
+	char role;
+	long current;
+	(void)event; (void)userdata;
+
+	if(client_id == NULL) return MOSQ_ERR_AUTH;
+	role = authenticate(ed->username, ed->password);
+	if(role == 0) return refuse(client_id, ed->username, "bad_credentials");
+	previous = find_live_id(client_id, ed->client);
+	if(role == 'a'){
+		if(admins - (previous && previous->role == 'a') >= snap->admin_max) {
+			return refuse(client_id, ed->username, "admin_limit");
+		}
+	}else{
+		if(!snapshot_current() || !snap->serving) return refuse(client_id, ed->username, "not_licensed");
+		if(!features_ok(ed->username, client_id)) return refuse(client_id, ed->username, "feature_missing");
+		current = counted - (previous && previous->role != 'a' ? 1 : 0);
+		if(snap->ceiling >= 0 && current >= snap->ceiling) {
+			return refuse(client_id, ed->username, "connection_limit");
+		}
+	}
+	r = find(ed->client);
+	if(r){ /* a context Mosquitto reuses without a DISCONNECT between: start afresh */
+		unlink_rec(r);
+		free_rec(r);
+	}
+	r = calloc(1, sizeof(*r));
+	if(r == NULL) return MOSQ_ERR_NOMEM;
+	r->client = ed->client;
+	r->id = next_id++;
+	r->client_id = strdup(client_id);
+	r->username = ed->username ? strdup(ed->username) : NULL;
+	r->role = role;
+	if(r->client_id == NULL || (ed->username && r->username == NULL)){
+		free_rec(r);
+		return MOSQ_ERR_NOMEM;
+	}
+	if(previous){ /* Mosquitto closes it (session take-over): it holds no seat from now on */
+		if(previous->role != 'a') counted--;
+		previous->replaced = true;
+	}
+	r->next_by_ptr = by_ptr[hash_ptr(r->client)];
+	by_ptr[hash_ptr(r->client)] = r;
+	r->next_by_id = by_id[hash_str(r->client_id)];
+	by_id[hash_str(r->client_id)] = r;
+	r->next = all;
+	if(all) all->prev = r;
+	all = r;
+	if(role == 'a') admins++; else counted++;
+	send_connected(r);
+	return MOSQ_ERR_SUCCESS;
+}
+
+static int on_disconnect(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_disconnect *ed = event_data;
+	struct rec *r = find(ed->client);
+	char id[24];
+	struct lic_field f[1];
+	(void)event; (void)userdata;
+
+	if(r == NULL) return MOSQ_ERR_SUCCESS;
+	unlink_rec(r);
+	snprintf(id, sizeof(id), "%llu", r->id);
+	f[0] = text(id);
+	lic_link_send(F_DISCONNECTED, f, 1, false);
+	free_rec(r);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* -- topic rights ---------------------------------------------------------------------------- */
+
+static bool client_id_usable(const char *client_id)
+{
+	return client_id && *client_id && !strpbrk(client_id, "/+#");
+}
+
+static bool reads_status(const struct rec *r)
+{
+	return r != NULL && !r->replaced && (r->role == 'a' || r->role == 'r');
+}
+
+/* $license/reply/<client id>[/...]: wildcards only below the client's own level. */
+static bool own_reply_subtree(const char *topic, const char *client_id, bool filter)
+{
+	size_t n = strlen(client_id);
+	const char *rest;
+	if(!client_id_usable(client_id) || strncmp(topic, REPLY_ROOT, REPLY_ROOT_LEN)) return false;
+	rest = topic + REPLY_ROOT_LEN;
+	if(strncmp(rest, client_id, n) || (rest[n] != '\0' && rest[n] != '/')) return false;
+	return filter || !strpbrk(rest + n, "+#");
+}
+
+static bool is_request_topic(const char *topic)
+{
+	int i;
+	for(i = 0; REQUEST_TOPICS[i]; i++){
+		if(!strcmp(topic, REQUEST_TOPICS[i])) return true;
+	}
+	return false;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_acl_check *ed = event_data;
+	const char *client_id;
+	struct rec *r;
+	(void)event; (void)userdata;
+
+	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)){
+		/* Ordinary topics: only an admin is held back, and only while the license does not serve. */
+		if(snapshot_current() && snap->serving) return MOSQ_ERR_SUCCESS;
+		r = find(ed->client);
+		return r && r->role == 'a' && ed->access != MOSQ_ACL_UNSUBSCRIBE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_SUCCESS;
+	}
+	client_id = mosquitto_client_id(ed->client);
+	r = find(ed->client);
+	switch(ed->access){
+		case MOSQ_ACL_UNSUBSCRIBE:
+			return MOSQ_ERR_SUCCESS;
+		case MOSQ_ACL_SUBSCRIBE:
+			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
+				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+			}
+			return r && !r->replaced && client_id && own_reply_subtree(ed->topic, client_id, true)
+				? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		case MOSQ_ACL_READ:
+			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
+				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+			}
+			/* A persistent session that is offline still gets its own replies queued. */
+			return client_id && own_reply_subtree(ed->topic, client_id, false) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		case MOSQ_ACL_WRITE:
+			/* Mosquitto checks a will at the moment it would send it, after MOSQ_EVT_DISCONNECT
+			 * (or, at a take-over, after the newer CONNECT): its record is gone or replaced. */
+			if(r == NULL || r->replaced || !is_request_topic(ed->topic)) return MOSQ_ERR_ACL_DENIED;
+			if(snap && ed->payloadlen > snap->max_payload) return MOSQ_ERR_ACL_DENIED;
+			return MOSQ_ERR_SUCCESS;
+		default:
+			return MOSQ_ERR_ACL_DENIED;
+	}
+}
+
+/* -- $license requests ------------------------------------------------------------------------ */
+
+static int on_message(int event, void *event_data, void *userdata)
+{
+	struct mosquitto_evt_message *ed = event_data;
+	struct rec *r;
+	char id[24], role[2] = { 0, 0 };
+	char *response_topic = NULL;
+	void *correlation = NULL;
+	uint16_t correlation_len = 0;
+	struct lic_field f[6];
+	(void)event; (void)userdata;
+
+	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)) return MOSQ_ERR_SUCCESS;
+	r = find(ed->client);
+	if(r && !r->replaced && (!snap || ed->payloadlen <= snap->max_payload)){
+		mosquitto_property_read_string(ed->properties, MQTT_PROP_RESPONSE_TOPIC, &response_topic, false);
+		mosquitto_property_read_binary(ed->properties, MQTT_PROP_CORRELATION_DATA, &correlation, &correlation_len, false);
+		snprintf(id, sizeof(id), "%llu", r->id);
+		role[0] = r->role;
+		f[0] = text(id);
+		f[1] = text(ed->topic);
+		f[2].data = ed->payload;
+		f[2].len = ed->payloadlen;
+		f[3] = text(response_topic);
+		f[4].data = correlation;
+		f[4].len = correlation_len;
+		f[5] = text(role);
+		lic_link_send(F_MESSAGE, f, 6, true);
+		mosquitto_free(response_topic);
+		mosquitto_free(correlation);
+	}
+	/* Delivered to nobody: a request on $license/status must never look like the status. */
+	mosquitto_free(ed->topic);
+	ed->topic = mosquitto_strdup(SINK);
+	ed->retain = false;
+	return ed->topic ? MOSQ_ERR_SUCCESS : MOSQ_ERR_NOMEM;
+}
+
+/* -- what the agent sends -------------------------------------------------------------------- */
+
+static char *field_string(const struct lic_field *f)
+{
+	char *s;
+	if(memchr(f->data, '\0', f->len)) return NULL;
+	s = malloc(f->len + 1);
+	if(s){
+		memcpy(s, f->data, f->len);
+		s[f->len] = '\0';
+	}
+	return s;
+}
+
+static int on_frame(char type, const struct lic_field *fields, int count)
+{
+	if(type == F_SNAPSHOT && count == 1){
+		struct lic_snapshot *parsed = lic_snapshot_parse(fields[0].data, fields[0].len, snap);
+		if(parsed == NULL){
+			mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: snapshot refused (malformed); the last good one is kept");
+			return -1;
+		}
+		lic_snapshot_free(snap);
+		snap = parsed;
+		return 0;
+	}
+	if(type == F_PUBLISH && count == 4){
+		/* topic, payload, retain ("0"/"1"), MQTT 5 correlation data (may be empty) */
+		mosquitto_property *props = NULL;
+		char *topic = field_string(&fields[0]);
+		int rc;
+		if(topic == NULL || strncmp(topic, PREFIX, PREFIX_LEN)){
+			free(topic);
+			return -1; /* the agent publishes only under $license/ */
+		}
+		if(fields[3].len > 0 && fields[3].len <= 0xFFFF){
+			mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, fields[3].data, (uint16_t)fields[3].len);
+		}
+		rc = mosquitto_broker_publish_copy(NULL, topic, (int)fields[1].len, fields[1].data, 1,
+				fields[2].len == 1 && fields[2].data[0] == '1', props);
+		if(rc != MOSQ_ERR_SUCCESS) mosquitto_property_free_all(&props);
+		free(topic);
+		return 0;
+	}
+	if(type == F_KICK && count == 1){
+		char *id = field_string(&fields[0]);
+		unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
+		struct rec *r;
+		free(id);
+		for(r = all; r; r = r->next){
+			if(r->id == wanted && !r->replaced){
+				mosquitto_kick_client_by_clientid(r->client_id, false);
+				break;
+			}
+		}
+		return 0;
+	}
+	return -1;
+}
+
+static int on_tick(int event, void *event_data, void *userdata)
+{
+	(void)event; (void)event_data; (void)userdata;
+	lic_link_poll(on_frame, on_agent_up);
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* -- plugin entry points --------------------------------------------------------------------- */
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	int i;
+	for(i = 0; i < supported_version_count; i++){
+		if(supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	const char *path = NULL;
+	long agent_uid = -1;
+	bool wake = true;
+	unsigned char raw[16];
+	int i;
+	(void)user_data;
+
+	for(i = 0; i < opt_count; i++){
+		if(!strcmp(opts[i].key, "socket")) path = opts[i].value;
+		else if(!strcmp(opts[i].key, "agent_uid")) agent_uid = strtol(opts[i].value, NULL, 10);
+		else if(!strcmp(opts[i].key, "wake")) wake = strcmp(opts[i].value, "false") != 0;
+	}
+	if(path == NULL){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: plugin_opt_socket is required (the agent's Unix socket path)");
+		return MOSQ_ERR_INVAL;
+	}
+	if(RAND_bytes(secret, sizeof(secret)) != 1 || RAND_bytes(raw, sizeof(raw)) != 1) return MOSQ_ERR_UNKNOWN;
+	for(i = 0; i < 16; i++) snprintf(boot_id + 2 * i, 3, "%02x", raw[i]);
+	if(lic_link_open(path, agent_uid) != 0){
+		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: cannot create the agent socket %s", path);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	if(wake) lic_link_wake_start();
+	pid = identifier;
+	mosquitto_callback_register(pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+	mosquitto_callback_register(pid, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+	mosquitto_callback_register(pid, MOSQ_EVT_MESSAGE, on_message, NULL, NULL);
+	mosquitto_callback_register(pid, MOSQ_EVT_DISCONNECT, on_disconnect, NULL, NULL);
+	mosquitto_callback_register(pid, MOSQ_EVT_TICK, on_tick, NULL, NULL);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "mqtt-licensing: waiting for the agent on %s; no client is admitted before its first snapshot", path);
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	struct rec *r, *next;
+	(void)user_data; (void)opts; (void)opt_count;
+
+	mosquitto_callback_unregister(pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+	mosquitto_callback_unregister(pid, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+	mosquitto_callback_unregister(pid, MOSQ_EVT_MESSAGE, on_message, NULL);
+	mosquitto_callback_unregister(pid, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
+	mosquitto_callback_unregister(pid, MOSQ_EVT_TICK, on_tick, NULL);
+	lic_link_close();
+	for(r = all; r; r = next){
+		next = r->next;
+		free_rec(r);
+	}
+	memset(by_ptr, 0, sizeof(by_ptr));
+	memset(by_id, 0, sizeof(by_id));
+	all = NULL;
+	lic_snapshot_free(snap);
+	snap = NULL;
+	return MOSQ_ERR_SUCCESS;
+}

@@ -1,0 +1,69 @@
+"""What the plugin decides from: the agent's rules and the current evaluation, as text.
+
+The format is plugin/snapshot.c's (one setting per line, tab-separated fields). Names with a
+tab or a newline cannot be written in it and are left out with a warning: such a user cannot
+log in through Mosquitto.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from ...agent import LicensingAgent
+from ...core.features import MQTT_SERVER
+from ...core.gate import connection_ceiling
+from ...core.passwords import dummy_hash_like
+
+log = logging.getLogger(__name__)
+
+
+def _clean(*values: str) -> bool:
+    return not any("\t" in v or "\n" in v or "\0" in v or not v for v in values)
+
+
+def dummy_hash(agent: LicensingAgent) -> str:
+    """A hash of the same scheme and cost as the admins' (unknown names cost as much as known ones)."""
+    hashes = list(agent.config.admins.values()) or list(agent.config.user_hashes().values())
+    return dummy_hash_like(hashes[0]) if hashes else dummy_hash_like("scrypt$16384$8$1$AA==$AA==")
+
+
+def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str) -> str:
+    """The snapshot text; valid until the evaluation's own deadline, at most ``hold`` seconds."""
+    config, evaluation = agent.config, agent.evaluation
+    trial = evaluation.model == "trial"
+    granted = set(evaluation.features)
+    ceiling = connection_ceiling(evaluation)
+    valid_until = now + hold if evaluation.deadline is None else min(evaluation.deadline, now + hold)
+    lines = [
+        f"serving\t{int(evaluation.serving)}",
+        f"anonymous\t{int(config.allow_anonymous)}",
+        f"base_ok\t{int(trial or MQTT_SERVER in granted)}",
+        f"ceiling\t{-1 if ceiling is None else ceiling}",
+        f"admin_max\t{config.max_admin_connections}",
+        f"valid_until\t{valid_until}",
+        f"max_payload\t{config.max_payload}",
+        f"dummy\t{dummy}",
+    ]
+    lines.extend(_users(agent))
+    for name, spec in config.client_classes.items():
+        ok = int(trial or set(spec.get("features", [])) <= granted)
+        for kind, key in (("u", "usernames"), ("p", "client_id_prefixes")):
+            for value in spec.get(key, []):
+                if _clean(str(value)):
+                    lines.append(f"class\t{kind}\t{ok}\t{value}")
+                else:
+                    log.warning("client class %s: %r cannot be matched by the Mosquitto plugin", name, value)
+    return "\n".join(lines) + "\n"
+
+
+def _users(agent: LicensingAgent) -> Iterator[str]:
+    config = agent.config
+    table = {name: ("u", hashed) for name, hashed in config.user_hashes().items()}
+    table.update({name: ("r", table[name][1]) for name in config.readers if name in table})
+    table.update({name: ("a", hashed) for name, hashed in config.admins.items()})
+    for name, (role, hashed) in table.items():
+        if _clean(name, hashed):
+            yield f"user\t{role}\t{name}\t{hashed}"
+        else:
+            log.warning("user %r cannot log in through Mosquitto (a tab or newline in the name)", name)
