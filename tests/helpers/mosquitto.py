@@ -110,6 +110,7 @@ class MosquittoHandle:
         agent_process: bool = False,
         ws_port: int | None = None,
         persistence: bool = False,
+        snapshot_hold: int | None = None,
         **agent_options: Any,
     ) -> None:
         self.folder = Path(folder)
@@ -135,6 +136,8 @@ class MosquittoHandle:
         mosquitto: dict[str, Any] = {"socket": str(self.socket)}
         if ws_port is not None:
             mosquitto["ws_port"] = ws_port
+        if snapshot_hold is not None:
+            mosquitto["snapshot_hold"] = snapshot_hold
         self.agent_yaml.write_text(yaml.safe_dump({"mosquitto": mosquitto, "agent": section}))
         self.broker: subprocess.Popen[bytes] | None = None
         self.agent_thread: _AgentThread | None = None
