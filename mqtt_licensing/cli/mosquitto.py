@@ -28,7 +28,7 @@ def _build(args: argparse.Namespace) -> int:
     from ..adapters.mosquitto.build import BuildError, build
 
     try:
-        print(build(args.output))
+        print(build(args.output).resolve())
     except BuildError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
