@@ -35,6 +35,7 @@ RECONNECT_DELAY = 0.2
 class _Request:
     """The MQTT 5 properties of the request being served (its reply honours them)."""
 
+    conn_id: bytes  # the plugin's id of the connection that asked: its reply goes to it alone
     client_id: str
     response_topic: str
     correlation: bytes
@@ -61,7 +62,7 @@ class PluginLink:
     # -- the agent's Transport --------------------------------------------------------------
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        correlation = b""
+        correlation, to = b"", b""
         request = _request.get()
         if request is not None and request.response_topic:
             own = protocol.default_reply_topic(request.client_id)
@@ -69,7 +70,12 @@ class PluginLink:
                 topic = request.response_topic  # MQTT 5: the client named where its reply goes
             if topic == request.response_topic:
                 correlation = request.correlation
-        self._send(wire.encode(wire.PUBLISH, topic.encode(), payload, b"1" if retain else b"0", correlation))
+        if request is not None and topic.startswith(protocol.REPLY_ROOT + "/"):
+            # To that connection only, if it is still there: a CONNECT that took its client id
+            # (and its persistent session) since must not read it.
+            to = request.conn_id
+        retained = b"1" if retain else b"0"
+        self._send(wire.encode(wire.PUBLISH, topic.encode(), payload, retained, correlation, to))
         if topic == protocol.STATUS_TOPIC:
             self.push_snapshot()  # the status changed: so may the rules
 
@@ -185,7 +191,7 @@ class PluginLink:
             client = self.agent.clients.get(sender) if sender is not None else None
             if sender is None or client is None:
                 return
-            request = _Request(client.client_id, response_topic.decode(errors="replace"), correlation)
+            request = _Request(conn_id, client.client_id, response_topic.decode(errors="replace"), correlation)
             task = asyncio.create_task(self._handle(sender, topic.decode(errors="replace"), payload, request))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

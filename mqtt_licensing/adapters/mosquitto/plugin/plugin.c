@@ -38,7 +38,7 @@
 #define REPLY_ROOT "$license/reply/"
 #define REPLY_ROOT_LEN 15
 #define SINK "$license/.consumed" /* where a request goes once the agent has it: nobody may read it */
-#define BUCKETS 16384
+#define BUCKETS 4096
 #define CHECKS_PER_SECOND 50       /* full password hash checks; cached ones are free */
 
 struct rec {
@@ -48,6 +48,7 @@ struct rec {
 	char *username;
 	char role;
 	bool replaced; /* a newer CONNECT took its client id: no seat, no $license publish */
+	unsigned long born; /* the tick it connected in (see on_acl_check: MOSQ_ACL_READ) */
 	struct rec *next_by_ptr, *next_by_id, *prev, *next;
 };
 
@@ -59,6 +60,7 @@ static long counted, admins;
 static unsigned char secret[32];
 static char boot_id[33];
 static time_t check_window;
+static unsigned long tick_count;
 static int checks_in_window;
 
 static const char *const REQUEST_TOPICS[] = {
@@ -265,6 +267,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	r->client_id = strdup(client_id);
 	r->username = ed->username ? strdup(ed->username) : NULL;
 	r->role = role;
+	r->born = tick_count;
 	if(r->client_id == NULL || (ed->username && r->username == NULL)){
 		free_rec(r);
 		return MOSQ_ERR_NOMEM;
@@ -362,7 +365,10 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
 				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 			}
-			/* A persistent session that is offline still gets its own replies queued. */
+			/* Replies go to the live connection that asked, by client id (on_frame); what a session
+			 * holds when a CONNECT takes it over was meant for the connection before: Mosquitto
+			 * re-checks it during that CONNECT, in the tick the record was born in. */
+			if(r == NULL || r->replaced || r->born == tick_count) return MOSQ_ERR_ACL_DENIED;
 			return client_id && own_reply_subtree(ed->topic, client_id, false) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 		case MOSQ_ACL_WRITE:
 			/* Mosquitto checks a will at the moment it would send it, after MOSQ_EVT_DISCONNECT
@@ -440,19 +446,33 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 		snap = parsed;
 		return 0;
 	}
-	if(type == F_PUBLISH && count == 4){
-		/* topic, payload, retain ("0"/"1"), MQTT 5 correlation data (may be empty) */
+	if(type == F_PUBLISH && count == 5){
+		/* topic, payload, retain ("0"/"1"), MQTT 5 correlation data (may be empty), and for a
+		 * reply the id of the connection that asked (empty: to every subscriber) */
 		mosquitto_property *props = NULL;
 		char *topic = field_string(&fields[0]);
+		const char *to = NULL;
 		int rc;
 		if(topic == NULL || strncmp(topic, PREFIX, PREFIX_LEN)){
 			free(topic);
 			return -1; /* the agent publishes only under $license/ */
 		}
+		if(fields[4].len > 0){
+			char *id = field_string(&fields[4]);
+			unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
+			struct rec *r;
+			free(id);
+			for(r = all; r && r->id != wanted; r = r->next);
+			if(r == NULL || r->replaced){
+				free(topic); /* the connection that asked is gone: its reply reaches no one else */
+				return 0;
+			}
+			to = r->client_id;
+		}
 		if(fields[3].len > 0 && fields[3].len <= 0xFFFF){
 			mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, fields[3].data, (uint16_t)fields[3].len);
 		}
-		rc = mosquitto_broker_publish_copy(NULL, topic, (int)fields[1].len, fields[1].data, 1,
+		rc = mosquitto_broker_publish_copy(to, topic, (int)fields[1].len, fields[1].data, 1,
 				fields[2].len == 1 && fields[2].data[0] == '1', props);
 		if(rc != MOSQ_ERR_SUCCESS) mosquitto_property_free_all(&props);
 		free(topic);
@@ -477,6 +497,7 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 static int on_tick(int event, void *event_data, void *userdata)
 {
 	(void)event; (void)event_data; (void)userdata;
+	tick_count++;
 	lic_link_poll(on_frame, on_agent_up);
 	return MOSQ_ERR_SUCCESS;
 }
