@@ -80,6 +80,7 @@ class PluginLink:
             self.push_snapshot()  # the status changed: so may the rules
 
     async def disconnect(self, conn: Hashable) -> None:
+        self.push_snapshot()  # the rules that made the agent kick it go first: it must not get back in
         if isinstance(conn, tuple) and len(conn) == 2 and conn[0] == self.boot_id:
             self._send(wire.encode(wire.KICK, conn[1]))
 
