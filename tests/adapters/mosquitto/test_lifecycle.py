@@ -92,9 +92,7 @@ def test_kill_9_of_mosquitto_then_restart_keeps_the_license(tmp_path: Path, plug
 
 def test_the_license_page_reaches_the_agent_over_mosquittos_websockets(tmp_path: Path, plugin: Path, vendor) -> None:
     http_port, ws_port = free_port(), free_port()
-    with MosquittoHandle(
-        tmp_path / "b", plugin, vendor=vendor, ws_port=ws_port, http_bind=f"127.0.0.1:{http_port}"
-    ) as broker:
+    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, ws_port=ws_port, http_bind=f"127.0.0.1:{http_port}"):
         config = httpx.get(f"http://127.0.0.1:{http_port}/page-config.json", timeout=10).json()
         assert config["ws_port"] == ws_port
         page = httpx.get(f"http://127.0.0.1:{http_port}/", timeout=10)
