@@ -174,10 +174,16 @@ class PluginLink:
                 username=username.decode(errors="replace") if has_user == b"1" else None,
                 role=ROLES.get(role, Role.USER),
             )
+            if self.agent.meter_of(key) is not None:
+                self._send(wire.encode(wire.METERED, conn_id))  # the plugin counts what it is sent
         elif kind == wire.DISCONNECTED and len(fields) == 1:
             gone = self._conns.pop(fields[0], None)
             if gone is not None:
                 self.agent.disconnected(gone)
+        elif kind == wire.USAGE and len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
+            meter = self.agent.metering.meter
+            meter.messages += int(fields[0])
+            meter.bytes += int(fields[1])
         elif kind == wire.REFUSED and len(fields) == 4:
             client_id, has_user, username, reason = fields
             try:

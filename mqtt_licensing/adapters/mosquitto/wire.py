@@ -13,9 +13,9 @@ HELLO_AGENT = b"mqtt-licensing-agent/1"
 HELLO_PLUGIN = b"mqtt-licensing-plugin/1"
 
 # plugin -> agent
-HELLO, CONNECTED, DISCONNECTED, REFUSED, MESSAGE = b"H", b"C", b"D", b"R", b"M"
+HELLO, CONNECTED, DISCONNECTED, REFUSED, MESSAGE, USAGE = b"H", b"C", b"D", b"R", b"M", b"U"
 # agent -> plugin
-SNAPSHOT, PUBLISH, KICK = b"S", b"P", b"K"
+SNAPSHOT, PUBLISH, KICK, METERED = b"S", b"P", b"K", b"T"
 
 MAX_FRAME = 32 * 1024 * 1024  # as plugin/link.c
 

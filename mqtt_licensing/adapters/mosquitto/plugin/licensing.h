@@ -20,6 +20,8 @@
 #define F_SNAPSHOT 'S'
 #define F_PUBLISH 'P'
 #define F_KICK 'K'
+#define F_METERED 'T'  /* agent -> plugin: count what this connection is sent */
+#define F_USAGE 'U'    /* plugin -> agent: messages and bytes sent to metered connections */
 
 struct lic_user {
 	char *name;

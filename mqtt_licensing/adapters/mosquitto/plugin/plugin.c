@@ -49,6 +49,7 @@ struct rec {
 	char role;
 	bool replaced; /* a newer CONNECT took its client id: no seat, no $license publish */
 	unsigned long born; /* the tick it connected in (see on_acl_check: MOSQ_ACL_READ) */
+	bool metered; /* of a metered client class: what it is sent is counted */
 	struct rec *next_by_ptr, *next_by_id, *prev, *next;
 };
 
@@ -61,6 +62,10 @@ static unsigned char secret[32];
 static char boot_id[33];
 static time_t check_window;
 static unsigned long tick_count;
+static long metered;
+/* Sent to metered connections and not yet handed to the agent: kept while it is away. */
+static unsigned long long usage_messages, usage_bytes;
+static time_t usage_sent_at;
 static int checks_in_window;
 
 static const char *const REQUEST_TOPICS[] = {
@@ -109,6 +114,7 @@ static void unlink_rec(struct rec *r)
 	if(r->next) r->next->prev = r->prev;
 	if(r->role == 'a') admins--;
 	else if(!r->replaced) counted--;
+	if(r->metered) metered--;
 }
 
 static void free_rec(struct rec *r)
@@ -344,6 +350,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	struct rec *r;
 	(void)event; (void)userdata;
 
+	/* Mosquitto checks READ for each message it queues to a client: that is the delivery count
+	 * of metered connections (a message held in a persistent session is counted when queued). */
+	if(metered > 0 && ed->access == MOSQ_ACL_READ && ed->topic[0] != '$'){
+		r = find(ed->client);
+		if(r && r->metered){
+			usage_messages++;
+			usage_bytes += ed->payloadlen;
+		}
+	}
 	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)){
 		/* Ordinary topics: only an admin is held back, and only while the license does not serve. */
 		if(snapshot_current() && snap->serving) return MOSQ_ERR_SUCCESS;
@@ -478,6 +493,18 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 		free(topic);
 		return 0;
 	}
+	if(type == F_METERED && count == 1){
+		char *id = field_string(&fields[0]);
+		unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
+		struct rec *r;
+		free(id);
+		for(r = all; r && r->id != wanted; r = r->next);
+		if(r && !r->metered){
+			r->metered = true;
+			metered++;
+		}
+		return 0;
+	}
 	if(type == F_KICK && count == 1){
 		char *id = field_string(&fields[0]);
 		unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
@@ -499,6 +526,18 @@ static int on_tick(int event, void *event_data, void *userdata)
 	(void)event; (void)event_data; (void)userdata;
 	tick_count++;
 	lic_link_poll(on_frame, on_agent_up);
+	if(usage_messages && lic_link_up()){
+		time_t now = time(NULL);
+		if(now != usage_sent_at){
+			char m[24], b[24];
+			struct lic_field f[2] = { { m, 0 }, { b, 0 } };
+			f[0].len = (uint32_t)snprintf(m, sizeof(m), "%llu", usage_messages);
+			f[1].len = (uint32_t)snprintf(b, sizeof(b), "%llu", usage_bytes);
+			lic_link_send(F_USAGE, f, 2, false);
+			usage_sent_at = now;
+			usage_messages = usage_bytes = 0;
+		}
+	}
 	return MOSQ_ERR_SUCCESS;
 }
 
