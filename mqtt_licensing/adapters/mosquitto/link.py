@@ -75,9 +75,10 @@ class PluginLink:
             # (and its persistent session) since must not read it.
             to = request.conn_id
         retained = b"1" if retain else b"0"
+        # The rules first, on the same socket: whoever reads a reply, an event or the status finds
+        # the plugin already deciding by what it says (an activation's new cap, a revocation).
+        self.push_snapshot()
         self._send(wire.encode(wire.PUBLISH, topic.encode(), payload, retained, correlation, to))
-        if topic == protocol.STATUS_TOPIC:
-            self.push_snapshot()  # the status changed: so may the rules
 
     async def disconnect(self, conn: Hashable) -> None:
         self.push_snapshot()  # the rules that made the agent kick it go first: it must not get back in

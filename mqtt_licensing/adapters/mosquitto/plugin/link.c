@@ -257,7 +257,9 @@ static void send_frame(char type, const struct lic_field *fields, int count, boo
 		if(fields[i].len) memcpy(out.data + out.len + 4, fields[i].data, fields[i].len);
 		out.len += 4 + fields[i].len;
 	}
-	flush();
+	/* A request is written at once (its reply is awaited); connections and disconnections wait
+	 * for the end of this turn of Mosquitto's loop (TICK), a few frames per write. */
+	if(type == F_MESSAGE) flush();
 }
 
 void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable)

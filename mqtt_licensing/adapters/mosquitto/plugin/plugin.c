@@ -24,7 +24,7 @@
 #include <string.h>
 #include <time.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
+#include <sys/random.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -570,7 +570,10 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: plugin_opt_socket is required (the agent's Unix socket path)");
 		return MOSQ_ERR_INVAL;
 	}
-	if(RAND_bytes(secret, sizeof(secret)) != 1 || RAND_bytes(raw, sizeof(raw)) != 1) return MOSQ_ERR_UNKNOWN;
+	/* getrandom, not OpenSSL's generator: nothing of OpenSSL is loaded until a password is checked */
+	if(getrandom(secret, sizeof(secret), 0) != sizeof(secret) || getrandom(raw, sizeof(raw), 0) != sizeof(raw)){
+		return MOSQ_ERR_UNKNOWN;
+	}
 	for(i = 0; i < 16; i++) snprintf(boot_id + 2 * i, 3, "%02x", raw[i]);
 	if(lic_link_open(path, agent_uid) != 0){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: cannot create the agent socket %s", path);
