@@ -175,8 +175,6 @@ class PluginLink:
                 username=username.decode(errors="replace") if has_user == b"1" else None,
                 role=ROLES.get(role, Role.USER),
             )
-            if self.agent.meter_of(key) is not None:
-                self._send(wire.encode(wire.METERED, conn_id))  # the plugin counts what it is sent
         elif kind == wire.DISCONNECTED and len(fields) == 1:
             gone = self._conns.pop(fields[0], None)
             if gone is not None:

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 
 from ...agent import LicensingAgent
+from ...agent.metering import needs_metering
 from ...core.features import MQTT_SERVER
 from ...core.gate import connection_ceiling
 from ...core.passwords import dummy_hash_like
@@ -47,11 +48,12 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str) -> str:
     ]
     lines.extend(_users(agent))
     for name, spec in config.client_classes.items():
-        ok = int(trial or set(spec.get("features", [])) <= granted)
+        features = frozenset(spec.get("features", []))
+        ok, metered = int(trial or features <= granted), int(needs_metering(features))
         for kind, key in (("u", "usernames"), ("p", "client_id_prefixes")):
             for value in spec.get(key, []):
                 if _clean(str(value)):
-                    lines.append(f"class\t{kind}\t{ok}\t{value}")
+                    lines.append(f"class\t{kind}\t{ok}\t{metered}\t{value}")
                 else:
                     log.warning("client class %s: %r cannot be matched by the Mosquitto plugin", name, value)
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ HELLO_PLUGIN = b"mqtt-licensing-plugin/1"
 # plugin -> agent
 HELLO, CONNECTED, DISCONNECTED, REFUSED, MESSAGE, USAGE = b"H", b"C", b"D", b"R", b"M", b"U"
 # agent -> plugin
-SNAPSHOT, PUBLISH, KICK, METERED = b"S", b"P", b"K", b"T"
+SNAPSHOT, PUBLISH, KICK = b"S", b"P", b"K"
 
 MAX_FRAME = 32 * 1024 * 1024  # as plugin/link.c
 

@@ -20,7 +20,6 @@
 #define F_SNAPSHOT 'S'
 #define F_PUBLISH 'P'
 #define F_KICK 'K'
-#define F_METERED 'T'  /* agent -> plugin: count what this connection is sent */
 #define F_USAGE 'U'    /* plugin -> agent: messages and bytes sent to metered connections */
 
 struct lic_user {
@@ -34,6 +33,7 @@ struct lic_user {
 struct lic_class {
 	char kind; /* 'u' username, 'p' client id prefix */
 	bool ok;   /* every feature this class needs is granted */
+	bool metered; /* one of its features is metered: what its connections are sent is counted */
 	char *value;
 };
 

@@ -334,9 +334,22 @@ static bool due(void)
 	return true;
 }
 
+static long ms_since(const struct timespec *then)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+	return (now.tv_sec - then->tv_sec) * 1000 + (now.tv_nsec - then->tv_nsec) / 1000000;
+}
+
 void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void))
 {
-	if(out.len > out.start) flush();
+	static struct timespec last_flush;
+	/* Connections and disconnections go out every 20 ms at most: under a CONNECT storm, one
+	 * write carries many (a request is written at once, and everything queued before it too). */
+	if(out.len > out.start && ms_since(&last_flush) >= 20){
+		flush();
+		clock_gettime(CLOCK_MONOTONIC_COARSE, &last_flush);
+	}
 	if(!due()) return;
 	atomic_fetch_add(&ticks, 1);
 	if(listen_fd >= 0) accept_agents();

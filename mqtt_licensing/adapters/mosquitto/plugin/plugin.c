@@ -216,18 +216,30 @@ static char authenticate(const char *username, const char *password)
 	return snap->anonymous ? 'u' : 0;
 }
 
+static bool class_matches(const struct lic_class *c, const char *username, const char *client_id)
+{
+	return c->kind == 'u'
+		? (username != NULL && !strcmp(username, c->value))
+		: !strncmp(client_id, c->value, strlen(c->value));
+}
+
 static bool features_ok(const char *username, const char *client_id)
 {
 	size_t i;
 	if(!snap->base_ok) return false;
 	for(i = 0; i < snap->class_count; i++){
-		const struct lic_class *c = &snap->classes[i];
-		bool matches = c->kind == 'u'
-			? (username != NULL && !strcmp(username, c->value))
-			: !strncmp(client_id, c->value, strlen(c->value));
-		if(matches && !c->ok) return false;
+		if(!snap->classes[i].ok && class_matches(&snap->classes[i], username, client_id)) return false;
 	}
 	return true;
+}
+
+static bool is_metered(const char *username, const char *client_id)
+{
+	size_t i;
+	for(i = 0; i < snap->class_count; i++){
+		if(snap->classes[i].metered && class_matches(&snap->classes[i], username, client_id)) return true;
+	}
+	return false;
 }
 
 static int refuse(const char *client_id, const char *username, const char *reason)
@@ -290,6 +302,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	if(all) all->prev = r;
 	all = r;
 	if(role == 'a') admins++; else counted++;
+	if(is_metered(r->username, r->client_id)){ /* decided here: its first delivery is counted too */
+		r->metered = true;
+		metered++;
+	}
 	send_connected(r);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -491,18 +507,6 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 				fields[2].len == 1 && fields[2].data[0] == '1', props);
 		if(rc != MOSQ_ERR_SUCCESS) mosquitto_property_free_all(&props);
 		free(topic);
-		return 0;
-	}
-	if(type == F_METERED && count == 1){
-		char *id = field_string(&fields[0]);
-		unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
-		struct rec *r;
-		free(id);
-		for(r = all; r && r->id != wanted; r = r->next);
-		if(r && !r->metered){
-			r->metered = true;
-			metered++;
-		}
 		return 0;
 	}
 	if(type == F_KICK && count == 1){

@@ -4,7 +4,8 @@
  *
  *   serving 1 | anonymous 1 | base_ok 1 | ceiling 11 (-1 unlimited) | admin_max 4
  *   valid_until <unix seconds> | max_payload 65536 | dummy <hash>
- *   user <a|r|u> <name> <hash>      class <u|p> <0|1> <username or client id prefix>
+ *   user <a|r|u> <name> <hash>
+ *   class <u|p> <features granted 0|1> <metered 0|1> <username or client id prefix>
  *
  * A snapshot that does not parse is refused whole: the last good one stays.
  */
@@ -13,7 +14,7 @@
 
 #include "licensing.h"
 
-#define MAX_FIELDS 4
+#define MAX_FIELDS 5
 
 static char *dup_range(const char *s, size_t n)
 {
@@ -102,8 +103,8 @@ static bool parse_line(struct lic_snapshot *snap, char **f, int n, size_t *users
 		snap->user_count++;
 		return user->name != NULL && user->hash != NULL;
 	}
-	if(n == 4 && !strcmp(f[0], "class") && (!strcmp(f[1], "u") || !strcmp(f[1], "p"))
-			&& (!strcmp(f[2], "0") || !strcmp(f[2], "1"))){
+	if(n == 5 && !strcmp(f[0], "class") && (!strcmp(f[1], "u") || !strcmp(f[1], "p"))
+			&& (!strcmp(f[2], "0") || !strcmp(f[2], "1")) && (!strcmp(f[3], "0") || !strcmp(f[3], "1"))){
 		struct lic_class *cls;
 		if(snap->class_count == *classes_cap){
 			size_t cap = *classes_cap ? *classes_cap * 2 : 8;
@@ -115,7 +116,8 @@ static bool parse_line(struct lic_snapshot *snap, char **f, int n, size_t *users
 		cls = &snap->classes[snap->class_count++];
 		cls->kind = f[1][0];
 		cls->ok = f[2][0] == '1';
-		cls->value = strdup(f[3]);
+		cls->metered = f[3][0] == '1';
+		cls->value = strdup(f[4]);
 		return cls->value != NULL;
 	}
 	return false;
