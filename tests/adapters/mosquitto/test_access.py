@@ -195,3 +195,19 @@ def test_a_squatter_on_an_admins_client_id_reads_no_reply(tmp_path: Path, plugin
         finally:
             spy.close()
             ops.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_spray_of_license_requests_leaves_the_admin_served(tmp_path: Path, plugin: Path, vendor) -> None:
+    with (
+        MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker,
+        MqttClient(broker.port, client_id="sprayer") as sprayer,
+    ):
+        assert sprayer.connect() == 0
+        body = json.dumps({"correlation_id": 1}).encode()
+        for _ in range(20_000):
+            sprayer.client.publish("$license/status", body, qos=0)
+        with broker.admin(timeout=15.0) as admin:
+            assert admin.request("status")["status"]["state"] == "trial"
+        with MqttClient(broker.port, client_id="plant") as plant:
+            assert plant.connect() == 0

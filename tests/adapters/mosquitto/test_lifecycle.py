@@ -1,4 +1,5 @@
-"""The license's life through Mosquitto: offline activation by exchanged codes, enforce_existing
+"""The license's life through Mosquitto: offline activation by exchanged codes, a floating lease,
+reactivation and deactivation, enforce_existing
 (the agent kicks through the plugin), kill -9 of Mosquitto and its restart, the License page's
 MQTT over Mosquitto's websockets listener."""
 
@@ -15,10 +16,13 @@ from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, RawClient, wait_for
+from tests.helpers.floating import start_floating
 from tests.helpers.mosquitto import MosquittoHandle
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
@@ -123,3 +127,26 @@ def test_the_license_page_reaches_the_agent_over_mosquittos_websockets(tmp_path:
             client.disconnect()
             client.loop_stop()
         time.sleep(0.1)
+
+
+def test_floating_lease_then_reactivate_and_deactivate(tmp_path: Path, plugin: Path) -> None:
+    vendor_key = Ed25519PrivateKey.generate()
+    pinned = SimpleNamespace(url=None, public_key_text=public_key_to_text(vendor_key))
+    with (
+        start_floating(tmp_path / "fls", vendor_key=vendor_key, seats=1) as fls,
+        MosquittoHandle(tmp_path / "b", plugin, vendor=pinned, trial_seconds=0) as broker,
+    ):
+        with RawClient(broker.port) as c:
+            assert c.connect("plant") == 5
+        with broker.admin() as admin:
+            reply = admin.request(
+                "activate", {"method": "floating", "server_url": fls.url, "features": ["mqtt_server"]}
+            )
+            assert reply["status"]["state"] == "active" and reply["status"]["model"] == "floating"
+            with RawClient(broker.port) as c:
+                assert c.connect("plant") == 0
+            assert admin.request("reactivate")["status"]["floating"]["lease_id"]
+            reply = admin.request("deactivate")
+            assert reply["seat_released"] is True and reply["status"]["serving"] is False
+        with RawClient(broker.port) as c:
+            assert c.connect("plant") == 5  # the rules changed with the reply
