@@ -71,8 +71,8 @@ class PluginLink:
             if topic == request.response_topic:
                 correlation = request.correlation
         if request is not None and topic.startswith(protocol.REPLY_ROOT + "/"):
-            # To that connection only, if it is still there: a CONNECT that took its client id
-            # (and its persistent session) since must not read it.
+            # Only while that connection is still there: a CONNECT that took its client id (and
+            # its persistent session) since must not read it.
             to = request.conn_id
         retained = b"1" if retain else b"0"
         # The rules first, on the same socket: whoever reads a reply, an event or the status finds

@@ -125,6 +125,8 @@ def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path:
         assert admin.subscribe("$license/reply/ops") == 1
         original = reader.wait_message("$license/status").payload
         n_reader, n_admin = len(reader.messages), len(admin.messages)
+        # a request on $license/status (retained, even) goes to the agent, never to status readers
+        reader.client.publish("$license/status", FORGED, qos=1, retain=True).wait_for_publish(10)
         for i, will in enumerate(WILLS):
             with RawClient(broker.port) as c:  # closed without DISCONNECT: the will fires
                 assert c.connect(f"attacker-{i}", will=will) == 0

@@ -396,7 +396,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
 				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 			}
-			/* Replies go to the live connection that asked, by client id (on_frame); what a session
+			/* Replies go out only while the connection that asked is live (on_frame); what a session
 			 * holds when a CONNECT takes it over was meant for the connection before: Mosquitto
 			 * re-checks it during that CONNECT, in the tick the record was born in. */
 			if(r == NULL || r->replaced || r->born == tick_count) return MOSQ_ERR_ACL_DENIED;
@@ -482,7 +482,6 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 		 * reply the id of the connection that asked (empty: to every subscriber) */
 		mosquitto_property *props = NULL;
 		char *topic = field_string(&fields[0]);
-		const char *to = NULL;
 		int rc;
 		if(topic == NULL || strncmp(topic, PREFIX, PREFIX_LEN)){
 			free(topic);
@@ -498,12 +497,14 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 				free(topic); /* the connection that asked is gone: its reply reaches no one else */
 				return 0;
 			}
-			to = r->client_id;
 		}
 		if(fields[3].len > 0 && fields[3].len <= 0xFFFF){
 			mosquitto_property_add_binary(&props, MQTT_PROP_CORRELATION_DATA, fields[3].data, (uint16_t)fields[3].len);
 		}
-		rc = mosquitto_broker_publish_copy(to, topic, (int)fields[1].len, fields[1].data, 1,
+		/* Through the subscriptions, as any message (a client gets no reply it did not subscribe
+		 * to). Nothing runs between this TICK and Mosquitto queueing it at the top of its next
+		 * loop turn, so the connection checked live above is the one that holds the client id. */
+		rc = mosquitto_broker_publish_copy(NULL, topic, (int)fields[1].len, fields[1].data, 1,
 				fields[2].len == 1 && fields[2].data[0] == '1', props);
 		if(rc != MOSQ_ERR_SUCCESS) mosquitto_property_free_all(&props);
 		free(topic);
