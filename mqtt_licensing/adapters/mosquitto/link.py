@@ -56,7 +56,8 @@ class PluginLink:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_snapshot = ""
         self._pushed_at = 0.0
-        self._dummy = snapshot.dummy_hash(agent)
+        self._users = snapshot.user_lines(agent.config)
+        self._dummy = snapshot.dummy_hash(self._users)
         self.up = asyncio.Event()
 
     # -- the agent's Transport --------------------------------------------------------------
@@ -141,7 +142,7 @@ class PluginLink:
         if self._writer is None:
             return
         now = time.time()
-        text = snapshot.build(self.agent, now=int(now), hold=self.hold, dummy=self._dummy)
+        text = snapshot.build(self.agent, now=int(now), hold=self.hold, dummy=self._dummy, users=self._users)
         # valid_until moves every second: compare without it, but renew well before it lapses.
         comparable = "\n".join(line for line in text.splitlines() if not line.startswith("valid_until"))
         if force or comparable != self._sent_snapshot or now - self._pushed_at > self.hold / 2:

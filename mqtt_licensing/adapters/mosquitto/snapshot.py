@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 
 from ...agent import LicensingAgent
+from ...agent.config import AgentConfig
 from ...agent.metering import needs_metering
 from ...core.features import MQTT_SERVER
 from ...core.gate import connection_ceiling
@@ -23,13 +24,12 @@ def _clean(*values: str) -> bool:
     return not any("\t" in v or "\n" in v or "\0" in v or not v for v in values)
 
 
-def dummy_hash(agent: LicensingAgent) -> str:
+def dummy_hash(users: list[str]) -> str:
     """A hash of the same scheme and cost as the admins' (unknown names cost as much as known ones)."""
-    hashes = list(agent.config.admins.values()) or list(agent.config.user_hashes().values())
-    return dummy_hash_like(hashes[0]) if hashes else dummy_hash_like("scrypt$16384$8$1$AA==$AA==")
+    return dummy_hash_like(users[0].rsplit("\t", 1)[1]) if users else dummy_hash_like("scrypt$16384$8$1$AA==$AA==")
 
 
-def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str) -> str:
+def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str, users: list[str]) -> str:
     """The snapshot text; valid until the evaluation's own deadline, at most ``hold`` seconds."""
     config, evaluation = agent.config, agent.evaluation
     trial = evaluation.model == "trial"
@@ -46,7 +46,7 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str) -> str:
         f"max_payload\t{config.max_payload}",
         f"dummy\t{dummy}",
     ]
-    lines.extend(_users(agent))
+    lines.extend(users)
     for name, spec in config.client_classes.items():
         features = frozenset(spec.get("features", []))
         ok, metered = int(trial or features <= granted), int(needs_metering(features))
@@ -59,8 +59,12 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _users(agent: LicensingAgent) -> Iterator[str]:
-    config = agent.config
+def user_lines(config: AgentConfig) -> list[str]:
+    """The role table's lines, admins first; read once (``password_file`` is a file)."""
+    return sorted(_users(config), key=lambda line: line.split("\t")[1] != "a")
+
+
+def _users(config: AgentConfig) -> Iterator[str]:
     table = {name: ("u", hashed) for name, hashed in config.user_hashes().items()}
     table.update({name: ("r", table[name][1]) for name in config.readers if name in table})
     table.update({name: ("a", hashed) for name, hashed in config.admins.items()})

@@ -47,6 +47,6 @@ def test_messages_to_a_bridge_are_reported_exactly_once(tmp_path: Path, plugin: 
                 plc.client.publish(f"plant/line4/{n % 7}", PAYLOAD, qos=1)
             wait_for(lambda: len(bridge.messages) >= MESSAGES, timeout=60, message="bridge")
             wait_for(lambda: len(dashboard.messages) >= MESSAGES, timeout=60, message="dashboard")
-        wait_for(lambda: vendor_usage(vendor, license_id)["messages"] >= MESSAGES, timeout=30)
+        wait_for(lambda: vendor_usage(vendor, license_id)["messages"] >= MESSAGES, timeout=60)
         usage = vendor_usage(vendor, license_id)
         assert usage["messages"] == MESSAGES and usage["bytes"] == MESSAGES * len(PAYLOAD)
