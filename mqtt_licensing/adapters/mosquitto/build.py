@@ -50,9 +50,11 @@ def build(output: Path | None = None, *, compiler: str | None = None) -> Path:
     digest = sources_digest()
     if output.is_file() and stamp.is_file() and stamp.read_text().strip() == digest:
         return output
-    cc = compiler or os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    named = compiler or os.environ.get("CC")
+    cc = shutil.which(named) if named else shutil.which("cc") or shutil.which("gcc")
     if cc is None:
-        raise BuildError("no C compiler found: install gcc (Debian: apt-get install gcc)")
+        where = f"{named!r} (CC) is not" if named else "no C compiler is"
+        raise BuildError(f"{where} installed: install gcc (Debian: apt-get install gcc) or set CC")
     if not Path("/usr/include/mosquitto_broker.h").is_file() and "CFLAGS" not in os.environ:
         raise BuildError("mosquitto_broker.h not found: install mosquitto-dev and libmosquitto-dev")
     output.parent.mkdir(parents=True, exist_ok=True)
