@@ -176,6 +176,11 @@ class LicensingAgent:
         self._core.access.refused_elsewhere(client_id, username, refusal, f"refused by the broker plugin ({refusal})")
         self.metrics.refused.labels(str(refusal)).inc()
 
+    def refuses_metered(self) -> bool:
+        """Would a client of a metered class be refused now (``metering: required``, usage overdue
+        past ``metering_grace``)? For a broker plugin that admits from a snapshot of the rules."""
+        return self._usage is not None and self._usage.overdue(self._core.source) > self.config.metering_grace
+
     def holds(self, conn: Hashable) -> bool:
         """Is this connection still counted (a take-over can leave one key holding a second socket)?"""
         return self._core.access.holds(conn)

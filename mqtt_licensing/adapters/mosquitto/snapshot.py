@@ -35,7 +35,9 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str, users: list
     trial = evaluation.model == "trial"
     granted = set(evaluation.features)
     ceiling = connection_ceiling(evaluation)
-    valid_until = now + hold if evaluation.deadline is None else min(evaluation.deadline, now + hold)
+    # In the plugin's clock (the wall): the evaluation's deadline is in the agent's licensing time.
+    remaining = hold if evaluation.deadline is None else min(max(evaluation.deadline - int(agent.clock()), 0), hold)
+    valid_until = now + remaining
     lines = [
         f"serving\t{int(evaluation.serving)}",
         f"anonymous\t{int(config.allow_anonymous)}",
@@ -44,6 +46,7 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str, users: list
         f"admin_max\t{config.max_admin_connections}",
         f"valid_until\t{valid_until}",
         f"max_payload\t{config.max_payload}",
+        f"metered_refused\t{int(agent.refuses_metered())}",
         f"dummy\t{dummy}",
     ]
     lines.extend(users)

@@ -41,6 +41,7 @@ struct lic_snapshot {
 	bool serving;
 	bool anonymous;
 	bool base_ok;
+	bool metered_refused; /* metering: required and usage overdue: metered classes are refused */
 	long ceiling; /* -1: unlimited */
 	long admin_max;
 	long long valid_until;

@@ -268,6 +268,9 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	}else{
 		if(!snapshot_current() || !snap->serving) return refuse(client_id, ed->username, "not_licensed");
 		if(!features_ok(ed->username, client_id)) return refuse(client_id, ed->username, "feature_missing");
+		if(snap->metered_refused && is_metered(ed->username, client_id)){
+			return refuse(client_id, ed->username, "metering_undelivered");
+		}
 		current = counted - (previous && previous->role != 'a' ? 1 : 0);
 		if(snap->ceiling >= 0 && current >= snap->ceiling) {
 			return refuse(client_id, ed->username, "connection_limit");

@@ -3,7 +3,7 @@
  * callback waits on Python. Text, one setting per line, fields separated by tabs:
  *
  *   serving 1 | anonymous 1 | base_ok 1 | ceiling 11 (-1 unlimited) | admin_max 4
- *   valid_until <unix seconds> | max_payload 65536 | dummy <hash>
+ *   valid_until <unix seconds> | max_payload 65536 | metered_refused 0 | dummy <hash>
  *   user <a|r|u> <name> <hash>
  *   class <u|p> <features granted 0|1> <metered 0|1> <username or client id prefix>
  *
@@ -79,6 +79,7 @@ static bool parse_line(struct lic_snapshot *snap, char **f, int n, size_t *users
 		if(!strcmp(f[0], "serving")) snap->serving = v != 0;
 		else if(!strcmp(f[0], "anonymous")) snap->anonymous = v != 0;
 		else if(!strcmp(f[0], "base_ok")) snap->base_ok = v != 0;
+		else if(!strcmp(f[0], "metered_refused")) snap->metered_refused = v != 0;
 		else if(!strcmp(f[0], "ceiling")) snap->ceiling = (long)v;
 		else if(!strcmp(f[0], "admin_max")) snap->admin_max = (long)v;
 		else if(!strcmp(f[0], "valid_until")) snap->valid_until = v;
