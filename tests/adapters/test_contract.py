@@ -1,7 +1,8 @@
-"""Access through Debian's Mosquitto with the plugin: the same rules as the amqtt adapter.
+"""The broker-side contract, the same test against each adapter (``licensed_broker``: amqtt with
+the agent inside, Mosquitto with the plugin and the agent beside it).
 
-The reconnect at the cap, admin confinement and the admin cap, password files and unknown
-names, wills on ``$license/...`` topics, a squatter on an admin's client id.
+The reconnect at the cap, admin confinement and the admin cap, password files, unknown names and
+readers, wills on ``$license/...`` topics, a squatter on an admin's client id, a request spray.
 """
 
 from __future__ import annotations
@@ -15,19 +16,18 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD, MqttClient, RawClient, wait_for
-from tests.helpers.mosquitto import MosquittoHandle
 
 
-def connections(broker: MosquittoHandle) -> int:
+def connections(broker) -> int:
     return int(broker.call(_status(broker))["connections"])
 
 
-async def _status(broker: MosquittoHandle) -> dict:
+async def _status(broker) -> dict:
     return broker.agent.status_document()
 
 
-def test_reconnect_at_the_cap_takes_its_own_place(tmp_path: Path, plugin: Path, vendor) -> None:
-    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, trial_max_connections=2) as broker:
+def test_reconnect_at_the_cap_takes_its_own_place(tmp_path: Path, licensed_broker, vendor) -> None:
+    with licensed_broker(vendor=vendor, trial_max_connections=2) as broker:
         with RawClient(broker.port) as a, RawClient(broker.port) as b, RawClient(broker.port) as a_again:
             assert a.connect("dev-a") == 0 and b.connect("dev-b") == 0
             assert a_again.connect("dev-a") == 0  # a network blip: the old socket is still open
@@ -37,8 +37,8 @@ def test_reconnect_at_the_cap_takes_its_own_place(tmp_path: Path, plugin: Path, 
                 assert c.connect("dev-c") == 5  # a new client id at the cap is still refused
 
 
-def test_admin_uses_only_license_topics_while_not_serving(tmp_path: Path, plugin: Path, vendor) -> None:
-    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, trial_seconds=0) as broker:
+def test_admin_uses_only_license_topics_while_not_serving(tmp_path: Path, licensed_broker, vendor) -> None:
+    with licensed_broker(vendor=vendor, trial_seconds=0) as broker:
         with MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin:
             assert admin.connect() == 0
             assert admin.subscribe("plant/#") == 0x80  # refused
@@ -57,16 +57,16 @@ def test_admin_uses_only_license_topics_while_not_serving(tmp_path: Path, plugin
             assert [m.topic for m in user.messages] == ["plant/y"]  # plant/x was dropped, not retained
 
 
-def test_at_most_max_admin_connections(tmp_path: Path, plugin: Path, vendor) -> None:
-    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, max_admin_connections=1) as broker:
+def test_at_most_max_admin_connections(tmp_path: Path, licensed_broker, vendor) -> None:
+    with licensed_broker(vendor=vendor, max_admin_connections=1) as broker:
         with MqttClient(broker.port, client_id="ops1", username=ADMIN, password=ADMIN_PASSWORD) as first:
             assert first.connect() == 0
             with MqttClient(broker.port, client_id="ops2", username=ADMIN, password=ADMIN_PASSWORD) as second:
                 assert second.connect() == 5
 
 
-def test_unknown_names_wrong_passwords_and_readers(tmp_path: Path, plugin: Path, vendor) -> None:
-    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker:
+def test_unknown_names_wrong_passwords_and_readers(tmp_path: Path, licensed_broker, vendor) -> None:
+    with licensed_broker(vendor=vendor) as broker:
         for username, password, expected in (
             ("admn", ADMIN_PASSWORD, 5),  # not let in as anonymous
             (ADMIN, "wrong", 5),
@@ -88,13 +88,11 @@ def test_unknown_names_wrong_passwords_and_readers(tmp_path: Path, plugin: Path,
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd")
-def test_mosquitto_password_file(tmp_path: Path, plugin: Path, vendor) -> None:
+def test_mosquitto_password_file(tmp_path: Path, licensed_broker, vendor) -> None:
     passwd = tmp_path / "passwd"
     passwd.touch()
     subprocess.run(["mosquitto_passwd", "-b", str(passwd), "sensor", "s-pass"], check=True, timeout=30)
-    with MosquittoHandle(
-        tmp_path / "b", plugin, vendor=vendor, password_file=str(passwd), allow_anonymous=False
-    ) as broker:
+    with licensed_broker(vendor=vendor, password_file=str(passwd), allow_anonymous=False) as broker:
         for password, expected in (("s-pass", 0), ("wrong", 5), ("s-pass", 0)):
             with MqttClient(broker.port, client_id="sensor-1", username="sensor", password=password) as c:
                 assert c.connect() == expected, password
@@ -113,9 +111,9 @@ WILLS = [
 ]
 
 
-def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path: Path, plugin: Path, vendor) -> None:
+def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path: Path, licensed_broker, vendor) -> None:
     with (
-        MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker,
+        licensed_broker(vendor=vendor) as broker,
         MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
         MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
     ):
@@ -154,9 +152,9 @@ def _ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str) -> di
     return json.loads(client.wait_message(reply_topic, after=n).payload)
 
 
-def test_a_squatter_on_an_admins_client_id_reads_no_reply(tmp_path: Path, plugin: Path, vendor) -> None:
+def test_a_squatter_on_an_admins_client_id_reads_no_reply(tmp_path: Path, licensed_broker, vendor) -> None:
     victim = "ops"
-    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker:
+    with licensed_broker(vendor=vendor) as broker:
         # (a) the admin first, asking; then an anonymous client with its id takes it over
         ops = MqttClient(broker.port, client_id=victim, username=ADMIN, password=ADMIN_PASSWORD, clean_session=False)
         spy = MqttClient(broker.port, client_id=victim, clean_session=False)
@@ -200,9 +198,9 @@ def test_a_squatter_on_an_admins_client_id_reads_no_reply(tmp_path: Path, plugin
 
 
 @pytest.mark.timeout(90)
-def test_a_spray_of_license_requests_leaves_the_admin_served(tmp_path: Path, plugin: Path, vendor) -> None:
+def test_a_spray_of_license_requests_leaves_the_admin_served(tmp_path: Path, licensed_broker, vendor) -> None:
     with (
-        MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker,
+        licensed_broker(vendor=vendor) as broker,
         MqttClient(broker.port, client_id="sprayer") as sprayer,
     ):
         assert sprayer.connect() == 0
