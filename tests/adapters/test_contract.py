@@ -7,7 +7,10 @@ readers, wills on ``$license/...`` topics, a squatter on an admin's client id, a
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -211,3 +214,31 @@ def test_a_spray_of_license_requests_leaves_the_admin_served(tmp_path: Path, lic
             assert admin.request("status")["status"]["state"] == "trial"
         with MqttClient(broker.port, client_id="plant") as plant:
             assert plant.connect() == 0
+
+
+def mosquitto_entry(password: str) -> str:
+    """What ``mosquitto_passwd`` writes by default: PBKDF2-SHA512, 101 iterations, 12-byte salt."""
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, 101, 64)
+    return f"$7$101${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+@pytest.mark.timeout(120)
+def test_a_fleet_of_password_file_users_all_get_in_at_once(tmp_path: Path, licensed_broker, vendor) -> None:
+    """Each first login costs a full hash check; 300 of them in a row are not mistaken for a spray."""
+    users = 300
+    passwd = tmp_path / "passwd"
+    passwd.write_text("".join(f"device-{n}:{mosquitto_entry(f'pw-{n}')}\n" for n in range(users)))
+    key = vendor.issue(max_connections=users + 10)
+    with licensed_broker(vendor=vendor, password_file=str(passwd), allow_anonymous=False) as broker:
+        with broker.admin() as c:
+            assert c.request("activate", {"license_key": key})["status"]["state"] == "active"
+        sockets = [RawClient(broker.port) for _ in range(users)]
+        try:
+            codes = [
+                s.connect(f"device-{n}", username=f"device-{n}", password=f"pw-{n}") for n, s in enumerate(sockets)
+            ]
+            assert codes == [0] * users
+        finally:
+            for s in sockets:
+                s.close()
