@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
+from mqtt_licensing.adapters.mosquitto.runner import load_config as load_mosquitto_agent_config
 from mqtt_licensing.agent.config import AgentConfig
 from mqtt_licensing.core.passwords import verify_password
 
@@ -27,9 +28,12 @@ def installed(tmp_path: Path, source: Path, vendor) -> Path:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_config_validates(path, tmp_path, vendor):
-    config = load_config(installed(tmp_path, path, vendor))
-    agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
-    agent.validate()
+    if path.name == "mosquitto-agent.yaml":  # the agent beside Mosquitto: mosquitto: and agent: sections
+        _settings, agent = load_mosquitto_agent_config(installed(tmp_path, path, vendor))
+    else:
+        config = load_config(installed(tmp_path, path, vendor))
+        agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
+        agent.validate()
     assert verify_password("change-me", agent.admins["admin"])
     assert Path(agent.state_dir).is_absolute()
     assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
