@@ -61,6 +61,45 @@ struct lic_field {
 
 #define LIC_MAX_FIELDS 8
 
+struct mosquitto;
+
+/* A connection the plugin admitted (records.c). */
+struct rec {
+	struct mosquitto *client;
+	unsigned long long id;
+	char *client_id;
+	char *username;
+	char role;
+	bool replaced; /* a newer CONNECT took its client id: no seat, no $license publish */
+	unsigned long born; /* the tick it connected in (see on_acl_check: MOSQ_ACL_READ) */
+	bool metered; /* of a metered client class: what it is sent is counted */
+	struct rec *next_by_ptr, *next_by_id, *prev, *next;
+};
+
+/* records.c: the live connections, by client pointer and by client id */
+extern struct rec *lic_all;
+extern long lic_counted, lic_admins, lic_metered; /* seats held, admins, metered connections */
+struct rec *lic_find(const struct mosquitto *client);
+struct rec *lic_find_live_id(const char *client_id, const struct mosquitto *except);
+struct rec *lic_find_id(unsigned long long id);
+void lic_insert(struct rec *r);
+void lic_remove(struct rec *r);
+void lic_free_rec(struct rec *r);
+void lic_clear_records(void);
+
+/* admission.c: who gets in, from the snapshot */
+extern struct lic_snapshot *lic_snap;
+extern unsigned char lic_secret[32];
+bool lic_snapshot_current(void);
+char lic_authenticate(const char *username, const char *password);
+bool lic_features_ok(const char *username, const char *client_id);
+bool lic_is_metered(const char *username, const char *client_id);
+
+/* rights.c: the $license topic rules */
+bool lic_reads_status(const struct rec *r);
+bool lic_own_reply_subtree(const char *topic, const char *client_id, bool filter);
+bool lic_is_request_topic(const char *topic);
+
 /* passwords.c */
 int lic_password_matches(const char *password, const char *encoded);
 void lic_password_key(const unsigned char *secret, size_t secretlen, const char *password, unsigned char out[32]);

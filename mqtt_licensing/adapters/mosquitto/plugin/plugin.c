@@ -23,7 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <openssl/crypto.h>
 #include <sys/random.h>
 
 #include <mosquitto.h>
@@ -35,94 +34,15 @@
 
 #define PREFIX "$license/"
 #define PREFIX_LEN 9
-#define REPLY_ROOT "$license/reply/"
-#define REPLY_ROOT_LEN 15
 #define SINK "$license/.consumed" /* where a request goes once the agent has it: nobody may read it */
-#define BUCKETS 4096
-#define CHECK_BUDGET_US 250000L    /* full password hash checks: at most 250 ms of each second */
-
-struct rec {
-	struct mosquitto *client;
-	unsigned long long id;
-	char *client_id;
-	char *username;
-	char role;
-	bool replaced; /* a newer CONNECT took its client id: no seat, no $license publish */
-	unsigned long born; /* the tick it connected in (see on_acl_check: MOSQ_ACL_READ) */
-	bool metered; /* of a metered client class: what it is sent is counted */
-	struct rec *next_by_ptr, *next_by_id, *prev, *next;
-};
 
 static mosquitto_plugin_id_t *pid;
-static struct lic_snapshot *snap;
-static struct rec *by_ptr[BUCKETS], *by_id[BUCKETS], *all;
 static unsigned long long next_id = 1;
-static long counted, admins;
-static unsigned char secret[32];
 static char boot_id[33];
-static time_t check_window;
 static unsigned long tick_count;
-static long metered;
 /* Sent to metered connections and not yet handed to the agent: kept while it is away. */
 static unsigned long long usage_messages, usage_bytes;
 static time_t usage_sent_at;
-static long check_spent_us;
-
-static const char *const REQUEST_TOPICS[] = {
-	"$license/activate", "$license/reactivate", "$license/deactivate", "$license/status",
-	"$license/offline/request", "$license/offline/cancel", "$license/events/recent", NULL,
-};
-
-/* -- connection records ------------------------------------------------------------------ */
-
-static size_t hash_ptr(const void *p)
-{
-	uintptr_t v = (uintptr_t)p;
-	return (size_t)((v >> 4) ^ (v >> 16)) % BUCKETS;
-}
-
-static size_t hash_str(const char *s)
-{
-	size_t h = 5381;
-	while(*s) h = h * 33 + (unsigned char)*s++;
-	return h % BUCKETS;
-}
-
-static struct rec *find(const struct mosquitto *client)
-{
-	struct rec *r = by_ptr[hash_ptr(client)];
-	while(r && r->client != client) r = r->next_by_ptr;
-	return r;
-}
-
-static struct rec *find_live_id(const char *client_id, const struct mosquitto *except)
-{
-	struct rec *r = by_id[hash_str(client_id)];
-	while(r && (r->replaced || r->client == except || strcmp(r->client_id, client_id))) r = r->next_by_id;
-	return r;
-}
-
-static void unlink_rec(struct rec *r)
-{
-	struct rec **p = &by_ptr[hash_ptr(r->client)];
-	while(*p != r) p = &(*p)->next_by_ptr;
-	*p = r->next_by_ptr;
-	p = &by_id[hash_str(r->client_id)];
-	while(*p != r) p = &(*p)->next_by_id;
-	*p = r->next_by_id;
-	if(r->prev) r->prev->next = r->next; else all = r->next;
-	if(r->next) r->next->prev = r->prev;
-	if(r->role == 'a') admins--;
-	else if(!r->replaced) counted--;
-	if(r->metered) metered--;
-}
-
-static void free_rec(struct rec *r)
-{
-	free(r->client_id);
-	free(r->username);
-	free(r);
-}
 
 /* -- frames to the agent ----------------------------------------------------------------- */
 
@@ -159,95 +79,12 @@ static void on_agent_up(void)
 	struct rec *r;
 	struct lic_field hello[2] = { text(LIC_HELLO_PLUGIN), text(boot_id) };
 	lic_link_send(F_HELLO, hello, 2, false);
-	for(r = all; r; r = r->next){
+	for(r = lic_all; r; r = r->next){
 		if(!r->replaced) send_connected(r); /* a replaced one is closing: its D frame follows */
 	}
 }
 
 /* -- admission ----------------------------------------------------------------------------- */
-
-static bool snapshot_current(void)
-{
-	return snap != NULL && (long long)time(NULL) < snap->valid_until;
-}
-
-static const struct lic_user *find_user(const char *name)
-{
-	size_t i;
-	for(i = 0; snap && name && i < snap->user_count; i++){
-		if(!strcmp(snap->users[i].name, name)) return &snap->users[i];
-	}
-	return NULL;
-}
-
-/* A full hash check, within a budget of Mosquitto's thread time per second: a password spray
- * cannot stall the broker, and 1,000 cheap ($7$) logins after a restart all get through. */
-static bool budgeted_check(const char *password, const char *hash)
-{
-	struct timespec start, end;
-	bool ok;
-	time_t now = time(NULL);
-	if(now != check_window){
-		check_window = now;
-		check_spent_us = 0;
-	}
-	if(check_spent_us >= CHECK_BUDGET_US) return false;
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	ok = lic_password_matches(password, hash) == 1;
-	clock_gettime(CLOCK_MONOTONIC, &end);
-	check_spent_us += (end.tv_sec - start.tv_sec) * 1000000L + (end.tv_nsec - start.tv_nsec) / 1000;
-	return ok;
-}
-
-/* The role of these credentials, or 0 for a refusal. */
-static char authenticate(const char *username, const char *password)
-{
-	struct lic_user *user;
-	unsigned char key[32];
-
-	if(snap == NULL) return 0;
-	user = (struct lic_user *)find_user(username);
-	if(username != NULL && (password != NULL || user != NULL)){
-		if(user == NULL){
-			/* Same cost as a known name: which names exist is not told by timing. */
-			budgeted_check(password ? password : "", snap->dummy_hash);
-			return 0;
-		}
-		lic_password_key(secret, sizeof(secret), password ? password : "", key);
-		if(user->verified && CRYPTO_memcmp(key, user->key, sizeof(key)) == 0) return user->role;
-		if(!budgeted_check(password ? password : "", user->hash)) return 0;
-		user->verified = true;
-		memcpy(user->key, key, sizeof(key));
-		return user->role;
-	}
-	return snap->anonymous ? 'u' : 0;
-}
-
-static bool class_matches(const struct lic_class *c, const char *username, const char *client_id)
-{
-	return c->kind == 'u'
-		? (username != NULL && !strcmp(username, c->value))
-		: !strncmp(client_id, c->value, strlen(c->value));
-}
-
-static bool features_ok(const char *username, const char *client_id)
-{
-	size_t i;
-	if(!snap->base_ok) return false;
-	for(i = 0; i < snap->class_count; i++){
-		if(!snap->classes[i].ok && class_matches(&snap->classes[i], username, client_id)) return false;
-	}
-	return true;
-}
-
-static bool is_metered(const char *username, const char *client_id)
-{
-	size_t i;
-	for(i = 0; i < snap->class_count; i++){
-		if(snap->classes[i].metered && class_matches(&snap->classes[i], username, client_id)) return true;
-	}
-	return false;
-}
 
 static int refuse(const char *client_id, const char *username, const char *reason)
 {
@@ -265,28 +102,28 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	(void)event; (void)userdata;
 
 	if(client_id == NULL) return MOSQ_ERR_AUTH;
-	role = authenticate(ed->username, ed->password);
+	role = lic_authenticate(ed->username, ed->password);
 	if(role == 0) return refuse(client_id, ed->username, "bad_credentials");
-	previous = find_live_id(client_id, ed->client);
+	previous = lic_find_live_id(client_id, ed->client);
 	if(role == 'a'){
-		if(admins - (previous && previous->role == 'a') >= snap->admin_max) {
+		if(lic_admins - (previous && previous->role == 'a') >= lic_snap->admin_max) {
 			return refuse(client_id, ed->username, "admin_limit");
 		}
 	}else{
-		if(!snapshot_current() || !snap->serving) return refuse(client_id, ed->username, "not_licensed");
-		if(!features_ok(ed->username, client_id)) return refuse(client_id, ed->username, "feature_missing");
-		if(snap->metered_refused && is_metered(ed->username, client_id)){
+		if(!lic_snapshot_current() || !lic_snap->serving) return refuse(client_id, ed->username, "not_licensed");
+		if(!lic_features_ok(ed->username, client_id)) return refuse(client_id, ed->username, "feature_missing");
+		if(lic_snap->metered_refused && lic_is_metered(ed->username, client_id)){
 			return refuse(client_id, ed->username, "metering_undelivered");
 		}
-		current = counted - (previous && previous->role != 'a' ? 1 : 0);
-		if(snap->ceiling >= 0 && current >= snap->ceiling) {
+		current = lic_counted - (previous && previous->role != 'a' ? 1 : 0);
+		if(lic_snap->ceiling >= 0 && current >= lic_snap->ceiling) {
 			return refuse(client_id, ed->username, "connection_limit");
 		}
 	}
-	r = find(ed->client);
+	r = lic_find(ed->client);
 	if(r){ /* a context Mosquitto reuses without a DISCONNECT between: start afresh */
-		unlink_rec(r);
-		free_rec(r);
+		lic_remove(r);
+		lic_free_rec(r);
 	}
 	r = calloc(1, sizeof(*r));
 	if(r == NULL) return MOSQ_ERR_NOMEM;
@@ -297,25 +134,16 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 	r->role = role;
 	r->born = tick_count;
 	if(r->client_id == NULL || (ed->username && r->username == NULL)){
-		free_rec(r);
+		lic_free_rec(r);
 		return MOSQ_ERR_NOMEM;
 	}
 	if(previous){ /* Mosquitto closes it (session take-over): it holds no seat from now on */
-		if(previous->role != 'a') counted--;
+		if(previous->role != 'a') lic_counted--;
 		previous->replaced = true;
 	}
-	r->next_by_ptr = by_ptr[hash_ptr(r->client)];
-	by_ptr[hash_ptr(r->client)] = r;
-	r->next_by_id = by_id[hash_str(r->client_id)];
-	by_id[hash_str(r->client_id)] = r;
-	r->next = all;
-	if(all) all->prev = r;
-	all = r;
-	if(role == 'a') admins++; else counted++;
-	if(is_metered(r->username, r->client_id)){ /* decided here: its first delivery is counted too */
-		r->metered = true;
-		metered++;
-	}
+	/* Decided here: its first delivery is counted too. */
+	r->metered = lic_is_metered(r->username, r->client_id);
+	lic_insert(r);
 	send_connected(r);
 	return MOSQ_ERR_SUCCESS;
 }
@@ -323,51 +151,21 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
 	struct mosquitto_evt_disconnect *ed = event_data;
-	struct rec *r = find(ed->client);
+	struct rec *r = lic_find(ed->client);
 	char id[24];
 	struct lic_field f[1];
 	(void)event; (void)userdata;
 
 	if(r == NULL) return MOSQ_ERR_SUCCESS;
-	unlink_rec(r);
+	lic_remove(r);
 	snprintf(id, sizeof(id), "%llu", r->id);
 	f[0] = text(id);
 	lic_link_send(F_DISCONNECTED, f, 1, false);
-	free_rec(r);
+	lic_free_rec(r);
 	return MOSQ_ERR_SUCCESS;
 }
 
 /* -- topic rights ---------------------------------------------------------------------------- */
-
-static bool client_id_usable(const char *client_id)
-{
-	return client_id && *client_id && !strpbrk(client_id, "/+#");
-}
-
-static bool reads_status(const struct rec *r)
-{
-	return r != NULL && !r->replaced && (r->role == 'a' || r->role == 'r');
-}
-
-/* $license/reply/<client id>[/...]: wildcards only below the client's own level. */
-static bool own_reply_subtree(const char *topic, const char *client_id, bool filter)
-{
-	size_t n = strlen(client_id);
-	const char *rest;
-	if(!client_id_usable(client_id) || strncmp(topic, REPLY_ROOT, REPLY_ROOT_LEN)) return false;
-	rest = topic + REPLY_ROOT_LEN;
-	if(strncmp(rest, client_id, n) || (rest[n] != '\0' && rest[n] != '/')) return false;
-	return filter || !strpbrk(rest + n, "+#");
-}
-
-static bool is_request_topic(const char *topic)
-{
-	int i;
-	for(i = 0; REQUEST_TOPICS[i]; i++){
-		if(!strcmp(topic, REQUEST_TOPICS[i])) return true;
-	}
-	return false;
-}
 
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
@@ -378,8 +176,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 
 	/* Mosquitto checks READ for each message it queues to a client: that is the delivery count
 	 * of metered connections (a message held in a persistent session is counted when queued). */
-	if(metered > 0 && ed->access == MOSQ_ACL_READ && ed->topic[0] != '$'){
-		r = find(ed->client);
+	if(lic_metered > 0 && ed->access == MOSQ_ACL_READ && ed->topic[0] != '$'){
+		r = lic_find(ed->client);
 		if(r && r->metered){
 			usage_messages++;
 			usage_bytes += ed->payloadlen;
@@ -387,35 +185,35 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 	}
 	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)){
 		/* Ordinary topics: only an admin is held back, and only while the license does not serve. */
-		if(snapshot_current() && snap->serving) return MOSQ_ERR_SUCCESS;
-		r = find(ed->client);
+		if(lic_snapshot_current() && lic_snap->serving) return MOSQ_ERR_SUCCESS;
+		r = lic_find(ed->client);
 		return r && r->role == 'a' && ed->access != MOSQ_ACL_UNSUBSCRIBE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_SUCCESS;
 	}
 	client_id = mosquitto_client_id(ed->client);
-	r = find(ed->client);
+	r = lic_find(ed->client);
 	switch(ed->access){
 		case MOSQ_ACL_UNSUBSCRIBE:
 			return MOSQ_ERR_SUCCESS;
 		case MOSQ_ACL_SUBSCRIBE:
 			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
-				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+				return lic_reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 			}
-			return r && !r->replaced && client_id && own_reply_subtree(ed->topic, client_id, true)
+			return r && !r->replaced && client_id && lic_own_reply_subtree(ed->topic, client_id, true)
 				? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 		case MOSQ_ACL_READ:
 			if(!strcmp(ed->topic, "$license/status") || !strcmp(ed->topic, "$license/events")){
-				return reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+				return lic_reads_status(r) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 			}
 			/* Replies go out only while the connection that asked is live (on_frame); what a session
 			 * holds when a CONNECT takes it over was meant for the connection before: Mosquitto
 			 * re-checks it during that CONNECT, in the tick the record was born in. */
 			if(r == NULL || r->replaced || r->born == tick_count) return MOSQ_ERR_ACL_DENIED;
-			return client_id && own_reply_subtree(ed->topic, client_id, false) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+			return client_id && lic_own_reply_subtree(ed->topic, client_id, false) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 		case MOSQ_ACL_WRITE:
 			/* Mosquitto checks a will at the moment it would send it, after MOSQ_EVT_DISCONNECT
 			 * (or, at a take-over, after the newer CONNECT): its record is gone or replaced. */
-			if(r == NULL || r->replaced || !is_request_topic(ed->topic)) return MOSQ_ERR_ACL_DENIED;
-			if(snap && ed->payloadlen > snap->max_payload) return MOSQ_ERR_ACL_DENIED;
+			if(r == NULL || r->replaced || !lic_is_request_topic(ed->topic)) return MOSQ_ERR_ACL_DENIED;
+			if(lic_snap && ed->payloadlen > lic_snap->max_payload) return MOSQ_ERR_ACL_DENIED;
 			return MOSQ_ERR_SUCCESS;
 		default:
 			return MOSQ_ERR_ACL_DENIED;
@@ -436,8 +234,8 @@ static int on_message(int event, void *event_data, void *userdata)
 	(void)event; (void)userdata;
 
 	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)) return MOSQ_ERR_SUCCESS;
-	r = find(ed->client);
-	if(r && !r->replaced && (!snap || ed->payloadlen <= snap->max_payload)){
+	r = lic_find(ed->client);
+	if(r && !r->replaced && (!lic_snap || ed->payloadlen <= lic_snap->max_payload)){
 		mosquitto_property_read_string(ed->properties, MQTT_PROP_RESPONSE_TOPIC, &response_topic, false);
 		mosquitto_property_read_binary(ed->properties, MQTT_PROP_CORRELATION_DATA, &correlation, &correlation_len, false);
 		snprintf(id, sizeof(id), "%llu", r->id);
@@ -478,13 +276,13 @@ static char *field_string(const struct lic_field *f)
 static int on_frame(char type, const struct lic_field *fields, int count)
 {
 	if(type == F_SNAPSHOT && count == 1){
-		struct lic_snapshot *parsed = lic_snapshot_parse(fields[0].data, fields[0].len, snap);
+		struct lic_snapshot *parsed = lic_snapshot_parse(fields[0].data, fields[0].len, lic_snap);
 		if(parsed == NULL){
 			mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: snapshot refused (malformed); the last good one is kept");
 			return -1;
 		}
-		lic_snapshot_free(snap);
-		snap = parsed;
+		lic_snapshot_free(lic_snap);
+		lic_snap = parsed;
 		return 0;
 	}
 	if(type == F_PUBLISH && count == 5){
@@ -502,7 +300,7 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 			unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
 			struct rec *r;
 			free(id);
-			for(r = all; r && r->id != wanted; r = r->next);
+			r = lic_find_id(wanted);
 			if(r == NULL || r->replaced){
 				free(topic); /* the connection that asked is gone: its reply reaches no one else */
 				return 0;
@@ -525,7 +323,7 @@ static int on_frame(char type, const struct lic_field *fields, int count)
 		unsigned long long wanted = id ? strtoull(id, NULL, 10) : 0;
 		struct rec *r;
 		free(id);
-		for(r = all; r; r = r->next){
+		for(r = lic_all; r; r = r->next){
 			if(r->id == wanted && !r->replaced){
 				mosquitto_kick_client_by_clientid(r->client_id, false);
 				break;
@@ -586,7 +384,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		return MOSQ_ERR_INVAL;
 	}
 	/* getrandom, not OpenSSL's generator: nothing of OpenSSL is loaded until a password is checked */
-	if(getrandom(secret, sizeof(secret), 0) != sizeof(secret) || getrandom(raw, sizeof(raw), 0) != sizeof(raw)){
+	if(getrandom(lic_secret, sizeof(lic_secret), 0) != sizeof(lic_secret) || getrandom(raw, sizeof(raw), 0) != sizeof(raw)){
 		return MOSQ_ERR_UNKNOWN;
 	}
 	for(i = 0; i < 16; i++) snprintf(boot_id + 2 * i, 3, "%02x", raw[i]);
@@ -607,7 +405,6 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 
 int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
 {
-	struct rec *r, *next;
 	(void)user_data; (void)opts; (void)opt_count;
 
 	mosquitto_callback_unregister(pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
@@ -616,14 +413,8 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	mosquitto_callback_unregister(pid, MOSQ_EVT_DISCONNECT, on_disconnect, NULL);
 	mosquitto_callback_unregister(pid, MOSQ_EVT_TICK, on_tick, NULL);
 	lic_link_close();
-	for(r = all; r; r = next){
-		next = r->next;
-		free_rec(r);
-	}
-	memset(by_ptr, 0, sizeof(by_ptr));
-	memset(by_id, 0, sizeof(by_id));
-	all = NULL;
-	lic_snapshot_free(snap);
-	snap = NULL;
+	lic_clear_records();
+	lic_snapshot_free(lic_snap);
+	lic_snap = NULL;
 	return MOSQ_ERR_SUCCESS;
 }
