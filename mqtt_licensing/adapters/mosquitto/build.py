@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ...core.errors import ErrorCode, LicensingError
 
-SOURCES = ("plugin.c", "records.c", "admission.c", "rights.c", "link.c", "snapshot.c", "passwords.c")
+SOURCES = ("plugin.c", "records.c", "admission.c", "rights.c", "link.c", "wake.c", "snapshot.c", "passwords.c")
 HEADERS = ("licensing.h",)
 LIBRARY = "mqtt_licensing_mosquitto.so"
 

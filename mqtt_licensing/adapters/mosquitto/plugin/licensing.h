@@ -114,6 +114,14 @@ void lic_link_close(void);
 bool lic_link_up(void);
 void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable);
 void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
-void lic_link_wake_start(void);
+int lic_link_listen_fd(void);
+int lic_link_agent_fd(void);
+unsigned long lic_link_ticks(void);
+void lic_link_pending(void);
+
+/* wake.c: ends Mosquitto's epoll_wait when the agent's socket has something to read */
+void lic_wake_start(void);
+bool lic_wake_running(void);
+void lic_wake_stop(void);
 
 #endif

@@ -8,15 +8,11 @@
  * The peer must run as the agent's user (SO_PEERCRED) and open with the agent's hello; anything
  * else, or any malformed frame, closes the connection and changes nothing.
  *
- * Mosquitto 2.0 wakes its loop only for its own sockets (or after 100 ms), so a small thread
- * waits for the agent's socket to become readable and interrupts the loop's epoll_wait with a
- * signal; the read itself still happens on Mosquitto's thread, in TICK.
+ * wake.c tells when there is something to read; the read itself happens here, on Mosquitto's
+ * thread, in TICK.
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +43,6 @@ static bool agent_up;
 static struct buffer in, out;
 static char *socket_path;
 
-static pthread_t main_thread, wake_thread;
-static _Atomic bool wake_running;
 static _Atomic unsigned long ticks;
 static _Atomic bool pending = true; /* the wake thread saw something to read (or to accept) */
 static struct timespec last_poll;
@@ -125,63 +119,12 @@ int lic_link_open(const char *path, long agent_uid)
 	listen_fd = fd;
 	allowed_uid = agent_uid >= 0 ? agent_uid : (long)geteuid();
 	socket_path = strdup(path);
-	main_thread = pthread_self();
 	return 0;
-}
-
-static void on_wake_signal(int sig)
-{
-	(void)sig; /* its only job is to end Mosquitto's epoll_wait early */
-}
-
-static void *wake_loop(void *arg)
-{
-	(void)arg;
-	while(atomic_load(&wake_running)){
-		struct pollfd p[2] = {
-			{ .fd = listen_fd, .events = POLLIN },
-			{ .fd = atomic_load(&agent_fd), .events = POLLIN },
-		};
-		int n = poll(p, p[1].fd >= 0 ? 2 : 1, 200);
-		if(n <= 0) continue;
-		if(p[1].fd >= 0 && (p[1].revents & POLLNVAL)){
-			usleep(1000);
-			continue;
-		}
-		unsigned long seen = atomic_load(&ticks);
-		atomic_store(&pending, true);
-		pthread_kill(main_thread, SIGRTMIN + 5);
-		/* Wait for TICK to read it, rather than signal again for the same bytes. */
-		for(int i = 0; i < 2000 && atomic_load(&ticks) == seen && atomic_load(&wake_running); i++){
-			usleep(50);
-		}
-	}
-	return NULL;
-}
-
-void lic_link_wake_start(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_wake_signal;
-	sa.sa_flags = SA_RESTART; /* other syscalls carry on; epoll_wait is never restarted */
-	sigemptyset(&sa.sa_mask);
-	if(sigaction(SIGRTMIN + 5, &sa, NULL) != 0) return;
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	atomic_store(&wake_running, true);
-	if(pthread_create(&wake_thread, &attr, wake_loop, NULL) != 0){
-		atomic_store(&wake_running, false);
-	}
-	pthread_attr_destroy(&attr);
 }
 
 void lic_link_close(void)
 {
-	if(atomic_exchange(&wake_running, false)){
-		pthread_join(wake_thread, NULL);
-	}
+	lic_wake_stop();
 	drop_agent("broker stopping");
 	if(listen_fd >= 0){
 		close(listen_fd);
@@ -201,6 +144,26 @@ void lic_link_close(void)
 bool lic_link_up(void)
 {
 	return agent_up;
+}
+
+int lic_link_listen_fd(void)
+{
+	return listen_fd;
+}
+
+int lic_link_agent_fd(void)
+{
+	return atomic_load(&agent_fd);
+}
+
+unsigned long lic_link_ticks(void)
+{
+	return atomic_load(&ticks);
+}
+
+void lic_link_pending(void)
+{
+	atomic_store(&pending, true);
 }
 
 static void flush(void)
@@ -323,7 +286,7 @@ static bool due(void)
 {
 	struct timespec now;
 	long elapsed_ms;
-	if(!atomic_load(&wake_running) || atomic_exchange(&pending, false)){
+	if(!lic_wake_running() || atomic_exchange(&pending, false)){
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &last_poll);
 		return true;
 	}

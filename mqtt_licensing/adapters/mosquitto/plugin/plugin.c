@@ -392,7 +392,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: cannot create the agent socket %s", path);
 		return MOSQ_ERR_UNKNOWN;
 	}
-	if(wake) lic_link_wake_start();
+	if(wake) lic_wake_start();
 	pid = identifier;
 	mosquitto_callback_register(pid, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	mosquitto_callback_register(pid, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
