@@ -28,9 +28,12 @@ def licensed_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
     """``licensed_broker(vendor=..., **agent_options)``: a started broker of this adapter, as a
     context manager with ``port``, ``agent``, ``call``, ``admin()`` and ``status()``."""
     if request.param == "amqtt":
-        return lambda **options: BrokerHandle(tmp_path / "amqtt-state", **options).start()
-    plugin_path = request.getfixturevalue("plugin")
-    return lambda **options: MosquittoHandle(tmp_path / "mosquitto", plugin_path, **options)  # started by with
+        factory: Any = lambda **options: BrokerHandle(tmp_path / "amqtt-state", **options).start()  # noqa: E731
+    else:
+        plugin_path = request.getfixturevalue("plugin")
+        factory = lambda **options: MosquittoHandle(tmp_path / "mosquitto", plugin_path, **options)  # noqa: E731
+    factory.adapter = request.param  # where the adapters may differ (CONNACK codes they can send)
+    return factory
 
 
 # A hole the contract tests found in one adapter, timing-dependent there (so neither a pass nor

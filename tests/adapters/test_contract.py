@@ -65,7 +65,9 @@ def test_at_most_max_admin_connections(tmp_path: Path, licensed_broker, vendor) 
         with MqttClient(broker.port, client_id="ops1", username=ADMIN, password=ADMIN_PASSWORD) as first:
             assert first.connect() == 0
             with MqttClient(broker.port, client_id="ops2", username=ADMIN, password=ADMIN_PASSWORD) as second:
-                assert second.connect() == 5
+                # amqtt says 3 (server unavailable: the login was right); Mosquitto 2.0.11's
+                # BASIC_AUTH can only refuse with 5 (not authorized)
+                assert second.connect() == (3 if licensed_broker.adapter == "amqtt" else 5)
 
 
 def test_unknown_names_wrong_passwords_and_readers(tmp_path: Path, licensed_broker, vendor) -> None:
@@ -84,6 +86,7 @@ def test_unknown_names_wrong_passwords_and_readers(tmp_path: Path, licensed_brok
             assert reader.connect() == 0
             assert reader.subscribe("$license/status") == 1
             assert json.loads(reader.wait_message("$license/status").payload)["state"] == "trial"
+            assert reader.subscribe("plant/#") == 0x80  # a dashboard holds no seat: $license/... only
         with MqttClient(broker.port, client_id="anon") as anonymous:
             assert anonymous.connect() == 0
             assert anonymous.subscribe("$license/status") == 0x80
@@ -119,10 +122,11 @@ def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path:
         licensed_broker(vendor=vendor) as broker,
         MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
         MqttClient(broker.port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
+        MqttClient(broker.port, client_id="plain-watcher") as plain,
     ):
-        assert reader.connect() == 0 and admin.connect() == 0
+        assert reader.connect() == 0 and admin.connect() == 0 and plain.connect() == 0
         assert reader.subscribe("$license/status") == 1 and reader.subscribe("$license/events") == 1
-        assert reader.subscribe("plain/will") in (0, 1)
+        assert plain.subscribe("plain/will") in (0, 1)  # a reader may read $license/... only
         assert admin.subscribe("$license/reply/ops") == 1
         original = reader.wait_message("$license/status").payload
         n_reader, n_admin = len(reader.messages), len(admin.messages)
@@ -138,7 +142,7 @@ def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path:
                 if take_over:
                     with RawClient(broker.port) as again:
                         assert again.connect("ops-2", username=ADMIN, password=ADMIN_PASSWORD) == 0
-        assert reader.wait_message("plain/will", after=n_reader).payload == b"control"
+        assert plain.wait_message("plain/will").payload == b"control"
         time.sleep(0.5)  # the forged wills were sent before the control one
         assert [m.topic for m in reader.messages[n_reader:] if m.topic.startswith("$")] == []
         assert admin.messages[n_admin:] == []

@@ -44,6 +44,7 @@ def build(agent: LicensingAgent, *, now: int, hold: int, dummy: str, users: list
         f"base_ok\t{int(trial or MQTT_SERVER in granted)}",
         f"ceiling\t{-1 if ceiling is None else ceiling}",
         f"admin_max\t{config.max_admin_connections}",
+        f"reader_max\t{config.max_reader_connections}",
         f"valid_until\t{valid_until}",
         f"max_payload\t{config.max_payload}",
         f"metered_refused\t{int(agent.refuses_metered())}",

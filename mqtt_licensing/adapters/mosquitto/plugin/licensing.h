@@ -44,6 +44,7 @@ struct lic_snapshot {
 	bool metered_refused; /* metering: required and usage overdue: metered classes are refused */
 	long ceiling; /* -1: unlimited */
 	long admin_max;
+	long reader_max;
 	long long valid_until;
 	uint32_t max_payload;
 	char *dummy_hash;
@@ -78,7 +79,7 @@ struct rec {
 
 /* records.c: the live connections, by client pointer and by client id */
 extern struct rec *lic_all;
-extern long lic_counted, lic_admins, lic_metered; /* seats held, admins, metered connections */
+extern long lic_counted, lic_admins, lic_readers, lic_metered; /* seats held, admins, readers, metered */
 struct rec *lic_find(const struct mosquitto *client);
 struct rec *lic_find_live_id(const char *client_id, const struct mosquitto *except);
 struct rec *lic_find_id(unsigned long long id);

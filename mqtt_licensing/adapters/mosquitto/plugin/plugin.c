@@ -109,13 +109,18 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		if(lic_admins - (previous && previous->role == 'a') >= lic_snap->admin_max) {
 			return refuse(client_id, ed->username, "admin_limit");
 		}
+	}else if(role == 'r'){
+		/* A dashboard: let in licensed or not (to see why nothing connects), never a seat. */
+		if(lic_readers - (previous && previous->role == 'r') >= lic_snap->reader_max) {
+			return refuse(client_id, ed->username, "reader_limit");
+		}
 	}else{
 		if(!lic_snapshot_current() || !lic_snap->serving) return refuse(client_id, ed->username, "not_licensed");
 		if(!lic_features_ok(ed->username, client_id)) return refuse(client_id, ed->username, "feature_missing");
 		if(lic_snap->metered_refused && lic_is_metered(ed->username, client_id)){
 			return refuse(client_id, ed->username, "metering_undelivered");
 		}
-		current = lic_counted - (previous && previous->role != 'a' ? 1 : 0);
+		current = lic_counted - (previous && previous->role == 'u' ? 1 : 0);
 		if(lic_snap->ceiling >= 0 && current >= lic_snap->ceiling) {
 			return refuse(client_id, ed->username, "connection_limit");
 		}
@@ -138,7 +143,7 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
 		return MOSQ_ERR_NOMEM;
 	}
 	if(previous){ /* Mosquitto closes it (session take-over): it holds no seat from now on */
-		if(previous->role != 'a') lic_counted--;
+		if(previous->role == 'u') lic_counted--;
 		previous->replaced = true;
 	}
 	/* Decided here: its first delivery is counted too. */
@@ -184,10 +189,14 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		}
 	}
 	if(strncmp(ed->topic, PREFIX, PREFIX_LEN)){
-		/* Ordinary topics: only an admin is held back, and only while the license does not serve. */
-		if(lic_snapshot_current() && lic_snap->serving) return MOSQ_ERR_SUCCESS;
+		/* Ordinary topics: a reader (a dashboard, no licensed seat) is held back always, an admin
+		 * while the license does not serve. */
+		bool serving = lic_snapshot_current() && lic_snap->serving;
+		if(serving && lic_readers == 0) return MOSQ_ERR_SUCCESS;
+		if(ed->access == MOSQ_ACL_UNSUBSCRIBE) return MOSQ_ERR_SUCCESS;
 		r = lic_find(ed->client);
-		return r && r->role == 'a' && ed->access != MOSQ_ACL_UNSUBSCRIBE ? MOSQ_ERR_ACL_DENIED : MOSQ_ERR_SUCCESS;
+		if(r && (r->role == 'r' || (r->role == 'a' && !serving))) return MOSQ_ERR_ACL_DENIED;
+		return MOSQ_ERR_SUCCESS;
 	}
 	client_id = mosquitto_client_id(ed->client);
 	r = lic_find(ed->client);

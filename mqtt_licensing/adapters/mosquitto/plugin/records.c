@@ -1,7 +1,7 @@
 /*
  * The connections the plugin admitted: found by Mosquitto's client pointer (every ACL check) and
  * by client id (a take-over), listed for the agent when it (re)connects, and counted: seats
- * (non-admins not replaced), admins, metered connections.
+ * (users not replaced), admins, readers, metered connections.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,7 +12,7 @@
 #define BUCKETS 4096
 
 struct rec *lic_all;
-long lic_counted, lic_admins, lic_metered;
+long lic_counted, lic_admins, lic_readers, lic_metered;
 static struct rec *by_ptr[BUCKETS], *by_id[BUCKETS];
 
 static size_t hash_ptr(const void *p)
@@ -53,6 +53,7 @@ void lic_remove(struct rec *r)
 	if(r->prev) r->prev->next = r->next; else lic_all = r->next;
 	if(r->next) r->next->prev = r->prev;
 	if(r->role == 'a') lic_admins--;
+	else if(r->role == 'r') lic_readers--;
 	else if(!r->replaced) lic_counted--;
 	if(r->metered) lic_metered--;
 }
@@ -82,7 +83,9 @@ void lic_insert(struct rec *r)
 	r->next = lic_all;
 	if(lic_all) lic_all->prev = r;
 	lic_all = r;
-	if(r->role == 'a') lic_admins++; else if(!r->replaced) lic_counted++;
+	if(r->role == 'a') lic_admins++;
+	else if(r->role == 'r') lic_readers++;
+	else if(!r->replaced) lic_counted++;
 	if(r->metered) lic_metered++;
 }
 
@@ -96,5 +99,5 @@ void lic_clear_records(void)
 	memset(by_ptr, 0, sizeof(by_ptr));
 	memset(by_id, 0, sizeof(by_id));
 	lic_all = NULL;
-	lic_counted = lic_admins = lic_metered = 0;
+	lic_counted = lic_admins = lic_readers = lic_metered = 0;
 }

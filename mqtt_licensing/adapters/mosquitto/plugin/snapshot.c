@@ -2,7 +2,7 @@
  * The snapshot the agent pushes: every admission and topic decision is taken from it in C, so no
  * callback waits on Python. Text, one setting per line, fields separated by tabs:
  *
- *   serving 1 | anonymous 1 | base_ok 1 | ceiling 11 (-1 unlimited) | admin_max 4
+ *   serving 1 | anonymous 1 | base_ok 1 | ceiling 11 (-1 unlimited) | admin_max 4 | reader_max 8
  *   valid_until <unix seconds> | max_payload 65536 | metered_refused 0 | dummy <hash>
  *   user <a|r|u> <name> <hash>
  *   class <u|p> <features granted 0|1> <metered 0|1> <username or client id prefix>
@@ -82,6 +82,7 @@ static bool parse_line(struct lic_snapshot *snap, char **f, int n, size_t *users
 		else if(!strcmp(f[0], "metered_refused")) snap->metered_refused = v != 0;
 		else if(!strcmp(f[0], "ceiling")) snap->ceiling = (long)v;
 		else if(!strcmp(f[0], "admin_max")) snap->admin_max = (long)v;
+		else if(!strcmp(f[0], "reader_max")) snap->reader_max = (long)v;
 		else if(!strcmp(f[0], "valid_until")) snap->valid_until = v;
 		else if(!strcmp(f[0], "max_payload") && v > 0 && v < 0xFFFFFFFFLL) snap->max_payload = (uint32_t)v;
 		else return false;
@@ -133,6 +134,7 @@ struct lic_snapshot *lic_snapshot_parse(const char *text, size_t len, const stru
 	if(snap == NULL) return NULL;
 	snap->ceiling = 0;
 	snap->admin_max = 4;
+	snap->reader_max = 8;
 	snap->max_payload = 65536;
 	while(start < len){
 		const char *nl = memchr(text + start, '\n', len - start);
