@@ -34,20 +34,3 @@ def licensed_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[
         factory = lambda **options: MosquittoHandle(tmp_path / "mosquitto", plugin_path, **options)  # noqa: E731
     factory.adapter = request.param  # where the adapters may differ (CONNACK codes they can send)
     return factory
-
-
-# A hole the contract tests found in one adapter, timing-dependent there (so neither a pass nor
-# a strict xfail would be honest): skipped with its description until it is fixed.
-KNOWN_HOLES = {
-    "test_a_squatter_on_an_admins_client_id_reads_no_reply[amqtt]": (
-        "known hole in the amqtt adapter: a reply still queued in an admin's persistent session "
-        "(clean_session=0) can reach the anonymous connection that takes the client id over"
-    ),
-}
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        reason = KNOWN_HOLES.get(item.name)
-        if reason is not None and "tests/adapters/test_contract.py" in str(item.fspath):
-            item.add_marker(pytest.mark.skip(reason=reason))
