@@ -19,6 +19,8 @@ from ...core.models import LicenseModel
 from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
 from .._requests import peek_request
+from ..webhooks import emit
+from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
 Clock = Callable[[], int]
@@ -121,9 +123,15 @@ class ServiceContext:
             raise LicensingError(ErrorCode.NOT_FOUND, f"no license {license_id!r} exists")
         return lic
 
+    def event(self, tx: Tx, event_type: str, **data: Any) -> None:
+        """Queue a webhook event in the transaction of the change it announces (servers/webhooks)."""
+        emit(tx.conn, event_type, data, self.clock())
+
     def free(self, tx: Tx, act: ActivationRecord, now: int, reason: str) -> ActivationRecord:
         tx.get_license(act.license_id, lock=True)  # serialize with activations counting this license
         tx.update_activation(act.id, freed_at=now, freed_reason=reason)
+        kind = "activation.released" if reason.startswith("released") else "activation.freed"
+        self.event(tx, kind, activation_id=act.id, license_id=act.license_id, reason=reason)
         return replace(act, freed_at=now, freed_reason=reason)
 
     def check_usable(self, lic: LicenseRecord, now: int, model: LicenseModel | None) -> None:
@@ -181,6 +189,14 @@ class ServiceContext:
             chain=new_chain(),
         )
         tx.insert_activation(act)
+        self.event(
+            tx,
+            "activation.created",
+            activation_id=act.id,
+            license_id=lic.id,
+            model=lic.model,
+            instance_fingerprint=act.instance_fingerprint,
+        )
         return act, False
 
     def verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
@@ -199,6 +215,13 @@ class ServiceContext:
         return act, request
 
     # -- documents -------------------------------------------------------------------
+    @staticmethod
+    def definitions(tx: Tx, lic: LicenseRecord) -> tuple[dict[str, Any], ...]:
+        """The catalogue's current definitions of the license's features, read in the transaction
+        that read the license: a certificate carries them signed, so a title changed by the vendor
+        reaches the broker at its next check-in. Read per request, not cached: one indexed SELECT."""
+        return CatalogueQueries(tx.conn).definitions_of(lic.features)
+
     def activation_certificate(
         self,
         lic: LicenseRecord,
@@ -206,6 +229,7 @@ class ServiceContext:
         now: int,
         *,
         valid_until: int | None,
+        definitions: tuple[dict[str, Any], ...],
         request_nonce: str | None = None,
         usage_stored: tuple[int, ...] = (),
     ) -> bytes:
@@ -226,6 +250,7 @@ class ServiceContext:
             usage_stored=usage_stored,
             metering=lic.metering,
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
+            definitions=definitions,
         ).sign(self.signing_key)
 
     def floating_certificate(
@@ -234,6 +259,7 @@ class ServiceContext:
         act: ActivationRecord,
         now: int,
         *,
+        definitions: tuple[dict[str, Any], ...],
         request_nonce: str | None = None,
         usage_stored: tuple[str, ...] = (),
         valid_until: int | None = None,
@@ -259,4 +285,5 @@ class ServiceContext:
             request_nonce=request_nonce,
             usage_stored=usage_stored,
             chain=act.chain,
+            definitions=definitions,
         ).sign(self.signing_key)

@@ -3,7 +3,8 @@
 :class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
 CLI verbs directly on the data folder, and by tests. It is a facade over one object per
 concern, one module each, all built from one frozen :class:`.records.ServiceContext`:
-:mod:`.licenses` (the vendor's admin work), :mod:`.instances` (what instances ask online),
+:mod:`.licenses` (the vendor's admin work), :mod:`.catalogue` (its product line),
+:mod:`.instances` (what instances ask online),
 :mod:`.codes` (offline and floating request codes), :mod:`.usage` (metered usage records) and
 :mod:`.forwarded` (those a floating server forwards). It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation) is one
@@ -23,6 +24,8 @@ from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
+from . import keys
+from .catalogue import CatalogueAdmin
 from .codes import OfflineCodes
 from .forwarded import ForwardedUsage
 from .instances import Instances
@@ -46,7 +49,7 @@ class ActivationService:
     """The activation server's behaviour; thread-safe (all state is in the database).
 
     A facade: it builds one frozen :class:`.records.ServiceContext` and the concern objects over
-    it (:attr:`admin`, :attr:`instances`, :attr:`usage`, :attr:`forwarded`, :attr:`codes`), and its
+    it (:attr:`admin`, :attr:`catalogue`, :attr:`instances`, :attr:`usage`, :attr:`forwarded`, :attr:`codes`), and its
     methods delegate to them, so callers keep one object. Every method is synchronous and blocks
     on the database: call it through ``run_in_threadpool`` / ``to_thread`` from a loop."""
 
@@ -86,6 +89,7 @@ class ActivationService:
     def _assemble(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.admin = LicenseAdmin(ctx)
+        self.catalogue = CatalogueAdmin(ctx.store, ctx.clock)
         self.instances = Instances(ctx)
         self.usage = Usage(ctx)
         self.forwarded = ForwardedUsage(ctx, self.usage)
@@ -133,6 +137,10 @@ class ActivationService:
     @property
     def public_key_text(self) -> str:
         return public_key_to_text(self.ctx.signing_key)
+
+    def key_documents(self) -> list[bytes]:
+        """The rotation and retirement documents of the vendor's keys (:mod:`.keys`), as served."""
+        return keys.documents(self.ctx.data_dir) if self.ctx.data_dir is not None else []
 
     # -- the vendor's admin work (:mod:`.licenses`) ---------------------------------------
     def issue_license(self, **terms: Any) -> tuple[dict[str, Any], str]:

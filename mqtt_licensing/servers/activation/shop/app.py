@@ -39,6 +39,7 @@ class Shop:
         self.store = ShopStore(service.store.engine)  # its tables: migration 0006 of the activation schema
         mailer = Mailer(config.smtp)
         self.orders = Orders(service, self.store, config, StripeGateway(config.stripe), mailer)
+        self.orders.offers_now(strict=True)  # a product the vendor catalogue lacks stops the start: one line
         self.portal = Portal(service, self.store, config, mailer)
         self._wake: asyncio.Event | None = None
         routes = store_routes(self.orders, self.wake) + portal_routes(
