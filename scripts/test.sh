@@ -25,6 +25,10 @@ need() {  # need PACKAGE PRESENT-TEST WHY
 }
 need mosquitto-clients "command -v mosquitto_pub" "the mosquitto_pub/_sub/_rr tests"
 need mosquitto "command -v mosquitto" "the side-by-side benchmarks and mosquitto_passwd files"
+need mosquitto-dev "test -f /usr/include/mosquitto_broker.h" "the Mosquitto plugin's headers (tests/adapters/mosquitto)"
+need libmosquitto-dev "test -f /usr/include/mosquitto.h" "the Mosquitto plugin's headers (tests/adapters/mosquitto)"
+need libssl-dev "test -f /usr/include/openssl/evp.h" "the Mosquitto plugin checks password hashes with OpenSSL"
+need gcc "command -v cc" "mqtt-licensing mosquitto build compiles the plugin"
 need prometheus "command -v promtool" "promtool checks docs/prometheus/alerts.yml"
 need postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the server tests also run on a throwaway PostgreSQL cluster"
 need chromium "command -v chromium" "tests/web and tests/shop drive it with Playwright; no browser is downloaded"

@@ -11,6 +11,7 @@ import pytest
 
 from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
+from mqtt_licensing.adapters.mosquitto.runner import load_config as load_mosquitto_agent_config
 from mqtt_licensing.agent.config import AgentConfig
 from mqtt_licensing.core.passwords import hash_password, verify_password
 
@@ -28,9 +29,12 @@ def installed(tmp_path: Path, source: Path, vendor) -> Path:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_config_validates(path, tmp_path, vendor):
-    config = load_config(installed(tmp_path, path, vendor))
-    agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
-    agent.validate()
+    if path.name == "mosquitto-agent.yaml":  # the agent beside Mosquitto: mosquitto: and agent: sections
+        _settings, agent = load_mosquitto_agent_config(installed(tmp_path, path, vendor))
+    else:
+        config = load_config(installed(tmp_path, path, vendor))
+        agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
+        agent.validate()
     assert verify_password("change-me", agent.admins["admin"])
     assert Path(agent.state_dir).is_absolute()
     assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
@@ -116,6 +120,13 @@ def test_load_config_raises_config_error_not_a_yaml_or_dacite_error(tmp_path, ve
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_listen_on_loopback_with_published_hashes_known(path, tmp_path, vendor):
+    if path.name == "mosquitto-agent.yaml":  # its listeners are in mosquitto.conf beside it
+        _settings, agent = load_mosquitto_agent_config(installed(tmp_path, path, vendor))
+        assert set(agent.admins.values()) <= EXAMPLE_ADMIN_HASHES
+        conf = (path.parent / "mosquitto.conf").read_text().splitlines()
+        listeners = [line.split() for line in conf if line.startswith("listener ")]
+        assert listeners and all(fields[2:] == ["127.0.0.1"] for fields in listeners)
+        return
     config = load_config(installed(tmp_path, path, vendor))
     section = config["plugins"][PLUGIN]
     assert set(section["admins"].values()) <= EXAMPLE_ADMIN_HASHES  # the refusal knows every published hash
