@@ -43,6 +43,7 @@ def settled_rss(pid: int) -> int:
     return rss_bytes(pid)
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(300)
 def test_refused_connects_leave_broker_memory_where_it_started(tmp_path, vendor):
     broker = BrokerProcess(

@@ -6,8 +6,6 @@ licensed agent makes no network call. The vendor side is its CLI on the vendor's
 data folder, and codes travel as files, as a person would move them.
 """
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,15 +14,12 @@ from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
-
-CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
+from tests.helpers.cli import run_cli
 
 
 def cli(*args, check=True):
-    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed: {result.stdout}\n{result.stderr}")
-    return result
+    """The operator's and the vendor's CLI, in-process: what crosses is the files, not a process."""
+    return run_cli(*args, check=check)
 
 
 @pytest.fixture
