@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -144,7 +145,12 @@ def test_client_streams_status_and_events(licensing):
         while not states and time.monotonic() < deadline:
             time.sleep(0.05)
         assert states == ["trial"]  # the retained document arrives first
-        time.sleep(0.3)  # the events subscription is in place
+        # A refused reactivate is a command_failed event: once one arrives, the subscription is in place.
+        while not any(e.get("type") == "command_failed" for e in events) and time.monotonic() < deadline:
+            with contextlib.suppress(LicensingError):
+                operator.request("reactivate")
+            time.sleep(0.05)
+        assert any(e.get("type") == "command_failed" for e in events), events
         operator.request("activate", {"method": "online", "license_key": key})
         while (
             "active" not in states or not any(e.get("type") == "activated" for e in events)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import subprocess
 
 from mqtt_licensing.cli.main import main
@@ -22,11 +23,15 @@ from mqtt_licensing.cli.main import main
 def run_cli(*args: object, check: bool = False) -> subprocess.CompletedProcess[str]:
     argv = [str(a) for a in args]
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the serve verbs set up logging for the process
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(argv)
-        except SystemExit as exc:  # argparse: a usage error (2) or --help (0), as the process would exit
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except SystemExit as exc:  # argparse: a usage error (2) or --help (0), as the process would exit
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        root.handlers[:], root.level = handlers, level
     done = subprocess.CompletedProcess(["mqtt-licensing", *argv], code, out.getvalue(), err.getvalue())
     if check and code != 0:
         raise AssertionError(f"{argv} exited {code}: {done.stdout}\n{done.stderr}")
