@@ -4,7 +4,6 @@ that runs), and every config mistake is one line naming the fix, exit 2, no trac
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ import pytest
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
 from mqtt_licensing.agent.config import AgentConfig
 from mqtt_licensing.core.passwords import verify_password
+from tests.helpers.cli import run_cli
+from tests.helpers.ports import free_listeners
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
@@ -36,16 +37,14 @@ def test_shipped_config_validates(path, tmp_path, vendor):
 
 
 def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    """In-process: main() returns the exit code the process would have."""
+    return run_cli("broker", "-c", config)
 
 
 def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
+    """The first shipped config on free ports, with one edit; ``old`` may name a port: ``{default}``."""
     path = installed(tmp_path, CONFIGS[0], vendor)
+    old = old.format(**free_listeners(path))
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -66,6 +65,7 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         path, expect = edited(tmp_path, vendor, "    vendor_url:", "    vendor_ulr:"), "did you mean 'vendor_url'"
     elif mistake == "missing vendor.pub":
         path = installed(tmp_path, CONFIGS[0], vendor)
+        free_listeners(path)
         (tmp_path / "vendor-data" / "vendor.pub").unlink()
         expect = "vendor.pub"
     else:
@@ -73,7 +73,7 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        path = edited(tmp_path, vendor, "bind: 0.0.0.0:1883", f"bind: 127.0.0.1:{port}")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", f"bind: 127.0.0.1:{port}")
         expect = f"port {port} is in use"
     try:
         result = run_broker_cli(path)
