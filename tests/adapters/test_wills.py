@@ -8,7 +8,6 @@ connection; nothing is published or retained), through TCP and WebSocket listene
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
@@ -25,6 +24,7 @@ from tests.helpers.broker import (
     RawClient,
     broker_config,
     connect_packet,
+    wait_for,
 )
 
 FORGED = b'{"state": "active", "forged": true}'
@@ -49,6 +49,13 @@ def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]
         assert bytes(ws.recv(timeout=10))[:4] == b"\x20\x02\x00\x00"
 
 
+async def _all_disconnected(thread: BrokerThread, client_ids: list[str]) -> bool:
+    """On the broker's loop: none of these clients has a connected session."""
+    assert thread.broker is not None
+    sessions = thread.broker.sessions  # type: ignore[attr-defined]
+    return all(cid not in sessions or sessions[cid][0].transitions.state != "connected" for cid in client_ids)
+
+
 @pytest.mark.parametrize("transport", ["tcp", "websocket"])
 def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, transport):
     tcp_port, ws_port = free_port(), free_port()
@@ -57,7 +64,7 @@ def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, 
     send_will: Callable[[int, str, tuple[str, bytes, bool]], None]
     send_will, port = (will_over_tcp, tcp_port) if transport == "tcp" else (will_over_websocket, ws_port)
     with (
-        BrokerThread(config),
+        BrokerThread(config) as thread,
         MqttClient(tcp_port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
         MqttClient(tcp_port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
     ):
@@ -70,7 +77,15 @@ def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, 
         for i, will in enumerate(WILLS):
             send_will(port, f"attacker-{i}", will)
         assert reader.wait_message("plain/will", after=n_reader).payload == b"control"
-        time.sleep(0.5)  # the forged wills were sent before the control one
+        # Every attacker's connection is closed, so its will was dropped or queued; a message
+        # published after that is broadcast after any of them.
+        attackers = [f"attacker-{i}" for i in range(len(WILLS))]
+        wait_for(lambda: thread.call(_all_disconnected(thread, attackers)), message="attackers still connected")
+        n_marker = len(reader.messages)
+        with MqttClient(tcp_port, client_id="marker") as marker:
+            assert marker.connect() == 0
+            marker.publish("plain/will", b"after the wills", qos=0)
+        assert reader.wait_message("plain/will", after=n_marker).payload == b"after the wills"
         assert [m.topic for m in reader.messages[n_reader:] if m.topic.startswith("$")] == []
         assert admin.messages[n_admin:] == []
         with MqttClient(tcp_port, client_id="late", username=READER, password=READER_PASSWORD) as late:
