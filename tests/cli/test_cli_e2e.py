@@ -168,6 +168,7 @@ def test_client_streams_status_and_events(licensing):
 def test_status_watch_prints_changes_until_ctrl_c(licensing):
     key = licensing.vendor.issue()
     env = {**os.environ, "MQTT_LICENSING_USERNAME": ADMIN, "MQTT_LICENSING_PASSWORD": ADMIN_PASSWORD}
+    env["PYTHONFAULTHANDLER"] = "1"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mqtt_licensing.cli.main", "status", "--watch", "--json", "--port", str(licensing.port)],
         stdout=subprocess.PIPE,
@@ -185,7 +186,13 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
             if doc["state"] == "active":
                 break
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # hung on Ctrl-C: fail with where each thread was
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER prints every thread's stack
+            proc.wait(timeout=10)
+            pytest.fail(f"status --watch did not end on SIGINT:\n{proc.stderr.read()[-6000:]}")  # type: ignore[union-attr]
+        assert proc.returncode == 0
     finally:
         if proc.poll() is None:
             proc.kill()
