@@ -169,12 +169,15 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
     key = licensing.vendor.issue()
     env = {**os.environ, "MQTT_LICENSING_USERNAME": ADMIN, "MQTT_LICENSING_PASSWORD": ADMIN_PASSWORD}
     env["PYTHONFAULTHANDLER"] = "1"
+    # As in a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT,
+    # the child would inherit that, and Python installs no KeyboardInterrupt handler then.
     proc = subprocess.Popen(
         [sys.executable, "-m", "mqtt_licensing.cli.main", "status", "--watch", "--json", "--port", str(licensing.port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = json.loads(proc.stdout.readline())
