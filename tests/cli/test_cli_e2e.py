@@ -17,6 +17,7 @@ import pytest
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, mask_key
+from tests.cli.conftest import without_progress
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD
 
 SUPPORT_UNTIL = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
@@ -288,7 +289,7 @@ def test_floating_activation_from_the_cli(tmp_path, capsys):
                 capsys.readouterr()
                 rc = main([*argv, "--port", str(broker.port), "--username", ADMIN, "--password", ADMIN_PASSWORD])
                 out = capsys.readouterr()
-                return rc, out.out, out.err
+                return rc, out.out, without_progress(out.err)
 
             activate = ("activate", "--floating", fls.url, "--features", "mqtt_server")
             rc, out, _ = cli(a, *activate)
