@@ -10,7 +10,7 @@ when the license stops serving (``enforce_existing``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -62,6 +62,7 @@ class Access:
         now: Callable[[], int],
         evaluation: Callable[[int], Evaluation],
         emit: Callable[..., None],
+        users: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self._now = now
@@ -74,7 +75,7 @@ class Access:
         # connection (clean session) take a live client id without closing the first; replies
         # to that id belong to the newest connection alone, and the older one is answered no more.
         self.holders: dict[str, Hashable] = {}
-        self.credentials = Credentials({**config.user_hashes(), **config.admins})
+        self.credentials = Credentials({**(config.user_hashes() if users is None else users), **config.admins})
         self._confined_logged: set[Hashable] = set()  # admin connections told once why a topic was refused
         # Counted connections whose client id a newer CONNECT took: the adapter is closing them
         # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.

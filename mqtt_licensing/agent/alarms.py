@@ -259,6 +259,25 @@ class AlarmBoard:
         }
 
 
+class Alarms:
+    """The alarm duty: the config's thresholds and the board of active alarms (state.json keeps the board)."""
+
+    def __init__(self, settings: AlarmSettings) -> None:
+        self.settings = settings
+        self.board = AlarmBoard()
+
+    def restore(self, data: Any) -> None:
+        self.board = AlarmBoard.from_json(data)
+
+    def update(self, inputs: AlarmInputs, now: int) -> None:
+        self.board.update(evaluate_alarms(inputs, now, self.settings, self.board.codes()), now)
+
+    @property
+    def pending(self) -> bool:
+        """Events wait for the next save (announced once on disk: a restart raises none twice)."""
+        return bool(self.board.pending)
+
+
 def log_alarm(event: dict[str, Any]) -> None:
     """One log line per alarm change: a raise is a warning, a clear is news."""
     if event["type"] == "alarm_raised":
@@ -275,6 +294,7 @@ __all__ = [
     "AlarmBoard",
     "AlarmInputs",
     "AlarmSettings",
+    "Alarms",
     "evaluate_alarms",
     "log_alarm",
 ]

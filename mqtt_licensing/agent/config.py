@@ -1,14 +1,18 @@
 """The agent's configuration, as written under the plugin entry in broker_config/*.yaml.
 
 Plain types only (so the amqtt plugin loader, which is strict about unknown keys,
-can fill it from YAML); :meth:`AgentConfig.validate` turns it into checked values.
+can fill it from YAML). :meth:`AgentConfig.settings` checks it once and parses what needs parsing
+(the pinned vendor key, limits, HTTP options, alarm thresholds, the password file) into a frozen
+:class:`AgentSettings`: nothing reads a file again while the agent runs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -23,6 +27,18 @@ from ..core.state import Limits
 from .alarms import AlarmSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """The config's parsed values, made once at start (config errors are one line, raised then)."""
+
+    vendor_key: Ed25519PublicKey
+    limits: Limits
+    http: HttpOptions
+    alarms: AlarmSettings
+    user_hashes: Mapping[str, str]  # users: plus password_file, read once
+    floating_servers: tuple[str, ...]
 
 
 @dataclass
@@ -113,6 +129,10 @@ class AgentConfig:
         return cls(**data)
 
     def validate(self) -> None:
+        self.settings()
+
+    def settings(self) -> AgentSettings:
+        """Check everything and parse it once; a config error raises one-line INVALID_FIELD."""
         for role, table in (("admins", self.admins), ("users", self.users)):
             for name, value in table.items():
                 if not is_password_hash(value):
@@ -147,9 +167,14 @@ class AgentConfig:
         intervals = (self.check_in_interval, self.retry_interval, self.tick_interval, self.usage_interval)
         if min(*intervals, self.usage_report_interval) <= 0:
             raise LicensingError(ErrorCode.INVALID_FIELD, "intervals must be positive")
-        self.alarm_settings()
-        self.limits()  # raises on a trial that is longer or larger than allowed
-        self.pinned_vendor_key()
+        return AgentSettings(
+            vendor_key=self.pinned_vendor_key(),
+            limits=self.limits(),  # raises on a trial that is longer or larger than allowed
+            http=self.http_options(),
+            alarms=self.alarm_settings(),
+            user_hashes=MappingProxyType(users),
+            floating_servers=tuple(self.floating_servers()),
+        )
 
     def alarm_settings(self) -> AlarmSettings:
         days = [*self.alarm_expiry_days, *self.alarm_support_days]
@@ -166,7 +191,7 @@ class AgentConfig:
         )
 
     def user_hashes(self) -> dict[str, str]:
-        """``users:`` plus the entries of ``password_file`` (read on every call: at start and on reload)."""
+        """``users:`` plus the entries of ``password_file``, read from disk: :meth:`settings` keeps the result."""
         hashes = dict(self.users)
         if not self.password_file:
             return hashes

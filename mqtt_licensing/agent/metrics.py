@@ -26,11 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..core.errors import LicensingError
-from ..core.models import LicenseModel
 from ..core.state import LicenseState
 from .alarms import ALARM_CODES
-from .sources import LicenseSource
-from .sources.floating import FloatingSource
 
 PREFIX = "mqtt_license"
 
@@ -128,13 +125,6 @@ class _StatusCollector(Collector):
         yield alarms
 
 
-def background_kind(source: LicenseSource | None) -> str:
-    """The ``kind`` label of a background call to a server: a check-in, a lease renewal or a lease."""
-    if isinstance(source, FloatingSource) and source.lease is not None:
-        return "lease_renewal"
-    return "check_in" if source is not None and source.model is not LicenseModel.FLOATING else "lease_acquire"
-
-
 def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -158,4 +148,4 @@ def metrics_app(metrics: AgentMetrics, status: Callable[[], dict[str, Any]]) -> 
     return Starlette(routes=[metrics_route(metrics), Route("/healthz", healthz, methods=["GET"])])
 
 
-__all__ = ["PREFIX", "AgentMetrics", "background_kind", "metrics_app", "metrics_route"]
+__all__ = ["PREFIX", "AgentMetrics", "metrics_app", "metrics_route"]

@@ -95,7 +95,7 @@ class Requests:
                 self._emit(
                     "request_refused",
                     client_id=client_id,
-                    operation=request.operation,
+                    operation=str(request.operation),
                     reason="not_authorized",
                     count=count,
                 )
@@ -117,7 +117,7 @@ class Requests:
             # Also announced on $license/events, so a mosquitto_pub user watching events sees why.
             self._emit(
                 "command_failed",
-                operation=request.operation,
+                operation=str(request.operation),
                 client_id=client_id,
                 correlation_id=request.correlation_id,
                 error=exc.to_dict(),
@@ -145,7 +145,7 @@ class Requests:
             calling.reset(progress)
 
     @asynccontextmanager
-    async def _turn(self, client: Client | None, operation: str) -> AsyncIterator[None]:
+    async def _turn(self, client: Client | None, operation: protocol.Operation) -> AsyncIterator[None]:
         """Wait for this admin's previous commands; ``status`` never waits."""
         if operation in protocol.READER_OPERATIONS or client is None:
             yield
@@ -175,7 +175,7 @@ class Requests:
             kind = "vendor" if self._vendor_url and url == self._vendor_url.rstrip("/") else "license server"
             self._emit(
                 "waiting_for_server",
-                operation=request.operation,
+                operation=str(request.operation),
                 correlation_id=request.correlation_id,
                 client_id=client_id,
                 server=url,
@@ -189,8 +189,8 @@ class Requests:
         self,
         error: LicensingError,
         reply_to: str,
-        encoding: str,
-        operation: str | None,
+        encoding: protocol.Encoding,
+        operation: protocol.Operation | None,
         correlation_id: str | int | None,
     ) -> None:
         reply = protocol.error_reply(error, encoding=encoding, operation=operation, correlation_id=correlation_id)

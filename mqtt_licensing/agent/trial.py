@@ -28,7 +28,7 @@ async def vendor_trial_start(ctx: SourceContext) -> int | None:
         return None
     nonce = secrets.token_hex(16)
     try:
-        async with ActivationClient(url, timeout=ctx.config.http_timeout) as client:
+        async with ActivationClient(url, options=ctx.settings.http) as client:  # CA and proxy as every call
             blob = await client.record_trial(ctx.sign(KIND_TRIAL, nonce=nonce))
         record = TrialRecord.open(blob, ctx.vendor_key)
     except LicensingError as exc:

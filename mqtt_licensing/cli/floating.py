@@ -1,7 +1,7 @@
 """``mqtt-licensing floating ...``: run and provision a self-hosted floating license server.
 
 floating serve      --data DIR [--host 127.0.0.1] [--port 8800] [--ttl 600] [--vendor-key PUB]
-                    [--database-url URL] [--tls-cert PEM --tls-key PEM]
+                    [--database-url URL] [--tls-cert PEM --tls-key PEM] [--trusted-proxies NETS]
 floating activate   --data DIR --key-file F --vendor URL --vendor-key PUB      (online)
 floating refresh    --data DIR [--vendor URL]                                   (online: new terms)
 floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
@@ -23,6 +23,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from ..servers.defaults import FLOATING_FORWARD_INTERVAL as DEFAULT_FORWARD_INTERVAL
+from ..servers.defaults import FLOATING_REFRESH_INTERVAL as DEFAULT_REFRESH_INTERVAL
+from ..servers.defaults import FLOATING_TTL as DEFAULT_TTL
 from .floating_access import register_allow
 from .floating_provision import (
     activate,
@@ -58,7 +61,9 @@ def register(subparsers: Any) -> None:
     add_log_options(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
-    p.add_argument("--ttl", type=int, default=600, help="lease time to live in seconds (default 600)")
+    p.add_argument(
+        "--ttl", type=int, default=DEFAULT_TTL, help=f"lease time to live in seconds (default {DEFAULT_TTL})"
+    )
     p.add_argument(
         "--new-identities-per-minute",
         type=int,
@@ -69,15 +74,22 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--refresh-interval",
         type=int,
-        default=24 * 3600,
+        default=DEFAULT_REFRESH_INTERVAL,
         help="seconds between certificate refreshes with the vendor for an online-activated pool "
-        "(0: never; default 86400)",
+        f"(0: never; default {DEFAULT_REFRESH_INTERVAL})",
     )
     p.add_argument(
         "--usage-forward-interval",
         type=float,
-        default=300.0,
-        help="seconds between forwarding the brokers' usage records to an online vendor (0: never; default 300)",
+        default=DEFAULT_FORWARD_INTERVAL,
+        help="seconds between forwarding the brokers' usage records to an online vendor "
+        f"(0: never; default {DEFAULT_FORWARD_INTERVAL})",
+    )
+    p.add_argument(
+        "--trusted-proxies",
+        metavar="NETS",
+        help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
+        "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
     tls_args(p)
     outbound_args(p)
@@ -121,10 +133,12 @@ def register(subparsers: Any) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from ..servers._files import load_or_create_token
+    from ..servers._proxies import parse_networks
     from ..servers._run import serve_forever, tls_options
     from ..servers.floating.app import create_app
     from ..servers.floating.usage import vendor_duties
 
+    proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
     vendor = vendor_key(args.vendor_key) if args.vendor_key else None
     vendor_http = outbound_options(args)
     tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
@@ -153,7 +167,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
         serve_forever(
-            create_app(service, token, background=background),
+            create_app(service, token, trusted_proxies=proxies, background=background),
             args.host,
             args.port,
             tls_cert=args.tls_cert,

@@ -191,23 +191,23 @@ def cmd_offline_activate(args: argparse.Namespace) -> int:
                 "`mqtt-licensing offline-cancel` there drops the request)",
             ) from exc
         raise
-    what = "updated" if result["reused"] else "created"
+    what = "updated" if result.reused else "created"
     print(
-        f"activation {result['activation_id']} of license {result['license_id']} {what}; usage license:",
+        f"activation {result.activation_id} of license {result.license_id} {what}; usage license:",
         file=sys.stderr,
     )
-    write_out(result["usage_license"], args.out)
+    write_out(result.usage_license, args.out)
     return 0
 
 
 def cmd_offline_deactivate(args: argparse.Namespace) -> int:
     result = open_service(args).offline_deactivate(_read_code(args.code))
-    if result["freed"]:
-        print(f"activation {result['activation_id']} of license {result['license_id']} freed")
+    if result.freed:
+        print(f"activation {result.activation_id} of license {result.license_id} freed")
     else:
         print(
-            f"activation {result['activation_id']} of license {result['license_id']} was already free "
-            f"({result.get('freed_reason')}, {format_time(result.get('freed_at'))})"
+            f"activation {result.activation_id} of license {result.license_id} was already free "
+            f"({result.freed_reason}, {format_time(result.freed_at)})"
         )
     return 0
 
@@ -215,10 +215,10 @@ def cmd_offline_deactivate(args: argparse.Namespace) -> int:
 def cmd_floating_issue(args: argparse.Namespace) -> int:
     result = open_service(args).floating_issue(_read_code(args.request))
     print(
-        f"floating certificate for activation {result['activation_id']} of license {result['license_id']}:",
+        f"floating certificate for activation {result.activation_id} of license {result.license_id}:",
         file=sys.stderr,
     )
-    write_out(result["certificate"], args.out)
+    write_out(result.certificate, args.out)
     return 0
 
 

@@ -7,8 +7,10 @@ these so that the contract in topics.md lives in exactly one place.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import msgpack
@@ -20,18 +22,33 @@ STATUS_TOPIC = "$license/status"
 EVENTS_TOPIC = "$license/events"
 REPLY_ROOT = "$license/reply"
 
-OPERATIONS: dict[str, str] = {
-    "$license/activate": "activate",
-    "$license/reactivate": "reactivate",
-    "$license/deactivate": "deactivate",
-    "$license/status": "status",
-    "$license/offline/request": "offline_request",
-    "$license/offline/cancel": "offline_cancel",
-    "$license/events/recent": "events_recent",
+
+class Operation(StrEnum):
+    """A license operation: the ``operation`` field of every reply (topics.md)."""
+
+    ACTIVATE = "activate"
+    REACTIVATE = "reactivate"
+    DEACTIVATE = "deactivate"
+    STATUS = "status"
+    OFFLINE_REQUEST = "offline_request"
+    OFFLINE_CANCEL = "offline_cancel"
+    EVENTS_RECENT = "events_recent"
+
+
+OPERATIONS: dict[str, Operation] = {
+    "$license/activate": Operation.ACTIVATE,
+    "$license/reactivate": Operation.REACTIVATE,
+    "$license/deactivate": Operation.DEACTIVATE,
+    "$license/status": Operation.STATUS,
+    "$license/offline/request": Operation.OFFLINE_REQUEST,
+    "$license/offline/cancel": Operation.OFFLINE_CANCEL,
+    "$license/events/recent": Operation.EVENTS_RECENT,
 }
 
 #: Operations a reader (who may read status and events) may send as well as an admin.
-READER_OPERATIONS = frozenset({"status", "events_recent"})
+READER_OPERATIONS = frozenset({Operation.STATUS, Operation.EVENTS_RECENT})
+
+Encoding = Literal["json", "msgpack"]
 
 DEFAULT_MAX_PAYLOAD = 64 * 1024
 _MAX_CORRELATION_ID = 256
@@ -40,8 +57,8 @@ _FORBIDDEN_IN_CLIENT_ID = ("/", "+", "#", "\0")
 
 @dataclass
 class Request:
-    operation: str
-    encoding: str  # "json" | "msgpack": the reply uses the same
+    operation: Operation
+    encoding: Encoding  # the reply uses the same
     fields: dict[str, Any] = field(default_factory=dict)
     correlation_id: str | int | None = None
     reply_to: str = ""
@@ -55,10 +72,10 @@ class RequestError(LicensingError):
         code: ErrorCode,
         message: str,
         *,
-        encoding: str = "json",
+        encoding: Encoding = "json",
         reply_to: str = "",
         correlation_id: str | int | None = None,
-        operation: str | None = None,
+        operation: Operation | None = None,
     ) -> None:
         super().__init__(code, message)
         self.encoding = encoding
@@ -114,7 +131,7 @@ def delivery_allowed(topic: str, client_id: str, *, may_read_status: bool) -> bo
     return False
 
 
-def _sniff_encoding(payload: bytes) -> str:
+def _sniff_encoding(payload: bytes) -> Encoding:
     stripped = payload.lstrip()
     if not stripped or stripped[:1] in (b"{", b"[", b'"') or stripped[:1].isdigit():
         return "json"
@@ -126,7 +143,7 @@ def _sniff_encoding(payload: bytes) -> str:
 
 def decode_request(topic: str, payload: bytes, client_id: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> Request:
     """Turn a PUBLISH on a ``$license/...`` topic into a :class:`Request`, or raise :class:`RequestError`."""
-    encoding = _sniff_encoding(payload) if payload else "json"
+    encoding: Encoding = _sniff_encoding(payload) if payload else "json"
     default_reply = default_reply_topic(client_id)
     operation = OPERATIONS.get(topic)
     if len(payload) > max_payload:
@@ -175,7 +192,7 @@ def decode_request(topic: str, payload: bytes, client_id: str, *, max_payload: i
     return Request(operation, encoding, fields, correlation_id, reply_to)
 
 
-def _decode_body(payload: bytes, encoding: str, reply_to: str, operation: str | None) -> dict[str, Any]:
+def _decode_body(payload: bytes, encoding: Encoding, reply_to: str, operation: Operation | None) -> dict[str, Any]:
     def fail(message: str) -> RequestError:
         return RequestError(
             ErrorCode.MALFORMED_PAYLOAD, message, encoding=encoding, reply_to=reply_to, operation=operation
@@ -198,7 +215,7 @@ def _decode_body(payload: bytes, encoding: str, reply_to: str, operation: str | 
     return body
 
 
-def encode(obj: dict[str, Any], encoding: str) -> bytes:
+def encode(obj: dict[str, Any], encoding: Encoding) -> bytes:
     if encoding == "msgpack":
         # A reply may carry text that arrived as JSON (the recent events echo other requests'
         # correlation ids): JSON can hold a lone surrogate, UTF-8 cannot, so it becomes "?".
@@ -207,7 +224,7 @@ def encode(obj: dict[str, Any], encoding: str) -> bytes:
 
 
 def success_reply(request: Request, data: dict[str, Any]) -> bytes:
-    reply: dict[str, Any] = {"ok": True, "operation": request.operation}
+    reply: dict[str, Any] = {"ok": True, "operation": str(request.operation)}
     if request.correlation_id is not None:
         reply["correlation_id"] = request.correlation_id
     reply.update(data)
@@ -215,15 +232,85 @@ def success_reply(request: Request, data: dict[str, Any]) -> bytes:
 
 
 def error_reply(
-    error: LicensingError, *, encoding: str, operation: str | None, correlation_id: str | int | None
+    error: LicensingError, *, encoding: Encoding, operation: Operation | None, correlation_id: str | int | None
 ) -> bytes:
     reply: dict[str, Any] = {"ok": False}
     if operation is not None:
-        reply["operation"] = operation
+        reply["operation"] = str(operation)
     if correlation_id is not None:
         reply["correlation_id"] = correlation_id
     reply["error"] = error.to_dict()
     return encode(reply, encoding)
+
+
+# -- typed arguments: each operation's fields, checked once --------------------------------
+
+
+@dataclass(frozen=True)
+class ActivateOnline:
+    license_key: str
+    method: Literal["online"] = "online"
+
+
+@dataclass(frozen=True)
+class ActivateOffline:
+    usage_license: str  # the armored code, as the operator pasted it
+    method: Literal["offline"] = "offline"
+
+
+@dataclass(frozen=True)
+class ActivateFloating:
+    server_url: str
+    features: tuple[str, ...] | None = None  # None: the config's (or mqtt_server)
+    method: Literal["floating"] = "floating"
+
+
+@dataclass(frozen=True)
+class ActivateOther:
+    """A model this module has no schema for (a source registered beside the three): its own fields."""
+
+    method: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class OfflineRequest:
+    license_key: str
+
+
+@dataclass(frozen=True)
+class NoArguments:
+    """reactivate, deactivate, offline_cancel and status take no fields."""
+
+
+@dataclass(frozen=True)
+class EventsRecent:
+    since: float | None = None
+
+
+Activate = ActivateOnline | ActivateOffline | ActivateFloating | ActivateOther
+ACTIVATE_ARGUMENTS = (ActivateOnline, ActivateOffline, ActivateFloating, ActivateOther)
+Arguments = Activate | OfflineRequest | NoArguments | EventsRecent
+
+
+def arguments(operation: Operation, fields: dict[str, Any]) -> Arguments:
+    """The checked arguments of one request (missing_field / invalid_field otherwise)."""
+    if operation is Operation.ACTIVATE:
+        method = optional_str(fields, "method", "online") or "online"
+        if method == "online":
+            return ActivateOnline(require_str(fields, "license_key"))
+        if method == "offline":
+            return ActivateOffline(require_str(fields, "usage_license", max_len=32768))
+        if method == "floating":
+            url = require_url(fields, "server_url")
+            features = optional_str_list(fields, "features")
+            return ActivateFloating(url, tuple(features) if features else None)
+        return ActivateOther(method, dict(fields))
+    if operation is Operation.OFFLINE_REQUEST:
+        return OfflineRequest(require_str(fields, "license_key"))
+    if operation is Operation.EVENTS_RECENT:
+        return EventsRecent(optional_seconds(fields, "since"))
+    return NoArguments()
 
 
 # -- field helpers: a wrong type is always invalid_field, an absent field missing_field --

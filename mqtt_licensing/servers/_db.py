@@ -6,6 +6,12 @@ SQLite that transaction starts with ``BEGIN IMMEDIATE`` so two writers can never
 activation left"; on PostgreSQL the stores lock the row they count under with ``SELECT ... FOR
 UPDATE``.
 
+Threads: the database is blocking, so one rule holds for both servers. Service methods (and the
+stores under them) are synchronous and are called from an event loop only through
+``run_in_threadpool`` / ``asyncio.to_thread``: routes, the ``/metrics`` scrape (its gauges count in
+SQL, ``COUNT ... GROUP BY``, never reading rows) and the background duties alike. Nothing on a loop
+opens a transaction.
+
 Schemas: each server keeps its Alembic scripts in its own ``migrations/`` folder and its own
 version table, and :func:`migrate` brings a database to the newest revision when the server opens
 it (no ``alembic.ini`` at run time). The migrations run in one such transaction, so two processes

@@ -119,6 +119,15 @@ def blob_field(data: dict[str, Any], name: str = "request") -> bytes:
     return unb64(str_field(data, name))
 
 
+def blobs_field(data: dict[str, Any], name: str = "records") -> list[bytes]:
+    """A list of base64 signed documents (usage records): absent is ``bad_request``, anything
+    else than a list of base64 strings ``invalid_field``."""
+    value = required(data, name)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise LicensingError(ErrorCode.INVALID_FIELD, f"field {name!r} must be a list of base64 strings")
+    return [unb64(item) for item in value]
+
+
 def flag(value: str | None) -> bool:
     """A query-string switch: ``1``, ``true``, ``yes`` or ``on``."""
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
@@ -144,6 +153,7 @@ __all__ = [
     "HTTP_STATUS",
     "MAX_BODY_BYTES",
     "blob_field",
+    "blobs_field",
     "client_address",
     "error_response",
     "flag",

@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -89,7 +90,9 @@ class ServerMetrics:
 
     def route(self) -> Route:
         async def scrape(_request: Request) -> Response:
-            return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+            # The gauges read the database: collected in a worker thread, never on the loop.
+            body = await run_in_threadpool(generate_latest, self.registry)
+            return Response(body, media_type=CONTENT_TYPE_LATEST)
 
         return Route("/metrics", scrape, methods=["GET"])
 

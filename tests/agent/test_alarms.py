@@ -4,7 +4,6 @@ a restart, shown in status; and the agent's /metrics scraped through activate ->
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -19,6 +18,7 @@ from mqtt_licensing.agent.metrics import metrics_app
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.core.state import Evaluation, Facts, LicenseState
+from mqtt_licensing.core.timefmt import iso
 from tests.helpers.activation import start_vendor
 from tests.helpers.transport import RecordingTransport
 
@@ -114,7 +114,7 @@ async def open_agent(state_dir, vendor, clock: Clock, **config: Any) -> tuple[Li
             vendor_url=vendor.url,
             vendor_public_key=vendor.public_key_text,
             trial_seconds=0,
-            tick_interval=0.01,
+            tick_interval=3600,
             retry_interval=60,
             **config,
         ),
@@ -122,7 +122,7 @@ async def open_agent(state_dir, vendor, clock: Clock, **config: Any) -> tuple[Li
     )
     transport = RecordingTransport()
     await agent.load()
-    await agent.start(transport)
+    await agent.start(transport, background=False)  # the test ticks: time is the Clock's
     assert (await agent.admit("admin", client_id=ADMIN_ID, username=ADMIN, password=ADMIN_PASSWORD)).allowed
     agent.connected("admin")
     return agent, transport
@@ -133,12 +133,10 @@ async def request(agent: LicensingAgent, transport: RecordingTransport, operatio
     return transport.replies(ADMIN_ID)[-1]
 
 
-async def until(condition, what: str) -> None:
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+async def tick(agent: LicensingAgent, transport: RecordingTransport) -> None:
+    """One step of the agent's background work at the Clock's time; its events published."""
+    await agent.tick()
+    await transport.settle()
 
 
 def raised(transport: RecordingTransport, code: str, kind: str = "alarm_raised") -> list[dict[str, Any]]:
@@ -181,12 +179,14 @@ async def test_alarms_and_metrics_through_activate_grace_recovery_and_restart(tm
             assert m['mqtt_license_requests_total{operation="activate",outcome="ok"}'] == 1
 
             clock.now = t0 + 6 * DAY  # support ends in 29 days; the daily check-in runs and succeeds
-            await until(lambda: raised(transport, "support_expiring"), "support_expiring")
-            await until(lambda: agent.status_document()["check_in"]["last_ok_at"] is not None, "a check-in")
+            await tick(agent, transport)
+            assert raised(transport, "support_expiring")
+            assert agent.status_document()["check_in"]["last_ok_at"] == iso(t0 + 6 * DAY)  # a check-in
 
             vendor.stop()
             clock.now = t0 + 8 * DAY  # the next check-in fails: grace
-            await until(lambda: raised(transport, "check_in_failing"), "check_in_failing")
+            await tick(agent, transport)
+            assert raised(transport, "check_in_failing")
             status = agent.status_document()
             assert status["state"] == "grace"
             failing = next(a for a in status["alarms"] if a["code"] == "check_in_failing")
@@ -198,7 +198,8 @@ async def test_alarms_and_metrics_through_activate_grace_recovery_and_restart(tm
             deadline = int(m["mqtt_license_deadline_timestamp_seconds"])
 
             clock.now = deadline - DAY // 2  # half a day of grace left
-            await until(lambda: raised(transport, "grace_ending"), "grace_ending")
+            await tick(agent, transport)
+            assert raised(transport, "grace_ending")
             assert raised(transport, "license_expiring")  # 40 - 13.5 days left: the 30-day threshold
             assert len(raised(transport, "check_in_failing")) == 1  # raised once, not per tick
         finally:
@@ -207,15 +208,16 @@ async def test_alarms_and_metrics_through_activate_grace_recovery_and_restart(tm
         # A restart raises nothing again: the alarms were saved before they were announced.
         agent, transport = await open_agent(tmp_path / "s", vendor, clock)
         try:
-            await asyncio.sleep(0.2)
+            await tick(agent, transport)
             assert transport.events("alarm_raised") == []
             shown = {a["code"] for a in agent.status_document()["alarms"]}
             assert {"check_in_failing", "grace_ending", "license_expiring", "support_expiring"} <= shown
 
             vendor.start()
             clock.now += 120  # the retry finds the vendor again: grace is over
-            await until(lambda: raised(transport, "grace_ending", "alarm_cleared"), "grace_ending cleared")
-            await until(lambda: raised(transport, "check_in_failing", "alarm_cleared"), "check_in_failing cleared")
+            await tick(agent, transport)
+            assert raised(transport, "grace_ending", "alarm_cleared")
+            assert raised(transport, "check_in_failing", "alarm_cleared")
             assert agent.evaluation.state == "active"
             m = await scrape(agent)
             assert m['mqtt_license_state{state="active"}'] == 1
@@ -227,12 +229,14 @@ async def test_alarms_and_metrics_through_activate_grace_recovery_and_restart(tm
             for n in range(5):
                 assert (await agent.admit(f"c{n}", client_id=f"c{n}", username=None, password=None)).allowed
                 agent.connected(f"c{n}")
-            await until(lambda: raised(transport, "connection_quota_reached"), "quota reached")
+            await tick(agent, transport)
+            assert raised(transport, "connection_quota_reached")
             assert raised(transport, "connection_quota_high")
             assert not (await agent.admit("c6", client_id="c6", username=None, password=None)).allowed
             for n in (4, 3):
                 agent.disconnected(f"c{n}")
-            await until(lambda: raised(transport, "connection_quota_high", "alarm_cleared"), "quota cleared")
+            await tick(agent, transport)
+            assert raised(transport, "connection_quota_high", "alarm_cleared")
             assert raised(transport, "connection_quota_reached", "alarm_cleared")
             m = await scrape(agent)
             assert m['mqtt_license_connections_refused_total{reason="connection_limit"}'] == 1

@@ -1,8 +1,6 @@
 """The agent side of floating licenses (issue 4): real brokers leasing seats from a
 real floating license server whose pool certificate is signed by a test vendor key."""
 
-import asyncio
-
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -10,6 +8,7 @@ from mqtt_licensing.agent import AgentConfig, LicensingAgent
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import public_key_to_text
 from tests.helpers.broker import MqttClient, start_broker, wait_for
+from tests.helpers.fakeclock import FakeClock
 from tests.helpers.floating import start_floating
 from tests.helpers.transport import RecordingTransport
 
@@ -103,30 +102,49 @@ def test_auto_activation_of_several_brokers_from_one_config(tmp_path):
 
 
 def test_server_down_keeps_serving_until_lease_expiry_then_recovers(tmp_path):
+    clock = FakeClock()  # the floating server's and the agent's
     with (
-        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=3) as fls,
-        broker(tmp_path, "a", retry_interval=0.3) as a,
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=600, clock=clock.seconds) as fls,
+        broker(tmp_path, "a", retry_interval=30, tick_interval=3600) as a,
     ):
+        a.agent.clock = clock  # its loop sleeps after the first step: the test ticks
+
+        def tick(seconds: float) -> str:
+            clock.advance(seconds)
+            a.call(a.agent.tick())
+            return str(a.agent.evaluation.state)
+
         lease(a, fls)
         fls.stop()
-        # renewals fail, but the lease still holds: still serving
-        wait_for(lambda: a.status()["floating"]["last_error"] is not None, timeout=5)
-        assert a.agent.evaluation.state == "active"
+        # the renewal (due at a third of the TTL) fails, but the lease still holds: still serving
+        assert tick(201) == "active"
+        assert a.status()["floating"]["last_error"] is not None
         with MqttClient(a.port, client_id="during-outage") as c:
             assert c.connect() == 0
         # past the lease expiry: not serving, and trying again by itself
-        wait_for(lambda: a.agent.evaluation.state == "unlicensed", timeout=8)
+        assert tick(400) == "unlicensed"
         with MqttClient(a.port, client_id="after-expiry") as c:
             assert c.connect() == 5
         fls.restart()
-        wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
+        assert tick(31) == "active"
 
 
 def test_renewal_keeps_the_lease_alive(tmp_path):
-    with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=2) as fls, broker(tmp_path, "a") as a:
+    clock = FakeClock()  # the floating server's and the agent's
+    with (
+        start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1, ttl=600, clock=clock.seconds) as fls,
+        broker(tmp_path, "a", tick_interval=3600) as a,
+    ):
+        a.agent.clock = clock  # its loop sleeps after the first step: the test ticks
         first_expiry = lease(a, fls)["status"]["floating"]["lease_expires_at"]
-        wait_for(lambda: a.status()["floating"]["lease_expires_at"] != first_expiry, timeout=6)
-        assert a.agent.evaluation.state == "active"
+        clock.advance(150)
+        a.call(a.agent.tick())
+        assert a.status()["floating"]["lease_expires_at"] == first_expiry  # not due before a third of the TTL
+        for _ in range(3):  # three renewals carry it past its first expiry
+            clock.advance(201)
+            a.call(a.agent.tick())
+            assert a.agent.evaluation.state == "active"
+        assert a.status()["floating"]["lease_expires_at"] > first_expiry
 
 
 def test_lease_from_a_pool_the_vendor_did_not_sign_is_refused(tmp_path):
@@ -171,15 +189,17 @@ def test_reactivate_rereads_the_pool_terms(tmp_path):
 def test_deactivate_stops_auto_activation_until_restart(tmp_path):
     with (
         start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls,
-        broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=0.2) as a,
+        broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=30, tick_interval=3600) as a,
     ):
-        wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)
+        wait_for(lambda: a.agent.evaluation.state == "active", timeout=10)  # leased by its first step
+        clock = FakeClock()
+        a.agent.clock = clock
         with a.admin() as c:
             assert c.request("deactivate")["seat_released"] is True
-        import time
-
-        time.sleep(1.0)  # several retry intervals
-        assert a.agent.evaluation.state == "unlicensed"
+        for _ in range(3):  # several retry intervals, a step each
+            clock.advance(31)
+            a.call(a.agent.tick())
+            assert a.agent.evaluation.state == "unlicensed"
         with broker(tmp_path, "b", floating_server_url=fls.url, retry_interval=0.2) as b:
             wait_for(lambda: b.agent.evaluation.state == "active", timeout=10)  # the seat really is free
 
@@ -202,27 +222,28 @@ async def test_a_refused_lease_is_announced_once_per_kind_of_failure(tmp_path):
     with start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls:
         with broker(tmp_path, "squatter") as squatter:
             lease(squatter, fls)
+            clock = FakeClock()
             agent = LicensingAgent(
                 AgentConfig(
                     state_dir=str(tmp_path / "b"),
                     vendor_public_key=PINNED,
                     trial_seconds=0,
                     floating_server_url=fls.url,
-                    retry_interval=0.05,
-                    tick_interval=0.02,
-                )
+                    retry_interval=30,
+                ),
+                clock=clock,
             )
             transport = RecordingTransport()
             await agent.load()
-            await agent.start(transport)
+            await agent.start(transport, background=False)  # the test takes each step
             try:
-                for _ in range(500):
-                    if len(transport.events("state_changed")) + len(transport.events("lease_failed")) and (
-                        agent.source is not None and agent.source.failing_since is not None
-                    ):
-                        await asyncio.sleep(0.3)  # several more retries
-                        break
-                    await asyncio.sleep(0.02)
+                for _ in range(4):  # the first lease and three retries, each refused
+                    clock.advance(31)
+                    await agent.tick()
+                    await transport.settle()
+                # the first refusal is kept on the source it made; each of the three retries is counted
+                failures = {"kind": "lease_acquire", "code": "no_seats"}
+                assert agent.metrics.registry.get_sample_value("mqtt_license_sync_failures_total", failures) == 3
                 [event] = transport.events("lease_failed")
                 assert event["code"] == "no_seats" and event["server"] == fls.url
             finally:

@@ -3,6 +3,7 @@
 import pytest
 
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, connected_clients, start_broker, wait_for
+from tests.helpers.fakeclock import FakeClock
 
 
 def activate(broker, key):
@@ -92,9 +93,16 @@ def test_license_without_mqtt_server_serves_no_clients(tmp_path, vendor):
 @pytest.mark.parametrize("enforce", [False, True])
 def test_existing_connections_on_lapse(tmp_path, vendor, enforce):
     key = vendor.issue()
+    clock = FakeClock()
     with start_broker(
-        tmp_path / "s", vendor=vendor, enforce_existing=enforce, check_in_interval=0.3, trial_seconds=0
+        tmp_path / "s",
+        vendor=vendor,
+        enforce_existing=enforce,
+        check_in_interval=60,
+        trial_seconds=0,
+        tick_interval=3600,  # the loop sleeps after its first step: the test ticks
     ) as broker:
+        broker.agent.clock = clock
         activate(broker, key)
         with (
             MqttClient(broker.port, client_id="plant-1") as plant,
@@ -102,12 +110,17 @@ def test_existing_connections_on_lapse(tmp_path, vendor, enforce):
         ):
             assert plant.connect() == 0 and admin.connect() == 0
             vendor.service.set_status(vendor.license_id(key), "revoked")
-            wait_for(lambda: broker.agent.evaluation.state == "revoked", timeout=10)
+            clock.advance(61)
+            broker.call(broker.agent.tick())  # the check-in learns it; enforcement runs in the same step
+            assert broker.agent.evaluation.state == "revoked"
             if enforce:
                 assert plant.disconnected.wait(10), "enforce_existing must disconnect non-admins"
             else:
-                assert not plant.disconnected.wait(1.5), "existing clients are kept by default"
-                plant.publish("plant/temp", b"21.5")  # and still served
+                broker.call(broker.agent.tick())  # another step: enforcement runs on every one
+                assert plant.subscribe("plant/#") == 1  # existing clients are kept by default
+                plant.publish("plant/temp", b"21.5")  # and still served, both ways
+                assert plant.wait_message("plant/temp").payload == b"21.5"
+                assert not plant.disconnected.is_set()
             assert not admin.disconnected.is_set(), "admins are never disconnected"
             with MqttClient(broker.port, client_id="new") as new:
                 assert new.connect() == 5

@@ -45,9 +45,9 @@ async def loaded(state_dir: Path, clocks: Clocks, **config: Any) -> LicensingAge
     return agent
 
 
-def tick(agent: LicensingAgent) -> str:
-    """One step of the agent's background loop: re-evaluate at the licensing time."""
-    agent._refresh(agent._now())
+async def tick(agent: LicensingAgent) -> str:
+    """One step of the agent's background loop at the licensing time; the state it leaves."""
+    await agent.tick()
     return str(agent.evaluation.state)
 
 
@@ -62,7 +62,7 @@ async def test_the_290_second_loop_neither_extends_the_trial_nor_goes_unnoticed(
         if clocks.wall >= highest:
             highest = clocks.wall
             clocks.wall -= 290  # back by less than the tolerance, each time it reaches its highest
-        state = tick(agent)
+        state = await tick(agent)
         if state == "trial":
             served = clocks.mono
         if state == "clock_tampered" and flagged_at is None:
@@ -79,11 +79,11 @@ async def test_steps_back_add_up_across_restarts(tmp_path):
     await agent.stop()
     clocks.wall -= 200
     agent = await loaded(tmp_path / "s", clocks)
-    assert tick(agent) == "trial"  # 200 s: within the tolerance
+    assert await tick(agent) == "trial"  # 200 s: within the tolerance
     await agent.stop()
     clocks.wall -= 200
     agent = await loaded(tmp_path / "s", clocks)
-    assert tick(agent) == "clock_tampered"  # 400 s in all
+    assert await tick(agent) == "clock_tampered"  # 400 s in all
 
 
 async def test_a_wall_clock_set_back_a_day_does_not_stop_licensing_time(tmp_path):
@@ -91,7 +91,7 @@ async def test_a_wall_clock_set_back_a_day_does_not_stop_licensing_time(tmp_path
     agent = await loaded(tmp_path / "s", clocks, clock_tolerance=3600)
     clocks.run(300)
     clocks.wall -= 86400
-    assert tick(agent) == "clock_tampered"
+    assert await tick(agent) == "clock_tampered"
     clocks.run(400)
     status = agent.status_document()
     assert status["trial"]["ends_at"] < status["updated_at"]  # evaluated at licensing time, not the wall's
@@ -111,7 +111,7 @@ async def test_an_edited_state_json_is_handled_like_a_corrupt_one(tmp_path, edit
     agent = await loaded(tmp_path / "s", clocks)
     clocks.run(100)
     clocks.wall -= 400
-    assert tick(agent) == "clock_tampered"
+    assert await tick(agent) == "clock_tampered"
     await agent.stop()
     state_file = tmp_path / "s" / "state.json"
     state_file.write_text(json.dumps(json.loads(state_file.read_text()) | edit))

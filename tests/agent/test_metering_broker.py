@@ -10,7 +10,9 @@ import os
 
 import pytest
 
+from tests.helpers.activation import start_vendor
 from tests.helpers.broker import MqttClient, start_broker, wait_for
+from tests.helpers.fakeclock import FakeClock
 
 MESSAGES = int(os.environ.get("METERING_MESSAGES", "5000"))
 BATCH = 2000
@@ -69,15 +71,27 @@ def test_messages_to_a_bridge_are_reported_exactly_once(tmp_path, vendor) -> Non
         assert status["last_delivered_at"] is not None
 
 
-def test_client_hours_of_a_connected_bridge(tmp_path, vendor) -> None:
-    key = vendor.issue(features=["mqtt_server", "iot_bridge_snowflake"])
-    license_id = vendor.license_id(key)
-    with start_broker(
-        tmp_path / "state", vendor=vendor, client_classes=BRIDGE_CLASS, usage_interval=0.5, usage_report_interval=0.5
-    ) as broker:
+def test_client_hours_of_a_connected_bridge(tmp_path) -> None:
+    clock = FakeClock()  # the vendor's and the agent's: an hour passes in one step
+    with (
+        start_vendor(tmp_path / "vendor", clock=clock.seconds) as vendor,
+        start_broker(
+            tmp_path / "state",
+            vendor=vendor,
+            client_classes=BRIDGE_CLASS,
+            tick_interval=3600,  # the loop sleeps after its first step: the test ticks
+            usage_interval=60,
+            usage_report_interval=60,
+        ) as broker,
+    ):
+        broker.agent.clock = clock
+        key = vendor.issue(features=["mqtt_server", "iot_bridge_snowflake"])
+        license_id = vendor.license_id(key)
         with broker.admin() as c:
             c.request("activate", {"license_key": key})
         with MqttClient(broker.port, client_id="snowflake-2") as bridge, MqttClient(broker.port, client_id="x") as x:
             assert bridge.connect() == 0 and x.connect() == 0
-            wait_for(lambda: vendor_usage(vendor, license_id)["client_seconds"] >= 2, timeout=20, message="seconds")
+            clock.advance(3600)
+            broker.call(broker.agent.tick())  # the hour closes into a record and is reported
+            assert 3600 <= vendor_usage(vendor, license_id)["client_seconds"] < 3700  # the bridge's alone
         wait_for(lambda: broker.agent.metering.meter.open_connections == 0, message="the bridge's time stopped")

@@ -145,8 +145,8 @@ def test_usage_rides_in_the_floating_request_code_offline(tmp_path) -> None:
         fls.service.pin_vendor_key(vendor.public_key)
         first = armor(labels.FLOATING_REQUEST, fls.service.offline_request(key))
         answer = vendor.service.floating_issue(first)
-        assert answer["usage_records"] == 0
-        fls.service.install_certificate(unarmor(answer["certificate"], labels.FLOATING_CERTIFICATE), offline=True)
+        assert answer.usage_records == 0
+        fls.service.install_certificate(unarmor(answer.certificate, labels.FLOATING_CERTIFICATE), offline=True)
         with floating_broker(tmp_path, "b1", vendor, fls) as b1:
             bridge_traffic(b1, fls, 40)
             delivered(b1, fls, 40)
@@ -155,12 +155,12 @@ def test_usage_rides_in_the_floating_request_code_offline(tmp_path) -> None:
         carried = InstanceRequest.from_body(parse_envelope(unarmor(renewal, labels.FLOATING_REQUEST)).unverified_body())
         assert carried.usage and len(carried.usage_keys) == 1
         answer = vendor.service.floating_issue(renewal)
-        assert answer["usage_records"] == len(carried.usage)
+        assert answer.usage_records == len(carried.usage)
         assert at_vendor(vendor, lic["id"])[0] == 40
-        assert vendor.service.floating_issue(renewal)["usage_records"] == len(carried.usage)  # imported once
+        assert vendor.service.floating_issue(renewal).usage_records == len(carried.usage)  # imported once
         assert at_vendor(vendor, lic["id"])[0] == 40
         assert fls.service.status()["usage"]["outbox"] == len(carried.usage)  # kept until installed
-        fls.service.install_certificate(unarmor(answer["certificate"], labels.FLOATING_CERTIFICATE), offline=True)
+        fls.service.install_certificate(unarmor(answer.certificate, labels.FLOATING_CERTIFICATE), offline=True)
         assert fls.service.status()["usage"]["outbox"] == 0
         rows = vendor.service.usage_by_day(lic["id"])
         assert rows["missing"] == {} and rows["days"][0]["messages"] == 40
@@ -173,7 +173,7 @@ def test_the_floating_server_takes_records_from_lease_holders_only(tmp_path) -> 
         with floating_broker(tmp_path, "b1", vendor, fls) as b1:
             bridge_traffic(b1, fls, 5)
             delivered(b1, fls, 5)
-            identity = b1.agent._identity
+            identity = b1.agent._core.identity
             with fls.service.store.transaction() as tx:
                 (fp, seq, record, _key), *_ = tx.usage_outbox(10)
             _refused_at_the_floating_server(fls, identity, fp, seq, record)
@@ -245,7 +245,7 @@ def test_the_http_route_answers_with_a_receipt_of_the_floating_server(tmp_path) 
     """The wire shape: a bad body is a typed error, never a 500."""
     with start_floating(tmp_path / "fls") as fls:
         reply = httpx.post(f"{fls.url}/v1/usage", json={"request": b64(b"x"), "records": "nope"})
-        assert reply.status_code == 400 and reply.json()["error"]["code"] == "missing_field"
+        assert reply.status_code == 400 and reply.json()["error"]["code"] == "invalid_field"
 
 
 def test_a_stopping_broker_hands_its_records_over_before_it_gives_the_seat_back(tmp_path) -> None:

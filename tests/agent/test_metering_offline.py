@@ -52,7 +52,7 @@ def test_offline_round_trip_carries_usage_once(tmp_path, vendor) -> None:
         with broker.admin() as c:
             first = c.request("offline_request", {"license_key": key})["request_code"]
             assert carried(first, USAGE_REQUEST) == []
-            usage_license = vendor.service.offline_activate(first)["usage_license"]
+            usage_license = vendor.service.offline_activate(first).usage_license
             c.request("activate", {"method": "offline", "usage_license": usage_license})
         bridge_traffic(broker, 40)
         with broker.admin() as c:
@@ -60,18 +60,18 @@ def test_offline_round_trip_carries_usage_once(tmp_path, vendor) -> None:
             records = carried(renewal, USAGE_REQUEST)
             assert sum(r.messages for r in records) == 40
             answer = vendor.service.offline_activate(renewal)
-            assert answer["usage_records"] == len(records)
+            assert answer.usage_records == len(records)
             assert usage_total(vendor, license_id) == 40
             vendor.service.offline_activate(renewal)  # the same code brought twice: imported once
             assert usage_total(vendor, license_id) == 40
             assert broker.agent.metering.ledger.pending_count == len(records)  # no receipt yet
-            c.request("activate", {"method": "offline", "usage_license": answer["usage_license"]})
+            c.request("activate", {"method": "offline", "usage_license": answer.usage_license})
         assert broker.agent.metering.ledger.pending_count == 0  # the usage license was the receipt
 
         bridge_traffic(broker, 15)
         with broker.admin() as c:
             code = c.request("deactivate")["deactivation_code"]
         assert sum(r.messages for r in carried(code, DEACTIVATION_CODE)) == 15
-        assert vendor.service.offline_deactivate(code)["usage_records"] >= 1
-        assert vendor.service.offline_deactivate(code)["already_free"] is True  # and again: counted once
+        assert vendor.service.offline_deactivate(code).usage_records >= 1
+        assert vendor.service.offline_deactivate(code).already_free is True  # and again: counted once
         assert usage_total(vendor, license_id) == 55

@@ -7,7 +7,8 @@ import pytest
 
 from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.activation import start_vendor
-from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker, wait_for
+from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
+from tests.helpers.fakeclock import FakeClock
 
 SUPPORT_END = 1893456000  # 2030-01-01
 
@@ -83,14 +84,29 @@ def test_activating_again_on_the_same_instance_uses_no_second_activation(tmp_pat
         assert first["activation_id"] == second["activation_id"]
 
 
+def ticking(broker, clock: FakeClock):
+    """The broker's agent on ``clock``, its own loop asleep (tick_interval=3600): the test ticks."""
+    broker.agent.clock = clock
+
+    def tick(seconds: float) -> str:
+        clock.advance(seconds)
+        broker.call(broker.agent.tick())
+        return str(broker.agent.evaluation.state)
+
+    return tick
+
+
 @pytest.mark.parametrize("verdict", ["suspended", "revoked"])
 def test_suspended_and_revoked_keys(tmp_path, vendor, verdict):
     key = vendor.issue()
-    with start_broker(tmp_path / "state", vendor=vendor, check_in_interval=0.5, retry_interval=0.5) as broker:
+    with start_broker(
+        tmp_path / "state", vendor=vendor, check_in_interval=60, retry_interval=30, tick_interval=3600
+    ) as broker:
+        tick = ticking(broker, FakeClock())
         activate(broker, key)
         vendor.service.set_status(vendor.license_id(key), verdict)
-        # the next check-in learns it: the license stops serving
-        wait_for(lambda: broker.agent.evaluation.state == verdict, timeout=10)
+        assert tick(30) == "active"  # no check-in is due yet
+        assert tick(31) == verdict  # the check-in learns it: the license stops serving
         with MqttClient(broker.port, client_id="late") as late:
             assert late.connect() == 5
         # and a fresh activation of such a key is refused with its code
@@ -114,23 +130,28 @@ def test_vendor_frees_a_lost_activation(tmp_path, vendor):
 
 def test_freed_activation_is_noticed_at_check_in(tmp_path, vendor):
     key = vendor.issue()
-    with start_broker(tmp_path / "s", vendor=vendor, check_in_interval=0.5, trial_seconds=0) as broker:
+    with start_broker(
+        tmp_path / "s", vendor=vendor, check_in_interval=60, trial_seconds=0, tick_interval=3600
+    ) as broker:
+        tick = ticking(broker, FakeClock())
         activation_id = activate(broker, key)["activation_id"]
         vendor.service.free_activation(activation_id)
-        wait_for(lambda: broker.agent.evaluation.state == "unlicensed", timeout=10)
+        assert tick(61) == "unlicensed"
         status = broker.status()
         assert status["license_id"] is None
 
 
 def test_vendor_down_grace_then_back_then_past_deadline(tmp_path):
-    with start_vendor(tmp_path / "vendor", certificate_lifetime=4) as vendor:
+    clock = FakeClock()  # the vendor's and the agent's: a certificate lasts an hour of it
+    with start_vendor(tmp_path / "vendor", certificate_lifetime=3600, clock=clock.seconds) as vendor:
         key = vendor.issue()
         with start_broker(
-            tmp_path / "s", vendor=vendor, check_in_interval=0.5, retry_interval=0.3, trial_seconds=0
+            tmp_path / "s", vendor=vendor, check_in_interval=60, retry_interval=30, trial_seconds=0, tick_interval=3600
         ) as broker:
+            tick = ticking(broker, clock)
             activate(broker, key)
             vendor.stop()
-            wait_for(lambda: broker.agent.evaluation.state == "grace", timeout=10)
+            assert tick(61) == "grace"
             status = broker.status()
             assert status["serving"] is True and status["deadline"] is not None
             assert status["check_in"]["failing_since"] is not None
@@ -138,9 +159,10 @@ def test_vendor_down_grace_then_back_then_past_deadline(tmp_path):
             with MqttClient(broker.port, client_id="during-grace") as c:
                 assert c.connect() == 0
             vendor.start()
-            wait_for(lambda: broker.agent.evaluation.state == "active", timeout=10)
+            assert tick(31) == "active"  # the retry reaches it: a fresh certificate, another hour
             vendor.stop()
-            wait_for(lambda: broker.agent.evaluation.state == "expired", timeout=15)
+            assert tick(61) == "grace"
+            assert tick(3600) == "expired"
             with MqttClient(broker.port, client_id="after-deadline") as c:
                 assert c.connect() == 5
             assert broker.status()["serving"] is False

@@ -3,7 +3,8 @@
 import json
 import time
 
-from tests.helpers.broker import MqttClient, start_broker, wait_for
+from tests.helpers.broker import MqttClient, start_broker
+from tests.helpers.fakeclock import FakeClock
 from tests.helpers.statefolder import resealed_edit
 
 
@@ -80,20 +81,24 @@ def test_certificate_from_a_cloned_state_folder_is_not_trusted_by_another_identi
 
 def test_clock_rollback_at_runtime(tmp_path, vendor):
     key = vendor.issue()
+    clock = FakeClock()
     with start_broker(
-        tmp_path / "s", vendor=vendor, check_in_interval=3600, retry_interval=0.5, clock_tolerance=60
+        tmp_path / "s", vendor=vendor, check_in_interval=3600, retry_interval=30, clock_tolerance=60, tick_interval=3600
     ) as broker:
+        broker.agent.clock = clock  # the loop sleeps after its first step: the test ticks
         activate(broker, key)
         vendor.stop()  # no check-in can vouch for the time while the clock is wrong
-        real = time.time
-        broker.agent.clock = lambda: real() - 3600  # someone set the clock back an hour
-        wait_for(lambda: broker.agent.evaluation.state == "clock_tampered", timeout=5)
+        clock.offset = -3600  # someone set the clock back an hour
+        broker.call(broker.agent.tick())
+        assert broker.agent.evaluation.state == "clock_tampered"
         with MqttClient(broker.port, client_id="c1") as c:
             assert c.connect() == 5
         assert broker.status()["clock"]["tampered"] is True
-        broker.agent.clock = real  # clock fixed: the next online check-in clears it
+        clock.offset = 0  # clock fixed: the next online check-in clears it
         vendor.start()
-        wait_for(lambda: broker.agent.evaluation.state == "active", timeout=10)
+        clock.advance(31)  # the retry is due
+        broker.call(broker.agent.tick())
+        assert broker.agent.evaluation.state == "active"
         with MqttClient(broker.port, client_id="c2") as c:
             assert c.connect() == 0
 

@@ -91,7 +91,7 @@ async def test_offline_round_trip_and_what_each_source_refuses(tmp_path, vendor)
         assert (await s.request("activate", {"method": "metered"}))["error"]["code"] == "unsupported_method"
         code = (await s.request("offline_request", {"license_key": key}))["request_code"]
         assert s.agent.evaluation.state == "pending_offline"
-        usage = vendor.service.offline_activate(code)["usage_license"]
+        usage = vendor.service.offline_activate(code).usage_license
         reply = await s.request("activate", {"method": "offline", "usage_license": usage})
         assert reply["status"]["state"] == "active" and reply["status"]["model"] == "offline"
         assert (await s.request("reactivate"))["error"]["code"] == "offline_license_cannot_reactivate"
@@ -158,7 +158,7 @@ async def test_the_activated_event_leaves_only_after_the_change_is_saved(tmp_pat
             await s.request("activate", {"license_key": key})
         else:
             code = (await s.request("offline_request", {"license_key": key}))["request_code"]
-            usage = vendor.service.offline_activate(code)["usage_license"]
+            usage = vendor.service.offline_activate(code).usage_license
             await s.request("activate", {"method": "offline", "usage_license": usage})
         await s.transport.settle()
     finally:
@@ -179,3 +179,62 @@ async def test_a_second_license_is_refused_while_one_is_held(tmp_path, vendor):
         assert refused and refused[-1]["error"]["code"] == "already_activated"
     finally:
         await s.close()
+
+
+def _site_certificate(vendor_key: Ed25519PrivateKey, fingerprint: str, now: int) -> str:
+    from mqtt_licensing.core.documents import ActivationCertificate
+    from mqtt_licensing.core.signing import b64
+
+    cert = ActivationCertificate(
+        license_id="lic-site",
+        key_mask="SITE-****",
+        activation_id="act-site",
+        model="site",
+        features=("mqtt_server",),
+        instance_fingerprint=fingerprint,
+        issued_at=now,
+        valid_until=None,
+        max_connections=7,
+    )
+    return b64(cert.sign(vendor_key))
+
+
+async def test_a_new_model_is_one_module_and_one_line_in_sources(tmp_path, monkeypatch):
+    """A fourth, test-only model: activate, status, tick, restart and deactivate through the real
+    agent, which never learns what the model is."""
+    import time
+
+    from tests.agent.site_source import SiteSource
+
+    monkeypatch.setitem(SOURCES, "site", SiteSource)  # the one line
+    vendor_key = Ed25519PrivateKey.generate()
+    pinned = public_key_to_text(vendor_key.public_key())
+    s = await open_session(tmp_path / "s", vendor_public_key=pinned)
+    try:
+        blob = _site_certificate(vendor_key, s.agent.fingerprint, int(time.time()))
+        reply = await s.request("activate", {"method": "site", "site_certificate": blob})
+        assert reply["ok"] is True, reply
+        assert reply["status"]["state"] == "active" and reply["status"]["model"] == "site"
+        assert reply["status"]["site"] == {"license_id": "lic-site"}
+        assert reply["status"]["max_connections"] == 7
+        await s.transport.settle()
+        assert [e["method"] for e in s.transport.events("activated")] == ["site"]
+        await s.agent.tick()  # the background step: due work, usage duty, save
+        assert s.agent.status_document()["state"] == "active"
+        unknown = await s.request("activate", {"method": "nonesuch"})
+        assert unknown["error"]["code"] == "unsupported_method"
+        assert "site" in unknown["error"]["message"]
+    finally:
+        await s.close()
+    on_disk = json.loads((tmp_path / "s" / "state.json").read_text())
+    assert on_disk["source"]["model"] == "site"
+    again = await open_session(tmp_path / "s", vendor_public_key=pinned)
+    try:
+        assert (await again.request("status"))["status"]["state"] == "active"
+        reply = await again.request("deactivate")
+        assert reply["ok"] is True and reply["released"] is True, reply
+        assert reply["status"]["state"] == "unlicensed" and again.agent.source is None
+        await again.transport.settle()
+        assert [e["method"] for e in again.transport.events("deactivated")] == ["site"]
+    finally:
+        await again.close()

@@ -100,6 +100,10 @@ async def test_an_older_online_file_loads_active_and_is_rewritten_sealed_as_v3(t
     assert on_disk["source"]["certificate"] == old["certificate"]
     assert on_disk["stepped_back"] == 0 and len(on_disk["mac"]) == 64
     assert not list(state_dir.glob("state.json.corrupt-*"))
+    # the check-in times under the names both network models write, read from the old names
+    assert on_disk["source"]["last_ok_at"] == old["last_checkin_ok_at"] is not None
+    assert "failing_since" in on_disk["source"] and "last_checkin_ok_at" not in on_disk["source"]
+    assert status["check_in"]["last_ok_at"] is not None
 
 
 def test_upgrade_v2_to_v3_keeps_every_field():

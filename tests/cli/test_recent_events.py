@@ -64,6 +64,6 @@ def test_recent_events_in_msgpack_survive_text_that_only_json_can_carry():
     from mqtt_licensing.core import protocol
 
     event = {"type": "command_failed", "correlation_id": "x\ud800y"}  # a lone surrogate, valid in JSON
-    request = protocol.Request("events_recent", "msgpack")
+    request = protocol.Request(protocol.Operation.EVENTS_RECENT, "msgpack")
     reply = msgpack.unpackb(protocol.success_reply(request, {"events": [event]}), raw=False)
     assert reply["events"] == [{"type": "command_failed", "correlation_id": "x?y"}]

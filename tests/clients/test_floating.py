@@ -21,7 +21,7 @@ def client(app: FloatingApp, token: str | None = None) -> FloatingClient:
 async def test_acquire_renew_release(floating: FloatingApp, vendor_key: Ed25519PrivateKey) -> None:
     one, two = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     async with client(floating) as c:
-        assert (await c.health())["server_fingerprint"] == floating.service.fingerprint
+        assert (await c.health())["fingerprint"] == floating.service.fingerprint
         lease, cert = verify_lease(
             await c.acquire(lease_request(one, labels.KIND_LEASE_ACQUIRE, features=["mqtt_server"])),
             vendor_key.public_key(),

@@ -164,7 +164,7 @@ def online(tmp_path_factory, exceptions):
                 created_at=int(time.time()),
                 key_digest=key_digest(second),
             ),
-        )["certificate"]
+        ).certificate
         rogue = ServerThread(
             rogue_app({"/v1/activations/check-in": rogue_certificate, "/v1/activations": rogue_certificate})
         )

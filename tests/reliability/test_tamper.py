@@ -146,12 +146,12 @@ def documents(tmp_path_factory):
             key_digest=key_digest(out["keys"][0]),
         )
         out["activate_request"] = request
-        out["certificate"] = vendor.service.activate(out["keys"][0], request)["certificate"]
+        out["certificate"] = vendor.service.activate(out["keys"][0], request).certificate
         # offline: the whole exchange through a broker's agent and the vendor
         offline_key = vendor.issue(model="offline")
         with start_broker(tmp / "state", vendor=vendor) as broker, broker.admin() as admin:
             out["request_code"] = admin.request("offline_request", {"license_key": offline_key})["request_code"]
-            out["usage_license"] = vendor.service.offline_activate(out["request_code"])["usage_license"]
+            out["usage_license"] = vendor.service.offline_activate(out["request_code"]).usage_license
             admin.request("activate", {"method": "offline", "usage_license": out["usage_license"]})
             out["deactivation_code"] = admin.request("deactivate")["deactivation_code"]
             out["instance_public_key"] = instance_key(tmp / "state").public_key()
@@ -307,7 +307,7 @@ def test_tampered_codes_through_the_agent_and_the_vendor_change_nothing(tmp_path
                     vendor.service.offline_activate(bad)
                 assert err.value.code in TEXT_CODES | BLOB_CODES | {"bad_request"}
         assert vendor.service.list_activations(license_id, include_freed=True) == []
-        usage_license = vendor.service.offline_activate(request_code)["usage_license"]
+        usage_license = vendor.service.offline_activate(request_code).usage_license
         # tampered usage licenses: the agent refuses each with its code and keeps not serving
         for i in range(8):
             for bad in (
@@ -331,7 +331,7 @@ def test_tampered_codes_through_the_agent_and_the_vendor_change_nothing(tmp_path
                 assert err.value.code in TEXT_CODES | BLOB_CODES | {"bad_request"}
         (act,) = vendor.service.list_activations(license_id)
         assert act["active"]
-        assert vendor.service.offline_deactivate(code)["freed"] is True
+        assert vendor.service.offline_deactivate(code).freed is True
         assert vendor.service.list_activations(license_id) == []
 
 

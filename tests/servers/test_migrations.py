@@ -138,7 +138,7 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert service.check_in(request)
         # and the partial unique index survived: the same instance binds to its live activation
         again = service.activate(key, _signed(instance, labels.KIND_ACTIVATE, key_digest=key_digest(key)))
-        assert again["reused"] is True and again["activation_id"] == "act_old"
+        assert again.reused is True and again.activation_id == "act_old"
     finally:
         service.close()
     # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials;

@@ -46,7 +46,7 @@ class Instance:
 
     def activate(self, service: Any, key: str) -> str:
         blob = self.request(labels.KIND_ACTIVATE, key_digest=key_digest(key))
-        return str(service.activate(key, blob)["activation_id"])
+        return str(service.activate(key, blob).activation_id)
 
     def usage_request(self, key: str) -> str:
         return armor(labels.USAGE_REQUEST, self.request(labels.KIND_OFFLINE_REQUEST, key_digest=key_digest(key)))

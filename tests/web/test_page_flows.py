@@ -127,7 +127,7 @@ def test_offline_round_trip_with_download_and_upload(page, site, screenshots, tm
     # The vendor side, by files, as a person would carry them.
     answer = vendor.service.offline_activate(request_file.read_text())
     usage_file = tmp_path / "usage-license.txt"
-    usage_file.write_text(answer["usage_license"])
+    usage_file.write_text(answer.usage_license)
     page.set_input_files("#offline-file", str(usage_file))
     expect(page.locator("#offline-license")).to_have_value(re.compile("USAGE LICENSE"))
     page.click("#offline-apply")
@@ -147,7 +147,7 @@ def test_offline_round_trip_with_download_and_upload(page, site, screenshots, tm
     info.value.save_as(code_file)
     screenshots.take(page, "offline-deactivated")
     freed = vendor.service.offline_deactivate(code_file.read_text())
-    assert freed["freed"] is True and freed["activation_id"] == answer["activation_id"]
+    assert freed.freed is True and freed.activation_id == answer.activation_id
     assert page.console_errors == []
 
 

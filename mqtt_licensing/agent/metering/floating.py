@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Any
+from collections.abc import Callable
 
 from ...clients.floating import FloatingClient
+from ...clients.http import HttpOptions
 from ...core.errors import LicensingError
 from ...core.labels import KIND_LEASE_USAGE
 from ...core.signing import load_public_key
@@ -23,21 +24,20 @@ from . import Metering
 log = logging.getLogger(__name__)
 
 
-async def report_to_floating(metering: Metering, source: Any) -> int:
+async def report_to_floating(
+    metering: Metering, *, url: str, server_public_key: bytes, sign: Callable[..., bytes], http: HttpOptions
+) -> int:
     """Send every pending record to the floating server that answered last; how many it receipted.
 
-    Nothing is sent without a lease (the server takes records from lease holders only) or while
-    the lease's certificate is unknown (there would be no key to check the receipt against)."""
-    cert, url = source.certificate, source.server_url
-    if source.lease is None or cert is None or not url:
-        return 0
-    server_key = load_public_key(cert.server_public_key)  # vendor-verified with the lease
+    The caller holds a lease (the server takes records from lease holders only) whose
+    vendor-verified pool certificate names ``server_public_key``, the key the receipt must verify with."""
+    server_key = load_public_key(server_public_key)
     receipted = 0
     try:
         while batch := metering.pending():
             nonce = secrets.token_hex(16)
-            request = source.ctx.sign(KIND_LEASE_USAGE, nonce=nonce)
-            async with FloatingClient(url, options=source.ctx.config.http_options()) as client:
+            request = sign(KIND_LEASE_USAGE, nonce=nonce)
+            async with FloatingClient(url, options=http) as client:
                 blob = await client.report_usage(request, [record for _seq, record in batch])
             sent = [seq for seq, _record in batch]
             ack = await metering.acknowledge(blob, server_key, nonce, sent)

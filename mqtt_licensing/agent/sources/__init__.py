@@ -1,16 +1,18 @@
 """License sources: one module per license model, each behind :class:`LicenseSource`.
 
 The agent holds at most one current source (``None`` is the trial). A source owns its
-verified documents, its network duties (check-ins, lease renewals) and its own section of
-``state.json``; the agent evaluates, schedules, persists and publishes. Adding a model is one
-new module and one line in :data:`SOURCES`.
+verified documents, its network duties (check-ins, lease renewals, usage delivery), the
+operations only it answers, and its own section of ``state.json``; the agent evaluates,
+schedules, persists and publishes, and never asks which model it holds. Adding a model is one
+new module and one line in :data:`SOURCES` (tests/agent/test_sources.py registers a fourth).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -20,8 +22,11 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import mask_key
 from ...core.models import LicenseModel
 from ...core.state import Facts
-from ..config import AgentConfig
+from ..config import AgentConfig, AgentSettings
 from ..statefile import ClockRecord
+
+if TYPE_CHECKING:
+    from ..metering import Metering
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class SourceContext:
     """Everything a source may use from the agent; nothing else reaches back into it."""
 
     config: AgentConfig
+    settings: AgentSettings  # parsed once: the HTTP options, the floating replicas
     vendor_key: Ed25519PublicKey
     fingerprint: str
     now: Callable[[], int]
@@ -63,21 +69,57 @@ class UsageCarrier(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What an operation leaves: the source holding the license afterwards (None: the trial) and the reply data."""
+
+    source: LicenseSource | None
+    reply: Mapping[str, Any] = field(default_factory=dict)
+    # An operator gave up a license the config leases by itself: no auto-lease until a restart or an activate.
+    holds_back_auto_lease: bool = False
+
+
+@dataclass(frozen=True)
+class UsageAccount:
+    """Whose usage the records of an interval are, and whether the license requires them delivered."""
+
+    license_id: str | None = None
+    activation_id: str | None = None
+    required: bool = False  # `metering: required`: metered clients are refused once usage is overdue
+
+
+#: An operation a source answers beyond activate/reactivate/deactivate (offline_request, ...).
+Handler = Callable[[SourceContext, protocol.Arguments, "LicenseSource | None"], Awaitable[Outcome]]
+#: Leases or otherwise obtains a license with no operator action, as the config asks.
+AutoFactory = Callable[[], Awaitable["LicenseSource"]]
+
+
+NO_OPERATIONS: Mapping[protocol.Operation, Handler] = MappingProxyType({})
+
+
 class LicenseSource(Protocol):
     """One license model: its verified documents, its network duties, its slice of state.json.
 
-    Operations return nothing and change the source in place; a source the server no longer
-    knows sets :attr:`gone` and the agent drops it. Failures raise :class:`LicensingError`
-    after the source recorded them (the agent saves either way).
+    Operations change the source in place; a source the server no longer knows sets
+    :attr:`gone` and the agent drops it. Failures raise :class:`LicensingError` after the source
+    recorded them (the agent saves either way).
     """
 
-    model: ClassVar[LicenseModel]
+    model: ClassVar[str]  # the activate request's ``method`` and state.json's ``model``
+    #: Operations this model answers besides activate/reactivate/deactivate, with or without a
+    #: current source of its kind (offline: ``offline_request``, ``offline_cancel``).
+    operations: ClassVar[Mapping[protocol.Operation, Handler]]
     gone: bool
 
     @classmethod
-    async def activate(
-        cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None
-    ) -> LicenseSource: ...
+    async def activate(cls, ctx: SourceContext, args: Any, current: LicenseSource | None) -> LicenseSource:
+        """``args``: this model's :data:`~mqtt_licensing.core.protocol.Activate` member, checked."""
+        ...
+
+    @classmethod
+    def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
+        """How to obtain this model's license with no operator action, if the config asks (None: it does not)."""
+        ...
 
     @classmethod
     def from_json(
@@ -106,10 +148,22 @@ class LicenseSource(Protocol):
 
     async def run_due(self) -> None: ...
 
+    @property
+    def background_kind(self) -> str:
+        """The metrics ``kind`` of :meth:`run_due`: ``check_in``, ``lease_renewal`` or ``lease_acquire``."""
+        ...
+
+    def usage_account(self) -> UsageAccount: ...
+
+    async def deliver_usage(self, metering: Metering, *, closing: bool = False) -> bool:
+        """Carry pending usage records to whoever takes them for this model; False when this model
+        does not deliver now (offline usage travels in its codes). ``closing``: at shutdown."""
+        ...
+
     async def reactivate(self) -> None: ...
 
-    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
-        """Give the license up; return what remains (e.g. an offline deactivation code) and the reply data."""
+    async def deactivate(self) -> Outcome:
+        """Give the license up: what remains (e.g. an offline deactivation code) and the reply data."""
         ...
 
     async def close(self) -> None:
@@ -136,7 +190,7 @@ def facts_of(source: LicenseSource | None, *, trial_started_at: int, clock_tampe
     )
 
 
-def verify_certificate(ctx: SourceContext, blob: bytes, model: LicenseModel) -> ActivationCertificate:
+def verify_certificate(ctx: SourceContext, blob: bytes, model: str) -> ActivationCertificate:
     cert = ActivationCertificate.open(blob, ctx.vendor_key)
     if cert.instance_fingerprint != ctx.fingerprint:
         raise LicensingError(
@@ -172,51 +226,61 @@ def stored_document_problem(exc: LicensingError) -> LicensingError:
     )
 
 
-def _registry() -> dict[LicenseModel, type[LicenseSource]]:
+def _registry() -> dict[str, type[LicenseSource]]:
     from .floating import FloatingSource
     from .offline import OfflineSource
     from .online import OnlineSource
 
     return {
-        LicenseModel.ONLINE: OnlineSource,
-        LicenseModel.OFFLINE: OfflineSource,
-        LicenseModel.FLOATING: FloatingSource,
+        OnlineSource.model: OnlineSource,
+        OfflineSource.model: OfflineSource,
+        FloatingSource.model: FloatingSource,
     }
 
 
-SOURCES: dict[LicenseModel, type[LicenseSource]] = _registry()
+#: method / model name -> source class. One line per license model.
+SOURCES: dict[str, type[LicenseSource]] = _registry()
+
+
+def _methods() -> str:
+    names = list(SOURCES)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 async def operate(
-    ctx: SourceContext, operation: str, fields: dict[str, Any], current: LicenseSource | None
-) -> tuple[LicenseSource | None, dict[str, Any]]:
-    """One license request on the current source: the source that holds the license afterwards,
-    and the reply data. ``activate`` picks the source class by ``method`` (a :class:`LicenseModel`)."""
-    if operation == "activate":
-        method = protocol.optional_str(fields, "method", LicenseModel.ONLINE) or LicenseModel.ONLINE
-        try:
-            model = LicenseModel(method)
-        except ValueError:
-            raise LicensingError(
-                ErrorCode.UNSUPPORTED_METHOD, f"method must be online, offline or floating, not {method!r}"
-            ) from None
-        return await SOURCES[model].activate(ctx, fields, current), {}
-    if operation == "offline_request":
-        from .offline import OfflineSource
-
-        return await OfflineSource.request(ctx, fields, current)
-    if operation == "offline_cancel":
-        from .offline import OfflineSource
-
-        return OfflineSource.cancel(ctx, current)
+    ctx: SourceContext, operation: protocol.Operation, args: protocol.Arguments, current: LicenseSource | None
+) -> Outcome:
+    """One license request on the current source. ``activate`` picks the source class by ``method``;
+    an operation no source answers is refused."""
+    Op = protocol.Operation
+    if operation is Op.ACTIVATE:
+        assert isinstance(args, protocol.ACTIVATE_ARGUMENTS)
+        method = args.method
+        cls = SOURCES.get(method)
+        if cls is None:
+            raise LicensingError(ErrorCode.UNSUPPORTED_METHOD, f"method must be {_methods()}, not {method!r}")
+        return Outcome(await cls.activate(ctx, args, current))
+    for cls in SOURCES.values():
+        handler = cls.operations.get(operation)
+        if handler is not None:
+            return await handler(ctx, args, current)
     if current is None:
         raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
-    if operation == "reactivate":
+    if operation is Op.REACTIVATE:
         await current.reactivate()
-        return current, {}
-    if operation == "deactivate":
+        return Outcome(current)
+    if operation is Op.DEACTIVATE:
         return await current.deactivate()
-    raise LicensingError(ErrorCode.UNKNOWN_OPERATION, f"{operation!r} is not a license operation")
+    raise LicensingError(ErrorCode.UNKNOWN_OPERATION, f"{str(operation)!r} is not a license operation")
+
+
+def auto_factory(ctx: SourceContext) -> AutoFactory | None:
+    """The config's choice of a license obtained with no operator action (floating_server_url), if any."""
+    for cls in SOURCES.values():
+        factory = cls.auto_factory(ctx)
+        if factory is not None:
+            return factory
+    return None
 
 
 def source_from_json(ctx: SourceContext, data: Any, problems: list[LicensingError]) -> LicenseSource | None:
@@ -224,7 +288,7 @@ def source_from_json(ctx: SourceContext, data: Any, problems: list[LicensingErro
     if data is None:
         return None
     try:
-        cls = SOURCES[LicenseModel(data["model"])]
+        cls = SOURCES[str(data["model"])]
         return cls.from_json(ctx, data, problems)
     except LicensingError as exc:
         problems.append(stored_document_problem(exc))
@@ -238,10 +302,16 @@ def source_from_json(ctx: SourceContext, data: Any, problems: list[LicensingErro
 
 
 __all__ = [
+    "NO_OPERATIONS",
     "SOURCES",
+    "AutoFactory",
+    "Handler",
     "LicenseSource",
+    "Outcome",
     "SourceContext",
     "SourceFacts",
+    "UsageAccount",
+    "auto_factory",
     "facts_of",
     "operate",
     "refuse_if_licensed_elsewhere",

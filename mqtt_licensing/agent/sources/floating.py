@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...clients.floating import FloatingClient
 from ...core import protocol
@@ -26,7 +27,22 @@ from ...core.labels import KIND_LEASE_ACQUIRE, KIND_LEASE_RELEASE, KIND_LEASE_RE
 from ...core.models import LicenseModel
 from ...core.signing import b64, load_public_key, unb64
 from ...core.timefmt import iso
-from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, stored_document_problem
+from ..metering.floating import report_to_floating
+from . import (
+    NO_OPERATIONS,
+    AutoFactory,
+    Handler,
+    LicenseSource,
+    Outcome,
+    SourceContext,
+    SourceFacts,
+    UsageAccount,
+    refuse_if_licensed_elsewhere,
+    stored_document_problem,
+)
+
+if TYPE_CHECKING:
+    from ..metering import Metering
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +53,8 @@ FAILOVER = frozenset({ErrorCode.SERVER_UNREACHABLE, ErrorCode.INTERNAL_ERROR, Er
 
 @dataclass(eq=False)
 class FloatingSource:
-    model: ClassVar[LicenseModel] = LicenseModel.FLOATING
+    model: ClassVar[str] = LicenseModel.FLOATING
+    operations: ClassVar[Mapping[protocol.Operation, Handler]] = NO_OPERATIONS
 
     ctx: SourceContext = field(repr=False)
     server_url: str | None = None
@@ -54,10 +71,10 @@ class FloatingSource:
 
     @classmethod
     async def activate(
-        cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None
+        cls, ctx: SourceContext, args: protocol.ActivateFloating, current: LicenseSource | None
     ) -> FloatingSource:
-        url = protocol.require_url(fields, "server_url")
-        features = list(validate_features(protocol.optional_str_list(fields, "features") or [MQTT_SERVER]))
+        url = args.server_url
+        features = list(validate_features(args.features or [MQTT_SERVER]))
         source = current if isinstance(current, FloatingSource) else None
         if not (source is not None and source.lease is not None and source.server_url == url):
             refuse_if_licensed_elsewhere(current)
@@ -66,12 +83,24 @@ class FloatingSource:
         return source
 
     @classmethod
-    async def auto_lease(cls, ctx: SourceContext, url: str | list[str], features: list[str]) -> FloatingSource:
+    def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
+        """``floating_server_url`` in the config: lease a seat whenever nothing else is held."""
+        servers = ctx.settings.floating_servers
+        if not servers:
+            return None
+        features = list(ctx.config.floating_features or [MQTT_SERVER])
+
+        async def lease() -> LicenseSource:
+            return await cls.auto_lease(ctx, servers[0], features)
+
+        return lease
+
+    @classmethod
+    async def auto_lease(cls, ctx: SourceContext, first: str, features: list[str]) -> FloatingSource:
         """Lease a seat because the config says so (nothing else is held).
 
         A refused first lease (``no_seats``, a closed pool) is kept as this source's error, shown
         in status and announced, and retried in the background, never only logged."""
-        first = url if isinstance(url, str) else url[0]
         source = cls(ctx, server_url=first, features=list(features))
         try:
             await source.acquire(first, features)
@@ -81,7 +110,7 @@ class FloatingSource:
 
     def _servers(self, first: str) -> list[str]:
         """``first``, then the configured replicas, each once."""
-        return list(dict.fromkeys([first, *self.ctx.config.floating_servers()]))
+        return list(dict.fromkeys([first, *self.ctx.settings.floating_servers]))
 
     async def _call(self, first: str, kind: str, features: tuple[str, ...] = ()) -> tuple[str, bytes]:
         """One lease call (acquire, renew or release) to the first server that answers it:
@@ -97,7 +126,7 @@ class FloatingSource:
                 else self.ctx.sign(kind, nonce=nonce, **chain)
             )
             try:
-                async with FloatingClient(url, options=self.ctx.config.http_options()) as client:
+                async with FloatingClient(url, options=self.ctx.settings.http) as client:
                     if kind == KIND_LEASE_ACQUIRE:
                         return url, await client.acquire(request, join_token=self.ctx.config.floating_join_token)
                     if kind == KIND_LEASE_RENEW:
@@ -222,12 +251,31 @@ class FloatingSource:
         elif self.features and self.server_url:
             await self.acquire(self.server_url, self.features)
 
+    @property
+    def background_kind(self) -> str:
+        return "lease_renewal" if self.lease is not None else "lease_acquire"
+
+    def usage_account(self) -> UsageAccount:
+        cert = self.certificate
+        return UsageAccount(cert.license_id, cert.activation_id) if cert is not None else UsageAccount()
+
+    async def deliver_usage(self, metering: Metering, *, closing: bool = False) -> bool:
+        """To the floating server (it carries them on to the vendor), also at shutdown before the
+        seat is handed back. Only while a lease is held: the server takes records from holders only."""
+        cert, url = self.certificate, self.server_url
+        if self.lease is not None and cert is not None and url:
+            ctx = self.ctx
+            await report_to_floating(
+                metering, url=url, server_public_key=cert.server_public_key, sign=ctx.sign, http=ctx.settings.http
+            )
+        return True
+
     async def reactivate(self) -> None:
         if self.server_url is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no floating server is configured")
         await self.renew()
 
-    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+    async def deactivate(self) -> Outcome:
         released = True
         if self.lease is not None:
             try:
@@ -236,7 +284,8 @@ class FloatingSource:
                 released = False
                 log.warning("floating seat not released (%s); it frees itself when the lease expires", exc)
         self.ctx.emit("deactivated", method=str(self.model), seat_released=released)
-        return None, {"seat_released": released}
+        # an operator gave the seat up: the config's auto-lease waits for a restart or an activate
+        return Outcome(None, {"seat_released": released}, holds_back_auto_lease=True)
 
     async def close(self) -> None:
         """Hand the seat back now rather than when the lease runs out; the next start leases again."""
@@ -249,7 +298,7 @@ class FloatingSource:
         self._drop_lease()
 
     @classmethod
-    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> FloatingSource:
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> FloatingSource:
         source = cls(
             ctx,
             server_url=data.get("server_url"),

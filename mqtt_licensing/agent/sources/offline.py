@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...core import protocol
 from ...core.codes import armor, unarmor
@@ -29,13 +30,20 @@ from ...core.signing import b64, unb64
 from ...core.timefmt import iso
 from ..marker import record_deactivation
 from . import (
+    AutoFactory,
+    Handler,
     LicenseSource,
+    Outcome,
     SourceContext,
     SourceFacts,
+    UsageAccount,
     refuse_if_licensed_elsewhere,
     stored_document_problem,
     verify_certificate,
 )
+
+if TYPE_CHECKING:
+    from ..metering import Metering
 
 _SUPERSEDED_KEPT = 16
 
@@ -54,7 +62,8 @@ class OfflineSource:
     """Also stands for "nothing held yet" while a first request is pending, and for the
     deactivation code left after giving the license up."""
 
-    model: ClassVar[LicenseModel] = LicenseModel.OFFLINE
+    model: ClassVar[str] = LicenseModel.OFFLINE
+    operations: ClassVar[Mapping[protocol.Operation, Handler]] = {}  # filled below the class: the codes' exchange
 
     ctx: SourceContext = field(repr=False)
     certificate: ActivationCertificate | None = None
@@ -67,11 +76,10 @@ class OfflineSource:
     # -- the exchange of codes ---------------------------------------------------------------
 
     @classmethod
-    async def request(
-        cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None
-    ) -> tuple[OfflineSource, dict[str, Any]]:
+    async def request(cls, ctx: SourceContext, args: protocol.Arguments, current: LicenseSource | None) -> Outcome:
         """Write a new request code (a renewal when an offline license is held); it supersedes the last one."""
-        key = normalize_key(protocol.require_str(fields, "license_key"))
+        assert isinstance(args, protocol.OfflineRequest)
+        key = normalize_key(args.license_key)
         source = current if isinstance(current, OfflineSource) else None
         if source is None:
             refuse_if_licensed_elsewhere(current)
@@ -90,10 +98,10 @@ class OfflineSource:
         source.pending = PendingRequest(nonce, now, code)
         source.superseded_nonces = _plus(source.superseded_nonces, old.nonce if old else None)
         ctx.emit("offline_request_created", created_at=iso(now), superseded_previous=old is not None)
-        return source, {"request_code": code}
+        return Outcome(source, {"request_code": code})
 
     @classmethod
-    def cancel(cls, ctx: SourceContext, current: LicenseSource | None) -> tuple[LicenseSource | None, dict[str, Any]]:
+    async def cancel(cls, ctx: SourceContext, args: protocol.Arguments, current: LicenseSource | None) -> Outcome:
         """Drop the pending request; a usage license answering it later is refused as superseded."""
         source = current if isinstance(current, OfflineSource) else None
         if source is None or source.pending is None:
@@ -102,11 +110,17 @@ class OfflineSource:
         source.pending = None
         source.superseded_nonces = _plus(source.superseded_nonces, nonce)
         ctx.emit("offline_request_cancelled")
-        return source, {"cancelled": True}
+        return Outcome(source, {"cancelled": True})
 
     @classmethod
-    async def activate(cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None) -> OfflineSource:
-        blob = unarmor(protocol.require_str(fields, "usage_license", max_len=32768), USAGE_LICENSE)
+    def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
+        return None  # codes are carried by an operator
+
+    @classmethod
+    async def activate(
+        cls, ctx: SourceContext, args: protocol.ActivateOffline, current: LicenseSource | None
+    ) -> OfflineSource:
+        blob = unarmor(args.usage_license, USAGE_LICENSE)
         cert = verify_certificate(ctx, blob, LicenseModel.OFFLINE)
         source = current if isinstance(current, OfflineSource) else None
         pending = source.pending if source else None
@@ -129,7 +143,7 @@ class OfflineSource:
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
         return cls(ctx, cert, blob, superseded_nonces=_plus(source.superseded_nonces, pending.nonce))
 
-    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+    async def deactivate(self) -> Outcome:
         cert = self.certificate
         if cert is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
@@ -150,7 +164,7 @@ class OfflineSource:
         )
         self.ctx.emit("deactivated", method=str(self.model), activation_id=cert.activation_id)
         # What remains is the code to carry to the vendor (shown in the status until replaced).
-        return OfflineSource(self.ctx, deactivation_code=code), {"deactivation_code": code}
+        return Outcome(OfflineSource(self.ctx, deactivation_code=code), {"deactivation_code": code})
 
     async def reactivate(self) -> None:
         if self.certificate is None:
@@ -164,7 +178,7 @@ class OfflineSource:
     # -- state -------------------------------------------------------------------------------
 
     @classmethod
-    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> OfflineSource:
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OfflineSource:
         pending = data.get("pending")
         source = cls(
             ctx,
@@ -211,6 +225,19 @@ class OfflineSource:
     async def run_due(self) -> None:
         return None
 
+    @property
+    def background_kind(self) -> str:
+        return "check_in"  # never due: named for completeness
+
+    def usage_account(self) -> UsageAccount:
+        cert = self.certificate
+        if cert is None:
+            return UsageAccount()
+        return UsageAccount(cert.license_id, cert.activation_id, cert.metering == "required")
+
+    async def deliver_usage(self, metering: Metering, *, closing: bool = False) -> bool:
+        return False  # offline usage travels in the request and deactivation codes
+
     async def close(self) -> None:
         return None
 
@@ -225,6 +252,12 @@ class OfflineSource:
                 "deactivation_code": self.deactivation_code,
             }
         }
+
+
+OfflineSource.operations = {
+    protocol.Operation.OFFLINE_REQUEST: OfflineSource.request,
+    protocol.Operation.OFFLINE_CANCEL: OfflineSource.cancel,
+}
 
 
 def _plus(nonces: list[str], nonce: str | None) -> list[str]:

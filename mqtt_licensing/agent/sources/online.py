@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...clients.activation import ActivationClient
 from ...core import protocol
@@ -16,7 +17,22 @@ from ...core.labels import KIND_ACTIVATE, KIND_CHECK_IN, KIND_DEACTIVATE
 from ...core.models import LicenseModel
 from ...core.signing import b64, unb64
 from ...core.timefmt import iso
-from . import LicenseSource, SourceContext, SourceFacts, refuse_if_licensed_elsewhere, verify_certificate
+from ..metering.delivery import report_online
+from . import (
+    NO_OPERATIONS,
+    AutoFactory,
+    Handler,
+    LicenseSource,
+    Outcome,
+    SourceContext,
+    SourceFacts,
+    UsageAccount,
+    refuse_if_licensed_elsewhere,
+    verify_certificate,
+)
+
+if TYPE_CHECKING:
+    from ..metering import Metering
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +46,8 @@ def vendor_url(ctx: SourceContext, fallback: str | None = None) -> str:
 
 @dataclass(eq=False)
 class OnlineSource:
-    model: ClassVar[LicenseModel] = LicenseModel.ONLINE
+    model: ClassVar[str] = LicenseModel.ONLINE
+    operations: ClassVar[Mapping[protocol.Operation, Handler]] = NO_OPERATIONS
 
     ctx: SourceContext = field(repr=False)
     certificate: ActivationCertificate
@@ -46,12 +63,14 @@ class OnlineSource:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    async def activate(cls, ctx: SourceContext, fields: dict[str, Any], current: LicenseSource | None) -> OnlineSource:
-        key = normalize_key(protocol.require_str(fields, "license_key"))
+    async def activate(
+        cls, ctx: SourceContext, args: protocol.ActivateOnline, current: LicenseSource | None
+    ) -> OnlineSource:
+        key = normalize_key(args.license_key)
         refuse_if_licensed_elsewhere(current, key)
         url = vendor_url(ctx, current.server_url if isinstance(current, OnlineSource) else None)
         request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
-        async with ActivationClient(url, options=ctx.config.http_options()) as client:
+        async with ActivationClient(url, options=ctx.settings.http) as client:
             answer = await client.activate(key, request)
         blob = answer["certificate"]
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
@@ -60,7 +79,11 @@ class OnlineSource:
         return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
 
     @classmethod
-    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[Any]) -> OnlineSource:
+    def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
+        return None  # activated by an operator only
+
+    @classmethod
+    def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OnlineSource:
         blob = unb64(data["certificate"])
         return cls(
             ctx,
@@ -68,8 +91,9 @@ class OnlineSource:
             blob,
             data.get("server_url"),
             vendor_verdict=data.get("vendor_verdict"),
-            last_ok_at=data.get("last_checkin_ok_at"),
-            failing_since=data.get("checkin_failing_since"),
+            # state.json before 0.3 named these last_checkin_ok_at / checkin_failing_since
+            last_ok_at=data.get("last_ok_at", data.get("last_checkin_ok_at")),
+            failing_since=data.get("failing_since", data.get("checkin_failing_since")),
             last_error=data.get("last_error"),
         )
 
@@ -79,8 +103,8 @@ class OnlineSource:
             "certificate": b64(self.blob),
             "server_url": self.server_url,
             "vendor_verdict": self.vendor_verdict,
-            "last_checkin_ok_at": self.last_ok_at,
-            "checkin_failing_since": self.failing_since,
+            "last_ok_at": self.last_ok_at,
+            "failing_since": self.failing_since,
             "last_error": self.last_error,
         }
 
@@ -118,6 +142,31 @@ class OnlineSource:
     async def run_due(self) -> None:
         await self._check_in()
 
+    @property
+    def background_kind(self) -> str:
+        return "check_in"
+
+    def usage_account(self) -> UsageAccount:
+        cert = self.certificate
+        return UsageAccount(cert.license_id, cert.activation_id, cert.metering == "required")
+
+    async def deliver_usage(self, metering: Metering, *, closing: bool = False) -> bool:
+        """Report to the vendor (on its schedule and after each check-in; not at shutdown)."""
+        if closing or self.gone:
+            return False
+        try:
+            await report_online(
+                metering,
+                vendor_url=vendor_url(self.ctx, self.server_url),
+                activation_id=self.certificate.activation_id,
+                vendor_key=self.ctx.vendor_key,
+                sign=self.ctx.sign,
+                http=self.ctx.settings.http,  # timeout, CA and proxy, as every agent call
+            )
+        except LicensingError as exc:
+            log.warning("usage report failed (records kept for the next attempt): %s", exc)
+        return True
+
     async def reactivate(self) -> None:
         await self._check_in()
 
@@ -127,7 +176,7 @@ class OnlineSource:
         self.last_attempt = now
         nonce = secrets.token_hex(16)
         try:
-            async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.config.http_options()) as client:
+            async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.settings.http) as client:
                 blob = await client.check_in(
                     ctx.sign(
                         KIND_CHECK_IN,
@@ -183,16 +232,16 @@ class OnlineSource:
 
     # -- giving it up ----------------------------------------------------------------------
 
-    async def deactivate(self) -> tuple[LicenseSource | None, dict[str, Any]]:
+    async def deactivate(self) -> Outcome:
         ctx = self.ctx
-        async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.config.http_options()) as client:
+        async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.settings.http) as client:
             try:
                 await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=self.certificate.activation_id))
             except LicensingError as exc:
                 if not exc.code.means_already_free:
                     raise  # keep the license: nothing was freed
         ctx.emit("deactivated", method=str(self.model), activation_id=self.certificate.activation_id)
-        return None, {}
+        return Outcome(None)
 
     async def close(self) -> None:
         return None

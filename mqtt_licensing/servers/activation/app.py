@@ -10,20 +10,21 @@ service and the admin token in ``request.app.state``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import b64, unb64
+from ...core.signing import b64
+from .._app import build_app
+from .._duties import Duty
 from .._http import (
-    EXCEPTION_HANDLERS,
     blob_field,
+    blobs_field,
     client_address,
     flag,
     read_json,
@@ -31,7 +32,7 @@ from .._http import (
     required,
     str_field,
 )
-from .._observe import ObserveMiddleware, note
+from .._observe import note
 from .._proxies import Network
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -58,23 +59,12 @@ def admin(endpoint: Endpoint) -> Endpoint:
 # -- public --------------------------------------------------------------------------------
 
 
-async def health(request: Request) -> JSONResponse:
-    service = _service(request)
-    return JSONResponse({"ok": True, "public_key": service.public_key_text, "time": service.clock()})
-
-
-async def noop(_request: Request) -> JSONResponse:
-    return JSONResponse({})
-
-
 async def activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
     result = await run_in_threadpool(_service(request).activate, key, blob, client_address(request))
-    note(request, license_id=result["license_id"], activation_id=result["activation_id"])
-    return JSONResponse(
-        {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
-    )
+    note(request, license_id=result.license_id, activation_id=result.activation_id)
+    return JSONResponse(result.to_json(), status_code=200 if result.reused else 201)
 
 
 async def check_in(request: Request) -> JSONResponse:
@@ -98,9 +88,7 @@ async def floating_activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
     result = await run_in_threadpool(_service(request).floating_activate, key, blob, client_address(request))
-    return JSONResponse(
-        {**result, "certificate": b64(result["certificate"])}, status_code=200 if result["reused"] else 201
-    )
+    return JSONResponse(result.to_json(), status_code=200 if result.reused else 201)
 
 
 async def floating_check_in(request: Request) -> JSONResponse:
@@ -111,10 +99,7 @@ async def floating_check_in(request: Request) -> JSONResponse:
 
 async def report_usage(request: Request) -> JSONResponse:
     data = await read_json(request)
-    blob, records = blob_field(data), data.get("records")
-    if not isinstance(records, list):
-        raise LicensingError(ErrorCode.MISSING_FIELD, "records must be a list of base64 usage records")
-    blobs = [unb64(r) for r in records]
+    blob, blobs = blob_field(data), blobs_field(data)
     ack = await run_in_threadpool(_service(request).report_usage, blob, blobs)
     return JSONResponse({"ack": b64(ack)})
 
@@ -169,19 +154,25 @@ async def free_activation(request: Request) -> JSONResponse:
     return JSONResponse({"freed": True, "activation": act})
 
 
+def _code(data: dict[str, Any]) -> str:
+    """The armoured code of an admin offline body: ``{"code": ...}`` on all three routes. The names
+    the routes took before (``request_code`` for the request codes) are still read."""
+    return str_field(data, "code" if "code" in data or "request_code" not in data else "request_code")
+
+
 async def offline_activate(request: Request) -> JSONResponse:
-    code = str_field(await read_json(request), "request_code")
-    return JSONResponse(await run_in_threadpool(_service(request).offline_activate, code))
+    code = _code(await read_json(request))
+    return JSONResponse((await run_in_threadpool(_service(request).offline_activate, code)).to_json())
 
 
 async def offline_deactivate(request: Request) -> JSONResponse:
-    code = str_field(await read_json(request), "code")
-    return JSONResponse(await run_in_threadpool(_service(request).offline_deactivate, code))
+    code = _code(await read_json(request))
+    return JSONResponse((await run_in_threadpool(_service(request).offline_deactivate, code)).to_json())
 
 
 async def floating_certificate(request: Request) -> JSONResponse:
-    code = str_field(await read_json(request), "request_code")
-    return JSONResponse(await run_in_threadpool(_service(request).floating_issue, code))
+    code = _code(await read_json(request))
+    return JSONResponse((await run_in_threadpool(_service(request).floating_issue, code)).to_json())
 
 
 async def license_usage(request: Request) -> JSONResponse:
@@ -192,8 +183,6 @@ async def license_usage(request: Request) -> JSONResponse:
 
 
 ROUTES = [
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/noop", noop, methods=["GET"]),
     Route("/v1/activations", activate, methods=["POST"]),
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
@@ -221,23 +210,23 @@ def create_app(
     *,
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
-    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+    background: Sequence[Duty] = (),
 ) -> Starlette:
-    """The app over ``service``; ``routes`` are served beside the API (e.g. the store's pages), and
-    ``lifespan`` runs while the server does (e.g. the store's fulfilment loop).
+    """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
+    ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
+    server does (e.g. the store's fulfilment loop).
 
     ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
-    metrics = activation_metrics(service)
-    app = Starlette(
-        routes=[*ROUTES, metrics.route(), *routes],
-        exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[Middleware(ObserveMiddleware, metrics=metrics)],
-        lifespan=lifespan,
+    return build_app(
+        "activation",
+        service,
+        service.signing_key,
+        admin_token,
+        routes=[*ROUTES, *routes],
+        metrics=activation_metrics(service),
+        trusted_proxies=trusted_proxies,
+        background=background,
     )
-    app.state.service = service
-    app.state.admin_token = admin_token
-    app.state.trusted_proxies = tuple(trusted_proxies)
-    return app
 
 
 __all__ = ["ROUTES", "admin", "create_app"]

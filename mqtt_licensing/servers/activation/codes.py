@@ -12,20 +12,29 @@ from ...core.documents import open_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
-from .forwarded import ForwardedUsageApi
-from .records import bad
+from .forwarded import ForwardedUsage
+from .records import ServiceContext, bad
+from .results import FloatingIssue, OfflineActivation, OfflineDeactivation
 from .store import ActivationRecord, LicenseRecord
+from .usage import Usage
 
 log = logging.getLogger(__name__)
 
 
-class OfflineCodes(ForwardedUsageApi):
-    def offline_activate(self, request_code: Any) -> dict[str, Any]:
+class OfflineCodes:
+    """Request codes turned into usage licenses or floating certificates; deactivation codes."""
+
+    def __init__(self, ctx: ServiceContext, usage: Usage, forwarded: ForwardedUsage) -> None:
+        self.ctx = ctx
+        self.usage = usage
+        self.forwarded = forwarded
+
+    def offline_activate(self, request_code: Any) -> OfflineActivation:
         """Turn a usage request code into a usage license (armoured text)."""
         lic, act, reused, now, stored = self._offline_bind(
             request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, LicenseModel.OFFLINE
         )
-        cert = self._activation_certificate(
+        cert = self.ctx.activation_certificate(
             lic,
             act,
             now,
@@ -33,51 +42,34 @@ class OfflineCodes(ForwardedUsageApi):
             request_nonce=act.request_nonce,
             usage_stored=tuple(s for s in stored if isinstance(s, int)),
         )
-        return {
-            "usage_records": len(stored),
-            "usage_license": armor(labels.USAGE_LICENSE, cert),
-            "activation_id": act.id,
-            "license_id": lic.id,
-            "reused": reused,
-        }
+        return OfflineActivation(armor(labels.USAGE_LICENSE, cert), act.id, lic.id, reused, len(stored))
 
-    def offline_deactivate(self, code: Any) -> dict[str, Any]:
+    def offline_deactivate(self, code: Any) -> OfflineDeactivation:
         """Free the activation named by an instance-signed deactivation code; exactly once."""
         blob = unarmor(code, labels.DEACTIVATION_CODE)
-        now = self.clock()
-        with self.store.transaction() as tx:
-            act, req = self._verify_known(tx, blob, labels.KIND_OFFLINE_DEACTIVATION)
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
+            act, req = self.ctx.verify_known(tx, blob, labels.KIND_OFFLINE_DEACTIVATION)
             if req.license_id is not None and req.license_id != act.license_id:
                 raise bad("the deactivation code names another license than its activation's")
             # Usage recorded up to the deactivation still bills; stored once however often the code comes.
-            stored = self.import_usage(tx, act, list(req.usage), "offline")
-            result = {"activation_id": act.id, "license_id": act.license_id, "usage_records": len(stored)}
+            stored = self.usage.import_usage(tx, act, list(req.usage), "offline")
             if not act.active:
-                return {
-                    "freed": False,
-                    "already_free": True,
-                    **result,
-                    "freed_at": act.freed_at,
-                    "freed_reason": act.freed_reason,
-                }
-            self._free(tx, act, now, "offline_deactivation")
+                return OfflineDeactivation(
+                    False, True, act.id, act.license_id, len(stored), act.freed_at, act.freed_reason
+                )
+            self.ctx.free(tx, act, now, "offline_deactivation")
         log.info("activation %s of %s freed by an offline deactivation code", act.id, act.license_id)
-        return {"freed": True, "already_free": False, **result}
+        return OfflineDeactivation(True, False, act.id, act.license_id, len(stored))
 
-    def floating_issue(self, request_code: Any) -> dict[str, Any]:
+    def floating_issue(self, request_code: Any) -> FloatingIssue:
         """Turn a floating server's request code into an armoured floating certificate."""
         lic, act, reused, now, stored = self._offline_bind(
             request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, LicenseModel.FLOATING
         )
         refs = tuple(str(ref) for ref in stored)
-        cert = self._floating_certificate(lic, act, now, request_nonce=act.request_nonce, usage_stored=refs)
-        return {
-            "usage_records": len(refs),
-            "certificate": armor(labels.FLOATING_CERTIFICATE, cert),
-            "activation_id": act.id,
-            "license_id": lic.id,
-            "reused": reused,
-        }
+        cert = self.ctx.floating_certificate(lic, act, now, request_nonce=act.request_nonce, usage_stored=refs)
+        return FloatingIssue(armor(labels.FLOATING_CERTIFICATE, cert), act.id, lic.id, reused, len(refs))
 
     def _offline_bind(
         self, code: Any, label: str, kind: str, model: LicenseModel
@@ -85,12 +77,12 @@ class OfflineCodes(ForwardedUsageApi):
         request = open_instance_request(unarmor(code, label), kind)
         if not request.key_digest:
             raise bad("the request code names no license key")
-        now = self.clock()
-        with self.store.transaction() as tx:
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
             lic = tx.get_license_by_digest(request.key_digest, lock=True)
             if lic is None:
                 raise LicensingError(ErrorCode.KEY_NOT_FOUND, "the request code's license key is not known")
-            self._check_usable(lic, now, model)
+            self.ctx.check_usable(lic, now, model)
             if request.activation_id is not None:
                 named = tx.get_activation(request.activation_id)
                 if named is not None and (
@@ -112,12 +104,12 @@ class OfflineCodes(ForwardedUsageApi):
                         f"{iso(named.freed_at)} and still holds it (a state folder restored from a backup); "
                         "it must not serve: no usage license is issued",
                     )
-            act, reused = self._bind(tx, lic, request, now, nonce=request.nonce)
+            act, reused = self.ctx.bind(tx, lic, request, now, nonce=request.nonce)
             stored: list[int] | list[str]
             if kind == labels.KIND_FLOATING_REQUEST:  # its brokers' records, each with its own key
-                stored = self.import_forwarded(tx, act, request, "floating_offline")
+                stored = self.forwarded.import_forwarded(tx, act, request, "floating_offline")
             else:
-                stored = self.import_usage(tx, act, list(request.usage), "offline")
+                stored = self.usage.import_usage(tx, act, list(request.usage), "offline")
         log.info(
             "offline %s %s of %s for instance %s",
             "update" if reused else "activation",

@@ -26,34 +26,40 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from ...core.signing import fingerprint, load_public_key, parse_envelope
 from .._requests import check_fresh
-from .records import bad
+from .records import ServiceContext, bad
 from .store import ActivationRecord, Tx
-from .usage import MAX_RECORDS_PER_REQUEST, UsageApi
+from .usage import MAX_RECORDS_PER_REQUEST, Usage
 
 
-class ForwardedUsageApi(UsageApi):
+class ForwardedUsage:
+    """The records a floating server forwards for its brokers, stored through :class:`.usage.Usage`."""
+
+    def __init__(self, ctx: ServiceContext, usage: Usage) -> None:
+        self.ctx = ctx
+        self.usage = usage
+
     def forward_usage(self, request: bytes) -> bytes:
         """Online: a floating server's signed batch of its brokers' records -> a signed receipt."""
-        now = self.clock()
-        with self.store.transaction() as tx:
-            act, req = self._verify_known(tx, request, labels.KIND_FLOATING_USAGE)
-            check_fresh(req, now, self.max_clock_skew)
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
+            act, req = self.ctx.verify_known(tx, request, labels.KIND_FLOATING_USAGE)
+            check_fresh(req, now, self.ctx.max_clock_skew)
             if act.model != LicenseModel.FLOATING:
                 raise LicensingError(ErrorCode.WRONG_MODEL, f"activation {act.id} is not a floating server's")
             stored = self.import_forwarded(tx, act, req, "floating")
         return ForwardedUsageAck(
             server_fingerprint=act.instance_fingerprint, stored=tuple(stored), request_nonce=req.nonce, issued_at=now
-        ).sign(self.signing_key)
+        ).sign(self.ctx.signing_key)
 
     def import_forwarded(self, tx: Tx, act: ActivationRecord, req: InstanceRequest, via: str) -> list[str]:
         """Store the records a floating server's verified request carries; their refs."""
         if len(req.usage) > MAX_RECORDS_PER_REQUEST:
             raise bad(f"at most {MAX_RECORDS_PER_REQUEST} usage records per request")
         keys = {fingerprint(raw): raw for raw in req.usage_keys}
-        now, stored = self.clock(), []
+        now, stored = self.ctx.clock(), []
         for blob in req.usage:
             record = UsageRecord.open(blob, self._signer(blob, keys))  # raises unless the instance signed it
-            self._store_record(tx, act, record, now, via=via)
+            self.usage.store_record(tx, act, record, now, via=via)
             stored.append(usage_ref(record.instance_fingerprint, record.sequence))
         return stored
 

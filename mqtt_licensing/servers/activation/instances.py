@@ -26,20 +26,26 @@ from ...core.models import LicenseModel
 from ...core.timefmt import iso
 from .._requests import check_fresh, fresh_once
 from .clones import cloned_error, follow_chain
-from .records import FREED_REASONS, ServiceBase, bad
+from .records import FREED_REASONS, ServiceContext, bad
+from .results import ActivationResult
 from .store import ActivationRecord, LicenseRecord, Tx
 
 log = logging.getLogger(__name__)
 
 
-class InstanceApi(ServiceBase):
-    def activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
-        """Online activation. Returns certificate (bytes), activation_id, license_id, reused."""
+class Instances:
+    """What instances ask themselves: activation, check-in, deactivation, trial records."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
+        """Online activation: the signed certificate, which activation, whether it was reused."""
         lic, act, reused, now = self._first_contact(
             license_key, request, client, labels.KIND_ACTIVATE, LicenseModel.ONLINE
         )
-        cert = self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
-        return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
+        cert = self.ctx.activation_certificate(lic, act, now, valid_until=now + self.ctx.certificate_lifetime)
+        return ActivationResult(cert, act.id, lic.id, reused)
 
     def check_in(self, request: bytes) -> bytes:
         """Refresh an online activation: a fresh certificate with the license's current terms.
@@ -47,7 +53,7 @@ class InstanceApi(ServiceBase):
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
         lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
-        return self._activation_certificate(lic, act, now, valid_until=now + self.certificate_lifetime)
+        return self.ctx.activation_certificate(lic, act, now, valid_until=now + self.ctx.certificate_lifetime)
 
     def _verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
         """Only ever called with a request verified against ``act``'s key on record."""
@@ -56,28 +62,28 @@ class InstanceApi(ServiceBase):
             activation_id=act.id,
             instance_fingerprint=act.instance_fingerprint,
             request_nonce=request.nonce,
-            issued_at=self.clock(),
+            issued_at=self.ctx.clock(),
             message=exc.message,
-        ).sign(self.signing_key)
+        ).sign(self.ctx.signing_key)
 
     def _once(self, tx: Tx, scope: str, request: InstanceRequest, now: int) -> None:
         fresh_once(
-            request, now, self.max_clock_skew, lambda: tx.remember_nonce(scope, request.nonce, request.created_at)
+            request, now, self.ctx.max_clock_skew, lambda: tx.remember_nonce(scope, request.nonce, request.created_at)
         )
-        tx.prune_nonces(now - self.max_clock_skew - 1)
+        tx.prune_nonces(now - self.ctx.max_clock_skew - 1)
 
     def deactivate(self, request: bytes) -> None:
         """Free the activation named by a deactivate request signed with its instance key."""
-        now = self.clock()
-        with self.store.transaction() as tx:
-            act, req = self._verify_known(tx, request, labels.KIND_DEACTIVATE)
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
+            act, req = self.ctx.verify_known(tx, request, labels.KIND_DEACTIVATE)
             self._once(tx, act.id, req, now)
             if not act.active:
                 raise LicensingError(
                     ErrorCode.ALREADY_FREE,
                     f"activation {act.id} is already free ({act.freed_reason}, {iso(act.freed_at)})",
                 )
-            self._free(tx, act, now, "deactivated")
+            self.ctx.free(tx, act, now, "deactivated")
         log.info("activation %s of %s deactivated", act.id, act.license_id)
 
     def record_trial(self, request: bytes) -> bytes:
@@ -85,50 +91,49 @@ class InstanceApi(ServiceBase):
 
         Self-signed (no activation exists yet), fresh and accepted once. The earliest of the
         instance's own claim (``created_at``) and the first record wins."""
-        now = self.clock()
+        now = self.ctx.clock()
         req = open_instance_request(request, labels.KIND_TRIAL)
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             self._once(tx, "trial:" + req.fingerprint, req, now)
             started = tx.first_trial(req.fingerprint, min(now, req.created_at))
         return TrialRecord(
             instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
-        ).sign(self.signing_key)
+        ).sign(self.ctx.signing_key)
 
-    def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> dict[str, Any]:
+    def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
         lic, act, reused, now = self._first_contact(
             license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
         )
-        cert = self._floating_certificate(lic, act, now)
-        return {"certificate": cert, "activation_id": act.id, "license_id": lic.id, "reused": reused}
+        return ActivationResult(self.ctx.floating_certificate(lic, act, now), act.id, lic.id, reused)
 
     def floating_check_in(self, request: bytes) -> bytes:
         lic, act, now = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
-        return self._floating_certificate(lic, act, now)
+        return self.ctx.floating_certificate(lic, act, now)
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
         if tx is None:  # the early refusal: a read, nothing written
-            with self.store.transaction() as own:
+            with self.ctx.store.transaction() as own:
                 rate = own.get_rate(client)
         else:  # in the lookup's transaction: locked, so the check and the count are one step
             rate = tx.lock_rate(client, now)
         if rate is not None:
             start, failures = rate
-            if now - start < self.rate_limit_window and failures >= self.rate_limit_failures:
+            wait = self.ctx.rate_limit_window - (now - start)
+            if wait > 0 and failures >= self.ctx.rate_limit_failures:
                 raise LicensingError(
-                    ErrorCode.RATE_LIMITED,
-                    f"too many failed license keys from {client}; retry in {self.rate_limit_window - (now - start)} s",
+                    ErrorCode.RATE_LIMITED, f"too many failed license keys from {client}; retry in {wait} s"
                 )
 
     def _record_failure(self, client: str, now: int, tx: Tx | None = None) -> None:
         if tx is None:
-            with self.store.transaction() as own:
+            with self.ctx.store.transaction() as own:
                 self._record_failure(client, now, own)
             return
         rate = tx.lock_rate(client, now)
-        if rate is None or now - rate[0] >= self.rate_limit_window:
+        if rate is None or now - rate[0] >= self.ctx.rate_limit_window:
             tx.put_rate(client, now, 1)
-            tx.prune_rates(now - 10 * self.rate_limit_window)
+            tx.prune_rates(now - 10 * self.ctx.rate_limit_window)
         else:
             tx.put_rate(client, rate[0], rate[1] + 1)
 
@@ -138,17 +143,17 @@ class InstanceApi(ServiceBase):
     # fleet activating one volume key is no attack, and each success uses up an activation.
     def _check_key(self, tx: Tx, digest: str, now: int) -> None:
         start, failures = tx.lock_rate("key:" + digest, now)
-        wait = self.rate_limit_window - (now - start)
-        if wait > 0 and failures >= self.rate_limit_key_failures:
+        wait = self.ctx.rate_limit_window - (now - start)
+        if wait > 0 and failures >= self.ctx.rate_limit_key_failures:
             raise LicensingError(
                 ErrorCode.RATE_LIMITED, f"too many refused activations of this license key; retry in {wait} s"
             )
 
     def _count_key_failure(self, tx: Tx, digest: str, now: int) -> None:
         start, failures = tx.lock_rate("key:" + digest, now)
-        if now - start >= self.rate_limit_window:
+        if now - start >= self.ctx.rate_limit_window:
             tx.put_rate("key:" + digest, now, 1)
-            tx.prune_rates(now - 10 * self.rate_limit_window)
+            tx.prune_rates(now - 10 * self.ctx.rate_limit_window)
         else:
             tx.put_rate("key:" + digest, start, failures + 1)
 
@@ -156,7 +161,7 @@ class InstanceApi(ServiceBase):
     def _first_contact(
         self, license_key: Any, blob: bytes, client: str, kind: str, model: LicenseModel
     ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
-        now = self.clock()
+        now = self.ctx.clock()
         self._check_rate(client, now)
         try:
             digest = key_digest(license_key)
@@ -165,11 +170,11 @@ class InstanceApi(ServiceBase):
                 self._record_failure(client, now)
             raise
         request = open_instance_request(blob, kind)
-        check_fresh(request, now, self.max_clock_skew)
+        check_fresh(request, now, self.ctx.max_clock_skew)
         if request.key_digest != digest:
             raise bad("the signed request is for another license key than the one sent")
         refused: LicensingError | None = None
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             # Checked again and counted in the lookup's own transaction: concurrent guesses from
             # one source cannot all pass the check above before any of them is counted.
             self._check_rate(client, now, tx)
@@ -180,8 +185,8 @@ class InstanceApi(ServiceBase):
             else:
                 self._check_key(tx, digest, now)
                 try:
-                    self._check_usable(lic, now, model)
-                    act, reused = self._bind(tx, lic, request, now)
+                    self.ctx.check_usable(lic, now, model)
+                    act, reused = self.ctx.bind(tx, lic, request, now)
                 except LicensingError as exc:  # nothing written yet: commit the count, then refuse
                     self._count_key_failure(tx, digest, now)
                     refused = exc
@@ -201,11 +206,11 @@ class InstanceApi(ServiceBase):
     def _refresh(
         self, blob: bytes, kind: str, model: LicenseModel, *, verdicts: bool = False
     ) -> tuple[LicenseRecord, ActivationRecord, int]:
-        now = self.clock()
+        now = self.ctx.clock()
         verified: tuple[ActivationRecord, InstanceRequest] | None = None
         try:
-            with self.store.transaction() as tx:
-                verified = act, request = self._verify_known(tx, blob, kind)
+            with self.ctx.store.transaction() as tx:
+                verified = act, request = self.ctx.verify_known(tx, blob, kind)
                 lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
             if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on
                 raise cloned_error(act)
@@ -229,8 +234,8 @@ class InstanceApi(ServiceBase):
             raise LicensingError(
                 ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
             )
-        lic = self._license(tx, act.license_id, lock=True)
-        self._check_usable(lic, now, None)
+        lic = self.ctx.license(tx, act.license_id, lock=True)
+        self.ctx.check_usable(lic, now, None)
         updates: dict[str, Any] = {"last_check_in_at": now}
         step = follow_chain(lic, act, request.chain, now) if model == LicenseModel.ONLINE else None
         if step is not None:

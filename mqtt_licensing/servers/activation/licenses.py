@@ -12,7 +12,7 @@ from ...core.features import validate_features
 from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
-from .records import ServiceBase, activation_to_dict, bad, license_to_dict, new_id
+from .records import ServiceContext, activation_to_dict, bad, license_to_dict, new_id
 from .store import LicenseRecord
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,12 @@ def _changed_features(current: tuple[str, ...], changes: dict[str, Any]) -> tupl
     return tuple(sorted(features))
 
 
-class LicenseAdmin(ServiceBase):
+class LicenseAdmin:
+    """The vendor's admin work on licenses and activations."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
     def issue_license(
         self,
         *,
@@ -135,7 +140,7 @@ class LicenseAdmin(ServiceBase):
             raise bad("a floating license needs a number of seats")
         if model != LicenseModel.FLOATING and seats is not None:
             raise bad("seats only apply to floating licenses")
-        now = self.clock()
+        now = self.ctx.clock()
         key = format_key(secrets.token_bytes(15))
         record = LicenseRecord(
             id=new_id("lic"),
@@ -154,19 +159,19 @@ class LicenseAdmin(ServiceBase):
             metering=_metering(metering),
             overage=_overage(overage),
         )
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             tx.insert_license(record)
         log.info("issued license %s (%s, %s)", record.id, model, ",".join(record.features))
         return license_to_dict(record, 0), key
 
     def list_licenses(self) -> list[dict[str, Any]]:
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             counts = tx.active_counts()
             return [license_to_dict(lic, counts.get(lic.id, 0)) for lic in tx.list_licenses()]
 
     def get_license(self, license_id: str) -> dict[str, Any]:
-        with self.store.transaction() as tx:
-            lic = self._license(tx, license_id)
+        with self.ctx.store.transaction() as tx:
+            lic = self.ctx.license(tx, license_id)
             acts = tx.list_activations(license_id, include_freed=True)
         out = license_to_dict(lic, sum(1 for a in acts if a.active))
         out["activations"] = [activation_to_dict(a) for a in acts]
@@ -179,9 +184,9 @@ class LicenseAdmin(ServiceBase):
         unknown = sorted(set(changes) - set(UPDATE_FIELDS))
         if unknown:
             raise bad(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(UPDATE_FIELDS)}")
-        now = self.clock()
-        with self.store.transaction() as tx:
-            lic = self._license(tx, license_id, lock=True)
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
+            lic = self.ctx.license(tx, license_id, lock=True)
             values = self._changed_terms(lic, changes)
             if values:
                 values["updated_at"] = now
@@ -224,17 +229,17 @@ class LicenseAdmin(ServiceBase):
         return self.update_license(license_id, {"status": status})
 
     def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             if license_id is not None:
-                self._license(tx, license_id)
+                self.ctx.license(tx, license_id)
             return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
 
     def free_activation(self, activation_id: str) -> dict[str, Any]:
         """Free a lost activation (the instance was destroyed without deactivating)."""
         if not isinstance(activation_id, str):
             raise bad("activation id must be a string")
-        now = self.clock()
-        with self.store.transaction() as tx:
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
             act = tx.get_activation(activation_id)
             if act is None:
                 raise LicensingError(ErrorCode.ACTIVATION_NOT_FOUND, f"no activation {activation_id!r} exists")
@@ -243,6 +248,6 @@ class LicenseAdmin(ServiceBase):
                     ErrorCode.ALREADY_FREE,
                     f"activation {act.id} was already freed ({act.freed_reason}, {iso(act.freed_at)})",
                 )
-            act = self._free(tx, act, now, "freed_by_vendor")
+            act = self.ctx.free(tx, act, now, "freed_by_vendor")
         log.info("activation %s of %s freed by the vendor", act.id, act.license_id)
         return activation_to_dict(act)

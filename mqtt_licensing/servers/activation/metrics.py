@@ -24,21 +24,20 @@ OPERATIONS = {
 
 def activation_metrics(service: ActivationService) -> ServerMetrics:
     def gauges() -> Iterator[Metric]:
+        # Called by the /metrics scrape in a worker thread (never on the loop): counted in SQL.
         with service.store.transaction() as tx:
-            records = tx.list_activations(include_freed=True)
-            licenses = len(tx.list_licenses())
+            licenses, active, freed, cloned = tx.activation_gauges()
         family = GaugeMetricFamily(
             "mqtt_license_server_activations", "Activations by state (active or freed)", labels=["state"]
         )
-        active = sum(1 for r in records if r.active)
         family.add_metric(["active"], active)
-        family.add_metric(["freed"], len(records) - active)
+        family.add_metric(["freed"], freed)
         yield family
         yield GaugeMetricFamily("mqtt_license_server_licenses", "Licenses issued", value=licenses)
         yield GaugeMetricFamily(
             "mqtt_license_server_cloned_activations",
-            "Live activations more than one instance checked in with (issue 10: a copied state folder)",
-            value=sum(1 for r in records if r.active and r.cloned_at is not None),
+            "Live activations more than one instance checked in with (a copied state folder)",
+            value=cloned,
         )
 
     return ServerMetrics("activation", OPERATIONS, gauges)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,8 +97,11 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
     }
 
 
-class ServiceBase:
-    """The settings and shared steps every concern of :class:`.service.ActivationService` uses."""
+@dataclass(frozen=True)
+class ServiceContext:
+    """What every concern of :class:`.service.ActivationService` shares: the store, the vendor's
+    signing key, the clock and the settings, plus the steps they all take (lookups, binding an
+    instance to a license, signing its certificates). Built once by the service; never changed."""
 
     store: ActivationStore
     signing_key: Ed25519PrivateKey
@@ -108,20 +111,20 @@ class ServiceBase:
     rate_limit_failures: int
     rate_limit_window: int
     rate_limit_key_failures: int
-    data_dir: Path | None
+    data_dir: Path | None = None
 
-    def _license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
+    def license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
         lic = tx.get_license(license_id, lock=lock) if isinstance(license_id, str) else None
         if lic is None:
             raise LicensingError(ErrorCode.NOT_FOUND, f"no license {license_id!r} exists")
         return lic
 
-    def _free(self, tx: Tx, act: ActivationRecord, now: int, reason: str) -> ActivationRecord:
+    def free(self, tx: Tx, act: ActivationRecord, now: int, reason: str) -> ActivationRecord:
         tx.get_license(act.license_id, lock=True)  # serialize with activations counting this license
         tx.update_activation(act.id, freed_at=now, freed_reason=reason)
         return replace(act, freed_at=now, freed_reason=reason)
 
-    def _check_usable(self, lic: LicenseRecord, now: int, model: LicenseModel | None) -> None:
+    def check_usable(self, lic: LicenseRecord, now: int, model: LicenseModel | None) -> None:
         if model is not None and lic.model != model:
             raise LicensingError(
                 ErrorCode.WRONG_MODEL,
@@ -134,7 +137,7 @@ class ServiceBase:
         if lic.expires_at is not None and now >= lic.expires_at:
             raise LicensingError(ErrorCode.EXPIRED, f"license {lic.id} expired at {iso(lic.expires_at)}")
 
-    def _bind(
+    def bind(
         self, tx: Tx, lic: LicenseRecord, request: InstanceRequest, now: int, nonce: str | None = None
     ) -> tuple[ActivationRecord, bool]:
         """The instance's live activation of ``lic`` (reused), or a new one if any is left.
@@ -178,7 +181,7 @@ class ServiceBase:
         tx.insert_activation(act)
         return act, False
 
-    def _verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
+    def verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
         """Verify a request against the key on record for the activation it names."""
         claimed = peek_request(blob)
         if not claimed.activation_id:
@@ -194,7 +197,7 @@ class ServiceBase:
         return act, request
 
     # -- documents -------------------------------------------------------------------
-    def _activation_certificate(
+    def activation_certificate(
         self,
         lic: LicenseRecord,
         act: ActivationRecord,
@@ -223,7 +226,7 @@ class ServiceBase:
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
         ).sign(self.signing_key)
 
-    def _floating_certificate(
+    def floating_certificate(
         self,
         lic: LicenseRecord,
         act: ActivationRecord,

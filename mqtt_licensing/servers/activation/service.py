@@ -1,17 +1,18 @@
 """The activation server's domain logic: licenses, activations, certificates. No HTTP here.
 
 :class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
-CLI verbs directly on the data folder, and by tests. It is one facade over three
-concerns, one module each: :mod:`.licenses` (the vendor's admin work),
-:mod:`.instances` (what instances ask online), :mod:`.codes` (offline and floating
-request codes), :mod:`.usage` (metered usage records) and :mod:`.forwarded` (those a floating
-server forwards). It talks to the database only
+CLI verbs directly on the data folder, and by tests. It is a facade over one object per
+concern, one module each, all built from one frozen :class:`.records.ServiceContext`:
+:mod:`.licenses` (the vendor's admin work), :mod:`.instances` (what instances ask online),
+:mod:`.codes` (offline and floating request codes), :mod:`.usage` (metered usage records) and
+:mod:`.forwarded` (those a floating server forwards). It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation) is one
 transaction that first locks the license row.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,13 @@ from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from .codes import OfflineCodes
-from .forwarded import ForwardedUsageApi
-from .instances import InstanceApi
+from .forwarded import ForwardedUsage
+from .instances import Instances
 from .licenses import LicenseAdmin
-from .records import Clock, activation_to_dict, license_to_dict, system_clock
+from .records import Clock, ServiceContext, activation_to_dict, license_to_dict, system_clock
+from .results import ActivationResult, FloatingIssue, OfflineActivation, OfflineDeactivation
 from .store import ActivationStore
-from .usage import UsageApi
+from .usage import Usage
 
 DEFAULT_CERTIFICATE_LIFETIME = 7 * 24 * 3600
 RATE_LIMIT_FAILURES = 10
@@ -38,8 +40,13 @@ DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
 
-class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageApi, UsageApi):
-    """The activation server's behaviour; thread-safe (all state is in the database)."""
+class ActivationService:
+    """The activation server's behaviour; thread-safe (all state is in the database).
+
+    A facade: it builds one frozen :class:`.records.ServiceContext` and the concern objects over
+    it (:attr:`admin`, :attr:`instances`, :attr:`usage`, :attr:`forwarded`, :attr:`codes`), and its
+    methods delegate to them, so callers keep one object. Every method is synchronous and blocks
+    on the database: call it through ``run_in_threadpool`` / ``to_thread`` from a loop."""
 
     def __init__(
         self,
@@ -56,15 +63,31 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageA
     ) -> None:
         if certificate_lifetime <= 0:
             raise ValueError("certificate_lifetime must be positive")
-        self.store = store
-        self.signing_key = signing_key
-        self.clock = clock
-        self.certificate_lifetime = certificate_lifetime
-        self.max_clock_skew = max_clock_skew
-        self.rate_limit_failures = rate_limit_failures
-        self.rate_limit_window = rate_limit_window
-        self.rate_limit_key_failures = rate_limit_key_failures
-        self.data_dir = data_dir
+        self._assemble(
+            ServiceContext(
+                store=store,
+                signing_key=signing_key,
+                clock=clock,
+                certificate_lifetime=certificate_lifetime,
+                max_clock_skew=max_clock_skew,
+                rate_limit_failures=rate_limit_failures,
+                rate_limit_window=rate_limit_window,
+                rate_limit_key_failures=rate_limit_key_failures,
+                data_dir=data_dir,
+            )
+        )
+
+    def _assemble(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self.admin = LicenseAdmin(ctx)
+        self.instances = Instances(ctx)
+        self.usage = Usage(ctx)
+        self.forwarded = ForwardedUsage(ctx, self.usage)
+        self.codes = OfflineCodes(ctx, self.usage, self.forwarded)
+
+    def reconfigure(self, **settings: Any) -> None:
+        """Rebuild the concerns over a context with other settings (e.g. a test's lower limit)."""
+        self._assemble(replace(self.ctx, **settings))
 
     @classmethod
     def open(cls, data_dir: str | Path, *, database_url: str | None = None, **options: Any) -> ActivationService:
@@ -79,15 +102,91 @@ class ActivationService(LicenseAdmin, InstanceApi, OfflineCodes, ForwardedUsageA
         return cls(store, key, data_dir=data_dir, **options)
 
     def close(self) -> None:
-        self.store.close()
+        self.ctx.store.close()
+
+    # -- what callers read -------------------------------------------------------------
+    @property
+    def store(self) -> ActivationStore:
+        return self.ctx.store
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self.ctx.signing_key
+
+    @property
+    def data_dir(self) -> Path | None:
+        return self.ctx.data_dir
+
+    def clock(self) -> int:
+        return self.ctx.clock()
 
     @property
     def public_key(self) -> Ed25519PublicKey:
-        return self.signing_key.public_key()
+        return self.ctx.signing_key.public_key()
 
     @property
     def public_key_text(self) -> str:
-        return public_key_to_text(self.signing_key)
+        return public_key_to_text(self.ctx.signing_key)
+
+    # -- the vendor's admin work (:mod:`.licenses`) ---------------------------------------
+    def issue_license(self, **terms: Any) -> tuple[dict[str, Any], str]:
+        return self.admin.issue_license(**terms)
+
+    def list_licenses(self) -> list[dict[str, Any]]:
+        return self.admin.list_licenses()
+
+    def get_license(self, license_id: str) -> dict[str, Any]:
+        return self.admin.get_license(license_id)
+
+    def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self.admin.update_license(license_id, changes)
+
+    def set_status(self, license_id: str, status: str) -> dict[str, Any]:
+        return self.admin.set_status(license_id, status)
+
+    def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
+        return self.admin.list_activations(license_id, include_freed=include_freed)
+
+    def free_activation(self, activation_id: str) -> dict[str, Any]:
+        return self.admin.free_activation(activation_id)
+
+    # -- what instances ask (:mod:`.instances`) --------------------------------------------
+    def activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
+        return self.instances.activate(license_key, request, client)
+
+    def check_in(self, request: bytes) -> bytes:
+        return self.instances.check_in(request)
+
+    def deactivate(self, request: bytes) -> None:
+        self.instances.deactivate(request)
+
+    def record_trial(self, request: bytes) -> bytes:
+        return self.instances.record_trial(request)
+
+    def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
+        return self.instances.floating_activate(license_key, request, client)
+
+    def floating_check_in(self, request: bytes) -> bytes:
+        return self.instances.floating_check_in(request)
+
+    # -- codes (:mod:`.codes`) and usage (:mod:`.usage`, :mod:`.forwarded`) -----------------
+    def offline_activate(self, request_code: Any) -> OfflineActivation:
+        return self.codes.offline_activate(request_code)
+
+    def offline_deactivate(self, code: Any) -> OfflineDeactivation:
+        return self.codes.offline_deactivate(code)
+
+    def floating_issue(self, request_code: Any) -> FloatingIssue:
+        return self.codes.floating_issue(request_code)
+
+    def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
+        return self.usage.report_usage(request, records)
+
+    def usage_by_day(self, license_id: str, first: str | None = None, last: str | None = None) -> dict[str, Any]:
+        return self.usage.usage_by_day(license_id, first, last)
+
+    def forward_usage(self, request: bytes) -> bytes:
+        return self.forwarded.forward_usage(request)
 
 
 __all__ = [

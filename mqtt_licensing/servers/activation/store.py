@@ -140,6 +140,19 @@ class Tx:
         )
         return {license_id: int(n) for license_id, n in self.conn.execute(query)}
 
+    def activation_gauges(self) -> tuple[int, int, int, int]:
+        """(licenses, active activations, freed ones, active ones seen cloned): counted, no rows read."""
+        live = activations.c.freed_at.is_(None)
+        query = sa.select(live.label("live"), sa.func.count(), sa.func.count(activations.c.cloned_at)).group_by(live)
+        active = freed = cloned = 0
+        for is_live, n, n_cloned in self.conn.execute(query):
+            if is_live:
+                active, cloned = int(n), int(n_cloned)
+            else:
+                freed = int(n)
+        count = self.conn.execute(sa.select(sa.func.count()).select_from(licenses)).scalar_one()
+        return int(count), active, freed, cloned
+
     def get_activation(self, activation_id: str) -> ActivationRecord | None:
         row = self.conn.execute(sa.select(activations).where(activations.c.id == activation_id)).first()
         return _activation(row) if row is not None else None

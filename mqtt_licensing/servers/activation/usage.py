@@ -20,7 +20,7 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.labels import KIND_USAGE_REPORT
 from ...core.signing import load_public_key
 from .._requests import check_fresh
-from .records import ServiceBase, bad
+from .records import ServiceContext, bad
 from .store import ActivationRecord, Tx
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,20 @@ def _check_day(text: str | None, name: str) -> str | None:
         raise LicensingError(ErrorCode.INVALID_FIELD, f"{name} must be a date like 2026-11-29") from None
 
 
-class UsageApi(ServiceBase):
+class Usage:
+    """Usage records an instance reports or a code carries, and the per-day sums."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
     def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
         """Online: records signed by the instance of the activation the request names -> a signed receipt."""
         if len(records) > MAX_RECORDS_PER_REQUEST:
             raise bad(f"at most {MAX_RECORDS_PER_REQUEST} usage records per report")
-        now = self.clock()
-        with self.store.transaction() as tx:
-            act, req = self._verify_known(tx, request, KIND_USAGE_REPORT)
-            check_fresh(req, now, self.max_clock_skew)
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
+            act, req = self.ctx.verify_known(tx, request, KIND_USAGE_REPORT)
+            check_fresh(req, now, self.ctx.max_clock_skew)
             sequences = self._store_records(tx, act, records, now, via="online")
             missing = self._missing(tx, act.instance_fingerprint)
         return UsageAck(
@@ -59,16 +64,16 @@ class UsageApi(ServiceBase):
             request_nonce=req.nonce,
             issued_at=now,
             missing=missing,
-        ).sign(self.signing_key)
+        ).sign(self.ctx.signing_key)
 
     def import_usage(self, tx: Tx, act: ActivationRecord, records: list[bytes], via: str) -> list[int]:
         """Offline and floating paths: records carried inside a code already verified for ``act``."""
-        return self._store_records(tx, act, records, self.clock(), via=via)
+        return self._store_records(tx, act, records, self.ctx.clock(), via=via)
 
     def usage_by_day(self, license_id: str, first: str | None = None, last: str | None = None) -> dict[str, Any]:
         first, last = _check_day(first, "from"), _check_day(last, "to")
-        with self.store.transaction() as tx:
-            self._license(tx, license_id)
+        with self.ctx.store.transaction() as tx:
+            self.ctx.license(tx, license_id)
             days = tx.usage_by_day(license_id, first, last)
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
             instances |= tx.usage_instances(license_id)  # issue 16: brokers behind a floating server too
@@ -86,11 +91,11 @@ class UsageApi(ServiceBase):
             record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
             if record.instance_fingerprint != act.instance_fingerprint:
                 raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
-            self._store_record(tx, act, record, now, via=via)
+            self.store_record(tx, act, record, now, via=via)
             stored.append(record.sequence)
         return stored
 
-    def _store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
+    def store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
         """One verified record, billed to ``act``'s license (or the earlier activation it names); True if new."""
         if record.sequence < 1 or record.period_end < record.period_start:
             raise bad(f"usage record {record.sequence} is malformed")

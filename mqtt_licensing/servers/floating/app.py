@@ -7,33 +7,31 @@ Lease API (JSON; binary fields are base64url without padding):
 * ``POST /v1/leases/release``  ``{"request": b64(kind=lease_release)}`` -> ``{"released": bool}``
 * ``POST /v1/usage``          ``{"request": b64(kind=lease_usage), "records": [b64(UsageRecord)]}``
   -> ``{"ack": b64(UsageAck)}`` (issue 16: a lease holder's usage records, see :mod:`.usage`)
-* ``GET /v1/health``, ``GET /v1/noop`` (benchmark baseline)
+* ``GET /v1/health``, ``GET /v1/noop``, ``GET /metrics`` (the same on both servers: :mod:`.._app`)
 * ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases
 
 Errors are ``{"error": {"code", "message"}}`` with the status of
 :data:`.._http.HTTP_STATUS` (``no_seats`` 410, ``not_provisioned`` 503, ...).
-Database work is blocking, so it runs in the thread pool, never on the event loop.
+The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`).
 Endpoints find the service and the admin token in ``request.app.state``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import b64, unb64
-from .._http import EXCEPTION_HANDLERS, blob_field, client_address, read_json, require_bearer
-from .._observe import ObserveMiddleware
+from ...core.signing import b64
+from .._app import build_app
+from .._duties import Duty
+from .._http import blob_field, blobs_field, client_address, read_json, require_bearer
+from .._proxies import Network
 from .metrics import floating_metrics
 from .service import FloatingService
 
@@ -67,20 +65,9 @@ async def release(request: Request) -> JSONResponse:
 
 async def report_usage(request: Request) -> JSONResponse:
     data = await read_json(request)
-    blob, records = blob_field(data), data.get("records")
-    if not isinstance(records, list) or not all(isinstance(r, str) for r in records):
-        raise LicensingError(ErrorCode.MISSING_FIELD, "records must be a list of base64 usage records")
-    blobs = [unb64(r) for r in records]
+    blob, blobs = blob_field(data), blobs_field(data)
     ack = await run_in_threadpool(_service(request).accept_usage, blob, blobs)
     return JSONResponse({"ack": b64(ack)})
-
-
-async def health(request: Request) -> JSONResponse:
-    return JSONResponse({"ok": True, "service": "floating", "server_fingerprint": _service(request).fingerprint})
-
-
-async def noop(_request: Request) -> JSONResponse:
-    return JSONResponse({"ok": True})
 
 
 async def admin_status(request: Request) -> JSONResponse:
@@ -93,8 +80,6 @@ ROUTES = [
     Route("/v1/leases/renew", renew, methods=["POST"]),
     Route("/v1/leases/release", release, methods=["POST"]),
     Route("/v1/usage", report_usage, methods=["POST"]),
-    Route("/v1/health", health, methods=["GET"]),
-    Route("/v1/noop", noop, methods=["GET"]),
     Route("/v1/admin/status", admin_status, methods=["GET"]),
 ]
 
@@ -103,33 +88,26 @@ def create_app(
     service: FloatingService,
     admin_token: str,
     *,
-    background: Callable[[], Coroutine[Any, Any, None]] | None = None,
     routes: Sequence[BaseRoute] = (),
+    trusted_proxies: Sequence[Network] = (),
+    background: Sequence[Duty] = (),
 ) -> Starlette:
-    """``background``: an optional coroutine run for the server's lifetime (e.g. periodic vendor
-    refresh); ``routes``: extra routes served beside the lease API."""
+    """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
+    ``routes`` are served beside the lease API, ``background`` runs while the server does (the
+    vendor duties of :func:`.usage.vendor_duties`).
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        task: asyncio.Task[Any] | None = asyncio.create_task(background()) if background else None
-        try:
-            yield
-        finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-
-    metrics = floating_metrics(service)
-    app = Starlette(
-        routes=[*ROUTES, metrics.route(), *routes],
-        exception_handlers=EXCEPTION_HANDLERS,
-        lifespan=lifespan,
-        middleware=[Middleware(ObserveMiddleware, metrics=metrics)],
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source that the
+    new-identity limit and the network access rules see."""
+    return build_app(
+        "floating",
+        service,
+        service.signing_key,
+        admin_token,
+        routes=[*ROUTES, *routes],
+        metrics=floating_metrics(service),
+        trusted_proxies=trusted_proxies,
+        background=background,
     )
-    app.state.service = service
-    app.state.admin_token = admin_token
-    return app
 
 
 __all__ = ["ROUTES", "create_app"]

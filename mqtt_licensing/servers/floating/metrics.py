@@ -19,18 +19,18 @@ OPERATIONS = {
 
 def floating_metrics(service: FloatingService) -> ServerMetrics:
     def gauges() -> Iterator[Metric]:
-        status = service.status()
-        seats = status["seats"]
-        yield GaugeMetricFamily("mqtt_license_floating_seats", "Seats in the pool", value=seats["total"])
-        yield GaugeMetricFamily("mqtt_license_floating_seats_used", "Seats leased now", value=seats["used"])
+        # Called by the /metrics scrape in a worker thread (never on the loop): counted in SQL.
+        counts = service.gauges()
+        yield GaugeMetricFamily("mqtt_license_floating_seats", "Seats in the pool", value=counts.seats)
+        yield GaugeMetricFamily("mqtt_license_floating_seats_used", "Seats leased now", value=counts.used)
         yield GaugeMetricFamily(
             "mqtt_license_floating_cloned_leases",
-            "Active leases renewed by more than one instance (issue 10: a copied state folder)",
-            value=sum(1 for lease in status["leases"] if lease["cloned_at"] is not None),
+            "Active leases renewed by more than one instance (a copied state folder)",
+            value=counts.cloned,
         )
         yield GaugeMetricFamily(
             "mqtt_license_floating_provisioned", "1 once the pool holds a vendor certificate",
-            value=1.0 if status["provisioned"] else 0.0,
+            value=1.0 if counts.provisioned else 0.0,
         )  # fmt: skip
         yield CounterMetricFamily(
             "mqtt_license_floating_leases_expired", "Expired leases reclaimed by this process",

@@ -47,17 +47,33 @@ def lapsed(cert: FloatingCertificate, now: int) -> str | None:
     return None
 
 
-class FloatingPool:
-    """The pool half of :class:`.service.FloatingService`: everything about the certificate."""
+@dataclass(frozen=True)
+class FloatingContext:
+    """What every part of :class:`.service.FloatingService` shares; built once, never changed."""
 
     store: FloatingStore
     signing_key: Ed25519PrivateKey
-    data_dir: Path | None
     clock: Callable[[], int]
+    ttl: int
+    max_clock_skew: int
+    data_dir: Path | None = None
 
-    def _init_pool(self, vendor_public_key: Ed25519PublicKey | None) -> None:
-        self.public_key = public_bytes(self.signing_key)
-        self.fingerprint = fingerprint(self.public_key)
+    @property
+    def public_key(self) -> bytes:
+        return public_bytes(self.signing_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(public_bytes(self.signing_key))
+
+
+class FloatingPool:
+    """Everything about the certificate: the pinned vendor key, verification, provisioning."""
+
+    def __init__(self, ctx: FloatingContext, vendor_public_key: Ed25519PublicKey | None = None) -> None:
+        self.ctx = ctx
+        self.public_key = ctx.public_key
+        self.fingerprint = ctx.fingerprint
         self._fixed_vendor_key = vendor_public_key
         self._vendor_cache: tuple[Any, Ed25519PublicKey | None] = (None, None)
         self._verified: dict[tuple[bytes, bytes], FloatingCertificate] = {}
@@ -65,7 +81,7 @@ class FloatingPool:
     # -- the pinned vendor key -------------------------------------------------------
     @property
     def vendor_key_path(self) -> Path | None:
-        return self.data_dir / VENDOR_KEY_FILE if self.data_dir is not None else None
+        return self.ctx.data_dir / VENDOR_KEY_FILE if self.ctx.data_dir is not None else None
 
     def vendor_key(self) -> Ed25519PublicKey | None:
         """The pinned vendor key: given at construction, else DIR/vendor.pub (re-read when it changes)."""
@@ -88,7 +104,7 @@ class FloatingPool:
 
     def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
         """Store the vendor key every certificate must verify against (DIR/vendor.pub, atomically)."""
-        self._fixed_vendor_key = None if self.data_dir is not None else key
+        self._fixed_vendor_key = None if self.ctx.data_dir is not None else key
         path = self.vendor_key_path
         if path is None:
             return
@@ -123,7 +139,7 @@ class FloatingPool:
             self._verified[cache_key] = cert
         return cert
 
-    def _pool(self, tx: Tx, *, lock: bool) -> PoolView | None:
+    def view(self, tx: Tx, *, lock: bool) -> PoolView | None:
         row = tx.lock_pool() if lock else tx.read_pool()
         if row.certificate is None:
             return None
@@ -138,45 +154,49 @@ class FloatingPool:
     # -- provisioning ---------------------------------------------------------------------
     def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:
         nonce = secrets.token_hex(16)
-        return sign_instance_request(self.signing_key, kind=kind, nonce=nonce, created_at=now, **fields), nonce
+        return sign_instance_request(self.ctx.signing_key, kind=kind, nonce=nonce, created_at=now, **fields), nonce
 
     def activation_request(self, license_key: str) -> tuple[bytes, str]:
         """Online activation: a signed floating_activate request; returns (blob, nonce)."""
-        return self._sign_request(labels.KIND_FLOATING_ACTIVATE, self.clock(), key_digest=key_digest(license_key))
+        return self._sign_request(labels.KIND_FLOATING_ACTIVATE, self.ctx.clock(), key_digest=key_digest(license_key))
 
-    def offline_request(self, license_key: str) -> bytes:
+    def offline_request(self, license_key: str, usage: dict[str, Any]) -> bytes:
         """Offline activation: a signed floating_request; its nonce becomes the pending one
-        (a new request supersedes the previous). It carries the brokers' usage records held here."""
-        now = self.clock()
-        usage = self.usage_fields()  # type: ignore[attr-defined]  # FloatingUsage, the service's other half
+        (a new request supersedes the previous). It carries ``usage``, the brokers' records held here."""
+        now = self.ctx.clock()
         blob, nonce = self._sign_request(labels.KIND_FLOATING_REQUEST, now, key_digest=key_digest(license_key), **usage)
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             tx.lock_pool()
             tx.update_pool(pending_nonce=nonce, pending_at=now)
         return blob
 
-    def _require_certificate(self) -> PoolView:
-        with self.store.transaction() as tx:
-            pool = self._pool(tx, lock=False)
+    def require_certificate(self) -> PoolView:
+        with self.ctx.store.transaction() as tx:
+            pool = self.view(tx, lock=False)
         if pool is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "this floating server is not activated")
         return pool
 
     def check_in_request(self) -> tuple[bytes, str]:
-        cert = self._require_certificate().certificate
+        cert = self.require_certificate().certificate
         return self._sign_request(
-            labels.KIND_FLOATING_CHECK_IN, self.clock(), activation_id=cert.activation_id, license_id=cert.license_id
+            labels.KIND_FLOATING_CHECK_IN,
+            self.ctx.clock(),
+            activation_id=cert.activation_id,
+            license_id=cert.license_id,
         )
 
     def deactivation_request(self, *, offline: bool) -> bytes:
-        cert = self._require_certificate().certificate
+        cert = self.require_certificate().certificate
         kind = labels.KIND_OFFLINE_DEACTIVATION if offline else labels.KIND_DEACTIVATE
-        blob, _ = self._sign_request(kind, self.clock(), activation_id=cert.activation_id, license_id=cert.license_id)
+        blob, _ = self._sign_request(
+            kind, self.ctx.clock(), activation_id=cert.activation_id, license_id=cert.license_id
+        )
         return blob
 
-    @property
     def vendor_url(self) -> str | None:
-        with self.store.transaction() as tx:
+        """Where the pool was activated online (None: offline). Reads the database: off the loop."""
+        with self.ctx.store.transaction() as tx:
             return tx.read_pool().vendor_url
 
     def install_certificate(
@@ -195,7 +215,7 @@ class FloatingPool:
         ``vendor_public_key``: verify against this key and pin it (DIR/vendor.pub) once installed;
         default: the key already pinned.
         """
-        now = self.clock()
+        now = self.ctx.clock()
         cert = self.verify_certificate(blob, vendor_public_key)
         if cert.seats < 0:
             raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the floating certificate has a negative seat count")
@@ -204,7 +224,7 @@ class FloatingPool:
             raise LicensingError(ErrorCode.EXPIRED, "this floating certificate's license term has already ended")
         if limit == "valid_until":
             raise LicensingError(ErrorCode.EXPIRED, "this floating certificate is past its valid_until")
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             row = tx.lock_pool()
             if offline:
                 if row.pending_nonce is None:
@@ -243,8 +263,8 @@ class FloatingPool:
 
     def forget_pool(self) -> FloatingCertificate | None:
         """Deactivated: drop the certificate and every lease at once; the pool stops leasing."""
-        now = self.clock()
-        with self.store.transaction() as tx:
+        now = self.ctx.clock()
+        with self.ctx.store.transaction() as tx:
             row = tx.lock_pool()
             old = None
             if row.certificate is not None:
@@ -264,4 +284,4 @@ class FloatingPool:
         return old
 
 
-__all__ = ["VENDOR_KEY_FILE", "FloatingPool", "PoolView", "lapsed"]
+__all__ = ["VENDOR_KEY_FILE", "FloatingContext", "FloatingPool", "PoolView", "lapsed"]

@@ -20,16 +20,18 @@ from ...clients.http import HttpOptions
 from ...core.documents import FloatingCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import normalize_key
+from .._duties import every
+from ..defaults import FLOATING_REFRESH_INTERVAL
 from .service import FloatingService
 
 log = logging.getLogger(__name__)
 
-DEFAULT_REFRESH_INTERVAL = 24 * 3600
+DEFAULT_REFRESH_INTERVAL = FLOATING_REFRESH_INTERVAL
 VENDOR_HTTP = HttpOptions(timeout=30.0)
 
 
-def _vendor_url(service: FloatingService, vendor_url: str | None) -> str:
-    url = vendor_url or service.vendor_url
+async def _vendor_url(service: FloatingService, vendor_url: str | None) -> str:
+    url = vendor_url or await asyncio.to_thread(service.vendor_url)
     if not url:
         raise LicensingError(ErrorCode.MISSING_FIELD, "no vendor URL known: pass --vendor URL")
     return url
@@ -49,8 +51,10 @@ async def activate_online(
     request, nonce = service.activation_request(key)
     async with ActivationClient(vendor_url, options=options or VENDOR_HTTP) as vendor:
         certificate = await vendor.floating_activate(key, request)
-    return service.install_certificate(
-        certificate, nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
+    return await asyncio.to_thread(
+        lambda: service.install_certificate(
+            certificate, nonce=nonce, vendor_url=vendor_url.rstrip("/"), vendor_public_key=vendor_public_key
+        )
     )
 
 
@@ -58,11 +62,13 @@ async def refresh_online(
     service: FloatingService, vendor_url: str | None = None, *, options: HttpOptions | None = None
 ) -> FloatingCertificate:
     """Check in with the vendor and install the certificate it answers (new seats, features, validity)."""
-    url = _vendor_url(service, vendor_url)
-    request, nonce = service.check_in_request()
+    url = await _vendor_url(service, vendor_url)
+    request, nonce = await asyncio.to_thread(service.check_in_request)
     async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
         certificate = await vendor.floating_check_in(request)
-    return service.install_certificate(certificate, nonce=nonce, vendor_url=url.rstrip("/"))
+    return await asyncio.to_thread(
+        lambda: service.install_certificate(certificate, nonce=nonce, vendor_url=url.rstrip("/"))
+    )
 
 
 async def deactivate_online(
@@ -71,31 +77,31 @@ async def deactivate_online(
     """Return the activation to the vendor, then stop leasing (only once the vendor agreed)."""
     from .usage import forward_online
 
-    url = _vendor_url(service, vendor_url)
+    url = await _vendor_url(service, vendor_url)
     try:  # the brokers' usage held here still bills this activation: hand it over first
         await forward_online(service, url, options=options or VENDOR_HTTP)
     except LicensingError as exc:
         log.warning("usage records could not be forwarded before the deactivation (kept): %s", exc)
-    request = service.deactivation_request(offline=False)
+    request = await asyncio.to_thread(lambda: service.deactivation_request(offline=False))
     async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
         try:
             await vendor.deactivate(request)
         except LicensingError as exc:
             if not exc.code.means_already_free:
                 raise
-    return service.forget_pool()
+    return await asyncio.to_thread(service.forget_pool)
+
+
+async def refresh_held(service: FloatingService, options: HttpOptions | None = None) -> None:
+    """One refresh pass: an online-provisioned pool checks in; an offline one has nothing to do."""
+    if not await asyncio.to_thread(service.vendor_url):
+        return
+    cert = await refresh_online(service, options=options)
+    log.info("floating certificate refreshed: %d seats, features %s", cert.seats, ",".join(cert.features))
 
 
 async def refresh_periodically(
     service: FloatingService, interval: float = DEFAULT_REFRESH_INTERVAL, options: HttpOptions | None = None
 ) -> None:
     """Background task for ``floating serve``: keep an online-provisioned pool's certificate fresh."""
-    while True:
-        await asyncio.sleep(interval)
-        if not service.vendor_url:
-            continue
-        try:
-            cert = await refresh_online(service, options=options)  # a few ms of SQLite once a day: fine on the loop
-            log.info("floating certificate refreshed: %d seats, features %s", cert.seats, ",".join(cert.features))
-        except LicensingError as exc:
-            log.warning("floating certificate refresh failed: %s", exc)
+    await every("floating certificate refresh", interval, lambda: refresh_held(service, options))

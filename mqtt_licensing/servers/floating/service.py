@@ -1,4 +1,5 @@
-"""The floating license server's domain logic: seat leasing over the pool of :mod:`.pool`.
+"""The floating license server's domain logic: a facade over the pool (:mod:`.pool`), the leases
+(:mod:`.leases`) and the brokers' usage records (:mod:`.usage`).
 
 No HTTP here (see :mod:`.app`) and no SQL (see :mod:`.store`). Time comes from an
 injectable clock so tests can move it.
@@ -7,43 +8,37 @@ Chain of trust: the vendor signs a :class:`FloatingCertificate` naming this serv
 public key, seats and features; this server signs each :class:`Lease` with that key
 and embeds the certificate bytes, so an agent checks vendor -> server -> lease with
 :func:`core.documents.verify_lease` and the one vendor key it pins.
-
-Every lease request is an :class:`InstanceRequest` signed by the instance key:
-acquire is verified against the key it carries (first contact), renew and release
-against the key on record for that instance's lease. A request must be fresh
-(``created_at`` within ``max_clock_skew`` seconds of the server clock) and its nonce is
-accepted once, so a captured request cannot be replayed.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ...core import labels
-from ...core.documents import FloatingCertificate, InstanceRequest, Lease, open_instance_request
-from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import load_public_key, public_key_to_text
+from ...core.documents import FloatingCertificate
+from ...core.errors import LicensingError
+from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
-from .._requests import MAX_CLOCK_SKEW, check_fresh, peek_request, replayed
+from .._requests import MAX_CLOCK_SKEW
+from ..defaults import FLOATING_TTL
 from . import clones
-from .access import NewIdentityLimit, admits, new_join_token, normalized_rule, refused
-from .pool import FloatingPool, PoolView, lapsed
-from .store import FloatingStore, LeaseRecord, Tx
+from .access import NewIdentityLimit, new_join_token, normalized_rule
+from .leases import Leases
+from .pool import FloatingContext, FloatingPool, PoolView, lapsed
+from .store import FloatingStore
 from .usage import FloatingUsage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TTL = 600  # seconds; the agent renews every TTL/3
+DEFAULT_TTL = FLOATING_TTL  # seconds; the agent renews every TTL/3
 KEY_NAME = "floating"
 DB_FILE = "floating.db"
 
@@ -52,8 +47,21 @@ def system_clock() -> int:
     return int(time.time())
 
 
-class FloatingService(FloatingPool, FloatingUsage):
-    """The floating server's behaviour; thread-safe (all state is in the database)."""
+@dataclass(frozen=True)
+class PoolGauges:
+    seats: int  # in the pool (0 before provisioning)
+    used: int  # leased now
+    cloned: int  # active leases renewed by two instances
+    provisioned: bool
+
+
+class FloatingService:
+    """The floating server's behaviour; thread-safe (all state is in the database).
+
+    A facade: one frozen :class:`.pool.FloatingContext` and the parts built over it
+    (:attr:`pool`, :attr:`leases`, :attr:`usage`); its methods delegate to them. Every method is
+    synchronous and may block on the database: call it through ``run_in_threadpool`` /
+    ``to_thread`` from a loop."""
 
     def __init__(
         self,
@@ -69,16 +77,11 @@ class FloatingService(FloatingPool, FloatingUsage):
     ) -> None:
         if ttl <= 0:
             raise ValueError("the lease ttl must be positive")
-        self.store = store
-        self.signing_key = signing_key
-        self.data_dir = data_dir
-        self.ttl = int(ttl)
-        self.clock = clock
-        self.max_clock_skew = max_clock_skew
-        self.leases_expired = 0  # expired leases this process reclaimed (the metrics count them)
-        self._nonces_pruned_at = 0
+        self.ctx = FloatingContext(store, signing_key, clock, int(ttl), max_clock_skew, data_dir)
+        self.pool = FloatingPool(self.ctx, vendor_public_key)
         self.new_identities = NewIdentityLimit(new_identities_per_minute)
-        self._init_pool(vendor_public_key)
+        self.leases = Leases(self.ctx, self.pool, self.new_identities)
+        self.usage = FloatingUsage(self.ctx, self.pool)
 
     @classmethod
     def open(
@@ -104,175 +107,117 @@ class FloatingService(FloatingPool, FloatingUsage):
         return service
 
     def close(self) -> None:
-        self.store.close()
+        self.ctx.store.close()
 
-    def _usable_pool(self, tx: Tx, now: int) -> PoolView:
-        pool = self._pool(tx, lock=True)
-        if pool is None:
-            raise LicensingError(
-                ErrorCode.NOT_PROVISIONED, "this floating server has no pool: activate it against the vendor first"
-            )
-        limit = lapsed(pool.certificate, now)
-        if limit == "expires_at":
-            raise LicensingError(ErrorCode.EXPIRED, "the floating license term has ended")
-        if limit == "valid_until":
-            raise LicensingError(
-                ErrorCode.EXPIRED,
-                "the floating certificate was not refreshed before its "
-                "valid_until: run 'mqtt-licensing floating refresh'",
-            )
-        return pool
+    # -- what callers read --------------------------------------------------------------------
+    @property
+    def store(self) -> FloatingStore:
+        return self.ctx.store
 
-    def _lease_expiry(self, cert: FloatingCertificate, now: int) -> int:
-        expires = now + self.ttl
-        for limit in (cert.expires_at, cert.valid_until):
-            if limit is not None:
-                expires = min(expires, limit)
-        return expires
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self.ctx.signing_key
 
-    def _remember(self, tx: Tx, request: InstanceRequest, now: int) -> None:
-        if not tx.remember_nonce(request.fingerprint, request.nonce, request.created_at):
-            raise replayed()
-        # Pruning is housekeeping, not protection (a request older than the clock window is
-        # refused by check_fresh anyway): once a second per process instead of on every request.
-        if now != self._nonces_pruned_at:
-            self._nonces_pruned_at = now
-            tx.prune_nonces(now - self.max_clock_skew - 1)
+    @property
+    def data_dir(self) -> Path | None:
+        return self.ctx.data_dir
 
-    def _sign_lease(self, row: LeaseRecord, pool: PoolView, now: int) -> bytes:
-        return Lease(
-            lease_id=row.lease_id,
-            instance_fingerprint=row.instance_fingerprint,
-            features=row.features,
-            issued_at=now,
-            expires_at=row.expires_at,
-            ttl=self.ttl,
-            certificate=pool.blob,
-            chain=row.chain,
-        ).sign(self.signing_key)
+    @property
+    def ttl(self) -> int:
+        return self.ctx.ttl
 
-    @staticmethod
-    def _check_seat_order(tx: Tx, lease: LeaseRecord, pool: PoolView, now: int) -> None:
-        """A lease keeps its seat only while it is among the `seats` oldest (the pool may have shrunk).
+    def clock(self) -> int:
+        return self.ctx.clock()
 
-        Counted only for a lease issued before the last shrink below the leases in use: one issued
-        later found fewer than `seats` older leases, and older ones never come back, so it fits
-        (this is what keeps a renewal free of a count over every lease)."""
-        cert = pool.certificate
-        if pool.seat_check_before is None or lease.issued_at >= pool.seat_check_before:
-            return
-        if tx.count_active_before(now, lease.issued_at, lease.lease_id) >= cert.seats:
-            raise LicensingError(
-                ErrorCode.NO_SEATS, f"the pool now has {cert.seats} seat(s) and this lease is beyond them"
-            )
+    @property
+    def public_key(self) -> bytes:
+        return self.pool.public_key
 
-    # -- the lease API -------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        return self.pool.fingerprint
+
+    @property
+    def leases_expired(self) -> int:
+        """Expired leases this process reclaimed (the metrics count them)."""
+        return self.leases.expired
+
+    # -- the lease API (:mod:`.leases`) -------------------------------------------------------
     def acquire(self, request_blob: bytes, *, source: str = "local", join_token: str | None = None) -> bytes:
-        """Lease a seat (or return the instance's existing one, extended); return the signed lease.
-
-        A new seat needs the pool's access rules to admit the instance (:mod:`.access`)."""
-        now = self.clock()
-        request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
-        check_fresh(request, now, self.max_clock_skew)
-        requested = _feature_set(request.features)
-        with self.store.transaction() as tx:
-            pool = self._usable_pool(tx, now)
-            cert = pool.certificate
-            missing = sorted(set(requested) - set(cert.features))
-            if missing:
-                raise LicensingError(
-                    ErrorCode.FEATURE_UNAVAILABLE,
-                    f"the pool does not have {', '.join(missing)} (it has: {', '.join(cert.features) or 'nothing'})",
-                )
-            features = requested or tuple(sorted(cert.features))
-            self._remember(tx, request, now)
-            clones.refuse_suspended(tx, self.signing_key, request, now)
-            reclaimed = tx.delete_expired(now)
-            expires = self._lease_expiry(cert, now)
-            existing = tx.lease_by_fingerprint(request.fingerprint)
-            if existing is not None:
-                self._check_seat_order(tx, existing, pool, now)
-                # A new chain: a copy still renewing with the old one is seen at its next renewal.
-                rotated: dict[str, Any] = {"chain": secrets.token_hex(16), "chain_prev": None}
-                tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features, **rotated)
-                row = replace(existing, features=features, renewed_at=now, expires_at=expires, **rotated)
-            else:
-                if not admits(tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token):
-                    raise refused()
-                self.new_identities.check(source)
-                used = tx.count_active(now)
-                if used >= cert.seats:
-                    raise LicensingError(
-                        ErrorCode.NO_SEATS, f"all {cert.seats} seat(s) of the pool are leased; retry later"
-                    )
-                row = LeaseRecord(
-                    "lse_" + secrets.token_hex(12),
-                    request.fingerprint,
-                    request.public_key,
-                    features,
-                    now,
-                    now,
-                    expires,
-                    chain=secrets.token_hex(16),
-                )
-                tx.insert_lease(row)
-        self.leases_expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
-        return self._sign_lease(row, pool, now)
+        return self.leases.acquire(request_blob, source=source, join_token=join_token)
 
     def renew(self, request_blob: bytes) -> bytes:
-        """Extend the instance's lease; the request must be signed by the key the lease was given to."""
-        now = self.clock()
-        claimed = peek_request(request_blob).fingerprint
-        suspend = False
-        with self.store.transaction() as tx:
-            pool = self._usable_pool(tx, now)
-            cert = pool.certificate
-            if tx.is_suspended(claimed):  # its lease is gone: verified against the key it carries
-                clones.refuse_suspended(
-                    tx, self.signing_key, open_instance_request(request_blob, labels.KIND_LEASE_RENEW), now
-                )
-            lease = tx.lease_by_fingerprint(claimed)
-            if lease is None or lease.expires_at <= now:
-                raise LicensingError(
-                    ErrorCode.LEASE_NOT_FOUND, "no active lease for this instance (expired or released): acquire again"
-                )
-            request = open_instance_request(request_blob, labels.KIND_LEASE_RENEW, load_public_key(lease.public_key))
-            check_fresh(request, now, self.max_clock_skew)
-            self._remember(tx, request, now)
-            missing = sorted(set(lease.features) - set(cert.features))
-            if missing:
-                raise LicensingError(
-                    ErrorCode.FEATURE_UNAVAILABLE,
-                    f"the pool no longer has {', '.join(missing)}: acquire with another feature set",
-                )
-            self._check_seat_order(tx, lease, pool, now)
-            expires = self._lease_expiry(cert, now)
-            chain = clones.follow_chain(lease, request.chain, now)
-            tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
-            row = replace(lease, renewed_at=now, expires_at=expires, **chain)
-            if row.clone_count and pool.clone_policy == "suspend":
-                tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on
-                tx.suspend(claimed, lease.lease_id, now)
-                suspend = True
-        if suspend:  # raised once the suspension is committed
-            log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
-            raise clones.cloned(self.signing_key, row.lease_id, request, now)
-        return self._sign_lease(row, pool, now)
+        return self.leases.renew(request_blob)
 
     def release(self, request_blob: bytes) -> bool:
-        """Give the seat back at once. Idempotent: False when the instance held no lease."""
+        return self.leases.release(request_blob)
+
+    # -- the pool and its provisioning (:mod:`.pool`) -----------------------------------------
+    def vendor_key(self) -> Ed25519PublicKey | None:
+        return self.pool.vendor_key()
+
+    def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
+        self.pool.pin_vendor_key(key)
+
+    def verify_certificate(self, blob: bytes, vendor: Ed25519PublicKey | None = None) -> FloatingCertificate:
+        return self.pool.verify_certificate(blob, vendor)
+
+    def vendor_url(self) -> str | None:
+        return self.pool.vendor_url()
+
+    def activation_request(self, license_key: str) -> tuple[bytes, str]:
+        return self.pool.activation_request(license_key)
+
+    def offline_request(self, license_key: str) -> bytes:
+        """Offline activation: a signed floating_request carrying the oldest held usage records."""
+        return self.pool.offline_request(license_key, self.usage.usage_fields())
+
+    def check_in_request(self) -> tuple[bytes, str]:
+        return self.pool.check_in_request()
+
+    def deactivation_request(self, *, offline: bool) -> bytes:
+        return self.pool.deactivation_request(offline=offline)
+
+    def install_certificate(
+        self,
+        blob: bytes,
+        *,
+        nonce: str | None = None,
+        offline: bool = False,
+        vendor_url: str | None = None,
+        vendor_public_key: Ed25519PublicKey | None = None,
+    ) -> FloatingCertificate:
+        return self.pool.install_certificate(
+            blob, nonce=nonce, offline=offline, vendor_url=vendor_url, vendor_public_key=vendor_public_key
+        )
+
+    def forget_pool(self) -> FloatingCertificate | None:
+        return self.pool.forget_pool()
+
+    # -- usage records (:mod:`.usage`) --------------------------------------------------------
+    def accept_usage(self, request_blob: bytes, records: list[bytes]) -> bytes:
+        return self.usage.accept_usage(request_blob, records)
+
+    def forward_batch(self) -> tuple[bytes, str, list[tuple[str, int]]] | None:
+        return self.usage.forward_batch()
+
+    def forwarded(self, ack_blob: bytes, nonce: str, sent: list[tuple[str, int]], vendor: Any) -> int:
+        return self.usage.forwarded(ack_blob, nonce, sent, vendor)
+
+    def usage_status(self) -> dict[str, Any]:
+        return self.usage.usage_status()
+
+    def gauges(self) -> PoolGauges:
+        """What the metrics show: seats, leases in use and seen cloned. Counted in SQL, read-only."""
         now = self.clock()
-        claimed = peek_request(request_blob).fingerprint
         with self.store.transaction() as tx:
-            tx.lock_pool()
-            lease = tx.lease_by_fingerprint(claimed)
-            known = load_public_key(lease.public_key) if lease is not None else None
-            request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE, known)
-            check_fresh(request, now, self.max_clock_skew)
-            if lease is None:
-                return False
-            self._remember(tx, request, now)
-            return tx.delete_lease(lease.lease_id)
+            used, cloned = tx.lease_gauges(now)
+            try:
+                pool = self.pool.view(tx, lock=False)
+            except LicensingError:  # an untrusted certificate leases nothing: not provisioned
+                pool = None
+        seats = pool.certificate.seats if pool is not None else 0
+        return PoolGauges(seats=seats, used=used, cloned=cloned, provisioned=pool is not None)
 
     # -- access rules (issue 10, see .access) -----------------------------------------------
     def allow(self, kind: str, value: str | None = None) -> str | None:
@@ -307,7 +252,7 @@ class FloatingService(FloatingPool, FloatingUsage):
             problem = None
             pool = None
             try:
-                pool = self._pool(tx, lock=False)
+                pool = self.pool.view(tx, lock=False)
             except LicensingError as exc:
                 problem = exc.message
         out: dict[str, Any] = {
@@ -361,12 +306,6 @@ class FloatingService(FloatingPool, FloatingUsage):
             }
             out["seats"] = {"total": cert.seats, "used": len(leases), "free": max(cert.seats - len(leases), 0)}
         return out
-
-
-def _feature_set(names: tuple[str, ...]) -> tuple[str, ...]:
-    if any(not isinstance(n, str) or not n for n in names):
-        raise LicensingError(ErrorCode.INVALID_FIELD, "features must be non-empty names")
-    return tuple(sorted(set(names)))
 
 
 __all__ = ["DB_FILE", "DEFAULT_TTL", "KEY_NAME", "FloatingService", "PoolView", "system_clock"]

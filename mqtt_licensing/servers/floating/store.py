@@ -127,6 +127,12 @@ class Tx:
             ).scalar_one()
         )
 
+    def lease_gauges(self, now: int) -> tuple[int, int]:
+        """(active leases, active leases seen cloned): counted, no rows read."""
+        query = sa.select(sa.func.count(), sa.func.count(leases.c.cloned_at)).where(leases.c.expires_at > now)
+        used, cloned = self.conn.execute(query).one()
+        return int(used), int(cloned)
+
     def count_active_before(self, now: int, issued_at: int, lease_id: str) -> int:
         """Active leases older than the given one (seat order: issued_at, then lease_id)."""
         c = leases.c

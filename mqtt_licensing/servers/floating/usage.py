@@ -24,10 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Coroutine
-from typing import Any
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any
 
 from ...clients.activation import ActivationClient
 from ...clients.http import HttpOptions
@@ -42,15 +39,20 @@ from ...core.documents import (
 )
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
+from .._duties import Duty, every
 from .._requests import check_fresh, peek_request
-from .store import FloatingStore
+from ..defaults import FLOATING_FORWARD_INTERVAL
+
+if TYPE_CHECKING:  # the pool imports parse_ref from here, and the service this module
+    from .pool import FloatingContext, FloatingPool
+    from .service import FloatingService
 
 log = logging.getLogger(__name__)
 
 MAX_RECORDS_FROM_AGENT = 500  # as the vendor takes from one instance
 MAX_RECORDS_PER_BATCH = 200  # one forwarded batch stays well under the vendor's request limit
 MAX_RECORDS_PER_CODE = 100  # a request code is a signed document of at most 64 KiB
-DEFAULT_FORWARD_INTERVAL = 300.0
+DEFAULT_FORWARD_INTERVAL = FLOATING_FORWARD_INTERVAL
 
 
 def parse_ref(ref: str) -> tuple[str, int] | None:
@@ -59,24 +61,21 @@ def parse_ref(ref: str) -> tuple[str, int] | None:
 
 
 class FloatingUsage:
-    """The usage half of :class:`.service.FloatingService`."""
+    """The brokers' usage records: taken from lease holders, held, and carried on to the vendor."""
 
-    store: FloatingStore
-    signing_key: Ed25519PrivateKey
-    clock: Callable[[], int]
-    max_clock_skew: int
-    fingerprint: str
-    _require_certificate: Callable[[], Any]
+    def __init__(self, ctx: FloatingContext, pool: FloatingPool) -> None:
+        self.ctx = ctx
+        self.pool = pool
 
     # -- agent -> floating server ---------------------------------------------------------
     def accept_usage(self, request_blob: bytes, records: list[bytes]) -> bytes:
         """Hold a leasing instance's records for the vendor; return the signed receipt."""
         if len(records) > MAX_RECORDS_FROM_AGENT:
             raise LicensingError(ErrorCode.BAD_REQUEST, f"at most {MAX_RECORDS_FROM_AGENT} usage records per report")
-        now = self.clock()
+        now = self.ctx.clock()
         claimed = peek_request(request_blob).fingerprint
         sequences: list[int] = []
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             lease = tx.lease_by_fingerprint(claimed)  # expired or not: what counts is the key on record
             if lease is None:
                 raise LicensingError(
@@ -84,7 +83,7 @@ class FloatingUsage:
                 )
             key = load_public_key(lease.public_key)
             request = open_instance_request(request_blob, labels.KIND_LEASE_USAGE, key)
-            check_fresh(request, now, self.max_clock_skew)
+            check_fresh(request, now, self.ctx.max_clock_skew)
             for blob in records:
                 record = UsageRecord.open(blob, key)  # raises for anything the lease holder did not sign
                 if record.instance_fingerprint != lease.instance_fingerprint:
@@ -97,11 +96,11 @@ class FloatingUsage:
                 sequences.append(record.sequence)
         return UsageAck(
             instance_fingerprint=claimed, sequences=tuple(sequences), request_nonce=request.nonce, issued_at=now
-        ).sign(self.signing_key)
+        ).sign(self.ctx.signing_key)
 
     # -- floating server -> vendor ----------------------------------------------------------
     def _held(self, limit: int) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             rows = tx.usage_outbox(limit)
         refs = [(fp, seq) for fp, seq, _rec, _key in rows]
         keys = tuple(dict.fromkeys(key for _fp, _seq, _rec, key in rows))
@@ -116,13 +115,13 @@ class FloatingUsage:
         refs, fields = self._held(MAX_RECORDS_PER_BATCH)
         if not refs:
             return None
-        cert = self._require_certificate().certificate
+        cert = self.pool.require_certificate().certificate
         nonce = secrets.token_hex(16)
         request = sign_instance_request(
-            self.signing_key,
+            self.ctx.signing_key,
             kind=labels.KIND_FLOATING_USAGE,
             nonce=nonce,
-            created_at=self.clock(),
+            created_at=self.ctx.clock(),
             activation_id=cert.activation_id,
             license_id=cert.license_id,
             **fields,
@@ -132,7 +131,7 @@ class FloatingUsage:
     def forwarded(self, ack_blob: bytes, nonce: str, sent: list[tuple[str, int]], vendor: Any) -> int:
         """Verify the vendor's receipt for exactly this batch; delete the records it names."""
         ack = ForwardedUsageAck.open(ack_blob, vendor)
-        if ack.server_fingerprint != self.fingerprint or ack.request_nonce != nonce:
+        if ack.server_fingerprint != self.ctx.fingerprint or ack.request_nonce != nonce:
             raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the usage receipt answers another batch")
         return self.drop_acknowledged(ack.stored, sent)
 
@@ -140,17 +139,17 @@ class FloatingUsage:
         refs = [r for r in (parse_ref(s) for s in stored) if r is not None and (sent is None or r in sent)]
         if not refs:
             return 0
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             return tx.drop_usage(refs)
 
     def usage_status(self) -> dict[str, Any]:
-        with self.store.transaction() as tx:
+        with self.ctx.store.transaction() as tx:
             return {"outbox": tx.usage_outbox_count()}
 
 
-async def forward_online(service: Any, vendor_url: str, *, options: HttpOptions) -> int:
+async def forward_online(service: FloatingService, vendor_url: str, *, options: HttpOptions) -> int:
     """Send every held record to the vendor in batches; how many it acknowledged."""
-    vendor = service.vendor_key()
+    vendor = await asyncio.to_thread(service.vendor_key)  # reads DIR/vendor.pub
     if vendor is None:
         raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned")
     total = 0
@@ -165,39 +164,43 @@ async def forward_online(service: Any, vendor_url: str, *, options: HttpOptions)
     return total
 
 
-async def forward_periodically(service: Any, interval: float, options: HttpOptions) -> None:
-    """Background task for ``floating serve``: carry the outbox to an online vendor."""
-    while True:
-        await asyncio.sleep(interval)
-        url = service.vendor_url
-        if not url:
-            continue  # provisioned offline: the records ride in the next request code
-        try:
-            sent = await forward_online(service, url, options=options)
-            if sent:
-                log.info("forwarded %d usage record(s) to the vendor", sent)
-        except LicensingError as exc:
-            log.warning("forwarding usage to the vendor failed (kept for the next attempt): %s", exc)
+async def forward_held(service: FloatingService, options: HttpOptions) -> None:
+    """One pass of usage forwarding: everything held goes to an online vendor."""
+    url = await asyncio.to_thread(service.vendor_url)
+    if not url:
+        return  # provisioned offline: the records ride in the next request code
+    sent = await forward_online(service, url, options=options)
+    if sent:
+        log.info("forwarded %d usage record(s) to the vendor", sent)
+
+
+async def forward_periodically(service: FloatingService, interval: float, options: HttpOptions) -> None:
+    """Background task for ``floating serve``: carry the outbox to an online vendor (a failed pass
+    keeps the records for the next one)."""
+    await every("forwarding usage to the vendor", interval, lambda: forward_held(service, options))
 
 
 def vendor_duties(
-    service: Any, refresh_interval: float, forward_interval: float, options: HttpOptions
-) -> Callable[[], Coroutine[Any, Any, None]] | None:
+    service: FloatingService, refresh_interval: float, forward_interval: float, options: HttpOptions
+) -> list[Duty]:
     """``floating serve``'s background work with the vendor: certificate refresh and usage forwarding."""
     from .provision import refresh_periodically
 
-    duties: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    duties: list[Duty] = []
     if refresh_interval > 0:
         duties.append(lambda: refresh_periodically(service, refresh_interval, options))
     if forward_interval > 0:
         duties.append(lambda: forward_periodically(service, forward_interval, options))
-    if not duties:
-        return None
-
-    async def run() -> None:
-        await asyncio.gather(*(duty() for duty in duties))
-
-    return run
+    return duties
 
 
-__all__ = ["FloatingUsage", "forward_online", "forward_periodically", "parse_ref", "usage_ref", "vendor_duties"]
+__all__ = [
+    "DEFAULT_FORWARD_INTERVAL",
+    "FloatingUsage",
+    "forward_held",
+    "forward_online",
+    "forward_periodically",
+    "parse_ref",
+    "usage_ref",
+    "vendor_duties",
+]

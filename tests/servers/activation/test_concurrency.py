@@ -81,7 +81,7 @@ def test_50_racers_across_replicas_for_the_last_activation(replicas: list[Vendor
     assert first.service is not None
     for _ in range(2):  # all but the last activation already taken
         inst = Instance()
-        assert first.service.activate(key, inst.activate(key))["reused"] is False
+        assert first.service.activate(key, inst.activate(key)).reused is False
     responses = _race(replicas, [Instance().activation_body(key) for _ in range(50)])
     assert Counter(r.status_code for r in responses) == {201: 1, 409: 49}
     assert len(first.service.list_activations(first.license_id(key))) == 3

@@ -22,7 +22,7 @@ LIMIT = 10
 def _limit(handles: list[VendorHandle]) -> None:
     for handle in handles:
         assert handle.service is not None
-        handle.service.rate_limit_key_failures = LIMIT
+        handle.service.reconfigure(rate_limit_key_failures=LIMIT)
 
 
 def test_one_key_hammered_across_replicas_is_refused_after_the_limit(replicas: list[VendorHandle]) -> None:  # noqa: F811

@@ -132,7 +132,7 @@ async def test_offline_activation_cannot_check_in_online(vendor: VendorHandle) -
     inst = Instance()
     result = vendor.service.offline_activate(inst.offline_request_code(key))
     async with ActivationClient(vendor.url) as client:
-        await _expect(ErrorCode.WRONG_MODEL, client.check_in(inst.check_in(result["activation_id"])))
+        await _expect(ErrorCode.WRONG_MODEL, client.check_in(inst.check_in(result.activation_id)))
 
 
 def test_sign_instance_request_fields_are_what_the_agent_sends(vendor: VendorHandle) -> None:
@@ -147,4 +147,4 @@ def test_sign_instance_request_fields_are_what_the_agent_sends(vendor: VendorHan
         created_at=int(time.time()),
         key_digest=key_digest(key),
     )
-    assert vendor.service.offline_activate(armor(labels.USAGE_REQUEST, blob))["reused"] is False
+    assert vendor.service.offline_activate(armor(labels.USAGE_REQUEST, blob)).reused is False

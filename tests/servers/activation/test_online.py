@@ -42,8 +42,9 @@ def test_data_folder_keys(vendor: VendorHandle) -> None:
 
 async def test_health_and_noop(http) -> None:  # type: ignore[no-untyped-def]
     health = (await http.get("/v1/health")).json()
-    assert health["ok"] is True and isinstance(health["public_key"], str)
-    assert (await http.get("/v1/noop")).json() == {}
+    assert set(health) == {"ok", "service", "public_key", "fingerprint", "time"}
+    assert health["ok"] is True and health["service"] == "activation" and isinstance(health["public_key"], str)
+    assert (await http.get("/v1/noop")).json() == {"ok": True}
 
 
 async def test_activate_then_check_in_sees_added_feature(vendor: VendorHandle) -> None:

@@ -37,7 +37,7 @@ def activated(vendor: VendorHandle) -> tuple[Instance, str, str]:
     inst = Instance()
     assert vendor.service is not None
     activation = vendor.service.activate(key, inst.activate(key))
-    return inst, activation["activation_id"], activation["license_id"]
+    return inst, activation.activation_id, activation.license_id
 
 
 def report(vendor: VendorHandle, inst: Instance, activation_id: str, blobs: list[bytes], nonce: str = "") -> UsageAck:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -54,8 +53,9 @@ class Shop:
         self.app.state.content_policy = content_policy(config.stripe)
 
     def hooks(self) -> dict[str, Any]:
-        """What ``create_app`` takes to serve the store: its pages under /shop, its loop as lifespan."""
-        return {"routes": [Mount(MOUNT, app=self.app)], "lifespan": self.running_lifespan}
+        """What ``create_app`` takes to serve the store: its pages under /shop, its loop as a
+        background duty (each pass logs its own failures and the loop goes on)."""
+        return {"routes": [Mount(MOUNT, app=self.app)], "background": [self.worker]}
 
     def wake(self) -> None:
         """Run the fulfilment loop now (a payment just arrived) instead of at its next tick."""
@@ -85,17 +85,6 @@ class Shop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.worker_interval)
             self._wake.clear()
-
-    @contextlib.asynccontextmanager
-    async def running_lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        """The server's lifespan: the fulfilment loop runs while the server does."""
-        task = asyncio.create_task(self.worker(), name="shop-worker")
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 __all__ = ["MOUNT", "Shop"]

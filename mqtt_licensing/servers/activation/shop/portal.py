@@ -23,6 +23,7 @@ from ....core.documents import InstanceRequest, open_instance_request
 from ....core.errors import ErrorCode, LicensingError
 from ....core.keys import key_digest
 from ....core.signing import parse_envelope
+from ..results import OfflineActivation, OfflineDeactivation
 from ..service import ActivationService
 from .config import ShopConfig
 from .mail import Mailer, mask_email
@@ -158,14 +159,14 @@ class Portal:
         log.info("portal: activation %s of %s freed by the customer", activation_id, license_id)
         return act
 
-    def offline_activate(self, license_id: str, lic_digest: str, request_code: Any) -> dict[str, Any]:
+    def offline_activate(self, license_id: str, lic_digest: str, request_code: Any) -> OfflineActivation:
         """``vendor offline-activate`` for a request code made with this license's key."""
         request = open_instance_request(unarmor(request_code, labels.USAGE_REQUEST), labels.KIND_OFFLINE_REQUEST)
         if not hmac.compare_digest(request.key_digest or "", lic_digest):
             raise LicensingError(ErrorCode.BAD_REQUEST, f"this request code is not for license {license_id}")
         return self.service.offline_activate(request_code)
 
-    def offline_deactivate(self, license_id: str, code: Any) -> dict[str, Any]:
+    def offline_deactivate(self, license_id: str, code: Any) -> OfflineDeactivation:
         """``vendor offline-deactivate`` for a deactivation code of one of this license's activations."""
         claimed = InstanceRequest.from_body(parse_envelope(unarmor(code, labels.DEACTIVATION_CODE)).unverified_body())
         mine = {a["id"] for a in self.service.get_license(license_id)["activations"]}

@@ -76,10 +76,10 @@ def portal_routes(portal: Portal, secure_cookie: bool) -> list[Route]:
         digest = await run_in_threadpool(portal.key_digest_of, license_id)
         result = await run_in_threadpool(portal.offline_activate, license_id, digest, data.get("request_code"))
         return Response(
-            result["usage_license"],
+            result.usage_license,
             media_type="text/plain",
             headers={
-                "Content-Disposition": f'attachment; filename="usage-license-{result["activation_id"]}.txt"',
+                "Content-Disposition": f'attachment; filename="usage-license-{result.activation_id}.txt"',
                 "Cache-Control": "no-store",
             },
         )
@@ -88,8 +88,8 @@ def portal_routes(portal: Portal, secure_cookie: bool) -> list[Route]:
         data = await form(request)
         _token, license_id, _csrf = await signed_in(request, data)
         result = await run_in_threadpool(portal.offline_deactivate, license_id, data.get("code"))
-        what = "freed" if result["freed"] else "was already free"
-        return await license_page(request, f"Activation {result['activation_id']} {what}.")
+        what = "freed" if result.freed else "was already free"
+        return await license_page(request, f"Activation {result.activation_id} {what}.")
 
     async def logout(request: Request) -> Response:
         data = await form(request)
