@@ -15,6 +15,7 @@ from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
 from tests.helpers.cli import run_cli
+from tests.helpers.fakeclock import FakeClock
 
 
 def cli(*args, check=True):
@@ -94,7 +95,13 @@ def test_round_trip_by_files(tmp_path, vendor_dir, air_gapped_broker):
     assert status["check_in"] is None
     with MqttClient(broker.port, client_id="plant") as c:
         assert c.connect() == 0
-    time.sleep(1.0)  # several ticks with a 0.2 s check-in interval: an online license would have tried
+    # Five check-in intervals pass, a step each: an online license would have called the vendor
+    # (the dead URL: a failure, grace) on every one of them.
+    clock = FakeClock()
+    broker.agent.clock = clock
+    for _ in range(5):
+        clock.advance(0.25)
+        broker.call(broker.agent.tick())
     assert broker.agent.evaluation.state == "active"
     assert broker.status()["check_in"] is None
 
