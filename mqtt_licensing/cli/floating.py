@@ -39,7 +39,7 @@ from .floating_provision import (
     when,
 )
 from .logs import add_log_options, setup_logging
-from .network import outbound_args, outbound_options, tls_args
+from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
 from .serverdata import data_command, open_data, require_free_port
 
 DEFAULT_PORT = 8800
@@ -92,6 +92,7 @@ def register(subparsers: Any) -> None:
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
     tls_args(p)
+    metrics_args(p)
     outbound_args(p)
 
     p = command("activate", "activate this floating server online against the vendor", activate)
@@ -166,8 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
+        app = create_app(service, token, trusted_proxies=proxies, background=background)
+        print(f"  /metrics bearer token in {protect_metrics(app, args, args.data)}", file=sys.stderr)
         serve_forever(
-            create_app(service, token, trusted_proxies=proxies, background=background),
+            app,
             args.host,
             args.port,
             tls_cert=args.tls_cert,
@@ -205,7 +208,14 @@ def _status(args: argparse.Namespace) -> int:
             lines.append(f"support until    {when(pool['support_until'], now)}")
     lines.append(f"seats            {seats['used']} used, {seats['free']} free, {seats['total']} total")
     rules = ", ".join(f"{r['kind']} {r['value']}" for r in status["access"])
-    lines.append(f"new instances    {rules or 'anyone who can reach this server (mqtt-licensing floating allow)'}")
+    lines.append(f"new instances    {rules or 'ANYONE who can reach this server'}")
+    if not rules:  # a pool from before new pools were closed by default
+        lines.append(
+            "WARNING          the pool is open to anyone: close it with "
+            f"mqtt-licensing floating allow --data {args.data} --new-token"
+        )
+    if status.get("remembered_instances"):
+        lines.append(f"returning        {status['remembered_instances']} instance(s) leased to before, admitted again")
     if status["vendor_url"]:
         lines.append(f"vendor           {status['vendor_url']}")
     for lease in status["leases"]:

@@ -18,8 +18,8 @@ from typing import Any
 from ..core.errors import ErrorCode, SetupError
 from . import vendor_usage
 from .logs import add_log_options, setup_logging
-from .network import tls_args
-from .serverdata import data_command, open_data, require_data_folder, require_free_port
+from .network import metrics_args, protect_metrics, tls_args
+from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
 from .vendor_admin import (
     CREATE,
     UNSET,
@@ -130,8 +130,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
+    app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
+    print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
     serve_forever(
-        create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
+        app,
         args.host,
         args.port,
         tls_cert=args.tls_cert,
@@ -179,8 +181,7 @@ def _register_init(verbs: argparse._SubParsersAction) -> None:
         "so a mistyped --data never makes a new signing key.",
     )
     p.add_argument("dir", metavar="DIR", help="the new vendor data folder")
-    p.add_argument("--database-url", metavar="URL", help="the database (default: SQLite in DIR/vendor.db); remembered")
-    p.set_defaults(func=cmd_init)
+    database_options(p, "vendor.db", cmd_init)
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:
@@ -195,6 +196,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
     tls_args(p)
+    metrics_args(p)
     p.add_argument(
         "--trusted-proxies",
         metavar="NETS",

@@ -156,6 +156,7 @@ class FloatingCertificate(_Document):
     # code carried that the vendor now holds (the floating server drops them on installing this).
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
+    chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,9 @@ class UsageAck(_Document):
     """The vendor's signed receipt for usage records: the agent deletes a record only on one.
 
     ``sequences`` lists every record now stored (new or a duplicate of one stored before);
-    ``missing`` names holes the vendor sees below the highest sequence it holds."""
+    ``missing`` names holes the vendor sees below the highest sequence it holds; ``conflicts``
+    the records whose sequence the vendor holds with other content (never acknowledged: the
+    agent numbers them again above ``high_water``, the highest sequence the vendor holds)."""
 
     TYP: ClassVar[str] = "usage_ack"
 
@@ -317,6 +320,8 @@ class UsageAck(_Document):
     request_nonce: str
     issued_at: int
     missing: tuple[int, ...] = field(default_factory=tuple)
+    high_water: int = 0
+    conflicts: tuple[int, ...] = field(default_factory=tuple)
 
 
 def usage_ref(instance_fingerprint: str, sequence: int) -> str:

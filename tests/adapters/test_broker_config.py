@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
 from mqtt_licensing.agent.config import AgentConfig
-from mqtt_licensing.core.passwords import verify_password
+from mqtt_licensing.core.passwords import hash_password, verify_password
 from tests.helpers.cli import run_cli
 from tests.helpers.ports import free_listeners
 
@@ -36,15 +37,30 @@ def test_shipped_config_validates(path, tmp_path, vendor):
     assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
 
 
+def test_a_relative_trial_marker_resolves_from_the_config_folder(tmp_path, vendor, monkeypatch):
+    """Main: `trial_marker: trial.json` resolved from the working directory, so two configs in
+    different folders started from one folder shared (and wrote) one marker there."""
+    monkeypatch.chdir(tmp_path)
+    markers = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        path = installed(tmp_path / name, CONFIGS[0], vendor)
+        path.write_text(path.read_text().replace("state_dir:", "trial_marker: trial.json\n    state_dir:", 1))
+        agent = AgentConfig.from_dict(dict(load_config(path)["plugins"][PLUGIN]))
+        markers.append(agent.trial_marker)
+    assert markers == [str(tmp_path / n / "broker_config" / "trial.json") for n in ("one", "two")]
+
+
 def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
     """In-process: main() returns the exit code the process would have."""
     return run_cli("broker", "-c", config)
 
 
 def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
-    """The first shipped config on free ports, with one edit; ``old`` may name a port: ``{default}``."""
+    """The first shipped config on free ports, with one edit; ``old`` and ``new`` may name a port: ``{default}``."""
     path = installed(tmp_path, CONFIGS[0], vendor)
-    old = old.format(**free_listeners(path))
+    ports = free_listeners(path)
+    old, new = old.format(**ports), new.format(**ports)
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -53,7 +69,7 @@ def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
 
 @pytest.mark.parametrize(
     "mistake",
-    ["missing file", "bad yaml", "misspelled key", "missing vendor.pub", "port in use"],
+    ["missing file", "bad yaml", "misspelled key", "missing vendor.pub", "port in use", "example admin on 0.0.0.0"],
 )
 def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mistake):
     busy = None
@@ -68,6 +84,11 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         free_listeners(path)
         (tmp_path / "vendor-data" / "vendor.pub").unlink()
         expect = "vendor.pub"
+    elif mistake == "example admin on 0.0.0.0":
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", "bind: 0.0.0.0:{default}")
+        expect = (
+            "still has the published example password and the broker would listen on listeners.default.bind 0.0.0.0"
+        )
     else:
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
@@ -84,9 +105,49 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert lines[0].startswith("error [invalid_field]: ") and expect in lines[0], lines[0]
+    if mistake == "example admin on 0.0.0.0":
+        assert "mqtt-licensing hash-password" in lines[0]
 
 
 def test_load_config_raises_config_error_not_a_yaml_or_dacite_error(tmp_path, vendor):
     path = edited(tmp_path, vendor, "    enforce_existing: false", "    enforce_existing: false\n    surprise: 1")
     with pytest.raises(ConfigError, match="unknown agent config key 'surprise'"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_listen_on_loopback_with_published_hashes_known(path, tmp_path, vendor):
+    config = load_config(installed(tmp_path, path, vendor))
+    section = config["plugins"][PLUGIN]
+    assert set(section["admins"].values()) <= EXAMPLE_ADMIN_HASHES  # the refusal knows every published hash
+    assert exposure_problem(config, [section]) is None  # as shipped: 127.0.0.1 only, so it starts
+    for listener in config["listeners"].values():
+        assert listener["bind"].startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("bind", "admin_password", "refused"),
+    [
+        ("0.0.0.0:1883", "change-me", True),
+        (":1883", "change-me", True),
+        ("[::]:1883", "demo-admin", True),  # the demo's password, hashed again with a new salt
+        ("192.0.2.7:1883", "change-me", True),
+        ("127.0.0.1:1883", "change-me", False),
+        ("[::1]:1883", "demo-admin", False),
+        ("localhost:1883", "change-me", False),
+        ("0.0.0.0:1883", "a-real-secret", False),
+    ],
+)
+def test_a_published_admin_login_is_served_on_loopback_only(bind, admin_password, refused):
+    encoded = next(iter(EXAMPLE_ADMIN_HASHES)) if admin_password == "change-me" else hash_password(admin_password)
+    config = {"listeners": {"default": {"type": "tcp", "bind": bind}}}
+    problem = exposure_problem(config, [{"admins": {"admin": encoded}}])
+    assert (problem is not None) == refused
+    if refused:
+        assert "mqtt-licensing hash-password" in problem and "\n" not in problem
+
+
+def test_http_bind_beyond_loopback_counts_too():
+    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:11883"}}}
+    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:18080"}
+    assert "http_bind" in (exposure_problem(config, [section]) or "")

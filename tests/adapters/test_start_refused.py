@@ -50,7 +50,7 @@ def test_broker_refuses_to_start_when_the_agent_cannot_load(tmp_path, vendor, da
 @pytest.mark.parametrize(
     ("old", "new", "expect"),
     [
-        ("bind: 127.0.0.1:{default}", "bind: 0.0.0.0:notaport", "write HOST:PORT"),
+        ("bind: 127.0.0.1:{default}", "bind: 127.0.0.1:notaport", "write HOST:PORT"),
         ("listeners:", "listenrs:", "did you mean 'listeners'?"),
         ("enforce_existing: false", "enforce_existing: maybe", 'field "enforce_existing" - should be "bool"'),
         ("vendor_public_key: ../vendor-data/vendor.pub", "vendor_public_key: garbage", "vendor.pub, or the key text"),

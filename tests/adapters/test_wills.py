@@ -67,27 +67,28 @@ def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, 
         BrokerThread(config) as thread,
         MqttClient(tcp_port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
         MqttClient(tcp_port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
+        MqttClient(tcp_port, client_id="plain") as plain,  # readers may use $license/... only
     ):
-        assert reader.connect() == 0 and admin.connect() == 0
+        assert reader.connect() == 0 and admin.connect() == 0 and plain.connect() == 0
         assert reader.subscribe("$license/status") == 1 and reader.subscribe("$license/events") == 1
-        assert reader.subscribe("plain/will") in (0, 1)
+        assert plain.subscribe("plain/will") in (0, 1)
         assert admin.subscribe("$license/reply/ops") == 1
         original = reader.wait_message("$license/status").payload
         n_reader, n_admin = len(reader.messages), len(admin.messages)
         for i, will in enumerate(WILLS):
             send_will(port, f"attacker-{i}", will)
-        assert reader.wait_message("plain/will", after=n_reader).payload == b"control"
-        # Every attacker's connection is closed, so its will was dropped or queued; a message
-        # published after that is broadcast after any of them.
+        assert plain.wait_message("plain/will").payload == b"control"
+        # Every attacker's connection has ended, so each will was dropped or queued by now. A later
+        # message for each victim is then broadcast after any of them: the reply to a refused
+        # reactivate for the admin, and its command_failed event for the reader.
         attackers = [f"attacker-{i}" for i in range(len(WILLS))]
         wait_for(lambda: thread.call(_all_disconnected(thread, attackers)), message="attackers still connected")
-        n_marker = len(reader.messages)
-        with MqttClient(tcp_port, client_id="marker") as marker:
-            assert marker.connect() == 0
-            marker.publish("plain/will", b"after the wills", qos=0)
-        assert reader.wait_message("plain/will", after=n_marker).payload == b"after the wills"
-        assert [m.topic for m in reader.messages[n_reader:] if m.topic.startswith("$")] == []
-        assert admin.messages[n_admin:] == []
+        admin.publish("$license/reactivate", b'{"correlation_id": "after-the-wills"}')
+        wait_for(lambda: any(b"after-the-wills" in m.payload for m in admin.messages[n_admin:]))
+        wait_for(lambda: any(b"command_failed" in m.payload for m in reader.messages[n_reader:]))
+        later = [m for m in reader.messages[n_reader:] if m.topic.startswith("$")]
+        assert [(m.topic, b"command_failed" in m.payload) for m in later] == [("$license/events", True)]
+        assert [b"after-the-wills" in m.payload for m in admin.messages[n_admin:]] == [True]
         with MqttClient(tcp_port, client_id="late", username=READER, password=READER_PASSWORD) as late:
             assert late.connect() == 0
             assert late.subscribe("$license/status") == 1

@@ -2,8 +2,8 @@
 
     ports = free_listeners(path)     # {"default": 41235, "ws": 41236, "http_bind": 41237}
 
-The shipped configs (broker_config/*.yaml) listen on the well-known ports (1883, 8083, 8080, ...),
-which anything else on the machine may hold. A test that starts a broker from one rewrites each
+The shipped configs (broker_config/*.yaml) listen on the well-known MQTT, WebSocket and HTTP
+numbers, which anything else on the machine may hold. A test that starts a broker from one rewrites each
 ``listeners.<name>.bind`` and the License page's ``http_bind`` in place, keeping comments and
 layout (tests edit the text further), and checks that no listener was left on its old port.
 """

@@ -76,6 +76,9 @@ CREATE INDEX ix_request_nonces_created_at ON request_nonces (created_at);
 """
 
 
+ACTIVATION_HEAD, FLOATING_HEAD = "0008", "0007"  # the newest revisions
+
+
 def _legacy_db(path: Path, ddl: str, *inserts: tuple[str, tuple[Any, ...]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:
@@ -142,8 +145,8 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
     finally:
         service.close()
     # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials;
-    # 0006 the shop; issue 11: 0007 the connection overage
-    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == "0007"
+    # 0006 the shop; issue 11: 0007 the connection overage; issue 20: 0008 trial sources, usage flags
+    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == ACTIVATION_HEAD
     assert _drift(tmp_path / ACTIVATION_DB, activation_schema.metadata, activation_schema.SCHEMA) == []
 
 
@@ -176,7 +179,7 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         service.close()
     # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the clone policy; issue 16: 0007 the
     # usage outbox. The pool and the lease came through them.
-    assert _revision(tmp_path / FLOATING_DB, floating_schema.SCHEMA) == "0007"
+    assert _revision(tmp_path / FLOATING_DB, floating_schema.SCHEMA) == FLOATING_HEAD
     assert _drift(tmp_path / FLOATING_DB, floating_schema.metadata, floating_schema.SCHEMA) == []
 
 
@@ -189,13 +192,13 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
         where = database_url or tmp_path / ACTIVATION_DB
         assert _drift(where, activation_schema.metadata, activation_schema.SCHEMA) == []
-        assert _revision(where, activation_schema.SCHEMA) == "0007"
+        assert _revision(where, activation_schema.SCHEMA) == ACTIVATION_HEAD
     else:
         FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
         where = database_url or tmp_path / FLOATING_DB
         assert _drift(where, floating_schema.metadata, floating_schema.SCHEMA) == []
-        assert _revision(where, floating_schema.SCHEMA) == "0007"
+        assert _revision(where, floating_schema.SCHEMA) == FLOATING_HEAD
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
@@ -260,7 +263,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     assert errors == []
     schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == "0007"
+    assert _revision(db, schema) == (ACTIVATION_HEAD if server == "activation" else FLOATING_HEAD)
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])

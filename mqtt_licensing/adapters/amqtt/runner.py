@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import difflib
 import errno
+import importlib
 import logging
 import signal
 import socket
@@ -28,6 +29,8 @@ from amqtt.errors import BrokerError
 from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...core.errors import ErrorCode, LicensingError
+from .exposure import exposure_problem
+from .patches import unsupported_amqtt
 from .plugin import LicensingPlugin, check_adapter_limits
 
 log = logging.getLogger(__name__)
@@ -65,12 +68,13 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping with listeners: and plugins: at the top")
     _check_top_level(path, config)
     for name, section in _plugin_sections(config):
+        _check_plugin_name(path, str(name))
         if name.endswith("LicensingPlugin") and isinstance(section, dict):
-            for key in ("state_dir", "vendor_public_key"):
+            for key in ("state_dir", "trial_marker", "vendor_public_key"):
                 value = section.get(key)
                 if isinstance(value, str) and value and "\n" not in value and not Path(value).is_absolute():
                     candidate = path.parent / value
-                    if key == "state_dir" or candidate.is_file() or _looks_like_path(value):
+                    if key in ("state_dir", "trial_marker") or candidate.is_file() or _looks_like_path(value):
                         section[key] = str(candidate.resolve())
             _check_agent_section(path, section)
     return config
@@ -95,6 +99,23 @@ def _check_top_level(path: Path, config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{path}: listeners.{name}.bind is {bind!r}: write HOST:PORT, e.g. 0.0.0.0:1883 or 127.0.0.1:1884"
             )
+
+
+def _check_plugin_name(path: Path, name: str) -> None:
+    """A plugin class that cannot be imported is one line with the likely fix, not amqtt's traceback."""
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        module = None
+    if module is not None and isinstance(getattr(module, class_name, None), type):
+        return
+    known = ["mqtt_licensing.adapters.amqtt.LicensingPlugin"]
+    if module is not None:
+        known += [f"{module_name}.{n}" for n, v in vars(module).items() if isinstance(v, type)]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else " (a class in an installed module: module.Class)"
+    raise ConfigError(f"{path}: plugin {name!r} cannot be imported{hint}")
 
 
 def _looks_like_path(value: str) -> bool:
@@ -165,6 +186,11 @@ def _check_ports_free(config: dict[str, Any]) -> None:
                     ) from None
 
 
+def _check_amqtt() -> None:
+    if (problem := unsupported_amqtt()) is not None:
+        raise StartError(ErrorCode.INTERNAL_ERROR, problem)
+
+
 def find_agent(broker: Broker) -> LicensingAgent:
     for plugin in broker.plugins_manager.plugins:
         if isinstance(plugin, LicensingPlugin):
@@ -174,6 +200,10 @@ def find_agent(broker: Broker) -> LicensingAgent:
 
 async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
+    _check_amqtt()
+    sections = [s for name, s in _plugin_sections(config) if name.endswith("LicensingPlugin") and isinstance(s, dict)]
+    if (problem := exposure_problem(config, sections)) is not None:
+        raise ConfigError(problem)
     _check_ports_free(config)
     broker = Broker(config)
     await _load_agents(broker)
@@ -231,6 +261,7 @@ class BrokerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="amqtt-broker", daemon=True)
 
     def start(self) -> BrokerThread:
+        _check_amqtt()
         self._thread.start()
 
         async def _start() -> Broker:

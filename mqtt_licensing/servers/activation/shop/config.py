@@ -62,6 +62,7 @@ class ShopConfig:
     reconcile_after: int = 120  # ask Stripe about a payment whose webhook has not come after this long
     claim_seconds: int = 120  # a fulfilment's lease on its order; a crashed worker's is taken over after this
     reminder_days: int = 30  # support-renewal reminder this long before support ends
+    order_ttl: int = 3600  # a pending order can be paid this long after it was made (stale.py)
 
 
 def _secret(section: dict[str, Any], name: str, default_env: str, where: str, *, required: bool = True) -> str | None:
@@ -149,6 +150,7 @@ def parse_config(data: Any) -> ShopConfig:
         reconcile_after=_int(worker, "reconcile_after", "worker", 120, 1),
         claim_seconds=_int(worker, "claim_seconds", "worker", 120, 1),
         reminder_days=_int(data.get("reminders") or {}, "days_before", "reminders", 30, 1),
+        order_ttl=_int(data.get("orders") or {}, "ttl", "orders", 3600, 60),
     )
 
 

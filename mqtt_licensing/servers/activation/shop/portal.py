@@ -95,6 +95,9 @@ class Portal:
         now = self.service.clock()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
         with self.store.transaction() as tx:
+            # PostgreSQL: concurrent sign-ins of one license wait here, so a code opens one session
+            # and every wrong guess counts (SQLite's immediate transaction already serialises them).
+            tx.lock_license(lic.id)
             live = tx.live_codes(lic.id, now)
             match = next((cid for cid, digest, _n in live if hmac.compare_digest(digest, given)), None)
             if match is None:
