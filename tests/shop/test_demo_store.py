@@ -38,7 +38,8 @@ def test_demo_store_purchase_email_activate(tmp_path: Path) -> None:
     port, vendor_port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     cmd = [str(BIN / "mqtt-licensing"), "demo", "--dir", "demo-data", "--store", "--port", str(port),
-           "--vendor-port", str(vendor_port)]  # fmt: skip
+           "--vendor-port", str(vendor_port),
+           "--http-port", str(free_port()), "--ws-port", str(free_port())]  # fmt: skip
     demo = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert demo.stdout is not None
