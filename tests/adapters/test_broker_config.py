@@ -4,7 +4,6 @@ that runs), and every config mistake is one line naming the fix, exit 2, no trac
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
 from mqtt_licensing.adapters.mosquitto.runner import load_config as load_mosquitto_agent_config
 from mqtt_licensing.agent.config import AgentConfig
 from mqtt_licensing.core.passwords import hash_password, verify_password
+from tests.helpers.cli import run_cli
+from tests.helpers.ports import free_listeners
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
@@ -55,16 +56,15 @@ def test_a_relative_trial_marker_resolves_from_the_config_folder(tmp_path, vendo
 
 
 def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    """In-process: main() returns the exit code the process would have."""
+    return run_cli("broker", "-c", config)
 
 
 def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
+    """The first shipped config on free ports, with one edit; ``old`` and ``new`` may name a port: ``{default}``."""
     path = installed(tmp_path, CONFIGS[0], vendor)
+    ports = free_listeners(path)
+    old, new = old.format(**ports), new.format(**ports)
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -85,10 +85,11 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         path, expect = edited(tmp_path, vendor, "    vendor_url:", "    vendor_ulr:"), "did you mean 'vendor_url'"
     elif mistake == "missing vendor.pub":
         path = installed(tmp_path, CONFIGS[0], vendor)
+        free_listeners(path)
         (tmp_path / "vendor-data" / "vendor.pub").unlink()
         expect = "vendor.pub"
     elif mistake == "example admin on 0.0.0.0":
-        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", "bind: 0.0.0.0:1883")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", "bind: 0.0.0.0:{default}")
         expect = (
             "still has the published example password and the broker would listen on listeners.default.bind 0.0.0.0"
         )
@@ -97,7 +98,7 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", f"bind: 127.0.0.1:{port}")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", f"bind: 127.0.0.1:{port}")
         expect = f"port {port} is in use"
     try:
         result = run_broker_cli(path)
@@ -158,6 +159,6 @@ def test_a_published_admin_login_is_served_on_loopback_only(bind, admin_password
 
 
 def test_http_bind_beyond_loopback_counts_too():
-    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:1883"}}}
-    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:8080"}
+    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:11883"}}}
+    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:18080"}
     assert "http_bind" in (exposure_problem(config, [section]) or "")
