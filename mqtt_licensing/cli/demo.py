@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _start_store(args: argparse.Namespace, root: Path, service: Any) -> tuple[Any, Any]:
-    from ..servers.activation.shop.devtools import DemoStore
+    from ..servers.shop.devtools import DemoStore
 
     store = DemoStore(root / "store", f"http://{args.host}:{args.vendor_port}")
     return store, store.start(service)

@@ -105,7 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
     shop_config = None
     if args.shop_config:  # checked before anything is opened: a mistake is one line, nothing touched
-        from ..servers.activation.shop.config import load_config
+        from ..servers.shop.config import load_config
 
         shop_config = load_config(args.shop_config)
     data = Path(args.data)
@@ -119,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = open_data(data, lambda: load_or_create_token(data))
     shop = None
     if shop_config is not None:
-        from ..servers.activation.shop.app import Shop
+        from ..servers.shop.app import Shop
 
         shop = Shop(service, shop_config)
     scheme = "https" if tls else "http"

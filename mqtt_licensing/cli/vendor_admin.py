@@ -223,7 +223,7 @@ def cmd_floating_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_contact(args: argparse.Namespace) -> int:
-    from ..servers.activation.shop.portal import record_contact
+    from ..servers.shop.portal import record_contact
 
     license_id, email = args.id, args.email
     record_contact(open_service(args), license_id, email)

@@ -26,8 +26,8 @@ from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.servers._files import load_or_create_token
 from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
-from mqtt_licensing.servers.activation.shop.app import Shop
-from mqtt_licensing.servers.activation.shop.config import load_config
+from mqtt_licensing.servers.shop.app import Shop
+from mqtt_licensing.servers.shop.config import load_config
 
 STRIPE_KEY = "sk_test_shop_secret_0123456789"
 WEBHOOK_SECRET = "whsec_test_shop_0123456789abcdef"

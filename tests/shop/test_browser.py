@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
-from mqtt_licensing.servers.activation.shop.devtools import SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
 from tests.helpers.broker import start_broker
 from tests.shop.support import ShopServer
 

@@ -18,7 +18,7 @@ from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.keys import key_digest
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
 from tests.shop.support import ShopServer
 

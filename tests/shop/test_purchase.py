@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from mqtt_licensing.servers.activation.shop.devtools import SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
 from tests.shop.support import (
     PRICES,
     STRIPE_KEY,

@@ -8,7 +8,7 @@ import time
 
 import httpx
 
-from mqtt_licensing.servers.activation.shop.devtools import SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
 from tests.shop.support import YEAR, ShopServer, card_token, order_form, pay, stripe_client, wait_state
 
 

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink
-from mqtt_licensing.servers.activation.shop.store import webhook_events
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink
+from mqtt_licensing.servers.shop.store import webhook_events
 from tests.shop.conftest import start_shop
 from tests.shop.support import (
     STRIPE_KEY,

@@ -336,6 +336,6 @@ class ActivationStore:
         self.engine.dispose()
 
 
-# The store's tables (servers/activation/shop/store.py) are part of this schema too (migration 0006);
+# The store's tables (servers/shop/store.py) are part of this schema too (migration 0006);
 # importing them here keeps this metadata the whole schema, as the migrations build it.
-from .shop import store as _shop_tables  # noqa: E402, F401
+from ..shop import store as _shop_tables  # noqa: E402, F401

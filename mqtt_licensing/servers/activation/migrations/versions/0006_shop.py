@@ -1,4 +1,4 @@
-"""The store's tables (servers/activation/shop): orders, applied Stripe events, customer
+"""The store's tables (servers/shop): orders, applied Stripe events, customer
 addresses, portal codes and sessions, portal frees, support reminders.
 
 Revision ID: 0006

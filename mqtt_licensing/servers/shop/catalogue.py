@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from ....core.errors import ErrorCode, LicensingError
-from ....core.features import validate_features
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import validate_features
 
 YEAR = 365 * 86400
 MAX_YEARS = 10

@@ -21,9 +21,9 @@ import re
 import secrets
 from typing import Any
 
-from ....core.errors import ErrorCode, LicensingError
-from ....core.keys import key_digest
-from ..service import ActivationService
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest
+from ..activation.service import ActivationService
 from . import messages
 from .catalogue import YEAR, Kind, Product, format_money
 from .config import ShopConfig

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ....core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 from .catalogue import Catalogue
 
 STRIPE_SECRET_ENV = "MQTT_LICENSING_STRIPE_SECRET_KEY"

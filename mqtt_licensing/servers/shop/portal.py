@@ -17,14 +17,14 @@ import logging
 import secrets
 from typing import Any
 
-from ....core import labels
-from ....core.codes import unarmor
-from ....core.documents import InstanceRequest, open_instance_request
-from ....core.errors import ErrorCode, LicensingError
-from ....core.keys import key_digest
-from ....core.signing import parse_envelope
-from ..results import OfflineActivation, OfflineDeactivation
-from ..service import ActivationService
+from ...core import labels
+from ...core.codes import unarmor
+from ...core.documents import InstanceRequest, open_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest
+from ...core.signing import parse_envelope
+from ..activation.results import OfflineActivation, OfflineDeactivation
+from ..activation.service import ActivationService
 from .config import ShopConfig
 from .mail import Mailer, mask_email
 from .store import ShopStore

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 # Declared on the activation server's metadata: these tables are part of its schema
 # (migrations/versions/0006_shop.py creates them), whether or not the store is configured.
-from ..schema import licenses, metadata
+from ..activation.schema import licenses, metadata
 
 orders = sa.Table(
     "shop_orders",

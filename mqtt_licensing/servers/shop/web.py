@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from ....core.errors import ErrorCode, LicensingError
-from ..._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
+from ...core.errors import ErrorCode, LicensingError
+from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .messages import describe_line, when

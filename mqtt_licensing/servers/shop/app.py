@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from ....core.errors import LicensingError
-from ..service import ActivationService
+from ...core.errors import LicensingError
+from ..activation.service import ActivationService
 from .config import ShopConfig
 from .mail import Mailer
 from .orders import Orders

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from ....core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 from .messages import when
 from .portal import SESSION_TTL, Portal
 from .web import form, page

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from ....core.errors import ErrorCode, LicensingError
-from ..._files import atomic_write
-from ..._run import free_port
+from ...core.errors import ErrorCode, LicensingError
+from .._files import atomic_write
+from .._run import free_port
 
 if TYPE_CHECKING:
-    from ..service import ActivationService
+    from ..activation.service import ActivationService
     from .app import Shop
 
 # localstripe pickles its whole state to /tmp/localstripe.pickle after each change, one file

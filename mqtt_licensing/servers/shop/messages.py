@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ....core.timefmt import iso
+from ...core.timefmt import iso
 from .catalogue import Kind, format_money
 from .store import Order
 
