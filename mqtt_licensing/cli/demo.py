@@ -86,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         pass
     finally:
         vendor.stop()
+        if shop is not None:
+            shop.close()
         if store is not None:
             store.stop()
         service.close()

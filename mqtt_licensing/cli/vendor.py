@@ -121,7 +121,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if shop_config is not None:
         from ..servers.shop.app import Shop
 
-        shop = Shop(service, shop_config)
+        shop = open_data(data, lambda: Shop.open(service, shop_config, database_url=args.database_url))
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
     if shop is not None:
@@ -130,13 +130,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
-    serve_forever(
-        create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
-        args.host,
-        args.port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-    )
+    try:
+        serve_forever(
+            create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
+            args.host,
+            args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
+    finally:
+        if shop is not None:
+            shop.close()
     return 0
 
 

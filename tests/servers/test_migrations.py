@@ -103,7 +103,13 @@ def _drift(path: Path | str, metadata: sa.MetaData, schema: Schema) -> list[Any]
     engine = sa.create_engine(_url(path).replace("postgresql://", "postgresql+psycopg://"))
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
+            # A server's database also holds other schemas' tables (each with its own version table).
+            def ours(name: str | None, type_: str, _parent: Any) -> bool:
+                return type_ != "table" or name in metadata.tables
+
+            context = MigrationContext.configure(
+                conn, opts={"version_table": schema.version_table, "include_name": ours}
+            )
             return list(compare_metadata(context, metadata))
     finally:
         engine.dispose()

@@ -101,7 +101,7 @@ class ShopServer:
     def start(self) -> ShopServer:
         options = {"clock": self.clock} if self.clock else {}
         self.service = ActivationService.open(self.data_dir, **options)
-        self.shop = Shop(self.service, load_config(self.config_path))
+        self.shop = Shop.open(self.service, load_config(self.config_path))
         app = create_app(self.service, load_or_create_token(self.data_dir), **self.shop.hooks())
         self._thread = ServerThread(app, port=self.port)
         self._thread.start()
@@ -111,6 +111,9 @@ class ShopServer:
         if self._thread is not None:
             self._thread.stop()
             self._thread = None
+        if self.shop is not None:
+            self.shop.close()
+            self.shop = None
         if self.service is not None:
             self.service.close()
             self.service = None

@@ -177,6 +177,19 @@ class LicenseAdmin:
         out["activations"] = [activation_to_dict(a) for a in acts]
         return out
 
+    def license_by_key_digest(self, digest: str) -> dict[str, Any]:
+        """The license a key (its digest) belongs to, for callers that prove they hold the key."""
+        with self.ctx.store.transaction() as tx:
+            lic = tx.get_license_by_digest(digest)
+        if lic is None:
+            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
+        return license_to_dict(lic)
+
+    def support_ending(self, start: int, end: int) -> list[tuple[str, int]]:
+        """(license id, support end) of active licenses whose support ends in [start, end)."""
+        with self.ctx.store.transaction() as tx:
+            return tx.support_ending(start, end)
+
     def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change terms. A field present with null clears it (e.g. ``expires_at: null`` = never)."""
         if not isinstance(changes, dict):

@@ -18,6 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ...core.keys import key_digest
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
@@ -140,6 +141,16 @@ class ActivationService:
 
     def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self.admin.update_license(license_id, changes)
+
+    def license_for_key(self, license_key: Any) -> dict[str, Any]:
+        """The license of a key (a malformed key is BAD_REQUEST, an unknown one KEY_NOT_FOUND)."""
+        return self.admin.license_by_key_digest(key_digest(license_key))
+
+    def license_by_key_digest(self, digest: str) -> dict[str, Any]:
+        return self.admin.license_by_key_digest(digest)
+
+    def support_ending(self, start: int, end: int) -> list[tuple[str, int]]:
+        return self.admin.support_ending(start, end)
 
     def set_status(self, license_id: str, status: str) -> dict[str, Any]:
         return self.admin.set_status(license_id, status)

@@ -1,7 +1,11 @@
 """The store as one object: its pages (mounted at /shop) and its fulfilment loop.
 
-shop = Shop(service, load_config("shop.yaml"))
+shop = Shop.open(service, load_config("shop.yaml"))   # its own tables in the vendor's database
 app = create_app(service, admin_token, **shop.hooks())
+...
+shop.close()
+
+It reaches the activation server only through ``ActivationService``'s public methods.
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from starlette.responses import Response
 from starlette.routing import Mount
 
 from ...core.errors import LicensingError
-from ..activation.service import ActivationService
+from .._files import database_url as resolve_database_url
+from ..activation.service import DB_FILE, ActivationService
+from . import portal_web, web
 from .config import ShopConfig
 from .mail import Mailer
 from .orders import Orders
 from .payments import StripeGateway
 from .portal import Portal
-from .portal_web import portal_routes
+from .state import ShopState
 from .store import ShopStore
-from .web import content_policy, error_page, store_routes
 
 log = logging.getLogger(__name__)
 
@@ -34,23 +39,36 @@ MOUNT = "/shop"
 
 
 class Shop:
-    def __init__(self, service: ActivationService, config: ShopConfig) -> None:
-        self.config = config
-        self.store = ShopStore(service.store.engine)  # its tables: migration 0006 of the activation schema
+    def __init__(self, service: ActivationService, config: ShopConfig, store: ShopStore) -> None:
+        self.config, self.store = config, store
         mailer = Mailer(config.smtp)
-        self.orders = Orders(service, self.store, config, StripeGateway(config.stripe), mailer)
-        self.portal = Portal(service, self.store, config, mailer)
+        self.orders = Orders(service, store, config, StripeGateway(config.stripe), mailer)
+        self.portal = Portal(service, store, config, mailer)
         self._wake: asyncio.Event | None = None
-        routes = store_routes(self.orders, self.wake) + portal_routes(
-            self.portal, secure_cookie=config.base_url.startswith("https://")
+        self.app = Starlette(routes=web.ROUTES + portal_web.ROUTES, exception_handlers={LicensingError: _error_page})
+        self.app.state.shop = ShopState(
+            orders=self.orders,
+            portal=self.portal,
+            wake=self.wake,
+            secure_cookie=config.base_url.startswith("https://"),
+            content_policy=web.content_policy(config.stripe),
         )
 
-        async def licensing_error(request: Request, exc: Exception) -> Response:
-            assert isinstance(exc, LicensingError)
-            return error_page(request, exc)
+    @classmethod
+    def open(cls, service: ActivationService, config: ShopConfig, *, database_url: str | None = None) -> Shop:
+        """The store over the vendor data folder's database (``database_url`` if given, as for
+        the service), its own schema brought to this code's version."""
+        return cls(service, config, cls.store_of(service, database_url=database_url))
 
-        self.app = Starlette(routes=routes, exception_handlers={LicensingError: licensing_error})
-        self.app.state.content_policy = content_policy(config.stripe)
+    @staticmethod
+    def store_of(service: ActivationService, *, database_url: str | None = None) -> ShopStore:
+        """The store's tables in the database of the service's data folder."""
+        if service.data_dir is None:
+            raise ValueError("the store needs a service opened on a data folder; else give Shop a ShopStore")
+        return ShopStore.open(resolve_database_url(service.data_dir, DB_FILE, database_url))
+
+    def close(self) -> None:
+        self.store.close()
 
     def hooks(self) -> dict[str, Any]:
         """What ``create_app`` takes to serve the store: its pages under /shop, its loop as a
@@ -85,6 +103,11 @@ class Shop:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.worker_interval)
             self._wake.clear()
+
+
+async def _error_page(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LicensingError)
+    return web.error_page(request, exc)
 
 
 __all__ = ["MOUNT", "Shop"]

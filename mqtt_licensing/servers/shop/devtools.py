@@ -250,7 +250,7 @@ class DemoStore:
             "worker": {"interval": 1},
         }
         (self.folder / "shop.yaml").write_text("# written by `mqtt-licensing demo --store`\n" + yaml.safe_dump(config))
-        shop = Shop(service, load_config(self.folder / "shop.yaml"))
+        shop = Shop.open(service, load_config(self.folder / "shop.yaml"))
         self.stripe.register_webhook(f"{self.base_url}/shop/stripe/webhook", webhook_secret)
         return shop
 

@@ -22,7 +22,6 @@ import secrets
 from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.keys import key_digest
 from ..activation.service import ActivationService
 from . import messages
 from .catalogue import YEAR, Kind, Product, format_money
@@ -63,27 +62,23 @@ class Orders:
         self.catalogue = config.catalogue
 
     # -- the store page ------------------------------------------------------------
-    def license_for_key(self, license_key: Any) -> Any:
-        """The license row a key belongs to (an upgrade must prove it holds the key)."""
-        digest = key_digest(license_key)  # a typo is caught here, before any lookup
-        with self.store.transaction() as tx:
-            lic = tx.license_by_digest(digest)
-        if lic is None:
-            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
-        if lic.status == "revoked":
-            raise LicensingError(ErrorCode.REVOKED, f"license {lic.id} has been revoked")
+    def license_for_key(self, license_key: Any) -> dict[str, Any]:
+        """The license a key belongs to (an upgrade must prove it holds the key)."""
+        lic = self.service.license_for_key(license_key)  # a typo is caught before any lookup
+        if lic["status"] == "revoked":
+            raise LicensingError(ErrorCode.REVOKED, f"license {lic['id']} has been revoked")
         return lic
 
     def create(self, *, email: Any, choice: dict[str, int], license_key: str | None = None) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
-        lines = self.catalogue.cart(choice, tuple(lic.features) if lic is not None else None)
+        lines = self.catalogue.cart(choice, tuple(lic["features"]) if lic is not None else None)
         order = Order(
             id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
             kind="upgrade" if lic is not None else "purchase",
             state="pending",
             email=email,
-            license_id=lic.id if lic is not None else None,
+            license_id=lic["id"] if lic is not None else None,
             lines=[
                 {
                     "product": ln.product.id,
@@ -290,10 +285,13 @@ class Orders:
         years = self._years(order)
         if years and order.support_until is None:
             # The new end is fixed once, from the later of now and the current end (and of
-            # other paid upgrades not yet applied), so a retried step extends nothing twice.
+            # other upgrades paid or applied meanwhile), so a retried step extends nothing twice.
+            read_at = self.service.clock()
+            current = self.service.get_license(order.license_id)["support_until"] or 0
             with self.store.transaction() as tx:
-                lic = tx.lock_license(order.license_id)
-                base = max(self.service.clock(), lic.support_until or 0, *tx.pending_support_ends(order))
+                tx.lock_orders_of(order.license_id)
+                others = tx.other_support_ends(order, fulfilled_since=read_at - 1)
+                base = max(self.service.clock(), current, *others)
                 tx.update_order(order.id, support_until=base + years * YEAR)
             order = self.get(order.id)
         assert order.license_id is not None
@@ -316,8 +314,14 @@ class Orders:
     # -- reminders ----------------------------------------------------------------------
     def send_reminders(self) -> int:
         now = self.service.clock()
+        ending = self.service.support_ending(now, now + self.config.reminder_days * 86400)
         with self.store.transaction() as tx:
-            due = tx.support_ending(now, now + self.config.reminder_days * 86400)
+            addresses = tx.contacts_of([license_id for license_id, _end in ending])
+            due = [
+                (license_id, addresses[license_id], end)
+                for license_id, end in ending
+                if license_id in addresses and not tx.reminded(license_id, end)
+            ]
         sent = 0
         for license_id, email, support_until in due:
             with self.store.transaction() as tx:

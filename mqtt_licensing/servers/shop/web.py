@@ -1,7 +1,8 @@
 """The store's pages and the Stripe webhook: server-rendered Starlette routes, Jinja2 templates.
 
 Mounted under ``/shop`` on the activation server. Pages answer HTML (errors as an
-error page with the code); ``/orders/{id}/pay`` and the webhook answer JSON.
+error page with the code); ``/orders/{id}/pay`` and the webhook answer JSON. Each endpoint is a
+module-level function over the store's :class:`.state.ShopState`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .messages import describe_line, when
-from .orders import Orders
+from .state import shop_state
 from .store import Order
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).with_name("templates")))
@@ -53,7 +54,7 @@ def page(request: Request, name: str, status_code: int = 200, **context: Any) ->
     context["base"] = str(request.scope.get("root_path", "")).rstrip("/")
     context["nonce"] = nonce = secrets.token_urlsafe(16)
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Content-Security-Policy"] = request.app.state.content_policy.replace("{nonce}", nonce)
+    response.headers["Content-Security-Policy"] = shop_state(request).content_policy.replace("{nonce}", nonce)
     response.headers["Cache-Control"] = "no-store"  # pages may show keys in forms, codes, terms
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "no-referrer"
@@ -86,122 +87,133 @@ def _product_view(product: Any, currency: str) -> dict[str, Any]:
     }
 
 
-def store_routes(orders: Orders, on_paid: Any) -> list[Route]:
-    catalogue = orders.catalogue
-    stripe_settings = orders.gateway.settings
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", ""))
 
-    async def index(request: Request) -> Response:
-        offers = [_product_view(p, catalogue.currency) for p in catalogue.products]
-        return page(request, "catalogue.html", offers=offers, license=None, email="")
 
-    async def upgrade_form(request: Request) -> Response:
-        return page(request, "upgrade.html", license_id=request.query_params.get("license", "")[:64])
+async def index(request: Request) -> Response:
+    catalogue = shop_state(request).catalogue
+    offers = [_product_view(p, catalogue.currency) for p in catalogue.products]
+    return page(request, "catalogue.html", offers=offers, license=None, email="")
 
-    async def upgrade_offers(request: Request) -> Response:
-        data = await form(request)
-        key = str(data.get("license_key", "")).strip()
-        lic = await run_in_threadpool(orders.license_for_key, key)
-        wanted = str(data.get("license", ""))
-        if wanted and wanted != lic.id:
-            raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
-        offers = [_product_view(p, catalogue.currency) for p in catalogue.offers(tuple(lic.features))]
-        view = {
-            "id": lic.id,
-            "features": list(lic.features),
-            "support_until": lic.support_until,
-            "support_until_text": when(lic.support_until),
-        }
-        return page(request, "catalogue.html", offers=offers, license=view, license_key=key, email="")
 
-    async def create_order(request: Request) -> Response:
-        data = await form(request)
-        choice: dict[str, int] = {}
-        for pid in data.getlist("product"):
-            raw = data.get(f"years_{pid}", "1")
-            try:
-                choice[str(pid)] = int(str(raw))
-            except ValueError:
-                raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
-        key = str(data.get("license_key", "")).strip() or None
-        order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
-        return RedirectResponse(f"{request.scope.get('root_path', '')}/orders/{order.id}", status_code=303)
+async def upgrade_form(request: Request) -> Response:
+    return page(request, "upgrade.html", license_id=request.query_params.get("license", "")[:64])
 
-    async def show_order(request: Request) -> Response:
-        order: Order = await run_in_threadpool(orders.get, request.path_params["order_id"])
-        waiting = False
-        if order.state == "pending" and order.stripe_payment_intent is not None and not order.last_error:
-            # Taken or being taken: wait for the webhook. Anything else (3-D Secure abandoned,
-            # declined): the pay form again.
-            intent = await run_in_threadpool(orders.gateway.intent, order.stripe_payment_intent)
-            waiting = intent.status in ("succeeded", "processing")
-        base = str(request.scope.get("root_path", ""))
-        lines = [
-            {
-                "name": ln["name"],
-                "kind": ln["kind"],
-                "quantity": ln["quantity"],
-                "price_text": describe_line(ln, order.currency).split(": ", 1)[1],
-            }
-            for ln in order.lines
-        ]
-        return page(
-            request,
-            "order.html",
-            order=order,
-            lines=lines,
-            total=format_money(order.amount, order.currency),
-            waiting=waiting,
-            refresh=2 if waiting or order.state == "paid" else None,
-            js_url=stripe_settings.js_url,
-            publishable_key=stripe_settings.publishable_key,
-            pay_url=f"{base}/orders/{order.id}/pay",
-            order_url=f"{base}/orders/{order.id}",
-        )
 
-    async def pay(request: Request) -> Response:
+async def upgrade_offers(request: Request) -> Response:
+    shop = shop_state(request)
+    data = await form(request)
+    key = str(data.get("license_key", "")).strip()
+    lic = await run_in_threadpool(shop.orders.license_for_key, key)
+    wanted = str(data.get("license", ""))
+    if wanted and wanted != lic["id"]:
+        raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
+    currency = shop.catalogue.currency
+    offers = [_product_view(p, currency) for p in shop.catalogue.offers(tuple(lic["features"]))]
+    view = {
+        "id": lic["id"],
+        "features": list(lic["features"]),
+        "support_until": lic["support_until"],
+        "support_until_text": when(lic["support_until"]),
+    }
+    return page(request, "catalogue.html", offers=offers, license=view, license_key=key, email="")
+
+
+async def create_order(request: Request) -> Response:
+    orders = shop_state(request).orders
+    data = await form(request)
+    choice: dict[str, int] = {}
+    for pid in data.getlist("product"):
+        raw = data.get(f"years_{pid}", "1")
         try:
-            data = await read_json(request)
-            result = await run_in_threadpool(orders.pay, request.path_params["order_id"], data.get("token"))
-        except LicensingError as exc:
-            return error_response(exc)
-        if result.get("state") == "paid":
-            on_paid()
-        return JSONResponse(result)
-
-    async def order_state(request: Request) -> Response:
-        try:
-            order = await run_in_threadpool(orders.get, request.path_params["order_id"])
-        except LicensingError as exc:
-            return error_response(exc)
-        return JSONResponse({"state": order.state, "license_id": order.license_id})
-
-    return [
-        Route("/", index, methods=["GET"]),
-        Route("/upgrade", upgrade_form, methods=["GET"]),
-        Route("/upgrade", upgrade_offers, methods=["POST"]),
-        Route("/orders", create_order, methods=["POST"]),
-        Route("/orders/{order_id}", show_order, methods=["GET"]),
-        Route("/orders/{order_id}/pay", pay, methods=["POST"]),
-        Route("/orders/{order_id}/state", order_state, methods=["GET"]),
-        webhook_route(orders, on_paid),
-    ]
+            choice[str(pid)] = int(str(raw))
+        except ValueError:
+            raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
+    key = str(data.get("license_key", "")).strip() or None
+    order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
+    return RedirectResponse(f"{_root(request)}/orders/{order.id}", status_code=303)
 
 
-def webhook_route(orders: Orders, on_paid: Any) -> Route:
-    async def webhook(request: Request) -> Response:
-        payload = await request.body()
-        try:
-            if len(payload) > MAX_BODY_BYTES:
-                raise LicensingError(ErrorCode.PAYLOAD_TOO_LARGE, "webhook body too large")
-            event = orders.gateway.verify_event(payload, request.headers.get("stripe-signature"))
-        except LicensingError as exc:
-            # 400 makes Stripe retry a genuine event; a forged one is simply dropped.
-            return JSONResponse({"error": exc.to_dict()}, status_code=400)
-        # Read the verified bytes ourselves: exactly what was signed, as plain JSON.
-        obj = json.loads(payload)["data"]["object"]
-        result = await run_in_threadpool(orders.apply_event, str(event["id"]), str(event["type"]), obj)
-        if result == "paid":
-            on_paid()
-        return JSONResponse({"received": True, "result": result})
+async def show_order(request: Request) -> Response:
+    shop = shop_state(request)
+    order: Order = await run_in_threadpool(shop.orders.get, request.path_params["order_id"])
+    waiting = False
+    if order.state == "pending" and order.stripe_payment_intent is not None and not order.last_error:
+        # Taken or being taken: wait for the webhook. Anything else (3-D Secure abandoned,
+        # declined): the pay form again.
+        intent = await run_in_threadpool(shop.orders.gateway.intent, order.stripe_payment_intent)
+        waiting = intent.status in ("succeeded", "processing")
+    base = _root(request)
+    return page(
+        request,
+        "order.html",
+        order=order,
+        lines=[_line_view(ln, order.currency) for ln in order.lines],
+        total=format_money(order.amount, order.currency),
+        waiting=waiting,
+        refresh=2 if waiting or order.state == "paid" else None,
+        js_url=shop.stripe.js_url,
+        publishable_key=shop.stripe.publishable_key,
+        pay_url=f"{base}/orders/{order.id}/pay",
+        order_url=f"{base}/orders/{order.id}",
+    )
 
-    return Route("/stripe/webhook", webhook, methods=["POST"])
+
+def _line_view(line: dict[str, Any], currency: str) -> dict[str, Any]:
+    return {
+        "name": line["name"],
+        "kind": line["kind"],
+        "quantity": line["quantity"],
+        "price_text": describe_line(line, currency).split(": ", 1)[1],
+    }
+
+
+async def pay(request: Request) -> Response:
+    shop = shop_state(request)
+    try:
+        data = await read_json(request)
+        result = await run_in_threadpool(shop.orders.pay, request.path_params["order_id"], data.get("token"))
+    except LicensingError as exc:
+        return error_response(exc)
+    if result.get("state") == "paid":
+        shop.wake()
+    return JSONResponse(result)
+
+
+async def order_state(request: Request) -> Response:
+    try:
+        order = await run_in_threadpool(shop_state(request).orders.get, request.path_params["order_id"])
+    except LicensingError as exc:
+        return error_response(exc)
+    return JSONResponse({"state": order.state, "license_id": order.license_id})
+
+
+async def webhook(request: Request) -> Response:
+    shop = shop_state(request)
+    payload = await request.body()
+    try:
+        if len(payload) > MAX_BODY_BYTES:
+            raise LicensingError(ErrorCode.PAYLOAD_TOO_LARGE, "webhook body too large")
+        event = shop.orders.gateway.verify_event(payload, request.headers.get("stripe-signature"))
+    except LicensingError as exc:
+        # 400 makes Stripe retry a genuine event; a forged one is simply dropped.
+        return JSONResponse({"error": exc.to_dict()}, status_code=400)
+    # Read the verified bytes ourselves: exactly what was signed, as plain JSON.
+    obj = json.loads(payload)["data"]["object"]
+    result = await run_in_threadpool(shop.orders.apply_event, str(event["id"]), str(event["type"]), obj)
+    if result == "paid":
+        shop.wake()
+    return JSONResponse({"received": True, "result": result})
+
+
+ROUTES = [
+    Route("/", index, methods=["GET"]),
+    Route("/upgrade", upgrade_form, methods=["GET"]),
+    Route("/upgrade", upgrade_offers, methods=["POST"]),
+    Route("/orders", create_order, methods=["POST"]),
+    Route("/orders/{order_id}", show_order, methods=["GET"]),
+    Route("/orders/{order_id}/pay", pay, methods=["POST"]),
+    Route("/orders/{order_id}/state", order_state, methods=["GET"]),
+    Route("/stripe/webhook", webhook, methods=["POST"]),
+]
