@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_usage
+from . import vendor_catalogue, vendor_usage
 from .logs import add_log_options, setup_logging
 from .network import tls_args
 from .serverdata import data_command, open_data, require_data_folder, require_free_port
@@ -227,14 +227,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     _serve_arguments(verb("serve", cmd_serve, "run the activation server (HTTP JSON API)"))
 
-    p = issue = verb("issue", cmd_issue, "issue a new license; prints only its key")
-    p.add_argument("--features", type=parse_features, required=True, help="comma-separated feature names")
-    p.add_argument("--model", choices=("online", "offline", "floating"), default="online")
-    p.add_argument("--activations", type=parse_count, default=1, metavar="N", help="max activations (default 1)")
-    p.add_argument("--seats", type=parse_count, metavar="N", help="seats of a floating license")
-    p.add_argument("--expires", type=parse_date, metavar="DATE", help="YYYY-MM-DD (00:00 UTC), a unix time or never")
-    p.add_argument("--support-until", type=parse_date, metavar="DATE")
-    p.add_argument("--max-connections", type=parse_limit, metavar="N")
+    issue = _register_issue(verb)
 
     p = verb("licenses", cmd_licenses, "list licenses")
     p.add_argument("--json", action="store_true")
@@ -290,11 +283,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("email")
 
     verb("public-key", cmd_public_key, "print the vendor public key (what brokers pin)")
+    _register_groups(verbs, verb, issue, update)
+
+
+def _register_issue(verb: Any) -> argparse.ArgumentParser:
+    p = verb("issue", cmd_issue, "issue a new license; prints only its key")
+    p.add_argument(
+        "--template", metavar="NAME", help="start from a license template (vendor template list); flags override it"
+    )
+    p.add_argument("--features", type=parse_features, help="comma-separated feature names (or from --template)")
+    p.add_argument("--model", choices=("online", "offline", "floating"), help="default online")
+    p.add_argument("--activations", type=parse_count, metavar="N", help="max activations (default 1)")
+    p.add_argument("--seats", type=parse_count, metavar="N", help="seats of a floating license")
+    p.add_argument(
+        "--expires", type=parse_date, default=UNSET, metavar="DATE", help="YYYY-MM-DD (00:00 UTC), a unix time or never"
+    )
+    p.add_argument("--support-until", type=parse_date, default=UNSET, metavar="DATE")
+    p.add_argument("--max-connections", type=parse_limit, default=UNSET, metavar="N")
+    p.add_argument("--clone-policy", choices=("flag", "suspend"), help="default flag")
+    return p
+
+
+def _register_groups(
+    verbs: argparse._SubParsersAction, verb: Any, issue: argparse.ArgumentParser, update: argparse.ArgumentParser
+) -> None:
     _overage_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
+    vendor_catalogue.register(verbs, open_service)
 
 
 def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
     text = "admit up to N x (1 + F) non-admin connections, e.g. 0.1 = 10%% headroom (0..1, default 0)"
-    issue.add_argument("--overage", type=parse_overage, default=0.0, metavar="F", help=text)
+    issue.add_argument("--overage", type=parse_overage, metavar="F", help=text)
     update.add_argument("--overage", type=parse_overage, metavar="F", help=text)

@@ -62,6 +62,11 @@ def _activation_line(act: dict[str, Any]) -> str:
     )
 
 
+def _features_text(lic: dict[str, Any]) -> str:
+    titles = {d["name"]: d["title"] for d in lic.get("definitions", [])}
+    return ", ".join(f"{n} ({titles[n]})" if n in titles else n for n in lic["features"])
+
+
 def _print_license(lic: dict[str, Any]) -> None:
     rows = [
         ("id", lic["id"]),
@@ -69,7 +74,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("model", lic["model"]),
         ("status", lic["status"]),
         ("clone policy", lic.get("clone_policy", "flag")),
-        ("features", ", ".join(lic["features"])),
+        ("features", _features_text(lic)),
         ("activations", f"{lic.get('activations_used', 0)} of {lic['max_activations']} in use"),
     ]
     if lic.get("seats") is not None:
@@ -92,18 +97,24 @@ def _print_license(lic: dict[str, Any]) -> None:
 
 
 def cmd_issue(args: argparse.Namespace) -> int:
-    service = open_service(args)
-    _lic, key = service.issue_license(
-        features=args.features,
-        model=args.model,
-        max_activations=args.activations,
-        seats=args.seats,
-        expires_at=args.expires,
-        support_until=args.support_until,
-        max_connections=args.max_connections,
-        metering=args.metering,
-        overage=args.overage,
-    )
+    given = {
+        "features": args.features,
+        "model": args.model,
+        "max_activations": args.activations,
+        "seats": args.seats,
+        "expires_at": args.expires,
+        "support_until": args.support_until,
+        "max_connections": args.max_connections,
+        "metering": args.metering,
+        "overage": args.overage,
+        "clone_policy": args.clone_policy,
+    }
+    # Only the flags given: with --template the rest comes from the template ("never" is given).
+    terms = {name: value for name, value in given.items() if value is not None and value is not UNSET}
+    terms.update({name: None for name in ("expires_at", "support_until", "max_connections") if given[name] is None})
+    if args.template is None and args.features is None:
+        raise LicensingError(ErrorCode.BAD_REQUEST, "give --features (or --template NAME)")
+    _lic, key = open_service(args).issue_license(template=args.template, **terms)
     print(key)
     return 0
 

@@ -81,7 +81,7 @@ def register(
     update: argparse.ArgumentParser,
 ) -> None:
     """The ``usage`` verb, and the ``--metering`` term of ``issue`` and ``update``."""
-    issue.add_argument("--metering", choices=METERING, default="best_effort", help=_METERING_HELP)
+    issue.add_argument("--metering", choices=METERING, help=_METERING_HELP + " (default best_effort)")
     update.add_argument("--metering", choices=METERING, help=_METERING_HELP)
     p = verb("usage", cmd_usage(service), "metered usage of one license per day (UTC)")
     p.add_argument("id", metavar="LICENSE_ID")

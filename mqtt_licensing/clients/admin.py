@@ -14,18 +14,22 @@ class VendorAdminClient(JsonApiClient):
     async def issue(
         self,
         *,
-        features: list[str],
-        model: str = "online",
-        max_activations: int = 1,
+        features: list[str] | None = None,
+        template: str | None = None,
+        model: str | None = None,
+        max_activations: int | None = None,
         seats: int | None = None,
         expires_at: int | None = None,
         support_until: int | None = None,
         max_connections: int | None = None,
-        overage: float = 0.0,
+        overage: float | None = None,
+        **terms: Any,
     ) -> dict[str, Any]:
-        """-> {"license": {...}, "key": "MQL1-..."}"""
-        body = {
-            "features": list(features),
+        """-> {"license": {...}, "key": "MQL1-..."}. With ``template`` the terms given override the
+        template's; a term left None is the template's (or the server's default)."""
+        given = {
+            "features": list(features) if features is not None else None,
+            "template": template,
             "model": model,
             "max_activations": max_activations,
             "seats": seats,
@@ -33,7 +37,9 @@ class VendorAdminClient(JsonApiClient):
             "support_until": support_until,
             "max_connections": max_connections,
             "overage": overage,
+            **terms,
         }
+        body = {name: value for name, value in given.items() if value is not None}
         return await self.call("POST", "/v1/admin/licenses", json=body)
 
     async def licenses(self) -> list[dict[str, Any]]:
@@ -82,6 +88,34 @@ class VendorAdminClient(JsonApiClient):
         client_hours, records}], "missing": {instance: [sequence, ...]}}"""
         params = {k: v for k, v in (("from", first), ("to", last)) if v}
         return (await self.call("GET", f"/v1/admin/licenses/{license_id}/usage", params=params))["usage"]
+
+    # -- the product line: features and templates --------------------------------------
+    async def features(self) -> list[dict[str, Any]]:
+        """The catalogue, retired features included (``retired_at`` set)."""
+        return (await self.call("GET", "/v1/admin/features"))["features"]
+
+    async def add_feature(self, name: str, *, title: str, kind: str, **definition: Any) -> dict[str, Any]:
+        """Definition: gates ("all" | "class" | "none"), unit (metered), requires [names]."""
+        body = {"name": name, "title": title, "kind": kind, **definition}
+        return (await self.call("POST", "/v1/admin/features", json=body))["feature"]
+
+    async def update_feature(self, name: str, **changes: Any) -> dict[str, Any]:
+        return (await self.call("PATCH", f"/v1/admin/features/{name}", json=changes))["feature"]
+
+    async def retire_feature(self, name: str) -> dict[str, Any]:
+        return (await self.call("POST", f"/v1/admin/features/{name}/retire"))["feature"]
+
+    async def templates(self) -> list[dict[str, Any]]:
+        return (await self.call("GET", "/v1/admin/templates"))["templates"]
+
+    async def add_template(self, name: str, *, replace: bool = False, **terms: Any) -> dict[str, Any]:
+        """Terms: features, model, max_activations, seats, max_connections, overage, valid_days,
+        support_years, clone_policy, metering."""
+        body = {"name": name, "replace": replace, **terms}
+        return (await self.call("POST", "/v1/admin/templates", json=body))["template"]
+
+    async def remove_template(self, name: str) -> None:
+        await self.call("DELETE", f"/v1/admin/templates/{name}")
 
 
 __all__ = ["VendorAdminClient"]

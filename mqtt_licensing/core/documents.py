@@ -92,6 +92,10 @@ def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a list")
         return tuple(_check_type(typ, name, v, item) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a map")
+        return value
     if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be an integer")
     if hint is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
@@ -131,6 +135,9 @@ class ActivationCertificate(_Document):
     # Issue 11: non-admin connections allowed past max_connections, as a fraction of it (0..1);
     # certificates signed before it existed carry none, which means 0.
     overage: float = 0.0
+    # The signed definitions of the granted features (core.features.Feature.to_body), so a broker
+    # handles a feature its code never heard of; none (a certificate from before) means the built-ins.
+    definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ class FloatingCertificate(_Document):
     # code carried that the vendor now holds (the floating server drops them on installing this).
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
+    definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,8 @@ class ErrorCode(StrEnum):
     # -- floating ----------------------------------------------------------------
     NO_SEATS = "no_seats"
     FEATURE_UNAVAILABLE = "feature_unavailable"
+    # A certificate names a feature it carries no definition for: refused, never guessed at.
+    FEATURE_UNDEFINED = "feature_undefined"
     LEASE_NOT_FOUND = "lease_not_found"
     NOT_PROVISIONED = "not_provisioned"
     # -- servers and transport -----------------------------------------------------

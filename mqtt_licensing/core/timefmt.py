@@ -12,6 +12,17 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def add_years(ts: int, years: int) -> int:
+    """The same moment ``years`` calendar years later (29 February becomes 28 February)."""
+    start = datetime.fromtimestamp(int(ts), UTC)
+    year = start.year + years
+    try:
+        later = start.replace(year=year)
+    except ValueError:  # 29 February in a year without one
+        later = start.replace(year=year, day=28)
+    return int(later.timestamp())
+
+
 def relative(ts: float, now: float) -> str:
     """``in 3 days`` / ``5 min ago``: the coarsest unit that is at least one."""
     delta = int(ts - now)

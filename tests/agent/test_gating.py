@@ -83,6 +83,7 @@ def test_bridge_client_needs_its_feature(tmp_path, vendor):
 
 
 def test_license_without_mqtt_server_serves_no_clients(tmp_path, vendor):
+    vendor.service.catalogue.update_feature("mqtt_server_support", requires=[])  # a vendor whose support stands alone
     key = vendor.issue(features=["mqtt_server_support"])
     with start_broker(tmp_path / "s", vendor=vendor) as broker:
         activate(broker, key)

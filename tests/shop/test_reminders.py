@@ -9,15 +9,17 @@ from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
 from tests.shop.test_portal import Clock
 
+SUPPORTED = ["mqtt_server", "mqtt_server_support"]
+
 
 def test_support_reminder_once_per_end_date(tmp_path: Path, localstripe: LocalStripe, smtp: SmtpSink) -> None:
     clock = Clock()
     server = start_shop(tmp_path, localstripe, smtp, webhook=False, clock=clock)
     try:
         assert server.service is not None and server.shop is not None
-        soon, key = server.service.issue_license(features=["mqtt_server_support"], support_until=clock.now + 10 * 86400)
-        later, _ = server.service.issue_license(features=["mqtt_server_support"], support_until=clock.now + 40 * 86400)
-        unsold, _ = server.service.issue_license(features=["mqtt_server_support"], support_until=clock.now + 5 * 86400)
+        soon, key = server.service.issue_license(features=SUPPORTED, support_until=clock.now + 10 * 86400)
+        later, _ = server.service.issue_license(features=SUPPORTED, support_until=clock.now + 40 * 86400)
+        unsold, _ = server.service.issue_license(features=SUPPORTED, support_until=clock.now + 5 * 86400)
         server.shop.portal.set_contact(soon["id"], "soon@example.com")
         server.shop.portal.set_contact(later["id"], "later@example.com")
 

@@ -34,6 +34,7 @@ from .._http import (
 )
 from .._observe import note
 from .._proxies import Network
+from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
 from .service import ActivationService
@@ -119,7 +120,8 @@ async def create_license(request: Request) -> JSONResponse:
         raise LicensingError(
             ErrorCode.BAD_REQUEST, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(ISSUE_FIELDS)}"
         )
-    required(data, "features")
+    if data.get("template") is None:
+        required(data, "features")
     terms = {k: data[k] for k in ISSUE_FIELDS if k in data}
     service = _service(request)
     lic, key = await run_in_threadpool(lambda: service.issue_license(**terms))
@@ -201,6 +203,7 @@ ROUTES = [
     Route("/v1/admin/offline/activations", admin(offline_activate), methods=["POST"]),
     Route("/v1/admin/offline/deactivations", admin(offline_deactivate), methods=["POST"]),
     Route("/v1/admin/floating/certificates", admin(floating_certificate), methods=["POST"]),
+    *(Route(path, admin(endpoint), methods=[method]) for path, endpoint, method in CATALOGUE_ENDPOINTS),
 ]
 
 

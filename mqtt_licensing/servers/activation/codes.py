@@ -31,7 +31,7 @@ class OfflineCodes:
 
     def offline_activate(self, request_code: Any) -> OfflineActivation:
         """Turn a usage request code into a usage license (armoured text)."""
-        lic, act, reused, now, stored = self._offline_bind(
+        lic, act, reused, now, stored, defs = self._offline_bind(
             request_code, labels.USAGE_REQUEST, labels.KIND_OFFLINE_REQUEST, LicenseModel.OFFLINE
         )
         cert = self.ctx.activation_certificate(
@@ -39,6 +39,7 @@ class OfflineCodes:
             act,
             now,
             valid_until=lic.expires_at,
+            definitions=defs,
             request_nonce=act.request_nonce,
             usage_stored=tuple(s for s in stored if isinstance(s, int)),
         )
@@ -64,16 +65,18 @@ class OfflineCodes:
 
     def floating_issue(self, request_code: Any) -> FloatingIssue:
         """Turn a floating server's request code into an armoured floating certificate."""
-        lic, act, reused, now, stored = self._offline_bind(
+        lic, act, reused, now, stored, defs = self._offline_bind(
             request_code, labels.FLOATING_REQUEST, labels.KIND_FLOATING_REQUEST, LicenseModel.FLOATING
         )
         refs = tuple(str(ref) for ref in stored)
-        cert = self.ctx.floating_certificate(lic, act, now, request_nonce=act.request_nonce, usage_stored=refs)
+        cert = self.ctx.floating_certificate(
+            lic, act, now, definitions=defs, request_nonce=act.request_nonce, usage_stored=refs
+        )
         return FloatingIssue(armor(labels.FLOATING_CERTIFICATE, cert), act.id, lic.id, reused, len(refs))
 
     def _offline_bind(
         self, code: Any, label: str, kind: str, model: LicenseModel
-    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, list[int] | list[str]]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, list[int] | list[str], tuple[dict[str, Any], ...]]:
         request = open_instance_request(unarmor(code, label), kind)
         if not request.key_digest:
             raise bad("the request code names no license key")
@@ -110,6 +113,7 @@ class OfflineCodes:
                 stored = self.forwarded.import_forwarded(tx, act, request, "floating_offline")
             else:
                 stored = self.usage.import_usage(tx, act, list(request.usage), "offline")
+            defs = self.ctx.definitions(tx, lic)
         log.info(
             "offline %s %s of %s for instance %s",
             "update" if reused else "activation",
@@ -117,4 +121,4 @@ class OfflineCodes:
             lic.id,
             act.instance_fingerprint,
         )
-        return lic, act, reused, now, stored
+        return lic, act, reused, now, stored, defs

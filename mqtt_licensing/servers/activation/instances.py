@@ -41,10 +41,11 @@ class Instances:
 
     def activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
         """Online activation: the signed certificate, which activation, whether it was reused."""
-        lic, act, reused, now = self._first_contact(
+        lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_ACTIVATE, LicenseModel.ONLINE
         )
-        cert = self.ctx.activation_certificate(lic, act, now, valid_until=now + self.ctx.certificate_lifetime)
+        valid_until = now + self.ctx.certificate_lifetime
+        cert = self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
         return ActivationResult(cert, act.id, lic.id, reused)
 
     def check_in(self, request: bytes) -> bytes:
@@ -52,8 +53,9 @@ class Instances:
 
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
-        lic, act, now = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
-        return self.ctx.activation_certificate(lic, act, now, valid_until=now + self.ctx.certificate_lifetime)
+        lic, act, now, defs = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
+        valid_until = now + self.ctx.certificate_lifetime
+        return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
 
     def _verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
         """Only ever called with a request verified against ``act``'s key on record."""
@@ -101,14 +103,15 @@ class Instances:
         ).sign(self.ctx.signing_key)
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
-        lic, act, reused, now = self._first_contact(
+        lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
         )
-        return ActivationResult(self.ctx.floating_certificate(lic, act, now), act.id, lic.id, reused)
+        cert = self.ctx.floating_certificate(lic, act, now, definitions=defs)
+        return ActivationResult(cert, act.id, lic.id, reused)
 
     def floating_check_in(self, request: bytes) -> bytes:
-        lic, act, now = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
-        return self.ctx.floating_certificate(lic, act, now)
+        lic, act, now, defs = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
+        return self.ctx.floating_certificate(lic, act, now, definitions=defs)
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
@@ -160,7 +163,7 @@ class Instances:
     # -- first contact --------------------------------------------------------------
     def _first_contact(
         self, license_key: Any, blob: bytes, client: str, kind: str, model: LicenseModel
-    ) -> tuple[LicenseRecord, ActivationRecord, bool, int]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, tuple[dict[str, Any], ...]]:
         now = self.ctx.clock()
         self._check_rate(client, now)
         try:
@@ -187,6 +190,7 @@ class Instances:
                 try:
                     self.ctx.check_usable(lic, now, model)
                     act, reused = self.ctx.bind(tx, lic, request, now)
+                    defs = self.ctx.definitions(tx, lic)
                 except LicensingError as exc:  # nothing written yet: commit the count, then refuse
                     self._count_key_failure(tx, digest, now)
                     refused = exc
@@ -201,24 +205,25 @@ class Instances:
             lic.id,
             act.instance_fingerprint,
         )
-        return lic, act, reused, now
+        return lic, act, reused, now, defs
 
     def _refresh(
         self, blob: bytes, kind: str, model: LicenseModel, *, verdicts: bool = False
-    ) -> tuple[LicenseRecord, ActivationRecord, int]:
+    ) -> tuple[LicenseRecord, ActivationRecord, int, tuple[dict[str, Any], ...]]:
         now = self.ctx.clock()
         verified: tuple[ActivationRecord, InstanceRequest] | None = None
         try:
             with self.ctx.store.transaction() as tx:
                 verified = act, request = self.ctx.verify_known(tx, blob, kind)
                 lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
+                defs = self.ctx.definitions(tx, lic)
             if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on
                 raise cloned_error(act)
         except LicensingError as exc:
             if verdicts and exc.code.is_verdict and verified is not None:
                 exc.evidence = self._verdict(verified[0], verified[1], exc)
             raise
-        return lic, act, now
+        return lic, act, now, defs
 
     def _refresh_verified(
         self, tx: Tx, act: ActivationRecord, request: InstanceRequest, model: LicenseModel, now: int

@@ -12,6 +12,7 @@ from ...core.features import validate_features
 from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
+from .catalogue import CatalogueQueries, check_new_license, template_license_terms
 from .records import ServiceContext, activation_to_dict, bad, license_to_dict, new_id
 from .store import LicenseRecord
 
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("active", "suspended", "revoked")
 ISSUE_FIELDS = (
+    "template",
     "features",
     "model",
     "max_activations",
@@ -28,6 +30,7 @@ ISSUE_FIELDS = (
     "max_connections",
     "metering",
     "overage",
+    "clone_policy",
 )
 METERING = ("best_effort", "required")
 CLONE_POLICIES = ("flag", "suspend")
@@ -92,6 +95,7 @@ def _opt_int(name: str, value: Any, *, minimum: int) -> int | None:
 def _features(value: Any, *, allow_empty: bool = False) -> tuple[str, ...]:
     if isinstance(value, str):
         raise bad("features must be a list of feature names")
+    # Names only here: whether the catalogue sells them is checked in the license's transaction.
     features = validate_features(value)
     if not features and not allow_empty:
         raise bad("a license needs at least one feature")
@@ -117,8 +121,31 @@ class LicenseAdmin:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def issue_license(
+    def issue_license(self, *, template: Any = None, **terms: Any) -> tuple[dict[str, Any], str]:
+        """Create a license; returns (its record, the key). The key is never stored or shown again.
+
+        With ``template`` the license starts from that template's terms (its valid_days and
+        support_years counted from now) and the ``terms`` given override them."""
+        unknown = sorted(set(terms) - set(ISSUE_FIELDS))
+        if unknown:
+            raise bad(f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(ISSUE_FIELDS)}")
+        now = self.ctx.clock()
+        if template is not None:
+            if not isinstance(template, str):
+                raise bad("template must be a template's name")
+            with self.ctx.store.transaction() as tx:
+                found = CatalogueQueries(tx.conn).all_templates().get(template)
+            if found is None:
+                raise LicensingError(ErrorCode.NOT_FOUND, f"no template {template!r}: see vendor template list")
+            given = {k: v for k, v in terms.items() if k != "features" or v is not None}
+            terms = {**template_license_terms(found, now), **given}  # a term given, even null, overrides
+        if terms.get("features") is None:
+            raise bad("a license needs features (or a template)")
+        return self._issue(now, **terms)
+
+    def _issue(
         self,
+        now: int,
         *,
         features: Any,
         model: Any = LicenseModel.ONLINE,
@@ -129,8 +156,9 @@ class LicenseAdmin:
         max_connections: Any = None,
         metering: Any = "best_effort",
         overage: Any = None,
+        clone_policy: Any = None,
     ) -> tuple[dict[str, Any], str]:
-        """Create a license; returns (its record, the key). The key is never stored or shown again."""
+        model = LicenseModel.ONLINE if model is None else model
         if model not in set(LicenseModel):
             raise bad(f"model must be one of {', '.join(LicenseModel)}")
         model = LicenseModel(model)
@@ -140,7 +168,6 @@ class LicenseAdmin:
             raise bad("a floating license needs a number of seats")
         if model != LicenseModel.FLOATING and seats is not None:
             raise bad("seats only apply to floating licenses")
-        now = self.ctx.clock()
         key = format_key(secrets.token_bytes(15))
         record = LicenseRecord(
             id=new_id("lic"),
@@ -158,8 +185,10 @@ class LicenseAdmin:
             updated_at=now,
             metering=_metering(metering),
             overage=_overage(overage),
+            clone_policy="flag" if clone_policy is None else _clone_policy(clone_policy),
         )
         with self.ctx.store.transaction() as tx:
+            check_new_license(record.features, CatalogueQueries(tx.conn).all_features())
             tx.insert_license(record)
         log.info("issued license %s (%s, %s)", record.id, model, ",".join(record.features))
         return license_to_dict(record, 0), key
@@ -173,8 +202,10 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             lic = self.ctx.license(tx, license_id)
             acts = tx.list_activations(license_id, include_freed=True)
+            definitions = self.ctx.definitions(tx, lic)
         out = license_to_dict(lic, sum(1 for a in acts if a.active))
         out["activations"] = [activation_to_dict(a) for a in acts]
+        out["definitions"] = list(definitions)  # what its certificates carry now (titles for people)
         return out
 
     def license_by_key_digest(self, digest: str) -> dict[str, Any]:
@@ -201,6 +232,8 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             lic = self.ctx.license(tx, license_id, lock=True)
             values = self._changed_terms(lic, changes)
+            if "features" in values:  # features it had stay valid even if retired since
+                check_new_license(values["features"], CatalogueQueries(tx.conn).all_features(), keep=lic.features)
             if values:
                 values["updated_at"] = now
                 tx.update_license(lic.id, **values)

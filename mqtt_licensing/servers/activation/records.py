@@ -19,6 +19,7 @@ from ...core.models import LicenseModel
 from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
 from .._requests import peek_request
+from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
 Clock = Callable[[], int]
@@ -197,6 +198,13 @@ class ServiceContext:
         return act, request
 
     # -- documents -------------------------------------------------------------------
+    @staticmethod
+    def definitions(tx: Tx, lic: LicenseRecord) -> tuple[dict[str, Any], ...]:
+        """The catalogue's current definitions of the license's features, read in the transaction
+        that read the license: a certificate carries them signed, so a title changed by the vendor
+        reaches the broker at its next check-in. Read per request, not cached: one indexed SELECT."""
+        return CatalogueQueries(tx.conn).definitions_of(lic.features)
+
     def activation_certificate(
         self,
         lic: LicenseRecord,
@@ -204,6 +212,7 @@ class ServiceContext:
         now: int,
         *,
         valid_until: int | None,
+        definitions: tuple[dict[str, Any], ...],
         request_nonce: str | None = None,
         usage_stored: tuple[int, ...] = (),
     ) -> bytes:
@@ -224,6 +233,7 @@ class ServiceContext:
             usage_stored=usage_stored,
             metering=lic.metering,
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
+            definitions=definitions,
         ).sign(self.signing_key)
 
     def floating_certificate(
@@ -232,6 +242,7 @@ class ServiceContext:
         act: ActivationRecord,
         now: int,
         *,
+        definitions: tuple[dict[str, Any], ...],
         request_nonce: str | None = None,
         usage_stored: tuple[str, ...] = (),
     ) -> bytes:
@@ -251,4 +262,5 @@ class ServiceContext:
             overage=lic.overage,
             request_nonce=request_nonce,
             usage_stored=usage_stored,
+            definitions=definitions,
         ).sign(self.signing_key)

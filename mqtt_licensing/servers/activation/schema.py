@@ -123,3 +123,27 @@ trials = sa.Table(
     sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
     sa.Column("started_at", sa.BigInteger, nullable=False),
 )
+
+# The vendor's product line (catalogue.py): feature definitions and license templates.
+features = sa.Table(
+    "features",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("title", sa.String(80), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("gates", sa.String(8), nullable=False),
+    sa.Column("unit", sa.String(16), nullable=True),
+    sa.Column("requires", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("retired_at", sa.BigInteger, nullable=True),
+)
+
+templates = sa.Table(
+    "templates",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("terms", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)

@@ -3,7 +3,8 @@
 :class:`ActivationService` is used by the HTTP app (:mod:`.app`), by the ``vendor``
 CLI verbs directly on the data folder, and by tests. It is a facade over one object per
 concern, one module each, all built from one frozen :class:`.records.ServiceContext`:
-:mod:`.licenses` (the vendor's admin work), :mod:`.instances` (what instances ask online),
+:mod:`.licenses` (the vendor's admin work), :mod:`.catalogue` (its product line),
+:mod:`.instances` (what instances ask online),
 :mod:`.codes` (offline and floating request codes), :mod:`.usage` (metered usage records) and
 :mod:`.forwarded` (those a floating server forwards). It talks to the database only
 through :mod:`.store`; every change that counts (an activation, a freed activation) is one
@@ -24,6 +25,7 @@ from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
+from .catalogue import CatalogueAdmin
 from .codes import OfflineCodes
 from .forwarded import ForwardedUsage
 from .instances import Instances
@@ -45,7 +47,7 @@ class ActivationService:
     """The activation server's behaviour; thread-safe (all state is in the database).
 
     A facade: it builds one frozen :class:`.records.ServiceContext` and the concern objects over
-    it (:attr:`admin`, :attr:`instances`, :attr:`usage`, :attr:`forwarded`, :attr:`codes`), and its
+    it (:attr:`admin`, :attr:`catalogue`, :attr:`instances`, :attr:`usage`, :attr:`forwarded`, :attr:`codes`), and its
     methods delegate to them, so callers keep one object. Every method is synchronous and blocks
     on the database: call it through ``run_in_threadpool`` / ``to_thread`` from a loop."""
 
@@ -81,6 +83,7 @@ class ActivationService:
     def _assemble(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.admin = LicenseAdmin(ctx)
+        self.catalogue = CatalogueAdmin(ctx.store, ctx.clock)
         self.instances = Instances(ctx)
         self.usage = Usage(ctx)
         self.forwarded = ForwardedUsage(ctx, self.usage)

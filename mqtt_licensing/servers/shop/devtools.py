@@ -200,15 +200,13 @@ def body_of(msg: EmailMessage) -> str:
     return str(part.get_content())
 
 
-DEMO_CATALOGUE = {
+DEMO_CATALOGUE = {  # titles, kinds and rules come from the vendor catalogue; the store adds prices
     "currency": "usd",
     "products": [
-        {"id": "mqtt_server", "name": "MQTT Server", "feature": "mqtt_server", "kind": "one_time", "price": 50000,
-         "description": "Full-featured MQTT server (one-time purchase)"},
-        {"id": "mqtt_server_support", "name": "MQTT Server Support", "feature": "mqtt_server_support",
-         "kind": "per_year", "price": 10000, "description": "A year of support; buy one or several years"},
-        {"id": "iot_bridge_snowflake", "name": "IoT Bridge for Snowflake", "feature": "iot_bridge_snowflake",
-         "kind": "metered", "price": 5, "unit": "1,000 messages", "description": "Connect to Snowflake (meter-based)"},
+        {"feature": "mqtt_server", "price": 50000, "description": "Full-featured MQTT server (one-time purchase)"},
+        {"feature": "mqtt_server_support", "price": 10000, "description": "A year of support; buy one or several"},
+        {"feature": "iot_bridge_snowflake", "price": 5, "unit": "1,000 messages",
+         "description": "Connect to Snowflake (meter-based)"},
     ],
 }  # fmt: skip
 

@@ -23,8 +23,8 @@ from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
 from ..activation.service import ActivationService
-from . import messages
-from .catalogue import YEAR, Kind, Product, format_money
+from . import lineup, messages
+from .catalogue import YEAR, Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
 from .mail import Mailer
 from .payments import StripeGateway
@@ -61,6 +61,12 @@ class Orders:
         self.gateway, self.mailer = gateway, mailer
         self.catalogue = config.catalogue
 
+    def offers_now(self, *, strict: bool = False) -> Catalogue:
+        """The products with the catalogue's current titles and contents (one small read)."""
+        return lineup.current(
+            self.service, self.config.catalogue, strict=strict, max_activations=self.config.max_activations
+        )
+
     # -- the store page ------------------------------------------------------------
     def license_for_key(self, license_key: Any) -> dict[str, Any]:
         """The license a key belongs to (an upgrade must prove it holds the key)."""
@@ -72,7 +78,9 @@ class Orders:
     def create(self, *, email: Any, choice: dict[str, int], license_key: str | None = None) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
-        lines = self.catalogue.cart(choice, tuple(lic["features"]) if lic is not None else None)
+        owned = tuple(lic["features"]) if lic is not None else None
+        lines = self.offers_now().cart(choice, owned)
+        lineup.check_order(self.service, lines, owned)  # before any payment: it must serve clients
         order = Order(
             id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
             kind="upgrade" if lic is not None else "purchase",
@@ -84,7 +92,9 @@ class Orders:
                     "product": ln.product.id,
                     "name": ln.product.name,
                     "feature": ln.product.feature,
-                    "kind": ln.product.kind.value,
+                    "template": ln.product.template,
+                    "features": list(ln.product.features),
+                    "kind": ln.product.sold_as.value,
                     "price": ln.product.price,
                     "quantity": ln.quantity,
                     "amount": ln.amount,
@@ -267,16 +277,10 @@ class Orders:
         return sum(ln["quantity"] for ln in order.lines if ln["kind"] == Kind.PER_YEAR)
 
     def _issue(self, order: Order) -> Order:
-        years = self._years(order)
-        support = self.service.clock() + years * YEAR if years else None
-        lic, key = self.service.issue_license(
-            features=sorted({ln["feature"] for ln in order.lines}),
-            model="online",
-            max_activations=self.config.max_activations,
-            support_until=support,
-        )
+        terms = lineup.license_terms(self.service, order.lines, self._years(order), self.config.max_activations)
+        lic, key = self.service.issue_license(model="online", **terms)
         with self.store.transaction() as tx:
-            tx.update_order(order.id, license_id=lic["id"], pending_key=key, support_until=support)
+            tx.update_order(order.id, license_id=lic["id"], pending_key=key, support_until=lic["support_until"])
             tx.set_contact(lic["id"], order.email, self.service.clock())
         return self.get(order.id)
 
@@ -295,7 +299,7 @@ class Orders:
                 tx.update_order(order.id, support_until=base + years * YEAR)
             order = self.get(order.id)
         assert order.license_id is not None
-        changes: dict[str, Any] = {"add_features": sorted({ln["feature"] for ln in order.lines})}
+        changes: dict[str, Any] = {"add_features": sorted({f for ln in order.lines for f in line_features(ln)})}
         if order.support_until is not None:
             changes["support_until"] = order.support_until
         self.service.update_license(order.license_id, changes)  # what `vendor update` calls

@@ -25,6 +25,7 @@ from ...core.signing import parse_envelope
 from ..activation.results import OfflineActivation, OfflineDeactivation
 from ..activation.service import ActivationService
 from .config import ShopConfig
+from .lineup import named
 from .mail import Mailer, mask_email
 from .store import ShopStore
 
@@ -126,6 +127,7 @@ class Portal:
         now = self.service.clock()
         with self.store.transaction() as tx:
             used = tx.count_frees_since(license_id, now - WINDOW)
+        lic["feature_names"] = named(lic["features"], lic["definitions"])
         lic["frees_left"] = max(0, self.config.frees_per_30_days - used)
         lic["frees_per_30_days"] = self.config.frees_per_30_days
         return lic

@@ -23,6 +23,7 @@ from ...core.errors import ErrorCode, LicensingError
 from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
+from .lineup import named
 from .messages import describe_line, when
 from .state import shop_state
 from .store import Order
@@ -83,6 +84,7 @@ def _product_view(product: Any, currency: str) -> dict[str, Any]:
         "name": product.name,
         "kind": product.kind.value,
         "description": product.description,
+        "includes": product.includes,
         "price_text": price,
     }
 
@@ -91,10 +93,36 @@ def _root(request: Request) -> str:
     return str(request.scope.get("root_path", ""))
 
 
+async def offers_page(
+    request: Request,
+    key: str | None,
+    *,
+    error: str = "",
+    chosen: Any = (),
+    email: Any = "",
+    status: int = 200,
+) -> Response:
+    """The store page: a new license's offers, or (with a key) an upgrade's; a refused order
+    comes back here with its message inline and its choices kept."""
+    orders = shop_state(request).orders
+    catalogue = await run_in_threadpool(orders.offers_now)
+    lic = await run_in_threadpool(orders.license_for_key, key) if key else None
+    products = catalogue.offers(tuple(lic["features"]) if lic is not None else None)
+    offers = [{**_product_view(p, catalogue.currency), "checked": p.id in chosen} for p in products]
+    view = None
+    if lic is not None:
+        view = {
+            "id": lic["id"],
+            "features": named(lic["features"], catalogue.definitions),
+            "support_until": lic["support_until"],
+            "support_until_text": when(lic["support_until"]),
+        }
+    context = {"offers": offers, "license": view, "license_key": key or "", "email": email or "", "error": error}
+    return page(request, "catalogue.html", status, **context)
+
+
 async def index(request: Request) -> Response:
-    catalogue = shop_state(request).catalogue
-    offers = [_product_view(p, catalogue.currency) for p in catalogue.products]
-    return page(request, "catalogue.html", offers=offers, license=None, email="")
+    return await offers_page(request, None)
 
 
 async def upgrade_form(request: Request) -> Response:
@@ -109,15 +137,7 @@ async def upgrade_offers(request: Request) -> Response:
     wanted = str(data.get("license", ""))
     if wanted and wanted != lic["id"]:
         raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
-    currency = shop.catalogue.currency
-    offers = [_product_view(p, currency) for p in shop.catalogue.offers(tuple(lic["features"]))]
-    view = {
-        "id": lic["id"],
-        "features": list(lic["features"]),
-        "support_until": lic["support_until"],
-        "support_until_text": when(lic["support_until"]),
-    }
-    return page(request, "catalogue.html", offers=offers, license=view, license_key=key, email="")
+    return await offers_page(request, key)
 
 
 async def create_order(request: Request) -> Response:
@@ -131,7 +151,13 @@ async def create_order(request: Request) -> Response:
         except ValueError:
             raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
     key = str(data.get("license_key", "")).strip() or None
-    order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
+    try:
+        order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
+    except LicensingError as exc:
+        if exc.code != ErrorCode.BAD_REQUEST:  # a wrong key, a revoked license: the error page
+            raise
+        email = data.get("email")
+        return await offers_page(request, key, error=exc.message, chosen=choice, email=email, status=400)
     return RedirectResponse(f"{_root(request)}/orders/{order.id}", status_code=303)
 
 
