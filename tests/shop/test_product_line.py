@@ -12,9 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from mqtt_licensing.servers.shop.app import Shop
-from mqtt_licensing.servers.shop.catalogue import Catalogue
-from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.activation import ActivationClient
@@ -22,6 +19,9 @@ from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.features import resolve
 from mqtt_licensing.core.timefmt import add_years
+from mqtt_licensing.servers.shop.app import Shop
+from mqtt_licensing.servers.shop.catalogue import Catalogue
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.servers.activation.conftest import Instance
 from tests.shop.conftest import start_shop
 from tests.shop.support import ShopServer, card_token, order_form, pay, wait_state
