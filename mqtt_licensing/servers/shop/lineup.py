@@ -18,7 +18,7 @@ from ...core.features import Feature, baseline, serves_clients
 from ...core.timefmt import add_years
 from ..activation.catalogue import CatalogueFeature, Template, table_of
 from ..activation.service import ActivationService
-from .catalogue import YEAR, Catalogue, Kind, Line, Product, line_features
+from .catalogue import Catalogue, Kind, Line, Product, line_features
 
 log = logging.getLogger(__name__)
 
@@ -165,10 +165,10 @@ def license_terms(
     features = sorted({f for line in lines for f in line_features(line)})
     edition = next((line["template"] for line in lines if line.get("template")), None)
     if edition is None:
-        support = now + years * YEAR if years else None
+        support = add_years(now, years) if years else None  # calendar years: a leap day is not lost
         return {"features": features, "max_activations": max_activations, "support_until": support}
     terms: dict[str, Any] = {"template": edition, "features": features}
     if years:
         own = int(service.catalogue.template(edition).terms.get("support_years") or 0)
-        terms["support_until"] = add_years(now, own) + years * YEAR
+        terms["support_until"] = add_years(now, own + years)
     return terms

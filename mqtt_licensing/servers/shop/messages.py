@@ -14,6 +14,31 @@ def when(ts: int | None) -> str:
     return iso(ts) or "never"
 
 
+def support_text(ts: int | None) -> str:
+    """A license's support: its end date, or "No support" (never "never", which reads as forever)."""
+    return iso(ts) or "No support"
+
+
+def apply_steps(model: str) -> str:
+    """How the new terms of an upgraded license reach its broker(s), in that license model's words."""
+    if model == "offline":
+        return (
+            "Your broker is offline, so it learns the new terms from a new usage license: run "
+            "`mqtt-licensing offline-request` on it (or use its License page) to generate a new request code, "
+            "then upload that code in the customer portal, or send it to us, and install the usage license "
+            "you get back."
+        )
+    if model == "floating":
+        return (
+            "Your floating license server picks up the new terms at its next refresh, or at once "
+            "with `mqtt-licensing floating refresh`; its brokers get them with their next lease."
+        )
+    return (
+        "Click Reactivate on your broker's License page (or run `mqtt-licensing reactivate`) to apply "
+        "the new terms now; otherwise the broker picks them up at its next check-in."
+    )
+
+
 def describe_line(line: dict[str, Any], currency: str) -> str:
     years = f" x {line['quantity']} year(s)" if line["kind"] == Kind.PER_YEAR else ""
     price = "billed on usage" if line["kind"] == Kind.METERED else format_money(line["amount"], currency)
@@ -28,7 +53,7 @@ def _summary(order: Order) -> str:
 def _terms(lic: dict[str, Any]) -> str:
     return (
         f"License id:    {lic['id']}\nFeatures:      {', '.join(lic['features'])}\n"
-        f"Support until: {when(lic['support_until'])}\n"
+        f"Support until: {support_text(lic['support_until'])}\n"
     )
 
 
@@ -45,9 +70,7 @@ def key(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> t
 
 def receipt(order: Order, lic: dict[str, Any]) -> tuple[str, str]:
     return f"Receipt: license {lic['id']} upgraded", (
-        f"Your license {lic['id']} was upgraded.\n\n{_summary(order)}\n{_terms(lic)}\n"
-        "Click Reactivate on your broker's License page (or run `mqtt-licensing reactivate`) to apply "
-        "the new terms now; otherwise the broker picks them up at its next check-in.\n"
+        f"Your license {lic['id']} was upgraded.\n\n{_summary(order)}\n{_terms(lic)}\n{apply_steps(lic['model'])}\n"
     )
 
 

@@ -22,9 +22,10 @@ import secrets
 from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
+from ...core.timefmt import add_years
 from ..activation.service import ActivationService
 from . import lineup, messages
-from .catalogue import YEAR, Catalogue, Kind, Product, format_money, line_features
+from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
 from .mail import Mailer
 from .payments import StripeGateway
@@ -296,7 +297,7 @@ class Orders:
                 tx.lock_orders_of(order.license_id)
                 others = tx.other_support_ends(order, fulfilled_since=read_at - 1)
                 base = max(self.service.clock(), current, *others)
-                tx.update_order(order.id, support_until=base + years * YEAR)
+                tx.update_order(order.id, support_until=add_years(base, years))  # calendar years
             order = self.get(order.id)
         assert order.license_id is not None
         changes: dict[str, Any] = {"add_features": sorted({f for ln in order.lines for f in line_features(ln)})}

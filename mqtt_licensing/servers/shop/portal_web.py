@@ -13,7 +13,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ...core.errors import ErrorCode, LicensingError
-from .messages import when
+from .messages import support_text, when
 from .portal import SESSION_TTL
 from .state import shop_state
 from .web import form, page
@@ -37,7 +37,9 @@ async def _signed_in(request: Request, data: Any = None) -> tuple[str, str, str]
 async def _license_page(request: Request, notice: str = "", status_code: int = 200) -> Response:
     _token, license_id, csrf = await _signed_in(request)
     lic = await run_in_threadpool(shop_state(request).portal.overview, license_id)
-    return page(request, "portal_license.html", status_code, lic=lic, csrf=csrf, notice=notice, fmt=when)
+    return page(
+        request, "portal_license.html", status_code, lic=lic, csrf=csrf, notice=notice, fmt=when, support=support_text
+    )
 
 
 async def signin(request: Request) -> Response:

@@ -24,7 +24,7 @@ from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .lineup import named
-from .messages import describe_line, when
+from .messages import apply_steps, describe_line, support_text
 from .state import shop_state
 from .store import Order
 
@@ -115,7 +115,7 @@ async def offers_page(
             "id": lic["id"],
             "features": named(lic["features"], catalogue.definitions),
             "support_until": lic["support_until"],
-            "support_until_text": when(lic["support_until"]),
+            "support_until_text": support_text(lic["support_until"]),
         }
     context = {"offers": offers, "license": view, "license_key": key or "", "email": email or "", "error": error}
     return page(request, "catalogue.html", status, **context)
@@ -170,10 +170,15 @@ async def show_order(request: Request) -> Response:
         # declined): the pay form again.
         intent = await run_in_threadpool(shop.orders.gateway.intent, order.stripe_payment_intent)
         waiting = intent.status in ("succeeded", "processing")
+    apply_text = ""
+    if order.kind == "upgrade" and order.state == "fulfilled" and order.license_id is not None:
+        lic = await run_in_threadpool(shop.orders.service.get_license, order.license_id)
+        apply_text = apply_steps(lic["model"])
     base = _root(request)
     return page(
         request,
         "order.html",
+        apply_text=apply_text,
         order=order,
         lines=[_line_view(ln, order.currency) for ln in order.lines],
         total=format_money(order.amount, order.currency),
