@@ -98,9 +98,10 @@ async def offers_page(
     key: str | None,
     *,
     error: str = "",
-    chosen: Any = (),
+    chosen: dict[str, int] | None = None,
     email: Any = "",
     status: int = 200,
+    error_code: str = "",
 ) -> Response:
     """The store page: a new license's offers, or (with a key) an upgrade's; a refused order
     comes back here with its message inline and its choices kept."""
@@ -108,7 +109,11 @@ async def offers_page(
     catalogue = await run_in_threadpool(orders.offers_now)
     lic = await run_in_threadpool(orders.license_for_key, key) if key else None
     products = catalogue.offers(tuple(lic["features"]) if lic is not None else None)
-    offers = [{**_product_view(p, catalogue.currency), "checked": p.id in chosen} for p in products]
+    chosen = chosen or {}
+    offers = [
+        {**_product_view(p, catalogue.currency), "checked": p.id in chosen, "years": chosen.get(p.id, 1)}
+        for p in products
+    ]
     view = None
     if lic is not None:
         view = {
@@ -118,6 +123,7 @@ async def offers_page(
             "support_until_text": support_text(lic["support_until"]),
         }
     context = {"offers": offers, "license": view, "license_key": key or "", "email": email or "", "error": error}
+    context["error_code"] = error_code
     return page(request, "catalogue.html", status, **context)
 
 
@@ -126,17 +132,33 @@ async def index(request: Request) -> Response:
 
 
 async def upgrade_form(request: Request) -> Response:
-    return page(request, "upgrade.html", license_id=request.query_params.get("license", "")[:64])
+    return page(request, "upgrade.html", license_id=request.query_params.get("license", "")[:64], license_key="")
+
+
+def _key_refused(request: Request, exc: LicensingError, license_id: str, key: str) -> Response:
+    """The key form again with the reason beside it and the key as typed, to correct."""
+    return page(
+        request,
+        "upgrade.html",
+        HTTP_STATUS.get(exc.code, 400),
+        license_id=license_id[:64],
+        license_key=key,
+        error=exc.message,
+        error_code=str(exc.code),
+    )
 
 
 async def upgrade_offers(request: Request) -> Response:
     shop = shop_state(request)
     data = await form(request)
     key = str(data.get("license_key", "")).strip()
-    lic = await run_in_threadpool(shop.orders.license_for_key, key)
     wanted = str(data.get("license", ""))
-    if wanted and wanted != lic["id"]:
-        raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
+    try:
+        lic = await run_in_threadpool(shop.orders.license_for_key, key)
+        if wanted and wanted != lic["id"]:
+            raise LicensingError(ErrorCode.BAD_REQUEST, f"this key belongs to another license than {wanted}")
+    except LicensingError as exc:
+        return _key_refused(request, exc, wanted, key)
     return await offers_page(request, key)
 
 
@@ -144,20 +166,23 @@ async def create_order(request: Request) -> Response:
     orders = shop_state(request).orders
     data = await form(request)
     choice: dict[str, int] = {}
-    for pid in data.getlist("product"):
-        raw = data.get(f"years_{pid}", "1")
-        try:
-            choice[str(pid)] = int(str(raw))
-        except ValueError:
-            raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
     key = str(data.get("license_key", "")).strip() or None
     try:
+        for pid in data.getlist("product"):
+            try:
+                choice[str(pid)] = int(str(data.get(f"years_{pid}", "1")))
+            except ValueError:
+                choice[str(pid)] = 1
+                raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
         order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
     except LicensingError as exc:
-        if exc.code != ErrorCode.BAD_REQUEST:  # a wrong key, a revoked license: the error page
-            raise
+        if exc.code != ErrorCode.BAD_REQUEST and key is not None:  # a wrong key, a revoked license
+            return _key_refused(request, exc, "", key)
         email = data.get("email")
-        return await offers_page(request, key, error=exc.message, chosen=choice, email=email, status=400)
+        status = HTTP_STATUS.get(exc.code, 400)
+        return await offers_page(
+            request, key, error=exc.message, chosen=choice, email=email, status=status, error_code=str(exc.code)
+        )
     return RedirectResponse(f"{_root(request)}/orders/{order.id}", status_code=303)
 
 
