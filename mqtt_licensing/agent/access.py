@@ -26,6 +26,8 @@ from .refusals import RefusalLog
 
 log = logging.getLogger(__name__)
 
+_SHOWN = 256  # characters of a refused client id or username kept in its event (a stranger's text)
+
 
 class Transport(Protocol):
     """What the agent needs from a broker adapter."""
@@ -81,7 +83,7 @@ class Access:
         # (MQTT take-over), so they no longer hold a seat. A reconnect takes its own place.
         # If the newer connection goes first (refused after all), the older one counts again.
         self._replaced: dict[Hashable, Hashable] = {}  # older connection -> the one replacing it
-        self._bad_credentials = Coalescer()  # a password flood logs and announces once a minute per name
+        self._refusals = Coalescer()  # a refusal flood is announced once a minute per reason and name
         self._overage = Coalescer()  # admissions past the cap: one connection_overage event a minute
 
     async def admit(
@@ -110,6 +112,14 @@ class Access:
             )
             self._refused(client_id, username, decision, now)
             return decision
+        if role is Role.READER and self.tracker.admin_count(readers=True) >= self.config.max_reader_connections:
+            decision = Decision(
+                False,
+                Refusal.READER_LIMIT,
+                f"{self.config.max_reader_connections} reader connections are open (max_reader_connections)",
+            )
+            self._refused(client_id, username, decision, now)
+            return decision
         previous = self.holders.get(client_id)
         replacing = (
             previous is not None
@@ -118,16 +128,18 @@ class Access:
             and previous not in self._replaced
         )
         current = self.connection_count(now) - (1 if replacing else 0)
+        # Readers (dashboards) are let in like admins, licensed or not, to see why nothing connects;
+        # they never take a licensed seat, so they may use $license/... topics only (confined()).
         decision = decide(
             self._evaluation(now),
-            is_admin=role is Role.ADMIN,
+            is_admin=role is not Role.USER,
             required_features=self.config.required_features(username, client_id),
             current_connections=current,
         )
         if not decision.allowed:
             self._refused(client_id, username, decision, now)
             return decision
-        self.tracker.reserve(conn, admin=role is Role.ADMIN, now=now)
+        self.tracker.reserve(conn, admin=role is not Role.USER, now=now, reader=role is Role.READER)
         if replacing:
             self._replaced[previous] = conn
         self.clients[conn] = Client(client_id, username, role)
@@ -183,9 +195,11 @@ class Access:
                 del self.holders[client.client_id]
 
     def confined(self, conn: Hashable) -> bool:
-        """True for an admin connection while the license does not serve: it may use only
-        ``$license/...`` (manage the license), never carry the plant's traffic unlicensed."""
+        """True for an admin connection while the license does not serve, and for a reader always:
+        it may use only ``$license/...``, never carry the plant's traffic without a licensed seat."""
         client = self.clients.get(conn)
+        if client is not None and client.role is Role.READER:
+            return True  # a dashboard: never the plant's traffic, it holds no licensed seat
         if client is None or client.role is not Role.ADMIN or self._evaluation(self._now()).serving:
             return False
         if conn not in self._confined_logged:
@@ -256,6 +270,10 @@ class Access:
             await transport.disconnect(key)
             self.tracker.release(key)  # never kick the same socket twice, even if the broker is slow
 
+    async def may_read(self, username: str, password: str, peer: str | None) -> bool:
+        """An admin's or a reader's login, checked as a CONNECT's is (cache, backoff): for /metrics."""
+        return await self._authenticate(username, password, peer) in (Role.ADMIN, Role.READER)
+
     async def _authenticate(self, username: str | None, password: str | None, peer: str | None) -> Role | None:
         if username is not None and (password is not None or self.credentials.knows(username)):
             # An unknown name with a password is checked too (against a dummy hash, same cost)
@@ -273,20 +291,19 @@ class Access:
 
     def _refused(self, client_id: str, username: str | None, decision: Decision, now: int) -> None:
         self.refusal_log.refused(client_id, username, str(decision.refusal), decision.message)
-        extra: dict[str, int] = {}
-        if decision.refusal is Refusal.BAD_CREDENTIALS:
-            count = self._bad_credentials.hit(username or "", now)
-            if count is None:
-                return  # counted, announced with the next one after the minute
-            extra["count"] = count
+        # Every kind of refusal is announced once a minute per (reason, username): a fleet refused
+        # for the license, or a flood of anonymous CONNECTs, is one event with a count, not 500.
+        count = self._refusals.hit(f"{decision.refusal}\0{username or ''}", now)
+        if count is None:
+            return  # counted, announced with the next one after the minute
         self._emit(
             "connection_refused",
-            client_id=client_id,
-            username=username,
+            client_id=client_id[:_SHOWN],
+            username=username[:_SHOWN] if username is not None else None,
             reason=str(decision.refusal),
             message=decision.message,
             state=str(self._evaluation(now).state),
-            **extra,
+            count=count,
         )
 
 

@@ -93,6 +93,8 @@ class LicensingAgent:
         else:
             core = self._core
             core.refresh(core.now(), force_publish=True)
+        core = self._core
+        core.out.emit("broker_started", instance=core.fingerprint, state=str(core.evaluation.state))
 
     async def tick(self) -> None:
         """One step of the background work, as the loop takes it every ``tick_interval``."""
@@ -149,6 +151,10 @@ class LicensingAgent:
         self._core.clock = clock  # read late: tests move time on a running agent
 
     # -- the broker adapter's calls ------------------------------------------------------------
+
+    async def may_read(self, username: str, password: str, peer: str | None = None) -> bool:
+        """Is this an admin's or a reader's login? (the HTTP listener's /metrics)"""
+        return await self._core.access.may_read(username, password, peer)
 
     async def admit(
         self, conn: Hashable, *, client_id: str, username: str | None, password: str | None, peer: str | None = None

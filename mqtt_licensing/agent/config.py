@@ -99,6 +99,8 @@ class AgentConfig:
     # naming more non-admin users, beside `users:`; and how many admin connections may be open at once.
     password_file: str | None = None
     max_admin_connections: int = 4
+    # Readers (dashboards) open at once: never a licensed seat, only $license/... topics.
+    max_reader_connections: int = 8
     # $license requests a non-admin connection gets answered in a burst; then one per 2 s.
     request_burst: int = 5
     # Issue 12, reaching the servers: PEM CA certificates to trust for HTTPS instead of the system
@@ -109,6 +111,9 @@ class AgentConfig:
     http_proxy_from_env: bool = False
     # HOST:PORT of the HTTP listener serving the License page (mqtt_licensing/web); unset: no page.
     http_bind: str | None = None
+    # Its /metrics answers `Authorization: Bearer <metrics_token>` (for Prometheus), or HTTP Basic
+    # with an admin's or a reader's login; never anyone else.
+    metrics_token: str | None = None
     # Where browsers reach MQTT over WebSocket, when not the broker's own `ws` listener on the
     # page's host (e.g. wss://plant.example/mqtt behind a proxy).
     ws_url: str | None = None
@@ -148,8 +153,11 @@ class AgentConfig:
                 if self.allow_anonymous:
                     raise LicensingError(ErrorCode.INVALID_FIELD, message)
                 log.warning("%s; it cannot connect at all while allow_anonymous is false", message)
-        if self.max_admin_connections < 1 or self.request_burst < 1:
-            raise LicensingError(ErrorCode.INVALID_FIELD, "max_admin_connections and request_burst must be at least 1")
+        if min(self.max_admin_connections, self.max_reader_connections, self.request_burst) < 1:
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD,
+                "max_admin_connections, max_reader_connections and request_burst must be at least 1",
+            )
         for name, spec in self.client_classes.items():
             unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
             if unknown:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 @dataclass
 class _Entry:
     refs: int
-    admin: bool
+    admin: bool  # not counted against the license: an admin, or a reader (see ``reader``)
     reserved_at: float
+    reader: bool = False
 
 
 class ConnectionTracker:
@@ -29,13 +30,15 @@ class ConnectionTracker:
         self._non_admin_refs = 0  # kept incrementally: read on every CONNECT
         self._confirm_within = confirm_within
 
-    def reserve(self, key: Hashable, *, admin: bool, now: float) -> None:
+    def reserve(self, key: Hashable, *, admin: bool, now: float, reader: bool = False) -> None:
+        """``admin``: not counted against the license (an admin, or with ``reader`` a reader)."""
         entry = self._entries.get(key)
         if entry is None:
-            entry = self._entries[key] = _Entry(0, admin, now)
+            entry = self._entries[key] = _Entry(0, admin, now, reader)
         elif entry.admin != admin:  # the same key re-authenticated in another role
             self._non_admin_refs += entry.refs if entry.admin else -entry.refs
             entry.admin = admin
+        entry.reader = reader
         entry.refs += 1
         entry.reserved_at = now
         self._unconfirmed.add(key)
@@ -63,8 +66,9 @@ class ConnectionTracker:
             self._expire(now)
         return self._non_admin_refs
 
-    def admin_count(self) -> int:
-        return sum(e.refs for e in self._entries.values() if e.admin)  # a handful at most
+    def admin_count(self, *, readers: bool = False) -> int:
+        """Admin connections open now (with ``readers``: reader connections instead)."""
+        return sum(e.refs for e in self._entries.values() if e.admin and e.reader == readers)  # a handful
 
     def counts(self, key: Hashable) -> bool:
         """Is this connection held and counted against the license's limit?"""

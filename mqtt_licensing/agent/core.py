@@ -36,6 +36,7 @@ from .config import AgentConfig, AgentSettings
 from .marker import load_checked
 from .metering import Metering
 from .publisher import Publisher
+from .recent import FILE_NAME as RECENT_FILE
 from .sources import LicenseSource, SourceContext, auto_factory, facts_of, source_from_json
 from .statefile import ClockRecord, StateStore, StoredState, mac_key
 from .status import build_status
@@ -139,6 +140,7 @@ class AgentCore:
             log.error("stored license document rejected: %s", problem.message)
         self.evaluation = self.evaluate(now)
         self.loaded = True
+        await asyncio.to_thread(self.out.keep_recent_in, self.store.dir / RECENT_FILE)
         await self.save()
 
     # -- evaluation and status -----------------------------------------------------------------

@@ -5,10 +5,16 @@ username and password is matched against an HMAC of them under a key that lives 
 process, kept for ``cache_seconds`` and only while that username's configured hash is unchanged
 (a config change drops it). Slow checks run on their own small thread pool, so state saves and
 the rest of the broker never queue behind a password flood, and at most ``max_pending`` of them
-wait at a time. After a few failures, a username and a source address each back off exponentially:
-while either is backing off, an uncached attempt is refused without hashing, and only when
-the block ends (at most ``TARPIT_MAX`` later), so a flood waits instead of spinning. An unknown username
-is checked against a dummy hash of the configured kind, so it costs what a known one costs.
+wait at a time. An unknown username is checked against a dummy hash of the configured kind, so it
+costs what a known one costs.
+
+Backoff locks out the guesser, not the account: after a few failures a (username, source address)
+pair, and a source address on its own, back off exponentially; while blocked an uncached attempt
+is refused without hashing, and only when the block ends (at most ``TARPIT_MAX`` later), so a flood
+waits instead of spinning. A username failing from many addresses keeps a small budget of real
+checks (``USERNAME_BUDGET``) instead of a lock, so the real admin, from another address, still gets
+in. A (username, address) pair that logged in before is known-good: no username or address block
+applies to it, and its checks run on a worker of their own, never queued behind strangers.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from ..core.passwords import dummy_hash_like, verify_password
+from .flood import Buckets
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +42,9 @@ BACKOFF_FREE, BACKOFF_FIRST, BACKOFF_MAX = 3, 0.25, 30.0
 # a flooding client then waits instead of costing the broker hundreds of refusals a second.
 TARPIT_MAX = 2.0
 _MAX_TRACKED = 10_000  # usernames/addresses remembered for backoff (a flood of fresh names stays bounded)
+# Real checks a username failing from many addresses still gets: 2 at once, then one per 2 s.
+USERNAME_BUDGET, USERNAME_REFILL = 2, 2.0
+_MAX_KNOWN_GOOD = 10_000  # (username, address) pairs that logged in, most recent kept
 
 
 @dataclass
@@ -83,9 +93,13 @@ class Credentials:
         self._cache: dict[str, tuple[bytes, str, float]] = {}  # username -> (digest, hash it matched, expiry)
         self._inflight: dict[bytes, asyncio.Future[bool]] = {}
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="password-check")
+        # Known-good pairs are checked here: a flood of strangers fills the other queue, not this one.
+        self._trusted = ThreadPoolExecutor(max_workers=1, thread_name_prefix="password-check-known")
         self._max_pending = max_pending
         self._pending = 0
         self._backoff = Backoff()
+        self._budget = Buckets(USERNAME_BUDGET, USERNAME_REFILL)
+        self._known_good: dict[tuple[str, str], None] = {}  # insertion-ordered: the oldest go first
         self._dummy: str | None = None
         self.slow_checks = 0  # for tests and benchmarks: how many slow hashes were run
 
@@ -105,45 +119,66 @@ class Credentials:
             and hmac.compare_digest(cached[0], digest)
         ):
             return True
-        wait = max(
-            self._backoff.blocked_for("u:" + username, now), self._backoff.blocked_for("a:" + peer, now) if peer else 0
-        )
+        pair = f"p:{username}\0{peer}" if peer else "u:" + username
+        known = peer is not None and (username, peer) in self._known_good
+        wait = self._blocked(username, pair, peer, known, now)
         if wait > 0:
             await asyncio.sleep(min(wait, TARPIT_MAX))
             return False  # refused unhashed
         shared = self._inflight.get(digest)
         if shared is not None:  # the same username and password already being checked: one hash
             return await asyncio.shield(shared)
-        if self._pending >= self._max_pending:
+        if not known and self._pending >= self._max_pending:
             log.warning("refused a password check for %r: %d already waiting", username, self._pending)
             return False
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
-        self._pending += 1
+        self._pending += 0 if known else 1
+        executor = self._trusted if known else self._executor
         try:
-            ok = await asyncio.get_running_loop().run_in_executor(self._executor, self._verify, password, encoded)
+            ok = await asyncio.get_running_loop().run_in_executor(executor, self._verify, password, encoded)
         except BaseException:
             future.set_result(False)  # those sharing this check are refused, not cancelled
             raise
         finally:
-            self._pending -= 1
+            self._pending -= 0 if known else 1
             del self._inflight[digest]
         future.set_result(ok)
         now = self._clock()
+        keys = list(dict.fromkeys([pair, "u:" + username] + (["a:" + peer] if peer else [])))
         if ok and encoded is not None:
             self._cache[username] = (digest, encoded, now + self._cache_seconds)
-            self._backoff.succeeded("u:" + username)
-            if peer:
-                self._backoff.succeeded("a:" + peer)
+            for key in keys:
+                self._backoff.succeeded(key)
+            if peer is not None:
+                self._remember_good(username, peer)
             return True
         # The cached digest stays: a wrong guess must not push the real user back onto the slow path.
-        self._backoff.failed("u:" + username, now)
-        if peer:
-            self._backoff.failed("a:" + peer, now)
+        for key in keys:
+            self._backoff.failed(key, now)
         return False
+
+    def _blocked(self, username: str, pair: str, peer: str | None, known: bool, now: float) -> float:
+        """Seconds to hold an attempt before refusing it unhashed; 0: check it."""
+        wait = self._backoff.blocked_for(pair, now)  # this guesser: (username, address)
+        if known or wait > 0:
+            return wait
+        if peer and (wait := self._backoff.blocked_for("a:" + peer, now)) > 0:
+            return wait  # this address guesses many names
+        wait = self._backoff.blocked_for("u:" + username, now)
+        if wait > 0 and not self._budget.take(username, now):
+            return wait  # the name fails from many places: only a few real checks a second
+        return 0.0
+
+    def _remember_good(self, username: str, peer: str) -> None:
+        self._known_good.pop((username, peer), None)
+        self._known_good[(username, peer)] = None
+        if len(self._known_good) > _MAX_KNOWN_GOOD:
+            self._known_good.pop(next(iter(self._known_good)))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._trusted.shutdown(wait=False, cancel_futures=True)
 
     def _verify(self, password: str, encoded: str | None) -> bool:
         self.slow_checks += 1

@@ -11,8 +11,10 @@ listener (``http_bind``) serves.
 
 from __future__ import annotations
 
+import base64
+import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -22,7 +24,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ..core.errors import LicensingError
@@ -138,14 +140,53 @@ def metrics_route(metrics: AgentMetrics) -> Route:
     return Route("/metrics", scrape, methods=["GET"])
 
 
-def metrics_app(metrics: AgentMetrics, status: Callable[[], dict[str, Any]]) -> Starlette:
-    """``/metrics`` and ``/healthz`` (the license state) on their own, e.g. without the License page."""
+Login = Callable[[str, str, str | None], Awaitable[bool]]  # (username, password, peer) -> an admin or reader?
+
+
+def metrics_app(
+    metrics: AgentMetrics,
+    status: Callable[[], dict[str, Any]],
+    *,
+    token: str | None = None,
+    login: Login | None = None,
+) -> Starlette:
+    """``/metrics`` and ``/healthz`` on their own, e.g. without the License page.
+
+    ``/metrics`` carries the license state, limits and expiry, which MQTT shows to readers only: with
+    ``token`` and/or ``login`` it asks for ``Authorization: Bearer <token>`` or HTTP Basic with an
+    admin's or a reader's login (neither: open, for an embedding app that guards it itself).
+    ``/healthz`` says only whether the agent runs: ``{"ok": true}``."""
+    scrape = metrics_route(metrics).endpoint
+
+    async def guarded(request: Request) -> Response:
+        if (token is not None or login is not None) and not await _authorized(request, token, login):
+            return PlainTextResponse(
+                "401: /metrics needs the metrics_token (Authorization: Bearer) or an admin's or "
+                "reader's login (HTTP Basic)\n",
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer, Basic realm="metrics"'},
+            )
+        return await scrape(request)
 
     async def healthz(_request: Request) -> JSONResponse:
-        doc = status()
-        return JSONResponse({"ok": True, "state": doc["state"], "serving": doc["serving"]})
+        ok = status().get("state") is not None
+        return JSONResponse({"ok": ok}, status_code=200 if ok else 503)
 
-    return Starlette(routes=[metrics_route(metrics), Route("/healthz", healthz, methods=["GET"])])
+    return Starlette(routes=[Route("/metrics", guarded, methods=["GET"]), Route("/healthz", healthz, methods=["GET"])])
+
+
+async def _authorized(request: Request, token: str | None, login: Login | None) -> bool:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token is not None:
+        return hmac.compare_digest(credentials.strip().encode(), token.encode())
+    if scheme.lower() == "basic" and login is not None:
+        try:
+            username, sep, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        peer = request.client.host if request.client is not None else None
+        return bool(sep) and await login(username, password, peer)
+    return False
 
 
 __all__ = ["PREFIX", "AgentMetrics", "metrics_app", "metrics_route"]

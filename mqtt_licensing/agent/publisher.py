@@ -11,18 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from ..core import protocol
 from ..core.timefmt import iso
 from .access import Transport
+from .recent import RECENT_EVENTS, SAVE_EVERY, RecentEvents
 
 log = logging.getLogger(__name__)
-
-RECENT_EVENTS = 500  # events kept for `$license/events/recent`: memory stays bounded under a CONNECT flood
 
 
 class Publisher:
@@ -34,7 +33,12 @@ class Publisher:
         self._last_status: dict[str, Any] | None = None
         # The latest events with the time each was sent: `$license/events/recent` answers from it,
         # so a follower that starts late (or came back after a network blip) sees what it missed.
-        self._recent: deque[tuple[float, dict[str, Any]]] = deque(maxlen=RECENT_EVENTS)
+        self._recent = RecentEvents()
+        self._saving = False
+
+    def keep_recent_in(self, path: Path) -> None:
+        """Restore the recent events a previous run saved at ``path``, and save them there from now on."""
+        self._recent.load(path)
 
     async def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         if self.transport is None:
@@ -89,12 +93,31 @@ class Publisher:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._save_recent()
 
     def recent(self, since: float | None = None) -> list[dict[str, Any]]:
         """The kept events of the last ``since`` seconds (all kept ones for None), oldest first."""
         start = float("-inf") if since is None else self._clock() - since
-        return [event for at, event in self._recent if at >= start]
+        return self._recent.since(start)
 
     def _send_event(self, event: dict[str, Any]) -> None:
-        self._recent.append((self._clock(), event))
+        self._recent.add(self._clock(), event)
         self.spawn(self.publish(protocol.EVENTS_TOPIC, json.dumps(event).encode()))
+        if self._recent.path is not None and not self._saving:
+            self._saving = True
+            self.spawn(self._save_soon())
+
+    async def _save_soon(self) -> None:
+        try:
+            await asyncio.sleep(SAVE_EVERY)  # the events of the next seconds go in the same write
+        finally:
+            self._saving = False
+        await self._save_recent()
+
+    async def _save_recent(self) -> None:
+        data = self._recent.snapshot()  # here, on the loop: events are never added mid-copy
+        if data is not None:
+            await asyncio.to_thread(self._recent.write, data)
+
+
+__all__ = ["RECENT_EVENTS", "Publisher"]

@@ -42,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
     from ..servers._run import ServerThread
     from ..servers.activation import ActivationService, create_app
 
+    # Before anything is opened or written: a demo already running keeps its files (broker.yaml).
+    _check_ports_free(args.host, (("--port", args.port), ("--vendor-port", args.vendor_port)))
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mqtt_licensing").setLevel(logging.INFO)
     root = Path(args.dir).resolve()
@@ -92,6 +94,28 @@ def _run(args: argparse.Namespace) -> int:
             store.stop()
         service.close()
     return 0
+
+
+def _check_ports_free(host: str, ports: tuple[tuple[str, int], ...]) -> None:
+    import errno
+    import socket
+
+    from ..core.errors import ErrorCode, SetupError
+
+    for flag, port in ports:
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers bind
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                raise SetupError(
+                    ErrorCode.PORT_IN_USE,
+                    f"port {port} on {host} is in use (a demo already running?): stop it or pick another {flag}",
+                ) from None
 
 
 def _start_store(args: argparse.Namespace, root: Path, service: Any) -> tuple[Any, Any]:

@@ -39,7 +39,7 @@ from .floating_provision import (
     when,
 )
 from .logs import add_log_options, setup_logging
-from .network import outbound_args, outbound_options, tls_args
+from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
 from .serverdata import data_command, open_data, require_free_port
 
 DEFAULT_PORT = 8800
@@ -92,6 +92,7 @@ def register(subparsers: Any) -> None:
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
     tls_args(p)
+    metrics_args(p)
     outbound_args(p)
 
     p = command("activate", "activate this floating server online against the vendor", activate)
@@ -166,8 +167,10 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
+        app = create_app(service, token, trusted_proxies=proxies, background=background)
+        print(f"  /metrics bearer token in {protect_metrics(app, args, args.data)}", file=sys.stderr)
         serve_forever(
-            create_app(service, token, trusted_proxies=proxies, background=background),
+            app,
             args.host,
             args.port,
             tls_cert=args.tls_cert,

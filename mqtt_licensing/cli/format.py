@@ -12,6 +12,19 @@ from typing import Any
 _RULE = "=" * 68
 
 
+def safe_text(text: str, *, newlines: bool = False) -> str:
+    """``text`` with every control or invisible formatting character shown as an escape (``\\x1b``).
+
+    Usernames, client ids and messages come from whoever connects: printed raw, an ANSI/OSC escape
+    could retitle the terminal, clear the screen or draw a fake "active" line.
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or (newlines and c == "\n") else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, bool):
         return None
@@ -214,7 +227,7 @@ def _failure_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
 def format_status(doc: Any, now: datetime | None = None) -> str:
     """A readable, fixed-order summary of a status document. Never raises on odd input."""
     if not isinstance(doc, dict):
-        return f"(no status document: {doc!r:.200})"
+        return safe_text(f"(no status document: {doc!r:.200})")
     state = text_or_none(doc.get("state")) or "unknown"
     offline_rows, deactivation_code = _offline_rows(doc, now)
     rows = [
@@ -229,21 +242,21 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
     if doc.get("updated_at") is not None:
         rows.append(("Updated", format_time(doc.get("updated_at"), now)))
     width = max(len(label) for label, _ in rows) + 2
-    text = "\n".join((f"{label}:" if label else "").ljust(width) + value for label, value in rows)
+    text = "\n".join((f"{label}:" if label else "").ljust(width) + safe_text(value) for label, value in rows)
     if deactivation_code:
-        text += "\n\n" + deactivation_banner(deactivation_code)
+        text += "\n\n" + deactivation_banner(safe_text(deactivation_code, newlines=True))
     return text
 
 
 def format_event(event: Any, now: datetime | None = None) -> str:
     """One line per ``$license/events`` message: time, kind, then whatever else it says."""
     if not isinstance(event, dict):
-        return str(event)
+        return safe_text(str(event))
     rest = dict(event)
     when = next((rest.pop(k) for k in ("at", "time", "timestamp") if k in rest), None)
     kind = next((rest.pop(k) for k in ("event", "type", "kind") if k in rest), "event")
     head = f"{format_time(when, now)}  " if when is not None else ""
-    return f"{head}{kind}" + (f"  {_format_mapping(rest, now)}" if rest else "")
+    return safe_text(f"{head}{kind}" + (f"  {_format_mapping(rest, now)}" if rest else ""))
 
 
 # -- arguments ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import argparse
 
 from ..clients.mqtt import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT
 from .license_follow import cmd_events
-from .license_io import ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_USERNAME, number_arg, parse_port
+from .license_io import ENV_CAFILE, ENV_HOST, ENV_PASSWORD, ENV_PORT, ENV_USERNAME, number_arg, parse_port
 from .license_verbs import (
     cmd_activate,
     cmd_deactivate,
@@ -48,11 +48,11 @@ def _duration(text: str) -> float:
 
 
 def _connection_options() -> argparse.ArgumentParser:
-    """The broker connection flags, short forms as the mosquitto clients have them (-h is --host there too)."""
+    """The broker connection flags, short forms as the mosquitto clients have them, except the host:
+    -h is help on every verb of this command, so the host is -H/--host."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--help", action="help", help="show this help and exit")
     group = common.add_argument_group("broker connection")
-    group.add_argument("-h", "--host", default=None, help=f"broker host (default ${ENV_HOST} or {DEFAULT_HOST})")
+    group.add_argument("-H", "--host", default=None, help=f"broker host (default ${ENV_HOST} or {DEFAULT_HOST})")
     group.add_argument(
         "-p", "--port", type=parse_port, default=None, help=f"broker port (default ${ENV_PORT} or {DEFAULT_PORT})"
     )
@@ -71,6 +71,17 @@ def _connection_options() -> argparse.ArgumentParser:
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait for the broker and for each reply (default {DEFAULT_TIMEOUT:g})",
     )
+    tls = common.add_argument_group("MQTT over TLS (the mosquitto clients' options; any of them turns TLS on)")
+    tls.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help=f"trust these CA certificates for the broker (default: ${ENV_CAFILE}, else the system's)",
+    )
+    tls.add_argument("--cert", metavar="PEM", help="client certificate, for a broker that asks for one")
+    tls.add_argument(
+        "--cert-key", metavar="PEM", help="the private key of --cert (mosquitto's --key: here --key is the license key)"
+    )
+    tls.add_argument("--insecure", action="store_true", help="do not check the broker's name against its certificate")
     common.add_argument("--json", action="store_true", help="print the raw reply as JSON")
     return common
 
@@ -88,8 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common = _connection_options()
 
     def verb(name: str, *, help: str, description: str) -> argparse.ArgumentParser:
-        # add_help=False: -h is --host here, as in the mosquitto clients; --help comes from `common`
-        return subparsers.add_parser(name, parents=[common], add_help=False, help=help, description=description)
+        return subparsers.add_parser(name, parents=[common], help=help, description=description)
 
     p = verb(
         "activate",

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from ..clients.mqtt import DEFAULT_HOST, DEFAULT_PORT, LicenseClient
+from ..clients.mqtt import DEFAULT_HOST, DEFAULT_PORT, ClientTls, LicenseClient
 from ..core.keys import normalize_key
 
 ENV_HOST = "MQTT_LICENSING_HOST"
 ENV_PORT = "MQTT_LICENSING_PORT"
 ENV_USERNAME = "MQTT_LICENSING_USERNAME"
 ENV_PASSWORD = "MQTT_LICENSING_PASSWORD"
+ENV_CAFILE = "MQTT_LICENSING_CAFILE"
 _MAX_INPUT_FILE = 256 * 1024  # keys and codes are a few KB at most
 
 N = TypeVar("N", int, float)
@@ -89,8 +90,19 @@ def client_from_args(args: argparse.Namespace) -> LicenseClient:
     username, password = credentials(args)
     host, port = endpoint(args)
     return LicenseClient(
-        host, port, username=username, password=password, client_id=args.client_id, timeout=args.timeout
-    )
+        host, port, username=username, password=password, client_id=args.client_id, timeout=args.timeout,
+        tls=tls_from_args(args),
+    )  # fmt: skip
+
+
+def tls_from_args(args: argparse.Namespace) -> ClientTls | None:
+    """TLS when any TLS option (or $MQTT_LICENSING_CAFILE) is given; else plain MQTT."""
+    cafile = args.cafile or os.environ.get(ENV_CAFILE) or None
+    if args.cert_key and not args.cert:
+        raise InputFileError("--cert-key goes with --cert (the client certificate it belongs to)")
+    if not (cafile or args.cert or args.insecure):
+        return None
+    return ClientTls(cafile=cafile, certfile=args.cert, keyfile=args.cert_key, insecure=args.insecure)
 
 
 def read_text(path: str, what: str) -> str:

@@ -8,7 +8,9 @@ import os
 import sys
 import traceback
 
+from .. import __version__
 from ..core.errors import LicensingError, SetupError
+from .format import safe_text
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
 _VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
@@ -17,6 +19,7 @@ _VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mqtt-licensing", description="MQTT-native licensing")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of unexpected errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="<verb>")
     for name in _VERB_MODULES:
         importlib.import_module(f"{__package__}.{name}").register(sub)
@@ -30,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     except LicensingError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        print(f"error [{exc.code}]: {safe_text(exc.message)}", file=sys.stderr)
         return 2 if isinstance(exc, SetupError) else 1  # 2: fix the setup (a folder, a port, a URL)
     except KeyboardInterrupt:
         return 130

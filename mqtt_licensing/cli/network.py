@@ -4,7 +4,8 @@ server over HTTPS (trusted CA, proxy)."""
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # httpx is imported only by the verbs that go on the network
     from ..clients.http import HttpOptions
@@ -13,6 +14,32 @@ if TYPE_CHECKING:  # httpx is imported only by the verbs that go on the network
 def tls_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS with this certificate (chain) file")
     p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+
+
+def metrics_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-token-file",
+        metavar="FILE",
+        help="GET /metrics asks for this bearer token (default: DATA/metrics.token, made on first start)",
+    )
+
+
+def protect_metrics(app: Any, args: argparse.Namespace, data: Path) -> Path:
+    """Guard ``app``'s /metrics with the token file's text; returns the file (for the start banner)."""
+    from ..core.errors import ErrorCode, SetupError
+    from ..servers._files import load_or_create_token
+    from ..servers._observe import METRICS_TOKEN_FILE
+    from ..servers._observe import protect_metrics as protect
+
+    path = Path(args.metrics_token_file) if args.metrics_token_file else Path(data) / METRICS_TOKEN_FILE
+    try:
+        token = load_or_create_token(path.parent, path.name)
+    except OSError as exc:
+        raise SetupError(ErrorCode.INVALID_FIELD, f"metrics token file {path}: {exc.strerror or exc}") from None
+    if len(token) < 16:
+        raise SetupError(ErrorCode.INVALID_FIELD, f"metrics token file {path}: at least 16 characters, please")
+    protect(app, token)
+    return path
 
 
 def outbound_args(p: argparse.ArgumentParser, whom: str = "the vendor") -> None:
@@ -34,4 +61,4 @@ def outbound_options(args: argparse.Namespace, timeout: float = 30.0) -> HttpOpt
     return options
 
 
-__all__ = ["outbound_args", "outbound_options", "tls_args"]
+__all__ = ["metrics_args", "outbound_args", "outbound_options", "protect_metrics", "tls_args"]

@@ -18,7 +18,7 @@ from typing import Any
 from ..core.errors import ErrorCode, SetupError
 from . import vendor_catalogue, vendor_usage
 from .logs import add_log_options, setup_logging
-from .network import tls_args
+from .network import metrics_args, protect_metrics, tls_args
 from .serverdata import data_command, open_data, require_data_folder, require_free_port
 from .vendor_admin import (
     CREATE,
@@ -130,9 +130,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
+    app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
+    print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
     try:
         serve_forever(
-            create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {})),
+            app,
             args.host,
             args.port,
             tls_cert=args.tls_cert,
@@ -199,6 +201,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="how long an online certificate stays valid without a check-in (default 7 days)",
     )
     tls_args(p)
+    metrics_args(p)
     p.add_argument(
         "--trusted-proxies",
         metavar="NETS",

@@ -32,10 +32,10 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.protocol import EVENTS_TOPIC, STATUS_TOPIC
-from .mqtt_connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, MqttConnection, take
+from .mqtt_connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, ClientTls, MqttConnection, take
 from .wire import encode_request, error_from_reply, is_progress_for, operation_topic, status_document
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TIMEOUT", "LicenseClient"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TIMEOUT", "ClientTls", "LicenseClient"]
 
 _POLL = 0.25  # how often blocking waits wake up (keeps Ctrl-C responsive)
 _AFTER_AGENT_TIMEOUT = 5.0  # how long past the agent's HTTP timeout its reply may take to arrive

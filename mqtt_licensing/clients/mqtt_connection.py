@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Self
 
 import paho.mqtt.client as mqtt
@@ -31,6 +33,30 @@ DEFAULT_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
 
 _CONNACK_NOT_AUTHORIZED = ("Bad user name or password", "Not authorized")
+
+
+@dataclass(frozen=True)
+class ClientTls:
+    """MQTT over TLS, with the mosquitto clients' options: ``cafile`` (else the system's CAs),
+    a client certificate and its key, and ``insecure`` (the server's name is not checked)."""
+
+    cafile: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+    insecure: bool = False
+
+    def context(self) -> ssl.SSLContext:
+        """The client context; an unreadable file is ``invalid_field`` naming it, before any traffic."""
+        try:
+            context = ssl.create_default_context(cafile=self.cafile)
+            if self.certfile:
+                context.load_cert_chain(self.certfile, self.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            files = ", ".join(f for f in (self.cafile, self.certfile, self.keyfile) if f)
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"TLS files ({files}) not usable: {exc}") from None
+        if self.insecure:
+            context.check_hostname = False
+        return context
 
 
 class _ConnectionLost:
@@ -62,6 +88,7 @@ class MqttConnection:
         client_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         keepalive: int = 60,
+        tls: ClientTls | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -97,6 +124,9 @@ class MqttConnection:
         )
         if username is not None:
             self._mqtt.username_pw_set(username, password)
+        if tls is not None:
+            self._mqtt.tls_set_context(tls.context())
+            self._mqtt.tls_insecure_set(tls.insecure)
         self._mqtt.connect_timeout = self.timeout
         self._mqtt.on_connect = self._on_connect
         self._mqtt.on_disconnect = self._on_disconnect
@@ -158,6 +188,13 @@ class MqttConnection:
                     ErrorCode.NOT_AUTHORIZED,
                     f"the broker at {self.where} refused the connection for {who}: {reason} "
                     "(check --username/--password; only admin users may manage the license)",
+                )
+            if reason == "Server unavailable":  # CONNACK 3: the login was right, a session limit is not
+                raise LicensingError(
+                    ErrorCode.RATE_LIMITED,
+                    f"the broker at {self.where} refused the connection: too many admin or reader sessions are "
+                    "open (max_admin_connections, max_reader_connections); close one (a License page tab?) "
+                    "and try again",
                 )
             raise LicensingError(
                 ErrorCode.SERVER_UNREACHABLE, f"the broker at {self.where} refused the connection: {reason}"

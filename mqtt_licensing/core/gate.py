@@ -21,6 +21,7 @@ class Refusal(StrEnum):
     BAD_CREDENTIALS = "bad_credentials"
     METERING_UNDELIVERED = "metering_undelivered"  # metering: required, usage overdue at the vendor
     ADMIN_LIMIT = "admin_limit"  # more than max_admin_connections admins at once
+    READER_LIMIT = "reader_limit"  # more than max_reader_connections readers (dashboards) at once
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ its own gauges with a collector read at scrape time. ``GET /metrics`` serves the
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +24,7 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,6 +33,8 @@ log = logging.getLogger("mqtt_licensing.servers.requests")
 PREFIX = "mqtt_license_server"
 _NOTE = "observe"  # the key of this module's notes in the ASGI scope's state
 _IDS = ("license_id", "activation_id", "lease_id")
+METRICS_TOKEN_FILE = "metrics.token"  # in the data folder: what Prometheus sends (`authorization`)
+METRICS_TOKEN_STATE = "metrics_token"
 _QUIET = frozenset({"/metrics", "/v1/health", "/v1/noop", "/healthz"})  # polled: logged at debug only
 
 
@@ -89,12 +92,30 @@ class ServerMetrics:
             self.operations.labels(self.server, operation, outcome).inc()
 
     def route(self) -> Route:
-        async def scrape(_request: Request) -> Response:
+        async def scrape(request: Request) -> Response:
+            token = getattr(request.app.state, METRICS_TOKEN_STATE, None)
+            if token is not None and not _bearer_is(request, token):
+                return PlainTextResponse(
+                    "401: /metrics needs Authorization: Bearer <the server's metrics.token>\n",
+                    status_code=401,
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
             # The gauges read the database: collected in a worker thread, never on the loop.
             body = await run_in_threadpool(generate_latest, self.registry)
             return Response(body, media_type=CONTENT_TYPE_LATEST)
 
         return Route("/metrics", scrape, methods=["GET"])
+
+
+def protect_metrics(app: Any, token: str) -> None:
+    """From now on ``app``'s ``/metrics`` answers ``Authorization: Bearer <token>`` only (sales
+    counts and seats are nobody else's business); an app never given one serves it openly."""
+    setattr(app.state, METRICS_TOKEN_STATE, token)
+
+
+def _bearer_is(request: Request, token: str) -> bool:
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
 
 class ObserveMiddleware:
@@ -134,4 +155,4 @@ class ObserveMiddleware:
             log.log(level, "%s %s %d %.1fms%s", method, route, status, seconds * 1000, extra, extra={"fields": fields})
 
 
-__all__ = ["ObserveMiddleware", "ServerMetrics", "note"]
+__all__ = ["METRICS_TOKEN_FILE", "ObserveMiddleware", "ServerMetrics", "note", "protect_metrics"]

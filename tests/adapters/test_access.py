@@ -90,7 +90,7 @@ def test_at_most_max_admin_connections(tmp_path, vendor):
         with MqttClient(broker.port, client_id="ops1", username=ADMIN, password=ADMIN_PASSWORD) as first:
             assert first.connect() == 0
             with MqttClient(broker.port, client_id="ops2", username=ADMIN, password=ADMIN_PASSWORD) as second:
-                assert second.connect() == 5
+                assert second.connect() == 3  # server unavailable: the login was right
 
 
 def test_readers_may_ask_for_status(tmp_path, vendor):

@@ -67,19 +67,35 @@ async def test_unknown_username_runs_a_dummy_hash_of_the_same_cost():
     creds.close()
 
 
-async def test_backoff_per_username_and_per_address(monkeypatch):
+async def test_backoff_locks_out_the_guesser_not_the_account(monkeypatch):
     monkeypatch.setattr(credentials_module, "TARPIT_MAX", 0.0)  # the fake clock does not move while held
     clock = Clock()
-    creds = Credentials({"alice": HASH, "bob": HASH}, clock=clock)
+    creds = Credentials({"alice": HASH, "bob": HASH}, clock=clock, cache_seconds=0)  # no cache: every check hashes
     for _ in range(BACKOFF_FREE + 1):
         assert not await creds.check("alice", "wrong", "10.0.0.1")
     hashed = creds.slow_checks
-    assert not await creds.check("alice", "right", "10.0.0.2")  # the username backs off
-    assert not await creds.check("bob", "right", "10.0.0.1")  # and so does the address
+    assert not await creds.check("alice", "wrong", "10.0.0.1")  # this guesser backs off
+    assert not await creds.check("bob", "right", "10.0.0.1")  # and so does its address
     assert creds.slow_checks == hashed  # refused without hashing
+    assert await creds.check("alice", "right", "10.0.0.2")  # the real alice, elsewhere, is let in
     assert await creds.check("bob", "right", "10.0.0.3")
     clock.now += 60
     assert await creds.check("alice", "right", "10.0.0.1")
+    creds.close()
+
+
+async def test_a_name_guessed_from_many_addresses_keeps_a_small_budget_and_its_known_good_logins(monkeypatch):
+    monkeypatch.setattr(credentials_module, "TARPIT_MAX", 0.0)
+    clock = Clock()
+    creds = Credentials({"alice": HASH}, clock=clock, cache_seconds=0)
+    assert await creds.check("alice", "right", "10.0.0.2")  # alice's own address: known-good from now on
+    for i in range(BACKOFF_FREE + 1):
+        assert not await creds.check("alice", "wrong", f"10.1.0.{i}")
+    hashed = creds.slow_checks
+    results = [await creds.check("alice", "wrong", f"10.2.0.{i}") for i in range(50)]  # 50 more addresses
+    assert not any(results)
+    assert creds.slow_checks - hashed <= 2  # USERNAME_BUDGET, not 50 hashes
+    assert await creds.check("alice", "right", "10.0.0.2")  # the known-good pair is never budgeted
     creds.close()
 
 

@@ -169,7 +169,7 @@ def test_timeout_must_be_positive(value, capsys):
 
 
 def test_short_flags_are_the_mosquitto_clients_ones():
-    args = parse("status", "-h", "broker.lan", "-p", "2883", "-u", "ops", "-P", "pw", "-i", "me", "-W", "3")
+    args = parse("status", "-H", "broker.lan", "-p", "2883", "-u", "ops", "-P", "pw", "-i", "me", "-W", "3")
     assert (args.host, args.port, args.username, args.password, args.client_id, args.timeout) == (
         "broker.lan",
         2883,
@@ -180,18 +180,22 @@ def test_short_flags_are_the_mosquitto_clients_ones():
     )
 
 
-def test_help_is_long_only_because_h_is_the_host(capsys):
-    with pytest.raises(SystemExit) as info:
+def test_h_is_help_on_every_verb_and_the_host_is_capital_h(capsys):
+    for verb in ("status", "activate", "events", "deactivate", "vendor", "floating", "broker", "demo"):
+        with pytest.raises(SystemExit) as info:
+            parse(verb, "-h")
+        assert info.value.code == 0, verb
+        assert "show this help message" in capsys.readouterr().out, verb
+    with pytest.raises(SystemExit):
         parse("status", "--help")
-    assert info.value.code == 0
-    assert "-h HOST, --host HOST" in capsys.readouterr().out
+    assert "-H HOST, --host HOST" in capsys.readouterr().out
 
 
 def test_host_and_port_come_from_the_environment_unless_given(monkeypatch):
     monkeypatch.setenv(ENV_HOST, "env-host")
     monkeypatch.setenv(ENV_PORT, "1999")
     assert endpoint(parse("status")) == ("env-host", 1999)
-    assert endpoint(parse("status", "-h", "flag-host", "-p", "2000")) == ("flag-host", 2000)
+    assert endpoint(parse("status", "-H", "flag-host", "-p", "2000")) == ("flag-host", 2000)
     monkeypatch.setenv(ENV_PORT, "not-a-port")
     with pytest.raises(InputFileError, match=ENV_PORT):
         endpoint(parse("status"))

@@ -139,7 +139,8 @@ def test_vendor_serve_logs_one_json_object_per_request(tmp_path):
         assert proc.poll() is None, "vendor serve exited"
         secret = "MQL1-THIS1-SHOUL-DNEVE-RBELO-GGED0-00000"
         assert httpx.post(f"{url}/v1/activations", json={"license_key": secret, "request": "AAAA"}).status_code >= 400
-        assert httpx.get(f"{url}/metrics").status_code == 200
+        token = (tmp_path / "v" / "metrics.token").read_text().strip()
+        assert httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)

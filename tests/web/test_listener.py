@@ -23,8 +23,10 @@ import pytest
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.web import HttpListener, PageConfig, create_app, parse_bind, start_http
-from tests.helpers.broker import MqttClient, start_broker
+from tests.helpers.broker import READER, READER_PASSWORD, MqttClient, start_broker
 from tests.web.conftest import STORE_URL
+
+READER_LOGIN = (READER, READER_PASSWORD)
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = resources.files("mqtt_licensing.web") / "static"
@@ -155,7 +157,7 @@ def test_without_a_ws_listener_the_page_is_left_out_and_says_why(tmp_path, vendo
             assert client.connect() == 0
         base = f"http://127.0.0.1:{http_port}"
         assert httpx.get(f"{base}/", timeout=5).status_code == 404  # no page that could not log in
-        assert "mqtt_license_state" in httpx.get(f"{base}/metrics", timeout=5).text  # monitoring stays
+        assert "mqtt_license_state" in httpx.get(f"{base}/metrics", auth=READER_LOGIN, timeout=5).text  # stays
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("mqtt_licensing.web")]
     assert len(lines) == 1 and "no `ws` listener" in lines[0]
 
@@ -167,9 +169,10 @@ def test_the_broker_serves_the_page_metrics_and_health_on_http_bind(tmp_path, ve
     ):
         base = f"http://127.0.0.1:{http_port}"
         assert "vendor/mqtt.min.js" in httpx.get(f"{base}/", timeout=5).text
-        assert 'mqtt_license_state{state="unlicensed"} 1.0' in httpx.get(f"{base}/metrics", timeout=5).text
+        assert httpx.get(f"{base}/metrics", timeout=5).status_code == 401  # a reader's business
+        assert 'mqtt_license_state{state="unlicensed"} 1.0' in httpx.get(f"{base}/metrics", auth=READER_LOGIN).text
         health = httpx.get(f"{base}/healthz", timeout=5).json()  # the agent's, documented in docs/monitoring.md
-        assert health == {"ok": True, "state": "unlicensed", "serving": False}
+        assert health == {"ok": True}  # up; the license state is not the public's
 
 
 def test_ws_url_must_be_a_websocket_url():

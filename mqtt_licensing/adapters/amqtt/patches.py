@@ -59,7 +59,7 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
-from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
@@ -88,6 +88,10 @@ class ConnectionHooks(Protocol):
 
     def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
     def confined(self, conn: Hashable) -> bool: ...
+
+    def connack_code(self, conn: Hashable) -> int:
+        """The CONNACK return code for a refused CONNECT (5: not authorized, unless said otherwise)."""
+        ...
 
 
 def broker_of(context: BrokerContext) -> Broker:
@@ -183,9 +187,10 @@ class BrokerPatches:
         finally:
             del self._authenticating[id(session)]
         if not accepted:
+            code = self._hooks.connack_code(handler)
             self._hooks.closed(handler)  # another auth plugin may have refused after ours admitted
             with contextlib.suppress(OSError, AMQTTError):
-                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+                await ConnackPacket.build(0, code).to_stream(writer)
             await _close(writer)
             raise AMQTTError(f"CONNECT refused (client id {session.client_id!r})")
         try:

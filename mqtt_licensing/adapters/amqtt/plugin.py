@@ -21,6 +21,7 @@ from collections.abc import Hashable
 from typing import Any, cast
 
 from amqtt.contexts import Action, BaseContext
+from amqtt.mqtt.connack import NOT_AUTHORIZED, SERVER_UNAVAILABLE
 from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
 from amqtt.session import Session
 
@@ -29,10 +30,13 @@ from ...agent.config import AgentConfig
 from ...agent.metering import Meter
 from ...agent.metrics import metrics_app
 from ...core.errors import ErrorCode, LicensingError
+from ...core.gate import Refusal
 from ...web import HttpListener, PageConfig, start_http
 from .patches import BrokerPatches, broker_of
 
 log = logging.getLogger(__name__)
+
+_SERVER_UNAVAILABLE = frozenset({Refusal.ADMIN_LIMIT, Refusal.READER_LIMIT})  # the login was right
 
 
 class _AmqttTransport:
@@ -71,6 +75,7 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             max_packet_size=config.max_packet_size,
         ).install()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._unavailable: set[Hashable] = set()  # refused for a session limit, CONNACK not yet sent
 
     # -- amqtt hooks -----------------------------------------------------------
 
@@ -87,7 +92,10 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
     async def on_broker_post_start(self) -> None:
         await self.agent.start(_AmqttTransport(self.context, self._patches))
         if self.agent.config.http_bind:  # the License page, /metrics and /healthz
-            monitoring = metrics_app(self.agent.metrics, self.agent.status_document).routes
+            config = self.agent.config
+            monitoring = metrics_app(
+                self.agent.metrics, self.agent.status_document, token=config.metrics_token, login=self.agent.may_read
+            ).routes
             self._http = await start_http(self.agent.config.http_bind, self._page, routes=monitoring)
 
     async def on_broker_pre_shutdown(self) -> None:
@@ -96,13 +104,16 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         await self.agent.stop()
 
     async def authenticate(self, *, session: Session) -> bool | None:
+        conn = self._patches.connection_of(session)
         decision = await self.agent.admit(
-            self._patches.connection_of(session),
+            conn,
             client_id=session.client_id or "",
             username=session.username,
             password=session.password,
             peer=session.remote_address,  # failed passwords back off per source address too
         )
+        if decision.refusal in _SERVER_UNAVAILABLE:
+            self._unavailable.add(conn)  # read back at once by connack_code (or dropped in closed)
         return decision.allowed
 
     async def topic_filtering(
@@ -124,7 +135,16 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         self.agent.connected(conn)
 
     def closed(self, conn: Hashable) -> None:
+        self._unavailable.discard(conn)
         self.agent.disconnected(conn)
+
+    def connack_code(self, conn: Hashable) -> int:
+        # Too many admin or dashboard sessions: 3 (server unavailable), so the operator is not told
+        # "wrong username or password" (5) about a login that was right.
+        if conn in self._unavailable:
+            self._unavailable.discard(conn)
+            return SERVER_UNAVAILABLE
+        return NOT_AUTHORIZED
 
     def confined(self, conn: Hashable) -> bool:
         return self.agent.confined(conn)
@@ -153,6 +173,8 @@ def page_config(config: AgentConfig, listeners: dict[str, Any]) -> PageConfig:
 def check_adapter_limits(config: AgentConfig) -> None:
     if config.connect_timeout <= 0:
         raise LicensingError(ErrorCode.INVALID_FIELD, "connect_timeout must be a positive number of seconds")
+    if config.metrics_token is not None and len(config.metrics_token) < 16:
+        raise LicensingError(ErrorCode.INVALID_FIELD, "metrics_token: at least 16 characters (openssl rand -hex 16)")
     if config.max_packet_size < 1024:
         raise LicensingError(ErrorCode.INVALID_FIELD, "max_packet_size must be at least 1024 bytes")
 

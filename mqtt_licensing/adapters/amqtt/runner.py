@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import difflib
 import errno
+import importlib
 import logging
 import signal
 import socket
@@ -65,6 +66,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping with listeners: and plugins: at the top")
     _check_top_level(path, config)
     for name, section in _plugin_sections(config):
+        _check_plugin_name(path, str(name))
         if name.endswith("LicensingPlugin") and isinstance(section, dict):
             for key in ("state_dir", "vendor_public_key"):
                 value = section.get(key)
@@ -95,6 +97,23 @@ def _check_top_level(path: Path, config: dict[str, Any]) -> None:
             raise ConfigError(
                 f"{path}: listeners.{name}.bind is {bind!r}: write HOST:PORT, e.g. 0.0.0.0:1883 or 127.0.0.1:1884"
             )
+
+
+def _check_plugin_name(path: Path, name: str) -> None:
+    """A plugin class that cannot be imported is one line with the likely fix, not amqtt's traceback."""
+    module_name, _, class_name = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name) if module_name else None
+    except ImportError:
+        module = None
+    if module is not None and isinstance(getattr(module, class_name, None), type):
+        return
+    known = ["mqtt_licensing.adapters.amqtt.LicensingPlugin"]
+    if module is not None:
+        known += [f"{module_name}.{n}" for n, v in vars(module).items() if isinstance(v, type)]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    hint = f" (did you mean {close[0]!r}?)" if close else " (a class in an installed module: module.Class)"
+    raise ConfigError(f"{path}: plugin {name!r} cannot be imported{hint}")
 
 
 def _looks_like_path(value: str) -> bool:

@@ -57,7 +57,7 @@ class UsageDuty:
 
     def gate(self, client: Client | None, source: LicenseSource | None) -> Decision | None:
         """A refusal for an admitted metered client while usage is overdue under `metering: required`."""
-        if client is None or client.role is Role.ADMIN or not self.is_metered(client):
+        if client is None or client.role is not Role.USER or not self.is_metered(client):
             return None
         if self.overdue(source) <= self.ctx.config.metering_grace:
             return None

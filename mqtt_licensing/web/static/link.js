@@ -47,9 +47,13 @@ export class LicenseLink {
     this.client.on("error", (err) => {
       if (this.everConnected) return;
       const refused = err && (err.code === 5 || err.code === 4);
+      const full = err && err.code === 3; // the login was right: a session limit was reached
       this.fail(refused
-        ? "Login refused: wrong username or password (or, for a reader, the license does not serve clients right now)."
-        : `Cannot log in: ${err.message}`);
+        ? "Login refused: wrong username or password."
+        : full
+          ? "Login refused: too many admin or reader sessions are open (max_admin_connections, " +
+            "max_reader_connections). Close one, e.g. another License page tab, and try again."
+          : `Cannot log in: ${err.message}`);
     });
     this.client.on("close", () => {
       if (!this.everConnected) this.fail(`Cannot reach the broker's WebSocket listener at ${url}.`);
