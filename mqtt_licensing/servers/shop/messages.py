@@ -6,6 +6,7 @@ from typing import Any
 
 from ...core.timefmt import iso
 from .catalogue import Kind, format_money
+from .seller import Seller
 from .store import Order
 
 
@@ -80,3 +81,13 @@ def reminder(license_id: str, support_until: int, base_url: str) -> tuple[str, s
         f"Renew it in the store: {base_url}/shop/upgrade?license={license_id}\n"
         "(you will need the license key)\n"
     )
+
+
+def from_seller(seller: Seller, order: Order, subject: str, body: str) -> tuple[str, str]:
+    """An order's e-mail as the seller sends it: its order number and date on top, the seller's
+    name, address and contact at the end (the subject stays what mail filters already match)."""
+    number = seller.order_number(order.number)
+    if not number:
+        return subject, f"{body}\n{seller.signature()}"
+    head = f"Order {number} of {when(order.paid_at or order.created_at)[:10]}, {seller.name}\n\n"
+    return subject, f"{head}{body}\n{seller.signature()}"

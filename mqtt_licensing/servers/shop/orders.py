@@ -118,7 +118,7 @@ class Orders:
             fulfilled_at=None,
         )
         with self.store.transaction() as tx:
-            tx.insert_order(order)
+            order = tx.insert_order(order)
         log.info("order %s created (%s, %s)", order.id, order.kind, format_money(order.amount, order.currency))
         return order
 
@@ -309,11 +309,13 @@ class Orders:
     def _mail(self, order: Order) -> None:
         assert order.license_id is not None
         lic = self.service.get_license(order.license_id)
+        seller = self.config.seller
         if order.kind == "upgrade":
             subject, body = messages.receipt(order, lic)
-            self.mailer.send(order.email, subject, body)
+            self.mailer.send(order.email, *messages.from_seller(seller, order, subject, body))
         elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
             subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
+            subject, body = messages.from_seller(seller, order, subject, body)
             self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
 
     # -- reminders ----------------------------------------------------------------------

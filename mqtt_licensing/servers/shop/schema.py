@@ -58,7 +58,9 @@ orders = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("paid_at", sa.BigInteger, nullable=True),
     sa.Column("fulfilled_at", sa.BigInteger, nullable=True),
+    sa.Column("number", sa.BigInteger, nullable=True),  # what the customer quotes (seller.order_number)
     sa.Index("ix_shop_orders_state", "state"),
+    sa.Index("uq_shop_orders_number", "number", unique=True),
 )
 
 webhook_events = sa.Table(

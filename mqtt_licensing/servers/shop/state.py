@@ -12,6 +12,7 @@ from .catalogue import Catalogue
 from .config import StripeSettings
 from .orders import Orders
 from .portal import Portal
+from .seller import Seller
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,10 @@ class ShopState:
     @property
     def catalogue(self) -> Catalogue:
         return self.orders.catalogue
+
+    @property
+    def seller(self) -> Seller:
+        return self.orders.config.seller
 
     @property
     def stripe(self) -> StripeSettings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,6 +39,7 @@ class Order:
     created_at: int
     paid_at: int | None
     fulfilled_at: int | None
+    number: int | None = None  # given when the order is stored (insert_order)
 
 
 def _order(row: Any) -> Order:
@@ -53,8 +54,14 @@ class ShopTx:
         self.conn = conn
 
     # -- orders ------------------------------------------------------------------
-    def insert_order(self, order: Order) -> None:
+    def insert_order(self, order: Order) -> Order:
+        """Store a new order with the next order number; returns it with its number."""
+        if self.conn.dialect.name == "postgresql":  # two new orders at once never take one number
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('shop_order_number'))"))
+        number = int(self.conn.execute(sa.select(sa.func.coalesce(sa.func.max(orders.c.number), 0))).scalar_one()) + 1
+        order = replace(order, number=number)
         self.conn.execute(orders.insert().values(**{f.name: getattr(order, f.name) for f in fields(order)}))
+        return order
 
     def get_order(self, order_id: str) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update()).first()

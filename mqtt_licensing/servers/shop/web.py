@@ -24,7 +24,7 @@ from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .lineup import named
-from .messages import apply_steps, describe_line, support_text
+from .messages import apply_steps, describe_line, support_text, when
 from .state import shop_state
 from .store import Order
 
@@ -52,6 +52,7 @@ def content_policy(settings: StripeSettings) -> str:
 
 def page(request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
     context.setdefault("refresh", None)
+    context["seller"] = shop_state(request).seller
     context["base"] = str(request.scope.get("root_path", "")).rstrip("/")
     context["nonce"] = nonce = secrets.token_urlsafe(16)
     response = TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
@@ -204,6 +205,8 @@ async def show_order(request: Request) -> Response:
         request,
         "order.html",
         apply_text=apply_text,
+        number=shop.seller.order_number(order.number),
+        ordered_on=when(order.created_at)[:10],
         order=order,
         lines=[_line_view(ln, order.currency) for ln in order.lines],
         total=format_money(order.amount, order.currency),
@@ -263,8 +266,17 @@ async def webhook(request: Request) -> Response:
     return JSONResponse({"received": True, "result": result})
 
 
+STYLESHEET = Path(__file__).with_name("static") / "store.css"
+
+
+async def stylesheet(request: Request) -> Response:
+    """The store's one stylesheet (a file in the package, so the pages need no inline style)."""
+    return Response(STYLESHEET.read_bytes(), media_type="text/css", headers={"Cache-Control": "public, max-age=3600"})
+
+
 ROUTES = [
     Route("/", index, methods=["GET"]),
+    Route("/static/store.css", stylesheet, methods=["GET"]),
     Route("/upgrade", upgrade_form, methods=["GET"]),
     Route("/upgrade", upgrade_offers, methods=["POST"]),
     Route("/orders", create_order, methods=["POST"]),

@@ -102,6 +102,7 @@ def test_a_database_whose_store_tables_the_activation_schema_made_keeps_every_ro
             order = tx.get_order("ord_old")
             assert order is not None and order.license_id == lic["id"] and order.amount == 60000
             assert order.lines == [{"product": "server", "amount": 60000}] and order.state == "fulfilled"
+            assert order.number == 1  # numbered by the store's migration 0002, oldest first
             assert tx.contact(lic["id"]) == "ann@example.com"
             assert tx.claim_event("evt_old", "payment_intent.succeeded", now) is False  # still applied once
             assert tx.reminded(lic["id"], now + 86400)
