@@ -86,8 +86,9 @@ def evaluate_alarms(
             Alarm(
                 "check_in_failing",
                 WARNING,
-                f"the license server has not answered since {iso(facts.checkin_failing_since)}; serving until "
-                f"{iso(ev.deadline)}",
+                # "since" is the last answer; the first failed check-in can be a whole interval later.
+                f"the license server has not answered since {iso(_last_answer(facts))} (check-ins fail since "
+                f"{iso(facts.checkin_failing_since)}); serving until {iso(ev.deadline)}",
                 ev.deadline,
             )
         )
@@ -136,7 +137,14 @@ def _countdown(
         return None
     threshold = min(crossed)
     severity = CRITICAL if critical and threshold <= 1 else WARNING
-    return Alarm(code, severity, f"{what} at {iso(at)} (within {threshold} days)", at, f"{threshold}d")
+    within = f"{threshold} day" if threshold == 1 else f"{threshold} days"
+    return Alarm(code, severity, f"{what} at {iso(at)} (within {within})", at, f"{threshold}d")
+
+
+def _last_answer(facts: Facts) -> int | None:
+    """When the license server last answered: the current certificate is its latest answer."""
+    cert = facts.certificate
+    return cert.issued_at if cert is not None else facts.checkin_failing_since
 
 
 def _quota(ev: Evaluation, connections: int, settings: AlarmSettings, active: frozenset[str]) -> list[Alarm]:

@@ -34,7 +34,8 @@ def build_status(
         "state": str(evaluation.state),
         "serving": evaluation.serving,
         "reason": evaluation.reason,
-        "model": evaluation.model,
+        # A stopped license (suspended, revoked) is still held by this model: Reactivate applies.
+        "model": evaluation.model or _held_model(facts),
         "license_id": held.license_id if held else None,
         "key": held.key_mask if held else None,
         "activation_id": held.activation_id if held else None,
@@ -49,6 +50,8 @@ def build_status(
         "overage": _overage(evaluation),
         "instance": {"fingerprint": fingerprint},
         "trial": None,
+        # Where a deactivation leads: back to the evaluation period while it lasts.
+        "trial_ends_at": iso(facts.trial_started_at + limits.trial_seconds),
         "check_in": None,
         "offline": None,
         "floating": None,
@@ -63,6 +66,12 @@ def build_status(
         }
     doc.update(sections)
     return doc
+
+
+def _held_model(facts: Facts) -> str | None:
+    if facts.certificate is not None:
+        return str(facts.certificate.model)
+    return "floating" if facts.floating_certificate is not None else None
 
 
 def _overage(evaluation: Evaluation) -> dict[str, Any] | None:

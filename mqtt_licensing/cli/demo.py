@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
     p.add_argument("--vendor-port", type=int, default=8700, help="vendor server port (default 8700)")
+    p.add_argument("--http-port", type=int, default=8080, help="the broker's License page (default 8080)")
+    p.add_argument("--ws-port", type=int, default=8083, help="MQTT over WebSocket for the License page (default 8083)")
     p.add_argument(
         "--store",
         action="store_true",
@@ -60,10 +62,17 @@ def _run(args: argparse.Namespace) -> int:
     keys = _demo_keys(service, root)
     config_path = root / "broker.yaml"
     config: dict[str, Any] = {
-        "listeners": {"default": {"type": "tcp", "bind": f"{args.host}:{args.port}"}},
+        "listeners": {
+            "default": {"type": "tcp", "bind": f"{args.host}:{args.port}"},
+            "ws": {"type": "ws", "bind": f"{args.host}:{args.ws_port}"},  # the License page's MQTT
+        },
         "plugins": {
             "mqtt_licensing.adapters.amqtt.LicensingPlugin": {
                 "state_dir": "broker-state",
+                "http_bind": f"{args.host}:{args.http_port}",
+                # The demo's own trial, so deleting demo-data starts it over (the default marker is
+                # per host). Absolute: it must not depend on how a relative path resolves.
+                "trial_marker": str(root / "trial.json"),
                 "vendor_url": vendor.url,
                 "vendor_public_key": "vendor/vendor.pub",
                 "admins": {DEMO_ADMIN: hash_password(DEMO_PASSWORD)},
@@ -76,6 +85,8 @@ def _run(args: argparse.Namespace) -> int:
             }
         },
     }
+    if store is not None:  # the page's Upgrade button opens the demo store
+        config["plugins"]["mqtt_licensing.adapters.amqtt.LicensingPlugin"]["store_url"] = f"{vendor.url}/shop/upgrade"
     config_path.write_text("# written by `mqtt-licensing demo`\n" + yaml.safe_dump(config, sort_keys=False))
     instructions = _instructions(args, root, vendor.url, keys) + (
         store.instructions(f"mqtt-licensing activate{'' if args.port == 1883 else f' --port {args.port}'}")
@@ -149,6 +160,11 @@ def _demo_keys(service: Any, root: Path) -> dict[str, Path]:
     return paths
 
 
+def page_url(args: argparse.Namespace) -> str:
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    return f"http://{host}:{args.http_port}/"
+
+
 def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: dict[str, Path]) -> str:
     rel = lambda p: shlex.quote(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p))  # noqa: E731
     vendor_dir = rel(root / "vendor")
@@ -164,6 +180,7 @@ def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: d
 mqtt-licensing demo is running (Ctrl-C stops it)
   vendor activation server : {vendor_url}   data: {vendor_dir}
   broker with the agent    : mqtt://{args.host}:{args.port}   config: {rel(root / "broker.yaml")}
+  License page             : {page_url(args)}   (log in as {DEMO_ADMIN})
   admin login              : {DEMO_ADMIN} / {DEMO_PASSWORD}
   demo license key         : {rel(keys["license.txt"])}   (online; license id {license_id})
   offline license key      : {rel(keys["offline-license.txt"])}

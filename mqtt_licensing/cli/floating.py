@@ -209,6 +209,8 @@ def _status(args: argparse.Namespace) -> int:
     lines.append(f"seats            {seats['used']} used, {seats['free']} free, {seats['total']} total")
     rules = ", ".join(f"{r['kind']} {r['value']}" for r in status["access"])
     lines.append(f"new instances    {rules or 'anyone who can reach this server (mqtt-licensing floating allow)'}")
+    if status.get("remembered_instances"):
+        lines.append(f"returning        {status['remembered_instances']} instance(s) leased to before, admitted again")
     if status["vendor_url"]:
         lines.append(f"vendor           {status['vendor_url']}")
     for lease in status["leases"]:

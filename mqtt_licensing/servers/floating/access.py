@@ -8,8 +8,11 @@ rules (``mqtt-licensing floating allow``) gives a *new* seat only to
 * an allowed instance fingerprint, or
 * a request from an allowed source network;
 
-a lease already held renews as before. A pool without rules stays open (as before the rules
-existed): ``floating status`` says so. Independently, ``--new-identities-per-minute`` limits
+a lease already held renews as before, and an instance the pool has leased to before keeps its
+place across its own restarts: a broker gives its seat back at a clean shutdown, so without a
+memory of it (rows of kind ``leased``, never shown as rules) the same broker would come back as a
+stranger. ``floating allow --remove --fingerprint`` forgets it too. A pool without rules stays
+open (as before the rules existed): ``floating status`` says so. Independently, ``--new-identities-per-minute`` limits
 how many identities one source address may bring into the pool per minute.
 """
 
@@ -22,11 +25,17 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import sqlalchemy as sa
 
 from ...core.errors import ErrorCode, LicensingError
 from .._proxies import parse_networks
+from .schema import pool_access
 
 KINDS = ("token", "fingerprint", "network")
+# Not an operator rule: an instance fingerprint this pool has leased to (same table, own kind).
+LEASED = "leased"
 
 
 def token_digest(token: str) -> str:
@@ -62,6 +71,31 @@ def admits(rules: Sequence[tuple[str, str]], *, fingerprint: str, source: str, j
         if kind == "network" and _in_network(source, value):
             return True
     return False
+
+
+def leased_before(tx: Any, fingerprint: str) -> bool:
+    row = tx.conn.execute(
+        sa.select(pool_access.c.kind).where(pool_access.c.kind == LEASED, pool_access.c.value == fingerprint)
+    )
+    return row.first() is not None
+
+
+def remember(tx: Any, fingerprint: str, now: int) -> None:
+    """Record that ``fingerprint`` held a lease here (its requests were signed by that key)."""
+    if not leased_before(tx, fingerprint):
+        tx.conn.execute(sa.insert(pool_access).values(kind=LEASED, value=fingerprint, created_at=now))
+
+
+def remembered_count(tx: Any) -> int:
+    query = sa.select(sa.func.count()).select_from(pool_access).where(pool_access.c.kind == LEASED)
+    return int(tx.conn.execute(query).scalar_one())
+
+
+def forget(tx: Any, fingerprint: str) -> bool:
+    done = tx.conn.execute(
+        sa.delete(pool_access).where(pool_access.c.kind == LEASED, pool_access.c.value == fingerprint)
+    )
+    return bool(done.rowcount)
 
 
 def refused() -> LicensingError:
@@ -109,4 +143,17 @@ def _bad(message: str) -> str:
     raise LicensingError(ErrorCode.INVALID_FIELD, message)
 
 
-__all__ = ["KINDS", "NewIdentityLimit", "admits", "new_join_token", "normalized_rule", "refused", "token_digest"]
+__all__ = [
+    "KINDS",
+    "LEASED",
+    "NewIdentityLimit",
+    "admits",
+    "forget",
+    "leased_before",
+    "new_join_token",
+    "normalized_rule",
+    "refused",
+    "remember",
+    "remembered_count",
+    "token_digest",
+]

@@ -18,7 +18,7 @@ from ...core.documents import FloatingCertificate, InstanceRequest, Lease, open_
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
 from .._requests import check_fresh, peek_request, replayed
-from . import clones
+from . import access, clones
 from .access import NewIdentityLimit, admits, refused
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import LeaseRecord, Tx
@@ -126,9 +126,13 @@ class Leases:
                 tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features, **rotated)
                 row = replace(existing, features=features, renewed_at=now, expires_at=expires, **rotated)
             else:
-                if not admits(tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token):
+                known = access.leased_before(tx, request.fingerprint)
+                if not known and not admits(
+                    tx.access_rules(), fingerprint=request.fingerprint, source=source, join_token=join_token
+                ):
                     raise refused()
-                self.new_identities.check(source)
+                if not known:
+                    self.new_identities.check(source)
                 used = tx.count_active(now)
                 if used >= cert.seats:
                     raise LicensingError(
@@ -145,6 +149,7 @@ class Leases:
                     chain=secrets.token_hex(16),
                 )
                 tx.insert_lease(row)
+            access.remember(tx, request.fingerprint, now)
         self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
         return self._sign_lease(row, pool, now)
 
@@ -201,6 +206,7 @@ class Leases:
             if lease is None:
                 return False
             self._remember(tx, request, now)
+            access.remember(tx, claimed, now)  # leases from before the memory existed come back too
             return tx.delete_lease(lease.lease_id)
 
 

@@ -29,7 +29,7 @@ from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
-from . import clones
+from . import access, clones
 from .access import NewIdentityLimit, new_join_token, normalized_rule
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
@@ -237,8 +237,10 @@ class FloatingService:
             return tx.unsuspend(fingerprint.strip().lower())
 
     def disallow(self, kind: str, value: str) -> bool:
+        rule = normalized_rule(kind, value)
         with self.store.transaction() as tx:
-            return tx.remove_access(kind, normalized_rule(kind, value))
+            forgotten = kind == "fingerprint" and access.forget(tx, rule)
+            return tx.remove_access(kind, rule) or forgotten
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
@@ -248,6 +250,7 @@ class FloatingService:
             row = tx.read_pool()
             leases = tx.active_leases(now)
             rules = tx.access_rules()
+            remembered = access.remembered_count(tx)
             suspended = tx.suspended()
             problem = None
             pool = None
@@ -268,6 +271,7 @@ class FloatingService:
             "seats": {"total": 0, "used": len(leases), "free": 0},
             # issue 10: who may take a new seat ([] = anyone who can reach this server)
             "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
+            "remembered_instances": remembered,  # leased to before: admitted again after a restart
             "clone_policy": row.clone_policy or "flag",
             "suspended": [{"instance_fingerprint": fp, "lease_id": lid} for fp, lid in sorted(suspended.items())],
             "leases": [

@@ -187,7 +187,9 @@ class Tx:
 
     # -- pool access ------------------------------------------------------------------
     def access_rules(self) -> list[tuple[str, str]]:
-        rows = self.conn.execute(sa.select(pool_access.c.kind, pool_access.c.value).order_by("kind", "value"))
+        """The operator's rules (instances remembered as leased to are rows of their own kind)."""
+        query = sa.select(pool_access.c.kind, pool_access.c.value).where(pool_access.c.kind != "leased")
+        rows = self.conn.execute(query.order_by("kind", "value"))
         return [(str(kind), str(value)) for kind, value in rows]
 
     def add_access(self, kind: str, value: str, now: int) -> bool:

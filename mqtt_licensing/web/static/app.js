@@ -4,17 +4,17 @@
 
 import { checkKey } from "./keys.js";
 import {
-  $, copy, download, el, errorText, focusTop, sentence, setMessage, show, tickClock, timeNode, wireDrop,
+  $, copy, download, el, errorText, focusTop, sentence, setMessage, shortTime, show, tickClock, timeNode, wireDrop,
 } from "./dom.js";
 import { LicenseLink } from "./link.js";
-import { addEvent, clearEvents, featureTitles, held, renderEvents, renderStatus } from "./view.js";
+import { addEvent, clearEvents, featureTitles, held, renderEvents, renderStatus, shortFingerprint } from "./view.js";
 
 const STATUS_REFRESH_MS = 15000;
 const RECENT_EVENTS_SECONDS = 86400;
 
 const page = {
   config: null, link: null, role: null, status: null, deactivationCode: null, refreshTimer: null,
-  events: [], seen: new Set(), busyPrefix: null,
+  events: [], seen: new Set(), busyPrefix: null, connected: false,
 };
 
 function request(operation, fields) {
@@ -48,11 +48,13 @@ function login(username, password) {
     onRole: (role) => {
       $("password").value = "";
       page.role = role;
-      $("who").textContent = `${username} (${role})`;
+      $("who").textContent = username === role ? username : `${username} (${role})`;
       showView("app");
       clearInterval(page.refreshTimer);
       // Connection counts are not republished on every CONNECT; ask now and then.
-      page.refreshTimer = setInterval(() => request("status").catch(() => {}), STATUS_REFRESH_MS);
+      page.refreshTimer = setInterval(() => {
+        if (page.connected) request("status").catch(() => {}); // away: the reconnect asks anyway
+      }, STATUS_REFRESH_MS);
       render();
       loadRecentEvents();
     },
@@ -93,6 +95,7 @@ async function loadRecentEvents() {
 
 function logout() {
   clearInterval(page.refreshTimer);
+  page.connected = false;
   if (page.link) page.link.end();
   Object.assign(page, { link: null, role: null, status: null, deactivationCode: null, events: [], seen: new Set() });
   clearEvents();
@@ -102,10 +105,36 @@ function logout() {
   $("username").focus();
 }
 
+// While the broker is away the page says so, greys the last status it had and disables the
+// buttons (a request could not be answered); on return it asks for a fresh status.
 function setConnState(text) {
+  const up = text === "connected";
   const node = $("conn-state");
-  node.textContent = text;
-  node.className = `conn ${text === "connected" ? "up" : "down"}`;
+  node.textContent = up ? text : `not connected, ${text}`;
+  node.className = `conn ${up ? "up" : "down"}`;
+  const was = page.connected;
+  page.connected = up;
+  if (was === up) return;
+  if (page.role) render();
+  setButtons(); // on return, the link asks for a fresh status itself
+}
+
+function canAct() { return page.connected && !page.busyPrefix; }
+
+// Every action button: off while a request runs or while the broker is away.
+function setButtons() {
+  const off = !canAct();
+  for (const b of document.querySelectorAll("#actions button, #wizard button")) b.disabled = off;
+  if (!off) refreshKeyChecks();
+}
+
+// The broker's name on this page: its host and instance (a fleet has many License pages).
+function renderIdentity(s) {
+  const fp = s && s.instance && s.instance.fingerprint;
+  const label = (s && s.instance && s.instance.label) || location.host;
+  $("broker-name").textContent = fp ? `${label} · instance ${shortFingerprint(fp)}` : label;
+  $("broker-name").title = fp ? `instance fingerprint ${fp}` : "";
+  document.title = `License · ${(s && s.instance && s.instance.label) || location.hostname}`;
 }
 
 function showView(name) {
@@ -125,6 +154,7 @@ function render() {
   const s = page.status;
   const admin = page.role === "admin";
   renderStatus(s, page);
+  renderIdentity(s);
   show($("actions"), admin && held(s));
   show($("wizard"), admin && Boolean(s) && (!held(s) || s.model === "offline"));
   if (admin && s) {
@@ -155,8 +185,7 @@ async function busy(prefix, work, message) {
   setMessage(`${prefix}-error`, "");
   setMessage(`${prefix}-progress`, message);
   page.busyPrefix = prefix; // a waiting_for_server event of ours updates the progress line
-  const buttons = document.querySelectorAll("#actions button, #wizard button");
-  for (const b of buttons) b.disabled = true;
+  setButtons();
   try {
     return await work();
   } catch (err) {
@@ -165,8 +194,7 @@ async function busy(prefix, work, message) {
   } finally {
     page.busyPrefix = null;
     setMessage(`${prefix}-progress`, "");
-    for (const b of buttons) b.disabled = false;
-    refreshKeyChecks();
+    setButtons();
   }
 }
 
@@ -194,12 +222,21 @@ function confirmDialog(title, text, okLabel, onConfirm) {
 
 function deactivate() {
   const s = page.status;
-  const text = s.model === "offline"
-    ? `The broker stops serving clients and shows a deactivation code for the vendor, who frees license ${s.license_id}.`
+  const first = s.model === "offline"
+    ? `The broker shows a deactivation code for the vendor, who frees license ${s.license_id}.`
     : s.model === "floating"
-      ? "The seat goes back to the floating server and the broker stops serving clients."
-      : `The vendor frees this activation of license ${s.license_id} so it can be used elsewhere; the broker stops serving clients.`;
-  confirmDialog("Deactivate this license?", text, "Deactivate", confirmDeactivate);
+      ? "The seat goes back to the floating server."
+      : `The vendor frees this activation of license ${s.license_id} so it can be used elsewhere.`;
+  confirmDialog("Deactivate this license?", `${first} ${afterDeactivation(s)}`, "Deactivate", confirmDeactivate);
+}
+
+// What the broker does without the license: its evaluation period, if some is left, or nothing.
+function afterDeactivation(s) {
+  const ends = s.trial_ends_at && Date.parse(s.trial_ends_at);
+  if (ends && ends > Date.now()) {
+    return `The broker then falls back to its evaluation period (until ${shortTime(s.trial_ends_at)}) and stops serving clients after that.`;
+  }
+  return "The broker then stops serving clients.";
 }
 
 function cancelOffline() {
@@ -271,14 +308,14 @@ function onKeyInput(inputId, checkId, buttonId) {
   node.textContent = result.ok ? "✓ Format and checksum are right." : `✗ ${result.message[0].toUpperCase()}${result.message.slice(1)}.`;
   node.className = `check ${result.ok ? "good" : "bad"}`;
   $(inputId).setAttribute("aria-invalid", result.ok ? "false" : "true");
-  $(buttonId).disabled = !result.ok;
+  $(buttonId).disabled = !result.ok || !canAct();
   return result.ok ? result.key : null;
 }
 
 function refreshKeyChecks() {
   onKeyInput("online-key", "online-key-check", "online-activate");
   onKeyInput("offline-key", "offline-key-check", "offline-generate");
-  $("offline-apply").disabled = !$("offline-license").value.trim();
+  $("offline-apply").disabled = !$("offline-license").value.trim() || !canAct();
 }
 
 async function activateOnline(event) {
@@ -383,6 +420,7 @@ async function start() {
   $("copy-deactivation").addEventListener("click", (e) => copy("deactivation-code", e.currentTarget));
   $("download-deactivation").addEventListener("click", () => download("deactivation.txt", $("deactivation-code").value));
 
+  renderIdentity(null);
   setInterval(tickClock, 30000); // relative times age while the page is open
   document.body.dataset.ready = "true";
   $("username").focus();

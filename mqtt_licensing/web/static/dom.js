@@ -35,30 +35,55 @@ export function errorText(error) {
   return error.code ? `${text} (${error.code})` : text;
 }
 
-// "in 12 days", "3 hours ago", "just now".
+// "in 1 h 59 min", "3 days 4 h ago", "just now": two units while the larger one is small,
+// never rounded up (1 h 59 min is not "1 hour").
+const MINUTE = 60;
+const HOUR = 3600;
+const DAY = 86400;
+
+function plural(n, unit) { return `${n} ${unit}${n === 1 ? "" : "s"}`; }
+
+export function span(abs) {
+  if (abs < MINUTE) return `${abs} s`;
+  if (abs < HOUR) return `${Math.floor(abs / MINUTE)} min`;
+  if (abs < DAY) {
+    const h = Math.floor(abs / HOUR);
+    const m = Math.floor((abs % HOUR) / MINUTE);
+    return m ? `${h} h ${m} min` : `${h} h`;
+  }
+  const days = Math.floor(abs / DAY);
+  if (days < 7) {
+    const h = Math.floor((abs % DAY) / HOUR);
+    return h ? `${plural(days, "day")} ${h} h` : plural(days, "day");
+  }
+  if (days < 60) return plural(days, "day");
+  if (days < 730) return plural(Math.floor(days / 30), "month");
+  return plural(Math.floor(days / 365), "year");
+}
+
 export function relative(iso) {
   if (!iso) return "";
   const seconds = Math.round((Date.parse(iso) - Date.now()) / 1000);
   const abs = Math.abs(seconds);
-  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
-  let text = abs >= 10 ? `${abs} seconds` : null;
-  for (const [unit, size] of units) {
-    if (abs >= size) {
-      const n = Math.floor(abs / size);
-      text = `${n} ${unit}${n === 1 ? "" : "s"}`;
-      break;
-    }
-  }
-  if (text === null) return "just now";
-  return seconds >= 0 ? `in ${text}` : `${text} ago`;
+  if (abs < 10) return "just now";
+  return seconds >= 0 ? `in ${span(abs)}` : `${span(abs)} ago`;
+}
+
+// "2026-12-06 21:43 UTC": the form every time on the page takes.
+export function shortTime(iso) {
+  return new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
+}
+
+// Times inside the agent's message texts ("… since 2026-12-06T21:43:07Z …") in that form.
+export function readableTimes(text) {
+  return String(text || "").replace(/\b\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?Z\b/g, (iso) => shortTime(iso));
 }
 
 // "2026-12-06 21:43 UTC (in 6 days)"; the relative part ages with tickClock().
 export function timeNode(iso) {
   if (!iso) return document.createTextNode("—");
-  const shown = new Date(iso).toISOString().slice(0, 16).replace("T", " ") + " UTC";
   return el("span", {},
-    el("time", { datetime: iso, text: shown }), " ",
+    el("time", { datetime: iso, text: shortTime(iso) }), " ",
     el("span", { class: "rel", "data-rel": iso, "data-paren": "1", text: `(${relative(iso)})` }));
 }
 

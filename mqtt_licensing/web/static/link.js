@@ -5,6 +5,9 @@
 // $license/events stream. The password lives in this object's memory only.
 
 const REQUEST_TIMEOUT_MS = 60000;
+// Reading operations: asked again when the connection comes back. Any other request that was
+// out when the connection broke fails at once (it may or may not have run: the status tells).
+const REPEATABLE = new Set(["status", "events_recent", "role_probe"]);
 const TOPICS = {
   activate: "$license/activate", reactivate: "$license/reactivate", deactivate: "$license/deactivate",
   status: "$license/status", offline_request: "$license/offline/request", offline_cancel: "$license/offline/cancel",
@@ -19,6 +22,18 @@ function randomHex(bytes) {
   const buf = new Uint8Array(bytes);
   crypto.getRandomValues(buf); // available on plain http, unlike crypto.randomUUID
   return [...buf].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+// MQTT 3.1.1 has only a return code for a refused CONNECT; each says what the broker meant.
+function loginRefusal(err) {
+  const code = err && err.code;
+  if (code === 4 || code === 5) return "Login refused: wrong username or password.";
+  if (code === 3) { // the login was right: a session limit was reached (admin_limit, reader_limit)
+    return "Login refused: too many admin or reader sessions are open (max_admin_connections, "
+      + "max_reader_connections). Close one, e.g. another License page tab, and try again.";
+  }
+  if (code === 2) return "Login refused: the broker rejected this page's client id; reload the page and try again.";
+  return `Cannot log in: ${err && err.message}`;
 }
 
 export class LicenseLink {
@@ -46,20 +61,34 @@ export class LicenseLink {
     this.client.on("message", (topic, payload) => this.onMessage(topic, payload));
     this.client.on("error", (err) => {
       if (this.everConnected) return;
-      const refused = err && (err.code === 5 || err.code === 4);
-      const full = err && err.code === 3; // the login was right: a session limit was reached
-      this.fail(refused
-        ? "Login refused: wrong username or password."
-        : full
-          ? "Login refused: too many admin or reader sessions are open (max_admin_connections, " +
-            "max_reader_connections). Close one, e.g. another License page tab, and try again."
-          : `Cannot log in: ${err.message}`);
+      this.fail(loginRefusal(err));
     });
     this.client.on("close", () => {
-      if (!this.everConnected) this.fail(`Cannot reach the broker's WebSocket listener at ${url}.`);
-      else handlers.onConnection("reconnecting…");
+      if (!this.everConnected) return this.fail(`Cannot reach the broker's WebSocket listener at ${url}.`);
+      this.connected = false;
+      this.interrupt();
+      handlers.onConnection("reconnecting…");
     });
     this.client.on("reconnect", () => handlers.onConnection("reconnecting…"));
+  }
+
+  // The connection broke: repeatable requests wait for it (their clocks stop), others fail now.
+  interrupt() {
+    for (const [id, waiter] of this.pending) {
+      clearTimeout(waiter.timer);
+      waiter.timer = null;
+      if (REPEATABLE.has(waiter.operation)) continue;
+      this.pending.delete(id);
+      waiter.reject({
+        code: "disconnected",
+        message: "the connection to the broker broke before it answered; the status shows whether it was done",
+      });
+    }
+  }
+
+  // Connected again: send what waited, with a fresh timeout.
+  resume() {
+    for (const [id, waiter] of this.pending) if (waiter.timer === null) this.send(id, waiter);
   }
 
   fail(message) {
@@ -80,12 +109,14 @@ export class LicenseLink {
       this.everConnected = true;
       this.client.options.reconnectPeriod = 3000;
     }
-    this.handlers.onConnection("connected");
     try {
       await this.subscribe([this.replyTopic, "$license/status", "$license/events"]);
     } catch (err) {
       return this.fail(err.message);
     }
+    this.connected = true;
+    this.handlers.onConnection("connected");
+    this.resume();
     // Which role are we? Only admins get buttons (the agent refuses everyone else anyway).
     let role;
     try {
@@ -118,21 +149,31 @@ export class LicenseLink {
   }
 
   // Resolves with the reply ({ok: true, ...}); rejects with its error {code, message}.
+  // While the connection is down a repeatable request waits for it and any other is refused:
+  // MQTT.js would queue it and run it whenever the broker returns, long after the click.
   request(operation, fields = {}) {
     const correlationId = `${this.clientId}-${this.nextId++}`;
     const payload = JSON.stringify({ ...fields, correlation_id: correlationId });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(correlationId);
-        reject({ code: "timeout", message: "the broker did not answer in time" });
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(correlationId, { resolve, reject, timer });
-      this.client.publish(TOPICS[operation], payload, { qos: 1 }, (err) => {
-        if (!err) return;
-        clearTimeout(timer);
-        this.pending.delete(correlationId);
-        reject({ code: "publish_failed", message: err.message });
-      });
+      const waiter = { operation, payload, resolve, reject, timer: null };
+      if (this.connected === false && !REPEATABLE.has(operation)) {
+        return reject({ code: "disconnected", message: "not connected to the broker; wait until it is back" });
+      }
+      this.pending.set(correlationId, waiter);
+      if (this.connected !== false) this.send(correlationId, waiter);
+    });
+  }
+
+  send(correlationId, waiter) {
+    waiter.timer = setTimeout(() => {
+      this.pending.delete(correlationId);
+      waiter.reject({ code: "timeout", message: "the broker did not answer in time" });
+    }, REQUEST_TIMEOUT_MS);
+    this.client.publish(TOPICS[waiter.operation], waiter.payload, { qos: 1 }, (err) => {
+      if (!err || !this.pending.has(correlationId)) return;
+      clearTimeout(waiter.timer);
+      this.pending.delete(correlationId);
+      waiter.reject({ code: "publish_failed", message: err.message });
     });
   }
 

@@ -1,7 +1,7 @@
 // What the page shows: the status document (topics.md, "The status document") and the
 // live list of $license/events. Read-only; the same for admins and readers.
 
-import { $, el, errorText, relative, relNode, sentence, show, timeNode } from "./dom.js";
+import { $, el, errorText, readableTimes, relative, relNode, sentence, show, timeNode } from "./dom.js";
 
 const MAX_EVENTS = 100;
 const HELD_MODELS = new Set(["online", "offline", "floating"]);
@@ -10,7 +10,14 @@ const STATE_CLASS = {
   expired: "bad", unlicensed: "bad", suspended: "bad", revoked: "bad", clock_tampered: "bad",
 };
 
-export function held(status) { return Boolean(status && HELD_MODELS.has(status.model)); }
+// A license is held while its certificate or lease is, serving or not (a suspended one can be
+// reactivated once the vendor reinstates it): the Manage card stays.
+export function held(status) {
+  return Boolean(status && (HELD_MODELS.has(status.model) || status.activation_id));
+}
+
+// Short enough to read aloud; the full value is in the title.
+export function shortFingerprint(fp) { return fp ? String(fp).slice(0, 8) : ""; }
 
 export function featureTitles(config) {
   return new Map((config.features || []).map((f) => [f.name, f.title]));
@@ -23,9 +30,10 @@ function detail(label, value, id) {
   return [el("dt", { text: label }), dd];
 }
 
-// ctx: {config, role, deactivationCode}
+// ctx: {config, role, deactivationCode, connected}
 export function renderStatus(s, ctx) {
   const badge = $("state-badge");
+  $("status-card").classList.toggle("stale", ctx.connected === false);
   if (!s) {
     badge.textContent = "waiting for status…";
     badge.className = "badge";
@@ -33,7 +41,7 @@ export function renderStatus(s, ctx) {
     return;
   }
   badge.textContent = s.state.replace("_", " ");
-  badge.className = `badge ${STATE_CLASS[s.state] || "info"}`;
+  badge.className = `badge ${STATE_CLASS[s.state] || "info"}${ctx.connected === false ? " stale" : ""}`;
   badge.dataset.state = s.state;
   $("state-reason").textContent = sentence(s.reason);
 
@@ -51,7 +59,8 @@ export function renderStatus(s, ctx) {
   }
   if (s.expires_at) rows.push(...detail("Expires", timeNode(s.expires_at), "expires"));
   if (s.support_until) rows.push(...detail("Support until", timeNode(s.support_until), "support"));
-  if (s.valid_until) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
+  // Not once the license has stopped: "valid until" next to an expiry or a suspension misleads.
+  if (s.valid_until && s.serving !== false) rows.push(...detail("Valid until", timeNode(s.valid_until), "valid"));
   if (s.deadline && s.deadline !== s.valid_until && s.deadline !== s.expires_at) {
     const label = { trial: "Trial ends", grace: "Grace ends" }[s.state] || "State ends";
     rows.push(...detail(label, timeNode(s.deadline), "deadline"));
@@ -65,17 +74,24 @@ export function renderStatus(s, ctx) {
   }
   if (s.last_failure) {
     const f = s.last_failure;
-    const node = el("div", { class: "health bad" }, `${f.operation}: ${sentence(f.message)} (${f.code}), `, relNode(f.at));
-    rows.push(...detail("Last failure", node, "last-failure"));
+    const recovered = resolvedSince(s, f.at);
+    const node = el("div", { class: recovered ? "health past" : "health bad" },
+      `${f.operation}: ${sentence(f.message)} (${f.code}), `, relNode(f.at));
+    if (recovered) node.append(el("br"), "since then: ", recovered);
+    rows.push(...detail(recovered ? "Earlier failure" : "Last failure", node, "last-failure"));
   }
-  if (s.instance && s.instance.fingerprint) rows.push(...detail("Instance", el("code", { text: s.instance.fingerprint }), "instance"));
+  if (s.instance && s.instance.fingerprint) {
+    const fp = s.instance.fingerprint;
+    rows.push(...detail("Instance", el("code", { title: fp, text: fp }), "instance"));
+  }
   $("details").replaceChildren(...rows);
 
   const alarms = [...(s.alarms || []), ...(s.problems || [])];
   const list = $("alarms");
   list.replaceChildren(...alarms.map((a) => {
     if (typeof a === "string") return el("li", { class: "alarm", text: a });
-    const item = el("li", { class: `alarm ${a.severity || ""}`, "data-code": a.code || "" }, sentence(a.message || a.code));
+    const text = sentence(readableTimes(a.message || a.code));
+    const item = el("li", { class: `alarm ${a.severity || ""}`, "data-code": a.code || "" }, text);
     if (a.deadline) item.append(" (", relNode(a.deadline), ")");
     return item;
   }));
@@ -84,7 +100,19 @@ export function renderStatus(s, ctx) {
   const code = ctx.role === "admin" ? ctx.deactivationCode : null;
   show($("deactivation-code-box"), Boolean(code) && !held(s));
   $("deactivation-code").value = code || "";
-  $("updated").replaceChildren("Updated ", timeNode(s.updated_at));
+  if (ctx.connected === false) {
+    $("updated").replaceChildren(el("strong", { text: "Not connected to the broker: " }),
+      "this is the status of ", timeNode(s.updated_at), ", it may have changed since.");
+  } else {
+    $("updated").replaceChildren("Updated ", timeNode(s.updated_at));
+  }
+}
+
+// A failed request is over once a later check-in succeeded (ISO times compare as text).
+function resolvedSince(s, at) {
+  if (!at) return null;
+  const ok = s.check_in && s.check_in.last_ok_at;
+  return ok && ok > at ? el("span", {}, "a check-in succeeded ", relNode(ok)) : null;
 }
 
 function connectionsNode(s) {
@@ -112,7 +140,10 @@ function checkInNode(c) {
   const wrap = el("div", { class: c.failing_since ? "health bad" : "health good" });
   if (c.last_ok_at) wrap.append("last ok ", relNode(c.last_ok_at));
   if (c.next_at) wrap.append(", next ", relNode(c.next_at));
-  if (c.failing_since) wrap.append(el("br"), "failing since ", relNode(c.failing_since), `: ${c.last_error || ""}`);
+  if (c.failing_since) {
+    wrap.append(el("br"), "failing since ", timeNode(c.failing_since));
+    if (c.last_error) wrap.append(`: ${errorText(c.last_error)}`);
+  }
   return wrap;
 }
 
@@ -122,7 +153,7 @@ function leaseNode(f) {
   if (f.seats !== undefined && f.seats !== null) wrap.append(el("br"), `${f.seats} seats in the pool`);
   if (f.lease_expires_at) wrap.append(el("br"), "lease expires ", relNode(f.lease_expires_at));
   if (f.next_renewal_at) wrap.append(", renews ", relNode(f.next_renewal_at));
-  if (f.last_error) wrap.append(el("br"), `last error: ${f.last_error}`);
+  if (f.last_error) wrap.append(el("br"), `last error: ${errorText(f.last_error)}`);
   return wrap;
 }
 
@@ -161,7 +192,7 @@ function eventSummary(e) {
       return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
     case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
     case "activation_lost": return e.message || "";
-    case "alarm_raised": return `${e.severity}: ${e.message || e.code}`;
+    case "alarm_raised": return `${e.severity}: ${readableTimes(e.message || e.code)}`;
     case "alarm_cleared": return `${e.code} (raised ${relative(e.since)})`;
     case "offline_request_cancelled": return "the pending offline request was dropped";
     case "waiting_for_server": return sentence(e.message || e.server);

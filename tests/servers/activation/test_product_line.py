@@ -5,23 +5,32 @@ No code changes between the steps: only `vendor feature|template|issue` and the 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.activation import ActivationClient
 from mqtt_licensing.clients.admin import VendorAdminClient
+from mqtt_licensing.clients.floating import FloatingClient, lease_request
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import unarmor
-from mqtt_licensing.core.documents import ActivationCertificate, FloatingCertificate
+from mqtt_licensing.core.documents import (
+    ActivationCertificate,
+    FloatingCertificate,
+    sign_instance_request,
+    verify_lease,
+)
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.features import resolve
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.core.timefmt import add_years
 from mqtt_licensing.servers.activation.catalogue import Template, template_license_terms
 from tests.helpers.activation import VendorHandle
+from tests.helpers.floating import floating_server_key, start_floating
 
 from .conftest import Instance
 
@@ -269,3 +278,28 @@ async def test_catalogue_requests_with_unknown_fields_are_refused(vendor: Vendor
                 await call
             assert words in info.value.message
     assert "y" not in {f["name"] for f in vendor.service.catalogue.list_features()}
+
+
+async def test_a_lease_carries_the_pools_definitions_to_the_broker(
+    capsys: Any, vendor: VendorHandle, tmp_path: Any
+) -> None:
+    """What a broker of a floating pool reads: the vendor's certificate inside its lease."""
+    define_enterprise(capsys, vendor)
+    key = cli_ok(capsys, vendor, "issue", "--template", "enterprise", "--model", "floating", "--seats", "2").strip()
+    server_key = floating_server_key(tmp_path / "fls")
+    async with ActivationClient(vendor.url) as client:
+        request = sign_instance_request(
+            server_key, kind=labels.KIND_FLOATING_ACTIVATE, nonce="n-1", created_at=int(time.time()),
+            key_digest=key_digest(key),
+        )  # fmt: skip
+        certificate = await client.floating_activate(key, request)
+    fls = start_floating(tmp_path / "fls", certificate=certificate, vendor_public_key=vendor.public_key)
+    try:
+        async with FloatingClient(fls.url) as client:
+            broker = Ed25519PrivateKey.generate()
+            blob = await client.acquire(lease_request(broker, "lease_acquire", features=("mqtt_server", "sparkplug_b")))
+        lease, pool = verify_lease(blob, vendor.public_key)
+        assert lease.features == ("mqtt_server", "sparkplug_b")
+        assert_edition(pool)  # the pool's certificate: every granted feature's definition, signed by the vendor
+    finally:
+        fls.stop()
