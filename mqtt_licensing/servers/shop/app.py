@@ -27,6 +27,7 @@ from ..activation.service import DB_FILE, ActivationService
 from . import portal_web, web
 from .config import ShopConfig
 from .mail import Mailer
+from .money import Money
 from .orders import Orders
 from .payments import StripeGateway
 from .portal import Portal
@@ -45,6 +46,7 @@ class Shop:
         self.orders = Orders(service, store, config, StripeGateway(config.stripe), mailer)
         self.orders.offers_now(strict=True)  # a product the vendor catalogue lacks stops the start: one line
         self.portal = Portal(service, store, config, mailer)
+        self.money = Money(service, store, mailer)
         self._wake: asyncio.Event | None = None
         self.app = Starlette(routes=web.ROUTES + portal_web.ROUTES, exception_handlers={LicensingError: _error_page})
         self.app.state.shop = ShopState(
@@ -89,6 +91,7 @@ class Shop:
             ("reconcile", self.orders.reconcile),
             ("fulfil", self.orders.fulfil_due),
             ("reminders", self.orders.send_reminders),
+            ("money", self.money.apply_due),
         ):
             try:
                 step()

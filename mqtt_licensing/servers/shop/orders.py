@@ -24,7 +24,7 @@ from typing import Any
 from ...core.errors import ErrorCode, LicensingError
 from ...core.timefmt import add_years
 from ..activation.service import ActivationService
-from . import lineup, messages
+from . import lineup, messages, money
 from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
 from .mail import Mailer
@@ -173,6 +173,8 @@ class Orders:
         with self.store.transaction() as tx:
             if not tx.claim_event(event_id, event_type, now):
                 return "duplicate"
+            if event_type in money.EVENTS:  # after the sale: the license follows the money
+                return money.record(tx.conn, event_id, event_type, obj, now)
             if event_type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
                 return "ignored"
             order_id = (obj.get("metadata") or {}).get("order_id")

@@ -118,4 +118,30 @@ reminders = sa.Table(
     sa.Column("sent_at", sa.BigInteger, nullable=False),
 )
 
-__all__ = ["SCHEMA", "contacts", "frees", "metadata", "orders", "portal_codes", "portal_sessions", "reminders"]
+# After the sale (money.py): one row per Stripe event that moved an order's money, applied to
+# the license by the worker (``applied_at``), so a crash between recording and applying loses nothing.
+money_events = sa.Table(
+    "shop_money_events",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("order_id", sa.String(48), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # refund_full | refund_partial | dispute_* | subscription_ended
+    sa.Column("amount", sa.BigInteger, nullable=True),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("applied_at", sa.BigInteger, nullable=True),
+    sa.Column("outcome", sa.String(200), nullable=True),  # what it did to the license, in words
+    sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Index("ix_shop_money_events_order", "order_id", "received_at"),
+)
+
+__all__ = [
+    "SCHEMA",
+    "contacts",
+    "frees",
+    "metadata",
+    "money_events",
+    "orders",
+    "portal_codes",
+    "portal_sessions",
+    "reminders",
+]

@@ -261,7 +261,7 @@ async def webhook(request: Request) -> Response:
     # Read the verified bytes ourselves: exactly what was signed, as plain JSON.
     obj = json.loads(payload)["data"]["object"]
     result = await run_in_threadpool(shop.orders.apply_event, str(event["id"]), str(event["type"]), obj)
-    if result == "paid":
+    if result in ("paid", "recorded"):  # a license to issue, or to change as the money moved
         shop.wake()
     return JSONResponse({"received": True, "result": result})
 
