@@ -97,6 +97,7 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
         page.click("#sign-in")
         assert "iot_bridge_snowflake" in page.text_content("#features")
         page.click("#activations button.free")
+        page.click("#confirm-free")  # the question first: is that broker gone?
         assert "was freed" in page.text_content("#notice")
 
         with broker2.admin() as c:

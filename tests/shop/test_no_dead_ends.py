@@ -101,7 +101,7 @@ def test_portal_actions_redirect_and_their_errors_stay_on_the_license_page(
 ) -> None:
     license_id, key = customer_license(portal_shop, model="offline")
     csrf = sign_in(web, smtp, key)
-    r = web.post("/shop/portal/offline-activate", data={"request_code": "garbage", "csrf": csrf})
+    r = web.post("/shop/portal/offline-activate", data={"csrf": csrf}, files={"request_file": ("req.txt", b"garbage")})
     assert r.status_code == 400 and DEAD_END not in r.text and 'id="error"' in r.text
     assert f'License <span class="mono">{license_id}</span>' in r.text and "garbage" not in r.text
     r = web.post("/shop/portal/free", data={"activation_id": "act_nope", "csrf": csrf})
@@ -113,8 +113,29 @@ def test_portal_actions_redirect_and_their_errors_stay_on_the_license_page(
     assert portal_shop.service is not None
     activation_id = Instance(Clock()).activate(portal_shop.service, online_key)
     r = web.post("/shop/portal/free", data={"activation_id": activation_id, "csrf": csrf})
+    assert r.status_code == 200 and 'id="confirm-free"' in r.text  # asked first, nothing freed yet
+    assert portal_shop.service is not None
+    assert activation_id in {a["id"] for a in portal_shop.service.list_activations(_online_id)}
+    r = web.post("/shop/portal/free", data={"activation_id": activation_id, "csrf": csrf, "confirm": "yes"})
     assert r.status_code == 303  # POST-redirect-GET
     page = web.get(r.headers["location"]).text
     assert f"Activation {activation_id} was freed" in page and csrf_of(page) == csrf
+    assert "freed_by_customer" in page  # recorded as the customer's doing, not the vendor's
+    [freed] = portal_shop.service.list_activations(_online_id, include_freed=True)
+    assert freed["freed_reason"] == "freed_by_customer"
     forged = web.get("/shop/portal/license", params={"done": "freed", "id": "<script>"}).text
     assert "<script>" not in forged and 'id="notice"' not in forged
+
+
+def test_a_request_code_can_be_uploaded_as_a_file(portal_shop: ShopServer, web: httpx.Client, smtp: SmtpSink) -> None:
+    license_id, key = customer_license(portal_shop, model="offline")
+    csrf = sign_in(web, smtp, key)
+    request_code = Instance(Clock()).usage_request(key)
+    r = web.post(
+        "/shop/portal/offline-activate",
+        data={"csrf": csrf},
+        files={"request_file": ("usage-request.txt", request_code.encode())},
+    )
+    assert r.status_code == 200 and r.headers["content-disposition"].startswith("attachment;")
+    assert portal_shop.service is not None
+    assert len(portal_shop.service.list_activations(license_id)) == 1

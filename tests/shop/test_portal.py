@@ -160,21 +160,25 @@ def test_free_a_lost_activation_at_most_n_per_30_days(
     assert web.post("/shop/portal/free", data={"activation_id": lost}).status_code == 401
     stranger_id, stranger_key = customer_license(portal_shop, email="b2@example.com")
     theirs = Instance(clock).activate(service, stranger_key)
-    r = web.post("/shop/portal/free", data={"activation_id": theirs, "csrf": csrf})
+    r = web.post("/shop/portal/free", data={"activation_id": theirs, "csrf": csrf, "confirm": "yes"})
     assert r.status_code == 404
     assert active_ids(portal_shop, license_id) == {lost, other} and active_ids(portal_shop, stranger_id) == {theirs}
 
-    r = web.post("/shop/portal/free", data={"activation_id": lost, "csrf": csrf}, follow_redirects=True)
+    r = web.post(
+        "/shop/portal/free", data={"activation_id": lost, "csrf": csrf, "confirm": "yes"}, follow_redirects=True
+    )
     assert r.status_code == 200 and f"Activation {lost} was freed" in r.text
     assert active_ids(portal_shop, license_id) == {other}
     assert Instance(clock).activate(service, key)  # the freed activation is usable again
 
-    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf})
+    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf, "confirm": "yes"})
     assert r.status_code == 429 and "per 30 days" in r.text
     assert other in active_ids(portal_shop, license_id)
     clock.now += 31 * 86400
     csrf = sign_in(web, smtp, key)  # the old session has expired meanwhile
-    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf}, follow_redirects=True)
+    r = web.post(
+        "/shop/portal/free", data={"activation_id": other, "csrf": csrf, "confirm": "yes"}, follow_redirects=True
+    )
     assert r.status_code == 200 and other not in active_ids(portal_shop, license_id)
 
 

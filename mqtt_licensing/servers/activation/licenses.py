@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import validate_features
@@ -280,8 +280,9 @@ class LicenseAdmin:
                 self.ctx.license(tx, license_id)
             return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
 
-    def free_activation(self, activation_id: str) -> dict[str, Any]:
-        """Free a lost activation (the instance was destroyed without deactivating)."""
+    def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
+        """Free a lost activation (the instance was destroyed without deactivating); ``by`` is who
+        asked (the vendor, or the customer in the store's portal), recorded as the reason."""
         if not isinstance(activation_id, str):
             raise bad("activation id must be a string")
         now = self.ctx.clock()
@@ -294,6 +295,6 @@ class LicenseAdmin:
                     ErrorCode.ALREADY_FREE,
                     f"activation {act.id} was already freed ({act.freed_reason}, {iso(act.freed_at)})",
                 )
-            act = self.ctx.free(tx, act, now, "freed_by_vendor")
-        log.info("activation %s of %s freed by the vendor", act.id, act.license_id)
+            act = self.ctx.free(tx, act, now, f"freed_by_{by}")
+        log.info("activation %s of %s freed by the %s", act.id, act.license_id, by)
         return activation_to_dict(act)

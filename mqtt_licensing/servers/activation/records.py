@@ -28,6 +28,7 @@ Clock = Callable[[], int]
 FREED_REASONS = {
     "deactivated": "it was deactivated",
     "freed_by_vendor": "the vendor freed it",
+    "freed_by_customer": "the customer freed it in the portal",
     "offline_deactivation": "it was freed by an offline deactivation code",
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -161,8 +161,8 @@ class ActivationService:
     def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
         return self.admin.list_activations(license_id, include_freed=include_freed)
 
-    def free_activation(self, activation_id: str) -> dict[str, Any]:
-        return self.admin.free_activation(activation_id)
+    def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
+        return self.admin.free_activation(activation_id, by=by)
 
     # -- what instances ask (:mod:`.instances`) --------------------------------------------
     def activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:

@@ -151,7 +151,7 @@ class Portal:
                 )
             tx.insert_free(activation_id, license_id, now)
         try:
-            act = self.service.free_activation(activation_id)
+            act = self.service.free_activation(activation_id, by="customer")
         except LicensingError:
             with self.store.transaction() as tx:
                 tx.delete_free(activation_id)

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -24,7 +25,7 @@ from .._http import HTTP_STATUS
 from .messages import support_text, when
 from .portal import CODE_TTL, SESSION_TTL
 from .state import shop_state
-from .web import form, page
+from .web import MAX_FORM_BYTES, form, page
 
 COOKIE = "mqttlic_portal"
 # The key a sign-in code was just sent for, so the code form that follows (a GET) can carry it.
@@ -148,20 +149,29 @@ async def show(request: Request) -> Response:
 
 async def free(request: Request) -> Response:
     data = await form(request)
-    _token, license_id, _csrf = await _signed_in(request, data)
+    _token, license_id, csrf = await _signed_in(request, data)
+    if data.get("confirm") != "yes":  # the question first: which broker, and that it must be gone
+        lic = await run_in_threadpool(shop_state(request).portal.overview, license_id)
+        asked = next((a for a in lic["activations"] if a["id"] == data.get("activation_id") and a["active"]), None)
+        if asked is not None:
+            return page(request, "portal_free.html", lic=lic, act=asked, csrf=csrf, fmt=when)
     try:
-        act = await run_in_threadpool(shop_state(request).portal.free, license_id, data.get("activation_id"))
+        freed = await run_in_threadpool(shop_state(request).portal.free, license_id, data.get("activation_id"))
     except LicensingError as exc:
         return await _license_page(request, error=exc)
-    return _done(request, "freed", str(act["id"]))
+    return _done(request, "freed", str(freed["id"]))
 
 
 async def offline_activate(request: Request) -> Response:
-    data = await form(request)
+    data = await form(request, files=1)
     _token, license_id, _csrf = await _signed_in(request, data)
     portal = shop_state(request).portal
+    code = str(data.get("request_code") or "").strip()
+    upload = data.get("request_file")
+    if not code and isinstance(upload, UploadFile):  # the request code as the file the broker wrote
+        code = (await upload.read(MAX_FORM_BYTES)).decode("utf-8", errors="replace")
     try:
-        result = await run_in_threadpool(portal.offline_activate, license_id, data.get("request_code"))
+        result = await run_in_threadpool(portal.offline_activate, license_id, code)
     except LicensingError as exc:  # the page again, the reason beside the form (the code is not kept)
         return await _license_page(request, error=exc)
     return Response(

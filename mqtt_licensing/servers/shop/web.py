@@ -67,10 +67,10 @@ def error_page(request: Request, exc: LicensingError) -> Response:
     return page(request, "error.html", HTTP_STATUS.get(exc.code, 400), code=str(exc.code), message=exc.message)
 
 
-async def form(request: Request) -> Any:
+async def form(request: Request, *, files: int = 0) -> Any:
     if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
         raise LicensingError(ErrorCode.PAYLOAD_TOO_LARGE, f"the form is over {MAX_FORM_BYTES} bytes")
-    return await request.form(max_files=0, max_fields=100)
+    return await request.form(max_files=files, max_fields=100)
 
 
 def _product_view(product: Any, currency: str) -> dict[str, Any]:
