@@ -80,6 +80,7 @@ class AgentCore:
         self.load_error: LicensingError | None = None
         self.last_failure: dict[str, Any] | None = None  # the latest failed license request, until one succeeds
         self.last_clock_save = 0
+        self.saved_usage_high_water = 0  # the usage sequence state.json holds (kept sealed there too)
         self.auto = AutoLease(None, retry_interval=config.retry_interval, now=self.now)  # the config's, from load()
         self._identity: Ed25519PrivateKey | None = None
         self._mac_key = b""
@@ -111,7 +112,7 @@ class AgentCore:
                 LicenseState.UNLICENSED, f"the license state could not be loaded: {exc.message}"
             )
             raise  # the caller reports it (the amqtt runner refuses to start the broker)
-        await self.metering.load(identity, self.fingerprint)
+        await self.metering.load(identity, self.fingerprint, stored.usage_high_water)
         self.trial_started_at = stored.trial_started_at
         record = self.clock_record
         record.last_seen, record.tampered, record.stepped_back = (
@@ -219,6 +220,7 @@ class AgentCore:
         if not self.loaded:
             return  # never overwrite a state file this agent could not read
         self.last_clock_save = self.now()
+        self.saved_usage_high_water = self.metering.ledger.high_water
         # A snapshot taken on the loop: the thread never sees a half-updated state.
         clock = self.clock_record
         data = StoredState(
@@ -228,6 +230,7 @@ class AgentCore:
             stepped_back=clock.stepped_back,
             source=self.source.to_json() if self.source is not None else None,
             alarms=self.alarms.board.to_json(),
+            usage_high_water=self.saved_usage_high_water,
         ).to_json(self._mac_key)
         alarm_events = self.alarms.board.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:

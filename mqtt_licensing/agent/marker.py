@@ -8,7 +8,9 @@ any instance on this host recorded, the fingerprints of instances whose state.js
 with a MAC (so a sealed file rewritten in the old unsealed format is caught), and the activations
 each instance gave up with an offline deactivation code (so a state.json restored from a backup
 taken before the deactivation is refused at load: the code may already have freed the activation
-at the vendor for another broker).
+at the vendor for another broker). An instance whose own state.json was damaged or edited is
+listed under ``trial_used``: that costs its trial, never the host's (the host-wide start only
+ever holds a real start time).
 
 It raises the bar, it is no wall: whoever may delete the state folder may usually delete this
 file too (README, "What a local trial can and cannot resist").
@@ -48,6 +50,7 @@ class TrialMarker:
     trial_started_at: int | None = None
     sealed: list[str] = field(default_factory=list)
     deactivated: list[str] = field(default_factory=list)  # "<fingerprint>:<activation id>"
+    trial_used: list[str] = field(default_factory=list)  # fingerprints whose state.json was damaged
 
     @classmethod
     def read(cls, path: Path) -> TrialMarker:
@@ -59,11 +62,12 @@ class TrialMarker:
         if not isinstance(data, dict):
             return cls()
         started = data.get("trial_started_at")
-        sealed, deactivated = data.get("sealed"), data.get("deactivated")
+        lists = [data.get(k) for k in ("sealed", "deactivated", "trial_used")]
+        # 0 was written by older versions for a damaged state.json: never a real start.
+        real = isinstance(started, int) and not isinstance(started, bool) and started > 0
         return cls(
-            started if isinstance(started, int) and not isinstance(started, bool) else None,
-            [s for s in sealed if isinstance(s, str)] if isinstance(sealed, list) else [],
-            [d for d in deactivated if isinstance(d, str)] if isinstance(deactivated, list) else [],
+            started if real else None,
+            *([v for v in x if isinstance(v, str)] if isinstance(x, list) else [] for x in lists),
         )
 
     def write(self, path: Path) -> None:
@@ -73,6 +77,7 @@ class TrialMarker:
             "trial_started_at": self.trial_started_at,
             "sealed": sorted(set(self.sealed)),
             "deactivated": sorted(set(self.deactivated)),  # readers before it ignore the key
+            "trial_used": sorted(set(self.trial_used)),
         }
         atomic_write(path, json.dumps(body, indent=1).encode())
 
@@ -92,10 +97,15 @@ def reconcile(path: Path, *, trial_started_at: int, fingerprint: str, sealed: bo
     making the path unwritable would be the way around it."""
     marker = TrialMarker.read(path)
     downgrade = not fresh and not sealed and fingerprint in marker.sealed
-    known = [t for t in (trial_started_at, marker.trial_started_at) if t is not None]
-    started = 0 if downgrade else min(known)
+    # A damaged state.json (start 0) uses up this instance's trial, also after the folder is deleted;
+    # the host-wide start keeps only real start times, so other instances keep theirs.
+    used = downgrade or trial_started_at <= 0 or fingerprint in marker.trial_used
+    real = [t for t in (trial_started_at, marker.trial_started_at) if t is not None and t > 0]
+    started = 0 if used else min(real)
+    used_list = [*marker.trial_used, fingerprint] if used else marker.trial_used
     try:
-        TrialMarker(started, [*marker.sealed, fingerprint], marker.deactivated).write(path)
+        host = TrialMarker(min(real) if real else None, [*marker.sealed, fingerprint], marker.deactivated, used_list)
+        host.write(path)
     except OSError as exc:
         problem = _unwritable(path, exc)
         return Reconciled(0 if fresh and marker.trial_started_at is None else started, downgrade, problem)

@@ -78,7 +78,8 @@ class Scheduler:
                 checked_in = await self._run_due()
                 core.refresh(core.now())
         await self._usage.tick(core.source, checked_in=checked_in)
-        if core.alarms.pending or now - core.last_clock_save >= CLOCK_SAVE_EVERY:
+        numbered = core.metering.ledger.high_water > core.saved_usage_high_water  # kept sealed in state.json
+        if core.alarms.pending or numbered or now - core.last_clock_save >= CLOCK_SAVE_EVERY:
             await core.save()
         await core.access.enforce_existing(core.evaluation, core.out.transport)
         core.access.refusal_log.flush()

@@ -82,6 +82,7 @@ class StoredState:
     source: dict[str, Any] | None = None
     alarms: list[dict[str, Any]] | None = None  # the active alarms (agent/alarms.py); readers before it ignore it
     stepped_back: int = 0  # seconds the clock was set back since the last trusted time (v3)
+    usage_high_water: int = 0  # the highest usage sequence used or held by the vendor (readers before it ignore it)
     sealed: bool = True  # read from a file with a MAC (False: upgraded from v1 or v2)
 
     def to_json(self, key: bytes) -> bytes:
@@ -127,17 +128,24 @@ class StoredState:
             source=source,
             alarms=data.get("alarms") if isinstance(data.get("alarms"), list) else None,
             stepped_back=data.get("stepped_back", 0),
+            usage_high_water=data.get("usage_high_water", 0),
             sealed=sealed,
         )
+        state._check()
+        return state
+
+    def _check(self) -> None:
+        state, source = self, self.source
         if not isinstance(state.trial_started_at, int):
             raise ValueError("trial_started_at is not an integer")
         if state.last_seen is not None and not isinstance(state.last_seen, int):
             raise ValueError("last_seen is not an integer")
-        if not isinstance(state.stepped_back, int) or state.stepped_back < 0:
-            raise ValueError("stepped_back is not a non-negative integer")
+        for name in ("stepped_back", "usage_high_water"):
+            value = getattr(state, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} is not a non-negative integer")
         if source is not None and not (isinstance(source, dict) and isinstance(source.get("model"), str)):
             raise ValueError("the source section names no model")
-        return state
 
 
 def upgrade_v1_to_v2(v1: dict[str, Any]) -> dict[str, Any]:

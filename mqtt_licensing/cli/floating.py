@@ -208,7 +208,12 @@ def _status(args: argparse.Namespace) -> int:
             lines.append(f"support until    {when(pool['support_until'], now)}")
     lines.append(f"seats            {seats['used']} used, {seats['free']} free, {seats['total']} total")
     rules = ", ".join(f"{r['kind']} {r['value']}" for r in status["access"])
-    lines.append(f"new instances    {rules or 'anyone who can reach this server (mqtt-licensing floating allow)'}")
+    lines.append(f"new instances    {rules or 'ANYONE who can reach this server'}")
+    if not rules:  # a pool from before new pools were closed by default
+        lines.append(
+            "WARNING          the pool is open to anyone: close it with "
+            f"mqtt-licensing floating allow --data {args.data} --new-token"
+        )
     if status.get("remembered_instances"):
         lines.append(f"returning        {status['remembered_instances']} instance(s) leased to before, admitted again")
     if status["vendor_url"]:

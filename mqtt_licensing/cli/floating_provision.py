@@ -101,11 +101,21 @@ def activate(args: argparse.Namespace) -> int:
     key = _license_key(args)
     vendor = vendor_key(args.vendor_key)
     with closing(open_service(args)) as service:
+        fresh = service.never_provisioned()
         cert = asyncio.run(
             activate_online(service, key, args.vendor, vendor_public_key=vendor, options=outbound_options(args))
         )
-    print(f"activated {mask_key(key)}: {_describe(cert)}")
+        print(f"activated {mask_key(key)}: {_describe(cert)}")
+        _close_new_pool(service, fresh)
     return 0
+
+
+def _close_new_pool(service: Any, fresh: bool) -> None:
+    """A new pool is closed: only brokers with its join token (or allowed otherwise) take a seat."""
+    if fresh:
+        token = service.allow("token")
+        print(f"join token (put it in the broker configs as floating_join_token): {token}")
+        print("  new instances need it; more rules: mqtt-licensing floating allow", file=sys.stderr)
 
 
 def refresh(args: argparse.Namespace) -> int:
@@ -140,8 +150,10 @@ def install(args: argparse.Namespace) -> int:
     blob = unarmor(read_text(args.certificate), labels.FLOATING_CERTIFICATE)
     vendor = vendor_key(args.vendor_key) if args.vendor_key else None
     with closing(open_service(args, must_exist=True)) as service:
+        fresh = service.never_provisioned()
         cert = service.install_certificate(blob, offline=True, vendor_public_key=vendor)
-    print(f"installed: {_describe(cert)}")
+        print(f"installed: {_describe(cert)}")
+        _close_new_pool(service, fresh)
     return 0
 
 

@@ -24,16 +24,58 @@ def data_command(
     """A verb on a server's data folder; both servers spell the two options alike."""
     p = verbs.add_parser(name, help=help_text, description=help_text)
     p.add_argument("--data", required=True, type=Path, metavar="DIR", help=f"the {kind} data folder (keys, database)")
+    database_options(p, database, func)
+    return p
+
+
+def database_options(p: argparse.ArgumentParser, database: str, func: Any) -> None:
+    """``--database-url`` and ``--database-password-file``; ``func`` runs with the URL to open."""
     p.add_argument(
         "--database-url",
         "--db-url",
         dest="database_url",
         metavar="URL",
-        help="the database, e.g. postgresql://user:pass@host/db (remembered in DIR/database.url; "
-        f"default: SQLite in DIR/{database})",
+        help="the database, e.g. postgresql://user@host/db (remembered in DIR/database.url; "
+        f"default: SQLite in DIR/{database}); its password from PGPASSWORD, ~/.pgpass or --database-password-file",
     )
-    p.set_defaults(func=func)
-    return p
+    p.add_argument(
+        "--database-password-file",
+        type=Path,
+        metavar="FILE",
+        help="a file (mode 0600) holding the database password; kept with the URL in DIR/database.url",
+    )
+    p.set_defaults(func=lambda args: func(_with_database_password(args)))
+
+
+def _with_database_password(args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse a password in ``--database-url`` (any local user reads it in /proc/<pid>/cmdline);
+    put the one of ``--database-password-file`` into the URL instead."""
+    import sqlalchemy as sa
+
+    url, secret_file = args.database_url, args.database_password_file
+    if not url:
+        if secret_file:
+            raise SetupError(ErrorCode.INVALID_FIELD, "--database-password-file needs --database-url")
+        return args
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return args  # opening it says why, without echoing it
+    if parsed.password:
+        raise SetupError(
+            ErrorCode.INVALID_FIELD,
+            "a password in --database-url can be read by any local user (/proc/<pid>/cmdline): leave it out "
+            "and set PGPASSWORD, use ~/.pgpass, or give --database-password-file FILE (mode 0600)",
+        )
+    if secret_file:
+        try:
+            mode, secret = secret_file.stat().st_mode, secret_file.read_text().strip("\r\n")
+        except OSError as exc:
+            raise SetupError(ErrorCode.INVALID_FIELD, f"cannot read {secret_file}: {exc.strerror}") from None
+        if mode & 0o077:
+            raise SetupError(ErrorCode.INVALID_FIELD, f"{secret_file} is readable by others: chmod 600 {secret_file}")
+        args.database_url = parsed.set(password=secret).render_as_string(hide_password=False)
+    return args
 
 
 def require_data_folder(data: Path, key_name: str, *, kind: str, create: str) -> None:
@@ -123,4 +165,12 @@ def _safe_url(url: str) -> str:
         return "--db-url"  # unparsable: it may hold a password, so it is not echoed
 
 
-__all__ = ["data_command", "open_data", "read_text", "require_data_folder", "require_free_port", "write_out"]
+__all__ = [
+    "data_command",
+    "database_options",
+    "open_data",
+    "read_text",
+    "require_data_folder",
+    "require_free_port",
+    "write_out",
+]

@@ -19,7 +19,7 @@ from ..core.errors import ErrorCode, SetupError
 from . import vendor_catalogue, vendor_usage
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
-from .serverdata import data_command, open_data, require_data_folder, require_free_port
+from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
 from .vendor_admin import (
     CREATE,
     UNSET,
@@ -185,8 +185,7 @@ def _register_init(verbs: argparse._SubParsersAction) -> None:
         "so a mistyped --data never makes a new signing key.",
     )
     p.add_argument("dir", metavar="DIR", help="the new vendor data folder")
-    p.add_argument("--database-url", metavar="URL", help="the database (default: SQLite in DIR/vendor.db); remembered")
-    p.set_defaults(func=cmd_init)
+    database_options(p, "vendor.db", cmd_init)
 
 
 def _serve_arguments(p: argparse.ArgumentParser) -> None:

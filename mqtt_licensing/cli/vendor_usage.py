@@ -35,6 +35,8 @@ def cmd_usage(service: Callable[[argparse.Namespace], Any]) -> Callable[[argpars
                 print(f"{row['day']:<10}  {row['messages']:>12}  {row['bytes']:>15}  {row['client_hours']:>12}")
         for instance, missing in usage["missing"].items():
             print(f"instance {instance}: record(s) {', '.join(map(str, missing))} not received yet")
+        for flag in usage.get("flags", []):  # usage is self-reported: what looked wrong
+            print(f"FLAGGED {flag['kind']} activation {flag['activation_id']}: {flag['detail']}")
         return 0
 
     return run

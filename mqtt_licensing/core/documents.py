@@ -164,6 +164,7 @@ class FloatingCertificate(_Document):
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
+    chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
 
 
 @dataclass(frozen=True)
@@ -316,7 +317,9 @@ class UsageAck(_Document):
     """The vendor's signed receipt for usage records: the agent deletes a record only on one.
 
     ``sequences`` lists every record now stored (new or a duplicate of one stored before);
-    ``missing`` names holes the vendor sees below the highest sequence it holds."""
+    ``missing`` names holes the vendor sees below the highest sequence it holds; ``conflicts``
+    the records whose sequence the vendor holds with other content (never acknowledged: the
+    agent numbers them again above ``high_water``, the highest sequence the vendor holds)."""
 
     TYP: ClassVar[str] = "usage_ack"
 
@@ -325,6 +328,8 @@ class UsageAck(_Document):
     request_nonce: str
     issued_at: int
     missing: tuple[int, ...] = field(default_factory=tuple)
+    high_water: int = 0
+    conflicts: tuple[int, ...] = field(default_factory=tuple)
 
 
 def usage_ref(instance_fingerprint: str, sequence: int) -> str:

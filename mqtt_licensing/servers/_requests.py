@@ -45,10 +45,14 @@ def chain_step(current: str | None, previous: str | None, presented: str | None)
     one identity hold the same secret; once one of them moves on, the other presents an old one:
     they diverged. The previous secret is accepted once more while the current one was never
     presented (an answer lost on the way back is not a clone); a record from before chains
-    starts one, and a client from before chains (it presents none) is never taken for a clone."""
+    starts one. A client that never presented one (an agent from before chains) is not taken for
+    a clone, but once a chain was presented (``previous`` is set) one is required from then on:
+    a copy leaving the field out is a second instance."""
     new = secrets.token_hex(16)
-    if presented is None:  # a client from before chains (an older agent): nothing to compare yet
-        return current or new, previous, False
+    if presented is None:
+        if previous is not None:
+            return new, None, True
+        return current or new, previous, False  # nothing presented yet: an agent from before chains
     if current is None or presented == current:
         return new, current, False
     if presented is not None and presented == previous:

@@ -35,6 +35,20 @@ def test_shipped_config_validates(path, tmp_path, vendor):
     assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
 
 
+def test_a_relative_trial_marker_resolves_from_the_config_folder(tmp_path, vendor, monkeypatch):
+    """Main: `trial_marker: trial.json` resolved from the working directory, so two configs in
+    different folders started from one folder shared (and wrote) one marker there."""
+    monkeypatch.chdir(tmp_path)
+    markers = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        path = installed(tmp_path / name, CONFIGS[0], vendor)
+        path.write_text(path.read_text().replace("state_dir:", "trial_marker: trial.json\n    state_dir:", 1))
+        agent = AgentConfig.from_dict(dict(load_config(path)["plugins"][PLUGIN]))
+        markers.append(agent.trial_marker)
+    assert markers == [str(tmp_path / n / "broker_config" / "trial.json") for n in ("one", "two")]
+
+
 def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(config)],

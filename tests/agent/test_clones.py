@@ -247,3 +247,4 @@ def test_chain_steps():
     assert chain_step("c3", "c2", "c1")[1:] == (None, True)  # an older one: two instances
     assert chain_step(None, None, "anything")[2] is False  # a record from before chains starts one
     assert chain_step("c1", None, None) == ("c1", None, False)  # an agent from before chains: no verdict
+    assert chain_step("c2", "c1", None)[1:] == (None, True)  # but once one was presented, it is required

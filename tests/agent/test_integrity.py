@@ -213,3 +213,21 @@ def _vendor_trial(vendor: Any, fp: str) -> int | None:
     with vendor.service.store.transaction() as tx:
         row = tx.conn.execute(sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fp)).first()
     return int(row[0]) if row is not None else None
+
+
+async def test_a_damaged_state_json_costs_only_that_instance_its_trial(tmp_path):
+    """Main: the damaged instance wrote trial_started_at 0 into the host's marker, so every
+    instance on the host (later installs too) started with its trial used up."""
+    clocks = Clocks()
+    agent = await loaded(tmp_path / "a", clocks)
+    await agent.stop()
+    (tmp_path / "a" / "state.json").write_bytes(b'{"version": 3, "trial_')  # damaged
+    agent = await loaded(tmp_path / "a", clocks)
+    assert agent.status_document()["state"] == "unlicensed"  # its own trial counts as used
+    await agent.stop()
+    other = await loaded(tmp_path / "b", clocks)  # a fresh instance on the same host
+    assert other.status_document()["state"] == "trial", other.status_document()
+    for leftover in (tmp_path / "a").glob("state.json*"):
+        leftover.unlink()  # the damaged one cannot win a fresh trial by deleting its state either
+    again = await loaded(tmp_path / "a", clocks)
+    assert again.status_document()["state"] == "unlicensed"

@@ -119,7 +119,7 @@ def test_a_broker_activates_online_over_https_through_a_proxy(
     ):
         status = admin.request("activate", {"license_key": key})["status"]
         assert status["state"] == "active", status
-        assert proxy.tunnels == [url.removeprefix("https://")]
+        assert set(proxy.tunnels) == {url.removeprefix("https://")}  # the trial record and the activation
         wait_for(lambda: broker.agent.evaluation.state == "active")
 
 
@@ -137,3 +137,32 @@ def test_a_floating_server_activates_over_https_through_a_proxy(
         assert "server_unreachable" in capsys.readouterr().err
         assert main([*base, "--http-proxy", proxy.url, "--ca-file", str(ca.cert_file)]) == 0
         assert proxy.tunnels == [url.removeprefix("https://")] * 2
+
+
+def test_the_trial_record_call_uses_the_ca_file_and_the_proxy(
+    tmp_path: Path, https_vendor: tuple[str, ActivationService], ca: LocalCA
+) -> None:
+    """Main: the call recording the trial start with the vendor ignored ca_file and http_proxy,
+    so it failed (quietly) against a private CA or behind a proxy."""
+    import sqlalchemy as sa
+
+    from mqtt_licensing.servers.activation.schema import trials
+
+    url, service = https_vendor
+    with (
+        ConnectProxy() as proxy,
+        start_broker(
+            tmp_path / "broker",
+            vendor_url=url,
+            vendor_public_key=service.public_key_text,
+            ca_file=str(ca.cert_file),
+            http_proxy=proxy.url,
+        ) as broker,
+    ):
+
+        def recorded() -> list[str]:
+            with service.store.transaction() as tx:
+                return list(tx.conn.execute(sa.select(trials.c.instance_fingerprint)).scalars())
+
+        wait_for(lambda: broker.agent.fingerprint in recorded())
+        assert proxy.tunnels == [url.removeprefix("https://")]

@@ -89,6 +89,28 @@ class PostgresCluster:
             c.execute(f"CREATE DATABASE {name}")
         return self.url(name)
 
+    def password_database(self, password: str) -> str:
+        """A fresh database owned by a new role that must log in with ``password`` (scram, from
+        127.0.0.1); returns its URL without the password."""
+        import time
+
+        import psycopg
+
+        name = "p_" + secrets.token_hex(6)
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
+            c.execute(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+            c.execute(f"CREATE DATABASE {name} OWNER {name}")
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(f"host all {name} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            c.execute("SELECT pg_reload_conf()")
+        for _ in range(200):  # the reload is asynchronous: wait until the role is asked for its password
+            try:
+                psycopg.connect(f"host=127.0.0.1 port={self.port} user={name} dbname={name} password=").close()
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.05)
+        return f"postgresql://{name}@127.0.0.1:{self.port}/{name}"
+
     def stop(self) -> None:
         try:
             self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")

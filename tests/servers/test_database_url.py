@@ -35,8 +35,8 @@ def test_the_url_is_remembered_and_used_by_later_verbs(tmp_path: Path, pg_cluste
     ("url", "words"),
     [
         ("not a url", "is not a database URL"),
-        ("mysql://u:secret@db/x", "driver for mysql is not installed"),
-        ("postgresql://u:secret@127.0.0.1:1/db", "[server_unreachable]: cannot open the activation database"),
+        ("mysql://u@db/x", "driver for mysql is not installed"),
+        ("postgresql://u@127.0.0.1:1/db", "[server_unreachable]: cannot open the activation database"),
     ],
 )
 def test_a_url_that_cannot_work_is_one_line(tmp_path: Path, capsys: Any, url: str, words: str) -> None:
@@ -51,3 +51,42 @@ def test_a_url_that_cannot_work_is_one_line(tmp_path: Path, capsys: Any, url: st
 def test_passwords_are_not_shown() -> None:
     assert redact_url("postgresql://u:secret@db/x") == "postgresql://u:***@db/x"
     assert create_db_engine("postgresql://u:secret@db/x").url.password == "secret"  # kept for connecting
+
+
+def test_the_database_password_never_goes_on_the_command_line(
+    tmp_path: Path, pg_cluster: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Main: the password was accepted only inside --database-url, where any local user reads it
+    in /proc/<pid>/cmdline. Now such a URL is refused; PGPASSWORD, a .pgpass file or a 0600
+    --database-password-file give it instead."""
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+    url = pg_cluster.password_database("s3cret-pw")
+    with_password = url.replace("@", ":s3cret-pw@", 1)
+    assert main(["vendor", "init", str(tmp_path / "v0"), "--database-url", with_password]) == 2
+    err = capsys.readouterr().err
+    assert "PGPASSWORD" in err and "s3cret-pw" not in err and not (tmp_path / "v0").exists(), err
+    assert main(["vendor", "init", str(tmp_path / "v1"), "--database-url", url]) == 2  # no password at all
+    assert "no password supplied" in capsys.readouterr().err
+
+    monkeypatch.setenv("PGPASSWORD", "s3cret-pw")
+    assert main(["vendor", "init", str(tmp_path / "v2"), "--database-url", url]) == 0
+    monkeypatch.delenv("PGPASSWORD")
+
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text("*:*:*:*:s3cret-pw\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    assert main(["vendor", "licenses", "--data", str(tmp_path / "v2"), "--database-url", url]) == 0
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "none"))
+
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret-pw\n")
+    secret.chmod(0o644)
+    args = ["vendor", "init", str(tmp_path / "v3"), "--database-url", url, "--database-password-file", str(secret)]
+    assert main(args) == 2 and "chmod 600" in capsys.readouterr().err
+    secret.chmod(0o600)
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(["vendor", "licenses", "--data", str(tmp_path / "v3")]) == 0  # remembered, owner-only
+    assert oct((tmp_path / "v3" / DATABASE_URL_FILE).stat().st_mode & 0o777) == "0o600"

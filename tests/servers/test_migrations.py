@@ -77,6 +77,9 @@ CREATE INDEX ix_request_nonces_created_at ON request_nonces (created_at);
 """
 
 
+ACTIVATION_HEAD, FLOATING_HEAD = "0009", "0007"  # the newest revisions
+
+
 def _legacy_db(path: Path, ddl: str, *inserts: tuple[str, tuple[Any, ...]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:

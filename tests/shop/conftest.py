@@ -11,6 +11,7 @@ import pytest
 
 from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink
 from tests.helpers.browser import browser_page  # noqa: F401 - a fixture for test_browser
+from tests.servers.conftest import pg_cluster  # noqa: F401 - a fixture: the throwaway PostgreSQL cluster
 from tests.shop.support import WEBHOOK_SECRET, ShopServer
 
 NOWHERE = "http://127.0.0.1:9/"  # the discard port: nothing listens

@@ -83,8 +83,18 @@ def secret_env() -> dict[str, str]:
 class ShopServer:
     """The activation server with the store, uvicorn on a thread in this process."""
 
-    def __init__(self, root: Path, *, stripe_url: str, smtp_port: int, clock: Any = None, **config: Any) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        stripe_url: str,
+        smtp_port: int,
+        clock: Any = None,
+        database_url: str | None = None,
+        **config: Any,
+    ) -> None:
         self.data_dir = root / "vendor"
+        self.database_url = database_url
         self.port = free_port()
         self.config_path = write_config(
             root / "shop", port=self.port, stripe_url=stripe_url, smtp_port=smtp_port, **config
@@ -100,8 +110,8 @@ class ShopServer:
 
     def start(self) -> ShopServer:
         options = {"clock": self.clock} if self.clock else {}
-        self.service = ActivationService.open(self.data_dir, **options)
-        self.shop = Shop.open(self.service, load_config(self.config_path))
+        self.service = ActivationService.open(self.data_dir, database_url=self.database_url, **options)
+        self.shop = Shop.open(self.service, load_config(self.config_path), database_url=self.database_url)
         app = create_app(self.service, load_or_create_token(self.data_dir), **self.shop.hooks())
         self._thread = ServerThread(app, port=self.port)
         self._thread.start()

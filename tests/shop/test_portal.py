@@ -219,3 +219,42 @@ def test_vendor_contact_lets_a_staff_issued_license_into_the_portal(
     assert "valid e-mail" in capsys.readouterr().err
     assert main(["vendor", "contact", "--data", data, lic["id"], "buyer@example.com"]) == 0
     assert sign_in(web, smtp, key)
+
+
+def _race_logins(url: str, bodies: list[dict[str, str]]) -> list[int]:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    barrier = threading.Barrier(len(bodies))
+
+    def one(body: dict[str, str]) -> int:
+        with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+            barrier.wait()
+            return client.post("/shop/portal/login", data=body).status_code
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+def test_portal_codes_hold_under_concurrency_on_postgresql(
+    tmp_path: Path, localstripe: LocalStripe, smtp: SmtpSink, clock: Clock, pg_cluster: Any
+) -> None:
+    """Main, on PostgreSQL: 16-32 concurrent wrong codes were absorbed instead of 5 (the attempt
+    count was read, then written), and one code opened up to 7 sessions. Now the license row is
+    locked first, so sign-ins of one license count and use codes one at a time."""
+    url = pg_cluster.new_database()
+    server = start_shop(tmp_path, localstripe, smtp, webhook=False, clock=clock, database_url=url)
+    try:
+        _license_id, key = customer_license(server)
+        with httpx.Client(base_url=server.url, timeout=20, trust_env=False) as web:
+            web.post("/shop/portal/code", data={"license_key": key})
+            code = mailed_code(smtp, 1)
+            wrong = [{"license_key": key, "code": f"{(int(code) + n) % 10**8:08d}"} for n in range(1, 31)]
+            assert _race_logins(server.url, wrong) == [401] * 30
+            assert web.post("/shop/portal/login", data={"license_key": key, "code": code}).status_code == 401  # burnt
+            web.post("/shop/portal/code", data={"license_key": key})
+            fresh = mailed_code(smtp, 2)
+        statuses = _race_logins(server.url, [{"license_key": key, "code": fresh}] * 8)
+        assert sorted(statuses) == [303] + [401] * 7, statuses  # one code, one session
+    finally:
+        server.stop()

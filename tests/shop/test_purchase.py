@@ -145,3 +145,57 @@ def test_abandoned_3d_secure_shows_the_pay_form_again(shop: ShopServer, http: ht
         "status": "requires_action",
         "client_secret": first.json()["client_secret"],
     }
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = int(time.time())
+
+    def __call__(self) -> int:
+        return self.now
+
+
+def test_old_orders_are_not_paid_or_fulfilled_at_an_old_price(tmp_path, localstripe, smtp) -> None:
+    """Main: two orders made at 500.00 USD, the vendor restarted with the price at 1,000.00, the
+    old orders paid: fulfilled at 500.00. Now a pending order expires after an hour and is
+    refused when a price changed; one paid anyway at the old price is held, not fulfilled."""
+    from tests.shop.conftest import start_shop
+    from tests.shop.support import catalogue, signed_event
+
+    clock = _Clock()
+    shop = start_shop(tmp_path, localstripe, smtp, clock=clock)
+    try:
+        with httpx.Client(base_url=shop.url, timeout=20, trust_env=False) as http:
+            first, second, third = (order_form(http, {"mqtt_server": 1}) for _ in range(3))
+            clock.now += 3601
+            expired = pay(http, third, card_token(localstripe.url))
+            assert expired.status_code == 403 and "expired" in expired.text, expired.text
+            clock.now -= 3601
+    finally:
+        shop.stop()
+    dearer = catalogue()
+    dearer["products"][0]["price"] = 2 * PRICES["mqtt_server"]
+    shop = start_shop(tmp_path, localstripe, smtp, clock=clock, catalogue=dearer)
+    try:
+        with httpx.Client(base_url=shop.url, timeout=20, trust_env=False) as http:
+            refused = pay(http, first, card_token(localstripe.url))
+            assert refused.status_code == 403 and "price of MQTT Server changed" in refused.text, refused.text
+            # A payment that was under way at the old price and is confirmed now: held.
+            intent = {"id": "pi_late", "object": "payment_intent", "amount": PRICES["mqtt_server"], "currency": "usd"}
+            intent["metadata"] = {"order_id": second}
+            body, signature = signed_event(
+                {"id": "evt_late", "type": "payment_intent.succeeded", "data": {"object": intent}}
+            )
+            answer = http.post("/shop/stripe/webhook", content=body, headers={"Stripe-Signature": signature})
+            assert answer.json()["result"] == "held", answer.text
+            assert shop.shop is not None and shop.service is not None
+            assert shop.shop.orders.fulfil_due() == 0
+            assert shop.shop.orders.get(second).state == "held"
+            assert "on hold" in http.get(f"/shop/orders/{second}").text
+            assert shop.service.list_licenses() == []
+            # A new order is priced at today's price and pays as before.
+            fresh = order_form(http, {"mqtt_server": 1})
+            assert pay(http, fresh, card_token(localstripe.url)).json()["status"] == "succeeded"
+            wait_state(http, fresh, "fulfilled")
+    finally:
+        shop.stop()

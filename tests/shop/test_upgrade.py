@@ -10,7 +10,7 @@ import httpx
 
 from mqtt_licensing.core.timefmt import add_years
 from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
-from tests.shop.support import ShopServer, card_token, order_form, pay, stripe_client, wait_state
+from tests.shop.support import ShopServer, card_token, order_form, pay, signed_event, stripe_client, wait_state
 
 
 def issue(shop: ShopServer, features: list[str], support_until: int | None) -> tuple[str, str]:
@@ -82,3 +82,30 @@ def test_bridge_only_upgrade_charges_nothing_now_and_subscribes(
     assert "iot_bridge_snowflake" in shop.service.get_license(license_id)["features"]
     order = shop.shop.orders.get(order_id)
     assert order.stripe_payment_intent is None and order.stripe_subscription is not None
+
+
+def test_a_card_that_attaches_but_cannot_be_charged_gets_no_bridge(
+    shop: ShopServer, http: httpx.Client, stripe_url: str
+) -> None:
+    """Main: a bridge-only upgrade paid with 4000 0000 0000 0341 (it attaches, every charge
+    fails; localstripe declines its charges as Stripe does) was paid and fulfilled with 0.00
+    charged. Now a hold proves the card first: declined, the order stays pending, no bridge."""
+    license_id, key = issue(shop, ["mqtt_server"], None)
+    order_id = order_form(http, {"iot_bridge_snowflake": 1}, key=key)
+    answer = pay(http, order_id, card_token(stripe_url, "4000000000000341"))
+    assert answer.status_code == 402 and "declined" in answer.text, answer.text
+    assert shop.service is not None and shop.shop is not None
+    assert shop.shop.orders.get(order_id).state == "pending"
+    assert shop.shop.orders.fulfil_due() == 0  # nothing paid, nothing to fulfil
+    assert shop.service.get_license(license_id)["features"] == ["mqtt_server"]
+    assert pay(http, order_id, card_token(stripe_url)).json()["state"] == "paid"  # a good card: as before
+    wait_state(http, order_id, "fulfilled")
+    assert "iot_bridge_snowflake" in shop.service.get_license(license_id)["features"]
+    # Later, a usage invoice of the subscription fails: the order says so (the vendor decides).
+    subscription = shop.shop.orders.get(order_id).stripe_subscription
+    invoice = {"id": "in_1", "object": "invoice", "subscription": subscription}
+    event = {"id": "evt_invoice_failed", "type": "invoice.payment_failed", "data": {"object": invoice}}
+    body, signature = signed_event(event)
+    answer = http.post("/shop/stripe/webhook", content=body, headers={"Stripe-Signature": signature})
+    assert answer.json()["result"] == "usage_unpaid", answer.text
+    assert "could not be charged" in (shop.shop.orders.get(order_id).last_error or "")

@@ -3,8 +3,10 @@
 amqtt has no delivery event. Every PUBLISH the broker sends a client (broadcasts, retained
 messages, queued ones) goes through ``BrokerProtocolHandler.mqtt_publish``, so wrapping that
 method on the handlers of metered clients - and on no others - counts exactly what they
-were sent, after the send (QoS 0) or the acknowledgement (QoS 1/2): a delivery that fails is
-not counted. Connections of other classes keep amqtt's method untouched and pay nothing.
+were sent. A PUBLISH counts when it is handed to the connection, at every QoS, before amqtt
+waits for the acknowledgement: a client that never sends PUBACK (or whose QoS 0 delivery races
+the count) has the payload all the same. Connections of other classes keep amqtt's method
+untouched and pay nothing.
 """
 
 from __future__ import annotations
@@ -27,10 +29,9 @@ def count_deliveries(handler: BrokerProtocolHandler, meter: DeliveryMeter) -> No
     async def counted(
         topic: str, data: bytes | bytearray, qos: int | None, retain: bool, ack_timeout: int | None = None
     ) -> Any:
-        message = await send(topic, data, qos, retain, ack_timeout)
         if topic[:1] != "$":  # the broker's own $license/... messages are not the client's usage
             meter.messages += 1
             meter.bytes += len(data)
-        return message
+        return await send(topic, data, qos, retain, ack_timeout)
 
     handler.mqtt_publish = counted

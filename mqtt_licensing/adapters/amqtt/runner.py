@@ -68,11 +68,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
     for name, section in _plugin_sections(config):
         _check_plugin_name(path, str(name))
         if name.endswith("LicensingPlugin") and isinstance(section, dict):
-            for key in ("state_dir", "vendor_public_key"):
+            for key in ("state_dir", "trial_marker", "vendor_public_key"):
                 value = section.get(key)
                 if isinstance(value, str) and value and "\n" not in value and not Path(value).is_absolute():
                     candidate = path.parent / value
-                    if key == "state_dir" or candidate.is_file() or _looks_like_path(value):
+                    if key in ("state_dir", "trial_marker") or candidate.is_file() or _looks_like_path(value):
                         section[key] = str(candidate.resolve())
             _check_agent_section(path, section)
     return config

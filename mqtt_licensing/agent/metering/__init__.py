@@ -12,6 +12,7 @@ a metered connection, ``client_seconds`` of metered connections (the vendor show
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -50,9 +51,9 @@ class Metering:
         self.last_error: dict[str, str] | None = None
         self.missing: tuple[int, ...] = ()  # holes the vendor reported
 
-    async def load(self, identity: Ed25519PrivateKey, fingerprint: str) -> None:
+    async def load(self, identity: Ed25519PrivateKey, fingerprint: str, floor: int = 0) -> None:
         self._identity, self.fingerprint = identity, fingerprint
-        await asyncio.to_thread(self.ledger.load)
+        await asyncio.to_thread(self.ledger.load, floor)
         if self.ledger.pending_count:
             log.info("usage ledger: %d record(s) await the vendor's acknowledgement", self.ledger.pending_count)
 
@@ -107,14 +108,34 @@ class Metering:
         if ack.instance_fingerprint != self.fingerprint or ack.request_nonce != nonce:
             raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the usage receipt answers another report")
         stored = [s for s in ack.sequences if s in sent]
+        conflicts = sorted(s for s in ack.conflicts if s in sent and s not in stored)
         async with self._write_lock:
             await asyncio.to_thread(self.ledger.drop, stored)
+            await asyncio.to_thread(self.ledger.raise_floor, ack.high_water)
+            if conflicts:
+                await asyncio.to_thread(self._renumber, conflicts)
         self.missing = ack.missing
         self.last_delivered_at = int(self._clock())
         self.last_error = None
         if ack.missing:
             log.warning("the vendor misses usage record(s) %s of this instance", list(ack.missing)[:20])
         return ack
+
+    def _renumber(self, sequences: list[int]) -> None:
+        """The vendor holds these numbers with other usage (this folder was wiped or restored):
+        the same usage, signed again above the vendor's high-water mark. Blocking I/O."""
+        held = dict(self.ledger.pending())
+        for old in sequences:
+            if old not in held or self._identity is None:
+                continue
+            record = dataclasses.replace(
+                UsageRecord.from_body(_unverified(held[old])), sequence=self.ledger.next_sequence
+            )
+            self.ledger.append(record.sequence, record.sign(self._identity))  # first: a crash loses nothing
+            self.ledger.drop([old])
+            log.warning(
+                "usage record %d was numbered %d: the vendor holds %d with other usage", old, record.sequence, old
+            )
 
     def carried(self) -> list[bytes]:
         return [blob for _seq, blob in self.ledger.pending(MAX_RECORDS_PER_CODE)]

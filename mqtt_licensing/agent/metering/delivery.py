@@ -47,6 +47,6 @@ async def report_online(
         except LicensingError as exc:
             metering.last_error = exc.to_dict()
             raise
-        if not set(ack.sequences) & {seq for seq, _ in batch}:
+        if not set(ack.sequences + ack.conflicts) & {seq for seq, _ in batch}:
             break  # the vendor stored none of them: retry on the next schedule, never loop here
     return ack

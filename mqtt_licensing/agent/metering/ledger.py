@@ -29,7 +29,9 @@ class Ledger:
         self._pending: dict[int, bytes] = {}
         self._high_water = 0
 
-    def load(self) -> None:
+    def load(self, floor: int = 0) -> None:
+        """``floor``: the highest sequence known elsewhere (the sealed state.json keeps the vendor's
+        high-water mark), so a wiped or restored usage folder never reuses a number."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         for leftover in self.folder.glob(".*.tmp"):  # a write cut short by a crash: never a record
             leftover.unlink(missing_ok=True)
@@ -39,11 +41,21 @@ class Ledger:
                 self._pending[int(match.group(1))] = path.read_bytes()
         marker = self.folder / SEQUENCE_FILE
         stored = int(marker.read_text().strip() or 0) if marker.exists() else 0
-        self._high_water = max([stored, *self._pending])
+        self._high_water = max([stored, floor, *self._pending])
 
     @property
     def next_sequence(self) -> int:
         return self._high_water + 1
+
+    @property
+    def high_water(self) -> int:
+        return self._high_water
+
+    def raise_floor(self, sequence: int) -> None:
+        """The vendor holds records up to ``sequence``: number the next ones above it."""
+        if sequence > self._high_water:
+            self._high_water = sequence
+            atomic_write(self.folder / SEQUENCE_FILE, str(sequence).encode())
 
     def append(self, sequence: int, blob: bytes) -> None:
         if sequence != self.next_sequence:

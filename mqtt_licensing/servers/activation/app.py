@@ -76,7 +76,8 @@ async def check_in(request: Request) -> JSONResponse:
 
 async def record_trial(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    return JSONResponse({"record": b64(await run_in_threadpool(_service(request).record_trial, blob))})
+    record = await run_in_threadpool(_service(request).record_trial, blob, client_address(request))
+    return JSONResponse({"record": b64(record)})
 
 
 async def deactivate(request: Request) -> JSONResponse:

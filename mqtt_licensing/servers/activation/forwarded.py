@@ -59,8 +59,8 @@ class ForwardedUsage:
         now, stored = self.ctx.clock(), []
         for blob in req.usage:
             record = UsageRecord.open(blob, self._signer(blob, keys))  # raises unless the instance signed it
-            self.usage.store_record(tx, act, record, now, via=via)
-            stored.append(usage_ref(record.instance_fingerprint, record.sequence))
+            if self.usage.store_record(tx, act, record, now, via=via):  # a conflicting one stays unacknowledged
+                stored.append(usage_ref(record.instance_fingerprint, record.sequence))
         return stored
 
     @staticmethod

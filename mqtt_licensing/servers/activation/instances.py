@@ -88,30 +88,51 @@ class Instances:
             self.ctx.free(tx, act, now, "deactivated")
         log.info("activation %s of %s deactivated", act.id, act.license_id)
 
-    def record_trial(self, request: bytes) -> bytes:
+    def record_trial(self, request: bytes, client: str = "local") -> bytes:
         """Issue 10: a signed TrialRecord of when the vendor first saw this instance on trial.
 
         Self-signed (no activation exists yet), fresh and accepted once. The earliest of the
-        instance's own claim (``created_at``) and the first record wins."""
+        instance's own claim (``created_at``) and the first record wins. Anyone can make
+        identities, so new ones are limited per source: a burst per window, a total quota."""
         now = self.ctx.clock()
         req = open_instance_request(request, labels.KIND_TRIAL)
         with self.ctx.store.transaction() as tx:
             self._once(tx, "trial:" + req.fingerprint, req, now)
-            started = tx.first_trial(req.fingerprint, min(now, req.created_at))
+            started = tx.trial_started(req.fingerprint)
+            if started is None:
+                self._count_new_trial(tx, client, now)
+                started = min(now, req.created_at)
+                tx.insert_trial(req.fingerprint, started, client)
         return TrialRecord(
             instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
         ).sign(self.ctx.signing_key)
+
+    def _count_new_trial(self, tx: Tx, client: str, now: int) -> None:
+        start, count = tx.lock_rate("trial:" + client, now)
+        if now - start >= self.ctx.rate_limit_window:
+            start, count = now, 0
+        if count >= self.ctx.trial_limit_burst or tx.count_trials_from(client) >= self.ctx.trial_limit_total:
+            raise LicensingError(
+                ErrorCode.RATE_LIMITED,
+                f"too many new trial instances from {client}; the local trial records stand",
+            )
+        tx.put_rate("trial:" + client, start, count + 1)
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
         lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
         )
-        cert = self.ctx.floating_certificate(lic, act, now, definitions=defs)
+        lifetime = now + self.ctx.certificate_lifetime
+        cert = self.ctx.floating_certificate(lic, act, now, definitions=defs, valid_until=lifetime)
         return ActivationResult(cert, act.id, lic.id, reused)
 
     def floating_check_in(self, request: bytes) -> bytes:
-        lic, act, now, defs = self._refresh(request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING)
-        return self.ctx.floating_certificate(lic, act, now, definitions=defs)
+        """As :meth:`check_in` for a floating server: a certificate valid for ``certificate_lifetime``
+        (the server refreshes it daily), signed verdicts, and the check-in chain (a copied data folder)."""
+        kind = labels.KIND_FLOATING_CHECK_IN
+        lic, act, now, defs = self._refresh(request, kind, LicenseModel.FLOATING, verdicts=True)
+        lifetime = now + self.ctx.certificate_lifetime
+        return self.ctx.floating_certificate(lic, act, now, definitions=defs, valid_until=lifetime)
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:
@@ -242,7 +263,7 @@ class Instances:
         lic = self.ctx.license(tx, act.license_id, lock=True)
         self.ctx.check_usable(lic, now, None)
         updates: dict[str, Any] = {"last_check_in_at": now}
-        step = follow_chain(lic, act, request.chain, now) if model == LicenseModel.ONLINE else None
+        step = follow_chain(lic, act, request.chain, now) if model != LicenseModel.OFFLINE else None
         if step is not None:
             updates.update(step.updates)
         tx.update_activation(act.id, **updates)

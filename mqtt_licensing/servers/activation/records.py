@@ -112,6 +112,8 @@ class ServiceContext:
     max_clock_skew: int
     rate_limit_failures: int
     rate_limit_window: int
+    trial_limit_burst: int
+    trial_limit_total: int
     rate_limit_key_failures: int
     data_dir: Path | None = None
 
@@ -246,7 +248,12 @@ class ServiceContext:
         definitions: tuple[dict[str, Any], ...],
         request_nonce: str | None = None,
         usage_stored: tuple[str, ...] = (),
+        valid_until: int | None = None,
     ) -> bytes:
+        """``valid_until``: online, a lifetime the server refreshes (capped by the license's expiry);
+        offline (None) the license's expiry, as no refresh can reach the server."""
+        if valid_until is None or (lic.expires_at is not None and lic.expires_at < valid_until):
+            valid_until = lic.expires_at
         return FloatingCertificate(
             license_id=lic.id,
             key_mask=lic.key_mask,
@@ -256,7 +263,7 @@ class ServiceContext:
             seats=lic.seats or 0,
             features=lic.features,
             issued_at=now,
-            valid_until=lic.expires_at,
+            valid_until=valid_until,
             expires_at=lic.expires_at,
             support_until=lic.support_until,
             max_connections=lic.max_connections,
@@ -264,4 +271,5 @@ class ServiceContext:
             request_nonce=request_nonce,
             usage_stored=usage_stored,
             definitions=definitions,
+            chain=act.chain,
         ).sign(self.signing_key)

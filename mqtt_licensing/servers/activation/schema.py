@@ -122,6 +122,23 @@ trials = sa.Table(
     metadata,
     sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
     sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("source", sa.String(128), nullable=True, index=True),  # the client address: a per-source quota
+)
+
+# What the vendor found wrong with an instance's usage records: a sequence reused with other
+# content (``conflict``), or an implausible pattern (``zero_run``, ``sequence_jump``). Shown with
+# the license's usage; a conflicting record is never acknowledged.
+usage_flags = sa.Table(
+    "usage_flags",
+    metadata,
+    sa.Column("instance_fingerprint", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("sequence", sa.BigInteger, primary_key=True),
+    sa.Column("license_id", sa.String(40), nullable=False),
+    sa.Column("activation_id", sa.String(40), nullable=False),
+    sa.Column("detail", sa.String(300), nullable=False),
+    sa.Column("flagged_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_usage_flags_license", "license_id"),
 )
 
 # The vendor's product line (catalogue.py): feature definitions and license templates.

@@ -39,6 +39,8 @@ DEFAULT_CERTIFICATE_LIFETIME = 7 * 24 * 3600
 RATE_LIMIT_FAILURES = 10
 RATE_LIMIT_WINDOW = 60
 RATE_LIMIT_KEY_FAILURES = 60  # refused activations of one existing key per window, from all sources
+TRIAL_LIMIT_BURST = 10  # new trial instances recorded per source per rate-limit window
+TRIAL_LIMIT_TOTAL = 1000  # trial records kept per source, ever (what one address can make the vendor store)
 DB_FILE = "vendor.db"
 KEY_NAME = "vendor"
 
@@ -62,6 +64,8 @@ class ActivationService:
         rate_limit_failures: int = RATE_LIMIT_FAILURES,
         rate_limit_window: int = RATE_LIMIT_WINDOW,
         rate_limit_key_failures: int = RATE_LIMIT_KEY_FAILURES,
+        trial_limit_burst: int = TRIAL_LIMIT_BURST,
+        trial_limit_total: int = TRIAL_LIMIT_TOTAL,
         data_dir: Path | None = None,
     ) -> None:
         if certificate_lifetime <= 0:
@@ -76,6 +80,8 @@ class ActivationService:
                 rate_limit_failures=rate_limit_failures,
                 rate_limit_window=rate_limit_window,
                 rate_limit_key_failures=rate_limit_key_failures,
+                trial_limit_burst=trial_limit_burst,
+                trial_limit_total=trial_limit_total,
                 data_dir=data_dir,
             )
         )
@@ -174,8 +180,8 @@ class ActivationService:
     def deactivate(self, request: bytes) -> None:
         self.instances.deactivate(request)
 
-    def record_trial(self, request: bytes) -> bytes:
-        return self.instances.record_trial(request)
+    def record_trial(self, request: bytes, client: str = "local") -> bytes:
+        return self.instances.record_trial(request, client)
 
     def floating_activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:
         return self.instances.floating_activate(license_key, request, client)

@@ -28,7 +28,17 @@ from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._db import migrate
-from .schema import SCHEMA, activations, billing_reports, licenses, rate_limits, request_nonces, trials, usage_records
+from .schema import (
+    SCHEMA,
+    activations,
+    billing_reports,
+    licenses,
+    rate_limits,
+    request_nonces,
+    trials,
+    usage_flags,
+    usage_records,
+)
 
 
 @dataclass(frozen=True)
@@ -190,15 +200,31 @@ class Tx:
         return [_activation(r) for r in self.conn.execute(query)]
 
     # -- usage -------------------------------------------------------------------------
-    def insert_usage(self, values: dict[str, Any]) -> bool:
-        """Store one usage record unless its (instance, sequence) is stored already; True if new."""
+    def insert_usage(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Store one usage record unless its (instance, sequence) is stored already: None if it is
+        new, else the row stored before (the caller compares the content)."""
         key = (usage_records.c.instance_fingerprint == values["instance_fingerprint"]) & (
             usage_records.c.sequence == values["sequence"]
         )
-        if self.conn.execute(sa.select(usage_records.c.sequence).where(key)).first() is not None:
-            return False
+        row = self.conn.execute(sa.select(usage_records).where(key)).first()
+        if row is not None:
+            return dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
         self.conn.execute(usage_records.insert().values(**values))
+        return None
+
+    def flag_usage(self, values: dict[str, Any]) -> bool:
+        """Record a usage flag once per (instance, kind, sequence); True if it is new."""
+        c = usage_flags.c
+        key = (c.instance_fingerprint == values["instance_fingerprint"]) & (c.kind == values["kind"])
+        if self.conn.execute(sa.select(c.kind).where(key & (c.sequence == values["sequence"]))).first():
+            return False
+        self.conn.execute(usage_flags.insert().values(**values))
         return True
+
+    def usage_flag_list(self, license_id: str) -> list[dict[str, Any]]:
+        c = usage_flags.c
+        rows = self.conn.execute(sa.select(usage_flags).where(c.license_id == license_id).order_by(c.flagged_at))
+        return [dict(r._mapping) for r in rows]  # noqa: SLF001
 
     def usage_sequences(self, fingerprint: str) -> tuple[int, int]:
         """(how many records, highest sequence) stored for one instance."""
@@ -208,6 +234,13 @@ class Tx:
             )
         ).one()
         return int(row[0]), int(row[1] or 0)
+
+    def usage_high_water(self, fingerprint: str) -> int:
+        """The highest sequence stored for one instance (0: none); one index lookup."""
+        query = sa.select(sa.func.max(usage_records.c.sequence)).where(
+            usage_records.c.instance_fingerprint == fingerprint
+        )
+        return int(self.conn.execute(query).scalar_one() or 0)
 
     def usage_instances(self, license_id: str) -> set[str]:
         """Every instance with usage billed to the license (a floating server's brokers have no activation)."""
@@ -301,15 +334,18 @@ class Tx:
         self.conn.execute(rate_limits.delete().where(rate_limits.c.window_start < older_than))
 
     # -- trials -------------------------------------------------------------------------
-    def first_trial(self, fingerprint: str, now: int) -> int:
-        """When this instance was first seen on trial (``now`` if it is the first time)."""
+    def trial_started(self, fingerprint: str) -> int | None:
+        """When this instance was first seen on trial, if ever."""
         row = self.conn.execute(
             sa.select(trials.c.started_at).where(trials.c.instance_fingerprint == fingerprint)
         ).first()
-        if row is not None:
-            return int(row[0])
-        self.conn.execute(sa.insert(trials).values(instance_fingerprint=fingerprint, started_at=now))
-        return now
+        return int(row[0]) if row is not None else None
+
+    def insert_trial(self, fingerprint: str, now: int, source: str) -> None:
+        self.conn.execute(sa.insert(trials).values(instance_fingerprint=fingerprint, started_at=now, source=source))
+
+    def count_trials_from(self, source: str) -> int:
+        return int(self.conn.execute(sa.select(sa.func.count()).where(trials.c.source == source)).scalar_one())
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, scope: str, nonce: str, created_at: int) -> bool:

@@ -7,6 +7,12 @@ can add usage to a license or take some away. A record resent (a lost receipt, a
 a vendor killed mid-report) is acknowledged again and counted once: the primary key
 (instance_fingerprint, sequence) decides, in the same transaction as the insert. Holes in an
 instance's sequence are reported back (``missing``) and shown per license.
+
+A sequence already stored with *other* content is a conflict (a wiped usage folder, a restored
+backup, or someone holding the identity key): never acknowledged, flagged, and the receipt
+names the highest sequence stored (``high_water``) so the agent numbers that usage above it.
+Usage is self-reported by a customer-run broker, so implausible records are flagged too: an
+all-zero record (an agent never closes an empty interval) and a jump far past the high water.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDS_PER_REQUEST = 500
 _MAX_MISSING_LISTED = 100
+_CONTENT = ("period_start", "period_end", "messages", "bytes", "client_seconds")
 
 
 def billing_day(ts: int) -> str:
@@ -56,19 +63,22 @@ class Usage:
         with self.ctx.store.transaction() as tx:
             act, req = self.ctx.verify_known(tx, request, KIND_USAGE_REPORT)
             check_fresh(req, now, self.ctx.max_clock_skew)
-            sequences = self._store_records(tx, act, records, now, via="online")
+            sequences, conflicts = self._store_records(tx, act, records, now, via="online")
             missing = self._missing(tx, act.instance_fingerprint)
+            high_water = tx.usage_high_water(act.instance_fingerprint)
         return UsageAck(
             instance_fingerprint=act.instance_fingerprint,
             sequences=tuple(sequences),
             request_nonce=req.nonce,
             issued_at=now,
             missing=missing,
+            high_water=high_water,
+            conflicts=tuple(conflicts),
         ).sign(self.ctx.signing_key)
 
     def import_usage(self, tx: Tx, act: ActivationRecord, records: list[bytes], via: str) -> list[int]:
         """Offline and floating paths: records carried inside a code already verified for ``act``."""
-        return self._store_records(tx, act, records, self.ctx.clock(), via=via)
+        return self._store_records(tx, act, records, self.ctx.clock(), via=via)[0]
 
     def usage_by_day(self, license_id: str, first: str | None = None, last: str | None = None) -> dict[str, Any]:
         first, last = _check_day(first, "from"), _check_day(last, "to")
@@ -78,49 +88,88 @@ class Usage:
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
             instances |= tx.usage_instances(license_id)  # issue 16: brokers behind a floating server too
             gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
+            flags = tx.usage_flag_list(license_id)
         for row in days:
             row["client_hours"] = round(row["client_seconds"] / 3600, 4)
-        return {"license_id": license_id, "from": first, "to": last, "days": days, "missing": gaps}
+        return {"license_id": license_id, "from": first, "to": last, "days": days, "missing": gaps, "flags": flags}
 
     # -- shared steps ------------------------------------------------------------------------
 
-    def _store_records(self, tx: Tx, act: ActivationRecord, blobs: list[bytes], now: int, *, via: str) -> list[int]:
+    def _store_records(
+        self, tx: Tx, act: ActivationRecord, blobs: list[bytes], now: int, *, via: str
+    ) -> tuple[list[int], list[int]]:
+        """(sequences stored, sequences in conflict)."""
         key = load_public_key(act.public_key)
         stored: list[int] = []
+        conflicts: list[int] = []
         for blob in blobs:
             record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
             if record.instance_fingerprint != act.instance_fingerprint:
                 raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
-            self.store_record(tx, act, record, now, via=via)
-            stored.append(record.sequence)
-        return stored
+            (stored if self.store_record(tx, act, record, now, via=via) else conflicts).append(record.sequence)
+        return stored, conflicts
 
     def store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
-        """One verified record, billed to ``act``'s license (or the earlier activation it names); True if new."""
+        """One verified record, billed to ``act``'s license (or the earlier activation it names).
+
+        True: stored now or before (acknowledge it); False: its sequence holds other content."""
         if record.sequence < 1 or record.period_end < record.period_start:
             raise bad(f"usage record {record.sequence} is malformed")
         if min(record.messages, record.bytes, record.client_seconds) < 0:
             raise bad(f"usage record {record.sequence} has negative usage")
         owner = self._owner(tx, act, record)
-        new = tx.insert_usage(
+        high_water = tx.usage_high_water(record.instance_fingerprint)
+        values = {
+            "instance_fingerprint": record.instance_fingerprint,
+            "sequence": record.sequence,
+            "license_id": owner.license_id,
+            "activation_id": owner.id,
+            "day": billing_day(record.period_start),
+            "period_start": record.period_start,
+            "period_end": record.period_end,
+            "messages": record.messages,
+            "bytes": record.bytes,
+            "client_seconds": record.client_seconds,
+            "received_at": now,
+            "via": via,
+        }
+        earlier = tx.insert_usage(values)
+        if earlier is None:
+            self._check_plausible(tx, owner, record, high_water, now)
+            return True
+        if all(earlier[k] == values[k] for k in _CONTENT):
+            log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
+            return True
+        self._flag(tx, owner, record, "conflict", f"stored before with {earlier['messages']} messages", now=now)
+        return False
+
+    def _check_plausible(self, tx: Tx, owner: ActivationRecord, record: UsageRecord, high_water: int, now: int) -> None:
+        if not (record.messages or record.bytes or record.client_seconds):
+            self._flag(tx, owner, record, "zero_usage", "an agent never closes an interval without usage", now=now)
+        if record.sequence > high_water + MAX_RECORDS_PER_REQUEST:
+            self._flag(tx, owner, record, "sequence_jump", f"{record.sequence - high_water} past the last", now=now)
+
+    @staticmethod
+    def _flag(tx: Tx, owner: ActivationRecord, record: UsageRecord, kind: str, detail: str, *, now: int) -> None:
+        new = tx.flag_usage(
             {
                 "instance_fingerprint": record.instance_fingerprint,
+                "kind": kind,
                 "sequence": record.sequence,
                 "license_id": owner.license_id,
                 "activation_id": owner.id,
-                "day": billing_day(record.period_start),
-                "period_start": record.period_start,
-                "period_end": record.period_end,
-                "messages": record.messages,
-                "bytes": record.bytes,
-                "client_seconds": record.client_seconds,
-                "received_at": now,
-                "via": via,
+                "detail": f"usage record {record.sequence} ({record.messages} messages): {detail}"[:300],
+                "flagged_at": now,
             }
         )
-        if not new:
-            log.info("usage record %d of %s already stored", record.sequence, record.instance_fingerprint)
-        return new
+        if new:
+            log.warning(
+                "usage of activation %s flagged (%s): record %d of %s",
+                owner.id,
+                kind,
+                record.sequence,
+                record.instance_fingerprint,
+            )
 
     @staticmethod
     def _owner(tx: Tx, act: ActivationRecord, record: UsageRecord) -> ActivationRecord:

@@ -11,9 +11,11 @@ rules (``mqtt-licensing floating allow``) gives a *new* seat only to
 a lease already held renews as before, and an instance the pool has leased to before keeps its
 place across its own restarts: a broker gives its seat back at a clean shutdown, so without a
 memory of it (rows of kind ``leased``, never shown as rules) the same broker would come back as a
-stranger. ``floating allow --remove --fingerprint`` forgets it too. A pool without rules stays
-open (as before the rules existed): ``floating status`` says so. Independently, ``--new-identities-per-minute`` limits
-how many identities one source address may bring into the pool per minute.
+stranger. ``floating allow --remove --fingerprint`` forgets it too. A new pool gets a join-token
+rule when the CLI first provisions it (``floating activate``/``install`` print the token), so it
+is closed from the start; a pool provisioned before that, without rules, stays open: ``floating
+status`` warns. Independently, ``--new-identities-per-minute`` limits how many identities one
+source address may bring into the pool per minute.
 """
 
 from __future__ import annotations

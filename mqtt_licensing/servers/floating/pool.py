@@ -184,6 +184,7 @@ class FloatingPool:
             self.ctx.clock(),
             activation_id=cert.activation_id,
             license_id=cert.license_id,
+            chain=cert.chain,  # the vendor sees a copied data folder as two servers on one activation
         )
 
     def deactivation_request(self, *, offline: bool) -> bytes:

@@ -17,10 +17,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ...clients.activation import ActivationClient
 from ...clients.http import HttpOptions
-from ...core.documents import FloatingCertificate
+from ...core.documents import FloatingCertificate, Verdict
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import normalize_key
 from .._duties import every
+from .._requests import peek_request
 from ..defaults import FLOATING_REFRESH_INTERVAL
 from .service import FloatingService
 
@@ -64,11 +65,47 @@ async def refresh_online(
     """Check in with the vendor and install the certificate it answers (new seats, features, validity)."""
     url = await _vendor_url(service, vendor_url)
     request, nonce = await asyncio.to_thread(service.check_in_request)
-    async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
-        certificate = await vendor.floating_check_in(request)
+    try:
+        async with ActivationClient(url, options=options or VENDOR_HTTP) as vendor:
+            certificate = await vendor.floating_check_in(request)
+    except LicensingError as exc:
+        if _signed_verdict(service, exc, request) in STOPPING_VERDICTS:
+            await asyncio.to_thread(service.forget_pool)  # no new lease, no renewal: leases lapse within their ttl
+            log.error("the vendor refused this floating license (%s): the pool stopped leasing", exc.message)
+        raise
     return await asyncio.to_thread(
         lambda: service.install_certificate(certificate, nonce=nonce, vendor_url=url.rstrip("/"))
     )
+
+
+# A revoked or expired license, an activation the vendor freed, a copied data folder under policy
+# suspend: final. (``suspended`` is not: the certificate's lifetime ends leasing if it lasts.)
+STOPPING_VERDICTS = (ErrorCode.REVOKED, ErrorCode.EXPIRED, ErrorCode.ACTIVATION_NOT_FOUND, ErrorCode.CLONED)
+
+
+def _signed_verdict(service: FloatingService, exc: LicensingError, request: bytes) -> ErrorCode | None:
+    """The refusal's code if the vendor signed it for this server and this very check-in; anyone
+    on the path can send an HTTP 403, so an unsigned one is a failed refresh (retried)."""
+    if not exc.code.is_verdict or exc.evidence is None:
+        return None
+    vendor_key = service.vendor_key()
+    if vendor_key is None:
+        return None
+    try:
+        verdict = Verdict.open(exc.evidence, vendor_key)
+    except LicensingError as problem:
+        log.warning("ignoring an unverified %s from the vendor (%s)", exc.code, problem.message)
+        return None
+    asked = peek_request(request)
+    if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
+        str(exc.code),
+        asked.activation_id,
+        service.fingerprint,
+        asked.nonce,
+    ):
+        log.warning("ignoring a %s verdict that answers another request", exc.code)
+        return None
+    return exc.code
 
 
 async def deactivate_online(

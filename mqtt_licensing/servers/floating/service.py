@@ -228,6 +228,12 @@ class FloatingService:
             tx.add_access(kind, stored, self.clock())
         return token
 
+    def never_provisioned(self) -> bool:
+        """No certificate was ever installed and no access rule exists: a new pool."""
+        with self.store.transaction() as tx:
+            row = tx.read_pool()
+            return row.installed_at is None and row.deactivated_at is None and not tx.access_rules()
+
     def set_clone_policy(self, policy: str) -> None:
         with self.store.transaction() as tx:
             tx.update_pool(clone_policy=clones.check_policy(policy))
@@ -272,6 +278,7 @@ class FloatingService:
             # issue 10: who may take a new seat ([] = anyone who can reach this server)
             "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
             "remembered_instances": remembered,  # leased to before: admitted again after a restart
+            "open": not rules,  # a pool provisioned before pools were closed by default
             "clone_policy": row.clone_policy or "flag",
             "suspended": [{"instance_fingerprint": fp, "lease_id": lid} for fp, lid in sorted(suspended.items())],
             "leases": [

@@ -64,6 +64,7 @@ class ShopConfig:
     claim_seconds: int = 120  # a fulfilment's lease on its order; a crashed worker's is taken over after this
     reminder_days: int = 30  # support-renewal reminder this long before support ends
     seller: Seller = field(default_factory=Seller)  # who sells: on every page and e-mail
+    order_ttl: int = 3600  # a pending order can be paid this long after it was made (stale.py)
 
 
 def _secret(section: dict[str, Any], name: str, default_env: str, where: str, *, required: bool = True) -> str | None:
@@ -152,6 +153,7 @@ def parse_config(data: Any) -> ShopConfig:
         claim_seconds=_int(worker, "claim_seconds", "worker", 120, 1),
         reminder_days=_int(data.get("reminders") or {}, "days_before", "reminders", 30, 1),
         seller=parse_seller(data.get("seller")),
+        order_ttl=_int(data.get("orders") or {}, "ttl", "orders", 3600, 60),
     )
 
 

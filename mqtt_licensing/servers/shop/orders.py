@@ -28,7 +28,8 @@ from . import lineup, messages, money
 from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
 from .mail import Mailer
-from .payments import StripeGateway
+from .payments import CARD_CHECK, StripeGateway
+from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class Orders:
         if not isinstance(token, str) or not token.startswith("tok_"):
             raise _bad("the payment form sent no card token")
         now = self.service.clock()
+        if why := unpayable(order, self.catalogue, now, self.config.order_ttl):
+            raise LicensingError(ErrorCode.EXPIRED, why)
         with self.store.transaction() as tx:
             claimed = tx.claim_order(order.id, "pending", now, now + PAY_LEASE)
         if not claimed:  # a second click, a second tab: one charge only
@@ -158,8 +161,10 @@ class Orders:
         with self.store.transaction() as tx:
             tx.update_order(order.id, stripe_customer=customer)
         if order.amount == 0:
-            # Metered products only: nothing is charged now; the card pays the usage invoices.
-            self._mark_paid(order.id, None, "nothing to charge now")
+            # Metered products only: nothing is charged now; the card pays the usage invoices, so
+            # it must be chargeable (one that only attaches would get the feature for 0.00).
+            self.gateway.verify_card(order.id, order.currency, customer, card)
+            self._mark_paid(order.id, None, "card verified; usage is invoiced")
             return {"state": "paid", "status": "succeeded"}
         charge = self.gateway.charge(order.id, order.amount, order.currency, customer, card)
         with self.store.transaction() as tx:
@@ -175,8 +180,12 @@ class Orders:
                 return "duplicate"
             if event_type in money.EVENTS:  # after the sale: the license follows the money
                 return money.record(tx.conn, event_id, event_type, obj, now)
+            if event_type == "invoice.payment_failed":
+                return self._usage_unpaid(tx, obj)
             if event_type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
                 return "ignored"
+            if (obj.get("metadata") or {}).get("purpose") == CARD_CHECK:
+                return "ignored"  # the hold that proved a card (payments.verify_card), never the order's payment
             order_id = (obj.get("metadata") or {}).get("order_id")
             order = tx.get_order(order_id) if isinstance(order_id, str) else None
             intent = obj.get("id")
@@ -196,11 +205,32 @@ class Orders:
                 return "failed"
             return self._paid_in(tx, order, obj.get("amount"), obj.get("currency"), now)
 
+    @staticmethod
+    def _usage_unpaid(tx: ShopTx, invoice: dict[str, Any]) -> str:
+        """A usage invoice of one of our metered subscriptions failed (Stripe retries it): the order
+        says so (``last_error``, `vendor` logs) so the vendor can suspend the license if it stays unpaid."""
+        subscription = invoice.get("subscription")
+        order_id = tx.order_of_subscription(subscription) if isinstance(subscription, str) else None
+        order = tx.get_order(order_id) if order_id is not None else None
+        if order is None:
+            return "ignored"
+        tx.update_order(order.id, last_error=f"usage invoice {str(invoice.get('id'))[:60]} could not be charged")
+        log.error(
+            "order %s: a usage invoice of license %s could not be charged; `vendor suspend` it if it stays unpaid",
+            order.id,
+            order.license_id,
+        )
+        return "usage_unpaid"
+
     def _paid_in(self, tx: ShopTx, order: Order, amount: Any, currency: Any, now: int) -> str:
         if amount != order.amount or currency != order.currency:
             log.error("order %s: Stripe reports %s %s, the order is %s", order.id, amount, currency, order.amount)
             tx.update_order(order.id, last_error="paid amount does not match the order")
             return "mismatch"
+        if why := repriced(order, self.catalogue):  # paid at a price the store no longer has: held
+            if tx.update_order(order.id, expect_state="pending", state="held", paid_at=now, last_error=why):
+                log.error("order %s paid but held (%s): refund it in Stripe or fulfil it by hand", order.id, why)
+            return "held"
         if tx.update_order(order.id, expect_state="pending", state="paid", paid_at=now):
             log.info("order %s paid", order.id)
             return "paid"

@@ -20,6 +20,8 @@ from .catalogue import Product
 from .config import StripeSettings
 
 SIGNATURE_TOLERANCE = 300  # seconds; Stripe's own default: an older signed event is a replay
+CARD_CHECK = "card_check"  # metadata purpose of the hold that proves a card for metered-only orders
+CARD_CHECK_AMOUNT = 100  # in the smallest currency unit; held, then released
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,30 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise payment_error(exc) from None
         return Charge(intent.id, intent.status, intent.client_secret or "")
+
+    def verify_card(self, order_id: str, currency: str, customer: str, card: str) -> None:
+        """A card that attaches may still not be chargeable (Stripe's 4000 0000 0000 0341): hold
+        CARD_CHECK_AMOUNT on it and release the hold at once. PAYMENT_DECLINED unless it held."""
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params={
+                    "amount": CARD_CHECK_AMOUNT,
+                    "currency": currency,
+                    "customer": customer,
+                    "payment_method": card,
+                    "capture_method": "manual",
+                    "confirm": True,
+                    "metadata": {"order_id": order_id, "purpose": CARD_CHECK},
+                },
+                options={"idempotency_key": f"check-{order_id}-{card}"},
+            )
+            held = intent.status == "requires_capture"
+            if intent.status in ("requires_capture", "requires_confirmation", "requires_payment_method"):
+                self.client.v1.payment_intents.cancel(intent.id)
+        except stripe.StripeError as exc:
+            raise payment_error(exc) from None
+        if not held:
+            raise LicensingError(ErrorCode.PAYMENT_DECLINED, "the card was declined: it cannot be charged")
 
     def intent(self, payment_intent: str) -> Intent:
         """The PaymentIntent as Stripe has it now (a re-opened page, a lost webhook)."""

@@ -78,6 +78,11 @@ class ShopTx:
             )
         return [r[0] for r in self.conn.execute(query)]
 
+    def order_of_subscription(self, subscription: str) -> str | None:
+        found = sa.select(orders.c.id).where(orders.c.stripe_subscription == subscription)
+        row = self.conn.execute(found).first()
+        return str(row[0]) if row is not None else None
+
     def intent_taken(self, payment_intent: str) -> bool:
         found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
         return self.conn.execute(found).first() is not None

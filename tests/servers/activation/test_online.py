@@ -235,3 +235,20 @@ async def test_restart_keeps_state_and_port(vendor: VendorHandle) -> None:
     async with ActivationClient(vendor.url) as client:
         cert = ActivationCertificate.open(await client.check_in(inst.check_in(activation_id)), vendor.public_key)
     assert cert.activation_id == activation_id
+
+
+async def test_a_chain_once_presented_is_required_afterwards(vendor: VendorHandle) -> None:
+    """Main: a copy checking in without the ``chain`` field was taken for an agent from before
+    chains: 4 rounds of HTTP 200 under policy suspend, each with a fresh certificate."""
+    lic, key = vendor.issue_license()
+    assert vendor.service is not None
+    vendor.service.update_license(lic["id"], {"clone_policy": "suspend"})
+    inst = Instance()
+    act_id, cert = await _activate(vendor, key, inst)
+    async with ActivationClient(vendor.url) as client:
+        blob = await client.check_in(inst.check_in(act_id, chain=cert.chain))  # the original, as agents do
+        assert ActivationCertificate.open(blob, vendor.public_key).chain not in (None, cert.chain)
+        refused = await _expect(ErrorCode.CLONED, client.check_in(inst.check_in(act_id)))  # the copy, no chain
+    assert refused.evidence is not None  # a signed verdict: the agent acts on it
+    [act] = vendor.service.list_activations(lic["id"])
+    assert act["clone_count"] == 1

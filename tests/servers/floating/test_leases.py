@@ -379,3 +379,29 @@ async def test_admin_status_requires_the_token(floating):
     assert status["pool"]["seats"] == 4 and status["seats"] == {"total": 4, "used": 1, "free": 3}
     assert status["leases"][0]["instance_fingerprint"] == fingerprint(inst)
     assert status["server_fingerprint"] == fls.fingerprint
+
+
+async def test_a_renewal_chain_once_presented_is_required_afterwards(floating, vendor):
+    """Main: a copy renewing without the ``chain`` field was taken for an agent from before
+    chains and kept its seat, under policy suspend."""
+    import secrets
+    import time
+
+    fls = floating(seats=2)
+    fls.service.set_clone_policy("suspend")
+    inst = Ed25519PrivateKey.generate()
+
+    def renewal(chain: str | None) -> bytes:
+        nonce, now = secrets.token_hex(16), int(time.time())
+        return sign_instance_request(inst, kind=RENEW, nonce=nonce, created_at=now, features=(), chain=chain)
+
+    async with FloatingClient(fls.url) as client:
+        lease, _ = verify_lease(await acquire(client, inst), vendor.public_key())
+        renewed, _ = verify_lease(await client.renew(renewal(lease.chain)), vendor.public_key())  # the original
+        with pytest.raises(LicensingError) as err:
+            await client.renew(renewal(None))  # the copy, without the chain
+        assert err.value.code == ErrorCode.CLONED and err.value.evidence is not None
+        with pytest.raises(LicensingError) as err:
+            await client.renew(renewal(renewed.chain))  # both copies are suspended
+        assert err.value.code == ErrorCode.CLONED
+    assert fls.service.status()["seats"]["used"] == 0

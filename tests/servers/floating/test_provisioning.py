@@ -109,6 +109,10 @@ def _cli(*argv: str | Path) -> int:
     return main([str(a) for a in argv])
 
 
+def join_token(out: str) -> str:
+    return out.split("floating_join_token): ", 1)[1].split(maxsplit=1)[0]
+
+
 def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     """floating request -> (vendor signs) -> floating install via the CLI; then serve and lease."""
     data = tmp_path / "fls"
@@ -149,7 +153,9 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
         )
         == 0
     )
-    assert "2 seat(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 seat(s)" in out
+    token = join_token(out)  # a new pool is closed: the join token is printed once
     # installing the same answer twice: the request is no longer pending
     assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt") == 1
     assert "no_pending_request" in capsys.readouterr().err
@@ -157,14 +163,19 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     fls = start_floating(data)  # vendor key comes from DIR/vendor.pub
     try:
 
-        async def lease() -> None:
+        async def lease(token: str | None) -> None:
             async with FloatingClient(fls.url) as client:
                 verify_lease(
-                    await client.acquire(lease_request(Ed25519PrivateKey.generate(), "lease_acquire")),
+                    await client.acquire(
+                        lease_request(Ed25519PrivateKey.generate(), "lease_acquire"), join_token=token
+                    ),
                     vendor.public_key(),
                 )
 
-        asyncio.run(lease())
+        with pytest.raises(LicensingError) as refused:  # main: anyone took the seats of a new pool
+            asyncio.run(lease(None))
+        assert refused.value.code == ErrorCode.NOT_AUTHORIZED
+        asyncio.run(lease(token))
     finally:
         fls.stop()
 
@@ -186,12 +197,14 @@ def test_status_cli(tmp_path, vendor, capsys):
         from mqtt_licensing.core.signing import fingerprint
 
         assert fingerprint(inst) in out and "lic_test" in out and "mqtt_server" in out
+        assert "WARNING" in out and "--new-token" in out  # a pool provisioned open keeps working, and says so
         assert _cli("floating", "status", "--data", fls.data_dir, "--json") == 0
         import json
 
         status = json.loads(capsys.readouterr().out)
         assert status["seats"] == {"total": 3, "used": 1, "free": 2}
         assert status["leases"][0]["instance_fingerprint"] == fingerprint(inst)
+        assert status["open"] is True
     finally:
         fls.stop()
     assert _cli("floating", "status", "--data", tmp_path / "nothing-here") == 2  # not a data folder: a setup mistake
@@ -271,7 +284,9 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
             )
             == 0
         )
-        assert "2 seat(s)" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "2 seat(s)" in out
+        token = join_token(out)
 
         fls = start_floating(data, ttl=60)
         keys = [Ed25519PrivateKey.generate() for _ in range(4)]
@@ -282,7 +297,8 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
                 async with FloatingClient(fls.url) as client:
                     for k in keys:
                         try:
-                            blob = await client.acquire(lease_request(k, "lease_acquire", features=("mqtt_server",)))
+                            request = lease_request(k, "lease_acquire", features=("mqtt_server",))
+                            blob = await client.acquire(request, join_token=token)
                             verify_lease(blob, vendor_server.public_key)
                             out.append("ok")
                         except LicensingError as exc:

@@ -1,8 +1,8 @@
 """The vendor's product line as data: feature definitions and license templates. A new or
 upgraded database starts with the three built-in features, so every license keeps working.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import time
@@ -10,8 +10,8 @@ import time
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
