@@ -5,6 +5,7 @@ the way Stripe sends them."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,3 +126,26 @@ def test_a_cancelled_subscription_removes_the_metered_feature_at_its_end(
     _until(lambda: quiet_shop.service.get_license(lic["id"])["features"] == ["mqtt_server"])  # type: ignore[union-attr]
     assert _history(quiet_shop, order_id)[0]["outcome"] == "iot_bridge_snowflake removed: the subscription ended"
     assert _send(client, "evt_other", "charge.refunded", {"payment_intent": "pi_not_ours"}) == "ignored"
+
+
+def test_vendor_orders_lists_the_orders_and_vendor_order_shows_what_the_money_did(
+    quiet_shop: ShopServer, client: httpx.Client, stripe_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mqtt_licensing.cli.main import main
+
+    order_id, intent, license_id = _fulfilled(client, quiet_shop, stripe_url)
+    charge = {"payment_intent": intent["id"], "amount": intent["amount"], "amount_refunded": intent["amount"]}
+    assert _send(client, "evt_refund", "charge.refunded", charge) == "recorded"
+    _until(lambda: _history(quiet_shop, order_id)[0]["applied_at"] is not None)
+    data = str(quiet_shop.data_dir)
+    capsys.readouterr()
+    assert main(["vendor", "orders", "--data", data, "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["id"], listed["number"], listed["state"], listed["license_id"]) == (
+        order_id, "ORD-000001", "fulfilled", license_id
+    )  # fmt: skip
+    assert main(["vendor", "order", "--data", data, "ORD-000001"]) == 0
+    shown = capsys.readouterr().out
+    assert order_id in shown and "refund_full" in shown and "suspended: the payment was refunded" in shown
+    assert main(["vendor", "order", "--data", data, "ORD-000009"]) == 1
+    assert "no order 'ORD-000009'" in capsys.readouterr().err

@@ -83,6 +83,15 @@ class ShopTx:
         row = self.conn.execute(found).first()
         return str(row[0]) if row is not None else None
 
+    def list_orders(self) -> list[Order]:
+        """Every order, newest first (the vendor's `vendor orders`)."""
+        query = sa.select(orders).order_by(orders.c.created_at.desc(), orders.c.id)
+        return [_order(r) for r in self.conn.execute(query)]
+
+    def order_by_number(self, number: int) -> Order | None:
+        row = self.conn.execute(sa.select(orders).where(orders.c.number == number)).first()
+        return _order(row) if row is not None else None
+
     def intent_taken(self, payment_intent: str) -> bool:
         found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
         return self.conn.execute(found).first() is not None
