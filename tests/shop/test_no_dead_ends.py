@@ -123,6 +123,8 @@ def test_portal_actions_redirect_and_their_errors_stay_on_the_license_page(
     assert "freed_by_customer" in page  # recorded as the customer's doing, not the vendor's
     [freed] = portal_shop.service.list_activations(_online_id, include_freed=True)
     assert freed["freed_reason"] == "freed_by_customer"
+    r = web.get("/shop/portal")  # the nav's portal link, signed in: the license, not the sign-in form
+    assert r.status_code == 303 and r.headers["location"].endswith("/portal/license")
     forged = web.get("/shop/portal/license", params={"done": "freed", "id": "<script>"}).text
     assert "<script>" not in forged and 'id="notice"' not in forged
 

@@ -94,6 +94,12 @@ def _done(request: Request, what: str, activation_id: str) -> Response:
 
 async def signin(request: Request) -> Response:
     """The key form; after a code was sent, the code form (the key carried by a short cookie)."""
+    if request.cookies.get(COOKIE):  # signed in already: the portal link goes to the license
+        try:
+            await _signed_in(request)
+            return RedirectResponse(f"{_root(request)}/portal/license", status_code=303)
+        except LicensingError:
+            pass  # the session ended: sign in again
     key = request.cookies.get(SIGNIN_COOKIE, "")
     sent_to = request.query_params.get("sent", "")
     if key and _MASKED.match(sent_to):
