@@ -117,6 +117,19 @@ class AgentConfig:
     # Where browsers reach MQTT over WebSocket, when not the broker's own `ws` listener on the
     # page's host (e.g. wss://plant.example/mqtt behind a proxy).
     ws_url: str | None = None
+    # Browser origins (scheme://host[:port]) allowed on `ws` listeners besides the License page's own
+    # and ws_url's host; "*" allows any. A browser sends the Origin of whatever page opened the socket.
+    ws_origins: list[str] = field(default_factory=list)
+    # Anonymous CONNECTs over WebSocket (any web page a user visits could make one): off by default.
+    ws_allow_anonymous: bool = False
+    # Persistent (clean_session=0) sessions while their client is away: expired after this many
+    # seconds (0: never), their queue capped (oldest dropped), and at most so many kept per
+    # username and per source address (the oldest offline ones go first).
+    session_expiry: int = 3600
+    session_queue_messages: int = 1000
+    session_queue_bytes: int = 8 * 2**20
+    offline_sessions_per_username: int = 1000
+    offline_sessions_per_source: int = 1000
     # The store's upgrade page: the License page's Upgrade button opens it with ?license=<license id>.
     store_url: str | None = None
     # Issue 10: the second record of the trial, outside state_dir, so deleting the folder does

@@ -41,7 +41,7 @@ BACKOFF_FREE, BACKOFF_FIRST, BACKOFF_MAX = 3, 0.25, 30.0
 # A CONNECT refused during backoff is answered after at most this long (until the block ends):
 # a flooding client then waits instead of costing the broker hundreds of refusals a second.
 TARPIT_MAX = 2.0
-_MAX_TRACKED = 10_000  # usernames/addresses remembered for backoff (a flood of fresh names stays bounded)
+_MAX_TRACKED = 4_096  # usernames/addresses remembered for backoff (a flood of fresh names stays bounded)
 # Real checks a username failing from many addresses still gets: 2 at once, then one per 2 s.
 USERNAME_BUDGET, USERNAME_REFILL = 2, 2.0
 _MAX_KNOWN_GOOD = 10_000  # (username, address) pairs that logged in, most recent kept

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 BURST, REFILL_SECONDS = 5, 2.0
 COALESCE_SECONDS = 60.0
-_MAX_KEYS = 10_000
+_MAX_KEYS = 4_096  # keys per table: a flood of fresh usernames or connections stays bounded
 
 
 class Buckets:

@@ -163,8 +163,8 @@ class FloatingCertificate(_Document):
     # code carried that the vendor now holds (the floating server drops them on installing this).
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
-    definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
     chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
+    definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
 
 
 @dataclass(frozen=True)

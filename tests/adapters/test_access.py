@@ -82,7 +82,9 @@ def test_admin_uses_only_license_topics_while_not_serving(tmp_path, vendor):
             assert user.connect() == 0
             user.subscribe("plant/#")
             user.wait_message("plant/y")
-            assert [m.topic for m in user.messages] == ["plant/y"]  # plant/x was dropped, not retained
+            # plant/x was dropped, not retained. plant/y may come twice: retained, and live when the
+            # broker's broadcast of it runs after this subscription (the publisher's PUBACK does not wait).
+            assert {m.topic for m in user.messages} == {"plant/y"}
 
 
 def test_at_most_max_admin_connections(tmp_path, vendor):

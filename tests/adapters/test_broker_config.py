@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
 from mqtt_licensing.agent.config import AgentConfig
-from mqtt_licensing.core.passwords import verify_password
+from mqtt_licensing.core.passwords import hash_password, verify_password
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
@@ -68,7 +69,7 @@ def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
 
 @pytest.mark.parametrize(
     "mistake",
-    ["missing file", "bad yaml", "misspelled key", "missing vendor.pub", "port in use"],
+    ["missing file", "bad yaml", "misspelled key", "missing vendor.pub", "port in use", "example admin on 0.0.0.0"],
 )
 def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mistake):
     busy = None
@@ -82,12 +83,17 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         path = installed(tmp_path, CONFIGS[0], vendor)
         (tmp_path / "vendor-data" / "vendor.pub").unlink()
         expect = "vendor.pub"
+    elif mistake == "example admin on 0.0.0.0":
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", "bind: 0.0.0.0:1883")
+        expect = (
+            "still has the published example password and the broker would listen on listeners.default.bind 0.0.0.0"
+        )
     else:
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        path = edited(tmp_path, vendor, "bind: 0.0.0.0:1883", f"bind: 127.0.0.1:{port}")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", f"bind: 127.0.0.1:{port}")
         expect = f"port {port} is in use"
     try:
         result = run_broker_cli(path)
@@ -98,9 +104,49 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert lines[0].startswith("error [invalid_field]: ") and expect in lines[0], lines[0]
+    if mistake == "example admin on 0.0.0.0":
+        assert "mqtt-licensing hash-password" in lines[0]
 
 
 def test_load_config_raises_config_error_not_a_yaml_or_dacite_error(tmp_path, vendor):
     path = edited(tmp_path, vendor, "    enforce_existing: false", "    enforce_existing: false\n    surprise: 1")
     with pytest.raises(ConfigError, match="unknown agent config key 'surprise'"):
         load_config(path)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_listen_on_loopback_with_published_hashes_known(path, tmp_path, vendor):
+    config = load_config(installed(tmp_path, path, vendor))
+    section = config["plugins"][PLUGIN]
+    assert set(section["admins"].values()) <= EXAMPLE_ADMIN_HASHES  # the refusal knows every published hash
+    assert exposure_problem(config, [section]) is None  # as shipped: 127.0.0.1 only, so it starts
+    for listener in config["listeners"].values():
+        assert listener["bind"].startswith("127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("bind", "admin_password", "refused"),
+    [
+        ("0.0.0.0:1883", "change-me", True),
+        (":1883", "change-me", True),
+        ("[::]:1883", "demo-admin", True),  # the demo's password, hashed again with a new salt
+        ("192.0.2.7:1883", "change-me", True),
+        ("127.0.0.1:1883", "change-me", False),
+        ("[::1]:1883", "demo-admin", False),
+        ("localhost:1883", "change-me", False),
+        ("0.0.0.0:1883", "a-real-secret", False),
+    ],
+)
+def test_a_published_admin_login_is_served_on_loopback_only(bind, admin_password, refused):
+    encoded = next(iter(EXAMPLE_ADMIN_HASHES)) if admin_password == "change-me" else hash_password(admin_password)
+    config = {"listeners": {"default": {"type": "tcp", "bind": bind}}}
+    problem = exposure_problem(config, [{"admins": {"admin": encoded}}])
+    assert (problem is not None) == refused
+    if refused:
+        assert "mqtt-licensing hash-password" in problem and "\n" not in problem
+
+
+def test_http_bind_beyond_loopback_counts_too():
+    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:1883"}}}
+    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:8080"}
+    assert "http_bind" in (exposure_problem(config, [section]) or "")

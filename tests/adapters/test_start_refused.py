@@ -19,7 +19,7 @@ def _config_with_free_port(tmp_path: Path, vendor) -> Path:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    path.write_text(path.read_text().replace("bind: 0.0.0.0:1883", f"bind: 127.0.0.1:{port}", 1))
+    path.write_text(path.read_text().replace("bind: 127.0.0.1:1883", f"bind: 127.0.0.1:{port}", 1))
     return path
 
 
@@ -54,7 +54,7 @@ def test_broker_refuses_to_start_when_the_agent_cannot_load(tmp_path, vendor, da
 @pytest.mark.parametrize(
     ("old", "new", "expect"),
     [
-        ("bind: 0.0.0.0:1883", "bind: 0.0.0.0:notaport", "write HOST:PORT"),
+        ("bind: 127.0.0.1:1883", "bind: 127.0.0.1:notaport", "write HOST:PORT"),
         ("listeners:", "listenrs:", "did you mean 'listeners'?"),
         ("enforce_existing: false", "enforce_existing: maybe", 'field "enforce_existing" - should be "bool"'),
         ("vendor_public_key: ../vendor-data/vendor.pub", "vendor_public_key: garbage", "vendor.pub, or the key text"),

@@ -52,7 +52,13 @@ def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]
 @pytest.mark.parametrize("transport", ["tcp", "websocket"])
 def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, transport):
     tcp_port, ws_port = free_port(), free_port()
-    config = broker_config(tcp_port, tmp_path / "s", vendor_url=vendor.url, vendor_public_key=vendor.public_key_text)
+    config = broker_config(
+        tcp_port,
+        tmp_path / "s",
+        vendor_url=vendor.url,
+        vendor_public_key=vendor.public_key_text,
+        ws_allow_anonymous=True,
+    )
     config["listeners"]["ws"] = {"type": "ws", "bind": f"127.0.0.1:{ws_port}"}
     send_will: Callable[[int, str, tuple[str, bytes, bool]], None]
     send_will, port = (will_over_tcp, tcp_port) if transport == "tcp" else (will_over_websocket, ws_port)

@@ -61,7 +61,7 @@ def tls_broker(tmp_path: Path, ca: LocalCA) -> Iterator[int]:
         for old, new in (
             ("/etc/mqtt-licensing/tls/server.crt", str(cert)),
             ("/etc/mqtt-licensing/tls/server.key", str(key)),
-            ("0.0.0.0:8883", f"127.0.0.1:{port}"),
+            ("127.0.0.1:8883", f"127.0.0.1:{port}"),
         ):
             assert old in text
             text = text.replace(old, new)

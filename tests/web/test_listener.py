@@ -200,7 +200,7 @@ def test_the_ws_listener_carries_the_contract_with_the_same_rights(tmp_path, ven
         return c
 
     ws_port = free_port()
-    with start_broker(tmp_path / "state", vendor=vendor, ws_port=ws_port):
+    with start_broker(tmp_path / "state", vendor=vendor, ws_port=ws_port, ws_allow_anonymous=True):
         admin = ws_client("ws-admin", ADMIN, ADMIN_PASSWORD)
         replies, granted = [], []
         got_reply, got_suback = threading.Event(), threading.Event()

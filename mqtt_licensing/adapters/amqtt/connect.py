@@ -8,7 +8,10 @@ level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiti
 
 from __future__ import annotations
 
-from amqtt.adapters import ReaderAdapter
+from collections.abc import Coroutine
+from typing import Any
+
+from amqtt.adapters import ReaderAdapter, WebSocketsReader
 from amqtt.errors import NoDataError
 
 
@@ -22,11 +25,14 @@ class LimitedReader(ReaderAdapter):
     def __init__(self, inner: ReaderAdapter, limit: int) -> None:
         self._inner = inner
         self._limit = limit
+        self.websocket = isinstance(inner, WebSocketsReader)  # anonymous CONNECTs are refused there
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
+        # A plain function handing back the inner read: no coroutine frame of its own on every
+        # read of every packet (amqtt awaits the result; the error is raised at the same place).
         if n > self._limit:
             raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return await self._inner.read(n)
+        return self._inner.read(n)
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
@@ -39,9 +45,12 @@ class _ReplayReader(ReaderAdapter):
         self._head = head
         self._inner = inner
 
-    async def read(self, n: int = -1) -> bytes:
+    def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
         if not self._head:
-            return await self._inner.read(n)
+            return self._inner.read(n)  # the head replayed: straight to the socket (see LimitedReader)
+        return self._read_head(n)
+
+    async def _read_head(self, n: int) -> bytes:
         if n < 0:
             head, self._head = self._head, b""
             return head + await self._inner.read(n)
@@ -70,26 +79,31 @@ async def _read_exactly(reader: ReaderAdapter, n: int) -> bytes:
 
 async def checked_connect_start(reader: ReaderAdapter) -> ReaderAdapter:
     """Read a CONNECT's fixed header and its variable header up to the protocol level; raise
-    UnsupportedProtocol for a level other than 4; else hand amqtt a reader that replays them."""
-    head = await _read_exactly(reader, 1)
+    UnsupportedProtocol for a level other than 4; else hand amqtt a reader that replays them.
+
+    Two reads in the usual case (fixed header with a one-byte length, then name and level),
+    straight from the socket's adapter: every read here is on the CONNECT path of every client."""
+    source = reader._inner if isinstance(reader, LimitedReader) else reader  # noqa: SLF001  (9 bytes: no limit)
+    head = await _read_exactly(source, 2)  # every MQTT packet starts with at least these two
     if head[0] >> 4 != 1:
         return _ReplayReader(head, reader)  # not a CONNECT: amqtt refuses it its own way
     remaining, shift = 0, 0
-    for _ in range(4):
-        byte = await _read_exactly(reader, 1)
-        head += byte
-        remaining |= (byte[0] & 0x7F) << shift
+    for i in range(1, 5):
+        if i == len(head):
+            head += await _read_exactly(source, 1)
+        remaining |= (head[i] & 0x7F) << shift
         shift += 7
-        if not byte[0] & 0x80:
+        if not head[i] & 0x80:
             break
     if remaining < 7:
         return _ReplayReader(head, reader)
-    name_length = await _read_exactly(reader, 2)
-    length = int.from_bytes(name_length, "big")
+    start = await _read_exactly(source, 7)  # MQTT 3.1.1: name length (2), b"MQTT", level
+    length = int.from_bytes(start[:2], "big")
     if length > 6 or remaining < 2 + length + 1:
-        return _ReplayReader(head + name_length, reader)
-    name_and_level = await _read_exactly(reader, length + 1)
-    level = name_and_level[-1]
-    if name_and_level[:-1] == b"MQTT" and level != 4:
+        return _ReplayReader(head + start, reader)
+    if length > 4:
+        start += await _read_exactly(source, length - 4)  # b"MQIsdp" (MQTT 3.1)
+    name, level = start[2 : 2 + length], start[2 + length]
+    if name == b"MQTT" and level != 4:
         raise UnsupportedProtocol(level)
-    return _ReplayReader(head + name_length + name_and_level, reader)
+    return _ReplayReader(head + start, reader)

@@ -16,9 +16,12 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    nothing behind; a clean_session=0 CONNECT closes the live connection holding that
    client id and waits for it to end (amqtt otherwise lets two live sockets share one
    Session), and so does a clean_session=1 CONNECT (MQTT 3.1.1 §3.1.4-2; a reconnect
-   at the connection limit takes its own place); keepalive is 1.5 x the client's.
+   at the connection limit takes its own place); keepalive is 1.5 x the client's; a client
+   id taken over by another username (or anonymous) gets a fresh session, never the
+   owner's queue. test_sessions.py
    test_connections.py, test_limits.py, test_access.py::test_reconnect_*
-3. ``_authenticate``: answers with the verdict (2) already reached for this session.
+3. ``_authenticate``: answers with the verdict (2) already reached for this session; (2)
+   asks the licensing plugin directly when it is amqtt's only auth plugin (no Task per CONNECT).
 4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
    belong to the connection (its protocol handler), never to a shared Session.
    test_connections.py::test_squatter_*
@@ -44,12 +47,20 @@ this file against the new ``amqtt/broker.py`` and running those tests.
     speaks MQTT 3.1.1 only and misreads an MQTT 5 CONNECT with properties (it waits for
     bytes that never come, or logs a traceback). Any other level is answered with CONNACK
     0x01 (unacceptable protocol version) and one log line. test_access.py::test_mqtt5_*
+13. ``_create_server_instance`` (``ws`` listeners only): amqtt's own ``websockets.serve`` call
+    with an Origin check at the handshake (:mod:`.origins`): any web page a user opens could
+    otherwise speak MQTT to the broker. In (2), anonymous CONNECTs over WebSocket are refused
+    unless ``ws_allow_anonymous``. test_websocket_origin.py
+14. ``_retain_broadcast_message`` and the broker's ``session_expiry_interval``: offline
+    persistent sessions expire, their queues are capped, and so is their number per username
+    and per source (:mod:`.sessions`). test_sessions.py
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
@@ -59,7 +70,7 @@ from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
 from amqtt.contexts import Action
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
-from amqtt.mqtt.connack import UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
@@ -67,12 +78,54 @@ from amqtt.utils import gen_client_id
 from ...core.protocol import is_license_topic
 from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
 from .metering import DeliveryMeter, count_deliveries
+from .origins import OriginPolicy, WebSocketOrigins
+from .sessions import OfflineSessions, SessionLimits
 
 log = logging.getLogger(__name__)
 
 # The connection of a session no socket holds right now (a persistent session offline).
 OFFLINE: Final = object()
 _TAKE_OVER_WAIT = 5.0  # seconds for the previous connection's loop to end before forcing it
+
+
+# The amqtt release these patches were written and tested against (tests/adapters/test_amqtt_canary.py
+# holds the source hash of every method they replace, wrap or call).
+SUPPORTED_AMQTT: Final = "0.12.1"
+BROKER_TARGETS: Final = (
+    "_client_connected",
+    "_initialize_client_session",
+    "_authenticate",
+    "_handle_client_session",
+    "_handle_message_delivery",
+    "_broadcast_message",
+    "retain_message",
+    "_publish_retained_messages_for_subscription",
+    "_topic_filtering",
+    "_delete_session",
+    "_create_server_instance",
+    "ws_connected",
+    "_retain_broadcast_message",
+    "_cleanup_session",
+)
+HANDLER_TARGETS: Final = ("handle_read_timeout", "mqtt_publish", "handle_connection_closed", "init_from_connect")
+
+
+def amqtt_version() -> str:
+    try:
+        return importlib.metadata.version("amqtt")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def unsupported_amqtt() -> str | None:
+    """One line naming the fix when the installed amqtt is not the one the patches know, else None."""
+    installed = amqtt_version()
+    if installed == SUPPORTED_AMQTT:
+        return None
+    return (
+        f"amqtt {installed} is installed but this broker supports amqtt {SUPPORTED_AMQTT} only "
+        f"(its patches use amqtt internals): pip install 'amqtt=={SUPPORTED_AMQTT}'"
+    )
 
 
 class ConnectionHooks(Protocol):
@@ -87,6 +140,8 @@ class ConnectionHooks(Protocol):
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
 
     def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
+
+    async def authenticate(self, *, session: Session) -> bool | None: ...
     def confined(self, conn: Hashable) -> bool: ...
 
     def connack_code(self, conn: Hashable) -> int:
@@ -95,18 +150,33 @@ class ConnectionHooks(Protocol):
 
 
 def broker_of(context: BrokerContext) -> Broker:
-    broker: Broker = context._broker_instance  # noqa: SLF001  (patch 10)
+    broker = getattr(context, "_broker_instance", None)  # patch 10
+    if not isinstance(broker, Broker):
+        raise RuntimeError(f"amqtt {amqtt_version()}: the plugin context no longer holds the broker")
     return broker
 
 
 class BrokerPatches:
     """Installs the patches on one broker and keeps the per-socket facts they need."""
 
-    def __init__(self, broker: Broker, hooks: ConnectionHooks, *, connect_timeout: float, max_packet_size: int) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        hooks: ConnectionHooks,
+        *,
+        connect_timeout: float,
+        max_packet_size: int,
+        origins: OriginPolicy | None = None,
+        ws_allow_anonymous: bool = True,
+        sessions: SessionLimits | None = None,
+    ) -> None:
         self._broker = broker
         self._hooks = hooks
         self.connect_timeout = connect_timeout
         self.max_packet_size = max_packet_size
+        self._origins = origins
+        self._ws_allow_anonymous = ws_allow_anonymous
+        self._offline = OfflineSessions(broker, sessions) if sessions is not None else None
         self._live: dict[BrokerProtocolHandler, asyncio.Event] = {}  # connection -> set when it has ended
         self._holders: dict[str, BrokerProtocolHandler] = {}  # client id -> the connection holding it now
         self._by_session: dict[int, BrokerProtocolHandler] = {}  # id(Session) -> its live connection
@@ -128,6 +198,16 @@ class BrokerPatches:
 
     def install(self) -> BrokerPatches:
         b = self._broker
+        # Each target must exist as a callable on this amqtt: assigning an attribute amqtt no
+        # longer reads would leave a patch inert without a sound (see SUPPORTED_AMQTT).
+        missing = [name for name in BROKER_TARGETS if not callable(getattr(b, name, None))]
+        missing += [
+            f"BrokerProtocolHandler.{name}"
+            for name in HANDLER_TARGETS
+            if not callable(getattr(BrokerProtocolHandler, name, None))
+        ]
+        if missing:
+            raise RuntimeError(f"amqtt {amqtt_version()} lacks what the adapter patches: {', '.join(missing)}")
         self._orig_client_connected = b._client_connected  # noqa: SLF001
         self._orig_authenticate = b._authenticate  # noqa: SLF001
         self._orig_handle_client_session = b._handle_client_session  # noqa: SLF001
@@ -136,6 +216,10 @@ class BrokerPatches:
         self._orig_retain = b.retain_message
         self._orig_retained_for_sub = b._publish_retained_messages_for_subscription  # noqa: SLF001
         self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
+        if self._origins is not None:
+            WebSocketOrigins(b, self._origins).install()
+        if self._offline is not None:
+            self._offline.install()
         b._client_connected = self._client_connected  # noqa: SLF001
         b._initialize_client_session = self._initialize_client_session  # noqa: SLF001
         b._authenticate = self._authenticate  # noqa: SLF001
@@ -181,9 +265,18 @@ class BrokerPatches:
             raise AMQTTError(reason) from None
         if session.clean_session and not session.client_id:
             session.client_id = gen_client_id()
+        if session.username is None and not self._ws_allow_anonymous and getattr(reader, "websocket", False):
+            log.info(
+                "refused anonymous CONNECT over WebSocket from %s:%s (ws_allow_anonymous)",
+                *(remote_address, remote_port),
+            )
+            with contextlib.suppress(OSError, AMQTTError):
+                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
+            await _close(writer)
+            raise AMQTTError(f"anonymous CONNECT over WebSocket refused (client id {session.client_id!r})")
         self._authenticating[id(session)] = handler
         try:
-            accepted = await self._orig_authenticate(session, None)
+            accepted = await self._authenticate_once(session)
         finally:
             del self._authenticating[id(session)]
         if not accepted:
@@ -209,7 +302,14 @@ class BrokerPatches:
                 await self._take_over(client_id, live)  # MQTT 3.1.1 §3.1.4-2, and the count stays put
             await broker._delete_session(client_id)  # noqa: SLF001
             session.parent = 0
-        elif (entry := broker.sessions.get(client_id)) is not None:
+        elif (entry := broker.sessions.get(client_id)) is not None and entry[0].username != incoming.username:
+            # Another principal (another username, or anonymous) never inherits a persistent session:
+            # its queue may hold replies ($license/reply/<id>) and messages meant for the owner.
+            await self._take_over(client_id, entry[1])
+            log.info("client id %r taken over by another user: its previous session is discarded", client_id)
+            await broker._delete_session(client_id)  # noqa: SLF001
+            session.parent = 0
+        elif entry is not None:
             await self._take_over(client_id, entry[1])
             session = entry[0]
             for name in ("will_flag", "will_retain", "will_message", "will_topic", "will_qos"):
@@ -239,6 +339,16 @@ class BrokerPatches:
             await asyncio.wait_for(ended.wait(), _TAKE_OVER_WAIT)
         except TimeoutError:
             await previous.stop()
+
+    async def _authenticate_once(self, session: Session) -> bool:
+        """amqtt's verdict over its auth plugins; when the licensing plugin is the only one, asked
+        directly: amqtt's ``map_plugin_auth`` wraps each call in a new Task and a gather, the
+        largest cost the adapter added to a CONNECT (docs/benchmarks.md)."""
+        auth_plugins = self._broker.plugins_manager._auth_plugins  # noqa: SLF001
+        if len(auth_plugins) == 1 and auth_plugins[0] is self._hooks:
+            return await self._hooks.authenticate(session=session) is True  # amqtt: None counts as refused
+        result: bool = await self._orig_authenticate(session, None)
+        return result
 
     async def _authenticate(self, session: Session, listener: Any) -> bool:
         if id(session) in self._accepted:
@@ -275,6 +385,8 @@ class BrokerPatches:
             if self._by_session.get(id(session)) is handler:
                 del self._by_session[id(session)]
             self._hooks.closed(handler)
+            if self._offline is not None and not session.clean_session:
+                await self._offline.went_offline(session)
 
     # -- 5: client PUBLISH to $ topics ---------------------------------------------------
 

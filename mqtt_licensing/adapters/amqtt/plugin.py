@@ -32,7 +32,9 @@ from ...agent.metrics import metrics_app
 from ...core.errors import ErrorCode, LicensingError
 from ...core.gate import Refusal
 from ...web import HttpListener, PageConfig, start_http
+from .origins import OriginPolicy
 from .patches import BrokerPatches, broker_of
+from .sessions import SessionLimits
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,15 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
             self,
             connect_timeout=config.connect_timeout,
             max_packet_size=config.max_packet_size,
+            origins=OriginPolicy.build(config.http_bind, config.ws_url, config.ws_origins),
+            ws_allow_anonymous=config.ws_allow_anonymous,
+            sessions=SessionLimits(
+                expiry=config.session_expiry,
+                queue_messages=config.session_queue_messages,
+                queue_bytes=config.session_queue_bytes,
+                per_username=config.offline_sessions_per_username,
+                per_source=config.offline_sessions_per_source,
+            ),
         ).install()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._unavailable: set[Hashable] = set()  # refused for a session limit, CONNACK not yet sent
@@ -177,6 +188,12 @@ def check_adapter_limits(config: AgentConfig) -> None:
         raise LicensingError(ErrorCode.INVALID_FIELD, "metrics_token: at least 16 characters (openssl rand -hex 16)")
     if config.max_packet_size < 1024:
         raise LicensingError(ErrorCode.INVALID_FIELD, "max_packet_size must be at least 1024 bytes")
+    for name in ("session_expiry", "session_queue_messages", "session_queue_bytes"):
+        if getattr(config, name) < 0:
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"{name} must be 0 or more")
+    for name in ("offline_sessions_per_username", "offline_sessions_per_source"):
+        if getattr(config, name) < 1:
+            raise LicensingError(ErrorCode.INVALID_FIELD, f"{name} must be at least 1")
 
 
 def raise_open_file_limit() -> int:

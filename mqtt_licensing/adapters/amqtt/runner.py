@@ -29,6 +29,8 @@ from amqtt.errors import BrokerError
 from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...core.errors import ErrorCode, LicensingError
+from .exposure import exposure_problem
+from .patches import unsupported_amqtt
 from .plugin import LicensingPlugin, check_adapter_limits
 
 log = logging.getLogger(__name__)
@@ -184,6 +186,11 @@ def _check_ports_free(config: dict[str, Any]) -> None:
                     ) from None
 
 
+def _check_amqtt() -> None:
+    if (problem := unsupported_amqtt()) is not None:
+        raise StartError(ErrorCode.INTERNAL_ERROR, problem)
+
+
 def find_agent(broker: Broker) -> LicensingAgent:
     for plugin in broker.plugins_manager.plugins:
         if isinstance(plugin, LicensingPlugin):
@@ -193,6 +200,10 @@ def find_agent(broker: Broker) -> LicensingAgent:
 
 async def serve(config: dict[str, Any], on_started: Callable[[Broker], None] | None = None) -> None:
     """Run until SIGINT/SIGTERM, then shut down cleanly (a floating seat is returned)."""
+    _check_amqtt()
+    sections = [s for name, s in _plugin_sections(config) if name.endswith("LicensingPlugin") and isinstance(s, dict)]
+    if (problem := exposure_problem(config, sections)) is not None:
+        raise ConfigError(problem)
     _check_ports_free(config)
     broker = Broker(config)
     await _load_agents(broker)
@@ -250,6 +261,7 @@ class BrokerThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name="amqtt-broker", daemon=True)
 
     def start(self) -> BrokerThread:
+        _check_amqtt()
         self._thread.start()
 
         async def _start() -> Broker:

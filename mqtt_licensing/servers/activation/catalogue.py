@@ -4,7 +4,7 @@ A feature row is a :class:`core.features.Feature` plus when it was retired: a re
 is hidden from sale and from new licenses but stays valid, with its definition, on every
 license that has it. A template bundles features and terms; ``vendor issue --template``
 starts from it and the flags given override it. The built-in three features are the
-content a new database starts with (migration 0008).
+content a new database starts with (migration 0009).
 """
 
 from __future__ import annotations

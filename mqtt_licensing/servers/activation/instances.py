@@ -122,17 +122,18 @@ class Instances:
         lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_FLOATING_ACTIVATE, LicenseModel.FLOATING
         )
-        lifetime = now + self.ctx.certificate_lifetime
-        cert = self.ctx.floating_certificate(lic, act, now, definitions=defs, valid_until=lifetime)
+        valid_until = now + self.ctx.certificate_lifetime
+        cert = self.ctx.floating_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
         return ActivationResult(cert, act.id, lic.id, reused)
 
     def floating_check_in(self, request: bytes) -> bytes:
         """As :meth:`check_in` for a floating server: a certificate valid for ``certificate_lifetime``
         (the server refreshes it daily), signed verdicts, and the check-in chain (a copied data folder)."""
-        kind = labels.KIND_FLOATING_CHECK_IN
-        lic, act, now, defs = self._refresh(request, kind, LicenseModel.FLOATING, verdicts=True)
-        lifetime = now + self.ctx.certificate_lifetime
-        return self.ctx.floating_certificate(lic, act, now, definitions=defs, valid_until=lifetime)
+        lic, act, now, defs = self._refresh(
+            request, labels.KIND_FLOATING_CHECK_IN, LicenseModel.FLOATING, verdicts=True
+        )
+        valid_until = now + self.ctx.certificate_lifetime
+        return self.ctx.floating_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
 
     # -- rate limiting of failed key lookups --------------------------------------
     def _check_rate(self, client: str, now: int, tx: Tx | None = None) -> None:

@@ -28,7 +28,6 @@ Clock = Callable[[], int]
 FREED_REASONS = {
     "deactivated": "it was deactivated",
     "freed_by_vendor": "the vendor freed it",
-    "freed_by_customer": "the customer freed it in the portal",
     "offline_deactivation": "it was freed by an offline deactivation code",
 }
 
@@ -270,6 +269,6 @@ class ServiceContext:
             overage=lic.overage,
             request_nonce=request_nonce,
             usage_stored=usage_stored,
-            definitions=definitions,
             chain=act.chain,
+            definitions=definitions,
         ).sign(self.signing_key)
