@@ -87,3 +87,30 @@ def test_a_wrong_seller_section_is_one_line(change: dict[str, Any], words: str) 
     with pytest.raises(LicensingError) as info:
         parse_seller(data)
     assert words in info.value.message and "\n" not in info.value.message
+
+
+def test_tax_at_the_countrys_rate_is_shown_before_payment_and_charged(
+    tmp_path: Path, localstripe: LocalStripe, smtp: SmtpSink
+) -> None:
+    server = start_shop(tmp_path, localstripe, smtp, tax={"label": "VAT", "rates": {"DE": 19, "US": 0}})
+    try:
+        with httpx.Client(base_url=server.url, timeout=20, trust_env=False) as http:
+            page = http.get("/shop/").text
+            assert '<select name="country" id="country" required>' in page and '<option value="DE"' in page
+            r = http.post("/shop/orders", data={"email": "a@example.com", "product": "mqtt_server"})
+            assert r.status_code == 400 and "choose your country" in r.text  # inline, the choice kept
+            r = http.post("/shop/orders", data={"email": "a@example.com", "product": "mqtt_server", "country": "DE"})
+            assert r.status_code == 303
+            order_id = r.headers["location"].rsplit("/", 1)[1]
+            page = http.get(f"/shop/orders/{order_id}").text  # before payment
+            assert "VAT 19% (DE)" in page and 'id="tax">95.00 USD<' in page and 'id="total">595.00 USD<' in page
+            assert pay(http, order_id, card_token(localstripe.url)).json()["status"] == "succeeded"
+            wait_state(http, order_id, "fulfilled")
+            assert server.shop is not None
+            intent = server.shop.orders.gateway.intent(server.shop.orders.get(order_id).stripe_payment_intent or "")
+            assert intent.amount == 59500  # what Stripe charged: the total with tax
+        [mail] = smtp.wait(lambda m: m["Subject"] == "Your MQTT license key")
+        body = body_of(mail)
+        assert "Tax (DE): 95.00 USD" in body and "Total: 595.00 USD" in body
+    finally:
+        server.stop()

@@ -48,6 +48,8 @@ def describe_line(line: dict[str, Any], currency: str) -> str:
 
 def _summary(order: Order) -> str:
     items = "\n".join(describe_line(ln, order.currency) for ln in order.lines)
+    if order.tax:
+        items += f"\n  Tax ({order.country}): {format_money(order.tax, order.currency)}"
     return f"{items}\nTotal: {format_money(order.amount, order.currency)}\n"
 
 

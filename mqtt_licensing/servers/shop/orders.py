@@ -77,12 +77,16 @@ class Orders:
             raise LicensingError(ErrorCode.REVOKED, f"license {lic['id']} has been revoked")
         return lic
 
-    def create(self, *, email: Any, choice: dict[str, int], license_key: str | None = None) -> Order:
+    def create(
+        self, *, email: Any, choice: dict[str, int], license_key: str | None = None, country: Any = None
+    ) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
         owned = tuple(lic["features"]) if lic is not None else None
         lines = self.offers_now().cart(choice, owned)
         lineup.check_order(self.service, lines, owned)  # before any payment: it must serve clients
+        subtotal = sum(ln.amount for ln in lines)
+        country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
         order = Order(
             id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
             kind="upgrade" if lic is not None else "purchase",
@@ -104,7 +108,9 @@ class Orders:
                 }
                 for ln in lines
             ],
-            amount=sum(ln.amount for ln in lines),
+            amount=subtotal + tax,
+            country=country,
+            tax=tax,
             currency=self.catalogue.currency,
             stripe_customer=None,
             stripe_payment_intent=None,

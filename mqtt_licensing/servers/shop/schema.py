@@ -59,6 +59,8 @@ orders = sa.Table(
     sa.Column("paid_at", sa.BigInteger, nullable=True),
     sa.Column("fulfilled_at", sa.BigInteger, nullable=True),
     sa.Column("number", sa.BigInteger, nullable=True),  # what the customer quotes (seller.order_number)
+    sa.Column("country", sa.String(2), nullable=True),  # the buyer's, where tax rates are configured
+    sa.Column("tax", sa.BigInteger, nullable=False, server_default="0"),  # included in amount
     sa.Index("ix_shop_orders_state", "state"),
     sa.Index("uq_shop_orders_number", "number", unique=True),
 )

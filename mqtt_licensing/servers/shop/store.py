@@ -40,6 +40,8 @@ class Order:
     paid_at: int | None
     fulfilled_at: int | None
     number: int | None = None  # given when the order is stored (insert_order)
+    country: str | None = None
+    tax: int = 0  # minor units, included in amount
 
 
 def _order(row: Any) -> Order:

@@ -103,6 +103,7 @@ async def offers_page(
     email: Any = "",
     status: int = 200,
     error_code: str = "",
+    country: str = "",
 ) -> Response:
     """The store page: a new license's offers, or (with a key) an upgrade's; a refused order
     comes back here with its message inline and its choices kept."""
@@ -125,6 +126,10 @@ async def offers_page(
         }
     context = {"offers": offers, "license": view, "license_key": key or "", "email": email or "", "error": error}
     context["error_code"] = error_code
+    rates = shop_state(request).orders.config.tax
+    context["countries"] = sorted(rates.rates)
+    context["country"] = country
+    context["tax_label"] = rates.label
     return page(request, "catalogue.html", status, **context)
 
 
@@ -175,14 +180,23 @@ async def create_order(request: Request) -> Response:
             except ValueError:
                 choice[str(pid)] = 1
                 raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
-        order = await run_in_threadpool(lambda: orders.create(email=data.get("email"), choice=choice, license_key=key))
+        order = await run_in_threadpool(
+            lambda: orders.create(email=data.get("email"), choice=choice, license_key=key, country=data.get("country"))
+        )
     except LicensingError as exc:
         if exc.code != ErrorCode.BAD_REQUEST and key is not None:  # a wrong key, a revoked license
             return _key_refused(request, exc, "", key)
         email = data.get("email")
         status = HTTP_STATUS.get(exc.code, 400)
         return await offers_page(
-            request, key, error=exc.message, chosen=choice, email=email, status=status, error_code=str(exc.code)
+            request,
+            key,
+            error=exc.message,
+            chosen=choice,
+            email=email,
+            status=status,
+            error_code=str(exc.code),
+            country=str(data.get("country") or ""),
         )
     return RedirectResponse(f"{_root(request)}/orders/{order.id}", status_code=303)
 
@@ -210,6 +224,9 @@ async def show_order(request: Request) -> Response:
         order=order,
         lines=[_line_view(ln, order.currency) for ln in order.lines],
         total=format_money(order.amount, order.currency),
+        subtotal=format_money(order.amount - order.tax, order.currency),
+        tax_text=shop.orders.config.tax.describe(order.country) if order.country else "",
+        tax=format_money(order.tax, order.currency),
         waiting=waiting,
         refresh=2 if waiting or order.state == "paid" else None,
         js_url=shop.stripe.js_url,
