@@ -31,6 +31,7 @@ from .money import Money
 from .orders import Orders
 from .payments import StripeGateway
 from .portal import Portal
+from .reminders import Reminders
 from .state import ShopState
 from .store import ShopStore
 
@@ -47,6 +48,7 @@ class Shop:
         self.orders.offers_now(strict=True)  # a product the vendor catalogue lacks stops the start: one line
         self.portal = Portal(service, store, config, mailer)
         self.money = Money(service, store, mailer)
+        self.reminders = Reminders(service, store, config, mailer)
         self._wake: asyncio.Event | None = None
         self.app = Starlette(routes=web.ROUTES + portal_web.ROUTES, exception_handlers={LicensingError: _error_page})
         self.app.state.shop = ShopState(
@@ -90,7 +92,7 @@ class Shop:
         for name, step in (
             ("reconcile", self.orders.reconcile),
             ("fulfil", self.orders.fulfil_due),
-            ("reminders", self.orders.send_reminders),
+            ("reminders", self.reminders.send_reminders),
             ("money", self.money.apply_due),
         ):
             try:

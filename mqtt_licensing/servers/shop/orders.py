@@ -355,29 +355,3 @@ class Orders:
             subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
             subject, body = messages.from_seller(seller, order, subject, body)
             self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
-
-    # -- reminders ----------------------------------------------------------------------
-    def send_reminders(self) -> int:
-        now = self.service.clock()
-        ending = self.service.support_ending(now, now + self.config.reminder_days * 86400)
-        with self.store.transaction() as tx:
-            addresses = tx.contacts_of([license_id for license_id, _end in ending])
-            due = [
-                (license_id, addresses[license_id], end)
-                for license_id, end in ending
-                if license_id in addresses and not tx.reminded(license_id, end)
-            ]
-        sent = 0
-        for license_id, email, support_until in due:
-            with self.store.transaction() as tx:
-                if not tx.claim_reminder(license_id, support_until, now):
-                    continue  # sent by another pass meanwhile
-            subject, body = messages.reminder(license_id, support_until, self.config.base_url)
-            try:
-                self.mailer.send(email, subject, body)
-            except LicensingError:
-                with self.store.transaction() as tx:
-                    tx.unclaim_reminder(license_id, support_until)  # try again on a later pass
-                raise
-            sent += 1
-        return sent
