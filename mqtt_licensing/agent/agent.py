@@ -75,7 +75,7 @@ class LicensingAgent:
         agent admits no client, answers every request with that error and never writes the folder."""
         core = self._core
         await core.load()
-        self._usage = UsageDuty(core.metering, core.context)
+        self._usage = UsageDuty(core.metering, core.context, lambda: core.evaluation.definitions)
         self._scheduler = Scheduler(core, self.metrics, self._usage)
         log.info("license agent loaded: instance %s, state %s", core.fingerprint, core.evaluation.state)
 

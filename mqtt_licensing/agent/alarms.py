@@ -39,6 +39,7 @@ ALARM_CODES = (
     "connection_quota_reached",
     "clock_tampered",
     "offline_request_pending",
+    "no_serving_feature",
 )
 
 
@@ -110,6 +111,16 @@ def evaluate_alarms(
     if inputs.lease_error == "no_seats" and (lease is None or now >= lease.expires_at):
         found.append(Alarm("no_seat", CRITICAL, "the floating server has no free seat for this broker"))
     found.extend(_quota(ev, inputs.connections, settings, active))
+    if ev.serving and not ev.serves_clients:
+        missing = ", ".join(sorted(ev.baseline - set(ev.features)))
+        found.append(
+            Alarm(
+                "no_serving_feature",
+                CRITICAL,
+                f"the license grants no feature that lets a client connect (it lacks {missing}): every non-admin "
+                "client is refused; ask the vendor to add it",
+            )
+        )
     if facts.clock_tampered:
         found.append(
             Alarm("clock_tampered", CRITICAL, "the system clock ran backwards; an online check-in must trust it again")

@@ -175,7 +175,7 @@ class AgentConfig:
             unknown = set(spec) - {"features", "usernames", "client_id_prefixes"}
             if unknown:
                 raise LicensingError(ErrorCode.INVALID_FIELD, f"client_classes.{name}: unknown keys {sorted(unknown)}")
-            validate_features(spec.get("features", []))
+            validate_features(spec.get("features") or [name])  # a class without a list names its feature
             if spec.get("client_id_prefixes") and not spec.get("usernames"):
                 log.warning(
                     "client_classes.%s is matched by client-id prefix only: a client picks its own id, so it can "
@@ -287,12 +287,18 @@ class AgentConfig:
                 f"vendor_public_key: {exc.message} (give the path of the vendor's vendor.pub, or the key text in it)",
             ) from None
 
+    def class_features(self) -> dict[str, frozenset[str]]:
+        """What each client class needs: its ``features`` list, or else the catalogue feature of
+        its own name (a class ``sparkplug_b`` needs the feature ``sparkplug_b``)."""
+        return {name: frozenset(spec.get("features") or [name]) for name, spec in self.client_classes.items()}
+
     def required_features(self, username: str | None, client_id: str) -> frozenset[str]:
-        """Every non-admin client needs mqtt_server; a configured client class adds its own features."""
+        """Every non-admin client needs mqtt_server (and any feature the license says gates every
+        client: the gate adds those); each client class it belongs to adds its features."""
         needed = {MQTT_SERVER}
-        for spec in self.client_classes.values():
+        for name, spec in self.client_classes.items():
             if (username is not None and username in spec.get("usernames", [])) or any(
                 client_id.startswith(prefix) for prefix in spec.get("client_id_prefixes", [])
             ):
-                needed.update(spec.get("features", []))
+                needed.update(spec.get("features") or [name])
         return frozenset(needed)

@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ..core.documents import sign_instance_request
 from ..core.errors import LicensingError
-from ..core.signing import fingerprint
+from ..core.keyring import KeyRing
+from ..core.signing import b64, fingerprint, unb64
 from ..core.state import Evaluation, Facts, LicenseState, evaluate
 from ..core.timefmt import iso
 from .access import Access
@@ -33,6 +34,7 @@ from .alarms import AlarmInputs, Alarms, log_alarm
 from .autolease import AutoLease
 from .clock import LicenseClock
 from .config import AgentConfig, AgentSettings
+from .features import mismatches
 from .marker import load_checked
 from .metering import Metering
 from .publisher import Publisher
@@ -55,6 +57,9 @@ class AgentCore:
     ) -> None:
         self.config = config
         self.settings = settings
+        # Every vendor document is verified through this: the pinned key, plus any key a rotation
+        # signed by a trusted key endorsed (core/keyring.py).
+        self.keys = KeyRing(settings.vendor_key)
         self.clock = clock  # read late (see _wall): tests move it on a running agent
         self.store = StateStore(config.state_dir)
         self.out = Publisher(clock)
@@ -121,12 +126,14 @@ class AgentCore:
             stored.stepped_back,
         )
         self.alarms.restore(stored.alarms)
+        self.keys.restore([unb64(d) for d in stored.vendor_key_documents or []])
         self.time.restart()
         now = self.now()  # logs a clock set back since the last run
         self._context = ctx = SourceContext(
             config=self.config,
             settings=self.settings,
-            vendor_key=self.settings.vendor_key,
+            vendor_key=self.keys,
+            keys=self.keys,
             fingerprint=self.fingerprint,
             now=self.now,
             sign=self.sign,
@@ -140,6 +147,7 @@ class AgentCore:
         for problem in self.problems[known:]:
             log.error("stored license document rejected: %s", problem.message)
         self.evaluation = self.evaluate(now)
+        self.log_mismatches()
         self.loaded = True
         await asyncio.to_thread(self.out.keep_recent_in, self.store.dir / RECENT_FILE)
         await self.save()
@@ -172,6 +180,8 @@ class AgentCore:
             clock.trust()  # nothing ever checks in to vouch for it: a corrected clock is all there is
         before = self.evaluation
         self.evaluation = self.evaluate(now)
+        if (before.features, before.definitions) != (self.evaluation.features, self.evaluation.definitions):
+            self.log_mismatches()
         if before.state != self.evaluation.state:
             log.info("license state %s -> %s: %s", before.state, self.evaluation.state, self.evaluation.reason)
             self.out.emit(
@@ -183,6 +193,12 @@ class AgentCore:
         inputs = AlarmInputs(self.evaluation, self.facts(), self.access.tracker.non_admin_count(now), self.auto.error)
         self.alarms.update(inputs, now)
         self.out.status(self.status_document(), force=force_publish)
+
+    def log_mismatches(self) -> None:
+        """At load and when the license's features change: where this broker's client classes and
+        the license disagree (one line each)."""
+        for line in mismatches(self.config.class_features(), self.evaluation):
+            log.warning("%s", line)
 
     def status_document(self) -> dict[str, Any]:
         now = self.now()
@@ -231,6 +247,7 @@ class AgentCore:
             source=self.source.to_json() if self.source is not None else None,
             alarms=self.alarms.board.to_json(),
             usage_high_water=self.saved_usage_high_water,
+            vendor_key_documents=[b64(d) for d in self.keys.documents] or None,
         ).to_json(self._mac_key)
         alarm_events = self.alarms.board.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:

@@ -67,6 +67,10 @@ class ClockRecord:
         self.stepped_back = 0
 
 
+def _strings(value: object) -> list[str] | None:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else None
+
+
 @dataclass
 class StoredState:
     """state.json as stored: the trial and clock facts, and the current source's own section.
@@ -83,6 +87,9 @@ class StoredState:
     alarms: list[dict[str, Any]] | None = None  # the active alarms (agent/alarms.py); readers before it ignore it
     stepped_back: int = 0  # seconds the clock was set back since the last trusted time (v3)
     usage_high_water: int = 0  # the highest usage sequence used or held by the vendor (readers before it ignore it)
+    # The vendor's key rotations/retirements this site accepted (base64 of the signed documents,
+    # replayed from the pinned key at load; readers before them ignore the field).
+    vendor_key_documents: list[str] | None = None
     sealed: bool = True  # read from a file with a MAC (False: upgraded from v1 or v2)
 
     def to_json(self, key: bytes) -> bytes:
@@ -129,6 +136,7 @@ class StoredState:
             alarms=data.get("alarms") if isinstance(data.get("alarms"), list) else None,
             stepped_back=data.get("stepped_back", 0),
             usage_high_water=data.get("usage_high_water", 0),
+            vendor_key_documents=_strings(data.get("vendor_key_documents")),
             sealed=sealed,
         )
         state._check()

@@ -40,6 +40,10 @@ def build_status(
         "key": held.key_mask if held else None,
         "activation_id": held.activation_id if held else None,
         "features": list(evaluation.features),
+        # The granted features' signed definitions (title, kind, unit, gates), and whether they let
+        # any non-admin client connect (false: the no_serving_feature alarm is raised).
+        "definitions": [d.to_body() for d in evaluation.definitions],
+        "serves_clients": evaluation.serves_clients,
         "support_until": iso(evaluation.support_until),
         "expires_at": iso(evaluation.expires_at),
         "valid_until": iso(certificate.valid_until) if certificate else (iso(lease.expires_at) if lease else None),

@@ -26,6 +26,7 @@ from typing import Any
 from ..servers.defaults import FLOATING_FORWARD_INTERVAL as DEFAULT_FORWARD_INTERVAL
 from ..servers.defaults import FLOATING_REFRESH_INTERVAL as DEFAULT_REFRESH_INTERVAL
 from ..servers.defaults import FLOATING_TTL as DEFAULT_TTL
+from . import webhooks
 from .floating_access import register_allow
 from .floating_provision import (
     activate,
@@ -127,6 +128,7 @@ def register(subparsers: Any) -> None:
 
     p = command("status", "seats used and free, and every lease", _status)
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    webhooks.register(sub, open_service, kind="floating server", database="floating.db")
 
 
 # -- verbs -----------------------------------------------------------------------------------

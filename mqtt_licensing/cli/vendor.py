@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_catalogue, vendor_orders, vendor_usage
+from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
 from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
@@ -312,6 +312,8 @@ def _register_groups(
     _overage_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
     vendor_catalogue.register(verbs, open_service)
+    webhooks.register(verbs, open_service, kind="vendor", database="vendor.db")
+    vendor_keys.register(verbs, open_service)
     vendor_orders.register(verb, open_service)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.signing import b64
+from ..core.signing import b64, unb64
 from .http import JsonApiClient, binary_field
 
 
@@ -26,6 +26,12 @@ class ActivationClient(JsonApiClient):
 
     async def health(self) -> dict[str, Any]:
         return await self.call("GET", "/v1/health")
+
+    async def key_documents(self) -> list[bytes]:
+        """The vendor's signed key rotations and retirements (unverified here: the site's KeyRing checks each)."""
+        data = await self.call("GET", "/v1/keys")
+        docs = data.get("documents") if isinstance(data, dict) else None
+        return [unb64(d) for d in docs if isinstance(d, str)] if isinstance(docs, list) else []
 
     async def record_trial(self, request: bytes) -> bytes:
         """The vendor-signed TrialRecord answering a ``trial`` request (issue 10)."""

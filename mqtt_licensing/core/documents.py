@@ -29,7 +29,9 @@ from typing import Any, ClassVar, Self
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from .errors import ErrorCode, LicensingError
+from .features import Feature, resolve
 from .signing import (
+    VerifyingKey,
     fingerprint,
     load_public_key,
     open_document,
@@ -59,13 +61,18 @@ class _Document:
                     continue
                 raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{cls.TYP} lacks field {f.name!r}")
             values[f.name] = _check_type(cls.TYP, f.name, body[f.name], hints[f.name])
-        return cls(**values)
+        document = cls(**values)
+        document.check()
+        return document
+
+    def check(self) -> None:
+        """What must hold across fields once each has the right type (nothing, unless overridden)."""
 
     def sign(self, private_key: Ed25519PrivateKey) -> bytes:
         return sign_document(private_key, self.TYP, self.to_body())
 
     @classmethod
-    def open(cls, blob: bytes, public_key: Ed25519PublicKey) -> Self:
+    def open(cls, blob: bytes, public_key: VerifyingKey) -> Self:
         return cls.from_body(open_document(blob, cls.TYP, public_key))
 
 
@@ -139,6 +146,14 @@ class ActivationCertificate(_Document):
     # handles a feature its code never heard of; none (a certificate from before) means the built-ins.
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
 
+    def feature_table(self) -> dict[str, Feature]:
+        """The granted features' definitions: none carried (a certificate from before they travelled)
+        means the built-in three; a feature without a definition is ``feature_undefined``."""
+        return resolve(self.features, self.definitions)
+
+    def check(self) -> None:
+        self.feature_table()
+
 
 @dataclass(frozen=True)
 class FloatingCertificate(_Document):
@@ -165,6 +180,14 @@ class FloatingCertificate(_Document):
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
     chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
+
+    def feature_table(self) -> dict[str, Feature]:
+        """The granted features' definitions: none carried (a certificate from before they travelled)
+        means the built-in three; a feature without a definition is ``feature_undefined``."""
+        return resolve(self.features, self.definitions)
+
+    def check(self) -> None:
+        self.feature_table()
 
 
 @dataclass(frozen=True)
@@ -276,7 +299,7 @@ def open_instance_request(
     return request
 
 
-def verify_lease(blob: bytes, vendor_key: Ed25519PublicKey) -> tuple[Lease, FloatingCertificate]:
+def verify_lease(blob: bytes, vendor_key: VerifyingKey) -> tuple[Lease, FloatingCertificate]:
     """Verify the chain vendor -> floating server -> lease; return both documents."""
     env = parse_envelope(blob)
     unverified = Lease.from_body(env.unverified_body())

@@ -59,7 +59,8 @@ def decide(
         return ADMIT
     if not evaluation.serving:
         return Decision(False, Refusal.NOT_LICENSED, f"license state is {evaluation.state}: {evaluation.reason}")
-    missing = required_features - set(evaluation.features) if evaluation.model != "trial" else frozenset()
+    trial = evaluation.model == "trial"
+    missing = frozenset() if trial else (required_features | evaluation.baseline) - set(evaluation.features)
     if missing:
         return Decision(
             False,

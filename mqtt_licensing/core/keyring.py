@@ -144,3 +144,49 @@ class VendorKeys:
                 "every vendor key this site knows is retired: pin the vendor's current vendor.pub",
             )
         return cls(live, frozenset(retired))
+
+
+class KeyRing:
+    """The vendor keys a running site trusts, shared by everything that verifies vendor documents
+    (it is a :class:`~.signing.KeyChooser`). It keeps the rotation and retirement documents it
+    accepted: stored as they are, they are replayed from the pinned key at the next start, so a
+    forged or edited entry fails verification instead of adding a key."""
+
+    def __init__(self, pinned: Ed25519PublicKey) -> None:
+        self.keys = VendorKeys.pinned(pinned)
+        self.documents: list[bytes] = []
+
+    def key_for(self, kid: str) -> Ed25519PublicKey:
+        return self.keys.key_for(kid)
+
+    def accept(self, blobs: list[bytes]) -> bool:
+        """Apply the documents this site has not seen; returns whether anything changed. A document
+        that does not verify against the keys trusted so far is skipped (it may verify once an
+        earlier rotation arrives), never trusted."""
+        changed = False
+        for blob in blobs:
+            if blob in self.documents:
+                continue
+            try:
+                typ = parse_envelope(blob).typ
+                keys = (
+                    self.keys.accept_rotation(blob)
+                    if typ == KeyRotation.TYP
+                    else self.keys.accept_retirement(blob)
+                    if typ == KeyRetirement.TYP
+                    else None
+                )
+            except LicensingError:
+                continue
+            if keys is None:
+                continue
+            self.keys = keys
+            self.documents.append(blob)
+            changed = True
+        return changed
+
+    def restore(self, blobs: list[bytes]) -> None:
+        """At start: replay what was stored (in order; each must verify again)."""
+        pending = list(blobs)
+        while pending and self.accept(pending):
+            pending = [b for b in pending if b not in self.documents]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import msgpack
 from cryptography.exceptions import InvalidSignature
@@ -131,15 +131,27 @@ def parse_envelope(blob: bytes) -> Envelope:
     return Envelope(typ, body, kid, sig)
 
 
-def open_document(blob: bytes, expected_typ: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
+def open_document(blob: bytes, expected_typ: str, public_key: VerifyingKey) -> dict[str, Any]:
     """Verify ``blob`` was signed by ``public_key`` as a document of ``expected_typ``; return its body."""
     env = parse_envelope(blob)
     return verify_envelope(env, expected_typ, public_key)
 
 
-def verify_envelope(env: Envelope, expected_typ: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
+class KeyChooser(Protocol):
+    """Several trusted keys (the vendor's, across a rotation: :mod:`.keyring`); a document's
+    envelope names its signer, and the chooser gives that key or refuses."""
+
+    def key_for(self, kid: str) -> Ed25519PublicKey: ...
+
+
+VerifyingKey = Ed25519PublicKey | KeyChooser
+
+
+def verify_envelope(env: Envelope, expected_typ: str, public_key: VerifyingKey) -> dict[str, Any]:
     if env.typ != expected_typ:
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"expected a {expected_typ}, got a {env.typ}")
+    if not isinstance(public_key, Ed25519PublicKey):
+        public_key = public_key.key_for(env.kid)
     # The signature covers typ and body only; the key id must name the verifying key, so a
     # changed kid is a changed (and rejected) document too.
     if env.kid != fingerprint(public_key):

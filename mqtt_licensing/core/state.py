@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from .documents import ActivationCertificate, FloatingCertificate, Lease
+from .features import MQTT_SERVER, Feature, baseline
 
 
 class LicenseState(StrEnum):
@@ -85,10 +86,27 @@ class Evaluation:
     support_until: int | None = None
     expires_at: int | None = None
     overage: float = 0.0  # the license's headroom past max_connections (0..1), see gate.connection_ceiling
+    # The granted features' definitions (signed in the certificate) and what every non-admin client
+    # needs; precomputed here so that a CONNECT never resolves anything.
+    definitions: tuple[Feature, ...] = ()
+    baseline: frozenset[str] = frozenset({MQTT_SERVER})
 
     @property
     def serving(self) -> bool:
         return self.state in SERVING_STATES
+
+    @property
+    def serves_clients(self) -> bool:
+        """Whether the license's features let any non-admin client connect (the trial always does)."""
+        return self.model == "trial" or self.baseline <= set(self.features)
+
+    def definition(self, name: str) -> Feature | None:
+        return next((d for d in self.definitions if d.name == name), None)
+
+
+def _granted(table: dict[str, Feature], features: tuple[str, ...]) -> tuple[tuple[Feature, ...], frozenset[str]]:
+    granted = {name: table[name] for name in sorted(features) if name in table}
+    return tuple(granted.values()), baseline(granted)
 
 
 def observe_clock(last_seen: int | None, now: int, tolerance: int) -> tuple[int, bool]:
@@ -155,6 +173,8 @@ def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -
         expires_at=cert.expires_at,
         overage=cert.overage,
     )
+    definitions, needed = _granted(cert.feature_table(), cert.features)
+    licensed = replace(licensed, definitions=definitions, baseline=needed)
     if cert.expires_at is not None and now >= cert.expires_at:
         return replace(licensed, state=LicenseState.EXPIRED, reason="the license term has ended")
     if cert.valid_until is not None and now >= cert.valid_until:
@@ -183,6 +203,8 @@ def _evaluate_lease(lease: Lease, cert: FloatingCertificate, now: int) -> Evalua
         expires_at=cert.expires_at,
         overage=cert.overage,
     )
+    definitions, needed = _granted(cert.feature_table(), lease.features)
+    licensed = replace(licensed, definitions=definitions, baseline=needed)
     if cert.expires_at is not None and now >= cert.expires_at:
         return replace(licensed, state=LicenseState.EXPIRED, reason="the floating license term has ended")
     if now >= lease.expires_at:

@@ -29,7 +29,7 @@ SETTINGS = AlarmSettings()
 
 
 def active(**kw: Any) -> Evaluation:
-    return Evaluation(LicenseState.ACTIVE, "licensed", model="online", **kw)
+    return Evaluation(LicenseState.ACTIVE, "licensed", model="online", **{"features": ("mqtt_server",), **kw})
 
 
 def codes(inputs: AlarmInputs, now: int, before: frozenset[str] = frozenset()) -> dict[str, str]:
@@ -261,3 +261,13 @@ def test_bad_alarm_settings_are_one_line_naming_the_key(tmp_path, fields, named)
     with pytest.raises(LicensingError) as err:
         config.validate()
     assert err.value.code == "invalid_field" and named in err.value.message and "\n" not in err.value.message
+
+
+def test_an_active_license_that_serves_no_client_raises_no_serving_feature():
+    support_only = active(features=("mqtt_server_support",))
+    alarms = evaluate_alarms(AlarmInputs(support_only, Facts(trial_started_at=0), 0), T0, SETTINGS)
+    assert alarms["no_serving_feature"].severity == "critical"
+    assert "mqtt_server" in alarms["no_serving_feature"].message
+    assert "no_serving_feature" not in codes(AlarmInputs(active(), Facts(trial_started_at=0), 0), T0)
+    trial = Evaluation(LicenseState.TRIAL, "evaluation", model="trial")
+    assert "no_serving_feature" not in codes(AlarmInputs(trial, Facts(trial_started_at=0), 0), T0)

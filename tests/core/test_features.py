@@ -103,3 +103,20 @@ def test_a_feature_without_a_definition_is_refused_not_guessed():
 def test_a_license_without_mqtt_server_serves_no_client():
     assert not features.serves_clients(["mqtt_server_support"], dict(BUILTIN))
     assert features.serves_clients(["mqtt_server", "mqtt_server_support"], dict(BUILTIN))
+
+
+def test_a_signed_certificate_naming_an_undefined_feature_is_refused_when_read():
+    key = Ed25519PrivateKey.generate()
+    cert = ActivationCertificate(
+        license_id="L",
+        key_mask="K",
+        activation_id="A",
+        model="online",
+        features=("mqtt_server", "sparkplug_b"),
+        instance_fingerprint="f",
+        issued_at=1,
+        valid_until=None,
+    )
+    with pytest.raises(LicensingError) as err:
+        ActivationCertificate.open(cert.sign(key), key.public_key())
+    assert err.value.code == ErrorCode.FEATURE_UNDEFINED

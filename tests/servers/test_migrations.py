@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
@@ -76,9 +77,6 @@ CREATE INDEX ix_request_nonces_created_at ON request_nonces (created_at);
 """
 
 
-ACTIVATION_HEAD, FLOATING_HEAD = "0009", "0007"  # the newest revisions
-
-
 def _legacy_db(path: Path, ddl: str, *inserts: tuple[str, tuple[Any, ...]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with sqlite3.connect(path) as db:
@@ -90,6 +88,11 @@ def _legacy_db(path: Path, ddl: str, *inserts: tuple[str, tuple[Any, ...]]) -> N
 def _url(where: Path | str) -> str:
     """A SQLite file, or the URL of another database."""
     return where if isinstance(where, str) else sqlite_url(where.parent, where.name)
+
+
+def _head(schema: Schema) -> str | None:
+    """The newest migration of a schema: what every database the code opens must reach."""
+    return ScriptDirectory(str(schema.migrations)).get_current_head()
 
 
 def _revision(path: Path | str, schema: Schema) -> str | None:
@@ -150,10 +153,8 @@ def test_an_activation_database_from_before_versioning_keeps_its_rows(tmp_path: 
         assert again.reused is True and again.activation_id == "act_old"
     finally:
         service.close()
-    # 0002 usage (issue 16); issue 10: 0003 request_nonces, 0004 the check-in chain, 0005 trials;
-    # 0006 the shop; issue 11: 0007 the connection overage; issue 20: 0008 trial sources, usage flags;
-    # issue 21: 0009 the catalogue
-    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == ACTIVATION_HEAD
+    # every migration since: usage, request nonces, the check-in chain, trials, the shop, overage, the catalogue
+    assert _revision(tmp_path / ACTIVATION_DB, activation_schema.SCHEMA) == _head(activation_schema.SCHEMA)
     with sqlite3.connect(tmp_path / ACTIVATION_DB) as db:
         names = [row[0] for row in db.execute("SELECT name FROM features ORDER BY name")]
     assert names == ["iot_bridge_snowflake", "mqtt_server", "mqtt_server_support"]  # the built-in catalogue
@@ -189,7 +190,7 @@ def test_a_floating_database_from_before_versioning_keeps_its_pool_and_leases(tm
         service.close()
     # 0003 seat check; issue 10: 0004 pool_access, 0005 the lease chain, 0006 the clone policy; issue 16: 0007 the
     # usage outbox. The pool and the lease came through them.
-    assert _revision(tmp_path / FLOATING_DB, floating_schema.SCHEMA) == FLOATING_HEAD
+    assert _revision(tmp_path / FLOATING_DB, floating_schema.SCHEMA) == _head(floating_schema.SCHEMA)
     assert _drift(tmp_path / FLOATING_DB, floating_schema.metadata, floating_schema.SCHEMA) == []
 
 
@@ -202,13 +203,13 @@ def test_a_new_database_is_built_by_the_migrations_exactly_as_declared(
         ActivationService.open(tmp_path).close()  # opening again (the URL remembered) finds nothing to do
         where = database_url or tmp_path / ACTIVATION_DB
         assert _drift(where, activation_schema.metadata, activation_schema.SCHEMA) == []
-        assert _revision(where, activation_schema.SCHEMA) == ACTIVATION_HEAD
+        assert _revision(where, activation_schema.SCHEMA) == _head(activation_schema.SCHEMA)
     else:
         FloatingService.open(tmp_path, database_url=database_url).close()
         FloatingService.open(tmp_path).close()
         where = database_url or tmp_path / FLOATING_DB
         assert _drift(where, floating_schema.metadata, floating_schema.SCHEMA) == []
-        assert _revision(where, floating_schema.SCHEMA) == FLOATING_HEAD
+        assert _revision(where, floating_schema.SCHEMA) == _head(floating_schema.SCHEMA)
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])
@@ -273,7 +274,7 @@ def test_processes_opening_a_new_database_together_migrate_it_once(
     assert errors == []
     schema = activation_schema.SCHEMA if server == "activation" else floating_schema.SCHEMA
     db = database_url or tmp_path / "data" / (ACTIVATION_DB if server == "activation" else FLOATING_DB)
-    assert _revision(db, schema) == (ACTIVATION_HEAD if server == "activation" else FLOATING_HEAD)
+    assert _revision(db, schema) == _head(schema)
 
 
 @pytest.mark.parametrize("server", ["activation", "floating"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ...core.documents import UsageAck, UsageRecord
 from ...core.errors import ErrorCode, LicensingError
-from ...core.features import CATALOGUE
+from ...core.features import BUILTIN, Feature
 from ...core.timefmt import iso
 from .ledger import Ledger
 from .meter import Meter, Totals
@@ -34,8 +34,11 @@ MAX_RECORDS_PER_REPORT = 300  # one report stays well under the servers' 256 KiB
 MAX_RECORDS_PER_CODE = 100  # an offline code is a signed document of at most 64 KiB
 
 
-def needs_metering(features: frozenset[str]) -> bool:
-    return any(CATALOGUE[name].kind == "metered" for name in features if name in CATALOGUE)
+def needs_metering(features: frozenset[str], definitions: Iterable[Feature] = ()) -> bool:
+    """Whether a client needing ``features`` is metered: one of them is a metered feature by the
+    license's signed definitions (the built-in ones where the license defines none)."""
+    table = {**BUILTIN, **{d.name: d for d in definitions}}
+    return any(table[name].metered for name in features if name in table)
 
 
 class Metering:

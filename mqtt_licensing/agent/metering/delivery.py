@@ -14,13 +14,12 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ...clients.activation import ActivationClient
 from ...clients.http import HttpOptions
 from ...core.documents import UsageAck
 from ...core.errors import LicensingError
 from ...core.labels import KIND_USAGE_REPORT
+from ...core.signing import VerifyingKey
 from . import Metering
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,7 @@ async def report_online(
     *,
     vendor_url: str,
     activation_id: str,
-    vendor_key: Ed25519PublicKey,
+    vendor_key: VerifyingKey,
     sign: Callable[..., bytes],
     http: HttpOptions,
 ) -> UsageAck | None:

@@ -9,8 +9,9 @@ duty only keeps the schedule, the `metering: required` gate and its alarm.
 from __future__ import annotations
 
 import logging
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Iterable
 
+from ...core.features import Feature
 from ...core.gate import Decision, Refusal
 from ..access import Client, Role
 from ..sources import LicenseSource, SourceContext, UsageAccount
@@ -20,9 +21,15 @@ log = logging.getLogger(__name__)
 
 
 class UsageDuty:
-    def __init__(self, metering: Metering, ctx: SourceContext) -> None:
+    def __init__(
+        self,
+        metering: Metering,
+        ctx: SourceContext,
+        definitions: Callable[[], Iterable[Feature]] = tuple,
+    ) -> None:
         self.metering = metering
         self.ctx = ctx
+        self.definitions = definitions  # the current license's feature definitions
         self._last_report_attempt = 0.0
         self._alarmed = False
 
@@ -48,7 +55,7 @@ class UsageDuty:
 
     def is_metered(self, client: Client | None) -> bool:
         return client is not None and needs_metering(
-            self.ctx.config.required_features(client.username, client.client_id)
+            self.ctx.config.required_features(client.username, client.client_id), self.definitions()
         )
 
     def connected(self, conn: Hashable, client: Client | None) -> None:

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from ...core import protocol
 from ...core.documents import ActivationCertificate, FloatingCertificate, Lease
 from ...core.errors import ErrorCode, LicensingError
+from ...core.keyring import KeyRing
 from ...core.keys import mask_key
 from ...core.models import LicenseModel
+from ...core.signing import VerifyingKey
 from ...core.state import Facts
 from ..config import AgentConfig, AgentSettings
 from ..statefile import ClockRecord
@@ -47,7 +47,7 @@ class SourceContext:
 
     config: AgentConfig
     settings: AgentSettings  # parsed once: the HTTP options, the floating replicas
-    vendor_key: Ed25519PublicKey
+    vendor_key: VerifyingKey  # the pinned key, or the site's KeyRing across vendor key rotations
     fingerprint: str
     now: Callable[[], int]
     # sign(kind, *, nonce=None, **fields): an instance request signed with the identity key
@@ -57,6 +57,7 @@ class SourceContext:
     clock: ClockRecord  # shared and mutable: a successful online check-in trusts the clock again
     # Metering (issue 16): pending usage records for the codes that carry them offline.
     usage: UsageCarrier | None = None
+    keys: KeyRing | None = None  # learns the vendor's key rotations (online check-ins fetch them)
 
 
 class UsageCarrier(Protocol):

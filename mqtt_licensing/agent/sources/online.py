@@ -71,6 +71,7 @@ class OnlineSource:
         url = vendor_url(ctx, current.server_url if isinstance(current, OnlineSource) else None)
         request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
         async with ActivationClient(url, options=ctx.settings.http) as client:
+            await learn_keys(ctx, client)
             answer = await client.activate(key, request)
         blob = answer["certificate"]
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
@@ -177,6 +178,7 @@ class OnlineSource:
         nonce = secrets.token_hex(16)
         try:
             async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.settings.http) as client:
+                await learn_keys(ctx, client)
                 blob = await client.check_in(
                     ctx.sign(
                         KIND_CHECK_IN,
@@ -245,3 +247,18 @@ class OnlineSource:
 
     async def close(self) -> None:
         return None
+
+
+async def learn_keys(ctx: SourceContext, client: ActivationClient) -> None:
+    """The vendor's key rotations and retirements, fetched before an answer its new key signed is
+    checked; each document is verified against the keys this site trusts already (an older
+    vendor without them answers 404: nothing to learn)."""
+    if ctx.keys is None:
+        return
+    try:
+        documents = await client.key_documents()
+    except LicensingError as exc:
+        log.debug("no vendor key documents: %s", exc.message)
+        return
+    if ctx.keys.accept(documents):
+        log.info("vendor keys trusted now: %s", ", ".join(fp[:12] for fp in sorted(ctx.keys.keys.keys)))

@@ -34,6 +34,7 @@ from .._http import (
 )
 from .._observe import note
 from .._proxies import Network
+from ..webhooks import Deliverer, Webhooks
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -72,6 +73,12 @@ async def check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     cert = await run_in_threadpool(_service(request).check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
+
+
+async def key_documents(request: Request) -> JSONResponse:
+    """Public: the vendor's key rotations and retirements, each signed; sites verify them themselves."""
+    docs = await run_in_threadpool(_service(request).key_documents)
+    return JSONResponse({"documents": [b64(d) for d in docs]})
 
 
 async def record_trial(request: Request) -> JSONResponse:
@@ -190,6 +197,7 @@ ROUTES = [
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/trials", record_trial, methods=["POST"]),
+    Route("/v1/keys", key_documents, methods=["GET"]),
     Route("/v1/floating/activations", floating_activate, methods=["POST"]),
     Route("/v1/floating/check-in", floating_check_in, methods=["POST"]),
     Route("/v1/usage", report_usage, methods=["POST"]),
@@ -229,7 +237,9 @@ def create_app(
         routes=[*ROUTES, *routes],
         metrics=activation_metrics(service),
         trusted_proxies=trusted_proxies,
-        background=background,
+        # The webhook outbox is sent from every server process: a row is claimed before it is sent,
+        # so replicas share the work and none sends a row twice at once.
+        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
     )
 
 

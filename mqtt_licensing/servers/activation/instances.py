@@ -267,5 +267,9 @@ class Instances:
         step = follow_chain(lic, act, request.chain, now) if model != LicenseModel.OFFLINE else None
         if step is not None:
             updates.update(step.updates)
+            if updates.get("clone_count", act.clone_count) > act.clone_count:
+                self.ctx.event(
+                    tx, "activation.cloned", activation_id=act.id, license_id=lic.id, policy=lic.clone_policy
+                )
         tx.update_activation(act.id, **updates)
         return lic, replace(act, **updates), step is not None and step.suspend

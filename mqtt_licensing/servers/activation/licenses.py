@@ -190,6 +190,9 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             check_new_license(record.features, CatalogueQueries(tx.conn).all_features())
             tx.insert_license(record)
+            self.ctx.event(
+                tx, "license.created", license_id=record.id, model=record.model, features=list(record.features)
+            )
         log.info("issued license %s (%s, %s)", record.id, model, ",".join(record.features))
         return license_to_dict(record, 0), key
 
@@ -237,6 +240,7 @@ class LicenseAdmin:
             if values:
                 values["updated_at"] = now
                 tx.update_license(lic.id, **values)
+                self.ctx.event(tx, _license_event(lic.status, values), license_id=lic.id, changed=sorted(values))
             lic = replace(lic, **values)
             used = tx.count_active(lic.id)
         if values:
@@ -298,3 +302,11 @@ class LicenseAdmin:
             act = self.ctx.free(tx, act, now, f"freed_by_{by}")
         log.info("activation %s of %s freed by the %s", act.id, act.license_id, by)
         return activation_to_dict(act)
+
+
+def _license_event(before: str, values: dict[str, Any]) -> str:
+    """The webhook event of a change: a status change is named for what it did."""
+    status = values.get("status", before)
+    if status == before:
+        return "license.updated"
+    return {"suspended": "license.suspended", "revoked": "license.revoked"}.get(status, "license.reinstated")

@@ -19,6 +19,7 @@ from ...core.models import LicenseModel
 from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
 from .._requests import peek_request
+from ..webhooks import emit
 from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
@@ -122,9 +123,15 @@ class ServiceContext:
             raise LicensingError(ErrorCode.NOT_FOUND, f"no license {license_id!r} exists")
         return lic
 
+    def event(self, tx: Tx, event_type: str, **data: Any) -> None:
+        """Queue a webhook event in the transaction of the change it announces (servers/webhooks)."""
+        emit(tx.conn, event_type, data, self.clock())
+
     def free(self, tx: Tx, act: ActivationRecord, now: int, reason: str) -> ActivationRecord:
         tx.get_license(act.license_id, lock=True)  # serialize with activations counting this license
         tx.update_activation(act.id, freed_at=now, freed_reason=reason)
+        kind = "activation.released" if reason.startswith("released") else "activation.freed"
+        self.event(tx, kind, activation_id=act.id, license_id=act.license_id, reason=reason)
         return replace(act, freed_at=now, freed_reason=reason)
 
     def check_usable(self, lic: LicenseRecord, now: int, model: LicenseModel | None) -> None:
@@ -182,6 +189,14 @@ class ServiceContext:
             chain=new_chain(),
         )
         tx.insert_activation(act)
+        self.event(
+            tx,
+            "activation.created",
+            activation_id=act.id,
+            license_id=lic.id,
+            model=lic.model,
+            instance_fingerprint=act.instance_fingerprint,
+        )
         return act, False
 
     def verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:

@@ -25,6 +25,7 @@ from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
+from . import keys
 from .catalogue import CatalogueAdmin
 from .codes import OfflineCodes
 from .forwarded import ForwardedUsage
@@ -137,6 +138,10 @@ class ActivationService:
     @property
     def public_key_text(self) -> str:
         return public_key_to_text(self.ctx.signing_key)
+
+    def key_documents(self) -> list[bytes]:
+        """The rotation and retirement documents of the vendor's keys (:mod:`.keys`), as served."""
+        return keys.documents(self.ctx.data_dir) if self.ctx.data_dir is not None else []
 
     # -- the vendor's admin work (:mod:`.licenses`) ---------------------------------------
     def issue_license(self, **terms: Any) -> tuple[dict[str, Any], str]:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._db import migrate
+from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .schema import (
     SCHEMA,
     activations,
@@ -367,8 +368,9 @@ class ActivationStore:
         self.engine = engine
 
     def migrate(self) -> None:
-        """Bring the schema to this code's version (see :func:`.._db.migrate`)."""
+        """Bring the schema to this code's version (see :func:`.._db.migrate`), the webhook tables too."""
         migrate(self.engine, SCHEMA)
+        migrate(self.engine, WEBHOOKS_SCHEMA)
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:

@@ -32,6 +32,7 @@ from .._app import build_app
 from .._duties import Duty
 from .._http import blob_field, blobs_field, client_address, read_json, require_bearer
 from .._proxies import Network
+from ..webhooks import Deliverer, Webhooks
 from .metrics import floating_metrics
 from .service import FloatingService
 
@@ -106,7 +107,9 @@ def create_app(
         routes=[*ROUTES, *routes],
         metrics=floating_metrics(service),
         trusted_proxies=trusted_proxies,
-        background=background,
+        # The webhook outbox is sent from every server process: a row is claimed before it is sent,
+        # so replicas share the work and none sends a row twice at once.
+        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
     )
 
 

@@ -100,6 +100,14 @@ class Leases:
         """Lease a seat (or return the instance's existing one, extended); return the signed lease.
 
         A new seat needs the pool's access rules to admit the instance (:mod:`.access`)."""
+        try:
+            return self._acquire(request_blob, source=source, join_token=join_token)
+        except LicensingError as exc:
+            if exc.code == ErrorCode.NO_SEATS:  # its transaction rolled back: the event gets its own
+                self.ctx.event(None, "floating.seats_exhausted", message=exc.message)
+            raise
+
+    def _acquire(self, request_blob: bytes, *, source: str, join_token: str | None) -> bytes:
         now = self.ctx.clock()
         request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
         check_fresh(request, now, self.ctx.max_clock_skew)
@@ -183,6 +191,8 @@ class Leases:
             expires = self._lease_expiry(cert, now)
             chain = clones.follow_chain(lease, request.chain, now)
             tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
+            if chain.get("clone_count", lease.clone_count) > lease.clone_count:
+                self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)
             row = replace(lease, renewed_at=now, expires_at=expires, **chain)
             if row.clone_count and pool.clone_policy == "suspend":
                 tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on

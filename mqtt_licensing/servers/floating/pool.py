@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ...core import labels
@@ -21,6 +22,7 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest
 from ...core.signing import fingerprint, public_bytes, public_key_from_text, public_key_to_text
 from .._files import atomic_write
+from ..webhooks import Webhooks, emit
 from .store import FloatingStore, Tx
 from .usage import parse_ref
 
@@ -61,6 +63,14 @@ class FloatingContext:
     @property
     def public_key(self) -> bytes:
         return public_bytes(self.signing_key)
+
+    def event(self, conn: sa.Connection | None, event_type: str, **data: Any) -> None:
+        """Queue a webhook event: in the caller's transaction (``conn``), or in one of its own when
+        the change it reports is a refusal whose transaction rolls back."""
+        if conn is not None:
+            emit(conn, event_type, data, self.clock())
+        else:
+            Webhooks(self.store.engine).emit(event_type, data, self.clock())
 
     @property
     def fingerprint(self) -> str:

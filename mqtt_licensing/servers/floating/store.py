@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._db import migrate
+from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .schema import (
     POOL_ID,
     SCHEMA,
@@ -291,8 +292,9 @@ class FloatingStore:
 
     def migrate(self) -> None:
         """Bring the schema to this code's version (see :func:`.._db.migrate`), then make sure the one
-        pool row exists."""
+        pool row exists (and the webhook tables are there)."""
         migrate(self.engine, SCHEMA)
+        migrate(self.engine, WEBHOOKS_SCHEMA)
         try:
             with self.transaction() as tx:
                 exists = tx.conn.execute(sa.select(pool.c.id).where(pool.c.id == POOL_ID)).first()

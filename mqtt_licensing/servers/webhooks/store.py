@@ -14,26 +14,10 @@ import sqlalchemy as sa
 from ...core.errors import ErrorCode, LicensingError
 from ...core.timefmt import iso
 from .._db import migrate
+from ..defaults import WEBHOOK_EVENTS as EVENT_TYPES
 from .schema import SCHEMA, endpoints, outbox
 from .signing import new_secret
 
-EVENT_TYPES = (
-    "license.created",
-    "license.updated",
-    "license.suspended",
-    "license.reinstated",
-    "license.revoked",
-    "activation.created",
-    "activation.freed",
-    "activation.released",
-    "activation.cloned",
-    "trial.started",
-    "usage.gap",
-    "order.paid",
-    "order.fulfilled",
-    "floating.seats_exhausted",
-    "lease.cloned",
-)
 RETRY_FOR = 24 * 3600  # an event is retried for a day, then given up (and shown so in deliveries)
 CLAIM_SECONDS = 60  # a claimed row is not sent by another replica meanwhile
 # Never in a payload, whoever emits it: a receiver is a third party.

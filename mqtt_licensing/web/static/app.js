@@ -203,7 +203,7 @@ async function reactivate() {
   const before = new Set((page.status && page.status.features) || []);
   const reply = await busy("actions", () => request("reactivate"), "Asking the license server…");
   if (reply) {
-    const titles = featureTitles(page.config);
+    const titles = featureTitles(page.config, reply.status);
     const added = (reply.status.features || []).filter((f) => !before.has(f)).map((f) => titles.get(f) || f);
     setMessage("actions-ok", added.length ? `Reactivated: added ${added.join(", ")}.` : "Reactivated: the license is up to date.");
   }

@@ -19,8 +19,10 @@ export function held(status) {
 // Short enough to read aloud; the full value is in the title.
 export function shortFingerprint(fp) { return fp ? String(fp).slice(0, 8) : ""; }
 
-export function featureTitles(config) {
-  return new Map((config.features || []).map((f) => [f.name, f.title]));
+// The titles the license's own signed definitions give win over the page's built-in list.
+export function featureTitles(config, status) {
+  const defined = ((status && status.definitions) || []).map((f) => [f.name, f.title]);
+  return new Map([...(config.features || []).map((f) => [f.name, f.title]), ...defined]);
 }
 
 function detail(label, value, id) {
@@ -40,8 +42,10 @@ export function renderStatus(s, ctx) {
     $("details").replaceChildren();
     return;
   }
-  badge.textContent = s.state.replace("_", " ");
-  badge.className = `badge ${STATE_CLASS[s.state] || "info"}${ctx.connected === false ? " stale" : ""}`;
+  // Active but granting nothing a client may connect with is not a green ACTIVE.
+  const servesNone = s.serving && s.serves_clients === false;
+  badge.textContent = s.state.replace("_", " ") + (servesNone ? " — serves no client" : "");
+  badge.className = `badge ${servesNone ? "bad" : STATE_CLASS[s.state] || "info"}${ctx.connected === false ? " stale" : ""}`;
   badge.dataset.state = s.state;
   $("state-reason").textContent = sentence(s.reason);
 
@@ -52,7 +56,7 @@ export function renderStatus(s, ctx) {
     ...detail("Activation", s.activation_id, "activation"),
   ];
   if (s.features && s.features.length) {
-    const titles = featureTitles(ctx.config);
+    const titles = featureTitles(ctx.config, s);
     const chips = el("ul", { class: "chips", "aria-label": "Features" });
     for (const f of s.features) chips.append(el("li", { class: "chip", "data-feature": f, title: f, text: titles.get(f) || f }));
     rows.push(...detail("Features", chips, "features"));
