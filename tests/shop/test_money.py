@@ -6,6 +6,7 @@ the way Stripe sends them."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 import httpx
 import pytest
 
+from mqtt_licensing.core import labels
+from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.servers.shop import money
-from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
 from tests.shop.support import ShopServer, card_token, order_form, pay, signed_event, wait_state
+from tests.shop.test_portal import Clock, Instance
 from tests.shop.test_webhook import deliver, event, paid_order
 
 
@@ -55,6 +59,13 @@ def _fulfilled(client: httpx.Client, shop: ShopServer, stripe_url: str) -> tuple
     return order_id, intent, str(wait_state(client, order_id, "fulfilled")["license_id"])
 
 
+def _mailed_key(smtp: SmtpSink) -> str:
+    [mail] = smtp.wait(lambda m: m["Subject"] == "Your MQTT license key")
+    found = re.search(r"^\s+(MQL\S+)\s*$", body_of(mail), re.M)
+    assert found
+    return found.group(1)
+
+
 def _history(shop: ShopServer, order_id: str) -> list[dict[str, Any]]:
     assert shop.shop is not None
     with shop.shop.store.transaction() as tx:
@@ -65,6 +76,10 @@ def test_a_full_refund_suspends_the_license_and_tells_the_customer(
     quiet_shop: ShopServer, client: httpx.Client, smtp: SmtpSink, stripe_url: str
 ) -> None:
     order_id, intent, license_id = _fulfilled(client, quiet_shop, stripe_url)
+    assert quiet_shop.service is not None
+    key = _mailed_key(smtp)
+    broker = Instance(Clock())
+    activation_id = broker.activate(quiet_shop.service, key)  # a broker running on the license
     charge = {"id": "ch_1", "object": "charge", "payment_intent": intent["id"], "amount": intent["amount"],
               "amount_refunded": intent["amount"], "refunded": True}  # fmt: skip
     assert _send(client, "evt_refund", "charge.refunded", charge) == "recorded"
@@ -72,6 +87,9 @@ def test_a_full_refund_suspends_the_license_and_tells_the_customer(
     _until(lambda: quiet_shop.service.get_license(license_id)["status"] == "suspended")  # type: ignore[union-attr]
     [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")
     assert "suspended: the payment was refunded" in mail.get_content()
+    with pytest.raises(LicensingError) as refused:  # what the broker hears at its next check-in
+        quiet_shop.service.check_in(broker.request(labels.KIND_CHECK_IN, activation_id=activation_id))
+    assert refused.value.code == ErrorCode.SUSPENDED
     [row] = _history(quiet_shop, order_id)
     assert (row["kind"], row["amount"], row["outcome"]) == (
         "refund_full",
