@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # One command: set up everything the tests need, then run them all.
-#   ./scripts/test.sh            (extra arguments go to pytest, e.g. -k offline)
+#   ./scripts/test.sh            the full suite (what .ci/run runs)
+#   ./scripts/test.sh --fast     all but the browser, PostgreSQL, reliability and soak tiers
+# Other arguments go to pytest, e.g. ./scripts/test.sh --fast -k offline
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=""
+args=()
+for arg in "$@"; do
+    if [ "$arg" = "--fast" ]; then
+        fast=1
+    else
+        args+=("$arg")
+    fi
+done
 source scripts/setup.sh
 # System packages the tests drive for real, installed from Debian when missing (as root);
 # without them the tests that need them are skipped, never faked.
@@ -25,7 +36,14 @@ need() {  # need PACKAGE PRESENT-TEST WHY
 }
 need mosquitto-clients "command -v mosquitto_pub" "the mosquitto_pub/_sub/_rr tests"
 need mosquitto "command -v mosquitto" "the side-by-side benchmarks and mosquitto_passwd files"
+need mosquitto-dev "test -f /usr/include/mosquitto_broker.h" "the Mosquitto plugin's headers (tests/adapters/mosquitto)"
+need libmosquitto-dev "test -f /usr/include/mosquitto.h" "the Mosquitto plugin's headers (tests/adapters/mosquitto)"
+need libssl-dev "test -f /usr/include/openssl/evp.h" "the Mosquitto plugin checks password hashes with OpenSSL"
+need gcc "command -v cc" "mqtt-licensing mosquitto build compiles the plugin"
 need prometheus "command -v promtool" "promtool checks docs/prometheus/alerts.yml"
+if [ -n "$fast" ]; then  # the fast tier runs neither PostgreSQL nor a browser
+    exec .venv/bin/pytest -m "not browser and not postgres and not reliability and not soak" ${args[@]+"${args[@]}"}
+fi
 need postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the server tests also run on a throwaway PostgreSQL cluster"
 need chromium "command -v chromium" "tests/web and tests/shop drive it with Playwright; no browser is downloaded"
-exec .venv/bin/pytest "$@"
+exec .venv/bin/pytest ${args[@]+"${args[@]}"}

@@ -1,12 +1,49 @@
-"""Shared pytest setup. Reusable fixtures as plain helpers live in tests/helpers/."""
+"""Shared pytest setup. Reusable fixtures as plain helpers live in tests/helpers/.
+
+Tiers (markers, declared in pyproject.toml): ``browser``, ``postgres``, ``reliability`` and
+``soak`` are applied here by fixture and by folder, so a new test lands in the right tier without
+remembering a decorator. ``./scripts/test.sh --fast`` deselects all four; the full suite runs them.
+``--reverse`` (or MQTT_LICENSING_TEST_REVERSE=1) runs the collected tests in reverse order: the
+suite must not depend on its order.
+"""
 
 import logging
+import os
+from pathlib import Path
 
 import pytest
 
 from tests.helpers.activation import start_vendor
 
 logging.getLogger("amqtt").setLevel(logging.WARNING)
+
+_TESTS = Path(__file__).parent
+_BROWSER_FIXTURES = {"browser", "page", "browser_page"}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse", action="store_true", help="run the collected tests in reverse order")
+
+
+def _tier(item: pytest.Item) -> str | None:
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if fixtures & _BROWSER_FIXTURES:
+        return "browser"
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if "pg_cluster" in fixtures or params.get("database_url") == "postgresql":
+        return "postgres"
+    if _TESTS / "reliability" in item.path.parents:
+        return "reliability"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = _tier(item)
+        if tier is not None:
+            item.add_marker(tier)
+    if config.getoption("--reverse") or os.environ.get("MQTT_LICENSING_TEST_REVERSE") == "1":
+        items.reverse()
 
 
 @pytest.fixture
@@ -18,5 +55,5 @@ def vendor(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _own_trial_marker(tmp_path_factory, monkeypatch):
-    """Each test gets its own per-host trial marker (issue 10): one test's trial must not use up another's."""
+    """Each test gets its own per-host trial marker: one test's trial must not use up another's."""
     monkeypatch.setenv("MQTT_LICENSING_TRIAL_MARKER", str(tmp_path_factory.mktemp("marker") / "trial.json"))

@@ -37,6 +37,10 @@ def test_demo_instructions_work(tmp_path):
             str(port),
             "--vendor-port",
             str(vendor_port),
+            "--http-port",  # the License page and its WebSocket listener: free ports too
+            str(free_port()),
+            "--ws-port",
+            str(free_port()),
         ],
         cwd=tmp_path,
         env=env,

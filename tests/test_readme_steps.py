@@ -3,7 +3,7 @@
 Main: offline step 2 and floating step 2 failed as written (no port, no admin login, and
 placeholders such as `http://vendor:8700` and `vendor.pub` that looked like real values).
 Here every line of the two sections' `sh` blocks runs in order, in bash, with the venv on
-PATH. The only change: the well-known ports (1884, 1885, 8700, 8800) become free ones, in
+PATH. The only change: the well-known port numbers (WELL_KNOWN) become free ones, in
 the commands and in a copy of broker_config/ (a test must pass while they are taken)."""
 
 from __future__ import annotations

@@ -148,6 +148,26 @@ class Access:
             self._over_cap(client_id, username, current + 1, now)
         return decision
 
+    def register(self, conn: Hashable, *, client_id: str, username: str | None, role: Role) -> None:
+        """Count a connection the broker admitted itself, from a snapshot of these rules (a broker
+        plugin that cannot wait for the agent on its network thread)."""
+        previous = self.holders.get(client_id)
+        if (
+            previous is not None
+            and previous != conn
+            and self.tracker.counts(previous)
+            and previous not in self._replaced
+        ):
+            self._replaced[previous] = conn
+        # as admit() counts them: admins and readers hold no licensed seat
+        self.tracker.reserve(conn, admin=role is not Role.USER, now=self._now(), reader=role is Role.READER)
+        self.clients[conn] = Client(client_id, username, role)
+        self.holders[client_id] = conn
+
+    def refused_elsewhere(self, client_id: str, username: str | None, refusal: Refusal, message: str) -> None:
+        """Log and announce a CONNECT the broker refused itself (see :meth:`register`)."""
+        self._refused(client_id, username, Decision(False, refusal, message), self._now())
+
     def _over_cap(self, client_id: str, username: str | None, connections: int, now: int) -> None:
         count = self._overage.hit("", now)
         if count is None:

@@ -21,9 +21,9 @@ from types import MappingProxyType
 from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
-from ..core.gate import Decision
+from ..core.gate import Decision, Refusal
 from ..core.state import Evaluation
-from .access import Client, Transport
+from .access import Client, Role, Transport
 from .config import AgentConfig
 from .core import AgentCore
 from .metering import Meter, Metering
@@ -170,6 +170,22 @@ class LicensingAgent:
         if not decision.allowed:
             self.metrics.refused.labels(str(decision.refusal)).inc()
         return decision
+
+    def admitted(self, conn: Hashable, *, client_id: str, username: str | None, role: Role) -> None:
+        """A connection the broker admitted itself, from a snapshot of this agent's rules (a broker
+        plugin deciding on its own thread): counted and known by role, as if :meth:`admit` had run."""
+        self._core.access.register(conn, client_id=client_id, username=username, role=role)
+        self.connected(conn)
+
+    def refused(self, client_id: str, username: str | None, refusal: Refusal) -> None:
+        """A CONNECT the broker refused itself, from the snapshot: logged, counted and announced."""
+        self._core.access.refused_elsewhere(client_id, username, refusal, f"refused by the broker plugin ({refusal})")
+        self.metrics.refused.labels(str(refusal)).inc()
+
+    def refuses_metered(self) -> bool:
+        """Would a client of a metered class be refused now (``metering: required``, usage overdue
+        past ``metering_grace``)? For a broker plugin that admits from a snapshot of the rules."""
+        return self._usage is not None and self._usage.overdue(self._core.source) > self.config.metering_grace
 
     def holds(self, conn: Hashable) -> bool:
         """Is this connection still counted (a take-over can leave one key holding a second socket)?"""

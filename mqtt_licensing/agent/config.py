@@ -25,6 +25,7 @@ from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
 from .alarms import AlarmSettings
+from .provisioning import ConfiguredKey, configured_key
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class AgentSettings:
     alarms: AlarmSettings
     user_hashes: Mapping[str, str]  # users: plus password_file, read once
     floating_servers: tuple[str, ...]
+    license_key: ConfiguredKey | None = None  # held with no operator action (agent/provisioning.py)
 
 
 @dataclass
@@ -71,6 +73,10 @@ class AgentConfig:
     # Floating auto-activation: lease a seat at start with no operator action. A list names the
     # replicas of one floating server (one database, one identity key): any of them renews the lease.
     floating_server_url: str | list[str] | None = None
+    # A license to activate online at start, with no operator (a fleet's image, a Kubernetes
+    # Secret mounted as a file); MQTT_LICENSING_LICENSE_KEY(_FILE) in the environment win.
+    license_key: str | None = None
+    license_key_file: str | None = None
     floating_features: list[str] = field(default_factory=list)
     # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
     tick_interval: float = 1.0
@@ -195,7 +201,16 @@ class AgentConfig:
             alarms=self.alarm_settings(),
             user_hashes=MappingProxyType(users),
             floating_servers=tuple(self.floating_servers()),
+            license_key=self._configured_key(),
         )
+
+    def _configured_key(self) -> ConfiguredKey | None:
+        key = configured_key(self.license_key, self.license_key_file)
+        if key is not None and not self.vendor_url:
+            raise LicensingError(
+                ErrorCode.INVALID_FIELD, "a license key in the config or environment needs vendor_url to activate"
+            )
+        return key
 
     def alarm_settings(self) -> AlarmSettings:
         days = [*self.alarm_expiry_days, *self.alarm_support_days]

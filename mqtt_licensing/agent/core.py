@@ -194,6 +194,17 @@ class AgentCore:
         self.alarms.update(inputs, now)
         self.out.status(self.status_document(), force=force_publish)
 
+    def _license_from(self) -> str | None:
+        """Who put the held license here: the config or environment (its key), or an operator."""
+        facts = self.facts()
+        held = facts.certificate or facts.floating_certificate
+        if held is None:
+            return None
+        configured = self.settings.license_key
+        if configured is not None and held.key_mask == configured.mask:
+            return configured.origin
+        return "floating_server_url" if facts.certificate is None and self.settings.floating_servers else "operator"
+
     def log_mismatches(self) -> None:
         """At load and when the license's features change: where this broker's client classes and
         the license disagree (one line each)."""
@@ -215,6 +226,7 @@ class AgentCore:
             "alarms": self.alarms.board.status(),
             "usage": self.metering.status() if self.loaded else None,
             "last_failure": self.last_failure,
+            "license_from": self._license_from(),
             "updated_at": iso(now),
         }
 

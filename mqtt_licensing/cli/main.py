@@ -13,7 +13,7 @@ from ..core.errors import LicensingError, SetupError
 from .format import safe_text
 
 # Each module exposes register(subparsers); a verb sets `func` (returns an exit code).
-_VERB_MODULES = ("license", "broker", "vendor", "floating", "demo", "tools")
+_VERB_MODULES = ("license", "broker", "mosquitto", "vendor", "floating", "demo", "tools")
 
 
 def build_parser() -> argparse.ArgumentParser:

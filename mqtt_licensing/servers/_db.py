@@ -20,6 +20,7 @@ opening the same new database at once cannot both create it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,8 +147,14 @@ def migrate(engine: sa.Engine, schema: Schema) -> None:
         ) from None
 
 
+# Alembic runs every env.py through one module-level ``alembic.context``: two threads of one
+# process migrating at once (two schemas of one database, or two databases) would share it.
+# Other processes are kept apart by the database itself (BEGIN IMMEDIATE, the advisory lock).
+_ALEMBIC = threading.Lock()
+
+
 def _migrate(engine: sa.Engine, schema: Schema) -> None:
-    with engine.begin() as conn:
+    with _ALEMBIC, engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             # Replicas starting together: one migrates, the others wait and then find nothing to do
             # (SQLite gets the same from BEGIN IMMEDIATE).

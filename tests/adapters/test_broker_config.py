@@ -4,15 +4,17 @@ that runs), and every config mistake is one line naming the fix, exit 2, no trac
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mqtt_licensing.adapters.amqtt.exposure import EXAMPLE_ADMIN_HASHES, exposure_problem
 from mqtt_licensing.adapters.amqtt.runner import ConfigError, load_config
+from mqtt_licensing.adapters.mosquitto.runner import load_config as load_mosquitto_agent_config
 from mqtt_licensing.agent.config import AgentConfig
 from mqtt_licensing.core.passwords import hash_password, verify_password
+from tests.helpers.cli import run_cli
+from tests.helpers.ports import free_listeners
 
 CONFIGS = sorted((Path(__file__).parents[2] / "broker_config").glob("*.yaml"))
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
@@ -28,9 +30,12 @@ def installed(tmp_path: Path, source: Path, vendor) -> Path:
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_config_validates(path, tmp_path, vendor):
-    config = load_config(installed(tmp_path, path, vendor))
-    agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
-    agent.validate()
+    if path.name == "mosquitto-agent.yaml":  # the agent beside Mosquitto: mosquitto: and agent: sections
+        _settings, agent = load_mosquitto_agent_config(installed(tmp_path, path, vendor))
+    else:
+        config = load_config(installed(tmp_path, path, vendor))
+        agent = AgentConfig.from_dict(dict(config["plugins"][PLUGIN]))
+        agent.validate()
     assert verify_password("change-me", agent.admins["admin"])
     assert Path(agent.state_dir).is_absolute()
     assert Path(agent.vendor_public_key) == tmp_path / "vendor-data" / "vendor.pub"
@@ -51,16 +56,15 @@ def test_a_relative_trial_marker_resolves_from_the_config_folder(tmp_path, vendo
 
 
 def run_broker_cli(config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "mqtt_licensing.cli.main", "broker", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
+    """In-process: main() returns the exit code the process would have."""
+    return run_cli("broker", "-c", config)
 
 
 def edited(tmp_path: Path, vendor, old: str, new: str) -> Path:
+    """The first shipped config on free ports, with one edit; ``old`` and ``new`` may name a port: ``{default}``."""
     path = installed(tmp_path, CONFIGS[0], vendor)
+    ports = free_listeners(path)
+    old, new = old.format(**ports), new.format(**ports)
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new, 1))
@@ -81,10 +85,11 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         path, expect = edited(tmp_path, vendor, "    vendor_url:", "    vendor_ulr:"), "did you mean 'vendor_url'"
     elif mistake == "missing vendor.pub":
         path = installed(tmp_path, CONFIGS[0], vendor)
+        free_listeners(path)
         (tmp_path / "vendor-data" / "vendor.pub").unlink()
         expect = "vendor.pub"
     elif mistake == "example admin on 0.0.0.0":
-        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", "bind: 0.0.0.0:1883")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", "bind: 0.0.0.0:{default}")
         expect = (
             "still has the published example password and the broker would listen on listeners.default.bind 0.0.0.0"
         )
@@ -93,7 +98,7 @@ def test_a_config_mistake_is_one_line_naming_the_fix_exit_2(tmp_path, vendor, mi
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        path = edited(tmp_path, vendor, "bind: 127.0.0.1:1883", f"bind: 127.0.0.1:{port}")
+        path = edited(tmp_path, vendor, "bind: 127.0.0.1:{default}", f"bind: 127.0.0.1:{port}")
         expect = f"port {port} is in use"
     try:
         result = run_broker_cli(path)
@@ -116,6 +121,13 @@ def test_load_config_raises_config_error_not_a_yaml_or_dacite_error(tmp_path, ve
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_shipped_configs_listen_on_loopback_with_published_hashes_known(path, tmp_path, vendor):
+    if path.name == "mosquitto-agent.yaml":  # its listeners are in mosquitto.conf beside it
+        _settings, agent = load_mosquitto_agent_config(installed(tmp_path, path, vendor))
+        assert set(agent.admins.values()) <= EXAMPLE_ADMIN_HASHES
+        conf = (path.parent / "mosquitto.conf").read_text().splitlines()
+        listeners = [line.split() for line in conf if line.startswith("listener ")]
+        assert listeners and all(fields[2:] == ["127.0.0.1"] for fields in listeners)
+        return
     config = load_config(installed(tmp_path, path, vendor))
     section = config["plugins"][PLUGIN]
     assert set(section["admins"].values()) <= EXAMPLE_ADMIN_HASHES  # the refusal knows every published hash
@@ -147,6 +159,6 @@ def test_a_published_admin_login_is_served_on_loopback_only(bind, admin_password
 
 
 def test_http_bind_beyond_loopback_counts_too():
-    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:1883"}}}
-    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:8080"}
+    config = {"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:11883"}}}
+    section = {"admins": {"admin": next(iter(EXAMPLE_ADMIN_HASHES))}, "http_bind": "0.0.0.0:18080"}
     assert "http_bind" in (exposure_problem(config, [section]) or "")

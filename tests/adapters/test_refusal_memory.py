@@ -43,6 +43,7 @@ def settled_rss(pid: int) -> int:
     return rss_bytes(pid)
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(300)
 def test_refused_connects_leave_broker_memory_where_it_started(tmp_path, vendor):
     broker = BrokerProcess(
@@ -119,6 +120,7 @@ def table_sizes(broker) -> dict[str, int]:
     return broker.call(sizes())
 
 
+@pytest.mark.soak
 @pytest.mark.timeout(300)
 def test_refusals_with_fresh_names_and_client_ids_leave_bounded_tables(tmp_path, vendor):
     """Issue 20 row 34: every table a refusal touches stays under its cap (4,096 keys), however many

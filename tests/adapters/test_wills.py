@@ -8,7 +8,7 @@ connection; nothing is published or retained), through TCP and WebSocket listene
 
 from __future__ import annotations
 
-import time
+import json
 from collections.abc import Callable
 
 import pytest
@@ -25,6 +25,7 @@ from tests.helpers.broker import (
     RawClient,
     broker_config,
     connect_packet,
+    wait_for,
 )
 
 FORGED = b'{"state": "active", "forged": true}'
@@ -49,6 +50,13 @@ def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]
         assert bytes(ws.recv(timeout=10))[:4] == b"\x20\x02\x00\x00"
 
 
+async def _all_disconnected(thread: BrokerThread, client_ids: list[str]) -> bool:
+    """On the broker's loop: none of these clients has a connected session."""
+    assert thread.broker is not None
+    sessions = thread.broker.sessions  # type: ignore[attr-defined]
+    return all(cid not in sessions or sessions[cid][0].transitions.state != "connected" for cid in client_ids)
+
+
 @pytest.mark.parametrize("transport", ["tcp", "websocket"])
 def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, transport):
     tcp_port, ws_port = free_port(), free_port()
@@ -63,7 +71,7 @@ def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, 
     send_will: Callable[[int, str, tuple[str, bytes, bool]], None]
     send_will, port = (will_over_tcp, tcp_port) if transport == "tcp" else (will_over_websocket, ws_port)
     with (
-        BrokerThread(config),
+        BrokerThread(config) as thread,
         MqttClient(tcp_port, client_id="dash", username=READER, password=READER_PASSWORD) as reader,
         MqttClient(tcp_port, client_id="ops", username=ADMIN, password=ADMIN_PASSWORD) as admin,
         MqttClient(tcp_port, client_id="plain") as plain,  # readers may use $license/... only
@@ -77,10 +85,22 @@ def test_a_will_never_forges_license_status_events_or_replies(tmp_path, vendor, 
         for i, will in enumerate(WILLS):
             send_will(port, f"attacker-{i}", will)
         assert plain.wait_message("plain/will").payload == b"control"
-        time.sleep(0.5)  # the forged wills were sent before the control one
-        assert [m.topic for m in reader.messages[n_reader:] if m.topic.startswith("$")] == []
-        assert admin.messages[n_admin:] == []
+        # Every attacker's connection has ended, so each will was dropped or queued by now. A later
+        # message for each victim is then broadcast after any of them: the reply to a refused
+        # reactivate for the admin, and its command_failed event for the reader.
+        attackers = [f"attacker-{i}" for i in range(len(WILLS))]
+        wait_for(lambda: thread.call(_all_disconnected(thread, attackers)), message="attackers still connected")
+        admin.publish("$license/reactivate", b'{"correlation_id": "after-the-wills"}')
+        wait_for(lambda: any(b"after-the-wills" in m.payload for m in admin.messages[n_admin:]))
+        wait_for(lambda: any(b"command_failed" in m.payload for m in reader.messages[n_reader:]))
+        later = [m for m in reader.messages[n_reader:] if m.topic.startswith("$")]
+        # The agent's own messages only (the refusal may republish the status): none forged, none empty.
+        assert [m.payload for m in later if b"forged" in m.payload or not m.payload] == []
+        assert [m.topic for m in later if b"command_failed" in m.payload] == ["$license/events"]
+        assert [b"after-the-wills" in m.payload for m in admin.messages[n_admin:]] == [True]
         with MqttClient(tcp_port, client_id="late", username=READER, password=READER_PASSWORD) as late:
             assert late.connect() == 0
             assert late.subscribe("$license/status") == 1
-            assert late.wait_message("$license/status").payload == original
+            # the retained status is the agent's (the refusal may have republished it): not forged, not emptied
+            retained = json.loads(late.wait_message("$license/status").payload)
+            assert "forged" not in retained and retained["state"] == json.loads(original)["state"]

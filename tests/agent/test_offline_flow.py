@@ -6,8 +6,6 @@ licensed agent makes no network call. The vendor side is its CLI on the vendor's
 data folder, and codes travel as files, as a person would move them.
 """
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -16,15 +14,13 @@ from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, start_broker
-
-CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
+from tests.helpers.cli import run_cli
+from tests.helpers.fakeclock import FakeClock
 
 
 def cli(*args, check=True):
-    result = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=60)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{args} failed: {result.stdout}\n{result.stderr}")
-    return result
+    """The operator's and the vendor's CLI, in-process: what crosses is the files, not a process."""
+    return run_cli(*args, check=check)
 
 
 @pytest.fixture
@@ -99,7 +95,13 @@ def test_round_trip_by_files(tmp_path, vendor_dir, air_gapped_broker):
     assert status["check_in"] is None
     with MqttClient(broker.port, client_id="plant") as c:
         assert c.connect() == 0
-    time.sleep(1.0)  # several ticks with a 0.2 s check-in interval: an online license would have tried
+    # Five check-in intervals pass, a step each: an online license would have called the vendor
+    # (the dead URL: a failure, grace) on every one of them.
+    clock = FakeClock()
+    broker.agent.clock = clock
+    for _ in range(5):
+        clock.advance(0.25)
+        broker.call(broker.agent.tick())
     assert broker.agent.evaluation.state == "active"
     assert broker.status()["check_in"] is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, mask_key
+from tests.cli.conftest import without_progress
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD
 
 SUPPORT_UNTIL = int(datetime(2030, 1, 1, tzinfo=UTC).timestamp())
@@ -144,7 +146,12 @@ def test_client_streams_status_and_events(licensing):
         while not states and time.monotonic() < deadline:
             time.sleep(0.05)
         assert states == ["trial"]  # the retained document arrives first
-        time.sleep(0.3)  # the events subscription is in place
+        # A refused reactivate is a command_failed event: once one arrives, the subscription is in place.
+        while not any(e.get("type") == "command_failed" for e in events) and time.monotonic() < deadline:
+            with contextlib.suppress(LicensingError):
+                operator.request("reactivate")
+            time.sleep(0.05)
+        assert any(e.get("type") == "command_failed" for e in events), events
         operator.request("activate", {"method": "online", "license_key": key})
         while (
             "active" not in states or not any(e.get("type") == "activated" for e in events)
@@ -162,12 +169,16 @@ def test_client_streams_status_and_events(licensing):
 def test_status_watch_prints_changes_until_ctrl_c(licensing):
     key = licensing.vendor.issue()
     env = {**os.environ, "MQTT_LICENSING_USERNAME": ADMIN, "MQTT_LICENSING_PASSWORD": ADMIN_PASSWORD}
+    env["PYTHONFAULTHANDLER"] = "1"
+    # As in a terminal: a test run started in the background (`cmd &` in a script) ignores SIGINT,
+    # the child would inherit that, and Python installs no KeyboardInterrupt handler then.
     proc = subprocess.Popen(
         [sys.executable, "-m", "mqtt_licensing.cli.main", "status", "--watch", "--json", "--port", str(licensing.port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         first = json.loads(proc.stdout.readline())
@@ -179,7 +190,13 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
             if doc["state"] == "active":
                 break
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # hung on Ctrl-C: fail with where each thread was
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER prints every thread's stack
+            proc.wait(timeout=10)
+            pytest.fail(f"status --watch did not end on SIGINT:\n{proc.stderr.read()[-6000:]}")  # type: ignore[union-attr]
+        assert proc.returncode == 0
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -272,7 +289,7 @@ def test_floating_activation_from_the_cli(tmp_path, capsys):
                 capsys.readouterr()
                 rc = main([*argv, "--port", str(broker.port), "--username", ADMIN, "--password", ADMIN_PASSWORD])
                 out = capsys.readouterr()
-                return rc, out.out, out.err
+                return rc, out.out, without_progress(out.err)
 
             activate = ("activate", "--floating", fls.url, "--features", "mqtt_server")
             rc, out, _ = cli(a, *activate)

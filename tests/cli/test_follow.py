@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
@@ -31,17 +33,34 @@ class Lines:
                 self.lines.append(line.rstrip("\n"))
                 self._cond.notify_all()
 
-    def wait_for(self, predicate, timeout: float = 20.0) -> str:
+    def wait_for(self, predicate, timeout: float = 20.0, after: int = 0) -> str:
+        """The first line from index ``after`` on that satisfies ``predicate``."""
         deadline = time.monotonic() + timeout
         with self._cond:
             while True:
-                for line in self.lines:
+                for line in self.lines[after:]:
                     if predicate(line):
                         return line
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssertionError(f"no such line within {timeout} s; got: {self.lines}")
                 self._cond.wait(left)
+
+
+def events_flowing(licensing, out: Lines, timeout: float = 30.0) -> None:
+    """Provoke an event (a refused ``reactivate`` is a ``command_failed``) until the ``events``
+    follower prints one: from then on its subscription is in place and misses nothing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = len(out.lines)
+        with licensing.broker.admin() as operator, contextlib.suppress(LicensingError):
+            operator.request("reactivate")
+        try:
+            out.wait_for(lambda line: "command_failed" in line, timeout=1.0, after=seen)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
 
 
 @pytest.fixture
@@ -80,11 +99,11 @@ def test_events_and_watch_reconnect_after_a_broker_restart(licensing, follower):
     _, events_out, events_err = follower("events", "--json")
     _, watch_out, watch_err = follower("status", "--watch", "--json")
     watch_out.wait_for(lambda line: '"state":"trial"' in line)
-    time.sleep(0.5)  # the events subscription is in place once the process has printed nothing yet
+    events_flowing(licensing, events_out)  # connected before the restart, so it has something to resume
     licensing.broker.restart()
     events_err.wait_for(lambda line: line == "reconnected", timeout=60)
     watch_err.wait_for(lambda line: line == "reconnected", timeout=60)
-    time.sleep(0.5)
+    events_flowing(licensing, events_out)  # "reconnected" is printed before the subscription
     with licensing.broker.admin() as operator:
         operator.request("activate", {"method": "online", "license_key": licensing.vendor.issue()})
     events_out.wait_for(lambda line: '"type":"activated"' in line)

@@ -13,6 +13,7 @@ from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import public_key_to_text
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, READER, READER_PASSWORD, start_broker
+from tests.helpers.cli import run_cli
 
 CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
 
@@ -32,7 +33,7 @@ def test_events_since_shows_what_happened_before_it_started(tmp_path):
     pub = public_key_to_text(Ed25519PrivateKey.generate())  # no vendor is needed: nothing is activated
     with start_broker(tmp_path / "state", vendor_url=None, vendor_public_key=pub) as broker:
         login = ["-p", str(broker.port), "-u", ADMIN, "-P", ADMIN_PASSWORD]
-        failed = subprocess.run([*CLI, "reactivate", *login], capture_output=True, text=True, timeout=50)
+        failed = run_cli("reactivate", *login)
         assert failed.returncode == 1 and "not_activated" in failed.stderr
         follower = subprocess.Popen(
             [*CLI, "events", *login, "--since", "10m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -4,19 +4,18 @@ new signing key, also not for read-only verbs."""
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.floating.service import FloatingService
-
-CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
+from tests.helpers.cli import run_cli
 
 
 def cli(*args: object, debug: bool = False) -> subprocess.CompletedProcess[str]:
-    argv = [*CLI, *(["--debug"] if debug else []), *map(str, args)]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=50)
+    """In-process: what is checked is the exit code and the one line on stderr, not a process."""
+    return run_cli(*(["--debug"] if debug else []), *args)
 
 
 def one_line(result: subprocess.CompletedProcess[str], code: str) -> str:
@@ -95,7 +94,7 @@ def test_a_floating_verb_refuses_a_folder_that_is_not_one(tmp_path, verb):
 def test_floating_serve_with_a_bad_database_url_is_one_line_without_the_password(tmp_path: Path, url):
     data = tmp_path / "fls"
     FloatingService.open(data).close()
-    result = cli("floating", "serve", "--data", data, "--db-url", url)
+    result = cli("floating", "serve", "--data", data, "--db-url", url, "--port", free_port())
     code = result.stderr.partition("[")[2].partition("]")[0]  # the servers name the code (bad_request, ...)
     line = one_line(result, code)
     assert "database" in line and "s3cret" not in line

@@ -2,13 +2,9 @@
 announces whom it waits for, the CLI prints that and waits past the agent's own HTTP timeout,
 and the error names the server, never "is the agent running?"."""
 
-import subprocess
-import sys
-
 from mqtt_licensing.servers.activation import ActivationService
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
-
-CLI = [sys.executable, "-m", "mqtt_licensing.cli.main"]
+from tests.helpers.cli import run_cli
 
 
 def test_a_silent_vendor_is_reported_as_a_slow_vendor(tmp_path, silent_server):
@@ -23,9 +19,7 @@ def test_a_silent_vendor_is_reported_as_a_slow_vendor(tmp_path, silent_server):
         login = ["-p", str(broker.port), "-u", ADMIN, "-P", ADMIN_PASSWORD]
         # the CLI's own wait (1 s) is shorter than the agent's HTTP timeout (2 s): the progress
         # event stretches it, so the agent's verdict arrives instead of a guess about the agent
-        result = subprocess.run(
-            [*CLI, "activate", *login, "-W", "1", "--key", key], capture_output=True, text=True, timeout=50
-        )
+        result = run_cli("activate", *login, "-W", "1", "--key", key)
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
         assert lines[0] == f"waiting for the vendor at {url} (up to 2 s) ...", lines

@@ -10,7 +10,7 @@ a conftest.py:
         page.goto(url)
         screenshots.take(page, "after-login")     # <tmp>/web-screenshots/<test>-after-login.png
 
-``browser`` is session-scoped; ``page`` is a fresh context (no shared storage) per test,
+``browser`` is module-scoped (see there); ``page`` is a fresh context (no shared storage) per test,
 1280x800, and fails the test on any browser console error. ``browser_page`` is a page in
 a browser of its own (the store's tests). Tests skip when chromium or playwright is
 missing (``scripts/test.sh`` installs both). The screenshot folder is printed at the end
@@ -61,7 +61,9 @@ def screenshot_dir() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in the main thread
+# while it is open, and every later asyncio test (or asyncio.run) in the session would fail on it.
+@pytest.fixture(scope="module")
 def browser(screenshot_dir: Path) -> Iterator[Any]:
     executable = chromium_path()
     if executable is None:

@@ -28,6 +28,7 @@ from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
 from mqtt_licensing.servers.shop.app import Shop
 from mqtt_licensing.servers.shop.config import load_config
+from tests.helpers.cli import run_cli
 
 STRIPE_KEY = "sk_test_shop_secret_0123456789"
 WEBHOOK_SECRET = "whsec_test_shop_0123456789abcdef"
@@ -152,8 +153,7 @@ class ShopProcess:
 
     def start(self, timeout: float = 30) -> ShopProcess:
         if not self.data_dir.exists():
-            init = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "init", str(self.data_dir)]
-            subprocess.run(init, check=True, capture_output=True, timeout=60)
+            run_cli("vendor", "init", self.data_dir, check=True)  # in-process: only `serve` must be a process
         cmd = [sys.executable, "-m", "mqtt_licensing.cli.main", "vendor", "serve", "--data", str(self.data_dir),
                "--port", str(self.port), "--shop-config", str(self.config_path)]  # fmt: skip
         env = {**os.environ, **secret_env()}
@@ -186,6 +186,14 @@ class ShopProcess:
                 self.process.kill()
                 self.process.wait()
             self.process = None
+
+
+def run_passes(server: ShopServer, n: int = 2) -> None:
+    """``n`` passes of the store's fulfilment loop, now, in this thread: whatever a pass would do
+    (fulfil, mail, remind) is done when this returns, so a test needs no wait for the loop."""
+    assert server.shop is not None
+    for _ in range(n):
+        server.shop.run_once()
 
 
 def stripe_client(stripe_url: str) -> stripe.StripeClient:

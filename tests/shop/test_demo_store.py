@@ -21,12 +21,25 @@ from tests.shop.support import card_token, order_form, pay
 BIN = Path(sys.executable).parent
 
 
+def _whole_key_mail(mail_dir: Path) -> str | None:
+    """The attached key of the first mail, once the file is complete (every MIME part closed)."""
+    found = sorted(mail_dir.glob("*.eml"))
+    if not found:
+        return None
+    msg = email.message_from_bytes(found[0].read_bytes(), policy=email.policy.default)
+    if any(part.defects for part in msg.walk()):
+        return None
+    attachment = next(msg.iter_attachments(), None)  # type: ignore[attr-defined]
+    return None if attachment is None else str(attachment.get_content())
+
+
 @pytest.mark.timeout(120)
 def test_demo_store_purchase_email_activate(tmp_path: Path) -> None:
     port, vendor_port = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     cmd = [str(BIN / "mqtt-licensing"), "demo", "--dir", "demo-data", "--store", "--port", str(port),
-           "--vendor-port", str(vendor_port)]  # fmt: skip
+           "--vendor-port", str(vendor_port),
+           "--http-port", str(free_port()), "--ws-port", str(free_port())]  # fmt: skip
     demo = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert demo.stdout is not None
@@ -46,13 +59,10 @@ def test_demo_store_purchase_email_activate(tmp_path: Path) -> None:
             assert pay(http, order_id, card_token(stripe_url)).status_code == 200
         mail_dir = tmp_path / "demo-data" / "store" / "mail"
         deadline = time.monotonic() + 30
-        while not list(mail_dir.glob("*.eml")):
+        while (key := _whole_key_mail(mail_dir)) is None:  # the writer may be half-way through the file
             assert time.monotonic() < deadline, "no e-mail arrived"
             time.sleep(0.1)
-        time.sleep(0.2)  # let the writer finish the file
-        msg = email.message_from_bytes(sorted(mail_dir.glob("*.eml"))[0].read_bytes(), policy=email.policy.default)
-        attachment = next(msg.iter_attachments())  # type: ignore[attr-defined]
-        (tmp_path / "key.txt").write_text(attachment.get_content())
+        (tmp_path / "key.txt").write_text(key)
         result = subprocess.run(["bash", "-c", f"{export}; {activate}"], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=60)  # fmt: skip
         assert result.returncode == 0 and "active" in result.stdout, result.stdout + result.stderr

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
+from tests.shop.support import run_passes
 from tests.shop.test_portal import Clock
 
 SUPPORTED = ["mqtt_server", "mqtt_server_support"]
@@ -26,8 +26,7 @@ def test_support_reminder_once_per_end_date(tmp_path: Path, localstripe: LocalSt
         [mail] = smtp.wait(lambda m: "ends soon" in m["Subject"])
         assert mail["To"] == "soon@example.com" and f"/shop/upgrade?license={soon['id']}" in body_of(mail)
         assert key not in body_of(mail)
-        server.shop.run_once()
-        time.sleep(0.5)  # more passes of the loop: still one reminder, none for the others yet
+        run_passes(server)  # more passes of the loop: still one reminder, none for the others yet
         assert [m["To"] for m in smtp.messages] == ["soon@example.com"]
 
         clock.now += 15 * 86400  # `later` now ends in 25 days
@@ -35,7 +34,7 @@ def test_support_reminder_once_per_end_date(tmp_path: Path, localstripe: LocalSt
         # A renewal moves the end date: the new end gets its own reminder when it comes near.
         server.service.update_license(soon["id"], {"support_until": clock.now + 20 * 86400})
         smtp.wait(lambda m: m["To"] == "soon@example.com", count=2)
-        time.sleep(0.5)
+        run_passes(server)
         assert len(smtp.messages) == 3 and unsold["id"] not in "".join(body_of(m) for m in smtp.messages)
     finally:
         server.stop()

@@ -46,7 +46,7 @@ def get(app, path):
 
 
 def test_page_files_health_and_page_config():
-    app = create_app(PageConfig(ws_port=8083, store_url=STORE_URL))
+    app = create_app(PageConfig(ws_port=9083, store_url=STORE_URL))
     index = get(app, "/")
     assert index.status_code == 200 and "vendor/mqtt.min.js" in index.text
     for path in ("/app.js", "/keys.js", "/app.css", "/vendor/mqtt.min.js", "/vendor/LICENSE.md"):
@@ -55,7 +55,7 @@ def test_page_files_health_and_page_config():
     config = (get(app, "/page-config.json")).json()
     # Where the broker is and where the store is; no license data travels over HTTP.
     assert set(config) == {"ws_url", "ws_port", "ws_tls", "ws_path", "store_url", "features"}
-    assert config["ws_port"] == 8083 and config["store_url"] == STORE_URL
+    assert config["ws_port"] == 9083 and config["store_url"] == STORE_URL
     assert "mqtt_server" in {f["name"] for f in config["features"]}
     assert (get(app, "/state.json")).status_code == 404
 
@@ -88,7 +88,7 @@ def test_a_bad_bind_is_one_line_naming_the_fix(text):
 
 
 def test_ipv6_bind():
-    assert parse_bind("[::1]:8080") == ("::1", 8080)
+    assert parse_bind("[::1]:9080") == ("::1", 9080)
 
 
 def test_a_port_in_use_is_one_line_and_start_stop_are_clean():
@@ -177,7 +177,7 @@ def test_the_broker_serves_the_page_metrics_and_health_on_http_bind(tmp_path, ve
 
 def test_ws_url_must_be_a_websocket_url():
     assert PageConfig(ws_url="wss://plant.example/mqtt").problems() == []
-    assert PageConfig(ws_port=8083).problems() == []
+    assert PageConfig(ws_port=9083).problems() == []
     assert "ws_url must start with" in PageConfig(ws_url="http://plant.example/mqtt").problems()[0]
 
 

@@ -81,7 +81,17 @@ class OnlineSource:
 
     @classmethod
     def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
-        return None  # activated by an operator only
+        """A license key in the config or environment: activate it whenever nothing is held (a fresh
+        container); a restart finds the activation in state.json and uses no second one."""
+        configured = ctx.settings.license_key
+        if configured is None:
+            return None
+
+        async def activate() -> LicenseSource:
+            log.info("activating the %s license key %s", configured.origin, configured.mask)
+            return await cls.activate(ctx, protocol.ActivateOnline(configured.key), None)
+
+        return activate
 
     @classmethod
     def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OnlineSource:
