@@ -99,6 +99,8 @@ def _run(args: argparse.Namespace) -> int:
         pass
     finally:
         vendor.stop()
+        if shop is not None:
+            shop.close()
         if store is not None:
             store.stop()
         service.close()
@@ -128,7 +130,7 @@ def _check_ports_free(host: str, ports: tuple[tuple[str, int], ...]) -> None:
 
 
 def _start_store(args: argparse.Namespace, root: Path, service: Any) -> tuple[Any, Any]:
-    from ..servers.activation.shop.devtools import DemoStore
+    from ..servers.shop.devtools import DemoStore
 
     store = DemoStore(root / "store", f"http://{args.host}:{args.vendor_port}")
     return store, store.start(service)

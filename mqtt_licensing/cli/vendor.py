@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_catalogue, vendor_keys, vendor_usage, webhooks
+from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
 from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
@@ -106,7 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
     shop_config = None
     if args.shop_config:  # checked before anything is opened: a mistake is one line, nothing touched
-        from ..servers.activation.shop.config import load_config
+        from ..servers.shop.config import load_config
 
         shop_config = load_config(args.shop_config)
     data = Path(args.data)
@@ -120,9 +120,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     token = open_data(data, lambda: load_or_create_token(data))
     shop = None
     if shop_config is not None:
-        from ..servers.activation.shop.app import Shop
+        from ..servers.shop.app import Shop
 
-        shop = Shop(service, shop_config)
+        shop = open_data(data, lambda: Shop.open(service, shop_config, database_url=args.database_url))
     scheme = "https" if tls else "http"
     print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
     if shop is not None:
@@ -133,13 +133,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
     app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
     print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
-    serve_forever(
-        app,
-        args.host,
-        args.port,
-        tls_cert=args.tls_cert,
-        tls_key=args.tls_key,
-    )
+    try:
+        serve_forever(
+            app,
+            args.host,
+            args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+        )
+    finally:
+        if shop is not None:
+            shop.close()
     return 0
 
 
@@ -314,6 +318,7 @@ def _register_groups(
     vendor_catalogue.register(verbs, open_service)
     webhooks.register(verbs, open_service, kind="vendor", database="vendor.db")
     vendor_keys.register(verbs, open_service)
+    vendor_orders.register(verb, open_service)
 
 
 def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:

@@ -234,10 +234,16 @@ def cmd_floating_issue(args: argparse.Namespace) -> int:
 
 
 def cmd_contact(args: argparse.Namespace) -> int:
-    from ..servers.activation.shop.portal import record_contact
+    from ..servers.shop.app import Shop
+    from ..servers.shop.portal import record_contact
 
     license_id, email = args.id, args.email
-    record_contact(open_service(args), license_id, email)
+    service = open_service(args)
+    store = open_data(Path(args.data), lambda: Shop.store_of(service, database_url=args.database_url))
+    try:
+        record_contact(service, store, license_id, email)
+    finally:
+        store.close()
     print(f"license {license_id}: portal sign-in codes and reminders go to {email}")
     return 0
 

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink
 from tests.helpers.browser import browser_page  # noqa: F401 - a fixture for test_browser
 from tests.servers.conftest import pg_cluster  # noqa: F401 - a fixture: the throwaway PostgreSQL cluster
 from tests.shop.support import WEBHOOK_SECRET, ShopServer

@@ -26,8 +26,8 @@ from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.servers._files import load_or_create_token
 from mqtt_licensing.servers._run import ServerThread, free_port
 from mqtt_licensing.servers.activation import ActivationService, create_app
-from mqtt_licensing.servers.activation.shop.app import Shop
-from mqtt_licensing.servers.activation.shop.config import load_config
+from mqtt_licensing.servers.shop.app import Shop
+from mqtt_licensing.servers.shop.config import load_config
 from tests.helpers.cli import run_cli
 
 STRIPE_KEY = "sk_test_shop_secret_0123456789"
@@ -112,7 +112,7 @@ class ShopServer:
     def start(self) -> ShopServer:
         options = {"clock": self.clock} if self.clock else {}
         self.service = ActivationService.open(self.data_dir, database_url=self.database_url, **options)
-        self.shop = Shop(self.service, load_config(self.config_path))
+        self.shop = Shop.open(self.service, load_config(self.config_path), database_url=self.database_url)
         app = create_app(self.service, load_or_create_token(self.data_dir), **self.shop.hooks())
         self._thread = ServerThread(app, port=self.port)
         self._thread.start()
@@ -122,6 +122,9 @@ class ShopServer:
         if self._thread is not None:
             self._thread.stop()
             self._thread = None
+        if self.shop is not None:
+            self.shop.close()
+            self.shop = None
         if self.service is not None:
             self.service.close()
             self.service = None

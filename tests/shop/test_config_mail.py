@@ -19,9 +19,9 @@ from cryptography.x509.oid import NameOID
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.core.errors import LicensingError
-from mqtt_licensing.servers.activation.shop.config import SmtpSettings, load_config, parse_config
-from mqtt_licensing.servers.activation.shop.devtools import SmtpSink, body_of
-from mqtt_licensing.servers.activation.shop.mail import Mailer, MailError
+from mqtt_licensing.servers.shop.config import SmtpSettings, load_config, parse_config
+from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
+from mqtt_licensing.servers.shop.mail import Mailer, MailError
 from tests.shop.support import SMTP_PASSWORD, STRIPE_KEY, WEBHOOK_SECRET, catalogue, secret_env
 
 

@@ -13,7 +13,7 @@ import pytest
 from mqtt_licensing.core.keys import key_digest
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.activation import ActivationService
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.support import WEBHOOK_SECRET, ShopProcess, card_token, order_form, pay, wait_state
 
 

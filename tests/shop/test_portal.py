@@ -18,7 +18,7 @@ from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.keys import key_digest
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
 from tests.shop.support import ShopServer
 
@@ -93,7 +93,7 @@ def mailed_code(smtp: SmtpSink, count: int) -> str:
 def sign_in(web: httpx.Client, smtp: SmtpSink, key: str) -> str:
     """Sign in; returns the page's CSRF token."""
     before = len([m for m in smtp.messages if m["Subject"] == "Your sign-in code"])
-    page = web.post("/shop/portal/code", data={"license_key": key})
+    page = web.post("/shop/portal/code", data={"license_key": key}, follow_redirects=True)  # POST-redirect-GET
     assert page.status_code == 200 and "b***@example.com" in page.text
     r = web.post("/shop/portal/login", data={"license_key": key, "code": mailed_code(smtp, before + 1)})
     assert r.status_code == 303
@@ -160,21 +160,25 @@ def test_free_a_lost_activation_at_most_n_per_30_days(
     assert web.post("/shop/portal/free", data={"activation_id": lost}).status_code == 401
     stranger_id, stranger_key = customer_license(portal_shop, email="b2@example.com")
     theirs = Instance(clock).activate(service, stranger_key)
-    r = web.post("/shop/portal/free", data={"activation_id": theirs, "csrf": csrf})
+    r = web.post("/shop/portal/free", data={"activation_id": theirs, "csrf": csrf, "confirm": "yes"})
     assert r.status_code == 404
     assert active_ids(portal_shop, license_id) == {lost, other} and active_ids(portal_shop, stranger_id) == {theirs}
 
-    r = web.post("/shop/portal/free", data={"activation_id": lost, "csrf": csrf})
+    r = web.post(
+        "/shop/portal/free", data={"activation_id": lost, "csrf": csrf, "confirm": "yes"}, follow_redirects=True
+    )
     assert r.status_code == 200 and f"Activation {lost} was freed" in r.text
     assert active_ids(portal_shop, license_id) == {other}
     assert Instance(clock).activate(service, key)  # the freed activation is usable again
 
-    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf})
+    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf, "confirm": "yes"})
     assert r.status_code == 429 and "per 30 days" in r.text
     assert other in active_ids(portal_shop, license_id)
     clock.now += 31 * 86400
     csrf = sign_in(web, smtp, key)  # the old session has expired meanwhile
-    r = web.post("/shop/portal/free", data={"activation_id": other, "csrf": csrf})
+    r = web.post(
+        "/shop/portal/free", data={"activation_id": other, "csrf": csrf, "confirm": "yes"}, follow_redirects=True
+    )
     assert r.status_code == 200 and other not in active_ids(portal_shop, license_id)
 
 
@@ -198,7 +202,7 @@ def test_offline_request_code_becomes_a_usage_license_download(
     [activation_id] = active_ids(portal_shop, license_id)
 
     code = broker.deactivation_code(activation_id)
-    r = web.post("/shop/portal/offline-deactivate", data={"code": code, "csrf": csrf})
+    r = web.post("/shop/portal/offline-deactivate", data={"code": code, "csrf": csrf}, follow_redirects=True)
     assert r.status_code == 200 and f"Activation {activation_id} freed" in r.text
     assert active_ids(portal_shop, license_id) == set()
 

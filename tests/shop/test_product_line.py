@@ -19,9 +19,9 @@ from mqtt_licensing.core.documents import ActivationCertificate
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.features import resolve
 from mqtt_licensing.core.timefmt import add_years
-from mqtt_licensing.servers.activation.shop.app import Shop
-from mqtt_licensing.servers.activation.shop.catalogue import Catalogue
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.shop.app import Shop
+from mqtt_licensing.servers.shop.catalogue import Catalogue
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.servers.activation.conftest import Instance
 from tests.shop.conftest import start_shop
 from tests.shop.support import ShopServer, card_token, order_form, pay, wait_state
@@ -142,5 +142,5 @@ def test_a_product_the_catalogue_lacks_stops_the_store_in_one_line(catalogue_sho
                            ({"template": "platinum", "price": 1}, "unknown template 'platinum'")):  # fmt: skip
         catalogue = Catalogue.from_config({"currency": "usd", "products": [product]})
         with pytest.raises(LicensingError) as info:
-            Shop(catalogue_shop.service, replace(config, catalogue=catalogue))
+            Shop(catalogue_shop.service, replace(config, catalogue=catalogue), catalogue_shop.shop.store)
         assert words in info.value.message and "\n" not in info.value.message

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from tests.shop.conftest import start_shop
 from tests.shop.support import run_passes
 from tests.shop.test_portal import Clock

@@ -8,8 +8,9 @@ import time
 
 import httpx
 
-from mqtt_licensing.servers.activation.shop.devtools import SmtpSink, body_of
-from tests.shop.support import YEAR, ShopServer, card_token, order_form, pay, signed_event, stripe_client, wait_state
+from mqtt_licensing.core.timefmt import add_years
+from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
+from tests.shop.support import ShopServer, card_token, order_form, pay, signed_event, stripe_client, wait_state
 
 
 def issue(shop: ShopServer, features: list[str], support_until: int | None) -> tuple[str, str]:
@@ -47,7 +48,7 @@ def test_upgrade_adds_the_bridge_with_a_metered_subscription_and_extends_support
     assert shop.service is not None and shop.shop is not None
     lic = shop.service.get_license(license_id)
     assert lic["features"] == ["iot_bridge_snowflake", "mqtt_server", "mqtt_server_support"]
-    assert lic["support_until"] == current_end + 2 * YEAR  # from the later of now and the current end
+    assert lic["support_until"] == add_years(current_end, 2)  # calendar years from the later of now and the end
     [receipt] = smtp.wait(lambda m: m["Subject"].startswith("Receipt"))
     assert receipt["To"] == "ops@example.com" and "iot_bridge_snowflake" in body_of(receipt)
     assert key not in body_of(receipt)  # the key is mailed once, at purchase
@@ -66,7 +67,7 @@ def test_support_that_ended_is_renewed_from_today(
     pay(http, order_id, card_token(stripe_url))
     wait_state(http, order_id, "fulfilled")
     assert shop.service is not None
-    assert abs(shop.service.get_license(license_id)["support_until"] - (int(time.time()) + YEAR)) < 120
+    assert abs(shop.service.get_license(license_id)["support_until"] - add_years(int(time.time()), 1)) < 120
 
 
 def test_bridge_only_upgrade_charges_nothing_now_and_subscribes(

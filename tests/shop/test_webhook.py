@@ -13,8 +13,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from mqtt_licensing.servers.activation.shop.devtools import LocalStripe, SmtpSink
-from mqtt_licensing.servers.activation.shop.store import webhook_events
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink
+from mqtt_licensing.servers.shop.schema import webhook_events
 from tests.shop.conftest import start_shop
 from tests.shop.support import (
     STRIPE_KEY,
@@ -70,8 +70,8 @@ def licenses(shop: ShopServer) -> list[dict[str, Any]]:
 
 
 def recorded_events(shop: ShopServer) -> int:
-    assert shop.service is not None
-    with shop.service.store.engine.connect() as conn:
+    assert shop.shop is not None
+    with shop.shop.store.engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(webhook_events)).scalar_one())
 
 

@@ -249,6 +249,12 @@ class CatalogueAdmin:
         with self.store.transaction() as tx:
             return CatalogueQueries(tx.conn).all_features()
 
+    def snapshot(self) -> tuple[dict[str, CatalogueFeature], dict[str, Template]]:
+        """Every feature and template, read in one transaction (what the store sells from)."""
+        with self.store.transaction() as tx:
+            queries = CatalogueQueries(tx.conn)
+            return queries.all_features(), queries.all_templates()
+
     def list_features(self, *, include_retired: bool = True) -> list[dict[str, Any]]:
         return [row.to_dict() for row in self.rows().values() if include_retired or row.retired_at is None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import validate_features
@@ -211,6 +211,19 @@ class LicenseAdmin:
         out["definitions"] = list(definitions)  # what its certificates carry now (titles for people)
         return out
 
+    def license_by_key_digest(self, digest: str) -> dict[str, Any]:
+        """The license a key (its digest) belongs to, for callers that prove they hold the key."""
+        with self.ctx.store.transaction() as tx:
+            lic = tx.get_license_by_digest(digest)
+        if lic is None:
+            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
+        return license_to_dict(lic)
+
+    def support_ending(self, start: int, end: int) -> list[tuple[str, int]]:
+        """(license id, support end) of active licenses whose support ends in [start, end)."""
+        with self.ctx.store.transaction() as tx:
+            return tx.support_ending(start, end)
+
     def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change terms. A field present with null clears it (e.g. ``expires_at: null`` = never)."""
         if not isinstance(changes, dict):
@@ -271,8 +284,9 @@ class LicenseAdmin:
                 self.ctx.license(tx, license_id)
             return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
 
-    def free_activation(self, activation_id: str) -> dict[str, Any]:
-        """Free a lost activation (the instance was destroyed without deactivating)."""
+    def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
+        """Free a lost activation (the instance was destroyed without deactivating); ``by`` is who
+        asked (the vendor, or the customer in the store's portal), recorded as the reason."""
         if not isinstance(activation_id, str):
             raise bad("activation id must be a string")
         now = self.ctx.clock()
@@ -285,8 +299,8 @@ class LicenseAdmin:
                     ErrorCode.ALREADY_FREE,
                     f"activation {act.id} was already freed ({act.freed_reason}, {iso(act.freed_at)})",
                 )
-            act = self.ctx.free(tx, act, now, "freed_by_vendor")
-        log.info("activation %s of %s freed by the vendor", act.id, act.license_id)
+            act = self.ctx.free(tx, act, now, f"freed_by_{by}")
+        log.info("activation %s of %s freed by the %s", act.id, act.license_id, by)
         return activation_to_dict(act)
 
 

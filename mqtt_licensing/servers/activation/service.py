@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from ...core.keys import key_digest
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
@@ -155,14 +156,24 @@ class ActivationService:
     def update_license(self, license_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         return self.admin.update_license(license_id, changes)
 
+    def license_for_key(self, license_key: Any) -> dict[str, Any]:
+        """The license of a key (a malformed key is BAD_REQUEST, an unknown one KEY_NOT_FOUND)."""
+        return self.admin.license_by_key_digest(key_digest(license_key))
+
+    def license_by_key_digest(self, digest: str) -> dict[str, Any]:
+        return self.admin.license_by_key_digest(digest)
+
+    def support_ending(self, start: int, end: int) -> list[tuple[str, int]]:
+        return self.admin.support_ending(start, end)
+
     def set_status(self, license_id: str, status: str) -> dict[str, Any]:
         return self.admin.set_status(license_id, status)
 
     def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
         return self.admin.list_activations(license_id, include_freed=include_freed)
 
-    def free_activation(self, activation_id: str) -> dict[str, Any]:
-        return self.admin.free_activation(activation_id)
+    def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
+        return self.admin.free_activation(activation_id, by=by)
 
     # -- what instances ask (:mod:`.instances`) --------------------------------------------
     def activate(self, license_key: Any, request: bytes, client: str = "local") -> ActivationResult:

@@ -131,6 +131,14 @@ class Tx:
         rows = self.conn.execute(sa.select(licenses).order_by(licenses.c.created_at, licenses.c.id))
         return [_license(r) for r in rows]
 
+    def support_ending(self, start: int, end: int) -> list[tuple[str, int]]:
+        """(id, support end) of active licenses whose support ends in [start, end)."""
+        c = licenses.c
+        query = sa.select(c.id, c.support_until).where(
+            c.support_until >= start, c.support_until < end, c.status == "active"
+        )
+        return [(r[0], int(r[1])) for r in self.conn.execute(query.order_by(c.support_until, c.id))]
+
     def update_license(self, license_id: str, **values: Any) -> None:
         self.conn.execute(licenses.update().where(licenses.c.id == license_id).values(**_license_values(values)))
 
@@ -372,8 +380,3 @@ class ActivationStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-# The store's tables (servers/activation/shop/store.py) are part of this schema too (migration 0006);
-# importing them here keeps this metadata the whole schema, as the migrations build it.
-from .shop import store as _shop_tables  # noqa: E402, F401

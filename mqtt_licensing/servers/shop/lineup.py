@@ -13,12 +13,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from ....core.errors import ErrorCode, LicensingError
-from ....core.features import Feature, baseline, serves_clients
-from ....core.timefmt import add_years
-from ..catalogue import CatalogueFeature, CatalogueQueries, Template, table_of
-from ..service import ActivationService
-from .catalogue import YEAR, Catalogue, Kind, Line, Product, line_features
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import Feature, baseline, serves_clients
+from ...core.timefmt import add_years
+from ..activation.catalogue import CatalogueFeature, Template, table_of
+from ..activation.service import ActivationService
+from .catalogue import Catalogue, Kind, Line, Product, line_features
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,7 @@ def _resolve_one(
 
 def current(service: ActivationService, catalogue: Catalogue, *, strict: bool = False, **options: Any) -> Catalogue:
     """What the store offers now (one transaction: the catalogue's features and templates)."""
-    with service.store.transaction() as tx:
-        queries = CatalogueQueries(tx.conn)
-        rows, templates = queries.all_features(), queries.all_templates()
+    rows, templates = service.catalogue.snapshot()
     return resolve(catalogue, rows, templates, strict=strict, **options)
 
 
@@ -137,8 +135,7 @@ def check_order(service: ActivationService, lines: tuple[Line, ...], owned: tupl
     """Refuse, before payment, an order whose license would break the catalogue's rules or serve
     no client: support years alone, a bridge alone without the key of a license that has
     mqtt_server. Returns the features the license will have."""
-    with service.store.transaction() as tx:
-        table = table_of(CatalogueQueries(tx.conn).all_features())
+    table = table_of(service.catalogue.rows())
     granted = set(owned or ()) | {f for line in lines for f in line.product.features}
     for name in sorted(granted):
         definition = table.get(name)
@@ -168,10 +165,10 @@ def license_terms(
     features = sorted({f for line in lines for f in line_features(line)})
     edition = next((line["template"] for line in lines if line.get("template")), None)
     if edition is None:
-        support = now + years * YEAR if years else None
+        support = add_years(now, years) if years else None  # calendar years: a leap day is not lost
         return {"features": features, "max_activations": max_activations, "support_until": support}
     terms: dict[str, Any] = {"template": edition, "features": features}
     if years:
         own = int(service.catalogue.template(edition).terms.get("support_years") or 0)
-        terms["support_until"] = add_years(now, own) + years * YEAR
+        terms["support_until"] = add_years(now, own + years)
     return terms

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ....core.errors import ErrorCode, LicensingError
-from ....core.features import check_name
+from ...core.errors import ErrorCode, LicensingError
+from ...core.features import check_name
 
 YEAR = 365 * 86400
 MAX_YEARS = 10

@@ -17,14 +17,13 @@ import logging
 import secrets
 from typing import Any
 
-from ....core import labels
-from ....core.codes import unarmor
-from ....core.documents import InstanceRequest, open_instance_request
-from ....core.errors import ErrorCode, LicensingError
-from ....core.keys import key_digest
-from ....core.signing import parse_envelope
-from ..results import OfflineActivation, OfflineDeactivation
-from ..service import ActivationService
+from ...core import labels
+from ...core.codes import unarmor
+from ...core.documents import InstanceRequest, open_instance_request
+from ...core.errors import ErrorCode, LicensingError
+from ...core.signing import parse_envelope
+from ..activation.results import OfflineActivation, OfflineDeactivation
+from ..activation.service import ActivationService
 from .config import ShopConfig
 from .lineup import named
 from .mail import Mailer, mask_email
@@ -51,65 +50,61 @@ class Portal:
     def __init__(self, service: ActivationService, store: ShopStore, config: ShopConfig, mailer: Mailer) -> None:
         self.service, self.store, self.config, self.mailer = service, store, config, mailer
 
-    def _license(self, license_key: Any) -> Any:
-        digest = key_digest(license_key)
-        with self.store.transaction() as tx:
-            lic = tx.license_by_digest(digest)
-        if lic is None:
-            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
-        return lic
+    def _license_id(self, license_key: Any) -> str:
+        return str(self.service.license_for_key(license_key)["id"])
 
     def set_contact(self, license_id: str, email: Any) -> None:
-        record_contact(self.service, license_id, email)
+        record_contact(self.service, self.store, license_id, email)
 
     # -- signing in ---------------------------------------------------------------
     def request_code(self, license_key: Any) -> str:
         """Mail a one-time code to the license's purchase address; returns the address, masked."""
-        lic = self._license(license_key)
+        license_id = self._license_id(license_key)
         now = self.service.clock()
         code = f"{secrets.randbelow(10**8):08d}"
         with self.store.transaction() as tx:
-            email = tx.contact(lic.id)
+            email = tx.contact(license_id)
             if email is None:
                 raise LicensingError(
                     ErrorCode.NOT_FOUND,
-                    f"license {lic.id} has no purchase e-mail on record: ask the vendor to add one (vendor contact)",
+                    f"license {license_id} has no purchase e-mail on record: ask the vendor to add one "
+                    "(vendor contact)",
                 )
-            if tx.count_codes_since(lic.id, now - 3600) >= CODES_PER_HOUR:
+            if tx.count_codes_since(license_id, now - 3600) >= CODES_PER_HOUR:
                 raise LicensingError(ErrorCode.RATE_LIMITED, "too many sign-in codes this hour; try again later")
-            tx.insert_code(lic.id, _digest(code), now, now + CODE_TTL)
+            tx.insert_code(license_id, _digest(code), now, now + CODE_TTL)
             tx.prune(now)
         self.mailer.send(
             email,
             "Your sign-in code",
-            f"Your code for the customer portal (license {lic.id}):\n\n    {code}\n\n"
+            f"Your code for the customer portal (license {license_id}):\n\n    {code}\n\n"
             f"It is valid for {CODE_TTL // 60} minutes. If you did not ask for it, ignore this e-mail.\n",
         )
         return mask_email(email)
 
     def sign_in(self, license_key: Any, code: Any) -> tuple[str, str]:
         """A new session (token, csrf) for the right key + code; the code works once."""
-        lic = self._license(license_key)
+        license_id = self._license_id(license_key)
         if not isinstance(code, str) or not code.strip().isdigit():
             raise _denied()
         given = _digest(code.strip())
         now = self.service.clock()
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
         with self.store.transaction() as tx:
-            # PostgreSQL: concurrent sign-ins of one license wait here, so a code opens one session
-            # and every wrong guess counts (SQLite's immediate transaction already serialises them).
-            tx.lock_license(lic.id)
-            live = tx.live_codes(lic.id, now)
+            # Concurrent sign-ins of one license wait here (the row lock on PostgreSQL, the
+            # immediate transaction on SQLite), so every wrong guess counts.
+            tx.lock_contact(license_id)
+            live = tx.live_codes(license_id, now)
             match = next((cid for cid, digest, _n in live if hmac.compare_digest(digest, given)), None)
             if match is None:
                 for cid, _unused, attempts in live:
                     tx.update_code(cid, attempts=attempts + 1, used=attempts + 1 >= CODE_ATTEMPTS)
             else:
                 tx.update_code(match, used=True)
-                tx.insert_session(_digest(token), lic.id, csrf, now + SESSION_TTL)
+                tx.insert_session(_digest(token), license_id, csrf, now + SESSION_TTL)
         if match is None:
             raise _denied()
-        log.info("portal sign-in for license %s", lic.id)
+        log.info("portal sign-in for license %s", license_id)
         return token, csrf
 
     def session(self, token: str | None) -> tuple[str, str]:
@@ -148,7 +143,7 @@ class Portal:
         now = self.service.clock()
         limit = self.config.frees_per_30_days
         with self.store.transaction() as tx:
-            tx.lock_license(license_id)  # two concurrent frees cannot both see one left
+            tx.lock_contact(license_id)  # two concurrent frees cannot both see one left
             if tx.count_frees_since(license_id, now - WINDOW) >= limit:
                 raise LicensingError(
                     ErrorCode.RATE_LIMITED,
@@ -156,7 +151,7 @@ class Portal:
                 )
             tx.insert_free(activation_id, license_id, now)
         try:
-            act = self.service.free_activation(activation_id)
+            act = self.service.free_activation(activation_id, by="customer")
         except LicensingError:
             with self.store.transaction() as tx:
                 tx.delete_free(activation_id)
@@ -164,10 +159,14 @@ class Portal:
         log.info("portal: activation %s of %s freed by the customer", activation_id, license_id)
         return act
 
-    def offline_activate(self, license_id: str, lic_digest: str, request_code: Any) -> OfflineActivation:
+    def offline_activate(self, license_id: str, request_code: Any) -> OfflineActivation:
         """``vendor offline-activate`` for a request code made with this license's key."""
         request = open_instance_request(unarmor(request_code, labels.USAGE_REQUEST), labels.KIND_OFFLINE_REQUEST)
-        if not hmac.compare_digest(request.key_digest or "", lic_digest):
+        try:
+            owner = self.service.license_by_key_digest(request.key_digest or "")["id"]
+        except LicensingError:
+            owner = None
+        if owner != license_id:
             raise LicensingError(ErrorCode.BAD_REQUEST, f"this request code is not for license {license_id}")
         return self.service.offline_activate(request_code)
 
@@ -179,19 +178,14 @@ class Portal:
             raise LicensingError(ErrorCode.BAD_REQUEST, f"this deactivation code is not for license {license_id}")
         return self.service.offline_deactivate(code)
 
-    def key_digest_of(self, license_id: str) -> str:
-        with self.store.transaction() as tx:
-            row = tx.lock_license(license_id)
-        return str(row.key_digest)
 
-
-def record_contact(service: ActivationService, license_id: str, email: Any) -> None:
+def record_contact(service: ActivationService, store: ShopStore, license_id: str, email: Any) -> None:
     """Record (or replace) the customer address of a license, e.g. one sold by vendor staff."""
     from .orders import check_email
 
     address = check_email(email)
     service.get_license(license_id)  # NOT_FOUND for an unknown id
-    with ShopStore(service.store.engine).transaction() as tx:
+    with store.transaction() as tx:
         tx.replace_contact(license_id, address, service.clock())
 
 

@@ -1,116 +1,21 @@
-"""The store's tables and queries (SQLAlchemy Core), beside the activation server's own.
+"""The store's queries (SQLAlchemy Core) on its own tables (:mod:`.schema`).
 
-Same database and engine as :mod:`..store`, so a fulfilment step and the license
-row it reads can share one transaction. What each table is for:
-
-* ``shop_orders``: pending -> paid -> fulfilled; a paid order is worked on by the
-  fulfilment loop until it is fulfilled, whatever crashed in between;
-* ``shop_webhook_events``: Stripe event ids already applied (idempotency);
-* ``shop_contacts``: the purchase e-mail of each license sold here (portal codes,
-  receipts, reminders go there);
-* ``shop_portal_codes`` / ``shop_portal_sessions``: one-time sign-in codes and
-  sessions, stored as digests only;
-* ``shop_frees``: activations freed in the portal (the per-30-days limit);
-* ``shop_reminders``: which support end date a reminder was sent for.
+The store has its own engine on the activation server's database and never opens a
+transaction that reads the activation tables: licenses are read and changed only through
+``ActivationService``, outside the store's transactions (so neither waits on the other's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import sqlalchemy as sa
 
-# Declared on the activation server's metadata: these tables are part of its schema
-# (migrations/versions/0006_shop.py creates them), whether or not the store is configured.
-from ..schema import licenses, metadata
-
-orders = sa.Table(
-    "shop_orders",
-    metadata,
-    sa.Column("id", sa.String(48), primary_key=True),
-    sa.Column("kind", sa.String(16), nullable=False),  # purchase | upgrade
-    sa.Column("state", sa.String(16), nullable=False),  # pending | paid | fulfilled
-    sa.Column("email", sa.String(254), nullable=False),
-    sa.Column("license_id", sa.String(40), nullable=True),  # the upgraded one, or the one issued
-    sa.Column("lines", sa.JSON, nullable=False),  # [{product, name, feature, kind, price, quantity, amount}]
-    sa.Column("amount", sa.BigInteger, nullable=False),
-    sa.Column("currency", sa.String(3), nullable=False),
-    sa.Column("stripe_customer", sa.String(64), nullable=True),
-    sa.Column("stripe_payment_intent", sa.String(64), nullable=True, unique=True),
-    sa.Column("stripe_subscription", sa.String(64), nullable=True),
-    sa.Column("support_until", sa.BigInteger, nullable=True),  # the end date this order sets, fixed once
-    # The key of a license issued for this order, held only until the e-mail carrying it is
-    # accepted by the SMTP server, then erased: a crash in between re-sends the same key
-    # instead of issuing a second license.
-    sa.Column("pending_key", sa.String(64), nullable=True),
-    # Who works on the order: a lease, so two workers (threads, replicas) never fulfil or charge
-    # one order at once, and the work of a crashed one is taken over when its lease runs out.
-    sa.Column("claimed_until", sa.BigInteger, nullable=True),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.String(300), nullable=True),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("paid_at", sa.BigInteger, nullable=True),
-    sa.Column("fulfilled_at", sa.BigInteger, nullable=True),
-    sa.Index("ix_shop_orders_state", "state"),
-)
-
-webhook_events = sa.Table(
-    "shop_webhook_events",
-    metadata,
-    sa.Column("id", sa.String(128), primary_key=True),
-    sa.Column("type", sa.String(64), nullable=False),
-    sa.Column("received_at", sa.BigInteger, nullable=False),
-)
-
-contacts = sa.Table(
-    "shop_contacts",
-    metadata,
-    sa.Column("license_id", sa.String(40), primary_key=True),
-    sa.Column("email", sa.String(254), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-)
-
-portal_codes = sa.Table(
-    "shop_portal_codes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("license_id", sa.String(40), nullable=False),
-    sa.Column("code_digest", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("expires_at", sa.BigInteger, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("used", sa.Boolean, nullable=False),
-    sa.Index("ix_shop_portal_codes_license", "license_id", "created_at"),
-)
-
-portal_sessions = sa.Table(
-    "shop_portal_sessions",
-    metadata,
-    sa.Column("token_digest", sa.String(64), primary_key=True),
-    sa.Column("license_id", sa.String(40), nullable=False),
-    sa.Column("csrf", sa.String(64), nullable=False),
-    sa.Column("expires_at", sa.BigInteger, nullable=False),
-)
-
-frees = sa.Table(
-    "shop_frees",
-    metadata,
-    sa.Column("activation_id", sa.String(40), primary_key=True),
-    sa.Column("license_id", sa.String(40), nullable=False),
-    sa.Column("freed_at", sa.BigInteger, nullable=False),
-    sa.Index("ix_shop_frees_license", "license_id", "freed_at"),
-)
-
-reminders = sa.Table(
-    "shop_reminders",
-    metadata,
-    sa.Column("license_id", sa.String(40), primary_key=True),
-    sa.Column("support_until", sa.BigInteger, primary_key=True),
-    sa.Column("sent_at", sa.BigInteger, nullable=False),
-)
+from .._db import create_db_engine, migrate
+from .schema import SCHEMA, contacts, frees, orders, portal_codes, portal_sessions, reminders, webhook_events
 
 
 @dataclass(frozen=True)
@@ -134,6 +39,9 @@ class Order:
     created_at: int
     paid_at: int | None
     fulfilled_at: int | None
+    number: int | None = None  # given when the order is stored (insert_order)
+    country: str | None = None
+    tax: int = 0  # minor units, included in amount
 
 
 def _order(row: Any) -> Order:
@@ -148,8 +56,14 @@ class ShopTx:
         self.conn = conn
 
     # -- orders ------------------------------------------------------------------
-    def insert_order(self, order: Order) -> None:
+    def insert_order(self, order: Order) -> Order:
+        """Store a new order with the next order number; returns it with its number."""
+        if self.conn.dialect.name == "postgresql":  # two new orders at once never take one number
+            self.conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('shop_order_number'))"))
+        number = int(self.conn.execute(sa.select(sa.func.coalesce(sa.func.max(orders.c.number), 0))).scalar_one()) + 1
+        order = replace(order, number=number)
         self.conn.execute(orders.insert().values(**{f.name: getattr(order, f.name) for f in fields(order)}))
+        return order
 
     def get_order(self, order_id: str) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update()).first()
@@ -170,6 +84,15 @@ class ShopTx:
         found = sa.select(orders.c.id).where(orders.c.stripe_subscription == subscription)
         row = self.conn.execute(found).first()
         return str(row[0]) if row is not None else None
+
+    def list_orders(self) -> list[Order]:
+        """Every order, newest first (the vendor's `vendor orders`)."""
+        query = sa.select(orders).order_by(orders.c.created_at.desc(), orders.c.id)
+        return [_order(r) for r in self.conn.execute(query)]
+
+    def order_by_number(self, number: int) -> Order | None:
+        row = self.conn.execute(sa.select(orders).where(orders.c.number == number)).first()
+        return _order(row) if row is not None else None
 
     def intent_taken(self, payment_intent: str) -> bool:
         found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
@@ -192,13 +115,22 @@ class ShopTx:
         )
         return bool(self.conn.execute(query).rowcount)
 
-    def pending_support_ends(self, order: Order) -> list[int]:
-        """Support end dates fixed by other paid, not yet applied upgrades of the same license."""
+    def lock_orders_of(self, license_id: str) -> None:
+        """Lock every order of the license for this transaction: two fulfilments of upgrades of
+        one license (threads, replicas) then fix their support end dates one after the other."""
+        self.conn.execute(sa.select(orders.c.id).where(orders.c.license_id == license_id).with_for_update()).all()
+
+    def other_support_ends(self, order: Order, fulfilled_since: int) -> list[int]:
+        """Support end dates fixed by other upgrades of the same license: paid and not yet applied,
+        or applied since ``fulfilled_since`` (the license read before may not show them yet)."""
         query = sa.select(orders.c.support_until).where(
             orders.c.license_id == order.license_id,
-            orders.c.state == "paid",
             orders.c.id != order.id,
             orders.c.support_until.is_not(None),
+            sa.or_(
+                orders.c.state == "paid",
+                sa.and_(orders.c.state == "fulfilled", orders.c.fulfilled_at >= fulfilled_since),
+            ),
         )
         return [int(r[0]) for r in self.conn.execute(query)]
 
@@ -210,14 +142,6 @@ class ShopTx:
             return False
         self.conn.execute(webhook_events.insert().values(id=event_id, type=event_type, received_at=now))
         return True
-
-    # -- licenses (read-only here) -------------------------------------------------
-    def lock_license(self, license_id: str) -> Any:
-        """The license row, locked for this transaction (serializes work on one license)."""
-        return self.conn.execute(sa.select(licenses).where(licenses.c.id == license_id).with_for_update()).first()
-
-    def license_by_digest(self, digest: str) -> Any:
-        return self.conn.execute(sa.select(licenses).where(licenses.c.key_digest == digest)).first()
 
     # -- contacts ------------------------------------------------------------------
     def set_contact(self, license_id: str, email: str, now: int) -> None:
@@ -232,24 +156,21 @@ class ShopTx:
         row = self.conn.execute(sa.select(contacts.c.email).where(contacts.c.license_id == license_id)).first()
         return row[0] if row is not None else None
 
-    def support_ending(self, start: int, end: int) -> list[tuple[str, str, int]]:
-        """(license id, e-mail, support end) of sold licenses whose support ends in [start, end)
-        and for whose end date no reminder was sent yet."""
-        query = (
-            sa.select(licenses.c.id, contacts.c.email, licenses.c.support_until)
-            .join(contacts, contacts.c.license_id == licenses.c.id)
-            .outerjoin(
-                reminders,
-                sa.and_(reminders.c.license_id == licenses.c.id, reminders.c.support_until == licenses.c.support_until),
-            )
-            .where(
-                licenses.c.support_until >= start,
-                licenses.c.support_until < end,
-                licenses.c.status == "active",
-                reminders.c.sent_at.is_(None),
-            )
-        )
-        return [(r[0], r[1], int(r[2])) for r in self.conn.execute(query)]
+    def contacts_of(self, license_ids: list[str]) -> dict[str, str]:
+        """The purchase address of each of these licenses that has one."""
+        query = sa.select(contacts.c.license_id, contacts.c.email).where(contacts.c.license_id.in_(license_ids))
+        return {r[0]: r[1] for r in self.conn.execute(query)}
+
+    def lock_contact(self, license_id: str) -> str | None:
+        """The license's address, its row locked for this transaction: portal work on one license
+        (sign-ins counting wrong codes, frees counting the limit) runs one at a time."""
+        query = sa.select(contacts.c.email).where(contacts.c.license_id == license_id).with_for_update()
+        row = self.conn.execute(query).first()
+        return row[0] if row is not None else None
+
+    def reminded(self, license_id: str, support_until: int) -> bool:
+        key = sa.and_(reminders.c.license_id == license_id, reminders.c.support_until == support_until)
+        return self.conn.execute(sa.select(reminders.c.sent_at).where(key)).first() is not None
 
     def claim_reminder(self, license_id: str, support_until: int, now: int) -> bool:
         """Record the reminder for this end date; False if one was recorded already (another pass)."""
@@ -328,7 +249,27 @@ class ShopStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
 
+    @classmethod
+    def open(cls, database_url: str) -> ShopStore:
+        """The store's tables in the database at ``database_url``, brought to this code's version."""
+        store = cls(create_db_engine(database_url))
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def migrate(self) -> None:
+        migrate(self.engine, SCHEMA)
+
     @contextmanager
     def transaction(self) -> Iterator[ShopTx]:
         with self.engine.begin() as conn:
             yield ShopTx(conn)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = ["Order", "ShopStore", "ShopTx"]

@@ -15,8 +15,10 @@ from typing import Any
 
 import yaml
 
-from ....core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 from .catalogue import Catalogue
+from .seller import Seller, parse_seller
+from .tax import TaxRates, parse_tax
 
 STRIPE_SECRET_ENV = "MQTT_LICENSING_STRIPE_SECRET_KEY"
 STRIPE_WEBHOOK_ENV = "MQTT_LICENSING_STRIPE_WEBHOOK_SECRET"
@@ -62,6 +64,8 @@ class ShopConfig:
     reconcile_after: int = 120  # ask Stripe about a payment whose webhook has not come after this long
     claim_seconds: int = 120  # a fulfilment's lease on its order; a crashed worker's is taken over after this
     reminder_days: int = 30  # support-renewal reminder this long before support ends
+    seller: Seller = field(default_factory=Seller)  # who sells: on every page and e-mail
+    tax: TaxRates = field(default_factory=TaxRates)  # a rate per country, added before payment
     order_ttl: int = 3600  # a pending order can be paid this long after it was made (stale.py)
 
 
@@ -150,6 +154,8 @@ def parse_config(data: Any) -> ShopConfig:
         reconcile_after=_int(worker, "reconcile_after", "worker", 120, 1),
         claim_seconds=_int(worker, "claim_seconds", "worker", 120, 1),
         reminder_days=_int(data.get("reminders") or {}, "days_before", "reminders", 30, 1),
+        seller=parse_seller(data.get("seller")),
+        tax=parse_tax(data.get("tax")),
         order_ttl=_int(data.get("orders") or {}, "ttl", "orders", 3600, 60),
     )
 

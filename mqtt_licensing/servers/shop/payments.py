@@ -15,7 +15,7 @@ from typing import Any
 
 import stripe
 
-from ....core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 from .catalogue import Product
 from .config import StripeSettings
 

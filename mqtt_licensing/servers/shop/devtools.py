@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import yaml
 
-from ....core.errors import ErrorCode, LicensingError
-from ..._files import atomic_write
-from ..._run import free_port
+from ...core.errors import ErrorCode, LicensingError
+from .._files import atomic_write
+from .._run import free_port
 
 if TYPE_CHECKING:
-    from ..service import ActivationService
+    from ..activation.service import ActivationService
     from .app import Shop
 
 # localstripe pickles its whole state to /tmp/localstripe.pickle after each change, one file
@@ -248,7 +248,7 @@ class DemoStore:
             "worker": {"interval": 1},
         }
         (self.folder / "shop.yaml").write_text("# written by `mqtt-licensing demo --store`\n" + yaml.safe_dump(config))
-        shop = Shop(service, load_config(self.folder / "shop.yaml"))
+        shop = Shop.open(service, load_config(self.folder / "shop.yaml"))
         self.stripe.register_webhook(f"{self.base_url}/shop/stripe/webhook", webhook_secret)
         return shop
 

@@ -11,7 +11,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-from ....core.errors import ErrorCode, LicensingError
+from ...core.errors import ErrorCode, LicensingError
 from .config import SmtpSettings
 
 

@@ -21,11 +21,11 @@ import re
 import secrets
 from typing import Any
 
-from ....core.errors import ErrorCode, LicensingError
-from ....core.keys import key_digest
-from ..service import ActivationService
-from . import lineup, messages
-from .catalogue import YEAR, Catalogue, Kind, Product, format_money, line_features
+from ...core.errors import ErrorCode, LicensingError
+from ...core.timefmt import add_years
+from ..activation.service import ActivationService
+from . import lineup, messages, money
+from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
 from .mail import Mailer
 from .payments import CARD_CHECK, StripeGateway
@@ -70,29 +70,29 @@ class Orders:
         )
 
     # -- the store page ------------------------------------------------------------
-    def license_for_key(self, license_key: Any) -> Any:
-        """The license row a key belongs to (an upgrade must prove it holds the key)."""
-        digest = key_digest(license_key)  # a typo is caught here, before any lookup
-        with self.store.transaction() as tx:
-            lic = tx.license_by_digest(digest)
-        if lic is None:
-            raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known")
-        if lic.status == "revoked":
-            raise LicensingError(ErrorCode.REVOKED, f"license {lic.id} has been revoked")
+    def license_for_key(self, license_key: Any) -> dict[str, Any]:
+        """The license a key belongs to (an upgrade must prove it holds the key)."""
+        lic = self.service.license_for_key(license_key)  # a typo is caught before any lookup
+        if lic["status"] == "revoked":
+            raise LicensingError(ErrorCode.REVOKED, f"license {lic['id']} has been revoked")
         return lic
 
-    def create(self, *, email: Any, choice: dict[str, int], license_key: str | None = None) -> Order:
+    def create(
+        self, *, email: Any, choice: dict[str, int], license_key: str | None = None, country: Any = None
+    ) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
-        owned = tuple(lic.features) if lic is not None else None
+        owned = tuple(lic["features"]) if lic is not None else None
         lines = self.offers_now().cart(choice, owned)
         lineup.check_order(self.service, lines, owned)  # before any payment: it must serve clients
+        subtotal = sum(ln.amount for ln in lines)
+        country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
         order = Order(
             id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
             kind="upgrade" if lic is not None else "purchase",
             state="pending",
             email=email,
-            license_id=lic.id if lic is not None else None,
+            license_id=lic["id"] if lic is not None else None,
             lines=[
                 {
                     "product": ln.product.id,
@@ -108,7 +108,9 @@ class Orders:
                 }
                 for ln in lines
             ],
-            amount=sum(ln.amount for ln in lines),
+            amount=subtotal + tax,
+            country=country,
+            tax=tax,
             currency=self.catalogue.currency,
             stripe_customer=None,
             stripe_payment_intent=None,
@@ -123,7 +125,7 @@ class Orders:
             fulfilled_at=None,
         )
         with self.store.transaction() as tx:
-            tx.insert_order(order)
+            order = tx.insert_order(order)
         log.info("order %s created (%s, %s)", order.id, order.kind, format_money(order.amount, order.currency))
         return order
 
@@ -182,6 +184,8 @@ class Orders:
         with self.store.transaction() as tx:
             if not tx.claim_event(event_id, event_type, now):
                 return "duplicate"
+            if event_type in money.EVENTS:  # after the sale: the license follows the money
+                return money.record(tx.conn, event_id, event_type, obj, now)
             if event_type == "invoice.payment_failed":
                 return self._usage_unpaid(tx, obj)
             if event_type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
@@ -324,11 +328,14 @@ class Orders:
         years = self._years(order)
         if years and order.support_until is None:
             # The new end is fixed once, from the later of now and the current end (and of
-            # other paid upgrades not yet applied), so a retried step extends nothing twice.
+            # other upgrades paid or applied meanwhile), so a retried step extends nothing twice.
+            read_at = self.service.clock()
+            current = self.service.get_license(order.license_id)["support_until"] or 0
             with self.store.transaction() as tx:
-                lic = tx.lock_license(order.license_id)
-                base = max(self.service.clock(), lic.support_until or 0, *tx.pending_support_ends(order))
-                tx.update_order(order.id, support_until=base + years * YEAR)
+                tx.lock_orders_of(order.license_id)
+                others = tx.other_support_ends(order, fulfilled_since=read_at - 1)
+                base = max(self.service.clock(), current, *others)
+                tx.update_order(order.id, support_until=add_years(base, years))  # calendar years
             order = self.get(order.id)
         assert order.license_id is not None
         changes: dict[str, Any] = {"add_features": sorted({f for ln in order.lines for f in line_features(ln)})}
@@ -340,29 +347,11 @@ class Orders:
     def _mail(self, order: Order) -> None:
         assert order.license_id is not None
         lic = self.service.get_license(order.license_id)
+        seller = self.config.seller
         if order.kind == "upgrade":
             subject, body = messages.receipt(order, lic)
-            self.mailer.send(order.email, subject, body)
+            self.mailer.send(order.email, *messages.from_seller(seller, order, subject, body))
         elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
             subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
+            subject, body = messages.from_seller(seller, order, subject, body)
             self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
-
-    # -- reminders ----------------------------------------------------------------------
-    def send_reminders(self) -> int:
-        now = self.service.clock()
-        with self.store.transaction() as tx:
-            due = tx.support_ending(now, now + self.config.reminder_days * 86400)
-        sent = 0
-        for license_id, email, support_until in due:
-            with self.store.transaction() as tx:
-                if not tx.claim_reminder(license_id, support_until, now):
-                    continue  # sent by another pass meanwhile
-            subject, body = messages.reminder(license_id, support_until, self.config.base_url)
-            try:
-                self.mailer.send(email, subject, body)
-            except LicensingError:
-                with self.store.transaction() as tx:
-                    tx.unclaim_reminder(license_id, support_until)  # try again on a later pass
-                raise
-            sent += 1
-        return sent

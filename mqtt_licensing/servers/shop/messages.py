@@ -1,0 +1,95 @@
+"""What the store's e-mails say. Plain text; the key appears only in :func:`key`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...core.timefmt import iso
+from .catalogue import Kind, format_money
+from .seller import Seller
+from .store import Order
+
+
+def when(ts: int | None) -> str:
+    """A date as the store shows it (ISO 8601 UTC); no date is "never"."""
+    return iso(ts) or "never"
+
+
+def support_text(ts: int | None) -> str:
+    """A license's support: its end date, or "No support" (never "never", which reads as forever)."""
+    return iso(ts) or "No support"
+
+
+def apply_steps(model: str) -> str:
+    """How the new terms of an upgraded license reach its broker(s), in that license model's words."""
+    if model == "offline":
+        return (
+            "Your broker is offline, so it learns the new terms from a new usage license: run "
+            "`mqtt-licensing offline-request` on it (or use its License page) to generate a new request code, "
+            "then upload that code in the customer portal, or send it to us, and install the usage license "
+            "you get back."
+        )
+    if model == "floating":
+        return (
+            "Your floating license server picks up the new terms at its next refresh, or at once "
+            "with `mqtt-licensing floating refresh`; its brokers get them with their next lease."
+        )
+    return (
+        "Click Reactivate on your broker's License page (or run `mqtt-licensing reactivate`) to apply "
+        "the new terms now; otherwise the broker picks them up at its next check-in."
+    )
+
+
+def describe_line(line: dict[str, Any], currency: str) -> str:
+    years = f" x {line['quantity']} year(s)" if line["kind"] == Kind.PER_YEAR else ""
+    price = "billed on usage" if line["kind"] == Kind.METERED else format_money(line["amount"], currency)
+    return f"  {line['name']}{years}: {price}"
+
+
+def _summary(order: Order) -> str:
+    items = "\n".join(describe_line(ln, order.currency) for ln in order.lines)
+    if order.tax:
+        items += f"\n  Tax ({order.country}): {format_money(order.tax, order.currency)}"
+    return f"{items}\nTotal: {format_money(order.amount, order.currency)}\n"
+
+
+def _terms(lic: dict[str, Any]) -> str:
+    return (
+        f"License id:    {lic['id']}\nFeatures:      {', '.join(lic['features'])}\n"
+        f"Support until: {support_text(lic['support_until'])}\n"
+    )
+
+
+def key(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> tuple[str, str]:
+    return "Your MQTT license key", (
+        f"Thank you for your purchase.\n\n{_summary(order)}\n"
+        f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
+        "Activate it on your broker's License page (Online), or with\n"
+        "    mqtt-licensing activate --key-file license.txt\n\n"
+        f"Manage activations and offline codes in the customer portal: {base_url}/shop/portal\n"
+        "Keep this key safe: it is shown only in this e-mail.\n"
+    )
+
+
+def receipt(order: Order, lic: dict[str, Any]) -> tuple[str, str]:
+    return f"Receipt: license {lic['id']} upgraded", (
+        f"Your license {lic['id']} was upgraded.\n\n{_summary(order)}\n{_terms(lic)}\n{apply_steps(lic['model'])}\n"
+    )
+
+
+def reminder(license_id: str, support_until: int, base_url: str) -> tuple[str, str]:
+    return f"Support for license {license_id} ends soon", (
+        f"Support for license {license_id} ends on {when(support_until)}.\n\n"
+        f"Renew it in the store: {base_url}/shop/upgrade?license={license_id}\n"
+        "(you will need the license key)\n"
+    )
+
+
+def from_seller(seller: Seller, order: Order, subject: str, body: str) -> tuple[str, str]:
+    """An order's e-mail as the seller sends it: its order number and date on top, the seller's
+    name, address and contact at the end (the subject stays what mail filters already match)."""
+    number = seller.order_number(order.number)
+    if not number:
+        return subject, f"{body}\n{seller.signature()}"
+    head = f"Order {number} of {when(order.paid_at or order.created_at)[:10]}, {seller.name}\n\n"
+    return subject, f"{head}{body}\n{seller.signature()}"
