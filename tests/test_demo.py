@@ -48,6 +48,7 @@ def test_demo_instructions_work(tmp_path):
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert demo.stdout is not None
     try:
         lines = []
         deadline = time.monotonic() + 60

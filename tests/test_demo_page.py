@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -49,7 +50,7 @@ class Demo:
         line = next(ln for ln in self.lines if ln.strip().startswith(label))
         return line.split(":", 1)[1].split()[0]
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         with LicenseClient("127.0.0.1", self.ports["port"], username="admin", password="demo-admin") as c:
             return c.request("status")["status"]
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,7 +43,7 @@ def mapped(text: str, ports: dict[str, str]) -> str:
     return re.sub(r"\b(" + "|".join(WELL_KNOWN) + r")\b", lambda m: ports[m.group(1)], text)
 
 
-def wait_port(port: int, proc: subprocess.Popen, line: str) -> None:
+def wait_port(port: int, proc: subprocess.Popen[Any], line: str) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"{line}: exited {proc.returncode}"
@@ -62,7 +63,7 @@ def test_readme_offline_and_floating_steps_run_as_written(tmp_path):
     env = dict(os.environ) | {"PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env = {k: v for k, v in env.items() if not k.startswith("MQTT_LICENSING_") or k.endswith("TRIAL_MARKER")}
     exports: list[str] = []
-    background: list[subprocess.Popen] = []
+    background: list[subprocess.Popen[Any]] = []
     outputs: dict[str, str] = {}
     try:
         for heading in SECTIONS:
@@ -109,5 +110,5 @@ def test_readme_offline_and_floating_steps_run_as_written(tmp_path):
                 proc.wait(timeout=10)
 
 
-def run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def run(script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[Any]:
     return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=60)

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,7 +19,7 @@ MOSQUITTO_AGENT = REPO / "broker_config" / "mosquitto-agent.yaml"
 PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 
 
-def agent_section(path: Path) -> dict:
+def agent_section(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())["plugins"][PLUGIN]
 
 

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._atomic import atomic_write
 from ..core.documents import ActivationCertificate
 from ..core.errors import ErrorCode, LicensingError
 from ..core.signing import parse_envelope, unb64
-from .statefile import StateStore, StateTampered, StoredState, atomic_write
+from .statefile import StateStore, StateTampered, StoredState
 
 log = logging.getLogger(__name__)
 

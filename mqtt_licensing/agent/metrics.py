@@ -131,13 +131,16 @@ def _epoch(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
-def metrics_route(metrics: AgentMetrics) -> Route:
-    """``GET /metrics`` in the Prometheus text format: the route the broker's HTTP listener adds."""
-
+def _scraper(metrics: AgentMetrics) -> Callable[[Request], Awaitable[Response]]:
     async def scrape(_request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    return Route("/metrics", scrape, methods=["GET"])
+    return scrape
+
+
+def metrics_route(metrics: AgentMetrics) -> Route:
+    """``GET /metrics`` in the Prometheus text format: the route the broker's HTTP listener adds."""
+    return Route("/metrics", _scraper(metrics), methods=["GET"])
 
 
 Login = Callable[[str, str, str | None], Awaitable[bool]]  # (username, password, peer) -> an admin or reader?
@@ -156,7 +159,7 @@ def metrics_app(
     ``token`` and/or ``login`` it asks for ``Authorization: Bearer <token>`` or HTTP Basic with an
     admin's or a reader's login (neither: open, for an embedding app that guards it itself).
     ``/healthz`` says only whether the agent runs: ``{"ok": true}``."""
-    scrape = metrics_route(metrics).endpoint
+    scrape = _scraper(metrics)
 
     async def guarded(request: Request) -> Response:
         if (token is not None or login is not None) and not await _authorized(request, token, login):

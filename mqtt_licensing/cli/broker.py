@@ -10,7 +10,7 @@ import traceback
 from .logs import add_log_options, setup_logging
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("broker", help="run an amqtt broker with the licensing agent")
     p.add_argument("-c", "--config", required=True, help="broker config YAML (see broker_config/)")
     add_log_options(p)

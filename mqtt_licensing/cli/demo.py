@@ -19,7 +19,7 @@ from typing import Any
 DEMO_ADMIN, DEMO_PASSWORD = "admin", "demo-admin"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="run a vendor server and a broker with the agent, with demo keys")
     p.add_argument("--dir", default="demo-data", help="where the demo keeps its files (default ./demo-data)")
     p.add_argument("--host", default="127.0.0.1")
@@ -166,7 +166,9 @@ def page_url(args: argparse.Namespace) -> str:
 
 
 def _instructions(args: argparse.Namespace, root: Path, vendor_url: str, keys: dict[str, Path]) -> str:
-    rel = lambda p: shlex.quote(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p))  # noqa: E731
+    def rel(p: Path) -> str:
+        return shlex.quote(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd()) else str(p))
+
     vendor_dir = rel(root / "vendor")
     license_id = (root / "license.id").read_text().strip()
     port = "" if args.port == 1883 else f" --port {args.port}"

@@ -95,7 +95,7 @@ def _key_options(parser: argparse.ArgumentParser, *, required: bool) -> argparse
     return group
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = _connection_options()
 
     def verb(name: str, *, help: str, description: str) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ import traceback
 from .logs import add_log_options, setup_logging
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("mosquitto", help="license a Mosquitto broker: build its plugin, run the agent beside it")
     verbs = p.add_subparsers(dest="mosquitto_verb", required=True, metavar="<build|agent>")
     build = verbs.add_parser("build", help="compile the Mosquitto plugin with the system C compiler; prints its path")

@@ -19,7 +19,13 @@ T = TypeVar("T")
 
 
 def data_command(
-    verbs: argparse._SubParsersAction, name: str, help_text: str, func: Any, *, kind: str, database: str
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    help_text: str,
+    func: Any,
+    *,
+    kind: str,
+    database: str,
 ) -> argparse.ArgumentParser:
     """A verb on a server's data folder; both servers spell the two options alike."""
     p = verbs.add_parser(name, help=help_text, description=help_text)

@@ -9,7 +9,7 @@ import sys
 from ..core.passwords import hash_password
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         "hash-password",
         help="print the scrypt hash of a password, for broker_config",

@@ -11,6 +11,7 @@ YYYY-MM-DD (meaning 00:00 UTC of that day), a unix time, or `never`.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 # -- the argparse table ---------------------------------------------------------
 
 
-def _register_init(verbs: argparse._SubParsersAction) -> None:
+def _register_init(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = verbs.add_parser(
         "init",
         help="create a vendor data folder (signing key, database, admin token)",
@@ -214,7 +215,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vendor = subparsers.add_parser(
         "vendor",
         help="the vendor activation server and license administration",
@@ -288,7 +289,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_groups(verbs, verb, issue, update)
 
 
-def _register_issue(verb: Any) -> argparse.ArgumentParser:
+def _register_issue(verb: Callable[[str, Any, str], argparse.ArgumentParser]) -> argparse.ArgumentParser:
     p = verb("issue", cmd_issue, "issue a new license; prints only its key")
     p.add_argument(
         "--template", metavar="NAME", help="start from a license template (vendor template list); flags override it"
@@ -307,7 +308,10 @@ def _register_issue(verb: Any) -> argparse.ArgumentParser:
 
 
 def _register_groups(
-    verbs: argparse._SubParsersAction, verb: Any, issue: argparse.ArgumentParser, update: argparse.ArgumentParser
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    verb: Any,
+    issue: argparse.ArgumentParser,
+    update: argparse.ArgumentParser,
 ) -> None:
     _overage_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)

@@ -60,11 +60,13 @@ def _gates(args: argparse.Namespace) -> str | None:
     return "class" if args.gates_clients else "none"
 
 
-def register(verbs: argparse._SubParsersAction, open_service: Callable[..., Any]) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser], open_service: Callable[..., Any]) -> None:
     feature = verbs.add_parser("feature", help="the features you sell (the catalogue)", description=__doc__)
     fverbs = feature.add_subparsers(dest="feature_verb", required=True, metavar="<command>")
 
-    def verb(group: argparse._SubParsersAction, name: str, help_text: str, action: Any) -> argparse.ArgumentParser:
+    def verb(
+        group: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str, action: Any
+    ) -> argparse.ArgumentParser:
         return data_command(group, name, help_text, _run(open_service, action), kind="vendor", database="vendor.db")
 
     def definition_flags(p: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from .serverdata import data_command, require_data_folder
 CREATE = "mqtt-licensing vendor init DIR"
 
 
-def register(verbs: argparse._SubParsersAction, _open_service: Callable[..., Any]) -> None:
+def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser], _open_service: Callable[..., Any]) -> None:
     group = verbs.add_parser("key", help="rotate and retire the vendor signing key", description=__doc__)
     sub = group.add_subparsers(dest="key_verb", required=True, metavar="<command>")
 

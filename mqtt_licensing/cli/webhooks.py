@@ -20,9 +20,13 @@ def safe_text(text: str) -> str:
 
 
 def register(
-    verbs: argparse._SubParsersAction, opener: Callable[[argparse.Namespace], Any], *, kind: str, database: str
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
+    opener: Callable[[argparse.Namespace], Any],
+    *,
+    kind: str,
+    database: str,
 ) -> None:
-    from ..servers.webhooks.store import EVENT_TYPES
+    from ..servers.webhooks import EVENT_TYPES
 
     group = verbs.add_parser("webhook", help="signed webhooks to your systems", description=__doc__)
     sub = group.add_subparsers(dest="webhook_verb", required=True, metavar="<command>")

@@ -25,7 +25,7 @@ class ActivationClient(JsonApiClient):
     """``async with ActivationClient(vendor_url) as c: await c.activate(key, request)``."""
 
     async def health(self) -> dict[str, Any]:
-        return await self.call("GET", "/v1/health")
+        return dict(await self.call("GET", "/v1/health"))
 
     async def key_documents(self) -> list[bytes]:
         """The vendor's signed key rotations and retirements (unverified here: the site's KeyRing checks each)."""

@@ -3,9 +3,18 @@ offline and floating codes. Every failure is a :class:`~mqtt_licensing.core.erro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from .http import JsonApiClient
+
+
+# The admin API answers JSON objects; these name what a reply holds (the JSON decoder returns Any).
+def _object(data: Any) -> dict[str, Any]:
+    return cast("dict[str, Any]", data)
+
+
+def _objects(data: Any) -> list[dict[str, Any]]:
+    return cast("list[dict[str, Any]]", data)
 
 
 class VendorAdminClient(JsonApiClient):
@@ -40,18 +49,18 @@ class VendorAdminClient(JsonApiClient):
             **terms,
         }
         body = {name: value for name, value in given.items() if value is not None}
-        return await self.call("POST", "/v1/admin/licenses", json=body)
+        return _object(await self.call("POST", "/v1/admin/licenses", json=body))
 
     async def licenses(self) -> list[dict[str, Any]]:
-        return (await self.call("GET", "/v1/admin/licenses"))["licenses"]
+        return _objects((await self.call("GET", "/v1/admin/licenses"))["licenses"])
 
     async def license(self, license_id: str) -> dict[str, Any]:
-        return (await self.call("GET", f"/v1/admin/licenses/{license_id}"))["license"]
+        return _object((await self.call("GET", f"/v1/admin/licenses/{license_id}"))["license"])
 
     async def update(self, license_id: str, **changes: Any) -> dict[str, Any]:
         """Fields: add_features, remove_features, expires_at, support_until, max_activations,
         max_connections, overage, seats, status. A field given as None is cleared (where allowed)."""
-        return (await self.call("PATCH", f"/v1/admin/licenses/{license_id}", json=changes))["license"]
+        return _object((await self.call("PATCH", f"/v1/admin/licenses/{license_id}", json=changes))["license"])
 
     async def suspend(self, license_id: str) -> dict[str, Any]:
         return await self.update(license_id, status="suspended")
@@ -66,53 +75,53 @@ class VendorAdminClient(JsonApiClient):
         params: dict[str, Any] = {"include_freed": "true" if include_freed else "false"}
         if license_id is not None:
             params["license_id"] = license_id
-        return (await self.call("GET", "/v1/admin/activations", params=params))["activations"]
+        return _objects((await self.call("GET", "/v1/admin/activations", params=params))["activations"])
 
     async def free(self, activation_id: str) -> dict[str, Any]:
-        return (await self.call("DELETE", f"/v1/admin/activations/{activation_id}"))["activation"]
+        return _object((await self.call("DELETE", f"/v1/admin/activations/{activation_id}"))["activation"])
 
     async def offline_activate(self, request_code: str) -> dict[str, Any]:
         """-> {"usage_license": armoured text, "activation_id", "license_id", "reused"}"""
-        return await self.call("POST", "/v1/admin/offline/activations", json={"request_code": request_code})
+        return _object(await self.call("POST", "/v1/admin/offline/activations", json={"request_code": request_code}))
 
     async def offline_deactivate(self, code: str) -> dict[str, Any]:
         """-> {"freed": bool, "already_free": bool, "activation_id", "license_id"}"""
-        return await self.call("POST", "/v1/admin/offline/deactivations", json={"code": code})
+        return _object(await self.call("POST", "/v1/admin/offline/deactivations", json={"code": code}))
 
     async def floating_issue(self, request_code: str) -> dict[str, Any]:
         """-> {"certificate": armoured text, "activation_id", "license_id", "reused"}"""
-        return await self.call("POST", "/v1/admin/floating/certificates", json={"request_code": request_code})
+        return _object(await self.call("POST", "/v1/admin/floating/certificates", json={"request_code": request_code}))
 
     async def usage(self, license_id: str, *, first: str | None = None, last: str | None = None) -> dict[str, Any]:
         """Usage per day (UTC): {"license_id", "from", "to", "days": [{day, messages, bytes, client_seconds,
         client_hours, records}], "missing": {instance: [sequence, ...]}}"""
         params = {k: v for k, v in (("from", first), ("to", last)) if v}
-        return (await self.call("GET", f"/v1/admin/licenses/{license_id}/usage", params=params))["usage"]
+        return _object((await self.call("GET", f"/v1/admin/licenses/{license_id}/usage", params=params))["usage"])
 
     # -- the product line: features and templates --------------------------------------
     async def features(self) -> list[dict[str, Any]]:
         """The catalogue, retired features included (``retired_at`` set)."""
-        return (await self.call("GET", "/v1/admin/features"))["features"]
+        return _objects((await self.call("GET", "/v1/admin/features"))["features"])
 
     async def add_feature(self, name: str, *, title: str, kind: str, **definition: Any) -> dict[str, Any]:
         """Definition: gates ("all" | "class" | "none"), unit (metered), requires [names]."""
         body = {"name": name, "title": title, "kind": kind, **definition}
-        return (await self.call("POST", "/v1/admin/features", json=body))["feature"]
+        return _object((await self.call("POST", "/v1/admin/features", json=body))["feature"])
 
     async def update_feature(self, name: str, **changes: Any) -> dict[str, Any]:
-        return (await self.call("PATCH", f"/v1/admin/features/{name}", json=changes))["feature"]
+        return _object((await self.call("PATCH", f"/v1/admin/features/{name}", json=changes))["feature"])
 
     async def retire_feature(self, name: str) -> dict[str, Any]:
-        return (await self.call("POST", f"/v1/admin/features/{name}/retire"))["feature"]
+        return _object((await self.call("POST", f"/v1/admin/features/{name}/retire"))["feature"])
 
     async def templates(self) -> list[dict[str, Any]]:
-        return (await self.call("GET", "/v1/admin/templates"))["templates"]
+        return _objects((await self.call("GET", "/v1/admin/templates"))["templates"])
 
     async def add_template(self, name: str, *, replace: bool = False, **terms: Any) -> dict[str, Any]:
         """Terms: features, model, max_activations, seats, max_connections, overage, valid_days,
         support_years, clone_policy, metering."""
         body = {"name": name, "replace": replace, **terms}
-        return (await self.call("POST", "/v1/admin/templates", json=body))["template"]
+        return _object((await self.call("POST", "/v1/admin/templates", json=body))["template"])
 
     async def remove_template(self, name: str) -> None:
         await self.call("DELETE", f"/v1/admin/templates/{name}")

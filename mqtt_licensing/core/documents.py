@@ -45,7 +45,7 @@ class _Document:
     TYP: ClassVar[str]
 
     def to_body(self) -> dict[str, Any]:
-        body = dataclasses.asdict(self)  # type: ignore[call-overload]
+        body: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
         for name, value in body.items():
             if isinstance(value, tuple):
                 body[name] = list(value)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import msgpack
@@ -219,7 +219,7 @@ def encode(obj: dict[str, Any], encoding: Encoding) -> bytes:
     if encoding == "msgpack":
         # A reply may carry text that arrived as JSON (the recent events echo other requests'
         # correlation ids): JSON can hold a lone surrogate, UTF-8 cannot, so it becomes "?".
-        return msgpack.packb(obj, use_bin_type=True, unicode_errors="replace")
+        return cast(bytes, msgpack.packb(obj, use_bin_type=True, unicode_errors="replace"))
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode()
 
 

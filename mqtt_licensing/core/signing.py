@@ -78,7 +78,7 @@ def _signed_bytes(typ: str, body: bytes) -> bytes:
 
 def sign_document(private_key: Ed25519PrivateKey, typ: str, body: dict[str, Any]) -> bytes:
     body_bytes = msgpack.packb(body, use_bin_type=True)
-    return msgpack.packb(
+    envelope: bytes = msgpack.packb(
         {
             "typ": typ,
             "body": body_bytes,
@@ -87,6 +87,7 @@ def sign_document(private_key: Ed25519PrivateKey, typ: str, body: dict[str, Any]
         },
         use_bin_type=True,
     )
+    return envelope
 
 
 @dataclass(frozen=True)

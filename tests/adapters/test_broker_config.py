@@ -155,6 +155,7 @@ def test_a_published_admin_login_is_served_on_loopback_only(bind, admin_password
     problem = exposure_problem(config, [{"admins": {"admin": encoded}}])
     assert (problem is not None) == refused
     if refused:
+        assert problem is not None
         assert "mqtt-licensing hash-password" in problem and "\n" not in problem
 
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,7 +26,7 @@ def connections(broker) -> int:
     return int(broker.call(_status(broker))["connections"])
 
 
-async def _status(broker) -> dict:
+async def _status(broker) -> dict[str, Any]:
     return broker.agent.status_document()
 
 
@@ -155,7 +156,7 @@ def test_a_will_never_forges_license_status_events_replies_or_requests(tmp_path:
             assert late.wait_message("$license/status").payload == original
 
 
-def _ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str) -> dict:
+def _ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str) -> dict[str, Any]:
     n = len(client.messages)
     client.client.publish(topic, payload, qos=1)
     return json.loads(client.wait_message(reply_topic, after=n).payload)

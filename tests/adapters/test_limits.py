@@ -23,8 +23,8 @@ def test_a_socket_that_never_sends_connect_is_closed_after_connect_timeout(tmp_p
         finally:
             for c in idle:
                 c.close()
-        with MqttClient(broker.port, client_id="legit") as c:
-            assert c.connect() == 0
+        with MqttClient(broker.port, client_id="legit") as legit:
+            assert legit.connect() == 0
 
 
 def oversized_publish_header(topic: str, size: int) -> bytes:
@@ -67,7 +67,7 @@ def test_silent_client_is_disconnected_after_one_and_a_half_keepalives_and_its_s
             with MqttClient(broker.port, client_id="waiting") as refused:
                 assert refused.connect() == 5  # the one seat is taken
             assert silent.closed_by_broker(timeout=10)
-        wait_for(lambda: broker.status()["connections"] == 0, 10, "the silent client's seat was not freed")
+        wait_for(lambda: broker.status()["connections"] == 0, 10, message="the silent client's seat was not freed")
         with MqttClient(broker.port, client_id="next") as c:
             assert c.connect() == 0
 

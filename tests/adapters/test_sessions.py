@@ -22,7 +22,7 @@ def drain_then_check(client: MqttClient, topic: str) -> list[bytes]:
     assert client.subscribe("sentinel/" + client.client._client_id.decode(), qos=1) == 1
     client.publish("sentinel/" + client.client._client_id.decode(), b"s")
     client.wait_message("sentinel/" + client.client._client_id.decode())
-    return [m.payload for m in client.messages if m.topic == topic]
+    return [bytes(m.payload) for m in client.messages if m.topic == topic]
 
 
 def leave_a_queued_message(broker, client_id: str, **login) -> None:
@@ -99,6 +99,7 @@ def test_offline_sessions_are_capped_per_source(tmp_path, vendor):
         asyncio.run(leave_sessions(150))
 
         async def count() -> int:
+            assert broker.thread.broker is not None
             return len(broker.thread.broker.sessions)
 
         wait_for(lambda: broker.call(count()) <= 20, message="offline sessions not capped per source")
@@ -128,6 +129,7 @@ def test_offline_sessions_are_capped_per_username(tmp_path, vendor):
                 assert c.connect() == 0
 
         async def kept() -> list[str]:
+            assert broker.thread.broker is not None
             return sorted(cid for cid, (s, _h) in broker.thread.broker.sessions.items() if s.username == READER)
 
         wait_for(lambda: len(broker.call(kept())) <= 3, message="offline sessions not capped per username")

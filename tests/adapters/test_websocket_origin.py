@@ -22,7 +22,9 @@ def mqtt_over_ws(port: int, origin: str | None, **login) -> bytes:
     """The CONNACK to a CONNECT sent over a WebSocket opened with this Origin."""
     with ws_connect(f"ws://127.0.0.1:{port}/", origin=origin, subprotocols=["mqtt"], open_timeout=10) as ws:  # type: ignore[arg-type,list-item]
         ws.send(connect_packet("browser", **login))
-        return bytes(ws.recv(timeout=10))[:4]
+        connack = ws.recv(timeout=10)
+        assert isinstance(connack, bytes)
+        return connack[:4]
 
 
 @pytest.fixture

@@ -47,13 +47,14 @@ def will_over_tcp(port: int, client_id: str, will: tuple[str, bytes, bool]) -> N
 def will_over_websocket(port: int, client_id: str, will: tuple[str, bytes, bool]) -> None:
     with ws_connect(f"ws://127.0.0.1:{port}/", subprotocols=["mqtt"], open_timeout=10) as ws:  # type: ignore[list-item]
         ws.send(connect_packet(client_id, will=will))
-        assert bytes(ws.recv(timeout=10))[:4] == b"\x20\x02\x00\x00"
+        connack = ws.recv(timeout=10)
+        assert isinstance(connack, bytes) and connack[:4] == b"\x20\x02\x00\x00"
 
 
 async def _all_disconnected(thread: BrokerThread, client_ids: list[str]) -> bool:
     """On the broker's loop: none of these clients has a connected session."""
     assert thread.broker is not None
-    sessions = thread.broker.sessions  # type: ignore[attr-defined]
+    sessions = thread.broker.sessions
     return all(cid not in sessions or sessions[cid][0].transitions.state != "connected" for cid in client_ids)
 
 

@@ -8,6 +8,7 @@ signed ``cloned`` verdict."""
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import httpx
 import pytest
@@ -22,7 +23,7 @@ def activate(broker, key):
         return c.request("activate", {"method": "online", "license_key": key})["status"]
 
 
-def check_in(broker) -> dict:
+def check_in(broker) -> dict[str, Any]:
     """An operator-triggered check-in (``$license/reactivate``); the reply, or the error's dict."""
     with broker.admin() as c:
         try:
@@ -111,7 +112,7 @@ def test_an_unknown_clone_policy_is_refused(vendor, policy):
     assert "clone_policy must be one of flag, suspend" in refused.value.message
 
 
-def renew(broker) -> dict:
+def renew(broker) -> dict[str, Any]:
     """An operator-triggered renewal of the floating lease (``$license/reactivate``)."""
     return check_in(broker)
 

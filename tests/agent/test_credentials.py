@@ -56,7 +56,8 @@ async def test_unknown_username_runs_a_dummy_hash_of_the_same_cost():
     creds = Credentials({"alice": hash_password("right")})  # production cost, so time is measurable
     assert not await creds.check("alice", "wrong")  # warms the pool
     assert not await creds.check("nobody", "x")  # builds the dummy hash once
-    known, unknown = [], []
+    known: list[float] = []
+    unknown: list[float] = []
     for i in range(3):
         for name, times in (("alice", known), (f"ghost{i}", unknown)):
             started = time.perf_counter()
@@ -119,14 +120,14 @@ async def test_identical_concurrent_checks_share_one_hash():
 
 async def test_slow_checks_use_their_own_threads():
     creds = Credentials({"alice": HASH}, workers=1)
-    seen = []
+    seen: list[str] = []
     original = creds._verify
 
     def recording(password, encoded):
         seen.append(threading.current_thread().name)
         return original(password, encoded)
 
-    creds._verify = recording
+    creds._verify = recording  # type: ignore[method-assign]  # records which thread runs the check
     assert await creds.check("alice", "right")
     assert seen and seen[0].startswith("password-check"), seen
     creds.close()

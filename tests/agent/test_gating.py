@@ -1,5 +1,7 @@
 """Feature gating on CONNECT (BRIEF §5), counted by the agent itself."""
 
+from typing import Any
+
 import pytest
 
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, MqttClient, connected_clients, start_broker, wait_for
@@ -39,7 +41,8 @@ def test_trial_cannot_be_configured_longer_or_larger(tmp_path, vendor):
     from mqtt_licensing.agent.config import AgentConfig
     from mqtt_licensing.core.errors import LicensingError
 
-    for bad in ({"trial_seconds": 7201}, {"trial_max_connections": 26}):
+    too_much: list[dict[str, Any]] = [{"trial_seconds": 7201}, {"trial_max_connections": 26}]
+    for bad in too_much:
         cfg = AgentConfig(state_dir=str(tmp_path), vendor_public_key=vendor.public_key_text, **bad)
         with pytest.raises(LicensingError):
             cfg.validate()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.core.documents import TrialRecord
@@ -17,7 +19,7 @@ from mqtt_licensing.core.signing import fingerprint, unb64
 from tests.helpers.broker import start_broker
 
 
-def reactivate(broker) -> dict:
+def reactivate(broker) -> dict[str, Any]:
     with broker.admin() as c:
         return c.request("reactivate", {})
 
@@ -48,6 +50,7 @@ def test_brokers_follow_a_rotation_and_refuse_the_retired_key(tmp_path, vendor, 
         state = json.loads((tmp_path / "b0" / "state.json").read_text())
         ring = KeyRing(old_public)
         ring.restore([unb64(d) for d in state["vendor_key_documents"]])
+        assert isinstance(old_private, Ed25519PrivateKey)
         signed_by_old = TrialRecord("f", 1, "n", int(time.time())).sign(old_private)
         with pytest.raises(LicensingError, match="retired"):
             TrialRecord.open(signed_by_old, ring)

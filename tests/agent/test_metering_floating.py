@@ -6,6 +6,7 @@ real vendor, each on its own socket."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import httpx
 import pytest
@@ -72,7 +73,7 @@ def outbox_messages(fls) -> int:
     return sum(UsageRecord.from_body(parse_envelope(rec).unverified_body()).messages for _f, _s, rec, _k in rows)
 
 
-def at_vendor(vendor, license_id: str) -> tuple[int, dict]:
+def at_vendor(vendor, license_id: str) -> tuple[int, dict[str, Any]]:
     usage = vendor.service.usage_by_day(license_id)
     return sum(d["messages"] for d in usage["days"]), usage
 
@@ -99,7 +100,9 @@ def test_usage_through_a_floating_broker_reaches_the_vendor_once_online(tmp_path
         assert fls.service.status()["usage"]["outbox"] > 0
 
         # a captured batch, stored by the vendor, but the floating server dies before it drops it
-        request, _nonce, refs = fls.service.forward_batch()
+        captured = fls.service.forward_batch()
+        assert captured is not None
+        request, _nonce, refs = captured
         assert asyncio.run(_post(vendor.url, request))
         assert at_vendor(vendor, lic["id"])[0] == 85
         fls.restart()  # the outbox still holds the batch: it is sent again and counts nothing new

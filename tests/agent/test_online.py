@@ -214,7 +214,7 @@ def test_events_announce_transitions_and_refusals(tmp_path, vendor):
             assert event["client_id"] == "refused-one" and event["reason"] == "not_licensed"
             activate(broker, vendor.issue())
             deadline = time.monotonic() + 10
-            seen = []
+            seen: list[str] = []
             while time.monotonic() < deadline and not {"activated", "state_changed"} <= set(seen):
                 seen = [json.loads(m.payload)["type"] for m in w.messages]
                 time.sleep(0.05)

@@ -5,6 +5,7 @@ meters and titles them from the certificate's signed definitions alone."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from tests.helpers.broker import MqttClient, start_broker, wait_for
 
@@ -28,7 +29,7 @@ def define_product_line(vendor) -> None:
     )
 
 
-def request(broker, operation: str, fields: dict | None = None) -> dict:
+def request(broker, operation: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     with broker.admin() as c:
         return c.request(operation, fields or {})
 

@@ -1,6 +1,8 @@
 """`$license/events/recent` keeps what matters: a flood of refused CONNECTs never pushes a
 license transition out, and the events survive a broker restart (with a broker_started event)."""
 
+from typing import Any
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.agent.publisher import RECENT_EVENTS, Publisher
@@ -10,7 +12,7 @@ from tests.helpers.broker import RawClient, start_broker
 PUB = public_key_to_text(Ed25519PrivateKey.generate())  # no vendor: nothing is activated
 
 
-def _recent(broker) -> list[dict]:
+def _recent(broker) -> list[dict[str, Any]]:
     with broker.admin() as admin:
         return admin.recent_events()
 

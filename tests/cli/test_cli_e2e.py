@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -135,7 +136,7 @@ def test_client_streams_status_and_events(licensing):
     with licensing.broker.admin() as watcher, licensing.broker.admin() as operator:
         stop = threading.Event()
         states: list[str] = []
-        events: list[dict] = []
+        events: list[dict[str, Any]] = []
         threads = [
             threading.Thread(target=watcher.watch_status, args=(lambda d: states.append(d["state"]), stop)),
             threading.Thread(target=lambda: events.extend(watcher.events(stop))),
@@ -181,6 +182,7 @@ def test_status_watch_prints_changes_until_ctrl_c(licensing):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
+        assert proc.stdout is not None
         first = json.loads(proc.stdout.readline())
         assert first["state"] == "trial"
         with licensing.broker.admin() as operator:

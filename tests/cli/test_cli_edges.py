@@ -67,6 +67,7 @@ def test_a_follower_ends_when_head_leaves_on_an_idle_broker(licensing, verb):
         [*CLI, *verb, "--port", str(licensing.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
     )
     try:
+        assert proc.stdout is not None and proc.stderr is not None
         assert proc.stdout.readline() and proc.stdout.readline()  # `head -2` got its two lines ...
         proc.stdout.close()  # ... and left
         assert proc.wait(timeout=30) == 141

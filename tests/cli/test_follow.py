@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,10 +65,10 @@ def events_flowing(licensing, out: Lines, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def follower(licensing) -> Iterator:
-    procs: list[subprocess.Popen] = []
+def follower(licensing) -> Iterator[Any]:
+    procs: list[subprocess.Popen[str]] = []
 
-    def start(*argv: str) -> tuple[subprocess.Popen, Lines, Lines]:
+    def start(*argv: str) -> tuple[subprocess.Popen[str], Lines, Lines]:
         proc = subprocess.Popen(
             [*CLI, *argv, "--port", str(licensing.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=ENV,
@@ -120,5 +121,6 @@ def test_a_closed_pipe_ends_quietly(licensing):
     with licensing.broker.admin() as operator:  # a change makes the watcher write into the closed pipe
         operator.request("activate", {"method": "online", "license_key": licensing.vendor.issue()})
     proc.wait(timeout=30)
+    assert proc.stderr is not None
     err = proc.stderr.read()
     assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -102,10 +102,11 @@ def test_mosquitto_rr_drives_the_online_flow(licensing):
     }
 
 
-def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) -> list[str]:
+def _lines_until(proc: subprocess.Popen[Any], predicate: Any, timeout: float = 15) -> list[str]:
     """Read stdout lines of a running mosquitto_sub until predicate(line) holds."""
     deadline = time.monotonic() + timeout
     lines: list[str] = []
+    assert proc.stdout is not None and proc.stderr is not None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -116,7 +117,7 @@ def _lines_until(proc: subprocess.Popen, predicate: Any, timeout: float = 15) ->
     raise AssertionError(f"not seen in time: {lines}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -39,6 +39,7 @@ def test_events_since_shows_what_happened_before_it_started(tmp_path):
             [*CLI, "events", *login, "--since", "10m"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
+            assert follower.stdout is not None
             assert "broker_started" in follower.stdout.readline()  # the backlog comes first
             line = follower.stdout.readline()
             assert "command_failed" in line and "not_activated" in line, line

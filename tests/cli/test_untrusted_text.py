@@ -25,6 +25,7 @@ def test_events_prints_a_hostile_username_as_escapes(tmp_path):
             stderr=subprocess.PIPE,
         )
         try:
+            assert follower.stdout is not None and follower.stderr is not None
             while b"connection_refused" not in (line := follower.stdout.readline()):
                 assert line, follower.stderr.read()
         finally:

@@ -48,7 +48,7 @@ class VendorHandle:
         self.clock = clock or system_clock
         self.port = port or free_port()
         self.token = load_or_create_token(self.data_dir)
-        self.service: ActivationService | None = None
+        self._service: ActivationService | None = None
         self._thread: ServerThread | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -56,9 +56,9 @@ class VendorHandle:
         """Start (or start again after :meth:`stop`) on the same port, reading state from disk."""
         if self._thread is not None:
             raise RuntimeError("the vendor server is already running")
-        if self.service is not None:
-            self.service.close()
-        self.service = ActivationService.open(
+        if self._service is not None:
+            self._service.close()
+        self._service = ActivationService.open(
             self.data_dir,
             certificate_lifetime=self.certificate_lifetime,
             clock=self.clock,
@@ -86,8 +86,8 @@ class VendorHandle:
 
     def close(self) -> None:
         self.stop()
-        if self.service is not None:
-            self.service.close()
+        if self._service is not None:
+            self._service.close()
 
     def __enter__(self) -> VendorHandle:
         return self
@@ -97,28 +97,30 @@ class VendorHandle:
 
     # -- what tests need ---------------------------------------------------------
     @property
+    def service(self) -> ActivationService:
+        """The service behind the server (it stays usable after :meth:`stop`, for admin actions)."""
+        assert self._service is not None, "the vendor server was never started"
+        return self._service
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     @property
     def public_key(self) -> Ed25519PublicKey:
-        assert self.service is not None
         return self.service.public_key
 
     @property
     def public_key_text(self) -> str:
-        assert self.service is not None
         return self.service.public_key_text
 
     def client(self, *, admin: bool = False) -> httpx.AsyncClient:
         """An HTTP client of the app in-process (no socket), with the admin token if ``admin``."""
-        assert self.service is not None
         return asgi_client(create_app(self.service, self.token), token=self.token if admin else None)
 
     def issue(self, features: list[str] | tuple[str, ...] = ("mqtt_server",), **terms: Any) -> str:
         """Issue a license and return its key. Terms: model, max_activations, seats,
         expires_at, support_until, max_connections (as ActivationService.issue_license)."""
-        assert self.service is not None
         _license, key = self.service.issue_license(features=list(features), **terms)
         return key
 
@@ -126,12 +128,10 @@ class VendorHandle:
         self, features: list[str] | tuple[str, ...] = ("mqtt_server",), **terms: Any
     ) -> tuple[dict[str, Any], str]:
         """Like :meth:`issue` but returns (license record, key)."""
-        assert self.service is not None
         return self.service.issue_license(features=list(features), **terms)
 
     def license_id(self, key: str) -> str:
         """The id of the license a key belongs to."""
-        assert self.service is not None
         from mqtt_licensing.core.keys import key_digest
 
         with self.service.store.transaction() as tx:

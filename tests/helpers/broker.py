@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread
 from mqtt_licensing.clients.mqtt import LicenseClient
@@ -161,7 +162,7 @@ class MqttClient:
     ) -> None:
         self.port = port
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=clean_session
         )
         if username is not None:
             self.client.username_pw_set(username, password)

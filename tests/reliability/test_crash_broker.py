@@ -221,7 +221,8 @@ def test_kill9_in_a_tight_state_write_loop(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n", proc.stderr.read()
+        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stdout.readline() == b"ready\n", proc.stderr.read()
         time.sleep(rng.uniform(0.0, 0.25))
         proc.kill()
         proc.wait()

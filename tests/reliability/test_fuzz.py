@@ -50,7 +50,7 @@ FIELDS = ("method", "license_key", "usage_license", "server_url", "features", "c
 # -- strategies -------------------------------------------------------------------------------
 
 # topics: every operation, the non-request $license topics, and made-up ones (no wildcards, no NUL)
-topic_text = st.text(st.characters(blacklist_characters="+#\x00", blacklist_categories=("Cs",)), max_size=24)
+topic_text = st.text(st.characters(blacklist_characters="+#\x00", blacklist_categories=["Cs"]), max_size=24)
 topics = st.one_of(
     st.sampled_from(
         [
@@ -215,7 +215,8 @@ def payloads(draw: Any) -> bytes:
     if kind == "truncated":
         whole = _pack(draw(request_dicts())) if draw(st.booleans()) else encode_json(draw(request_dicts()), True)
         assume(whole is not None and len(whole) > 1)
-        return whole[: draw(st.integers(1, len(whole) - 1))]  # type: ignore[index]
+        assert whole is not None  # assume() above has discarded the draw otherwise
+        return whole[: draw(st.integers(1, len(whole) - 1))]
     if kind == "deep":
         depth = draw(st.integers(100, 60_000))
         return draw(
@@ -443,7 +444,7 @@ def round_trip(client: MqttClient, reply_root: str, topic: str, payload: bytes, 
         )
     assert ok, f"no reply to {topic!r} {payload[:80]!r}"
     message = next(m for m in client.messages[n:] if m.topic.startswith(reply_root))
-    return decode_any(message.payload)
+    return decode_any(bytes(message.payload))
 
 
 def expect_error_reply(reply: Any, topic: str, payload: bytes) -> str:
@@ -570,7 +571,7 @@ def test_known_tricky_requests_are_answered(fuzz_broker):
         probes.append(("$license/activate", encode_json({"method": "offline", "usage_license": text}, True)))
     probes.append(("$license/activate", encode_json({"license_key": format_key(bytes(15))}, True)))
     probes.append(("$license/offline/request", encode_json({"license_key": "MQL1-" + "0" * 5000}, True)))
-    seen = {}
+    seen: dict[str, int] = {}
     for topic, payload in probes:
         reply = round_trip(admin, REPLIES, topic, payload)
         code = expect_error_reply(reply, topic, payload)

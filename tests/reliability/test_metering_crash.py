@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import pytest
 
@@ -22,7 +25,11 @@ from tests.reliability.support import SCALE, BrokerProcess, VendorProcess, cli, 
 BROKER_KILLS = 10 * SCALE if SCALE > 1 else 3
 VENDOR_KILLS = 4 * SCALE
 BRIDGE_CLASS = {"snowflake_bridge": {"features": ["iot_bridge_snowflake"], "client_id_prefixes": ["snowflake-"]}}
-FAST = {"usage_interval": 0.5, "usage_report_interval": 0.2, "tick_interval": 0.05, "http_timeout": 2.0}
+FAST: dict[str, Any] = {"usage_interval": 0.5, "usage_report_interval": 0.2, "tick_interval": 0.05, "http_timeout": 2.0}
+
+
+def _at_least(count: Callable[[], int], target: int) -> bool:
+    return count() >= target
 
 
 def deliver(port: int, bridge: MqttClient, count: int, *, wait: bool = True) -> None:
@@ -58,7 +65,7 @@ def test_kill9_broker_loses_at_most_the_open_interval_and_doubles_nothing(tmp_pa
         **FAST,
     )
 
-    def at_vendor() -> dict:
+    def at_vendor() -> dict[str, Any]:
         return vendor.service.usage_by_day(license_id)
 
     def reported() -> int:
@@ -77,7 +84,7 @@ def test_kill9_broker_loses_at_most_the_open_interval_and_doubles_nothing(tmp_pa
                 deliver(broker.port, bridge, 200)
                 received += 200
                 # closed and acknowledged: from here on no kill may take these 200 away
-                wait_until(lambda f=floor: reported() >= f + 200, 30, "the batch reported")
+                wait_until(partial(_at_least, reported, floor + 200), 30, "the batch reported")
                 assert reported() <= received
                 if round_no == BROKER_KILLS:
                     break
@@ -131,7 +138,11 @@ def test_kill9_vendor_mid_report_loses_and_doubles_nothing(tmp_path) -> None:
                     wait_until(lambda: broker.agent.metering.ledger.pending_count > 0, 30, "a record to report")
                     time.sleep(rng.uniform(0.0, 0.4))  # reports run every 0.2 s: kills land mid-report
                     vendor.kill9()
-                    wait_until(lambda r=received: len(bridge.messages) >= r + 300, 30, "bridge received the batch")
+                    wait_until(
+                        partial(_at_least, lambda: len(bridge.messages), received + 300),
+                        30,
+                        "bridge received the batch",
+                    )
                     received += 300
                     vendor.start()
                 wait_until(lambda: reported() >= received, 60, "every record reported")

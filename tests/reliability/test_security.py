@@ -22,6 +22,7 @@ import secrets
 import socket
 import time
 from collections import Counter
+from typing import Any
 
 import httpx
 import msgpack
@@ -55,13 +56,13 @@ PLAIN, PLAIN_PASSWORD = "plain", "plain-secret"
 USERS = {READER: hash_password(READER_PASSWORD, n=2**10), PLAIN: hash_password(PLAIN_PASSWORD, n=2**10)}
 
 
-def ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str, timeout: float = 10) -> dict:
+def ask(client: MqttClient, topic: str, payload: bytes, reply_topic: str, timeout: float = 10) -> dict[str, Any]:
     n = len(client.messages)
     client.publish(topic, payload)
-    return decode_any(client.wait_message(reply_topic, timeout=timeout, after=n).payload)
+    return decode_any(bytes(client.wait_message(reply_topic, timeout=timeout, after=n).payload))
 
 
-def license_messages(client: MqttClient) -> list:
+def license_messages(client: MqttClient) -> list[Any]:
     return [m for m in client.messages if m.topic.startswith("$license")]
 
 
@@ -88,7 +89,8 @@ def test_no_command_from_any_non_admin_role(tmp_path, vendor):
                     reply_topic = f"$license/reply/{client_id}"
                     assert c.subscribe(reply_topic + "/#") == 1
                     for encode in (lambda b: json.dumps(b).encode(), msgpack.packb):
-                        for extra in ({}, {"reply_to": reply_topic + "/x", "correlation_id": 7}):
+                        extras: list[dict[str, Any]] = [{}, {"reply_to": reply_topic + "/x", "correlation_id": 7}]
+                        for extra in extras:
                             reply = ask(
                                 c,
                                 topic,
@@ -329,6 +331,7 @@ def test_retained_messages_hold_no_key_and_reach_only_readers(tmp_path, vendor):
                     "$license/status", json.dumps({"license_key": online_key}), qos=1, retain=True
                 ).wait_for_publish(5)
             time.sleep(0.5)
+            assert broker.thread.broker is not None
             retained = broker.thread.broker._retained_messages  # amqtt internals, read only
             assert set(retained) == {"$license/status"}
             doc = json.loads(retained["$license/status"].data)
@@ -434,7 +437,7 @@ def test_brute_force_burst_is_rate_limited_too(tmp_path):
     identity = Ed25519PrivateKey.generate()
     with start_vendor(tmp_path / "vendor") as vendor:
 
-        async def burst() -> Counter:
+        async def burst() -> Counter[str]:
             async with httpx.AsyncClient(
                 base_url=vendor.url, timeout=30, limits=httpx.Limits(max_connections=200)
             ) as http:

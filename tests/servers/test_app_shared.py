@@ -100,7 +100,6 @@ def test_the_gauges_are_counted_on_sqlite_and_postgresql(tmp_path: Path, databas
     from tests.servers.test_observe import scrape
 
     with start_vendor(tmp_path / "vendor", database_url=database_url) as vendor:
-        assert vendor.service is not None
         key = vendor.issue(max_activations=3)
         vendor.issue()  # a second license, never activated
         activations = [vendor.service.activate(key, Instance().activate(key)) for _ in range(3)]

@@ -11,9 +11,11 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread, load_config
 from mqtt_licensing.servers._run import free_port
@@ -26,12 +28,17 @@ SHIPPED = Path(__file__).resolve().parents[2] / "broker_config" / "tls.yaml"
 
 
 def _connect(port: int, ca_file: Path) -> int | str:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="tls-paho", protocol=mqtt.MQTTv311)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="tls-paho", protocol=mqtt.MQTTv311)
     client.tls_set(ca_certs=str(ca_file))
     client.username_pw_set("admin", "change-me")
     done = threading.Event()
     result: list[int | str] = []
-    client.on_connect = lambda _c, _u, _f, rc, _p: (result.append(int(rc.value)), done.set())
+
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        result.append(int(rc.value))
+        done.set()
+
+    client.on_connect = on_connect
     try:
         client.connect("127.0.0.1", port)
     except ssl.SSLError as exc:

@@ -48,7 +48,7 @@ def test_no_class_in_servers_inherits_from_more_than_one_project_class() -> None
     assert offenders == []
 
 
-def test_the_services_are_facades_over_parts_sharing_one_frozen_context(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_services_are_facades_over_parts_sharing_one_frozen_context(tmp_path) -> None:
     activation = ActivationService.open(tmp_path / "vendor")
     floating = FloatingService.open(tmp_path / "floating")
     try:
@@ -57,7 +57,7 @@ def test_the_services_are_facades_over_parts_sharing_one_frozen_context(tmp_path
             (ServiceContext, activation, ("admin", "instances", "usage", "forwarded", "codes")),
             (FloatingContext, floating, ("pool", "leases", "usage")),
         ):
-            assert dataclasses.fields(ctx_type) and ctx_type.__dataclass_params__.frozen  # type: ignore[attr-defined]
+            assert dataclasses.fields(ctx_type) and ctx_type.__dataclass_params__.frozen  # type: ignore[union-attr]
             for part in parts:
                 assert getattr(service, part).ctx is service.ctx, part
     finally:

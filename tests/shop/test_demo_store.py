@@ -29,7 +29,7 @@ def _whole_key_mail(mail_dir: Path) -> str | None:
     msg = email.message_from_bytes(found[0].read_bytes(), policy=email.policy.default)
     if any(part.defects for part in msg.walk()):
         return None
-    attachment = next(msg.iter_attachments(), None)  # type: ignore[attr-defined]
+    attachment = next(msg.iter_attachments(), None)
     return None if attachment is None else str(attachment.get_content())
 
 

@@ -84,7 +84,7 @@ def test_a_full_refund_suspends_the_license_and_tells_the_customer(
               "amount_refunded": intent["amount"], "refunded": True}  # fmt: skip
     assert _send(client, "evt_refund", "charge.refunded", charge) == "recorded"
     assert quiet_shop.service is not None
-    _until(lambda: quiet_shop.service.get_license(license_id)["status"] == "suspended")  # type: ignore[union-attr]
+    _until(lambda: quiet_shop.service.get_license(license_id)["status"] == "suspended")
     [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")
     assert "suspended: the payment was refunded" in mail.get_content()
     with pytest.raises(LicensingError) as refused:  # what the broker hears at its next check-in
@@ -121,7 +121,7 @@ def test_a_lost_dispute_revokes_once_however_often_it_arrives(
     results = [_send(client, "evt_lost", "charge.dispute.closed", closed) for _ in range(3)]
     assert results == ["recorded", "duplicate", "duplicate"]
     assert quiet_shop.service is not None
-    _until(lambda: quiet_shop.service.get_license(license_id)["status"] == "revoked")  # type: ignore[union-attr]
+    _until(lambda: quiet_shop.service.get_license(license_id)["status"] == "revoked")
     _until(lambda: all(r["applied_at"] for r in _history(quiet_shop, order_id)))
     assert [r["kind"] for r in _history(quiet_shop, order_id)] == ["dispute_opened", "dispute_lost"]
     time.sleep(0.5)  # a second e-mail would be sent within a worker pass (0.2 s)
@@ -141,7 +141,7 @@ def test_a_cancelled_subscription_removes_the_metered_feature_at_its_end(
     assert sub is not None
     ended = {"id": sub, "object": "subscription", "status": "canceled"}
     assert _send(client, "evt_sub_end", "customer.subscription.deleted", ended) == "recorded"
-    _until(lambda: quiet_shop.service.get_license(lic["id"])["features"] == ["mqtt_server"])  # type: ignore[union-attr]
+    _until(lambda: quiet_shop.service.get_license(lic["id"])["features"] == ["mqtt_server"])
     assert _history(quiet_shop, order_id)[0]["outcome"] == "iot_bridge_snowflake removed: the subscription ended"
     assert _send(client, "evt_other", "charge.refunded", {"payment_intent": "pi_not_ours"}) == "ignored"
 

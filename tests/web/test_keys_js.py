@@ -4,6 +4,7 @@ normalize_key, run in the real browser over keys that are right, nearly right an
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.timeout(90)
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def python_verdict(text: str) -> dict:
+def python_verdict(text: str) -> dict[str, Any]:
     try:
         return {"ok": True, "key": normalize_key(text)}
     except LicensingError as exc:

@@ -187,12 +187,13 @@ def test_the_ws_listener_carries_the_contract_with_the_same_rights(tmp_path, ven
     import threading
 
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     from tests.helpers.broker import ADMIN, ADMIN_PASSWORD
 
     def ws_client(client_id, username=None, password=None):
         c = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, transport="websockets"
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, transport="websockets"
         )
         c.ws_set_options(path="/mqtt")
         if username:

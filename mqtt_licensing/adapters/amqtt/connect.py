@@ -9,7 +9,7 @@ level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiti
 from __future__ import annotations
 
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from amqtt.adapters import ReaderAdapter, WebSocketsReader
 from amqtt.errors import NoDataError
@@ -32,7 +32,8 @@ class LimitedReader(ReaderAdapter):
         # read of every packet (amqtt awaits the result; the error is raised at the same place).
         if n > self._limit:
             raise PacketTooLarge(f"packet over max_packet_size ({n} > {self._limit} bytes)")
-        return self._inner.read(n)
+        reading: Coroutine[Any, Any, bytes] = self._inner.read(n)  # typed here: amqtt is untyped
+        return reading
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
@@ -47,15 +48,17 @@ class _ReplayReader(ReaderAdapter):
 
     def read(self, n: int = -1) -> Coroutine[Any, Any, bytes]:
         if not self._head:
-            return self._inner.read(n)  # the head replayed: straight to the socket (see LimitedReader)
+            # the head replayed: straight to the socket (see LimitedReader)
+            reading: Coroutine[Any, Any, bytes] = self._inner.read(n)
+            return reading
         return self._read_head(n)
 
     async def _read_head(self, n: int) -> bytes:
         if n < 0:
             head, self._head = self._head, b""
-            return head + await self._inner.read(n)
+            return head + cast(bytes, await self._inner.read(n))
         head, self._head = self._head[:n], self._head[n:]
-        return head + (await self._inner.read(n - len(head)) if n > len(head) else b"")
+        return head + (cast(bytes, await self._inner.read(n - len(head))) if n > len(head) else b"")
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()

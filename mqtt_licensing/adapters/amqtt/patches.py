@@ -64,7 +64,7 @@ import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, cast
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker, BrokerContext
@@ -245,7 +245,8 @@ class BrokerPatches:
 
         async def read_connect() -> tuple[BrokerProtocolHandler, Session]:
             checked = await checked_connect_start(reader)
-            return await BrokerProtocolHandler.init_from_connect(checked, writer, broker.plugins_manager)
+            started = await BrokerProtocolHandler.init_from_connect(checked, writer, broker.plugins_manager)
+            return cast(tuple[BrokerProtocolHandler, Session], started)
 
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the read in a Task of its own,

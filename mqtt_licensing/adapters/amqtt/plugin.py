@@ -154,8 +154,8 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         # "wrong username or password" (5) about a login that was right.
         if conn in self._unavailable:
             self._unavailable.discard(conn)
-            return SERVER_UNAVAILABLE
-        return NOT_AUTHORIZED
+            return cast(int, SERVER_UNAVAILABLE)
+        return cast(int, NOT_AUTHORIZED)
 
     def confined(self, conn: Hashable) -> bool:
         return self.agent.confined(conn)

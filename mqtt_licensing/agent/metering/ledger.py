@@ -15,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from ..statefile import atomic_write
+from ..._atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ...core import keyring
 from ...core.errors import ErrorCode, LicensingError
-from ...core.signing import b64, fingerprint, public_key_to_text, unb64
+from ...core.signing import b64, fingerprint, parse_envelope, public_key_to_text, unb64
 from .._files import atomic_write, load_or_create_signing_key
 
 DOCUMENTS = "key-documents.txt"
@@ -69,7 +69,7 @@ def retire(data_dir: Path, retired: str, now: int, name: str = "vendor") -> None
 def _rotations(data_dir: Path) -> list[keyring.KeyRotation]:
     out = []
     for blob in documents(data_dir):
-        body = keyring.parse_envelope(blob)
+        body = parse_envelope(blob)
         if body.typ == keyring.KeyRotation.TYP:
             out.append(keyring.KeyRotation.from_body(body.unverified_body()))
     return out
@@ -85,9 +85,9 @@ class KeyList:
 def describe(data_dir: Path, name: str = "vendor") -> KeyList:
     current = load_or_create_signing_key(data_dir, name)
     retired = [
-        keyring.KeyRetirement.from_body(keyring.parse_envelope(b).unverified_body()).retired_fingerprint
+        keyring.KeyRetirement.from_body(parse_envelope(b).unverified_body()).retired_fingerprint
         for b in documents(data_dir)
-        if keyring.parse_envelope(b).typ == keyring.KeyRetirement.TYP
+        if parse_envelope(b).typ == keyring.KeyRetirement.TYP
     ]
     previous = [d.old_fingerprint for d in _rotations(data_dir)]
     return KeyList(fingerprint(current), previous, retired)

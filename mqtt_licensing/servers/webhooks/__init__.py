@@ -8,7 +8,8 @@ Webhooks way (:mod:`.signing`), retrying with backoff for a day under the same
 schema and version table (``alembic_version_webhooks``) in each server's database.
 """
 
+from ..defaults import WEBHOOK_EVENTS as EVENT_TYPES
 from .delivery import Deliverer
-from .store import EVENT_TYPES, Webhooks, emit
+from .store import Webhooks, emit
 
 __all__ = ["EVENT_TYPES", "Deliverer", "Webhooks", "emit"]

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.servers._run import free_port
@@ -105,13 +106,18 @@ def test_the_license_page_reaches_the_agent_over_mosquittos_websockets(tmp_path:
         assert 'mqtt_license_state{state="trial"} 1.0' in metrics
         # what the page's MQTT.js does: an admin over MQTT over WebSocket, a status request
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="page-1", transport="websockets", protocol=mqtt.MQTTv311
+            CallbackAPIVersion.VERSION2, client_id="page-1", transport="websockets", protocol=mqtt.MQTTv311
         )
         client.username_pw_set(ADMIN, ADMIN_PASSWORD)
         replies: list[bytes] = []
         got = threading.Event()
         subscribed = threading.Event()
-        client.on_message = lambda _c, _u, m: (replies.append(m.payload), got.set())
+
+        def on_message(_c: Any, _u: Any, m: mqtt.MQTTMessage) -> None:
+            replies.append(bytes(m.payload))
+            got.set()
+
+        client.on_message = on_message
         client.on_subscribe = lambda *_a: subscribed.set()
         client.connect("127.0.0.1", ws_port)
         client.loop_start()

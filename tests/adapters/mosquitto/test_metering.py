@@ -5,6 +5,7 @@ plugin, reported to the agent, closed into signed records and shown by the vendo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,12 @@ def test_messages_to_a_bridge_are_reported_exactly_once(tmp_path: Path, plugin: 
 @pytest.mark.timeout(90)
 def test_required_refuses_bridges_after_the_grace(tmp_path: Path, plugin: Path) -> None:
     grace = 600
-    ticking = {"tick_interval": 3600, "usage_interval": 60, "usage_report_interval": 60, "metering_grace": grace}
+    ticking: dict[str, Any] = {
+        "tick_interval": 3600,
+        "usage_interval": 60,
+        "usage_report_interval": 60,
+        "metering_grace": grace,
+    }
     clock = FakeClock()
     with (
         start_vendor(tmp_path / "vendor", clock=clock.seconds) as vendor,

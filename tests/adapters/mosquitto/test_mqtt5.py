@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -19,7 +20,7 @@ from tests.helpers.mosquitto import MosquittoHandle
 class Client5:
     def __init__(self, port: int, client_id: str, username: str | None = None, password: str | None = None) -> None:
         self.port = port
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.reason: int | None = None
@@ -98,7 +99,8 @@ def test_mqtt5_activate_with_response_topic_and_correlation_data(tmp_path: Path,
             )
             message = ops.wait_message(reply_topic)
             assert json.loads(message.payload)["status"]["state"] == "active"
-            assert message.properties.CorrelationData == b"\x00corr-1"
+            assert message.properties is not None
+            assert message.properties.CorrelationData == b"\x00corr-1"  # type: ignore[attr-defined]  # set by name
             # a response topic outside the client's own reply subtree is not honoured
             n = len(ops.messages)
             ops.publish("$license/status", b"{}", request_properties("plant/elsewhere", b"x"))

@@ -40,7 +40,7 @@ def test_data_folder_keys(vendor: VendorHandle) -> None:
     assert (vendor.data_dir / "vendor.db").exists() == (vendor.database_url is None)  # else PostgreSQL
 
 
-async def test_health_and_noop(http) -> None:  # type: ignore[no-untyped-def]
+async def test_health_and_noop(http) -> None:
     health = (await http.get("/v1/health")).json()
     assert set(health) == {"ok", "service", "public_key", "fingerprint", "time"}
     assert health["ok"] is True and health["service"] == "activation" and isinstance(health["public_key"], str)
@@ -69,7 +69,7 @@ async def test_activate_then_check_in_sees_added_feature(vendor: VendorHandle) -
     assert refreshed.features == ("iot_bridge_snowflake", "mqtt_server")
 
 
-async def test_same_instance_reactivation_reuses(vendor: VendorHandle, http) -> None:  # type: ignore[no-untyped-def]
+async def test_same_instance_reactivation_reuses(vendor: VendorHandle, http) -> None:
     key = vendor.issue(max_activations=1)
     inst = Instance()
     first = await http.post("/v1/activations", json=inst.activation_body(key))
@@ -241,7 +241,6 @@ async def test_a_chain_once_presented_is_required_afterwards(vendor: VendorHandl
     """Main: a copy checking in without the ``chain`` field was taken for an agent from before
     chains: 4 rounds of HTTP 200 under policy suspend, each with a fresh certificate."""
     lic, key = vendor.issue_license()
-    assert vendor.service is not None
     vendor.service.update_license(lic["id"], {"clone_policy": "suspend"})
     inst = Instance()
     act_id, cert = await _activate(vendor, key, inst)

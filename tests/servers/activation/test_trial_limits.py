@@ -24,13 +24,11 @@ def _post(vendor: VendorHandle, instance: Instance) -> httpx.Response:
 
 
 def _rows(vendor: VendorHandle) -> int:
-    assert vendor.service is not None
     with vendor.service.store.transaction() as tx:
         return int(tx.conn.execute(sa.select(sa.func.count()).select_from(trials)).scalar_one())
 
 
 def test_new_trial_identities_from_one_source_are_limited(vendor: VendorHandle) -> None:
-    assert vendor.service is not None
     vendor.service.reconfigure(trial_limit_burst=10)
     first = Instance()
     assert _post(vendor, first).status_code == 200
@@ -42,7 +40,6 @@ def test_new_trial_identities_from_one_source_are_limited(vendor: VendorHandle) 
 
 
 def test_a_source_has_a_total_quota_of_trial_rows(vendor: VendorHandle) -> None:
-    assert vendor.service is not None
     vendor.service.reconfigure(trial_limit_burst=1000, trial_limit_total=25)
     codes = Counter(_post(vendor, Instance()).status_code for _ in range(40))
     assert codes == {200: 25, 429: 15}, codes

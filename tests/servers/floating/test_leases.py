@@ -285,7 +285,7 @@ async def test_bad_input_gets_typed_4xx_never_500(floating):
         for path, body, status, code in cases:
             response = await http.post(path, content=body, headers={"content-type": "application/json"})
             assert (response.status_code, response.json()["error"]["code"]) == (status, code), (path, body[:40])
-        wrong_type = sign_instance_request(inst, kind=ACQ, nonce="n", created_at="yesterday")  # type: ignore[arg-type]
+        wrong_type = sign_instance_request(inst, kind=ACQ, nonce="n", created_at="yesterday")
         response = await http.post("/v1/leases", json={"request": b64(wrong_type)})
         assert response.status_code == 400 and response.json()["error"]["code"] == "wrong_document"
         response = await http.get("/v1/leases")

@@ -11,6 +11,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -29,7 +30,7 @@ def _cli(*argv: str | Path) -> int:
     return main([str(a) for a in argv])
 
 
-def activated(tmp_path: Path, vendor: VendorHandle, data: Path) -> tuple[dict, Path]:
+def activated(tmp_path: Path, vendor: VendorHandle, data: Path) -> tuple[dict[str, Any], Path]:
     """A 2-seat perpetual floating license, activated online in ``data``."""
     lic, key = vendor.issue_license(features=["mqtt_server"], model="floating", seats=2)
     key_file = tmp_path / "key.txt"
