@@ -82,18 +82,18 @@ class AgentConfig:
     tick_interval: float = 1.0
     http_timeout: float = 10.0
     max_payload: int = DEFAULT_MAX_PAYLOAD
-    # Broker adapter limits (issue 9): a socket must complete CONNECT within connect_timeout
+    # Broker adapter limits: a socket must complete CONNECT within connect_timeout
     # seconds, and a packet larger than max_packet_size bytes closes its connection unread.
     connect_timeout: float = 10.0
     max_packet_size: int = 1024 * 1024
-    # Alarms (issue 13, docs/monitoring.md): days before expires_at / support_until at which
+    # Alarms (docs/monitoring.md): days before expires_at / support_until at which
     # license_expiring / support_expiring is raised, and the share of the licensed connections at
     # which connection_quota_high is raised and cleared again.
     alarm_expiry_days: list[int] = field(default_factory=lambda: [30, 7, 1])
     alarm_support_days: list[int] = field(default_factory=lambda: [30])
     alarm_quota_high: float = 0.80
     alarm_quota_clear: float = 0.75
-    # Metering (issue 16): usage of metered client classes is closed into a signed record every
+    # Metering: usage of metered client classes is closed into a signed record every
     # usage_interval seconds (kill -9 loses at most that much) and reported online every
     # usage_report_interval seconds and after each check-in.
     usage_interval: float = 60.0
@@ -101,7 +101,7 @@ class AgentConfig:
     # Under a license with `metering: required`: metered clients are refused once usage has waited
     # longer than this for the vendor (an alarm event at half of it); default 3 days.
     metering_grace: int = 3 * 86400
-    # Issue 9/11 (access): a Mosquitto password file (`mosquitto_passwd` output, $7$ or $6$ entries)
+    # Access: a Mosquitto password file (`mosquitto_passwd` output, $7$ or $6$ entries)
     # naming more non-admin users, beside `users:`; and how many admin connections may be open at once.
     password_file: str | None = None
     max_admin_connections: int = 4
@@ -109,7 +109,7 @@ class AgentConfig:
     max_reader_connections: int = 8
     # $license requests a non-admin connection gets answered in a burst; then one per 2 s.
     request_burst: int = 5
-    # Issue 12, reaching the servers: PEM CA certificates to trust for HTTPS instead of the system
+    # Reaching the servers: PEM CA certificates to trust for HTTPS instead of the system
     # roots; an HTTP(S) proxy URL for the vendor and floating servers; and whether to honour the
     # HTTPS_PROXY/HTTP_PROXY/NO_PROXY environment variables (off: only what is configured here).
     ca_file: str | None = None
@@ -138,10 +138,10 @@ class AgentConfig:
     offline_sessions_per_source: int = 1000
     # The store's upgrade page: the License page's Upgrade button opens it with ?license=<license id>.
     store_url: str | None = None
-    # Issue 10: the second record of the trial, outside state_dir, so deleting the folder does
+    # The second record of the trial, outside state_dir, so deleting the folder does
     # not restart the trial (default: $MQTT_LICENSING_TRIAL_MARKER, else a per-host file).
     trial_marker: str | None = None
-    # Issue 10: the floating pool's join token (`mqtt-licensing floating allow --new-token`), needed
+    # The floating pool's join token (`mqtt-licensing floating allow --new-token`), needed
     # for a first lease from a pool that admits new instances only by token, fingerprint or network.
     floating_join_token: str | None = None
 

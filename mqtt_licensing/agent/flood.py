@@ -1,4 +1,4 @@
-"""What keeps a flood of ``$license`` requests from wearing the broker down (issue 9 item 6).
+"""What keeps a flood of ``$license`` requests from wearing the broker down.
 
 :class:`Buckets` lets each non-admin connection a small burst of requests, then one per
 ``refill`` seconds; the rest are dropped unanswered. :class:`Coalescer` turns a stream of

@@ -2,7 +2,7 @@
 
 Every request is answered on its reply topic unless that topic would reach someone else than
 the requester; a failure is also announced on ``$license/events``. Admins may send every
-request, readers ``status`` and ``events_recent``. Floods (issue 9 item 6): a non-admin connection gets a small burst,
+request, readers ``status`` and ``events_recent``. Floods: a non-admin connection gets a small burst,
 then its requests are dropped unanswered (:mod:`.flood`); its ``request_refused`` events are
 coalesced to one per client per minute with a count; each admin's commands wait in their own
 queue (one at a time per admin, so admins take turns on the license lock, and at most

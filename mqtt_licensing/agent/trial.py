@@ -1,4 +1,4 @@
-"""The trial start recorded with the vendor (issue 10).
+"""The trial start recorded with the vendor.
 
 With a vendor URL configured, an instance on trial tells the vendor once per run; the vendor
 keeps the first time it saw that instance and answers with a signed :class:`TrialRecord`.

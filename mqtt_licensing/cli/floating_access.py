@@ -1,5 +1,5 @@
 """``mqtt-licensing floating allow``: who may take a new seat of the pool, and what a cloned lease
-costs (``--clone-policy``, ``--unsuspend``) (issue 10).
+costs (``--clone-policy``, ``--unsuspend``).
 
 Without any rule the pool is open to anyone who can reach the floating server. The first rule
 closes it to everyone else; leases already held renew as before.

@@ -134,7 +134,7 @@ def request(args: argparse.Namespace) -> int:
     with closing(open_service(args)) as service:
         blob = service.offline_request(key)
         held = service.usage_status()["outbox"]
-    if held:  # issue 16: the oldest ones ride in the code; the certificate's answer receipts them
+    if held:  # the oldest ones ride in the code; the certificate's answer receipts them
         carried = min(held, MAX_RECORDS_PER_CODE)
         print(f"it carries {carried} of {held} usage record(s) held for the vendor", file=sys.stderr)
     print(

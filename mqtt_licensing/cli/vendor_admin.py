@@ -54,7 +54,7 @@ def _license_line(lic: dict[str, Any]) -> str:
 
 def _activation_line(act: dict[str, Any]) -> str:
     state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
-    if act.get("clone_count"):  # issue 10: two instances presented diverging check-in chains
+    if act.get("clone_count"):  # two instances presented diverging check-in chains
         state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
     return (
         f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "

@@ -34,7 +34,7 @@ class ActivationClient(JsonApiClient):
         return [unb64(d) for d in docs if isinstance(d, str)] if isinstance(docs, list) else []
 
     async def record_trial(self, request: bytes) -> bytes:
-        """The vendor-signed TrialRecord answering a ``trial`` request (issue 10)."""
+        """The vendor-signed TrialRecord answering a ``trial`` request."""
         return binary_field(await self.call("POST", "/v1/trials", json={"request": b64(request)}), "record")
 
     async def activate(self, license_key: str, request: bytes) -> dict[str, Any]:

@@ -53,7 +53,7 @@ class FloatingClient(JsonApiClient):
         await self.call("POST", "/v1/leases/release", json={"request": b64(request)})
 
     async def report_usage(self, request: bytes, records: list[bytes]) -> bytes:
-        """The leasing instance's usage records -> the floating server's signed UsageAck (issue 16)."""
+        """The leasing instance's usage records -> the floating server's signed UsageAck."""
         data = await self.call(
             "POST", "/v1/usage", json={"request": b64(request), "records": [b64(r) for r in records]}
         )

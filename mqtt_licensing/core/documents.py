@@ -134,12 +134,12 @@ class ActivationCertificate(_Document):
     # holds (the instance deletes them on applying this usage license).
     usage_stored: tuple[int, ...] = field(default_factory=tuple)
     # "required": metered clients are refused once usage could not reach the vendor for longer
-    # than the agent's metering_grace (issue 16); "best_effort" never refuses for metering.
+    # than the agent's metering_grace; "best_effort" never refuses for metering.
     metering: str = "best_effort"
-    # Online (issue 10): the check-in chain secret the next check-in must present; a copy of
+    # Online: the check-in chain secret the next check-in must present; a copy of
     # the state folder holds the same one, so two instances diverge and the vendor sees it.
     chain: str | None = None
-    # Issue 11: non-admin connections allowed past max_connections, as a fraction of it (0..1);
+    # Non-admin connections allowed past max_connections, as a fraction of it (0..1);
     # certificates signed before it existed carry none, which means 0.
     overage: float = 0.0
     # The signed definitions of the granted features (core.features.Feature.to_body), so a broker
@@ -174,7 +174,7 @@ class FloatingCertificate(_Document):
     support_until: int | None = None
     max_connections: int | None = None
     request_nonce: str | None = None
-    # Offline floating metering (issue 16): ``usage_ref`` of every forwarded record the request
+    # Offline floating metering: ``usage_ref`` of every forwarded record the request
     # code carried that the vendor now holds (the floating server drops them on installing this).
     usage_stored: tuple[str, ...] = field(default_factory=tuple)
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
@@ -203,7 +203,7 @@ class Lease(_Document):
     expires_at: int
     ttl: int
     certificate: bytes  # the vendor-signed FloatingCertificate of the issuing server
-    chain: str | None = None  # issue 10: the secret the next renewal presents (a copied folder diverges)
+    chain: str | None = None  # the secret the next renewal presents (a copied folder diverges)
 
 
 # Refusals that stop an instance, and so travel with a signed Verdict. Kept for the agent's
@@ -231,7 +231,7 @@ class Verdict(_Document):
 
 @dataclass(frozen=True)
 class TrialRecord(_Document):
-    """The vendor's signed word on when it first saw an instance on trial (issue 10), bound to
+    """The vendor's signed word on when it first saw an instance on trial, bound to
     the request it answers. An agent with a vendor URL keeps the earlier of this and its own
     start, so deleting ``state.json`` and the trial marker (but not the identity) does not buy
     a new trial."""
@@ -265,10 +265,10 @@ class InstanceRequest(_Document):
     activation_id: str | None = None
     license_id: str | None = None
     features: tuple[str, ...] = field(default_factory=tuple)
-    # Signed UsageRecords riding in an offline request or deactivation code (issue 16).
+    # Signed UsageRecords riding in an offline request or deactivation code.
     usage: tuple[bytes, ...] = field(default_factory=tuple)
     chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
-    # A floating server forwarding its brokers' records (issue 16): the public keys of the
+    # A floating server forwarding its brokers' records: the public keys of the
     # instances that signed them (each self-certifying: its fingerprint is the record's instance).
     usage_keys: tuple[bytes, ...] = field(
         default_factory=tuple
@@ -312,7 +312,7 @@ def verify_lease(blob: bytes, vendor_key: VerifyingKey) -> tuple[Lease, Floating
     return lease, cert
 
 
-# -- metering (issue 16; units in topics.md "Usage") ------------------------------------------
+# -- metering (units in topics.md "Usage") ------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -362,7 +362,7 @@ def usage_ref(instance_fingerprint: str, sequence: int) -> str:
 
 @dataclass(frozen=True)
 class ForwardedUsageAck(_Document):
-    """The vendor's signed receipt for records a floating server forwarded (issue 16), bound to
+    """The vendor's signed receipt for records a floating server forwarded, bound to
     the batch request's nonce; ``stored`` lists :func:`usage_ref` of every record now held."""
 
     TYP: ClassVar[str] = "forwarded_usage_ack"

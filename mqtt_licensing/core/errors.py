@@ -40,8 +40,8 @@ class ErrorCode(StrEnum):
     OFFLINE_LICENSE_CANNOT_REACTIVATE = "offline_license_cannot_reactivate"
     NO_PENDING_REQUEST = "no_pending_request"
     REQUEST_SUPERSEDED = "request_superseded"
-    CLONED = "cloned"  # issue 10: two instances share one activation (a copied state folder)
-    DEACTIVATED = "deactivated"  # issue 10: this instance gave the activation up (a restored state.json)
+    CLONED = "cloned"  # two instances share one activation (a copied state folder)
+    DEACTIVATED = "deactivated"  # this instance gave the activation up (a restored state.json)
     # -- floating ----------------------------------------------------------------
     NO_SEATS = "no_seats"
     FEATURE_UNAVAILABLE = "feature_unavailable"

@@ -29,11 +29,11 @@ KIND_OFFLINE_DEACTIVATION = "offline_deactivation"
 KIND_FLOATING_ACTIVATE = "floating_activate"
 KIND_FLOATING_CHECK_IN = "floating_check_in"
 KIND_FLOATING_REQUEST = "floating_request"
-KIND_TRIAL = "trial"  # issue 10: an instance on trial tells the vendor, which keeps the first start
+KIND_TRIAL = "trial"  # an instance on trial tells the vendor, which keeps the first start
 # agent -> floating server (lease API; see mqtt_licensing/servers/floating)
 KIND_LEASE_ACQUIRE = "lease_acquire"
 KIND_LEASE_RENEW = "lease_renew"
 KIND_LEASE_RELEASE = "lease_release"
 KIND_USAGE_REPORT = "usage_report"  # agent -> vendor: UsageRecords of one instance
-KIND_LEASE_USAGE = "lease_usage"  # agent on a lease -> floating server: its UsageRecords (issue 16)
+KIND_LEASE_USAGE = "lease_usage"  # agent on a lease -> floating server: its UsageRecords
 KIND_FLOATING_USAGE = "floating_usage"  # floating server -> vendor: its brokers' UsageRecords

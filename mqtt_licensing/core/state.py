@@ -40,7 +40,7 @@ SERVING_STATES = frozenset({LicenseState.TRIAL, LicenseState.ACTIVE, LicenseStat
 
 TRIAL_MAX_SECONDS = 2 * 3600
 TRIAL_MAX_CONNECTIONS = 25
-# A wider tolerance would let the clock be set back by days without a mark (issue 10).
+# A wider tolerance would let the clock be set back by days without a mark.
 MAX_CLOCK_TOLERANCE = 3600
 
 

@@ -4,7 +4,7 @@ is not one of those proxies.
 
 ``X-Forwarded-For`` from anyone else is ignored: it is a header the client writes, and
 honouring it let a client pick a new address per request and bypass the key-guessing limit
-(issue 10). Uvicorn's own proxy-header handling is off for the same reason (:mod:`._run`).
+. Uvicorn's own proxy-header handling is off for the same reason (:mod:`._run`).
 """
 
 from __future__ import annotations

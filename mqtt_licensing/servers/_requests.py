@@ -39,7 +39,7 @@ def fresh_once(request: InstanceRequest, now: int, max_clock_skew: int, remember
 
 
 def chain_step(current: str | None, previous: str | None, presented: str | None) -> tuple[str, str | None, bool]:
-    """One step of a check-in chain (issue 10): ``(new secret, new previous, diverged)``.
+    """One step of a check-in chain: ``(new secret, new previous, diverged)``.
 
     Each answer carries a fresh secret that the next check-in or renewal presents. Two copies of
     one identity hold the same secret; once one of them moves on, the other presents an old one:

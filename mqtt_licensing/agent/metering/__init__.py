@@ -1,4 +1,4 @@
-"""Metering (issue 16): usage of metered client classes, counted in the broker, closed into signed
+"""Metering: usage of metered client classes, counted in the broker, closed into signed
 records every ``usage_interval`` and at shutdown, kept until the vendor acknowledges them.
 
 * :mod:`.meter`: the open interval in memory (the adapter's delivery hook adds to it);

@@ -1,4 +1,4 @@
-"""Carrying usage records to the floating server the agent leases from (issue 16).
+"""Carrying usage records to the floating server the agent leases from.
 
 A broker on a floating lease never talks to the vendor: it delivers its records to the floating
 server (``POST /v1/usage``, a ``lease_usage`` request signed by the instance key), on the same

@@ -55,7 +55,7 @@ class SourceContext:
     # emit(event_type, **data): announced on $license/events once the change is saved
     emit: Callable[..., None]
     clock: ClockRecord  # shared and mutable: a successful online check-in trusts the clock again
-    # Metering (issue 16): pending usage records for the codes that carry them offline.
+    # Metering: pending usage records for the codes that carry them offline.
     usage: UsageCarrier | None = None
     keys: KeyRing | None = None  # learns the vendor's key rotations (online check-ins fetch them)
 

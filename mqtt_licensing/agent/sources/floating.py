@@ -117,7 +117,7 @@ class FloatingSource:
         (that server, its answer)."""
         error: LicensingError | None = None
         for url in self._servers(first):
-            # a renewal presents the lease's chain secret (issue 10: a copied folder diverges)
+            # A renewal presents the lease's chain secret (a copied folder diverges)
             chain = {"chain": self.lease.chain} if kind == KIND_LEASE_RENEW and self.lease is not None else {}
             self.sent_nonce = nonce = secrets.token_hex(16)  # what a signed refusal must answer
             request = (
@@ -205,7 +205,7 @@ class FloatingSource:
 
     def _signed_by_pool(self, exc: LicensingError) -> bool:
         """A ``cloned`` refusal signed by the key the pool certificate names, for this lease, this
-        instance and the request just sent (issue 10). Anything less is a failed renewal."""
+        instance and the request just sent. Anything less is a failed renewal."""
         if self.certificate is None or self.lease is None or exc.evidence is None:
             return False
         try:

@@ -148,7 +148,7 @@ class OfflineSource:
         if cert is None:
             raise LicensingError(ErrorCode.NOT_ACTIVATED, "no license is activated on this instance")
         # Recorded outside the state folder first: a state.json restored from a backup taken before
-        # this code is refused at load (issue 10), since the vendor may free the activation with it.
+        # this code is refused at load, since the vendor may free the activation with it.
         await asyncio.to_thread(
             record_deactivation, self.ctx.config.trial_marker, self.ctx.fingerprint, cert.activation_id
         )

@@ -1,4 +1,4 @@
-"""Billing metered usage through Stripe (issue 16), with the official ``stripe`` library.
+"""Billing metered usage through Stripe, with the official ``stripe`` library.
 
 One Stripe *meter event* per license per day: ``event_name`` (the meter's, e.g.
 ``iot_bridge_messages``), ``payload = {stripe_customer_id, value}`` and an ``identifier`` and

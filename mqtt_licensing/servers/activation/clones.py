@@ -1,4 +1,4 @@
-"""Clone detection for online activations (issue 10): the check-in chain.
+"""Clone detection for online activations: the check-in chain.
 
 Every certificate the vendor signs for an online activation carries a fresh secret (``chain``);
 the next check-in must present it. A copied state folder holds the same secret, so once one

@@ -93,7 +93,7 @@ class OfflineCodes:
                 ):
                     raise bad("the request names an activation of another license or instance")
                 if named is not None and named.freed_reason == "offline_deactivation":
-                    # Issue 10: this instance handed in a deactivation code for that activation and
+                    # This instance handed in a deactivation code for that activation and
                     # still holds it: its state folder was restored from a backup taken before.
                     log.warning(
                         "instance %s renews activation %s, which it gave up with a deactivation code at %s",

@@ -1,4 +1,4 @@
-"""Usage records a floating server forwards for its brokers (issue 16), online or in its request code.
+"""Usage records a floating server forwards for its brokers, online or in its request code.
 
 The brokers that lease from a floating server never talk to the vendor, so the vendor has no key on
 record for them. Trust is two signatures deep:

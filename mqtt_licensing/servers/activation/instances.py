@@ -89,7 +89,7 @@ class Instances:
         log.info("activation %s of %s deactivated", act.id, act.license_id)
 
     def record_trial(self, request: bytes, client: str = "local") -> bytes:
-        """Issue 10: a signed TrialRecord of when the vendor first saw this instance on trial.
+        """a signed TrialRecord of when the vendor first saw this instance on trial.
 
         Self-signed (no activation exists yet), fresh and accepted once. The earliest of the
         instance's own claim (``created_at``) and the first record wins. Anyone can make
@@ -162,7 +162,7 @@ class Instances:
         else:
             tx.put_rate(client, rate[0], rate[1] + 1)
 
-    # Per key (issue 10): refusals of one existing key, whatever the source, so one key cannot be
+    # Per key: refusals of one existing key, whatever the source, so one key cannot be
     # hammered from many networks; a row of its own in rate_limits ("key:<digest>"), locked like a
     # source's, so the count is exact across replicas. Successful activations are not counted: a
     # fleet activating one volume key is no attack, and each success uses up an activation.

@@ -50,7 +50,7 @@ def new_id(prefix: str) -> str:
 
 
 def new_chain() -> str:
-    """A check-in chain secret (issue 10): unguessable, rotated at every check-in."""
+    """A check-in chain secret: unguessable, rotated at every check-in."""
     return secrets.token_hex(16)
 
 

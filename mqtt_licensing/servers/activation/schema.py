@@ -29,10 +29,10 @@ licenses = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
-    # best_effort | required: refuse metered clients when usage cannot reach the vendor (issue 16)
+    # Best_effort | required: refuse metered clients when usage cannot reach the vendor
     sa.Column("metering", sa.String(16), nullable=False, server_default="best_effort"),
     sa.Column("clone_policy", sa.String(16), nullable=False, server_default="flag"),
-    # 0..1: non-admin connections allowed past max_connections, as a fraction of it (issue 11)
+    # 0..1: non-admin connections allowed past max_connections, as a fraction of it
     sa.Column("overage", sa.Float, nullable=False, server_default="0"),
 )
 
@@ -74,7 +74,7 @@ rate_limits = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
 )
 
-# Metering (issue 16): one row per usage record an instance signed; the primary key makes a
+# Metering: one row per usage record an instance signed; the primary key makes a
 # resent record a no-op however often it arrives, on any replica.
 usage_records = sa.Table(
     "usage_records",
@@ -116,7 +116,7 @@ request_nonces = sa.Table(
 )
 
 
-# Issue 10: when the vendor first saw each instance on trial (per instance fingerprint).
+# When the vendor first saw each instance on trial (per instance fingerprint).
 trials = sa.Table(
     "trials",
     metadata,

@@ -1,4 +1,4 @@
-"""Usage records (issue 16) at the vendor: stored once per (instance, sequence), receipted with a
+"""Usage records at the vendor: stored once per (instance, sequence), receipted with a
 signed :class:`~mqtt_licensing.core.documents.UsageAck`, summed per license per day.
 
 Every record is verified against the public key on record for the activation that sends it (or
@@ -86,7 +86,7 @@ class Usage:
             self.ctx.license(tx, license_id)
             days = tx.usage_by_day(license_id, first, last)
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
-            instances |= tx.usage_instances(license_id)  # issue 16: brokers behind a floating server too
+            instances |= tx.usage_instances(license_id)  # brokers behind a floating server too
             gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
             flags = tx.usage_flag_list(license_id)
         for row in days:

@@ -1,4 +1,4 @@
-"""Who may take a new seat of the pool (issue 10).
+"""Who may take a new seat of the pool.
 
 Main: anyone who could reach the floating server could make fresh instance identities and
 lease every seat (5 of 5 in 0.06 s); the real brokers went ``unlicensed``. A pool with access

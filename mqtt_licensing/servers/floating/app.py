@@ -6,7 +6,7 @@ Lease API (JSON; binary fields are base64url without padding):
 * ``POST /v1/leases/renew``    ``{"request": b64(kind=lease_renew)}``   -> ``{"lease": b64}``
 * ``POST /v1/leases/release``  ``{"request": b64(kind=lease_release)}`` -> ``{"released": bool}``
 * ``POST /v1/usage``          ``{"request": b64(kind=lease_usage), "records": [b64(UsageRecord)]}``
-  -> ``{"ack": b64(UsageAck)}`` (issue 16: a lease holder's usage records, see :mod:`.usage`)
+  -> ``{"ack": b64(UsageAck)}`` (a lease holder's usage records, see :mod:`.usage`)
 * ``GET /v1/health``, ``GET /v1/noop``, ``GET /metrics`` (the same on both servers: :mod:`.._app`)
 * ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases
 

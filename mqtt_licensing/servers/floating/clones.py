@@ -1,4 +1,4 @@
-"""Cloned leases under the pool's ``suspend`` policy (issue 10).
+"""Cloned leases under the pool's ``suspend`` policy.
 
 Two instances renewing one lease (a copied state folder) diverge on the lease's renewal chain
 (:func:`.._requests.chain_step`); the pool flags it (``flag``, the default) or, with ``suspend``

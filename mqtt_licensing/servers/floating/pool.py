@@ -37,7 +37,7 @@ class PoolView:
     blob: bytes
     vendor_url: str | None
     seat_check_before: int | None = None  # see schema.pool
-    clone_policy: str | None = None  # issue 10: None = "flag" (see .clones)
+    clone_policy: str | None = None  # None = "flag" (see .clones)
 
 
 def lapsed(cert: FloatingCertificate, now: int) -> str | None:
@@ -265,7 +265,7 @@ class FloatingPool:
                 values.update(pending_nonce=None, pending_at=None, vendor_url=None)
             elif vendor_url is not None:
                 values["vendor_url"] = vendor_url
-            # issue 16: the usage records the request code carried that the vendor now holds
+            # The usage records the request code carried that the vendor now holds
             tx.drop_usage([ref for ref in map(parse_ref, cert.usage_stored) if ref is not None])
             tx.update_pool(**values)
         if vendor_public_key is not None:

@@ -11,7 +11,7 @@ Tables
                       accepted clock window.
   ``pool_access``     who may take a new seat.
   ``suspended_instances`` instances refused after cloning a lease under the ``suspend`` policy.
-  ``usage_outbox``    usage records of leasing brokers (issue 16), one per (instance,
+  ``usage_outbox``    usage records of leasing brokers, one per (instance,
                       sequence), kept until the vendor's receipt names them.
 """
 
@@ -42,7 +42,7 @@ pool = sa.Table(
     sa.Column("deactivated_activation_id", sa.String(128), nullable=True),
     # Leases issued before this time re-check their seat order (see migration 0003); NULL: all fit.
     sa.Column("seat_check_before", sa.BigInteger, nullable=True),
-    sa.Column("clone_policy", sa.String(16), nullable=True),  # issue 10: NULL = "flag" (migration 0006)
+    sa.Column("clone_policy", sa.String(16), nullable=True),  # NULL = "flag" (migration 0006)
 )
 
 leases = sa.Table(
@@ -70,7 +70,7 @@ request_nonces = sa.Table(
 )
 
 
-# Who may take a new seat (issue 10): ("token", sha256 of a join token), ("fingerprint", fp),
+# Who may take a new seat: ("token", sha256 of a join token), ("fingerprint", fp),
 # ("network", "10.0.0.0/8"). No row: the pool is open, as it was before the table existed.
 pool_access = sa.Table(
     "pool_access",
@@ -81,7 +81,7 @@ pool_access = sa.Table(
 )
 
 
-# Instances refused because two copies renewed one lease under the "suspend" policy (issue 10).
+# Instances refused because two copies renewed one lease under the "suspend" policy.
 suspended_instances = sa.Table(
     "suspended_instances",
     metadata,
@@ -90,7 +90,7 @@ suspended_instances = sa.Table(
     sa.Column("suspended_at", sa.BigInteger, nullable=False),
 )
 
-# Metering (issue 16): what the floating server holds for the vendor. The primary key makes a
+# Metering: what the floating server holds for the vendor. The primary key makes a
 # record an agent resends (its receipt was lost) a no-op; rows go once the vendor receipts them.
 usage_outbox = sa.Table(
     "usage_outbox",

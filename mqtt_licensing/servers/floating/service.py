@@ -219,7 +219,7 @@ class FloatingService:
         seats = pool.certificate.seats if pool is not None else 0
         return PoolGauges(seats=seats, used=used, cloned=cloned, provisioned=pool is not None)
 
-    # -- access rules (issue 10, see .access) -----------------------------------------------
+    # -- access rules (see .access) -----------------------------------------------
     def allow(self, kind: str, value: str | None = None) -> str | None:
         """Add a rule; for ``token`` with no value, make a new join token and return it (shown once)."""
         token = new_join_token() if kind == "token" and not value else None
@@ -275,7 +275,7 @@ class FloatingService:
             "pool": None,
             "problem": problem,
             "seats": {"total": 0, "used": len(leases), "free": 0},
-            # issue 10: who may take a new seat ([] = anyone who can reach this server)
+            # Who may take a new seat ([] = anyone who can reach this server)
             "access": [{"kind": k, "value": "(join token)" if k == "token" else v} for k, v in rules],
             "remembered_instances": remembered,  # leased to before: admitted again after a restart
             "open": not rules,  # a pool provisioned before pools were closed by default
@@ -295,7 +295,7 @@ class FloatingService:
                 for le in leases
             ],
         }
-        out["usage"] = self.usage_status()  # issue 16: brokers' records held for the vendor
+        out["usage"] = self.usage_status()  # brokers' records held for the vendor
         if row.deactivated_at is not None:
             out["deactivated_at"] = row.deactivated_at
             out["deactivated_activation_id"] = row.deactivated_activation_id

@@ -53,7 +53,7 @@ class LeaseRecord:
     issued_at: int
     renewed_at: int
     expires_at: int
-    chain: str | None = None  # the renewal chain (issue 10, see .._requests.chain_step)
+    chain: str | None = None  # the renewal chain (see .._requests.chain_step)
     chain_prev: str | None = None
     cloned_at: int | None = None  # when two instances were first seen renewing this lease
     clone_count: int = 0
@@ -204,7 +204,7 @@ class Tx:
         done = self.conn.execute(sa.delete(pool_access).where(pool_access.c.kind == kind, pool_access.c.value == value))
         return done.rowcount > 0
 
-    # -- clone suspensions (issue 10) ------------------------------------------------------
+    # -- clone suspensions ------------------------------------------------------
     def suspended(self) -> dict[str, str]:
         """Suspended instance fingerprint -> the lease it cloned."""
         rows = self.conn.execute(sa.select(suspended_instances.c.fingerprint, suspended_instances.c.lease_id))
@@ -224,7 +224,7 @@ class Tx:
         query = sa.delete(suspended_instances).where(suspended_instances.c.fingerprint == fingerprint)
         return self.conn.execute(query).rowcount > 0
 
-    # -- usage outbox (issue 16) -----------------------------------------------------
+    # -- usage outbox -----------------------------------------------------
     def insert_usage(self, fingerprint: str, sequence: int, record: bytes, public_key: bytes, now: int) -> bool:
         """Hold one record for the vendor unless it is held already; True if new."""
         c = usage_outbox.c

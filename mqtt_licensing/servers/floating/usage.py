@@ -1,4 +1,4 @@
-"""Metering through a floating server (issue 16): its brokers' usage records, collected and carried on.
+"""Metering through a floating server: its brokers' usage records, collected and carried on.
 
 A broker on a lease never talks to the vendor. It delivers its signed
 :class:`~mqtt_licensing.core.documents.UsageRecord`\\ s here (``POST /v1/usage``, a ``lease_usage``

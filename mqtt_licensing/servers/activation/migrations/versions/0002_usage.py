@@ -1,4 +1,4 @@
-"""Metering (issue 16): usage records as instances sent them, each (instance, sequence) once;
+"""Metering: usage records as instances sent them, each (instance, sequence) once;
 ``licenses.metering`` (best_effort | required).
 
 Revision ID: 0002

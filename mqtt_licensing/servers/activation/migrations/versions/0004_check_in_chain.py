@@ -1,4 +1,4 @@
-"""Clone detection (issue 10): each online activation's check-in chain (the secret the next
+"""Clone detection: each online activation's check-in chain (the secret the next
 check-in presents, and the previous one, accepted once more in case an answer was lost), when a
 clone was first seen and how often; each license's clone policy (``flag`` or ``suspend``).
 Columns only added, with defaults: every existing row stays, its chain starts at its next check-in.

@@ -1,4 +1,4 @@
-"""``trials`` (issue 10): when the vendor first saw each instance on trial. A new table:
+"""``trials``: when the vendor first saw each instance on trial. A new table:
 every existing row stays as it is.
 
 Revision ID: 0005

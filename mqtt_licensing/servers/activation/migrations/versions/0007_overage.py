@@ -1,4 +1,4 @@
-"""A license's connection overage (issue 11): the fraction past max_connections an instance
+"""A license's connection overage: the fraction past max_connections an instance
 admits (0 = none, 0.1 = 10 % headroom, at most 1).
 
 Revision ID: 0007

@@ -1,4 +1,4 @@
-"""``pool_access`` (issue 10): who may take a *new* seat. Rows are a join token's digest, an
+"""``pool_access``: who may take a *new* seat. Rows are a join token's digest, an
 instance fingerprint or a source network; no row leaves the pool open as before. A new
 table: existing rows (the pool, leases) stay as they are.
 

@@ -1,4 +1,4 @@
-"""Clone detection per lease (issue 10): each lease's renewal chain (the secret the next
+"""Clone detection per lease: each lease's renewal chain (the secret the next
 renewal presents, and the previous one), when a clone was first seen and how often. Columns
 only added: every lease keeps its seat, its chain starts at its next renewal.
 

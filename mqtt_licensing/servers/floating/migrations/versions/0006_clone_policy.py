@@ -1,4 +1,4 @@
-"""The pool's clone policy (issue 10): ``pool.clone_policy`` (NULL = ``flag``, as before), and the
+"""The pool's clone policy: ``pool.clone_policy`` (NULL = ``flag``, as before), and the
 instances suspended for renewing one lease from two copies (``suspend``): refused with a signed
 ``cloned`` verdict until ``floating allow --unsuspend``. Only added: nothing existing changes.
 

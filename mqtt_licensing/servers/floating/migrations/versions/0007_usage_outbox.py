@@ -1,4 +1,4 @@
-"""Floating metering (issue 16): the usage records of leasing brokers, each (instance, sequence)
+"""Floating metering: the usage records of leasing brokers, each (instance, sequence)
 once, with the public key that verifies it, until the vendor acknowledges them.
 
 Revision ID: 0007
