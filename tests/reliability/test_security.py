@@ -543,6 +543,7 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
                 "/v1/usage",  # signed usage reports, verified against the key on record
                 "/v1/floating/usage",  # issue 16: a batch signed by the floating server, records by their brokers
                 "/v1/trials",  # issue 10: self-signed, fresh, once; answers only when it first saw that instance
+                "/v1/keys",  # the vendor's key rotations: each document is signed, sites verify them
                 "/metrics",  # open in an app built without protect_metrics; `vendor serve` guards it
             },
         )
