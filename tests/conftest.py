@@ -9,6 +9,7 @@ suite must not depend on its order.
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ logging.getLogger("amqtt").setLevel(logging.WARNING)
 
 _TESTS = Path(__file__).parent
 _BROWSER_FIXTURES = {"browser", "page", "browser_page"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may touch the host's trial marker (/var/lib/mqtt-licensing/trial.json): fixtures wider
+    than one test (a module's broker) start before the per-test marker below is set, so the whole
+    session gets a marker of its own first."""
+    if not os.environ.get("MQTT_LICENSING_TRIAL_MARKER"):
+        os.environ["MQTT_LICENSING_TRIAL_MARKER"] = str(
+            Path(tempfile.mkdtemp(prefix="mqtt-licensing-tests-")) / "trial.json"
+        )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

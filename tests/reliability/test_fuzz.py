@@ -420,8 +420,8 @@ def fuzz_broker(tmp_path_factory):
             anon = MqttClient(broker.port, client_id="anon")
             reader = MqttClient(broker.port, client_id="dash", username=READER, password=READER_PASSWORD)
             clients += [admin, anon, reader]
-            for c in clients:
-                assert c.connect() == 0
+            for name, c in zip(("admin", "anon", "reader"), clients, strict=True):
+                assert c.connect() == 0, name
             # QoS 0 subscriptions: amqtt + paho take ~44 ms per QoS 1 delivery (delayed ACKs), ~1 ms per QoS 0
             assert admin.subscribe(REPLIES + "/#", qos=0) == 0
             assert anon.subscribe("$license/reply/anon", qos=0) == 0
