@@ -62,7 +62,7 @@ def report_day(
     value = row["client_seconds"] // 3600 if unit == "client_hours" else row[unit]
     key = idempotency_key(license_id, usage["from"], unit)
     with service.store.transaction() as tx:
-        done = tx.billed(license_id, usage["from"], unit)
+        done = tx.usage.billed(license_id, usage["from"], unit)
     if done is not None:  # Stripe forgets idempotency keys after 24 h: this table does not
         return {**done, "already_reported": True}
     import stripe  # imported here: only the billing command needs it
@@ -80,6 +80,6 @@ def report_day(
         raise LicensingError(ErrorCode.SERVER_UNREACHABLE, f"Stripe refused or could not be reached: {exc}") from None
     sent = {"license_id": license_id, "day": usage["from"], "unit": unit, "value": value, "idempotency_key": key}
     with service.store.transaction() as tx:
-        if tx.billed(license_id, usage["from"], unit) is None:
-            tx.record_billed({**sent, "reported_at": int(time.time())})
+        if tx.usage.billed(license_id, usage["from"], unit) is None:
+            tx.usage.record_billed({**sent, "reported_at": int(time.time())})
     return {**sent, "already_reported": False, "stripe_identifier": getattr(event, "identifier", key)}

@@ -65,7 +65,7 @@ class Usage:
             check_fresh(req, now, self.ctx.max_clock_skew)
             sequences, conflicts = self._store_records(tx, act, records, now, via="online")
             missing = self._missing(tx, act.instance_fingerprint)
-            high_water = tx.usage_high_water(act.instance_fingerprint)
+            high_water = tx.usage.usage_high_water(act.instance_fingerprint)
         return UsageAck(
             instance_fingerprint=act.instance_fingerprint,
             sequences=tuple(sequences),
@@ -84,11 +84,11 @@ class Usage:
         first, last = _check_day(first, "from"), _check_day(last, "to")
         with self.ctx.store.transaction() as tx:
             self.ctx.license(tx, license_id)
-            days = tx.usage_by_day(license_id, first, last)
+            days = tx.usage.usage_by_day(license_id, first, last)
             instances = {a.instance_fingerprint for a in tx.list_activations(license_id, include_freed=True)}
-            instances |= tx.usage_instances(license_id)  # brokers behind a floating server too
+            instances |= tx.usage.usage_instances(license_id)  # brokers behind a floating server too
             gaps = {fp: list(m) for fp in sorted(instances) if (m := self._missing(tx, fp))}
-            flags = tx.usage_flag_list(license_id)
+            flags = tx.usage.usage_flag_list(license_id)
         for row in days:
             row["client_hours"] = round(row["client_seconds"] / 3600, 4)
         return {"license_id": license_id, "from": first, "to": last, "days": days, "missing": gaps, "flags": flags}
@@ -118,7 +118,7 @@ class Usage:
         if min(record.messages, record.bytes, record.client_seconds) < 0:
             raise bad(f"usage record {record.sequence} has negative usage")
         owner = self._owner(tx, act, record)
-        high_water = tx.usage_high_water(record.instance_fingerprint)
+        high_water = tx.usage.usage_high_water(record.instance_fingerprint)
         values = {
             "instance_fingerprint": record.instance_fingerprint,
             "sequence": record.sequence,
@@ -133,7 +133,7 @@ class Usage:
             "received_at": now,
             "via": via,
         }
-        earlier = tx.insert_usage(values)
+        earlier = tx.usage.insert_usage(values)
         if earlier is None:
             self._check_plausible(tx, owner, record, high_water, now)
             return True
@@ -151,7 +151,7 @@ class Usage:
 
     @staticmethod
     def _flag(tx: Tx, owner: ActivationRecord, record: UsageRecord, kind: str, detail: str, *, now: int) -> None:
-        new = tx.flag_usage(
+        new = tx.usage.flag_usage(
             {
                 "instance_fingerprint": record.instance_fingerprint,
                 "kind": kind,
@@ -183,13 +183,13 @@ class Usage:
 
     @staticmethod
     def _missing(tx: Tx, fingerprint: str) -> tuple[int, ...]:
-        count, highest = tx.usage_sequences(fingerprint)
+        count, highest = tx.usage.usage_sequences(fingerprint)
         if count == highest:
             return ()
         # Walk what is held, not 1..highest: a record numbered 10**15 must not make a loop that long.
         missing: list[int] = []
         expected = 1
-        for sequence in sorted(tx.usage_sequence_set(fingerprint)):
+        for sequence in sorted(tx.usage.usage_sequence_set(fingerprint)):
             missing.extend(range(expected, min(sequence, expected + _MAX_MISSING_LISTED - len(missing))))
             if len(missing) >= _MAX_MISSING_LISTED:
                 break

@@ -1,0 +1,144 @@
+"""Group commit: the write requests that arrive together share one durable transaction.
+
+A check-in, a heartbeat or a lease renewal changes one or two rows, but each used to be a
+transaction of its own: ``BEGIN IMMEDIATE`` and a ``COMMIT`` that waits for the disk (SQLite
+``synchronous=FULL``: one fsync per commit; PostgreSQL: one WAL flush). The disk's flush rate
+then bounds the server, whatever its CPU (``python -m benchmarks.bounds`` measures it).
+
+:class:`GroupCommit` runs each request's work -- a callable taking the open transaction -- in a
+transaction it shares with the requests waiting at the same time, each inside its own
+``SAVEPOINT``, and answers every request only after that transaction committed:
+
+* exactly-once rules are unchanged: the requests of a batch run one after the other in one
+  transaction, so the second of two requests with one nonce sees the first one's row (replay),
+  and a count of activations or seats sees the rows the earlier requests of the batch wrote;
+* a request that raises is rolled back to its savepoint alone and gets its own exception; the
+  others of its batch still commit;
+* nothing is acknowledged before its commit, so a kill -9 loses only requests no client was
+  told succeeded (``tests/reliability/test_group_commit.py``);
+* if the commit itself fails, every request of the batch gets that failure.
+
+No dedicated thread and no timer: the first caller to find no batch running leads one (it takes
+every request queued, up to ``max_batch``); callers arriving meanwhile queue, and when the batch
+is committed the oldest of them leads the next. An idle server therefore commits each request
+at once (no added latency); a busy one commits as many requests per flush as arrived during the
+previous flush. The callers are the servers' worker threads (service methods are synchronous,
+see :mod:`._db`), so this blocks like the transaction it replaces.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Generic, TypeVar
+
+import sqlalchemy as sa
+
+TxT = TypeVar("TxT")
+R = TypeVar("R")
+
+MAX_BATCH = 64  # requests per transaction: bounds how long the batch's row locks are held
+
+
+class _Request:
+    __slots__ = ("done", "error", "event", "lead", "result", "work")
+
+    def __init__(self, work: Callable[[Any], Any]) -> None:
+        self.work = work
+        self.event = threading.Event()
+        self.lead = False  # woken to lead the next batch rather than with its answer
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[TxT]):
+    """Runs ``work(tx)`` callables in shared transactions from ``begin()`` (see module docstring).
+
+    ``begin`` opens one transaction and yields the store's query object; ``connection(tx)``
+    gives its SQLAlchemy connection, for the savepoints."""
+
+    def __init__(
+        self,
+        begin: Callable[[], AbstractContextManager[TxT]],
+        connection: Callable[[TxT], sa.Connection],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._begin = begin
+        self._connection = connection
+        self.max_batch = max_batch
+        self._mutex = threading.Lock()
+        self._pending: list[_Request] = []
+        self._leading = False
+        # What the benchmarks and tests read: transactions committed and requests in them.
+        self.batches = 0
+        self.requests = 0
+        self.largest = 0
+
+    def run(self, work: Callable[[TxT], R]) -> R:
+        """``work(tx)`` committed (with whatever else was waiting); its result, or its exception."""
+        request = _Request(work)
+        with self._mutex:
+            self._pending.append(request)
+            follow = self._leading
+            self._leading = True
+        if follow:
+            request.event.wait()
+        if not request.done:  # first in, or woken to lead: its own request is in this batch
+            self._lead()
+        if request.error is not None:
+            raise request.error
+        result: R = request.result
+        return result
+
+    def _lead(self) -> None:
+        with self._mutex:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+        try:
+            self._commit(batch)
+        finally:
+            with self._mutex:
+                if self._pending:
+                    successor = self._pending[0]
+                    successor.lead = True
+                    successor.event.set()
+                else:
+                    self._leading = False
+            for request in batch:
+                request.done = True
+                request.event.set()
+
+    def _commit(self, batch: list[_Request]) -> None:
+        try:
+            with self._begin() as tx:
+                conn = self._connection(tx)
+                for n, request in enumerate(batch):
+                    request.result, request.error = _attempt(conn, tx, request.work, f"gc_{n}")
+        except BaseException as exc:  # the commit (or BEGIN) failed: nobody's work is durable
+            for request in batch:
+                request.result, request.error = None, exc
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self.batches += 1
+        self.requests += len(batch)
+        self.largest = max(self.largest, len(batch))
+
+
+def _attempt(conn: sa.Connection, tx: Any, work: Callable[[Any], Any], name: str) -> tuple[Any, Exception | None]:
+    """One request's work inside its own savepoint: kept on success, undone alone on failure."""
+    conn.exec_driver_sql(f"SAVEPOINT {name}")
+    try:
+        result = work(tx)
+    except Exception as exc:
+        conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        return None, exc
+    conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+    return result, None
+
+
+__all__ = ["MAX_BATCH", "GroupCommit"]

@@ -1,0 +1,70 @@
+"""The activation server's rows as frozen values: what :mod:`.store` reads and writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LicenseRecord:
+    id: str
+    key_digest: str
+    key_mask: str
+    model: str
+    features: tuple[str, ...]
+    max_activations: int
+    seats: int | None
+    expires_at: int | None
+    support_until: int | None
+    max_connections: int | None
+    status: str
+    created_at: int
+    updated_at: int
+    metering: str = "best_effort"
+    clone_policy: str = "flag"  # "flag" | "suspend": what a second instance on one activation gets
+    overage: float = 0.0  # connections allowed past max_connections, as a fraction of it
+
+
+@dataclass(frozen=True)
+class ActivationRecord:
+    id: str
+    license_id: str
+    instance_fingerprint: str
+    public_key: bytes
+    model: str
+    created_at: int
+    last_check_in_at: int | None
+    request_nonce: str | None
+    request_created_at: int | None
+    freed_at: int | None
+    freed_reason: str | None
+    chain: str | None = None  # the check-in chain secret the next check-in presents
+    chain_prev: str | None = None  # accepted once more while ``chain`` was never presented (a lost answer)
+    cloned_at: int | None = None  # when two instances were first seen on this activation
+    clone_count: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.freed_at is None
+
+
+def license_row(row: Any) -> LicenseRecord:
+    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
+    values["features"] = tuple(values["features"] or ())
+    return LicenseRecord(**{f.name: values[f.name] for f in fields(LicenseRecord)})
+
+
+def activation_row(row: Any) -> ActivationRecord:
+    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
+    values["public_key"] = bytes(values["public_key"])
+    return ActivationRecord(**{f.name: values[f.name] for f in fields(ActivationRecord)})
+
+
+def license_values(values: dict[str, Any]) -> dict[str, Any]:
+    if "features" in values:
+        values = {**values, "features": list(values["features"])}
+    return values
+
+
+__all__ = ["ActivationRecord", "LicenseRecord", "activation_row", "license_row", "license_values"]
