@@ -112,7 +112,8 @@ class Leases:
         request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
         check_fresh(request, now, self.ctx.max_clock_skew)
         requested = _feature_set(request.features)
-        with self.ctx.store.transaction() as tx:
+
+        def work(tx: Tx) -> tuple[LeaseRecord, PoolView, int]:
             pool = self._usable_pool(tx, now)
             cert = pool.certificate
             missing = sorted(set(requested) - set(cert.features))
@@ -158,6 +159,9 @@ class Leases:
                 )
                 tx.insert_lease(row)
             access.remember(tx, request.fingerprint, now)
+            return row, pool, reclaimed
+
+        row, pool, reclaimed = self.ctx.store.write(work)  # group commit: answered once durable
         self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
         return self._sign_lease(row, pool, now)
 
@@ -165,8 +169,8 @@ class Leases:
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""
         now = self.ctx.clock()
         claimed = peek_request(request_blob).fingerprint
-        suspend = False
-        with self.ctx.store.transaction() as tx:
+
+        def work(tx: Tx) -> tuple[LeaseRecord, PoolView, InstanceRequest, bool]:
             pool = self._usable_pool(tx, now)
             cert = pool.certificate
             if tx.is_suspended(claimed):  # its lease is gone: verified against the key it carries
@@ -197,7 +201,10 @@ class Leases:
             if row.clone_count and pool.clone_policy == "suspend":
                 tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on
                 tx.suspend(claimed, lease.lease_id, now)
-                suspend = True
+                return row, pool, request, True
+            return row, pool, request, False
+
+        row, pool, request, suspend = self.ctx.store.write(work)  # group commit: answered once durable
         if suspend:  # raised once the suspension is committed
             log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
             raise clones.cloned(self.ctx.signing_key, row.lease_id, request, now)
@@ -207,7 +214,8 @@ class Leases:
         """Give the seat back at once. Idempotent: False when the instance held no lease."""
         now = self.ctx.clock()
         claimed = peek_request(request_blob).fingerprint
-        with self.ctx.store.transaction() as tx:
+
+        def work(tx: Tx) -> bool:
             tx.lock_pool()
             lease = tx.lease_by_fingerprint(claimed)
             known = load_public_key(lease.public_key) if lease is not None else None
@@ -218,6 +226,8 @@ class Leases:
             self._remember(tx, request, now)
             access.remember(tx, claimed, now)  # leases from before the memory existed come back too
             return tx.delete_lease(lease.lease_id)
+
+        return self.ctx.store.write(work)  # group commit: answered once durable
 
 
 def _feature_set(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -10,13 +10,16 @@ by ``BEGIN IMMEDIATE`` (see :mod:`.._db`), on PostgreSQL the pool row is taken
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as sa_postgresql
+from sqlalchemy.dialects import sqlite as sa_sqlite
 
+from .._batch import GroupCommit
 from .._db import migrate
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .schema import (
@@ -28,6 +31,16 @@ from .schema import (
     request_nonces,
     suspended_instances,
     usage_outbox,
+)
+
+R = TypeVar("R")
+
+# A renewal's statements, built once (see the activation store on prebuilt statements).
+_POOL_LOCKED = sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()
+_LEASE_BY_FINGERPRINT = sa.select(leases).where(leases.c.instance_fingerprint == sa.bindparam("b_fp"))
+_UPDATE_LEASE = sa.update(leases).where(leases.c.lease_id == sa.bindparam("b_id"))
+_IS_SUSPENDED = sa.select(suspended_instances.c.fingerprint).where(
+    suspended_instances.c.fingerprint == sa.bindparam("b_fp")
 )
 
 
@@ -98,7 +111,7 @@ class Tx:
     # -- pool --------------------------------------------------------------------
     def lock_pool(self) -> PoolRecord:
         """Read the pool row, locking it until the transaction ends (FOR UPDATE where supported)."""
-        row = self.conn.execute(sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()).one()
+        row = self.conn.execute(_POOL_LOCKED).one()
         return _pool_record(row)
 
     def read_pool(self) -> PoolRecord:
@@ -112,7 +125,7 @@ class Tx:
 
     # -- leases ------------------------------------------------------------------
     def lease_by_fingerprint(self, fingerprint: str) -> LeaseRecord | None:
-        row = self.conn.execute(sa.select(leases).where(leases.c.instance_fingerprint == fingerprint)).one_or_none()
+        row = self.conn.execute(_LEASE_BY_FINGERPRINT, {"b_fp": fingerprint}).one_or_none()
         return _lease_record(row) if row is not None else None
 
     def active_leases(self, now: int) -> list[LeaseRecord]:
@@ -178,7 +191,7 @@ class Tx:
         values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at, **chain}
         if features is not None:
             values["features"] = list(features)
-        self.conn.execute(sa.update(leases).where(leases.c.lease_id == lease_id).values(**values))
+        self.conn.execute(_UPDATE_LEASE, {"b_id": lease_id, **values})
 
     def delete_lease(self, lease_id: str) -> bool:
         return self.conn.execute(sa.delete(leases).where(leases.c.lease_id == lease_id)).rowcount > 0
@@ -211,8 +224,7 @@ class Tx:
         return {str(fp): str(lease_id) for fp, lease_id in rows}
 
     def is_suspended(self, fingerprint: str) -> bool:
-        query = sa.select(suspended_instances.c.fingerprint).where(suspended_instances.c.fingerprint == fingerprint)
-        return self.conn.execute(query).first() is not None
+        return self.conn.execute(_IS_SUSPENDED, {"b_fp": fingerprint}).first() is not None
 
     def suspend(self, fingerprint: str, lease_id: str, now: int) -> None:
         if not self.is_suspended(fingerprint):
@@ -269,16 +281,22 @@ class Tx:
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
-        """Record a request nonce; False when it was already seen (a replay)."""
+        """Record a request nonce; False when it was already seen (a replay). One statement where
+        the database has ``ON CONFLICT DO NOTHING RETURNING`` (see the activation store's)."""
+        values = {"fingerprint": fingerprint, "nonce": nonce, "created_at": created_at}
+        dialect = self.conn.dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            insert: Any = sa_postgresql.insert if dialect == "postgresql" else sa_sqlite.insert
+            query = insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce)
+            return self.conn.execute(query, values).first() is not None
         seen = self.conn.execute(
             sa.select(request_nonces.c.nonce).where(
                 request_nonces.c.fingerprint == fingerprint, request_nonces.c.nonce == nonce
             )
         ).first()
-        if seen is not None:
-            return False
-        self.conn.execute(sa.insert(request_nonces).values(fingerprint=fingerprint, nonce=nonce, created_at=created_at))
-        return True
+        if seen is None:
+            self.conn.execute(sa.insert(request_nonces), values)
+        return seen is None
 
     def prune_nonces(self, created_before: int) -> None:
         self.conn.execute(sa.delete(request_nonces).where(request_nonces.c.created_at < created_before))
@@ -289,6 +307,7 @@ class FloatingStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.group = GroupCommit(self.transaction, lambda tx: tx.conn)
 
     def migrate(self) -> None:
         """Bring the schema to this code's version (see :func:`.._db.migrate`), then make sure the one
@@ -308,6 +327,12 @@ class FloatingStore:
         """One atomic unit of work: committed on normal exit, rolled back on any exception."""
         with self.engine.begin() as conn:
             yield Tx(conn)
+
+    def write(self, work: Callable[[Tx], R]) -> R:
+        """``work(tx)`` in a transaction shared with the writes waiting at the same time, returned
+        (or raised) once that transaction committed (:mod:`.._batch`). ``work`` must use only
+        ``tx``: opening another transaction inside it would wait for the connection it holds."""
+        return self.group.run(work)
 
     def close(self) -> None:
         self.engine.dispose()
