@@ -224,6 +224,8 @@ class Floating:
             str(vendor.public_key_path),
             work=work,
         )
+        # A new pool admits only its join token: the benchmark's instances come from loopback.
+        cli("floating", "allow", "--data", str(self.data), "--network", "127.0.0.0/8", work=work)
         self.process = self._process()
 
     def _process(self) -> Process:

@@ -45,22 +45,26 @@ class _Document:
     TYP: ClassVar[str]
 
     def to_body(self) -> dict[str, Any]:
-        body: dict[str, Any] = dataclasses.asdict(self)  # type: ignore[call-overload]
-        for name, value in body.items():
+        # Fields hold plain values (no nested dataclasses): a shallow copy, each tuple a list and
+        # each map in one copied, is what dataclasses.asdict gave at a fraction of its cost (its
+        # deep copy was ~40 us of every certificate signed).
+        body: dict[str, Any] = {}
+        for name, _hint, _required in _plan(typing.cast(type, type(self))):
+            value = getattr(self, name)
             if isinstance(value, tuple):
-                body[name] = list(value)
+                value = [dict(v) if isinstance(v, dict) else v for v in value]
+            body[name] = value
         return body
 
     @classmethod
     def from_body(cls, body: dict[str, Any]) -> Self:
-        hints = _type_hints(typing.cast(type, cls))  # the cache keys on the class
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name not in body:
-                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+        for name, hint, required in _plan(typing.cast(type, cls)):  # the cache keys on the class
+            if name not in body:
+                if not required:
                     continue
-                raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{cls.TYP} lacks field {f.name!r}")
-            values[f.name] = _check_type(cls.TYP, f.name, body[f.name], hints[f.name])
+                raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{cls.TYP} lacks field {name!r}")
+            values[name] = _check_type(cls.TYP, name, body[name], hint)
         document = cls(**values)
         document.check()
         return document
@@ -80,6 +84,16 @@ class _Document:
 def _type_hints(cls: type) -> dict[str, Any]:
     """Resolving annotations costs milliseconds; documents are decoded on every server call."""
     return typing.get_type_hints(cls)
+
+
+@functools.cache
+def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(field name, type hint, required) per field of a document class, worked out once."""
+    hints = _type_hints(cls)
+    return tuple(
+        (f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        for f in dataclasses.fields(cls)
+    )
 
 
 def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:
@@ -288,8 +302,9 @@ def open_instance_request(
     """Verify a self-signed instance request: against the key on record when there is one,
     else against the key it carries (whose fingerprint must match)."""
     env = parse_envelope(blob)
-    claimed = InstanceRequest.from_body(env.unverified_body())
-    key = known_public_key or load_public_key(claimed.public_key)
+    key = known_public_key
+    if key is None:  # decoded unverified only to find the key it claims (the check-in path has one)
+        key = load_public_key(InstanceRequest.from_body(env.unverified_body()).public_key)
     body = verify_envelope(env, InstanceRequest.TYP, key)
     request = InstanceRequest.from_body(body)
     if fingerprint(request.public_key) != request.fingerprint:

@@ -76,13 +76,27 @@ def _signed_bytes(typ: str, body: bytes) -> bytes:
     return _DOMAIN + typ.encode() + b"\0" + body
 
 
+_KIDS: dict[Ed25519PrivateKey, str] = {}
+
+
+def _kid(private_key: Ed25519PrivateKey) -> str:
+    """The signer's fingerprint, remembered per key object: a server signs every answer with one
+    key, and deriving the public key and its hash each time was a third of the signing cost."""
+    kid = _KIDS.get(private_key)
+    if kid is None:
+        if len(_KIDS) >= 256:  # tests and clients make many keys: a bound, not an LRU
+            _KIDS.clear()
+        kid = _KIDS[private_key] = fingerprint(private_key)
+    return kid
+
+
 def sign_document(private_key: Ed25519PrivateKey, typ: str, body: dict[str, Any]) -> bytes:
     body_bytes = msgpack.packb(body, use_bin_type=True)
     envelope: bytes = msgpack.packb(
         {
             "typ": typ,
             "body": body_bytes,
-            "kid": fingerprint(private_key),
+            "kid": _kid(private_key),
             "sig": private_key.sign(_signed_bytes(typ, body_bytes)),
         },
         use_bin_type=True,

@@ -203,8 +203,8 @@ class Instances:
         check_fresh(request, now, self.ctx.max_clock_skew)
         if request.key_digest != digest:
             raise bad("the signed request is for another license key than the one sent")
-        refused: LicensingError | None = None
-        with self.ctx.store.transaction() as tx:
+
+        def work(tx: Tx) -> tuple[LicenseRecord | None, Any, LicensingError | None]:
             # Checked again and counted in the lookup's own transaction: concurrent guesses from
             # one source cannot all pass the check above before any of them is counted.
             self._check_rate(client, now, tx)
@@ -212,19 +212,22 @@ class Instances:
             lic = tx.get_license_by_digest(digest, lock=True)
             if lic is None:
                 self._record_failure(client, now, tx)
-            else:
-                self._check_key(tx, digest, now)
-                try:
-                    self.ctx.check_usable(lic, now, model)
-                    act, reused = self.ctx.bind(tx, lic, request, now)
-                    defs = self.ctx.definitions(tx, lic)
-                except LicensingError as exc:  # nothing written yet: commit the count, then refuse
-                    self._count_key_failure(tx, digest, now)
-                    refused = exc
+                return None, None, None
+            self._check_key(tx, digest, now)
+            try:
+                self.ctx.check_usable(lic, now, model)
+                act, reused = self.ctx.bind(tx, lic, request, now)
+                return lic, (act, reused, self.ctx.definitions(tx, lic)), None
+            except LicensingError as exc:  # nothing written yet: commit the count, then refuse
+                self._count_key_failure(tx, digest, now)
+                return lic, None, exc
+
+        lic, bound, refused = self.ctx.store.write(work)  # group commit: a fleet rolling out shares flushes
         if refused is not None:
             raise refused
-        if lic is None:
+        if lic is None or bound is None:
             raise LicensingError(ErrorCode.KEY_NOT_FOUND, "this license key is not known to the vendor")
+        act, reused, defs = bound
         log.info(
             "%s %s of %s for instance %s",
             "re-activation" if reused else "activation",
