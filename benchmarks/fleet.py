@@ -97,18 +97,17 @@ def run_phase(
 
 
 class VendorFleet:
-    """``instances`` online instances over licenses of ``PER_LICENSE`` activations each; ``extra``
-    more instances per license than it has activations, which must all be refused."""
+    """``instances`` online instances over licenses of ``PER_LICENSE`` activations each, and one
+    more instance per license once they are full, which must be refused."""
 
-    def __init__(self, service: ActivationService, instances: int, *, extra: int = 1) -> None:
+    def __init__(self, service: ActivationService, instances: int) -> None:
         self.service = service
         self.keys = [Ed25519PrivateKey.generate() for _ in range(instances)]
         per = min(PER_LICENSE, instances)
-        self.license_keys = [
-            service.issue_license(features=["mqtt_server"], max_activations=per)[1] for _ in range(-(-instances // per))
-        ]
+        # Each license exactly full once the fleet is activated (the last one holds the rest).
+        sizes = [min(per, instances - start) for start in range(0, instances, per)]
+        self.license_keys = [service.issue_license(features=["mqtt_server"], max_activations=n)[1] for n in sizes]
         self.per = per
-        self.extra = extra
         self.activation_ids: list[str] = [""] * instances
         self.chains: list[str | None] = [None] * instances
 
@@ -159,6 +158,7 @@ class FloatingFleet:
     def __init__(self, service: FloatingService, vendor: Ed25519PrivateKey, instances: int, seats: int) -> None:
         self.service = service
         self.keys = [Ed25519PrivateKey.generate() for _ in range(instances)]
+        self.holders: list[int] = []  # the instances that got a seat
         raw = service.public_key
         certificate = FloatingCertificate(
             license_id="lic_fleet", key_mask="MQL1-FLEET", activation_id="act_fleet",
@@ -170,6 +170,7 @@ class FloatingFleet:
 
     def acquire(self, n: int) -> None:
         self.service.acquire(lease_request(self.keys[n], labels.KIND_LEASE_ACQUIRE))
+        self.holders.append(n)  # list.append is atomic: the worker threads share it
 
     def renew(self, n: int) -> None:
         self.service.renew(lease_request(self.keys[n], labels.KIND_LEASE_RENEW))
@@ -215,7 +216,7 @@ def soak(work: Path, instances: int, *, rounds: int = 2, threads: int = 16) -> F
         phases.append(run_phase("acquire", range(instances), ff.acquire, threads, f_batches))
         for r in range(rounds):
             phases.append(run_phase(f"check-in round {r + 1}", range(instances), vf.check_in, threads, v_batches))
-            phases.append(run_phase(f"renew round {r + 1}", range(seats), ff.renew, threads, f_batches))
+            phases.append(run_phase(f"renew round {r + 1}", list(ff.holders), ff.renew, threads, f_batches))
         held, holders = ff.leases()
         refused_extra = full.refusals.get("no_activations_left", 0)
         over = vf.over_issued() + (len(vf.license_keys) - refused_extra)
