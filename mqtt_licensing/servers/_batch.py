@@ -18,6 +18,13 @@ transaction it shares with the requests waiting at the same time, each inside it
   told succeeded (``tests/reliability/test_group_commit.py``);
 * if the commit itself fails, every request of the batch gets that failure.
 
+Where: SQLite only (``batching``; the stores turn it on for a SQLite engine). SQLite has one
+writer at a time, so its commits are one flush each unless the application shares them. On
+PostgreSQL each request keeps its own transaction on its own pooled connection: PostgreSQL
+already flushes the WAL once for the commits that arrive together, and a batch there would hold
+the row locks of several licenses at once, which two replicas could take in opposite orders
+(a deadlock) where single-request transactions lock one license row each.
+
 No dedicated thread and no timer: the first caller to find no batch running leads one (it takes
 every request queued, up to ``max_batch``); callers arriving meanwhile queue, and when the batch
 is committed the oldest of them leads the next. An idle server therefore commits each request
@@ -64,10 +71,12 @@ class GroupCommit(Generic[TxT]):
         begin: Callable[[], AbstractContextManager[TxT]],
         connection: Callable[[TxT], sa.Connection],
         *,
+        batching: bool = True,
         max_batch: int = MAX_BATCH,
     ) -> None:
         self._begin = begin
         self._connection = connection
+        self.batching = batching
         self.max_batch = max_batch
         self._mutex = threading.Lock()
         self._pending: list[_Request] = []
@@ -79,6 +88,9 @@ class GroupCommit(Generic[TxT]):
 
     def run(self, work: Callable[[TxT], R]) -> R:
         """``work(tx)`` committed (with whatever else was waiting); its result, or its exception."""
+        if not self.batching:
+            with self._begin() as tx:
+                return work(tx)
         request = _Request(work)
         with self._mutex:
             self._pending.append(request)

@@ -39,6 +39,7 @@ def in_one_batch(
 ) -> list[Any]:
     """Run ``calls`` (each one write through ``group``) so that all land in one batch; their
     outcomes (a value, or the LicensingError's code)."""
+    group.batching = True  # PostgreSQL runs without it (servers/_batch.py); the rules hold there too
     gate = threading.Event()
     with ThreadPoolExecutor(len(calls) + 1) as pool:
         blocker = pool.submit(begin, lambda _tx: gate.wait(30))

@@ -307,7 +307,8 @@ class FloatingStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        self.group = GroupCommit(self.transaction, lambda tx: tx.conn)
+        # Group commit on SQLite only (see servers/_batch.py for why not on PostgreSQL).
+        self.group = GroupCommit(self.transaction, lambda tx: tx.conn, batching=engine.dialect.name == "sqlite")
 
     def migrate(self) -> None:
         """Bring the schema to this code's version (see :func:`.._db.migrate`), then make sure the one
