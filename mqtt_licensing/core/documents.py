@@ -31,7 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
+    Envelope,
     VerifyingKey,
+    check_envelope,
     fingerprint,
     load_public_key,
     open_document,
@@ -294,6 +296,20 @@ def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> byte
 
     pub = public_bytes(private_key)
     return InstanceRequest(public_key=pub, fingerprint=fingerprint(pub), **fields).sign(private_key)
+
+
+def check_instance_request(
+    env: Envelope, claimed: InstanceRequest, expected_kind: str, known_public_key: Ed25519PublicKey
+) -> InstanceRequest:
+    """``claimed`` (decoded from ``env`` unverified, to find the key on record) once ``env``
+    verifies against that key: the same checks as :func:`open_instance_request` without decoding
+    the request a second time (a check-in's hot path)."""
+    check_envelope(env, InstanceRequest.TYP, known_public_key)
+    if fingerprint(claimed.public_key) != claimed.fingerprint:
+        raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request's fingerprint does not match its key")
+    if claimed.kind != expected_kind:
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"expected a {expected_kind} request, got {claimed.kind}")
+    return claimed
 
 
 def open_instance_request(

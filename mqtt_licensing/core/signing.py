@@ -163,6 +163,13 @@ VerifyingKey = Ed25519PublicKey | KeyChooser
 
 
 def verify_envelope(env: Envelope, expected_typ: str, public_key: VerifyingKey) -> dict[str, Any]:
+    check_envelope(env, expected_typ, public_key)
+    return _unpack_map(env.body)
+
+
+def check_envelope(env: Envelope, expected_typ: str, public_key: VerifyingKey) -> None:
+    """Refuse ``env`` unless it is a ``expected_typ`` signed by ``public_key``: then its body bytes
+    are the signed ones, and a body decoded from them before this check may be trusted after it."""
     if env.typ != expected_typ:
         raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"expected a {expected_typ}, got a {env.typ}")
     if not isinstance(public_key, Ed25519PublicKey):
@@ -179,4 +186,3 @@ def verify_envelope(env: Envelope, expected_typ: str, public_key: VerifyingKey) 
         raise LicensingError(
             ErrorCode.INVALID_SIGNATURE, f"the {expected_typ.replace('_', ' ')} signature does not verify"
         ) from None
-    return _unpack_map(env.body)

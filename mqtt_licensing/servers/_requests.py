@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from ..core.documents import InstanceRequest
 from ..core.errors import ErrorCode, LicensingError
-from ..core.signing import parse_envelope
+from ..core.signing import Envelope, parse_envelope
 from ..core.timefmt import iso
 
 MAX_CLOCK_SKEW = 600  # seconds between a request's created_at and the server clock
@@ -27,7 +27,13 @@ def check_fresh(request: InstanceRequest, now: int, max_clock_skew: int = MAX_CL
 
 def peek_request(blob: bytes) -> InstanceRequest:
     """The request as it claims to be, *unverified*: only to find the key on record to verify it with."""
-    return InstanceRequest.from_body(parse_envelope(blob).unverified_body())
+    return peek(blob)[1]
+
+
+def peek(blob: bytes) -> tuple[Envelope, InstanceRequest]:
+    """:func:`peek_request` and the parsed envelope, for ``core.documents.check_instance_request``."""
+    env = parse_envelope(blob)
+    return env, InstanceRequest.from_body(env.unverified_body())
 
 
 def fresh_once(request: InstanceRequest, now: int, max_clock_skew: int, remember: Callable[[], bool]) -> None:
@@ -64,4 +70,4 @@ def replayed() -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, "this request was already used (replay): sign a new one")
 
 
-__all__ = ["MAX_CLOCK_SKEW", "chain_step", "check_fresh", "fresh_once", "peek_request", "replayed"]
+__all__ = ["MAX_CLOCK_SKEW", "chain_step", "check_fresh", "fresh_once", "peek", "peek_request", "replayed"]

@@ -13,12 +13,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ...core.documents import ActivationCertificate, FloatingCertificate, InstanceRequest, open_instance_request
+from ...core.documents import ActivationCertificate, FloatingCertificate, InstanceRequest, check_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
-from .._requests import peek_request
+from .._requests import peek
 from ..webhooks import emit
 from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
@@ -201,7 +201,7 @@ class ServiceContext:
 
     def verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
         """Verify a request against the key on record for the activation it names."""
-        claimed = peek_request(blob)
+        env, claimed = peek(blob)
         if not claimed.activation_id:
             raise bad("the request names no activation")
         act = tx.get_activation(claimed.activation_id)
@@ -209,7 +209,7 @@ class ServiceContext:
             raise LicensingError(
                 ErrorCode.ACTIVATION_NOT_FOUND, f"activation {claimed.activation_id!r} is not known to the vendor"
             )
-        request = open_instance_request(blob, kind, load_public_key(act.public_key))
+        request = check_instance_request(env, claimed, kind, load_public_key(act.public_key))
         if request.fingerprint != act.instance_fingerprint:
             raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request is not from the activated instance")
         return act, request

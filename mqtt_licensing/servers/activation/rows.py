@@ -49,16 +49,20 @@ class ActivationRecord:
         return self.freed_at is None
 
 
+_LICENSE_FIELDS = tuple(f.name for f in fields(LicenseRecord))
+_ACTIVATION_FIELDS = tuple(f.name for f in fields(ActivationRecord))
+
+
 def license_row(row: Any) -> LicenseRecord:
     values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
     values["features"] = tuple(values["features"] or ())
-    return LicenseRecord(**{f.name: values[f.name] for f in fields(LicenseRecord)})
+    return LicenseRecord(**{name: values[name] for name in _LICENSE_FIELDS})
 
 
 def activation_row(row: Any) -> ActivationRecord:
     values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
     values["public_key"] = bytes(values["public_key"])
-    return ActivationRecord(**{f.name: values[f.name] for f in fields(ActivationRecord)})
+    return ActivationRecord(**{name: values[name] for name in _ACTIVATION_FIELDS})
 
 
 def license_values(values: dict[str, Any]) -> dict[str, Any]:

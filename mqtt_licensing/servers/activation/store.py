@@ -43,6 +43,12 @@ from .usage_store import UsageQueries
 
 R = TypeVar("R")
 
+# The nonce check of every signed request, built once per dialect that has ON CONFLICT ... RETURNING.
+_NONCE_INSERTS: dict[str, Any] = {
+    "sqlite": sa_sqlite.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
+    "postgresql": sa_postgresql.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
+}
+
 # The check-in's statements, built once: building a Core statement per call (coercions, cache
 # key) cost more than running it (issue 22 profile: ~40 us of ~75 us per statement).
 _ACTIVATION_BY_ID = sa.select(activations).where(activations.c.id == sa.bindparam("b_id"))
@@ -220,10 +226,8 @@ class Tx:
         reports no row count for it): a row back means it was new, and a concurrent insert of the
         same nonce on another replica waits for that one's commit and then counts as seen."""
         values = {"scope": scope, "nonce": nonce, "created_at": created_at}
-        dialect = self.conn.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            insert: Any = sa_postgresql.insert if dialect == "postgresql" else sa_sqlite.insert
-            query = insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce)
+        query = _NONCE_INSERTS.get(self.conn.dialect.name)
+        if query is not None:
             return self.conn.execute(query, values).first() is not None
         seen = self.conn.execute(
             sa.select(request_nonces.c.nonce).where(request_nonces.c.scope == scope, request_nonces.c.nonce == nonce)

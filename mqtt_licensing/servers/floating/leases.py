@@ -14,10 +14,16 @@ from dataclasses import replace
 from typing import Any
 
 from ...core import labels
-from ...core.documents import FloatingCertificate, InstanceRequest, Lease, open_instance_request
+from ...core.documents import (
+    FloatingCertificate,
+    InstanceRequest,
+    Lease,
+    check_instance_request,
+    open_instance_request,
+)
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
-from .._requests import check_fresh, peek_request, replayed
+from .._requests import check_fresh, peek, peek_request, replayed
 from . import access, clones
 from .access import NewIdentityLimit, admits, refused
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
@@ -168,7 +174,8 @@ class Leases:
     def renew(self, request_blob: bytes) -> bytes:
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""
         now = self.ctx.clock()
-        claimed = peek_request(request_blob).fingerprint
+        envelope, peeked = peek(request_blob)
+        claimed = peeked.fingerprint
 
         def work(tx: Tx) -> tuple[LeaseRecord, PoolView, InstanceRequest, bool]:
             pool = self._usable_pool(tx, now)
@@ -182,7 +189,9 @@ class Leases:
                 raise LicensingError(
                     ErrorCode.LEASE_NOT_FOUND, "no active lease for this instance (expired or released): acquire again"
                 )
-            request = open_instance_request(request_blob, labels.KIND_LEASE_RENEW, load_public_key(lease.public_key))
+            request = check_instance_request(
+                envelope, peeked, labels.KIND_LEASE_RENEW, load_public_key(lease.public_key)
+            )
             check_fresh(request, now, self.ctx.max_clock_skew)
             self._remember(tx, request, now)
             missing = sorted(set(lease.features) - set(cert.features))

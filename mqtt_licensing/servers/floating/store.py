@@ -35,6 +35,12 @@ from .schema import (
 
 R = TypeVar("R")
 
+# The nonce check of every signed request, built once per dialect that has ON CONFLICT ... RETURNING.
+_NONCE_INSERTS: dict[str, Any] = {
+    "sqlite": sa_sqlite.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
+    "postgresql": sa_postgresql.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
+}
+
 # A renewal's statements, built once (see the activation store on prebuilt statements).
 _POOL_LOCKED = sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()
 _LEASE_BY_FINGERPRINT = sa.select(leases).where(leases.c.instance_fingerprint == sa.bindparam("b_fp"))
@@ -284,10 +290,8 @@ class Tx:
         """Record a request nonce; False when it was already seen (a replay). One statement where
         the database has ``ON CONFLICT DO NOTHING RETURNING`` (see the activation store's)."""
         values = {"fingerprint": fingerprint, "nonce": nonce, "created_at": created_at}
-        dialect = self.conn.dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            insert: Any = sa_postgresql.insert if dialect == "postgresql" else sa_sqlite.insert
-            query = insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce)
+        query = _NONCE_INSERTS.get(self.conn.dialect.name)
+        if query is not None:
             return self.conn.execute(query, values).first() is not None
         seen = self.conn.execute(
             sa.select(request_nonces.c.nonce).where(
