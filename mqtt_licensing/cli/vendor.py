@@ -79,6 +79,19 @@ def parse_overage(text: str) -> float:
     return value
 
 
+def parse_seconds(text: str) -> int:
+    """Seconds of a heartbeat term; 0 or none clears it (no heartbeats, no release)."""
+    if text.strip().lower() in _CLEAR:
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (or 'none')") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def parse_count(text: str) -> int:
     try:
         value = int(text)
@@ -314,6 +327,7 @@ def _register_groups(
     update: argparse.ArgumentParser,
 ) -> None:
     _overage_arguments(issue, update)
+    _heartbeat_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
     vendor_catalogue.register(verbs, open_service)
     webhooks.register(verbs, open_service, kind="vendor", database="vendor.db")
@@ -325,3 +339,19 @@ def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.Argument
     text = "admit up to N x (1 + F) non-admin connections, e.g. 0.1 = 10%% headroom (0..1, default 0)"
     issue.add_argument("--overage", type=parse_overage, metavar="F", help=text)
     update.add_argument("--overage", type=parse_overage, metavar="F", help=text)
+
+
+def _heartbeat_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
+    for p in (issue, update):
+        p.add_argument(
+            "--heartbeat-interval",
+            type=parse_seconds,
+            metavar="S",
+            help="online instances send a heartbeat every S seconds (0/none: no heartbeats, the default)",
+        )
+        p.add_argument(
+            "--release-after",
+            type=parse_seconds,
+            metavar="S",
+            help="release an activation whose instance was silent S seconds (> 2 x the interval; 0/none: never)",
+        )

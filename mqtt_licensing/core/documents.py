@@ -145,6 +145,10 @@ class ActivationCertificate(_Document):
     # The signed definitions of the granted features (core.features.Feature.to_body), so a broker
     # handles a feature its code never heard of; none (a certificate from before) means the built-ins.
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # Heartbeat terms (seconds): the instance sends a heartbeat every heartbeat_interval; the vendor
+    # releases an activation silent longer than release_after. None (and older certificates): neither.
+    heartbeat_interval: int | None = None
+    release_after: int | None = None
 
     def feature_table(self) -> dict[str, Feature]:
         """The granted features' definitions: none carried (a certificate from before they travelled)
@@ -153,6 +157,21 @@ class ActivationCertificate(_Document):
 
     def check(self) -> None:
         self.feature_table()
+
+
+@dataclass(frozen=True)
+class HeartbeatAck(_Document):
+    """The vendor's signed answer to one heartbeat (bound to its nonce): the activation stays
+    valid until ``valid_until`` (server time + release_after), no new certificate needed."""
+
+    TYP: ClassVar[str] = "heartbeat_ack"
+
+    activation_id: str
+    instance_fingerprint: str
+    request_nonce: str
+    issued_at: int
+    valid_until: int
+    terms_changed: bool = False  # the license changed since the certificate was signed: check in now
 
 
 @dataclass(frozen=True)
@@ -270,9 +289,8 @@ class InstanceRequest(_Document):
     chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
     # A floating server forwarding its brokers' records: the public keys of the
     # instances that signed them (each self-certifying: its fingerprint is the record's instance).
-    usage_keys: tuple[bytes, ...] = field(
-        default_factory=tuple
-    )  # a check-in: the chain secret of the certificate it refreshes
+    usage_keys: tuple[bytes, ...] = field(default_factory=tuple)
+    issued_at: int | None = None  # a heartbeat: when the certificate it holds was signed
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import b64
 from .._app import build_app
-from .._duties import Duty
+from .._duties import Duty, every
 from .._http import (
     blob_field,
     blobs_field,
@@ -41,6 +41,10 @@ from .metrics import activation_metrics
 from .service import ActivationService
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
+
+# Seconds between passes of the release duty: one indexed query; a release comes at most this
+# late, which the docs count into "release_after plus one heartbeat".
+RELEASE_PASS = 1.0
 
 
 def _service(request: Request) -> ActivationService:
@@ -73,6 +77,12 @@ async def check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     cert = await run_in_threadpool(_service(request).check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
+
+
+async def heartbeat(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    ack = await run_in_threadpool(_service(request).heartbeat, blob)
+    return JSONResponse({"ack": b64(ack)})
 
 
 async def key_documents(request: Request) -> JSONResponse:
@@ -195,6 +205,7 @@ async def license_usage(request: Request) -> JSONResponse:
 ROUTES = [
     Route("/v1/activations", activate, methods=["POST"]),
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
+    Route("/v1/activations/heartbeat", heartbeat, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/trials", record_trial, methods=["POST"]),
     Route("/v1/keys", key_documents, methods=["GET"]),
@@ -223,12 +234,18 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
+    release_pass: float = RELEASE_PASS,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
     server does (e.g. the store's fulfilment loop).
 
-    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts.
+    ``release_pass``: seconds between passes of the duty that releases silent activations."""
+
+    async def release() -> None:
+        await run_in_threadpool(service.release_silent)
+
     return build_app(
         "activation",
         service,
@@ -239,7 +256,12 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
+        background=[
+            *background,
+            Deliverer(Webhooks(service.store.engine)).run,
+            # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.
+            lambda: every("release of silent activations", release_pass, release),
+        ],
     )
 
 

@@ -33,6 +33,14 @@ from .store import ActivationRecord, LicenseRecord, Tx
 log = logging.getLogger(__name__)
 
 
+def gone_error(act: ActivationRecord) -> LicensingError:
+    """What an instance hears when its activation is no longer live: ``released`` when the vendor
+    released it for silence (the agent may activate again), else ``activation_not_found``."""
+    why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
+    code = ErrorCode.RELEASED if act.freed_reason == "released_no_heartbeat" else ErrorCode.ACTIVATION_NOT_FOUND
+    return LicensingError(code, f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again")
+
+
 class Instances:
     """What instances ask themselves: activation, check-in, deactivation, trial records."""
 
@@ -44,7 +52,7 @@ class Instances:
         lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_ACTIVATE, LicenseModel.ONLINE
         )
-        valid_until = now + self.ctx.certificate_lifetime
+        valid_until = self.ctx.online_valid_until(lic, now)
         cert = self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
         return ActivationResult(cert, act.id, lic.id, reused)
 
@@ -54,10 +62,10 @@ class Instances:
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
         lic, act, now, defs = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
-        valid_until = now + self.ctx.certificate_lifetime
+        valid_until = self.ctx.online_valid_until(lic, now)
         return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
 
-    def _verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
+    def verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
         """Only ever called with a request verified against ``act``'s key on record."""
         return Verdict(
             verdict=str(exc.code),
@@ -243,7 +251,7 @@ class Instances:
                 raise cloned_error(act)
         except LicensingError as exc:
             if verdicts and exc.code.is_verdict and verified is not None:
-                exc.evidence = self._verdict(verified[0], verified[1], exc)
+                exc.evidence = self.verdict(verified[0], verified[1], exc)
             raise
         return lic, act, now, defs
 
@@ -252,11 +260,7 @@ class Instances:
     ) -> tuple[LicenseRecord, ActivationRecord, bool]:
         self._once(tx, act.id, request, now)
         if not act.active:
-            why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
-            raise LicensingError(
-                ErrorCode.ACTIVATION_NOT_FOUND,
-                f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again",
-            )
+            raise gone_error(act)
         if act.model != model:
             raise LicensingError(
                 ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"

@@ -13,6 +13,7 @@ from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
 from .catalogue import CatalogueQueries, check_new_license, template_license_terms
+from .heartbeats import heartbeat_terms
 from .records import ServiceContext, activation_to_dict, bad, license_to_dict, new_id
 from .store import LicenseRecord
 
@@ -31,6 +32,8 @@ ISSUE_FIELDS = (
     "metering",
     "overage",
     "clone_policy",
+    "heartbeat_interval",
+    "release_after",
 )
 METERING = ("best_effort", "required")
 CLONE_POLICIES = ("flag", "suspend")
@@ -46,6 +49,8 @@ UPDATE_FIELDS = (
     "metering",
     "clone_policy",
     "overage",
+    "heartbeat_interval",
+    "release_after",
 )
 
 
@@ -157,6 +162,8 @@ class LicenseAdmin:
         metering: Any = "best_effort",
         overage: Any = None,
         clone_policy: Any = None,
+        heartbeat_interval: Any = None,
+        release_after: Any = None,
     ) -> tuple[dict[str, Any], str]:
         model = LicenseModel.ONLINE if model is None else model
         if model not in set(LicenseModel):
@@ -186,6 +193,7 @@ class LicenseAdmin:
             metering=_metering(metering),
             overage=_overage(overage),
             clone_policy="flag" if clone_policy is None else _clone_policy(clone_policy),
+            **heartbeat_terms(model, heartbeat_interval, release_after),
         )
         with self.ctx.store.transaction() as tx:
             check_new_license(record.features, CatalogueQueries(tx.conn).all_features())
@@ -268,6 +276,14 @@ class LicenseAdmin:
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
         if "overage" in changes:
             values["overage"] = _overage(changes["overage"])
+        if "heartbeat_interval" in changes or "release_after" in changes:
+            terms = heartbeat_terms(
+                lic.model,
+                changes.get("heartbeat_interval", ...),
+                changes.get("release_after", ...),
+                current=(lic.heartbeat_interval, lic.release_after),
+            )
+            values.update({k: v for k, v in terms.items() if v != getattr(lic, k)})
         for name, check in (("metering", _metering), ("clone_policy", _clone_policy)):
             if name in changes:
                 values[name] = check(changes[name])

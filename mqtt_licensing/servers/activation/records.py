@@ -30,6 +30,7 @@ FREED_REASONS = {
     "deactivated": "it was deactivated",
     "freed_by_vendor": "the vendor freed it",
     "offline_deactivation": "it was freed by an offline deactivation code",
+    "released_no_heartbeat": "the vendor released it after no heartbeat came for longer than release_after",
 }
 
 _WRONG_MODEL_HINT = {
@@ -73,6 +74,8 @@ def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> 
         "status": lic.status,
         "metering": lic.metering,
         "clone_policy": lic.clone_policy,
+        "heartbeat_interval": lic.heartbeat_interval,
+        "release_after": lic.release_after,
         "created_at": lic.created_at,
         "updated_at": lic.updated_at,
     }
@@ -91,6 +94,7 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "active": act.active,
         "created_at": act.created_at,
         "last_check_in_at": act.last_check_in_at,
+        "last_heartbeat_at": act.last_heartbeat_at,
         "request_nonce": act.request_nonce,
         "freed_at": act.freed_at,
         "freed_reason": act.freed_reason,
@@ -215,6 +219,15 @@ class ServiceContext:
         return act, request
 
     # -- documents -------------------------------------------------------------------
+    def online_valid_until(self, lic: LicenseRecord, now: int) -> int:
+        """How long an online certificate serves without news: ``certificate_lifetime``, or with
+        heartbeat terms ``release_after``, so an instance that cannot reach the vendor stops serving
+        when its activation is released, not days after another instance took the seat."""
+        lifetime = self.certificate_lifetime
+        if lic.release_after is not None:
+            lifetime = min(lifetime, lic.release_after)
+        return now + lifetime
+
     @staticmethod
     def definitions(tx: Tx, lic: LicenseRecord) -> tuple[dict[str, Any], ...]:
         """The catalogue's current definitions of the license's features, read in the transaction
@@ -251,6 +264,8 @@ class ServiceContext:
             metering=lic.metering,
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
             definitions=definitions,
+            heartbeat_interval=lic.heartbeat_interval if lic.model == LicenseModel.ONLINE else None,
+            release_after=lic.release_after if lic.model == LicenseModel.ONLINE else None,
         ).sign(self.signing_key)
 
     def floating_certificate(

@@ -34,6 +34,10 @@ licenses = sa.Table(
     sa.Column("clone_policy", sa.String(16), nullable=False, server_default="flag"),
     # 0..1: non-admin connections allowed past max_connections, as a fraction of it
     sa.Column("overage", sa.Float, nullable=False, server_default="0"),
+    # Seconds (None: no heartbeats, no release): an online instance heartbeats every
+    # heartbeat_interval; an activation silent longer than release_after is released (0010).
+    sa.Column("heartbeat_interval", sa.Integer, nullable=True),
+    sa.Column("release_after", sa.Integer, nullable=True),
 )
 
 activations = sa.Table(
@@ -54,6 +58,9 @@ activations = sa.Table(
     sa.Column("chain_prev", sa.String(64), nullable=True),
     sa.Column("cloned_at", sa.BigInteger, nullable=True),
     sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
+    # The server's time of the last heartbeat (check-ins write last_check_in_at); the release
+    # duty reads both, so a broker that only checks in is never taken for silent (0010).
+    sa.Column("last_heartbeat_at", sa.BigInteger, nullable=True),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
     # At most one live activation per instance and license, whatever the domain code does.
     sa.Index(

@@ -29,6 +29,7 @@ from . import keys
 from .catalogue import CatalogueAdmin
 from .codes import OfflineCodes
 from .forwarded import ForwardedUsage
+from .heartbeats import Heartbeats
 from .instances import Instances
 from .licenses import LicenseAdmin
 from .records import Clock, ServiceContext, activation_to_dict, license_to_dict, system_clock
@@ -92,6 +93,7 @@ class ActivationService:
         self.admin = LicenseAdmin(ctx)
         self.catalogue = CatalogueAdmin(ctx.store, ctx.clock)
         self.instances = Instances(ctx)
+        self.heartbeats = Heartbeats(ctx, self.instances)
         self.usage = Usage(ctx)
         self.forwarded = ForwardedUsage(ctx, self.usage)
         self.codes = OfflineCodes(ctx, self.usage, self.forwarded)
@@ -181,6 +183,13 @@ class ActivationService:
 
     def check_in(self, request: bytes) -> bytes:
         return self.instances.check_in(request)
+
+    def heartbeat(self, request: bytes) -> bytes:
+        return self.heartbeats.heartbeat(request)
+
+    def release_silent(self) -> list[str]:
+        """One pass of the release duty (the app runs it every ``RELEASE_PASS`` seconds)."""
+        return self.heartbeats.release_silent()
 
     def deactivate(self, request: bytes) -> None:
         self.instances.deactivate(request)

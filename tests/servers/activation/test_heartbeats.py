@@ -1,0 +1,139 @@
+"""Heartbeats and the release of silent activations, on a real vendor server over HTTP, its
+clock moved by hand (the release duty reads the server's clock, never the instance's)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from mqtt_licensing.clients.activation import ActivationClient
+from mqtt_licensing.core import labels
+from mqtt_licensing.core.documents import ActivationCertificate, HeartbeatAck, Verdict
+from mqtt_licensing.core.errors import ErrorCode, LicensingError
+from mqtt_licensing.servers.webhooks import Webhooks
+from mqtt_licensing.servers.webhooks.schema import outbox
+from tests.helpers.activation import VendorHandle
+
+from .conftest import Instance, ManualClock
+
+TERMS = {"heartbeat_interval": 10, "release_after": 30}
+
+
+async def _activate(vendor: VendorHandle, key: str, inst: Instance) -> ActivationCertificate:
+    async with ActivationClient(vendor.url) as client:
+        result = await client.activate(key, inst.activate(key))
+    return ActivationCertificate.open(result["certificate"], vendor.public_key)
+
+
+async def _beat(vendor: VendorHandle, inst: Instance, cert: ActivationCertificate, created_at: int) -> HeartbeatAck:
+    request = inst.request(
+        labels.KIND_HEARTBEAT, activation_id=cert.activation_id, issued_at=cert.issued_at, created_at=created_at
+    )
+    async with ActivationClient(vendor.url) as client:
+        return HeartbeatAck.open(await client.heartbeat(request), vendor.public_key)
+
+
+def test_terms_are_checked_in_one_line(clocked_vendor: VendorHandle) -> None:
+    service = clocked_vendor.service
+    for terms, words in (
+        ({"heartbeat_interval": 10, "release_after": 20}, "more than 2 x heartbeat_interval"),
+        ({"release_after": 60}, "needs a heartbeat_interval"),
+        ({"heartbeat_interval": -1}, "whole number of seconds"),
+        ({"heartbeat_interval": 10, "release_after": 60, "model": "offline"}, "online licenses"),
+    ):
+        with pytest.raises(LicensingError) as info:
+            service.issue_license(features=["mqtt_server"], **terms)
+        assert info.value.code == ErrorCode.BAD_REQUEST and words in info.value.message
+        assert "\n" not in info.value.message
+    lic, _key = service.issue_license(features=["mqtt_server"], **TERMS)
+    assert (lic["heartbeat_interval"], lic["release_after"]) == (10, 30)
+    with pytest.raises(LicensingError, match="more than 2 x"):
+        service.update_license(lic["id"], {"heartbeat_interval": 20})  # 30 <= 2 x 20
+    assert service.update_license(lic["id"], {"release_after": 0, "heartbeat_interval": 0})["release_after"] is None
+    with pytest.raises(LicensingError, match="more than twice"):
+        service.catalogue.add_template("edge", {"features": ["mqtt_server"], "heartbeat_interval": 10, "release_after": 15})
+    service.catalogue.add_template("edge", {"features": ["mqtt_server"], **TERMS})
+    from_template, _ = service.issue_license(template="edge")
+    assert (from_template["heartbeat_interval"], from_template["release_after"]) == (10, 30)
+
+
+async def test_a_silent_activation_is_released_and_its_instance_told_so(
+    clocked_vendor: VendorHandle, clock: ManualClock
+) -> None:
+    vendor, service = clocked_vendor, clocked_vendor.service
+    Webhooks(service.store.engine).add("http://127.0.0.1:9/hook", ["activation.released"], clock())
+    lic, key = service.issue_license(features=["mqtt_server"], **TERMS)
+    dead, live = Instance(), Instance()
+    service.update_license(lic["id"], {"max_activations": 2})
+    dead_cert, live_cert = await _activate(vendor, key, dead), await _activate(vendor, key, live)
+    assert (dead_cert.heartbeat_interval, dead_cert.release_after) == (10, 30)
+    assert dead_cert.valid_until == dead_cert.issued_at + 30  # silent this long: released, and it stops serving
+
+    for _ in range(4):  # the live one heartbeats every 10 s; the dead one says nothing
+        clock.advance(10)
+        ack = await _beat(vendor, live, live_cert, clock())
+        assert ack.valid_until == clock() + 30 and not ack.terms_changed
+        assert service.release_silent() == ([dead_cert.activation_id] if clock() - dead_cert.issued_at > 30 else [])
+
+    acts = {a["id"]: a for a in service.list_activations(include_freed=True)}
+    assert acts[dead_cert.activation_id]["freed_reason"] == "released_no_heartbeat"
+    assert acts[live_cert.activation_id]["active"] and acts[live_cert.activation_id]["last_heartbeat_at"] == clock()
+    with service.store.engine.connect() as conn:
+        events = [json.loads(r.payload) for r in conn.execute(sa.select(outbox.c.payload))]
+    assert [(e["type"], e["data"]["activation_id"], e["data"]["reason"]) for e in events] == [
+        ("activation.released", dead_cert.activation_id, "released_no_heartbeat")
+    ]
+
+    # It comes back: heartbeat and check-in both answer a signed `released` verdict for that very request.
+    request = dead.request(labels.KIND_HEARTBEAT, activation_id=dead_cert.activation_id, created_at=clock())
+    for call, blob in (("heartbeat", request), ("check_in", dead.check_in(dead_cert.activation_id, created_at=clock()))):
+        with pytest.raises(LicensingError) as info:
+            async with ActivationClient(vendor.url) as client:
+                await getattr(client, call)(blob)
+        assert info.value.code == ErrorCode.RELEASED and info.value.evidence is not None
+        verdict = Verdict.open(info.value.evidence, vendor.public_key)
+        assert (verdict.verdict, verdict.activation_id) == ("released", dead_cert.activation_id)
+
+    # Its seat is free: a new instance (the kill -9'd container's replacement) takes it.
+    service.update_license(lic["id"], {"max_activations": 2})
+    assert (await _activate(vendor, key, Instance())).activation_id != dead_cert.activation_id
+
+
+async def test_a_late_heartbeat_still_counts(clocked_vendor: VendorHandle, clock: ManualClock) -> None:
+    """The server's arrival time is what counts: a heartbeat signed 5 s ago that arrives just inside
+    release_after keeps the activation, and one more pass releases nothing."""
+    vendor, service = clocked_vendor, clocked_vendor.service
+    _lic, key = service.issue_license(features=["mqtt_server"], **TERMS)
+    inst = Instance()
+    cert = await _activate(vendor, key, inst)
+    clock.advance(30)  # exactly release_after: not yet longer than it
+    assert service.release_silent() == []
+    await _beat(vendor, inst, cert, created_at=clock() - 5)
+    clock.advance(29)
+    assert service.release_silent() == []
+    assert service.list_activations()[0]["active"]
+
+
+async def test_changed_terms_ask_for_a_check_in(clocked_vendor: VendorHandle, clock: ManualClock) -> None:
+    vendor, service = clocked_vendor, clocked_vendor.service
+    lic, key = service.issue_license(features=["mqtt_server"], **TERMS)
+    inst = Instance()
+    cert = await _activate(vendor, key, inst)
+    clock.advance(5)
+    service.update_license(lic["id"], {"add_features": ["iot_bridge_snowflake"]})
+    assert (await _beat(vendor, inst, cert, clock())).terms_changed
+    service.set_status(lic["id"], "suspended")
+    with pytest.raises(LicensingError) as info:
+        await _beat(vendor, inst, cert, clock())
+    assert info.value.code == ErrorCode.SUSPENDED and info.value.evidence is not None
+
+
+async def test_without_terms_nothing_is_released(clocked_vendor: VendorHandle, clock: ManualClock) -> None:
+    vendor, service = clocked_vendor, clocked_vendor.service
+    _lic, key = service.issue_license(features=["mqtt_server"])
+    cert = await _activate(vendor, key, Instance())
+    assert cert.heartbeat_interval is None and cert.release_after is None
+    clock.advance(10 * 86400)
+    assert service.release_silent() == []
