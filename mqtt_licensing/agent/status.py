@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.documents import ActivationCertificate
 from ..core.errors import LicensingError
 from ..core.gate import connection_ceiling
 from ..core.state import Evaluation, Facts, Limits
@@ -46,7 +47,9 @@ def build_status(
         "serves_clients": evaluation.serves_clients,
         "support_until": iso(evaluation.support_until),
         "expires_at": iso(evaluation.expires_at),
-        "valid_until": iso(certificate.valid_until) if certificate else (iso(lease.expires_at) if lease else None),
+        "valid_until": iso(_valid_until(certificate, facts))
+        if certificate
+        else (iso(lease.expires_at) if lease else None),
         "deadline": iso(evaluation.deadline),
         "max_connections": evaluation.max_connections,
         "connections": connections,
@@ -70,6 +73,13 @@ def build_status(
         }
     doc.update(sections)
     return doc
+
+
+def _valid_until(certificate: ActivationCertificate, facts: Facts) -> int | None:
+    """The certificate's, or later when a signed heartbeat ack vouches for more."""
+    if certificate.valid_until is None or facts.valid_until is None:
+        return certificate.valid_until
+    return max(certificate.valid_until, facts.valid_until)
 
 
 def _held_model(facts: Facts) -> str | None:

@@ -165,7 +165,11 @@ def _health_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     for label, key in (("Trial", "trial"), ("Check-in", "check_in"), ("Floating", "floating")):
         value = doc.get(key)
         if isinstance(value, dict) and value:
+            beat = value.get("heartbeat") if key == "check_in" else None
+            value = {k: v for k, v in value.items() if k != "heartbeat"}
             rows.append((label, _format_mapping(value, now)))
+            if isinstance(beat, dict):
+                rows.append(("Heartbeat", _format_mapping(beat, now)))
     clock = doc.get("clock")
     if isinstance(clock, dict) and clock.get("tampered"):
         seen = format_time(clock.get("last_seen"), now)

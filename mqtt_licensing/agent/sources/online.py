@@ -27,6 +27,7 @@ from . import (
     SourceContext,
     SourceFacts,
     UsageAccount,
+    heartbeat,
     refuse_if_licensed_elsewhere,
     verify_certificate,
 )
@@ -59,6 +60,11 @@ class OnlineSource:
     last_error: dict[str, str] | None = None
     last_attempt: float = 0.0
     gone: bool = False
+    # Kept to activate again by itself after the vendor released the activation (heartbeats stopped);
+    # state.json holds it as the broker config may (never in status, events or logs).
+    license_key: str | None = field(default=None, repr=False)
+    beat: heartbeat.Beat | None = None  # the last verified heartbeat ack of this activation
+    last_beat_at: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -77,7 +83,7 @@ class OnlineSource:
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         ctx.clock.trust()
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
-        return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
+        return cls(ctx, cert, blob, url, last_ok_at=ctx.now(), license_key=key)
 
     @classmethod
     def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
@@ -96,9 +102,11 @@ class OnlineSource:
     @classmethod
     def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OnlineSource:
         blob = unb64(data["certificate"])
+        cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
+        key = data.get("license_key")
         return cls(
             ctx,
-            verify_certificate(ctx, blob, LicenseModel.ONLINE),
+            cert,
             blob,
             data.get("server_url"),
             vendor_verdict=data.get("vendor_verdict"),
@@ -106,6 +114,9 @@ class OnlineSource:
             last_ok_at=data.get("last_ok_at", data.get("last_checkin_ok_at")),
             failing_since=data.get("failing_since", data.get("checkin_failing_since")),
             last_error=data.get("last_error"),
+            license_key=key if isinstance(key, str) else None,
+            beat=heartbeat.stored_ack(ctx, data.get("heartbeat_ack"), cert),
+            last_beat_at=data.get("last_beat_at"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,11 +128,17 @@ class OnlineSource:
             "last_ok_at": self.last_ok_at,
             "failing_since": self.failing_since,
             "last_error": self.last_error,
+            "license_key": self.license_key,
+            "heartbeat_ack": self.beat.to_json() if self.beat is not None else None,
+            "last_beat_at": self.last_beat_at,
         }
 
     def facts(self) -> SourceFacts:
         return SourceFacts(
-            certificate=self.certificate, vendor_verdict=self.vendor_verdict, checkin_failing_since=self.failing_since
+            certificate=self.certificate,
+            vendor_verdict=self.vendor_verdict,
+            checkin_failing_since=self.failing_since,
+            valid_until=self.beat.ack.valid_until if self.beat is not None else None,
         )
 
     @property
@@ -140,18 +157,50 @@ class OnlineSource:
                 "failing_since": iso(self.failing_since),
                 "next_at": iso(next_due),
                 "last_error": self.last_error,
+                "heartbeat": self._heartbeat_status(),
             }
+        }
+
+    def _heartbeat_status(self) -> dict[str, Any] | None:
+        cert = self.certificate
+        if cert.heartbeat_interval is None:
+            return None
+        return {
+            "interval": cert.heartbeat_interval,
+            "release_after": cert.release_after,
+            "last_ok_at": iso(self.last_beat_at),
+            "valid_until": iso(self.beat.ack.valid_until if self.beat is not None else None),
         }
 
     # -- background check-in -------------------------------------------------------------
 
+    def _retry_interval(self) -> float:
+        """A heartbeat license retries at least once per heartbeat: a blip must not cost the activation."""
+        beat = self.certificate.heartbeat_interval
+        return min(self.ctx.config.retry_interval, beat) if beat else self.ctx.config.retry_interval
+
     def next_due(self) -> float | None:
+        if self.vendor_verdict == "released":  # ask for an activation again while one may come free
+            return self.last_attempt + self._retry_interval() if self._key() else None
         if self.failing_since is not None or self.ctx.clock.tampered:
-            return self.last_attempt + self.ctx.config.retry_interval
-        return (self.last_ok_at or 0) + self.ctx.config.check_in_interval
+            return self.last_attempt + self._retry_interval()
+        check_in = (self.last_ok_at or 0) + self.ctx.config.check_in_interval
+        beat = self.certificate.heartbeat_interval
+        if beat is None or self.vendor_verdict is not None:
+            return check_in
+        return min(check_in, max(self.last_beat_at or 0, self.last_ok_at or 0) + beat)
 
     async def run_due(self) -> None:
-        await self._check_in()
+        """The released retry, a check-in when one is due (or after failures), else a heartbeat."""
+        if self.vendor_verdict == "released":
+            await self._activate_again()
+            return
+        ctx = self.ctx
+        check_in_due = ctx.now() >= (self.last_ok_at or 0) + ctx.config.check_in_interval
+        if self.certificate.heartbeat_interval is None or check_in_due or self.failing_since is not None:
+            await self._check_in()
+        else:
+            await self._heartbeat()
 
     @property
     def background_kind(self) -> str:
@@ -199,12 +248,66 @@ class OnlineSource:
                 )
             cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         except LicensingError as exc:
-            self._failed(exc, now, self._trusted_verdict(exc, nonce))
-            raise
+            await self._refused(exc, now, nonce)
+            return
+        self._fresh(cert, blob, now)
+
+    def _fresh(self, cert: ActivationCertificate, blob: bytes, now: int) -> None:
+        if cert.activation_id != self.certificate.activation_id:
+            self.beat = self.last_beat_at = None  # the ack of the old activation says nothing of the new
         self.certificate, self.blob = cert, blob
         self.vendor_verdict = self.failing_since = self.last_error = None
         self.last_ok_at = now
-        ctx.clock.trust()
+        self.ctx.clock.trust()
+
+    async def _heartbeat(self) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        self.last_attempt = now
+        nonce = heartbeat.new_nonce()
+        try:
+            beat = await heartbeat.send(ctx, vendor_url(ctx, self.server_url), self.certificate, nonce)
+        except LicensingError as exc:
+            await self._refused(exc, now, nonce)
+            return
+        self.beat, self.last_beat_at = beat, now
+        self.failing_since = self.last_error = None
+        if beat.ack.terms_changed:  # the license changed: the new terms come with a certificate
+            await self._check_in()
+
+    async def _refused(self, exc: LicensingError, now: int, nonce: str) -> None:
+        """A failed check-in or heartbeat; raises unless a release was answered with a new activation."""
+        verdict = self._trusted_verdict(exc, nonce)
+        self._failed(exc, now, verdict)
+        if verdict == ErrorCode.RELEASED:
+            self.ctx.emit("activation_released", message=exc.message)
+            if self._key() is not None:
+                await self._activate_again()
+                return
+        raise exc
+
+    def _key(self) -> str | None:
+        configured = self.ctx.settings.license_key
+        return configured.key if configured is not None else self.license_key
+
+    async def _activate_again(self) -> None:
+        """After a release: the same key, a new activation if one is free (else this raises, e.g.
+        ``no_activations_left``, and the license serves out its last ack, then stops)."""
+        key, ctx = self._key(), self.ctx
+        if key is None:
+            raise LicensingError(ErrorCode.RELEASED, "the activation was released; activate again with the key")
+        now = ctx.now()
+        self.last_attempt = now
+        try:
+            cert, blob = await heartbeat.activate_again(ctx, vendor_url(ctx, self.server_url), key)
+        except LicensingError as exc:
+            self.last_error = exc.to_dict()
+            raise
+        log.info(
+            "activated again as %s after the vendor released %s", cert.activation_id, self.certificate.activation_id
+        )
+        self._fresh(cert, blob, now)
+        ctx.emit("activated", method=str(self.model), license_id=cert.license_id, activation_id=cert.activation_id)
 
     def _trusted_verdict(self, exc: LicensingError, nonce: str) -> ErrorCode | None:
         """The refusal's code if the vendor signed it for this activation and this very request; else None.
@@ -237,6 +340,9 @@ class OnlineSource:
             log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
             self.ctx.emit("activation_lost", message=exc.message)
             self.gone = True
+        elif verdict == ErrorCode.RELEASED:  # serve out what the last answer granted, then stop
+            log.warning("the vendor released this activation (%s)", exc.message)
+            self.vendor_verdict = str(verdict)
         elif verdict is not None:  # revoked / suspended / expired: the state machine reads the code itself
             self.vendor_verdict = str(verdict)
         else:

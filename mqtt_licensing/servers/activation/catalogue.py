@@ -188,7 +188,8 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
     beat, release = checked.get("heartbeat_interval"), checked.get("release_after")
     if release is not None and (beat is None or release <= 2 * beat):
         raise LicensingError(
-            ErrorCode.INVALID_FIELD, "template term release_after needs a heartbeat_interval and must be more than twice it"
+            ErrorCode.INVALID_FIELD,
+            "template term release_after needs a heartbeat_interval and must be more than twice it",
         )
     return checked
 

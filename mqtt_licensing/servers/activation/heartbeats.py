@@ -46,7 +46,11 @@ def heartbeat_terms(
     live instance. 0 or None clears a term."""
     values = {"heartbeat_interval": interval, "release_after": release_after}
     for name, value in values.items():
-        if value is not None and value is not ... and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TERM):
+        if (
+            value is not None
+            and value is not ...
+            and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_TERM)
+        ):
             raise bad(f"{name} must be a whole number of seconds from 1 to {MAX_TERM}, or 0/null for none")
     hb = current[0] if interval is ... else (interval or None)
     release = current[1] if release_after is ... else (release_after or None)

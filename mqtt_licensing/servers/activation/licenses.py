@@ -120,6 +120,18 @@ def _changed_features(current: tuple[str, ...], changes: dict[str, Any]) -> tupl
     return tuple(sorted(features))
 
 
+def _changed_heartbeat_terms(lic: LicenseRecord, changes: dict[str, Any]) -> dict[str, Any]:
+    if "heartbeat_interval" not in changes and "release_after" not in changes:
+        return {}
+    terms = heartbeat_terms(
+        lic.model,
+        changes.get("heartbeat_interval", ...),  # ... = not given: the license's value stays
+        changes.get("release_after", ...),
+        current=(lic.heartbeat_interval, lic.release_after),
+    )
+    return {name: value for name, value in terms.items() if value != getattr(lic, name)}
+
+
 class LicenseAdmin:
     """The vendor's admin work on licenses and activations."""
 
@@ -276,14 +288,7 @@ class LicenseAdmin:
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
         if "overage" in changes:
             values["overage"] = _overage(changes["overage"])
-        if "heartbeat_interval" in changes or "release_after" in changes:
-            terms = heartbeat_terms(
-                lic.model,
-                changes.get("heartbeat_interval", ...),
-                changes.get("release_after", ...),
-                current=(lic.heartbeat_interval, lic.release_after),
-            )
-            values.update({k: v for k, v in terms.items() if v != getattr(lic, k)})
+        values.update(_changed_heartbeat_terms(lic, changes))
         for name, check in (("metering", _metering), ("clone_policy", _clone_policy)):
             if name in changes:
                 values[name] = check(changes[name])

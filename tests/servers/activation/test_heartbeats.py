@@ -53,7 +53,9 @@ def test_terms_are_checked_in_one_line(clocked_vendor: VendorHandle) -> None:
         service.update_license(lic["id"], {"heartbeat_interval": 20})  # 30 <= 2 x 20
     assert service.update_license(lic["id"], {"release_after": 0, "heartbeat_interval": 0})["release_after"] is None
     with pytest.raises(LicensingError, match="more than twice"):
-        service.catalogue.add_template("edge", {"features": ["mqtt_server"], "heartbeat_interval": 10, "release_after": 15})
+        service.catalogue.add_template(
+            "edge", {"features": ["mqtt_server"], "heartbeat_interval": 10, "release_after": 15}
+        )
     service.catalogue.add_template("edge", {"features": ["mqtt_server"], **TERMS})
     from_template, _ = service.issue_license(template="edge")
     assert (from_template["heartbeat_interval"], from_template["release_after"]) == (10, 30)
@@ -88,7 +90,10 @@ async def test_a_silent_activation_is_released_and_its_instance_told_so(
 
     # It comes back: heartbeat and check-in both answer a signed `released` verdict for that very request.
     request = dead.request(labels.KIND_HEARTBEAT, activation_id=dead_cert.activation_id, created_at=clock())
-    for call, blob in (("heartbeat", request), ("check_in", dead.check_in(dead_cert.activation_id, created_at=clock()))):
+    for call, blob in (
+        ("heartbeat", request),
+        ("check_in", dead.check_in(dead_cert.activation_id, created_at=clock())),
+    ):
         with pytest.raises(LicensingError) as info:
             async with ActivationClient(vendor.url) as client:
                 await getattr(client, call)(blob)

@@ -1,0 +1,83 @@
+"""The online source's heartbeats: what a license with heartbeat terms adds to the daily check-in.
+
+The certificate says how often (``heartbeat_interval``) and how long the vendor waits before it
+releases a silent activation (``release_after``). Each heartbeat is a small signed request; the
+answer is a vendor-signed :class:`HeartbeatAck` bound to it, whose ``valid_until`` (vendor time +
+release_after) is how long the instance may serve without news - so an instance cut off from the
+vendor stops serving about when its activation is released, never long after another took it.
+
+After a release (a signed ``released`` verdict) the instance activates again with its key when an
+activation is free; otherwise it serves out what the last ack granted, then stops.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from ...clients.activation import ActivationClient
+from ...core.documents import ActivationCertificate, HeartbeatAck
+from ...core.errors import ErrorCode, LicensingError
+from ...core.keys import key_digest
+from ...core.labels import KIND_ACTIVATE, KIND_HEARTBEAT
+from ...core.models import LicenseModel
+from ...core.signing import b64, unb64
+from . import SourceContext, verify_certificate
+
+
+@dataclass(frozen=True)
+class Beat:
+    """A verified ack and its signed bytes (kept in state.json, verified again on load)."""
+
+    ack: HeartbeatAck
+    blob: bytes
+
+    def to_json(self) -> str:
+        return b64(self.blob)
+
+
+def open_ack(ctx: SourceContext, blob: bytes, cert: ActivationCertificate, nonce: str | None = None) -> Beat:
+    """Verify an ack against the vendor key, this instance and the activation it holds (and, fresh
+    from the server, the request it answers)."""
+    ack = HeartbeatAck.open(blob, ctx.vendor_key)
+    if (ack.activation_id, ack.instance_fingerprint) != (cert.activation_id, ctx.fingerprint):
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the heartbeat answer is for another activation")
+    if nonce is not None and ack.request_nonce != nonce:
+        raise LicensingError(ErrorCode.WRONG_DOCUMENT, "the heartbeat answer is for another request")
+    return Beat(ack, blob)
+
+
+def stored_ack(ctx: SourceContext, data: object, cert: ActivationCertificate) -> Beat | None:
+    """The ack in state.json if it still verifies for this certificate; anything else is dropped
+    (the instance then relies on its certificate alone: never longer than the vendor said)."""
+    if not isinstance(data, str):
+        return None
+    try:
+        return open_ack(ctx, unb64(data), cert)
+    except (LicensingError, ValueError):
+        return None
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+async def send(ctx: SourceContext, url: str, cert: ActivationCertificate, nonce: str) -> Beat:
+    """One heartbeat with ``nonce``: the verified ack. A refusal raises with the server's evidence
+    (a verdict the caller checks against ``nonce``)."""
+    request = ctx.sign(KIND_HEARTBEAT, nonce=nonce, activation_id=cert.activation_id, issued_at=cert.issued_at)
+    async with ActivationClient(url, options=ctx.settings.http) as client:
+        blob = await client.heartbeat(request)
+    return open_ack(ctx, blob, cert, nonce)
+
+
+async def activate_again(ctx: SourceContext, url: str, key: str) -> tuple[ActivationCertificate, bytes]:
+    """A new activation with the same key after a release (``no_activations_left`` when none is free)."""
+    request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
+    async with ActivationClient(url, options=ctx.settings.http) as client:
+        answer = await client.activate(key, request)
+    blob: bytes = answer["certificate"]
+    return verify_certificate(ctx, blob, LicenseModel.ONLINE), blob
+
+
+__all__ = ["Beat", "activate_again", "new_nonce", "open_ack", "send", "stored_ack"]
