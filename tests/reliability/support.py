@@ -243,7 +243,8 @@ class FaultProxy:
     Modes: ``pass`` (relay to ``upstream``), ``down`` (nothing listens: connection refused),
     ``slow`` (read the request, answer nothing for ``delay`` seconds, then close),
     ``reset`` (accept, then RST), ``close`` (read the request, close without a word),
-    ``respond`` (answer with ``response`` bytes, a full HTTP response).
+    ``respond`` (answer with ``response`` bytes, a full HTTP response). ``latency`` delays every
+    relayed chunk in ``pass`` mode (each direction).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -251,6 +252,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.mode = "pass"
         self.delay = 5.0
+        self.latency = 0.0  # ``pass``: seconds each relayed chunk waits (a slow network, both ways)
         self.response = b""
         self.connections = 0
         self._stop = threading.Event()
@@ -349,6 +351,8 @@ class FaultProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if self.latency:
+                        time.sleep(self.latency)
                     peers[sock].sendall(data)
         finally:
             upstream.close()
