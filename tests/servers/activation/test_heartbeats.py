@@ -4,10 +4,13 @@ clock moved by hand (the release duty reads the server's clock, never the instan
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
+from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.activation import ActivationClient
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.documents import ActivationCertificate, HeartbeatAck, Verdict
@@ -142,3 +145,39 @@ async def test_without_terms_nothing_is_released(clocked_vendor: VendorHandle, c
     assert cert.heartbeat_interval is None and cert.release_after is None
     clock.advance(10 * 86400)
     assert service.release_silent() == []
+
+
+def test_cli_flags_round_trip_and_refuse_in_one_line(tmp_path: Path, capsys: Any) -> None:
+    def run(*argv: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    data = str(tmp_path / "v")
+    assert run("vendor", "init", data)[0] == 0
+    issue = ("vendor", "issue", "--data", data, "--features", "mqtt_server")
+    code, out, err = run(*issue, "--heartbeat-interval", "60", "--release-after", "100")
+    assert code != 0 and out == ""
+    [line] = err.strip().splitlines()  # one line, naming the rule
+    assert "more than 2 x heartbeat_interval" in line
+    assert run(*issue, "--heartbeat-interval", "60", "--release-after", "300")[0] == 0
+    [lic] = json.loads(run("vendor", "licenses", "--data", data, "--json")[1])
+    assert (lic["heartbeat_interval"], lic["release_after"]) == (60, 300)
+    shown = run("vendor", "show", lic["id"], "--data", data)[1]
+    assert "heartbeats:      every 60 s; released after 300 s silent" in shown
+    assert run("vendor", "update", lic["id"], "--data", data, "--release-after", "none")[0] == 0
+    shown = run("vendor", "show", lic["id"], "--data", data)[1]
+    assert "every 60 s; never released" in shown
+    code, _out, err = run(
+        "vendor", "update", lic["id"], "--data", data, "--heartbeat-interval", "0", "--release-after", "90"
+    )
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "needs a heartbeat_interval" in err
+    template = ("vendor", "template", "add", "fleet", "--data", data, "--features", "mqtt_server")
+    assert run(*template, "--heartbeat-interval", "30", "--release-after", "90")[0] == 0
+    assert run("vendor", "issue", "--data", data, "--template", "fleet")[0] == 0
+    terms = {
+        (x["heartbeat_interval"], x["release_after"])
+        for x in json.loads(run("vendor", "licenses", "--data", data, "--json")[1])
+    }
+    assert (30, 90) in terms
