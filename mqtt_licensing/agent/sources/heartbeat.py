@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 from ...clients.activation import ActivationClient
 from ...core.documents import ActivationCertificate, HeartbeatAck
@@ -22,6 +23,7 @@ from ...core.keys import key_digest
 from ...core.labels import KIND_ACTIVATE, KIND_HEARTBEAT
 from ...core.models import LicenseModel
 from ...core.signing import b64, unb64
+from ...core.timefmt import iso
 from . import SourceContext, verify_certificate
 
 
@@ -71,6 +73,18 @@ async def send(ctx: SourceContext, url: str, cert: ActivationCertificate, nonce:
     return open_ack(ctx, blob, cert, nonce)
 
 
+def status(cert: ActivationCertificate, beat: Beat | None, last_beat_at: int | None) -> dict[str, Any] | None:
+    """``status.check_in.heartbeat``: None unless the license has heartbeat terms."""
+    if cert.heartbeat_interval is None:
+        return None
+    return {
+        "interval": cert.heartbeat_interval,
+        "release_after": cert.release_after,
+        "last_ok_at": iso(last_beat_at),
+        "valid_until": iso(beat.ack.valid_until if beat is not None else None),
+    }
+
+
 async def activate_again(ctx: SourceContext, url: str, key: str) -> tuple[ActivationCertificate, bytes]:
     """A new activation with the same key after a release (``no_activations_left`` when none is free)."""
     request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
@@ -80,4 +94,4 @@ async def activate_again(ctx: SourceContext, url: str, key: str) -> tuple[Activa
     return verify_certificate(ctx, blob, LicenseModel.ONLINE), blob
 
 
-__all__ = ["Beat", "activate_again", "new_nonce", "open_ack", "send", "stored_ack"]
+__all__ = ["Beat", "activate_again", "new_nonce", "open_ack", "send", "status", "stored_ack"]

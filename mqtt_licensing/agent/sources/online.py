@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...clients.activation import ActivationClient
 from ...core import protocol
-from ...core.documents import ActivationCertificate, Verdict
+from ...core.documents import ActivationCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest, normalize_key
 from ...core.labels import KIND_ACTIVATE, KIND_CHECK_IN, KIND_DEACTIVATE
@@ -31,6 +31,7 @@ from . import (
     refuse_if_licensed_elsewhere,
     verify_certificate,
 )
+from .verdicts import trusted_verdict
 
 if TYPE_CHECKING:
     from ..metering import Metering
@@ -157,19 +158,8 @@ class OnlineSource:
                 "failing_since": iso(self.failing_since),
                 "next_at": iso(next_due),
                 "last_error": self.last_error,
-                "heartbeat": self._heartbeat_status(),
+                "heartbeat": heartbeat.status(self.certificate, self.beat, self.last_beat_at),
             }
-        }
-
-    def _heartbeat_status(self) -> dict[str, Any] | None:
-        cert = self.certificate
-        if cert.heartbeat_interval is None:
-            return None
-        return {
-            "interval": cert.heartbeat_interval,
-            "release_after": cert.release_after,
-            "last_ok_at": iso(self.last_beat_at),
-            "valid_until": iso(self.beat.ack.valid_until if self.beat is not None else None),
         }
 
     # -- background check-in -------------------------------------------------------------
@@ -180,9 +170,8 @@ class OnlineSource:
         return min(self.ctx.config.retry_interval, beat) if beat else self.ctx.config.retry_interval
 
     def next_due(self) -> float | None:
-        if self.vendor_verdict == "released":  # ask for an activation again while one may come free
-            return self.last_attempt + self._retry_interval() if self._key() else None
-        if self.failing_since is not None or self.ctx.clock.tampered:
+        # released: ask for an activation again while one may come free
+        if self.vendor_verdict == "released" or self.failing_since is not None or self.ctx.clock.tampered:
             return self.last_attempt + self._retry_interval()
         check_in = (self.last_ok_at or 0) + self.ctx.config.check_in_interval
         beat = self.certificate.heartbeat_interval
@@ -277,13 +266,12 @@ class OnlineSource:
 
     async def _refused(self, exc: LicensingError, now: int, nonce: str) -> None:
         """A failed check-in or heartbeat; raises unless a release was answered with a new activation."""
-        verdict = self._trusted_verdict(exc, nonce)
+        verdict = trusted_verdict(self.ctx, exc, self.certificate.activation_id, nonce)
         self._failed(exc, now, verdict)
-        if verdict == ErrorCode.RELEASED:
+        if verdict == ErrorCode.RELEASED and self._key() is not None:
             self.ctx.emit("activation_released", message=exc.message)
-            if self._key() is not None:
-                await self._activate_again()
-                return
+            await self._activate_again()
+            return
         raise exc
 
     def _key(self) -> str | None:
@@ -294,8 +282,7 @@ class OnlineSource:
         """After a release: the same key, a new activation if one is free (else this raises, e.g.
         ``no_activations_left``, and the license serves out its last ack, then stops)."""
         key, ctx = self._key(), self.ctx
-        if key is None:
-            raise LicensingError(ErrorCode.RELEASED, "the activation was released; activate again with the key")
+        assert key is not None  # released with no key is dropped like a freed activation (_failed)
         now = ctx.now()
         self.last_attempt = now
         try:
@@ -309,33 +296,11 @@ class OnlineSource:
         self._fresh(cert, blob, now)
         ctx.emit("activated", method=str(self.model), license_id=cert.license_id, activation_id=cert.activation_id)
 
-    def _trusted_verdict(self, exc: LicensingError, nonce: str) -> ErrorCode | None:
-        """The refusal's code if the vendor signed it for this activation and this very request; else None.
-
-        Anyone on the path can send an HTTP 403; only a verified Verdict may stop the license
-        (an unsigned one counts as a failed check-in: grace)."""
-        if not exc.code.is_verdict:
-            return None
-        try:
-            if exc.evidence is None:
-                raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the refusal carries no signed verdict")
-            verdict = Verdict.open(exc.evidence, self.ctx.vendor_key)
-        except LicensingError as problem:
-            log.warning("ignoring an unverified %s from the license server (%s)", exc.code, problem.message)
-            return None
-        if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
-            str(exc.code),
-            self.certificate.activation_id,
-            self.ctx.fingerprint,
-            nonce,
-        ):
-            log.warning("ignoring a %s verdict that answers another request", exc.code)
-            return None
-        return exc.code
-
     def _failed(self, exc: LicensingError, now: int, verdict: ErrorCode | None) -> None:
         """Record a failed check-in. Only a verified vendor verdict stops the license."""
         self.last_error = exc.to_dict()
+        if verdict == ErrorCode.RELEASED and self._key() is None:
+            verdict = ErrorCode.ACTIVATION_NOT_FOUND  # a state from before keys were kept: activate again by hand
         if verdict == ErrorCode.ACTIVATION_NOT_FOUND:
             log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
             self.ctx.emit("activation_lost", message=exc.message)
