@@ -4,7 +4,8 @@ after 3 s silent) so the figures are seconds, not minutes.
 
 The attack: a customer lets a "dead" broker keep running (or brings it back) and hopes for a
 second seat. The defence measured here: the replacement gets the seat within release_after plus
-one heartbeat (plus one pass of the release duty), and a live broker, even 50 ms away, is never released.
+one heartbeat (the release duty passes once per heartbeat interval), and a live broker, even 50 ms
+away, is never released.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import pytest
 
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
-from mqtt_licensing.servers.activation.app import RELEASE_PASS
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
 from tests.reliability.support import BrokerProcess, FaultProxy, wait_until
 
@@ -68,8 +68,9 @@ def test_a_kill9d_brokers_activation_is_taken_by_its_replacement(tmp_path: Any, 
 
         replacement = wait_until(taken, 30, "the replacement never got the seat", interval=0.1)
         took = time.monotonic() - killed
-        # release_after + one heartbeat, + one pass of the duty, + 1 s: the server counts whole seconds
-        bound = RELEASE + INTERVAL + RELEASE_PASS + 1
+        # release_after + one heartbeat (the duty passes once per shortest interval), + 1 s: the
+        # server counts whole seconds, + 1 s for the replacement's poll and round trip on a busy machine
+        bound = RELEASE + INTERVAL + 2
         print(f"seat taken by the replacement {took:.2f} s after kill -9 (bound {bound} s)")
         assert took <= bound
         acts = {a["id"]: a for a in vendor.service.list_activations(include_freed=True)}

@@ -42,10 +42,6 @@ from .service import ActivationService
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 
-# Seconds between passes of the release duty: one indexed query; a release comes at most this
-# late, which the docs count into "release_after plus one heartbeat".
-RELEASE_PASS = 1.0
-
 
 def _service(request: Request) -> ActivationService:
     service: ActivationService = request.app.state.service
@@ -234,14 +230,12 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
-    release_pass: float = RELEASE_PASS,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
     server does (e.g. the store's fulfilment loop).
 
-    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts.
-    ``release_pass``: seconds between passes of the duty that releases silent activations."""
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
 
     async def release() -> None:
         await run_in_threadpool(service.release_silent)
@@ -260,7 +254,9 @@ def create_app(
             *background,
             Deliverer(Webhooks(service.store.engine)).run,
             # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.
-            lambda: every("release of silent activations", release_pass, release),
+            # Paced by the shortest heartbeat interval of a license with release terms (1..60 s): a
+            # release comes at most one heartbeat after release_after, and idle vendors pay nothing.
+            lambda: every("release of silent activations", service.release_pass, release),
         ],
     )
 

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 RELEASED_REASON = "released_no_heartbeat"
 MAX_TERM = 366 * 86400  # a year: longer is no heartbeat
+# The release duty's pace: the shortest heartbeat interval of a license with release terms, within
+# these bounds (with none, it only looks for such a license, every PASS_MIN seconds).
+PASS_MIN, PASS_MAX = 1.0, 60.0
 
 
 def heartbeat_terms(
@@ -69,6 +72,7 @@ class Heartbeats:
     def __init__(self, ctx: ServiceContext, instances: Instances) -> None:
         self.ctx = ctx
         self.instances = instances
+        self.next_pass = PASS_MIN  # seconds until the release duty's next pass
 
     def heartbeat(self, blob: bytes) -> bytes:
         """A signed ack valid until now + release_after; a signed verdict if the activation is gone
@@ -109,7 +113,9 @@ class Heartbeats:
         released: list[str] = []
         with self.ctx.store.transaction() as tx:
             queries = HeartbeatQueries(tx.conn)
-            for activation_id, license_id in queries.silent(now):
+            shortest = queries.shortest_interval()
+            self.next_pass = min(max(float(shortest or PASS_MIN), PASS_MIN), PASS_MAX)
+            for activation_id, license_id in queries.silent(now) if shortest is not None else ():
                 lic = tx.get_license(license_id, lock=True)  # serialize with activations counting it
                 if lic is None or lic.release_after is None:
                     continue
@@ -125,7 +131,7 @@ class Heartbeats:
 
 
 class HeartbeatQueries:
-    """The three queries of heartbeats (beside the store's, as the catalogue's are)."""
+    """The queries of heartbeats (beside the store's, as the catalogue's are)."""
 
     def __init__(self, conn: sa.Connection) -> None:
         self.conn = conn
@@ -137,6 +143,13 @@ class HeartbeatQueries:
             sa.func.coalesce(a.last_check_in_at, a.created_at) < cutoff,
             sa.or_(a.last_heartbeat_at.is_(None), a.last_heartbeat_at < cutoff),
         )
+
+    def shortest_interval(self) -> int | None:
+        """The shortest heartbeat interval of a license with release terms (None: no such license)."""
+        lic = licenses.c
+        query = sa.select(sa.func.min(lic.heartbeat_interval)).where(lic.release_after.is_not(None))
+        value = self.conn.execute(query).scalar()
+        return int(value) if value is not None else None
 
     def touch(self, activation_id: str, now: int) -> bool:
         """The heartbeat's one UPDATE; False when the activation was freed or released meanwhile."""

@@ -188,8 +188,12 @@ class ActivationService:
         return self.heartbeats.heartbeat(request)
 
     def release_silent(self) -> list[str]:
-        """One pass of the release duty (the app runs it every ``RELEASE_PASS`` seconds)."""
+        """One pass of the release duty (the app runs it every :meth:`release_pass` seconds)."""
         return self.heartbeats.release_silent()
+
+    def release_pass(self) -> float:
+        """Seconds until the next pass, as the last pass found it (no I/O)."""
+        return self.heartbeats.next_pass
 
     def deactivate(self, request: bytes) -> None:
         self.instances.deactivate(request)
