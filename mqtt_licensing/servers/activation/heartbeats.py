@@ -139,10 +139,9 @@ class HeartbeatQueries:
     @staticmethod
     def _silent_since(cutoff: Any) -> Any:
         a = activations.c
-        return sa.and_(
-            sa.func.coalesce(a.last_check_in_at, a.created_at) < cutoff,
-            sa.or_(a.last_heartbeat_at.is_(None), a.last_heartbeat_at < cutoff),
-        )
+        # NULL last_heartbeat_at (the instance holds no certificate with the terms: it was never
+        # told to heartbeat) compares false: never released.
+        return sa.and_(sa.func.coalesce(a.last_check_in_at, a.created_at) < cutoff, a.last_heartbeat_at < cutoff)
 
     def shortest_interval(self) -> int | None:
         """The shortest heartbeat interval of a license with release terms (None: no such license)."""

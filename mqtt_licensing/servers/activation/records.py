@@ -59,6 +59,13 @@ def bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
 
 
+def told_heartbeats(lic: LicenseRecord, now: int) -> int | None:
+    """``last_heartbeat_at`` as a certificate signed now leaves it: ``now`` when it carries heartbeat
+    terms (from then on the instance heartbeats), else None - an activation whose instance was never
+    told the terms (it checks in daily, it sends no heartbeats) is never taken for silent."""
+    return now if lic.model == LicenseModel.ONLINE and lic.heartbeat_interval is not None else None
+
+
 def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": lic.id,
@@ -161,7 +168,12 @@ class ServiceContext:
         existing = tx.find_live_activation(lic.id, request.fingerprint)
         if existing is not None:
             # A new chain: a copy still holding the old one is seen at its next check-in.
-            updates: dict[str, Any] = {"last_check_in_at": now, "chain": new_chain(), "chain_prev": None}
+            updates: dict[str, Any] = {
+                "last_check_in_at": now,
+                "chain": new_chain(),
+                "chain_prev": None,
+                "last_heartbeat_at": told_heartbeats(lic, now),
+            }
             if nonce is not None and existing.request_nonce != nonce:
                 if existing.request_created_at is not None and request.created_at < existing.request_created_at:
                     raise LicensingError(
@@ -186,6 +198,7 @@ class ServiceContext:
             model=lic.model,
             created_at=now,
             last_check_in_at=now,
+            last_heartbeat_at=told_heartbeats(lic, now),
             request_nonce=nonce,
             request_created_at=request.created_at if nonce is not None else None,
             freed_at=None,

@@ -58,8 +58,9 @@ activations = sa.Table(
     sa.Column("chain_prev", sa.String(64), nullable=True),
     sa.Column("cloned_at", sa.BigInteger, nullable=True),
     sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
-    # The server's time of the last heartbeat (check-ins write last_check_in_at); the release
-    # duty reads both, so a broker that only checks in is never taken for silent (0010).
+    # The server's time of the last heartbeat, or of the last certificate carrying heartbeat terms;
+    # NULL while the instance holds none (it sends no heartbeats: never released). The release duty
+    # reads it with last_check_in_at (0010).
     sa.Column("last_heartbeat_at", sa.BigInteger, nullable=True),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
     # At most one live activation per instance and license, whatever the domain code does.

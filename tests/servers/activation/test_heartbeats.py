@@ -181,3 +181,22 @@ def test_cli_flags_round_trip_and_refuse_in_one_line(tmp_path: Path, capsys: Any
         for x in json.loads(run("vendor", "licenses", "--data", data, "--json")[1])
     }
     assert (30, 90) in terms
+
+
+async def test_terms_added_later_release_nobody_before_they_were_told(
+    clocked_vendor: VendorHandle, clock: ManualClock
+) -> None:
+    """A broker checking in daily under a license that gets heartbeat terms sends no heartbeat until
+    its next check-in brings them: silence before that is not death."""
+    vendor, service = clocked_vendor, clocked_vendor.service
+    lic, key = service.issue_license(features=["mqtt_server"])
+    inst = Instance()
+    cert = await _activate(vendor, key, inst)
+    service.update_license(lic["id"], TERMS)
+    clock.advance(3600)  # an hour of silence: it was never told to heartbeat
+    assert service.release_silent() == []
+    async with ActivationClient(vendor.url) as client:  # its check-in brings the terms
+        blob = await client.check_in(inst.check_in(cert.activation_id, chain=cert.chain, created_at=clock()))
+    assert ActivationCertificate.open(blob, vendor.public_key).release_after == 30
+    clock.advance(31)
+    assert service.release_silent() == [cert.activation_id]

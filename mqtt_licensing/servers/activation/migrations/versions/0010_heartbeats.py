@@ -1,5 +1,6 @@
 """Heartbeats: a license's heartbeat_interval and release_after (seconds, null = neither), and
-an activation's last_heartbeat_at (the server's time of its last heartbeat).
+an activation's last_heartbeat_at (the server's time of its last heartbeat, or of the last certificate
+carrying heartbeat terms; NULL: never told to heartbeat, never released).
 
 Revision ID: 0010
 Revises: 0009
