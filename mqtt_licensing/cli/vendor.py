@@ -35,6 +35,7 @@ from .vendor_admin import (
     cmd_public_key,
     cmd_show,
     cmd_update,
+    heartbeat_arguments,
     open_service,
     status_verb,
 )
@@ -76,19 +77,6 @@ def parse_overage(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number (0.1 = 10 % over the cap)") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError("must be from 0 to 1 (0.1 = 10 % over the cap)")
-    return value
-
-
-def parse_seconds(text: str) -> int:
-    """Seconds of a heartbeat term; 0 or none clears it (no heartbeats, no release)."""
-    if text.strip().lower() in _CLEAR:
-        return 0
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (or 'none')") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
     return value
 
 
@@ -327,7 +315,7 @@ def _register_groups(
     update: argparse.ArgumentParser,
 ) -> None:
     _overage_arguments(issue, update)
-    _heartbeat_arguments(issue, update)
+    heartbeat_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
     vendor_catalogue.register(verbs, open_service)
     webhooks.register(verbs, open_service, kind="vendor", database="vendor.db")
@@ -339,19 +327,3 @@ def _overage_arguments(issue: argparse.ArgumentParser, update: argparse.Argument
     text = "admit up to N x (1 + F) non-admin connections, e.g. 0.1 = 10%% headroom (0..1, default 0)"
     issue.add_argument("--overage", type=parse_overage, metavar="F", help=text)
     update.add_argument("--overage", type=parse_overage, metavar="F", help=text)
-
-
-def _heartbeat_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
-    for p in (issue, update):
-        p.add_argument(
-            "--heartbeat-interval",
-            type=parse_seconds,
-            metavar="S",
-            help="online instances send a heartbeat every S seconds (0/none: no heartbeats, the default)",
-        )
-        p.add_argument(
-            "--release-after",
-            type=parse_seconds,
-            metavar="S",
-            help="release an activation whose instance was silent S seconds (> 2 x the interval; 0/none: never)",
-        )

@@ -267,3 +267,32 @@ def cmd_contact(args: argparse.Namespace) -> int:
 def cmd_public_key(args: argparse.Namespace) -> int:
     print(open_service(args).public_key_text)
     return 0
+
+
+def parse_seconds(text: str) -> int:
+    """Seconds of a heartbeat term; 0 or none clears it (no heartbeats, no release)."""
+    if text.strip().lower() in ("none", "never", ""):
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (or 'none')") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def heartbeat_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
+    for p in (issue, update):
+        p.add_argument(
+            "--heartbeat-interval",
+            type=parse_seconds,
+            metavar="S",
+            help="online instances send a heartbeat every S seconds (0/none: no heartbeats, the default)",
+        )
+        p.add_argument(
+            "--release-after",
+            type=parse_seconds,
+            metavar="S",
+            help="release an activation whose instance was silent S seconds (> 2 x the interval; 0/none: never)",
+        )
