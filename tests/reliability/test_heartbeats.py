@@ -10,6 +10,7 @@ away, is never released.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, start_broker
-from tests.reliability.support import BrokerProcess, FaultProxy, wait_until
+from tests.reliability.support import BrokerProcess, FaultProxy, http_response, wait_until
 
 INTERVAL, RELEASE = 1, 3
 
@@ -103,5 +104,32 @@ def test_a_live_broker_50ms_away_is_never_released(tmp_path: Any, vendor: Any) -
             assert states == {"active"}, states
             status = broker.status()
             assert status["activation_id"] == act and status["check_in"]["heartbeat"]["last_ok_at"] is not None
+    finally:
+        proxy.close()
+
+
+@pytest.mark.timeout(120)
+def test_an_unsigned_released_answer_changes_nothing(tmp_path: Any, vendor: Any) -> None:
+    """Someone on the path answers heartbeats with `released` and no signed verdict: the broker
+    treats it as an unreachable vendor (keeps its activation, serves on), and asks for no new one."""
+    _lic, key = vendor.service.issue_license(
+        features=["mqtt_server"], heartbeat_interval=INTERVAL, release_after=RELEASE
+    )
+    proxy = FaultProxy(vendor.port)
+    try:
+        with start_broker(
+            tmp_path / "b", vendor=vendor, vendor_url=proxy.url, tick_interval=0.1, retry_interval=1
+        ) as broker:
+            with broker.admin() as c:
+                act = c.request("activate", {"license_key": key})["status"]["activation_id"]
+            body = json.dumps({"error": {"code": "released", "message": "forged"}}).encode()
+            proxy.set("respond", response=http_response(410, body))
+            wait_until(
+                lambda: broker.status()["check_in"]["failing_since"] is not None, 10, "the forged answer was not seen"
+            )
+            status = broker.status()
+            assert status["activation_id"] == act and status["serving"] and status["state"] in ("active", "grace")
+            assert "released" not in status["reason"]
+            assert len(vendor.service.list_activations(include_freed=True)) == 1  # no second activation asked for
     finally:
         proxy.close()
