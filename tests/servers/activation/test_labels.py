@@ -4,12 +4,16 @@ characters - before anything is written."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from mqtt_licensing.cli.main import main
 from mqtt_licensing.core.instance_label import HISTORY
 from mqtt_licensing.core.signing import b64
+from mqtt_licensing.servers.activation.schema import activations
 
 from .conftest import Instance
 
@@ -98,3 +102,32 @@ async def test_exactly_64_printable_characters_pass(admin_http: Any) -> None:
     response = await admin_http.post("/v1/activations", json=Instance().activation_body(key, label=label))
     assert response.status_code == 201, response.text
     assert (await _listed(admin_http, license_id))["label"] == label  # stored as sent: escaping is the viewer's
+
+
+async def test_vendor_activations_shows_labels_and_prints_escapes_as_text(vendor: Any, capsys: Any) -> None:
+    """The CLI's own defence: a label in the database that holds a terminal escape (written by
+    anything but this server's check) prints as ``\\x1b``, never as a colour."""
+    key = vendor.issue(max_activations=2)
+    inst = Instance()
+    async with vendor.client() as http:
+        act = (await http.post("/v1/activations", json=inst.activation_body(key, label="line-7-broker"))).json()
+        request = inst.check_in(act["activation_id"], label="line-8-broker")
+        assert (await http.post("/v1/activations/check-in", json={"request": b64(request)})).status_code == 200
+    data = str(vendor.data_dir)
+    code, out, _ = _run(capsys, "vendor", "activations", "--data", data)
+    assert code == 0 and "label=line-8-broker (was line-7-broker)" in out and inst.fingerprint in out
+    listed = json.loads(_run(capsys, "vendor", "activations", "--data", data, "--json")[1])
+    assert listed[0]["label"] == "line-8-broker" and len(listed[0]["label_history"]) == 2
+
+    with vendor.service.ctx.store.engine.begin() as conn:
+        conn.execute(sa.update(activations).values(label="\x1b[31mEVIL\x1b[0m\x1b]0;owned\x07"))
+    out = _run(capsys, "vendor", "activations", "--data", data)[1]
+    assert "\x1b" not in out and "\x07" not in out
+    assert "label=\\x1b[31mEVIL\\x1b[0m\\x1b]0;owned\\x07" in out
+
+
+def _run(capsys: Any, *argv: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -7,12 +7,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.instance_label import HISTORY
 from mqtt_licensing.core.signing import fingerprint
+from mqtt_licensing.servers.floating.schema import leases
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -65,3 +68,19 @@ async def test_bad_labels_are_refused(floating: Any, label: str) -> None:
             await client.renew(lease_request(inst, RENEW, label=label))
         assert err.value.code == ErrorCode.INVALID_FIELD
         assert _lease_of(await client.admin_status(), inst)["label"] == "fine"
+
+
+async def test_floating_status_shows_labels_and_prints_escapes_as_text(floating: Any, capsys: Any) -> None:
+    fls = floating(seats=2, ttl=60)
+    inst = Ed25519PrivateKey.generate()
+    async with FloatingClient(fls.url) as client:
+        await client.acquire(lease_request(inst, ACQ, label="line-7-broker"))
+    capsys.readouterr()
+    assert main(["floating", "status", "--data", str(fls.data_dir)]) == 0
+    assert "label line-7-broker" in capsys.readouterr().out
+    # The CLI's own defence: a label in the database holding terminal escapes prints as text.
+    with fls.service.store.engine.begin() as conn:
+        conn.execute(sa.update(leases).values(label="\x1b[2J\x1b[32mACTIVE\x1b[0m"))
+    assert main(["floating", "status", "--data", str(fls.data_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "label \\x1b[2J\\x1b[32mACTIVE\\x1b[0m" in out
