@@ -128,10 +128,13 @@ function setButtons() {
   if (!off) refreshKeyChecks();
 }
 
-// The broker's name on this page: its host and instance (a fleet has many License pages).
+// The broker's name on this page: its label (instance_label, else its host name), the host the
+// page came from and its instance (a fleet has many License pages). The label is text the broker's
+// config chose: it only ever reaches textContent and title, never markup.
 function renderIdentity(s) {
   const fp = s && s.instance && s.instance.fingerprint;
-  const label = (s && s.instance && s.instance.label) || location.host;
+  const own = s && s.instance && typeof s.instance.label === "string" ? s.instance.label : "";
+  const label = own && own !== location.hostname ? `${own} (${location.host})` : location.host;
   $("broker-name").textContent = fp ? `${label} · instance ${shortFingerprint(fp)}` : label;
   $("broker-name").title = fp ? `instance fingerprint ${fp}` : "";
   document.title = `License · ${(s && s.instance && s.instance.label) || location.hostname}`;
