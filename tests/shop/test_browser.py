@@ -17,7 +17,6 @@ from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
 from tests.helpers.broker import start_broker
 from tests.shop.support import ShopServer
 
-
 HOSTILE_LABEL = "<script>alert(1)</script>"
 
 
