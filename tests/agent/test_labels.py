@@ -7,6 +7,7 @@ import socket
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mqtt_licensing.adapters.mosquitto.runner import load_config
 from mqtt_licensing.core.signing import public_key_to_text
 from tests.helpers.broker import start_broker
 from tests.helpers.floating import start_floating
@@ -65,3 +66,14 @@ def test_label_travels_with_lease_acquire_and_renew(tmp_path):
         assert status["instance"]["label"] == "line-9-broker"
         (lease,) = fls.service.status()["leases"]
         assert lease["label"] == "line-9-broker" and lease["instance_fingerprint"] == broker.agent.fingerprint
+
+
+def test_the_mosquitto_agent_yaml_takes_a_label(tmp_path):
+    config = tmp_path / "agent.yaml"
+    pub = public_key_to_text(Ed25519PrivateKey.generate())
+    config.write_text(
+        "mosquitto:\n  socket: agent.sock\nagent:\n  state_dir: state\n"
+        f"  vendor_public_key: {pub}\n  instance_label: line-7-mosquitto\n"
+    )
+    _, agent = load_config(config)
+    assert agent.settings().instance_label == "line-7-mosquitto"

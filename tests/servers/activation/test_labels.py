@@ -131,3 +131,11 @@ def _run(capsys: Any, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
+
+
+async def test_an_offline_request_code_carries_the_label(vendor: Any) -> None:
+    key = vendor.issue(model="offline")
+    inst = Instance()
+    result = vendor.service.offline_activate(inst.offline_request_code(key, label="air-gapped-7"))
+    (act,) = vendor.service.list_activations(vendor.license_id(key))
+    assert act["id"] == result.activation_id and act["label"] == "air-gapped-7"
