@@ -48,7 +48,7 @@ def clean(text: str) -> str | None:
     """What an agent sends for ``text`` (its host name, or a label from its config): each
     unprintable character becomes ``?``, surrounding spaces go, at most ``MAX_LENGTH``
     characters; None when nothing is left."""
-    cleaned = "".join(c if c.isprintable() else "?" for c in text).strip()[:MAX_LENGTH].strip()
+    cleaned = "".join(c if c.isprintable() else "?" for c in text.strip()).strip()[:MAX_LENGTH].strip()
     return cleaned or None
 
 
