@@ -27,6 +27,7 @@ from ..activation.service import ActivationService
 from . import lineup, messages, money
 from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
+from .keyvault import KeyVault
 from .mail import Mailer
 from .payments import CARD_CHECK, StripeGateway
 from .stale import repriced, unpayable
@@ -57,10 +58,17 @@ def line_product(line: dict[str, Any]) -> Product:
 
 class Orders:
     def __init__(
-        self, service: ActivationService, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer
+        self,
+        service: ActivationService,
+        store: ShopStore,
+        config: ShopConfig,
+        gateway: StripeGateway,
+        mailer: Mailer,
+        *,
+        vault: KeyVault | None = None,
     ) -> None:
         self.service, self.store, self.config = service, store, config
-        self.gateway, self.mailer = gateway, mailer
+        self.gateway, self.mailer, self.vault = gateway, mailer, vault or KeyVault(None)
         self.catalogue = config.catalogue
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:
@@ -321,6 +329,7 @@ class Orders:
         with self.store.transaction() as tx:
             tx.update_order(order.id, license_id=lic["id"], pending_key=key, support_until=lic["support_until"])
             tx.set_contact(lic["id"], order.email, self.service.clock())
+            self.vault.keep(tx, lic["id"], key, self.service.clock())  # sealed: shown again in the portal
         return self.get(order.id)
 
     def _upgrade(self, order: Order) -> Order:

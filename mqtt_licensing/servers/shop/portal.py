@@ -107,16 +107,6 @@ class Portal:
         log.info("portal sign-in for license %s", license_id)
         return token, csrf
 
-    def session(self, token: str | None) -> tuple[str, str]:
-        """(license id, csrf token) of a live session, or UNAUTHORIZED."""
-        found = None
-        if token:
-            with self.store.transaction() as tx:
-                found = tx.session(_digest(token), self.service.clock())
-        if found is None:
-            raise LicensingError(ErrorCode.UNAUTHORIZED, "sign in first")
-        return found
-
     def sign_out(self, token: str) -> None:
         with self.store.transaction() as tx:
             tx.delete_session(_digest(token))
