@@ -27,8 +27,7 @@ from .account_store import AccountTx
 from .catalogue import format_money
 from .config import ShopConfig
 from .keyvault import KeyVault
-from .mail import Mailer, MailError, mask_email
-from .orders import check_email
+from .mail import Mailer, MailError, check_email, mask_email
 from .payments import StripeGateway
 from .portal import CODE_ATTEMPTS, CODE_TTL, SESSION_TTL, Portal
 from .store import Order, ShopStore, ShopTx

@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ...core.errors import ErrorCode, LicensingError
 from .._files import atomic_write
 from .account_store import AccountTx
-from .store import ShopTx
+from .store import ShopStore, ShopTx
 
 SECRET_FILE = "shop-keys.secret"
+KEPT = "kept"  # an order's pending_key when its key is kept sealed here (never a key: keys start MQL)
 FORMAT = 1  # AES-256-GCM, 12-byte nonce, associated data = _AAD + license id
 _AAD = b"mqtt-licensing shop key v1\x00"
 
@@ -79,11 +80,21 @@ class KeyVault:
         nonce = secrets.token_bytes(12)
         return FORMAT, nonce, self._aead.encrypt(nonce, key.encode(), _AAD + license_id.encode())
 
-    def keep(self, tx: ShopTx, license_id: str, key: str, now: int) -> None:
-        """Store a newly issued key sealed, in the transaction that records the license on its order."""
+    def keep(self, tx: ShopTx, license_id: str, key: str, now: int) -> bool:
+        """Store a newly issued key sealed, in the transaction that records the license on its order;
+        False when keys are not kept."""
         sealed = self.seal(license_id, key)
         if sealed is not None:
             AccountTx(tx.conn).keep_key(license_id, sealed, now)
+        return sealed is not None
+
+    def kept(self, store: ShopStore, license_id: str) -> str:
+        """The kept key of a license (the key e-mail reads it from here)."""
+        with store.transaction() as tx:
+            sealed = AccountTx(tx.conn).kept_key(license_id)
+        if sealed is None:
+            raise LicensingError(ErrorCode.NOT_FOUND, f"no key of license {license_id} is kept")
+        return self.open(license_id, *sealed)
 
     def open(self, license_id: str, fmt: int, nonce: bytes, sealed: bytes) -> str:
         if self._aead is None or fmt != FORMAT:
@@ -97,4 +108,4 @@ class KeyVault:
             ) from None
 
 
-__all__ = ["FORMAT", "SECRET_FILE", "KeyVault", "load_or_create_secret"]
+__all__ = ["FORMAT", "KEPT", "SECRET_FILE", "KeyVault", "load_or_create_secret"]

@@ -26,7 +26,7 @@ from ..activation.results import OfflineActivation, OfflineDeactivation
 from ..activation.service import ActivationService
 from .config import ShopConfig
 from .lineup import named
-from .mail import Mailer, mask_email
+from .mail import Mailer, check_email, mask_email
 from .store import ShopStore
 
 log = logging.getLogger(__name__)
@@ -171,8 +171,6 @@ class Portal:
 
 def record_contact(service: ActivationService, store: ShopStore, license_id: str, email: Any) -> None:
     """Record (or replace) the customer address of a license, e.g. one sold by vendor staff."""
-    from .orders import check_email
-
     address = check_email(email)
     service.get_license(license_id)  # NOT_FOUND for an unknown id
     with store.transaction() as tx:
