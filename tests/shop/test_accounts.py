@@ -10,6 +10,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -226,5 +227,43 @@ def test_billing_portal_link(tmp_path: Path, recorder: StripeRecorder, smtp: Smt
         assert request["path"] == "/v1/billing_portal/sessions"
         assert request["params"] == {"customer": "cus_Billing1", "return_url": f"{server.url}/shop/portal/account"}
         assert request["authorization"] == f"Bearer {STRIPE_KEY}"
+    finally:
+        server.stop()
+
+
+def _race(url: str, bodies: list[dict[str, str]]) -> list[int]:
+    barrier = threading.Barrier(len(bodies))
+
+    def one(body: dict[str, str]) -> int:
+        with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+            barrier.wait()
+            return client.post("/shop/portal/email-login", data=body).status_code
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(one, bodies))
+
+
+@pytest.mark.timeout(120)
+def test_address_codes_hold_under_concurrency_on_postgresql(
+    tmp_path: Path, recorder: StripeRecorder, smtp: SmtpSink, pg_cluster: Any
+) -> None:
+    """The migration on PostgreSQL, and the address's code rows locked per sign-in: 30 concurrent
+    wrong codes count 30 (5 burn the code), one right code opens one session."""
+    server = ShopServer(tmp_path, stripe_url=recorder.url, smtp_port=smtp.port, database_url=pg_cluster.new_database())
+    server.start()
+    try:
+        assert server.service is not None and server.shop is not None
+        lic, _key = server.service.issue_license(features=["mqtt_server"])
+        server.shop.portal.set_contact(lic["id"], BUYER)
+        with httpx.Client(base_url=server.url, timeout=20, trust_env=False) as web:
+            ask_code(web, BUYER)
+            code, _link = mailed(smtp, 1)
+            wrong = [{"email": BUYER, "code": f"{(int(code) + n) % 10**8:08d}"} for n in range(1, 31)]
+            assert _race(server.url, wrong) == [401] * 30
+            assert web.post("/shop/portal/email-login", data={"email": BUYER, "code": code}).status_code == 401
+            ask_code(web, BUYER)
+            fresh, _link = mailed(smtp, 2)
+        statuses = _race(server.url, [{"email": BUYER, "code": fresh}] * 8)
+        assert sorted(statuses) == [303] + [401] * 7, statuses
     finally:
         server.stop()

@@ -93,6 +93,7 @@ class Accounts:
                 address, client[:64], code_digest=_digest(code), link_digest=_digest(link), now=now, ttl=CODE_TTL
             )
             acc.prune(now)
+            tx.prune(now)  # ended sessions and old key-sign-in codes too
         return lambda: self._mail_code(address, code, link)
 
     def _mail_code(self, address: str, code: str, link: str) -> None:
