@@ -134,6 +134,8 @@ def test_no_account_enumeration(shop: ShopServer, http: httpx.Client, smtp: Smtp
     assert answers[BUYER] == answers["nobody@example.com"]
     mailed(smtp, 1)
     assert [m["To"] for m in smtp.messages] == [BUYER]  # the unknown address got nothing
+    typo = ask_code(http, "buyer@example")  # a typo is said on the page, what was typed kept
+    assert typo.status_code == 400 and "valid e-mail" in typo.text and 'value="buyer@example"' in typo.text
     # The hourly limit counts both alike: the 6th request is refused for either.
     for email in (BUYER, "nobody@example.com"):
         statuses = [ask_code(http, email).status_code for _ in range(5)]

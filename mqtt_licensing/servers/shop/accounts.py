@@ -180,11 +180,8 @@ class Accounts:
             return license_id
         raise LicensingError(ErrorCode.NOT_FOUND, "no such license in this account")
 
-    def account(self, viewer: Viewer) -> list[dict[str, Any]]:
-        """Each license of the viewer with its terms, activations, orders, usage and key events."""
-        return [self.license_view(lid) for lid in self.license_ids(viewer)]
-
     def license_view(self, license_id: str) -> dict[str, Any]:
+        """A license as the portal shows it: terms, activations, orders, usage and key events."""
         lic = self.portal.overview(license_id)
         with self.store.transaction() as tx:
             acc = AccountTx(tx.conn)
