@@ -283,8 +283,17 @@ function renderWizard(s) {
     $("offline-pending-at").replaceChildren("Request made ", timeNode(s.offline.pending_request_at), ". Waiting for the vendor's usage license.");
     $("offline-request-code").value = s.offline.request_code;
   }
+  renderBuy(s, updating);
   $("offline-step1-title").textContent = pending ? "Or make a new usage request (replaces the one above)" : "2. Generate a usage request";
   renderFeatureBoxes();
+}
+
+// In trial or unlicensed: a way to buy. store_url names the store's upgrade page; the store's
+// front page (where a new license is bought) is the folder it is in.
+function renderBuy(s, updating) {
+  const offer = Boolean(page.config.store_url) && !updating && (s.state === "trial" || s.state === "unlicensed");
+  show($("buy-box"), offer);
+  if (offer) $("buy").href = new URL("./", new URL(page.config.store_url, location.href)).toString();
 }
 
 function renderFeatureBoxes() {
