@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import instance_label
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
@@ -291,6 +292,19 @@ class InstanceRequest(_Document):
     # instances that signed them (each self-certifying: its fingerprint is the record's instance).
     usage_keys: tuple[bytes, ...] = field(default_factory=tuple)
     issued_at: int | None = None  # a heartbeat: when the certificate it holds was signed
+    # The instance's label (core/instance_label.py): untrusted text the instance chose, signed so
+    # nobody on the path renames it; absent from requests of agents that send none.
+    label: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        for name in ("label", "issued_at"):  # not sent: codes and requests stay as short as before them
+            if body[name] is None:
+                del body[name]
+        return body
+
+    def check(self) -> None:
+        instance_label.check(self.label)
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

@@ -2,15 +2,15 @@
 an activation's last_heartbeat_at (the server's time of its last heartbeat, or of the last certificate
 carrying heartbeat terms; NULL: never told to heartbeat, never released).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
