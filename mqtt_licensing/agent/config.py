@@ -25,7 +25,7 @@ from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
 from .alarms import AlarmSettings
-from .provisioning import ConfiguredKey, configured_key
+from .provisioning import ConfiguredKey, UsageLicenseFile, configured_key, usage_license_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class AgentSettings:
     user_hashes: Mapping[str, str]  # users: plus password_file, read once
     floating_servers: tuple[str, ...]
     license_key: ConfiguredKey | None = None  # held with no operator action (agent/provisioning.py)
+    usage_license: UsageLicenseFile | None = None  # an offline usage license installed at start
 
 
 @dataclass
@@ -77,6 +78,7 @@ class AgentConfig:
     # Secret mounted as a file); MQTT_LICENSING_LICENSE_KEY(_FILE) in the environment win.
     license_key: str | None = None
     license_key_file: str | None = None
+    usage_license_file: str | None = None
     floating_features: list[str] = field(default_factory=list)
     # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
     tick_interval: float = 1.0
@@ -202,6 +204,7 @@ class AgentConfig:
             user_hashes=MappingProxyType(users),
             floating_servers=tuple(self.floating_servers()),
             license_key=self._configured_key(),
+            usage_license=usage_license_file(self.usage_license_file),
         )
 
     def _configured_key(self) -> ConfiguredKey | None:
