@@ -167,3 +167,25 @@ def test_a_usage_license_file_is_installed_at_start_and_a_bad_one_is_one_line(tm
         assert status["state"] == "trial", status  # the trial serves
         failure = status["last_failure"]
         assert failure["message"].startswith("MQTT_LICENSING_USAGE_LICENSE_FILE: ") and "\n" not in failure["message"]
+
+
+def test_while_the_vendor_is_away_a_changed_key_leaves_the_old_license_serving(tmp_path, vendor):
+    old, new = vendor.issue(max_activations=1), vendor.issue(max_activations=1)
+    broker = start_broker(tmp_path / "s", vendor=vendor, license_key=old, retry_interval=0.2)
+    try:
+        wait_for(lambda: broker.status()["state"] == "active")
+        held = broker.status()["activation_id"]
+        broker.stop()
+        vendor.stop()
+        broker.agent_options["license_key"] = new
+        broker.start()
+        wait_for(lambda: (broker.status()["configured"] or {}).get("last_error") is not None, message="tried")
+        status = broker.status()
+        assert status["state"] == "active" and status["activation_id"] == held  # no surprise stop
+        assert status["configured"]["last_error"]["code"] == "server_unreachable"
+        vendor.start()
+        wait_for(lambda: broker.status()["activation_id"] != held, message="the new key once the vendor is back")
+        wait_for(lambda: broker.status()["configured"]["frees_pending"] == [], message="the old one freed")
+        assert used(vendor, old) == 0 and used(vendor, new) == 1
+    finally:
+        broker.stop()
