@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
+from ..servers.defaults import WEBHOOK_TIMEOUT
 from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
@@ -131,7 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
-    app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
+    app = create_app(
+        service,
+        token,
+        trusted_proxies=proxies,
+        webhook_timeout=args.webhook_timeout,
+        **(shop.hooks() if shop else {}),
+    )
     print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
     try:
         serve_forever(
@@ -207,6 +214,14 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NETS",
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
+    )
+    p.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=WEBHOOK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a webhook receiver may take to answer (default {WEBHOOK_TIMEOUT:g}); a delivery in flight "
+        "when the server stopped is sent again, under the same webhook-id, 3 times this later",
     )
     p.add_argument(
         "--shop-config",
