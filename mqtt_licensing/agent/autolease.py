@@ -79,6 +79,7 @@ class AutoLease:
         self.order, self._what = standing_order(settings) if settings is not None else (None, "license")
         self.held_back_at: int | None = None
         self.replacing = False  # the key changed since the last run: a license of the old key gives way
+        self._stored_order: str | None = None  # the order on record, until the changed one is applied
         self.frees: list[PendingFree] = []
         self.last_attempt = 0.0
         self.error: str | None = None  # the code of the last failure (no_seat), shown as an alarm
@@ -90,6 +91,7 @@ class AutoLease:
         """Read ``from_config``; a changed order clears an operator's hold and replaces the old key's license."""
         data = data or {}
         stored = data.get("order")
+        self._stored_order = stored if isinstance(stored, str) else None
         held = data.get("held_back_at")
         self.held_back_at = held if isinstance(held, int) else None
         for item in data.get("frees") or []:
@@ -110,7 +112,10 @@ class AutoLease:
     def to_json(self) -> dict[str, Any] | None:
         if self.order is None and not self.frees and self.held_back_at is None:
             return None
-        return {"order": self.order, "held_back_at": self.held_back_at, "frees": [f.to_json() for f in self.frees]}
+        # While a changed key is not applied yet, the old order stays on record: a restart meanwhile
+        # must still see the change (and replace the old key's license then).
+        order = self._stored_order if self.replacing else self.order
+        return {"order": order, "held_back_at": self.held_back_at, "frees": [f.to_json() for f in self.frees]}
 
     # -- the standing order --------------------------------------------------------------------
 

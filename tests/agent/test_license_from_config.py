@@ -183,6 +183,8 @@ def test_while_the_vendor_is_away_a_changed_key_leaves_the_old_license_serving(t
         status = broker.status()
         assert status["state"] == "active" and status["activation_id"] == held  # no surprise stop
         assert status["configured"]["last_error"]["code"] == "server_unreachable"
+        broker.restart()  # a restart meanwhile still knows the key changed
+        assert broker.status()["activation_id"] == held
         vendor.start()
         wait_for(lambda: broker.status()["activation_id"] != held, message="the new key once the vendor is back")
         wait_for(lambda: broker.status()["configured"]["frees_pending"] == [], message="the old one freed")
