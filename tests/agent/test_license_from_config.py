@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mqtt_licensing.agent.provisioning import configured_key
+from mqtt_licensing.cli.format import format_status
 from mqtt_licensing.core.errors import LicensingError
 from tests.helpers.broker import start_broker, wait_for
 from tests.helpers.fakeclock import FakeClock
@@ -114,6 +115,7 @@ def test_an_operators_deactivate_survives_a_restart_until_an_admin_activates(tmp
             assert status["state"] == "trial" and used(vendor, key) == 0, status
         assert status["configured"]["held_back"].startswith("deactivated by an operator")
         assert "until an admin activates or the key in the config changes" in status["configured"]["held_back"]
+        assert "Configured:" in format_status(status) and "deactivated by an operator" in format_status(status)
         with broker.admin() as c:
             c.request("activate", {"license_key": key})
         assert broker.status()["configured"]["held_back"] is None
