@@ -17,7 +17,6 @@ issue license -> (subscribe metered) -> mail -> fulfilled.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -27,7 +26,8 @@ from ..activation.service import ActivationService
 from . import lineup, messages, money
 from .catalogue import Catalogue, Kind, Product, format_money, line_features
 from .config import ShopConfig
-from .mail import Mailer
+from .keyvault import KEPT, KeyVault
+from .mail import Mailer, check_email
 from .payments import CARD_CHECK, StripeGateway
 from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
@@ -36,17 +36,9 @@ log = logging.getLogger(__name__)
 
 PAY_LEASE = 120  # seconds a payment attempt holds its order (Stripe calls take a few)
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-
 
 def _bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
-
-
-def check_email(address: Any) -> str:
-    if not isinstance(address, str) or len(address) > 254 or not _EMAIL.match(address.strip()):
-        raise _bad("enter a valid e-mail address")
-    return address.strip()
 
 
 def line_product(line: dict[str, Any]) -> Product:
@@ -57,10 +49,17 @@ def line_product(line: dict[str, Any]) -> Product:
 
 class Orders:
     def __init__(
-        self, service: ActivationService, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer
+        self,
+        service: ActivationService,
+        store: ShopStore,
+        config: ShopConfig,
+        gateway: StripeGateway,
+        mailer: Mailer,
+        *,
+        vault: KeyVault | None = None,
     ) -> None:
         self.service, self.store, self.config = service, store, config
-        self.gateway, self.mailer = gateway, mailer
+        self.gateway, self.mailer, self.vault = gateway, mailer, vault or KeyVault(None)
         self.catalogue = config.catalogue
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:
@@ -319,7 +318,11 @@ class Orders:
         terms = lineup.license_terms(self.service, order.lines, self._years(order), self.config.max_activations)
         lic, key = self.service.issue_license(model="online", **terms)
         with self.store.transaction() as tx:
-            tx.update_order(order.id, license_id=lic["id"], pending_key=key, support_until=lic["support_until"])
+            # Kept sealed (shown again in the portal), the order then holds only a marker: no key in
+            # plain text ever reaches the database (without a vault, the key until it is mailed).
+            kept = self.vault.keep(tx, lic["id"], key, self.service.clock())
+            pending = KEPT if kept else key
+            tx.update_order(order.id, license_id=lic["id"], pending_key=pending, support_until=lic["support_until"])
             tx.set_contact(lic["id"], order.email, self.service.clock())
         return self.get(order.id)
 
@@ -352,6 +355,7 @@ class Orders:
             subject, body = messages.receipt(order, lic)
             self.mailer.send(order.email, *messages.from_seller(seller, order, subject, body))
         elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
-            subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
+            key = self.vault.kept(self.store, order.license_id) if order.pending_key == KEPT else order.pending_key
+            subject, body = messages.key(order, lic, key, self.config.base_url)
             subject, body = messages.from_seller(seller, order, subject, body)
-            self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
+            self.mailer.send(order.email, subject, body, attachment=("license.txt", key + "\n"))
