@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from ..servers.defaults import WEBHOOK_TIMEOUT
 from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
@@ -215,14 +214,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
     )
-    p.add_argument(
-        "--webhook-timeout",
-        type=float,
-        default=WEBHOOK_TIMEOUT,
-        metavar="SECONDS",
-        help=f"how long a webhook receiver may take to answer (default {WEBHOOK_TIMEOUT:g}); a delivery in flight "
-        "when the server stopped is sent again, under the same webhook-id, 3 times this later",
-    )
+    webhooks.timeout_arg(p)
     p.add_argument(
         "--shop-config",
         metavar="FILE",
