@@ -209,7 +209,7 @@ class GapWatch:
 
     Compared at the end of the batch, not per record: records arrive out of order (a retry, a
     floating server's outbox), and a hole the same batch fills is no gap. A hole known before
-    the batch was announced when it opened. Costs one count query per instance and batch while
+    the batch was announced when it opened. Costs two count queries per instance and batch while
     its chain has no hole."""
 
     def __init__(self, usage: Usage, tx: Tx) -> None:
