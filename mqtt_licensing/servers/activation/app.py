@@ -35,6 +35,7 @@ from .._http import (
 from .._observe import note
 from .._proxies import Network
 from ..webhooks import Deliverer, Webhooks
+from ..webhooks.delivery import SEND_TIMEOUT
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -230,6 +231,7 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
+    webhook_timeout: float = SEND_TIMEOUT,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
@@ -252,10 +254,11 @@ def create_app(
         # so replicas share the work and none sends a row twice at once.
         background=[
             *background,
-            Deliverer(Webhooks(service.store.engine)).run,
+            Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run,
             # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.
             # Paced by the shortest heartbeat interval of a license with release terms (1..60 s): a
-            # release comes at most one heartbeat after release_after, and idle vendors pay nothing.
+            # release comes at most one heartbeat after release_after; with no such license a pass is
+            # one small query a second.
             lambda: every("release of silent activations", service.release_pass, release),
         ],
     )
