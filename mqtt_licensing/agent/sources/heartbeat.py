@@ -6,8 +6,9 @@ answer is a vendor-signed :class:`HeartbeatAck` bound to it, whose ``valid_until
 release_after) is how long the instance may serve without news - so an instance cut off from the
 vendor stops serving about when its activation is released, never long after another took it.
 
-After a release (a signed ``released`` verdict) the instance activates again with its key when an
-activation is free; otherwise it serves out what the last ack granted, then stops.
+After a release (a signed ``released`` verdict) the instance takes its activation back - a request
+signed with its own key, so no license key is kept on the broker - when the license has one free;
+otherwise it serves out what the last ack granted, then stops, and keeps asking.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ from typing import Any
 from ...clients.activation import ActivationClient
 from ...core.documents import ActivationCertificate, HeartbeatAck
 from ...core.errors import ErrorCode, LicensingError
-from ...core.keys import key_digest
-from ...core.labels import KIND_ACTIVATE, KIND_HEARTBEAT
+from ...core.labels import KIND_HEARTBEAT, KIND_REVIVE
 from ...core.models import LicenseModel
 from ...core.signing import b64, unb64
 from ...core.timefmt import iso
@@ -85,13 +85,15 @@ def status(cert: ActivationCertificate, beat: Beat | None, last_beat_at: int | N
     }
 
 
-async def activate_again(ctx: SourceContext, url: str, key: str) -> tuple[ActivationCertificate, bytes]:
-    """A new activation with the same key after a release (``no_activations_left`` when none is free)."""
-    request = ctx.sign(KIND_ACTIVATE, key_digest=key_digest(key))
+async def take_back(
+    ctx: SourceContext, url: str, cert: ActivationCertificate, nonce: str
+) -> tuple[ActivationCertificate, bytes]:
+    """The released activation back, with a fresh certificate (``no_activations_left`` when none
+    is free). A refusal raises with the server's evidence, as a check-in's does."""
+    request = ctx.sign(KIND_REVIVE, nonce=nonce, activation_id=cert.activation_id, chain=cert.chain)
     async with ActivationClient(url, options=ctx.settings.http) as client:
-        answer = await client.activate(key, request)
-    blob: bytes = answer["certificate"]
+        blob = await client.revive(request)
     return verify_certificate(ctx, blob, LicenseModel.ONLINE), blob
 
 
-__all__ = ["Beat", "activate_again", "new_nonce", "open_ack", "send", "status", "stored_ack"]
+__all__ = ["Beat", "new_nonce", "open_ack", "send", "status", "stored_ack", "take_back"]

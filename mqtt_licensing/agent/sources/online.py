@@ -61,9 +61,6 @@ class OnlineSource:
     last_error: dict[str, str] | None = None
     last_attempt: float = 0.0
     gone: bool = False
-    # Kept to activate again by itself after the vendor released the activation (heartbeats stopped);
-    # state.json holds it as the broker config may (never in status, events or logs).
-    license_key: str | None = field(default=None, repr=False)
     beat: heartbeat.Beat | None = None  # the last verified heartbeat ack of this activation
     last_beat_at: int | None = None
 
@@ -84,7 +81,7 @@ class OnlineSource:
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         ctx.clock.trust()
         ctx.emit("activated", method=str(cls.model), license_id=cert.license_id, activation_id=cert.activation_id)
-        return cls(ctx, cert, blob, url, last_ok_at=ctx.now(), license_key=key)
+        return cls(ctx, cert, blob, url, last_ok_at=ctx.now())
 
     @classmethod
     def auto_factory(cls, ctx: SourceContext) -> AutoFactory | None:
@@ -104,7 +101,6 @@ class OnlineSource:
     def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OnlineSource:
         blob = unb64(data["certificate"])
         cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
-        key = data.get("license_key")
         return cls(
             ctx,
             cert,
@@ -115,7 +111,6 @@ class OnlineSource:
             last_ok_at=data.get("last_ok_at", data.get("last_checkin_ok_at")),
             failing_since=data.get("failing_since", data.get("checkin_failing_since")),
             last_error=data.get("last_error"),
-            license_key=key if isinstance(key, str) else None,
             beat=heartbeat.stored_ack(ctx, data.get("heartbeat_ack"), cert),
             last_beat_at=data.get("last_beat_at"),
         )
@@ -129,7 +124,6 @@ class OnlineSource:
             "last_ok_at": self.last_ok_at,
             "failing_since": self.failing_since,
             "last_error": self.last_error,
-            "license_key": self.license_key,
             "heartbeat_ack": self.beat.to_json() if self.beat is not None else None,
             "last_beat_at": self.last_beat_at,
         }
@@ -182,7 +176,7 @@ class OnlineSource:
     async def run_due(self) -> None:
         """The released retry, a check-in when one is due (or after failures), else a heartbeat."""
         if self.vendor_verdict == "released":
-            await self._activate_again()
+            await self._take_back()
             return
         ctx = self.ctx
         check_in_due = ctx.now() >= (self.last_ok_at or 0) + ctx.config.check_in_interval
@@ -268,39 +262,36 @@ class OnlineSource:
         """A failed check-in or heartbeat; raises unless a release was answered with a new activation."""
         verdict = trusted_verdict(self.ctx, exc, self.certificate.activation_id, nonce)
         self._failed(exc, now, verdict)
-        if verdict == ErrorCode.RELEASED and self._key() is not None:
+        if verdict == ErrorCode.RELEASED:
             self.ctx.emit("activation_released", message=exc.message)
-            await self._activate_again()
+            await self._take_back()
             return
         raise exc
 
-    def _key(self) -> str | None:
-        configured = self.ctx.settings.license_key
-        return configured.key if configured is not None else self.license_key
-
-    async def _activate_again(self) -> None:
-        """After a release: the same key, a new activation if one is free (else this raises, e.g.
-        ``no_activations_left``, and the license serves out its last ack, then stops)."""
-        key, ctx = self._key(), self.ctx
-        assert key is not None  # released with no key is dropped like a freed activation (_failed)
+    async def _take_back(self) -> None:
+        """After a release: the same activation back if the license has one free (else this raises,
+        e.g. ``no_activations_left``, and the license serves out its last ack, then stops). A signed
+        verdict on the way (revoked, or freed meanwhile by the vendor) counts as a check-in's would."""
+        ctx = self.ctx
         now = ctx.now()
         self.last_attempt = now
+        nonce = heartbeat.new_nonce()
         try:
-            cert, blob = await heartbeat.activate_again(ctx, vendor_url(ctx, self.server_url), key)
+            cert, blob = await heartbeat.take_back(ctx, vendor_url(ctx, self.server_url), self.certificate, nonce)
         except LicensingError as exc:
-            self.last_error = exc.to_dict()
+            verdict = trusted_verdict(ctx, exc, self.certificate.activation_id, nonce)
+            if verdict is not None and verdict != ErrorCode.RELEASED:
+                self._failed(exc, now, verdict)
+            else:
+                self.last_error = exc.to_dict()
             raise
-        log.info(
-            "activated again as %s after the vendor released %s", cert.activation_id, self.certificate.activation_id
-        )
+        log.info("activation %s taken back after the vendor released it", cert.activation_id)
         self._fresh(cert, blob, now)
         ctx.emit("activated", method=str(self.model), license_id=cert.license_id, activation_id=cert.activation_id)
 
     def _failed(self, exc: LicensingError, now: int, verdict: ErrorCode | None) -> None:
         """Record a failed check-in. Only a verified vendor verdict stops the license."""
         self.last_error = exc.to_dict()
-        if verdict == ErrorCode.RELEASED and self._key() is None:
-            verdict = ErrorCode.ACTIVATION_NOT_FOUND  # a state from before keys were kept: activate again by hand
         if verdict == ErrorCode.ACTIVATION_NOT_FOUND:
             log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
             self.ctx.emit("activation_lost", message=exc.message)

@@ -76,6 +76,12 @@ async def check_in(request: Request) -> JSONResponse:
     return JSONResponse({"certificate": b64(cert)})
 
 
+async def revive(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    cert = await run_in_threadpool(_service(request).revive, blob)
+    return JSONResponse({"certificate": b64(cert)})
+
+
 async def heartbeat(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     ack = await run_in_threadpool(_service(request).heartbeat, blob)
@@ -203,6 +209,7 @@ ROUTES = [
     Route("/v1/activations", activate, methods=["POST"]),
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
     Route("/v1/activations/heartbeat", heartbeat, methods=["POST"]),
+    Route("/v1/activations/revive", revive, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/trials", record_trial, methods=["POST"]),
     Route("/v1/keys", key_documents, methods=["GET"]),

@@ -27,13 +27,12 @@ from ...core.documents import HeartbeatAck
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from .._requests import check_fresh
-from .instances import Instances, gone_error
+from .instances import RELEASED_REASON, Instances, gone_error
 from .records import ServiceContext, bad
 from .schema import activations, licenses
 
 log = logging.getLogger(__name__)
 
-RELEASED_REASON = "released_no_heartbeat"
 MAX_TERM = 366 * 86400  # a year: longer is no heartbeat
 # The release duty's pace: the shortest heartbeat interval of a license with release terms, within
 # these bounds (with none, it only looks for such a license, every PASS_MIN seconds).

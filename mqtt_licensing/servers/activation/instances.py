@@ -34,11 +34,14 @@ from .store import ActivationRecord, LicenseRecord, Tx
 log = logging.getLogger(__name__)
 
 
+RELEASED_REASON = "released_no_heartbeat"  # freed by the release duty: its own instance may take it back
+
+
 def gone_error(act: ActivationRecord) -> LicensingError:
     """What an instance hears when its activation is no longer live: ``released`` when the vendor
     released it for silence (the agent may activate again), else ``activation_not_found``."""
     why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
-    code = ErrorCode.RELEASED if act.freed_reason == "released_no_heartbeat" else ErrorCode.ACTIVATION_NOT_FOUND
+    code = ErrorCode.RELEASED if act.freed_reason == RELEASED_REASON else ErrorCode.ACTIVATION_NOT_FOUND
     return LicensingError(code, f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again")
 
 
@@ -65,6 +68,30 @@ class Instances:
         lic, act, now, defs = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
         valid_until = self.ctx.online_valid_until(lic, now)
         return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
+
+    def revive(self, request: bytes) -> bytes:
+        """A released activation taken back by its own instance, if the license has one free: the
+        request is signed with the key on record, so the broker needs no license key kept on disk.
+        A live one is refreshed as by a check-in; one freed for any other reason stays freed."""
+        lic, act, now, defs = self._refresh(request, labels.KIND_REVIVE, LicenseModel.ONLINE, verdicts=True)
+        valid_until = self.ctx.online_valid_until(lic, now)
+        return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
+
+    def _take_back(self, tx: Tx, act: ActivationRecord, now: int) -> ActivationRecord:
+        if act.active or act.freed_reason != RELEASED_REASON:
+            return act
+        lic = self.ctx.license(tx, act.license_id, lock=True)  # serialised with activations counting it
+        self.ctx.check_usable(lic, now, None)
+        if tx.count_active(lic.id) >= lic.max_activations:
+            raise LicensingError(
+                ErrorCode.NO_ACTIVATIONS_LEFT,
+                f"activation {act.id} was released after its broker went silent, and all "
+                f"{lic.max_activations} activation(s) of license {lic.id} are in use now",
+            )
+        tx.update_activation(act.id, freed_at=None, freed_reason=None)
+        self.ctx.event(tx, "activation.created", activation_id=act.id, license_id=lic.id, label=act.label, revived=True)
+        log.info("activation %s taken back by its instance after a release", act.id)
+        return replace(act, freed_at=None, freed_reason=None)
 
     def verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
         """Only ever called with a request verified against ``act``'s key on record."""
@@ -248,6 +275,8 @@ class Instances:
         try:
             with self.ctx.store.transaction() as tx:
                 verified = act, request = self.ctx.verify_known(tx, blob, kind)
+                if kind == labels.KIND_REVIVE:  # a stale or replayed one is refused below: all rolled back
+                    act = self._take_back(tx, act, now)
                 lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
                 defs = self.ctx.definitions(tx, lic)
             if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on

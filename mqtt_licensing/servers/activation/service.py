@@ -188,6 +188,9 @@ class ActivationService:
     def heartbeat(self, request: bytes) -> bytes:
         return self.heartbeats.heartbeat(request)
 
+    def revive(self, request: bytes) -> bytes:
+        return self.instances.revive(request)
+
     def release_silent(self) -> list[str]:
         """One pass of the release duty (the app runs it every :meth:`release_pass` seconds)."""
         return self.heartbeats.release_silent()

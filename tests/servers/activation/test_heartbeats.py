@@ -109,6 +109,45 @@ async def test_a_silent_activation_is_released_and_its_instance_told_so(
     assert (await _activate(vendor, key, Instance())).activation_id != dead_cert.activation_id
 
 
+async def test_a_released_activation_is_taken_back_only_by_its_own_instance_with_a_seat_free(
+    clocked_vendor: VendorHandle, clock: ManualClock
+) -> None:
+    """``revive``: no license key on the broker, so the request is signed with the key on record.
+    A stranger's signature, a seat taken meanwhile, or an activation freed for another reason
+    (deactivated, freed by the vendor) keep it released."""
+    vendor, service = clocked_vendor, clocked_vendor.service
+    lic, key = service.issue_license(features=["mqtt_server"], **TERMS)
+    dead = Instance()
+    cert = await _activate(vendor, key, dead)
+    clock.advance(31)
+    assert service.release_silent() == [cert.activation_id]
+
+    async def revive(inst: Instance, activation_id: str) -> bytes:
+        request = inst.request(labels.KIND_REVIVE, activation_id=activation_id, created_at=clock())
+        async with ActivationClient(vendor.url) as client:
+            return await client.revive(request)
+
+    with pytest.raises(LicensingError) as info:
+        await revive(Instance(), cert.activation_id)  # signed by another key than the one on record
+    assert info.value.code == ErrorCode.INVALID_SIGNATURE
+    replacement = await _activate(vendor, key, Instance())  # the one seat is taken meanwhile
+    with pytest.raises(LicensingError) as info:
+        await revive(dead, cert.activation_id)
+    assert info.value.code == ErrorCode.NO_ACTIVATIONS_LEFT
+    service.free_activation(replacement.activation_id)
+    back = ActivationCertificate.open(await revive(dead, cert.activation_id), vendor.public_key)
+    assert back.activation_id == cert.activation_id and back.valid_until == clock() + 30
+    [act] = service.list_activations()
+    assert act["id"] == cert.activation_id and act["active"]
+    assert service.release_silent() == []  # taken back at this time: not silent
+
+    service.free_activation(cert.activation_id)  # freed by the vendor: not the instance's to take back
+    with pytest.raises(LicensingError) as info:
+        await revive(dead, cert.activation_id)
+    assert info.value.code == ErrorCode.ACTIVATION_NOT_FOUND and info.value.evidence is not None
+    assert service.list_activations() == []
+
+
 async def test_a_late_heartbeat_still_counts(clocked_vendor: VendorHandle, clock: ManualClock) -> None:
     """The server's arrival time is what counts: a heartbeat signed 5 s ago that arrives just inside
     release_after keeps the activation, and one more pass releases nothing."""
