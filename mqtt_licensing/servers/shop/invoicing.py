@@ -32,7 +32,8 @@ class InvoiceRef:
 
 
 def _ref(inv: Any) -> InvoiceRef:
-    return InvoiceRef(str(inv.id), inv.get("number"), inv.get("hosted_invoice_url"), inv.get("invoice_pdf"))
+    values = inv.to_dict()
+    return InvoiceRef(str(inv.id), values.get("number"), values.get("hosted_invoice_url"), values.get("invoice_pdf"))
 
 
 class Invoicing:

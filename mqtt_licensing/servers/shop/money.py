@@ -49,6 +49,7 @@ EVENTS = (
     "customer.subscription.deleted",
     "customer.subscription.updated",
 )
+CLAIM_SECONDS = 120  # a worker's lease on one event; a crashed worker's is taken over after this
 UNCHANGED = ("recorded", "flagged")  # outcomes that leave the license as it was: no e-mail
 
 
@@ -173,6 +174,8 @@ class Money:
             due = [dict(r._mapping) for r in tx.conn.execute(sa.select(money_events).where(c.applied_at.is_(None)))]  # noqa: SLF001
         done = 0
         for event in sorted(due, key=lambda e: (e["received_at"], e["event_id"])):
+            if not self._claim(event["event_id"]):
+                continue  # another worker (thread, replica) applies it, and tells the customer
             with self.store.transaction() as tx:
                 order = tx.get_order(event["order_id"])
                 earlier = history(tx.conn, event["order_id"])
@@ -180,7 +183,7 @@ class Money:
             try:
                 outcome = self._apply(event, order, earlier)
             except LicensingError as exc:
-                self._mark(event["event_id"], last_error=exc.message[:300])
+                self._mark(event["event_id"], last_error=exc.message[:300], claimed_until=None)
                 log.warning("order %s: %s not applied yet: %s", order.id, event["kind"], exc.message)
                 continue
             self._mark(event["event_id"], applied_at=self.service.clock(), outcome=outcome[:200], last_error=None)
@@ -188,6 +191,18 @@ class Money:
             if order.license_id is not None and not outcome.startswith(UNCHANGED):
                 self._tell(order, outcome)
         return done
+
+    def _claim(self, event_id: str) -> bool:
+        now = self.service.clock()
+        c = money_events.c
+        with self.store.transaction() as tx:
+            query = (
+                money_events.update()
+                .where(c.event_id == event_id, c.applied_at.is_(None))
+                .where(sa.or_(c.claimed_until.is_(None), c.claimed_until <= now))
+                .values(claimed_until=now + CLAIM_SECONDS)
+            )
+            return bool(tx.conn.execute(query).rowcount)
 
     def _mark(self, event_id: str, **values: Any) -> None:
         with self.store.transaction() as tx:
@@ -244,7 +259,10 @@ class Money:
         if not features:
             return "recorded"
         held = set(self.service.get_license(license_id)["features"])
-        if held and held <= set(features):  # nothing would be left: the license stops instead
+        features = sorted(held & set(features))
+        if not features:  # removed already (the period's end came before Stripe's event): say nothing twice
+            return "recorded: nothing left to remove"
+        if held <= set(features):  # nothing would be left: the license stops instead
             return self._status(license_id, "suspended", f"suspended: {why}")
         self.service.update_license(license_id, {"remove_features": features})
         return f"{', '.join(features)} removed: {why}"

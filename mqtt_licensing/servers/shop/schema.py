@@ -145,6 +145,7 @@ money_events = sa.Table(
     sa.Column("outcome", sa.String(200), nullable=True),  # what it did to the license, in words
     sa.Column("last_error", sa.String(300), nullable=True),
     sa.Column("effective_at", sa.BigInteger, nullable=True),  # a scheduled change: when it takes effect
+    sa.Column("claimed_until", sa.BigInteger, nullable=True),  # a worker's lease: one applies it, one e-mail
     sa.Index("ix_shop_money_events_order", "order_id", "received_at"),
 )
 

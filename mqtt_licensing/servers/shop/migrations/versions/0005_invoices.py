@@ -1,7 +1,7 @@
 """Receipts and invoices, and what money does to a license over time: the Stripe Invoice of each
 order (its number and links), how the order is paid (card or invoice), the card's last digits,
 a provisional license's end, a feature removal scheduled for a subscription's period end; and on
-money events, when the change takes effect.
+money events, when the change takes effect and who applies it (a lease: one worker, one e-mail).
 
 Revision ID: 0005
 Revises: 0004
@@ -29,10 +29,12 @@ def upgrade() -> None:
         batch.create_index("ix_shop_orders_invoice", ["stripe_invoice"])
     with op.batch_alter_table("shop_money_events") as batch:
         batch.add_column(sa.Column("effective_at", sa.BigInteger, nullable=True))
+        batch.add_column(sa.Column("claimed_until", sa.BigInteger, nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("shop_money_events") as batch:
+        batch.drop_column("claimed_until")
         batch.drop_column("effective_at")
     with op.batch_alter_table("shop_orders") as batch:
         batch.drop_index("ix_shop_orders_invoice")

@@ -1,0 +1,167 @@
+"""Receipts and invoices: each card-paid order gets a Stripe Invoice (numbered by Stripe, with its
+page and PDF) named in the e-mail and on the order page; an order from a configured amount may
+be paid by invoice, with a provisional license until ``invoice.paid`` makes it permanent.
+
+Payments run against localstripe; the invoice endpoints (which localstripe lacks: finalize,
+paid out of band, send) against tests/shop/stripe_proxy.py, which records the exact requests."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
+from mqtt_licensing.servers.webhooks import Webhooks
+from tests.shop.conftest import NOWHERE
+from tests.shop.stripe_proxy import StripeProxy
+from tests.shop.support import ShopServer, card_token, order_form, pay, run_passes, signed_event, wait_state
+from tests.shop.test_webhook import deliver, event
+
+DAY = 86400
+
+
+@pytest.fixture
+def proxy(localstripe: LocalStripe) -> Iterator[StripeProxy]:
+    server = StripeProxy(localstripe.url)
+    yield server
+    server.close()
+
+
+def _start(tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink, **invoices: Any) -> ShopServer:
+    server = ShopServer(tmp_path, stripe_url=proxy.url, smtp_port=smtp.port, invoices=invoices).start()
+    localstripe.register_webhook(f"{server.url}/shop/stripe/webhook", "whsec_test_shop_0123456789abcdef")
+    return server
+
+
+@pytest.fixture
+def receipts_shop(tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink) -> Iterator[ShopServer]:
+    server = _start(tmp_path, proxy, localstripe, smtp, receipts=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def invoice_shop(tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink) -> Iterator[ShopServer]:
+    """Orders from 400.00 may be paid by invoice, due in 14 days, with a 10-day provisional license."""
+    server = _start(
+        tmp_path, proxy, localstripe, smtp, pay_by_invoice_from=40000, days_until_due=14, provisional_valid_days=10
+    )
+    localstripe.register_webhook(NOWHERE, "whsec_test_shop_0123456789abcdef")  # the test sends the events
+    yield server
+    server.stop()
+
+
+def _client(server: ShopServer) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=20, trust_env=False)
+
+
+def test_a_card_purchase_gets_a_stripe_invoice_named_in_the_mail_and_on_the_page(
+    receipts_shop: ShopServer, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink
+) -> None:
+    assert receipts_shop.service is not None
+    Webhooks(receipts_shop.service.store.engine).add(NOWHERE, ["order.paid", "order.fulfilled"], 0)
+    with _client(receipts_shop) as http:
+        order_id = order_form(http, {"mqtt_server": 1, "mqtt_server_support": 2})
+        assert pay(http, order_id, card_token(localstripe.url)).json()["status"] == "succeeded"
+        license_id = wait_state(http, order_id, "fulfilled")["license_id"]
+        page = http.get(f"/shop/orders/{order_id}").text
+    [mail] = smtp.wait(lambda m: m["Subject"] == "Your MQTT license key")
+    body = body_of(mail)
+    assert "Order ORD-000001 of " in body and "card ending 4242" in body
+    assert "Invoice INV-0001" in body and f"PDF: {proxy.url}/i/in_test_1/pdf" in body
+    assert "/shop/portal" in body and license_id in body
+    assert 'id="invoice-pdf"' in page and f"{proxy.url}/i/in_test_1/pdf" in page and 'id="card-last4">4242' in page
+    # What reached Stripe: one item per line, an invoice that never charges, finalized, paid out of band.
+    items = proxy.posts("/v1/invoiceitems")
+    assert [(i["params"]["amount"], i["idempotency_key"]) for i in items] == [
+        ("50000", f"invoice-item-{order_id}-0"),
+        ("20000", f"invoice-item-{order_id}-1"),
+    ]
+    [created] = proxy.posts("/v1/invoices")
+    assert created["params"]["auto_advance"] == "false" and created["idempotency_key"] == f"invoice-{order_id}"
+    assert created["params"]["metadata[order_id]"] == order_id
+    [paid] = proxy.posts("/v1/invoices/in_test_1/pay")
+    assert paid["params"] == {"paid_out_of_band": "true"}
+    assert len(proxy.posts("/v1/invoices/in_test_1/finalize")) == 1
+    # The vendor's webhooks heard of the order, paid then fulfilled.
+    types = {d["event_type"] for d in Webhooks(receipts_shop.service.store.engine).deliveries()}
+    assert types == {"order.paid", "order.fulfilled"}
+
+
+def _send(http: httpx.Client, event_id: str, kind: str, obj: dict[str, Any]) -> str:
+    body, signature = signed_event(event(obj, event_id, kind))
+    answer = deliver(http, body, signature)
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["result"])
+
+
+def _invoiced(server: ShopServer, http: httpx.Client) -> tuple[str, dict[str, Any]]:
+    order_id = order_form(http, {"mqtt_server": 1})
+    assert 'id="pay-by-invoice"' in http.get(f"/shop/orders/{order_id}").text
+    answer = http.post(f"/shop/orders/{order_id}/invoice")
+    assert answer.status_code == 303, answer.text
+    assert 'data-state="invoiced"' in http.get(f"/shop/orders/{order_id}").text
+    assert server.shop is not None
+    order = server.shop.orders.get(order_id)
+    assert order.stripe_invoice is not None
+    return order_id, {"id": order.stripe_invoice, "object": "invoice", "amount_paid": 50000, "currency": "usd"}
+
+
+def test_pay_by_invoice_gives_a_provisional_license_made_permanent_when_the_invoice_is_paid(
+    invoice_shop: ShopServer, proxy: StripeProxy, smtp: SmtpSink
+) -> None:
+    assert invoice_shop.service is not None and invoice_shop.shop is not None
+    with _client(invoice_shop) as http:
+        order_id, invoice = _invoiced(invoice_shop, http)
+        [sent] = proxy.posts("/v1/invoices")
+        assert (sent["params"]["collection_method"], sent["params"]["days_until_due"]) == ("send_invoice", "14")
+        assert len(proxy.posts(f"/v1/invoices/{invoice['id']}/send")) == 1
+        run_passes(invoice_shop)
+        [mail] = smtp.wait(lambda m: "provisional" in m["Subject"])
+        key = re.search(r"^\s+(MQL\S+)\s*$", body_of(mail), re.M)
+        assert key and "Invoice INV-0001" in body_of(mail)
+        order = invoice_shop.shop.orders.get(order_id)
+        assert order.state == "invoiced" and order.license_id is not None
+        lic = invoice_shop.service.get_license(order.license_id)
+        assert lic["expires_at"] == order.provisional_until and lic["expires_at"] > order.created_at + 9 * DAY
+        # Stripe delivers invoice.paid (three times: the license changes once).
+        results = [_send(http, "evt_invoice_paid", "invoice.paid", invoice) for _ in range(3)]
+        assert results == ["paid", "duplicate", "duplicate"]
+        wait_state(http, order_id, "fulfilled")
+    lic = invoice_shop.service.get_license(order.license_id)
+    assert lic["expires_at"] is None and lic["status"] == "active"
+    [receipt] = smtp.wait(lambda m: m["Subject"] == f"Receipt: license {order.license_id} is paid")
+    assert "now permanent" in body_of(receipt) and "by invoice INV-0001" in body_of(receipt)
+    assert len(proxy.posts("/v1/invoices")) == 1  # no receipt invoice on top of the paid one
+    assert len(smtp.messages) == 2
+
+
+def test_an_invoice_voided_suspends_the_provisional_license(invoice_shop: ShopServer, smtp: SmtpSink) -> None:
+    assert invoice_shop.service is not None and invoice_shop.shop is not None
+    with _client(invoice_shop) as http:
+        order_id, invoice = _invoiced(invoice_shop, http)
+        run_passes(invoice_shop)
+        license_id = invoice_shop.shop.orders.get(order_id).license_id
+        assert license_id is not None
+        assert _send(http, "evt_void", "invoice.voided", invoice) == "recorded"
+        run_passes(invoice_shop)
+        assert 'data-state="void"' in http.get(f"/shop/orders/{order_id}").text
+    assert invoice_shop.service.get_license(license_id)["status"] == "suspended"
+    [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")
+    assert "suspended: the invoice was not paid" in body_of(mail)
+
+
+def test_a_small_order_is_paid_by_card_only(invoice_shop: ShopServer, proxy: StripeProxy) -> None:
+    assert invoice_shop.service is not None
+    _lic, key = invoice_shop.service.issue_license(features=["mqtt_server"])
+    with _client(invoice_shop) as http:
+        order_id = order_form(http, {"mqtt_server_support": 1}, key=key)  # 100.00, under 400.00
+        assert 'id="pay-by-invoice"' not in http.get(f"/shop/orders/{order_id}").text
+        answer = http.post(f"/shop/orders/{order_id}/invoice")
+        assert answer.status_code == 400 and "pay by invoice is for orders from" in answer.text
+    assert proxy.posts("/v1/invoices") == []
