@@ -51,6 +51,8 @@ EVENTS = (
 )
 CLAIM_SECONDS = 120  # a worker's lease on one event; a crashed worker's is taken over after this
 UNCHANGED = ("recorded", "flagged")  # outcomes that leave the license as it was: no e-mail
+NOTICES = ("payment failed",)  # e-mails about the money only: the license is as it was
+_APPLIES = "Your broker applies this at its next check-in (or when you click Reactivate).\n"
 
 
 def _order_where(conn: sa.Connection, column: sa.Column[Any], value: Any) -> str | None:
@@ -279,8 +281,8 @@ class Money:
                 order.email,
                 f"License {order.license_id} changed",
                 f"License {order.license_id}: {outcome}.\n\n"
-                "Your broker applies this at its next check-in (or when you click Reactivate).\n"
-                "If this is a mistake, reply to this e-mail.\n",
+                + ("" if outcome.startswith(NOTICES) else _APPLIES)
+                + "If this is a mistake, reply to this e-mail.\n",
             )
         except LicensingError as exc:  # the change stands; the e-mail is not worth undoing it
             log.warning("order %s: could not tell %s about %s: %s", order.id, order.email, outcome, exc.message)

@@ -1,4 +1,4 @@
-"""Stripe, through its official library; nothing else in the store imports ``stripe``.
+"""Stripe, through its official library; nothing else in the store imports ``stripe`` but :mod:`.invoicing`.
 
 The card never touches this server: the page turns it into a token with Stripe.js,
 the server attaches the token to a Customer and confirms a PaymentIntent for the

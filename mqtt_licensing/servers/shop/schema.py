@@ -4,7 +4,7 @@ in the activation server's database, beside the activation schema but never join
 
 What each table is for:
 
-* ``shop_orders``: pending -> paid -> fulfilled; a paid order is worked on by the
+* ``shop_orders``: pending (-> invoiced) -> paid -> fulfilled; a paid order is worked on by the
   fulfilment loop until it is fulfilled, whatever crashed in between;
 * ``shop_webhook_events``: Stripe event ids already applied (idempotency);
 * ``shop_contacts``: the purchase e-mail of each license sold here (portal codes,
@@ -36,7 +36,7 @@ orders = sa.Table(
     metadata,
     sa.Column("id", sa.String(48), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),  # purchase | upgrade
-    sa.Column("state", sa.String(16), nullable=False),  # pending | paid | fulfilled
+    sa.Column("state", sa.String(16), nullable=False),  # pending | invoiced | paid | fulfilled | held | void
     sa.Column("email", sa.String(254), nullable=False),
     sa.Column("license_id", sa.String(40), nullable=True),  # the upgraded one, or the one issued
     sa.Column("lines", sa.JSON, nullable=False),  # [{product, name, feature, kind, price, quantity, amount}]
