@@ -28,6 +28,7 @@ class StripeProxy:
         self.invoices: dict[str, dict[str, Any]] = {}
         self.by_key: dict[str, tuple[int, bytes]] = {}  # Stripe answers a repeated key with the first answer
         self.lock = threading.Lock()
+        self.fail_once: set[str] = set()  # paths answered 400 the next time they are asked
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,6 +45,12 @@ class StripeProxy:
                             "idempotency_key": key,
                         }
                     )
+                    if path in proxy.fail_once:
+                        proxy.fail_once.discard(path)
+                        self._send(
+                            400, json.dumps({"error": {"type": "invalid_request_error", "message": "no"}}).encode()
+                        )
+                        return
                     if key and key in proxy.by_key:
                         self._send(*proxy.by_key[key])
                         return
@@ -102,6 +109,8 @@ class StripeProxy:
             return 404, json.dumps({"error": {"type": "invalid_request_error", "message": "No such invoice"}}).encode()
         action = parts[3] if len(parts) > 3 else ""
         if action == "finalize":
+            if invoice["status"] != "draft":  # as Stripe: a finalized invoice cannot be finalized again
+                return 400, json.dumps({"error": {"type": "invalid_request_error", "message": "finalized"}}).encode()
             invoice["status"] = "open"
             invoice["number"] = f"INV-{len(self.invoices):04d}"
             invoice["hosted_invoice_url"] = f"{self.url}/i/{invoice['id']}"

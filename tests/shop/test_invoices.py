@@ -65,6 +65,7 @@ def test_a_card_purchase_gets_a_stripe_invoice_named_in_the_mail_and_on_the_page
 ) -> None:
     assert receipts_shop.service is not None
     Webhooks(receipts_shop.service.store.engine).add(NOWHERE, ["order.paid", "order.fulfilled"], 0)
+    proxy.fail_once.add("/v1/invoices/in_test_1/pay")  # the first pass stops after finalize: the next resumes
     with _client(receipts_shop) as http:
         order_id = order_form(http, {"mqtt_server": 1, "mqtt_server_support": 2})
         assert pay(http, order_id, card_token(localstripe.url)).json()["status"] == "succeeded"
@@ -81,13 +82,15 @@ def test_a_card_purchase_gets_a_stripe_invoice_named_in_the_mail_and_on_the_page
     assert [(i["params"]["amount"], i["idempotency_key"]) for i in items] == [
         ("50000", f"invoice-item-{order_id}-0"),
         ("20000", f"invoice-item-{order_id}-1"),
-    ]
-    [created] = proxy.posts("/v1/invoices")
+    ] * 2
+    created, again = proxy.posts("/v1/invoices")  # the retry sends the same key: Stripe's first answer
+    assert again["idempotency_key"] == created["idempotency_key"]
     assert created["params"]["auto_advance"] == "false" and created["idempotency_key"] == f"invoice-{order_id}"
     assert created["params"]["metadata[order_id]"] == order_id
-    [paid] = proxy.posts("/v1/invoices/in_test_1/pay")
-    assert paid["params"] == {"paid_out_of_band": "true"}
-    assert len(proxy.posts("/v1/invoices/in_test_1/finalize")) == 1
+    refused, paid = proxy.posts("/v1/invoices/in_test_1/pay")
+    assert refused["params"] == paid["params"] == {"paid_out_of_band": "true"}
+    assert len(proxy.posts("/v1/invoices/in_test_1/finalize")) == 1  # not again on the retry
+    assert len(proxy.invoices) == 1 and [i["invoice"] for i in proxy.items] == ["in_test_1", "in_test_1"]
     # The vendor's webhooks heard of the order, paid then fulfilled.
     types = {d["event_type"] for d in Webhooks(receipts_shop.service.store.engine).deliveries()}
     assert types == {"order.paid", "order.fulfilled"}
@@ -112,6 +115,16 @@ def _invoiced(server: ShopServer, http: httpx.Client) -> tuple[str, dict[str, An
     return order_id, {"id": order.stripe_invoice, "object": "invoice", "amount_paid": 50000, "currency": "usd"}
 
 
+def _provisional(server: ShopServer, smtp: SmtpSink, order_id: str) -> str:
+    """The provisional license, once mailed (by this test's pass or the server's own worker)."""
+    run_passes(server)
+    smtp.wait(lambda m: "provisional" in m["Subject"])
+    assert server.shop is not None
+    license_id = server.shop.orders.get(order_id).license_id
+    assert license_id is not None
+    return license_id
+
+
 def test_pay_by_invoice_gives_a_provisional_license_made_permanent_when_the_invoice_is_paid(
     invoice_shop: ShopServer, proxy: StripeProxy, smtp: SmtpSink
 ) -> None:
@@ -121,7 +134,7 @@ def test_pay_by_invoice_gives_a_provisional_license_made_permanent_when_the_invo
         [sent] = proxy.posts("/v1/invoices")
         assert (sent["params"]["collection_method"], sent["params"]["days_until_due"]) == ("send_invoice", "14")
         assert len(proxy.posts(f"/v1/invoices/{invoice['id']}/send")) == 1
-        run_passes(invoice_shop)
+        _provisional(invoice_shop, smtp, order_id)
         [mail] = smtp.wait(lambda m: "provisional" in m["Subject"])
         key = re.search(r"^\s+(MQL\S+)\s*$", body_of(mail), re.M)
         assert key and "Invoice INV-0001" in body_of(mail)
@@ -145,14 +158,12 @@ def test_an_invoice_voided_suspends_the_provisional_license(invoice_shop: ShopSe
     assert invoice_shop.service is not None and invoice_shop.shop is not None
     with _client(invoice_shop) as http:
         order_id, invoice = _invoiced(invoice_shop, http)
-        run_passes(invoice_shop)
-        license_id = invoice_shop.shop.orders.get(order_id).license_id
-        assert license_id is not None
+        license_id = _provisional(invoice_shop, smtp, order_id)
         assert _send(http, "evt_void", "invoice.voided", invoice) == "recorded"
         run_passes(invoice_shop)
         assert 'data-state="void"' in http.get(f"/shop/orders/{order_id}").text
+    [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")  # sent once it is suspended
     assert invoice_shop.service.get_license(license_id)["status"] == "suspended"
-    [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")
     assert "suspended: the invoice was not paid" in body_of(mail)
 
 
@@ -165,3 +176,19 @@ def test_a_small_order_is_paid_by_card_only(invoice_shop: ShopServer, proxy: Str
         answer = http.post(f"/shop/orders/{order_id}/invoice")
         assert answer.status_code == 400 and "pay by invoice is for orders from" in answer.text
     assert proxy.posts("/v1/invoices") == []
+
+
+def test_an_unpaid_invoice_is_recorded_and_the_customer_told(invoice_shop: ShopServer, smtp: SmtpSink) -> None:
+    assert invoice_shop.service is not None and invoice_shop.shop is not None
+    with _client(invoice_shop) as http:
+        order_id, invoice = _invoiced(invoice_shop, http)
+        license_id = _provisional(invoice_shop, smtp, order_id)
+        failed = {**invoice, "amount_due": 50000, "amount_paid": 0}
+        assert [_send(http, "evt_failed", "invoice.payment_failed", failed) for _ in range(2)] == [
+            "recorded",
+            "duplicate",
+        ]
+    [mail] = smtp.wait(lambda m: m["Subject"] == f"License {license_id} changed")
+    assert "payment failed" in body_of(mail) and "check-in" not in body_of(mail)
+    assert invoice_shop.service.get_license(license_id)["status"] == "active"
+    assert invoice_shop.shop.orders.get(order_id).state == "invoiced"

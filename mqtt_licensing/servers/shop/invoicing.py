@@ -9,7 +9,8 @@ modules of the store that import ``stripe``).
 * A **refund** of an order's payment, whole or in part.
 
 Every create carries an idempotency key derived from the order (and the line, or the amount), so
-a retried step (a crash, a timeout) never makes a second invoice or a second refund.
+a retried step (a crash, a timeout) never makes a second invoice or a second refund; since Stripe
+answers a repeated key with its first answer, the invoice is then read again for its state now.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Invoicing:
                 },
                 options={"idempotency_key": f"invoice-{order.id}"},
             )
+            inv = self.client.v1.invoices.retrieve(str(inv.id))  # a retry replays the first answer: ask anew
             if inv.status == "draft":
                 inv = self.client.v1.invoices.finalize_invoice(str(inv.id), params={"auto_advance": False})
             if inv.status == "open":
@@ -106,6 +108,7 @@ class Invoicing:
                 },
                 options={"idempotency_key": f"invoice-{order.id}"},
             )
+            inv = self.client.v1.invoices.retrieve(str(inv.id))
             if inv.status == "draft":
                 inv = self.client.v1.invoices.finalize_invoice(str(inv.id))
             self.client.v1.invoices.send_invoice(str(inv.id), options={"idempotency_key": f"invoice-send-{order.id}"})
