@@ -221,9 +221,8 @@ class Money:
             added = sorted({f for line in order.lines if line["kind"] != Kind.PER_YEAR for f in line_features(line)})
             return self._remove(license_id, added, "the upgrade was refunded")
         if kind == "refund_partial":
-            return self._partial(
-                order, license_id, (event["amount"] or 0) - previous_refunds(earlier, event["event_id"])
-            )
+            total = event["amount"] or 0
+            return self._partial(order, license_id, total - previous_refunds(earlier, total))
         if kind == "dispute_lost":
             return self._status(license_id, "revoked", "revoked: the payment was charged back")
         if kind == "subscription_ended":

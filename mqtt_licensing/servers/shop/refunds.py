@@ -43,15 +43,12 @@ def match(order: Order, refunded: int) -> Refunded | None:
     return None
 
 
-def previous_refunds(history: list[dict[str, Any]], event_id: str) -> int:
-    """What was refunded before this event (Stripe's ``amount_refunded`` is the running total)."""
-    before = 0
-    for event in history:
-        if event["event_id"] == event_id:
-            break
-        if event["kind"].startswith("refund") and event["amount"]:
-            before = max(before, int(event["amount"]))
-    return before
+def previous_refunds(history: list[dict[str, Any]], total: int) -> int:
+    """What was refunded before a refund that brought the total to ``total``: Stripe's
+    ``amount_refunded`` is a running total, so the earlier ones are the smaller totals (whatever
+    order their events arrived in)."""
+    totals = [int(e["amount"]) for e in history if e["kind"].startswith("refund") and e["amount"]]
+    return max((t for t in totals if t < total), default=0)
 
 
 __all__ = ["Refunded", "match", "previous_refunds"]
