@@ -219,6 +219,7 @@ class AgentCore:
             clock=self.clock_record,
             limits=self.settings.limits,
             fingerprint=self.fingerprint,
+            label=self.settings.instance_label,
             sections=self.source.status(self.next_due()) if self.source is not None else {},
             connections=self.access.connection_count(now),
             problems=self.problems,
@@ -285,6 +286,8 @@ class AgentCore:
         return self.clock()
 
     def sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
+        # Every request carries the label, so the servers learn a renamed broker at its next call.
+        fields.setdefault("label", self.settings.instance_label)
         return sign_instance_request(
             self.identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self.now(), **fields
         )

@@ -23,6 +23,7 @@ def build_status(
     clock: ClockRecord,
     limits: Limits,
     fingerprint: str,
+    label: str | None,
     sections: dict[str, Any],
     connections: int,
     problems: list[LicensingError],
@@ -52,7 +53,8 @@ def build_status(
         "connections": connections,
         "connections_over_cap": evaluation.max_connections is not None and connections > evaluation.max_connections,
         "overage": _overage(evaluation),
-        "instance": {"fingerprint": fingerprint},
+        # The label is the broker's own (config or host name, cleaned): shown as text, never markup.
+        "instance": {"fingerprint": fingerprint, "label": label},
         "trial": None,
         # Where a deactivation leads: back to the evaluation period while it lasts.
         "trial_ends_at": iso(facts.trial_started_at + limits.trial_seconds),

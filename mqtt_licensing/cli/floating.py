@@ -39,6 +39,7 @@ from .floating_provision import (
     vendor_key,
     when,
 )
+from .format import safe_text
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
 from .serverdata import data_command, open_data, require_free_port
@@ -223,7 +224,9 @@ def _status(args: argparse.Namespace) -> int:
     for lease in status["leases"]:
         lines.append(
             f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
-            f"features {','.join(lease['features']) or '-'}  expires {when(lease['expires_at'], now)}"
+            # The instance chose its label: a terminal escape in it prints as text (\x1b).
+            + (f"label {safe_text(lease['label'])}  " if lease.get("label") else "")
+            + f"features {','.join(lease['features']) or '-'}  expires {when(lease['expires_at'], now)}"
             + (f"  CLONED x{lease['clone_count']}" if lease.get("clone_count") else "")
         )
     print("\n".join(lines))

@@ -161,7 +161,11 @@ def _health_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
         rows.append(("Connections", text))
     instance = doc.get("instance")
     if isinstance(instance, dict):
-        rows.append(("Instance", text_or_none(instance.get("fingerprint")) or _format_mapping(instance, now)))
+        fingerprint, label = text_or_none(instance.get("fingerprint")), text_or_none(instance.get("label"))
+        if fingerprint and label:  # the label is shown through safe_text like every row: escapes print as text
+            rows.append(("Instance", f"{label} ({fingerprint})"))
+        else:
+            rows.append(("Instance", fingerprint or _format_mapping(instance, now)))
     for label, key in (("Trial", "trial"), ("Check-in", "check_in"), ("Floating", "floating")):
         value = doc.get(key)
         if isinstance(value, dict) and value:

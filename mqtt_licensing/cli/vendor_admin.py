@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.timefmt import iso
+from .format import safe_text
 from .serverdata import open_data, read_text, require_data_folder, write_out
 
 _REFUSALS = (ErrorCode.NO_ACTIVATIONS_LEFT, ErrorCode.SUSPENDED, ErrorCode.REVOKED, ErrorCode.EXPIRED)
@@ -57,9 +58,20 @@ def _activation_line(act: dict[str, Any]) -> str:
     if act.get("clone_count"):  # two instances presented diverging check-in chains
         state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
     return (
-        f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
+        f"{act['id']}  {act['license_id']}  {act['model']:<8} "
+        f"{_label_text(act)}instance={act['instance_fingerprint']}  "
         f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
     )
+
+
+def _label_text(act: dict[str, Any]) -> str:
+    """``label=<label> (was <previous>)  `` or nothing: the instance chose it, so a terminal
+    escape in it prints as text (``\x1b``), never as a colour or a cursor move."""
+    if not act.get("label"):
+        return ""
+    earlier = [h["label"] for h in act.get("label_history", []) if h["label"] != act["label"]]
+    was = f" (was {safe_text(earlier[-1])})" if earlier else ""
+    return f"label={safe_text(act['label'])}{was}  "
 
 
 def _features_text(lic: dict[str, Any]) -> str:

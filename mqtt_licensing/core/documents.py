@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import instance_label
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
@@ -270,9 +271,19 @@ class InstanceRequest(_Document):
     chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
     # A floating server forwarding its brokers' records: the public keys of the
     # instances that signed them (each self-certifying: its fingerprint is the record's instance).
-    usage_keys: tuple[bytes, ...] = field(
-        default_factory=tuple
-    )  # a check-in: the chain secret of the certificate it refreshes
+    usage_keys: tuple[bytes, ...] = field(default_factory=tuple)
+    # The instance's label (core/instance_label.py): untrusted text the instance chose, signed so
+    # nobody on the path renames it; absent from requests of agents that send none.
+    label: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        if body["label"] is None:  # not sent: codes and requests stay as short as before labels
+            del body["label"]
+        return body
+
+    def check(self) -> None:
+        instance_label.check(self.label)
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

@@ -25,6 +25,7 @@ from ...core.keys import key_digest
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
 from .._requests import check_fresh, fresh_once
+from . import names
 from .clones import cloned_error, follow_chain
 from .records import FREED_REASONS, ServiceContext, bad
 from .results import ActivationResult
@@ -264,6 +265,7 @@ class Instances:
         lic = self.ctx.license(tx, act.license_id, lock=True)
         self.ctx.check_usable(lic, now, None)
         updates: dict[str, Any] = {"last_check_in_at": now}
+        updates.update(names.changed(tx.conn, act.id, act.label, request.label, now))
         step = follow_chain(lic, act, request.chain, now) if model != LicenseModel.OFFLINE else None
         if step is not None:
             updates.update(step.updates)

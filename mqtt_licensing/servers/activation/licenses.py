@@ -12,6 +12,7 @@ from ...core.features import validate_features
 from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
+from . import names
 from .catalogue import CatalogueQueries, check_new_license, template_license_terms
 from .records import ServiceContext, activation_to_dict, bad, license_to_dict, new_id
 from .store import LicenseRecord
@@ -282,7 +283,9 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             if license_id is not None:
                 self.ctx.license(tx, license_id)
-            return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
+            acts = tx.list_activations(license_id, include_freed=include_freed)
+            history = names.histories(tx.conn, (a.id for a in acts))
+            return [activation_to_dict(a) | {"label_history": history[a.id]} for a in acts]
 
     def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
         """Free a lost activation (the instance was destroyed without deactivating); ``by`` is who

@@ -20,6 +20,7 @@ from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
 from .._requests import peek_request
 from ..webhooks import emit
+from . import names
 from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
@@ -96,6 +97,7 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "freed_reason": act.freed_reason,
         "cloned_at": act.cloned_at,
         "clone_count": act.clone_count,
+        "label": act.label,  # untrusted text the instance chose: escape it wherever it is shown
     }
 
 
@@ -165,6 +167,7 @@ class ServiceContext:
                         "a newer request code of this instance was already answered; use the newest request code",
                     )
                 updates.update(request_nonce=nonce, request_created_at=request.created_at)
+            updates.update(names.changed(tx.conn, existing.id, existing.label, request.label, now))
             tx.update_activation(existing.id, **updates)
             return replace(existing, **updates), True
         used = tx.count_active(lic.id)
@@ -188,6 +191,7 @@ class ServiceContext:
             freed_reason=None,
             chain=new_chain(),
         )
+        act = replace(act, **names.changed(tx.conn, act.id, None, request.label, now))
         tx.insert_activation(act)
         self.event(
             tx,
@@ -196,6 +200,7 @@ class ServiceContext:
             license_id=lic.id,
             model=lic.model,
             instance_fingerprint=act.instance_fingerprint,
+            label=act.label,
         )
         return act, False
 

@@ -79,6 +79,7 @@ class ActivationRecord:
     chain_prev: str | None = None  # accepted once more while ``chain`` was never presented (a lost answer)
     cloned_at: int | None = None  # when two instances were first seen on this activation
     clone_count: int = 0
+    label: str | None = None  # untrusted text the instance sent (core/instance_label.py)
 
     @property
     def active(self) -> bool:

@@ -8,6 +8,7 @@ key (``vendor.pub`` in the data folder) before every use.
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ...core import labels
+from ...core import instance_label, labels
 from ...core.documents import FloatingCertificate, sign_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest
@@ -164,6 +165,8 @@ class FloatingPool:
     # -- provisioning ---------------------------------------------------------------------
     def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:
         nonce = secrets.token_hex(16)
+        # The vendor lists a floating server by its host name, as it lists a broker by its label.
+        fields.setdefault("label", instance_label.clean(socket.gethostname()))
         return sign_instance_request(self.ctx.signing_key, kind=kind, nonce=nonce, created_at=now, **fields), nonce
 
     def activation_request(self, license_key: str) -> tuple[bytes, str]:

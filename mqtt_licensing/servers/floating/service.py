@@ -29,7 +29,7 @@ from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
-from . import access, clones
+from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
@@ -255,6 +255,7 @@ class FloatingService:
         with self.store.transaction() as tx:
             row = tx.read_pool()
             leases = tx.active_leases(now)
+            label_history = names.histories(tx.conn, (le.instance_fingerprint for le in leases))
             rules = tx.access_rules()
             remembered = access.remembered_count(tx)
             suspended = tx.suspended()
@@ -285,6 +286,8 @@ class FloatingService:
                 {
                     "lease_id": le.lease_id,
                     "instance_fingerprint": le.instance_fingerprint,
+                    "label": le.label,  # untrusted text the instance chose: escape it wherever it is shown
+                    "label_history": label_history[le.instance_fingerprint],
                     "features": list(le.features),
                     "issued_at": le.issued_at,
                     "renewed_at": le.renewed_at,

@@ -24,6 +24,7 @@ from . import lineup, messages
 from .catalogue import Kind, Product, line_features
 from .config import ShopConfig
 from .invoicing import Invoicing
+from .keyvault import KEPT, KeyVault
 from .mail import Mailer
 from .payments import StripeGateway
 from .store import Order, ShopStore
@@ -57,10 +58,17 @@ def order_data(order: Order, number: str) -> dict[str, Any]:
 
 class Fulfilment:
     def __init__(
-        self, service: ActivationService, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer
+        self,
+        service: ActivationService,
+        store: ShopStore,
+        config: ShopConfig,
+        gateway: StripeGateway,
+        mailer: Mailer,
+        *,
+        vault: KeyVault,
     ) -> None:
         self.service, self.store, self.config = service, store, config
-        self.gateway, self.mailer = gateway, mailer
+        self.gateway, self.mailer, self.vault = gateway, mailer, vault
         self.invoicing = Invoicing(gateway)
 
     def get(self, order_id: str) -> Order:
@@ -110,9 +118,10 @@ class Fulfilment:
         if order.pending_key is not None:
             assert order.license_id is not None
             lic = self.service.get_license(order.license_id)
-            subject, body = messages.provisional(order, lic, order.pending_key, self.config.base_url)
+            key = self._key(order)
+            subject, body = messages.provisional(order, lic, key, self.config.base_url)
             subject, body = messages.from_seller(self.config.seller, order, subject, body)
-            self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
+            self.mailer.send(order.email, subject, body, attachment=("license.txt", key + "\n"))
         with self.store.transaction() as tx:
             tx.update_order(order.id, pending_key=None, claimed_until=None)
         log.info("order %s: provisional license %s until the invoice is paid", order.id, order.license_id)
@@ -166,10 +175,13 @@ class Fulfilment:
             terms["expires_at"] = expires_at
         lic, key = self.service.issue_license(model="online", **terms)
         with self.store.transaction() as tx:
+            # Kept sealed (shown again in the portal), the order then holds only a marker: no key in
+            # plain text ever reaches the database (without a vault, the key until it is mailed).
+            kept = self.vault.keep(tx, lic["id"], key, self.service.clock())
             tx.update_order(
                 order.id,
                 license_id=lic["id"],
-                pending_key=key,
+                pending_key=KEPT if kept else key,
                 support_until=lic["support_until"],
                 provisional_until=expires_at,
             )
@@ -216,9 +228,15 @@ class Fulfilment:
             subject, body = messages.receipt(order, lic, base)
             self.mailer.send(order.email, *messages.from_seller(seller, order, subject, body))
         elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
-            subject, body = messages.key(order, lic, order.pending_key, base)
+            key = self._key(order)
+            subject, body = messages.key(order, lic, key, base)
             subject, body = messages.from_seller(seller, order, subject, body)
-            self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
+            self.mailer.send(order.email, subject, body, attachment=("license.txt", key + "\n"))
+
+    def _key(self, order: Order) -> str:
+        """The key to mail: unsealed from the vault, or (without one) held on the order until mailed."""
+        assert order.license_id is not None and order.pending_key is not None
+        return self.vault.kept(self.store, order.license_id) if order.pending_key == KEPT else order.pending_key
 
 
 __all__ = ["Fulfilment", "line_product", "order_data"]

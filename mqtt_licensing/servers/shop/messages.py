@@ -84,8 +84,9 @@ def key(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> t
         f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
         "Activate it on your broker's License page (Online), or with\n"
         "    mqtt-licensing activate --key-file license.txt\n\n"
-        f"Manage activations and offline codes in the customer portal: {base_url}/shop/portal\n"
-        "Keep this key safe: it is shown only in this e-mail.\n"
+        f"See all your licenses, activations, orders and this key again in the customer portal\n"
+        f"(sign in with this e-mail address): {base_url}/shop/portal\n"
+        "Keep this key safe, like a password: anyone with it can activate the license.\n"
     )
 
 
@@ -96,7 +97,7 @@ def provisional(order: Order, lic: dict[str, Any], license_key: str, base_url: s
         f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
         f"This license is provisional: it works until {when(order.provisional_until)}. When the invoice\n"
         "is paid it becomes permanent, with the same key; nothing to do on your broker but its next check-in.\n\n"
-        f"{portal_line(base_url)}Keep this key safe: it is shown only in this e-mail.\n"
+        f"{portal_line(base_url)}Keep this key safe, like a password: anyone with it can activate the license.\n"
     )
 
 

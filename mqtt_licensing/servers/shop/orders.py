@@ -17,7 +17,6 @@ Fulfilment is in :mod:`.fulfil`.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Any
 
@@ -28,7 +27,8 @@ from . import by_invoice, lineup, money
 from .catalogue import Catalogue, format_money
 from .config import ShopConfig
 from .fulfil import Fulfilment, order_data
-from .mail import Mailer
+from .keyvault import KeyVault
+from .mail import Mailer, check_email
 from .payments import CARD_CHECK, StripeGateway
 from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
@@ -37,27 +37,26 @@ log = logging.getLogger(__name__)
 
 PAY_LEASE = 120  # seconds a payment attempt holds its order (Stripe calls take a few)
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-
 
 def _bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
 
 
-def check_email(address: Any) -> str:
-    if not isinstance(address, str) or len(address) > 254 or not _EMAIL.match(address.strip()):
-        raise _bad("enter a valid e-mail address")
-    return address.strip()
-
-
 class Orders:
     def __init__(
-        self, service: ActivationService, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer
+        self,
+        service: ActivationService,
+        store: ShopStore,
+        config: ShopConfig,
+        gateway: StripeGateway,
+        mailer: Mailer,
+        *,
+        vault: KeyVault | None = None,
     ) -> None:
         self.service, self.store, self.config = service, store, config
-        self.gateway, self.mailer = gateway, mailer
+        self.gateway, self.mailer, self.vault = gateway, mailer, vault or KeyVault(None)
         self.catalogue = config.catalogue
-        self.fulfilment = Fulfilment(service, store, config, gateway, mailer)
+        self.fulfilment = Fulfilment(service, store, config, gateway, mailer, vault=self.vault)
         self.by_invoice = by_invoice.ByInvoice(store, config, gateway, service.clock)
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:

@@ -154,6 +154,17 @@ class StripeGateway:
         plan = self.client.v1.plans.create(params=params)  # type: ignore[arg-type]
         return plan.id
 
+    def billing_portal(self, customer: str, return_url: str) -> str:
+        """A Stripe billing portal session for the customer (card, invoices, cancelling the metered
+        subscription); its URL is short-lived and opened at once."""
+        try:
+            session = self.client.v1.billing_portal.sessions.create(
+                params={"customer": customer, "return_url": return_url}
+            )
+        except stripe.StripeError as exc:
+            raise payment_error(exc) from None
+        return str(session.url)
+
     def verify_event(self, payload: bytes, signature: str | None) -> Any:
         """The event if the Stripe-Signature header is valid and fresh, else a typed error."""
         if not signature:

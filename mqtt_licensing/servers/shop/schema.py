@@ -11,6 +11,9 @@ What each table is for:
   receipts, reminders go there);
 * ``shop_portal_codes`` / ``shop_portal_sessions``: one-time sign-in codes and
   sessions, stored as digests only;
+* ``shop_account_codes`` / ``shop_license_keys`` / ``shop_portal_events``: the portal by
+  e-mail address (codes and links as digests), license keys sealed with the data folder's secret,
+  and what was done with them (a key shown again);
 * ``shop_frees``: activations freed in the portal (the per-30-days limit);
 * ``shop_reminders``: which support end date a reminder was sent for.
 
@@ -109,9 +112,56 @@ portal_sessions = sa.Table(
     "shop_portal_sessions",
     metadata,
     sa.Column("token_digest", sa.String(64), primary_key=True),
-    sa.Column("license_id", sa.String(40), nullable=False),
+    sa.Column("license_id", sa.String(40), nullable=True),  # signed in with a key: this license only
     sa.Column("csrf", sa.String(64), nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("email", sa.String(254), nullable=True),  # signed in by address: every license of it
+)
+
+# The portal by account (accounts.py): one row per code mailed to an address, with the one-time
+# link's token; both as digests. Rows are made for unknown addresses too, so the hourly limits
+# (per address, per client) answer the same whether or not the address bought anything.
+account_codes = sa.Table(
+    "shop_account_codes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("email", sa.String(254), nullable=False),  # lower-cased
+    sa.Column("client", sa.String(64), nullable=False),  # the asking client's address
+    sa.Column("code_digest", sa.String(64), nullable=False),
+    sa.Column("link_digest", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("used", sa.Boolean, nullable=False),
+    sa.Index("ix_shop_account_codes_email", "email", "created_at"),
+    sa.Index("ix_shop_account_codes_client", "client", "created_at"),
+    sa.Index("uq_shop_account_codes_link", "link_digest", unique=True),
+)
+
+# Keys of licenses sold here, sealed with AES-256-GCM under the secret file of the vendor's data
+# folder (keyvault.py): the database alone reveals no key.
+license_keys = sa.Table(
+    "shop_license_keys",
+    metadata,
+    sa.Column("license_id", sa.String(40), primary_key=True),
+    sa.Column("format", sa.Integer, nullable=False),  # 1: AES-256-GCM, the license id as associated data
+    sa.Column("nonce", sa.LargeBinary(12), nullable=False),
+    sa.Column("sealed", sa.LargeBinary(256), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# What a customer did in the portal that the vendor may be asked about (a key shown again).
+portal_events = sa.Table(
+    "shop_portal_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("license_id", sa.String(40), nullable=False),
+    sa.Column("order_id", sa.String(48), nullable=True),
+    sa.Column("kind", sa.String(32), nullable=False),  # key_shown
+    sa.Column("actor", sa.String(254), nullable=False),  # the signed-in address, or "license key"
+    sa.Column("client", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_shop_portal_events_license", "license_id", "at"),
 )
 
 frees = sa.Table(
@@ -151,12 +201,15 @@ money_events = sa.Table(
 
 __all__ = [
     "SCHEMA",
+    "account_codes",
     "contacts",
     "frees",
+    "license_keys",
     "metadata",
     "money_events",
     "orders",
     "portal_codes",
+    "portal_events",
     "portal_sessions",
     "reminders",
 ]

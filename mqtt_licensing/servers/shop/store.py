@@ -52,7 +52,7 @@ class Order:
     cancel_at: int | None = None  # the subscription's metered features are removed then
 
 
-def _order(row: Any) -> Order:
+def order_of_row(row: Any) -> Order:
     values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row mapping
     return Order(**{f.name: values[f.name] for f in fields(Order)})
 
@@ -75,7 +75,7 @@ class ShopTx:
 
     def get_order(self, order_id: str) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update()).first()
-        return _order(row) if row is not None else None
+        return order_of_row(row) if row is not None else None
 
     def order_ids(self, state: str, *, created: tuple[int, int] | None = None) -> list[str]:
         """Orders in ``state``; with ``created=(after, before)`` only those with a payment, created then."""
@@ -90,7 +90,7 @@ class ShopTx:
 
     def order_of_invoice(self, invoice: str) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.stripe_invoice == invoice).with_for_update()).first()
-        return _order(row) if row is not None else None
+        return order_of_row(row) if row is not None else None
 
     def awaiting_provision(self) -> list[str]:
         """Orders paid by invoice, not yet paid, whose provisional license is not issued or not mailed."""
@@ -114,11 +114,11 @@ class ShopTx:
     def list_orders(self) -> list[Order]:
         """Every order, newest first (the vendor's `vendor orders`)."""
         query = sa.select(orders).order_by(orders.c.created_at.desc(), orders.c.id)
-        return [_order(r) for r in self.conn.execute(query)]
+        return [order_of_row(r) for r in self.conn.execute(query)]
 
     def order_by_number(self, number: int) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.number == number)).first()
-        return _order(row) if row is not None else None
+        return order_of_row(row) if row is not None else None
 
     def intent_taken(self, payment_intent: str) -> bool:
         found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
@@ -244,15 +244,6 @@ class ShopTx:
             )
         )
 
-    def session(self, digest: str, now: int) -> tuple[str, str] | None:
-        """(license id, csrf token) of a live session."""
-        row = self.conn.execute(
-            sa.select(portal_sessions.c.license_id, portal_sessions.c.csrf).where(
-                portal_sessions.c.token_digest == digest, portal_sessions.c.expires_at > now
-            )
-        ).first()
-        return (row[0], row[1]) if row is not None else None
-
     def delete_session(self, digest: str) -> None:
         self.conn.execute(portal_sessions.delete().where(portal_sessions.c.token_digest == digest))
 
@@ -298,4 +289,4 @@ class ShopStore:
         self.engine.dispose()
 
 
-__all__ = ["Order", "ShopStore", "ShopTx"]
+__all__ = ["Order", "ShopStore", "ShopTx", "order_of_row"]

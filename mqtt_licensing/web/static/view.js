@@ -86,7 +86,11 @@ export function renderStatus(s, ctx) {
   }
   if (s.instance && s.instance.fingerprint) {
     const fp = s.instance.fingerprint;
-    rows.push(...detail("Instance", el("code", { title: fp, text: fp }), "instance"));
+    const code = el("code", { title: fp, text: fp });
+    // The label is the broker's own name (its config or host name): text, never markup.
+    const label = typeof s.instance.label === "string" && s.instance.label
+      ? [el("span", { class: "instance-label", text: s.instance.label }), " "] : [];
+    rows.push(...detail("Instance", el("span", {}, ...label, code), "instance"));
   }
   $("details").replaceChildren(...rows);
 

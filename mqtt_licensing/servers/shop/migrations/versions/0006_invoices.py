@@ -3,15 +3,15 @@ order (its number and links), how the order is paid (card or invoice), the card'
 a provisional license's end, a feature removal scheduled for a subscription's period end; and on
 money events, when the change takes effect and who applies it (a lease: one worker, one e-mail).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
