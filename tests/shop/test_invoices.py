@@ -167,6 +167,28 @@ def test_an_invoice_voided_suspends_the_provisional_license(invoice_shop: ShopSe
     assert "suspended: the invoice was not paid" in body_of(mail)
 
 
+def test_without_a_provisional_license_the_key_comes_when_the_invoice_is_paid(
+    tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink
+) -> None:
+    server = _start(tmp_path, proxy, localstripe, smtp, pay_by_invoice_from=40000)
+    localstripe.register_webhook(NOWHERE, "whsec_test_shop_0123456789abcdef")
+    try:
+        assert server.shop is not None
+        with _client(server) as http:
+            order_id, invoice = _invoiced(server, http)
+            [notice] = smtp.wait(lambda m: m["Subject"] == "Your order: invoice to pay")
+            assert "due in 30 days" in body_of(notice) and f"View: {proxy.url}/i/{invoice['id']}" in body_of(notice)
+            run_passes(server)
+            assert server.shop.orders.get(order_id).license_id is None  # nothing before the money
+            assert _send(http, "evt_paid", "invoice.paid", invoice) == "paid"
+            license_id = wait_state(http, order_id, "fulfilled")["license_id"]
+        [mail] = smtp.wait(lambda m: m["Subject"] == "Your MQTT license key")
+        assert "by invoice INV-0001" in body_of(mail)
+        assert server.license_by_key(re.findall(r"^\s+(MQL\S+)\s*$", body_of(mail), re.M)[0]).id == license_id
+    finally:
+        server.stop()
+
+
 def test_a_small_order_is_paid_by_card_only(invoice_shop: ShopServer, proxy: StripeProxy) -> None:
     assert invoice_shop.service is not None
     _lic, key = invoice_shop.service.issue_license(features=["mqtt_server"])

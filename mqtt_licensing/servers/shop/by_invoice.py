@@ -21,6 +21,7 @@ from . import messages, money
 from .catalogue import format_money
 from .config import ShopConfig
 from .invoicing import Invoicing
+from .mail import Mailer
 from .payments import StripeGateway
 from .store import Order, ShopStore, ShopTx
 
@@ -36,8 +37,10 @@ def offered(config: ShopConfig, order: Order) -> bool:
 
 
 class ByInvoice:
-    def __init__(self, store: ShopStore, config: ShopConfig, gateway: StripeGateway, clock: Callable[[], int]) -> None:
-        self.store, self.config, self.clock = store, config, clock
+    def __init__(
+        self, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer, clock: Callable[[], int]
+    ) -> None:
+        self.store, self.config, self.mailer, self.clock = store, config, mailer, clock
         self.invoicing = Invoicing(gateway)
 
     def start(self, order: Order) -> Order:
@@ -67,8 +70,18 @@ class ByInvoice:
             )
             found = tx.get_order(order.id)
         assert found is not None
-        log.info("order %s: invoice %s sent to %s", order.id, ref.number or ref.id, order.email)
+        log.info("order %s: invoice %s sent", order.id, ref.number or ref.id)
+        if not (self.config.invoices.provisional_valid_days and order.kind == "purchase"):
+            self._tell_sent(found)  # else the provisional key's e-mail says it
         return found
+
+    def _tell_sent(self, order: Order) -> None:
+        """Our own word beside Stripe's invoice e-mail: what happens when it is paid."""
+        subject, body = messages.invoice_sent(order, self.config.invoices.days_until_due, self.config.base_url)
+        try:
+            self.mailer.send(order.email, *messages.from_seller(self.config.seller, order, subject, body))
+        except LicensingError as exc:  # the invoice is out and Stripe mails it: this e-mail is a courtesy
+            log.warning("order %s: could not send the invoice notice: %s", order.id, exc.message)
 
 
 PaidIn = Callable[..., str]

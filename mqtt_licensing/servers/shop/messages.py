@@ -101,6 +101,15 @@ def provisional(order: Order, lic: dict[str, Any], license_key: str, base_url: s
     )
 
 
+def invoice_sent(order: Order, days_until_due: int, base_url: str) -> tuple[str, str]:
+    """An order to be paid by invoice, no license yet: what was ordered, where the invoice is, what follows."""
+    what = "the license key is e-mailed to you" if order.kind == "purchase" else "the upgrade is applied"
+    return "Your order: invoice to pay", (
+        f"Thank you for your order.\n\n{_summary(order)}\n"
+        f"The invoice is due in {days_until_due} days. When it is paid, {what}.\n\n{portal_line(base_url)}"
+    )
+
+
 def receipt(order: Order, lic: dict[str, Any], base_url: str = "") -> tuple[str, str]:
     if order.kind == "purchase":  # paid by invoice: the license exists already (provisional)
         return f"Receipt: license {lic['id']} is paid", (

@@ -57,7 +57,7 @@ class Orders:
         self.gateway, self.mailer, self.vault = gateway, mailer, vault or KeyVault(None)
         self.catalogue = config.catalogue
         self.fulfilment = Fulfilment(service, store, config, gateway, mailer, vault=self.vault)
-        self.by_invoice = by_invoice.ByInvoice(store, config, gateway, service.clock)
+        self.by_invoice = by_invoice.ByInvoice(store, config, gateway, mailer, service.clock)
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:
         """The products with the catalogue's current titles and contents (one small read)."""
