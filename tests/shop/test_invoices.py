@@ -20,6 +20,7 @@ from mqtt_licensing.servers.webhooks import Webhooks
 from tests.shop.conftest import NOWHERE
 from tests.shop.stripe_proxy import StripeProxy
 from tests.shop.support import ShopServer, card_token, order_form, pay, run_passes, signed_event, wait_state
+from tests.shop.test_portal import Clock
 from tests.shop.test_webhook import deliver, event
 
 DAY = 86400
@@ -32,8 +33,10 @@ def proxy(localstripe: LocalStripe) -> Iterator[StripeProxy]:
     server.close()
 
 
-def _start(tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink, **invoices: Any) -> ShopServer:
-    server = ShopServer(tmp_path, stripe_url=proxy.url, smtp_port=smtp.port, invoices=invoices).start()
+def _start(
+    tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink, clock: Any = None, **invoices: Any
+) -> ShopServer:
+    server = ShopServer(tmp_path, stripe_url=proxy.url, smtp_port=smtp.port, clock=clock, invoices=invoices).start()
     localstripe.register_webhook(f"{server.url}/shop/stripe/webhook", "whsec_test_shop_0123456789abcdef")
     return server
 
@@ -185,6 +188,29 @@ def test_without_a_provisional_license_the_key_comes_when_the_invoice_is_paid(
         [mail] = smtp.wait(lambda m: m["Subject"] == "Your MQTT license key")
         assert "by invoice INV-0001" in body_of(mail)
         assert server.license_by_key(re.findall(r"^\s+(MQL\S+)\s*$", body_of(mail), re.M)[0]).id == license_id
+    finally:
+        server.stop()
+
+
+def test_a_lost_invoice_paid_is_made_good_by_asking_stripe(
+    tmp_path: Path, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink
+) -> None:
+    clock = Clock()
+    server = _start(tmp_path, proxy, localstripe, smtp, clock, pay_by_invoice_from=40000, provisional_valid_days=10)
+    localstripe.register_webhook(NOWHERE, "whsec_test_shop_0123456789abcdef")
+    try:
+        assert server.shop is not None and server.service is not None
+        with _client(server) as http:
+            order_id, invoice = _invoiced(server, http)
+            license_id = _provisional(server, smtp, order_id)
+            proxy.invoices[invoice["id"]].update(status="paid", amount_paid=50000)  # paid; its event never comes
+            run_passes(server)
+            assert server.shop.orders.get(order_id).state == "invoiced"  # asked within the hour already
+            clock.now += 3601
+            run_passes(server)
+            wait_state(http, order_id, "fulfilled")
+        assert server.service.get_license(license_id)["expires_at"] is None
+        smtp.wait(lambda m: m["Subject"] == f"Receipt: license {license_id} is paid")
     finally:
         server.stop()
 

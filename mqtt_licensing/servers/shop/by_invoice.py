@@ -27,7 +27,11 @@ from .store import Order, ShopStore, ShopTx
 
 log = logging.getLogger(__name__)
 
+CHECK_EVERY = 3600  # an unpaid invoice is asked about hourly: a lost invoice.paid costs an hour at most
 EVENTS = ("invoice.paid", "invoice.voided", "invoice.marked_uncollectible", "invoice.payment_failed")
+
+
+PaidIn = Callable[..., str]  # Orders._paid_in: the order paid, in the caller's transaction
 
 
 def offered(config: ShopConfig, order: Order) -> bool:
@@ -83,8 +87,28 @@ class ByInvoice:
         except LicensingError as exc:  # the invoice is out and Stripe mails it: this e-mail is a courtesy
             log.warning("order %s: could not send the invoice notice: %s", order.id, exc.message)
 
-
-PaidIn = Callable[..., str]
+    def reconcile(self, paid_in: PaidIn) -> int:
+        """Ask Stripe about invoiced orders not heard of for CHECK_EVERY: a lost ``invoice.paid``
+        (or ``voided``) is applied as if it had come, under an event id of its own (once)."""
+        now = self.clock()
+        with self.store.transaction() as tx:
+            due = tx.invoices_to_check(now - CHECK_EVERY)
+        count = 0
+        for order_id in due:
+            with self.store.transaction() as tx:
+                tx.update_order(order_id, invoice_checked_at=now)
+                order = tx.get_order(order_id)
+            assert order is not None and order.stripe_invoice is not None
+            status, paid, currency = self.invoicing.state(order.stripe_invoice)
+            kind = {"paid": "invoice.paid", "void": "invoice.voided", "uncollectible": "invoice.marked_uncollectible"}
+            if status not in kind:
+                continue  # open: not paid yet
+            invoice = {"id": order.stripe_invoice, "amount_paid": paid, "currency": currency}
+            with self.store.transaction() as tx:
+                event_id = f"reconciled:{order.stripe_invoice}:{status}"
+                if tx.claim_event(event_id, kind[status], now):
+                    count += on_event(tx, event_id, kind[status], invoice, now=now, paid_in=paid_in) == "paid"
+        return count
 
 
 def on_event(tx: ShopTx, event_id: str, event_type: str, invoice: dict[str, Any], *, now: int, paid_in: PaidIn) -> str:

@@ -116,6 +116,14 @@ class Invoicing:
             raise payment_error(exc) from None
         return _ref(inv)
 
+    def state(self, invoice_id: str) -> tuple[str, int, str]:
+        """(status, amount paid, currency) of an invoice as Stripe has it now."""
+        try:
+            inv = self.client.v1.invoices.retrieve(invoice_id)
+        except stripe.StripeError as exc:
+            raise payment_error(exc) from None
+        return str(inv.status), int(inv.amount_paid or 0), str(inv.currency)
+
     def refund(self, order: Order, amount: int | None) -> dict[str, Any]:
         """Refund the order's payment (all of it without ``amount``); one refund per order and amount."""
         assert order.stripe_payment_intent is not None

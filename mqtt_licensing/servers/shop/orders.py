@@ -273,7 +273,7 @@ class Orders:
             if intent.status == "succeeded":
                 with self.store.transaction() as tx:
                     count += self._paid_in(tx, order, intent.amount, intent.currency, now=now) == "paid"
-        return count
+        return count + self.by_invoice.reconcile(self._paid_in)
 
     # -- fulfilment (fulfil.py) ------------------------------------------------------------
     def fulfil_due(self) -> int:

@@ -74,6 +74,7 @@ orders = sa.Table(
     sa.Column("invoice_pdf", sa.String(500), nullable=True),
     sa.Column("provisional_until", sa.BigInteger, nullable=True),  # a provisional license's end, until paid
     sa.Column("cancel_at", sa.BigInteger, nullable=True),  # metered features removed then (period end)
+    sa.Column("invoice_checked_at", sa.BigInteger, nullable=True),  # last asked Stripe about an unpaid invoice
     sa.Index("ix_shop_orders_state", "state"),
     sa.Index("uq_shop_orders_number", "number", unique=True),
     sa.Index("ix_shop_orders_invoice", "stripe_invoice"),

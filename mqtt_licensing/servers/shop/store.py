@@ -50,6 +50,7 @@ class Order:
     invoice_pdf: str | None = None
     provisional_until: int | None = None  # a provisional license's end while its invoice is unpaid
     cancel_at: int | None = None  # the subscription's metered features are removed then
+    invoice_checked_at: int | None = None
 
 
 def order_of_row(row: Any) -> Order:
@@ -100,6 +101,16 @@ class ShopTx:
             sa.or_(orders.c.license_id.is_(None), orders.c.pending_key.is_not(None)),
         )
         return [str(r[0]) for r in self.conn.execute(query.order_by(orders.c.created_at))]
+
+    def invoices_to_check(self, before: int) -> list[str]:
+        """Invoiced orders not asked about since ``before`` (their ``invoice.paid`` may be lost)."""
+        c = orders.c
+        query = sa.select(c.id).where(
+            c.state == "invoiced",
+            c.stripe_invoice.is_not(None),
+            sa.or_(c.invoice_checked_at.is_(None), c.invoice_checked_at <= before),
+        )
+        return [str(r[0]) for r in self.conn.execute(query.order_by(c.created_at))]
 
     def due_cancellations(self, now: int) -> list[tuple[str, int]]:
         """(order, when) of feature removals scheduled for a subscription's period end, now due."""

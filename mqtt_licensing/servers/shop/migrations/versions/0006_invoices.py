@@ -26,6 +26,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("invoice_pdf", sa.String(500), nullable=True))
         batch.add_column(sa.Column("provisional_until", sa.BigInteger, nullable=True))
         batch.add_column(sa.Column("cancel_at", sa.BigInteger, nullable=True))
+        batch.add_column(sa.Column("invoice_checked_at", sa.BigInteger, nullable=True))
         batch.create_index("ix_shop_orders_invoice", ["stripe_invoice"])
     with op.batch_alter_table("shop_money_events") as batch:
         batch.add_column(sa.Column("effective_at", sa.BigInteger, nullable=True))
@@ -38,6 +39,6 @@ def downgrade() -> None:
         batch.drop_column("effective_at")
     with op.batch_alter_table("shop_orders") as batch:
         batch.drop_index("ix_shop_orders_invoice")
-        for name in ("cancel_at", "provisional_until", "invoice_pdf", "invoice_url", "invoice_number",
-                     "stripe_invoice", "card_last4", "payment"):  # fmt: skip
+        for name in ("invoice_checked_at", "cancel_at", "provisional_until", "invoice_pdf", "invoice_url",
+                     "invoice_number", "stripe_invoice", "card_last4", "payment"):  # fmt: skip
             batch.drop_column(name)
