@@ -27,7 +27,7 @@ from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
 from .alarms import AlarmSettings
-from .provisioning import ConfiguredKey, configured_key
+from .provisioning import ConfiguredKey, UsageLicenseFile, configured_key, usage_license_file
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ class AgentSettings:
     user_hashes: Mapping[str, str]  # users: plus password_file, read once
     floating_servers: tuple[str, ...]
     license_key: ConfiguredKey | None = None  # held with no operator action (agent/provisioning.py)
+    usage_license: UsageLicenseFile | None = None  # an offline usage license installed at start
     instance_label: str | None = None  # cleaned (core/instance_label.py); signed into every request
 
 
@@ -80,6 +81,7 @@ class AgentConfig:
     # Secret mounted as a file); MQTT_LICENSING_LICENSE_KEY(_FILE) in the environment win.
     license_key: str | None = None
     license_key_file: str | None = None
+    usage_license_file: str | None = None
     floating_features: list[str] = field(default_factory=list)
     # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
     tick_interval: float = 1.0
@@ -209,6 +211,7 @@ class AgentConfig:
             user_hashes=MappingProxyType(users),
             floating_servers=tuple(self.floating_servers()),
             license_key=self._configured_key(),
+            usage_license=usage_license_file(self.usage_license_file),
             instance_label=self.label(),
         )
 

@@ -93,6 +93,7 @@ def register(subparsers: Any) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
+    webhooks.timeout_arg(p)
     tls_args(p)
     metrics_args(p)
     outbound_args(p)
@@ -170,7 +171,9 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
-        app = create_app(service, token, trusted_proxies=proxies, background=background)
+        app = create_app(
+            service, token, trusted_proxies=proxies, background=background, webhook_timeout=args.webhook_timeout
+        )
         print(f"  /metrics bearer token in {protect_metrics(app, args, args.data)}", file=sys.stderr)
         serve_forever(
             app,

@@ -220,6 +220,21 @@ def _alarm_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     return [("Alarms", rendered[0]), *(("", item) for item in rendered[1:])]
 
 
+def _configured_rows(doc: dict[str, Any]) -> Rows:
+    """What the config asks for that is not in place: an operator's hold, old activations to free."""
+    configured = doc.get("configured")
+    if not isinstance(configured, dict):
+        return []
+    rows: Rows = []
+    if configured.get("held_back"):
+        rows.append(("Configured", str(configured["held_back"])))
+    frees = configured.get("frees_pending")
+    if isinstance(frees, list) and frees:
+        ids = ", ".join(str(f.get("activation_id")) for f in frees if isinstance(f, dict))
+        rows.append(("Configured", f"the replaced key's activation {ids} is not freed at the vendor yet (retried)"))
+    return rows
+
+
 def _failure_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     failure = doc.get("last_failure")
     if not isinstance(failure, dict):
@@ -241,6 +256,7 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
         *offline_rows,
         *_alarm_rows(doc, now),
         *_problem_rows(doc),
+        *_configured_rows(doc),
         *_failure_rows(doc, now),
     ]
     if doc.get("updated_at") is not None:

@@ -131,7 +131,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
-    app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
+    app = create_app(
+        service,
+        token,
+        trusted_proxies=proxies,
+        webhook_timeout=args.webhook_timeout,
+        **(shop.hooks() if shop else {}),
+    )
     print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
     try:
         serve_forever(
@@ -208,6 +214,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
     )
+    webhooks.timeout_arg(p)
     p.add_argument(
         "--shop-config",
         metavar="FILE",

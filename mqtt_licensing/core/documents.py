@@ -146,6 +146,9 @@ class ActivationCertificate(_Document):
     # The signed definitions of the granted features (core.features.Feature.to_body), so a broker
     # handles a feature its code never heard of; none (a certificate from before) means the built-ins.
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # The vendor's key rotations and retirements (core/keyring.py), carried to sites that never ask
+    # for them (offline ones); each verifies on its own against keys the site trusts already.
+    key_documents: tuple[bytes, ...] = field(default_factory=tuple)
 
     def feature_table(self) -> dict[str, Feature]:
         """The granted features' definitions: none carried (a certificate from before they travelled)
@@ -181,6 +184,7 @@ class FloatingCertificate(_Document):
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
     chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
+    key_documents: tuple[bytes, ...] = field(default_factory=tuple)  # as ActivationCertificate's (passed on in leases)
 
     def feature_table(self) -> dict[str, Feature]:
         """The granted features' definitions: none carried (a certificate from before they travelled)

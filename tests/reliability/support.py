@@ -154,7 +154,10 @@ class BrokerProcess(_Process):
 class VendorProcess(_Process):
     """``mqtt-licensing vendor serve --data DIR --port P``."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, certificate_lifetime: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int = 0, certificate_lifetime: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.extra = extra  # more `vendor serve` options (--webhook-timeout ...)
         if not (data_dir / "vendor.key").exists():
             ActivationService.open(data_dir).close()  # a vendor data folder, as `vendor init` makes it
         super().__init__(data_dir.parent / f"{data_dir.name}.log")
@@ -170,7 +173,7 @@ class VendorProcess(_Process):
         args = [CLI, "vendor", "serve", "--data", str(self.data_dir), "--port", str(self.port)]
         if self.certificate_lifetime is not None:
             args += ["--certificate-lifetime", str(self.certificate_lifetime)]
-        self._spawn(args)
+        self._spawn([*args, *self.extra])
         wait_port(self.port, timeout, self.proc)
         return self
 

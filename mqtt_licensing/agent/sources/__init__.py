@@ -192,6 +192,8 @@ def facts_of(source: LicenseSource | None, *, trial_started_at: int, clock_tampe
 
 
 def verify_certificate(ctx: SourceContext, blob: bytes, model: str) -> ActivationCertificate:
+    if ctx.keys is not None:  # a rotation it carries (an offline usage license) is learnt first
+        ctx.keys.accept_carried(blob)
     cert = ActivationCertificate.open(blob, ctx.vendor_key)
     if cert.instance_fingerprint != ctx.fingerprint:
         raise LicensingError(

@@ -246,17 +246,23 @@ class OnlineSource:
 
     async def deactivate(self) -> Outcome:
         ctx = self.ctx
-        async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.settings.http) as client:
-            try:
-                await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=self.certificate.activation_id))
-            except LicensingError as exc:
-                if not exc.code.means_already_free:
-                    raise  # keep the license: nothing was freed
+        await free_activation(ctx, self.certificate.activation_id, self.server_url)  # raises: nothing was freed
         ctx.emit("deactivated", method=str(self.model), activation_id=self.certificate.activation_id)
         return Outcome(None)
 
     async def close(self) -> None:
         return None
+
+
+async def free_activation(ctx: SourceContext, activation_id: str, server_url: str | None = None) -> None:
+    """Free an online activation this instance holds (or held: a changed configured key replaced
+    it) at the vendor; one the vendor already counts as free is freed. Raises when nothing was."""
+    async with ActivationClient(vendor_url(ctx, server_url), options=ctx.settings.http) as client:
+        try:
+            await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=activation_id))
+        except LicensingError as exc:
+            if not exc.code.means_already_free:
+                raise
 
 
 async def learn_keys(ctx: SourceContext, client: ActivationClient) -> None:

@@ -35,6 +35,7 @@ from .._http import (
 from .._observe import note
 from .._proxies import Network
 from ..webhooks import Deliverer, Webhooks
+from ..webhooks.delivery import SEND_TIMEOUT
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -223,6 +224,7 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
+    webhook_timeout: float = SEND_TIMEOUT,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
@@ -239,7 +241,7 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
+        background=[*background, Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run],
     )
 
 

@@ -104,6 +104,8 @@ class Instances:
                 self._count_new_trial(tx, client, now)
                 started = min(now, req.created_at)
                 tx.insert_trial(req.fingerprint, started, client)
+                # where the vendor learns of a trial: once per instance, in the insert's transaction
+                self.ctx.event(tx, "trial.started", instance_fingerprint=req.fingerprint, started_at=iso(started))
         return TrialRecord(
             instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
         ).sign(self.ctx.signing_key)

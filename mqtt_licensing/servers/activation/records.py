@@ -118,6 +118,9 @@ class ServiceContext:
     trial_limit_total: int
     rate_limit_key_failures: int
     data_dir: Path | None = None
+    # The key rotations and retirements of data_dir (read at open: a rotation takes a restart),
+    # carried in every certificate so that offline sites and floating servers' brokers learn them.
+    key_documents: tuple[bytes, ...] = ()
 
     def license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
         lic = tx.get_license(license_id, lock=lock) if isinstance(license_id, str) else None
@@ -256,6 +259,7 @@ class ServiceContext:
             metering=lic.metering,
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
             definitions=definitions,
+            key_documents=self.key_documents,
         ).sign(self.signing_key)
 
     def floating_certificate(
@@ -291,4 +295,5 @@ class ServiceContext:
             usage_stored=usage_stored,
             chain=act.chain,
             definitions=definitions,
+            key_documents=self.key_documents,
         ).sign(self.signing_key)

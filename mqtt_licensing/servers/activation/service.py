@@ -84,6 +84,7 @@ class ActivationService:
                 trial_limit_burst=trial_limit_burst,
                 trial_limit_total=trial_limit_total,
                 data_dir=data_dir,
+                key_documents=tuple(keys.documents(data_dir)) if data_dir is not None else (),
             )
         )
 
@@ -141,7 +142,7 @@ class ActivationService:
 
     def key_documents(self) -> list[bytes]:
         """The rotation and retirement documents of the vendor's keys (:mod:`.keys`), as served."""
-        return keys.documents(self.ctx.data_dir) if self.ctx.data_dir is not None else []
+        return list(self.ctx.key_documents)
 
     # -- the vendor's admin work (:mod:`.licenses`) ---------------------------------------
     def issue_license(self, **terms: Any) -> tuple[dict[str, Any], str]:

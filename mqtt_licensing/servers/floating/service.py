@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ...core.documents import FloatingCertificate
 from ...core.errors import LicensingError
+from ...core.keyring import KeyRing
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
@@ -155,6 +156,10 @@ class FloatingService:
     # -- the pool and its provisioning (:mod:`.pool`) -----------------------------------------
     def vendor_key(self) -> Ed25519PublicKey | None:
         return self.pool.vendor_key()
+
+    def vendor_keys(self) -> KeyRing | None:
+        """The pinned vendor key and the rotations it endorsed since (servers/floating/trust.py)."""
+        return self.pool.vendor_keys()
 
     def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
         self.pool.pin_vendor_key(key)
