@@ -99,6 +99,7 @@ class Shop:
         for name, step in (
             ("reconcile", self.orders.reconcile),
             ("fulfil", self.orders.fulfil_due),
+            ("provision", self.orders.fulfilment.provision_due),
             ("reminders", self.reminders.send_reminders),
             ("money", self.money.apply_due),
         ):

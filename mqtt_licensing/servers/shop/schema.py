@@ -4,7 +4,7 @@ in the activation server's database, beside the activation schema but never join
 
 What each table is for:
 
-* ``shop_orders``: pending -> paid -> fulfilled; a paid order is worked on by the
+* ``shop_orders``: pending (-> invoiced) -> paid -> fulfilled; a paid order is worked on by the
   fulfilment loop until it is fulfilled, whatever crashed in between;
 * ``shop_webhook_events``: Stripe event ids already applied (idempotency);
 * ``shop_contacts``: the purchase e-mail of each license sold here (portal codes,
@@ -39,7 +39,7 @@ orders = sa.Table(
     metadata,
     sa.Column("id", sa.String(48), primary_key=True),
     sa.Column("kind", sa.String(16), nullable=False),  # purchase | upgrade
-    sa.Column("state", sa.String(16), nullable=False),  # pending | paid | fulfilled
+    sa.Column("state", sa.String(16), nullable=False),  # pending | invoiced | paid | fulfilled | held | void
     sa.Column("email", sa.String(254), nullable=False),
     sa.Column("license_id", sa.String(40), nullable=True),  # the upgraded one, or the one issued
     sa.Column("lines", sa.JSON, nullable=False),  # [{product, name, feature, kind, price, quantity, amount}]
@@ -64,8 +64,20 @@ orders = sa.Table(
     sa.Column("number", sa.BigInteger, nullable=True),  # what the customer quotes (seller.order_number)
     sa.Column("country", sa.String(2), nullable=True),  # the buyer's, where tax rates are configured
     sa.Column("tax", sa.BigInteger, nullable=False, server_default="0"),  # included in amount
+    sa.Column("payment", sa.String(16), nullable=False, server_default="card"),  # card | invoice
+    sa.Column("card_last4", sa.String(4), nullable=True),  # on the receipt: "card ending 4242"
+    # The order's Stripe Invoice: a receipt (card orders, paid out of band) or the one the
+    # customer pays (pay by invoice); Stripe numbers it and renders its page and PDF.
+    sa.Column("stripe_invoice", sa.String(64), nullable=True),
+    sa.Column("invoice_number", sa.String(64), nullable=True),
+    sa.Column("invoice_url", sa.String(500), nullable=True),
+    sa.Column("invoice_pdf", sa.String(500), nullable=True),
+    sa.Column("provisional_until", sa.BigInteger, nullable=True),  # a provisional license's end, until paid
+    sa.Column("cancel_at", sa.BigInteger, nullable=True),  # metered features removed then (period end)
+    sa.Column("invoice_checked_at", sa.BigInteger, nullable=True),  # last asked Stripe about an unpaid invoice
     sa.Index("ix_shop_orders_state", "state"),
     sa.Index("uq_shop_orders_number", "number", unique=True),
+    sa.Index("ix_shop_orders_invoice", "stripe_invoice"),
 )
 
 webhook_events = sa.Table(
@@ -183,6 +195,8 @@ money_events = sa.Table(
     sa.Column("applied_at", sa.BigInteger, nullable=True),
     sa.Column("outcome", sa.String(200), nullable=True),  # what it did to the license, in words
     sa.Column("last_error", sa.String(300), nullable=True),
+    sa.Column("effective_at", sa.BigInteger, nullable=True),  # a scheduled change: when it takes effect
+    sa.Column("claimed_until", sa.BigInteger, nullable=True),  # a worker's lease: one applies it, one e-mail
     sa.Index("ix_shop_money_events_order", "order_id", "received_at"),
 )
 

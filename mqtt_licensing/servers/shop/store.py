@@ -42,6 +42,15 @@ class Order:
     number: int | None = None  # given when the order is stored (insert_order)
     country: str | None = None
     tax: int = 0  # minor units, included in amount
+    payment: str = "card"  # card | invoice (pay by invoice, Stripe's send_invoice)
+    card_last4: str | None = None
+    stripe_invoice: str | None = None
+    invoice_number: str | None = None
+    invoice_url: str | None = None  # Stripe's hosted invoice page
+    invoice_pdf: str | None = None
+    provisional_until: int | None = None  # a provisional license's end while its invoice is unpaid
+    cancel_at: int | None = None  # the subscription's metered features are removed then
+    invoice_checked_at: int | None = None
 
 
 def order_of_row(row: Any) -> Order:
@@ -79,6 +88,34 @@ class ShopTx:
                 orders.c.stripe_payment_intent.is_not(None),
             )
         return [r[0] for r in self.conn.execute(query)]
+
+    def order_of_invoice(self, invoice: str) -> Order | None:
+        row = self.conn.execute(sa.select(orders).where(orders.c.stripe_invoice == invoice).with_for_update()).first()
+        return order_of_row(row) if row is not None else None
+
+    def awaiting_provision(self) -> list[str]:
+        """Orders paid by invoice, not yet paid, whose provisional license is not issued or not mailed."""
+        query = sa.select(orders.c.id).where(
+            orders.c.state == "invoiced",
+            orders.c.kind == "purchase",
+            sa.or_(orders.c.license_id.is_(None), orders.c.pending_key.is_not(None)),
+        )
+        return [str(r[0]) for r in self.conn.execute(query.order_by(orders.c.created_at))]
+
+    def invoices_to_check(self, before: int) -> list[str]:
+        """Invoiced orders not asked about since ``before`` (their ``invoice.paid`` may be lost)."""
+        c = orders.c
+        query = sa.select(c.id).where(
+            c.state == "invoiced",
+            c.stripe_invoice.is_not(None),
+            sa.or_(c.invoice_checked_at.is_(None), c.invoice_checked_at <= before),
+        )
+        return [str(r[0]) for r in self.conn.execute(query.order_by(c.created_at))]
+
+    def due_cancellations(self, now: int) -> list[tuple[str, int]]:
+        """(order, when) of feature removals scheduled for a subscription's period end, now due."""
+        query = sa.select(orders.c.id, orders.c.cancel_at).where(orders.c.cancel_at <= now)
+        return [(str(r[0]), int(r[1])) for r in self.conn.execute(query)]
 
     def order_of_subscription(self, subscription: str) -> str | None:
         found = sa.select(orders.c.id).where(orders.c.stripe_subscription == subscription)
