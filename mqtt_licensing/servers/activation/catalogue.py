@@ -34,6 +34,8 @@ TEMPLATE_TERMS = (
     "support_years",
     "clone_policy",
     "metering",
+    "heartbeat_interval",
+    "release_after",
 )
 
 
@@ -62,10 +64,8 @@ def _row_feature(row: Any) -> CatalogueFeature:
     return CatalogueFeature(feature, row.retired_at)
 
 
-# Read on every check-in: built once (see .store on prebuilt statements).
-_DEFINITIONS = (
-    sa.select(features).where(features.c.name.in_(sa.bindparam("names", expanding=True))).order_by(features.c.name)
-)
+_NAMES = sa.bindparam("names", expanding=True)
+_DEFINITIONS = sa.select(features).where(features.c.name.in_(_NAMES)).order_by(features.c.name)  # built once
 
 
 class CatalogueQueries:
@@ -189,6 +189,12 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
     checked = {key: value for key, value in terms.items() if value is not None}
     for key, value in checked.items():
         _check_term(key, value)
+    beat, release = checked.get("heartbeat_interval"), checked.get("release_after")
+    if release is not None and (beat is None or release <= 2 * beat):
+        raise LicensingError(
+            ErrorCode.INVALID_FIELD,
+            "template term release_after needs a heartbeat_interval and must be more than twice it",
+        )
     return checked
 
 
@@ -197,7 +203,15 @@ _CHOICES = {
     "clone_policy": ("flag", "suspend"),
     "metering": ("best_effort", "required"),
 }
-_MINIMUM = {"max_activations": 1, "seats": 1, "max_connections": 0, "valid_days": 1, "support_years": 1}
+_MINIMUM = {
+    "max_activations": 1,
+    "seats": 1,
+    "max_connections": 0,
+    "valid_days": 1,
+    "support_years": 1,
+    "heartbeat_interval": 1,
+    "release_after": 1,
+}
 
 
 def _check_term(key: str, value: Any) -> None:
@@ -220,7 +234,18 @@ def _check_term(key: str, value: Any) -> None:
 
 
 # Template terms that are license terms as they are (the rest become dates at issue).
-_AS_IS = ("features", "model", "max_activations", "seats", "max_connections", "overage", "clone_policy", "metering")
+_AS_IS = (
+    "features",
+    "model",
+    "max_activations",
+    "seats",
+    "max_connections",
+    "overage",
+    "clone_policy",
+    "metering",
+    "heartbeat_interval",
+    "release_after",
+)
 
 
 def template_license_terms(template: Template, now: int) -> dict[str, Any]:

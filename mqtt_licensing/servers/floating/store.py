@@ -76,6 +76,7 @@ class LeaseRecord:
     chain_prev: str | None = None
     cloned_at: int | None = None  # when two instances were first seen renewing this lease
     clone_count: int = 0
+    label: str | None = None  # untrusted text the instance sent (core/instance_label.py)
 
 
 def _pool_record(row: Any) -> PoolRecord:
@@ -105,6 +106,7 @@ def _lease_record(row: Any) -> LeaseRecord:
         chain_prev=row.chain_prev,
         cloned_at=row.cloned_at,
         clone_count=row.clone_count,
+        label=row.label,
     )
 
 
@@ -181,6 +183,7 @@ class Tx:
                 renewed_at=lease.renewed_at,
                 expires_at=lease.expires_at,
                 chain=lease.chain,
+                label=lease.label,
             )
         )
 
@@ -193,7 +196,7 @@ class Tx:
         features: tuple[str, ...] | None = None,
         **chain: Any,
     ) -> None:
-        """``chain``: chain, chain_prev, cloned_at, clone_count as they change."""
+        """``chain``: chain, chain_prev, cloned_at, clone_count (and label) as they change."""
         values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at, **chain}
         if features is not None:
             values["features"] = list(features)
