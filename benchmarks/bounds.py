@@ -12,7 +12,7 @@ rate, Ed25519, and the server's own work per check-in, in-process (no HTTP).
   server's thread pool), with group commit (requests per commit shown), CPU per check-in of
   this process (the load generator's signing excluded: requests are signed beforehand) and the
   Python calls per check-in counted under cProfile (a count does not move with other people's
-  load on a shared machine; time does).
+  load on a shared machine; time does); ``heartbeat in-process`` the same for heartbeats.
 """
 
 from __future__ import annotations
@@ -105,11 +105,11 @@ class CheckIns:
             )  # fmt: skip
             self.activations.append(self.service.activate(key, blob).activation_id)
 
-    def requests(self, count: int) -> list[bytes]:
+    def requests(self, count: int, kind: str = labels.KIND_CHECK_IN) -> list[bytes]:
         return [
             sign_instance_request(
                 self.keys[n % 16],
-                kind=labels.KIND_CHECK_IN,
+                kind=kind,
                 nonce=secrets.token_hex(16),
                 created_at=int(time.time()),
                 activation_id=self.activations[n % 16],
@@ -117,13 +117,14 @@ class CheckIns:
             for n in range(count)
         ]
 
-    def run(self, count: int, threads: int) -> tuple[float, float, float]:
-        """(check-ins per second, CPU us per check-in, check-ins per commit)."""
-        blobs = self.requests(count)
+    def run(self, count: int, threads: int, kind: str = labels.KIND_CHECK_IN) -> tuple[float, float, float]:
+        """(requests per second, CPU us per request, requests per commit): check-ins or heartbeats."""
+        blobs = self.requests(count, kind)
+        call = self.service.check_in if kind == labels.KIND_CHECK_IN else self.service.heartbeat
         group = self.service.store.group
         batches, cpu, start = group.batches, time.process_time(), time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(self.service.check_in, blobs))
+            list(pool.map(call, blobs))
         elapsed = time.perf_counter() - start
         per_commit = count / (group.batches - batches) if group.batches > batches else 1.0  # PostgreSQL: its own
         return count / elapsed, (time.process_time() - cpu) / count * 1e6, per_commit
@@ -173,11 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         bench = CheckIns(folder / "vendor", url)
         try:
             bench.run(300, 16)  # warm-up
-            for threads in (1, 16):
-                rate, cpu, per_commit = bench.run(args.check_ins, threads)
+            for kind, threads in ((labels.KIND_CHECK_IN, 1), (labels.KIND_CHECK_IN, 16), (labels.KIND_HEARTBEAT, 16)):
+                rate, cpu, per_commit = bench.run(args.check_ins, threads, kind)
                 print(
-                    f"check-in in-process, {threads:2d} thread(s): {rate:,.0f}/s, {cpu:,.0f} us CPU each, "
-                    f"{per_commit:.1f} per commit"
+                    f"{kind.replace('_', '-')} in-process, {threads:2d} thread(s): {rate:,.0f}/s, {cpu:,.0f} us CPU "
+                    f"each, {per_commit:.1f} per commit"
                 )
             print(f"Python calls per check-in (cProfile): {bench.calls():,.0f}")
         finally:

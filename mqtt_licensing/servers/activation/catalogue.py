@@ -64,7 +64,7 @@ def _row_feature(row: Any) -> CatalogueFeature:
     return CatalogueFeature(feature, row.retired_at)
 
 
-_NAMES = sa.bindparam("names", expanding=True)
+_NAMES: sa.BindParameter[Any] = sa.bindparam("names", expanding=True)
 _DEFINITIONS = sa.select(features).where(features.c.name.in_(_NAMES)).order_by(features.c.name)  # built once
 
 
