@@ -9,8 +9,10 @@ Every instance is real: its own Ed25519 identity and activation (or lease), a fr
 request for every call, and the check-in chain presented from its last certificate as an agent
 does. What must hold (``tests/servers/test_fleet_soak.py`` runs it small):
 
-* every check-in and renewal of a live instance succeeds: no activation that was alive is lost
-  (freed, refused or taken for a clone) and no lease is lost;
+* every check-in, heartbeat and renewal of a live instance succeeds: no activation that was alive
+  is lost (freed, released, refused or taken for a clone) and no lease is lost; once 1 % of the
+  fleet stops heartbeating (killed) and stays silent past the licenses' ``release_after``, one pass
+  of the release duty frees exactly those (the vendor's clock is moved by hand for that);
 * no license has more live activations than its ``max_activations``, and the pool never has more
   leases than seats: instances beyond them are refused (``no_activations_left``, ``no_seats``),
   0 over-issued.
@@ -43,6 +45,17 @@ from mqtt_licensing.servers.activation.service import ActivationService
 from mqtt_licensing.servers.floating.service import FloatingService
 
 PER_LICENSE = 1000  # activations per license: a fleet is many customers, not one key
+HEARTBEAT, RELEASE_AFTER = 60, 600  # the licenses' heartbeat terms (issue 22 item 2)
+
+
+class FleetClock:
+    """The vendor's clock, moved by hand past ``RELEASE_AFTER`` (requests are signed with it)."""
+
+    def __init__(self) -> None:
+        self.now = int(time.time())
+
+    def __call__(self) -> int:
+        return self.now
 
 
 @dataclass
@@ -100,13 +113,15 @@ class VendorFleet:
     """``instances`` online instances over licenses of ``PER_LICENSE`` activations each, and one
     more instance per license once they are full, which must be refused."""
 
-    def __init__(self, service: ActivationService, instances: int) -> None:
+    def __init__(self, service: ActivationService, clock: FleetClock, instances: int) -> None:
         self.service = service
+        self.clock = clock
         self.keys = [Ed25519PrivateKey.generate() for _ in range(instances)]
         per = min(PER_LICENSE, instances)
         # Each license exactly full once the fleet is activated (the last one holds the rest).
         sizes = [min(per, instances - start) for start in range(0, instances, per)]
-        self.license_keys = [service.issue_license(features=["mqtt_server"], max_activations=n)[1] for n in sizes]
+        terms = {"features": ["mqtt_server"], "heartbeat_interval": HEARTBEAT, "release_after": RELEASE_AFTER}
+        self.license_keys = [service.issue_license(max_activations=n, **terms)[1] for n in sizes]
         self.per = per
         self.activation_ids: list[str] = [""] * instances
         self.chains: list[str | None] = [None] * instances
@@ -120,7 +135,7 @@ class VendorFleet:
     def activate(self, n: int) -> None:
         key = self._license_key(n)
         blob = sign_instance_request(
-            self.keys[n], kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16), created_at=int(time.time()),
+            self.keys[n], kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16), created_at=self.clock(),
             key_digest=key_digest(key),
         )  # fmt: skip
         result = self.service.activate(key, blob)
@@ -129,17 +144,24 @@ class VendorFleet:
 
     def check_in(self, n: int) -> None:
         blob = sign_instance_request(
-            self.keys[n], kind=labels.KIND_CHECK_IN, nonce=secrets.token_hex(16), created_at=int(time.time()),
+            self.keys[n], kind=labels.KIND_CHECK_IN, nonce=secrets.token_hex(16), created_at=self.clock(),
             activation_id=self.activation_ids[n], chain=self.chains[n],
         )  # fmt: skip
         self._remember(n, self.service.check_in(blob))
+
+    def heartbeat(self, n: int) -> None:
+        blob = sign_instance_request(
+            self.keys[n], kind=labels.KIND_HEARTBEAT, nonce=secrets.token_hex(16), created_at=self.clock(),
+            activation_id=self.activation_ids[n],
+        )  # fmt: skip
+        self.service.heartbeat(blob)
 
     def one_too_many(self, n: int) -> None:
         """A new instance on license ``n``, which is full: must be refused."""
         key = self.license_keys[n]
         blob = sign_instance_request(
             Ed25519PrivateKey.generate(), kind=labels.KIND_ACTIVATE, nonce=secrets.token_hex(16),
-            created_at=int(time.time()), key_digest=key_digest(key),
+            created_at=self.clock(), key_digest=key_digest(key),
         )  # fmt: skip
         self.service.activate(key, blob)
 
@@ -189,11 +211,15 @@ class FleetReport:
     seats: int
     leases_held: int
     lease_holders: int
+    dead: int = 0  # instances "killed" (silent from the second heartbeat round on)
+    released_dead: int = 0  # of them released by the release pass: must be all
+    released_alive: int = 0  # live instances released: must be 0
 
     @property
     def lost(self) -> int:
-        """Refusals of live instances (check-ins, renewals): must be 0."""
-        return sum(sum(p.refusals.values()) for p in self.phases if p.name.startswith(("check-in", "renew")))
+        """Refusals of live instances (check-ins, heartbeats, renewals): must be 0."""
+        live = ("check-in", "heartbeat", "renew")
+        return sum(sum(p.refusals.values()) for p in self.phases if p.name.startswith(live))
 
     @property
     def over_issued(self) -> int:
@@ -202,10 +228,11 @@ class FleetReport:
 
 def soak(work: Path, instances: int, *, rounds: int = 2, threads: int = 16) -> FleetReport:
     """Activate and lease ``instances`` instances, then check in and renew ``rounds`` times each."""
-    vendor = ActivationService.open(work / "vendor")
+    clock = FleetClock()
+    vendor = ActivationService.open(work / "vendor", clock=clock)
     floating = FloatingService.open(work / "floating", ttl=600, vendor_public_key=vendor.public_key)
     try:
-        vf = VendorFleet(vendor, instances)
+        vf = VendorFleet(vendor, clock, instances)
         seats = max(1, instances - max(1, instances // 100))  # 1 % of the fleet finds no seat
         ff = FloatingFleet(floating, vendor.signing_key, instances, seats)
         v_batches = lambda: vendor.store.group.batches  # noqa: E731
@@ -220,7 +247,23 @@ def soak(work: Path, instances: int, *, rounds: int = 2, threads: int = 16) -> F
         held, holders = ff.leases()
         refused_extra = full.refusals.get("no_activations_left", 0)
         over = vf.over_issued() + (len(vf.license_keys) - refused_extra)
-        return FleetReport(phases, over, seats, held, holders)
+        # Heartbeats: 1 % of the fleet dies (kill -9: no deactivation); the rest heartbeat on.
+        # Once the dead have been silent past release_after and the living for less, one pass of
+        # the release duty must free exactly the dead.
+        alive, dead = (
+            range(instances - max(1, instances // 100)),
+            range(instances - max(1, instances // 100), instances),
+        )
+        phases.append(run_phase("heartbeat round 1", range(instances), vf.heartbeat, threads, v_batches))
+        clock.now += RELEASE_AFTER - 2 * HEARTBEAT
+        phases.append(run_phase("heartbeat round 2", alive, vf.heartbeat, threads, v_batches))
+        clock.now += 3 * HEARTBEAT  # the dead: silent 660 s > 600; the living: 180 s
+        released = set(vendor.release_silent())
+        dead_ids = {vf.activation_ids[n] for n in dead}
+        phases.append(run_phase("heartbeat round 3", alive, vf.heartbeat, threads, v_batches))
+        return FleetReport(
+            phases, over, seats, held, holders, len(dead), len(released & dead_ids), len(released - dead_ids)
+        )
     finally:
         vendor.close()
         floating.close()
@@ -237,10 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     for phase in report.phases:
         print(phase.line())
     print(
-        f"live instances refused: {report.lost}; over-issued activations or seats: {report.over_issued} "
-        f"(pool {report.seats} seats, {report.leases_held} leases held by {report.lease_holders} instances)"
+        f"live instances refused: {report.lost}; live activations released: {report.released_alive}; "
+        f"dead ones released: {report.released_dead} of {report.dead}; over-issued activations or seats: "
+        f"{report.over_issued} (pool {report.seats} seats, {report.leases_held} leases held by "
+        f"{report.lease_holders} instances)"
     )
-    return 0 if report.lost == 0 and report.over_issued == 0 else 1
+    good = report.lost == 0 and report.over_issued == 0 and report.released_alive == 0
+    return 0 if good and report.released_dead == report.dead else 1
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 the services in-process from 16 threads (``benchmarks/fleet.py``; ``python -m benchmarks.fleet
 --instances 100000`` is the full size), with group commit batching their writes.
 
-It must end with 0 live instances refused (no check-in or renewal of an instance that holds its
-activation or lease fails: none released, none taken for a clone) and 0 activations or seats
-over-issued (every license full and its next instance refused; the pool's seats all held, once
-each, and the 1 % of the fleet beyond them refused)."""
+It must end with 0 live instances refused (no check-in, heartbeat or renewal of an instance that
+holds its activation or lease fails: none released, none taken for a clone), 0 live activations
+released and every killed instance's released (1 % of the fleet stops heartbeating; the vendor's
+clock is moved past release_after), and 0 activations or seats over-issued (every license full
+and its next instance refused; the pool's seats all held, once each, and the 1 % of the fleet
+beyond them refused)."""
 
 from __future__ import annotations
 
@@ -27,6 +29,8 @@ def test_fleet_soak_loses_no_live_instance_and_over_issues_nothing(tmp_path: Pat
         print(phase.line())
     assert report.lost == 0
     assert report.over_issued == 0
+    assert report.released_alive == 0  # no live instance released...
+    assert report.released_dead == report.dead == INSTANCES // 100  # ...and every killed one freed
     assert report.leases_held == report.seats
     by_name = {p.name: p for p in report.phases}
     assert by_name["activate"].refusals == {}
