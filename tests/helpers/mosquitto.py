@@ -222,6 +222,16 @@ class MosquittoHandle:
             self.agent_thread.stop()
             self.agent_thread = None
 
+    def stop_agent(self) -> None:
+        """A clean stop (SIGTERM to an agent process): the agent closes its open interval."""
+        if self.agent_proc is not None:
+            self.agent_proc.terminate()
+            self.agent_proc.wait(20)
+            self.agent_proc = None
+        if self.agent_thread is not None:
+            self.agent_thread.stop()
+            self.agent_thread = None
+
     @property
     def agent(self) -> LicensingAgent:
         assert self.agent_thread is not None and self.agent_thread.agent is not None

@@ -15,7 +15,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,10 +180,8 @@ class PluginLink:
             gone = self._conns.pop(fields[0], None)
             if gone is not None:
                 self.agent.disconnected(gone)
-        elif kind == wire.USAGE and len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
-            meter = self.agent.metering.meter
-            meter.messages += int(fields[0])
-            meter.bytes += int(fields[1])
+        elif kind == wire.USAGE and len(fields) == 3 and all(f.isdigit() for f in fields):
+            self._spawn(self._take_usage(self._writer, self.boot_id, *(int(f) for f in fields)))
         elif kind == wire.REFUSED and len(fields) == 4:
             client_id, has_user, username, reason = fields
             try:
@@ -199,11 +197,27 @@ class PluginLink:
             if sender is None or client is None:
                 return
             request = _Request(conn_id, client.client_id, response_topic.decode(errors="replace"), correlation)
-            task = asyncio.create_task(self._handle(sender, topic.decode(errors="replace"), payload, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._handle(sender, topic.decode(errors="replace"), payload, request))
         else:
             log.warning("ignored a frame of type %r from the plugin", kind)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_usage(
+        self, writer: asyncio.StreamWriter | None, boot_id: str, sequence: int, messages: int, nbytes: int
+    ) -> None:
+        """A usage batch: acknowledged once it is on disk (the plugin holds it until then and sends
+        it again to the next agent; a batch seen before is acknowledged and not counted)."""
+        try:
+            await self.agent.metering.take_batch(boot_id, sequence, messages, nbytes)
+        except OSError as exc:
+            log.error("usage batch %d could not be saved (%s); the plugin sends it again", sequence, exc)
+            return
+        if writer is self._writer:  # the same plugin run: batch numbers are per run
+            self._send(wire.encode(wire.USAGE_ACK, str(sequence).encode()))
 
     async def _handle(self, key: Hashable, topic: str, payload: bytes, request: _Request) -> None:
         _request.set(request)  # this task's own context: only its reply carries these properties

@@ -15,7 +15,7 @@ HELLO_PLUGIN = b"mqtt-licensing-plugin/1"
 # plugin -> agent
 HELLO, CONNECTED, DISCONNECTED, REFUSED, MESSAGE, USAGE = b"H", b"C", b"D", b"R", b"M", b"U"
 # agent -> plugin
-SNAPSHOT, PUBLISH, KICK = b"S", b"P", b"K"
+SNAPSHOT, PUBLISH, KICK, USAGE_ACK = b"S", b"P", b"K", b"A"
 
 MAX_FRAME = 32 * 1024 * 1024  # as plugin/link.c
 
