@@ -24,6 +24,7 @@ from ...agent.access import Role
 from ...core import protocol
 from ...core.gate import Refusal
 from . import snapshot, wire
+from .wake import Waker
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class PluginLink:
         self.refresh = refresh  # how often the snapshot is re-derived (it is pushed only when it changed)
         self.boot_id = ""
         self._writer: asyncio.StreamWriter | None = None
+        self._wake: Waker | None = None
         self._conns: dict[bytes, tuple[str, bytes]] = {}  # plugin's connection id -> our key
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_snapshot = ""
@@ -104,7 +106,7 @@ class PluginLink:
                 except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError) as exc:
                     log.warning("lost the Mosquitto plugin (%s); reconnecting", exc.__class__.__name__)
                 finally:
-                    self._writer = None
+                    self._writer = self._wake = None
                     self.up.clear()
                     writer.close()
                     with contextlib.suppress(Exception):
@@ -117,11 +119,13 @@ class PluginLink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(wire.encode(wire.HELLO, wire.HELLO_AGENT))
-        kind, fields = await wire.read_frame(reader)
+        incoming = wire.frames(reader)
+        kind, fields = await anext(incoming)
         if kind != wire.HELLO or not fields or fields[0] != wire.HELLO_PLUGIN:
             raise wire.FrameError("the socket's peer is not the mqtt-licensing plugin")
         self._forget_all()
         self.boot_id = fields[1].decode() if len(fields) > 1 else ""
+        self._wake = Waker(writer, fields[2] if len(fields) > 2 else b"")
         self._writer = writer
         self._sent_snapshot = ""
         self.push_snapshot()
@@ -129,13 +133,14 @@ class PluginLink:
         await self.publish(protocol.STATUS_TOPIC, json.dumps(self.agent.status_document()).encode(), retain=True)
         log.info("connected to the Mosquitto plugin on %s", self.socket_path)
         self.up.set()
-        while True:
-            kind, fields = await wire.read_frame(reader)
+        async for kind, fields in incoming:
             self._on_frame(kind, fields)
 
     def _send(self, frame: bytes) -> None:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(frame)
+            if self._wake is not None:
+                self._wake()
 
     def push_snapshot(self, *, force: bool = False) -> None:
         """Send the rules when they changed (or half their hold has passed)."""

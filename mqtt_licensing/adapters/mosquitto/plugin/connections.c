@@ -52,8 +52,10 @@ static void send_connected(const struct rec *r)
 void lic_on_agent_up(void)
 {
 	struct rec *r;
-	struct lic_field hello[2] = { lic_text(LIC_HELLO_PLUGIN), lic_text(boot_id) };
-	lic_link_send(F_HELLO, hello, 2, false);
+	char wake[8];
+	struct lic_field hello[3] = { lic_text(LIC_HELLO_PLUGIN), lic_text(boot_id), lic_text(wake) };
+	snprintf(wake, sizeof(wake), "%d", lic_wake_agent_signal()); /* the agent signals it after writing */
+	lic_link_send(F_HELLO, hello, 3, false);
 	for(r = lic_all; r; r = r->next){
 		if(!r->replaced) send_connected(r); /* a replaced one is closing: its D frame follows */
 	}

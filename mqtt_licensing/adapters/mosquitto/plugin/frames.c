@@ -196,7 +196,7 @@ static bool dispatch(int (*on_frame)(char type, const struct lic_field *fields, 
 	return true;
 }
 
-void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void))
+bool lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void))
 {
 	static struct timespec last_flush;
 	/* Connections and disconnections go out every 20 ms at most: under a CONNECT storm, one
@@ -205,20 +205,20 @@ void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, in
 		flush();
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &last_flush);
 	}
-	if(!lic_link_due()) return;
+	if(!lic_link_due()) return false;
 	lic_link_accept();
 	for(;;){
 		int fd = lic_link_agent_fd();
 		ssize_t n;
-		if(fd < 0) return;
+		if(fd < 0) return true;
 		if(!reserve(&in, 65536)){
 			lic_link_drop("out of memory");
-			return;
+			return true;
 		}
 		n = recv(fd, in.data + in.len, in.cap - in.len, MSG_DONTWAIT);
 		if(n == 0){
 			lic_link_drop("the agent went away; the last snapshot is enforced until its valid_until");
-			return;
+			return true;
 		}
 		if(n < 0){
 			if(errno == EINTR) continue;
@@ -226,7 +226,8 @@ void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, in
 			break;
 		}
 		in.len += (size_t)n;
-		if(!dispatch(on_frame, on_up)) return;
+		if(!dispatch(on_frame, on_up)) return true;
 	}
 	flush();
+	return true;
 }

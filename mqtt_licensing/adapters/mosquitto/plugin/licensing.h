@@ -154,13 +154,17 @@ void lic_link_pending(void);
 
 /* frames.c: frames over that socket, buffered without blocking */
 void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable);
-void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
+bool lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
 void lic_frames_reset(void);
 void lic_frames_free(void);
 
 /* wake.c: ends Mosquitto's epoll_wait when the agent's socket has something to read */
-void lic_wake_start(void);
-bool lic_wake_running(void);
+#define LIC_WAKE_NONE 0
+#define LIC_WAKE_SIGNAL 1 /* the agent signals the broker after it writes */
+#define LIC_WAKE_THREAD 2 /* a thread in the broker watches the socket */
+void lic_wake_start(int mode);
+bool lic_wake_enabled(void);
+int lic_wake_agent_signal(void); /* the signal the agent sends (0: none) */
 void lic_wake_stop(void);
 
 #endif

@@ -32,7 +32,7 @@ static bool agent_up;
 static char *socket_path;
 
 static _Atomic unsigned long ticks;
-static _Atomic bool pending = true; /* the wake thread saw something to read (or to accept) */
+static _Atomic bool pending = true; /* woken (wake.c): something to read (or to accept) */
 static struct timespec last_poll;
 
 void lic_link_drop(const char *why)
@@ -158,13 +158,13 @@ void lic_link_accept(void)
 }
 
 /* Mosquitto calls TICK on every turn of its loop: at a high message rate, two syscalls there would
- * cost more than the plugin's every other check. With the wake thread, the socket is read when it
- * said so (and every 100 ms regardless); without it, on every tick. */
+ * cost more than the plugin's every other check. With a wake (wake.c), the socket is read when it
+ * said so (and every 100 ms regardless); without one, on every tick. */
 bool lic_link_due(void)
 {
 	struct timespec now;
 	long elapsed_ms;
-	if(!lic_wake_running() || atomic_exchange(&pending, false)){
+	if(!lic_wake_enabled() || atomic_exchange(&pending, false)){
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &last_poll);
 		atomic_fetch_add(&ticks, 1);
 		return true;

@@ -4,6 +4,7 @@
  *   plugin /path/to/mqtt_licensing.so
  *   plugin_opt_socket /run/mosquitto/mqtt-licensing.sock   (the agent connects here)
  *   plugin_opt_agent_uid 1000                              (default: the broker's own user)
+ *   plugin_opt_wake signal                                 (or thread, false: see wake.c)
  *
  * Every decision is taken here, from the snapshot the agent pushes (snapshot.c): Mosquitto runs
  * all callbacks on its one network thread, and none of them waits on the agent.
@@ -36,7 +37,9 @@ static int on_tick(int event, void *event_data, void *userdata)
 {
 	(void)event; (void)event_data; (void)userdata;
 	lic_tick_count++;
-	lic_link_poll(lic_on_frame, lic_on_agent_up);
+	/* Mosquitto ticks on every turn of its loop: the rest waits until the socket is read (woken,
+	 * or every 100 ms), which is often enough for a deadline in seconds and a batch a second. */
+	if(!lic_link_poll(lic_on_frame, lic_on_agent_up)) return MOSQ_ERR_SUCCESS;
 	lic_refresh_serving(); /* a snapshot's valid_until passes while the agent is away */
 	lic_usage_tick();
 	return MOSQ_ERR_SUCCESS;
@@ -55,14 +58,21 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 {
 	const char *path = NULL;
 	long agent_uid = -1;
-	bool wake = true;
+	int wake = LIC_WAKE_SIGNAL;
 	int i;
 	(void)user_data;
 
 	for(i = 0; i < opt_count; i++){
 		if(!strcmp(opts[i].key, "socket")) path = opts[i].value;
 		else if(!strcmp(opts[i].key, "agent_uid")) agent_uid = strtol(opts[i].value, NULL, 10);
-		else if(!strcmp(opts[i].key, "wake")) wake = strcmp(opts[i].value, "false") != 0;
+		else if(!strcmp(opts[i].key, "wake")){
+			if(!strcmp(opts[i].value, "thread")) wake = LIC_WAKE_THREAD;
+			else if(!strcmp(opts[i].value, "false")) wake = LIC_WAKE_NONE;
+			else if(strcmp(opts[i].value, "signal")){
+				mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: plugin_opt_wake is signal (default), thread or false");
+				return MOSQ_ERR_INVAL;
+			}
+		}
 	}
 	if(path == NULL){
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: plugin_opt_socket is required (the agent's Unix socket path)");
@@ -76,7 +86,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		mosquitto_log_printf(MOSQ_LOG_ERR, "mqtt-licensing: cannot create the agent socket %s", path);
 		return MOSQ_ERR_UNKNOWN;
 	}
-	if(wake) lic_wake_start();
+	lic_wake_start(wake);
 	pid = identifier;
 	mosquitto_callback_register(pid, MOSQ_EVT_BASIC_AUTH, lic_on_basic_auth, NULL, NULL);
 	mosquitto_callback_register(pid, MOSQ_EVT_ACL_CHECK, lic_on_acl_check, NULL, NULL);
