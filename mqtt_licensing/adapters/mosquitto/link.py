@@ -88,6 +88,11 @@ class PluginLink:
         if isinstance(conn, tuple) and len(conn) == 2 and conn[0] == self.boot_id:
             self._send(wire.encode(wire.KICK, conn[1]))
 
+    @property
+    def waker(self) -> Waker | None:
+        """How the broker is woken after a write (None: not connected)."""
+        return self._wake
+
     # -- the connection ---------------------------------------------------------------------
 
     async def run(self) -> None:

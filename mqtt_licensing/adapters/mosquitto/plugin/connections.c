@@ -53,8 +53,11 @@ void lic_on_agent_up(void)
 {
 	struct rec *r;
 	char wake[8];
-	struct lic_field hello[3] = { lic_text(LIC_HELLO_PLUGIN), lic_text(boot_id), lic_text(wake) };
+	struct lic_field hello[3];
 	snprintf(wake, sizeof(wake), "%d", lic_wake_agent_signal()); /* the agent signals it after writing */
+	hello[0] = lic_text(LIC_HELLO_PLUGIN);
+	hello[1] = lic_text(boot_id);
+	hello[2] = lic_text(wake);
 	lic_link_send(F_HELLO, hello, 3, false);
 	for(r = lic_all; r; r = r->next){
 		if(!r->replaced) send_connected(r); /* a replaced one is closing: its D frame follows */
