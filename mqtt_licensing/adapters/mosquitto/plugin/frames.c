@@ -196,6 +196,32 @@ static bool dispatch(int (*on_frame)(char type, const struct lic_field *fields, 
 	return true;
 }
 
+/* Read and handle what the agent sent, until the socket has no more (or the agent is cut off). */
+static void receive(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void))
+{
+	for(;;){
+		int fd = lic_link_agent_fd();
+		ssize_t n;
+		if(fd < 0) return;
+		if(!reserve(&in, 65536)){
+			lic_link_drop("out of memory");
+			return;
+		}
+		n = recv(fd, in.data + in.len, in.cap - in.len, MSG_DONTWAIT);
+		if(n == 0){
+			lic_link_drop("the agent went away; the last snapshot is enforced until its valid_until");
+			return;
+		}
+		if(n < 0){
+			if(errno == EINTR) continue;
+			if(errno != EAGAIN && errno != EWOULDBLOCK) lic_link_drop("read failed");
+			return;
+		}
+		in.len += (size_t)n;
+		if(!dispatch(on_frame, on_up)) return;
+	}
+}
+
 bool lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void))
 {
 	static struct timespec last_flush;
@@ -206,28 +232,10 @@ bool lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, in
 		clock_gettime(CLOCK_MONOTONIC_COARSE, &last_flush);
 	}
 	if(!lic_link_due()) return false;
-	lic_link_accept();
-	for(;;){
-		int fd = lic_link_agent_fd();
-		ssize_t n;
-		if(fd < 0) return true;
-		if(!reserve(&in, 65536)){
-			lic_link_drop("out of memory");
-			return true;
-		}
-		n = recv(fd, in.data + in.len, in.cap - in.len, MSG_DONTWAIT);
-		if(n == 0){
-			lic_link_drop("the agent went away; the last snapshot is enforced until its valid_until");
-			return true;
-		}
-		if(n < 0){
-			if(errno == EINTR) continue;
-			if(errno != EAGAIN && errno != EWOULDBLOCK) lic_link_drop("read failed");
-			break;
-		}
-		in.len += (size_t)n;
-		if(!dispatch(on_frame, on_up)) return true;
-	}
+	/* The connected agent first: one that went away (kill -9) is seen gone before its
+	 * successor's connection is accepted, not taken for a second agent. */
+	receive(on_frame, on_up);
+	if(lic_link_accept()) receive(on_frame, on_up);
 	flush();
 	return true;
 }

@@ -145,7 +145,7 @@ void lic_link_close(void);
 bool lic_link_up(void);
 void lic_link_set_up(bool up);
 void lic_link_drop(const char *why);
-void lic_link_accept(void);
+bool lic_link_accept(void);
 bool lic_link_due(void);
 int lic_link_listen_fd(void);
 int lic_link_agent_fd(void);

@@ -131,14 +131,16 @@ void lic_link_pending(void)
 	atomic_store(&pending, true);
 }
 
-void lic_link_accept(void)
+/* True when an agent connection was taken. */
+bool lic_link_accept(void)
 {
-	if(listen_fd < 0) return;
+	bool taken = false;
+	if(listen_fd < 0) return false;
 	for(;;){
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
 		int fd = accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if(fd < 0) return;
+		if(fd < 0) return taken;
 		if(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || (long)cred.uid != allowed_uid){
 			mosquitto_log_printf(MOSQ_LOG_WARNING,
 					"mqtt-licensing: refused a connection on the agent socket from uid %ld (only uid %ld may connect)",
@@ -153,6 +155,7 @@ void lic_link_accept(void)
 		}
 		atomic_store(&agent_fd, fd);
 		agent_up = false;
+		taken = true;
 		mosquitto_log_printf(MOSQ_LOG_INFO, "mqtt-licensing: agent connected");
 	}
 }
