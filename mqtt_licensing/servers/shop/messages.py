@@ -50,7 +50,25 @@ def _summary(order: Order) -> str:
     items = "\n".join(describe_line(ln, order.currency) for ln in order.lines)
     if order.tax:
         items += f"\n  Tax ({order.country}): {format_money(order.tax, order.currency)}"
-    return f"{items}\nTotal: {format_money(order.amount, order.currency)}\n"
+    paid = f" (card ending {order.card_last4})" if order.card_last4 else ""
+    if order.payment == "invoice":
+        paid = f" (by invoice {order.invoice_number})" if order.invoice_number else " (by invoice)"
+    return f"{items}\nTotal: {format_money(order.amount, order.currency)}{paid}\n{invoice_links(order)}"
+
+
+def invoice_links(order: Order) -> str:
+    """The order's Stripe Invoice: its number, its page and its PDF (none: no invoice was made)."""
+    if order.stripe_invoice is None:
+        return ""
+    lines = [f"Invoice {order.invoice_number or order.stripe_invoice}"]
+    lines += [f"  {label}: {url}" for label, url in (("View", order.invoice_url), ("PDF", order.invoice_pdf)) if url]
+    return "\n".join(lines) + "\n"
+
+
+def portal_line(base_url: str) -> str:
+    if not base_url:
+        return ""
+    return f"Your licenses, activations and invoices: {base_url}/shop/portal\n"
 
 
 def _terms(lic: dict[str, Any]) -> str:
@@ -66,14 +84,41 @@ def key(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> t
         f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
         "Activate it on your broker's License page (Online), or with\n"
         "    mqtt-licensing activate --key-file license.txt\n\n"
-        f"Manage activations and offline codes in the customer portal: {base_url}/shop/portal\n"
-        "Keep this key safe: it is shown only in this e-mail.\n"
+        f"See all your licenses, activations, orders and this key again in the customer portal\n"
+        f"(sign in with this e-mail address): {base_url}/shop/portal\n"
+        "Keep this key safe, like a password: anyone with it can activate the license.\n"
     )
 
 
-def receipt(order: Order, lic: dict[str, Any]) -> tuple[str, str]:
+def provisional(order: Order, lic: dict[str, Any], license_key: str, base_url: str) -> tuple[str, str]:
+    """The key of a license issued before its invoice is paid: valid until a date, then permanent once paid."""
+    return "Your MQTT license key (provisional until the invoice is paid)", (
+        f"Thank you for your order.\n\n{_summary(order)}\n"
+        f"Your license key (also attached as license.txt):\n\n    {license_key}\n\n{_terms(lic)}\n"
+        f"This license is provisional: it works until {when(order.provisional_until)}. When the invoice\n"
+        "is paid it becomes permanent, with the same key; nothing to do on your broker but its next check-in.\n\n"
+        f"{portal_line(base_url)}Keep this key safe, like a password: anyone with it can activate the license.\n"
+    )
+
+
+def invoice_sent(order: Order, days_until_due: int, base_url: str) -> tuple[str, str]:
+    """An order to be paid by invoice, no license yet: what was ordered, where the invoice is, what follows."""
+    what = "the license key is e-mailed to you" if order.kind == "purchase" else "the upgrade is applied"
+    return "Your order: invoice to pay", (
+        f"Thank you for your order.\n\n{_summary(order)}\n"
+        f"The invoice is due in {days_until_due} days. When it is paid, {what}.\n\n{portal_line(base_url)}"
+    )
+
+
+def receipt(order: Order, lic: dict[str, Any], base_url: str = "") -> tuple[str, str]:
+    if order.kind == "purchase":  # paid by invoice: the license exists already (provisional)
+        return f"Receipt: license {lic['id']} is paid", (
+            f"Your invoice is paid: license {lic['id']} is now permanent.\n\n{_summary(order)}\n{_terms(lic)}\n"
+            f"{apply_steps(lic['model'])}\n\n{portal_line(base_url)}"
+        )
     return f"Receipt: license {lic['id']} upgraded", (
         f"Your license {lic['id']} was upgraded.\n\n{_summary(order)}\n{_terms(lic)}\n{apply_steps(lic['model'])}\n"
+        f"\n{portal_line(base_url)}"
     )
 
 

@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 
 from ...core.errors import ErrorCode, LicensingError
 from .._http import HTTP_STATUS, MAX_BODY_BYTES, error_response, read_json
+from .by_invoice import offered
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .lineup import named
@@ -233,6 +234,10 @@ async def show_order(request: Request) -> Response:
         publishable_key=shop.stripe.publishable_key,
         pay_url=f"{base}/orders/{order.id}/pay",
         order_url=f"{base}/orders/{order.id}",
+        invoice_offered=offered(shop.orders.config, order) and order.stripe_payment_intent is None,
+        invoice_action=f"{base}/orders/{order.id}/invoice",
+        due_days=shop.orders.config.invoices.days_until_due,
+        portal_url=f"{base}/portal",
     )
 
 
@@ -255,6 +260,16 @@ async def pay(request: Request) -> Response:
     if result.get("state") == "paid":
         shop.wake()
     return JSONResponse(result)
+
+
+async def pay_by_invoice(request: Request) -> Response:
+    """POST-redirect-GET: the order page then shows the invoice sent (or the reason it was not)."""
+    shop = shop_state(request)
+    order_id = request.path_params["order_id"]
+    await form(request)
+    await run_in_threadpool(shop.orders.pay_by_invoice, order_id)
+    shop.wake()  # a provisional license, where configured
+    return RedirectResponse(f"{_root(request)}/orders/{order_id}", status_code=303)
 
 
 async def order_state(request: Request) -> Response:
@@ -299,6 +314,7 @@ ROUTES = [
     Route("/orders", create_order, methods=["POST"]),
     Route("/orders/{order_id}", show_order, methods=["GET"]),
     Route("/orders/{order_id}/pay", pay, methods=["POST"]),
+    Route("/orders/{order_id}/invoice", pay_by_invoice, methods=["POST"]),
     Route("/orders/{order_id}/state", order_state, methods=["GET"]),
     Route("/stripe/webhook", webhook, methods=["POST"]),
 ]

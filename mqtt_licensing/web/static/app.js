@@ -128,10 +128,13 @@ function setButtons() {
   if (!off) refreshKeyChecks();
 }
 
-// The broker's name on this page: its host and instance (a fleet has many License pages).
+// The broker's name on this page: its label (instance_label, else its host name), the host the
+// page came from and its instance (a fleet has many License pages). The label is text the broker's
+// config chose: it only ever reaches textContent and title, never markup.
 function renderIdentity(s) {
   const fp = s && s.instance && s.instance.fingerprint;
-  const label = (s && s.instance && s.instance.label) || location.host;
+  const own = s && s.instance && typeof s.instance.label === "string" ? s.instance.label : "";
+  const label = own && own !== location.hostname ? `${own} (${location.host})` : location.host;
   $("broker-name").textContent = fp ? `${label} · instance ${shortFingerprint(fp)}` : label;
   $("broker-name").title = fp ? `instance fingerprint ${fp}` : "";
   document.title = `License · ${(s && s.instance && s.instance.label) || location.hostname}`;
@@ -280,8 +283,17 @@ function renderWizard(s) {
     $("offline-pending-at").replaceChildren("Request made ", timeNode(s.offline.pending_request_at), ". Waiting for the vendor's usage license.");
     $("offline-request-code").value = s.offline.request_code;
   }
+  renderBuy(s, updating);
   $("offline-step1-title").textContent = pending ? "Or make a new usage request (replaces the one above)" : "2. Generate a usage request";
   renderFeatureBoxes();
+}
+
+// In trial or unlicensed: a way to buy. store_url names the store's upgrade page; the store's
+// front page (where a new license is bought) is the folder it is in.
+function renderBuy(s, updating) {
+  const offer = Boolean(page.config.store_url) && !updating && (s.state === "trial" || s.state === "unlicensed");
+  show($("buy-box"), offer);
+  if (offer) $("buy").href = new URL("./", new URL(page.config.store_url, location.href)).toString();
 }
 
 function renderFeatureBoxes() {
