@@ -111,6 +111,7 @@ class MosquittoHandle:
         ws_port: int | None = None,
         persistence: bool = False,
         snapshot_hold: int | None = None,
+        plugin_options: dict[str, str] | None = None,
         **agent_options: Any,
     ) -> None:
         self.folder = Path(folder)
@@ -120,6 +121,7 @@ class MosquittoHandle:
         self.ws_port = ws_port
         self.socket = self.folder / "agent.sock"
         self.persistence = persistence
+        self.plugin_options = plugin_options or {}
         self.agent_process = agent_process
         section: dict[str, Any] = {
             "state_dir": str(self.folder / "state"),
@@ -155,6 +157,7 @@ class MosquittoHandle:
             "allow_anonymous true",  # the plugin decides; this only matters without it
             f"plugin {self.plugin}",
             f"plugin_opt_socket {self.socket}",
+            *(f"plugin_opt_{name} {value}" for name, value in self.plugin_options.items()),
             f"log_dest file {self.folder / 'mosquitto.log'}",
             "log_type all",
         ]

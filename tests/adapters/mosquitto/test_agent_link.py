@@ -37,6 +37,19 @@ def test_the_broker_stays_single_threaded_and_the_agent_wakes_it(tmp_path: Path,
         assert broker.status()["state"] == "trial"
 
 
+@pytest.mark.timeout(60)
+def test_an_agent_that_may_not_signal_the_broker_gets_the_watcher_thread(tmp_path: Path, plugin: Path, vendor) -> None:
+    """plugin_opt_wake thread (an agent of another user): the plugin names no signal, a thread in
+    the broker watches the socket, and replies still come."""
+    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, plugin_options={"wake": "thread"}) as broker:
+        assert broker.broker is not None and broker.agent_thread is not None
+        proc = Path(f"/proc/{broker.broker.pid}/status").read_text()
+        assert "Threads:\t2" in proc
+        waker = broker.agent_thread.link.waker if broker.agent_thread.link else None
+        assert waker is not None and waker.signo == 0
+        assert broker.status()["state"] == "trial"
+
+
 @pytest.mark.timeout(120)
 def test_kill_9_of_the_agent_with_100_clients_then_the_agent_back(tmp_path: Path, plugin: Path, vendor) -> None:
     key = vendor.issue(features=["mqtt_server"], max_connections=102)
