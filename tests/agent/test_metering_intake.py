@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.agent.metering import Metering
 from mqtt_licensing.agent.metering.intake import Intake
+from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import fingerprint
 
 
@@ -63,3 +65,19 @@ async def test_a_crash_between_the_intake_and_the_record_neither_loses_nor_doubl
     assert data["closing"]["record"] == record.sequence
     written = await loaded(tmp_path, identity)
     assert records(written) == 1 and (written.meter.messages, written.meter.bytes) == (0, 0)
+
+
+async def test_an_intake_from_a_newer_version_or_edited_by_hand_stops_the_load(tmp_path) -> None:
+    identity = Ed25519PrivateKey.generate()
+    m = await loaded(tmp_path, identity)
+    await m.take_batch("boot-a", 1, 7, 70)
+    path = tmp_path / "usage" / "intake.json"
+    data = json.loads(path.read_bytes())
+    path.write_text(json.dumps({**data, "version": 2}))
+    with pytest.raises(LicensingError) as newer:
+        await loaded(tmp_path, identity)
+    assert newer.value.code is ErrorCode.STATE_TOO_NEW and json.loads(path.read_bytes())["version"] == 2
+    path.write_text(json.dumps({**data, "messages": "many"}))
+    with pytest.raises(LicensingError) as edited:
+        await loaded(tmp_path, identity)
+    assert edited.value.code is ErrorCode.STATE_CORRUPT

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._atomic import atomic_write
+from ...core.errors import ErrorCode, LicensingError
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +51,33 @@ class Intake:
         return not (self.messages or self.bytes)
 
     def load(self, ledger_high_water: int) -> None:
-        """Read the file; a close cut short by a crash is finished or undone."""
+        """Read the file; a close cut short by a crash is finished or undone. A file of a newer
+        version: STATE_TOO_NEW; one that does not parse: STATE_CORRUPT (the agent does not start)."""
         if not self.path.exists():
             return
-        data = json.loads(self.path.read_bytes())
-        if data.get("version") != VERSION:
-            raise ValueError(f"{self.path}: version {data.get('version')!r} is not {VERSION}")
-        self.source, self.sequence = str(data["source"]), int(data["sequence"])
-        self.messages, self.bytes = int(data["messages"]), int(data["bytes"])
-        closing = data.get("closing")
-        if closing is not None and int(closing["record"]) > ledger_high_water:
+        try:
+            data = json.loads(self.path.read_bytes())
+            version = data.get("version")
+            if isinstance(version, int) and version > VERSION:
+                # Left as it is: a newer version's usage, which that version may come back for.
+                raise LicensingError(
+                    ErrorCode.STATE_TOO_NEW,
+                    f"{self.path} has format version {version}, newer than this version reads ({VERSION}); "
+                    "upgrade mqtt-licensing (the file was left as it is)",
+                )
+            self.source, self.sequence = str(data["source"]), int(data["sequence"])
+            self.messages, self.bytes = int(data["messages"]), int(data["bytes"])
+            closing = data.get("closing")
+            if closing is not None:
+                closing = Closing(int(closing["record"]), int(closing["messages"]), int(closing["bytes"]))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            # Written atomically, so never torn: only a hand edit gets here. Usage is not guessed.
+            raise LicensingError(ErrorCode.STATE_CORRUPT, f"{self.path} cannot be read ({exc})") from None
+        if closing is not None and closing.record > ledger_high_water:
             # The record was never written: its usage is still open.
-            self.messages += int(closing["messages"])
-            self.bytes += int(closing["bytes"])
-            log.warning("usage intake: record %d was not written before a crash; its usage is kept", closing["record"])
+            self.messages += closing.messages
+            self.bytes += closing.bytes
+            log.warning("usage intake: record %d was not written before a crash; its usage is kept", closing.record)
         self.closing = None
 
     def seen(self, source: str, sequence: int) -> bool:
