@@ -37,11 +37,16 @@ MAX_RECORDS_PER_REPORT = 300  # one report stays well under the servers' 256 KiB
 MAX_RECORDS_PER_CODE = 100  # an offline code is a signed document of at most 64 KiB
 
 
-def needs_metering(features: frozenset[str], definitions: Iterable[Feature] = ()) -> bool:
-    """Whether a client needing ``features`` is metered: one of them is a metered feature by the
-    license's signed definitions (the built-in ones where the license defines none)."""
+def metered_names(definitions: Iterable[Feature] = ()) -> frozenset[str]:
+    """The metered features by the license's signed definitions (the built-in ones where the
+    license defines none)."""
     table = {**BUILTIN, **{d.name: d for d in definitions}}
-    return any(table[name].metered for name in features if name in table)
+    return frozenset(name for name, feature in table.items() if feature.metered)
+
+
+def needs_metering(features: frozenset[str], definitions: Iterable[Feature] = ()) -> bool:
+    """Whether a client needing ``features`` is metered: one of them is a metered feature."""
+    return not features.isdisjoint(metered_names(definitions))
 
 
 class Metering:
@@ -199,4 +204,4 @@ def _unverified(blob: bytes) -> dict[str, Any]:
     return parse_envelope(blob).unverified_body()  # our own file; signature checked by the vendor
 
 
-__all__ = ["Meter", "Metering", "Totals", "needs_metering"]
+__all__ = ["Meter", "Metering", "Totals", "metered_names", "needs_metering"]
