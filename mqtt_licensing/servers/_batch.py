@@ -15,7 +15,8 @@ transaction it shares with the requests waiting at the same time, each inside it
 * a request that raises is rolled back to its savepoint alone and gets its own exception; the
   others of its batch still commit;
 * nothing is acknowledged before its commit, so a kill -9 loses only requests no client was
-  told succeeded (``tests/reliability/test_group_commit.py``);
+  told succeeded (``tests/reliability/test_group_commit_crash.py``; the rules inside one batch:
+  ``tests/servers/test_group_commit.py``);
 * if the commit itself fails, every request of the batch gets that failure.
 
 Where: SQLite only (``batching``; the stores turn it on for a SQLite engine). SQLite has one
@@ -31,6 +32,13 @@ is committed the oldest of them leads the next. An idle server therefore commits
 at once (no added latency); a busy one commits as many requests per flush as arrived during the
 previous flush. The callers are the servers' worker threads (service methods are synchronous,
 see :mod:`._db`), so this blocks like the transaction it replaces.
+
+Using it (each store's ``write``): put everything the request does in the database into one
+``work(tx)`` that uses only ``tx`` (opening another transaction inside would wait for the
+connection the batch holds), return what the answer needs, and raise after ``write`` returns
+for a refusal whose writes must be kept (as the check-in's ``cloned`` verdict does); signing
+the answer belongs after ``write``, outside the batch. ``heartbeats.Heartbeats.heartbeat`` is
+the smallest example.
 """
 
 from __future__ import annotations
