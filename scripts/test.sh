@@ -5,7 +5,7 @@
 # Other arguments go to pytest, e.g. ./scripts/test.sh --fast -k offline; -n 0 runs in one process.
 # The tests run on pytest-xdist workers, a whole file per worker (module-scoped brokers and servers
 # are started once): most of a test's time is spent waiting on sockets, servers and subprocesses,
-# so more workers than cores pay. MQTT_LICENSING_TEST_WORKERS sets how many (default 4).
+# so more workers than cores pay. MQTT_LICENSING_TEST_WORKERS sets how many (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=""
@@ -18,7 +18,7 @@ for arg in "$@"; do
     fi
 done
 source scripts/setup.sh
-workers=(-n "${MQTT_LICENSING_TEST_WORKERS:-4}" --dist loadfile)
+workers=(-n "${MQTT_LICENSING_TEST_WORKERS:-6}" --dist loadfile)
 # System packages the tests drive for real, installed from Debian when missing (as root);
 # without them the tests that need them are skipped, never faked.
 apt_updated=""
