@@ -71,15 +71,15 @@ def test_portal_by_address_in_the_browser(
         page.click("#confirm-key")
         assert page.input_value("#shown-key") == first_key
         page.click("#back")
-        assert f"Key shown to {BUYER}" in page.text_content(f'section[data-license="{first}"]')  # type: ignore[operator]
+        assert f"Key shown to {BUYER}" in page.text_content(f'section[data-license="{first}"]')
 
         # -- free the activation of line-7: the question names the broker, then it is freed ---------
         page.click(f"#activations-{first} button.free")
         page.wait_for_selector("#confirm-free")
         assert page.text_content(".instance-label") == LABEL
         page.click("#confirm-free")
-        assert "was freed" in page.text_content("#notice")  # type: ignore[operator]
-        assert "freed_by_customer" in page.text_content(f"#activations-{first}")  # type: ignore[operator]
+        assert "was freed" in page.text_content("#notice")
+        assert "freed_by_customer" in page.text_content(f"#activations-{first}")
         [act] = shop.service.list_activations(first, include_freed=True)
         assert not act["active"] and act["freed_reason"] == "freed_by_customer" and act["label"] == LABEL
 
