@@ -35,7 +35,7 @@ from ...core.timefmt import add_years
 from ..activation.service import ActivationService
 from .catalogue import Kind, line_features
 from .mail import Mailer
-from .messages import when
+from .messages import change_reaches, day
 from .refunds import match, previous_refunds
 from .schema import money_events, orders
 from .store import Order, ShopStore
@@ -52,7 +52,6 @@ EVENTS = (
 CLAIM_SECONDS = 120  # a worker's lease on one event; a crashed worker's is taken over after this
 UNCHANGED = ("recorded", "flagged")  # outcomes that leave the license as it was: no e-mail
 NOTICES = ("payment failed",)  # e-mails about the money only: the license is as it was
-_APPLIES = "Your broker applies this at its next check-in (or when you click Reactivate).\n"
 
 
 def _order_where(conn: sa.Connection, column: sa.Column[Any], value: Any) -> str | None:
@@ -228,7 +227,7 @@ class Money:
         if kind == "subscription_ended":
             return self._remove(license_id, _metered(order), "the subscription ended")
         if kind == "cancel_scheduled":
-            end = when(event["effective_at"])[:10]
+            end = day(event["effective_at"])
             return f"{', '.join(_metered(order))} will be removed on {end}: the subscription was cancelled"
         if kind == "cancel_unscheduled":
             return f"{', '.join(_metered(order))} stays: the subscription's cancellation was withdrawn"
@@ -253,7 +252,7 @@ class Money:
                 return "recorded"
             shorter = add_years(int(current), -found.years)  # calendar years, as they were sold
             self.service.update_license(license_id, {"support_until": shorter})
-            return f"support shortened by {found.years} year(s) to {when(shorter)[:10]}: support was refunded"
+            return f"support shortened by {found.years} year(s) to {day(shorter)}: support was refunded"
         return self._remove(license_id, list(found.features), f"{found.line['name']} was refunded")
 
     def _remove(self, license_id: str, features: list[str], why: str) -> str:
@@ -276,11 +275,13 @@ class Money:
 
     def _tell(self, order: Order, outcome: str) -> None:
         try:
+            assert order.license_id is not None
+            reaches = change_reaches(self.service.get_license(order.license_id)["model"])  # in its model's words
             self.mailer.send(
                 order.email,
                 f"License {order.license_id} changed",
                 f"License {order.license_id}: {outcome}.\n\n"
-                + ("" if outcome.startswith(NOTICES) else _APPLIES)
+                + ("" if outcome.startswith(NOTICES) else reaches + "\n")
                 + "If this is a mistake, reply to this e-mail.\n",
             )
         except LicensingError as exc:  # the change stands; the e-mail is not worth undoing it

@@ -25,7 +25,7 @@ from .by_invoice import offered
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .lineup import named
-from .messages import apply_steps, describe_line, support_text, when
+from .messages import apply_steps, day, describe_line, support_text
 from .state import shop_state
 from .store import Order
 
@@ -228,7 +228,7 @@ async def show_order(request: Request) -> Response:
         "order.html",
         apply_text=apply_text,
         number=shop.seller.order_number(order.number),
-        ordered_on=when(order.created_at)[:10],
+        ordered_on=day(order.created_at),
         order=order,
         lines=[_line_view(ln, order.currency) for ln in order.lines],
         total=format_money(order.amount, order.currency),
