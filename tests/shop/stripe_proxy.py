@@ -1,7 +1,8 @@
 """Stripe's API as the store sees it in tests: localstripe behind a local HTTP server that records
 every request (method, path, parameters, Idempotency-Key) and answers the invoice endpoints
 itself, since localstripe cannot finalize an invoice, mark one paid out of band or send one; and
-Stripe Tax's (``/v1/tax/calculations``, ``/v1/tax/transactions/create_from_calculation``), which
+Stripe Tax's (``/v1/tax/calculations``, ``/v1/tax/transactions/create_from_calculation`` and
+``create_reversal``), which
 localstripe lacks, at the rates of ``proxy.tax_rates`` (a US address needs a postal code, as at Stripe).
 
     proxy = StripeProxy(localstripe.url)      # the shop's stripe.api_base
@@ -198,6 +199,19 @@ class StripeProxy:
                   "currency": found["currency"]}  # fmt: skip
             self.tax_transactions[tx["id"]] = tx
             return 200, json.dumps(tx).encode()
+        if method == "POST" and parts == ["transactions", "create_reversal"]:
+            original = self.tax_transactions.get(params.get("original_transaction", ""))
+            reference = params.get("reference", "")
+            flat = int(params.get("flat_amount", "0"))
+            taken = any(t["reference"] == reference for t in self.tax_transactions.values())
+            if original is None or taken or params.get("mode") != "partial" or flat >= 0:
+                error = {"type": "invalid_request_error", "message": "a partial reversal needs a negative flat_amount"}
+                return 400, json.dumps({"error": error}).encode()
+            rev: dict[str, Any] = {"id": f"tax_test_{len(self.tax_transactions) + 1}", "object": "tax.transaction",
+                   "type": "reversal", "reference": reference, "flat_amount": flat,
+                   "reversal": {"original_transaction": original["id"]}}  # fmt: skip
+            self.tax_transactions[rev["id"]] = rev
+            return 200, json.dumps(rev).encode()
         return 404, json.dumps({"error": {"type": "invalid_request_error", "message": "unknown tax path"}}).encode()
 
     def posts(self, path: str) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Stripe Tax where the shop config says ``tax: {stripe: true}``: the tax is Stripe's calculation for
 the buyer's address and the lines, shown before payment and charged; its id goes on the order, on
-the PaymentIntent's metadata and on the receipt invoice, and the paid sale becomes a tax transaction.
+the PaymentIntent's metadata and on the receipt invoice; the paid sale becomes a tax transaction, and
+money given back (a refund) a reversal of it.
 localstripe has no Stripe Tax: tests/shop/stripe_proxy.py answers ``/v1/tax/*`` and records each
 request exactly (method, path, parameters, Idempotency-Key); the rest is localstripe behind it."""
 
@@ -18,6 +19,7 @@ from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from mqtt_licensing.servers.shop.tax import parse_tax
 from tests.shop.stripe_proxy import StripeProxy
 from tests.shop.support import WEBHOOK_SECRET, ShopServer, card_token, pay, wait_state
+from tests.shop.test_refunds import _send, _settled
 
 
 @pytest.fixture
@@ -93,6 +95,25 @@ def test_stripe_tax_is_calculated_shown_charged_and_recorded(
     assert proxy.invoices["in_test_1"]["amount_due"] == 71400  # the invoice adds up to what was charged
     body = body_of(smtp.wait(lambda m: m["Subject"].startswith("Your MQTT license key"), timeout=20)[0])
     assert "Tax (DE): 114.00 USD" in body and "714.00 USD" in body
+
+    # The support year refunded with its tax (100.00 + 19.00): support shortened, and the money given
+    # back taken out of Stripe's tax reports by a reversal of the order's tax transaction (once,
+    # however often the event comes).
+    charge = {"id": "ch_tax", "object": "charge", "payment_intent": order.stripe_payment_intent, "amount": 71400,
+              "amount_refunded": 11900, "refunded": False}  # fmt: skip
+    with httpx.Client(base_url=tax_shop.url, timeout=20, trust_env=False) as http:
+        answers = [_send(http, "evt_refund_year", "charge.refunded", charge) for _ in range(2)]
+    assert answers == ["recorded", "duplicate"]
+    [applied] = _settled(tax_shop, order_id, 1)
+    assert applied["outcome"].startswith("support shortened by 1 year(s)")
+    [reversal] = proxy.posts("/v1/tax/transactions/create_reversal")
+    assert reversal["params"] == {
+        "mode": "partial",
+        "original_transaction": "tax_test_1",
+        "flat_amount": "-11900",
+        "reference": f"{order_id}-evt_refund_year",
+    }
+    assert reversal["idempotency_key"] == f"tax-reversal-{order_id}-evt_refund_year"
 
 
 @pytest.mark.timeout(60)

@@ -39,6 +39,7 @@ from .messages import change_reaches, day
 from .refunds import match, previous_refunds
 from .schema import money_events, orders
 from .store import Order, ShopStore
+from .stripe_tax import StripeTax
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +154,19 @@ def _metered(order: Order) -> list[str]:
     return sorted({f for line in order.lines if line["kind"] == Kind.METERED for f in line_features(line)})
 
 
+def given_back(event: dict[str, Any], order: Order, earlier: list[dict[str, Any]]) -> int:
+    """What this event gives back of the order's payment: a refund's own part (Stripe's
+    ``amount_refunded`` is a running total), or all not refunded yet for a lost dispute."""
+    if event["kind"] in ("refund_full", "refund_partial") and event["amount"]:
+        return int(event["amount"]) - previous_refunds(earlier, int(event["amount"]))
+    if event["kind"] == "dispute_lost":
+        return order.amount - previous_refunds(earlier, order.amount + 1)
+    return 0
+
+
 class Money:
-    def __init__(self, service: ActivationService, store: ShopStore, mailer: Mailer) -> None:
-        self.service, self.store, self.mailer = service, store, mailer
+    def __init__(self, service: ActivationService, store: ShopStore, mailer: Mailer, tax: StripeTax) -> None:
+        self.service, self.store, self.mailer, self.tax = service, store, mailer, tax
 
     def schedule_due(self) -> int:
         """Removals scheduled for a subscription's period end that are now due, recorded as its end."""
@@ -182,6 +193,9 @@ class Money:
                 earlier = history(tx.conn, event["order_id"])
             assert order is not None
             try:
+                back = given_back(event, order, earlier)
+                if order.tax_transaction is not None and back > 0:  # Stripe Tax: first, so a failure changes nothing
+                    self.tax.reverse(order.tax_transaction, f"{order.id}-{event['event_id']}"[:200], back)
                 outcome = self._apply(event, order, earlier)
             except LicensingError as exc:
                 self._mark(event["event_id"], last_error=exc.message[:300], claimed_until=None)

@@ -10,9 +10,11 @@ for PaymentIntents (docs.stripe.com/tax/custom):
    ``POST /v1/tax/transactions/create_from_calculation`` with the order id as ``reference``, so the
    sale is in Stripe's tax reports. The receipt invoice carries the tax as its own line with the
    calculation's id in the line's and the invoice's metadata (:mod:`.invoicing`).
+3. :meth:`StripeTax.reverse`, when money goes back (a refund, a lost dispute; :mod:`.money`):
+   ``POST /v1/tax/transactions/create_reversal``, partial, for the amount given back.
 
-Both calls carry an idempotency key named after the order: a retry is the same calculation and the
-same transaction at Stripe. With :mod:`.payments` and :mod:`.invoicing`, the only modules of the
+Each call carries an idempotency key named after the order: a retry is the same calculation, transaction or
+reversal at Stripe. With :mod:`.payments` and :mod:`.invoicing`, the only modules of the
 store that import ``stripe``.
 """
 
@@ -101,6 +103,23 @@ class StripeTax:
         except stripe.StripeError as exc:
             raise payment_error(exc) from None
         return str(tx.id)
+
+    def reverse(self, transaction: str, reference: str, amount: int) -> str:
+        """Money given back (a refund, a lost dispute) taken out of the tax reports: a partial
+        reversal of ``amount`` (tax included, as Stripe's refunds are) of the order's transaction."""
+        try:
+            rev = self.client.v1.tax.transactions.create_reversal(
+                params={
+                    "mode": "partial",
+                    "original_transaction": transaction,
+                    "flat_amount": -amount,  # Stripe wants what is given back as a negative amount
+                    "reference": reference,
+                },
+                options={"idempotency_key": f"tax-reversal-{reference}"},
+            )
+        except stripe.StripeError as exc:
+            raise payment_error(exc) from None
+        return str(rev.id)
 
 
 __all__ = ["LOCATION_INVALID", "StripeTax", "TaxQuote", "check_country"]
