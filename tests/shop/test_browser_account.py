@@ -63,6 +63,8 @@ def test_portal_by_address_in_the_browser(
         for lid in (first, second):
             assert page.query_selector(f'section[data-license="{lid}"]') is not None
         assert page.text_content(f"#activations-{first} .instance-label") == LABEL
+        page.click("nav >> text=Customer portal")  # signed in, the portal link leads to the licenses
+        page.wait_for_selector("#account-email")
 
         # -- the key again: the question first (no key on it), then the key ---------------------------
         page.click(f"#show-key-{first}")
