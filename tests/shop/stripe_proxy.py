@@ -145,6 +145,11 @@ class StripeProxy:
             "amount_paid": 0,
             "currency": mine[0]["currency"] if mine else "usd",
             "metadata": {k[9:-1]: v for k, v in params.items() if k.startswith("metadata[")},
+            "custom_fields": [
+                {"name": params[f"custom_fields[{n}][name]"], "value": params.get(f"custom_fields[{n}][value]")}
+                for n in range(4)
+                if f"custom_fields[{n}][name]" in params
+            ],
             "lines": [i["description"] for i in mine],
             "hosted_invoice_url": None,
             "invoice_pdf": None,

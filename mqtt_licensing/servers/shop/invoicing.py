@@ -101,17 +101,21 @@ class Invoicing:
         return _ref(inv)
 
     def send(self, order: Order, customer: str, days_until_due: int, describe: Any) -> InvoiceRef:
-        """An invoice the customer pays by bank transfer or on Stripe's page, due in ``days_until_due``."""
+        """An invoice the customer pays by bank transfer or on Stripe's page, due in ``days_until_due``;
+        the buyer's purchase order number printed on it (a custom field) when the order has one."""
+        params: dict[str, Any] = {
+            "customer": customer,
+            "collection_method": "send_invoice",
+            "days_until_due": days_until_due,
+            "pending_invoice_items_behavior": "include",
+            "metadata": {"order_id": order.id, "purpose": "pay_by_invoice", **_tax_ref(order)},
+        }
+        if order.po_number:
+            params["custom_fields"] = [{"name": "PO number", "value": order.po_number}]
         try:
             self._items(order, customer, describe)
             inv = self.client.v1.invoices.create(
-                params={
-                    "customer": customer,
-                    "collection_method": "send_invoice",
-                    "days_until_due": days_until_due,
-                    "pending_invoice_items_behavior": "include",
-                    "metadata": {"order_id": order.id, "purpose": "pay_by_invoice", **_tax_ref(order)},
-                },
+                params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": f"invoice-{order.id}"},
             )
             inv = self.client.v1.invoices.retrieve(str(inv.id))

@@ -78,6 +78,7 @@ def _summary(order: Order) -> str:
     paid = f" (card ending {order.card_last4})" if order.card_last4 else ""
     if order.payment == "invoice":
         paid = f" (by invoice {order.invoice_number})" if order.invoice_number else " (by invoice)"
+        paid += f"\nYour purchase order: {order.po_number}" if order.po_number else ""
     return f"{items}\nTotal: {format_money(order.amount, order.currency)}{paid}\n{invoice_links(order)}"
 
 

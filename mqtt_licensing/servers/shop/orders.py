@@ -175,8 +175,9 @@ class Orders:
             with self.store.transaction() as tx:
                 tx.update_order(order.id, claimed_until=None)
 
-    def pay_by_invoice(self, order_id: str) -> Order:
-        """Send the order's Stripe Invoice instead of taking a card (orders from a configured amount)."""
+    def pay_by_invoice(self, order_id: str, po_number: Any = None) -> Order:
+        """Send the order's Stripe Invoice instead of taking a card (orders from a configured amount),
+        with the buyer's purchase order number on it if one is given."""
         order = self.get(order_id)
         if order.state == "invoiced":
             return order  # a second click: the invoice is out
@@ -191,6 +192,11 @@ class Orders:
             if not tx.claim_order(order.id, "pending", now, now + PAY_LEASE):
                 raise _bad("a payment for this order is in progress; reload the page in a moment")
         try:
+            if order.po_number is None and (po := by_invoice.clean_po(po_number)):
+                # Kept on the first try: a retried invoice must send what the first one sent.
+                with self.store.transaction() as tx:
+                    tx.update_order(order.id, po_number=po)
+                order = self.get(order.id)
             return self.by_invoice.start(order)
         finally:
             with self.store.transaction() as tx:

@@ -78,6 +78,7 @@ orders = sa.Table(
     # Stripe Tax (tax: {stripe: true}): the calculation made before payment, the transaction after.
     sa.Column("tax_calculation", sa.String(64), nullable=True),
     sa.Column("tax_transaction", sa.String(64), nullable=True),
+    sa.Column("po_number", sa.String(40), nullable=True),  # the buyer's purchase order (pay by invoice)
     sa.Index("ix_shop_orders_state", "state"),
     sa.Index("uq_shop_orders_number", "number", unique=True),
     sa.Index("ix_shop_orders_invoice", "stripe_invoice"),

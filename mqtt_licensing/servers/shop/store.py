@@ -53,6 +53,7 @@ class Order:
     invoice_checked_at: int | None = None
     tax_calculation: str | None = None  # Stripe Tax's taxcalc_..., made before payment
     tax_transaction: str | None = None  # Stripe Tax's record of the paid sale
+    po_number: str | None = None  # the buyer's purchase order number, on the invoice (pay by invoice)
 
 
 def order_of_row(row: Any) -> Order:

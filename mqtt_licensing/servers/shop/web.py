@@ -273,8 +273,8 @@ async def pay_by_invoice(request: Request) -> Response:
     """POST-redirect-GET: the order page then shows the invoice sent (or the reason it was not)."""
     shop = shop_state(request)
     order_id = request.path_params["order_id"]
-    await form(request)
-    await run_in_threadpool(shop.orders.pay_by_invoice, order_id)
+    data = await form(request)
+    await run_in_threadpool(shop.orders.pay_by_invoice, order_id, data.get("po_number"))
     shop.wake()  # a provisional license, where configured
     return RedirectResponse(f"{_root(request)}/orders/{order_id}", status_code=303)
 
