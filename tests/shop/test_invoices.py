@@ -253,7 +253,10 @@ def test_the_buyers_purchase_order_number_is_printed_on_the_invoice(
         order_id = order_form(http, {"mqtt_server": 1})
         assert 'id="po-number"' in http.get(f"/shop/orders/{order_id}").text
         proxy.fail_once.add("/v1/invoices")  # the first try fails at Stripe: the page says so
-        http.post(f"/shop/orders/{order_id}/invoice", data={"po_number": " PO-4711\n "})
+        failed = http.post(f"/shop/orders/{order_id}/invoice", data={"po_number": " PO-4711\n "})
+        assert failed.status_code == 303  # no dead end: back on the order, the reason shown, a retry offered
+        page = http.get(f"/shop/orders/{order_id}").text
+        assert "payment provider error" in page and 'id="pay-by-invoice"' in page
         answer = http.post(f"/shop/orders/{order_id}/invoice", data={"po_number": "PO-other"})
         assert answer.status_code == 303, answer.text
         page = http.get(f"/shop/orders/{order_id}").text

@@ -198,6 +198,10 @@ class Orders:
                     tx.update_order(order.id, po_number=po)
                 order = self.get(order.id)
             return self.by_invoice.start(order)
+        except LicensingError as exc:  # said on the order page, where the buyer can try again
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, last_error=exc.message[:300])
+            raise
         finally:
             with self.store.transaction() as tx:
                 tx.update_order(order.id, claimed_until=None)

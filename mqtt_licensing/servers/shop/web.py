@@ -274,7 +274,12 @@ async def pay_by_invoice(request: Request) -> Response:
     shop = shop_state(request)
     order_id = request.path_params["order_id"]
     data = await form(request)
-    await run_in_threadpool(shop.orders.pay_by_invoice, order_id, data.get("po_number"))
+    try:
+        await run_in_threadpool(shop.orders.pay_by_invoice, order_id, data.get("po_number"))
+    except LicensingError as exc:
+        if exc.code not in (ErrorCode.PAYMENT_PROVIDER_ERROR, ErrorCode.PAYMENT_DECLINED):
+            raise  # refused before Stripe was asked (too small, expired): said on its own page, as before
+        # Stripe failed: PRG too, the order page shows why (order.last_error) beside the buttons.
     shop.wake()  # a provisional license, where configured
     return RedirectResponse(f"{_root(request)}/orders/{order_id}", status_code=303)
 
