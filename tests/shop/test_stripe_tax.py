@@ -7,6 +7,7 @@ request exactly (method, path, parameters, Idempotency-Key); the rest is localst
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from mqtt_licensing.cli.main import main
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers.shop.devtools import LocalStripe, SmtpSink, body_of
 from mqtt_licensing.servers.shop.tax import parse_tax
@@ -47,7 +49,11 @@ def _order(http: httpx.Client, **address: str) -> httpx.Response:
 
 @pytest.mark.timeout(90)
 def test_stripe_tax_is_calculated_shown_charged_and_recorded(
-    tax_shop: ShopServer, proxy: StripeProxy, localstripe: LocalStripe, smtp: SmtpSink
+    tax_shop: ShopServer,
+    proxy: StripeProxy,
+    localstripe: LocalStripe,
+    smtp: SmtpSink,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with httpx.Client(base_url=tax_shop.url, timeout=20, trust_env=False) as http:
         page = http.get("/shop/").text
@@ -114,6 +120,13 @@ def test_stripe_tax_is_calculated_shown_charged_and_recorded(
         "reference": f"{order_id}-evt_refund_year",
     }
     assert reversal["idempotency_key"] == f"tax-reversal-{order_id}-evt_refund_year"
+    # The vendor sees it in `vendor orders --json`.
+    capsys.readouterr()
+    assert main(["vendor", "orders", "--data", str(tax_shop.data_dir), "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["tax"], listed["country"], listed["tax_calculation"], listed["tax_transaction"]) == (
+        11400, "DE", "taxcalc_test_1", "tax_test_1"
+    )  # fmt: skip
 
 
 @pytest.mark.timeout(60)
