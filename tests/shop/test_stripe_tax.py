@@ -158,3 +158,34 @@ def test_a_wrong_stripe_tax_section_is_one_line(data: dict[str, Any], words: str
         parse_tax(data)
     assert words in info.value.message and "\n" not in info.value.message
     assert parse_tax({"stripe": True}).stripe and parse_tax({"stripe": True}).label == "Tax"
+
+
+@pytest.mark.timeout(60)
+def test_stripe_tax_on_an_order_paid_by_invoice(
+    tmp_path: Path, proxy: StripeProxy, smtp: SmtpSink, localstripe: LocalStripe
+) -> None:
+    """The invoice the buyer pays carries Stripe's tax as its own line, naming the calculation;
+    the tax transaction is recorded when ``invoice.paid`` makes the order paid, not before."""
+    invoices = {"receipts": True, "pay_by_invoice_from": 40000}
+    server = ShopServer(tmp_path, stripe_url=proxy.url, smtp_port=smtp.port, tax={"stripe": True}, invoices=invoices)
+    server.start()
+    localstripe.register_webhook(f"{server.url}/shop/stripe/webhook", WEBHOOK_SECRET)
+    try:
+        with httpx.Client(base_url=server.url, timeout=20, trust_env=False) as http:
+            order_id = _order(http, country="FR").headers["location"].rsplit("/", 1)[1]
+            assert http.post(f"/shop/orders/{order_id}/invoice").status_code == 303
+            assert server.shop is not None
+            order = server.shop.orders.get(order_id)
+            assert (order.state, order.tax, order.amount) == ("invoiced", 12000, 72000)  # 20 % of 600.00
+            assert proxy.invoices["in_test_1"]["amount_due"] == 72000
+            [tax_item] = [i for i in proxy.posts("/v1/invoiceitems") if i["params"]["description"] == "Tax (FR)"]
+            assert tax_item["params"]["metadata[tax_calculation]"] == order.tax_calculation
+            assert proxy.posts("/v1/tax/transactions/create_from_calculation") == []  # not paid yet
+            invoice = {"id": "in_test_1", "object": "invoice", "amount_paid": 72000, "currency": "usd"}
+            assert _send(http, "evt_invoice_paid_tax", "invoice.paid", invoice) == "paid"
+            wait_state(http, order_id, "fulfilled", timeout=30)
+        [recorded] = proxy.posts("/v1/tax/transactions/create_from_calculation")
+        assert recorded["params"]["reference"] == order_id
+        assert len(proxy.posts("/v1/invoices")) == 1  # no receipt invoice on top of the paid one
+    finally:
+        server.stop()
