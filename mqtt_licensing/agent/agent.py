@@ -88,6 +88,7 @@ class LicensingAgent:
             raise self._core.load_error or LicensingError(
                 ErrorCode.INTERNAL_ERROR, "the agent was started before load()"
             )
+        await self._operations.install_usage_license_file()  # no network: before the first status
         if background:
             self._scheduler.start()
         else:

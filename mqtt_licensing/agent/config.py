@@ -9,6 +9,7 @@ can fill it from YAML). :meth:`AgentConfig.settings` checks it once and parses w
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..clients.http import HttpOptions
+from ..core import instance_label
 from ..core.errors import ErrorCode, LicensingError
 from ..core.features import MQTT_SERVER, validate_features
 from ..core.passwords import is_password_hash
@@ -25,7 +27,7 @@ from ..core.protocol import DEFAULT_MAX_PAYLOAD
 from ..core.signing import public_key_from_text
 from ..core.state import Limits
 from .alarms import AlarmSettings
-from .provisioning import ConfiguredKey, configured_key
+from .provisioning import ConfiguredKey, UsageLicenseFile, configured_key, usage_license_file
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class AgentSettings:
     user_hashes: Mapping[str, str]  # users: plus password_file, read once
     floating_servers: tuple[str, ...]
     license_key: ConfiguredKey | None = None  # held with no operator action (agent/provisioning.py)
+    usage_license: UsageLicenseFile | None = None  # an offline usage license installed at start
+    instance_label: str | None = None  # cleaned (core/instance_label.py); signed into every request
 
 
 @dataclass
@@ -77,6 +81,7 @@ class AgentConfig:
     # Secret mounted as a file); MQTT_LICENSING_LICENSE_KEY(_FILE) in the environment win.
     license_key: str | None = None
     license_key_file: str | None = None
+    usage_license_file: str | None = None
     floating_features: list[str] = field(default_factory=list)
     # How often deadlines are re-evaluated, and the HTTP timeout to the servers.
     tick_interval: float = 1.0
@@ -144,6 +149,10 @@ class AgentConfig:
     # The floating pool's join token (`mqtt-licensing floating allow --new-token`), needed
     # for a first lease from a pool that admits new instances only by token, fingerprint or network.
     floating_join_token: str | None = None
+    # This broker's name as the vendor, the floating server, the portal and the License page show
+    # it ("line-7-broker"); default: the host name. At most 64 printable characters: anything else
+    # is cleaned (a warning), never a reason not to activate.
+    instance_label: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
@@ -202,7 +211,22 @@ class AgentConfig:
             user_hashes=MappingProxyType(users),
             floating_servers=tuple(self.floating_servers()),
             license_key=self._configured_key(),
+            usage_license=usage_license_file(self.usage_license_file),
+            instance_label=self.label(),
         )
+
+    def label(self) -> str | None:
+        """The label the agent signs into its requests: the config's, else the host name, cleaned."""
+        text = self.instance_label if self.instance_label is not None else socket.gethostname()
+        cleaned = instance_label.clean(text)
+        if self.instance_label is not None and cleaned != self.instance_label:
+            log.warning(
+                "instance_label %s is not 1..%d printable characters: sent as %r",
+                instance_label.terminal_text(self.instance_label[:80]),
+                instance_label.MAX_LENGTH,
+                cleaned,
+            )
+        return cleaned
 
     def _configured_key(self) -> ConfiguredKey | None:
         key = configured_key(self.license_key, self.license_key_file)

@@ -141,7 +141,10 @@ class AgentCore:
             clock=record,
             usage=self.metering,
         )
-        self.auto = AutoLease(auto_factory(ctx), retry_interval=self.config.retry_interval, now=self.now)
+        self.auto = AutoLease(
+            auto_factory(ctx), retry_interval=self.config.retry_interval, now=self.now, settings=self.settings
+        )
+        self.auto.restore(stored.from_config)
         known = len(self.problems)
         self.source = source_from_json(ctx, stored.source, self.problems)
         for problem in self.problems[known:]:
@@ -166,7 +169,13 @@ class AgentCore:
         return self.evaluation
 
     def next_due(self) -> float | None:
-        """When background work is due: the source's own, else the config's auto-lease."""
+        """When background work is due: the source's own, the config's order (a license where none
+        is held, or the changed key's), an old activation to free at the vendor - the soonest."""
+        dues = (self.source_due(), self.auto.next_due(self.source), self.auto.next_free_due())
+        return min((d for d in dues if d is not None), default=None)
+
+    def source_due(self) -> float | None:
+        """The current source's own next step (a check-in, a renewal), else the config's auto-lease."""
         if self.source is not None:
             due = self.source.next_due()
             if due is not None:
@@ -219,7 +228,8 @@ class AgentCore:
             clock=self.clock_record,
             limits=self.settings.limits,
             fingerprint=self.fingerprint,
-            sections=self.source.status(self.next_due()) if self.source is not None else {},
+            label=self.settings.instance_label,
+            sections=self.source.status(self.source_due()) if self.source is not None else {},
             connections=self.access.connection_count(now),
             problems=self.problems,
         ) | {
@@ -227,6 +237,7 @@ class AgentCore:
             "usage": self.metering.status() if self.loaded else None,
             "last_failure": self.last_failure,
             "license_from": self._license_from(),
+            "configured": self.auto.status(),
             "updated_at": iso(now),
         }
 
@@ -260,6 +271,7 @@ class AgentCore:
             alarms=self.alarms.board.to_json(),
             usage_high_water=self.saved_usage_high_water,
             vendor_key_documents=[b64(d) for d in self.keys.documents] or None,
+            from_config=self.auto.to_json(),
         ).to_json(self._mac_key)
         alarm_events = self.alarms.board.take_events()  # announced once on disk: a restart raises none twice
         async with self._save_lock:
@@ -285,6 +297,8 @@ class AgentCore:
         return self.clock()
 
     def sign(self, kind: str, *, nonce: str | None = None, **fields: Any) -> bytes:
+        # Every request carries the label, so the servers learn a renamed broker at its next call.
+        fields.setdefault("label", self.settings.instance_label)
         return sign_instance_request(
             self.identity, kind=kind, nonce=nonce or secrets.token_hex(16), created_at=self.now(), **fields
         )

@@ -7,6 +7,8 @@ operation succeeds. Which source answers is :func:`~.sources.operate`'s business
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from ..core import protocol
@@ -16,6 +18,8 @@ from ..core.timefmt import iso
 from .core import AgentCore
 from .metrics import AgentMetrics
 from .sources import operate
+
+log = logging.getLogger(__name__)
 
 
 class Operations:
@@ -64,9 +68,36 @@ class Operations:
         args = protocol.arguments(request.operation, request.fields)  # checked once, here
         outcome = await operate(core.context, request.operation, args, core.source)
         core.source = outcome.source
-        if outcome.holds_back_auto_lease:
-            core.auto.hold_back()  # until a restart
+        if request.operation is Operation.DEACTIVATE or outcome.holds_back_auto_lease:
+            core.auto.hold_back()  # kept in state.json: a restart does not undo an operator's deactivate
+        elif request.operation is Operation.ACTIVATE:
+            core.auto.release()  # an admin's activate clears that hold
         return dict(outcome.reply)
+
+    async def install_usage_license_file(self) -> None:
+        """At start: the config's offline usage license, when none is held or a renewal is pending.
+
+        Verified like an operator's paste (vendor key, this instance, the pending request); a file
+        that does not pass is one line and a ``last_failure``, and whatever served goes on serving."""
+        core = self._core
+        configured = core.settings.usage_license
+        facts = core.facts()
+        held = facts.certificate or facts.floating_certificate
+        if configured is None or not core.loaded or (held is not None and facts.pending_offline_at is None):
+            return
+        async with core.lock:
+            try:
+                text = await asyncio.to_thread(configured.read)
+                async with core.changing():
+                    args = protocol.ActivateOffline(text.strip())
+                    core.source = (await operate(core.context, Operation.ACTIVATE, args, core.source)).source
+            except LicensingError as exc:
+                log.error("%s: the usage license was not installed: %s", configured.where, exc.message)
+                failure = LicensingError(exc.code, f"{configured.where}: {exc.message}")
+                core.last_failure = {"operation": "activate", **failure.to_dict(), "at": iso(core.now())}
+            else:
+                log.info("the offline usage license from %s is installed", configured.where)
+            core.refresh(core.now())
 
 
 __all__ = ["Operations"]

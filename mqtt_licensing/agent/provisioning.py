@@ -5,6 +5,11 @@
 set per deployment, its config file per image). The key is checked (its checksum) when the broker
 starts, so a typo is one line then, not a refusal from the vendor later. It is never logged:
 what is shown is where it came from and its mask.
+
+``usage_license_file`` (or ``MQTT_LICENSING_USAGE_LICENSE_FILE``) is the offline counterpart: a
+usage license the vendor made from this instance's request code, installed at start when no
+license is held (or a renewal request is pending). It is read and verified then, not when the
+config is checked: a bad file is one line and the trial serves, as an operator's bad paste would.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from ..core.keys import mask_key, normalize_key
 
 ENV_KEY = "MQTT_LICENSING_LICENSE_KEY"
 ENV_KEY_FILE = "MQTT_LICENSING_LICENSE_KEY_FILE"
+ENV_USAGE_LICENSE_FILE = "MQTT_LICENSING_USAGE_LICENSE_FILE"
 MAX_KEY_FILE = 4096
+MAX_USAGE_LICENSE_FILE = 256 * 1024  # a usage license carries its features' definitions: a few kB
 
 
 @dataclass(frozen=True)
@@ -64,4 +71,32 @@ def configured_key(
     return None
 
 
-__all__ = ["ENV_KEY", "ENV_KEY_FILE", "ConfiguredKey", "configured_key"]
+@dataclass(frozen=True)
+class UsageLicenseFile:
+    path: str
+    where: str  # the config field or environment variable that named it
+
+    def read(self) -> str:
+        """The armoured usage license; INVALID_FIELD in one line when the file cannot be read."""
+        return _read(self.path, self.where)[:MAX_USAGE_LICENSE_FILE] if self.path else ""
+
+
+def usage_license_file(configured: str | None, environ: Mapping[str, str] | None = None) -> UsageLicenseFile | None:
+    """Where the offline usage license to install at start is (the environment wins), if anywhere."""
+    env = os.environ if environ is None else environ
+    if env.get(ENV_USAGE_LICENSE_FILE):
+        return UsageLicenseFile(env[ENV_USAGE_LICENSE_FILE], ENV_USAGE_LICENSE_FILE)
+    if configured:
+        return UsageLicenseFile(configured, "usage_license_file")
+    return None
+
+
+__all__ = [
+    "ENV_KEY",
+    "ENV_KEY_FILE",
+    "ENV_USAGE_LICENSE_FILE",
+    "ConfiguredKey",
+    "UsageLicenseFile",
+    "configured_key",
+    "usage_license_file",
+]

@@ -16,6 +16,7 @@ from ..core.timefmt import iso
 from .core import AgentCore
 from .metering.duty import UsageDuty
 from .metrics import AgentMetrics
+from .sources.online import free_activation
 from .trial import vendor_trial_start
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,10 @@ class Scheduler:
             async with core.lock:
                 checked_in = await self._run_due()
                 core.refresh(core.now())
+        if core.auto.frees_due(now) and not core.lock.locked():
+            async with core.lock:
+                await self._free_replaced()
+                core.refresh(core.now())
         await self._usage.tick(core.source, checked_in=checked_in)
         numbered = core.metering.ledger.high_water > core.saved_usage_high_water  # kept sealed in state.json
         if core.alarms.pending or numbered or now - core.last_clock_save >= CLOCK_SAVE_EVERY:
@@ -87,16 +92,26 @@ class Scheduler:
     async def _run_due(self) -> bool:
         """True when the source's own work (a check-in) succeeded: usage records travel with it."""
         core = self._core
-        source = core.source
-        own = source is not None and source.next_due() is not None
-        kind = source.background_kind if own and source is not None else "lease_acquire"
+        source, now = core.source, core.now()
+        auto_due = core.auto.next_due(source)
+        obtain = auto_due is not None and now >= auto_due  # none held, or the changed key's to activate
+        own_due = source.next_due() if source is not None and not obtain else None
+        if not obtain and (own_due is None or now < own_due):
+            return False  # only an old activation to free is due (below)
+        kind = source.background_kind if source is not None and not obtain else "lease_acquire"
         self._metrics.sync_attempts.labels(kind).inc()
         try:
             async with core.changing():
-                if own and source is not None:
+                if not obtain and source is not None:
                     await source.run_due()
-                elif core.auto.wanted(source):
+                else:
+                    # A changed key's license is activated before the old one is given up: the
+                    # broker serves throughout, and the old activation is freed after (retried).
+                    replaces = core.auto.replaces(source)
                     core.source = await core.auto.obtain()
+                    if replaces and source is not None:
+                        core.auto.replaced(source)
+                        await source.close()
             core.auto.error = None
         except LicensingError as exc:
             self._metrics.sync_failures.labels(kind, str(exc.code)).inc()
@@ -105,6 +120,25 @@ class Scheduler:
             log.warning("background license sync failed (%s): %s", kind, exc)
             return False
         return True
+
+    async def _free_replaced(self) -> None:
+        """Free at the vendor the activations a changed key replaced; kept and retried while it is away."""
+        core = self._core
+        now = core.now()
+        async with core.changing():
+            for item in core.auto.frees_due(now):
+                item.last_attempt = now
+                try:
+                    await free_activation(core.context, item.activation_id)
+                except LicensingError as exc:
+                    item.last_error = exc.message
+                    log.warning("the replaced activation %s is not freed yet: %s", item.activation_id, exc.message)
+                    continue
+                core.auto.frees.remove(item)
+                log.info("the activation %s of the replaced key %s is freed", item.activation_id, item.key)
+                core.context.emit(
+                    "deactivated", method="online", activation_id=item.activation_id, reason="license_key_changed"
+                )
 
 
 __all__ = ["CLOCK_SAVE_EVERY", "Scheduler"]

@@ -11,10 +11,14 @@ load; nothing read from disk is trusted until its signature checks. A file that
 does not parse or verify is moved aside and reported, never a crash loop.
 
 ``state.json`` carries a format ``version``. An older one is upgraded in code when read
-(:func:`upgrade_v1_to_v2`, :func:`upgrade_v2_to_v3`) and written back in today's format at the
+(:func:`upgrade_v1_to_v2`, :func:`upgrade_v2_to_v3`, :func:`upgrade_v3_to_v4`) and written back in today's format at the
 next save; a newer one
 stops the agent with ``STATE_TOO_NEW`` and is left untouched, since moving it aside would drop
 its license and count the trial as used.
+
+Version 4 adds ``from_config``: what the agent remembers about the license the config asks for
+(the standing order it last saw, an operator's deactivate that holds it back, old activations
+still to be freed at the vendor; :mod:`.autolease`).
 
 Since version 3 the file carries a ``mac``: HMAC-SHA256 over its content under a key derived
 from the identity key (:func:`mac_key`). It makes an edit evident, it hides nothing: a file
@@ -48,7 +52,7 @@ from ..core.signing import parse_envelope, unb64
 
 log = logging.getLogger(__name__)
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 _MAC_INFO = b"mqtt-licensing state.json mac"
 
 
@@ -90,6 +94,9 @@ class StoredState:
     # The vendor's key rotations/retirements this site accepted (base64 of the signed documents,
     # replayed from the pinned key at load; readers before them ignore the field).
     vendor_key_documents: list[str] | None = None
+    # The config's standing order as last seen, an operator's hold on it and the activations a
+    # changed key left to free (v4; agent/autolease.py reads and writes it).
+    from_config: dict[str, Any] | None = None
     sealed: bool = True  # read from a file with a MAC (False: upgraded from v1 or v2)
 
     def to_json(self, key: bytes) -> bytes:
@@ -109,16 +116,18 @@ class StoredState:
         version = data.get("version")
         if not isinstance(version, int) or isinstance(version, bool):
             raise ValueError(f"unknown state file version {version!r}")
-        sealed = version == STATE_VERSION
+        sealed = isinstance(version, int) and 3 <= version <= STATE_VERSION  # v3 already carried the MAC
         if sealed:
             mac = data.pop("mac", None)
             if not isinstance(mac, str) or not hmac.compare_digest(mac, _mac(key, data)):
                 raise StateTampered("state.json was changed outside mqtt-licensing (its MAC does not match)")
         data.pop("version")
         if version == 1:
-            data = upgrade_v2_to_v3(upgrade_v1_to_v2(data))
+            data = upgrade_v3_to_v4(upgrade_v2_to_v3(upgrade_v1_to_v2(data)))
         elif version == 2:
-            data = upgrade_v2_to_v3(data)
+            data = upgrade_v3_to_v4(upgrade_v2_to_v3(data))
+        elif version == 3:
+            data = upgrade_v3_to_v4(data)
         elif version > STATE_VERSION:
             raise LicensingError(
                 ErrorCode.STATE_TOO_NEW,
@@ -137,6 +146,7 @@ class StoredState:
             stepped_back=data.get("stepped_back", 0),
             usage_high_water=data.get("usage_high_water", 0),
             vendor_key_documents=_strings(data.get("vendor_key_documents")),
+            from_config=data.get("from_config") if isinstance(data.get("from_config"), dict) else None,
             sealed=sealed,
         )
         state._check()
@@ -205,6 +215,13 @@ def upgrade_v2_to_v3(v2: dict[str, Any]) -> dict[str, Any]:
     """Version 3 adds the clock's accumulated steps back (none known before) and the MAC, which
     the next save writes."""
     return {**v2, "stepped_back": 0}
+
+
+def upgrade_v3_to_v4(v3: dict[str, Any]) -> dict[str, Any]:
+    """Version 4 adds what the agent remembers of the config's license (none known before: the
+    standing order is recorded at the next start, so a key changed across this upgrade is not
+    taken for a changed key)."""
+    return {**v3, "from_config": None}
 
 
 class StateTampered(ValueError):

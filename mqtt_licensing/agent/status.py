@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core.documents import ActivationCertificate
 from ..core.errors import LicensingError
 from ..core.gate import connection_ceiling
 from ..core.state import Evaluation, Facts, Limits
@@ -23,6 +24,7 @@ def build_status(
     clock: ClockRecord,
     limits: Limits,
     fingerprint: str,
+    label: str | None,
     sections: dict[str, Any],
     connections: int,
     problems: list[LicensingError],
@@ -46,13 +48,16 @@ def build_status(
         "serves_clients": evaluation.serves_clients,
         "support_until": iso(evaluation.support_until),
         "expires_at": iso(evaluation.expires_at),
-        "valid_until": iso(certificate.valid_until) if certificate else (iso(lease.expires_at) if lease else None),
+        "valid_until": iso(_valid_until(certificate, facts))
+        if certificate
+        else (iso(lease.expires_at) if lease else None),
         "deadline": iso(evaluation.deadline),
         "max_connections": evaluation.max_connections,
         "connections": connections,
         "connections_over_cap": evaluation.max_connections is not None and connections > evaluation.max_connections,
         "overage": _overage(evaluation),
-        "instance": {"fingerprint": fingerprint},
+        # The label is the broker's own (config or host name, cleaned): shown as text, never markup.
+        "instance": {"fingerprint": fingerprint, "label": label},
         "trial": None,
         # Where a deactivation leads: back to the evaluation period while it lasts.
         "trial_ends_at": iso(facts.trial_started_at + limits.trial_seconds),
@@ -70,6 +75,13 @@ def build_status(
         }
     doc.update(sections)
     return doc
+
+
+def _valid_until(certificate: ActivationCertificate, facts: Facts) -> int | None:
+    """The certificate's, or later when a signed heartbeat ack vouches for more."""
+    if certificate.valid_until is None or facts.valid_until is None:
+        return certificate.valid_until
+    return max(certificate.valid_until, facts.valid_until)
 
 
 def _held_model(facts: Facts) -> str | None:

@@ -39,6 +39,7 @@ from .floating_provision import (
     vendor_key,
     when,
 )
+from .format import safe_text
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
 from .serverdata import data_command, open_data, require_free_port
@@ -92,6 +93,7 @@ def register(subparsers: Any) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
+    webhooks.timeout_arg(p)
     tls_args(p)
     metrics_args(p)
     outbound_args(p)
@@ -169,7 +171,9 @@ def _serve(args: argparse.Namespace) -> int:
     else:
         print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
     try:
-        app = create_app(service, token, trusted_proxies=proxies, background=background)
+        app = create_app(
+            service, token, trusted_proxies=proxies, background=background, webhook_timeout=args.webhook_timeout
+        )
         print(f"  /metrics bearer token in {protect_metrics(app, args, args.data)}", file=sys.stderr)
         serve_forever(
             app,
@@ -223,7 +227,9 @@ def _status(args: argparse.Namespace) -> int:
     for lease in status["leases"]:
         lines.append(
             f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
-            f"features {','.join(lease['features']) or '-'}  expires {when(lease['expires_at'], now)}"
+            # The instance chose its label: a terminal escape in it prints as text (\x1b).
+            + (f"label {safe_text(lease['label'])}  " if lease.get("label") else "")
+            + f"features {','.join(lease['features']) or '-'}  expires {when(lease['expires_at'], now)}"
             + (f"  CLONED x{lease['clone_count']}" if lease.get("clone_count") else "")
         )
     print("\n".join(lines))

@@ -161,11 +161,19 @@ def _health_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
         rows.append(("Connections", text))
     instance = doc.get("instance")
     if isinstance(instance, dict):
-        rows.append(("Instance", text_or_none(instance.get("fingerprint")) or _format_mapping(instance, now)))
+        fingerprint, label = text_or_none(instance.get("fingerprint")), text_or_none(instance.get("label"))
+        if fingerprint and label:  # the label is shown through safe_text like every row: escapes print as text
+            rows.append(("Instance", f"{label} ({fingerprint})"))
+        else:
+            rows.append(("Instance", fingerprint or _format_mapping(instance, now)))
     for label, key in (("Trial", "trial"), ("Check-in", "check_in"), ("Floating", "floating")):
         value = doc.get(key)
         if isinstance(value, dict) and value:
+            beat = value.get("heartbeat") if key == "check_in" else None
+            value = {k: v for k, v in value.items() if k != "heartbeat"}
             rows.append((label, _format_mapping(value, now)))
+            if isinstance(beat, dict):
+                rows.append(("Heartbeat", _format_mapping(beat, now)))
     clock = doc.get("clock")
     if isinstance(clock, dict) and clock.get("tampered"):
         seen = format_time(clock.get("last_seen"), now)
@@ -216,6 +224,21 @@ def _alarm_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     return [("Alarms", rendered[0]), *(("", item) for item in rendered[1:])]
 
 
+def _configured_rows(doc: dict[str, Any]) -> Rows:
+    """What the config asks for that is not in place: an operator's hold, old activations to free."""
+    configured = doc.get("configured")
+    if not isinstance(configured, dict):
+        return []
+    rows: Rows = []
+    if configured.get("held_back"):
+        rows.append(("Configured", str(configured["held_back"])))
+    frees = configured.get("frees_pending")
+    if isinstance(frees, list) and frees:
+        ids = ", ".join(str(f.get("activation_id")) for f in frees if isinstance(f, dict))
+        rows.append(("Configured", f"the replaced key's activation {ids} is not freed at the vendor yet (retried)"))
+    return rows
+
+
 def _failure_rows(doc: dict[str, Any], now: datetime | None) -> Rows:
     failure = doc.get("last_failure")
     if not isinstance(failure, dict):
@@ -237,6 +260,7 @@ def format_status(doc: Any, now: datetime | None = None) -> str:
         *offline_rows,
         *_alarm_rows(doc, now),
         *_problem_rows(doc),
+        *_configured_rows(doc),
         *_failure_rows(doc, now),
     ]
     if doc.get("updated_at") is not None:

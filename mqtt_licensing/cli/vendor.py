@@ -35,6 +35,7 @@ from .vendor_admin import (
     cmd_public_key,
     cmd_show,
     cmd_update,
+    heartbeat_arguments,
     open_service,
     status_verb,
 )
@@ -131,7 +132,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"  admin token:                    {data / 'admin.token'}", flush=True)
     if proxies:
         print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
-    app = create_app(service, token, trusted_proxies=proxies, **(shop.hooks() if shop else {}))
+    app = create_app(
+        service,
+        token,
+        trusted_proxies=proxies,
+        webhook_timeout=args.webhook_timeout,
+        **(shop.hooks() if shop else {}),
+    )
     print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
     try:
         serve_forever(
@@ -208,6 +215,7 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
         "names the client a rate limit counts (default: none, the TCP peer counts)",
     )
+    webhooks.timeout_arg(p)
     p.add_argument(
         "--shop-config",
         metavar="FILE",
@@ -314,6 +322,7 @@ def _register_groups(
     update: argparse.ArgumentParser,
 ) -> None:
     _overage_arguments(issue, update)
+    heartbeat_arguments(issue, update)
     vendor_usage.register(verb, open_service, issue=issue, update=update)
     vendor_catalogue.register(verbs, open_service)
     webhooks.register(verbs, open_service, kind="vendor", database="vendor.db")

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.timefmt import iso
+from .format import safe_text
 from .serverdata import open_data, read_text, require_data_folder, write_out
 
 _REFUSALS = (ErrorCode.NO_ACTIVATIONS_LEFT, ErrorCode.SUSPENDED, ErrorCode.REVOKED, ErrorCode.EXPIRED)
@@ -54,12 +55,33 @@ def _license_line(lic: dict[str, Any]) -> str:
 
 def _activation_line(act: dict[str, Any]) -> str:
     state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
+    if act.get("last_heartbeat_at") is not None:
+        state = f"last_heartbeat={format_time(act['last_heartbeat_at'])}  {state}"
     if act.get("clone_count"):  # two instances presented diverging check-in chains
         state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
     return (
-        f"{act['id']}  {act['license_id']}  {act['model']:<8} instance={act['instance_fingerprint']}  "
+        f"{act['id']}  {act['license_id']}  {act['model']:<8} "
+        f"{_label_text(act)}instance={act['instance_fingerprint']}  "
         f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
     )
+
+
+def _heartbeat_text(lic: dict[str, Any]) -> str:
+    beat, release = lic.get("heartbeat_interval"), lic.get("release_after")
+    if beat is None:
+        return "none (a daily check-in; activations are never released)"
+    released = f"released after {release} s silent" if release is not None else "never released"
+    return f"every {beat} s; {released}"
+
+
+def _label_text(act: dict[str, Any]) -> str:
+    """``label=<label> (was <previous>)  `` or nothing: the instance chose it, so a terminal
+    escape in it prints as text (``\x1b``), never as a colour or a cursor move."""
+    if not act.get("label"):
+        return ""
+    earlier = [h["label"] for h in act.get("label_history", []) if h["label"] != act["label"]]
+    was = f" (was {safe_text(earlier[-1])})" if earlier else ""
+    return f"label={safe_text(act['label'])}{was}  "
 
 
 def _features_text(lic: dict[str, Any]) -> str:
@@ -85,6 +107,7 @@ def _print_license(lic: dict[str, Any]) -> None:
         ("max connections", "unlimited" if lic["max_connections"] is None else str(lic["max_connections"])),
         ("overage", f"{lic.get('overage', 0.0):.0%} over max connections"),
         ("metering", lic.get("metering", "best_effort")),
+        ("heartbeats", _heartbeat_text(lic)),
         ("created", format_time(lic["created_at"])),
         ("updated", format_time(lic["updated_at"])),
     ]
@@ -108,6 +131,8 @@ def cmd_issue(args: argparse.Namespace) -> int:
         "metering": args.metering,
         "overage": args.overage,
         "clone_policy": args.clone_policy,
+        "heartbeat_interval": args.heartbeat_interval,
+        "release_after": args.release_after,
     }
     # Only the flags given: with --template the rest comes from the template ("never" is given).
     terms = {name: value for name, value in given.items() if value is not None and value is not UNSET}
@@ -158,6 +183,9 @@ def cmd_update(args: argparse.Namespace) -> int:
         changes["clone_policy"] = args.clone_policy
     if args.overage is not None:
         changes["overage"] = args.overage
+    for name in ("heartbeat_interval", "release_after"):
+        if getattr(args, name) is not None:  # 0 clears the term
+            changes[name] = getattr(args, name)
     if not changes:
         raise LicensingError(ErrorCode.BAD_REQUEST, "nothing to change: give at least one option")
     _print_license(open_service(args).update_license(args.id, changes))
@@ -251,3 +279,32 @@ def cmd_contact(args: argparse.Namespace) -> int:
 def cmd_public_key(args: argparse.Namespace) -> int:
     print(open_service(args).public_key_text)
     return 0
+
+
+def parse_seconds(text: str) -> int:
+    """Seconds of a heartbeat term; 0 or none clears it (no heartbeats, no release)."""
+    if text.strip().lower() in ("none", "never", ""):
+        return 0
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (or 'none')") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def heartbeat_arguments(issue: argparse.ArgumentParser, update: argparse.ArgumentParser) -> None:
+    for p in (issue, update):
+        p.add_argument(
+            "--heartbeat-interval",
+            type=parse_seconds,
+            metavar="S",
+            help="online instances send a heartbeat every S seconds (0/none: no heartbeats, the default)",
+        )
+        p.add_argument(
+            "--release-after",
+            type=parse_seconds,
+            metavar="S",
+            help="release an activation whose instance was silent S seconds (> 2 x the interval; 0/none: never)",
+        )

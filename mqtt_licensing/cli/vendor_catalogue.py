@@ -137,6 +137,8 @@ def register(verbs: argparse._SubParsersAction[argparse.ArgumentParser], open_se
     p.add_argument("--support-years", type=int, metavar="N", help="support until N calendar years after issue")
     p.add_argument("--clone-policy", choices=("flag", "suspend"))
     p.add_argument("--metering", choices=("best_effort", "required"))
+    p.add_argument("--heartbeat-interval", type=int, metavar="S", help="online instances heartbeat every S s")
+    p.add_argument("--release-after", type=int, metavar="S", help="release an activation silent S s (> 2 x interval)")
     p.add_argument("--replace", action="store_true")
     p = verb(tverbs, "list", "list templates", lambda c, a: c.list_templates())
     p.add_argument("--json", action="store_true")
@@ -154,6 +156,8 @@ _TERMS = (
     "support_years",
     "clone_policy",
     "metering",
+    "heartbeat_interval",
+    "release_after",
 )
 
 

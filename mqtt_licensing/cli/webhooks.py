@@ -19,6 +19,20 @@ def safe_text(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def timeout_arg(p: argparse.ArgumentParser) -> None:
+    """``serve --webhook-timeout``: both servers send their outbox the same way."""
+    from ..servers.defaults import WEBHOOK_TIMEOUT
+
+    p.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=WEBHOOK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"how long a webhook receiver may take to answer (default {WEBHOOK_TIMEOUT:g}); a delivery in flight "
+        "when the server stopped is sent again, under the same webhook-id, 3 times this later",
+    )
+
+
 def register(
     verbs: argparse._SubParsersAction[argparse.ArgumentParser],
     opener: Callable[[argparse.Namespace], Any],

@@ -46,6 +46,14 @@ class ActivationClient(JsonApiClient):
     async def check_in(self, request: bytes) -> bytes:
         return _certificate(await self.call("POST", "/v1/activations/check-in", json={"request": b64(request)}))
 
+    async def heartbeat(self, request: bytes) -> bytes:
+        """A signed ``heartbeat`` request -> the vendor's HeartbeatAck (verified by the caller)."""
+        return binary_field(await self.call("POST", "/v1/activations/heartbeat", json={"request": b64(request)}), "ack")
+
+    async def revive(self, request: bytes) -> bytes:
+        """A signed ``revive`` request -> a certificate for the instance's own released activation."""
+        return _certificate(await self.call("POST", "/v1/activations/revive", json={"request": b64(request)}))
+
     async def deactivate(self, request: bytes) -> None:
         await self.call("POST", "/v1/activations/deactivate", json={"request": b64(request)})
 

@@ -23,9 +23,15 @@ from .http import JsonApiClient, binary_field
 
 
 def lease_request(
-    instance_key: Ed25519PrivateKey, kind: str, *, features: Iterable[str] = (), now: float | None = None
+    instance_key: Ed25519PrivateKey,
+    kind: str,
+    *,
+    features: Iterable[str] = (),
+    now: float | None = None,
+    label: str | None = None,
 ) -> bytes:
-    """A signed lease_acquire / lease_renew / lease_release request with a fresh nonce."""
+    """A signed lease_acquire / lease_renew / lease_release request with a fresh nonce; ``label``:
+    the instance's name (core/instance_label.py), shown by the floating server's status."""
     if kind not in (labels.KIND_LEASE_ACQUIRE, labels.KIND_LEASE_RENEW, labels.KIND_LEASE_RELEASE):
         raise ValueError(f"not a lease request kind: {kind}")
     return sign_instance_request(
@@ -34,6 +40,7 @@ def lease_request(
         nonce=secrets.token_hex(16),
         created_at=int(time.time() if now is None else now),
         features=tuple(sorted(set(features))),
+        label=label,
     )
 
 

@@ -32,7 +32,8 @@ from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.protocol import EVENTS_TOPIC, STATUS_TOPIC
-from .mqtt_connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, ClientTls, MqttConnection, take
+from .mqtt_connection import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_TIMEOUT, MqttConnection, take
+from .tls import ClientTls
 from .wire import encode_request, error_from_reply, is_progress_for, operation_topic, status_document
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_TIMEOUT", "ClientTls", "LicenseClient"]

@@ -11,12 +11,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Self
 
 import paho.mqtt.client as mqtt
@@ -24,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ..core.errors import ErrorCode, LicensingError
 from ..core.protocol import client_id_can_receive_replies, default_reply_topic
+from .tls import ClientTls
 from .wire import decode_payload
 
 DEFAULT_HOST = "127.0.0.1"
@@ -33,30 +32,6 @@ DEFAULT_TIMEOUT = 10.0
 log = logging.getLogger(__name__)
 
 _CONNACK_NOT_AUTHORIZED = ("Bad user name or password", "Not authorized")
-
-
-@dataclass(frozen=True)
-class ClientTls:
-    """MQTT over TLS, with the mosquitto clients' options: ``cafile`` (else the system's CAs),
-    a client certificate and its key, and ``insecure`` (the server's name is not checked)."""
-
-    cafile: str | None = None
-    certfile: str | None = None
-    keyfile: str | None = None
-    insecure: bool = False
-
-    def context(self) -> ssl.SSLContext:
-        """The client context; an unreadable file is ``invalid_field`` naming it, before any traffic."""
-        try:
-            context = ssl.create_default_context(cafile=self.cafile)
-            if self.certfile:
-                context.load_cert_chain(self.certfile, self.keyfile)
-        except (OSError, ssl.SSLError) as exc:
-            files = ", ".join(f for f in (self.cafile, self.certfile, self.keyfile) if f)
-            raise LicensingError(ErrorCode.INVALID_FIELD, f"TLS files ({files}) not usable: {exc}") from None
-        if self.insecure:
-            context.check_hostname = False
-        return context
 
 
 class _ConnectionLost:

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, Self
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import instance_label
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
@@ -145,6 +146,13 @@ class ActivationCertificate(_Document):
     # The signed definitions of the granted features (core.features.Feature.to_body), so a broker
     # handles a feature its code never heard of; none (a certificate from before) means the built-ins.
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    # The vendor's key rotations and retirements (core/keyring.py), carried to sites that never ask
+    # for them (offline ones); each verifies on its own against keys the site trusts already.
+    key_documents: tuple[bytes, ...] = field(default_factory=tuple)
+    # Heartbeat terms (seconds): the instance sends a heartbeat every heartbeat_interval; the vendor
+    # releases an activation silent longer than release_after. None (and older certificates): neither.
+    heartbeat_interval: int | None = None
+    release_after: int | None = None
 
     def feature_table(self) -> dict[str, Feature]:
         """The granted features' definitions: none carried (a certificate from before they travelled)
@@ -153,6 +161,21 @@ class ActivationCertificate(_Document):
 
     def check(self) -> None:
         self.feature_table()
+
+
+@dataclass(frozen=True)
+class HeartbeatAck(_Document):
+    """The vendor's signed answer to one heartbeat (bound to its nonce): the activation stays
+    valid until ``valid_until`` (server time + release_after), no new certificate needed."""
+
+    TYP: ClassVar[str] = "heartbeat_ack"
+
+    activation_id: str
+    instance_fingerprint: str
+    request_nonce: str
+    issued_at: int
+    valid_until: int
+    terms_changed: bool = False  # the license changed since the certificate was signed: check in now
 
 
 @dataclass(frozen=True)
@@ -180,6 +203,7 @@ class FloatingCertificate(_Document):
     overage: float = 0.0  # as ActivationCertificate.overage: the pool's instances may admit that much more
     chain: str | None = None  # the secret the server's next check-in presents (a copied data folder diverges)
     definitions: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # as ActivationCertificate's
+    key_documents: tuple[bytes, ...] = field(default_factory=tuple)  # as ActivationCertificate's (passed on in leases)
 
     def feature_table(self) -> dict[str, Feature]:
         """The granted features' definitions: none carried (a certificate from before they travelled)
@@ -270,9 +294,21 @@ class InstanceRequest(_Document):
     chain: str | None = None  # a check-in: the chain secret of the certificate it refreshes
     # A floating server forwarding its brokers' records: the public keys of the
     # instances that signed them (each self-certifying: its fingerprint is the record's instance).
-    usage_keys: tuple[bytes, ...] = field(
-        default_factory=tuple
-    )  # a check-in: the chain secret of the certificate it refreshes
+    usage_keys: tuple[bytes, ...] = field(default_factory=tuple)
+    issued_at: int | None = None  # a heartbeat: when the certificate it holds was signed
+    # The instance's label (core/instance_label.py): untrusted text the instance chose, signed so
+    # nobody on the path renames it; absent from requests of agents that send none.
+    label: str | None = None
+
+    def to_body(self) -> dict[str, Any]:
+        body = super().to_body()
+        for name in ("label", "issued_at"):  # not sent: codes and requests stay as short as before them
+            if body[name] is None:
+                del body[name]
+        return body
+
+    def check(self) -> None:
+        instance_label.check(self.label)
 
 
 def sign_instance_request(private_key: Ed25519PrivateKey, **fields: Any) -> bytes:

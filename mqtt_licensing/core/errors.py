@@ -42,6 +42,8 @@ class ErrorCode(StrEnum):
     REQUEST_SUPERSEDED = "request_superseded"
     CLONED = "cloned"  # two instances share one activation (a copied state folder)
     DEACTIVATED = "deactivated"  # this instance gave the activation up (a restored state.json)
+    # The vendor released the activation: its instance was silent longer than the license's release_after.
+    RELEASED = "released"
     # -- floating ----------------------------------------------------------------
     NO_SEATS = "no_seats"
     FEATURE_UNAVAILABLE = "feature_unavailable"
@@ -80,6 +82,7 @@ class ErrorCode(StrEnum):
             ErrorCode.EXPIRED,
             ErrorCode.ACTIVATION_NOT_FOUND,
             ErrorCode.CLONED,
+            ErrorCode.RELEASED,
         )
 
 

@@ -146,6 +146,21 @@ class VendorKeys:
         return cls(live, frozenset(retired))
 
 
+def carried(blob: bytes) -> list[bytes]:
+    """The key documents a vendor certificate carries, or the certificate a lease embeds, read
+    without trusting them: each is verified by :meth:`KeyRing.accept` against the keys trusted
+    already, so whoever forged the carrier gains nothing."""
+    try:
+        body = parse_envelope(blob).unverified_body()
+    except (LicensingError, ValueError, TypeError):
+        return []
+    inner = body.get("certificate")
+    if isinstance(inner, bytes):  # a lease: the floating server's certificate inside
+        return carried(inner)
+    docs = body.get("key_documents")
+    return [d for d in docs if isinstance(d, bytes)] if isinstance(docs, list | tuple) else []
+
+
 class KeyRing:
     """The vendor keys a running site trusts, shared by everything that verifies vendor documents
     (it is a :class:`~.signing.KeyChooser`). It keeps the rotation and retirement documents it
@@ -184,6 +199,10 @@ class KeyRing:
             self.documents.append(blob)
             changed = True
         return changed
+
+    def accept_carried(self, blob: bytes) -> bool:
+        """Learn the rotations a vendor certificate (or a lease's certificate) carries, before it is verified."""
+        return self.accept(carried(blob))
 
     def restore(self, blobs: list[bytes]) -> None:
         """At start: replay what was stored (in order; each must verify again)."""

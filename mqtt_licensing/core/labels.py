@@ -23,6 +23,8 @@ FLOATING_CERTIFICATE = "MQTT LICENSING FLOATING CERTIFICATE"
 # -- InstanceRequest kinds ---------------------------------------------------------
 KIND_ACTIVATE = "activate"
 KIND_CHECK_IN = "check_in"
+KIND_REVIVE = "revive"  # agent -> vendor: take back its own released activation (no key kept on the broker)
+KIND_HEARTBEAT = "heartbeat"  # agent -> vendor: "still alive", with terms that release silent activations
 KIND_DEACTIVATE = "deactivate"
 KIND_OFFLINE_REQUEST = "offline_request"
 KIND_OFFLINE_DEACTIVATION = "offline_deactivation"

@@ -69,10 +69,12 @@ class Facts:
     certificate: ActivationCertificate | None = None
     lease: Lease | None = None
     floating_certificate: FloatingCertificate | None = None
-    vendor_verdict: str | None = None  # "revoked" | "suspended" | "expired" | "cloned": the server said so
+    vendor_verdict: str | None = None  # "revoked" | "suspended" | "expired" | "cloned" | "released": the server said so
     checkin_failing_since: int | None = None
     pending_offline_at: int | None = None
     clock_tampered: bool = False
+    # A vendor-signed heartbeat ack's valid_until: extends the certificate's (heartbeats refresh no certificate).
+    valid_until: int | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,13 @@ def evaluate(facts: Facts, now: int, limits: Limits) -> Evaluation:
     return Evaluation(LicenseState.UNLICENSED, "no license is active and the evaluation period is over")
 
 
+# The one status line of an instance whose activation the vendor released (it was silent longer
+# than the license's release_after) while every other activation is in use.
+RELEASED_WHY = "the vendor released this activation (no heartbeat reached it in time) and no activation is free"
+RELEASED_GRACE = RELEASED_WHY + ": serving until the deadline, then stopping; free one to activate again"
+RELEASED_STOPPED = RELEASED_WHY + ": not serving; it activates again by itself once one is free"
+
+
 def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -> Evaluation:
     licensed = Evaluation(
         LicenseState.ACTIVE,
@@ -177,11 +186,18 @@ def _evaluate_certificate(cert: ActivationCertificate, facts: Facts, now: int) -
     licensed = replace(licensed, definitions=definitions, baseline=needed)
     if cert.expires_at is not None and now >= cert.expires_at:
         return replace(licensed, state=LicenseState.EXPIRED, reason="the license term has ended")
-    if cert.valid_until is not None and now >= cert.valid_until:
+    valid_until = cert.valid_until
+    if valid_until is not None and facts.valid_until is not None:
+        valid_until = max(valid_until, facts.valid_until)
+    deadline = min((t for t in (valid_until, cert.expires_at) if t is not None), default=None)
+    if facts.vendor_verdict == "released":
+        if deadline is not None and now >= deadline:
+            return replace(licensed, state=LicenseState.UNLICENSED, reason=RELEASED_STOPPED)
+        return replace(licensed, state=LicenseState.GRACE, reason=RELEASED_GRACE, deadline=deadline)
+    if valid_until is not None and now >= valid_until:
         return replace(
             licensed, state=LicenseState.EXPIRED, reason="the activation was not refreshed before its valid_until"
         )
-    deadline = min((t for t in (cert.valid_until, cert.expires_at) if t is not None), default=None)
     if facts.checkin_failing_since is not None:
         return replace(
             licensed,

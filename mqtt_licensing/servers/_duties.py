@@ -22,16 +22,20 @@ log = logging.getLogger(__name__)
 Duty = Callable[[], Coroutine[Any, Any, None]]
 
 
-async def every(name: str, interval: float, step: Callable[[], Awaitable[None]]) -> None:
-    """Run ``step`` every ``interval`` seconds for ever; a failed iteration is logged, then the next one runs."""
+async def every(name: str, interval: float | Callable[[], float], step: Callable[[], Awaitable[None]]) -> None:
+    """Run ``step`` every ``interval`` seconds for ever; a failed iteration is logged, then the next one runs.
+
+    ``interval`` may be a function read before each sleep (no I/O: a value the last step left),
+    for a duty whose pace follows the data (the release of silent activations)."""
     while True:
-        await asyncio.sleep(interval)
+        wait = interval() if callable(interval) else interval
+        await asyncio.sleep(wait)
         try:
             await step()
         except LicensingError as exc:
-            log.warning("%s failed (tried again in %g s): %s", name, interval, exc)
+            log.warning("%s failed (tried again in %g s): %s", name, wait, exc)
         except Exception:
-            log.exception("%s failed unexpectedly (tried again in %g s)", name, interval)
+            log.exception("%s failed unexpectedly (tried again in %g s)", name, wait)
 
 
 async def supervise(duties: Sequence[Duty]) -> None:

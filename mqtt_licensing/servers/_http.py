@@ -42,6 +42,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NO_ACTIVATIONS_LEFT: 409,
     ErrorCode.ALREADY_FREE: 409,
     ErrorCode.DEACTIVATED: 409,
+    ErrorCode.RELEASED: 410,  # the activation is gone: released after its heartbeats stopped
     ErrorCode.NO_SEATS: 410,  # as Keygen Relay: the pool has nothing to give
     ErrorCode.NOT_PROVISIONED: 503,
     ErrorCode.RATE_LIMITED: 429,

@@ -6,6 +6,8 @@ FLOATING_REFRESH_INTERVAL = 24 * 3600  # seconds between certificate refreshes w
 FLOATING_FORWARD_INTERVAL = 300  # seconds between forwarding the brokers' usage records to the vendor
 
 
+WEBHOOK_TIMEOUT = 10.0  # seconds a webhook receiver may take to answer (vendor serve --webhook-timeout)
+
 # What both servers' webhooks announce (servers/webhooks; `vendor webhook add --events`).
 WEBHOOK_EVENTS = (
     "license.created",
@@ -25,4 +27,10 @@ WEBHOOK_EVENTS = (
     "lease.cloned",
 )
 
-__all__ = ["FLOATING_FORWARD_INTERVAL", "FLOATING_REFRESH_INTERVAL", "FLOATING_TTL", "WEBHOOK_EVENTS"]
+__all__ = [
+    "FLOATING_FORWARD_INTERVAL",
+    "FLOATING_REFRESH_INTERVAL",
+    "FLOATING_TTL",
+    "WEBHOOK_EVENTS",
+    "WEBHOOK_TIMEOUT",
+]

@@ -18,7 +18,7 @@ from amqtt.broker import Broker, BrokerContext
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.plugins.manager import PluginManager
 
-from mqtt_licensing.adapters.amqtt import patches
+from mqtt_licensing.adapters.amqtt import patches, versions
 from mqtt_licensing.adapters.amqtt.runner import BrokerThread, StartError
 
 # sha256 of inspect.getsource, first 16 hex digits
@@ -67,17 +67,17 @@ def test_patched_amqtt_method_is_unchanged(qualified):
 
 def test_every_patch_target_is_pinned():
     pinned = {q for q in SOURCE_HASHES if q.startswith("Broker.")}
-    assert {f"Broker.{n}" for n in patches.BROKER_TARGETS} <= pinned
-    assert {f"BrokerProtocolHandler.{n}" for n in patches.HANDLER_TARGETS} <= set(SOURCE_HASHES)
+    assert {f"Broker.{n}" for n in versions.BROKER_TARGETS} <= pinned
+    assert {f"BrokerProtocolHandler.{n}" for n in versions.HANDLER_TARGETS} <= set(SOURCE_HASHES)
 
 
 def test_the_installed_amqtt_is_the_supported_one():
-    assert importlib.metadata.version("amqtt") == patches.SUPPORTED_AMQTT
-    assert patches.unsupported_amqtt() is None
+    assert importlib.metadata.version("amqtt") == versions.SUPPORTED_AMQTT
+    assert versions.unsupported_amqtt() is None
 
 
 def test_another_amqtt_version_is_refused_in_one_line(monkeypatch):
-    monkeypatch.setattr(patches, "amqtt_version", lambda: "0.13.0")
+    monkeypatch.setattr(versions, "amqtt_version", lambda: "0.13.0")
     with pytest.raises(StartError) as refused:
         BrokerThread({"listeners": {"default": {"type": "tcp", "bind": "127.0.0.1:0"}}}).start()
     assert "amqtt 0.13.0 is installed" in refused.value.message

@@ -186,7 +186,7 @@ def test_reactivate_rereads_the_pool_terms(tmp_path):
         assert after["max_connections"] == 7 and after["floating"]["seats"] == 2
 
 
-def test_deactivate_stops_auto_activation_until_restart(tmp_path):
+def test_deactivate_stops_auto_activation_and_frees_the_seat(tmp_path):
     with (
         start_floating(tmp_path / "fls", vendor_key=VENDOR, seats=1) as fls,
         broker(tmp_path, "a", floating_server_url=fls.url, retry_interval=30, tick_interval=3600) as a,

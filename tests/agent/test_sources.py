@@ -69,7 +69,7 @@ async def test_online_round_trip_through_state_json(tmp_path, vendor):
     finally:
         await s.close()
     on_disk = json.loads((tmp_path / "s" / "state.json").read_text())
-    assert on_disk["version"] == 3 and on_disk["source"]["model"] == "online"
+    assert on_disk["version"] == 4 and on_disk["source"]["model"] == "online"
     again = await open_session(tmp_path / "s", vendor_url=vendor.url, vendor_public_key=vendor.public_key_text)
     try:
         status = (await again.request("status"))["status"]

@@ -96,7 +96,7 @@ async def test_an_older_online_file_loads_active_and_is_rewritten_sealed_as_v3(t
     assert agent.evaluation.state == "active" and status["model"] == "online", status
     assert status["problems"] == [] and status["check_in"]["server"] == old["server_url"]
     on_disk = json.loads((state_dir / "state.json").read_text())
-    assert on_disk["version"] == STATE_VERSION == 3
+    assert on_disk["version"] == STATE_VERSION == 4
     assert on_disk["source"]["certificate"] == old["certificate"]
     assert on_disk["stepped_back"] == 0 and len(on_disk["mac"]) == 64
     assert not list(state_dir.glob("state.json.corrupt-*"))
@@ -118,7 +118,7 @@ async def test_a_v2_file_keeps_its_license(tmp_path, name):
     await agent.load()
     status = agent.status_document()
     assert agent.evaluation.state == "active" and status["problems"] == [], status
-    assert json.loads((state_dir / "state.json").read_text())["version"] == 3
+    assert json.loads((state_dir / "state.json").read_text())["version"] == 4
 
 
 async def test_a_sealed_file_rewritten_as_v2_is_caught_by_the_trial_marker(tmp_path):
@@ -153,10 +153,10 @@ async def test_a_v1_floating_file_keeps_its_lease(tmp_path):
     assert status["floating"]["lease_id"] and status["floating"]["features"] == ["mqtt_server"]
 
 
-@pytest.mark.parametrize("version", [4, 99])
+@pytest.mark.parametrize("version", [5, 99])
 async def test_a_newer_state_file_is_refused_and_left_untouched(tmp_path, version):
     agent, state_dir = agent_on_fixture(tmp_path, "v1_online")
-    await agent.load()  # now a v3 file holding an online license
+    await agent.load()  # now a v4 file holding an online license
     state_file = state_dir / "state.json"
     newer = json.loads(state_file.read_text()) | {"version": version, "something_new": {"x": 1}}
     state_file.write_text(json.dumps(newer))
@@ -175,7 +175,7 @@ async def test_an_agent_whose_state_was_refused_serves_nobody_and_writes_nothing
     """amqtt runs on when a start-up hook raises; the agent must stay safe on its own."""
     agent, state_dir = agent_on_fixture(tmp_path, "v1_online", admins={"admin": hash_password("pw", n=2**10)})
     state_file = state_dir / "state.json"
-    state_file.write_text(json.dumps(v1("v1_online") | {"version": 4}))
+    state_file.write_text(json.dumps(v1("v1_online") | {"version": 5}))
     before = state_file.read_bytes()
     with pytest.raises(LicensingError):
         await agent.load()

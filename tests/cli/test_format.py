@@ -217,3 +217,27 @@ def test_connections_past_the_cap_name_the_overage():
     under = {**over, "connections": 4, "connections_over_cap": False}
     assert "Connections: 4 of 4 (overage admits up to 6)" in format_status(under)
     assert "Connections: 5 of 4\n" in format_status({**doc, "overage": None}) + "\n"
+
+
+def test_a_released_activation_is_one_reason_line_and_heartbeats_a_row_of_their_own() -> None:
+    from mqtt_licensing.core.state import RELEASED_STOPPED
+
+    doc = {
+        **FULL,
+        "state": "unlicensed",
+        "serving": False,
+        "reason": RELEASED_STOPPED,
+        "check_in": {
+            **FULL["check_in"],  # type: ignore[dict-item]
+            "heartbeat": {"interval": 60, "release_after": 300, "last_ok_at": "2025-06-01T11:59:00Z"},
+        },
+    }
+    text = format_status(doc, now=NOW)
+    [reason] = [line for line in text.splitlines() if "released this activation" in line]
+    assert "no activation is free" in reason and "activates again by itself" in reason
+    [beat] = [line for line in text.splitlines() if line.lstrip().startswith("Heartbeat")]
+    assert (
+        "interval: 60" in beat
+        and "release after: 300" in beat
+        and "heartbeat" not in text.split("Check-in")[1].split("\n")[0]
+    )

@@ -40,3 +40,13 @@ def test_status_and_events_escape_every_field():
     for text in (format_status(doc), format_event({"type": HOSTILE, "client_id": HOSTILE}), format_event(HOSTILE)):
         assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, text
         assert "\\x1b[2J" in text
+
+
+def test_status_shows_the_instance_label_with_escapes_as_text():
+    fingerprint = "ab" * 16
+    text = format_status({"state": "active", "instance": {"fingerprint": fingerprint, "label": "line-7-broker"}})
+    assert f"line-7-broker ({fingerprint})" in text
+    # A status document comes from whatever broker answered: its label is as untrusted as a username.
+    text = format_status({"state": "active", "instance": {"fingerprint": fingerprint, "label": HOSTILE}})
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text, text
+    assert "\\x1b]0;pwned\\x07" in text and fingerprint in text

@@ -55,3 +55,29 @@ def test_a_key_cannot_retire_itself_or_leave_a_site_without_keys():
     old = Ed25519PrivateKey.generate()
     with pytest.raises(LicensingError):
         keyring.retirement(old, fingerprint(old), 1)
+
+
+def test_documents_carried_in_a_certificate_or_a_lease_are_learnt_only_when_they_verify():
+    """Offline sites and leasing brokers learn rotations from what the vendor signs for them."""
+    from mqtt_licensing.core.documents import FloatingCertificate, Lease
+    from mqtt_licensing.core.signing import public_bytes
+
+    old, new, mallory, server = (Ed25519PrivateKey.generate() for _ in range(4))
+    fcert = FloatingCertificate(
+        license_id="l",
+        key_mask="m",
+        activation_id="a",
+        server_fingerprint=fingerprint(server),
+        server_public_key=public_bytes(server),
+        seats=1,
+        features=("mqtt_server",),
+        issued_at=1,
+        valid_until=None,
+        key_documents=(keyring.rotation(mallory, mallory, 9), keyring.rotation(old, new, 10)),
+    ).sign(new)
+    lease = Lease("lease", "f", ("mqtt_server",), 1, 2, 1, fcert).sign(server)
+    ring = keyring.KeyRing(old.public_key())
+    assert ring.accept_carried(lease) is True  # the rotation the pinned key signed, through the lease
+    assert set(ring.keys.keys) == {fingerprint(old), fingerprint(new)}  # the stranger's adds nothing
+    assert FloatingCertificate.open(fcert, ring).seats == 1
+    assert keyring.carried(b"not a document") == []

@@ -111,6 +111,7 @@ class MosquittoHandle:
         ws_port: int | None = None,
         persistence: bool = False,
         snapshot_hold: int | None = None,
+        plugin_options: dict[str, str] | None = None,
         **agent_options: Any,
     ) -> None:
         self.folder = Path(folder)
@@ -120,6 +121,7 @@ class MosquittoHandle:
         self.ws_port = ws_port
         self.socket = self.folder / "agent.sock"
         self.persistence = persistence
+        self.plugin_options = plugin_options or {}
         self.agent_process = agent_process
         section: dict[str, Any] = {
             "state_dir": str(self.folder / "state"),
@@ -155,6 +157,7 @@ class MosquittoHandle:
             "allow_anonymous true",  # the plugin decides; this only matters without it
             f"plugin {self.plugin}",
             f"plugin_opt_socket {self.socket}",
+            *(f"plugin_opt_{name} {value}" for name, value in self.plugin_options.items()),
             f"log_dest file {self.folder / 'mosquitto.log'}",
             "log_type all",
         ]
@@ -217,6 +220,16 @@ class MosquittoHandle:
         if self.agent_proc is not None:
             self.agent_proc.send_signal(signal.SIGKILL)
             self.agent_proc.wait(10)
+            self.agent_proc = None
+        if self.agent_thread is not None:
+            self.agent_thread.stop()
+            self.agent_thread = None
+
+    def stop_agent(self) -> None:
+        """A clean stop (SIGTERM to an agent process): the agent closes its open interval."""
+        if self.agent_proc is not None:
+            self.agent_proc.terminate()
+            self.agent_proc.wait(20)
             self.agent_proc = None
         if self.agent_thread is not None:
             self.agent_thread.stop()

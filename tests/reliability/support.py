@@ -154,7 +154,10 @@ class BrokerProcess(_Process):
 class VendorProcess(_Process):
     """``mqtt-licensing vendor serve --data DIR --port P``."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, certificate_lifetime: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, port: int = 0, certificate_lifetime: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.extra = extra  # more `vendor serve` options (--webhook-timeout ...)
         if not (data_dir / "vendor.key").exists():
             ActivationService.open(data_dir).close()  # a vendor data folder, as `vendor init` makes it
         super().__init__(data_dir.parent / f"{data_dir.name}.log")
@@ -170,7 +173,7 @@ class VendorProcess(_Process):
         args = [CLI, "vendor", "serve", "--data", str(self.data_dir), "--port", str(self.port)]
         if self.certificate_lifetime is not None:
             args += ["--certificate-lifetime", str(self.certificate_lifetime)]
-        self._spawn(args)
+        self._spawn([*args, *self.extra])
         wait_port(self.port, timeout, self.proc)
         return self
 
@@ -243,7 +246,8 @@ class FaultProxy:
     Modes: ``pass`` (relay to ``upstream``), ``down`` (nothing listens: connection refused),
     ``slow`` (read the request, answer nothing for ``delay`` seconds, then close),
     ``reset`` (accept, then RST), ``close`` (read the request, close without a word),
-    ``respond`` (answer with ``response`` bytes, a full HTTP response).
+    ``respond`` (answer with ``response`` bytes, a full HTTP response). ``latency`` delays every
+    relayed chunk in ``pass`` mode (each direction).
     """
 
     def __init__(self, upstream_port: int) -> None:
@@ -251,6 +255,7 @@ class FaultProxy:
         self.upstream_port = upstream_port
         self.mode = "pass"
         self.delay = 5.0
+        self.latency = 0.0  # ``pass``: seconds each relayed chunk waits (a slow network, both ways)
         self.response = b""
         self.connections = 0
         self._stop = threading.Event()
@@ -349,6 +354,8 @@ class FaultProxy:
                     data = sock.recv(65536)
                     if not data:
                         return
+                    if self.latency:
+                        time.sleep(self.latency)
                     peers[sock].sendall(data)
         finally:
             upstream.close()

@@ -205,6 +205,7 @@ async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_pa
     replicas = start_replicas("floating", 2, tmp_path / "fls", url, "--ttl", str(ttl))
     keys = [Ed25519PrivateKey.generate() for _ in range(instances)]
     refused: list[str] = []
+    late = 0  # renewals this test process itself sent after the lease's TTL (a loaded machine), not losses
     errors: list[str] = []
     used: list[int] = []
     acquired = 0
@@ -221,10 +222,13 @@ async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_pa
         raise AssertionError(f"no replica answered: {errors[-2:]}")
 
     async def instance(http: Any, n: int) -> None:
-        nonlocal acquired
+        nonlocal acquired, late
+        loop = asyncio.get_running_loop()
         await asyncio.sleep(n / instances * ttl / 3)  # the fleet spread over one renewal period
+        sent = loop.time()
         response = await call(http, n, "lease_acquire")
         assert response.status_code == 200, response.text
+        alive_until = sent + ttl  # the server's expiry is at least this: it read the request after we sent it
         acquired += 1
         if acquired == instances:
             all_acquired.set()
@@ -232,10 +236,15 @@ async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_pa
         while after_kill < 2:
             await asyncio.sleep(ttl / 3)
             was_killed = killed.is_set()
+            sent = loop.time()
             response = await call(http, n, "lease_renew")
             if response.status_code != 200:
-                refused.append(response.json()["error"]["code"])
+                if sent < alive_until - 1:  # sent while the lease was surely alive: a lost lease
+                    refused.append(response.json()["error"]["code"])
+                else:
+                    late += 1  # this process was too slow to renew in time; the agent would lease again
                 return
+            alive_until = sent + ttl
             after_kill += was_killed
 
     async def watch(fleet: Any) -> None:
@@ -254,8 +263,9 @@ async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_pa
             await fleet
             await watcher
         assert refused == [], Counter(refused)
+        assert late < instances // 10, f"{late} renewals sent too late: the machine is too loaded to judge"
         assert used and max(used) <= instances
-        assert service.status()["seats"]["used"] == instances
+        assert instances - late <= service.status()["seats"]["used"] <= instances
     finally:
         for r in replicas:
             r.stop()

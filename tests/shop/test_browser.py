@@ -1,7 +1,8 @@
 """The whole customer journey in a real browser (Chromium via Playwright, Stripe.js served
 by localstripe): buy a license, read the e-mail, activate a broker with the key; upgrade with
 the Snowflake bridge (3-D Secure card) and see it after `reactivate`; lose the broker, free
-its activation in the portal, activate a second broker."""
+its activation in the portal (the broker's label, a ``<script>`` here, shown as text), activate a
+second broker."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.servers.shop.devtools import SmtpSink, body_of
 from tests.helpers.broker import start_broker
 from tests.shop.support import ShopServer
+
+HOSTILE_LABEL = "<script>alert(1)</script>"
 
 
 def pay_with_card(page: Any, number: str) -> None:
@@ -41,6 +44,8 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
     page = browser_page
     blocked: list[str] = []  # what the Content-Security-Policy refused, if anything
     page.on("console", lambda msg: blocked.append(msg.text) if "Content Security Policy" in msg.text else None)
+    dialogs: list[str] = []  # an alert() would mean a label ran as markup
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     assert shop.service is not None
     vendor = {"vendor_url": shop.url, "vendor_public_key": shop.service.public_key_text}
 
@@ -56,7 +61,7 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
     page.wait_for_selector("#state[data-state=fulfilled]", timeout=30_000)
     key = re.search(r"^\s+(MQL\S+)\s*$", last_mail(smtp, "Your MQTT license key"), re.M).group(1)  # type: ignore[union-attr]
 
-    with start_broker(tmp_path / "broker1", **vendor) as broker:
+    with start_broker(tmp_path / "broker1", instance_label=HOSTILE_LABEL, **vendor) as broker:
         with broker.admin() as c:
             status = c.request("activate", {"license_key": key})["status"]
         assert status["state"] == "active" and "iot_bridge_snowflake" not in status["features"]
@@ -96,11 +101,15 @@ def test_buy_activate_upgrade_and_free_in_the_browser(
         page.fill("#code", code)
         page.click("#sign-in")
         assert "iot_bridge_snowflake" in page.text_content("#features")
+        # The customer frees the broker by its name; the name the broker chose is text, never markup.
+        assert page.text_content("#activations .instance-label") == HOSTILE_LABEL
+        assert page.query_selector("#activations script") is None
         page.click("#activations button.free")
+        assert page.text_content(".instance-label") == HOSTILE_LABEL and page.query_selector("main script") is None
         page.click("#confirm-free")  # the question first: is that broker gone?
         assert "was freed" in page.text_content("#notice")
 
         with broker2.admin() as c:
             status = c.request("activate", {"license_key": key})["status"]
         assert status["state"] == "active" and "iot_bridge_snowflake" in status["features"]
-    assert blocked == []
+    assert blocked == [] and dialogs == []

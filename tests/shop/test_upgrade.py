@@ -107,5 +107,5 @@ def test_a_card_that_attaches_but_cannot_be_charged_gets_no_bridge(
     event = {"id": "evt_invoice_failed", "type": "invoice.payment_failed", "data": {"object": invoice}}
     body, signature = signed_event(event)
     answer = http.post("/shop/stripe/webhook", content=body, headers={"Stripe-Signature": signature})
-    assert answer.json()["result"] == "usage_unpaid", answer.text
+    assert answer.json()["result"] == "recorded", answer.text  # a money event: the customer is told
     assert "could not be charged" in (shop.shop.orders.get(order_id).last_error or "")

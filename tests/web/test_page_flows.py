@@ -55,7 +55,11 @@ def test_online_activation_by_dropped_file_reactivate_and_deactivate(page, site,
     logged_in(page, site)
     wait_state(page, "unlicensed")
     screenshots.take(page, "wizard")
+    # Unlicensed: the wizard offers to buy, in the store beside the upgrade page (store_url).
+    page.wait_for_selector("#buy-box:not([hidden])")
+    assert page.get_attribute("#buy", "href") == STORE_URL.rsplit("/", 1)[0] + "/"
 
+    # After payment: the license.txt attached to the key e-mail, dropped into the same wizard.
     drop_file(page, "#online-drop", "license.txt", f"{key}\n")
     assert page.input_value("#online-key") == key
     page.wait_for_selector("#online-key-check.good")
@@ -102,6 +106,19 @@ def test_online_activation_by_dropped_file_reactivate_and_deactivate(page, site,
     assert vendor.service.list_activations(license_id) == []
     screenshots.take(page, "deactivated")
     assert page.console_errors == []
+
+
+def test_trial_offers_buy_a_license(page, tmp_path, vendor, screenshots):
+    trial = start_site(tmp_path, vendor, name="trial", trial_seconds=3600)
+    try:
+        logged_in(page, trial)
+        wait_state(page, "trial")
+        page.wait_for_selector("#buy-box:not([hidden])")
+        assert page.get_attribute("#buy", "href") == "https://vendor.example/shop/"
+        assert page.get_attribute("#buy", "target") == "_blank"
+        screenshots.take(page, "trial-buy")
+    finally:
+        trial.broker.stop()
 
 
 def test_offline_round_trip_with_download_and_upload(page, site, screenshots, tmp_path):

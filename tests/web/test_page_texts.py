@@ -2,7 +2,7 @@
 
 Main: "in 1 hour" with 1 h 59 min left; "(within 1 days)" and raw ISO times in alarms;
 Deactivate said "stops serving" when the broker would fall back to its trial; no broker
-name anywhere; "admin (admin)"."""
+name anywhere; "admin (admin)". A broker label holding markup shows as text."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ import pytest
 from tests.web.conftest import log_in, start_site
 
 pytestmark = pytest.mark.timeout(120)
+
+HOSTILE_LABEL = '<script>alert(1)</script><img src=x onerror="alert(2)">'
 
 
 def test_relative_times_are_not_rounded_up(page, site):
@@ -52,16 +54,25 @@ def test_relative_times_are_not_rounded_up(page, site):
 
 
 def test_alarm_deactivate_and_header_texts(page, tmp_path, vendor, screenshots):
-    site = start_site(tmp_path, vendor, trial_seconds=3600)
+    site = start_site(tmp_path, vendor, trial_seconds=3600, instance_label=HOSTILE_LABEL)
     try:
         key = vendor.issue(features=["mqtt_server"], expires_at=int(time.time()) + 20 * 3600)
         with site.broker.admin() as admin:
             fingerprint = admin.request("activate", {"license_key": key})["status"]["instance"]["fingerprint"]
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         log_in(page, site)
         page.wait_for_selector("#state-badge[data-state=active]")
         assert page.text_content("#who") == "admin"  # not "admin (admin)"
         name = page.text_content("#broker-name")
         assert f"127.0.0.1:{site.http_port}" in name and fingerprint[:8] in name
+        # The broker's label is its config's text: shown as text in the header, the title and the
+        # details, never parsed as markup (an alert() would open a dialog).
+        assert name.startswith(HOSTILE_LABEL) and HOSTILE_LABEL in page.title()
+        page.wait_for_selector("#d-instance .instance-label")
+        assert page.text_content("#d-instance .instance-label") == HOSTILE_LABEL
+        assert page.query_selector("#broker-name script, #details script, #broker-name img") is None
+        assert dialogs == []
         alarm = page.text_content("#alarms .alarm[data-code=license_expiring]")
         assert "(within 1 day)" in alarm and "days" not in alarm
         assert not re.search(r"\d{4}-\d\d-\d\dT\d\d", alarm) and "UTC" in alarm

@@ -29,14 +29,7 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    leaving the client's message loop with its socket open (a half-dead connection).
    ``$license/...`` goes to the agent, but only from the connection that holds the
    client id now; other ``$`` topics are dropped. test_amqtt_patches.py
-6. ``_broadcast_message`` and ``retain_message``: nothing a client causes (a will, in
-   amqtt the only path left) is published or retained on a ``$`` topic: only the
-   broker itself (the agent) publishes there. test_wills.py
-7. ``_publish_retained_messages_for_subscription``: on every CONNECT amqtt sends the
-   retained messages of *every* filter anybody subscribed to, with no ACL check.
-   test_amqtt_patches.py::test_retained_status_*
-8. ``_topic_filtering`` plus ``plugins_manager._topic_plugins``: a fast path for topics
-   the agent never restricts (see the method). Performance only: benchmarks/.
+6.-8. ``$`` topics and the per-message fast path: :mod:`.topics`.
 9. ``BrokerProtocolHandler.handle_read_timeout`` (per handler): amqtt's reader times
    out after the keepalive but the broker's handler ignores it; it now closes the
    connection as MQTT 3.1.1 §3.1.2.10 requires. test_limits.py::test_silent_client_*
@@ -60,15 +53,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import logging
 import math
 from collections.abc import Hashable
 from typing import Any, Final, Protocol, cast
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
-from amqtt.broker import Broker, BrokerContext
-from amqtt.contexts import Action
+from amqtt.broker import Broker
 from amqtt.errors import AMQTTError, MQTTError, NoDataError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
@@ -80,52 +71,14 @@ from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked
 from .metering import DeliveryMeter, count_deliveries
 from .origins import OriginPolicy, WebSocketOrigins
 from .sessions import OfflineSessions, SessionLimits
+from .topics import ReservedTopics
+from .versions import amqtt_version, missing_targets
 
 log = logging.getLogger(__name__)
 
 # The connection of a session no socket holds right now (a persistent session offline).
 OFFLINE: Final = object()
 _TAKE_OVER_WAIT = 5.0  # seconds for the previous connection's loop to end before forcing it
-
-
-# The amqtt release these patches were written and tested against (tests/adapters/test_amqtt_canary.py
-# holds the source hash of every method they replace, wrap or call).
-SUPPORTED_AMQTT: Final = "0.12.1"
-BROKER_TARGETS: Final = (
-    "_client_connected",
-    "_initialize_client_session",
-    "_authenticate",
-    "_handle_client_session",
-    "_handle_message_delivery",
-    "_broadcast_message",
-    "retain_message",
-    "_publish_retained_messages_for_subscription",
-    "_topic_filtering",
-    "_delete_session",
-    "_create_server_instance",
-    "ws_connected",
-    "_retain_broadcast_message",
-    "_cleanup_session",
-)
-HANDLER_TARGETS: Final = ("handle_read_timeout", "mqtt_publish", "handle_connection_closed", "init_from_connect")
-
-
-def amqtt_version() -> str:
-    try:
-        return importlib.metadata.version("amqtt")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def unsupported_amqtt() -> str | None:
-    """One line naming the fix when the installed amqtt is not the one the patches know, else None."""
-    installed = amqtt_version()
-    if installed == SUPPORTED_AMQTT:
-        return None
-    return (
-        f"amqtt {installed} is installed but this broker supports amqtt {SUPPORTED_AMQTT} only "
-        f"(its patches use amqtt internals): pip install 'amqtt=={SUPPORTED_AMQTT}'"
-    )
 
 
 class ConnectionHooks(Protocol):
@@ -147,13 +100,6 @@ class ConnectionHooks(Protocol):
     def connack_code(self, conn: Hashable) -> int:
         """The CONNACK return code for a refused CONNECT (5: not authorized, unless said otherwise)."""
         ...
-
-
-def broker_of(context: BrokerContext) -> Broker:
-    broker = getattr(context, "_broker_instance", None)  # patch 10
-    if not isinstance(broker, Broker):
-        raise RuntimeError(f"amqtt {amqtt_version()}: the plugin context no longer holds the broker")
-    return broker
 
 
 class BrokerPatches:
@@ -199,36 +145,23 @@ class BrokerPatches:
     def install(self) -> BrokerPatches:
         b = self._broker
         # Each target must exist as a callable on this amqtt: assigning an attribute amqtt no
-        # longer reads would leave a patch inert without a sound (see SUPPORTED_AMQTT).
-        missing = [name for name in BROKER_TARGETS if not callable(getattr(b, name, None))]
-        missing += [
-            f"BrokerProtocolHandler.{name}"
-            for name in HANDLER_TARGETS
-            if not callable(getattr(BrokerProtocolHandler, name, None))
-        ]
-        if missing:
+        # longer reads would leave a patch inert without a sound (see versions.SUPPORTED_AMQTT).
+        if missing := missing_targets(b):
             raise RuntimeError(f"amqtt {amqtt_version()} lacks what the adapter patches: {', '.join(missing)}")
         self._orig_client_connected = b._client_connected  # noqa: SLF001
         self._orig_authenticate = b._authenticate  # noqa: SLF001
         self._orig_handle_client_session = b._handle_client_session  # noqa: SLF001
         self._orig_delivery = b._handle_message_delivery  # noqa: SLF001
-        self._orig_broadcast = b._broadcast_message  # noqa: SLF001
-        self._orig_retain = b.retain_message
-        self._orig_retained_for_sub = b._publish_retained_messages_for_subscription  # noqa: SLF001
-        self._orig_topic_filtering = b._topic_filtering  # noqa: SLF001
         if self._origins is not None:
             WebSocketOrigins(b, self._origins).install()
         if self._offline is not None:
             self._offline.install()
+        ReservedTopics(b, self._hooks, self.connection_of).install()
         b._client_connected = self._client_connected  # noqa: SLF001
         b._initialize_client_session = self._initialize_client_session  # noqa: SLF001
         b._authenticate = self._authenticate  # noqa: SLF001
         b._handle_client_session = self._handle_client_session  # noqa: SLF001
         b._handle_message_delivery = self._handle_message_delivery  # noqa: SLF001
-        b._broadcast_message = self._broadcast_message  # noqa: SLF001
-        b.retain_message = self._retain_message
-        b._publish_retained_messages_for_subscription = self._retained_for_subscription  # noqa: SLF001
-        b._topic_filtering = self._topic_filtering  # noqa: SLF001
         return self
 
     # -- 1: packet size ------------------------------------------------------------------
@@ -403,64 +336,6 @@ class BrokerPatches:
                 log.info("dropped PUBLISH from %r to reserved topic %r", session.client_id, topic)
             return True  # keep serving this client
         result: bool = await self._orig_delivery(session, handler, wait_deliver)
-        return result
-
-    # -- 6: only the broker publishes on $ topics -----------------------------------------
-
-    async def _broadcast_message(
-        self, session: Session | None, topic: str | None, data: Any, force_qos: int | None = None
-    ) -> None:
-        if session is not None and topic and topic[0] == "$":
-            log.warning(
-                "dropped a message from client %r to %r: only the broker publishes there", session.client_id, topic
-            )
-            return
-        await self._orig_broadcast(session, topic, data, force_qos)
-
-    async def _retain_message(
-        self, source_session: Session | None, topic_name: str | None, data: Any, qos: int | None = None
-    ) -> None:
-        if source_session is not None and topic_name and topic_name[0] == "$":
-            return  # logged by _broadcast_message, which amqtt calls for the same message
-        await self._orig_retain(source_session, topic_name, data, qos)
-
-    # -- 7: retained messages only to subscribers allowed to read them --------------------
-
-    async def _retained_for_subscription(self, subscription: tuple[str, int], session: Session) -> None:
-        topic_filter = subscription[0]
-        subscribers = self._broker.subscriptions.get(topic_filter, [])
-        if not any(subscriber is session for subscriber, _qos in subscribers):
-            return  # not this client's subscription: amqtt would leak it to every new connection
-        if is_license_topic(topic_filter) and not self._hooks.may_get_retained(
-            self.connection_of(session), topic_filter
-        ):
-            return  # e.g. a persistent session now connected by a user who may not read it
-        await self._orig_retained_for_sub(subscription, session)
-
-    # -- 8: per-message cost ---------------------------------------------------------------
-
-    async def _topic_filtering(self, session: Session, topic: str, action: Action) -> bool:
-        """amqtt asks every topic plugin about every PUBLISH and again about every delivery
-        (RECEIVE), each time through ``PluginManager._map_plugin_method``, which wraps each
-        call in a new Task plus a gather: measured ~+35% broker CPU per QoS 0 message and
-        ~+75% per QoS 1 message over bare amqtt (docs/benchmarks.md). The agent rules only
-        on ``$license/...``; for a topic not starting with ``$`` its answer is always True.
-        So when the licensing plugin is the only topic plugin, such topics are allowed here
-        without the round trip; ``$`` topics, and every topic when other topic plugins are
-        configured, still go through amqtt's own path.
-        """
-        # Read at call time: the plugin manager is still being built while the plugin is.
-        topic_plugins = self._broker.plugins_manager._topic_plugins  # noqa: SLF001
-        if (
-            session is not None
-            and topic
-            and topic[0] != "$"
-            and len(topic_plugins) == 1
-            and topic_plugins[0] is self._hooks
-            and (action == Action.RECEIVE or not self._hooks.confined(self.connection_of(session)))
-        ):
-            return True
-        result: bool = await self._orig_topic_filtering(session, topic, action)
         return result
 
     # -- 9: keepalive ------------------------------------------------------------------------

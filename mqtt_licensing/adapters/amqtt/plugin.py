@@ -33,8 +33,9 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.gate import Refusal
 from ...web import HttpListener, PageConfig, start_http
 from .origins import OriginPolicy
-from .patches import BrokerPatches, broker_of
+from .patches import BrokerPatches
 from .sessions import SessionLimits
+from .versions import broker_of
 
 log = logging.getLogger(__name__)
 

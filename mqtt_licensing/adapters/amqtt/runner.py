@@ -30,8 +30,8 @@ from ...agent import LicensingAgent
 from ...agent.config import AgentConfig
 from ...core.errors import ErrorCode, LicensingError
 from .exposure import exposure_problem
-from .patches import unsupported_amqtt
 from .plugin import LicensingPlugin, check_adapter_limits
+from .versions import unsupported_amqtt
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,21 @@ from pathlib import Path
 
 from ...core.errors import ErrorCode, LicensingError
 
-SOURCES = ("plugin.c", "records.c", "admission.c", "rights.c", "link.c", "wake.c", "snapshot.c", "passwords.c")
+SOURCES = (
+    "plugin.c",
+    "connections.c",
+    "topics.c",
+    "commands.c",
+    "usage.c",
+    "records.c",
+    "admission.c",
+    "rights.c",
+    "link.c",
+    "frames.c",
+    "wake.c",
+    "snapshot.c",
+    "passwords.c",
+)
 HEADERS = ("licensing.h",)
 LIBRARY = "mqtt_licensing_mosquitto.so"
 

@@ -15,7 +15,7 @@ import contextvars
 import json
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ from ...agent.access import Role
 from ...core import protocol
 from ...core.gate import Refusal
 from . import snapshot, wire
+from .wake import Waker
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class PluginLink:
         self.refresh = refresh  # how often the snapshot is re-derived (it is pushed only when it changed)
         self.boot_id = ""
         self._writer: asyncio.StreamWriter | None = None
+        self._wake: Waker | None = None
         self._conns: dict[bytes, tuple[str, bytes]] = {}  # plugin's connection id -> our key
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sent_snapshot = ""
@@ -86,6 +88,11 @@ class PluginLink:
         if isinstance(conn, tuple) and len(conn) == 2 and conn[0] == self.boot_id:
             self._send(wire.encode(wire.KICK, conn[1]))
 
+    @property
+    def waker(self) -> Waker | None:
+        """How the broker is woken after a write (None: not connected)."""
+        return self._wake
+
     # -- the connection ---------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -104,7 +111,7 @@ class PluginLink:
                 except (asyncio.IncompleteReadError, ConnectionError, wire.FrameError) as exc:
                     log.warning("lost the Mosquitto plugin (%s); reconnecting", exc.__class__.__name__)
                 finally:
-                    self._writer = None
+                    self._writer = self._wake = None
                     self.up.clear()
                     writer.close()
                     with contextlib.suppress(Exception):
@@ -117,11 +124,13 @@ class PluginLink:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(wire.encode(wire.HELLO, wire.HELLO_AGENT))
-        kind, fields = await wire.read_frame(reader)
+        incoming = wire.frames(reader)
+        kind, fields = await anext(incoming)
         if kind != wire.HELLO or not fields or fields[0] != wire.HELLO_PLUGIN:
             raise wire.FrameError("the socket's peer is not the mqtt-licensing plugin")
         self._forget_all()
         self.boot_id = fields[1].decode() if len(fields) > 1 else ""
+        self._wake = Waker(writer, fields[2] if len(fields) > 2 else b"")
         self._writer = writer
         self._sent_snapshot = ""
         self.push_snapshot()
@@ -129,13 +138,14 @@ class PluginLink:
         await self.publish(protocol.STATUS_TOPIC, json.dumps(self.agent.status_document()).encode(), retain=True)
         log.info("connected to the Mosquitto plugin on %s", self.socket_path)
         self.up.set()
-        while True:
-            kind, fields = await wire.read_frame(reader)
+        async for kind, fields in incoming:
             self._on_frame(kind, fields)
 
     def _send(self, frame: bytes) -> None:
         if self._writer is not None and not self._writer.is_closing():
             self._writer.write(frame)
+            if self._wake is not None:
+                self._wake()
 
     def push_snapshot(self, *, force: bool = False) -> None:
         """Send the rules when they changed (or half their hold has passed)."""
@@ -180,10 +190,8 @@ class PluginLink:
             gone = self._conns.pop(fields[0], None)
             if gone is not None:
                 self.agent.disconnected(gone)
-        elif kind == wire.USAGE and len(fields) == 2 and fields[0].isdigit() and fields[1].isdigit():
-            meter = self.agent.metering.meter
-            meter.messages += int(fields[0])
-            meter.bytes += int(fields[1])
+        elif kind == wire.USAGE and len(fields) == 3 and all(f.isdigit() for f in fields):
+            self._spawn(self._take_usage(self._writer, self.boot_id, *(int(f) for f in fields)))
         elif kind == wire.REFUSED and len(fields) == 4:
             client_id, has_user, username, reason = fields
             try:
@@ -199,11 +207,27 @@ class PluginLink:
             if sender is None or client is None:
                 return
             request = _Request(conn_id, client.client_id, response_topic.decode(errors="replace"), correlation)
-            task = asyncio.create_task(self._handle(sender, topic.decode(errors="replace"), payload, request))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._handle(sender, topic.decode(errors="replace"), payload, request))
         else:
             log.warning("ignored a frame of type %r from the plugin", kind)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _take_usage(
+        self, writer: asyncio.StreamWriter | None, boot_id: str, sequence: int, messages: int, nbytes: int
+    ) -> None:
+        """A usage batch: acknowledged once it is on disk (the plugin holds it until then and sends
+        it again to the next agent; a batch seen before is acknowledged and not counted)."""
+        try:
+            await self.agent.metering.take_batch(boot_id, sequence, messages, nbytes)
+        except OSError as exc:
+            log.error("usage batch %d could not be saved (%s); the plugin sends it again", sequence, exc)
+            return
+        if writer is self._writer:  # the same plugin run: batch numbers are per run
+            self._send(wire.encode(wire.USAGE_ACK, str(sequence).encode()))
 
     async def _handle(self, key: Hashable, topic: str, payload: bytes, request: _Request) -> None:
         _request.set(request)  # this task's own context: only its reply carries these properties

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncIterator
 
 HELLO_AGENT = b"mqtt-licensing-agent/1"
 HELLO_PLUGIN = b"mqtt-licensing-plugin/1"
@@ -15,7 +16,7 @@ HELLO_PLUGIN = b"mqtt-licensing-plugin/1"
 # plugin -> agent
 HELLO, CONNECTED, DISCONNECTED, REFUSED, MESSAGE, USAGE = b"H", b"C", b"D", b"R", b"M", b"U"
 # agent -> plugin
-SNAPSHOT, PUBLISH, KICK = b"S", b"P", b"K"
+SNAPSHOT, PUBLISH, KICK, USAGE_ACK = b"S", b"P", b"K", b"A"
 
 MAX_FRAME = 32 * 1024 * 1024  # as plugin/link.c
 
@@ -29,22 +30,39 @@ def encode(kind: bytes, *fields: bytes) -> bytes:
     return struct.pack(">I", len(body)) + body
 
 
+_length = struct.Struct(">I").unpack_from
+
+
 def decode(body: bytes) -> tuple[bytes, list[bytes]]:
-    kind, pos, fields = body[:1], 1, []
-    while pos < len(body):
-        if len(body) - pos < 4:
+    kind, pos, end, fields = body[:1], 1, len(body), []
+    while pos < end:
+        if end - pos < 4:
             raise FrameError("truncated field length")
-        (n,) = struct.unpack_from(">I", body, pos)
+        n = _length(body, pos)[0]
         pos += 4
-        if n > len(body) - pos:
+        if n > end - pos:
             raise FrameError("field longer than its frame")
         fields.append(body[pos : pos + n])
         pos += n
     return kind, fields
 
 
-async def read_frame(reader: asyncio.StreamReader) -> tuple[bytes, list[bytes]]:
-    (length,) = struct.unpack(">I", await reader.readexactly(4))
-    if not 0 < length <= MAX_FRAME:
-        raise FrameError(f"frame length {length}")
-    return decode(await reader.readexactly(length))
+async def frames(reader: asyncio.StreamReader) -> AsyncIterator[tuple[bytes, list[bytes]]]:
+    """The frames as they arrive: one read takes every frame the plugin wrote since the last
+    (under a CONNECT storm, one read carries many), rather than two reads per frame."""
+    buffer = bytearray()
+    while True:
+        chunk = await reader.read(1 << 16)
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(buffer), None)
+        buffer += chunk
+        pos = 0
+        while len(buffer) - pos >= 4:
+            length = _length(buffer, pos)[0]
+            if not 0 < length <= MAX_FRAME:
+                raise FrameError(f"frame length {length}")
+            if len(buffer) - pos - 4 < length:
+                break
+            yield decode(bytes(buffer[pos + 4 : pos + 4 + length]))
+            pos += 4 + length
+        del buffer[:pos]

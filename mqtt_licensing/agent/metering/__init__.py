@@ -3,6 +3,8 @@ records every ``usage_interval`` and at shutdown, kept until the vendor acknowle
 
 * :mod:`.meter`: the open interval in memory (the adapter's delivery hook adds to it);
 * :mod:`.ledger`: closed records on disk, one atomic file each;
+* :mod:`.intake`: batches counted outside the agent's process (the Mosquitto plugin), saved
+  before they are acknowledged, so they reach the ledger exactly once across a kill -9;
 * :mod:`.delivery`: carrying records to the vendor and dropping them on its signed receipt.
 
 Units (topics.md "Usage"): ``messages`` and ``bytes`` (payload) of PUBLISH packets delivered to
@@ -24,6 +26,7 @@ from ...core.documents import UsageAck, UsageRecord
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import BUILTIN, Feature
 from ...core.timefmt import iso
+from .intake import Intake
 from .ledger import Ledger
 from .meter import Meter, Totals
 
@@ -34,17 +37,23 @@ MAX_RECORDS_PER_REPORT = 300  # one report stays well under the servers' 256 KiB
 MAX_RECORDS_PER_CODE = 100  # an offline code is a signed document of at most 64 KiB
 
 
-def needs_metering(features: frozenset[str], definitions: Iterable[Feature] = ()) -> bool:
-    """Whether a client needing ``features`` is metered: one of them is a metered feature by the
-    license's signed definitions (the built-in ones where the license defines none)."""
+def metered_names(definitions: Iterable[Feature] = ()) -> frozenset[str]:
+    """The metered features by the license's signed definitions (the built-in ones where the
+    license defines none)."""
     table = {**BUILTIN, **{d.name: d for d in definitions}}
-    return any(table[name].metered for name in features if name in table)
+    return frozenset(name for name, feature in table.items() if feature.metered)
+
+
+def needs_metering(features: frozenset[str], definitions: Iterable[Feature] = ()) -> bool:
+    """Whether a client needing ``features`` is metered: one of them is a metered feature."""
+    return not features.isdisjoint(metered_names(definitions))
 
 
 class Metering:
     def __init__(self, state_dir: str | Path, *, clock: Callable[[], float]) -> None:
         self.meter = Meter()
         self.ledger = Ledger(Path(state_dir).expanduser() / USAGE_FOLDER)
+        self.intake = Intake(self.ledger.folder)
         self._identity: Ed25519PrivateKey | None = None  # set by load(): nothing is signed before
         self.fingerprint = ""
         self._clock = clock
@@ -57,6 +66,10 @@ class Metering:
     async def load(self, identity: Ed25519PrivateKey, fingerprint: str, floor: int = 0) -> None:
         self._identity, self.fingerprint = identity, fingerprint
         await asyncio.to_thread(self.ledger.load, floor)
+        await asyncio.to_thread(self.intake.load, self.ledger.high_water)
+        # What the intake took in before a restart and no record holds yet: the open interval's.
+        self.meter.messages += self.intake.messages
+        self.meter.bytes += self.intake.bytes
         if self.ledger.pending_count:
             log.info("usage ledger: %d record(s) await the vendor's acknowledgement", self.ledger.pending_count)
 
@@ -67,6 +80,16 @@ class Metering:
 
     def closed(self, conn: Hashable) -> None:
         self.meter.closed(conn, self._clock())
+
+    async def take_batch(self, source: str, sequence: int, messages: int, nbytes: int) -> None:
+        """A batch counted outside this process: saved on disk when this returns (the caller may
+        acknowledge it then), counted once however often it is sent. OSError: not saved."""
+        async with self._write_lock:
+            if self.intake.seen(source, sequence):
+                return
+            await asyncio.to_thread(self.intake.take, source, sequence, messages, nbytes)
+            self.meter.messages += messages
+            self.meter.bytes += nbytes
 
     # -- closing intervals ---------------------------------------------------------------
 
@@ -91,13 +114,20 @@ class Metering:
                 license_id=license_id,
                 activation_id=activation_id,
             )
+            closing = not self.intake.empty
             try:
+                if closing:  # the intake's counts go into this record: said on disk first
+                    await asyncio.to_thread(self.intake.begin_close, record.sequence)
                 await asyncio.to_thread(self.ledger.append, record.sequence, record.sign(self._identity))
             except OSError as exc:
+                if closing:
+                    self.intake.end_close(written=False)
                 self.meter.give_back(totals)
                 self.interval_start = start
                 log.error("usage record %d could not be written (%s); kept in memory", record.sequence, exc)
                 return None
+            if closing:
+                self.intake.end_close(written=True)
             return record
 
     # -- delivery ------------------------------------------------------------------------
@@ -174,4 +204,4 @@ def _unverified(blob: bytes) -> dict[str, Any]:
     return parse_envelope(blob).unverified_body()  # our own file; signature checked by the vendor
 
 
-__all__ = ["Meter", "Metering", "Totals", "needs_metering"]
+__all__ = ["Meter", "Metering", "Totals", "metered_names", "needs_metering"]

@@ -15,7 +15,7 @@ from ...core.features import Feature
 from ...core.gate import Decision, Refusal
 from ..access import Client, Role
 from ..sources import LicenseSource, SourceContext, UsageAccount
-from . import Metering, needs_metering
+from . import Metering, metered_names
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,8 @@ class UsageDuty:
         self.metering = metering
         self.ctx = ctx
         self.definitions = definitions  # the current license's feature definitions
+        # Per CONNECT: the metered names are worked out again only when the definitions change.
+        self._metered: tuple[Iterable[Feature] | None, frozenset[str]] = (None, frozenset())
         self._last_report_attempt = 0.0
         self._alarmed = False
 
@@ -54,9 +56,12 @@ class UsageDuty:
         return 0 if oldest is None else max(0, self.ctx.now() - oldest)
 
     def is_metered(self, client: Client | None) -> bool:
-        return client is not None and needs_metering(
-            self.ctx.config.required_features(client.username, client.client_id), self.definitions()
-        )
+        if client is None:
+            return False
+        definitions = self.definitions()
+        if definitions is not self._metered[0]:
+            self._metered = (definitions, metered_names(definitions))
+        return not self.ctx.config.required_features(client.username, client.client_id).isdisjoint(self._metered[1])
 
     def connected(self, conn: Hashable, client: Client | None) -> None:
         if self.is_metered(client):

@@ -39,6 +39,7 @@ class SourceFacts:
     vendor_verdict: str | None = None
     checkin_failing_since: int | None = None
     pending_offline_at: int | None = None
+    valid_until: int | None = None  # a signed heartbeat ack's: later than the certificate's
 
 
 @dataclass(frozen=True)
@@ -188,10 +189,13 @@ def facts_of(source: LicenseSource | None, *, trial_started_at: int, clock_tampe
         checkin_failing_since=held.checkin_failing_since,
         pending_offline_at=held.pending_offline_at,
         clock_tampered=clock_tampered,
+        valid_until=held.valid_until,
     )
 
 
 def verify_certificate(ctx: SourceContext, blob: bytes, model: str) -> ActivationCertificate:
+    if ctx.keys is not None:  # a rotation it carries (an offline usage license) is learnt first
+        ctx.keys.accept_carried(blob)
     cert = ActivationCertificate.open(blob, ctx.vendor_key)
     if cert.instance_fingerprint != ctx.fingerprint:
         raise LicensingError(

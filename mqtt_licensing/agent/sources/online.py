@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ...clients.activation import ActivationClient
 from ...core import protocol
-from ...core.documents import ActivationCertificate, Verdict
+from ...core.documents import ActivationCertificate
 from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest, normalize_key
 from ...core.labels import KIND_ACTIVATE, KIND_CHECK_IN, KIND_DEACTIVATE
@@ -27,9 +27,11 @@ from . import (
     SourceContext,
     SourceFacts,
     UsageAccount,
+    heartbeat,
     refuse_if_licensed_elsewhere,
     verify_certificate,
 )
+from .verdicts import trusted_verdict
 
 if TYPE_CHECKING:
     from ..metering import Metering
@@ -59,6 +61,8 @@ class OnlineSource:
     last_error: dict[str, str] | None = None
     last_attempt: float = 0.0
     gone: bool = False
+    beat: heartbeat.Beat | None = None  # the last verified heartbeat ack of this activation
+    last_beat_at: int | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -96,9 +100,10 @@ class OnlineSource:
     @classmethod
     def from_json(cls, ctx: SourceContext, data: dict[str, Any], problems: list[LicensingError]) -> OnlineSource:
         blob = unb64(data["certificate"])
+        cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         return cls(
             ctx,
-            verify_certificate(ctx, blob, LicenseModel.ONLINE),
+            cert,
             blob,
             data.get("server_url"),
             vendor_verdict=data.get("vendor_verdict"),
@@ -106,6 +111,8 @@ class OnlineSource:
             last_ok_at=data.get("last_ok_at", data.get("last_checkin_ok_at")),
             failing_since=data.get("failing_since", data.get("checkin_failing_since")),
             last_error=data.get("last_error"),
+            beat=heartbeat.stored_ack(ctx, data.get("heartbeat_ack"), cert),
+            last_beat_at=data.get("last_beat_at"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,11 +124,16 @@ class OnlineSource:
             "last_ok_at": self.last_ok_at,
             "failing_since": self.failing_since,
             "last_error": self.last_error,
+            "heartbeat_ack": self.beat.to_json() if self.beat is not None else None,
+            "last_beat_at": self.last_beat_at,
         }
 
     def facts(self) -> SourceFacts:
         return SourceFacts(
-            certificate=self.certificate, vendor_verdict=self.vendor_verdict, checkin_failing_since=self.failing_since
+            certificate=self.certificate,
+            vendor_verdict=self.vendor_verdict,
+            checkin_failing_since=self.failing_since,
+            valid_until=self.beat.ack.valid_until if self.beat is not None else None,
         )
 
     @property
@@ -140,18 +152,38 @@ class OnlineSource:
                 "failing_since": iso(self.failing_since),
                 "next_at": iso(next_due),
                 "last_error": self.last_error,
+                "heartbeat": heartbeat.status(self.certificate, self.beat, self.last_beat_at),
             }
         }
 
     # -- background check-in -------------------------------------------------------------
 
+    def _retry_interval(self) -> float:
+        """A heartbeat license retries at least once per heartbeat: a blip must not cost the activation."""
+        beat = self.certificate.heartbeat_interval
+        return min(self.ctx.config.retry_interval, beat) if beat else self.ctx.config.retry_interval
+
     def next_due(self) -> float | None:
-        if self.failing_since is not None or self.ctx.clock.tampered:
-            return self.last_attempt + self.ctx.config.retry_interval
-        return (self.last_ok_at or 0) + self.ctx.config.check_in_interval
+        # released: ask for an activation again while one may come free
+        if self.vendor_verdict == "released" or self.failing_since is not None or self.ctx.clock.tampered:
+            return self.last_attempt + self._retry_interval()
+        check_in = (self.last_ok_at or 0) + self.ctx.config.check_in_interval
+        beat = self.certificate.heartbeat_interval
+        if beat is None or self.vendor_verdict is not None:
+            return check_in
+        return min(check_in, max(self.last_beat_at or 0, self.last_ok_at or 0) + beat)
 
     async def run_due(self) -> None:
-        await self._check_in()
+        """The released retry, a check-in when one is due (or after failures), else a heartbeat."""
+        if self.vendor_verdict == "released":
+            await self._take_back()
+            return
+        ctx = self.ctx
+        check_in_due = ctx.now() >= (self.last_ok_at or 0) + ctx.config.check_in_interval
+        if self.certificate.heartbeat_interval is None or check_in_due or self.failing_since is not None:
+            await self._check_in()
+        else:
+            await self._heartbeat()
 
     @property
     def background_kind(self) -> str:
@@ -199,36 +231,63 @@ class OnlineSource:
                 )
             cert = verify_certificate(ctx, blob, LicenseModel.ONLINE)
         except LicensingError as exc:
-            self._failed(exc, now, self._trusted_verdict(exc, nonce))
-            raise
+            await self._refused(exc, now, nonce)
+            return
+        self._fresh(cert, blob, now)
+
+    def _fresh(self, cert: ActivationCertificate, blob: bytes, now: int) -> None:
+        if cert.activation_id != self.certificate.activation_id:
+            self.beat = self.last_beat_at = None  # the ack of the old activation says nothing of the new
         self.certificate, self.blob = cert, blob
         self.vendor_verdict = self.failing_since = self.last_error = None
         self.last_ok_at = now
-        ctx.clock.trust()
+        self.ctx.clock.trust()
 
-    def _trusted_verdict(self, exc: LicensingError, nonce: str) -> ErrorCode | None:
-        """The refusal's code if the vendor signed it for this activation and this very request; else None.
-
-        Anyone on the path can send an HTTP 403; only a verified Verdict may stop the license
-        (an unsigned one counts as a failed check-in: grace)."""
-        if not exc.code.is_verdict:
-            return None
+    async def _heartbeat(self) -> None:
+        ctx = self.ctx
+        now = ctx.now()
+        self.last_attempt = now
+        nonce = heartbeat.new_nonce()
         try:
-            if exc.evidence is None:
-                raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the refusal carries no signed verdict")
-            verdict = Verdict.open(exc.evidence, self.ctx.vendor_key)
-        except LicensingError as problem:
-            log.warning("ignoring an unverified %s from the license server (%s)", exc.code, problem.message)
-            return None
-        if (verdict.verdict, verdict.activation_id, verdict.instance_fingerprint, verdict.request_nonce) != (
-            str(exc.code),
-            self.certificate.activation_id,
-            self.ctx.fingerprint,
-            nonce,
-        ):
-            log.warning("ignoring a %s verdict that answers another request", exc.code)
-            return None
-        return exc.code
+            beat = await heartbeat.send(ctx, vendor_url(ctx, self.server_url), self.certificate, nonce)
+        except LicensingError as exc:
+            await self._refused(exc, now, nonce)
+            return
+        self.beat, self.last_beat_at = beat, now
+        self.failing_since = self.last_error = None
+        if beat.ack.terms_changed:  # the license changed: the new terms come with a certificate
+            await self._check_in()
+
+    async def _refused(self, exc: LicensingError, now: int, nonce: str) -> None:
+        """A failed check-in or heartbeat; raises unless a release was answered with a new activation."""
+        verdict = trusted_verdict(self.ctx, exc, self.certificate.activation_id, nonce)
+        self._failed(exc, now, verdict)
+        if verdict == ErrorCode.RELEASED:
+            self.ctx.emit("activation_released", message=exc.message)
+            await self._take_back()
+            return
+        raise exc
+
+    async def _take_back(self) -> None:
+        """After a release: the same activation back if the license has one free (else this raises,
+        e.g. ``no_activations_left``, and the license serves out its last ack, then stops). A signed
+        verdict on the way (revoked, or freed meanwhile by the vendor) counts as a check-in's would."""
+        ctx = self.ctx
+        now = ctx.now()
+        self.last_attempt = now
+        nonce = heartbeat.new_nonce()
+        try:
+            cert, blob = await heartbeat.take_back(ctx, vendor_url(ctx, self.server_url), self.certificate, nonce)
+        except LicensingError as exc:
+            verdict = trusted_verdict(ctx, exc, self.certificate.activation_id, nonce)
+            if verdict is not None and verdict != ErrorCode.RELEASED:
+                self._failed(exc, now, verdict)
+            else:
+                self.last_error = exc.to_dict()
+            raise
+        log.info("activation %s taken back after the vendor released it", cert.activation_id)
+        self._fresh(cert, blob, now)
+        ctx.emit("activated", method=str(self.model), license_id=cert.license_id, activation_id=cert.activation_id)
 
     def _failed(self, exc: LicensingError, now: int, verdict: ErrorCode | None) -> None:
         """Record a failed check-in. Only a verified vendor verdict stops the license."""
@@ -237,6 +296,9 @@ class OnlineSource:
             log.warning("the vendor no longer knows this activation (%s); license removed", exc.message)
             self.ctx.emit("activation_lost", message=exc.message)
             self.gone = True
+        elif verdict == ErrorCode.RELEASED:  # serve out what the last answer granted, then stop
+            log.warning("the vendor released this activation (%s)", exc.message)
+            self.vendor_verdict = str(verdict)
         elif verdict is not None:  # revoked / suspended / expired: the state machine reads the code itself
             self.vendor_verdict = str(verdict)
         else:
@@ -246,17 +308,23 @@ class OnlineSource:
 
     async def deactivate(self) -> Outcome:
         ctx = self.ctx
-        async with ActivationClient(vendor_url(ctx, self.server_url), options=ctx.settings.http) as client:
-            try:
-                await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=self.certificate.activation_id))
-            except LicensingError as exc:
-                if not exc.code.means_already_free:
-                    raise  # keep the license: nothing was freed
+        await free_activation(ctx, self.certificate.activation_id, self.server_url)  # raises: nothing was freed
         ctx.emit("deactivated", method=str(self.model), activation_id=self.certificate.activation_id)
         return Outcome(None)
 
     async def close(self) -> None:
         return None
+
+
+async def free_activation(ctx: SourceContext, activation_id: str, server_url: str | None = None) -> None:
+    """Free an online activation this instance holds (or held: a changed configured key replaced
+    it) at the vendor; one the vendor already counts as free is freed. Raises when nothing was."""
+    async with ActivationClient(vendor_url(ctx, server_url), options=ctx.settings.http) as client:
+        try:
+            await client.deactivate(ctx.sign(KIND_DEACTIVATE, activation_id=activation_id))
+        except LicensingError as exc:
+            if not exc.code.means_already_free:
+                raise
 
 
 async def learn_keys(ctx: SourceContext, client: ActivationClient) -> None:

@@ -21,7 +21,7 @@ from starlette.routing import BaseRoute, Route
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import b64
 from .._app import build_app
-from .._duties import Duty
+from .._duties import Duty, every
 from .._http import (
     blob_field,
     blobs_field,
@@ -35,6 +35,7 @@ from .._http import (
 from .._observe import note
 from .._proxies import Network
 from ..webhooks import Deliverer, Webhooks
+from ..webhooks.delivery import SEND_TIMEOUT
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
 from .licenses import ISSUE_FIELDS
 from .metrics import activation_metrics
@@ -73,6 +74,18 @@ async def check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
     cert = await run_in_threadpool(_service(request).check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
+
+
+async def revive(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    cert = await run_in_threadpool(_service(request).revive, blob)
+    return JSONResponse({"certificate": b64(cert)})
+
+
+async def heartbeat(request: Request) -> JSONResponse:
+    blob = blob_field(await read_json(request))
+    ack = await run_in_threadpool(_service(request).heartbeat, blob)
+    return JSONResponse({"ack": b64(ack)})
 
 
 async def key_documents(request: Request) -> JSONResponse:
@@ -195,6 +208,8 @@ async def license_usage(request: Request) -> JSONResponse:
 ROUTES = [
     Route("/v1/activations", activate, methods=["POST"]),
     Route("/v1/activations/check-in", check_in, methods=["POST"]),
+    Route("/v1/activations/heartbeat", heartbeat, methods=["POST"]),
+    Route("/v1/activations/revive", revive, methods=["POST"]),
     Route("/v1/activations/deactivate", deactivate, methods=["POST"]),
     Route("/v1/trials", record_trial, methods=["POST"]),
     Route("/v1/keys", key_documents, methods=["GET"]),
@@ -223,12 +238,17 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
+    webhook_timeout: float = SEND_TIMEOUT,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
     server does (e.g. the store's fulfilment loop).
 
     ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
+
+    async def release() -> None:
+        await run_in_threadpool(service.release_silent)
+
     return build_app(
         "activation",
         service,
@@ -239,7 +259,15 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
+        background=[
+            *background,
+            Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run,
+            # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.
+            # Paced by the shortest heartbeat interval of a license with release terms (1..60 s): a
+            # release comes at most one heartbeat after release_after; with no such license a pass is
+            # one small query a second.
+            lambda: every("release of silent activations", service.release_pass, release),
+        ],
     )
 
 

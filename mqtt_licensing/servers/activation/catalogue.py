@@ -34,6 +34,8 @@ TEMPLATE_TERMS = (
     "support_years",
     "clone_policy",
     "metering",
+    "heartbeat_interval",
+    "release_after",
 )
 
 
@@ -183,6 +185,12 @@ def template_terms(terms: Mapping[str, Any]) -> dict[str, Any]:
     checked = {key: value for key, value in terms.items() if value is not None}
     for key, value in checked.items():
         _check_term(key, value)
+    beat, release = checked.get("heartbeat_interval"), checked.get("release_after")
+    if release is not None and (beat is None or release <= 2 * beat):
+        raise LicensingError(
+            ErrorCode.INVALID_FIELD,
+            "template term release_after needs a heartbeat_interval and must be more than twice it",
+        )
     return checked
 
 
@@ -191,7 +199,15 @@ _CHOICES = {
     "clone_policy": ("flag", "suspend"),
     "metering": ("best_effort", "required"),
 }
-_MINIMUM = {"max_activations": 1, "seats": 1, "max_connections": 0, "valid_days": 1, "support_years": 1}
+_MINIMUM = {
+    "max_activations": 1,
+    "seats": 1,
+    "max_connections": 0,
+    "valid_days": 1,
+    "support_years": 1,
+    "heartbeat_interval": 1,
+    "release_after": 1,
+}
 
 
 def _check_term(key: str, value: Any) -> None:
@@ -214,7 +230,18 @@ def _check_term(key: str, value: Any) -> None:
 
 
 # Template terms that are license terms as they are (the rest become dates at issue).
-_AS_IS = ("features", "model", "max_activations", "seats", "max_connections", "overage", "clone_policy", "metering")
+_AS_IS = (
+    "features",
+    "model",
+    "max_activations",
+    "seats",
+    "max_connections",
+    "overage",
+    "clone_policy",
+    "metering",
+    "heartbeat_interval",
+    "release_after",
+)
 
 
 def template_license_terms(template: Template, now: int) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ...core.signing import fingerprint, load_public_key, parse_envelope
 from .._requests import check_fresh
 from .records import ServiceContext, bad
 from .store import ActivationRecord, Tx
-from .usage import MAX_RECORDS_PER_REQUEST, Usage
+from .usage import MAX_RECORDS_PER_REQUEST, GapWatch, Usage
 
 
 class ForwardedUsage:
@@ -57,10 +57,13 @@ class ForwardedUsage:
             raise bad(f"at most {MAX_RECORDS_PER_REQUEST} usage records per request")
         keys = {fingerprint(raw): raw for raw in req.usage_keys}
         now, stored = self.ctx.clock(), []
+        gaps = GapWatch(self.usage, tx)
         for blob in req.usage:
             record = UsageRecord.open(blob, self._signer(blob, keys))  # raises unless the instance signed it
+            gaps.watch(record.instance_fingerprint, act)
             if self.usage.store_record(tx, act, record, now, via=via):  # a conflicting one stays unacknowledged
                 stored.append(usage_ref(record.instance_fingerprint, record.sequence))
+        gaps.announce(via)
         return stored
 
     @staticmethod

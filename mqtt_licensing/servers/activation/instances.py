@@ -25,12 +25,24 @@ from ...core.keys import key_digest
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
 from .._requests import check_fresh, fresh_once
+from . import names
 from .clones import cloned_error, follow_chain
-from .records import FREED_REASONS, ServiceContext, bad
+from .records import FREED_REASONS, ServiceContext, bad, told_heartbeats
 from .results import ActivationResult
 from .store import ActivationRecord, LicenseRecord, Tx
 
 log = logging.getLogger(__name__)
+
+
+RELEASED_REASON = "released_no_heartbeat"  # freed by the release duty: its own instance may take it back
+
+
+def gone_error(act: ActivationRecord) -> LicensingError:
+    """What an instance hears when its activation is no longer live: ``released`` when the vendor
+    released it for silence (the agent may activate again), else ``activation_not_found``."""
+    why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
+    code = ErrorCode.RELEASED if act.freed_reason == RELEASED_REASON else ErrorCode.ACTIVATION_NOT_FOUND
+    return LicensingError(code, f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again")
 
 
 class Instances:
@@ -44,7 +56,7 @@ class Instances:
         lic, act, reused, now, defs = self._first_contact(
             license_key, request, client, labels.KIND_ACTIVATE, LicenseModel.ONLINE
         )
-        valid_until = now + self.ctx.certificate_lifetime
+        valid_until = self.ctx.online_valid_until(lic, now)
         cert = self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
         return ActivationResult(cert, act.id, lic.id, reused)
 
@@ -54,10 +66,34 @@ class Instances:
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
         lic, act, now, defs = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
-        valid_until = now + self.ctx.certificate_lifetime
+        valid_until = self.ctx.online_valid_until(lic, now)
         return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
 
-    def _verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
+    def revive(self, request: bytes) -> bytes:
+        """A released activation taken back by its own instance, if the license has one free: the
+        request is signed with the key on record, so the broker needs no license key kept on disk.
+        A live one is refreshed as by a check-in; one freed for any other reason stays freed."""
+        lic, act, now, defs = self._refresh(request, labels.KIND_REVIVE, LicenseModel.ONLINE, verdicts=True)
+        valid_until = self.ctx.online_valid_until(lic, now)
+        return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
+
+    def _take_back(self, tx: Tx, act: ActivationRecord, now: int) -> ActivationRecord:
+        if act.active or act.freed_reason != RELEASED_REASON:
+            return act
+        lic = self.ctx.license(tx, act.license_id, lock=True)  # serialised with activations counting it
+        self.ctx.check_usable(lic, now, None)
+        if tx.count_active(lic.id) >= lic.max_activations:
+            raise LicensingError(
+                ErrorCode.NO_ACTIVATIONS_LEFT,
+                f"activation {act.id} was released after its broker went silent, and all "
+                f"{lic.max_activations} activation(s) of license {lic.id} are in use now",
+            )
+        tx.update_activation(act.id, freed_at=None, freed_reason=None)
+        self.ctx.event(tx, "activation.created", activation_id=act.id, license_id=lic.id, label=act.label, revived=True)
+        log.info("activation %s taken back by its instance after a release", act.id)
+        return replace(act, freed_at=None, freed_reason=None)
+
+    def verdict(self, act: ActivationRecord, request: InstanceRequest, exc: LicensingError) -> bytes:
         """Only ever called with a request verified against ``act``'s key on record."""
         return Verdict(
             verdict=str(exc.code),
@@ -103,6 +139,8 @@ class Instances:
                 self._count_new_trial(tx, client, now)
                 started = min(now, req.created_at)
                 tx.insert_trial(req.fingerprint, started, client)
+                # where the vendor learns of a trial: once per instance, in the insert's transaction
+                self.ctx.event(tx, "trial.started", instance_fingerprint=req.fingerprint, started_at=iso(started))
         return TrialRecord(
             instance_fingerprint=req.fingerprint, trial_started_at=started, request_nonce=req.nonce, issued_at=now
         ).sign(self.ctx.signing_key)
@@ -237,13 +275,15 @@ class Instances:
         try:
             with self.ctx.store.transaction() as tx:
                 verified = act, request = self.ctx.verify_known(tx, blob, kind)
+                if kind == labels.KIND_REVIVE:  # a stale or replayed one is refused below: all rolled back
+                    act = self._take_back(tx, act, now)
                 lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
                 defs = self.ctx.definitions(tx, lic)
             if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on
                 raise cloned_error(act)
         except LicensingError as exc:
             if verdicts and exc.code.is_verdict and verified is not None:
-                exc.evidence = self._verdict(verified[0], verified[1], exc)
+                exc.evidence = self.verdict(verified[0], verified[1], exc)
             raise
         return lic, act, now, defs
 
@@ -252,11 +292,7 @@ class Instances:
     ) -> tuple[LicenseRecord, ActivationRecord, bool]:
         self._once(tx, act.id, request, now)
         if not act.active:
-            why = FREED_REASONS.get(act.freed_reason or "", "it was freed")
-            raise LicensingError(
-                ErrorCode.ACTIVATION_NOT_FOUND,
-                f"activation {act.id} is no longer valid: {why} at {iso(act.freed_at)}; activate again",
-            )
+            raise gone_error(act)
         if act.model != model:
             raise LicensingError(
                 ErrorCode.WRONG_MODEL, f"activation {act.id} is {act.model}, it cannot check in as {model}"
@@ -264,6 +300,9 @@ class Instances:
         lic = self.ctx.license(tx, act.license_id, lock=True)
         self.ctx.check_usable(lic, now, None)
         updates: dict[str, Any] = {"last_check_in_at": now}
+        updates.update(names.changed(tx.conn, act.id, act.label, request.label, now))
+        if model == LicenseModel.ONLINE:  # the certificate it gets now carries the terms (or none)
+            updates["last_heartbeat_at"] = told_heartbeats(lic, now)
         step = follow_chain(lic, act, request.chain, now) if model != LicenseModel.OFFLINE else None
         if step is not None:
             updates.update(step.updates)

@@ -12,7 +12,9 @@ from ...core.features import validate_features
 from ...core.keys import format_key, key_digest, mask_key
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
+from . import names
 from .catalogue import CatalogueQueries, check_new_license, template_license_terms
+from .heartbeats import heartbeat_terms
 from .records import ServiceContext, activation_to_dict, bad, license_to_dict, new_id
 from .store import LicenseRecord
 
@@ -31,6 +33,8 @@ ISSUE_FIELDS = (
     "metering",
     "overage",
     "clone_policy",
+    "heartbeat_interval",
+    "release_after",
 )
 METERING = ("best_effort", "required")
 CLONE_POLICIES = ("flag", "suspend")
@@ -46,6 +50,8 @@ UPDATE_FIELDS = (
     "metering",
     "clone_policy",
     "overage",
+    "heartbeat_interval",
+    "release_after",
 )
 
 
@@ -115,6 +121,18 @@ def _changed_features(current: tuple[str, ...], changes: dict[str, Any]) -> tupl
     return tuple(sorted(features))
 
 
+def _changed_heartbeat_terms(lic: LicenseRecord, changes: dict[str, Any]) -> dict[str, Any]:
+    if "heartbeat_interval" not in changes and "release_after" not in changes:
+        return {}
+    terms = heartbeat_terms(
+        lic.model,
+        changes.get("heartbeat_interval", ...),  # ... = not given: the license's value stays
+        changes.get("release_after", ...),
+        current=(lic.heartbeat_interval, lic.release_after),
+    )
+    return {name: value for name, value in terms.items() if value != getattr(lic, name)}
+
+
 class LicenseAdmin:
     """The vendor's admin work on licenses and activations."""
 
@@ -157,6 +175,8 @@ class LicenseAdmin:
         metering: Any = "best_effort",
         overage: Any = None,
         clone_policy: Any = None,
+        heartbeat_interval: Any = None,
+        release_after: Any = None,
     ) -> tuple[dict[str, Any], str]:
         model = LicenseModel.ONLINE if model is None else model
         if model not in set(LicenseModel):
@@ -186,6 +206,7 @@ class LicenseAdmin:
             metering=_metering(metering),
             overage=_overage(overage),
             clone_policy="flag" if clone_policy is None else _clone_policy(clone_policy),
+            **heartbeat_terms(model, heartbeat_interval, release_after),
         )
         with self.ctx.store.transaction() as tx:
             check_new_license(record.features, CatalogueQueries(tx.conn).all_features())
@@ -268,6 +289,7 @@ class LicenseAdmin:
             values["seats"] = _opt_int("seats", changes["seats"], minimum=1)
         if "overage" in changes:
             values["overage"] = _overage(changes["overage"])
+        values.update(_changed_heartbeat_terms(lic, changes))
         for name, check in (("metering", _metering), ("clone_policy", _clone_policy)):
             if name in changes:
                 values[name] = check(changes[name])
@@ -282,7 +304,9 @@ class LicenseAdmin:
         with self.ctx.store.transaction() as tx:
             if license_id is not None:
                 self.ctx.license(tx, license_id)
-            return [activation_to_dict(a) for a in tx.list_activations(license_id, include_freed=include_freed)]
+            acts = tx.list_activations(license_id, include_freed=include_freed)
+            history = names.histories(tx.conn, (a.id for a in acts))
+            return [activation_to_dict(a) | {"label_history": history[a.id]} for a in acts]
 
     def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
         """Free a lost activation (the instance was destroyed without deactivating); ``by`` is who

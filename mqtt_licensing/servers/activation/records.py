@@ -20,6 +20,7 @@ from ...core.signing import b64, load_public_key
 from ...core.timefmt import iso
 from .._requests import peek_request
 from ..webhooks import emit
+from . import names
 from .catalogue import CatalogueQueries
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
@@ -30,6 +31,7 @@ FREED_REASONS = {
     "deactivated": "it was deactivated",
     "freed_by_vendor": "the vendor freed it",
     "offline_deactivation": "it was freed by an offline deactivation code",
+    "released_no_heartbeat": "the vendor released it after no heartbeat came for longer than release_after",
 }
 
 _WRONG_MODEL_HINT = {
@@ -58,6 +60,13 @@ def bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
 
 
+def told_heartbeats(lic: LicenseRecord, now: int) -> int | None:
+    """``last_heartbeat_at`` as a certificate signed now leaves it: ``now`` when it carries heartbeat
+    terms (from then on the instance heartbeats), else None - an activation whose instance was never
+    told the terms (it checks in daily, it sends no heartbeats) is never taken for silent."""
+    return now if lic.model == LicenseModel.ONLINE and lic.heartbeat_interval is not None else None
+
+
 def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": lic.id,
@@ -73,6 +82,8 @@ def license_to_dict(lic: LicenseRecord, activations_used: int | None = None) -> 
         "status": lic.status,
         "metering": lic.metering,
         "clone_policy": lic.clone_policy,
+        "heartbeat_interval": lic.heartbeat_interval,
+        "release_after": lic.release_after,
         "created_at": lic.created_at,
         "updated_at": lic.updated_at,
     }
@@ -91,11 +102,13 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "active": act.active,
         "created_at": act.created_at,
         "last_check_in_at": act.last_check_in_at,
+        "last_heartbeat_at": act.last_heartbeat_at,
         "request_nonce": act.request_nonce,
         "freed_at": act.freed_at,
         "freed_reason": act.freed_reason,
         "cloned_at": act.cloned_at,
         "clone_count": act.clone_count,
+        "label": act.label,  # untrusted text the instance chose: escape it wherever it is shown
     }
 
 
@@ -116,6 +129,9 @@ class ServiceContext:
     trial_limit_total: int
     rate_limit_key_failures: int
     data_dir: Path | None = None
+    # The key rotations and retirements of data_dir (read at open: a rotation takes a restart),
+    # carried in every certificate so that offline sites and floating servers' brokers learn them.
+    key_documents: tuple[bytes, ...] = ()
 
     def license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
         lic = tx.get_license(license_id, lock=lock) if isinstance(license_id, str) else None
@@ -157,7 +173,12 @@ class ServiceContext:
         existing = tx.find_live_activation(lic.id, request.fingerprint)
         if existing is not None:
             # A new chain: a copy still holding the old one is seen at its next check-in.
-            updates: dict[str, Any] = {"last_check_in_at": now, "chain": new_chain(), "chain_prev": None}
+            updates: dict[str, Any] = {
+                "last_check_in_at": now,
+                "chain": new_chain(),
+                "chain_prev": None,
+                "last_heartbeat_at": told_heartbeats(lic, now),
+            }
             if nonce is not None and existing.request_nonce != nonce:
                 if existing.request_created_at is not None and request.created_at < existing.request_created_at:
                     raise LicensingError(
@@ -165,6 +186,7 @@ class ServiceContext:
                         "a newer request code of this instance was already answered; use the newest request code",
                     )
                 updates.update(request_nonce=nonce, request_created_at=request.created_at)
+            updates.update(names.changed(tx.conn, existing.id, existing.label, request.label, now))
             tx.update_activation(existing.id, **updates)
             return replace(existing, **updates), True
         used = tx.count_active(lic.id)
@@ -182,12 +204,14 @@ class ServiceContext:
             model=lic.model,
             created_at=now,
             last_check_in_at=now,
+            last_heartbeat_at=told_heartbeats(lic, now),
             request_nonce=nonce,
             request_created_at=request.created_at if nonce is not None else None,
             freed_at=None,
             freed_reason=None,
             chain=new_chain(),
         )
+        act = replace(act, **names.changed(tx.conn, act.id, None, request.label, now))
         tx.insert_activation(act)
         self.event(
             tx,
@@ -196,6 +220,7 @@ class ServiceContext:
             license_id=lic.id,
             model=lic.model,
             instance_fingerprint=act.instance_fingerprint,
+            label=act.label,
         )
         return act, False
 
@@ -215,6 +240,15 @@ class ServiceContext:
         return act, request
 
     # -- documents -------------------------------------------------------------------
+    def online_valid_until(self, lic: LicenseRecord, now: int) -> int:
+        """How long an online certificate serves without news: ``certificate_lifetime``, or with
+        heartbeat terms ``release_after``, so an instance that cannot reach the vendor stops serving
+        when its activation is released, not days after another instance took the seat."""
+        lifetime = self.certificate_lifetime
+        if lic.release_after is not None:
+            lifetime = min(lifetime, lic.release_after)
+        return now + lifetime
+
     @staticmethod
     def definitions(tx: Tx, lic: LicenseRecord) -> tuple[dict[str, Any], ...]:
         """The catalogue's current definitions of the license's features, read in the transaction
@@ -251,6 +285,9 @@ class ServiceContext:
             metering=lic.metering,
             chain=act.chain if lic.model == LicenseModel.ONLINE else None,
             definitions=definitions,
+            key_documents=self.key_documents,
+            heartbeat_interval=lic.heartbeat_interval if lic.model == LicenseModel.ONLINE else None,
+            release_after=lic.release_after if lic.model == LicenseModel.ONLINE else None,
         ).sign(self.signing_key)
 
     def floating_certificate(
@@ -286,4 +323,5 @@ class ServiceContext:
             usage_stored=usage_stored,
             chain=act.chain,
             definitions=definitions,
+            key_documents=self.key_documents,
         ).sign(self.signing_key)

@@ -34,6 +34,10 @@ licenses = sa.Table(
     sa.Column("clone_policy", sa.String(16), nullable=False, server_default="flag"),
     # 0..1: non-admin connections allowed past max_connections, as a fraction of it
     sa.Column("overage", sa.Float, nullable=False, server_default="0"),
+    # Seconds (None: no heartbeats, no release): an online instance heartbeats every
+    # heartbeat_interval; an activation silent longer than release_after is released (0011).
+    sa.Column("heartbeat_interval", sa.Integer, nullable=True),
+    sa.Column("release_after", sa.Integer, nullable=True),
 )
 
 activations = sa.Table(
@@ -54,6 +58,11 @@ activations = sa.Table(
     sa.Column("chain_prev", sa.String(64), nullable=True),
     sa.Column("cloned_at", sa.BigInteger, nullable=True),
     sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("label", sa.String(64), nullable=True),  # the instance's label, as its last request said
+    # The server's time of the last heartbeat, or of the last certificate carrying heartbeat terms;
+    # NULL while the instance holds none (it sends no heartbeats: never released). The release duty
+    # reads it with last_check_in_at (0011).
+    sa.Column("last_heartbeat_at", sa.BigInteger, nullable=True),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
     # At most one live activation per instance and license, whatever the domain code does.
     sa.Index(
@@ -64,6 +73,18 @@ activations = sa.Table(
         sqlite_where=sa.text("freed_at IS NULL"),
         postgresql_where=sa.text("freed_at IS NULL"),
     ),
+)
+
+# The labels an activation had, oldest first (servers/activation/labels.py keeps the newest
+# core.instance_label.HISTORY of them): a renamed broker is still recognised by its old name.
+activation_labels = sa.Table(
+    "activation_labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("activation_id", sa.String(40), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),
+    sa.Index("ix_activation_labels_activation", "activation_id", "id"),
 )
 
 rate_limits = sa.Table(

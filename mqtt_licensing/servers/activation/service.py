@@ -29,6 +29,7 @@ from . import keys
 from .catalogue import CatalogueAdmin
 from .codes import OfflineCodes
 from .forwarded import ForwardedUsage
+from .heartbeats import Heartbeats
 from .instances import Instances
 from .licenses import LicenseAdmin
 from .records import Clock, ServiceContext, activation_to_dict, license_to_dict, system_clock
@@ -84,6 +85,7 @@ class ActivationService:
                 trial_limit_burst=trial_limit_burst,
                 trial_limit_total=trial_limit_total,
                 data_dir=data_dir,
+                key_documents=tuple(keys.documents(data_dir)) if data_dir is not None else (),
             )
         )
 
@@ -92,6 +94,7 @@ class ActivationService:
         self.admin = LicenseAdmin(ctx)
         self.catalogue = CatalogueAdmin(ctx.store, ctx.clock)
         self.instances = Instances(ctx)
+        self.heartbeats = Heartbeats(ctx, self.instances)
         self.usage = Usage(ctx)
         self.forwarded = ForwardedUsage(ctx, self.usage)
         self.codes = OfflineCodes(ctx, self.usage, self.forwarded)
@@ -141,7 +144,7 @@ class ActivationService:
 
     def key_documents(self) -> list[bytes]:
         """The rotation and retirement documents of the vendor's keys (:mod:`.keys`), as served."""
-        return keys.documents(self.ctx.data_dir) if self.ctx.data_dir is not None else []
+        return list(self.ctx.key_documents)
 
     # -- the vendor's admin work (:mod:`.licenses`) ---------------------------------------
     def issue_license(self, **terms: Any) -> tuple[dict[str, Any], str]:
@@ -181,6 +184,20 @@ class ActivationService:
 
     def check_in(self, request: bytes) -> bytes:
         return self.instances.check_in(request)
+
+    def heartbeat(self, request: bytes) -> bytes:
+        return self.heartbeats.heartbeat(request)
+
+    def revive(self, request: bytes) -> bytes:
+        return self.instances.revive(request)
+
+    def release_silent(self) -> list[str]:
+        """One pass of the release duty (the app runs it every :meth:`release_pass` seconds)."""
+        return self.heartbeats.release_silent()
+
+    def release_pass(self) -> float:
+        """Seconds until the next pass, as the last pass found it (no I/O)."""
+        return self.heartbeats.next_pass
 
     def deactivate(self, request: bytes) -> None:
         self.instances.deactivate(request)

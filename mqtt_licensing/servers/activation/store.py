@@ -60,6 +60,8 @@ class LicenseRecord:
     metering: str = "best_effort"
     clone_policy: str = "flag"  # "flag" | "suspend": what a second instance on one activation gets
     overage: float = 0.0  # connections allowed past max_connections, as a fraction of it
+    heartbeat_interval: int | None = None  # seconds between an online instance's heartbeats
+    release_after: int | None = None  # an activation silent this long is released
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ class ActivationRecord:
     chain_prev: str | None = None  # accepted once more while ``chain`` was never presented (a lost answer)
     cloned_at: int | None = None  # when two instances were first seen on this activation
     clone_count: int = 0
+    label: str | None = None  # untrusted text the instance sent (core/instance_label.py)
+    last_heartbeat_at: int | None = None
 
     @property
     def active(self) -> bool:

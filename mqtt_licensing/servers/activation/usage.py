@@ -102,11 +102,14 @@ class Usage:
         key = load_public_key(act.public_key)
         stored: list[int] = []
         conflicts: list[int] = []
+        gaps = GapWatch(self, tx)
         for blob in blobs:
             record = UsageRecord.open(blob, key)  # raises for anything the instance did not sign
             if record.instance_fingerprint != act.instance_fingerprint:
                 raise LicensingError(ErrorCode.WRONG_INSTANCE, "a usage record belongs to another instance")
+            gaps.watch(record.instance_fingerprint, act)
             (stored if self.store_record(tx, act, record, now, via=via) else conflicts).append(record.sequence)
+        gaps.announce(via)
         return stored, conflicts
 
     def store_record(self, tx: Tx, act: ActivationRecord, record: UsageRecord, now: int, *, via: str) -> bool:
@@ -182,6 +185,10 @@ class Usage:
         return act
 
     @staticmethod
+    def missing(tx: Tx, fingerprint: str) -> tuple[int, ...]:
+        return Usage._missing(tx, fingerprint)
+
+    @staticmethod
     def _missing(tx: Tx, fingerprint: str) -> tuple[int, ...]:
         count, highest = tx.usage_sequences(fingerprint)
         if count == highest:
@@ -195,3 +202,36 @@ class Usage:
                 break
             expected = sequence + 1
         return tuple(missing)
+
+
+class GapWatch:
+    """The holes one batch opens in instances' usage chains, announced once (webhook ``usage.gap``).
+
+    Compared at the end of the batch, not per record: records arrive out of order (a retry, a
+    floating server's outbox), and a hole the same batch fills is no gap. A hole known before
+    the batch was announced when it opened. Costs two count queries per instance and batch while
+    its chain has no hole."""
+
+    def __init__(self, usage: Usage, tx: Tx) -> None:
+        self._usage = usage
+        self._tx = tx
+        self._before: dict[str, tuple[ActivationRecord, set[int]]] = {}
+
+    def watch(self, fingerprint: str, act: ActivationRecord) -> None:
+        if fingerprint not in self._before:
+            self._before[fingerprint] = (act, set(Usage.missing(self._tx, fingerprint)))
+
+    def announce(self, via: str) -> None:
+        for fingerprint, (act, before) in self._before.items():
+            opened = sorted(set(Usage.missing(self._tx, fingerprint)) - before)
+            if opened:
+                log.warning("usage chain of %s has a new gap: %s", fingerprint, opened[:10])
+                self._usage.ctx.event(
+                    self._tx,
+                    "usage.gap",
+                    license_id=act.license_id,
+                    activation_id=act.id,
+                    instance_fingerprint=fingerprint,
+                    missing=opened,
+                    via=via,
+                )

@@ -33,6 +33,7 @@ from .._duties import Duty
 from .._http import blob_field, blobs_field, client_address, read_json, require_bearer
 from .._proxies import Network
 from ..webhooks import Deliverer, Webhooks
+from ..webhooks.delivery import SEND_TIMEOUT
 from .metrics import floating_metrics
 from .service import FloatingService
 
@@ -92,6 +93,7 @@ def create_app(
     routes: Sequence[BaseRoute] = (),
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
+    webhook_timeout: float = SEND_TIMEOUT,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the lease API, ``background`` runs while the server does (the
@@ -109,7 +111,7 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[*background, Deliverer(Webhooks(service.store.engine)).run],
+        background=[*background, Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run],
     )
 
 

@@ -18,7 +18,7 @@ from ...core.documents import FloatingCertificate, InstanceRequest, Lease, open_
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
 from .._requests import check_fresh, peek_request, replayed
-from . import access, clones
+from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import LeaseRecord, Tx
@@ -131,6 +131,7 @@ class Leases:
                 self._check_seat_order(tx, existing, pool, now)
                 # A new chain: a copy still renewing with the old one is seen at its next renewal.
                 rotated: dict[str, Any] = {"chain": secrets.token_hex(16), "chain_prev": None}
+                rotated.update(names.changed(tx.conn, request.fingerprint, existing.label, request.label, now))
                 tx.extend_lease(existing.lease_id, renewed_at=now, expires_at=expires, features=features, **rotated)
                 row = replace(existing, features=features, renewed_at=now, expires_at=expires, **rotated)
             else:
@@ -156,6 +157,10 @@ class Leases:
                     expires,
                     chain=secrets.token_hex(16),
                 )
+                before = names.last(tx.conn, request.fingerprint)
+                # A returning instance keeps its last label when it sends none.
+                update = {"label": before} | names.changed(tx.conn, request.fingerprint, before, request.label, now)
+                row = replace(row, **update)
                 tx.insert_lease(row)
             access.remember(tx, request.fingerprint, now)
         self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
@@ -190,6 +195,7 @@ class Leases:
             self._check_seat_order(tx, lease, pool, now)
             expires = self._lease_expiry(cert, now)
             chain = clones.follow_chain(lease, request.chain, now)
+            chain.update(names.changed(tx.conn, claimed, lease.label, request.label, now))
             tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
             if chain.get("clone_count", lease.clone_count) > lease.clone_count:
                 self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)

@@ -8,6 +8,7 @@ key (``vendor.pub`` in the data folder) before every use.
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,17 +17,16 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from ...core import labels
+from ...core import instance_label, labels
 from ...core.documents import FloatingCertificate, sign_instance_request
 from ...core.errors import ErrorCode, LicensingError
+from ...core.keyring import KeyRing
 from ...core.keys import key_digest
-from ...core.signing import fingerprint, public_bytes, public_key_from_text, public_key_to_text
-from .._files import atomic_write
+from ...core.signing import VerifyingKey, fingerprint, public_bytes
 from ..webhooks import Webhooks, emit
 from .store import FloatingStore, Tx
+from .trust import VENDOR_KEY_FILE, VendorTrust
 from .usage import parse_ref
-
-VENDOR_KEY_FILE = "vendor.pub"
 
 
 @dataclass(frozen=True)
@@ -84,56 +84,41 @@ class FloatingPool:
         self.ctx = ctx
         self.public_key = ctx.public_key
         self.fingerprint = ctx.fingerprint
-        self._fixed_vendor_key = vendor_public_key
-        self._vendor_cache: tuple[Any, Ed25519PublicKey | None] = (None, None)
-        self._verified: dict[tuple[bytes, bytes], FloatingCertificate] = {}
+        self.trust = VendorTrust(ctx.data_dir, vendor_public_key)
+        self._verified: dict[tuple[bytes, bytes | int], FloatingCertificate] = {}
 
-    # -- the pinned vendor key -------------------------------------------------------
+    # -- the pinned vendor key and its rotations (.trust) ----------------------------
     @property
     def vendor_key_path(self) -> Path | None:
-        return self.ctx.data_dir / VENDOR_KEY_FILE if self.ctx.data_dir is not None else None
+        return self.trust.key_path
 
     def vendor_key(self) -> Ed25519PublicKey | None:
-        """The pinned vendor key: given at construction, else DIR/vendor.pub (re-read when it changes)."""
-        if self._fixed_vendor_key is not None:
-            return self._fixed_vendor_key
-        path = self.vendor_key_path
-        if path is None:
-            return None
-        try:
-            text = path.read_text()  # tiny; re-read every time so a newly pinned key is seen at once
-        except FileNotFoundError:
-            return None
-        if self._vendor_cache[0] != text:
-            try:
-                key = public_key_from_text(text)
-            except (LicensingError, ValueError) as exc:
-                raise LicensingError(ErrorCode.STATE_CORRUPT, f"{path} is not a vendor public key: {exc}") from None
-            self._vendor_cache = (text, key)
-        return self._vendor_cache[1]
+        """The pinned vendor key (DIR/vendor.pub, or the one given at construction)."""
+        return self.trust.pinned()
+
+    def vendor_keys(self) -> KeyRing | None:
+        """Every vendor key trusted now: the pinned one and the rotations it endorsed (not the retired)."""
+        return self.trust.ring()
 
     def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
-        """Store the vendor key every certificate must verify against (DIR/vendor.pub, atomically)."""
-        self._fixed_vendor_key = None if self.ctx.data_dir is not None else key
-        path = self.vendor_key_path
-        if path is None:
-            return
-        text = public_key_to_text(key) + "\n"
-        if path.exists() and path.read_text() == text:
-            return
-        atomic_write(path, text.encode(), mode=0o644)
+        self.trust.pin(key)
 
     # -- certificates ------------------------------------------------------------------
     def verify_certificate(self, blob: bytes, vendor: Ed25519PublicKey | None = None) -> FloatingCertificate:
         """Verify a floating certificate against the pinned vendor key (or ``vendor``) and check it
         names this server."""
-        vendor = vendor or self.vendor_key()
-        if vendor is None:
+        verifier: VerifyingKey | None = vendor if vendor is not None else self.vendor_keys()
+        if verifier is None:
             raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned (provide --vendor-key)")
-        cache_key = (bytes(blob), public_bytes(vendor))
-        cert = self._verified.get(cache_key)
+        # verified once per certificate and trust (the pinned key, the rotations accepted so far)
+        trusted = public_bytes(vendor) if vendor is not None else self.trust.generation
+        cert = self._verified.get((bytes(blob), trusted))
         if cert is None:
-            cert = FloatingCertificate.open(bytes(blob), vendor)
+            if vendor is None and self.trust.learn(bytes(blob)):  # a rotation it carries: the new key signed it
+                verifier, trusted = self.vendor_keys(), self.trust.generation
+                assert verifier is not None
+            cache_key = (bytes(blob), trusted)
+            cert = FloatingCertificate.open(bytes(blob), verifier)
             if fingerprint(cert.server_public_key) != cert.server_fingerprint:
                 raise LicensingError(
                     ErrorCode.INVALID_SIGNATURE, "the floating certificate's fingerprint does not match its server key"
@@ -164,6 +149,8 @@ class FloatingPool:
     # -- provisioning ---------------------------------------------------------------------
     def _sign_request(self, kind: str, now: int, **fields: Any) -> tuple[bytes, str]:
         nonce = secrets.token_hex(16)
+        # The vendor lists a floating server by its host name, as it lists a broker by its label.
+        fields.setdefault("label", instance_label.clean(socket.gethostname()))
         return sign_instance_request(self.ctx.signing_key, kind=kind, nonce=nonce, created_at=now, **fields), nonce
 
     def activation_request(self, license_key: str) -> tuple[bytes, str]:

@@ -88,7 +88,7 @@ def _signed_verdict(service: FloatingService, exc: LicensingError, request: byte
     on the path can send an HTTP 403, so an unsigned one is a failed refresh (retried)."""
     if not exc.code.is_verdict or exc.evidence is None:
         return None
-    vendor_key = service.vendor_key()
+    vendor_key = service.vendor_keys()  # a verdict the rotated key signed verifies too
     if vendor_key is None:
         return None
     try:

@@ -59,6 +59,19 @@ leases = sa.Table(
     sa.Column("chain_prev", sa.String(64), nullable=True),
     sa.Column("cloned_at", sa.BigInteger, nullable=True),
     sa.Column("clone_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("label", sa.String(64), nullable=True),  # the instance's label, as its last request said
+)
+
+# The labels each leasing instance had, oldest first (servers/floating/names.py keeps the newest
+# core.instance_label.HISTORY per instance): per fingerprint, as leases come and go.
+instance_labels = sa.Table(
+    "instance_labels",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("instance_fingerprint", sa.String(64), nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("first_seen", sa.BigInteger, nullable=False),
+    sa.Index("ix_instance_labels_instance", "instance_fingerprint", "id"),
 )
 
 request_nonces = sa.Table(

@@ -23,13 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ...core.documents import FloatingCertificate
 from ...core.errors import LicensingError
+from ...core.keyring import KeyRing
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
-from . import access, clones
+from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
@@ -156,6 +157,10 @@ class FloatingService:
     def vendor_key(self) -> Ed25519PublicKey | None:
         return self.pool.vendor_key()
 
+    def vendor_keys(self) -> KeyRing | None:
+        """The pinned vendor key and the rotations it endorsed since (servers/floating/trust.py)."""
+        return self.pool.vendor_keys()
+
     def pin_vendor_key(self, key: Ed25519PublicKey) -> None:
         self.pool.pin_vendor_key(key)
 
@@ -255,6 +260,7 @@ class FloatingService:
         with self.store.transaction() as tx:
             row = tx.read_pool()
             leases = tx.active_leases(now)
+            label_history = names.histories(tx.conn, (le.instance_fingerprint for le in leases))
             rules = tx.access_rules()
             remembered = access.remembered_count(tx)
             suspended = tx.suspended()
@@ -285,6 +291,8 @@ class FloatingService:
                 {
                     "lease_id": le.lease_id,
                     "instance_fingerprint": le.instance_fingerprint,
+                    "label": le.label,  # untrusted text the instance chose: escape it wherever it is shown
+                    "label_history": label_history[le.instance_fingerprint],
                     "features": list(le.features),
                     "issued_at": le.issued_at,
                     "renewed_at": le.renewed_at,

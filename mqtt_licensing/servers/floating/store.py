@@ -57,6 +57,7 @@ class LeaseRecord:
     chain_prev: str | None = None
     cloned_at: int | None = None  # when two instances were first seen renewing this lease
     clone_count: int = 0
+    label: str | None = None  # untrusted text the instance sent (core/instance_label.py)
 
 
 def _pool_record(row: Any) -> PoolRecord:
@@ -86,6 +87,7 @@ def _lease_record(row: Any) -> LeaseRecord:
         chain_prev=row.chain_prev,
         cloned_at=row.cloned_at,
         clone_count=row.clone_count,
+        label=row.label,
     )
 
 
@@ -162,6 +164,7 @@ class Tx:
                 renewed_at=lease.renewed_at,
                 expires_at=lease.expires_at,
                 chain=lease.chain,
+                label=lease.label,
             )
         )
 
@@ -174,7 +177,7 @@ class Tx:
         features: tuple[str, ...] | None = None,
         **chain: Any,
     ) -> None:
-        """``chain``: chain, chain_prev, cloned_at, clone_count as they change."""
+        """``chain``: chain, chain_prev, cloned_at, clone_count (and label) as they change."""
         values: dict[str, Any] = {"renewed_at": renewed_at, "expires_at": expires_at, **chain}
         if features is not None:
             values["features"] = list(features)

@@ -149,7 +149,7 @@ class FloatingUsage:
 
 async def forward_online(service: FloatingService, vendor_url: str, *, options: HttpOptions) -> int:
     """Send every held record to the vendor in batches; how many it acknowledged."""
-    vendor = await asyncio.to_thread(service.vendor_key)  # reads DIR/vendor.pub
+    vendor = await asyncio.to_thread(service.vendor_keys)  # DIR/vendor.pub and the rotations it endorsed
     if vendor is None:
         raise LicensingError(ErrorCode.NOT_PROVISIONED, "no vendor public key is pinned")
     total = 0

@@ -24,8 +24,10 @@ from starlette.routing import Mount
 from ...core.errors import LicensingError
 from .._files import database_url as resolve_database_url
 from ..activation.service import DB_FILE, ActivationService
-from . import portal_web, web
+from . import account_web, portal_web, web
+from .accounts import Accounts
 from .config import ShopConfig
+from .keyvault import KeyVault, load_or_create_secret
 from .mail import Mailer
 from .money import Money
 from .orders import Orders
@@ -34,6 +36,7 @@ from .portal import Portal
 from .reminders import Reminders
 from .state import ShopState
 from .store import ShopStore
+from .stripe_tax import StripeTax
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +46,22 @@ MOUNT = "/shop"
 class Shop:
     def __init__(self, service: ActivationService, config: ShopConfig, store: ShopStore) -> None:
         self.config, self.store = config, store
-        mailer = Mailer(config.smtp)
-        self.orders = Orders(service, store, config, StripeGateway(config.stripe), mailer)
+        mailer, gateway = Mailer(config.smtp), StripeGateway(config.stripe)
+        # Keys are kept sealed under a secret in the data folder; without a folder none are kept.
+        vault = KeyVault(load_or_create_secret(service.data_dir) if service.data_dir is not None else None)
+        self.orders = Orders(service, store, config, gateway, mailer, vault=vault)
         self.orders.offers_now(strict=True)  # a product the vendor catalogue lacks stops the start: one line
         self.portal = Portal(service, store, config, mailer)
-        self.money = Money(service, store, mailer)
+        self.accounts = Accounts(service, store, config, mailer, vault=vault, gateway=gateway, portal=self.portal)
+        self.money = Money(service, store, mailer, StripeTax(gateway))
         self.reminders = Reminders(service, store, config, mailer)
         self._wake: asyncio.Event | None = None
-        self.app = Starlette(routes=web.ROUTES + portal_web.ROUTES, exception_handlers={LicensingError: _error_page})
+        routes = web.ROUTES + portal_web.ROUTES + account_web.ROUTES
+        self.app = Starlette(routes=routes, exception_handlers={LicensingError: _error_page})
         self.app.state.shop = ShopState(
             orders=self.orders,
             portal=self.portal,
+            accounts=self.accounts,
             wake=self.wake,
             secure_cookie=config.base_url.startswith("https://"),
             content_policy=web.content_policy(config.stripe),
@@ -92,6 +100,7 @@ class Shop:
         for name, step in (
             ("reconcile", self.orders.reconcile),
             ("fulfil", self.orders.fulfil_due),
+            ("provision", self.orders.fulfilment.provision_due),
             ("reminders", self.reminders.send_reminders),
             ("money", self.money.apply_due),
         ):

@@ -53,6 +53,16 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class InvoiceSettings:
+    """Stripe Invoices: a receipt invoice for each paid order, and "pay by invoice" for large ones."""
+
+    receipts: bool = True  # each card-paid order gets a Stripe Invoice, marked paid (its number and PDF)
+    pay_by_invoice_from: int | None = None  # total (minor units) from which an order may be paid by invoice
+    days_until_due: int = 30
+    provisional_valid_days: int = 0  # 0: no license before the invoice is paid; else one valid this long
+
+
+@dataclass(frozen=True)
 class ShopConfig:
     base_url: str  # public URL of the activation server; links in e-mails point here
     stripe: StripeSettings
@@ -67,6 +77,7 @@ class ShopConfig:
     seller: Seller = field(default_factory=Seller)  # who sells: on every page and e-mail
     tax: TaxRates = field(default_factory=TaxRates)  # a rate per country, added before payment
     order_ttl: int = 3600  # a pending order can be paid this long after it was made (stale.py)
+    invoices: InvoiceSettings = field(default_factory=InvoiceSettings)
 
 
 def _secret(section: dict[str, Any], name: str, default_env: str, where: str, *, required: bool = True) -> str | None:
@@ -101,6 +112,27 @@ def _int(section: dict[str, Any], name: str, where: str, default: int, minimum: 
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _bad(f"{where}.{name} must be a whole number, at least {minimum}")
     return value
+
+
+def parse_invoices(data: Any) -> InvoiceSettings:
+    if data is None:
+        return InvoiceSettings()
+    if not isinstance(data, dict):
+        raise _bad(
+            "invoices: must be a mapping (receipts, pay_by_invoice_from, days_until_due, provisional_valid_days)"
+        )
+    receipts = data.get("receipts", True)
+    if not isinstance(receipts, bool):
+        raise _bad("invoices.receipts must be true or false")
+    start = data.get("pay_by_invoice_from")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 1):
+        raise _bad("invoices.pay_by_invoice_from must be an amount in cents (or left out: no pay by invoice)")
+    return InvoiceSettings(
+        receipts=receipts,
+        pay_by_invoice_from=start,
+        days_until_due=_int(data, "days_until_due", "invoices", 30, 1),
+        provisional_valid_days=_int(data, "provisional_valid_days", "invoices", 0, 0),
+    )
 
 
 def parse_config(data: Any) -> ShopConfig:
@@ -157,6 +189,7 @@ def parse_config(data: Any) -> ShopConfig:
         seller=parse_seller(data.get("seller")),
         tax=parse_tax(data.get("tax")),
         order_ttl=_int(data.get("orders") or {}, "ttl", "orders", 3600, 60),
+        invoices=parse_invoices(data.get("invoices")),
     )
 
 

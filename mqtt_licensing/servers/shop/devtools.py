@@ -246,6 +246,8 @@ class DemoStore:
             "smtp": {"host": "127.0.0.1", "port": self.smtp.port, "security": "none", "from": "store@vendor.demo"},
             "catalogue": DEMO_CATALOGUE,
             "worker": {"interval": 1},
+            # localstripe cannot finalize an invoice or mark one paid out of band (README, "The store").
+            "invoices": {"receipts": False},
         }
         (self.folder / "shop.yaml").write_text("# written by `mqtt-licensing demo --store`\n" + yaml.safe_dump(config))
         shop = Shop.open(service, load_config(self.folder / "shop.yaml"))

@@ -7,9 +7,11 @@ message handed to the SMTP server.
 
 from __future__ import annotations
 
+import re
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
 from .config import SmtpSettings
@@ -50,6 +52,16 @@ class Mailer:
         except (OSError, smtplib.SMTPException) as exc:
             # The exception text names the server and the failure, never the message.
             raise MailError(f"cannot send e-mail through {s.host}:{s.port}: {type(exc).__name__}: {exc}") from None
+
+
+_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def check_email(address: Any) -> str:
+    """The address as typed, trimmed; BAD_REQUEST for anything that is not one."""
+    if not isinstance(address, str) or len(address) > 254 or not _EMAIL.match(address.strip()):
+        raise LicensingError(ErrorCode.BAD_REQUEST, "enter a valid e-mail address")
+    return address.strip()
 
 
 def mask_email(address: str) -> str:

@@ -8,60 +8,58 @@
   :class:`ActivationService` methods ``vendor issue`` / ``vendor update`` use, and the
   e-mail handed to the SMTP server.
 
-Fulfilment is a sequence of steps, each recorded before the next one starts, so the
-loop that retries paid orders (after a crash, an SMTP outage, a Stripe hiccup)
-resumes where it stopped instead of repeating what was done:
-issue license -> (subscribe metered) -> mail -> fulfilled.
+* ``invoiced`` (pay by invoice, :mod:`.by_invoice`): a Stripe Invoice was sent; ``invoice.paid``
+  makes the order paid.
+
+Fulfilment is in :mod:`.fulfil`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from typing import Any
 
 from ...core.errors import ErrorCode, LicensingError
-from ...core.timefmt import add_years
 from ..activation.service import ActivationService
-from . import lineup, messages, money
-from .catalogue import Catalogue, Kind, Product, format_money, line_features
+from ..webhooks import emit
+from . import by_invoice, lineup, money
+from .catalogue import Catalogue, format_money
 from .config import ShopConfig
-from .mail import Mailer
+from .fulfil import Fulfilment, order_data
+from .keyvault import KeyVault
+from .mail import Mailer, check_email
 from .payments import CARD_CHECK, StripeGateway
 from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
+from .stripe_tax import StripeTax, check_country
 
 log = logging.getLogger(__name__)
 
 PAY_LEASE = 120  # seconds a payment attempt holds its order (Stripe calls take a few)
-
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 
 
 def _bad(message: str) -> LicensingError:
     return LicensingError(ErrorCode.BAD_REQUEST, message)
 
 
-def check_email(address: Any) -> str:
-    if not isinstance(address, str) or len(address) > 254 or not _EMAIL.match(address.strip()):
-        raise _bad("enter a valid e-mail address")
-    return address.strip()
-
-
-def line_product(line: dict[str, Any]) -> Product:
-    return Product(
-        line["product"], line["name"], line["feature"], Kind(line["kind"]), line["price"], meter=line.get("meter", "")
-    )
-
-
 class Orders:
     def __init__(
-        self, service: ActivationService, store: ShopStore, config: ShopConfig, gateway: StripeGateway, mailer: Mailer
+        self,
+        service: ActivationService,
+        store: ShopStore,
+        config: ShopConfig,
+        gateway: StripeGateway,
+        mailer: Mailer,
+        *,
+        vault: KeyVault | None = None,
     ) -> None:
         self.service, self.store, self.config = service, store, config
-        self.gateway, self.mailer = gateway, mailer
+        self.gateway, self.mailer, self.vault = gateway, mailer, vault or KeyVault(None)
         self.catalogue = config.catalogue
+        self.fulfilment = Fulfilment(service, store, config, gateway, mailer, vault=self.vault)
+        self.by_invoice = by_invoice.ByInvoice(store, config, gateway, mailer, service.clock)
+        self.stripe_tax = StripeTax(gateway)
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:
         """The products with the catalogue's current titles and contents (one small read)."""
@@ -78,7 +76,13 @@ class Orders:
         return lic
 
     def create(
-        self, *, email: Any, choice: dict[str, int], license_key: str | None = None, country: Any = None
+        self,
+        *,
+        email: Any,
+        choice: dict[str, int],
+        license_key: str | None = None,
+        country: Any = None,
+        postal_code: Any = None,
     ) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
@@ -86,31 +90,40 @@ class Orders:
         lines = self.offers_now().cart(choice, owned)
         lineup.check_order(self.service, lines, owned)  # before any payment: it must serve clients
         subtotal = sum(ln.amount for ln in lines)
-        country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
+        order_id = f"ord_{secrets.token_urlsafe(18)}"  # unguessable: it is the customer's only handle
+        line_values = [
+            {
+                "product": ln.product.id,
+                "name": ln.product.name,
+                "feature": ln.product.feature,
+                "template": ln.product.template,
+                "features": list(ln.product.features),
+                "kind": ln.product.sold_as.value,
+                "price": ln.product.price,
+                "quantity": ln.quantity,
+                "amount": ln.amount,
+                "meter": ln.product.meter,
+            }
+            for ln in lines
+        ]
+        calculation = None
+        if self.config.tax.stripe:  # Stripe Tax: asked now, so the order page shows it before payment
+            quote = self.stripe_tax.calculate(order_id, self.catalogue.currency, line_values, country, postal_code)
+            country, tax = (quote.country, quote.tax) if quote else (check_country(country), 0)
+            calculation = quote.calculation if quote else None
+        else:
+            country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
         order = Order(
-            id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
+            id=order_id,
             kind="upgrade" if lic is not None else "purchase",
             state="pending",
             email=email,
             license_id=lic["id"] if lic is not None else None,
-            lines=[
-                {
-                    "product": ln.product.id,
-                    "name": ln.product.name,
-                    "feature": ln.product.feature,
-                    "template": ln.product.template,
-                    "features": list(ln.product.features),
-                    "kind": ln.product.sold_as.value,
-                    "price": ln.product.price,
-                    "quantity": ln.quantity,
-                    "amount": ln.amount,
-                    "meter": ln.product.meter,
-                }
-                for ln in lines
-            ],
+            lines=line_values,
             amount=subtotal + tax,
             country=country,
             tax=tax,
+            tax_calculation=calculation,
             currency=self.catalogue.currency,
             stripe_customer=None,
             stripe_payment_intent=None,
@@ -162,17 +175,49 @@ class Orders:
             with self.store.transaction() as tx:
                 tx.update_order(order.id, claimed_until=None)
 
-    def _charge(self, order: Order, token: str) -> dict[str, Any]:
-        customer, card = self.gateway.customer_with_card(order.email, token, order.id)
+    def pay_by_invoice(self, order_id: str, po_number: Any = None) -> Order:
+        """Send the order's Stripe Invoice instead of taking a card (orders from a configured amount),
+        with the buyer's purchase order number on it if one is given."""
+        order = self.get(order_id)
+        if order.state == "invoiced":
+            return order  # a second click: the invoice is out
+        if order.stripe_payment_intent is not None:
+            raise _bad("a card payment was started for this order: finish it, or start a new order")
+        if not by_invoice.offered(self.config, order):
+            return self.by_invoice.start(order)  # refuses, with the reason
+        now = self.service.clock()
+        if why := unpayable(order, self.catalogue, now, self.config.order_ttl):
+            raise LicensingError(ErrorCode.EXPIRED, why)
         with self.store.transaction() as tx:
-            tx.update_order(order.id, stripe_customer=customer)
+            if not tx.claim_order(order.id, "pending", now, now + PAY_LEASE):
+                raise _bad("a payment for this order is in progress; reload the page in a moment")
+        try:
+            if order.po_number is None and (po := by_invoice.clean_po(po_number)):
+                # Kept on the first try: a retried invoice must send what the first one sent.
+                with self.store.transaction() as tx:
+                    tx.update_order(order.id, po_number=po)
+                order = self.get(order.id)
+            return self.by_invoice.start(order)
+        except LicensingError as exc:  # said on the order page, where the buyer can try again
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, last_error=exc.message[:300])
+            raise
+        finally:
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, claimed_until=None)
+
+    def _charge(self, order: Order, token: str) -> dict[str, Any]:
+        customer, card, last4 = self.gateway.customer_with_card(order.email, token, order.id)
+        with self.store.transaction() as tx:
+            tx.update_order(order.id, stripe_customer=customer, card_last4=last4)
         if order.amount == 0:
             # Metered products only: nothing is charged now; the card pays the usage invoices, so
             # it must be chargeable (one that only attaches would get the feature for 0.00).
             self.gateway.verify_card(order.id, order.currency, customer, card)
             self._mark_paid(order.id, None, "card verified; usage is invoiced")
             return {"state": "paid", "status": "succeeded"}
-        charge = self.gateway.charge(order.id, order.amount, order.currency, customer, card)
+        tax = {"tax_calculation": order.tax_calculation} if order.tax_calculation else {}  # as Stripe Tax asks
+        charge = self.gateway.charge(order.id, order.amount, order.currency, customer, card, metadata=tax)
         with self.store.transaction() as tx:
             tx.update_order(order.id, stripe_payment_intent=charge.payment_intent, last_error=None)
         return {"state": "pending", "status": charge.status, "client_secret": charge.client_secret}
@@ -184,10 +229,10 @@ class Orders:
         with self.store.transaction() as tx:
             if not tx.claim_event(event_id, event_type, now):
                 return "duplicate"
+            if event_type in by_invoice.EVENTS:  # an invoice we sent: paid, or not
+                return by_invoice.on_event(tx, event_id, event_type, obj, now=now, paid_in=self._paid_in)
             if event_type in money.EVENTS:  # after the sale: the license follows the money
                 return money.record(tx.conn, event_id, event_type, obj, now)
-            if event_type == "invoice.payment_failed":
-                return self._usage_unpaid(tx, obj)
             if event_type not in ("payment_intent.succeeded", "payment_intent.payment_failed"):
                 return "ignored"
             if (obj.get("metadata") or {}).get("purpose") == CARD_CHECK:
@@ -209,45 +254,37 @@ class Orders:
                 error = (obj.get("last_payment_error") or {}).get("message") or "the payment failed"
                 tx.update_order(order.id, last_error=str(error)[:300])
                 return "failed"
-            return self._paid_in(tx, order, obj.get("amount"), obj.get("currency"), now)
+            return self._paid_in(tx, order, obj.get("amount"), obj.get("currency"), now=now)
 
-    @staticmethod
-    def _usage_unpaid(tx: ShopTx, invoice: dict[str, Any]) -> str:
-        """A usage invoice of one of our metered subscriptions failed (Stripe retries it): the order
-        says so (``last_error``, `vendor` logs) so the vendor can suspend the license if it stays unpaid."""
-        subscription = invoice.get("subscription")
-        order_id = tx.order_of_subscription(subscription) if isinstance(subscription, str) else None
-        order = tx.get_order(order_id) if order_id is not None else None
-        if order is None:
-            return "ignored"
-        tx.update_order(order.id, last_error=f"usage invoice {str(invoice.get('id'))[:60]} could not be charged")
-        log.error(
-            "order %s: a usage invoice of license %s could not be charged; `vendor suspend` it if it stays unpaid",
-            order.id,
-            order.license_id,
-        )
-        return "usage_unpaid"
-
-    def _paid_in(self, tx: ShopTx, order: Order, amount: Any, currency: Any, now: int) -> str:
+    def _paid_in(
+        self, tx: ShopTx, order: Order, amount: Any, currency: Any, *, now: int, state: str = "pending"
+    ) -> str:
         if amount != order.amount or currency != order.currency:
             log.error("order %s: Stripe reports %s %s, the order is %s", order.id, amount, currency, order.amount)
             tx.update_order(order.id, last_error="paid amount does not match the order")
             return "mismatch"
         if why := repriced(order, self.catalogue):  # paid at a price the store no longer has: held
-            if tx.update_order(order.id, expect_state="pending", state="held", paid_at=now, last_error=why):
+            if tx.update_order(order.id, expect_state=state, state="held", paid_at=now, last_error=why):
                 log.error("order %s paid but held (%s): refund it in Stripe or fulfil it by hand", order.id, why)
             return "held"
-        if tx.update_order(order.id, expect_state="pending", state="paid", paid_at=now):
+        if tx.update_order(order.id, expect_state=state, state="paid", paid_at=now):
+            self._tell_paid(tx, order, now)
             log.info("order %s paid", order.id)
             return "paid"
         return "already paid"
+
+    def _tell_paid(self, tx: ShopTx, order: Order, now: int) -> None:
+        """The vendor webhook ``order.paid``, queued in the transaction that marks the order paid."""
+        emit(tx.conn, "order.paid", order_data(order, self.config.seller.order_number(order.number)), now)
 
     def _mark_paid(self, order_id: str, payment_intent: str | None, why: str) -> None:
         now = self.service.clock()
         with self.store.transaction() as tx:
             order = tx.get_order(order_id)
-            if order is not None and order.stripe_payment_intent == payment_intent:
-                tx.update_order(order_id, expect_state="pending", state="paid", paid_at=now)
+            paid = order is not None and order.stripe_payment_intent == payment_intent
+            if paid and tx.update_order(order_id, expect_state="pending", state="paid", paid_at=now):
+                assert order is not None
+                self._tell_paid(tx, order, now)
         log.info("order %s paid (%s)", order_id, why)
 
     def reconcile(self) -> int:
@@ -263,95 +300,9 @@ class Orders:
             intent = self.gateway.intent(order.stripe_payment_intent)
             if intent.status == "succeeded":
                 with self.store.transaction() as tx:
-                    count += self._paid_in(tx, order, intent.amount, intent.currency, now) == "paid"
-        return count
+                    count += self._paid_in(tx, order, intent.amount, intent.currency, now=now) == "paid"
+        return count + self.by_invoice.reconcile(self._paid_in)
 
-    # -- fulfilment ----------------------------------------------------------------------
+    # -- fulfilment (fulfil.py) ------------------------------------------------------------
     def fulfil_due(self) -> int:
-        """One pass over paid orders; each failure is recorded and retried on the next pass."""
-        now = self.service.clock()
-        with self.store.transaction() as tx:
-            due = tx.order_ids("paid")
-        done = 0
-        for order_id in due:
-            with self.store.transaction() as tx:
-                if not tx.claim_order(order_id, "paid", now, now + self.config.claim_seconds):
-                    continue  # another worker has it
-            try:
-                self._fulfil(order_id)
-                done += 1
-            except LicensingError as exc:
-                with self.store.transaction() as tx:
-                    order = tx.get_order(order_id)
-                    attempts = order.attempts + 1 if order else 1
-                    tx.update_order(order_id, attempts=attempts, last_error=exc.message[:300], claimed_until=None)
-                log.warning("order %s not fulfilled yet (attempt %d): %s", order_id, attempts, exc.message)
-        return done
-
-    def _fulfil(self, order_id: str) -> None:
-        """The steps of a paid order's fulfilment; the caller holds the order's lease."""
-        order = self.get(order_id)
-        if order.kind == "purchase" and order.license_id is None:
-            order = self._issue(order)
-        elif order.kind == "upgrade":
-            order = self._upgrade(order)
-        metered = [line_product(ln) for ln in order.lines if ln["kind"] == Kind.METERED]
-        if metered and order.stripe_subscription is None and order.stripe_customer is not None:
-            sub = self.gateway.subscribe_metered(order.id, order.stripe_customer, metered, order.currency)
-            with self.store.transaction() as tx:
-                tx.update_order(order.id, stripe_subscription=sub)
-        self._mail(order)
-        with self.store.transaction() as tx:
-            tx.update_order(
-                order.id,
-                expect_state="paid",
-                state="fulfilled",
-                pending_key=None,
-                claimed_until=None,
-                fulfilled_at=self.service.clock(),
-            )
-        log.info("order %s fulfilled (license %s)", order.id, order.license_id)
-
-    def _years(self, order: Order) -> int:
-        return sum(ln["quantity"] for ln in order.lines if ln["kind"] == Kind.PER_YEAR)
-
-    def _issue(self, order: Order) -> Order:
-        terms = lineup.license_terms(self.service, order.lines, self._years(order), self.config.max_activations)
-        lic, key = self.service.issue_license(model="online", **terms)
-        with self.store.transaction() as tx:
-            tx.update_order(order.id, license_id=lic["id"], pending_key=key, support_until=lic["support_until"])
-            tx.set_contact(lic["id"], order.email, self.service.clock())
-        return self.get(order.id)
-
-    def _upgrade(self, order: Order) -> Order:
-        assert order.license_id is not None
-        years = self._years(order)
-        if years and order.support_until is None:
-            # The new end is fixed once, from the later of now and the current end (and of
-            # other upgrades paid or applied meanwhile), so a retried step extends nothing twice.
-            read_at = self.service.clock()
-            current = self.service.get_license(order.license_id)["support_until"] or 0
-            with self.store.transaction() as tx:
-                tx.lock_orders_of(order.license_id)
-                others = tx.other_support_ends(order, fulfilled_since=read_at - 1)
-                base = max(self.service.clock(), current, *others)
-                tx.update_order(order.id, support_until=add_years(base, years))  # calendar years
-            order = self.get(order.id)
-        assert order.license_id is not None
-        changes: dict[str, Any] = {"add_features": sorted({f for ln in order.lines for f in line_features(ln)})}
-        if order.support_until is not None:
-            changes["support_until"] = order.support_until
-        self.service.update_license(order.license_id, changes)  # what `vendor update` calls
-        return order
-
-    def _mail(self, order: Order) -> None:
-        assert order.license_id is not None
-        lic = self.service.get_license(order.license_id)
-        seller = self.config.seller
-        if order.kind == "upgrade":
-            subject, body = messages.receipt(order, lic)
-            self.mailer.send(order.email, *messages.from_seller(seller, order, subject, body))
-        elif order.pending_key is not None:  # None: mailed before a crash; the key is gone and stays gone
-            subject, body = messages.key(order, lic, order.pending_key, self.config.base_url)
-            subject, body = messages.from_seller(seller, order, subject, body)
-            self.mailer.send(order.email, subject, body, attachment=("license.txt", order.pending_key + "\n"))
+        return self.fulfilment.fulfil_due()

@@ -1,4 +1,4 @@
-"""Stripe, through its official library; nothing else in the store imports ``stripe``.
+"""Stripe, through its official library; nothing else in the store imports ``stripe`` but :mod:`.invoicing`.
 
 The card never touches this server: the page turns it into a token with Stripe.js,
 the server attaches the token to a Customer and confirms a PaymentIntent for the
@@ -51,16 +51,27 @@ class StripeGateway:
         base = {"api": settings.api_base} if settings.api_base else None
         self.client = stripe.StripeClient(settings.secret_key, base_addresses=base, max_network_retries=2)  # type: ignore[arg-type]
 
-    def customer_with_card(self, email: str, token: str, order_id: str) -> tuple[str, str]:
-        """A Customer for the order with the tokenized card as its default source: (customer, card)."""
+    def customer_with_card(self, email: str, token: str, order_id: str) -> tuple[str, str, str | None]:
+        """A Customer for the order with the tokenized card as its default source: (customer, card,
+        the card's last 4 digits for the receipt)."""
         try:
             customer = self.client.v1.customers.create(params={"email": email, "metadata": {"order_id": order_id}})
             card = self.client.v1.customers.payment_sources.create(customer.id, params={"source": token})
         except stripe.StripeError as exc:
             raise payment_error(exc) from None
-        return customer.id, card.id
+        last4 = getattr(card, "last4", None)  # a Card has it; other source types do not
+        return customer.id, card.id, str(last4)[:4] if last4 else None
 
-    def charge(self, order_id: str, amount: int, currency: str, customer: str, card: str) -> Charge:
+    def charge(
+        self,
+        order_id: str,
+        amount: int,
+        currency: str,
+        customer: str,
+        card: str,
+        *,
+        metadata: dict[str, str] | None = None,  # more of the PaymentIntent's metadata (Stripe Tax's calculation)
+    ) -> Charge:
         try:
             intent = self.client.v1.payment_intents.create(
                 params={
@@ -69,7 +80,7 @@ class StripeGateway:
                     "customer": customer,
                     "payment_method": card,
                     "confirm": True,
-                    "metadata": {"order_id": order_id},
+                    "metadata": {"order_id": order_id, **(metadata or {})},
                 },
                 options={"idempotency_key": f"pay-{order_id}-{card}"},
             )
@@ -151,6 +162,17 @@ class StripeGateway:
             params["meter"] = product.meter
         plan = self.client.v1.plans.create(params=params)  # type: ignore[arg-type]
         return plan.id
+
+    def billing_portal(self, customer: str, return_url: str) -> str:
+        """A Stripe billing portal session for the customer (card, invoices, cancelling the metered
+        subscription); its URL is short-lived and opened at once."""
+        try:
+            session = self.client.v1.billing_portal.sessions.create(
+                params={"customer": customer, "return_url": return_url}
+            )
+        except stripe.StripeError as exc:
+            raise payment_error(exc) from None
+        return str(session.url)
 
     def verify_event(self, payload: bytes, signature: str | None) -> Any:
         """The event if the Stripe-Signature header is valid and fresh, else a typed error."""

@@ -26,7 +26,7 @@ from ..activation.results import OfflineActivation, OfflineDeactivation
 from ..activation.service import ActivationService
 from .config import ShopConfig
 from .lineup import named
-from .mail import Mailer, mask_email
+from .mail import Mailer, check_email, mask_email
 from .store import ShopStore
 
 log = logging.getLogger(__name__)
@@ -107,16 +107,6 @@ class Portal:
         log.info("portal sign-in for license %s", license_id)
         return token, csrf
 
-    def session(self, token: str | None) -> tuple[str, str]:
-        """(license id, csrf token) of a live session, or UNAUTHORIZED."""
-        found = None
-        if token:
-            with self.store.transaction() as tx:
-                found = tx.session(_digest(token), self.service.clock())
-        if found is None:
-            raise LicensingError(ErrorCode.UNAUTHORIZED, "sign in first")
-        return found
-
     def sign_out(self, token: str) -> None:
         with self.store.transaction() as tx:
             tx.delete_session(_digest(token))
@@ -181,8 +171,6 @@ class Portal:
 
 def record_contact(service: ActivationService, store: ShopStore, license_id: str, email: Any) -> None:
     """Record (or replace) the customer address of a license, e.g. one sold by vendor staff."""
-    from .orders import check_email
-
     address = check_email(email)
     service.get_license(license_id)  # NOT_FOUND for an unknown id
     with store.transaction() as tx:

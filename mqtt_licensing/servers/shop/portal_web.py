@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ...core.errors import ErrorCode, LicensingError
 from .._http import HTTP_STATUS
+from .accounts import Viewer
 from .messages import support_text, when
 from .portal import CODE_TTL, SESSION_TTL
 from .state import shop_state
@@ -30,6 +31,7 @@ from .web import MAX_FORM_BYTES, form, page
 COOKIE = "mqttlic_portal"
 # The key a sign-in code was just sent for, so the code form that follows (a GET) can carry it.
 SIGNIN_COOKIE = "mqttlic_signin"
+EMAIL_COOKIE = "mqttlic_signin_email"  # the address a code was asked for, likewise
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _MASKED = re.compile(r"^[^<>\s]{1,254}$")
 DONE = {  # what a redirect after an action says, by the name in its query
@@ -43,20 +45,30 @@ def _root(request: Request) -> str:
     return str(request.scope.get("root_path", ""))
 
 
-async def _signed_in(request: Request, data: Any = None) -> tuple[str, str, str]:
-    """(token, license id, csrf) of the request's session; a form must carry the session's csrf."""
+async def signed_in(request: Request, data: Any = None) -> tuple[str, Viewer]:
+    """(token, viewer) of the request's session; a form must carry the session's csrf."""
     token = request.cookies.get(COOKIE, "")
-    license_id, csrf = await run_in_threadpool(shop_state(request).portal.session, token)
-    if data is not None and not hmac.compare_digest(str(data.get("csrf", "")), csrf):
+    viewer = await run_in_threadpool(shop_state(request).accounts.viewer, token)
+    if data is not None and not hmac.compare_digest(str(data.get("csrf", "")), viewer.csrf):
         raise LicensingError(ErrorCode.UNAUTHORIZED, "the form expired; reload the page and try again")
-    return token, license_id, csrf
+    return token, viewer
 
 
-def _status(exc: LicensingError) -> int:
+async def target(request: Request, data: Any) -> tuple[Viewer, str]:
+    """The viewer and the license a form acts on: a key session's own, or one of the account's."""
+    _token, viewer = await signed_in(request, data)
+    return viewer, await run_in_threadpool(shop_state(request).accounts.check, viewer, data.get("license_id"))
+
+
+def home(request: Request, viewer: Viewer) -> str:
+    return f"{_root(request)}/portal/{'account' if viewer.email else 'license'}"
+
+
+def status_of(exc: LicensingError) -> int:
     return HTTP_STATUS.get(exc.code, 400)
 
 
-def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+def set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,
@@ -68,17 +80,24 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, max
     )
 
 
-async def _license_page(request: Request, *, error: LicensingError | None = None) -> Response:
-    _token, license_id, csrf = await _signed_in(request)
-    lic = await run_in_threadpool(shop_state(request).portal.overview, license_id)
+async def license_page(request: Request, *, error: LicensingError | None = None) -> Response:
+    """The signed-in page: the license of a key session, every license of an address."""
+    _token, viewer = await signed_in(request)
+    accounts = shop_state(request).accounts
+    licenses = [
+        await run_in_threadpool(accounts.license_view, lid)
+        for lid in await run_in_threadpool(accounts.license_ids, viewer)
+    ]
     done, activation = request.query_params.get("done", ""), request.query_params.get("id", "")
     notice = DONE[done].format(id=activation) if done in DONE and _ID.match(activation) else ""
     return page(
         request,
-        "portal_license.html",
-        _status(error) if error else 200,
-        lic=lic,
-        csrf=csrf,
+        "portal_account.html" if viewer.email else "portal_license.html",
+        status_of(error) if error else 200,
+        licenses=licenses,
+        lic=licenses[0] if licenses else None,
+        viewer=viewer,
+        csrf=viewer.csrf,
         notice=notice,
         error=error.message if error else "",
         error_code=str(error.code) if error else "",
@@ -87,24 +106,33 @@ async def _license_page(request: Request, *, error: LicensingError | None = None
     )
 
 
-def _done(request: Request, what: str, activation_id: str) -> Response:
+def _done(request: Request, viewer: Viewer, what: str, activation_id: str) -> Response:
     query = urlencode({"done": what, "id": activation_id})
-    return RedirectResponse(f"{_root(request)}/portal/license?{query}", status_code=303)
+    return RedirectResponse(f"{home(request, viewer)}?{query}", status_code=303)
+
+
+def signin_page(request: Request, status: int = 200, **context: Any) -> Response:
+    """The sign-in page: by address or by key; after a code was sent, the code form of that way."""
+    context.setdefault("mode", "start")
+    for name in ("email", "license_key", "masked_email", "error", "error_code"):
+        context.setdefault(name, "")
+    return page(request, "portal_signin.html", status, **context)
 
 
 async def signin(request: Request) -> Response:
-    """The key form; after a code was sent, the code form (the key carried by a short cookie)."""
-    if request.cookies.get(COOKIE):  # signed in already: the portal link goes to the license
+    if request.cookies.get(COOKIE):  # signed in already: the portal link goes to the licenses
         try:
-            await _signed_in(request)
-            return RedirectResponse(f"{_root(request)}/portal/license", status_code=303)
+            _token, viewer = await signed_in(request)
+            return RedirectResponse(home(request, viewer), status_code=303)
         except LicensingError:
             pass  # the session ended: sign in again
-    key = request.cookies.get(SIGNIN_COOKIE, "")
+    key, email = request.cookies.get(SIGNIN_COOKIE, ""), request.cookies.get(EMAIL_COOKIE, "")
     sent_to = request.query_params.get("sent", "")
     if key and _MASKED.match(sent_to):
-        return page(request, "portal_signin.html", masked_email=sent_to, license_key=key)
-    return page(request, "portal_signin.html", masked_email=None, license_key="")
+        return signin_page(request, mode="key_code", masked_email=sent_to, license_key=key)
+    if email and request.query_params.get("asked"):
+        return signin_page(request, mode="email_code", email=email)
+    return signin_page(request)
 
 
 async def send_code(request: Request) -> Response:
@@ -112,17 +140,9 @@ async def send_code(request: Request) -> Response:
     try:
         masked = await run_in_threadpool(shop_state(request).portal.request_code, key)
     except LicensingError as exc:  # the key form again, the key kept, the reason beside it
-        return page(
-            request,
-            "portal_signin.html",
-            _status(exc),
-            masked_email=None,
-            license_key=key,
-            error=exc.message,
-            error_code=str(exc.code),
-        )
+        return signin_page(request, status_of(exc), license_key=key, error=exc.message, error_code=str(exc.code))
     response = RedirectResponse(f"{_root(request)}/portal?{urlencode({'sent': masked})}", status_code=303)
-    _set_cookie(request, response, SIGNIN_COOKIE, key, CODE_TTL)
+    set_cookie(request, response, SIGNIN_COOKIE, key, CODE_TTL)
     return response
 
 
@@ -134,43 +154,49 @@ async def login(request: Request) -> Response:
         token, _csrf = await run_in_threadpool(shop.portal.sign_in, key, data.get("code"))
     except LicensingError as exc:  # the code form again: the same code can be retyped
         sent_to = request.query_params.get("sent", "") or str(data.get("sent", ""))
-        return page(
+        return signin_page(
             request,
-            "portal_signin.html",
-            _status(exc),
+            status_of(exc),
+            mode="key_code",
             masked_email=sent_to if _MASKED.match(sent_to) else "the purchase address",
             license_key=key,
             error=f"{exc.message}; type it again, or ask for a new code",
             error_code=str(exc.code),
         )
-    response = RedirectResponse(f"{_root(request)}/portal/license", status_code=303)
-    _set_cookie(request, response, COOKIE, token, SESSION_TTL)
-    response.delete_cookie(SIGNIN_COOKIE, path=f"{_root(request)}/portal")
+    return signed_in_response(request, token, "license")
+
+
+def signed_in_response(request: Request, token: str, where: str) -> Response:
+    response = RedirectResponse(f"{_root(request)}/portal/{where}", status_code=303)
+    set_cookie(request, response, COOKIE, token, SESSION_TTL)
+    for name in (SIGNIN_COOKIE, EMAIL_COOKIE):
+        response.delete_cookie(name, path=f"{_root(request)}/portal")
     return response
 
 
 async def show(request: Request) -> Response:
-    return await _license_page(request)
+    return await license_page(request)
 
 
 async def free(request: Request) -> Response:
     data = await form(request)
-    _token, license_id, csrf = await _signed_in(request, data)
+    viewer, license_id = await target(request, data)
     if data.get("confirm") != "yes":  # the question first: which broker, and that it must be gone
         lic = await run_in_threadpool(shop_state(request).portal.overview, license_id)
         asked = next((a for a in lic["activations"] if a["id"] == data.get("activation_id") and a["active"]), None)
         if asked is not None:
-            return page(request, "portal_free.html", lic=lic, act=asked, csrf=csrf, fmt=when)
+            back = home(request, viewer)
+            return page(request, "portal_free.html", lic=lic, act=asked, csrf=viewer.csrf, fmt=when, back=back)
     try:
         freed = await run_in_threadpool(shop_state(request).portal.free, license_id, data.get("activation_id"))
     except LicensingError as exc:
-        return await _license_page(request, error=exc)
-    return _done(request, "freed", str(freed["id"]))
+        return await license_page(request, error=exc)
+    return _done(request, viewer, "freed", str(freed["id"]))
 
 
 async def offline_activate(request: Request) -> Response:
     data = await form(request, files=1)
-    _token, license_id, _csrf = await _signed_in(request, data)
+    _viewer, license_id = await target(request, data)
     portal = shop_state(request).portal
     code = str(data.get("request_code") or "").strip()
     upload = data.get("request_file")
@@ -179,7 +205,7 @@ async def offline_activate(request: Request) -> Response:
     try:
         result = await run_in_threadpool(portal.offline_activate, license_id, code)
     except LicensingError as exc:  # the page again, the reason beside the form (the code is not kept)
-        return await _license_page(request, error=exc)
+        return await license_page(request, error=exc)
     return Response(
         result.usage_license,
         media_type="text/plain",
@@ -192,17 +218,17 @@ async def offline_activate(request: Request) -> Response:
 
 async def offline_deactivate(request: Request) -> Response:
     data = await form(request)
-    _token, license_id, _csrf = await _signed_in(request, data)
+    viewer, license_id = await target(request, data)
     try:
         result = await run_in_threadpool(shop_state(request).portal.offline_deactivate, license_id, data.get("code"))
     except LicensingError as exc:
-        return await _license_page(request, error=exc)
-    return _done(request, "handed_in" if result.freed else "already_free", result.activation_id)
+        return await license_page(request, error=exc)
+    return _done(request, viewer, "handed_in" if result.freed else "already_free", result.activation_id)
 
 
 async def logout(request: Request) -> Response:
     data = await form(request)
-    token, _license_id, _csrf = await _signed_in(request, data)
+    token, _viewer = await signed_in(request, data)
     await run_in_threadpool(shop_state(request).portal.sign_out, token)
     response = RedirectResponse(f"{_root(request)}/portal", status_code=303)
     response.delete_cookie(COOKIE, path=f"{_root(request)}/portal")

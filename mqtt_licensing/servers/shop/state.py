@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from .accounts import Accounts
 from .catalogue import Catalogue
 from .config import StripeSettings
 from .orders import Orders
@@ -19,6 +20,7 @@ from .seller import Seller
 class ShopState:
     orders: Orders
     portal: Portal
+    accounts: Accounts
     wake: Callable[[], None]  # run the fulfilment loop now: a payment just arrived
     secure_cookie: bool  # the portal's cookie only over HTTPS (base_url says which)
     content_policy: str  # Content-Security-Policy with a ``{nonce}`` slot

@@ -42,9 +42,21 @@ class Order:
     number: int | None = None  # given when the order is stored (insert_order)
     country: str | None = None
     tax: int = 0  # minor units, included in amount
+    payment: str = "card"  # card | invoice (pay by invoice, Stripe's send_invoice)
+    card_last4: str | None = None
+    stripe_invoice: str | None = None
+    invoice_number: str | None = None
+    invoice_url: str | None = None  # Stripe's hosted invoice page
+    invoice_pdf: str | None = None
+    provisional_until: int | None = None  # a provisional license's end while its invoice is unpaid
+    cancel_at: int | None = None  # the subscription's metered features are removed then
+    invoice_checked_at: int | None = None
+    tax_calculation: str | None = None  # Stripe Tax's taxcalc_..., made before payment
+    tax_transaction: str | None = None  # Stripe Tax's record of the paid sale
+    po_number: str | None = None  # the buyer's purchase order number, on the invoice (pay by invoice)
 
 
-def _order(row: Any) -> Order:
+def order_of_row(row: Any) -> Order:
     values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row mapping
     return Order(**{f.name: values[f.name] for f in fields(Order)})
 
@@ -67,7 +79,7 @@ class ShopTx:
 
     def get_order(self, order_id: str) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.id == order_id).with_for_update()).first()
-        return _order(row) if row is not None else None
+        return order_of_row(row) if row is not None else None
 
     def order_ids(self, state: str, *, created: tuple[int, int] | None = None) -> list[str]:
         """Orders in ``state``; with ``created=(after, before)`` only those with a payment, created then."""
@@ -80,6 +92,34 @@ class ShopTx:
             )
         return [r[0] for r in self.conn.execute(query)]
 
+    def order_of_invoice(self, invoice: str) -> Order | None:
+        row = self.conn.execute(sa.select(orders).where(orders.c.stripe_invoice == invoice).with_for_update()).first()
+        return order_of_row(row) if row is not None else None
+
+    def awaiting_provision(self) -> list[str]:
+        """Orders paid by invoice, not yet paid, whose provisional license is not issued or not mailed."""
+        query = sa.select(orders.c.id).where(
+            orders.c.state == "invoiced",
+            orders.c.kind == "purchase",
+            sa.or_(orders.c.license_id.is_(None), orders.c.pending_key.is_not(None)),
+        )
+        return [str(r[0]) for r in self.conn.execute(query.order_by(orders.c.created_at))]
+
+    def invoices_to_check(self, before: int) -> list[str]:
+        """Invoiced orders not asked about since ``before`` (their ``invoice.paid`` may be lost)."""
+        c = orders.c
+        query = sa.select(c.id).where(
+            c.state == "invoiced",
+            c.stripe_invoice.is_not(None),
+            sa.or_(c.invoice_checked_at.is_(None), c.invoice_checked_at <= before),
+        )
+        return [str(r[0]) for r in self.conn.execute(query.order_by(c.created_at))]
+
+    def due_cancellations(self, now: int) -> list[tuple[str, int]]:
+        """(order, when) of feature removals scheduled for a subscription's period end, now due."""
+        query = sa.select(orders.c.id, orders.c.cancel_at).where(orders.c.cancel_at <= now)
+        return [(str(r[0]), int(r[1])) for r in self.conn.execute(query)]
+
     def order_of_subscription(self, subscription: str) -> str | None:
         found = sa.select(orders.c.id).where(orders.c.stripe_subscription == subscription)
         row = self.conn.execute(found).first()
@@ -88,11 +128,11 @@ class ShopTx:
     def list_orders(self) -> list[Order]:
         """Every order, newest first (the vendor's `vendor orders`)."""
         query = sa.select(orders).order_by(orders.c.created_at.desc(), orders.c.id)
-        return [_order(r) for r in self.conn.execute(query)]
+        return [order_of_row(r) for r in self.conn.execute(query)]
 
     def order_by_number(self, number: int) -> Order | None:
         row = self.conn.execute(sa.select(orders).where(orders.c.number == number)).first()
-        return _order(row) if row is not None else None
+        return order_of_row(row) if row is not None else None
 
     def intent_taken(self, payment_intent: str) -> bool:
         found = sa.select(orders.c.id).where(orders.c.stripe_payment_intent == payment_intent)
@@ -218,15 +258,6 @@ class ShopTx:
             )
         )
 
-    def session(self, digest: str, now: int) -> tuple[str, str] | None:
-        """(license id, csrf token) of a live session."""
-        row = self.conn.execute(
-            sa.select(portal_sessions.c.license_id, portal_sessions.c.csrf).where(
-                portal_sessions.c.token_digest == digest, portal_sessions.c.expires_at > now
-            )
-        ).first()
-        return (row[0], row[1]) if row is not None else None
-
     def delete_session(self, digest: str) -> None:
         self.conn.execute(portal_sessions.delete().where(portal_sessions.c.token_digest == digest))
 
@@ -272,4 +303,4 @@ class ShopStore:
         self.engine.dispose()
 
 
-__all__ = ["Order", "ShopStore", "ShopTx"]
+__all__ = ["Order", "ShopStore", "ShopTx", "order_of_row"]

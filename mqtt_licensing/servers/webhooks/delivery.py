@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 
 import httpx
 
+from ..defaults import WEBHOOK_TIMEOUT
 from .signing import headers
 from .store import Due, Webhooks
 
 log = logging.getLogger(__name__)
 
-SEND_TIMEOUT = 10.0  # a receiver that never answers costs a background task this much, nothing else
+SEND_TIMEOUT = WEBHOOK_TIMEOUT  # a receiver that never answers costs a background task this much, nothing else
 
 
 class Deliverer:
@@ -35,6 +37,9 @@ class Deliverer:
         self.clock = clock
         self.transport = transport
         self.send_timeout = send_timeout
+        # A claim outlives the attempt it covers (connect + answer within the timeout, then the
+        # record): a live sender is never overtaken, a killed one's rows are sent again soon.
+        self.claim_seconds = max(3, math.ceil(3 * send_timeout))
 
     async def run(self) -> None:
         async with self.client() as client:
@@ -50,7 +55,7 @@ class Deliverer:
 
     async def step(self, client: httpx.AsyncClient) -> int:
         """One round: claim what is due, send it all at once, record each outcome. Returns the count."""
-        due = await asyncio.to_thread(self.webhooks.claim_due, int(self.clock()))
+        due = await asyncio.to_thread(self.webhooks.claim_due, int(self.clock()), 20, self.claim_seconds)
         if due:
             await asyncio.gather(*(self._send(client, item) for item in due))
         return len(due)

@@ -19,7 +19,7 @@ from .schema import SCHEMA, endpoints, outbox
 from .signing import new_secret
 
 RETRY_FOR = 24 * 3600  # an event is retried for a day, then given up (and shown so in deliveries)
-CLAIM_SECONDS = 60  # a claimed row is not sent by another replica meanwhile
+CLAIM_SECONDS = 60  # a claimed row is not sent by another replica meanwhile (the Deliverer's own is 3 x its timeout)
 # Never in a payload, whoever emits it: a receiver is a third party.
 _SECRET_FIELDS = frozenset({"license_key", "key", "token", "secret", "password", "admin_token", "chain"})
 
@@ -148,8 +148,11 @@ class Webhooks:
         with self.engine.begin() as conn:
             return emit(conn, event_type, data, now)
 
-    def claim_due(self, now: int, limit: int = 20) -> list[Due]:
-        """Rows due now, each claimed for :data:`CLAIM_SECONDS` so that another replica skips it."""
+    def claim_due(self, now: int, limit: int = 20, claim_seconds: int = CLAIM_SECONDS) -> list[Due]:
+        """Rows due now, each claimed for ``claim_seconds`` so that another replica skips it.
+
+        A server killed mid-delivery leaves its claims: they are due again once the claim ends,
+        under the same ``webhook-id`` (the receiver may see an id twice, never an event under two)."""
         query = (
             sa.select(outbox, endpoints.c.url, endpoints.c.secret)
             .join(endpoints, endpoints.c.id == outbox.c.endpoint_id)
@@ -163,7 +166,7 @@ class Webhooks:
                 taken = conn.execute(
                     sa.update(outbox)
                     .where(outbox.c.id == row.id, outbox.c.next_attempt_at == row.next_attempt_at)
-                    .values(next_attempt_at=now + CLAIM_SECONDS)
+                    .values(next_attempt_at=now + claim_seconds)
                 ).rowcount
                 if taken:
                     claimed.append(Due(row.id, row.url, row.secret, row.payload.encode(), row.attempts, row.created_at))

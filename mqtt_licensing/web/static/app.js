@@ -1,12 +1,12 @@
-// The License page's controller: login, the admin's actions and the activation
-// wizard. The broker is reached only through LicenseLink (link.js), which speaks the
+// The License page's controller: login, the admin's actions and the page state (the activation
+// wizard is wizard.js). The broker is reached only through LicenseLink (link.js), which speaks the
 // $license topic contract; what is shown is drawn by view.js.
 
-import { checkKey } from "./keys.js";
 import {
-  $, copy, download, el, errorText, focusTop, sentence, setMessage, shortTime, show, tickClock, timeNode, wireDrop,
+  $, copy, download, errorText, focusTop, sentence, setMessage, shortTime, show, tickClock,
 } from "./dom.js";
 import { LicenseLink } from "./link.js";
+import { createWizard } from "./wizard.js";
 import { addEvent, clearEvents, featureTitles, held, renderEvents, renderStatus, shortFingerprint } from "./view.js";
 
 const STATUS_REFRESH_MS = 15000;
@@ -20,6 +20,8 @@ const page = {
 function request(operation, fields) {
   return page.link.request(operation, fields);
 }
+
+const wizard = createWizard({ page, busy, request, canAct });
 
 // ---------------------------------------------------------------- session
 
@@ -125,13 +127,16 @@ function canAct() { return page.connected && !page.busyPrefix; }
 function setButtons() {
   const off = !canAct();
   for (const b of document.querySelectorAll("#actions button, #wizard button")) b.disabled = off;
-  if (!off) refreshKeyChecks();
+  if (!off) wizard.refreshKeyChecks();
 }
 
-// The broker's name on this page: its host and instance (a fleet has many License pages).
+// The broker's name on this page: its label (instance_label, else its host name), the host the
+// page came from and its instance (a fleet has many License pages). The label is text the broker's
+// config chose: it only ever reaches textContent and title, never markup.
 function renderIdentity(s) {
   const fp = s && s.instance && s.instance.fingerprint;
-  const label = (s && s.instance && s.instance.label) || location.host;
+  const own = s && s.instance && typeof s.instance.label === "string" ? s.instance.label : "";
+  const label = own && own !== location.hostname ? `${own} (${location.host})` : location.host;
   $("broker-name").textContent = fp ? `${label} · instance ${shortFingerprint(fp)}` : label;
   $("broker-name").title = fp ? `instance fingerprint ${fp}` : "";
   document.title = `License · ${(s && s.instance && s.instance.label) || location.hostname}`;
@@ -159,7 +164,7 @@ function render() {
   show($("wizard"), admin && Boolean(s) && (!held(s) || s.model === "offline"));
   if (admin && s) {
     renderActions(s);
-    renderWizard(s);
+    wizard.render(s);
   }
 }
 
@@ -259,108 +264,6 @@ async function confirmDeactivate() {
   if (reply.seat_released === false) setMessage("actions-ok", "The floating server could not be reached: the seat frees itself when the lease expires.");
 }
 
-// ---------------------------------------------------------------- wizard
-
-function method() {
-  return document.querySelector('input[name="method"]:checked').value;
-}
-
-function renderWizard(s) {
-  const updating = s.model === "offline";
-  const chosen = updating || s.state === "pending_offline" ? "offline" : method();
-  if (chosen !== method()) document.querySelector(`input[name="method"][value="${chosen}"]`).checked = true;
-  $("wizard-title").textContent = updating ? "Update the offline license" : "Activate a license";
-  show($("methods"), !updating);
-  show($("online-form"), chosen === "online");
-  show($("offline-form"), chosen === "offline");
-  show($("floating-form"), chosen === "floating");
-  const pending = s.offline && s.offline.pending_request_at && s.offline.request_code;
-  show($("offline-pending"), Boolean(pending));
-  if (pending) {
-    $("offline-pending-at").replaceChildren("Request made ", timeNode(s.offline.pending_request_at), ". Waiting for the vendor's usage license.");
-    $("offline-request-code").value = s.offline.request_code;
-  }
-  $("offline-step1-title").textContent = pending ? "Or make a new usage request (replaces the one above)" : "2. Generate a usage request";
-  renderFeatureBoxes();
-}
-
-function renderFeatureBoxes() {
-  const box = $("floating-features");
-  if (box.querySelector("input")) return;
-  for (const f of page.config.features || []) {
-    const id = `feature-${f.name}`;
-    box.append(el("label", { class: "feature", for: id },
-      el("input", { type: "checkbox", id, value: f.name, checked: f.name === "mqtt_server" }), ` ${f.title}`));
-  }
-}
-
-function onKeyInput(inputId, checkId, buttonId) {
-  const text = $(inputId).value;
-  const node = $(checkId);
-  if (!text.trim()) {
-    $(inputId).removeAttribute("aria-invalid");
-    node.textContent = "";
-    node.className = "check";
-    $(buttonId).disabled = true;
-    return null;
-  }
-  const result = checkKey(text);
-  node.textContent = result.ok ? "✓ Format and checksum are right." : `✗ ${result.message[0].toUpperCase()}${result.message.slice(1)}.`;
-  node.className = `check ${result.ok ? "good" : "bad"}`;
-  $(inputId).setAttribute("aria-invalid", result.ok ? "false" : "true");
-  $(buttonId).disabled = !result.ok || !canAct();
-  return result.ok ? result.key : null;
-}
-
-function refreshKeyChecks() {
-  onKeyInput("online-key", "online-key-check", "online-activate");
-  onKeyInput("offline-key", "offline-key-check", "offline-generate");
-  $("offline-apply").disabled = !$("offline-license").value.trim() || !canAct();
-}
-
-async function activateOnline(event) {
-  event.preventDefault();
-  const key = onKeyInput("online-key", "online-key-check", "online-activate");
-  if (!key) return;
-  const reply = await busy("online", () => request("activate", { method: "online", license_key: key }), "Activating with the vendor…");
-  if (reply) {
-    $("online-key").value = "";
-    refreshKeyChecks();
-  }
-}
-
-async function generateOffline(event) {
-  event.preventDefault();
-  const key = onKeyInput("offline-key", "offline-key-check", "offline-generate");
-  if (!key) return;
-  const reply = await busy("offline", () => request("offline_request", { license_key: key }), "Generating the request…");
-  if (reply) {
-    $("offline-key").value = "";
-    refreshKeyChecks();
-    focusTop("offline-request-code");
-  }
-}
-
-async function applyOffline(event) {
-  event.preventDefault();
-  const text = $("offline-license").value;
-  if (!text.trim()) return;
-  const reply = await busy("offline", () => request("activate", { method: "offline", usage_license: text }), "Applying the usage license…");
-  if (reply) {
-    $("offline-license").value = "";
-    refreshKeyChecks();
-  }
-}
-
-async function leaseFloating(event) {
-  event.preventDefault();
-  const url = $("floating-url").value.trim();
-  const features = [...document.querySelectorAll("#floating-features input:checked")].map((i) => i.value);
-  if (!url) return setMessage("floating-error", "Enter the floating license server's URL.");
-  if (!features.length) return setMessage("floating-error", "Choose at least one feature.");
-  await busy("floating", () => request("activate", { method: "floating", server_url: url, features }), "Leasing a seat…");
-}
-
 // ---------------------------------------------------------------- start
 
 async function start() {
@@ -393,28 +296,7 @@ async function start() {
   $("confirm-cancel").addEventListener("click", () => $("confirm-dialog").close("cancel"));
   for (const radio of document.querySelectorAll('input[name="method"]')) radio.addEventListener("change", render);
 
-  $("online-key").addEventListener("input", () => onKeyInput("online-key", "online-key-check", "online-activate"));
-  $("offline-key").addEventListener("input", () => onKeyInput("offline-key", "offline-key-check", "offline-generate"));
-  $("offline-license").addEventListener("input", refreshKeyChecks);
-  $("online-form").addEventListener("submit", activateOnline);
-  $("offline-request-form").addEventListener("submit", generateOffline);
-  $("offline-apply-form").addEventListener("submit", applyOffline);
-  $("floating-form").addEventListener("submit", leaseFloating);
-
-  wireDrop("online-drop", "online-file", "online-choose", (text, error) => {
-    setMessage("online-error", error || "");
-    if (text === null || text === undefined) return;
-    $("online-key").value = text.trim();
-    onKeyInput("online-key", "online-key-check", "online-activate");
-    $("online-key").focus();
-  });
-  wireDrop("offline-drop", "offline-file", "offline-choose", (text, error) => {
-    setMessage("offline-error", error || "");
-    if (text === null || text === undefined) return;
-    $("offline-license").value = text;
-    refreshKeyChecks();
-    $("offline-apply").focus();
-  });
+  wizard.wire();
   $("offline-copy").addEventListener("click", (e) => copy("offline-request-code", e.currentTarget));
   $("offline-download").addEventListener("click", () => download("request.txt", $("offline-request-code").value));
   $("copy-deactivation").addEventListener("click", (e) => copy("deactivation-code", e.currentTarget));

@@ -86,7 +86,11 @@ export function renderStatus(s, ctx) {
   }
   if (s.instance && s.instance.fingerprint) {
     const fp = s.instance.fingerprint;
-    rows.push(...detail("Instance", el("code", { title: fp, text: fp }), "instance"));
+    const code = el("code", { title: fp, text: fp });
+    // The label is the broker's own name (its config or host name): text, never markup.
+    const label = typeof s.instance.label === "string" && s.instance.label
+      ? [el("span", { class: "instance-label", text: s.instance.label }), " "] : [];
+    rows.push(...detail("Instance", el("span", {}, ...label, code), "instance"));
   }
   $("details").replaceChildren(...rows);
 
@@ -144,6 +148,12 @@ function checkInNode(c) {
   const wrap = el("div", { class: c.failing_since ? "health bad" : "health good" });
   if (c.last_ok_at) wrap.append("last ok ", relNode(c.last_ok_at));
   if (c.next_at) wrap.append(", next ", relNode(c.next_at));
+  const hb = c.heartbeat;
+  if (hb) {
+    wrap.append(el("br"), `heartbeat every ${hb.interval} s`);
+    if (hb.last_ok_at) wrap.append(", last ", relNode(hb.last_ok_at));
+    if (hb.release_after) wrap.append(`; released by the vendor after ${hb.release_after} s without one`);
+  }
   if (c.failing_since) {
     wrap.append(el("br"), "failing since ", timeNode(c.failing_since));
     if (c.last_error) wrap.append(`: ${errorText(c.last_error)}`);
@@ -196,6 +206,7 @@ function eventSummary(e) {
       return e.method === "floating" ? `floating (seat released: ${e.seat_released})` : `${e.method}: ${e.activation_id || ""}`;
     case "offline_request_created": return e.superseded_previous ? "replaces the previous request" : "";
     case "activation_lost": return e.message || "";
+    case "activation_released": return e.message || "";
     case "alarm_raised": return `${e.severity}: ${readableTimes(e.message || e.code)}`;
     case "alarm_cleared": return `${e.code} (raised ${relative(e.since)})`;
     case "offline_request_cancelled": return "the pending offline request was dropped";

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import stat
 import struct
@@ -18,6 +19,35 @@ import pytest
 
 from tests.helpers.broker import ADMIN, ADMIN_PASSWORD, RawClient, wait_for
 from tests.helpers.mosquitto import MosquittoHandle
+
+
+@pytest.mark.timeout(60)
+def test_the_broker_stays_single_threaded_and_the_agent_wakes_it(tmp_path: Path, plugin: Path, vendor) -> None:
+    """A thread in Mosquitto would put every syscall and malloc of its loop on glibc's
+    multi-threaded paths: the agent wakes the loop with the real-time signal the plugin handles."""
+    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor) as broker:
+        assert broker.broker is not None and broker.agent_thread is not None
+        proc = Path(f"/proc/{broker.broker.pid}/status").read_text()
+        fields = dict(line.split(":\t", 1) for line in proc.splitlines() if ":\t" in line)
+        assert fields["Threads"].strip() == "1"
+        wake_signal = signal.SIGRTMIN + 5
+        assert int(fields["SigCgt"], 16) & (1 << (wake_signal - 1)), "the plugin handles its wake signal"
+        waker = broker.agent_thread.link.waker if broker.agent_thread.link else None
+        assert waker is not None and (waker.pid, waker.signo) == (broker.broker.pid, wake_signal)
+        assert broker.status()["state"] == "trial"
+
+
+@pytest.mark.timeout(60)
+def test_an_agent_that_may_not_signal_the_broker_gets_the_watcher_thread(tmp_path: Path, plugin: Path, vendor) -> None:
+    """plugin_opt_wake thread (an agent of another user): the plugin names no signal, a thread in
+    the broker watches the socket, and replies still come."""
+    with MosquittoHandle(tmp_path / "b", plugin, vendor=vendor, plugin_options={"wake": "thread"}) as broker:
+        assert broker.broker is not None and broker.agent_thread is not None
+        proc = Path(f"/proc/{broker.broker.pid}/status").read_text()
+        assert "Threads:\t2" in proc
+        waker = broker.agent_thread.link.waker if broker.agent_thread.link else None
+        assert waker is not None and waker.signo == 0
+        assert broker.status()["state"] == "trial"
 
 
 @pytest.mark.timeout(120)

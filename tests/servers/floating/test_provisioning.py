@@ -4,6 +4,7 @@ refresh of terms, deactivation; and what install refuses."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
-from mqtt_licensing.core import labels
+from mqtt_licensing.core import instance_label, labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import open_instance_request, verify_lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
@@ -287,6 +288,9 @@ def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
         out = capsys.readouterr().out
         assert "2 seat(s)" in out
         token = join_token(out)
+        # The vendor lists the floating server by its host name (a label, as a broker's).
+        (act,) = vendor_server.service.list_activations(license_record["id"])
+        assert act["label"] == instance_label.clean(socket.gethostname())
 
         fls = start_floating(data, ttl=60)
         keys = [Ed25519PrivateKey.generate() for _ in range(4)]

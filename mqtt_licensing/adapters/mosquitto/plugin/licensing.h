@@ -20,7 +20,8 @@
 #define F_SNAPSHOT 'S'
 #define F_PUBLISH 'P'
 #define F_KICK 'K'
-#define F_USAGE 'U'    /* plugin -> agent: messages and bytes sent to metered connections */
+#define F_USAGE 'U'    /* plugin -> agent: a usage batch (sequence, messages, bytes sent to metered connections) */
+#define F_USAGE_ACK 'A' /* agent -> plugin: that batch is on disk (sequence) */
 
 struct lic_user {
 	char *name;
@@ -109,20 +110,61 @@ void lic_password_key(const unsigned char *secret, size_t secretlen, const char 
 struct lic_snapshot *lic_snapshot_parse(const char *text, size_t len, const struct lic_snapshot *previous);
 void lic_snapshot_free(struct lic_snapshot *snap);
 
-/* link.c: the agent's Unix socket */
+/* connections.c: MOSQ_EVT_BASIC_AUTH and MOSQ_EVT_DISCONNECT, and what the agent learns of them */
+extern unsigned long lic_tick_count;
+struct lic_field lic_text(const char *s);
+bool lic_connections_init(void);
+void lic_on_agent_up(void);
+int lic_on_basic_auth(int event, void *event_data, void *userdata);
+int lic_on_disconnect(int event, void *event_data, void *userdata);
+
+/* topics.c: MOSQ_EVT_ACL_CHECK and MOSQ_EVT_MESSAGE */
+extern bool lic_serving; /* the snapshot is current and serves: refreshed every tick and snapshot */
+void lic_refresh_serving(void);
+int lic_on_acl_check(int event, void *event_data, void *userdata);
+int lic_on_message(int event, void *event_data, void *userdata);
+
+/* commands.c: the frames the agent sends */
+int lic_on_frame(char type, const struct lic_field *fields, int count);
+
+/* usage.c: what metered connections are sent, in numbered batches kept until the agent has them
+ * on disk. Counting is two adds, inline: it runs for every message queued to a metered client. */
+extern unsigned long long lic_usage_messages, lic_usage_bytes;
+static inline void lic_usage_count(uint32_t payloadlen)
+{
+	lic_usage_messages++;
+	lic_usage_bytes += payloadlen;
+}
+void lic_usage_tick(void);
+void lic_usage_resend(void);
+bool lic_usage_acknowledged(const struct lic_field *sequence);
+
+/* link.c: the agent's Unix socket (who may connect, when it is read) */
 int lic_link_open(const char *path, long agent_uid);
 void lic_link_close(void);
 bool lic_link_up(void);
-void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable);
-void lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
+void lic_link_set_up(bool up);
+void lic_link_drop(const char *why);
+bool lic_link_accept(void);
+bool lic_link_due(void);
 int lic_link_listen_fd(void);
 int lic_link_agent_fd(void);
 unsigned long lic_link_ticks(void);
 void lic_link_pending(void);
 
+/* frames.c: frames over that socket, buffered without blocking */
+void lic_link_send(char type, const struct lic_field *fields, int count, bool droppable);
+bool lic_link_poll(int (*on_frame)(char type, const struct lic_field *fields, int count), void (*on_up)(void));
+void lic_frames_reset(void);
+void lic_frames_free(void);
+
 /* wake.c: ends Mosquitto's epoll_wait when the agent's socket has something to read */
-void lic_wake_start(void);
-bool lic_wake_running(void);
+#define LIC_WAKE_NONE 0
+#define LIC_WAKE_SIGNAL 1 /* the agent signals the broker after it writes */
+#define LIC_WAKE_THREAD 2 /* a thread in the broker watches the socket */
+void lic_wake_start(int mode);
+bool lic_wake_enabled(void);
+int lic_wake_agent_signal(void); /* the signal the agent sends (0: none) */
 void lic_wake_stop(void);
 
 #endif

@@ -3,13 +3,10 @@
 
 #include "licensing.h"
 
+#define PREFIX "$license/"
+#define PREFIX_LEN 9
 #define REPLY_ROOT "$license/reply/"
 #define REPLY_ROOT_LEN 15
-
-static const char *const REQUEST_TOPICS[] = {
-	"$license/activate", "$license/reactivate", "$license/deactivate", "$license/status",
-	"$license/offline/request", "$license/offline/cancel", "$license/events/recent", NULL,
-};
 
 static bool client_id_usable(const char *client_id)
 {
@@ -32,11 +29,14 @@ bool lic_own_reply_subtree(const char *topic, const char *client_id, bool filter
 	return filter || !strpbrk(rest + n, "+#");
 }
 
+/* What a client may publish under $license/: a request, answered by the agent (an operation it
+ * does not know, such as the page's $license/role-probe, is answered unknown_operation, as the
+ * amqtt adapter does), never a topic the agent publishes on. Every $license publish is consumed
+ * (topics.c): this only keeps those topics' names out of the agent's inbox. */
 bool lic_is_request_topic(const char *topic)
 {
-	int i;
-	for(i = 0; REQUEST_TOPICS[i]; i++){
-		if(!strcmp(topic, REQUEST_TOPICS[i])) return true;
-	}
-	return false;
+	const char *rest = topic + PREFIX_LEN;
+	if(strncmp(topic, PREFIX, PREFIX_LEN) || *rest == '\0' || strpbrk(rest, "+#")) return false;
+	if(!strcmp(rest, "events") || !strncmp(topic, REPLY_ROOT, REPLY_ROOT_LEN) || rest[0] == '.') return false;
+	return true;
 }

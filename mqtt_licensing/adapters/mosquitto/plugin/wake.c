@@ -1,8 +1,16 @@
 /*
  * Mosquitto 2.0 wakes its loop only for its own sockets (or after 100 ms): without help, a reply
- * from the agent would wait up to 100 ms for MOSQ_EVT_TICK. A small thread waits for the agent's
- * socket (or the listening one) to become readable and interrupts the loop's epoll_wait with a
- * signal; it never reads, writes or calls into Mosquitto.
+ * from the agent would wait up to 100 ms for MOSQ_EVT_TICK. Two ways to end its epoll_wait early:
+ *
+ *   signal (default)  the agent sends the broker WAKE_SIGNAL after it wrote (the plugin's hello
+ *                     tells it which; it finds the broker's pid with SO_PEERCRED). Mosquitto stays
+ *                     single-threaded: a second thread would cost every syscall and malloc of its
+ *                     loop glibc's multi-threaded paths (measured: ~10% more CPU per message).
+ *   thread            a small thread waits for the agent's socket to become readable and signals
+ *                     Mosquitto's thread (for an agent that may not signal the broker: another
+ *                     user); it never reads, writes or calls into Mosquitto.
+ *
+ * Either way the handler only marks the socket as worth reading; TICK reads it.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -14,12 +22,16 @@
 
 #include "licensing.h"
 
+#define WAKE_SIGNAL (SIGRTMIN + 5)
+
 static pthread_t main_thread, wake_thread;
 static _Atomic bool wake_running;
+static int mode = LIC_WAKE_NONE;
 
 static void on_wake_signal(int sig)
 {
-	(void)sig; /* its only job is to end Mosquitto's epoll_wait early */
+	(void)sig; /* ends Mosquitto's epoll_wait early; the flag is a lock-free atomic store */
+	lic_link_pending();
 }
 
 static void *wake_loop(void *arg)
@@ -37,8 +49,7 @@ static void *wake_loop(void *arg)
 			continue;
 		}
 		unsigned long seen = lic_link_ticks();
-		lic_link_pending();
-		pthread_kill(main_thread, SIGRTMIN + 5);
+		pthread_kill(main_thread, WAKE_SIGNAL);
 		/* Wait for TICK to read it, rather than signal again for the same bytes. */
 		for(int i = 0; i < 2000 && lic_link_ticks() == seen && atomic_load(&wake_running); i++){
 			usleep(50);
@@ -47,28 +58,36 @@ static void *wake_loop(void *arg)
 	return NULL;
 }
 
-void lic_wake_start(void)
+void lic_wake_start(int wanted)
 {
 	struct sigaction sa;
+	pthread_attr_t attr;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_wake_signal;
 	sa.sa_flags = SA_RESTART; /* other syscalls carry on; epoll_wait is never restarted */
 	sigemptyset(&sa.sa_mask);
-	if(sigaction(SIGRTMIN + 5, &sa, NULL) != 0) return;
+	if(wanted == LIC_WAKE_NONE || sigaction(WAKE_SIGNAL, &sa, NULL) != 0) return;
+	mode = wanted;
+	if(wanted != LIC_WAKE_THREAD) return;
 	main_thread = pthread_self(); /* plugin init runs on Mosquitto's thread */
-	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, 64 * 1024);
 	atomic_store(&wake_running, true);
 	if(pthread_create(&wake_thread, &attr, wake_loop, NULL) != 0){
 		atomic_store(&wake_running, false);
+		mode = LIC_WAKE_NONE;
 	}
 	pthread_attr_destroy(&attr);
 }
 
-bool lic_wake_running(void)
+bool lic_wake_enabled(void)
 {
-	return atomic_load(&wake_running);
+	return mode != LIC_WAKE_NONE;
+}
+
+int lic_wake_agent_signal(void)
+{
+	return mode == LIC_WAKE_SIGNAL ? WAKE_SIGNAL : 0;
 }
 
 void lic_wake_stop(void)
@@ -76,4 +95,5 @@ void lic_wake_stop(void)
 	if(atomic_exchange(&wake_running, false)){
 		pthread_join(wake_thread, NULL);
 	}
+	mode = LIC_WAKE_NONE;
 }

@@ -1,0 +1,50 @@
+"""The history of instance labels, as both servers keep it: a table of (key, label, first_seen)
+rows, the newest ``core.instance_label.HISTORY`` per key kept. The key is the activation on the
+activation server and the instance fingerprint on the floating server (a lease ends; the broker
+stays). Labels were checked when the signed request was decoded: only 1..64 printable characters
+reach here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..core.instance_label import HISTORY
+from ..core.timefmt import iso
+
+
+class LabelHistory:
+    def __init__(self, table: sa.Table, key: sa.Column[Any]) -> None:
+        self.table = table
+        self.key = key
+
+    def record(self, conn: sa.Connection, key: str, label: str, now: int) -> None:
+        """Add ``label`` as the newest and drop what falls out of the kept history."""
+        t = self.table
+        conn.execute(sa.insert(t).values({self.key.name: key, "label": label, "first_seen": now}))
+        keep = sa.select(t.c.id).where(self.key == key).order_by(t.c.id.desc()).limit(HISTORY)
+        conn.execute(sa.delete(t).where(self.key == key, t.c.id.not_in(sa.select(keep.subquery().c.id))))
+
+    def last(self, conn: sa.Connection, key: str) -> str | None:
+        t = self.table
+        query = sa.select(t.c.label).where(self.key == key).order_by(t.c.id.desc()).limit(1)
+        return conn.execute(query).scalar_one_or_none()
+
+    def histories(self, conn: sa.Connection, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+        """Each key's labels, oldest first: ``[{"label", "first_seen"}]`` (one query)."""
+        wanted = sorted(set(keys))
+        out: dict[str, list[dict[str, Any]]] = {k: [] for k in wanted}
+        if not wanted:
+            return out
+        t = self.table
+        rows = conn.execute(
+            sa.select(self.key.label("key"), t.c.label, t.c.first_seen).where(self.key.in_(wanted)).order_by(t.c.id)
+        )
+        for row in rows:
+            out[row.key].append({"label": row.label, "first_seen": iso(row.first_seen)})
+        return out
+
+
+__all__ = ["LabelHistory"]
