@@ -2,7 +2,10 @@
 # One command: set up everything the tests need, then run them all.
 #   ./scripts/test.sh            the full suite (what .ci/run runs)
 #   ./scripts/test.sh --fast     all but the browser, PostgreSQL, reliability and soak tiers
-# Other arguments go to pytest, e.g. ./scripts/test.sh --fast -k offline
+# Other arguments go to pytest, e.g. ./scripts/test.sh --fast -k offline; -n 0 runs in one process.
+# The tests run on pytest-xdist workers, a whole file per worker (module-scoped brokers and servers
+# are started once): most of a test's time is spent waiting on sockets, servers and subprocesses,
+# so more workers than cores pay. MQTT_LICENSING_TEST_WORKERS sets how many (default 6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=""
@@ -15,6 +18,7 @@ for arg in "$@"; do
     fi
 done
 source scripts/setup.sh
+workers=(-n "${MQTT_LICENSING_TEST_WORKERS:-6}" --dist loadfile)
 # System packages the tests drive for real, installed from Debian when missing (as root);
 # without them the tests that need them are skipped, never faked.
 apt_updated=""
@@ -42,8 +46,9 @@ need libssl-dev "test -f /usr/include/openssl/evp.h" "the Mosquitto plugin check
 need gcc "command -v cc" "mqtt-licensing mosquitto build compiles the plugin"
 need prometheus "command -v promtool" "promtool checks docs/prometheus/alerts.yml"
 if [ -n "$fast" ]; then  # the fast tier runs neither PostgreSQL nor a browser
-    exec .venv/bin/pytest -m "not browser and not postgres and not reliability and not soak" ${args[@]+"${args[@]}"}
+    exec .venv/bin/pytest "${workers[@]}" -m "not browser and not postgres and not reliability and not soak" \
+        ${args[@]+"${args[@]}"}
 fi
 need postgresql "ls /usr/lib/postgresql/*/bin/initdb" "the server tests also run on a throwaway PostgreSQL cluster"
 need chromium "command -v chromium" "tests/web and tests/shop drive it with Playwright; no browser is downloaded"
-exec .venv/bin/pytest ${args[@]+"${args[@]}"}
+exec .venv/bin/pytest "${workers[@]}" ${args[@]+"${args[@]}"}

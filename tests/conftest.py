@@ -25,8 +25,9 @@ _BROWSER_FIXTURES = {"browser", "page", "browser_page"}
 def pytest_configure(config: pytest.Config) -> None:
     """No test may touch the host's trial marker (/var/lib/mqtt-licensing/trial.json): fixtures wider
     than one test (a module's broker) start before the per-test marker below is set, so the whole
-    session gets a marker of its own first."""
-    if not os.environ.get("MQTT_LICENSING_TRIAL_MARKER"):
+    session gets a marker of its own first. Under pytest-xdist each worker is a session: it inherits
+    the controller's marker, and takes one of its own (workers run side by side)."""
+    if not os.environ.get("MQTT_LICENSING_TRIAL_MARKER") or hasattr(config, "workerinput"):
         os.environ["MQTT_LICENSING_TRIAL_MARKER"] = str(
             Path(tempfile.mkdtemp(prefix="mqtt-licensing-tests-")) / "trial.json"
         )

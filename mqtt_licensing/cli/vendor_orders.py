@@ -36,6 +36,11 @@ def _view(order: Any, seller: Any, history: list[dict[str, Any]] | None = None) 
         "license_id": order.license_id,
         "amount": order.amount,
         "currency": order.currency,
+        "tax": order.tax,  # included in amount
+        "country": order.country,
+        "tax_calculation": order.tax_calculation,  # Stripe Tax's, where configured
+        "tax_transaction": order.tax_transaction,
+        "po_number": order.po_number,
         "created_at": order.created_at,
         "paid_at": order.paid_at,
         "fulfilled_at": order.fulfilled_at,

@@ -40,7 +40,8 @@ def register(
     kind: str,
     database: str,
 ) -> None:
-    from ..servers.webhooks import EVENT_TYPES
+    # The names only: servers.webhooks would load SQLAlchemy and Alembic (~0.5 s) on every CLI call.
+    from ..servers.defaults import WEBHOOK_EVENTS as EVENT_TYPES
 
     group = verbs.add_parser("webhook", help="signed webhooks to your systems", description=__doc__)
     sub = group.add_subparsers(dest="webhook_verb", required=True, metavar="<command>")

@@ -29,6 +29,17 @@ def test_version_and_h_for_help_on_the_license_verbs():
     assert done.returncode == 0 and "-H HOST, --host HOST" in done.stdout and "--cafile" in done.stdout
 
 
+def test_parsing_the_command_line_loads_no_database_library():
+    """Every CLI call builds the whole parser: were SQLAlchemy and Alembic loaded for it, each
+    `mqtt-licensing status` would spend ~0.4 s of CPU on them (the test suite runs hundreds)."""
+    probe = (
+        "import sys; from mqtt_licensing.cli.main import build_parser; build_parser(); "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', 'uvicorn', 'amqtt'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=50, env=ENV)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
 def test_a_mistyped_plugin_class_is_one_line(tmp_path):
     text = SHIPPED.read_text().replace("amqtt.LicensingPlugin", "amqtt.LicensingPlugn")
     (tmp_path / "broker.yaml").write_text(text.replace("0.0.0.0:", "127.0.0.1:1"))  # never reached

@@ -538,6 +538,8 @@ def test_admin_apis_refuse_every_route_without_the_right_token(tmp_path):
                 "/v1/activations",
                 "/v1/activations/check-in",
                 "/v1/activations/deactivate",
+                "/v1/activations/heartbeat",  # signed by the instance, verified against the key on record
+                "/v1/activations/revive",  # the same: only the instance on record takes its activation back
                 "/v1/floating/activations",
                 "/v1/floating/check-in",
                 "/v1/usage",  # signed usage reports, verified against the key on record

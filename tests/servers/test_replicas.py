@@ -185,6 +185,7 @@ def test_brokers_stay_active_when_a_floating_replica_dies(tmp_path: Path, pg_clu
         service.close()
 
 
+@pytest.mark.timeout(240)  # about 45 s idle: three renewal periods of 10 s, and the replicas' start
 async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_path: Path, pg_cluster: Any) -> None:
     """200 instances on two replicas renew every TTL/3, as the agent does; once all hold a lease
     and a renewal period has passed, one replica is killed -9. An instance whose server does not
@@ -193,7 +194,10 @@ async def test_soak_with_a_floating_replica_killed_mid_run_loses_no_lease(tmp_pa
     never holds more leases than seats."""
     import asyncio
 
-    instances, ttl = 200, 12
+    # TTL 30 s: after the kill one replica takes all 200 renewals of each period (every 10 s), and a
+    # lease is lost only if a renewal comes 20 s late. With 12 s (8 s of slack, 50 requests a second)
+    # the test lost 4 to 135 leases to late renewals whenever other tests shared the two cores.
+    instances, ttl = 200, 30
     url = pg_cluster.new_database()
     vendor = Ed25519PrivateKey.generate()
     service = FloatingService.open(tmp_path / "fls", database_url=url, vendor_public_key=vendor.public_key())

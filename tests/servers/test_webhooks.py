@@ -96,7 +96,7 @@ async def test_a_receiver_that_never_answers_is_given_up_after_a_day(webhooks):
     try:
         webhooks.add(f"http://127.0.0.1:{silent.getsockname()[1]}/", [], int(clock()))
         webhooks.emit("trial.started", {"instance": "f"}, int(clock()))
-        deliverer = Deliverer(webhooks, clock=clock, send_timeout=0.2)
+        deliverer = Deliverer(webhooks, clock=clock, send_timeout=0.05)  # ~24 attempts, each waits this long
         async with deliverer.client() as client:
             while webhooks.deliveries()[0]["state"] == "pending" and clock.now < 1_000_000 + 2 * RETRY_FOR:
                 await deliverer.step(client)

@@ -240,3 +240,33 @@ def test_an_unpaid_invoice_is_recorded_and_the_customer_told(invoice_shop: ShopS
     assert "payment failed" in body_of(mail) and "check-in" not in body_of(mail)
     assert invoice_shop.service.get_license(license_id)["status"] == "active"
     assert invoice_shop.shop.orders.get(order_id).state == "invoiced"
+
+
+def test_the_buyers_purchase_order_number_is_printed_on_the_invoice(
+    invoice_shop: ShopServer, proxy: StripeProxy, smtp: SmtpSink
+) -> None:
+    """Enterprise buyers pay against a purchase order: its number goes on Stripe's invoice (a
+    custom field), on the order page and in our e-mail; kept from the first try, so a retried
+    invoice sends what the first one sent."""
+    assert invoice_shop.shop is not None
+    with _client(invoice_shop) as http:
+        order_id = order_form(http, {"mqtt_server": 1})
+        assert 'id="po-number"' in http.get(f"/shop/orders/{order_id}").text
+        proxy.fail_once.add("/v1/invoices")  # the first try fails at Stripe: the page says so
+        failed = http.post(f"/shop/orders/{order_id}/invoice", data={"po_number": " PO-4711\n "})
+        assert failed.status_code == 303  # no dead end: back on the order, the reason shown, a retry offered
+        page = http.get(f"/shop/orders/{order_id}").text
+        assert "payment provider error" in page and 'id="pay-by-invoice"' in page
+        answer = http.post(f"/shop/orders/{order_id}/invoice", data={"po_number": "PO-other"})
+        assert answer.status_code == 303, answer.text
+        page = http.get(f"/shop/orders/{order_id}").text
+        assert 'data-state="invoiced"' in page and 'id="po">PO-4711<' in page
+    first, sent = proxy.posts("/v1/invoices")
+    for request in (first, sent):  # the same parameters both times, as Stripe wants for one key
+        assert request["params"]["custom_fields[0][name]"] == "PO number"
+        assert request["params"]["custom_fields[0][value]"] == "PO-4711"
+        assert request["idempotency_key"] == f"invoice-{order_id}"
+    assert proxy.invoices["in_test_1"]["custom_fields"] == [{"name": "PO number", "value": "PO-4711"}]
+    run_passes(invoice_shop)
+    [mail] = smtp.wait(lambda m: "provisional" in m["Subject"])
+    assert "Your purchase order: PO-4711" in body_of(mail)

@@ -61,8 +61,8 @@ def test_online_activation_by_dropped_file_reactivate_and_deactivate(page, site,
 
     # After payment: the license.txt attached to the key e-mail, dropped into the same wizard.
     drop_file(page, "#online-drop", "license.txt", f"{key}\n")
+    page.wait_for_selector("#online-key-check.good")  # the page reads the file asynchronously
     assert page.input_value("#online-key") == key
-    page.wait_for_selector("#online-key-check.good")
     screenshots.take(page, "key-dropped")
     page.click("#online-activate")
     wait_state(page, "active")

@@ -36,6 +36,7 @@ from .portal import Portal
 from .reminders import Reminders
 from .state import ShopState
 from .store import ShopStore
+from .stripe_tax import StripeTax
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class Shop:
         self.orders.offers_now(strict=True)  # a product the vendor catalogue lacks stops the start: one line
         self.portal = Portal(service, store, config, mailer)
         self.accounts = Accounts(service, store, config, mailer, vault=vault, gateway=gateway, portal=self.portal)
-        self.money = Money(service, store, mailer)
+        self.money = Money(service, store, mailer, StripeTax(gateway))
         self.reminders = Reminders(service, store, config, mailer)
         self._wake: asyncio.Event | None = None
         routes = web.ROUTES + portal_web.ROUTES + account_web.ROUTES

@@ -34,6 +34,15 @@ EVENTS = ("invoice.paid", "invoice.voided", "invoice.marked_uncollectible", "inv
 PaidIn = Callable[..., str]  # Orders._paid_in: the order paid, in the caller's transaction
 
 
+PO_MAX = 40  # characters of a purchase order number (Stripe allows 140 in an invoice's custom field)
+
+
+def clean_po(value: Any) -> str | None:
+    """The buyer's purchase order number as it goes on the invoice: one line, printable, short."""
+    text = "".join(ch for ch in " ".join(str(value or "").split()) if ch.isprintable())
+    return text[:PO_MAX] or None
+
+
 def offered(config: ShopConfig, order: Order) -> bool:
     """May this order be paid by invoice?"""
     start = config.invoices.pay_by_invoice_from

@@ -3,8 +3,8 @@
 Fulfilment is a sequence of steps, each recorded before the next one starts, so the loop that
 retries paid orders (after a crash, an SMTP outage, a Stripe hiccup) resumes where it stopped
 instead of repeating what was done:
-issue license (or make a provisional one permanent) -> (subscribe metered) -> receipt invoice
--> mail -> fulfilled (with the vendor webhook ``order.fulfilled`` in that transaction).
+issue license (or make a provisional one permanent) -> (subscribe metered) -> (Stripe Tax's
+transaction) -> receipt invoice -> mail -> fulfilled (with the vendor webhook ``order.fulfilled`` in that transaction).
 
 An order paid by invoice may get a *provisional* license while its invoice is open
 (:meth:`Fulfilment.provision_due`): the license expires after ``provisional_valid_days`` unless
@@ -28,6 +28,7 @@ from .keyvault import KEPT, KeyVault
 from .mail import Mailer
 from .payments import StripeGateway
 from .store import Order, ShopStore
+from .stripe_tax import StripeTax
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ class Fulfilment:
         self.service, self.store, self.config = service, store, config
         self.gateway, self.mailer, self.vault = gateway, mailer, vault
         self.invoicing = Invoicing(gateway)
+        self.stripe_tax = StripeTax(gateway)
 
     def get(self, order_id: str) -> Order:
         with self.store.transaction() as tx:
@@ -140,6 +142,11 @@ class Fulfilment:
             sub = self.gateway.subscribe_metered(order.id, order.stripe_customer, metered, order.currency)
             with self.store.transaction() as tx:
                 tx.update_order(order.id, stripe_subscription=sub)
+        if order.tax_calculation is not None and order.tax_transaction is None:
+            # Stripe Tax: the paid sale recorded for the tax reports (stripe_tax.py).
+            tax_tx = self.stripe_tax.record(order.id, order.tax_calculation)
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, tax_transaction=tax_tx)
         if self._wants_receipt(order):
             ref = self.invoicing.receipt(order, lambda line: messages.describe_line(line, order.currency).strip())
             with self.store.transaction() as tx:

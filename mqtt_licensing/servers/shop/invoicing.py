@@ -37,6 +37,12 @@ def _ref(inv: Any) -> InvoiceRef:
     return InvoiceRef(str(inv.id), values.get("number"), values.get("hosted_invoice_url"), values.get("invoice_pdf"))
 
 
+def _tax_ref(order: Order, wanted: bool = True) -> dict[str, str]:
+    """Stripe Tax's calculation of the order, named on the invoice and its tax line: an invoice
+    cannot take a calculation itself, and this is how the two are found from each other."""
+    return {"tax_calculation": order.tax_calculation} if wanted and order.tax_calculation else {}
+
+
 class Invoicing:
     def __init__(self, gateway: StripeGateway) -> None:
         self.client = gateway.client
@@ -65,7 +71,7 @@ class Invoicing:
                     "amount": amount,
                     "currency": order.currency,
                     "description": description,
-                    "metadata": {"order_id": order.id},
+                    "metadata": {"order_id": order.id, **_tax_ref(order, key == "tax")},
                 },
                 options={"idempotency_key": f"invoice-item-{order.id}-{key}"},
             )
@@ -81,7 +87,7 @@ class Invoicing:
                     "auto_advance": False,  # never charges: the PaymentIntent took the money
                     "collection_method": "charge_automatically",
                     "pending_invoice_items_behavior": "include",
-                    "metadata": {"order_id": order.id, "purpose": "receipt"},
+                    "metadata": {"order_id": order.id, "purpose": "receipt", **_tax_ref(order)},
                 },
                 options={"idempotency_key": f"invoice-{order.id}"},
             )
@@ -95,17 +101,21 @@ class Invoicing:
         return _ref(inv)
 
     def send(self, order: Order, customer: str, days_until_due: int, describe: Any) -> InvoiceRef:
-        """An invoice the customer pays by bank transfer or on Stripe's page, due in ``days_until_due``."""
+        """An invoice the customer pays by bank transfer or on Stripe's page, due in ``days_until_due``;
+        the buyer's purchase order number printed on it (a custom field) when the order has one."""
+        params: dict[str, Any] = {
+            "customer": customer,
+            "collection_method": "send_invoice",
+            "days_until_due": days_until_due,
+            "pending_invoice_items_behavior": "include",
+            "metadata": {"order_id": order.id, "purpose": "pay_by_invoice", **_tax_ref(order)},
+        }
+        if order.po_number:
+            params["custom_fields"] = [{"name": "PO number", "value": order.po_number}]
         try:
             self._items(order, customer, describe)
             inv = self.client.v1.invoices.create(
-                params={
-                    "customer": customer,
-                    "collection_method": "send_invoice",
-                    "days_until_due": days_until_due,
-                    "pending_invoice_items_behavior": "include",
-                    "metadata": {"order_id": order.id, "purpose": "pay_by_invoice"},
-                },
+                params=params,  # type: ignore[arg-type]
                 options={"idempotency_key": f"invoice-{order.id}"},
             )
             inv = self.client.v1.invoices.retrieve(str(inv.id))

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from ...core.timefmt import iso
 from .catalogue import Kind, format_money
+from .lineup import named
 from .seller import Seller
 from .store import Order
 
 
+def day(ts: int | None) -> str:
+    """A date as people read it, "7 December 2027" (UTC), not an ISO timestamp; none is "never"."""
+    if ts is None:
+        return "never"
+    at = datetime.fromtimestamp(int(ts), UTC)
+    return f"{at.day} {at:%B %Y}"
+
+
 def when(ts: int | None) -> str:
-    """A date as the store shows it (ISO 8601 UTC); no date is "never"."""
-    return iso(ts) or "never"
+    """A moment as the store shows it, "7 December 2027, 09:30 UTC"; none is "never"."""
+    return "never" if ts is None else f"{day(ts)}, {datetime.fromtimestamp(int(ts), UTC):%H:%M} UTC"
 
 
 def support_text(ts: int | None) -> str:
     """A license's support: its end date, or "No support" (never "never", which reads as forever)."""
-    return iso(ts) or "No support"
+    return "No support" if ts is None else day(ts)
 
 
 def apply_steps(model: str) -> str:
@@ -40,6 +49,22 @@ def apply_steps(model: str) -> str:
     )
 
 
+def change_reaches(model: str) -> str:
+    """How a change the vendor made to a license (a refund, a chargeback, a cancellation) reaches
+    its broker(s), in that license model's words."""
+    if model == "offline":
+        return (
+            "Your broker is offline: it keeps the usage license it has until that ends; the next usage "
+            "license (from a new request code) carries this change."
+        )
+    if model == "floating":
+        return (
+            "Your floating license server applies this at its next refresh (or at once with "
+            "`mqtt-licensing floating refresh`); its brokers follow with their next lease."
+        )
+    return "Your broker applies this at its next check-in (or when you click Reactivate)."
+
+
 def describe_line(line: dict[str, Any], currency: str) -> str:
     years = f" x {line['quantity']} year(s)" if line["kind"] == Kind.PER_YEAR else ""
     price = "billed on usage" if line["kind"] == Kind.METERED else format_money(line["amount"], currency)
@@ -53,6 +78,7 @@ def _summary(order: Order) -> str:
     paid = f" (card ending {order.card_last4})" if order.card_last4 else ""
     if order.payment == "invoice":
         paid = f" (by invoice {order.invoice_number})" if order.invoice_number else " (by invoice)"
+        paid += f"\nYour purchase order: {order.po_number}" if order.po_number else ""
     return f"{items}\nTotal: {format_money(order.amount, order.currency)}{paid}\n{invoice_links(order)}"
 
 
@@ -73,7 +99,7 @@ def portal_line(base_url: str) -> str:
 
 def _terms(lic: dict[str, Any]) -> str:
     return (
-        f"License id:    {lic['id']}\nFeatures:      {', '.join(lic['features'])}\n"
+        f"License id:    {lic['id']}\nFeatures:      {', '.join(named(lic['features'], lic.get('definitions', ())))}\n"
         f"Support until: {support_text(lic['support_until'])}\n"
     )
 
@@ -124,7 +150,7 @@ def receipt(order: Order, lic: dict[str, Any], base_url: str = "") -> tuple[str,
 
 def reminder(license_id: str, support_until: int, base_url: str) -> tuple[str, str]:
     return f"Support for license {license_id} ends soon", (
-        f"Support for license {license_id} ends on {when(support_until)}.\n\n"
+        f"Support for license {license_id} ends on {day(support_until)}.\n\n"
         f"Renew it in the store: {base_url}/shop/upgrade?license={license_id}\n"
         "(you will need the license key)\n"
     )
@@ -136,5 +162,5 @@ def from_seller(seller: Seller, order: Order, subject: str, body: str) -> tuple[
     number = seller.order_number(order.number)
     if not number:
         return subject, f"{body}\n{seller.signature()}"
-    head = f"Order {number} of {when(order.paid_at or order.created_at)[:10]}, {seller.name}\n\n"
+    head = f"Order {number} of {day(order.paid_at or order.created_at)}, {seller.name}\n\n"
     return subject, f"{head}{body}\n{seller.signature()}"

@@ -35,10 +35,11 @@ from ...core.timefmt import add_years
 from ..activation.service import ActivationService
 from .catalogue import Kind, line_features
 from .mail import Mailer
-from .messages import when
+from .messages import change_reaches, day
 from .refunds import match, previous_refunds
 from .schema import money_events, orders
 from .store import Order, ShopStore
+from .stripe_tax import StripeTax
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ EVENTS = (
 CLAIM_SECONDS = 120  # a worker's lease on one event; a crashed worker's is taken over after this
 UNCHANGED = ("recorded", "flagged")  # outcomes that leave the license as it was: no e-mail
 NOTICES = ("payment failed",)  # e-mails about the money only: the license is as it was
-_APPLIES = "Your broker applies this at its next check-in (or when you click Reactivate).\n"
 
 
 def _order_where(conn: sa.Connection, column: sa.Column[Any], value: Any) -> str | None:
@@ -154,9 +154,19 @@ def _metered(order: Order) -> list[str]:
     return sorted({f for line in order.lines if line["kind"] == Kind.METERED for f in line_features(line)})
 
 
+def given_back(event: dict[str, Any], order: Order, earlier: list[dict[str, Any]]) -> int:
+    """What this event gives back of the order's payment: a refund's own part (Stripe's
+    ``amount_refunded`` is a running total), or all not refunded yet for a lost dispute."""
+    if event["kind"] in ("refund_full", "refund_partial") and event["amount"]:
+        return int(event["amount"]) - previous_refunds(earlier, int(event["amount"]))
+    if event["kind"] == "dispute_lost":
+        return order.amount - previous_refunds(earlier, order.amount + 1)
+    return 0
+
+
 class Money:
-    def __init__(self, service: ActivationService, store: ShopStore, mailer: Mailer) -> None:
-        self.service, self.store, self.mailer = service, store, mailer
+    def __init__(self, service: ActivationService, store: ShopStore, mailer: Mailer, tax: StripeTax) -> None:
+        self.service, self.store, self.mailer, self.tax = service, store, mailer, tax
 
     def schedule_due(self) -> int:
         """Removals scheduled for a subscription's period end that are now due, recorded as its end."""
@@ -183,6 +193,9 @@ class Money:
                 earlier = history(tx.conn, event["order_id"])
             assert order is not None
             try:
+                back = given_back(event, order, earlier)
+                if order.tax_transaction is not None and back > 0:  # Stripe Tax: first, so a failure changes nothing
+                    self.tax.reverse(order.tax_transaction, f"{order.id}-{event['event_id']}"[:200], back)
                 outcome = self._apply(event, order, earlier)
             except LicensingError as exc:
                 self._mark(event["event_id"], last_error=exc.message[:300], claimed_until=None)
@@ -228,7 +241,7 @@ class Money:
         if kind == "subscription_ended":
             return self._remove(license_id, _metered(order), "the subscription ended")
         if kind == "cancel_scheduled":
-            end = when(event["effective_at"])[:10]
+            end = day(event["effective_at"])
             return f"{', '.join(_metered(order))} will be removed on {end}: the subscription was cancelled"
         if kind == "cancel_unscheduled":
             return f"{', '.join(_metered(order))} stays: the subscription's cancellation was withdrawn"
@@ -253,7 +266,7 @@ class Money:
                 return "recorded"
             shorter = add_years(int(current), -found.years)  # calendar years, as they were sold
             self.service.update_license(license_id, {"support_until": shorter})
-            return f"support shortened by {found.years} year(s) to {when(shorter)[:10]}: support was refunded"
+            return f"support shortened by {found.years} year(s) to {day(shorter)}: support was refunded"
         return self._remove(license_id, list(found.features), f"{found.line['name']} was refunded")
 
     def _remove(self, license_id: str, features: list[str], why: str) -> str:
@@ -276,11 +289,13 @@ class Money:
 
     def _tell(self, order: Order, outcome: str) -> None:
         try:
+            assert order.license_id is not None
+            reaches = change_reaches(self.service.get_license(order.license_id)["model"])  # in its model's words
             self.mailer.send(
                 order.email,
                 f"License {order.license_id} changed",
                 f"License {order.license_id}: {outcome}.\n\n"
-                + ("" if outcome.startswith(NOTICES) else _APPLIES)
+                + ("" if outcome.startswith(NOTICES) else reaches + "\n")
                 + "If this is a mistake, reply to this e-mail.\n",
             )
         except LicensingError as exc:  # the change stands; the e-mail is not worth undoing it

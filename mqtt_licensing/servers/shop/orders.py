@@ -32,6 +32,7 @@ from .mail import Mailer, check_email
 from .payments import CARD_CHECK, StripeGateway
 from .stale import repriced, unpayable
 from .store import Order, ShopStore, ShopTx
+from .stripe_tax import StripeTax, check_country
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Orders:
         self.catalogue = config.catalogue
         self.fulfilment = Fulfilment(service, store, config, gateway, mailer, vault=self.vault)
         self.by_invoice = by_invoice.ByInvoice(store, config, gateway, mailer, service.clock)
+        self.stripe_tax = StripeTax(gateway)
 
     def offers_now(self, *, strict: bool = False) -> Catalogue:
         """The products with the catalogue's current titles and contents (one small read)."""
@@ -74,7 +76,13 @@ class Orders:
         return lic
 
     def create(
-        self, *, email: Any, choice: dict[str, int], license_key: str | None = None, country: Any = None
+        self,
+        *,
+        email: Any,
+        choice: dict[str, int],
+        license_key: str | None = None,
+        country: Any = None,
+        postal_code: Any = None,
     ) -> Order:
         email = check_email(email)
         lic = self.license_for_key(license_key) if license_key else None
@@ -82,31 +90,40 @@ class Orders:
         lines = self.offers_now().cart(choice, owned)
         lineup.check_order(self.service, lines, owned)  # before any payment: it must serve clients
         subtotal = sum(ln.amount for ln in lines)
-        country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
+        order_id = f"ord_{secrets.token_urlsafe(18)}"  # unguessable: it is the customer's only handle
+        line_values = [
+            {
+                "product": ln.product.id,
+                "name": ln.product.name,
+                "feature": ln.product.feature,
+                "template": ln.product.template,
+                "features": list(ln.product.features),
+                "kind": ln.product.sold_as.value,
+                "price": ln.product.price,
+                "quantity": ln.quantity,
+                "amount": ln.amount,
+                "meter": ln.product.meter,
+            }
+            for ln in lines
+        ]
+        calculation = None
+        if self.config.tax.stripe:  # Stripe Tax: asked now, so the order page shows it before payment
+            quote = self.stripe_tax.calculate(order_id, self.catalogue.currency, line_values, country, postal_code)
+            country, tax = (quote.country, quote.tax) if quote else (check_country(country), 0)
+            calculation = quote.calculation if quote else None
+        else:
+            country, tax = self.config.tax.tax(country, subtotal)  # shown on the order page, before payment
         order = Order(
-            id=f"ord_{secrets.token_urlsafe(18)}",  # unguessable: it is the customer's only handle
+            id=order_id,
             kind="upgrade" if lic is not None else "purchase",
             state="pending",
             email=email,
             license_id=lic["id"] if lic is not None else None,
-            lines=[
-                {
-                    "product": ln.product.id,
-                    "name": ln.product.name,
-                    "feature": ln.product.feature,
-                    "template": ln.product.template,
-                    "features": list(ln.product.features),
-                    "kind": ln.product.sold_as.value,
-                    "price": ln.product.price,
-                    "quantity": ln.quantity,
-                    "amount": ln.amount,
-                    "meter": ln.product.meter,
-                }
-                for ln in lines
-            ],
+            lines=line_values,
             amount=subtotal + tax,
             country=country,
             tax=tax,
+            tax_calculation=calculation,
             currency=self.catalogue.currency,
             stripe_customer=None,
             stripe_payment_intent=None,
@@ -158,8 +175,9 @@ class Orders:
             with self.store.transaction() as tx:
                 tx.update_order(order.id, claimed_until=None)
 
-    def pay_by_invoice(self, order_id: str) -> Order:
-        """Send the order's Stripe Invoice instead of taking a card (orders from a configured amount)."""
+    def pay_by_invoice(self, order_id: str, po_number: Any = None) -> Order:
+        """Send the order's Stripe Invoice instead of taking a card (orders from a configured amount),
+        with the buyer's purchase order number on it if one is given."""
         order = self.get(order_id)
         if order.state == "invoiced":
             return order  # a second click: the invoice is out
@@ -174,7 +192,16 @@ class Orders:
             if not tx.claim_order(order.id, "pending", now, now + PAY_LEASE):
                 raise _bad("a payment for this order is in progress; reload the page in a moment")
         try:
+            if order.po_number is None and (po := by_invoice.clean_po(po_number)):
+                # Kept on the first try: a retried invoice must send what the first one sent.
+                with self.store.transaction() as tx:
+                    tx.update_order(order.id, po_number=po)
+                order = self.get(order.id)
             return self.by_invoice.start(order)
+        except LicensingError as exc:  # said on the order page, where the buyer can try again
+            with self.store.transaction() as tx:
+                tx.update_order(order.id, last_error=exc.message[:300])
+            raise
         finally:
             with self.store.transaction() as tx:
                 tx.update_order(order.id, claimed_until=None)
@@ -189,7 +216,8 @@ class Orders:
             self.gateway.verify_card(order.id, order.currency, customer, card)
             self._mark_paid(order.id, None, "card verified; usage is invoiced")
             return {"state": "paid", "status": "succeeded"}
-        charge = self.gateway.charge(order.id, order.amount, order.currency, customer, card)
+        tax = {"tax_calculation": order.tax_calculation} if order.tax_calculation else {}  # as Stripe Tax asks
+        charge = self.gateway.charge(order.id, order.amount, order.currency, customer, card, metadata=tax)
         with self.store.transaction() as tx:
             tx.update_order(order.id, stripe_payment_intent=charge.payment_intent, last_error=None)
         return {"state": "pending", "status": charge.status, "client_secret": charge.client_secret}

@@ -62,7 +62,16 @@ class StripeGateway:
         last4 = getattr(card, "last4", None)  # a Card has it; other source types do not
         return customer.id, card.id, str(last4)[:4] if last4 else None
 
-    def charge(self, order_id: str, amount: int, currency: str, customer: str, card: str) -> Charge:
+    def charge(
+        self,
+        order_id: str,
+        amount: int,
+        currency: str,
+        customer: str,
+        card: str,
+        *,
+        metadata: dict[str, str] | None = None,  # more of the PaymentIntent's metadata (Stripe Tax's calculation)
+    ) -> Charge:
         try:
             intent = self.client.v1.payment_intents.create(
                 params={
@@ -71,7 +80,7 @@ class StripeGateway:
                     "customer": customer,
                     "payment_method": card,
                     "confirm": True,
-                    "metadata": {"order_id": order_id},
+                    "metadata": {"order_id": order_id, **(metadata or {})},
                 },
                 options={"idempotency_key": f"pay-{order_id}-{card}"},
             )

@@ -62,7 +62,7 @@ orders = sa.Table(
     sa.Column("paid_at", sa.BigInteger, nullable=True),
     sa.Column("fulfilled_at", sa.BigInteger, nullable=True),
     sa.Column("number", sa.BigInteger, nullable=True),  # what the customer quotes (seller.order_number)
-    sa.Column("country", sa.String(2), nullable=True),  # the buyer's, where tax rates are configured
+    sa.Column("country", sa.String(2), nullable=True),  # the buyer's, where tax is configured
     sa.Column("tax", sa.BigInteger, nullable=False, server_default="0"),  # included in amount
     sa.Column("payment", sa.String(16), nullable=False, server_default="card"),  # card | invoice
     sa.Column("card_last4", sa.String(4), nullable=True),  # on the receipt: "card ending 4242"
@@ -75,6 +75,10 @@ orders = sa.Table(
     sa.Column("provisional_until", sa.BigInteger, nullable=True),  # a provisional license's end, until paid
     sa.Column("cancel_at", sa.BigInteger, nullable=True),  # metered features removed then (period end)
     sa.Column("invoice_checked_at", sa.BigInteger, nullable=True),  # last asked Stripe about an unpaid invoice
+    # Stripe Tax (tax: {stripe: true}): the calculation made before payment, the transaction after.
+    sa.Column("tax_calculation", sa.String(64), nullable=True),
+    sa.Column("tax_transaction", sa.String(64), nullable=True),
+    sa.Column("po_number", sa.String(40), nullable=True),  # the buyer's purchase order (pay by invoice)
     sa.Index("ix_shop_orders_state", "state"),
     sa.Index("uq_shop_orders_number", "number", unique=True),
     sa.Index("ix_shop_orders_invoice", "stripe_invoice"),

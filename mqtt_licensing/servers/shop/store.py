@@ -51,6 +51,9 @@ class Order:
     provisional_until: int | None = None  # a provisional license's end while its invoice is unpaid
     cancel_at: int | None = None  # the subscription's metered features are removed then
     invoice_checked_at: int | None = None
+    tax_calculation: str | None = None  # Stripe Tax's taxcalc_..., made before payment
+    tax_transaction: str | None = None  # Stripe Tax's record of the paid sale
+    po_number: str | None = None  # the buyer's purchase order number, on the invoice (pay by invoice)
 
 
 def order_of_row(row: Any) -> Order:

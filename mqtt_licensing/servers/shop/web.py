@@ -25,7 +25,7 @@ from .by_invoice import offered
 from .catalogue import Kind, format_money
 from .config import StripeSettings
 from .lineup import named
-from .messages import apply_steps, describe_line, support_text, when
+from .messages import apply_steps, day, describe_line, support_text
 from .state import shop_state
 from .store import Order
 
@@ -105,6 +105,7 @@ async def offers_page(
     status: int = 200,
     error_code: str = "",
     country: str = "",
+    postal_code: str = "",
 ) -> Response:
     """The store page: a new license's offers, or (with a key) an upgrade's; a refused order
     comes back here with its message inline and its choices kept."""
@@ -128,9 +129,8 @@ async def offers_page(
     context = {"offers": offers, "license": view, "license_key": key or "", "email": email or "", "error": error}
     context["error_code"] = error_code
     rates = shop_state(request).orders.config.tax
-    context["countries"] = sorted(rates.rates)
-    context["country"] = country
-    context["tax_label"] = rates.label
+    context.update(countries=sorted(rates.rates), stripe_tax=rates.stripe, tax_label=rates.label)
+    context.update(country=country, postal_code=postal_code)
     return page(request, "catalogue.html", status, **context)
 
 
@@ -182,7 +182,13 @@ async def create_order(request: Request) -> Response:
                 choice[str(pid)] = 1
                 raise LicensingError(ErrorCode.BAD_REQUEST, "years must be a whole number") from None
         order = await run_in_threadpool(
-            lambda: orders.create(email=data.get("email"), choice=choice, license_key=key, country=data.get("country"))
+            lambda: orders.create(
+                email=data.get("email"),
+                choice=choice,
+                license_key=key,
+                country=data.get("country"),
+                postal_code=data.get("postal_code"),
+            )
         )
     except LicensingError as exc:
         if exc.code != ErrorCode.BAD_REQUEST and key is not None:  # a wrong key, a revoked license
@@ -197,7 +203,8 @@ async def create_order(request: Request) -> Response:
             email=email,
             status=status,
             error_code=str(exc.code),
-            country=str(data.get("country") or ""),
+            country=str(data.get("country") or "")[:2],
+            postal_code=str(data.get("postal_code") or "")[:20],
         )
     return RedirectResponse(f"{_root(request)}/orders/{order.id}", status_code=303)
 
@@ -221,7 +228,7 @@ async def show_order(request: Request) -> Response:
         "order.html",
         apply_text=apply_text,
         number=shop.seller.order_number(order.number),
-        ordered_on=when(order.created_at)[:10],
+        ordered_on=day(order.created_at),
         order=order,
         lines=[_line_view(ln, order.currency) for ln in order.lines],
         total=format_money(order.amount, order.currency),
@@ -266,8 +273,13 @@ async def pay_by_invoice(request: Request) -> Response:
     """POST-redirect-GET: the order page then shows the invoice sent (or the reason it was not)."""
     shop = shop_state(request)
     order_id = request.path_params["order_id"]
-    await form(request)
-    await run_in_threadpool(shop.orders.pay_by_invoice, order_id)
+    data = await form(request)
+    try:
+        await run_in_threadpool(shop.orders.pay_by_invoice, order_id, data.get("po_number"))
+    except LicensingError as exc:
+        if exc.code not in (ErrorCode.PAYMENT_PROVIDER_ERROR, ErrorCode.PAYMENT_DECLINED):
+            raise  # refused before Stripe was asked (too small, expired): said on its own page, as before
+        # Stripe failed: PRG too, the order page shows why (order.last_error) beside the buttons.
     shop.wake()  # a provisional license, where configured
     return RedirectResponse(f"{_root(request)}/orders/{order_id}", status_code=303)
 
