@@ -22,8 +22,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mqtt_licensing.core.documents import UsageRecord
 from mqtt_licensing.core.signing import parse_envelope, public_key_to_text
+from mqtt_licensing.core.usage_documents import UsageRecord
 from mqtt_licensing.servers._run import free_port
 
 from . import mqtt_load, processes

@@ -13,22 +13,21 @@ Who signs what:
               request, offline deactivation code, usage report) - proves possession of the
               instance key; ``UsageRecord`` (one closed metering interval)
 
-Each class knows its document type and checks field types when read back;
-signatures are checked in :mod:`.signing` before a body ever reaches ``from_body``.
+Each class knows its document type and checks field types when read back (:mod:`.document_base`);
+signatures are checked in :mod:`.signing` before a body ever reaches ``from_body``. The usage
+documents (``UsageRecord``, ``UsageAck``, ``ForwardedUsageAck``) are in :mod:`.usage_documents`,
+the key rotation documents in :mod:`.keyring`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from . import instance_label
+from .document_base import Document
 from .errors import ErrorCode, LicensingError
 from .features import Feature, resolve
 from .signing import (
@@ -37,100 +36,13 @@ from .signing import (
     check_envelope,
     fingerprint,
     load_public_key,
-    open_document,
     parse_envelope,
-    sign_document,
     verify_envelope,
 )
 
 
-class _Document:
-    TYP: ClassVar[str]
-
-    def to_body(self) -> dict[str, Any]:
-        # Fields hold plain values (no nested dataclasses): a shallow copy, each tuple a list and
-        # each map in one copied, is what dataclasses.asdict gave at a fraction of its cost (its
-        # deep copy was ~40 us of every certificate signed).
-        body: dict[str, Any] = {}
-        for name, _hint, _required in _plan(typing.cast(type, type(self))):
-            value = getattr(self, name)
-            if isinstance(value, tuple):
-                value = [dict(v) if isinstance(v, dict) else v for v in value]
-            body[name] = value
-        return body
-
-    @classmethod
-    def from_body(cls, body: dict[str, Any]) -> Self:
-        values: dict[str, Any] = {}
-        for name, hint, required in _plan(typing.cast(type, cls)):  # the cache keys on the class
-            if name not in body:
-                if not required:
-                    continue
-                raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{cls.TYP} lacks field {name!r}")
-            values[name] = _check_type(cls.TYP, name, body[name], hint)
-        document = cls(**values)
-        document.check()
-        return document
-
-    def check(self) -> None:
-        """What must hold across fields once each has the right type (nothing, unless overridden)."""
-
-    def sign(self, private_key: Ed25519PrivateKey) -> bytes:
-        return sign_document(private_key, self.TYP, self.to_body())
-
-    @classmethod
-    def open(cls, blob: bytes, public_key: VerifyingKey) -> Self:
-        return cls.from_body(open_document(blob, cls.TYP, public_key))
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    """Resolving annotations costs milliseconds; documents are decoded on every server call."""
-    return typing.get_type_hints(cls)
-
-
-@functools.cache
-def _plan(cls: type) -> tuple[tuple[str, Any, bool], ...]:
-    """(field name, type hint, required) per field of a document class, worked out once."""
-    hints = _type_hints(cls)
-    return tuple(
-        (f.name, hints[f.name], f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
-        for f in dataclasses.fields(cls)
-    )
-
-
-def _check_type(typ: str, name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        for option in typing.get_args(hint):
-            if option is type(None) and value is None:
-                return None
-            if option is not type(None):
-                try:
-                    return _check_type(typ, name, value, option)
-                except LicensingError:
-                    continue
-        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} has the wrong type")
-    if origin is tuple:
-        (item,) = typing.get_args(hint)[:1]
-        if not isinstance(value, (list, tuple)):
-            raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a list")
-        return tuple(_check_type(typ, name, v, item) for v in value)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a map")
-        return value
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be an integer")
-    if hint is float and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be a number")
-    if hint in (str, bytes, bool) and not isinstance(value, hint):
-        raise LicensingError(ErrorCode.WRONG_DOCUMENT, f"{typ}.{name} must be {hint.__name__}")
-    return value
-
-
 @dataclass(frozen=True)
-class ActivationCertificate(_Document):
+class ActivationCertificate(Document):
     """What an agent holds after an online or offline activation. Signed by the vendor."""
 
     TYP: ClassVar[str] = "activation_certificate"
@@ -180,7 +92,7 @@ class ActivationCertificate(_Document):
 
 
 @dataclass(frozen=True)
-class HeartbeatAck(_Document):
+class HeartbeatAck(Document):
     """The vendor's signed answer to one heartbeat (bound to its nonce): the activation stays
     valid until ``valid_until`` (server time + release_after), no new certificate needed."""
 
@@ -195,7 +107,7 @@ class HeartbeatAck(_Document):
 
 
 @dataclass(frozen=True)
-class FloatingCertificate(_Document):
+class FloatingCertificate(Document):
     """Binds a pool of seats to one floating server's key. Signed by the vendor."""
 
     TYP: ClassVar[str] = "floating_certificate"
@@ -231,7 +143,7 @@ class FloatingCertificate(_Document):
 
 
 @dataclass(frozen=True)
-class Lease(_Document):
+class Lease(Document):
     """One seat of a floating pool for one instance. Signed by the floating server."""
 
     TYP: ClassVar[str] = "lease"
@@ -252,7 +164,7 @@ VERDICT_CODES = frozenset(code for code in ErrorCode if code.is_verdict)
 
 
 @dataclass(frozen=True)
-class Verdict(_Document):
+class Verdict(Document):
     """The vendor's signed word that an activation no longer serves (revoked, suspended,
     expired, activation_not_found), bound to the one check-in request it answers.
 
@@ -270,7 +182,7 @@ class Verdict(_Document):
 
 
 @dataclass(frozen=True)
-class TrialRecord(_Document):
+class TrialRecord(Document):
     """The vendor's signed word on when it first saw an instance on trial, bound to
     the request it answers. An agent with a vendor URL keeps the earlier of this and its own
     start, so deleting ``state.json`` and the trial marker (but not the identity) does not buy
@@ -285,7 +197,7 @@ class TrialRecord(_Document):
 
 
 @dataclass(frozen=True)
-class InstanceRequest(_Document):
+class InstanceRequest(Document):
     """A request signed by an instance's (or floating server's) own identity key.
 
     ``kind`` says what it asks: activate, check_in, deactivate, offline_request,
@@ -377,64 +289,3 @@ def verify_lease(blob: bytes, vendor_key: VerifyingKey) -> tuple[Lease, Floating
     if not set(lease.features) <= set(cert.features):
         raise LicensingError(ErrorCode.FEATURE_UNAVAILABLE, "the lease grants features its pool does not have")
     return lease, cert
-
-
-# -- metering (units in topics.md "Usage") ------------------------------------------
-
-
-@dataclass(frozen=True)
-class UsageRecord(_Document):
-    """One closed metering interval of one instance. Signed by the instance key.
-
-    ``sequence`` counts the instance's records from 1 without gaps, so the vendor sees a lost
-    record as a hole and a resent one as a duplicate of (instance, sequence)."""
-
-    TYP: ClassVar[str] = "usage_record"
-
-    instance_fingerprint: str
-    sequence: int
-    period_start: int
-    period_end: int
-    messages: int  # PUBLISH packets delivered to metered clients
-    bytes: int  # their payload bytes
-    client_seconds: int  # connected time of metered clients (client-hours = / 3600)
-    license_id: str | None = None
-    activation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class UsageAck(_Document):
-    """The vendor's signed receipt for usage records: the agent deletes a record only on one.
-
-    ``sequences`` lists every record now stored (new or a duplicate of one stored before);
-    ``missing`` names holes the vendor sees below the highest sequence it holds; ``conflicts``
-    the records whose sequence the vendor holds with other content (never acknowledged: the
-    agent numbers them again above ``high_water``, the highest sequence the vendor holds)."""
-
-    TYP: ClassVar[str] = "usage_ack"
-
-    instance_fingerprint: str
-    sequences: tuple[int, ...]
-    request_nonce: str
-    issued_at: int
-    missing: tuple[int, ...] = field(default_factory=tuple)
-    high_water: int = 0
-    conflicts: tuple[int, ...] = field(default_factory=tuple)
-
-
-def usage_ref(instance_fingerprint: str, sequence: int) -> str:
-    """Names one usage record across instances: what a floating server's receipts list."""
-    return f"{instance_fingerprint}:{sequence}"
-
-
-@dataclass(frozen=True)
-class ForwardedUsageAck(_Document):
-    """The vendor's signed receipt for records a floating server forwarded, bound to
-    the batch request's nonce; ``stored`` lists :func:`usage_ref` of every record now held."""
-
-    TYP: ClassVar[str] = "forwarded_usage_ack"
-
-    server_fingerprint: str
-    stored: tuple[str, ...]
-    request_nonce: str
-    issued_at: int

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .documents import _Document
+from .document_base import Document
 from .errors import ErrorCode, LicensingError
 from .signing import (
     fingerprint,
@@ -31,11 +31,11 @@ from .signing import (
     verify_envelope,
 )
 
-D = TypeVar("D", bound=_Document)
+D = TypeVar("D", bound=Document)
 
 
 @dataclass(frozen=True)
-class KeyRotation(_Document):
+class KeyRotation(Document):
     """The old key's word that ``new_public_key`` signs for the vendor too."""
 
     TYP: ClassVar[str] = "key_rotation"
@@ -47,7 +47,7 @@ class KeyRotation(_Document):
 
 
 @dataclass(frozen=True)
-class KeyRetirement(_Document):
+class KeyRetirement(Document):
     """A remaining key's word that ``retired_fingerprint`` signs nothing any more."""
 
     TYP: ClassVar[str] = "key_retirement"

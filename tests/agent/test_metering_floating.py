@@ -16,9 +16,10 @@ from mqtt_licensing.clients.activation import ActivationClient
 from mqtt_licensing.clients.http import HttpOptions
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
-from mqtt_licensing.core.documents import InstanceRequest, UsageRecord, sign_instance_request
+from mqtt_licensing.core.documents import InstanceRequest, sign_instance_request
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, fingerprint, parse_envelope, public_bytes
+from mqtt_licensing.core.usage_documents import UsageRecord
 from mqtt_licensing.servers.floating.provision import activate_online, deactivate_online
 from mqtt_licensing.servers.floating.usage import forward_online
 from tests.helpers.activation import start_vendor

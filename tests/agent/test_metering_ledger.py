@@ -7,9 +7,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.agent.metering import Metering
-from mqtt_licensing.core.documents import UsageAck, UsageRecord
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import fingerprint
+from mqtt_licensing.core.usage_documents import UsageAck, UsageRecord
 
 
 class Clock:

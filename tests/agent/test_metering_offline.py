@@ -5,9 +5,10 @@ is the signed receipt that lets the instance delete them."""
 from __future__ import annotations
 
 from mqtt_licensing.core.codes import unarmor
-from mqtt_licensing.core.documents import InstanceRequest, UsageRecord
+from mqtt_licensing.core.documents import InstanceRequest
 from mqtt_licensing.core.labels import DEACTIVATION_CODE, USAGE_REQUEST
 from mqtt_licensing.core.signing import parse_envelope
+from mqtt_licensing.core.usage_documents import UsageRecord
 from mqtt_licensing.servers._run import free_port
 from tests.helpers.broker import MqttClient, start_broker, wait_for
 

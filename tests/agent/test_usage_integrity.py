@@ -16,8 +16,9 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from mqtt_licensing.core.documents import UsageRecord, sign_instance_request
+from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.signing import b64, fingerprint
+from mqtt_licensing.core.usage_documents import UsageRecord
 from tests.helpers.broker import MqttClient, RawClient, _remaining_length, _string, start_broker, wait_for
 
 BRIDGE_CLASS = {"snowflake_bridge": {"features": ["iot_bridge_snowflake"], "client_id_prefixes": ["snowflake-"]}}

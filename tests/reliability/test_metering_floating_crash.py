@@ -20,9 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
 from mqtt_licensing.clients.http import HttpOptions
 from mqtt_licensing.core import labels
-from mqtt_licensing.core.documents import UsageAck, UsageRecord, sign_instance_request
+from mqtt_licensing.core.documents import sign_instance_request
 from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.core.signing import fingerprint
+from mqtt_licensing.core.usage_documents import UsageAck, UsageRecord
 from mqtt_licensing.servers._files import load_or_create_token
 from mqtt_licensing.servers._run import free_port
 from mqtt_licensing.servers.floating.provision import activate_online

@@ -22,10 +22,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ...core.documents import UsageAck, UsageRecord
 from ...core.errors import ErrorCode, LicensingError
 from ...core.features import BUILTIN, Feature
 from ...core.timefmt import iso
+from ...core.usage_documents import UsageAck, UsageRecord
 from .intake import Intake
 from .ledger import Ledger
 from .meter import Meter, Totals

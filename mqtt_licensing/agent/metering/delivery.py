@@ -16,10 +16,10 @@ from collections.abc import Callable
 
 from ...clients.activation import ActivationClient
 from ...clients.http import HttpOptions
-from ...core.documents import UsageAck
 from ...core.errors import LicensingError
 from ...core.labels import KIND_USAGE_REPORT
 from ...core.signing import VerifyingKey
+from ...core.usage_documents import UsageAck
 from . import Metering
 
 log = logging.getLogger(__name__)

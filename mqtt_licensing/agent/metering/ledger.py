@@ -1,6 +1,6 @@
 """The durable usage ledger: closed intervals as signed records, one file each, in the state folder.
 
-``<state_dir>/usage/<sequence>.usage`` holds one :class:`~mqtt_licensing.core.documents.UsageRecord`
+``<state_dir>/usage/<sequence>.usage`` holds one :class:`~mqtt_licensing.core.usage_documents.UsageRecord`
 exactly as signed. A record is written with ``atomic_write`` (temp file, fsync, rename, fsync of
 the folder) before anything treats it as closed, so kill -9 leaves either the whole record or
 none of it: the usage of the open interval is all a crash can lose, and a closed record can

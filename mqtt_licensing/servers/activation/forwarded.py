@@ -21,10 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...core import labels
-from ...core.documents import ForwardedUsageAck, InstanceRequest, UsageRecord, usage_ref
+from ...core.documents import InstanceRequest
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
 from ...core.signing import fingerprint, load_public_key, parse_envelope
+from ...core.usage_documents import ForwardedUsageAck, UsageRecord, usage_ref
 from .._requests import check_fresh
 from .records import ServiceContext, bad
 from .store import ActivationRecord, Tx

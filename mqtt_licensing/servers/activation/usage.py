@@ -1,5 +1,5 @@
 """Usage records at the vendor: stored once per (instance, sequence), receipted with a
-signed :class:`~mqtt_licensing.core.documents.UsageAck`, summed per license per day.
+signed :class:`~mqtt_licensing.core.usage_documents.UsageAck`, summed per license per day.
 
 Every record is verified against the public key on record for the activation that sends it (or
 brought it in an offline code): a record is the instance's own signed statement, so nobody else
@@ -21,10 +21,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from ...core.documents import UsageAck, UsageRecord
 from ...core.errors import ErrorCode, LicensingError
 from ...core.labels import KIND_USAGE_REPORT
 from ...core.signing import load_public_key
+from ...core.usage_documents import UsageAck, UsageRecord
 from .._requests import check_fresh
 from .records import ServiceContext, bad
 from .store import ActivationRecord, Tx

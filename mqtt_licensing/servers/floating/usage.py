@@ -1,7 +1,7 @@
 """Metering through a floating server: its brokers' usage records, collected and carried on.
 
 A broker on a lease never talks to the vendor. It delivers its signed
-:class:`~mqtt_licensing.core.documents.UsageRecord`\\ s here (``POST /v1/usage``, a ``lease_usage``
+:class:`~mqtt_licensing.core.usage_documents.UsageRecord`\\ s here (``POST /v1/usage``, a ``lease_usage``
 request signed by the instance key); each record is verified against the lease holder's key on
 record, held once per (instance, sequence) in ``usage_outbox`` together with that key, and
 receipted with a :class:`UsageAck` signed by this server's key (the key the agent already trusts
@@ -29,16 +29,10 @@ from typing import TYPE_CHECKING, Any
 from ...clients.activation import ActivationClient
 from ...clients.http import HttpOptions
 from ...core import labels
-from ...core.documents import (
-    ForwardedUsageAck,
-    UsageAck,
-    UsageRecord,
-    open_instance_request,
-    sign_instance_request,
-    usage_ref,
-)
+from ...core.documents import open_instance_request, sign_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
+from ...core.usage_documents import ForwardedUsageAck, UsageAck, UsageRecord, usage_ref
 from .._duties import Duty, every
 from .._requests import check_fresh, peek_request
 from ..defaults import FLOATING_FORWARD_INTERVAL

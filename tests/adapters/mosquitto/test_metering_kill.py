@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from mqtt_licensing.core.documents import UsageRecord
 from mqtt_licensing.core.signing import parse_envelope
+from mqtt_licensing.core.usage_documents import UsageRecord
 from tests.helpers.broker import MqttClient, wait_for
 from tests.helpers.mosquitto import MosquittoHandle
 

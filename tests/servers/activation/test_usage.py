@@ -15,9 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.core import labels
-from mqtt_licensing.core.documents import UsageAck, UsageRecord
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, unb64
+from mqtt_licensing.core.usage_documents import UsageAck, UsageRecord
 from tests.helpers.activation import VendorHandle
 
 from .conftest import Instance
