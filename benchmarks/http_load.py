@@ -123,6 +123,22 @@ class VendorInstances:
         body = {"request": b64(request)}
         return lambda: self.pool.request(n, "POST", "/v1/activations/check-in", body)
 
+    def _heartbeat(self, n: int) -> Callable[[], Awaitable[Response]]:
+        request = sign_instance_request(
+            self.keys[n],
+            kind=labels.KIND_HEARTBEAT,
+            nonce=secrets.token_hex(16),
+            created_at=int(time.time()),
+            activation_id=self.activation_ids[n],
+        )
+        body = {"request": b64(request)}
+        return lambda: self.pool.request(n, "POST", "/v1/activations/heartbeat", body)
+
+    async def heartbeats(self, concurrency: int, duration: float) -> LoadRound:
+        """Worker n heartbeats as instance n (issue 22 item 2's light request), over and over."""
+        assert concurrency <= len(self.keys)
+        return await closed_loop(concurrency, duration, self._heartbeat)
+
     async def check_ins(self, concurrency: int, duration: float) -> LoadRound:
         """Worker n checks in as instance n, over and over (a real check-in each time)."""
         assert concurrency <= len(self.keys)

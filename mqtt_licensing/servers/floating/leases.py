@@ -149,7 +149,8 @@ class Leases:
                     raise refused()
                 if not known:
                     self.new_identities.check(source)
-                used = tx.count_active(now)
+                # The counter, not a COUNT over every lease: the expired ones were deleted above.
+                used = tx.leases_held()
                 if used >= cert.seats:
                     raise LicensingError(
                         ErrorCode.NO_SEATS, f"all {cert.seats} seat(s) of the pool are leased; retry later"

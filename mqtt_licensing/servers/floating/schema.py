@@ -43,6 +43,8 @@ pool = sa.Table(
     # Leases issued before this time re-check their seat order (see migration 0003); NULL: all fit.
     sa.Column("seat_check_before", sa.BigInteger, nullable=True),
     sa.Column("clone_policy", sa.String(16), nullable=True),  # NULL = "flag" (migration 0006)
+    # Rows in ``leases``, kept by the store with each insert and delete (migration 0009).
+    sa.Column("leases_held", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 leases = sa.Table(

@@ -45,6 +45,8 @@ _NONCE_INSERTS: dict[str, Any] = {
 _POOL_LOCKED = sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()
 _LEASE_BY_FINGERPRINT = sa.select(leases).where(leases.c.instance_fingerprint == sa.bindparam("b_fp"))
 _UPDATE_LEASE = sa.update(leases).where(leases.c.lease_id == sa.bindparam("b_id"))
+# The seat counter (migration 0009): changed in the transaction that inserts or deletes leases.
+_HELD = sa.update(pool).where(pool.c.id == POOL_ID).values(leases_held=pool.c.leases_held + sa.bindparam("b_n"))
 _IS_SUSPENDED = sa.select(suspended_instances.c.fingerprint).where(
     suspended_instances.c.fingerprint == sa.bindparam("b_fp")
 )
@@ -169,8 +171,18 @@ class Tx:
             ).scalar_one()
         )
 
+    def leases_held(self) -> int:
+        """Rows in ``leases`` (the pool's counter, no scan); live ones only after :meth:`delete_expired`."""
+        return int(self.conn.execute(sa.select(pool.c.leases_held).where(pool.c.id == POOL_ID)).scalar_one())
+
+    def _held(self, n: int) -> None:
+        if n:
+            self.conn.execute(_HELD, {"b_n": n})
+
     def delete_expired(self, now: int) -> int:
-        return self.conn.execute(sa.delete(leases).where(leases.c.expires_at <= now)).rowcount
+        gone = int(self.conn.execute(sa.delete(leases).where(leases.c.expires_at <= now)).rowcount)
+        self._held(-gone)
+        return gone
 
     def insert_lease(self, lease: LeaseRecord) -> None:
         self.conn.execute(
@@ -186,6 +198,7 @@ class Tx:
                 label=lease.label,
             )
         )
+        self._held(1)
 
     def extend_lease(
         self,
@@ -203,10 +216,13 @@ class Tx:
         self.conn.execute(_UPDATE_LEASE, {"b_id": lease_id, **values})
 
     def delete_lease(self, lease_id: str) -> bool:
-        return self.conn.execute(sa.delete(leases).where(leases.c.lease_id == lease_id)).rowcount > 0
+        gone = int(self.conn.execute(sa.delete(leases).where(leases.c.lease_id == lease_id)).rowcount)
+        self._held(-gone)
+        return gone > 0
 
     def delete_all_leases(self) -> int:
-        return self.conn.execute(sa.delete(leases)).rowcount
+        self.update_pool(leases_held=0)
+        return int(self.conn.execute(sa.delete(leases)).rowcount)
 
     # -- pool access ------------------------------------------------------------------
     def access_rules(self) -> list[tuple[str, str]]:
@@ -326,7 +342,8 @@ class FloatingStore:
             with self.transaction() as tx:
                 exists = tx.conn.execute(sa.select(pool.c.id).where(pool.c.id == POOL_ID)).first()
                 if exists is None:
-                    tx.conn.execute(sa.insert(pool).values(id=POOL_ID))
+                    held = sa.select(sa.func.count()).select_from(leases).scalar_subquery()
+                    tx.conn.execute(sa.insert(pool).values(id=POOL_ID, leases_held=held))
         except sa.exc.IntegrityError:
             pass  # another replica created the row first
 
