@@ -335,7 +335,9 @@ async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
             plural = "s" if c > 1 else ""
             kinds = {"check-in": fleet.check_ins, "heartbeat": fleet.heartbeats}
             loads: dict[str, list[http_load.LoadRound]] = {k: [] for k in (*kinds, "noop")}
-            measures = {k: measure_load(server, partial(run, c, plan.http_seconds), loads[k]) for k, run in kinds.items()}
+            measures = {
+                k: measure_load(server, partial(run, c, plan.http_seconds), loads[k]) for k, run in kinds.items()
+            }
             measures["noop"] = measure_load(server, partial(http_load.noop, pool, c, plan.http_seconds), loads["noop"])
             results = await interleaved(plan.rounds, measures)
             for kind in kinds:

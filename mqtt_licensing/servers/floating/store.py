@@ -21,8 +21,8 @@ from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._batch import GroupCommit
 from .._db import migrate
-from .access import KINDS
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
+from .access import KINDS
 from .schema import (
     POOL_ID,
     SCHEMA,
