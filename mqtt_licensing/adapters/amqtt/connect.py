@@ -2,7 +2,7 @@
 
 amqtt reads a packet's body with one ``read(n)`` and buffers it whole, any size, and parses
 every CONNECT as MQTT 3.1.1. :class:`LimitedReader` refuses a body over the limit before it is
-read; :func:`checked_connect_start` reads a CONNECT up to its protocol level and refuses any
+read; :func:`checked_connect_start` reads a CONNECT whole (under the limit) and refuses any protocol
 level but 4 (an MQTT 5 CONNECT with properties would otherwise leave amqtt waiting for bytes).
 """
 
@@ -81,12 +81,13 @@ async def _read_exactly(reader: ReaderAdapter, n: int) -> bytes:
 
 
 async def checked_connect_start(reader: ReaderAdapter) -> ReaderAdapter:
-    """Read a CONNECT's fixed header and its variable header up to the protocol level; raise
-    UnsupportedProtocol for a level other than 4; else hand amqtt a reader that replays them.
+    """Read a CONNECT whole; raise UnsupportedProtocol for a protocol level other than 4; else hand
+    amqtt a reader that replays it.
 
-    Two reads in the usual case (fixed header with a one-byte length, then name and level),
-    straight from the socket's adapter: every read here is on the CONNECT path of every client."""
-    source = reader._inner if isinstance(reader, LimitedReader) else reader  # noqa: SLF001  (9 bytes: no limit)
+    Three reads in the usual case (two bytes, the rest of the fixed header's length, the body in
+    one read under the packet-size limit), straight from the socket's adapter: amqtt then parses
+    the CONNECT from memory. Every read here is on the CONNECT path of every client."""
+    source = reader._inner if isinstance(reader, LimitedReader) else reader  # noqa: SLF001  (<= 5 bytes: no limit)
     head = await _read_exactly(source, 2)  # every MQTT packet starts with at least these two
     if head[0] >> 4 != 1:
         return _ReplayReader(head, reader)  # not a CONNECT: amqtt refuses it its own way
@@ -100,13 +101,10 @@ async def checked_connect_start(reader: ReaderAdapter) -> ReaderAdapter:
             break
     if remaining < 7:
         return _ReplayReader(head, reader)
-    start = await _read_exactly(source, 7)  # MQTT 3.1.1: name length (2), b"MQTT", level
-    length = int.from_bytes(start[:2], "big")
-    if length > 6 or remaining < 2 + length + 1:
-        return _ReplayReader(head + start, reader)
-    if length > 4:
-        start += await _read_exactly(source, length - 4)  # b"MQIsdp" (MQTT 3.1)
-    name, level = start[2 : 2 + length], start[2 + length]
-    if name == b"MQTT" and level != 4:
-        raise UnsupportedProtocol(level)
-    return _ReplayReader(head + start, reader)
+    body = await _read_exactly(reader, remaining)  # through the limit: PacketTooLarge before a byte is read
+    length = int.from_bytes(body[:2], "big")  # MQTT 3.1.1: b"MQTT" (4); MQTT 3.1: b"MQIsdp" (6)
+    if length <= 6 and remaining >= 2 + length + 1:
+        name, level = body[2 : 2 + length], body[2 + length]
+        if name == b"MQTT" and level != 4:
+            raise UnsupportedProtocol(level)
+    return _ReplayReader(head + body, reader)
