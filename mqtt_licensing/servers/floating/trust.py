@@ -11,7 +11,9 @@ this server signs embed its certificate, and with it these documents, for its br
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -24,12 +26,22 @@ VENDOR_KEY_FILE = "vendor.pub"
 KEY_DOCUMENTS_FILE = "vendor-key-documents.txt"
 
 
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """Whether a file changed, without reading it: both files are replaced by an atomic rename
+    (a new inode), so a stat per lease request stands in for two reads and a decode."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 class VendorTrust:
     def __init__(self, data_dir: Path | None, fixed: Ed25519PublicKey | None = None) -> None:
         self.data_dir = data_dir
         self._fixed = fixed
-        self._pinned_cache: tuple[str | None, Ed25519PublicKey | None] = (None, None)
-        self._ring_cache: tuple[tuple[str, str] | None, KeyRing | None] = (None, None)
+        self._pinned_cache: tuple[tuple[int, int, int] | None, Ed25519PublicKey | None] = (None, None)
+        self._ring_cache: tuple[Any, KeyRing | None] = (None, None)
         self._memory: list[bytes] = []  # the documents, when there is no data folder (tests)
         self.generation = 0  # changes whenever the trusted keys may have: what was verified is checked again
 
@@ -44,16 +56,17 @@ class VendorTrust:
         path = self.key_path
         if path is None:
             return None
-        try:
-            text = path.read_text()  # tiny; re-read every time so a newly pinned key is seen at once
-        except FileNotFoundError:
+        state = _file_state(path)  # checked every time, so a newly pinned key is seen at once
+        if state is None:
             return None
-        if self._pinned_cache[0] != text:
+        if self._pinned_cache[0] != state:
             try:
-                key = public_key_from_text(text)
+                key = public_key_from_text(path.read_text())
+            except FileNotFoundError:
+                return None
             except (LicensingError, ValueError) as exc:
                 raise LicensingError(ErrorCode.STATE_CORRUPT, f"{path} is not a vendor public key: {exc}") from None
-            self._pinned_cache = (text, key)
+            self._pinned_cache = (state, key)
         return self._pinned_cache[1]
 
     def pin(self, key: Ed25519PublicKey) -> None:
@@ -80,11 +93,13 @@ class VendorTrust:
         pinned = self.pinned()
         if pinned is None:
             return None
-        text = self._documents_text()
-        state = (public_key_to_text(pinned), text)
+        documents: Any = (
+            tuple(self._memory) if self.data_dir is None else _file_state(self.data_dir / KEY_DOCUMENTS_FILE)
+        )
+        state = (public_key_to_text(pinned) if self._fixed is not None else self._pinned_cache[0], documents)
         if self._ring_cache[0] != state:
             ring = KeyRing(pinned)
-            ring.restore([unb64(line) for line in text.split() if line])
+            ring.restore([unb64(line) for line in self._documents_text().split() if line])
             self._ring_cache = (state, ring)
             self.generation += 1
         cached = self._ring_cache[1]
