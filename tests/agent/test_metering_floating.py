@@ -70,7 +70,7 @@ def pending_records(broker) -> list[UsageRecord]:
 
 def outbox_messages(fls) -> int:
     with fls.service.store.transaction() as tx:
-        rows = tx.usage_outbox(10_000)
+        rows = tx.usage.oldest(10_000)
     return sum(UsageRecord.from_body(parse_envelope(rec).unverified_body()).messages for _f, _s, rec, _k in rows)
 
 
@@ -179,7 +179,7 @@ def test_the_floating_server_takes_records_from_lease_holders_only(tmp_path) -> 
             delivered(b1, fls, 5)
             identity = b1.agent._core.identity
             with fls.service.store.transaction() as tx:
-                (fp, seq, record, _key), *_ = tx.usage_outbox(10)
+                (fp, seq, record, _key), *_ = tx.usage.oldest(10)
             _refused_at_the_floating_server(fls, identity, fp, seq, record)
         _refused_at_the_vendor(vendor, fls)
 

@@ -253,7 +253,7 @@ class FloatingPool:
             elif vendor_url is not None:
                 values["vendor_url"] = vendor_url
             # The usage records the request code carried that the vendor now holds
-            tx.drop_usage([ref for ref in map(parse_ref, cert.usage_stored) if ref is not None])
+            tx.usage.drop([ref for ref in map(parse_ref, cert.usage_stored) if ref is not None])
             tx.update_pool(**values)
         if vendor_public_key is not None:
             self.pin_vendor_key(vendor_public_key)

@@ -31,8 +31,8 @@ from .schema import (
     pool_access,
     request_nonces,
     suspended_instances,
-    usage_outbox,
 )
+from .usage_store import UsageOutbox
 
 R = TypeVar("R")
 
@@ -268,48 +268,10 @@ class Tx:
         query = sa.delete(suspended_instances).where(suspended_instances.c.fingerprint == fingerprint)
         return self.conn.execute(query).rowcount > 0
 
-    # -- usage outbox -----------------------------------------------------
-    def insert_usage(self, fingerprint: str, sequence: int, record: bytes, public_key: bytes, now: int) -> bool:
-        """Hold one record for the vendor unless it is held already; True if new."""
-        c = usage_outbox.c
-        held = self.conn.execute(
-            sa.select(c.sequence).where(c.instance_fingerprint == fingerprint, c.sequence == sequence)
-        ).first()
-        if held is not None:
-            return False
-        self.conn.execute(
-            usage_outbox.insert().values(
-                instance_fingerprint=fingerprint,
-                sequence=sequence,
-                record=record,
-                public_key=public_key,
-                received_at=now,
-            )
-        )
-        return True
-
-    def usage_outbox(self, limit: int) -> list[tuple[str, int, bytes, bytes]]:
-        """The oldest held records: (instance, sequence, record, public key)."""
-        c = usage_outbox.c
-        rows = self.conn.execute(
-            sa.select(c.instance_fingerprint, c.sequence, c.record, c.public_key)
-            .order_by(c.received_at, c.instance_fingerprint, c.sequence)
-            .limit(limit)
-        )
-        return [(str(fp), int(seq), bytes(rec), bytes(key)) for fp, seq, rec, key in rows]
-
-    def usage_outbox_count(self) -> int:
-        return int(self.conn.execute(sa.select(sa.func.count()).select_from(usage_outbox)).scalar_one())
-
-    def drop_usage(self, refs: list[tuple[str, int]]) -> int:
-        """Delete records the vendor acknowledged; how many were held."""
-        c = usage_outbox.c
-        dropped = 0
-        for fp, seq in refs:
-            dropped += self.conn.execute(
-                sa.delete(usage_outbox).where(c.instance_fingerprint == fp, c.sequence == seq)
-            ).rowcount
-        return dropped
+    @property
+    def usage(self) -> UsageOutbox:
+        """The usage outbox (:mod:`.usage_store`), in this transaction."""
+        return UsageOutbox(self.conn)
 
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:

@@ -86,7 +86,7 @@ class FloatingUsage:
                     raise LicensingError(ErrorCode.BAD_REQUEST, f"usage record {record.sequence} is malformed")
                 if min(record.messages, record.bytes, record.client_seconds) < 0:
                     raise LicensingError(ErrorCode.BAD_REQUEST, f"usage record {record.sequence} has negative usage")
-                tx.insert_usage(record.instance_fingerprint, record.sequence, bytes(blob), lease.public_key, now)
+                tx.usage.insert(record.instance_fingerprint, record.sequence, bytes(blob), lease.public_key, now)
                 sequences.append(record.sequence)
         return UsageAck(
             instance_fingerprint=claimed, sequences=tuple(sequences), request_nonce=request.nonce, issued_at=now
@@ -95,7 +95,7 @@ class FloatingUsage:
     # -- floating server -> vendor ----------------------------------------------------------
     def _held(self, limit: int) -> tuple[list[tuple[str, int]], dict[str, Any]]:
         with self.ctx.store.transaction() as tx:
-            rows = tx.usage_outbox(limit)
+            rows = tx.usage.oldest(limit)
         refs = [(fp, seq) for fp, seq, _rec, _key in rows]
         keys = tuple(dict.fromkeys(key for _fp, _seq, _rec, key in rows))
         return refs, {"usage": tuple(rec for _fp, _seq, rec, _key in rows), "usage_keys": keys}
@@ -134,11 +134,11 @@ class FloatingUsage:
         if not refs:
             return 0
         with self.ctx.store.transaction() as tx:
-            return tx.drop_usage(refs)
+            return tx.usage.drop(refs)
 
     def usage_status(self) -> dict[str, Any]:
         with self.ctx.store.transaction() as tx:
-            return {"outbox": tx.usage_outbox_count()}
+            return {"outbox": tx.usage.count()}
 
 
 async def forward_online(service: FloatingService, vendor_url: str, *, options: HttpOptions) -> int:
