@@ -4,6 +4,7 @@ the benchmarks)."""
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import ssl
 import threading
@@ -14,9 +15,23 @@ from starlette.applications import Starlette
 
 from ..core.errors import ErrorCode, LicensingError
 
+# Below Linux's default ephemeral range (32768-60999): a port bind(0) hands out is from that range,
+# where any outgoing connection may take it between this pick and the caller's own bind (seen with
+# six test workers opening thousands of connections).
+_PICK_FROM, _PICK_TO = 20000, 32767
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A port nothing is bound to now, for a server started next on ``host``."""
+    for _ in range(100):
+        port = random.randint(_PICK_FROM, _PICK_TO)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # that range is full: whatever the kernel has
         s.bind((host, 0))
         return int(s.getsockname()[1])
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from mqtt_licensing.servers._run import free_port
+
 if TYPE_CHECKING:
     from tests.helpers.activation import VendorHandle
     from tests.helpers.broker import BrokerHandle
@@ -35,12 +37,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:

@@ -12,8 +12,7 @@ from mqtt_licensing.clients.mqtt import LicenseClient
 from mqtt_licensing.clients.wire import TOPICS, operation_topic
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.protocol import OPERATIONS
-
-from .conftest import free_port
+from mqtt_licensing.servers._run import free_port
 
 
 def test_operation_topics_come_from_the_protocol():
