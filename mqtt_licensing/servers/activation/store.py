@@ -50,7 +50,7 @@ _NONCE_INSERTS: dict[str, Any] = {
 }
 
 # The check-in's statements, built once: building a Core statement per call (coercions, cache
-# key) cost more than running it (issue 22 profile: ~40 us of ~75 us per statement).
+# key) cost more than running it (profiled: ~40 us of ~75 us per statement).
 _ACTIVATION_BY_ID = sa.select(activations).where(activations.c.id == sa.bindparam("b_id"))
 _LICENSE_BY_ID = sa.select(licenses).where(licenses.c.id == sa.bindparam("b_id"))
 _LICENSE_BY_ID_LOCKED = _LICENSE_BY_ID.with_for_update()
