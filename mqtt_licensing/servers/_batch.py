@@ -57,13 +57,12 @@ MAX_BATCH = 64  # requests per transaction: bounds how long the batch's row lock
 
 
 class _Request:
-    __slots__ = ("done", "error", "event", "lead", "result", "work")
+    __slots__ = ("done", "error", "event", "result", "work")
 
     def __init__(self, work: Callable[[Any], Any]) -> None:
         self.work = work
         self.event = threading.Event()
-        self.lead = False  # woken to lead the next batch rather than with its answer
-        self.done = False
+        self.done = False  # answered; woken while still False, it leads the next batch
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -122,9 +121,7 @@ class GroupCommit(Generic[TxT]):
         finally:
             with self._mutex:
                 if self._pending:
-                    successor = self._pending[0]
-                    successor.lead = True
-                    successor.event.set()
+                    self._pending[0].event.set()  # not done: it leads the next batch
                 else:
                     self._leading = False
             for request in batch:
