@@ -27,7 +27,7 @@ from .._requests import check_fresh, peek, peek_request, replayed
 from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import LeaseRecord, Tx
+from .store import LeaseRecord, PoolRecord, Tx
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class Leases:
         self.expired = 0  # expired leases this process reclaimed
         self._nonces_pruned_at = 0
 
-    def _usable_pool(self, tx: Tx, now: int) -> PoolView:
-        pool = self.pool.view(tx, lock=True)
+    def _usable_pool(self, row: PoolRecord, now: int) -> PoolView:
+        pool = self.pool.view_of(row)
         if pool is None:
             raise LicensingError(
                 ErrorCode.NOT_PROVISIONED, "this floating server has no pool: activate it against the vendor first"
@@ -120,7 +120,8 @@ class Leases:
         requested = _feature_set(request.features)
 
         def work(tx: Tx) -> tuple[LeaseRecord, PoolView, int]:
-            pool = self._usable_pool(tx, now)
+            context = tx.lease_context(request.fingerprint)
+            pool = self._usable_pool(context.pool, now)
             cert = pool.certificate
             missing = sorted(set(requested) - set(cert.features))
             if missing:
@@ -130,10 +131,13 @@ class Leases:
                 )
             features = requested or tuple(sorted(cert.features))
             self._remember(tx, request, now)
-            clones.refuse_suspended(tx, self.ctx.signing_key, request, now)
+            if context.suspended is not None:
+                raise clones.cloned(self.ctx.signing_key, context.suspended, request, now)
             reclaimed = tx.delete_expired(now)
             expires = self._lease_expiry(cert, now)
-            existing = tx.lease_by_fingerprint(request.fingerprint)
+            existing = context.lease
+            if existing is not None and existing.expires_at <= now:
+                existing = None  # deleted just above: a new seat
             if existing is not None:
                 self._check_seat_order(tx, existing, pool, now)
                 # A new chain: a copy still renewing with the old one is seen at its next renewal.
@@ -184,13 +188,13 @@ class Leases:
         claimed = peeked.fingerprint
 
         def work(tx: Tx) -> tuple[LeaseRecord, PoolView, InstanceRequest, bool]:
-            pool = self._usable_pool(tx, now)
+            context = tx.lease_context(claimed)
+            pool = self._usable_pool(context.pool, now)
             cert = pool.certificate
-            if tx.is_suspended(claimed):  # its lease is gone: verified against the key it carries
-                clones.refuse_suspended(
-                    tx, self.ctx.signing_key, open_instance_request(request_blob, labels.KIND_LEASE_RENEW), now
-                )
-            lease = tx.lease_by_fingerprint(claimed)
+            if context.suspended is not None:  # its lease is gone: verified against the key it carries
+                request = open_instance_request(request_blob, labels.KIND_LEASE_RENEW)
+                raise clones.cloned(self.ctx.signing_key, context.suspended, request, now)
+            lease = context.lease
             if lease is None or lease.expires_at <= now:
                 raise LicensingError(
                     ErrorCode.LEASE_NOT_FOUND, "no active lease for this instance (expired or released): acquire again"
@@ -210,10 +214,10 @@ class Leases:
             expires = self._lease_expiry(cert, now)
             chain = clones.follow_chain(lease, request.chain, now)
             chain.update(names.changed(tx.conn, claimed, lease.label, request.label, now))
-            tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
-            if chain.get("clone_count", lease.clone_count) > lease.clone_count:
-                self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)
             row = replace(lease, renewed_at=now, expires_at=expires, **chain)
+            tx.write_renewal(row)
+            if row.clone_count > lease.clone_count:
+                self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)
             if row.clone_count and pool.clone_policy == "suspend":
                 tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on
                 tx.suspend(claimed, lease.lease_id, now)
@@ -232,8 +236,7 @@ class Leases:
         claimed = peek_request(request_blob).fingerprint
 
         def work(tx: Tx) -> bool:
-            tx.lock_pool()
-            lease = tx.lease_by_fingerprint(claimed)
+            lease = tx.lease_context(claimed).lease  # the pool row locked, as every lease request
             known = load_public_key(lease.public_key) if lease is not None else None
             request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE, known)
             check_fresh(request, now, self.ctx.max_clock_skew)
