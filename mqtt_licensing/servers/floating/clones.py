@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ...core.documents import InstanceRequest, Verdict
 from ...core.errors import ErrorCode, LicensingError
 from .._requests import chain_step
-from .store import LeaseRecord
+from .lease_rows import LeaseRecord
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,18 @@ class _Compiled:
 class DriverStatement:
     """``statement`` compiled once per dialect, executed on the raw DBAPI connection."""
 
-    def __init__(self, statement: sa.Executable) -> None:
+    def __init__(self, statement: sa.ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
 
     def _compile(self, dialect: sa.Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
         for name, bind in compiled.binds.items():
             if bind.type.dialect_impl(dialect).bind_processor(dialect) is not None:
                 raise TypeError(f"parameter {name!r} needs conversion: run this statement through SQLAlchemy")
-        columns: Sequence[Any] = self.statement.selected_columns if isinstance(self.statement, sa.Select) else ()
+        columns: Sequence[Any] = list(self.statement.selected_columns) if isinstance(self.statement, sa.Select) else []
         processors = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns)
         order = tuple(compiled.positiontup or ()) if compiled.positional else None
         placeholders = {name: None for name, bind in compiled.binds.items() if bind.required}

@@ -77,7 +77,7 @@ class LeaseContext:
 
 # Pool row FOR UPDATE (OF pool: the outer-joined rows may be absent) on PostgreSQL; on SQLite the
 # transaction's BEGIN IMMEDIATE already serializes the writers.
-_FP = sa.bindparam("b_fp")
+_FP: sa.BindParameter[str] = sa.bindparam("b_fp")
 _CONTEXT = DriverStatement(
     sa.select(*_POOL_COLUMNS, *_LEASE_COLUMNS, suspended_instances.c.lease_id.label("suspended_lease"))
     .select_from(
@@ -126,7 +126,7 @@ def write_renewal(conn: sa.Connection, lease: LeaseRecord) -> None:
 
 
 # The nonce check of every signed request: a conflict is a replay (no row inserted).
-_NONCE_VALUES = {c: sa.bindparam("b_" + c) for c in ("fingerprint", "nonce", "created_at")}
+_NONCE_VALUES: dict[str, Any] = {c: sa.bindparam("b_" + c) for c in ("fingerprint", "nonce", "created_at")}
 NONCE_INSERTS = {
     "sqlite": DriverStatement(sa_sqlite.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),
     "postgresql": DriverStatement(sa_postgresql.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),

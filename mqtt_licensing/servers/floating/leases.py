@@ -26,8 +26,9 @@ from ...core.signing import load_public_key
 from .._requests import check_fresh, peek, peek_request, replayed
 from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
+from .lease_rows import LeaseRecord, PoolRecord
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import LeaseRecord, PoolRecord, Tx
+from .store import Tx
 
 log = logging.getLogger(__name__)
 

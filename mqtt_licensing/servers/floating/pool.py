@@ -24,7 +24,8 @@ from ...core.keyring import KeyRing
 from ...core.keys import key_digest
 from ...core.signing import VerifyingKey, fingerprint, public_bytes
 from ..webhooks import Webhooks, emit
-from .store import FloatingStore, PoolRecord, Tx
+from .lease_rows import PoolRecord
+from .store import FloatingStore, Tx
 from .trust import VENDOR_KEY_FILE, VendorTrust
 from .usage import parse_ref
 
