@@ -23,9 +23,10 @@ from ...core.documents import (
 )
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
-from .._requests import check_fresh, peek, peek_request, replayed
+from .._requests import check_fresh, peek, replayed
 from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
+from .batcher import Job
 from .lease_rows import LeaseRecord, PoolRecord
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import Tx
@@ -184,6 +185,10 @@ class Leases:
 
     def renew(self, request_blob: bytes) -> bytes:
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""
+        return self.renew_job(request_blob).run(self.ctx.store)
+
+    def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
+        """:meth:`renew` as a :class:`.batcher.Job` (the server batches them on one thread)."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)
         claimed = peeked.fingerprint
@@ -225,21 +230,32 @@ class Leases:
                 return row, pool, request, True
             return row, pool, request, False
 
-        row, pool, request, suspend = self.ctx.store.write(work)  # group commit: answered once durable
-        if suspend:  # raised once the suspension is committed
-            log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
-            raise clones.cloned(self.ctx.signing_key, row.lease_id, request, now)
-        return self._sign_lease(row, pool, now)
+        def finish(done: tuple[LeaseRecord, PoolView, InstanceRequest, bool]) -> bytes:
+            row, pool, request, suspend = done  # committed: answered once durable
+            if suspend:  # raised once the suspension is committed
+                log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
+                raise clones.cloned(self.ctx.signing_key, row.lease_id, request, now)
+            return self._sign_lease(row, pool, now)
+
+        return Job(work, finish)
 
     def release(self, request_blob: bytes) -> bool:
         """Give the seat back at once. Idempotent: False when the instance held no lease."""
+        return self.release_job(request_blob).run(self.ctx.store)
+
+    def release_job(self, request_blob: bytes) -> Job[bool, bool]:
+        """:meth:`release` as a :class:`.batcher.Job`."""
         now = self.ctx.clock()
-        claimed = peek_request(request_blob).fingerprint
+        envelope, peeked = peek(request_blob)
+        claimed = peeked.fingerprint
 
         def work(tx: Tx) -> bool:
             lease = tx.lease_context(claimed).lease  # the pool row locked, as every lease request
-            known = load_public_key(lease.public_key) if lease is not None else None
-            request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE, known)
+            if lease is None:  # verified against the key it carries, for the answer
+                request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE)
+            else:
+                known = load_public_key(lease.public_key)
+                request = check_instance_request(envelope, peeked, labels.KIND_LEASE_RELEASE, known)
             check_fresh(request, now, self.ctx.max_clock_skew)
             if lease is None:
                 return False
@@ -247,7 +263,7 @@ class Leases:
             access.remember(tx, claimed, now)  # leases from before the memory existed come back too
             return tx.delete_lease(lease.lease_id)
 
-        return self.ctx.store.write(work)  # group commit: answered once durable
+        return Job(work, lambda released: released)  # committed: answered once durable
 
 
 def _feature_set(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -32,6 +32,7 @@ from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
 from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
+from .batcher import Job, JobBatcher
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import FloatingStore
@@ -83,6 +84,8 @@ class FloatingService:
         self.new_identities = NewIdentityLimit(new_identities_per_minute)
         self.leases = Leases(self.ctx, self.pool, self.new_identities)
         self.usage = FloatingUsage(self.ctx, self.pool)
+        # The server's renewals and releases, batched on one thread (the routes await them there)
+        self.batcher = JobBatcher(store)
 
     @classmethod
     def open(
@@ -108,6 +111,7 @@ class FloatingService:
         return service
 
     def close(self) -> None:
+        self.batcher.close()
         self.ctx.store.close()
 
     # -- what callers read --------------------------------------------------------------------
@@ -152,6 +156,12 @@ class FloatingService:
 
     def release(self, request_blob: bytes) -> bool:
         return self.leases.release(request_blob)
+
+    def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
+        return self.leases.renew_job(request_blob)
+
+    def release_job(self, request_blob: bytes) -> Job[Any, bool]:
+        return self.leases.release_job(request_blob)
 
     # -- the pool and its provisioning (:mod:`.pool`) -----------------------------------------
     def vendor_key(self) -> Ed25519PublicKey | None:
