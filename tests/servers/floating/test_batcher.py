@@ -42,15 +42,17 @@ def service(tmp_path: Path, database_url: str | None, clock: FakeClock) -> Itera
 def in_one_batch(service: FloatingService, makes: list[Callable[[], Job[Any, Any]]]) -> list[Any]:
     """Run ``makes`` through the batch thread as one batch: the thread is held busy by a first job
     until all of them are queued. Each outcome is the result or the exception."""
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def held() -> Job[Any, Any]:
+        started.set()
         gate.wait(30)
         return Job(lambda tx: None, lambda _: None)
 
     async def run() -> list[Any]:
         first = asyncio.ensure_future(service.batcher.run(held))
-        await asyncio.sleep(0.05)  # the thread took the first job and waits in it
+        await asyncio.sleep(0)  # queued
+        assert started.wait(30)  # the thread took the first job and waits in it
         rest = [asyncio.ensure_future(service.batcher.run(make)) for make in makes]
         await asyncio.sleep(0)  # every request queued
         gate.set()
@@ -114,15 +116,17 @@ def test_a_request_that_fails_its_checks_before_the_transaction_fails_alone(
 def test_a_cancelled_request_leaves_the_thread_serving(service: FloatingService, clock: FakeClock) -> None:
     key = Ed25519PrivateKey.generate()
     service.acquire(lease_request(key, labels.KIND_LEASE_ACQUIRE, now=clock.now))
-    gate = threading.Event()
+    gate, started = threading.Event(), threading.Event()
 
     def slow() -> Job[Any, Any]:
+        started.set()
         gate.wait(30)
         return service.renew_job(lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now))
 
     async def run() -> bytes:
         task = asyncio.ensure_future(service.batcher.run(slow))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)
+        assert started.wait(30)
         task.cancel()  # its client went away while it ran
         gate.set()
         with pytest.raises(asyncio.CancelledError):
