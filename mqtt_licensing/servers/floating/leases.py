@@ -117,7 +117,10 @@ class Leases:
 
     def _acquire(self, request_blob: bytes, *, source: str, join_token: str | None) -> bytes:
         now = self.ctx.clock()
-        request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
+        envelope, peeked = peek(request_blob)  # first contact: verified against the key it carries
+        request = check_instance_request(
+            envelope, peeked, labels.KIND_LEASE_ACQUIRE, load_public_key(peeked.public_key)
+        )
         check_fresh(request, now, self.ctx.max_clock_skew)
         requested = _feature_set(request.features)
 
@@ -140,6 +143,7 @@ class Leases:
             existing = context.lease
             if existing is not None and existing.expires_at <= now:
                 existing = None  # deleted just above: a new seat
+            known: bool | None = None  # whether this pool leased to the instance before (read once)
             if existing is not None:
                 self._check_seat_order(tx, existing, pool, now)
                 # A new chain: a copy still renewing with the old one is seen at its next renewal.
@@ -176,7 +180,7 @@ class Leases:
                 update = {"label": before} | names.changed(tx.conn, request.fingerprint, before, request.label, now)
                 row = replace(row, **update)
                 tx.insert_lease(row)
-            access.remember(tx, request.fingerprint, now)
+            access.remember(tx, request.fingerprint, now, known=known)
             return row, pool, reclaimed
 
         row, pool, reclaimed = self.ctx.store.write(work)  # group commit: answered once durable

@@ -40,6 +40,10 @@ _POOL_LOCKED = sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()
 _LEASE_BY_FINGERPRINT = sa.select(leases).where(leases.c.instance_fingerprint == sa.bindparam("b_fp"))
 _UPDATE_LEASE = sa.update(leases).where(leases.c.lease_id == sa.bindparam("b_id"))
 # The seat counter (migration 0009): changed in the transaction that inserts or deletes leases.
+# An acquire's, built once too: building a statement and its cache key cost more than running it.
+_LEASES_HELD = sa.select(pool.c.leases_held).where(pool.c.id == POOL_ID)
+_DELETE_EXPIRED = sa.delete(leases).where(leases.c.expires_at <= sa.bindparam("b_now"))
+_INSERT_LEASE = sa.insert(leases)
 _HELD = sa.update(pool).where(pool.c.id == POOL_ID).values(leases_held=pool.c.leases_held + sa.bindparam("b_n"))
 # The rule kinds by name (access.KINDS), not "kind != 'leased'": that read every instance the pool
 # ever leased to on each new seat (351 µs of an acquire at 10,000); IN seeks the primary key.
@@ -122,30 +126,31 @@ class Tx:
 
     def leases_held(self) -> int:
         """Rows in ``leases`` (the pool's counter, no scan); live ones only after :meth:`delete_expired`."""
-        return int(self.conn.execute(sa.select(pool.c.leases_held).where(pool.c.id == POOL_ID)).scalar_one())
+        return int(self.conn.execute(_LEASES_HELD).scalar_one())
 
     def _held(self, n: int) -> None:
         if n:
             self.conn.execute(_HELD, {"b_n": n})
 
     def delete_expired(self, now: int) -> int:
-        gone = int(self.conn.execute(sa.delete(leases).where(leases.c.expires_at <= now)).rowcount)
+        gone = int(self.conn.execute(_DELETE_EXPIRED, {"b_now": now}).rowcount)
         self._held(-gone)
         return gone
 
     def insert_lease(self, lease: LeaseRecord) -> None:
         self.conn.execute(
-            sa.insert(leases).values(
-                lease_id=lease.lease_id,
-                instance_fingerprint=lease.instance_fingerprint,
-                public_key=lease.public_key,
-                features=list(lease.features),
-                issued_at=lease.issued_at,
-                renewed_at=lease.renewed_at,
-                expires_at=lease.expires_at,
-                chain=lease.chain,
-                label=lease.label,
-            )
+            _INSERT_LEASE,
+            {
+                "lease_id": lease.lease_id,
+                "instance_fingerprint": lease.instance_fingerprint,
+                "public_key": lease.public_key,
+                "features": list(lease.features),
+                "issued_at": lease.issued_at,
+                "renewed_at": lease.renewed_at,
+                "expires_at": lease.expires_at,
+                "chain": lease.chain,
+                "label": lease.label,
+            },
         )
         self._held(1)
 
