@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -31,6 +32,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 
 from .store import FloatingStore, Tx
+
+log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 T = TypeVar("T")
@@ -111,7 +114,12 @@ class JobBatcher:
             if not batch:
                 self._hand_over(None)
                 return
-            self._run(batch)
+            try:
+                self._run(batch)
+            except Exception as exc:  # a fault here, not in a job: its batch fails, the thread serves on
+                log.exception("lease batch failed")
+                for item in batch:
+                    item.job, item.error = None, exc
             self._hand_over(batch)
 
     def _hand_over(self, batch: list[_Queued] | None) -> None:
