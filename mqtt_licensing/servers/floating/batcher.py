@@ -47,10 +47,16 @@ class Job(Generic[R, T]):
 
     work: Callable[[Tx], R]
     finish: Callable[[R], T]
+    failed: Callable[[Exception], None] | None = None  # told of the refusal of a job that started
 
     def run(self, store: FloatingStore) -> T:
         """The job on the calling thread, through the store's group commit (not batched here)."""
-        return self.finish(store.write(self.work))
+        try:
+            return self.finish(store.write(self.work))
+        except Exception as exc:
+            if self.failed is not None:
+                self.failed(exc)
+            raise
 
 
 @dataclass
@@ -157,6 +163,11 @@ class JobBatcher:
                     item.result = item.job.finish(item.result)
                 except Exception as exc:
                     item.error = exc
+            if item.job is not None and item.job.failed is not None and isinstance(item.error, Exception):
+                try:
+                    item.job.failed(item.error)
+                except Exception:  # the refusal is still answered
+                    log.exception("a lease job's failure hook failed")
         loops: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}
         for item in batch:
             loops.setdefault(item.loop, []).append(item)

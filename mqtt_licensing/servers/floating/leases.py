@@ -108,14 +108,17 @@ class Leases:
         """Lease a seat (or return the instance's existing one, extended); return the signed lease.
 
         A new seat needs the pool's access rules to admit the instance (:mod:`.access`)."""
-        try:
-            return self._acquire(request_blob, source=source, join_token=join_token)
-        except LicensingError as exc:
-            if exc.code == ErrorCode.NO_SEATS:  # its transaction rolled back: the event gets its own
-                self.ctx.event(None, "floating.seats_exhausted", message=exc.message)
-            raise
+        return self.acquire_job(request_blob, source=source, join_token=join_token).run(self.ctx.store)
 
-    def _acquire(self, request_blob: bytes, *, source: str, join_token: str | None) -> bytes:
+    def _seats_exhausted(self, exc: Exception) -> None:
+        if isinstance(exc, LicensingError) and exc.code == ErrorCode.NO_SEATS:
+            # its transaction rolled back: the event gets its own
+            self.ctx.event(None, "floating.seats_exhausted", message=exc.message)
+
+    def acquire_job(
+        self, request_blob: bytes, *, source: str = "local", join_token: str | None = None
+    ) -> Job[Any, bytes]:
+        """:meth:`acquire` as a :class:`.batcher.Job`."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)  # first contact: verified against the key it carries
         request = check_instance_request(
@@ -183,9 +186,12 @@ class Leases:
             access.remember(tx, request.fingerprint, now, known=known)
             return row, pool, reclaimed
 
-        row, pool, reclaimed = self.ctx.store.write(work)  # group commit: answered once durable
-        self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
-        return self._sign_lease(row, pool, now)
+        def finish(done: tuple[LeaseRecord, PoolView, int]) -> bytes:
+            row, pool, reclaimed = done  # committed: answered once durable
+            self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
+            return self._sign_lease(row, pool, now)
+
+        return Job(work, finish, self._seats_exhausted)
 
     def renew(self, request_blob: bytes) -> bytes:
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""

@@ -84,7 +84,7 @@ class FloatingService:
         self.new_identities = NewIdentityLimit(new_identities_per_minute)
         self.leases = Leases(self.ctx, self.pool, self.new_identities)
         self.usage = FloatingUsage(self.ctx, self.pool)
-        # The server's renewals and releases, batched on one thread (the routes await them there)
+        # The server's lease requests, batched on one thread (the routes await them there)
         self.batcher = JobBatcher(store)
 
     @classmethod
@@ -156,6 +156,11 @@ class FloatingService:
 
     def release(self, request_blob: bytes) -> bool:
         return self.leases.release(request_blob)
+
+    def acquire_job(
+        self, request_blob: bytes, *, source: str = "local", join_token: str | None = None
+    ) -> Job[Any, bytes]:
+        return self.leases.acquire_job(request_blob, source=source, join_token=join_token)
 
     def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
         return self.leases.renew_job(request_blob)

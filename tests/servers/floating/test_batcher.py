@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -18,9 +19,11 @@ from mqtt_licensing.clients.floating import lease_request
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.documents import Lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
-from mqtt_licensing.core.signing import load_public_key
+from mqtt_licensing.core.signing import b64, load_public_key
+from mqtt_licensing.servers.floating.app import create_app
 from mqtt_licensing.servers.floating.batcher import Job
 from mqtt_licensing.servers.floating.service import FloatingService
+from mqtt_licensing.servers.webhooks import Webhooks
 from tests.helpers.floating import make_pool_certificate
 
 from .conftest import FakeClock
@@ -136,3 +139,28 @@ def test_a_cancelled_request_leaves_the_thread_serving(service: FloatingService,
         )
 
     assert isinstance(asyncio.run(run()), bytes)
+
+
+def test_an_acquire_refused_for_want_of_a_seat_over_http_queues_seats_exhausted(
+    service: FloatingService, clock: FakeClock
+) -> None:
+    """The refusal rolls its transaction back; the batch thread's failure hook records the event
+    in one of its own, as the acquire did on a worker thread."""
+    Webhooks(service.store.engine).add("http://127.0.0.1:9/hook", ["floating.seats_exhausted"], clock.now)
+    app = create_app(service, "token")
+
+    async def run() -> list[int]:
+        codes = []
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fls") as client:
+            for _ in range(6):  # the pool has 5 seats
+                body = {
+                    "request": b64(
+                        lease_request(Ed25519PrivateKey.generate(), labels.KIND_LEASE_ACQUIRE, now=clock.now)
+                    )
+                }
+                codes.append((await client.post("/v1/leases", json=body)).status_code)
+        return codes
+
+    assert asyncio.run(run()) == [200] * 5 + [410]
+    events = [d["event_type"] for d in Webhooks(service.store.engine).deliveries()]
+    assert events == ["floating.seats_exhausted"]
