@@ -62,14 +62,14 @@ def activation_line(act: dict[str, Any], now: int | None = None) -> str:
 
 
 def count_line(page: dict[str, Any]) -> str:
-    """``showing 100 of 10000 activations (active, label contains "line"); next page: --after act_…``"""
-    what = f"({page['filter']})"
-    if page["total"] == 0:
+    """``12 activations match (active)``, or ``10000 activations match (active, silent for more
+    than 2h); showing 100; next page: --after act_…``. The filter is what was typed: escaped."""
+    total, what = page["total"], f"({page['filter']})"
+    if total == 0:
         return safe_text(f"no activations match {what}")
-    if page["shown"] == page["total"]:
-        text = f"showing all {page['total']} activations {what}"
-    else:
-        text = f"showing {page['shown']} of {page['total']} activations {what}"
+    text = f"1 activation matches {what}" if total == 1 else f"{total} activations match {what}"
+    if page["shown"] != total:
+        text += f"; showing {page['shown']}"
     if page["next"] is not None:
         text += f"; next page: --after {page['next']}"
     return safe_text(text)
@@ -112,17 +112,17 @@ def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
 
 def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_service: Any) -> None:
     p = verb("activations", cmd_activations(open_service), "list activations, filtered and a page at a time")
-    p.add_argument("--license", metavar="ID", type=_checked(lambda t: parse_id(t, "--license")))
+    p.add_argument("--license", metavar="ID", type=_checked(lambda t: parse_id(t, "")))
     p.add_argument(
         "--label",
         metavar="TEXT",
-        type=_checked(lambda t: parse_label(t, "--label")),
+        type=_checked(lambda t: parse_label(t, "")),
         help="only activations whose label, or one they had, contains TEXT (any case)",
     )
     p.add_argument(
         "--silent-for",
         metavar="DURATION",
-        type=_checked(lambda t: parse_duration(t, "--silent-for")),
+        type=_checked(lambda t: parse_duration(t, "")),
         help="only activations not heard from (activation, check-in, heartbeat) for longer than "
         "DURATION: 90s, 45m, 2h, 3d, 1d12h",
     )
@@ -130,7 +130,7 @@ def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_serv
     status.add_argument(
         "--status",
         metavar="STATUS",
-        type=_checked(lambda t: parse_statuses(t, "--status")),
+        type=_checked(lambda t: parse_statuses(t, "")),
         help="active (the default), freed (deactivated or freed by someone), released (after silence), "
         "or several comma-separated",
     )
@@ -138,12 +138,12 @@ def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_serv
     p.add_argument(
         "--limit",
         metavar="N",
-        type=_checked(lambda t: parse_limit(t, "--limit", zero_is_all=True)),
+        type=_checked(lambda t: parse_limit(t, "", zero_is_all=True)),
         default=DEFAULT_LIMIT,
         help=f"show at most N (default {DEFAULT_LIMIT}; 0: all), oldest first",
     )
     p.add_argument(
-        "--after", metavar="ID", type=_checked(lambda t: parse_id(t, "--after")), help="the page after this activation"
+        "--after", metavar="ID", type=_checked(lambda t: parse_id(t, "")), help="the page after this activation"
     )
     p.add_argument("--json", action="store_true", help="the page and its counts, as the admin API answers")
 

@@ -31,7 +31,7 @@ _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _invalid(name: str, message: str) -> LicensingError:
-    return LicensingError(ErrorCode.INVALID_FIELD, f"{name} {message}")
+    return LicensingError(ErrorCode.INVALID_FIELD, f"{name} {message}".strip())
 
 
 def parse_duration(text: str, name: str = "silent_for") -> int:

@@ -6,8 +6,8 @@ Read-only and beside the store's queries (as the heartbeat and catalogue queries
 the instances' paths (activation, check-in, heartbeat) reads or writes differently because of it.
 The order has its own index, ``ix_activations_created`` (migration 0012), so a page is read in
 index order and stops after ``limit`` rows instead of sorting every activation; the count reads
-no row it can skip. A label is matched with ``LIKE`` on ``lower()`` (case-insensitive for every
-letter on PostgreSQL, for ASCII letters on SQLite), its wildcards escaped.
+no row it can skip. A label is matched case-insensitively (every letter on PostgreSQL, ASCII
+letters on SQLite), its wildcards escaped.
 """
 
 from __future__ import annotations
@@ -52,11 +52,23 @@ def _status_condition(statuses: tuple[str, ...]) -> Any:
     return sa.or_(*(parts[s] for s in statuses))
 
 
-def _label_condition(piece: str) -> Any:
-    needle = piece.lower()
+def _label_condition(piece: str, dialect: str) -> Any:
+    """The label, or one it had: the history holds every label an activation took (the current
+    one too), so one pass over it finds the ids - not a lookup per activation (1.6x slower at
+    100,000). The current label is matched as well, for a row whose history a writer other than
+    this server's requests left out.
+
+    In any case: SQLite's ``LIKE`` already ignores the case of ASCII letters (``lower()`` on both
+    sides cost 2.5x the scan); PostgreSQL's ``ILIKE`` ignores it for every letter."""
     a, h = activations.c, activation_labels.c
-    earlier = sa.exists().where(h.activation_id == a.id, sa.func.lower(h.label).contains(needle, autoescape=True))
-    return sa.or_(sa.func.lower(a.label).contains(needle, autoescape=True), earlier)
+
+    def match(column: Any) -> Any:
+        if dialect == "sqlite":
+            return column.contains(piece, autoescape=True)
+        return column.icontains(piece, autoescape=True)
+
+    earlier = sa.select(h.activation_id).where(match(h.label))
+    return sa.or_(match(a.label), a.id.in_(earlier))
 
 
 class ActivationListing:
@@ -71,7 +83,7 @@ class ActivationListing:
         if wanted.license_id is not None:
             where.append(a.license_id == wanted.license_id)
         if wanted.label is not None:
-            where.append(_label_condition(wanted.label))
+            where.append(_label_condition(wanted.label, self.conn.dialect.name))
         if wanted.silent_for is not None:
             where.append(_last_seen_column() < now - wanted.silent_for)
         return where
