@@ -16,7 +16,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ..core.errors import LicensingError
 from ..core.listing import (
     DEFAULT_LIMIT,
     STATUSES,
@@ -29,6 +28,7 @@ from ..core.listing import (
 )
 from ..core.timefmt import iso, relative
 from .format import safe_text
+from .serverdata import checked
 
 
 def format_time(ts: Any) -> str:
@@ -98,31 +98,19 @@ def cmd_activations(open_service: Callable[[argparse.Namespace], Any]) -> Callab
     return run
 
 
-def _checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type from a core parser: its one-line message becomes argparse's."""
-
-    def check(text: str) -> Any:
-        try:
-            return parse(text)
-        except LicensingError as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-
-    return check
-
-
 def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_service: Any) -> None:
     p = verb("activations", cmd_activations(open_service), "list activations, filtered and a page at a time")
-    p.add_argument("--license", metavar="ID", type=_checked(lambda t: parse_id(t, "")))
+    p.add_argument("--license", metavar="ID", type=checked(lambda t: parse_id(t, "")))
     p.add_argument(
         "--label",
         metavar="TEXT",
-        type=_checked(lambda t: parse_label(t, "")),
+        type=checked(lambda t: parse_label(t, "")),
         help="only activations whose label, or one they had, contains TEXT (any case)",
     )
     p.add_argument(
         "--silent-for",
         metavar="DURATION",
-        type=_checked(lambda t: parse_duration(t, "")),
+        type=checked(lambda t: parse_duration(t, "")),
         help="only activations not heard from (activation, check-in, heartbeat) for longer than "
         "DURATION: 90s, 45m, 2h, 3d, 1d12h",
     )
@@ -130,7 +118,7 @@ def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_serv
     status.add_argument(
         "--status",
         metavar="STATUS",
-        type=_checked(lambda t: parse_statuses(t, "")),
+        type=checked(lambda t: parse_statuses(t, "")),
         help="active (the default), freed (deactivated or freed by someone), released (after silence), "
         "or several comma-separated",
     )
@@ -138,12 +126,12 @@ def register(verb: Callable[[str, Any, str], argparse.ArgumentParser], open_serv
     p.add_argument(
         "--limit",
         metavar="N",
-        type=_checked(lambda t: parse_limit(t, "", zero_is_all=True)),
+        type=checked(lambda t: parse_limit(t, "", zero_is_all=True)),
         default=DEFAULT_LIMIT,
         help=f"show at most N (default {DEFAULT_LIMIT}; 0: all), oldest first",
     )
     p.add_argument(
-        "--after", metavar="ID", type=_checked(lambda t: parse_id(t, "")), help="the page after this activation"
+        "--after", metavar="ID", type=checked(lambda t: parse_id(t, "")), help="the page after this activation"
     )
     p.add_argument("--json", action="store_true", help="the page and its counts, as the admin API answers")
 

@@ -11,7 +11,7 @@ silently lists everything).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import ErrorCode, LicensingError
@@ -154,11 +154,53 @@ class ActivationFilter:
         return ", ".join(parts)
 
 
+@dataclass(frozen=True)
+class LeaseFilter:
+    """Which of a floating server's leases ``floating status`` shows: by a piece of the label (or
+    of one the instance had), by silence (no acquire or renewal for longer than ``silent_for``:
+    a broker that renews every TTL/3 and missed some). A pool holds at most its seats' leases,
+    all read anyway to count them, so this filters what was read."""
+
+    label: str | None = None
+    silent_for: int | None = None
+
+    @classmethod
+    def from_query(cls, params: Mapping[str, str]) -> LeaseFilter:
+        unknown = sorted(set(params) - {"label", "silent_for"})
+        if unknown:
+            raise LicensingError(
+                ErrorCode.BAD_REQUEST, f"unknown parameter(s) {', '.join(unknown)}; known: label, silent_for"
+            )
+        return cls(
+            label=parse_label(params["label"]) if "label" in params else None,
+            silent_for=parse_duration(params["silent_for"]) if "silent_for" in params else None,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self.label is not None or self.silent_for is not None
+
+    def matches(self, labels: Iterable[str | None], last_seen: int, now: int) -> bool:
+        """``labels``: the lease's label and those its instance had; ``last_seen``: its last renewal."""
+        if self.label is not None:
+            piece = self.label.casefold()
+            if not any(label and piece in label.casefold() for label in labels):
+                return False
+        return self.silent_for is None or last_seen < now - self.silent_for
+
+    def describe(self) -> str:
+        parts = [f'label contains "{self.label}"'] if self.label is not None else []
+        if self.silent_for is not None:
+            parts.append(f"not renewed for more than {duration_text(self.silent_for)}")
+        return ", ".join(parts) or "every lease"
+
+
 __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "STATUSES",
     "ActivationFilter",
+    "LeaseFilter",
     "duration_text",
     "parse_duration",
     "parse_id",
