@@ -25,15 +25,9 @@ from .rows import ActivationRecord, activation_row
 from .schema import activation_labels, activations
 
 
-def last_seen(act: ActivationRecord) -> int:
-    """When the vendor last heard from the activation's instance: its activation, check-in or
-    usage license (``last_check_in_at``), or its heartbeat, whichever is later."""
-    seen = act.last_check_in_at if act.last_check_in_at is not None else act.created_at
-    return max(seen, act.last_heartbeat_at or 0)
-
-
 def _last_seen_column() -> Any:
-    """:func:`last_seen` in SQL, portable (no GREATEST on SQLite, no two-argument max() on PostgreSQL)."""
+    """``ActivationRecord.last_seen_at`` in SQL, portable (SQLite has no GREATEST, PostgreSQL no
+    two-argument max()). No index: one on it would cost every heartbeat an index update."""
     a = activations.c
     checked = sa.func.coalesce(a.last_check_in_at, a.created_at)
     beat = sa.func.coalesce(a.last_heartbeat_at, 0)
@@ -109,8 +103,8 @@ class ActivationListing:
 
 
 def find_activations(ctx: ServiceContext, wanted: ActivationFilter) -> dict[str, Any]:
-    """``{"activations": [...], "total", "shown", "limit", "next", "filter"}``: the page, each
-    activation with its label history and ``last_seen_at``; ``next`` is the ``after`` of the
+    """``{"activations": [...], "total", "shown", "limit", "next", "filter", "now"}``: the page,
+    each activation with its label history; ``next`` is the ``after`` of the
     following page (None on the last one). The license named must exist (``not_found`` otherwise)."""
     now = ctx.clock()
     with ctx.store.transaction() as tx:
@@ -119,9 +113,7 @@ def find_activations(ctx: ServiceContext, wanted: ActivationFilter) -> dict[str,
         acts, total, more = ActivationListing(tx.conn).find(wanted, now)
         history = names.histories(tx.conn, (a.id for a in acts))
     return {
-        "activations": [
-            activation_to_dict(a) | {"label_history": history[a.id], "last_seen_at": last_seen(a)} for a in acts
-        ],
+        "activations": [activation_to_dict(a) | {"label_history": history[a.id]} for a in acts],
         "total": total,
         "shown": len(acts),
         "limit": wanted.limit,
@@ -131,4 +123,4 @@ def find_activations(ctx: ServiceContext, wanted: ActivationFilter) -> dict[str,
     }
 
 
-__all__ = ["ActivationListing", "find_activations", "last_seen"]
+__all__ = ["ActivationListing", "find_activations"]
