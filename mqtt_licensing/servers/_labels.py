@@ -41,8 +41,8 @@ class LabelHistory:
         if not wanted:
             return out
         t = self.table
-        # In chunks: a list of 100,000 activations would pass SQLite's limit of bound parameters
-        # (32,766) in one IN (...).
+        # In chunks: a list of 100,000 activations in one IN (...) passes the bound parameters a
+        # statement may have (PostgreSQL's protocol: 65,535; SQLite's default build: 32,766).
         for start in range(0, len(wanted), _CHUNK):
             chunk = wanted[start : start + _CHUNK]
             rows = conn.execute(
