@@ -222,3 +222,19 @@ async def test_new_outputs_print_hostile_labels_and_filters_as_text(vendor: Vend
     assert '(active, label contains "pwned")' in out.splitlines()[-1]
     out = _run(capsys, "vendor", "activations", "--data", data, "--label", "\x1b[2J")[1]
     assert out.splitlines()[-1] == '1 activation matches (active, label contains "\\x1b[2J")'
+
+
+def test_label_histories_read_in_chunks_are_the_same(vendor: VendorHandle, monkeypatch: Any) -> None:
+    """A list of every activation asks for their histories in chunks (a 100,000-key IN (...) passes
+    PostgreSQL's 65,535 bound parameters): chunks of two give what one query gives."""
+    from mqtt_licensing.servers import _labels
+
+    key = vendor.issue(max_activations=5)
+    for n in range(5):
+        inst = Instance()
+        act = vendor.service.activate(key, inst.activate(key, label=f"box-{n}")).activation_id
+        vendor.service.check_in(inst.check_in(act, label=f"box-{n}-renamed"))
+    whole = vendor.service.find_activations(ActivationFilter(limit=None))
+    monkeypatch.setattr(_labels, "_CHUNK", 2)
+    assert vendor.service.find_activations(ActivationFilter(limit=None)) == whole
+    assert [len(a["label_history"]) for a in whole["activations"]] == [2] * 5
