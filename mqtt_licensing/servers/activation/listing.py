@@ -3,7 +3,9 @@ license, by a piece of a label (current or earlier), by silence, by status, a pa
 one stable order (created, then id), with the count of all that match.
 
 Read-only and beside the store's queries (as the heartbeat and catalogue queries are): nothing on
-the instances' paths (activation, check-in, heartbeat) reads or writes differently because of it.
+the instances' paths (activation, check-in, heartbeat) reads or writes differently because of it,
+and it reads in a read-only transaction (:func:`.._db.reading`), so on SQLite a long search never
+holds the write lock the instances' requests wait for.
 The order has its own index, ``ix_activations_created`` (migration 0012), so a page is read in
 index order and stops after ``limit`` rows instead of sorting every activation; the count reads
 no row it can skip. A label is matched case-insensitively (every letter on PostgreSQL, ASCII
@@ -18,11 +20,13 @@ import sqlalchemy as sa
 
 from ...core.errors import ErrorCode, LicensingError
 from ...core.listing import STATUSES, ActivationFilter
+from .._db import reading
 from . import names
 from .instances import RELEASED_REASON
 from .records import ServiceContext, activation_to_dict
 from .rows import ActivationRecord, activation_row
 from .schema import activation_labels, activations
+from .store import Tx
 
 
 def _last_seen_column() -> Any:
@@ -107,11 +111,11 @@ def find_activations(ctx: ServiceContext, wanted: ActivationFilter) -> dict[str,
     each activation with its label history; ``next`` is the ``after`` of the
     following page (None on the last one). The license named must exist (``not_found`` otherwise)."""
     now = ctx.clock()
-    with ctx.store.transaction() as tx:
+    with reading(ctx.store.engine) as conn:  # never the write lock: check-ins go on meanwhile
         if wanted.license_id is not None:
-            ctx.license(tx, wanted.license_id)
-        acts, total, more = ActivationListing(tx.conn).find(wanted, now)
-        history = names.histories(tx.conn, (a.id for a in acts))
+            ctx.license(Tx(conn), wanted.license_id)
+        acts, total, more = ActivationListing(conn).find(wanted, now)
+        history = names.histories(conn, (a.id for a in acts))
     return {
         "activations": [activation_to_dict(a) | {"label_history": history[a.id]} for a in acts],
         "total": total,

@@ -238,3 +238,38 @@ def test_label_histories_read_in_chunks_are_the_same(vendor: VendorHandle, monke
     monkeypatch.setattr(_labels, "_CHUNK", 2)
     assert vendor.service.find_activations(ActivationFilter(limit=None)) == whole
     assert [len(a["label_history"]) for a in whole["activations"]] == [2] * 5
+
+
+@pytest.mark.timeout(20)
+async def test_the_list_neither_waits_for_nor_holds_up_the_servers_writers(vendor: VendorHandle) -> None:
+    """SQLite: the list reads in a deferred transaction. With the write lock held by another
+    connection (a server mid-commit), a second process's list (its own engine, as ``vendor
+    activations`` has) still answers - ``BEGIN IMMEDIATE`` would wait 30 s for the lock, past this
+    test's timeout; and while a list's transaction is open a writer commits at once."""
+    if vendor.database_url is not None:
+        pytest.skip("SQLite's write lock; PostgreSQL readers never take one")
+    import sqlite3
+
+    from mqtt_licensing.servers._db import reading
+    from mqtt_licensing.servers.activation.service import ActivationService
+
+    key = vendor.issue()
+    async with vendor.client() as http:
+        assert (await http.post("/v1/activations", json=Instance().activation_body(key, label="l7"))).is_success
+    cli = ActivationService.open(vendor.data_dir)  # what `vendor activations` opens
+    writer = sqlite3.connect(str(vendor.data_dir / "vendor.db"), timeout=5, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE activations SET last_check_in_at = last_check_in_at")
+        page = cli.find_activations(ActivationFilter())
+        assert [a["label"] for a in page["activations"]] == ["l7"]
+        writer.execute("COMMIT")
+        with reading(cli.store.engine) as conn:
+            assert conn.execute(sa.select(activations.c.label)).scalar_one() == "l7"
+            writer.execute("BEGIN IMMEDIATE")  # "database is locked" after 5 s if the list held the lock
+            writer.execute("UPDATE activations SET label = 'l8'")
+            writer.execute("COMMIT")
+            assert conn.execute(sa.select(activations.c.label)).scalar_one() == "l7"  # its own snapshot
+    finally:
+        writer.close()
+        cli.close()
