@@ -26,7 +26,7 @@ from ...core.errors import LicensingError
 from ...core.keyring import KeyRing
 from ...core.listing import LeaseFilter
 from ...core.signing import public_key_to_text
-from .._db import create_db_engine
+from .._db import create_db_engine, reading
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
@@ -35,7 +35,7 @@ from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import FloatingStore
+from .store import FloatingStore, Tx
 from .usage import FloatingUsage
 
 log = logging.getLogger(__name__)
@@ -259,7 +259,8 @@ class FloatingService:
     def status(self, wanted: LeaseFilter = EVERY_LEASE) -> dict[str, Any]:
         """Pool terms, seats used and free, the active leases ``wanted`` picks. Read-only."""
         now = self.clock()
-        with self.store.transaction() as tx:
+        with reading(self.store.engine) as conn:  # read-only: renewals never wait for a status
+            tx = Tx(conn)
             row = tx.read_pool()
             leases = tx.active_leases(now)
             label_history = names.histories(tx.conn, (le.instance_fingerprint for le in leases))

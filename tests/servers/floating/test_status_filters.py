@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
+from mqtt_licensing.core.listing import LeaseFilter
 from mqtt_licensing.servers.floating.schema import leases
 
 from .conftest import FakeClock
@@ -88,3 +89,29 @@ async def test_hostile_labels_and_filters_print_as_text(floating: Any, capsys: A
     out = capsys.readouterr().out
     assert "label \\x1b]0;pwned\\x07\\x1b[2J<script>" in out
     assert out.splitlines()[-1] == 'leases           1 of 1 match (label contains "\\x1b[2J")'
+
+
+@pytest.mark.timeout(20)
+async def test_status_never_waits_for_the_write_lock(floating: Any) -> None:
+    """SQLite: a status (its own engine, as ``floating status`` has) reads in a deferred
+    transaction, so it answers while a renewal's transaction holds the write lock (``BEGIN
+    IMMEDIATE`` would wait 30 s for it, past this test's timeout)."""
+    import sqlite3
+
+    from mqtt_licensing.servers.floating.service import FloatingService
+
+    fls = floating(seats=2)
+    if fls.service.store.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock; PostgreSQL readers never take one")
+    async with FloatingClient(fls.url) as client:
+        await client.acquire(lease_request(Ed25519PrivateKey.generate(), ACQ, label="line-7"))
+    cli = FloatingService.open(fls.data_dir)
+    writer = sqlite3.connect(str(fls.data_dir / "floating.db"), timeout=5, isolation_level=None)
+    try:
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE leases SET renewed_at = renewed_at")
+        assert _labels(cli.status(LeaseFilter(label="line"))) == ["line-7"]
+        writer.execute("COMMIT")
+    finally:
+        writer.close()
+        cli.close()
