@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
+from . import vendor_activations, vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
 from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
 from .vendor_admin import (
     CREATE,
     UNSET,
-    cmd_activations,
     cmd_contact,
     cmd_floating_issue,
     cmd_free,
@@ -270,10 +269,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = verb(name, status_verb(status, done), f"{name} a license")
         p.add_argument("id")
 
-    p = verb("activations", cmd_activations, "list activations")
-    p.add_argument("--license", metavar="ID")
-    p.add_argument("--all", action="store_true", help="include freed activations")
-    p.add_argument("--json", action="store_true")
+    vendor_activations.register(verb, open_service)
 
     p = verb("free", cmd_free, "free a lost activation (an instance destroyed without deactivating)")
     p.add_argument("activation_id")
