@@ -54,19 +54,19 @@ async def acquire(request: Request) -> JSONResponse:
     if token is not None and not isinstance(token, str):
         raise LicensingError(ErrorCode.INVALID_FIELD, "field 'join_token' must be a string")
     service, source = _service(request), client_address(request)
-    lease = await service.batcher.run(lambda: service.acquire_job(blob, source=source, join_token=token))
+    lease = await service.batcher.run(lambda: service.leases.acquire_job(blob, source=source, join_token=token))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def renew(request: Request) -> JSONResponse:
     blob, service = blob_field(await read_json(request)), _service(request)
-    lease = await service.batcher.run(lambda: service.renew_job(blob))
+    lease = await service.batcher.run(lambda: service.leases.renew_job(blob))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def release(request: Request) -> JSONResponse:
     blob, service = blob_field(await read_json(request)), _service(request)
-    released = await service.batcher.run(lambda: service.release_job(blob))
+    released = await service.batcher.run(lambda: service.leases.release_job(blob))
     return JSONResponse({"released": released})
 
 

@@ -33,7 +33,7 @@ from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
 from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
-from .batcher import Job, JobBatcher
+from .batcher import JobBatcher
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import FloatingStore, Tx
@@ -158,17 +158,6 @@ class FloatingService:
 
     def release(self, request_blob: bytes) -> bool:
         return self.leases.release(request_blob)
-
-    def acquire_job(
-        self, request_blob: bytes, *, source: str = "local", join_token: str | None = None
-    ) -> Job[Any, bytes]:
-        return self.leases.acquire_job(request_blob, source=source, join_token=join_token)
-
-    def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
-        return self.leases.renew_job(request_blob)
-
-    def release_job(self, request_blob: bytes) -> Job[Any, bool]:
-        return self.leases.release_job(request_blob)
 
     # -- the pool and its provisioning (:mod:`.pool`) -----------------------------------------
     def vendor_key(self) -> Ed25519PublicKey | None:

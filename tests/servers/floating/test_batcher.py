@@ -78,7 +78,7 @@ def test_one_signed_renewal_sent_twice_in_one_batch_is_applied_once(service: Flo
     service.acquire(lease_request(key, labels.KIND_LEASE_ACQUIRE, now=clock.now))
     clock.advance(10)
     renewal = lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now)
-    outcomes = in_one_batch(service, [lambda: service.renew_job(renewal)] * 2)
+    outcomes = in_one_batch(service, [lambda: service.leases.renew_job(renewal)] * 2)
     assert isinstance(outcomes[0], bytes) and lease_expiry(service, outcomes[0]) == clock.now + 60
     assert isinstance(outcomes[1], LicensingError) and "replay" in outcomes[1].message
 
@@ -95,7 +95,11 @@ def test_a_refused_request_is_undone_alone_and_the_rest_of_its_batch_is_kept(
     release = lease_request(leaving, labels.KIND_LEASE_RELEASE, now=clock.now)
     outcomes = in_one_batch(
         service,
-        [lambda: service.renew_job(renew), lambda: service.renew_job(foreign), lambda: service.release_job(release)],
+        [
+            lambda: service.leases.renew_job(renew),
+            lambda: service.leases.renew_job(foreign),
+            lambda: service.leases.release_job(release),
+        ],
     )
     assert isinstance(outcomes[0], bytes)
     assert isinstance(outcomes[1], LicensingError) and outcomes[1].code == ErrorCode.LEASE_NOT_FOUND
@@ -111,7 +115,9 @@ def test_a_request_that_fails_its_checks_before_the_transaction_fails_alone(
     key = Ed25519PrivateKey.generate()
     service.acquire(lease_request(key, labels.KIND_LEASE_ACQUIRE, now=clock.now))
     renewal = lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now)
-    outcomes = in_one_batch(service, [lambda: service.renew_job(b"not a document"), lambda: service.renew_job(renewal)])
+    outcomes = in_one_batch(
+        service, [lambda: service.leases.renew_job(b"not a document"), lambda: service.leases.renew_job(renewal)]
+    )
     assert isinstance(outcomes[0], LicensingError) and outcomes[0].code == ErrorCode.INVALID_CODE
     assert isinstance(outcomes[1], bytes)
 
@@ -124,7 +130,7 @@ def test_a_cancelled_request_leaves_the_thread_serving(service: FloatingService,
     def slow() -> Job[Any, Any]:
         started.set()
         gate.wait(30)
-        return service.renew_job(lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now))
+        return service.leases.renew_job(lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now))
 
     async def run() -> bytes:
         task = asyncio.ensure_future(service.batcher.run(slow))
@@ -135,7 +141,7 @@ def test_a_cancelled_request_leaves_the_thread_serving(service: FloatingService,
         with pytest.raises(asyncio.CancelledError):
             await task
         return await service.batcher.run(
-            lambda: service.renew_job(lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now))
+            lambda: service.leases.renew_job(lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now))
         )
 
     assert isinstance(asyncio.run(run()), bytes)
