@@ -78,9 +78,11 @@ class Heartbeats:
         """A signed ack valid until now + release_after; a signed verdict if the activation is gone
         (``released`` after a release) or the license no longer serves."""
         now = self.ctx.clock()
+        # Verified here, outside the batch's transaction, when the activation's key is known.
+        presented = self.ctx.keys.present(blob, labels.KIND_HEARTBEAT)
 
         def work(tx: Tx) -> tuple[ActivationRecord, InstanceRequest, LicenseRecord]:
-            act, request = self.ctx.verify_known(tx, blob, labels.KIND_HEARTBEAT)
+            act, request = self.ctx.verify_known(tx, presented, labels.KIND_HEARTBEAT)
             check_fresh(request, now, self.ctx.max_clock_skew)
             try:
                 if act.model != LicenseModel.ONLINE:
