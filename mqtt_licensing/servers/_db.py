@@ -20,7 +20,11 @@ opening the same new database at once cannot both create it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,6 +92,56 @@ def create_db_engine(url: str) -> sa.Engine:
             ErrorCode.BAD_REQUEST,
             f"{redact_url(url)} is not a database URL: give e.g. postgresql://user:password@host/database",
         ) from None
+
+
+class WriterLock:
+    """SQLite's one write lock, taken in turn by the processes sharing a database file.
+
+    Two server processes on one file (``vendor serve --workers N``) both write. SQLite alone
+    makes the second wait in its busy handler, which sleeps and retries (1, 2, 5 ... 100 ms): a
+    process that commits batch after batch (group commit under load) takes the lock again before
+    the sleeper looks, and the other's requests wait for seconds. Here a writer first takes an
+    exclusive ``flock`` on ``<database>-writer``: the kernel wakes a waiting process the moment
+    the lock is let go, so the processes take turns. SQLite's own lock still decides correctness;
+    this only orders the waiting. One thread of a process at a time (the pool holds one
+    connection anyway); a process that did not take it (an older CLI) is still kept out by SQLite.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        # Reentrant: a transaction opened inside another on one thread meets the pool's own
+        # timeout, as it always did, rather than hanging here.
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0  # the process that opened _fd: a forked child opens its own (flock is per open file)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        with self._mutex:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fd = self._fd
+            if self._depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def writer_lock(engine: sa.Engine) -> WriterLock:
+    """The :class:`WriterLock` of ``engine``'s database file (none for PostgreSQL or in-memory SQLite)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return WriterLock(None)
+    return WriterLock(Path(database + "-writer"))
 
 
 def redact_url(url: str) -> str:
@@ -190,6 +244,7 @@ def run_env() -> None:
 
 __all__ = [
     "Schema",
+    "WriterLock",
     "create_db_engine",
     "current_revision",
     "migrate",
@@ -197,4 +252,5 @@ __all__ = [
     "redact_url",
     "run_env",
     "sqlite_url",
+    "writer_lock",
 ]

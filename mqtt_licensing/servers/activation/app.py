@@ -239,12 +239,14 @@ def create_app(
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
     webhook_timeout: float = SEND_TIMEOUT,
+    duties: bool = True,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
     server does (e.g. the store's fulfilment loop).
 
-    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts.
+    ``duties=False``: no background duties at all (a worker process but the first, :mod:`.._workers`)."""
 
     async def release() -> None:
         await run_in_threadpool(service.release_silent)
@@ -259,7 +261,9 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[
+        background=[]
+        if not duties
+        else [
             *background,
             Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run,
             # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.

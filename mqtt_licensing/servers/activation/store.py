@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._batch import GroupCommit
-from .._db import migrate
+from .._db import migrate, writer_lock
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .rows import ActivationRecord, LicenseRecord, activation_row, license_row, license_values
 from .schema import (
@@ -243,6 +243,7 @@ class Tx:
 class ActivationStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.writer = writer_lock(engine)  # SQLite: processes on one file take turns (servers/_db.py)
         # Group commit on SQLite only (see servers/_batch.py for why not on PostgreSQL).
         self.group = GroupCommit(self.transaction, lambda tx: tx.conn, batching=engine.dialect.name == "sqlite")
 
@@ -254,7 +255,7 @@ class ActivationStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine.begin() as conn:
+        with self.writer.held(), self.engine.begin() as conn:
             yield Tx(conn)
 
     def write(self, work: Callable[[Tx], R]) -> R:
