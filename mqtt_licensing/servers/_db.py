@@ -8,7 +8,7 @@ UPDATE``.
 
 Threads: the database is blocking, so one rule holds for both servers. Service methods (and the
 stores under them) are synchronous and are called from an event loop only through
-``run_in_threadpool`` / ``asyncio.to_thread``: routes, the ``/metrics`` scrape (its gauges count in
+``run_in_threadpool`` / ``asyncio.to_thread`` (or ``_threads.in_thread``, the hot routes'): routes, the ``/metrics`` scrape (its gauges count in
 SQL, ``COUNT ... GROUP BY``, never reading rows) and the background duties alike. Nothing on a loop
 opens a transaction.
 
