@@ -8,9 +8,9 @@ UPDATE``.
 
 Threads: the database is blocking, so one rule holds for both servers. Service methods (and the
 stores under them) are synchronous and are called from an event loop only through
-``run_in_threadpool`` / ``asyncio.to_thread`` (or ``_threads.in_thread``, the hot routes'): routes, the ``/metrics`` scrape (its gauges count in
-SQL, ``COUNT ... GROUP BY``, never reading rows) and the background duties alike. Nothing on a loop
-opens a transaction.
+``run_in_threadpool`` / ``asyncio.to_thread`` (or ``_threads.in_thread``, the hot routes'): routes,
+the ``/metrics`` scrape (its gauges count in SQL, ``COUNT ... GROUP BY``, never reading rows) and
+the background duties alike. Nothing on a loop opens a transaction.
 
 Schemas: each server keeps its Alembic scripts in its own ``migrations/`` folder and its own
 version table, and :func:`migrate` brings a database to the newest revision when the server opens
