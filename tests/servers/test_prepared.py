@@ -32,7 +32,7 @@ def test_prepared_rows_are_sqlalchemys(tmp_path: Path, database_url: str | None)
                 assert got is not None and got == expected, name
                 assert {type(v) for v in got.values()} == {type(v) for v in expected.values()}, name
                 assert Prepared(query).first(tx.conn, {"b_id": "nope"}) is None
-            assert isinstance(got["public_key"], bytes)
+            assert got is not None and isinstance(got["public_key"], bytes)
             touch = Prepared(
                 activations.update()
                 .where(activations.c.id == sa.bindparam("b_id"), activations.c.freed_at.is_(None))
