@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
+from . import vendor_activations, vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
 from .serverdata import data_command, database_options, open_data
 from .vendor_admin import (
     UNSET,
-    cmd_activations,
     cmd_contact,
     cmd_floating_issue,
     cmd_free,
@@ -174,10 +173,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = verb(name, status_verb(status, done), f"{name} a license")
         p.add_argument("id")
 
-    p = verb("activations", cmd_activations, "list activations")
-    p.add_argument("--license", metavar="ID")
-    p.add_argument("--all", action="store_true", help="include freed activations")
-    p.add_argument("--json", action="store_true")
+    vendor_activations.register(verb, open_service)
 
     p = verb("free", cmd_free, "free a lost activation (an instance destroyed without deactivating)")
     p.add_argument("activation_id")

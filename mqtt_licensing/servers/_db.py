@@ -20,11 +20,11 @@ opening the same new database at once cannot both create it.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,7 @@ def create_db_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     try:
@@ -92,6 +92,23 @@ def create_db_engine(url: str) -> sa.Engine:
             ErrorCode.BAD_REQUEST,
             f"{redact_url(url)} is not a database URL: give e.g. postgresql://user:password@host/database",
         ) from None
+
+
+_READ_ONLY = "mqtt_licensing_read_only"
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read-only transaction with one snapshot, for what people ask by hand (the vendor's lists):
+    on SQLite a deferred ``BEGIN``, which in WAL mode neither waits for the writers nor holds them
+    up (``BEGIN IMMEDIATE`` takes the write lock: a list of 100,000 rows from the CLI would stall
+    every check-in of the server beside it); on PostgreSQL ``REPEATABLE READ, READ ONLY``, so a
+    count and the page it heads agree. Never for a read that decides a write."""
+    options: dict[str, Any] = {_READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
 
 
 class WriterLock:
@@ -116,7 +133,7 @@ class WriterLock:
         self._fd: int | None = None
         self._pid = 0  # the process that opened _fd: a forked child opens its own (flock is per open file)
 
-    @contextlib.contextmanager
+    @contextmanager
     def held(self) -> Iterator[None]:
         if self.path is None:
             yield
@@ -249,6 +266,7 @@ __all__ = [
     "current_revision",
     "migrate",
     "normalize_url",
+    "reading",
     "redact_url",
     "run_env",
     "sqlite_url",

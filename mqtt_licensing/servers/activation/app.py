@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
+from ...core.listing import ActivationFilter
 from ...core.signing import b64
 from .._app import build_app
 from .._duties import Duty, every
@@ -27,7 +28,6 @@ from .._http import (
     blob_field,
     blobs_field,
     client_address,
-    flag,
     read_json,
     require_bearer,
     required,
@@ -167,11 +167,10 @@ async def patch_license(request: Request) -> JSONResponse:
 
 
 async def list_activations(request: Request) -> JSONResponse:
-    license_id = request.query_params.get("license_id") or None
-    include_freed = flag(request.query_params.get("include_freed"))
-    service = _service(request)
-    acts = await run_in_threadpool(lambda: service.list_activations(license_id, include_freed=include_freed))
-    return JSONResponse({"activations": acts})
+    """Filtered and paged (core/listing.py): ``license_id``, ``label``, ``silent_for``, ``status``,
+    ``limit``, ``after``; each value checked here, before the database is asked."""
+    wanted = ActivationFilter.from_query(request.query_params)
+    return JSONResponse(await run_in_threadpool(_service(request).find_activations, wanted))
 
 
 async def free_activation(request: Request) -> JSONResponse:

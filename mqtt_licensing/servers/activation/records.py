@@ -103,6 +103,7 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "created_at": act.created_at,
         "last_check_in_at": act.last_check_in_at,
         "last_heartbeat_at": act.last_heartbeat_at,
+        "last_seen_at": act.last_seen_at,
         "request_nonce": act.request_nonce,
         "freed_at": act.freed_at,
         "freed_reason": act.freed_reason,

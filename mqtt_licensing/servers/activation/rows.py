@@ -52,6 +52,13 @@ class ActivationRecord:
     def active(self) -> bool:
         return self.freed_at is None
 
+    @property
+    def last_seen_at(self) -> int:
+        """When the vendor last heard from the instance: its activation, check-in or usage license
+        (``last_check_in_at``), or its heartbeat, whichever is later (listing.py asks it in SQL)."""
+        seen = self.last_check_in_at if self.last_check_in_at is not None else self.created_at
+        return max(seen, self.last_heartbeat_at or 0)
+
 
 _LICENSE_FIELDS = tuple(f.name for f in fields(LicenseRecord))
 _ACTIVATION_FIELDS = tuple(f.name for f in fields(ActivationRecord))

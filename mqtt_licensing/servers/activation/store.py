@@ -270,7 +270,10 @@ class ActivationStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.writer.held(), self.engine.begin() as conn:
+        # The connection first, then the turn among processes: a thread waiting for this
+        # process's one pooled connection (held by a read, servers/_db.py: reading) does not
+        # keep the other processes from writing meanwhile.
+        with self.engine.connect() as conn, self.writer.held(), conn.begin():
             yield Tx(conn)
 
     def write(self, work: Callable[[Tx], R]) -> R:
