@@ -2,7 +2,7 @@
 
 A renewal used to run five statements through SQLAlchemy (the pool row, the suspension, the
 lease, the nonce, the update), each 25-45 µs of Python around a few µs of SQLite. It now runs
-three on the driver's connection (:mod:`.driver`): one read of the pool row (locked on
+three on the driver's connection (:mod:`.._prepared`): one read of the pool row (locked on
 PostgreSQL), the instance's lease and its suspension, joined; the nonce insert; and one update
 writing every column a renewal may change.
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
-from .driver import DriverStatement
+from .._prepared import Prepared
 from .schema import POOL_ID, leases, pool, request_nonces, suspended_instances
 
 
@@ -82,31 +82,33 @@ class LeaseContext:
 # test_concurrency.py); a statement begun once the lock is held reads what its holder committed.
 # On SQLite the transaction's BEGIN IMMEDIATE already serializes the writers.
 _FP: sa.BindParameter[str] = sa.bindparam("b_fp")
-_CONTEXT = DriverStatement(
+_POOL: sa.BindParameter[int] = sa.bindparam("b_pool")
+_CONTEXT = Prepared(
     sa.select(*_POOL_COLUMNS, *_LEASE_COLUMNS, suspended_instances.c.lease_id.label("suspended_lease"))
     .select_from(
         pool.outerjoin(leases, leases.c.instance_fingerprint == _FP).outerjoin(
             suspended_instances, suspended_instances.c.fingerprint == _FP
         )
     )
-    .where(pool.c.id == POOL_ID)
+    .where(pool.c.id == _POOL)
 )
-_LOCK = DriverStatement(sa.select(pool.c.id).where(pool.c.id == POOL_ID).with_for_update())
-_P, _L = len(_POOL_COLUMNS), len(_LEASE_COLUMNS)
+_LOCK = Prepared(sa.select(pool.c.id).where(pool.c.id == _POOL).with_for_update())
 
 
 def read_context(conn: sa.Connection, fingerprint: str) -> LeaseContext:
     if conn.dialect.name != "sqlite":
-        _LOCK.rowcount(conn, {})
-    row = _CONTEXT.one_or_none(conn, {"b_fp": fingerprint})
+        _LOCK.first(conn, {"b_pool": POOL_ID})
+    row = _CONTEXT.first(conn, {"b_fp": fingerprint, "b_pool": POOL_ID})
     assert row is not None, "the pool row is made at migration"
-    certificate = row[0]
-    pool_row = PoolRecord(bytes(certificate) if certificate is not None else None, *row[1:_P])
-    lease = _lease_of(tuple(row[_P : _P + _L])) if row[_P] is not None else None
-    return LeaseContext(pool_row, lease, row[_P + _L])
+    certificate = row["certificate"]
+    pool_row = PoolRecord(
+        bytes(certificate) if certificate is not None else None, *(row[c.key] for c in _POOL_COLUMNS[1:])
+    )
+    lease = _lease_of(tuple(row[c.key] for c in _LEASE_COLUMNS)) if row["lease_id"] is not None else None
+    return LeaseContext(pool_row, lease, row["suspended_lease"])
 
 
-_WRITE = DriverStatement(
+_WRITE = Prepared(
     sa.update(leases)
     .where(leases.c.lease_id == sa.bindparam("b_lease_id"))
     .values({name: sa.bindparam("b_" + name) for name in ("renewed_at", "expires_at", "chain", "chain_prev",
@@ -134,8 +136,8 @@ def write_renewal(conn: sa.Connection, lease: LeaseRecord) -> None:
 # The nonce check of every signed request: a conflict is a replay (no row inserted).
 _NONCE_VALUES: dict[str, Any] = {c: sa.bindparam("b_" + c) for c in ("fingerprint", "nonce", "created_at")}
 NONCE_INSERTS = {
-    "sqlite": DriverStatement(sa_sqlite.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),
-    "postgresql": DriverStatement(sa_postgresql.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),
+    "sqlite": Prepared(sa_sqlite.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),
+    "postgresql": Prepared(sa_postgresql.insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing()),
 }
 
 
