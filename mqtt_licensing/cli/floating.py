@@ -2,6 +2,7 @@
 
 floating serve      --data DIR [--host 127.0.0.1] [--port 8800] [--ttl 600] [--vendor-key PUB]
                     [--database-url URL] [--tls-cert PEM --tls-key PEM] [--trusted-proxies NETS]
+                    [--workers N]
 floating activate   --data DIR --key-file F --vendor URL --vendor-key PUB      (online)
 floating refresh    --data DIR [--vendor URL]                                   (online: new terms)
 floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
@@ -11,14 +12,14 @@ floating status     --data DIR [--label TEXT] [--silent-for DURATION] [--json]
 floating allow      --data DIR [--new-token] [--fingerprint FP] [--network NET] [--remove]   (who may lease)
 """
 
-# Here: the argparse table, `serve` and `status`; provisioning (activate, refresh, the offline
-# codes, deactivate) is in floating_provision.py, `allow` in floating_access.py.
+# Here: the argparse table and `status`; `serve` (and `--workers`) is in floating_serve.py,
+# provisioning (activate, refresh, the offline codes, deactivate) in floating_provision.py, `allow`
+# in floating_access.py.
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,14 @@ from .floating_provision import (
     open_service,
     refresh,
     request,
-    vendor_key,
     when,
 )
+from .floating_serve import serve
 from .format import safe_text
-from .logs import add_log_options, setup_logging
-from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
-from .serverdata import checked, data_command, open_data, require_free_port
+from .logs import add_log_options
+from .network import metrics_args, outbound_args, tls_args
+from .serverdata import checked, data_command
+from .vendor_serve import parse_count
 
 DEFAULT_PORT = 8800
 
@@ -61,7 +63,7 @@ def register(subparsers: Any) -> None:
     def command(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
         return data_command(sub, name, help_text, func, kind="floating server", database="floating.db")
 
-    p = command("serve", "run the floating license server", _serve)
+    p = command("serve", "run the floating license server", serve)
     add_log_options(p)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
@@ -96,6 +98,13 @@ def register(subparsers: Any) -> None:
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
     webhooks.timeout_arg(p)
+    p.add_argument(
+        "--workers",
+        type=parse_count,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port and the database (one per core; default 1)",
+    )
     tls_args(p)
     metrics_args(p)
     outbound_args(p)
@@ -148,57 +157,6 @@ def register(subparsers: Any) -> None:
 
 
 # -- verbs -----------------------------------------------------------------------------------
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from ..servers._files import load_or_create_token
-    from ..servers._proxies import parse_networks
-    from ..servers._run import serve_forever, tls_options
-    from ..servers.floating.app import create_app
-    from ..servers.floating.usage import vendor_duties
-
-    proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
-    vendor = vendor_key(args.vendor_key) if args.vendor_key else None
-    vendor_http = outbound_options(args)
-    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    # the cheap setup check first: its one line is then all the output. A new folder is allowed
-    # here: an unprovisioned server may start and be provisioned later (it says so)
-    require_free_port(args.host, args.port)
-    setup_logging(args)
-    service = open_service(
-        args, ttl=args.ttl, vendor_public_key=vendor, new_identities_per_minute=args.new_identities_per_minute
-    )
-    token = open_data(args.data, lambda: load_or_create_token(args.data))
-    background = vendor_duties(service, args.refresh_interval, args.usage_forward_interval, vendor_http)
-
-    status = service.status()
-    pool = status["pool"]
-    scheme = "https" if tls else "http"
-    print(f"floating server {service.fingerprint} on {scheme}://{args.host}:{args.port}", file=sys.stderr)
-    print(f"  data {args.data}  ttl {service.ttl} s  admin token in {args.data / 'admin.token'}", file=sys.stderr)
-    if pool is None:
-        print(
-            f"  not provisioned{': ' + status['problem'] if status['problem'] else ''} "
-            "- run 'mqtt-licensing floating activate' or 'floating request'/'floating install'",
-            file=sys.stderr,
-        )
-    else:
-        print(f"  pool: {pool['seats']} seat(s), features {', '.join(pool['features'])}", file=sys.stderr)
-    try:
-        app = create_app(
-            service, token, trusted_proxies=proxies, background=background, webhook_timeout=args.webhook_timeout
-        )
-        print(f"  /metrics bearer token in {protect_metrics(app, args, args.data)}", file=sys.stderr)
-        serve_forever(
-            app,
-            args.host,
-            args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-        )
-    finally:
-        service.close()
-    return 0
 
 
 def _status(args: argparse.Namespace) -> int:

@@ -101,13 +101,15 @@ def create_app(
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
     webhook_timeout: float = SEND_TIMEOUT,
+    duties: bool = True,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the lease API, ``background`` runs while the server does (the
     vendor duties of :func:`.usage.vendor_duties`).
 
     ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source that the
-    new-identity limit and the network access rules see."""
+    new-identity limit and the network access rules see.
+    ``duties=False``: no background duties at all (a worker process but the first, :mod:`.._workers`)."""
     return build_app(
         "floating",
         service,
@@ -118,7 +120,9 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[*background, Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run],
+        background=[*background, Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run]
+        if duties
+        else [],
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from .._batch import GroupCommit
-from .._db import migrate
+from .._db import migrate, writer_lock
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .access import KINDS
 from .lease_rows import NONCE_INSERTS, LeaseContext, LeaseRecord, PoolRecord, lease_record, pool_record, read_context
@@ -248,6 +248,7 @@ class FloatingStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.writer = writer_lock(engine)  # SQLite: processes on one file take turns (servers/_db.py)
         # Group commit on SQLite only (see servers/_batch.py for why not on PostgreSQL).
         self.group = GroupCommit(self.transaction, lambda tx: tx.conn, batching=engine.dialect.name == "sqlite")
 
@@ -268,7 +269,9 @@ class FloatingStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One atomic unit of work: committed on normal exit, rolled back on any exception."""
-        with self.engine.begin() as conn:
+        # The connection first, then the turn among processes (``floating serve --workers N``): a
+        # thread waiting for this process's one pooled connection keeps no other process waiting.
+        with self.engine.connect() as conn, self.writer.held(), conn.begin():
             yield Tx(conn)
 
     def write(self, work: Callable[[Tx], R]) -> R:
