@@ -54,6 +54,12 @@ def _family(pid: int) -> list[list[str]]:
     return ([own] if own is not None else []) + children
 
 
+def _listeners(port: int) -> int:
+    """Sockets listening on ``port`` (IPv4, /proc/net/tcp: state 0A)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if (f := row.split())[3] == "0A" and int(f[1].split(":")[1], 16) == port)
+
+
 class Process:
     """A child process this benchmark started, and only that one."""
 
@@ -91,6 +97,15 @@ class Process:
             time.sleep(0.05)
         raise TimeoutError(f"{self.name} did not listen on port {self.port} within {timeout}s; see {self.log_path}")
 
+    def wait_workers(self, workers: int, timeout: float = 30.0) -> None:
+        """Until ``workers`` sockets listen on the port (``serve --workers N``: each worker listens on
+        its own once its app is built; a load started before would reach the first ones only)."""
+        deadline = time.monotonic() + timeout
+        while _listeners(self.port or 0) < workers:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: fewer than {workers} workers listen; see {self.log_path}")
+            time.sleep(0.05)
+
     def rss_kib(self) -> int:
         """Resident set size (VmRSS) of the process, in KiB."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -100,7 +115,7 @@ class Process:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process so far (all its threads), and of its live child
-        processes (``vendor serve --workers N``: the workers do the serving)."""
+        processes (``serve --workers N``: the workers do the serving)."""
         return sum(_cpu_ticks(fields) for fields in _family(self.pid)) / _CLOCK_TICKS
 
     def stop(self, grace: float = 15.0) -> None:
@@ -213,6 +228,7 @@ class Vendor:
             self.work / "vendor.log",
             self.port,
         ).start()
+        self.process.wait_workers(workers)
         return self
 
     def stop(self) -> None:
@@ -223,8 +239,11 @@ class Vendor:
 class Floating:
     """A floating license server, activated online against ``vendor`` with ``seats`` seats."""
 
-    def __init__(self, work: Path, vendor: Vendor, *, seats: int, ttl: int, database_url: str | None = None) -> None:
+    def __init__(
+        self, work: Path, vendor: Vendor, *, seats: int, ttl: int, database_url: str | None = None, workers: int = 1
+    ) -> None:
         self.work = work
+        self.workers = workers
         self.data = work / "floating"
         self.port = free_port()
         self.ttl = ttl
@@ -262,6 +281,8 @@ class Floating:
                 str(self.ttl),
                 "--refresh-interval",
                 "0",
+                "--workers",
+                str(self.workers),
             ],
             self.work / "floating.log",
             self.port,
@@ -277,6 +298,7 @@ class Floating:
 
     def start(self) -> Floating:
         self.process.start()
+        self.process.wait_workers(self.workers)
         return self
 
     def restart(self, *, ttl: int) -> Floating:

@@ -108,9 +108,11 @@ FULL = Plan(
 class Lab:
     """Everything started for a run; every process is stopped at the end (by its own pid)."""
 
-    def __init__(self, work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1) -> None:
+    def __init__(
+        self, work: Path, databases: dict[str, str] | None = None, workers: dict[str, int] | None = None
+    ) -> None:
         self.work = work
-        self.vendor_workers = vendor_workers
+        self.workers = workers or {}  # server name -> worker processes (`serve --workers N`; default 1)
         self.processes: list[Process] = []
         self.databases = databases or {}  # server name -> database URL (default: SQLite)
         self.vendor = Vendor(work, self.databases.get("vendor"))
@@ -128,7 +130,7 @@ class Lab:
 
     def start_vendor(self) -> None:
         self.broker_key = self.vendor.issue()  # also creates the vendor's signing key
-        self.vendor.start(self.vendor_workers)
+        self.vendor.start(self.workers.get("vendor", 1))
         assert self.vendor.process is not None
         self.track(self.vendor.process)
 
@@ -361,7 +363,12 @@ class FloatingOutcome:
 async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
     c = plan.lease_concurrency
     server = Floating(
-        lab.work, lab.vendor, seats=plan.soak_instances, ttl=600, database_url=lab.databases.get("floating")
+        lab.work,
+        lab.vendor,
+        seats=plan.soak_instances,
+        ttl=600,
+        database_url=lab.databases.get("floating"),
+        workers=lab.workers.get("floating", 1),
     )
     lab.track(server.process)
     server.start()
@@ -514,9 +521,13 @@ def databases(postgres: bool) -> Iterator[dict[str, str]]:
 
 
 async def run(
-    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1
+    plan: Plan,
+    sections: list[str],
+    work: Path,
+    databases: dict[str, str] | None = None,
+    workers: dict[str, int] | None = None,
 ) -> tuple[list[Row], http_load.SoakResult | None]:
-    lab = Lab(work, databases, vendor_workers)
+    lab = Lab(work, databases, workers)
     rows: list[Row] = []
     soak: http_load.SoakResult | None = None
     try:
@@ -565,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="run the vendor server with N worker processes (vendor serve --workers N; default 1)",
     )
+    parser.add_argument(
+        "--floating-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the floating server with N worker processes (floating serve --workers N; default 1)",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -578,9 +596,11 @@ def main(argv: list[str] | None = None) -> int:
     with lab_folder(args.keep) as work, databases(args.postgres) as dbs:
         if dbs:
             facts["database"] = "PostgreSQL (throwaway cluster, fsync on)"
-        if args.vendor_workers > 1:
-            facts["vendor server"] = f"{args.vendor_workers} worker processes"
-        rows, soak = asyncio.run(run(plan, sections, work, dbs, args.vendor_workers))
+        workers = {"vendor": args.vendor_workers, "floating": args.floating_workers}
+        for server, n in workers.items():
+            if n > 1:
+                facts[f"{server} server"] = f"{n} worker processes"
+        rows, soak = asyncio.run(run(plan, sections, work, dbs, workers))
     facts["load average at end"] = report.load_average()
     facts["run time"] = f"{time.monotonic() - started:.0f} s"
 

@@ -4,10 +4,14 @@ Why: a request is Python (HTTP, JSON, SQLAlchemy, certificate building) and Pyth
 thread at a time in a process, so one server process uses one core however many threads it has.
 N processes use N cores.
 
-How: the parent binds the listening socket, then forks the workers before it opens anything
-else (no database connection, no thread crosses the fork); each worker opens its own service,
-builds its app with ``make_app(index)`` and serves the shared socket with uvicorn, the kernel
-handing each new connection to one of them. The parent only supervises: a worker that exits
+How: the parent binds the port (a bad or taken port stops it there), then forks the workers
+before it opens anything else (no database connection, no thread crosses the fork); each worker
+opens its own service, builds its app with ``make_app(index)``, listens on the port with a socket
+of its own (``SO_REUSEPORT``) and serves it with uvicorn. The kernel spreads new connections over
+the workers' sockets by a hash of their addresses. One listening socket shared by all workers
+did not spread them: every worker's loop is woken by a new connection and the first accepts all
+that are waiting, so 16 connections opened together all went to one worker (measured: 16 of 16,
+three times out of three) and the second core stayed idle. The parent only supervises: a worker that exits
 while the server is not stopping is started again (after a second, so one failing at start
 does not spin), and SIGTERM or SIGINT stops them all.
 
@@ -43,14 +47,17 @@ _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 RESTART_DELAY = 1.0  # seconds before a worker that exited is started again
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """The listening socket every worker accepts on (as uvicorn binds its own)."""
+def bind(host: str, port: int, *, listen: bool = True) -> socket.socket:
+    """A socket on ``host:port`` in the port's ``SO_REUSEPORT`` group: the parent's only holds the
+    port (``listen=False``: the kernel hands connections only to listening sockets), each worker's
+    listens (as uvicorn binds its own)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # Linux: only the same user may join
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    if listen:
+        sock.listen(2048)
     return sock
 
 
@@ -63,13 +70,15 @@ def _stop_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(make_app: Callable[[int], Starlette], index: int, sock: socket.socket, options: dict[str, Any]) -> int:
+def _worker(make_app: Callable[[int], Starlette], index: int, address: tuple[str, int], options: dict[str, Any]) -> int:
     """The body of worker ``index`` (in the forked child); its exit status."""
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_DFL)  # uvicorn installs its own graceful handlers
     _stop_with_parent()
     try:
         app = make_app(index)
+        # Listening only once the app is built: no connection waits on a worker still opening.
+        sock = bind(*address)
         uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
     except BaseException:
         log.exception("worker %d failed", index)
@@ -95,7 +104,8 @@ def serve_workers(
         "lifespan": "on",
         **tls_options(tls_cert, tls_key),
     }
-    sock = bind(host, port)
+    sock = bind(host, port, listen=False)
+    address = (host, sock.getsockname()[1])  # port 0: the one the kernel chose, for every worker
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
 
@@ -104,7 +114,8 @@ def serve_workers(
         if pid == 0:  # the worker: never returns into the parent's code
             status = 1
             try:
-                status = _worker(make_app, index, sock, options)
+                sock.close()  # the worker's own socket listens; this one only holds the port
+                status = _worker(make_app, index, address, options)
             finally:
                 logging.shutdown()
                 os._exit(status)
