@@ -4,8 +4,10 @@ seat count and the nonce rule hold across the workers, and a worker killed -9 is
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,6 +29,41 @@ SEATS = 10
 RACERS = 16
 
 
+def _sockets_of(pid: int) -> set[int]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _tcp(port: int, state: str) -> list[list[str]]:
+    """/proc/net/tcp rows on local ``port`` in ``state`` (0A listening, 01 established)."""
+    rows = (row.split() for row in Path("/proc/net/tcp").read_text().splitlines()[1:])
+    return [f for f in rows if f[3] == state and int(f[1].split(":")[1], 16) == port]
+
+
+def _listening(port: int) -> int:
+    return len(_tcp(port, "0A"))
+
+
+def _spread(workers: set[int], port: int, n: int = 16) -> list[int]:
+    """How many of ``n`` connections opened at once each worker accepted (each answers a no-op first)."""
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(n)]
+    try:
+        for conn in conns:
+            conn.sendall(b"GET /v1/noop HTTP/1.1\r\nHost: test\r\n\r\n")
+        for conn in conns:
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        served = {int(f[9]) for f in _tcp(port, "01")}
+        return sorted(len(_sockets_of(pid) & served) for pid in workers)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: Path) -> None:
     data = tmp_path / "fls"
     vendor = Ed25519PrivateKey.generate()
@@ -40,6 +77,15 @@ def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: P
     try:
         workers = _workers(server.proc.pid)
         assert len(workers) == 2
+        # Connections opened together reach both workers: each listens on a socket of its own
+        # (SO_REUSEPORT). On one shared socket the first worker woken accepted them all, half the time.
+        deadline = time.monotonic() + 30
+        while _listening(server.port) < 2:  # each worker listens once its app is built
+            assert time.monotonic() < deadline, "the second worker does not listen"
+            time.sleep(0.1)
+        for _ in range(4):
+            spread = _spread(workers, server.port)
+            assert sum(spread) == 16 and min(spread) > 0, spread
         # 16 instances race for 10 seats, each on its own connection, across both workers.
         keys = [Ed25519PrivateKey.generate() for _ in range(RACERS)]
         bodies = [{"request": b64(lease_request(k, "lease_acquire"))} for k in keys]
