@@ -133,6 +133,19 @@ class WriterLock:
         self._fd: int | None = None
         self._pid = 0  # the process that opened _fd: a forked child opens its own (flock is per open file)
 
+    def wait_turn(self) -> None:
+        """Return once no other process holds the lock (without taking it): a batch gathered after
+        this takes in the requests that arrived while another process committed."""
+        if self.path is None:
+            return
+        with self._mutex:
+            if self._depth:
+                return
+            if self._fd is None or self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_SH)  # waits while another process holds LOCK_EX
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
     @contextmanager
     def held(self) -> Iterator[None]:
         if self.path is None:

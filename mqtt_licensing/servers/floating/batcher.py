@@ -116,6 +116,12 @@ class JobBatcher:
             with self._ready:
                 while not self._queue and not self._closed:
                     self._ready.wait()
+            # Several processes on one SQLite file (``floating serve --workers N``) commit in
+            # turn: waiting for ours before taking the batch lets it gather what arrived meanwhile.
+            self.store.writer.wait_turn()
+            with self._ready:
+                while not self._queue and not self._closed:
+                    self._ready.wait()
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), self.max_jobs))]
             if not batch:
                 self._hand_over(None)
