@@ -91,10 +91,10 @@ class ActivationService:
                 key_documents=tuple(keys.documents(data_dir)) if data_dir is not None else (),
             )
         )
-        # Heartbeats batched on one thread (the route awaits them there), on SQLite: on PostgreSQL
-        # a batch would hold several activations' rows at once, which two replicas could lock in
-        # opposite orders, so each heartbeat keeps a transaction of its own on a worker thread.
-        self.batcher = JobBatcher(store, name="heartbeat") if store.group.batching else None
+        # Check-ins and heartbeats batched on one thread (the route awaits them there), on SQLite: on PostgreSQL
+        # a batch would hold several activations' (and licenses') rows at once, which two replicas
+        # could lock in opposite orders, so each request keeps a transaction of its own on a worker thread.
+        self.batcher = JobBatcher(store, name="instance") if store.group.batching else None
 
     def _assemble(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -197,6 +197,9 @@ class ActivationService:
 
     def check_in(self, request: bytes) -> bytes:
         return self.instances.check_in(request)
+
+    def check_in_job(self, request: bytes) -> Job[Any, bytes]:
+        return self.instances.check_in_job(request)
 
     def heartbeat(self, request: bytes) -> bytes:
         return self.heartbeats.heartbeat(request)

@@ -1,7 +1,7 @@
-"""Heartbeats batched on one thread (servers/_jobs.py, on SQLite): the heartbeats that arrive
-together share one transaction, with the rules of a heartbeat on its own: one for a released
-activation gets its signed verdict alone while the live ones of its batch are kept, and the same
-heartbeat twice in one batch is harmless."""
+"""Check-ins and heartbeats batched on one thread (servers/_jobs.py, on SQLite): the requests that
+arrive together share one transaction, with the rules of a request on its own: one for a released
+activation gets its signed verdict alone while the live ones of its batch are kept, the same
+heartbeat twice in one batch is harmless, the same check-in twice is a replay."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from mqtt_licensing.core import labels
-from mqtt_licensing.core.documents import HeartbeatAck, Verdict
+from mqtt_licensing.core.documents import ActivationCertificate, HeartbeatAck, Verdict
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.servers._jobs import Job, JobBatcher
 from mqtt_licensing.servers.activation.service import ActivationService
@@ -109,3 +109,34 @@ def test_a_refusal_before_the_transaction_is_answered_alone(service: ActivationS
     assert isinstance(refused, LicensingError) and refused.code == ErrorCode.BAD_REQUEST
     assert HeartbeatAck.open(ack, service.public_key).activation_id == act_id
     assert service.list_activations()[0]["last_heartbeat_at"] == clock()
+
+
+def test_check_ins_in_one_batch_keep_the_exactly_once_rules(service: ActivationService, clock: ManualClock) -> None:
+    """One signed check-in sent twice in one batch is applied once (the second sees the first's
+    nonce row: a replay); a check-in of a released activation gets its signed verdict; the live
+    one's certificate comes once its transaction committed."""
+    assert service.batcher is not None
+    _lic, key = service.issue_license(features=["mqtt_server"], max_activations=2, **TERMS)
+    live, dead = Instance(), Instance()
+    live_id = service.activate(key, live.activate(key)).activation_id
+    dead_id = service.activate(key, dead.activate(key)).activation_id
+    clock.advance(20)
+    service.heartbeat(live.request(labels.KIND_HEARTBEAT, activation_id=live_id, created_at=clock()))
+    clock.advance(15)
+    assert service.release_silent() == [dead_id]
+
+    check_in = live.check_in(live_id, created_at=clock())
+    late = dead.check_in(dead_id, created_at=clock())
+    cert, replay, refused = in_one_batch(
+        service.batcher, [lambda: service.check_in_job(check_in), lambda: service.check_in_job(check_in),
+                          lambda: service.check_in_job(late)],
+    )  # fmt: skip
+
+    assert ActivationCertificate.open(cert, service.public_key).activation_id == live_id
+    assert isinstance(replay, LicensingError) and "replay" in replay.message
+    assert isinstance(refused, LicensingError) and refused.code == ErrorCode.RELEASED
+    assert refused.evidence is not None  # the verdict, signed by the job's failure hook
+    verdict = Verdict.open(refused.evidence, service.public_key)
+    assert (verdict.verdict, verdict.activation_id) == ("released", dead_id)
+    acts = {a["id"]: a for a in service.list_activations(include_freed=True)}
+    assert acts[live_id]["last_check_in_at"] == clock() and not acts[dead_id]["active"]
