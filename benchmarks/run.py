@@ -197,26 +197,44 @@ def mqtt_subjects(lab: Lab, with_mosquitto: bool) -> dict[str, Process]:
     return {name: lab.broker(name) for name in names}
 
 
-LABEL = {"bare": "bare amqtt", "licensed": "agent, licensed", "trial": "agent, trial", "mosquitto": "Mosquitto"}
+LABEL = {
+    "bare": "bare amqtt",
+    "licensed": "agent, licensed",
+    "trial": "agent, trial",
+    "licensed+password": "agent, licensed, password clients",
+    "trial+password": "agent, trial, password clients",
+    "mosquitto": "Mosquitto",
+}
 
 
 async def bench_connect(lab: Lab, plan: Plan) -> list[Row]:
+    """Anonymous clients on every broker, and password clients on the agent's (verified once per
+    broker, then from its cache), each against bare amqtt with anonymous clients: its cheapest."""
     brokers = mqtt_subjects(lab, processes.mosquitto_available())
+    login = (processes.USER, processes.USER_PASSWORD)
+    subjects = {name: (name, None) for name in brokers} | {
+        f"{name}+password": (name, login) for name in ("licensed", "trial")
+    }
 
-    def measure(name: str) -> Callable[[], Awaitable[Sample]]:
+    def measure(subject: str) -> Callable[[], Awaitable[Sample]]:
+        name, credentials = subjects[subject]
         broker = brokers[name]
         return lambda: metered(
             broker,
             lambda: mqtt_load.connect_rate(
-                broker.port or 0, duration=plan.connect_seconds, workers=plan.connect_clients, prefix=f"cycle-{name}"
+                broker.port or 0,
+                duration=plan.connect_seconds,
+                workers=plan.connect_clients,
+                prefix=f"cycle-{subject}",
+                login=credentials,
             ),
         )
 
-    results = await interleaved(plan.rounds, {name: measure(name) for name in brokers})
+    results = await interleaved(plan.rounds, {subject: measure(subject) for subject in subjects})
     title = f"CONNECT/CONNACK/DISCONNECT cycles ({plan.connect_clients} clients)"
     rows = [
         Row.from_rounds(title, LABEL[n], results[n], LABEL["bare"], results["bare"], "cycles/s", ">= 0.95")
-        for n in ("licensed", "trial")
+        for n in ("licensed", "trial", "licensed+password", "trial+password")
     ]
     if "mosquitto" in results:
         rows.append(

@@ -114,7 +114,9 @@ def table_sizes(broker) -> dict[str, int]:
             + len(patches._holders)
             + len(patches._by_session)
             + len(patches._authenticating)
-            + len(patches._accepted),
+            + len(patches._accepted)
+            + len(patches._deadlines._watched)
+            + len(patches._deadlines._expired),
         }
 
     return broker.call(sizes())
