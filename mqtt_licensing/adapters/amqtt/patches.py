@@ -10,10 +10,11 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    PUBLISH first, any size). test_limits.py::test_oversized_publish_*
 2. ``_initialize_client_session`` (replaced): the CONNECT must arrive within
    ``connect_timeout`` (one timer for all sockets, :class:`.connect.ConnectDeadlines`; a
-   socket closed mid-CONNECT frees its listener slot as amqtt's own read does); the client is authenticated *before* amqtt touches its session
-   table (amqtt deletes or rewrites an existing session first, so a wrong-password
-   CONNECT could wipe a live client's subscriptions, and every refused CONNECT stayed
-   in the table for ever, ~36 KiB each); a refused CONNECT gets CONNACK 5 and leaves
+   socket closed mid-CONNECT frees its listener slot as amqtt's own read does); the client
+   is authenticated *before* amqtt touches its session table (amqtt deletes or rewrites an
+   existing session first, so a wrong-password CONNECT could wipe a live client's
+   subscriptions, and every refused CONNECT stayed in the table for ever, ~36 KiB each);
+   a refused CONNECT gets CONNACK 5 and leaves
    nothing behind; a clean_session=0 CONNECT closes the live connection holding that
    client id and waits for it to end (amqtt otherwise lets two live sockets share one
    Session), and so does a clean_session=1 CONNECT (MQTT 3.1.1 §3.1.4-2; a reconnect
