@@ -108,8 +108,9 @@ FULL = Plan(
 class Lab:
     """Everything started for a run; every process is stopped at the end (by its own pid)."""
 
-    def __init__(self, work: Path, databases: dict[str, str] | None = None) -> None:
+    def __init__(self, work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1) -> None:
         self.work = work
+        self.vendor_workers = vendor_workers
         self.processes: list[Process] = []
         self.databases = databases or {}  # server name -> database URL (default: SQLite)
         self.vendor = Vendor(work, self.databases.get("vendor"))
@@ -127,7 +128,7 @@ class Lab:
 
     def start_vendor(self) -> None:
         self.broker_key = self.vendor.issue()  # also creates the vendor's signing key
-        self.vendor.start()
+        self.vendor.start(self.vendor_workers)
         assert self.vendor.process is not None
         self.track(self.vendor.process)
 
@@ -531,9 +532,9 @@ def databases(postgres: bool) -> Iterator[dict[str, str]]:
 
 
 async def run(
-    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None
+    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1
 ) -> tuple[list[Row], http_load.SoakResult | None]:
-    lab = Lab(work, databases)
+    lab = Lab(work, databases, vendor_workers)
     rows: list[Row] = []
     soak: http_load.SoakResult | None = None
     try:
@@ -575,6 +576,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run the vendor and floating servers on a throwaway PostgreSQL cluster (durable settings) "
         "instead of SQLite",
     )
+    parser.add_argument(
+        "--vendor-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the vendor server with N worker processes (vendor serve --workers N; default 1)",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -588,7 +596,9 @@ def main(argv: list[str] | None = None) -> int:
     with lab_folder(args.keep) as work, databases(args.postgres) as dbs:
         if dbs:
             facts["database"] = "PostgreSQL (throwaway cluster, fsync on)"
-        rows, soak = asyncio.run(run(plan, sections, work, dbs))
+        if args.vendor_workers > 1:
+            facts["vendor server"] = f"{args.vendor_workers} worker processes"
+        rows, soak = asyncio.run(run(plan, sections, work, dbs, args.vendor_workers))
     facts["load average at end"] = report.load_average()
     facts["run time"] = f"{time.monotonic() - started:.0f} s"
 

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from ..core.instance_label import HISTORY
 from ..core.timefmt import iso
 
+_CHUNK = 5000
+
 
 class LabelHistory:
     def __init__(self, table: sa.Table, key: sa.Column[Any]) -> None:
@@ -39,11 +41,15 @@ class LabelHistory:
         if not wanted:
             return out
         t = self.table
-        rows = conn.execute(
-            sa.select(self.key.label("key"), t.c.label, t.c.first_seen).where(self.key.in_(wanted)).order_by(t.c.id)
-        )
-        for row in rows:
-            out[row.key].append({"label": row.label, "first_seen": iso(row.first_seen)})
+        # In chunks: a list of 100,000 activations in one IN (...) passes the bound parameters a
+        # statement may have (PostgreSQL's protocol: 65,535; SQLite's default build: 32,766).
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows = conn.execute(
+                sa.select(self.key.label("key"), t.c.label, t.c.first_seen).where(self.key.in_(chunk)).order_by(t.c.id)
+            )
+            for row in rows:
+                out[row.key].append({"label": row.label, "first_seen": iso(row.first_seen)})
         return out
 
 

@@ -8,7 +8,8 @@ Lease API (JSON; binary fields are base64url without padding):
 * ``POST /v1/usage``          ``{"request": b64(kind=lease_usage), "records": [b64(UsageRecord)]}``
   -> ``{"ack": b64(UsageAck)}`` (a lease holder's usage records, see :mod:`.usage`)
 * ``GET /v1/health``, ``GET /v1/noop``, ``GET /metrics`` (the same on both servers: :mod:`.._app`)
-* ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases
+* ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases;
+  ``?label=TEXT&silent_for=2h`` shows only the leases that match (``filter`` says which)
 
 Errors are ``{"error": {"code", "message"}}`` with the status of
 :data:`.._http.HTTP_STATUS` (``no_seats`` 410, ``not_provisioned`` 503, ...).
@@ -27,6 +28,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
+from ...core.listing import LeaseFilter
 from ...core.signing import b64
 from .._app import build_app
 from .._duties import Duty
@@ -73,8 +75,10 @@ async def report_usage(request: Request) -> JSONResponse:
 
 
 async def admin_status(request: Request) -> JSONResponse:
+    """The pool and its leases; ``label`` and ``silent_for`` pick leases (checked here: typed errors)."""
     require_bearer(request, request.app.state.admin_token)
-    return JSONResponse(await run_in_threadpool(_service(request).status))
+    wanted = LeaseFilter.from_query(request.query_params)
+    return JSONResponse(await run_in_threadpool(_service(request).status, wanted))
 
 
 ROUTES = [

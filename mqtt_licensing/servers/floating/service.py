@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ...core.documents import FloatingCertificate
 from ...core.errors import LicensingError
 from ...core.keyring import KeyRing
+from ...core.listing import LeaseFilter
 from ...core.signing import public_key_to_text
-from .._db import create_db_engine
+from .._db import create_db_engine, reading
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
@@ -34,12 +35,13 @@ from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import FloatingStore
+from .store import FloatingStore, Tx
 from .usage import FloatingUsage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = FLOATING_TTL  # seconds; the agent renews every TTL/3
+EVERY_LEASE = LeaseFilter()
 KEY_NAME = "floating"
 DB_FILE = "floating.db"
 
@@ -254,13 +256,20 @@ class FloatingService:
             return tx.remove_access(kind, rule) or forgotten
 
     # -- status -----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Pool terms, seats used and free, every active lease. Read-only."""
+    def status(self, wanted: LeaseFilter = EVERY_LEASE) -> dict[str, Any]:
+        """Pool terms, seats used and free, the active leases ``wanted`` picks. Read-only."""
         now = self.clock()
-        with self.store.transaction() as tx:
+        with reading(self.store.engine) as conn:  # read-only: renewals never wait for a status
+            tx = Tx(conn)
             row = tx.read_pool()
             leases = tx.active_leases(now)
             label_history = names.histories(tx.conn, (le.instance_fingerprint for le in leases))
+            shown = [
+                le
+                for le in leases
+                if wanted.matches([le.label, *(h["label"] for h in label_history[le.instance_fingerprint])],
+                                  le.renewed_at, now)
+            ]  # fmt: skip
             rules = tx.access_rules()
             remembered = access.remembered_count(tx)
             suspended = tx.suspended()
@@ -300,8 +309,9 @@ class FloatingService:
                     "cloned_at": le.cloned_at,
                     "clone_count": le.clone_count,
                 }
-                for le in leases
+                for le in shown
             ],
+            "filter": wanted.describe(),
         }
         out["usage"] = self.usage_status()  # brokers' records held for the vendor
         if row.deactivated_at is not None:
