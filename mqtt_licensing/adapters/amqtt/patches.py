@@ -53,8 +53,10 @@ this file against the new ``amqtt/broker.py`` and running those tests.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import weakref
 from collections.abc import Coroutine, Hashable
 from typing import Any, Final, Protocol
 
@@ -86,17 +88,13 @@ class ConnectionHooks(Protocol):
 
     def license_message(self, conn: Hashable, topic: str, payload: bytes) -> None: ...
 
-    def opened(self, conn: Hashable) -> DeliveryMeter | None:
-        """The connection is live; returns the meter its deliveries count into (None: not metered)."""
-        ...
+    def opened(self, conn: Hashable) -> DeliveryMeter | None: ...  # the meter of its deliveries, if metered
 
     def closed(self, conn: Hashable) -> None: ...
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
 
-    async def admit(self, conn: Hashable, session: Session) -> bool:
-        """The licensing plugin's verdict on this CONNECT (amqtt's ``authenticate``, given the connection)."""
-        ...
+    async def admit(self, conn: Hashable, session: Session) -> bool: ...  # amqtt's authenticate, with conn
 
     def confined(self, conn: Hashable) -> bool: ...
 
@@ -258,7 +256,8 @@ class BrokerPatches:
         if session.keep_alive > 0:  # MQTT 3.1.1 §3.1.2.10: one and a half times the keepalive
             delay = broker.config.get("timeout-disconnect-delay", 0)
             session.keep_alive = math.ceil(session.keep_alive * 1.5) + (delay if isinstance(delay, int) else 0)
-        handler.handle_read_timeout = lambda: self._keepalive_expired(handler)
+        # weakly: a closure over the handler stored on it is a cycle, every socket's objects left to gc
+        handler.handle_read_timeout = functools.partial(self._keepalive_expired, weakref.ref(handler))
         self._accepted.add(id(session))
         return session
 
@@ -345,8 +344,9 @@ class BrokerPatches:
 
     # -- 9: keepalive ------------------------------------------------------------------------
 
-    def _keepalive_expired(self, handler: BrokerProtocolHandler) -> None:
-        if handler not in self._live:
+    def _keepalive_expired(self, ref: weakref.ref[BrokerProtocolHandler]) -> None:
+        handler = ref()
+        if handler is None or handler not in self._live:
             return
         client_id = handler.session.client_id if handler.session else None
         log.info("client %r silent for more than 1.5 x its keepalive: disconnected", client_id)
