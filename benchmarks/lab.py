@@ -87,8 +87,9 @@ FULL = Plan(
 class Lab:
     """Everything started for a run; every process is stopped at the end (by its own pid)."""
 
-    def __init__(self, work: Path, databases: dict[str, str] | None = None) -> None:
+    def __init__(self, work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1) -> None:
         self.work = work
+        self.vendor_workers = vendor_workers
         self.processes: list[Process] = []
         self.databases = databases or {}  # server name -> database URL (default: SQLite)
         self.vendor = Vendor(work, self.databases.get("vendor"))
@@ -106,7 +107,7 @@ class Lab:
 
     def start_vendor(self) -> None:
         self.broker_key = self.vendor.issue()  # also creates the vendor's signing key
-        self.vendor.start()
+        self.vendor.start(self.vendor_workers)
         assert self.vendor.process is not None
         self.track(self.vendor.process)
 

@@ -35,6 +35,25 @@ _ADMIN_HASH = hash_password(ADMIN_PASSWORD, n=2**10)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def _stat(pid: int | str) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 on), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _cpu_ticks(fields: list[str]) -> int:
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _family(pid: int) -> list[list[str]]:
+    """The stat fields of ``pid`` and of its live children (one level: a server's workers)."""
+    own = _stat(pid)
+    children = [f for p in os.listdir("/proc") if p.isdigit() and (f := _stat(p)) is not None and f[1] == str(pid)]
+    return ([own] if own is not None else []) + children
+
+
 class Process:
     """A child process this benchmark started, and only that one."""
 
@@ -80,9 +99,9 @@ class Process:
         raise RuntimeError(f"no VmRSS for pid {self.pid}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process so far (all its threads)."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        """User + system CPU time of the process so far (all its threads), and of its live child
+        processes (``vendor serve --workers N``: the workers do the serving)."""
+        return sum(_cpu_ticks(fields) for fields in _family(self.pid)) / _CLOCK_TICKS
 
     def stop(self, grace: float = 15.0) -> None:
         popen, self._popen = self._popen, None
@@ -187,10 +206,10 @@ class Vendor:
         argv = ["vendor", "issue", "--data", str(self.data), *self.db_args, "--features", features, *extra]
         return cli(*argv, work=self.work).strip()
 
-    def start(self) -> Vendor:
+    def start(self, workers: int = 1) -> Vendor:
         self.process = Process(
             "vendor",
-            [*CLI, "vendor", "serve", "--data", str(self.data), "--port", str(self.port)],
+            [*CLI, "vendor", "serve", "--data", str(self.data), "--port", str(self.port), "--workers", str(workers)],
             self.work / "vendor.log",
             self.port,
         ).start()

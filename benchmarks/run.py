@@ -32,9 +32,9 @@ DOCS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
 async def run(
-    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None
+    plan: Plan, sections: list[str], work: Path, databases: dict[str, str] | None = None, vendor_workers: int = 1
 ) -> tuple[list[Row], http_load.SoakResult | None]:
-    lab = Lab(work, databases)
+    lab = Lab(work, databases, vendor_workers)
     rows: list[Row] = []
     soak: http_load.SoakResult | None = None
     try:
@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run the vendor and floating servers on a throwaway PostgreSQL cluster (durable settings) "
         "instead of SQLite",
     )
+    parser.add_argument(
+        "--vendor-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the vendor server with N worker processes (vendor serve --workers N; default 1)",
+    )
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",")] if args.only else list(SECTIONS)
     unknown = set(sections) - set(SECTIONS)
@@ -89,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     with lab_folder(args.keep) as work, databases(args.postgres) as dbs:
         if dbs:
             facts["database"] = "PostgreSQL (throwaway cluster, fsync on)"
-        rows, soak = asyncio.run(run(plan, sections, work, dbs))
+        if args.vendor_workers > 1:
+            facts["vendor server"] = f"{args.vendor_workers} worker processes"
+        rows, soak = asyncio.run(run(plan, sections, work, dbs, args.vendor_workers))
     facts["load average at end"] = report.load_average()
     facts["run time"] = f"{time.monotonic() - started:.0f} s"
 

@@ -7,7 +7,7 @@ floating refresh    --data DIR [--vendor URL]                                   
 floating request    --data DIR --key-file F [--out FILE]                        (offline, step 1)
 floating install    --data DIR --certificate FILE [--vendor-key PUB]            (offline, step 2)
 floating deactivate --data DIR [--vendor URL] [--out FILE]   (online with --vendor, else a code)
-floating status     --data DIR [--json]
+floating status     --data DIR [--label TEXT] [--silent-for DURATION] [--json]
 floating allow      --data DIR [--new-token] [--fingerprint FP] [--network NET] [--remove]   (who may lease)
 """
 
@@ -23,6 +23,8 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from ..core.listing import LeaseFilter, parse_duration, parse_label
+from ..core.timefmt import relative
 from ..servers.defaults import FLOATING_FORWARD_INTERVAL as DEFAULT_FORWARD_INTERVAL
 from ..servers.defaults import FLOATING_REFRESH_INTERVAL as DEFAULT_REFRESH_INTERVAL
 from ..servers.defaults import FLOATING_TTL as DEFAULT_TTL
@@ -42,7 +44,7 @@ from .floating_provision import (
 from .format import safe_text
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, outbound_args, outbound_options, protect_metrics, tls_args
-from .serverdata import data_command, open_data, require_free_port
+from .serverdata import checked, data_command, open_data, require_free_port
 
 DEFAULT_PORT = 8800
 
@@ -128,7 +130,19 @@ def register(subparsers: Any) -> None:
 
     register_allow(command)
 
-    p = command("status", "seats used and free, and every lease", _status)
+    p = command("status", "seats used and free, and every lease (or those a filter picks)", _status)
+    p.add_argument(
+        "--label",
+        metavar="TEXT",
+        type=checked(lambda t: parse_label(t, "")),
+        help="only leases whose broker's label, or one it had, contains TEXT (any case)",
+    )
+    p.add_argument(
+        "--silent-for",
+        metavar="DURATION",
+        type=checked(lambda t: parse_duration(t, "")),
+        help="only leases not renewed for longer than DURATION (90s, 10m, 2h): brokers missing renewals",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     webhooks.register(sub, open_service, kind="floating server", database="floating.db")
 
@@ -188,8 +202,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    wanted = LeaseFilter(label=args.label, silent_for=args.silent_for)
     with closing(open_service(args, must_exist=True)) as service:
-        status = service.status()
+        status = service.status(wanted)
     status.pop("ttl", None)  # the running server's --ttl is not recorded in the data folder
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -229,8 +244,12 @@ def _status(args: argparse.Namespace) -> int:
             f"  {lease['lease_id']}  instance {lease['instance_fingerprint']}  "
             # The instance chose its label: a terminal escape in it prints as text (\x1b).
             + (f"label {safe_text(lease['label'])}  " if lease.get("label") else "")
-            + f"features {','.join(lease['features']) or '-'}  expires {when(lease['expires_at'], now)}"
+            + f"features {','.join(lease['features']) or '-'}  renewed {relative(lease['renewed_at'], now)}  "
+            + f"expires {when(lease['expires_at'], now)}"
             + (f"  CLONED x{lease['clone_count']}" if lease.get("clone_count") else "")
         )
+    if wanted.active:  # the filter is what was typed: escaped like a label
+        shown, used = len(status["leases"]), seats["used"]
+        lines.append(safe_text(f"leases           {shown} of {used} match ({status['filter']})"))
     print("\n".join(lines))
     return 0

@@ -171,7 +171,20 @@ def _safe_url(url: str) -> str:
         return "--db-url"  # unparsable: it may hold a password, so it is not echoed
 
 
+def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An argparse type from a core parser: its one-line message becomes argparse's."""
+
+    def check(text: str) -> Any:
+        try:
+            return parse(text)
+        except LicensingError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+
+    return check
+
+
 __all__ = [
+    "checked",
     "data_command",
     "database_options",
     "open_data",

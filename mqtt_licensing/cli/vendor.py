@@ -5,7 +5,7 @@ while the server runs (SQLite WAL, one transaction per change). Dates are
 YYYY-MM-DD (meaning 00:00 UTC of that day), a unix time, or `never`.
 """
 
-# Here: the argparse table, `serve` and `init`; the verbs on licenses and activations are in
+# Here: the argparse table and `init` (`serve` is in vendor_serve.py); the verbs on licenses and activations are in
 # vendor_admin.py, usage and billing in vendor_usage.py.
 
 from __future__ import annotations
@@ -17,14 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
-from . import vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
-from .logs import add_log_options, setup_logging
-from .network import metrics_args, protect_metrics, tls_args
-from .serverdata import data_command, database_options, open_data, require_data_folder, require_free_port
+from . import vendor_activations, vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
+from .serverdata import data_command, database_options, open_data
 from .vendor_admin import (
-    CREATE,
     UNSET,
-    cmd_activations,
     cmd_contact,
     cmd_floating_issue,
     cmd_free,
@@ -39,6 +35,7 @@ from .vendor_admin import (
     open_service,
     status_verb,
 )
+from .vendor_serve import cmd_serve, parse_count, serve_arguments
 
 _CLEAR = ("never", "none", "unlimited", "")
 
@@ -80,78 +77,11 @@ def parse_overage(text: str) -> float:
     return value
 
 
-def parse_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def parse_features(text: str) -> list[str]:
     return [f.strip() for f in text.split(",") if f.strip()]
 
 
 # -- serve and init ------------------------------------------------------------
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    from ..servers._files import load_or_create_token
-    from ..servers._proxies import parse_networks
-    from ..servers._run import serve_forever, tls_options
-    from ..servers.activation.app import create_app
-    from ..servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, KEY_NAME
-
-    proxies = parse_networks(args.trusted_proxies or "")  # a bad entry stops here, before anything is made
-    shop_config = None
-    if args.shop_config:  # checked before anything is opened: a mistake is one line, nothing touched
-        from ..servers.shop.config import load_config
-
-        shop_config = load_config(args.shop_config)
-    data = Path(args.data)
-    # the cheap setup checks first: their one line is then all the output
-    tls = tls_options(args.tls_cert, args.tls_key)  # a bad certificate stops us before anything opens
-    require_data_folder(data, KEY_NAME, kind="vendor", create=CREATE)
-    require_free_port(args.host, args.port)
-    setup_logging(args)
-    lifetime = args.certificate_lifetime or DEFAULT_CERTIFICATE_LIFETIME
-    service = open_service(args, certificate_lifetime=lifetime)
-    token = open_data(data, lambda: load_or_create_token(data))
-    shop = None
-    if shop_config is not None:
-        from ..servers.shop.app import Shop
-
-        shop = open_data(data, lambda: Shop.open(service, shop_config, database_url=args.database_url))
-    scheme = "https" if tls else "http"
-    print(f"vendor activation server on {scheme}://{args.host}:{args.port}", flush=True)
-    if shop is not None:
-        print(f"  store and customer portal:      {scheme}://{args.host}:{args.port}/shop/", flush=True)
-    print(f"  public key (pin it in brokers): {data / 'vendor.pub'}  ({service.public_key_text})", flush=True)
-    print(f"  admin token:                    {data / 'admin.token'}", flush=True)
-    if proxies:
-        print(f"  X-Forwarded-For trusted from:   {', '.join(map(str, proxies))}", flush=True)
-    app = create_app(
-        service,
-        token,
-        trusted_proxies=proxies,
-        webhook_timeout=args.webhook_timeout,
-        **(shop.hooks() if shop else {}),
-    )
-    print(f"  /metrics bearer token:          {protect_metrics(app, args, data)}", flush=True)
-    try:
-        serve_forever(
-            app,
-            args.host,
-            args.port,
-            tls_cert=args.tls_cert,
-            tls_key=args.tls_key,
-        )
-    finally:
-        if shop is not None:
-            shop.close()
-    return 0
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -196,33 +126,6 @@ def _register_init(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -
     database_options(p, "vendor.db", cmd_init)
 
 
-def _serve_arguments(p: argparse.ArgumentParser) -> None:
-    add_log_options(p)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8700)
-    p.add_argument(
-        "--certificate-lifetime",
-        type=parse_count,
-        default=None,
-        metavar="SECONDS",
-        help="how long an online certificate stays valid without a check-in (default 7 days)",
-    )
-    tls_args(p)
-    metrics_args(p)
-    p.add_argument(
-        "--trusted-proxies",
-        metavar="NETS",
-        help="comma-separated addresses or networks of your reverse proxies: only their X-Forwarded-For "
-        "names the client a rate limit counts (default: none, the TCP peer counts)",
-    )
-    webhooks.timeout_arg(p)
-    p.add_argument(
-        "--shop-config",
-        metavar="FILE",
-        help="also serve the store and customer portal under /shop (YAML; see README, 'The store')",
-    )
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     vendor = subparsers.add_parser(
         "vendor",
@@ -236,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     def verb(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         return data_command(verbs, name, help_text, func, kind="vendor", database="vendor.db")
 
-    _serve_arguments(verb("serve", cmd_serve, "run the activation server (HTTP JSON API)"))
+    serve_arguments(verb("serve", cmd_serve, "run the activation server (HTTP JSON API)"))
 
     issue = _register_issue(verb)
 
@@ -270,10 +173,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         p = verb(name, status_verb(status, done), f"{name} a license")
         p.add_argument("id")
 
-    p = verb("activations", cmd_activations, "list activations")
-    p.add_argument("--license", metavar="ID")
-    p.add_argument("--all", action="store_true", help="include freed activations")
-    p.add_argument("--json", action="store_true")
+    vendor_activations.register(verb, open_service)
 
     p = verb("free", cmd_free, "free a lost activation (an instance destroyed without deactivating)")
     p.add_argument("activation_id")

@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ErrorCode, LicensingError
-from ..core.timefmt import iso
-from .format import safe_text
 from .serverdata import open_data, read_text, require_data_folder, write_out
+from .vendor_activations import activation_line, format_time
 
 _REFUSALS = (ErrorCode.NO_ACTIVATIONS_LEFT, ErrorCode.SUSPENDED, ErrorCode.REVOKED, ErrorCode.EXPIRED)
 UNSET: Any = object()  # `update` tells "not given" from "never"/"unlimited" (None)
@@ -28,10 +27,6 @@ def open_service(args: argparse.Namespace, **options: Any) -> Any:
     require_data_folder(data, KEY_NAME, kind="vendor", create=CREATE)
     url = args.database_url
     return open_data(data, lambda: ActivationService.open(data, database_url=url, **options), db_url=url)
-
-
-def format_time(ts: Any) -> str:
-    return iso(ts) or "never"
 
 
 def _read_code(path: str) -> str:
@@ -53,35 +48,12 @@ def _license_line(lic: dict[str, Any]) -> str:
     )
 
 
-def _activation_line(act: dict[str, Any]) -> str:
-    state = "active" if act["active"] else f"freed ({act['freed_reason']}, {format_time(act['freed_at'])})"
-    if act.get("last_heartbeat_at") is not None:
-        state = f"last_heartbeat={format_time(act['last_heartbeat_at'])}  {state}"
-    if act.get("clone_count"):  # two instances presented diverging check-in chains
-        state += f"  CLONED x{act['clone_count']} since {format_time(act['cloned_at'])}"
-    return (
-        f"{act['id']}  {act['license_id']}  {act['model']:<8} "
-        f"{_label_text(act)}instance={act['instance_fingerprint']}  "
-        f"created={format_time(act['created_at'])}  last_check_in={format_time(act['last_check_in_at'])}  {state}"
-    )
-
-
 def _heartbeat_text(lic: dict[str, Any]) -> str:
     beat, release = lic.get("heartbeat_interval"), lic.get("release_after")
     if beat is None:
         return "none (a daily check-in; activations are never released)"
     released = f"released after {release} s silent" if release is not None else "never released"
     return f"every {beat} s; {released}"
-
-
-def _label_text(act: dict[str, Any]) -> str:
-    """``label=<label> (was <previous>)  `` or nothing: the instance chose it, so a terminal
-    escape in it prints as text (``\x1b``), never as a colour or a cursor move."""
-    if not act.get("label"):
-        return ""
-    earlier = [h["label"] for h in act.get("label_history", []) if h["label"] != act["label"]]
-    was = f" (was {safe_text(earlier[-1])})" if earlier else ""
-    return f"label={safe_text(act['label'])}{was}  "
 
 
 def _features_text(lic: dict[str, Any]) -> str:
@@ -116,7 +88,7 @@ def _print_license(lic: dict[str, Any]) -> None:
     if "activations" in lic:
         print("activations:" if lic["activations"] else "activations:     none")
         for act in lic["activations"]:
-            print("  " + _activation_line(act))
+            print("  " + activation_line(act))
 
 
 def cmd_issue(args: argparse.Namespace) -> int:
@@ -199,18 +171,6 @@ def status_verb(status: str, done: str) -> Any:
         return 0
 
     return run
-
-
-def cmd_activations(args: argparse.Namespace) -> int:
-    acts = open_service(args).list_activations(args.license, include_freed=args.all)
-    if args.json:
-        _print_json(acts)
-        return 0
-    if not acts:
-        print("no activations")
-    for act in acts:
-        print(_activation_line(act))
-    return 0
 
 
 def cmd_free(args: argparse.Namespace) -> int:

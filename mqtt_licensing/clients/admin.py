@@ -3,8 +3,10 @@ offline and floating codes. Every failure is a :class:`~mqtt_licensing.core.erro
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, cast
 
+from ..core.listing import MAX_LIMIT, STATUSES, ActivationFilter
 from .http import JsonApiClient
 
 
@@ -72,10 +74,21 @@ class VendorAdminClient(JsonApiClient):
         return await self.update(license_id, status="revoked")
 
     async def activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
-        params: dict[str, Any] = {"include_freed": "true" if include_freed else "false"}
-        if license_id is not None:
-            params["license_id"] = license_id
-        return _objects((await self.call("GET", "/v1/admin/activations", params=params))["activations"])
+        """Every activation (of a license), live ones only unless ``include_freed``: all pages."""
+        statuses = STATUSES if include_freed else ("active",)
+        wanted = ActivationFilter(license_id=license_id, statuses=statuses, limit=MAX_LIMIT)
+        found: list[dict[str, Any]] = []
+        while True:
+            page = await self.find_activations(wanted)
+            found += _objects(page["activations"])
+            if page.get("next") is None:
+                return found
+            wanted = replace(wanted, after=page["next"])
+
+    async def find_activations(self, wanted: ActivationFilter) -> dict[str, Any]:
+        """One page: ``{"activations", "total", "shown", "limit", "next", "filter", "now"}``;
+        ``replace(wanted, after=page["next"])`` asks for the next while ``next`` is not None."""
+        return _object(await self.call("GET", "/v1/admin/activations", params=wanted.to_query()))
 
     async def free(self, activation_id: str) -> dict[str, Any]:
         return _object((await self.call("DELETE", f"/v1/admin/activations/{activation_id}"))["activation"])

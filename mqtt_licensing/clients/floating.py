@@ -69,9 +69,12 @@ class FloatingClient(JsonApiClient):
     async def health(self) -> dict[str, Any]:
         return dict(await self.call("GET", "/v1/health"))
 
-    async def admin_status(self) -> dict[str, Any]:
-        """Needs the admin token (``FloatingClient(url, token=...)``)."""
-        return dict(await self.call("GET", "/v1/admin/status"))
+    async def admin_status(self, *, label: str | None = None, silent_for: int | None = None) -> dict[str, Any]:
+        """Needs the admin token (``FloatingClient(url, token=...)``). ``label`` / ``silent_for``
+        (seconds) show only the leases that match (core/listing.py: LeaseFilter)."""
+        params = {"label": label, "silent_for": None if silent_for is None else str(silent_for)}
+        given = {name: value for name, value in params.items() if value is not None}
+        return dict(await self.call("GET", "/v1/admin/status", params=given))
 
 
 def _lease(data: Any) -> bytes:

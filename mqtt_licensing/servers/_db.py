@@ -8,9 +8,9 @@ UPDATE``.
 
 Threads: the database is blocking, so one rule holds for both servers. Service methods (and the
 stores under them) are synchronous and are called from an event loop only through
-``run_in_threadpool`` / ``asyncio.to_thread``: routes, the ``/metrics`` scrape (its gauges count in
-SQL, ``COUNT ... GROUP BY``, never reading rows) and the background duties alike. Nothing on a loop
-opens a transaction.
+``run_in_threadpool`` / ``asyncio.to_thread`` (or ``_threads.in_thread``, the hot routes'): routes,
+the ``/metrics`` scrape (its gauges count in SQL, ``COUNT ... GROUP BY``, never reading rows) and
+the background duties alike. Nothing on a loop opens a transaction.
 
 Schemas: each server keeps its Alembic scripts in its own ``migrations/`` folder and its own
 version table, and :func:`migrate` brings a database to the newest revision when the server opens
@@ -20,7 +20,11 @@ opening the same new database at once cannot both create it.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +74,7 @@ def create_db_engine(url: str) -> sa.Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _on_begin(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     try:
@@ -88,6 +92,73 @@ def create_db_engine(url: str) -> sa.Engine:
             ErrorCode.BAD_REQUEST,
             f"{redact_url(url)} is not a database URL: give e.g. postgresql://user:password@host/database",
         ) from None
+
+
+_READ_ONLY = "mqtt_licensing_read_only"
+
+
+@contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A read-only transaction with one snapshot, for what people ask by hand (the vendor's lists):
+    on SQLite a deferred ``BEGIN``, which in WAL mode neither waits for the writers nor holds them
+    up (``BEGIN IMMEDIATE`` takes the write lock: a list of 100,000 rows from the CLI would stall
+    every check-in of the server beside it); on PostgreSQL ``REPEATABLE READ, READ ONLY``, so a
+    count and the page it heads agree. Never for a read that decides a write."""
+    options: dict[str, Any] = {_READ_ONLY: True}
+    if engine.dialect.name == "postgresql":
+        options.update(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    with engine.connect().execution_options(**options) as conn, conn.begin():
+        yield conn
+
+
+class WriterLock:
+    """SQLite's one write lock, taken in turn by the processes sharing a database file.
+
+    Two server processes on one file (``vendor serve --workers N``) both write. SQLite alone
+    makes the second wait in its busy handler, which sleeps and retries (1, 2, 5 ... 100 ms): a
+    process that commits batch after batch (group commit under load) takes the lock again before
+    the sleeper looks, and the other's requests wait for seconds. Here a writer first takes an
+    exclusive ``flock`` on ``<database>-writer``: the kernel wakes a waiting process the moment
+    the lock is let go, so the processes take turns. SQLite's own lock still decides correctness;
+    this only orders the waiting. One thread of a process at a time (the pool holds one
+    connection anyway); a process that did not take it (an older CLI) is still kept out by SQLite.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        # Reentrant: a transaction opened inside another on one thread meets the pool's own
+        # timeout, as it always did, rather than hanging here.
+        self._mutex = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid = 0  # the process that opened _fd: a forked child opens its own (flock is per open file)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if self.path is None:
+            yield
+            return
+        with self._mutex:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()
+            fd = self._fd
+            if self._depth == 0:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def writer_lock(engine: sa.Engine) -> WriterLock:
+    """The :class:`WriterLock` of ``engine``'s database file (none for PostgreSQL or in-memory SQLite)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:" or database.startswith("file:"):
+        return WriterLock(None)
+    return WriterLock(Path(database + "-writer"))
 
 
 def redact_url(url: str) -> str:
@@ -190,11 +261,14 @@ def run_env() -> None:
 
 __all__ = [
     "Schema",
+    "WriterLock",
     "create_db_engine",
     "current_revision",
     "migrate",
     "normalize_url",
+    "reading",
     "redact_url",
     "run_env",
     "sqlite_url",
+    "writer_lock",
 ]

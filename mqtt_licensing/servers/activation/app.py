@@ -3,7 +3,8 @@
 Binary fields travel as base64url without padding. Errors are
 ``{"error": {"code", "message"}}`` with the status from :data:`.._http.HTTP_STATUS`.
 Every ``/v1/admin/...`` route checks the bearer token first. The service is
-blocking (database, signing), so routes run it in the thread pool. Endpoints find the
+blocking (database, signing), so routes run it in the thread pool (the routes fleets call all
+the time through :func:`.._threads.in_thread`, the cheaper hand-off). Endpoints find the
 service and the admin token in ``request.app.state``.
 """
 
@@ -19,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
+from ...core.listing import ActivationFilter
 from ...core.signing import b64
 from .._app import build_app
 from .._duties import Duty, every
@@ -26,7 +28,6 @@ from .._http import (
     blob_field,
     blobs_field,
     client_address,
-    flag,
     read_json,
     require_bearer,
     required,
@@ -34,6 +35,7 @@ from .._http import (
 )
 from .._observe import note
 from .._proxies import Network
+from .._threads import in_thread
 from ..webhooks import Deliverer, Webhooks
 from ..webhooks.delivery import SEND_TIMEOUT
 from .catalogue_routes import ENDPOINTS as CATALOGUE_ENDPOINTS
@@ -65,26 +67,26 @@ def admin(endpoint: Endpoint) -> Endpoint:
 async def activate(request: Request) -> JSONResponse:
     data = await read_json(request)
     key, blob = required(data, "license_key"), blob_field(data)
-    result = await run_in_threadpool(_service(request).activate, key, blob, client_address(request))
+    result = await in_thread(_service(request).activate, key, blob, client_address(request))
     note(request, license_id=result.license_id, activation_id=result.activation_id)
     return JSONResponse(result.to_json(), status_code=200 if result.reused else 201)
 
 
 async def check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    cert = await run_in_threadpool(_service(request).check_in, blob)
+    cert = await in_thread(_service(request).check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
 
 
 async def revive(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    cert = await run_in_threadpool(_service(request).revive, blob)
+    cert = await in_thread(_service(request).revive, blob)
     return JSONResponse({"certificate": b64(cert)})
 
 
 async def heartbeat(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    ack = await run_in_threadpool(_service(request).heartbeat, blob)
+    ack = await in_thread(_service(request).heartbeat, blob)
     return JSONResponse({"ack": b64(ack)})
 
 
@@ -115,7 +117,7 @@ async def floating_activate(request: Request) -> JSONResponse:
 
 async def floating_check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    cert = await run_in_threadpool(_service(request).floating_check_in, blob)
+    cert = await in_thread(_service(request).floating_check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
 
 
@@ -165,11 +167,10 @@ async def patch_license(request: Request) -> JSONResponse:
 
 
 async def list_activations(request: Request) -> JSONResponse:
-    license_id = request.query_params.get("license_id") or None
-    include_freed = flag(request.query_params.get("include_freed"))
-    service = _service(request)
-    acts = await run_in_threadpool(lambda: service.list_activations(license_id, include_freed=include_freed))
-    return JSONResponse({"activations": acts})
+    """Filtered and paged (core/listing.py): ``license_id``, ``label``, ``silent_for``, ``status``,
+    ``limit``, ``after``; each value checked here, before the database is asked."""
+    wanted = ActivationFilter.from_query(request.query_params)
+    return JSONResponse(await run_in_threadpool(_service(request).find_activations, wanted))
 
 
 async def free_activation(request: Request) -> JSONResponse:
@@ -239,12 +240,14 @@ def create_app(
     trusted_proxies: Sequence[Network] = (),
     background: Sequence[Duty] = (),
     webhook_timeout: float = SEND_TIMEOUT,
+    duties: bool = True,
 ) -> Starlette:
     """The app over ``service`` (:func:`.._app.build_app`: health, noop, metrics, errors);
     ``routes`` are served beside the API (e.g. the store's pages), ``background`` runs while the
     server does (e.g. the store's fulfilment loop).
 
-    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts."""
+    ``trusted_proxies``: the only peers whose ``X-Forwarded-For`` names the source a rate limit counts.
+    ``duties=False``: no background duties at all (a worker process but the first, :mod:`.._workers`)."""
 
     async def release() -> None:
         await run_in_threadpool(service.release_silent)
@@ -259,7 +262,9 @@ def create_app(
         trusted_proxies=trusted_proxies,
         # The webhook outbox is sent from every server process: a row is claimed before it is sent,
         # so replicas share the work and none sends a row twice at once.
-        background=[
+        background=[]
+        if not duties
+        else [
             *background,
             Deliverer(Webhooks(service.store.engine), send_timeout=webhook_timeout).run,
             # Every replica runs it: each release is a conditional UPDATE, so two passes at once free a row once.

@@ -26,6 +26,7 @@ from ...core import labels
 from ...core.documents import HeartbeatAck, InstanceRequest
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
+from .._prepared import Prepared
 from .._requests import check_fresh
 from .instances import RELEASED_REASON, Instances, gone_error
 from .records import ServiceContext, bad
@@ -78,9 +79,11 @@ class Heartbeats:
         """A signed ack valid until now + release_after; a signed verdict if the activation is gone
         (``released`` after a release) or the license no longer serves."""
         now = self.ctx.clock()
+        # Verified here, outside the batch's transaction, when the activation's key is known.
+        presented = self.ctx.keys.present(blob, labels.KIND_HEARTBEAT)
 
         def work(tx: Tx) -> tuple[ActivationRecord, InstanceRequest, LicenseRecord]:
-            act, request = self.ctx.verify_known(tx, blob, labels.KIND_HEARTBEAT)
+            act, request = self.ctx.verify_known(tx, presented, labels.KIND_HEARTBEAT)
             check_fresh(request, now, self.ctx.max_clock_skew)
             try:
                 if act.model != LicenseModel.ONLINE:
@@ -136,9 +139,9 @@ class Heartbeats:
         return released
 
 
-# The heartbeat's UPDATE, built once: built per call, SQLAlchemy's statement construction and
-# cache key cost more than running it (as for the check-in's statements in store.py).
-_TOUCH = (
+# The heartbeat's UPDATE, built once and run on the driver's cursor: SQLAlchemy's statement
+# construction, and then its execution, cost more than running it (servers/_prepared.py).
+_TOUCH = Prepared(
     activations.update()
     .where(activations.c.id == sa.bindparam("b_id"), activations.c.freed_at.is_(None))
     .values(last_heartbeat_at=sa.bindparam("b_now"))
@@ -167,7 +170,7 @@ class HeartbeatQueries:
 
     def touch(self, activation_id: str, now: int) -> bool:
         """The heartbeat's one UPDATE; False when the activation was freed or released meanwhile."""
-        return self.conn.execute(_TOUCH, {"b_id": activation_id, "b_now": now}).rowcount == 1
+        return _TOUCH.rowcount(self.conn, {"b_id": activation_id, "b_now": now}) == 1
 
     def silent(self, now: int) -> list[tuple[str, str]]:
         """(activation, license) of live online activations silent longer than their license's

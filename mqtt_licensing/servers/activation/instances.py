@@ -280,9 +280,11 @@ class Instances:
     ) -> tuple[LicenseRecord, ActivationRecord, int, tuple[dict[str, Any], ...]]:
         now = self.ctx.clock()
         verified: list[tuple[ActivationRecord, InstanceRequest]] = []
+        # Verified here, outside the batch's transaction, when the activation's key is known.
+        presented = self.ctx.keys.present(blob, kind)
 
         def work(tx: Tx) -> tuple[LicenseRecord, ActivationRecord, bool, tuple[dict[str, Any], ...]]:
-            act, request = self.ctx.verify_known(tx, blob, kind)
+            act, request = self.ctx.verify_known(tx, presented, kind)
             verified.append((act, request))
             if kind == labels.KIND_REVIVE:  # a stale or replayed one is refused below: all rolled back
                 act = self._take_back(tx, act, now)

@@ -227,8 +227,9 @@ class LicenseAdmin:
             lic = self.ctx.license(tx, license_id)
             acts = tx.list_activations(license_id, include_freed=True)
             definitions = self.ctx.definitions(tx, lic)
+            history = names.histories(tx.conn, (a.id for a in acts))
         out = license_to_dict(lic, sum(1 for a in acts if a.active))
-        out["activations"] = [activation_to_dict(a) for a in acts]
+        out["activations"] = [activation_to_dict(a) | {"label_history": history[a.id]} for a in acts]
         out["definitions"] = list(definitions)  # what its certificates carry now (titles for people)
         return out
 

@@ -7,21 +7,21 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ...core.documents import ActivationCertificate, FloatingCertificate, InstanceRequest, check_instance_request
+from ...core.documents import ActivationCertificate, FloatingCertificate, InstanceRequest
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
-from ...core.signing import b64, load_public_key
+from ...core.signing import b64
 from ...core.timefmt import iso
-from .._requests import peek
 from ..webhooks import emit
 from . import names
 from .catalogue import CatalogueQueries
+from .keys_on_record import KeysOnRecord, Presented
 from .store import ActivationRecord, ActivationStore, LicenseRecord, Tx
 
 Clock = Callable[[], int]
@@ -103,6 +103,7 @@ def activation_to_dict(act: ActivationRecord) -> dict[str, Any]:
         "created_at": act.created_at,
         "last_check_in_at": act.last_check_in_at,
         "last_heartbeat_at": act.last_heartbeat_at,
+        "last_seen_at": act.last_seen_at,
         "request_nonce": act.request_nonce,
         "freed_at": act.freed_at,
         "freed_reason": act.freed_reason,
@@ -132,6 +133,8 @@ class ServiceContext:
     # The key rotations and retirements of data_dir (read at open: a rotation takes a restart),
     # carried in every certificate so that offline sites and floating servers' brokers learn them.
     key_documents: tuple[bytes, ...] = ()
+    # The public keys of activations seen, so known requests are verified outside the transaction.
+    keys: KeysOnRecord = field(default_factory=KeysOnRecord)
 
     def license(self, tx: Tx, license_id: Any, *, lock: bool = False) -> LicenseRecord:
         lic = tx.get_license(license_id, lock=lock) if isinstance(license_id, str) else None
@@ -224,20 +227,17 @@ class ServiceContext:
         )
         return act, False
 
-    def verify_known(self, tx: Tx, blob: bytes, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
-        """Verify a request against the key on record for the activation it names."""
-        env, claimed = peek(blob)
-        if not claimed.activation_id:
-            raise bad("the request names no activation")
-        act = tx.get_activation(claimed.activation_id)
+    def verify_known(self, tx: Tx, blob: bytes | Presented, kind: str) -> tuple[ActivationRecord, InstanceRequest]:
+        """Verify a request against the key on record for the activation it names (already done,
+        outside the transaction, for a :class:`Presented` one whose key was remembered)."""
+        presented = blob if isinstance(blob, Presented) else self.keys.present(blob, kind)
+        activation_id = presented.claimed.activation_id
+        act = tx.get_activation(activation_id) if activation_id else None
         if act is None:
             raise LicensingError(
-                ErrorCode.ACTIVATION_NOT_FOUND, f"activation {claimed.activation_id!r} is not known to the vendor"
+                ErrorCode.ACTIVATION_NOT_FOUND, f"activation {activation_id!r} is not known to the vendor"
             )
-        request = check_instance_request(env, claimed, kind, load_public_key(act.public_key))
-        if request.fingerprint != act.instance_fingerprint:
-            raise LicensingError(ErrorCode.INVALID_SIGNATURE, "the request is not from the activated instance")
-        return act, request
+        return act, self.keys.verify(presented, act, kind)
 
     # -- documents -------------------------------------------------------------------
     def online_valid_until(self, lic: LicenseRecord, now: int) -> int:

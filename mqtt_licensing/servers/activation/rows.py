@@ -52,19 +52,33 @@ class ActivationRecord:
     def active(self) -> bool:
         return self.freed_at is None
 
+    @property
+    def last_seen_at(self) -> int:
+        """When the vendor last heard from the instance: its activation, check-in or usage license
+        (``last_check_in_at``), or its heartbeat, whichever is later (listing.py asks it in SQL)."""
+        seen = self.last_check_in_at if self.last_check_in_at is not None else self.created_at
+        return max(seen, self.last_heartbeat_at or 0)
+
 
 _LICENSE_FIELDS = tuple(f.name for f in fields(LicenseRecord))
 _ACTIVATION_FIELDS = tuple(f.name for f in fields(ActivationRecord))
 
 
 def license_row(row: Any) -> LicenseRecord:
-    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
+    return license_from(dict(row._mapping))  # noqa: SLF001 - SQLAlchemy's public Row API
+
+
+def license_from(values: dict[str, Any]) -> LicenseRecord:
+    """The record of a row's ``{column: value}`` (a :class:`.._prepared.Prepared` row too)."""
     values["features"] = tuple(values["features"] or ())
     return LicenseRecord(**{name: values[name] for name in _LICENSE_FIELDS})
 
 
 def activation_row(row: Any) -> ActivationRecord:
-    values = dict(row._mapping)  # noqa: SLF001 - SQLAlchemy's public Row API
+    return activation_from(dict(row._mapping))  # noqa: SLF001 - SQLAlchemy's public Row API
+
+
+def activation_from(values: dict[str, Any]) -> ActivationRecord:
     values["public_key"] = bytes(values["public_key"])
     return ActivationRecord(**{name: values[name] for name in _ACTIVATION_FIELDS})
 
@@ -75,4 +89,12 @@ def license_values(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-__all__ = ["ActivationRecord", "LicenseRecord", "activation_row", "license_row", "license_values"]
+__all__ = [
+    "ActivationRecord",
+    "LicenseRecord",
+    "activation_from",
+    "activation_row",
+    "license_from",
+    "license_row",
+    "license_values",
+]

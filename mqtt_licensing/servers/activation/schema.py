@@ -64,6 +64,8 @@ activations = sa.Table(
     # reads it with last_check_in_at (0011).
     sa.Column("last_heartbeat_at", sa.BigInteger, nullable=True),
     sa.Index("ix_activations_license", "license_id", "freed_at"),
+    # The vendor's list in its one stable order, a page at a time (listing.py, 0012).
+    sa.Index("ix_activations_created", "created_at", "id"),
     # At most one live activation per instance and license, whatever the domain code does.
     sa.Index(
         "uq_activations_live",

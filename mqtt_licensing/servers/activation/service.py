@@ -20,6 +20,7 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ...core.keys import key_digest
+from ...core.listing import ActivationFilter
 from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
@@ -32,6 +33,7 @@ from .forwarded import ForwardedUsage
 from .heartbeats import Heartbeats
 from .instances import Instances
 from .licenses import LicenseAdmin
+from .listing import find_activations
 from .records import Clock, ServiceContext, activation_to_dict, license_to_dict, system_clock
 from .results import ActivationResult, FloatingIssue, OfflineActivation, OfflineDeactivation
 from .store import ActivationStore
@@ -174,6 +176,10 @@ class ActivationService:
 
     def list_activations(self, license_id: str | None = None, *, include_freed: bool = False) -> list[dict[str, Any]]:
         return self.admin.list_activations(license_id, include_freed=include_freed)
+
+    def find_activations(self, wanted: ActivationFilter) -> dict[str, Any]:
+        """The filtered, paged list (:mod:`.listing`): ``vendor activations`` and the admin API."""
+        return find_activations(self.ctx, wanted)
 
     def free_activation(self, activation_id: str, *, by: Literal["vendor", "customer"] = "vendor") -> dict[str, Any]:
         return self.admin.free_activation(activation_id, by=by)

@@ -28,9 +28,18 @@ from sqlalchemy.dialects import postgresql as sa_postgresql
 from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._batch import GroupCommit
-from .._db import migrate
+from .._db import migrate, writer_lock
+from .._prepared import Prepared
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
-from .rows import ActivationRecord, LicenseRecord, activation_row, license_row, license_values
+from .rows import (
+    ActivationRecord,
+    LicenseRecord,
+    activation_from,
+    activation_row,
+    license_from,
+    license_row,
+    license_values,
+)
 from .schema import (
     SCHEMA,
     activations,
@@ -43,17 +52,23 @@ from .usage_store import UsageQueries
 
 R = TypeVar("R")
 
-# The nonce check of every signed request, built once per dialect that has ON CONFLICT ... RETURNING.
-_NONCE_INSERTS: dict[str, Any] = {
-    "sqlite": sa_sqlite.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
-    "postgresql": sa_postgresql.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
+_NONCE_VALUES: dict[str, Any] = {name: sa.bindparam(name) for name in ("scope", "nonce", "created_at")}
+# The nonce check of every signed request, built once per dialect that has ON CONFLICT ... RETURNING,
+# run on the driver's cursor (servers/_prepared.py: SQLAlchemy's execution cost more than SQLite's).
+_NONCE_INSERTS: dict[str, Prepared] = {
+    name: Prepared(
+        insert(request_nonces).values(_NONCE_VALUES).on_conflict_do_nothing().returning(request_nonces.c.nonce)
+    )
+    for name, insert in (("sqlite", sa_sqlite.insert), ("postgresql", sa_postgresql.insert))
 }
 
-# The check-in's statements, built once: building a Core statement per call (coercions, cache
-# key) cost more than running it (profiled: ~40 us of ~75 us per statement).
-_ACTIVATION_BY_ID = sa.select(activations).where(activations.c.id == sa.bindparam("b_id"))
-_LICENSE_BY_ID = sa.select(licenses).where(licenses.c.id == sa.bindparam("b_id"))
-_LICENSE_BY_ID_LOCKED = _LICENSE_BY_ID.with_for_update()
+# The check-in's and the heartbeat's lookups, built once and run on the driver's cursor: building
+# a Core statement per call (coercions, cache key) cost more than running it, and so did
+# SQLAlchemy's execution of it (servers/_prepared.py).
+_ACTIVATION_BY_ID = Prepared(sa.select(activations).where(activations.c.id == sa.bindparam("b_id")))
+_LICENSE_SELECT = sa.select(licenses).where(licenses.c.id == sa.bindparam("b_id"))
+_LICENSE_BY_ID = Prepared(_LICENSE_SELECT)
+_LICENSE_BY_ID_LOCKED = Prepared(_LICENSE_SELECT.with_for_update())
 _UPDATE_ACTIVATION = activations.update().where(activations.c.id == sa.bindparam("b_id"))
 
 
@@ -76,8 +91,8 @@ class Tx:
         return license_row(row) if row is not None else None
 
     def get_license(self, license_id: str, *, lock: bool = False) -> LicenseRecord | None:
-        row = self.conn.execute(_LICENSE_BY_ID_LOCKED if lock else _LICENSE_BY_ID, {"b_id": license_id}).first()
-        return license_row(row) if row is not None else None
+        values = (_LICENSE_BY_ID_LOCKED if lock else _LICENSE_BY_ID).first(self.conn, {"b_id": license_id})
+        return license_from(values) if values is not None else None
 
     def get_license_by_digest(self, digest: str, *, lock: bool = False) -> LicenseRecord | None:
         return self._one_license(licenses.c.key_digest == digest, lock)
@@ -128,8 +143,8 @@ class Tx:
         return int(count), active, freed, cloned
 
     def get_activation(self, activation_id: str) -> ActivationRecord | None:
-        row = self.conn.execute(_ACTIVATION_BY_ID, {"b_id": activation_id}).first()
-        return activation_row(row) if row is not None else None
+        values = _ACTIVATION_BY_ID.first(self.conn, {"b_id": activation_id})
+        return activation_from(values) if values is not None else None
 
     def find_live_activation(self, license_id: str, fingerprint: str) -> ActivationRecord | None:
         row = self.conn.execute(
@@ -228,7 +243,7 @@ class Tx:
         values = {"scope": scope, "nonce": nonce, "created_at": created_at}
         query = _NONCE_INSERTS.get(self.conn.dialect.name)
         if query is not None:
-            return self.conn.execute(query, values).first() is not None
+            return query.first(self.conn, values) is not None
         seen = self.conn.execute(
             sa.select(request_nonces.c.nonce).where(request_nonces.c.scope == scope, request_nonces.c.nonce == nonce)
         ).first()
@@ -243,6 +258,7 @@ class Tx:
 class ActivationStore:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.writer = writer_lock(engine)  # SQLite: processes on one file take turns (servers/_db.py)
         # Group commit on SQLite only (see servers/_batch.py for why not on PostgreSQL).
         self.group = GroupCommit(self.transaction, lambda tx: tx.conn, batching=engine.dialect.name == "sqlite")
 
@@ -254,7 +270,10 @@ class ActivationStore:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         """One transaction: committed when the block ends, rolled back if it raises."""
-        with self.engine.begin() as conn:
+        # The connection first, then the turn among processes: a thread waiting for this
+        # process's one pooled connection (held by a read, servers/_db.py: reading) does not
+        # keep the other processes from writing meanwhile.
+        with self.engine.connect() as conn, self.writer.held(), conn.begin():
             yield Tx(conn)
 
     def write(self, work: Callable[[Tx], R]) -> R:

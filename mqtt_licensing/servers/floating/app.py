@@ -8,11 +8,15 @@ Lease API (JSON; binary fields are base64url without padding):
 * ``POST /v1/usage``          ``{"request": b64(kind=lease_usage), "records": [b64(UsageRecord)]}``
   -> ``{"ack": b64(UsageAck)}`` (a lease holder's usage records, see :mod:`.usage`)
 * ``GET /v1/health``, ``GET /v1/noop``, ``GET /metrics`` (the same on both servers: :mod:`.._app`)
-* ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases
+* ``GET /v1/admin/status``     (``Authorization: Bearer <admin.token>``) -> pool and leases;
+  ``?label=TEXT&silent_for=2h`` shows only the leases that match (``filter`` says which)
 
 Errors are ``{"error": {"code", "message"}}`` with the status of
 :data:`.._http.HTTP_STATUS` (``no_seats`` 410, ``not_provisioned`` 503, ...).
-The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`).
+The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`);
+lease requests (acquire, renew, release: the fleet's steady traffic) run on the service's batch
+thread instead
+(:mod:`.batcher`: one thread, one transaction and one wake-up of the loop per batch).
 Endpoints find the service and the admin token in ``request.app.state``.
 """
 
@@ -27,6 +31,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from ...core.errors import ErrorCode, LicensingError
+from ...core.listing import LeaseFilter
 from ...core.signing import b64
 from .._app import build_app
 from .._duties import Duty
@@ -49,19 +54,19 @@ async def acquire(request: Request) -> JSONResponse:
     if token is not None and not isinstance(token, str):
         raise LicensingError(ErrorCode.INVALID_FIELD, "field 'join_token' must be a string")
     service, source = _service(request), client_address(request)
-    lease = await run_in_threadpool(lambda: service.acquire(blob, source=source, join_token=token))
+    lease = await service.batcher.run(lambda: service.leases.acquire_job(blob, source=source, join_token=token))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def renew(request: Request) -> JSONResponse:
-    blob = blob_field(await read_json(request))
-    lease = await run_in_threadpool(_service(request).renew, blob)
+    blob, service = blob_field(await read_json(request)), _service(request)
+    lease = await service.batcher.run(lambda: service.leases.renew_job(blob))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def release(request: Request) -> JSONResponse:
-    blob = blob_field(await read_json(request))
-    released = await run_in_threadpool(_service(request).release, blob)
+    blob, service = blob_field(await read_json(request)), _service(request)
+    released = await service.batcher.run(lambda: service.leases.release_job(blob))
     return JSONResponse({"released": released})
 
 
@@ -73,8 +78,10 @@ async def report_usage(request: Request) -> JSONResponse:
 
 
 async def admin_status(request: Request) -> JSONResponse:
+    """The pool and its leases; ``label`` and ``silent_for`` pick leases (checked here: typed errors)."""
     require_bearer(request, request.app.state.admin_token)
-    return JSONResponse(await run_in_threadpool(_service(request).status))
+    wanted = LeaseFilter.from_query(request.query_params)
+    return JSONResponse(await run_in_threadpool(_service(request).status, wanted))
 
 
 ROUTES = [

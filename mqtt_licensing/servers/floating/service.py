@@ -24,22 +24,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from ...core.documents import FloatingCertificate
 from ...core.errors import LicensingError
 from ...core.keyring import KeyRing
+from ...core.listing import LeaseFilter
 from ...core.signing import public_key_to_text
-from .._db import create_db_engine
+from .._db import create_db_engine, reading
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
 from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
 from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
+from .batcher import JobBatcher
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import FloatingStore
+from .store import FloatingStore, Tx
 from .usage import FloatingUsage
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL = FLOATING_TTL  # seconds; the agent renews every TTL/3
+EVERY_LEASE = LeaseFilter()
 KEY_NAME = "floating"
 DB_FILE = "floating.db"
 
@@ -83,6 +86,8 @@ class FloatingService:
         self.new_identities = NewIdentityLimit(new_identities_per_minute)
         self.leases = Leases(self.ctx, self.pool, self.new_identities)
         self.usage = FloatingUsage(self.ctx, self.pool)
+        # The server's lease requests, batched on one thread (the routes await them there)
+        self.batcher = JobBatcher(store)
 
     @classmethod
     def open(
@@ -108,6 +113,7 @@ class FloatingService:
         return service
 
     def close(self) -> None:
+        self.batcher.close()
         self.ctx.store.close()
 
     # -- what callers read --------------------------------------------------------------------
@@ -254,13 +260,20 @@ class FloatingService:
             return tx.remove_access(kind, rule) or forgotten
 
     # -- status -----------------------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        """Pool terms, seats used and free, every active lease. Read-only."""
+    def status(self, wanted: LeaseFilter = EVERY_LEASE) -> dict[str, Any]:
+        """Pool terms, seats used and free, the active leases ``wanted`` picks. Read-only."""
         now = self.clock()
-        with self.store.transaction() as tx:
+        with reading(self.store.engine) as conn:  # read-only: renewals never wait for a status
+            tx = Tx(conn)
             row = tx.read_pool()
             leases = tx.active_leases(now)
             label_history = names.histories(tx.conn, (le.instance_fingerprint for le in leases))
+            shown = [
+                le
+                for le in leases
+                if wanted.matches([le.label, *(h["label"] for h in label_history[le.instance_fingerprint])],
+                                  le.renewed_at, now)
+            ]  # fmt: skip
             rules = tx.access_rules()
             remembered = access.remembered_count(tx)
             suspended = tx.suspended()
@@ -300,8 +313,9 @@ class FloatingService:
                     "cloned_at": le.cloned_at,
                     "clone_count": le.clone_count,
                 }
-                for le in leases
+                for le in shown
             ],
+            "filter": wanted.describe(),
         }
         out["usage"] = self.usage_status()  # brokers' records held for the vendor
         if row.deactivated_at is not None:

@@ -33,9 +33,11 @@ from ...core.documents import open_instance_request, sign_instance_request
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
 from ...core.usage_documents import ForwardedUsageAck, UsageAck, UsageRecord, usage_ref
+from .._db import reading
 from .._duties import Duty, every
 from .._requests import check_fresh, peek_request
 from ..defaults import FLOATING_FORWARD_INTERVAL
+from .store import Tx
 
 if TYPE_CHECKING:  # the pool imports parse_ref from here, and the service this module
     from .pool import FloatingContext, FloatingPool
@@ -137,8 +139,8 @@ class FloatingUsage:
             return tx.usage.drop(refs)
 
     def usage_status(self) -> dict[str, Any]:
-        with self.ctx.store.transaction() as tx:
-            return {"outbox": tx.usage.count()}
+        with reading(self.ctx.store.engine) as conn:  # a count for people: no write lock
+            return {"outbox": Tx(conn).usage.count()}
 
 
 async def forward_online(service: FloatingService, vendor_url: str, *, options: HttpOptions) -> int:

@@ -24,6 +24,42 @@ def when(ts: int | None) -> str:
     return "never" if ts is None else f"{day(ts)}, {datetime.fromtimestamp(int(ts), UTC):%H:%M} UTC"
 
 
+def ago(ts: int, now: int) -> str:
+    """How long ago, as people say it: "just now", "25 minutes ago", "3 hours ago", "4 days ago"."""
+    seconds = max(0, int(now) - int(ts))
+    if seconds < 120:
+        return "just now"
+    if seconds < 2 * 3600:
+        return f"{seconds // 60} minutes ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} hours ago"
+    return f"{seconds // 86400} days ago"
+
+
+SILENT_AFTER = 2 * 86400  # a broker checks in daily by default: two days without a word is news
+EARLIER_NAMES_SHOWN = 3  # the portal's cell stays short; the vendor keeps 20
+
+
+def last_seen(act: dict[str, Any], now: int) -> str:
+    """When we last heard from an activation's broker, in the customer's words."""
+    seen = act["last_seen_at"]
+    if act["model"] == "offline":  # an offline broker never calls: what we know is its last code
+        return f"Offline broker: its usage license was made {ago(seen, now)}"
+    if act["active"] and now - seen >= SILENT_AFTER:
+        return f"Not heard from for {(now - seen) // 86400} days"
+    return ago(seen, now).capitalize()
+
+
+def earlier_names(act: dict[str, Any]) -> tuple[list[str], int]:
+    """(the names the broker had before its current one, newest first and at most
+    ``EARLIER_NAMES_SHOWN``; how many more). Untrusted text: the template escapes them."""
+    earlier: list[str] = []
+    for entry in reversed(act.get("label_history", [])):
+        if entry["label"] != act.get("label") and entry["label"] not in earlier:
+            earlier.append(entry["label"])
+    return earlier[:EARLIER_NAMES_SHOWN], max(0, len(earlier) - EARLIER_NAMES_SHOWN)
+
+
 def support_text(ts: int | None) -> str:
     """A license's support: its end date, or "No support" (never "never", which reads as forever)."""
     return "No support" if ts is None else day(ts)

@@ -27,6 +27,7 @@ from ..activation.service import ActivationService
 from .config import ShopConfig
 from .lineup import named
 from .mail import Mailer, check_email, mask_email
+from .messages import earlier_names, last_seen
 from .store import ShopStore
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,9 @@ class Portal:
         with self.store.transaction() as tx:
             used = tx.count_frees_since(license_id, now - WINDOW)
         lic["feature_names"] = named(lic["features"], lic["definitions"])
+        for act in lic["activations"]:  # the broker's names and when we heard from it, in words
+            act["seen"] = last_seen(act, now)
+            act["earlier"], act["earlier_more"] = earlier_names(act)
         lic["frees_left"] = max(0, self.config.frees_per_30_days - used)
         lic["frees_per_30_days"] = self.config.frees_per_30_days
         return lic

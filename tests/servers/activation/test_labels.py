@@ -116,7 +116,7 @@ async def test_vendor_activations_shows_labels_and_prints_escapes_as_text(vendor
     data = str(vendor.data_dir)
     code, out, _ = _run(capsys, "vendor", "activations", "--data", data)
     assert code == 0 and "label=line-8-broker (was line-7-broker)" in out and inst.fingerprint in out
-    listed = json.loads(_run(capsys, "vendor", "activations", "--data", data, "--json")[1])
+    listed = json.loads(_run(capsys, "vendor", "activations", "--data", data, "--json")[1])["activations"]
     assert listed[0]["label"] == "line-8-broker" and len(listed[0]["label_history"]) == 2
 
     with vendor.service.ctx.store.engine.begin() as conn:
