@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,7 +16,9 @@ from starlette.routing import Route
 from mqtt_licensing.core.documents import InstanceRequest, Lease
 from mqtt_licensing.core.signing import parse_envelope, unb64
 from tests.reliability.support import (
+    FaultProxy,
     http_response,
+    wait_until,
 )
 
 
@@ -33,10 +34,21 @@ class ExceptionLog(logging.Handler):
             self.records.append(record)
 
 
-def timed_status(admin) -> tuple[dict[str, Any], float]:
-    start = time.monotonic()
-    status = admin.status()
-    return status, time.monotonic() - start
+def status_while_a_request_hangs(proxy: FaultProxy, admin: Any, attempts: int = 3) -> dict[str, Any]:
+    """The status, answered while a request the proxy holds (``slow``) is still waiting for its
+    answer: a status that waited for that check-in or renewal could only arrive after its client
+    gave up on it. Ordered by events, not by a stopwatch: the held request must be one the agent
+    abandons by itself (its ``http_timeout`` shorter than the proxy's ``delay``), which is checked."""
+    for _ in range(attempts):
+        held = wait_until(lambda: set(proxy.hanging), 10, "no request held at the proxy")
+        status = admin.status()
+        answered_during = bool(held & proxy.hanging)
+        wait_until(
+            lambda held=held: not held & proxy.hanging, proxy.delay - 0.5, "the agent never gave up the held request"
+        )
+        if answered_during:
+            return status
+    raise AssertionError(f"the status waited for the held request {attempts} times in a row")
 
 
 def stored_document(agent: Any, name: str) -> bytes:

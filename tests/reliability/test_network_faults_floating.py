@@ -33,7 +33,7 @@ from tests.reliability.faults import (
     json_body,
     respond,
     rogue_app,
-    timed_status,
+    status_while_a_request_hangs,
 )
 from tests.reliability.support import (
     FaultProxy,
@@ -157,8 +157,8 @@ def test_floating_renewal_fault_serves_until_lease_expiry_then_recovers(floating
         assert status["floating"]["last_error"]["code"] in codes, status["floating"]["last_error"]
         assert (lease := current_lease(agent)) is None or lease.expires_at == expires_at  # nothing rogue was installed
         assert connack_code(env.broker.port, f"after-expiry-{fault}") == 5
-        _, took = timed_status(env.admin)
-        assert took < 0.8
+        if fault == "slow":  # a renewal held open: the status does not wait for it
+            assert status_while_a_request_hangs(env.proxy, env.admin)["state"] == "unlicensed"
     finally:
         env.proxy.set("pass", upstream_port=env.fls.port)
     wait_until(

@@ -37,8 +37,8 @@ from tests.reliability.faults import (
     json_body,
     respond,
     rogue_app,
+    status_while_a_request_hangs,
     stored_document,
-    timed_status,
 )
 from tests.reliability.support import (
     FaultProxy,
@@ -192,9 +192,9 @@ def test_online_check_in_fault_means_grace_then_recovery(online: OnlineEnv, exce
         # the broker keeps serving: new clients, prompt answers, even while a check-in hangs
         assert connack_code(broker.port, f"during-{fault}") == 0
         for _ in range(3):
-            status, took = timed_status(env.admin)
-            assert took < 0.8, f"status took {took:.2f}s under {fault}"
-            assert status["state"] == "grace"
+            assert env.admin.status()["state"] == "grace"
+        if fault == "slow":  # the one fault that holds a check-in open: the status does not wait for it
+            assert status_while_a_request_hangs(env.proxy, env.admin)["state"] == "grace"
         stored = ActivationCertificate.open(stored_document(broker.agent, "certificate"), env.vendor.public_key)
         assert stored.license_id == before["license_id"] and stored.features == ("mqtt_server",)
     finally:
