@@ -21,18 +21,22 @@ class LabelHistory:
     def __init__(self, table: sa.Table, key: sa.Column[Any]) -> None:
         self.table = table
         self.key = key
+        # Built once: building these statements (and their cache keys) on every call cost more
+        # than running them, on every new lease and label change.
+        t = table
+        bound: sa.BindParameter[str] = sa.bindparam("b_key")
+        self._insert = sa.insert(t)
+        keep = sa.select(t.c.id).where(key == bound).order_by(t.c.id.desc()).limit(HISTORY)
+        self._trim = sa.delete(t).where(key == bound, t.c.id.not_in(sa.select(keep.subquery().c.id)))
+        self._last = sa.select(t.c.label).where(key == bound).order_by(t.c.id.desc()).limit(1)
 
     def record(self, conn: sa.Connection, key: str, label: str, now: int) -> None:
         """Add ``label`` as the newest and drop what falls out of the kept history."""
-        t = self.table
-        conn.execute(sa.insert(t).values({self.key.name: key, "label": label, "first_seen": now}))
-        keep = sa.select(t.c.id).where(self.key == key).order_by(t.c.id.desc()).limit(HISTORY)
-        conn.execute(sa.delete(t).where(self.key == key, t.c.id.not_in(sa.select(keep.subquery().c.id))))
+        conn.execute(self._insert, {self.key.name: key, "label": label, "first_seen": now})
+        conn.execute(self._trim, {"b_key": key})
 
     def last(self, conn: sa.Connection, key: str) -> str | None:
-        t = self.table
-        query = sa.select(t.c.label).where(self.key == key).order_by(t.c.id.desc()).limit(1)
-        return conn.execute(query).scalar_one_or_none()
+        return conn.execute(self._last, {"b_key": key}).scalar_one_or_none()
 
     def histories(self, conn: sa.Connection, keys: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """Each key's labels, oldest first: ``[{"label", "first_seen"}]`` (one query)."""

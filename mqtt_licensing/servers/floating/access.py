@@ -75,17 +75,21 @@ def admits(rules: Sequence[tuple[str, str]], *, fingerprint: str, source: str, j
     return False
 
 
+_LEASED_BEFORE = sa.select(pool_access.c.kind).where(
+    pool_access.c.kind == LEASED, pool_access.c.value == sa.bindparam("b_fp")
+)
+_REMEMBER = sa.insert(pool_access)
+
+
 def leased_before(tx: Any, fingerprint: str) -> bool:
-    row = tx.conn.execute(
-        sa.select(pool_access.c.kind).where(pool_access.c.kind == LEASED, pool_access.c.value == fingerprint)
-    )
-    return row.first() is not None
+    return tx.conn.execute(_LEASED_BEFORE, {"b_fp": fingerprint}).first() is not None
 
 
-def remember(tx: Any, fingerprint: str, now: int) -> None:
-    """Record that ``fingerprint`` held a lease here (its requests were signed by that key)."""
-    if not leased_before(tx, fingerprint):
-        tx.conn.execute(sa.insert(pool_access).values(kind=LEASED, value=fingerprint, created_at=now))
+def remember(tx: Any, fingerprint: str, now: int, *, known: bool | None = None) -> None:
+    """Record that ``fingerprint`` held a lease here (its requests were signed by that key);
+    ``known``: whether it was, when the caller just read it."""
+    if not (leased_before(tx, fingerprint) if known is None else known):
+        tx.conn.execute(_REMEMBER, {"kind": LEASED, "value": fingerprint, "created_at": now})
 
 
 def remembered_count(tx: Any) -> int:

@@ -13,7 +13,10 @@ Lease API (JSON; binary fields are base64url without padding):
 
 Errors are ``{"error": {"code", "message"}}`` with the status of
 :data:`.._http.HTTP_STATUS` (``no_seats`` 410, ``not_provisioned`` 503, ...).
-The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`).
+The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`);
+lease requests (acquire, renew, release: the fleet's steady traffic) run on the service's batch
+thread instead
+(:mod:`.batcher`: one thread, one transaction and one wake-up of the loop per batch).
 Endpoints find the service and the admin token in ``request.app.state``.
 """
 
@@ -51,19 +54,19 @@ async def acquire(request: Request) -> JSONResponse:
     if token is not None and not isinstance(token, str):
         raise LicensingError(ErrorCode.INVALID_FIELD, "field 'join_token' must be a string")
     service, source = _service(request), client_address(request)
-    lease = await run_in_threadpool(lambda: service.acquire(blob, source=source, join_token=token))
+    lease = await service.batcher.run(lambda: service.leases.acquire_job(blob, source=source, join_token=token))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def renew(request: Request) -> JSONResponse:
-    blob = blob_field(await read_json(request))
-    lease = await run_in_threadpool(_service(request).renew, blob)
+    blob, service = blob_field(await read_json(request)), _service(request)
+    lease = await service.batcher.run(lambda: service.leases.renew_job(blob))
     return JSONResponse({"lease": b64(lease)})
 
 
 async def release(request: Request) -> JSONResponse:
-    blob = blob_field(await read_json(request))
-    released = await run_in_threadpool(_service(request).release, blob)
+    blob, service = blob_field(await read_json(request)), _service(request)
+    released = await service.batcher.run(lambda: service.leases.release_job(blob))
     return JSONResponse({"released": released})
 
 

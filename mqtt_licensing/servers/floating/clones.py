@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from ...core.documents import InstanceRequest, Verdict
 from ...core.errors import ErrorCode, LicensingError
 from .._requests import chain_step
-from .store import LeaseRecord, Tx
+from .lease_rows import LeaseRecord
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +43,6 @@ def follow_chain(lease: LeaseRecord, presented: str | None, now: int) -> dict[st
         "cloned_at": lease.cloned_at or now,
         "clone_count": lease.clone_count + 1,
     }
-
-
-def refuse_suspended(tx: Tx, signing_key: Ed25519PrivateKey, request: InstanceRequest, now: int) -> None:
-    """Refuse a verified request of a suspended instance, with the signed verdict."""
-    lease_id = tx.suspended().get(request.fingerprint)
-    if lease_id is not None:
-        raise cloned(signing_key, lease_id, request, now)
 
 
 def check_policy(policy: str) -> str:
@@ -76,4 +69,4 @@ def cloned(signing_key: Ed25519PrivateKey, lease_id: str, request: InstanceReque
     return LicensingError(ErrorCode.CLONED, message, evidence=evidence)
 
 
-__all__ = ["POLICIES", "check_policy", "cloned", "follow_chain", "refuse_suspended"]
+__all__ = ["POLICIES", "check_policy", "cloned", "follow_chain"]

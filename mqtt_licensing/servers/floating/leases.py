@@ -23,11 +23,13 @@ from ...core.documents import (
 )
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
-from .._requests import check_fresh, peek, peek_request, replayed
+from .._requests import check_fresh, peek, replayed
 from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
+from .batcher import Job
+from .lease_rows import LeaseRecord, PoolRecord
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
-from .store import LeaseRecord, Tx
+from .store import Tx
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,8 @@ class Leases:
         self.expired = 0  # expired leases this process reclaimed
         self._nonces_pruned_at = 0
 
-    def _usable_pool(self, tx: Tx, now: int) -> PoolView:
-        pool = self.pool.view(tx, lock=True)
+    def _usable_pool(self, row: PoolRecord, now: int) -> PoolView:
+        pool = self.pool.view_of(row)
         if pool is None:
             raise LicensingError(
                 ErrorCode.NOT_PROVISIONED, "this floating server has no pool: activate it against the vendor first"
@@ -106,21 +108,28 @@ class Leases:
         """Lease a seat (or return the instance's existing one, extended); return the signed lease.
 
         A new seat needs the pool's access rules to admit the instance (:mod:`.access`)."""
-        try:
-            return self._acquire(request_blob, source=source, join_token=join_token)
-        except LicensingError as exc:
-            if exc.code == ErrorCode.NO_SEATS:  # its transaction rolled back: the event gets its own
-                self.ctx.event(None, "floating.seats_exhausted", message=exc.message)
-            raise
+        return self.acquire_job(request_blob, source=source, join_token=join_token).run(self.ctx.store)
 
-    def _acquire(self, request_blob: bytes, *, source: str, join_token: str | None) -> bytes:
+    def _seats_exhausted(self, exc: Exception) -> None:
+        if isinstance(exc, LicensingError) and exc.code == ErrorCode.NO_SEATS:
+            # its transaction rolled back: the event gets its own
+            self.ctx.event(None, "floating.seats_exhausted", message=exc.message)
+
+    def acquire_job(
+        self, request_blob: bytes, *, source: str = "local", join_token: str | None = None
+    ) -> Job[Any, bytes]:
+        """:meth:`acquire` as a :class:`.batcher.Job`."""
         now = self.ctx.clock()
-        request = open_instance_request(request_blob, labels.KIND_LEASE_ACQUIRE)
+        envelope, peeked = peek(request_blob)  # first contact: verified against the key it carries
+        request = check_instance_request(
+            envelope, peeked, labels.KIND_LEASE_ACQUIRE, load_public_key(peeked.public_key)
+        )
         check_fresh(request, now, self.ctx.max_clock_skew)
         requested = _feature_set(request.features)
 
         def work(tx: Tx) -> tuple[LeaseRecord, PoolView, int]:
-            pool = self._usable_pool(tx, now)
+            context = tx.lease_context(request.fingerprint)
+            pool = self._usable_pool(context.pool, now)
             cert = pool.certificate
             missing = sorted(set(requested) - set(cert.features))
             if missing:
@@ -130,10 +139,14 @@ class Leases:
                 )
             features = requested or tuple(sorted(cert.features))
             self._remember(tx, request, now)
-            clones.refuse_suspended(tx, self.ctx.signing_key, request, now)
+            if context.suspended is not None:
+                raise clones.cloned(self.ctx.signing_key, context.suspended, request, now)
             reclaimed = tx.delete_expired(now)
             expires = self._lease_expiry(cert, now)
-            existing = tx.lease_by_fingerprint(request.fingerprint)
+            existing = context.lease
+            if existing is not None and existing.expires_at <= now:
+                existing = None  # deleted just above: a new seat
+            known: bool | None = None  # whether this pool leased to the instance before (read once)
             if existing is not None:
                 self._check_seat_order(tx, existing, pool, now)
                 # A new chain: a copy still renewing with the old one is seen at its next renewal.
@@ -170,27 +183,34 @@ class Leases:
                 update = {"label": before} | names.changed(tx.conn, request.fingerprint, before, request.label, now)
                 row = replace(row, **update)
                 tx.insert_lease(row)
-            access.remember(tx, request.fingerprint, now)
+            access.remember(tx, request.fingerprint, now, known=known)
             return row, pool, reclaimed
 
-        row, pool, reclaimed = self.ctx.store.write(work)  # group commit: answered once durable
-        self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
-        return self._sign_lease(row, pool, now)
+        def finish(done: tuple[LeaseRecord, PoolView, int]) -> bytes:
+            row, pool, reclaimed = done  # committed: answered once durable
+            self.expired += reclaimed  # after the commit: a refused acquire rolls its deletes back
+            return self._sign_lease(row, pool, now)
+
+        return Job(work, finish, self._seats_exhausted)
 
     def renew(self, request_blob: bytes) -> bytes:
         """Extend the instance's lease; the request must be signed by the key the lease was given to."""
+        return self.renew_job(request_blob).run(self.ctx.store)
+
+    def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
+        """:meth:`renew` as a :class:`.batcher.Job` (the server batches them on one thread)."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)
         claimed = peeked.fingerprint
 
         def work(tx: Tx) -> tuple[LeaseRecord, PoolView, InstanceRequest, bool]:
-            pool = self._usable_pool(tx, now)
+            context = tx.lease_context(claimed)
+            pool = self._usable_pool(context.pool, now)
             cert = pool.certificate
-            if tx.is_suspended(claimed):  # its lease is gone: verified against the key it carries
-                clones.refuse_suspended(
-                    tx, self.ctx.signing_key, open_instance_request(request_blob, labels.KIND_LEASE_RENEW), now
-                )
-            lease = tx.lease_by_fingerprint(claimed)
+            if context.suspended is not None:  # its lease is gone: verified against the key it carries
+                request = open_instance_request(request_blob, labels.KIND_LEASE_RENEW)
+                raise clones.cloned(self.ctx.signing_key, context.suspended, request, now)
+            lease = context.lease
             if lease is None or lease.expires_at <= now:
                 raise LicensingError(
                     ErrorCode.LEASE_NOT_FOUND, "no active lease for this instance (expired or released): acquire again"
@@ -210,32 +230,42 @@ class Leases:
             expires = self._lease_expiry(cert, now)
             chain = clones.follow_chain(lease, request.chain, now)
             chain.update(names.changed(tx.conn, claimed, lease.label, request.label, now))
-            tx.extend_lease(lease.lease_id, renewed_at=now, expires_at=expires, **chain)
-            if chain.get("clone_count", lease.clone_count) > lease.clone_count:
-                self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)
             row = replace(lease, renewed_at=now, expires_at=expires, **chain)
+            tx.write_renewal(row)
+            if row.clone_count > lease.clone_count:
+                self.ctx.event(tx.conn, "lease.cloned", lease_id=lease.lease_id, policy=pool.clone_policy)
             if row.clone_count and pool.clone_policy == "suspend":
                 tx.delete_lease(lease.lease_id)  # the seat is free; both copies are refused from now on
                 tx.suspend(claimed, lease.lease_id, now)
                 return row, pool, request, True
             return row, pool, request, False
 
-        row, pool, request, suspend = self.ctx.store.write(work)  # group commit: answered once durable
-        if suspend:  # raised once the suspension is committed
-            log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
-            raise clones.cloned(self.ctx.signing_key, row.lease_id, request, now)
-        return self._sign_lease(row, pool, now)
+        def finish(done: tuple[LeaseRecord, PoolView, InstanceRequest, bool]) -> bytes:
+            row, pool, request, suspend = done  # committed: answered once durable
+            if suspend:  # raised once the suspension is committed
+                log.warning("lease %s suspended: renewed by two instances %s", row.lease_id, claimed)
+                raise clones.cloned(self.ctx.signing_key, row.lease_id, request, now)
+            return self._sign_lease(row, pool, now)
+
+        return Job(work, finish)
 
     def release(self, request_blob: bytes) -> bool:
         """Give the seat back at once. Idempotent: False when the instance held no lease."""
+        return self.release_job(request_blob).run(self.ctx.store)
+
+    def release_job(self, request_blob: bytes) -> Job[bool, bool]:
+        """:meth:`release` as a :class:`.batcher.Job`."""
         now = self.ctx.clock()
-        claimed = peek_request(request_blob).fingerprint
+        envelope, peeked = peek(request_blob)
+        claimed = peeked.fingerprint
 
         def work(tx: Tx) -> bool:
-            tx.lock_pool()
-            lease = tx.lease_by_fingerprint(claimed)
-            known = load_public_key(lease.public_key) if lease is not None else None
-            request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE, known)
+            lease = tx.lease_context(claimed).lease  # the pool row locked, as every lease request
+            if lease is None:  # verified against the key it carries, for the answer
+                request = open_instance_request(request_blob, labels.KIND_LEASE_RELEASE)
+            else:
+                known = load_public_key(lease.public_key)
+                request = check_instance_request(envelope, peeked, labels.KIND_LEASE_RELEASE, known)
             check_fresh(request, now, self.ctx.max_clock_skew)
             if lease is None:
                 return False
@@ -243,7 +273,7 @@ class Leases:
             access.remember(tx, claimed, now)  # leases from before the memory existed come back too
             return tx.delete_lease(lease.lease_id)
 
-        return self.ctx.store.write(work)  # group commit: answered once durable
+        return Job(work, lambda released: released)  # committed: answered once durable
 
 
 def _feature_set(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from ...core.keyring import KeyRing
 from ...core.keys import key_digest
 from ...core.signing import VerifyingKey, fingerprint, public_bytes
 from ..webhooks import Webhooks, emit
+from .lease_rows import PoolRecord
 from .store import FloatingStore, Tx
 from .trust import VENDOR_KEY_FILE, VendorTrust
 from .usage import parse_ref
@@ -135,7 +136,10 @@ class FloatingPool:
         return cert
 
     def view(self, tx: Tx, *, lock: bool) -> PoolView | None:
-        row = tx.lock_pool() if lock else tx.read_pool()
+        return self.view_of(tx.lock_pool() if lock else tx.read_pool())
+
+    def view_of(self, row: PoolRecord) -> PoolView | None:
+        """The pool row's certificate, verified (once per certificate and vendor trust)."""
         if row.certificate is None:
             return None
         try:

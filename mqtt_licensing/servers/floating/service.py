@@ -33,6 +33,7 @@ from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
 from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
+from .batcher import JobBatcher
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import FloatingStore, Tx
@@ -85,6 +86,8 @@ class FloatingService:
         self.new_identities = NewIdentityLimit(new_identities_per_minute)
         self.leases = Leases(self.ctx, self.pool, self.new_identities)
         self.usage = FloatingUsage(self.ctx, self.pool)
+        # The server's lease requests, batched on one thread (the routes await them there)
+        self.batcher = JobBatcher(store)
 
     @classmethod
     def open(
@@ -110,6 +113,7 @@ class FloatingService:
         return service
 
     def close(self) -> None:
+        self.batcher.close()
         self.ctx.store.close()
 
     # -- what callers read --------------------------------------------------------------------

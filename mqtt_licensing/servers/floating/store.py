@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as sa_postgresql
-from sqlalchemy.dialects import sqlite as sa_sqlite
 
 from .._batch import GroupCommit
 from .._db import migrate
 from ..webhooks.schema import SCHEMA as WEBHOOKS_SCHEMA
 from .access import KINDS
+from .lease_rows import NONCE_INSERTS, LeaseContext, LeaseRecord, PoolRecord, lease_record, pool_record, read_context
+from .lease_rows import write_renewal as _write_renewal
 from .schema import (
     POOL_ID,
     SCHEMA,
@@ -36,17 +35,15 @@ from .usage_store import UsageOutbox
 
 R = TypeVar("R")
 
-# The nonce check of every signed request, built once per dialect that has ON CONFLICT ... RETURNING.
-_NONCE_INSERTS: dict[str, Any] = {
-    "sqlite": sa_sqlite.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
-    "postgresql": sa_postgresql.insert(request_nonces).on_conflict_do_nothing().returning(request_nonces.c.nonce),
-}
-
 # A renewal's statements, built once (see the activation store on prebuilt statements).
 _POOL_LOCKED = sa.select(pool).where(pool.c.id == POOL_ID).with_for_update()
 _LEASE_BY_FINGERPRINT = sa.select(leases).where(leases.c.instance_fingerprint == sa.bindparam("b_fp"))
 _UPDATE_LEASE = sa.update(leases).where(leases.c.lease_id == sa.bindparam("b_id"))
 # The seat counter (migration 0009): changed in the transaction that inserts or deletes leases.
+# An acquire's, built once too: building a statement and its cache key cost more than running it.
+_LEASES_HELD = sa.select(pool.c.leases_held).where(pool.c.id == POOL_ID)
+_DELETE_EXPIRED = sa.delete(leases).where(leases.c.expires_at <= sa.bindparam("b_now"))
+_INSERT_LEASE = sa.insert(leases)
 _HELD = sa.update(pool).where(pool.c.id == POOL_ID).values(leases_held=pool.c.leases_held + sa.bindparam("b_n"))
 # The rule kinds by name (access.KINDS), not "kind != 'leased'": that read every instance the pool
 # ever leased to on each new seat (351 µs of an acquire at 10,000); IN seeks the primary key.
@@ -60,66 +57,6 @@ _IS_SUSPENDED = sa.select(suspended_instances.c.fingerprint).where(
 )
 
 
-@dataclass(frozen=True)
-class PoolRecord:
-    certificate: bytes | None
-    installed_at: int | None
-    vendor_url: str | None
-    pending_nonce: str | None
-    pending_at: int | None
-    deactivated_at: int | None
-    deactivated_activation_id: str | None
-    seat_check_before: int | None = None
-    clone_policy: str | None = None  # None: "flag"
-
-
-@dataclass(frozen=True)
-class LeaseRecord:
-    lease_id: str
-    instance_fingerprint: str
-    public_key: bytes
-    features: tuple[str, ...]
-    issued_at: int
-    renewed_at: int
-    expires_at: int
-    chain: str | None = None  # the renewal chain (see .._requests.chain_step)
-    chain_prev: str | None = None
-    cloned_at: int | None = None  # when two instances were first seen renewing this lease
-    clone_count: int = 0
-    label: str | None = None  # untrusted text the instance sent (core/instance_label.py)
-
-
-def _pool_record(row: Any) -> PoolRecord:
-    return PoolRecord(
-        certificate=bytes(row.certificate) if row.certificate is not None else None,
-        installed_at=row.installed_at,
-        vendor_url=row.vendor_url,
-        pending_nonce=row.pending_nonce,
-        pending_at=row.pending_at,
-        deactivated_at=row.deactivated_at,
-        deactivated_activation_id=row.deactivated_activation_id,
-        seat_check_before=row.seat_check_before,
-        clone_policy=row.clone_policy,
-    )
-
-
-def _lease_record(row: Any) -> LeaseRecord:
-    return LeaseRecord(
-        lease_id=row.lease_id,
-        instance_fingerprint=row.instance_fingerprint,
-        public_key=bytes(row.public_key),
-        features=tuple(row.features),
-        issued_at=row.issued_at,
-        renewed_at=row.renewed_at,
-        expires_at=row.expires_at,
-        chain=row.chain,
-        chain_prev=row.chain_prev,
-        cloned_at=row.cloned_at,
-        clone_count=row.clone_count,
-        label=row.label,
-    )
-
-
 class Tx:
     """The queries available inside one transaction."""
 
@@ -130,10 +67,10 @@ class Tx:
     def lock_pool(self) -> PoolRecord:
         """Read the pool row, locking it until the transaction ends (FOR UPDATE where supported)."""
         row = self.conn.execute(_POOL_LOCKED).one()
-        return _pool_record(row)
+        return pool_record(row)
 
     def read_pool(self) -> PoolRecord:
-        return _pool_record(self.conn.execute(sa.select(pool).where(pool.c.id == POOL_ID)).one())
+        return pool_record(self.conn.execute(sa.select(pool).where(pool.c.id == POOL_ID)).one())
 
     def update_pool(self, **values: Any) -> None:
         unknown = set(values) - ({c.name for c in pool.c} - {"id"})
@@ -142,15 +79,23 @@ class Tx:
         self.conn.execute(sa.update(pool).where(pool.c.id == POOL_ID).values(**values))
 
     # -- leases ------------------------------------------------------------------
+    def lease_context(self, fingerprint: str) -> LeaseContext:
+        """The pool row (locked as :meth:`lock_pool`), this instance's lease and its suspension."""
+        return read_context(self.conn, fingerprint)
+
+    def write_renewal(self, lease: LeaseRecord) -> None:
+        """Store a renewed lease's times, chain, clone marks and label."""
+        _write_renewal(self.conn, lease)
+
     def lease_by_fingerprint(self, fingerprint: str) -> LeaseRecord | None:
         row = self.conn.execute(_LEASE_BY_FINGERPRINT, {"b_fp": fingerprint}).one_or_none()
-        return _lease_record(row) if row is not None else None
+        return lease_record(row) if row is not None else None
 
     def active_leases(self, now: int) -> list[LeaseRecord]:
         rows = self.conn.execute(
             sa.select(leases).where(leases.c.expires_at > now).order_by(leases.c.issued_at, leases.c.lease_id)
         )
-        return [_lease_record(r) for r in rows]
+        return [lease_record(r) for r in rows]
 
     def count_active(self, now: int) -> int:
         return int(
@@ -181,30 +126,31 @@ class Tx:
 
     def leases_held(self) -> int:
         """Rows in ``leases`` (the pool's counter, no scan); live ones only after :meth:`delete_expired`."""
-        return int(self.conn.execute(sa.select(pool.c.leases_held).where(pool.c.id == POOL_ID)).scalar_one())
+        return int(self.conn.execute(_LEASES_HELD).scalar_one())
 
     def _held(self, n: int) -> None:
         if n:
             self.conn.execute(_HELD, {"b_n": n})
 
     def delete_expired(self, now: int) -> int:
-        gone = int(self.conn.execute(sa.delete(leases).where(leases.c.expires_at <= now)).rowcount)
+        gone = int(self.conn.execute(_DELETE_EXPIRED, {"b_now": now}).rowcount)
         self._held(-gone)
         return gone
 
     def insert_lease(self, lease: LeaseRecord) -> None:
         self.conn.execute(
-            sa.insert(leases).values(
-                lease_id=lease.lease_id,
-                instance_fingerprint=lease.instance_fingerprint,
-                public_key=lease.public_key,
-                features=list(lease.features),
-                issued_at=lease.issued_at,
-                renewed_at=lease.renewed_at,
-                expires_at=lease.expires_at,
-                chain=lease.chain,
-                label=lease.label,
-            )
+            _INSERT_LEASE,
+            {
+                "lease_id": lease.lease_id,
+                "instance_fingerprint": lease.instance_fingerprint,
+                "public_key": lease.public_key,
+                "features": list(lease.features),
+                "issued_at": lease.issued_at,
+                "renewed_at": lease.renewed_at,
+                "expires_at": lease.expires_at,
+                "chain": lease.chain,
+                "label": lease.label,
+            },
         )
         self._held(1)
 
@@ -276,11 +222,14 @@ class Tx:
     # -- replay protection ---------------------------------------------------------
     def remember_nonce(self, fingerprint: str, nonce: str, created_at: int) -> bool:
         """Record a request nonce; False when it was already seen (a replay). One statement where
-        the database has ``ON CONFLICT DO NOTHING RETURNING`` (see the activation store's)."""
-        values = {"fingerprint": fingerprint, "nonce": nonce, "created_at": created_at}
-        query = _NONCE_INSERTS.get(self.conn.dialect.name)
+        the database has ``ON CONFLICT DO NOTHING``: no row inserted is a replay."""
+        query = NONCE_INSERTS.get(self.conn.dialect.name)
         if query is not None:
-            return self.conn.execute(query, values).first() is not None
+            return (
+                query.rowcount(self.conn, {"b_fingerprint": fingerprint, "b_nonce": nonce, "b_created_at": created_at})
+                == 1
+            )
+        values = {"fingerprint": fingerprint, "nonce": nonce, "created_at": created_at}
         seen = self.conn.execute(
             sa.select(request_nonces.c.nonce).where(
                 request_nonces.c.fingerprint == fingerprint, request_nonces.c.nonce == nonce
