@@ -40,12 +40,14 @@ def status_while_a_request_hangs(proxy: FaultProxy, admin: Any, attempts: int = 
     gave up on it. Ordered by events, not by a stopwatch: the held request must be one the agent
     abandons by itself (its ``http_timeout`` shorter than the proxy's ``delay``), which is checked."""
     for _ in range(attempts):
-        held = wait_until(lambda: set(proxy.hanging), 10, "no request held at the proxy")
+        held: set[int] = wait_until(lambda: set(proxy.hanging), 10, "no request held at the proxy")
         status = admin.status()
         answered_during = bool(held & proxy.hanging)
-        wait_until(
-            lambda held=held: not held & proxy.hanging, proxy.delay - 0.5, "the agent never gave up the held request"
-        )
+
+        def given_up(held: set[int] = held) -> bool:
+            return not held & proxy.hanging
+
+        wait_until(given_up, proxy.delay - 0.5, "the agent never gave up the held request")
         if answered_during:
             return status
     raise AssertionError(f"the status waited for the held request {attempts} times in a row")
