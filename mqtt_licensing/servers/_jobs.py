@@ -35,6 +35,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from ._batch import attempt
+
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
@@ -198,7 +200,7 @@ class JobBatcher:
             out = []
             for n, item in enumerate(started):
                 assert item.job is not None
-                out.append(_in_savepoint(tx.conn, tx, item.job.work, f"job_{n}"))
+                out.append(attempt(tx.conn, tx, item.job.work, f"job_{n}"))
             return out
 
         try:
@@ -221,22 +223,6 @@ def _resolve(items: list[_Queued]) -> None:
             item.future.set_exception(item.error)
         else:
             item.future.set_result(item.result)
-
-
-def _in_savepoint(conn: sa.Connection, tx: Tx, work: Callable[[Any], Any], name: str) -> tuple[Any, Exception | None]:
-    """One job's work in its own savepoint: kept on success, undone alone when it raises. On the
-    driver connection, as the group commit's own savepoints (SQLAlchemy need not track them)."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    raw.execute(f"SAVEPOINT {name}")
-    try:
-        result = work(tx)
-    except Exception as exc:
-        raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        raw.execute(f"RELEASE SAVEPOINT {name}")
-        return None, exc
-    raw.execute(f"RELEASE SAVEPOINT {name}")
-    return result, None
 
 
 __all__ = ["MAX_JOBS", "Job", "JobBatcher"]
