@@ -50,6 +50,18 @@ def latency_rows(
     ]
 
 
+# A fleet's figures: one server on SQLite takes 2,000 check-ins or heartbeats a second from 16
+# instances (the heartbeat row carries it: it is the light request a fleet sends most), and 1,000
+# lease renewals a second (100,000 brokers at the 600 s TTL, renewing every TTL/3, send 500 a second).
+FLEET_TARGET, RENEWALS_TARGET = ">= 2000 req/s", ">= 1000 ops/s"
+
+
+def vendor_target(kind: str, concurrency: int) -> str:
+    if concurrency == 16:
+        return FLEET_TARGET if kind == "heartbeat" else ""
+    return ">= 0.5"  # of the no-op's rate: the older target, kept to show how far a request is from free
+
+
 async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
     instances = max(plan.http_concurrency)
     # Heartbeat terms as a fleet's license carries them (issue 22 item 2), so heartbeats are real.
@@ -73,7 +85,13 @@ async def bench_vendor(lab: Lab, plan: Plan) -> list[Row]:
                 title = f"vendor {kind}s, {c} concurrent instance{plural}"
                 rows.append(
                     Row.from_rounds(
-                        title, f"POST {kind}", results[kind], "GET /v1/noop", results["noop"], "req/s", ">= 0.5"
+                        title,
+                        f"POST {kind}",
+                        results[kind],
+                        "GET /v1/noop",
+                        results["noop"],
+                        "req/s",
+                        vendor_target(kind, c),
                     )
                 )
                 rows += latency_rows(title, kind, loads[kind][1:], loads["noop"][1:])  # [0]: warm-up
@@ -113,7 +131,13 @@ async def bench_floating(lab: Lab, plan: Plan) -> FloatingOutcome:
             title = f"floating leases, {c} concurrent instances"
             rows = [
                 Row.from_rounds(
-                    title, op, [Sample(*r[op]) for r in cycles[1:]], "GET /v1/noop", results["noop"], "ops/s"
+                    title,
+                    op,
+                    [Sample(*r[op]) for r in cycles[1:]],
+                    "GET /v1/noop",
+                    results["noop"],
+                    "ops/s",
+                    RENEWALS_TARGET if op == "renew" and c == 16 else "",
                 )
                 for op in ("acquire", "renew", "release")
             ]
