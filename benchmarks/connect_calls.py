@@ -137,7 +137,7 @@ def main(argv: list[str]) -> None:
     bare_calls = measure("bare", count, profile=True)[2] or 0.0
     agent_calls = measure("agent", count, profile=True)[2] or 0.0
     extra = agent_calls - bare_calls
-    print(f"Python calls per cycle in the broker thread: bare {bare_calls:.0f}, agent {agent_calls:.0f} (+{extra:.0f})")
+    print(f"Python calls per cycle in the broker thread: bare {bare_calls:.0f}, agent {agent_calls:.0f} ({extra:+.0f})")
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
 
+from .lab import lab_folder
 from .mosquitto import MosquittoLab
-from .run import lab_folder
 
 # client_test.py parses its own options, then hands sys.argv to unittest.main, which refuses them;
 # and it reads "-h" as --help (a substring test): so --hostname=, and unittest without arguments.

@@ -29,8 +29,9 @@ from mqtt_licensing.core.errors import LicensingError
 from mqtt_licensing.servers._run import free_port
 
 from . import mqtt_load, processes
+from .lab import FULL, QUICK, Plan, activate, lab_folder, metered, plain
+from .mqtt_bench import measure_throughput
 from .processes import ADMIN, ADMIN_PASSWORD, CLI, Process, Vendor
-from .run import FULL, QUICK, Plan, activate, lab_folder, measure_throughput, metered, plain
 from .stats import Row, Sample, interleaved, text_table
 
 BASE_CONF = "persistence false\nlog_dest stderr\nlog_type error\nlog_type warning\nmax_queued_messages 100000\n"

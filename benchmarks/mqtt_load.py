@@ -16,12 +16,15 @@ from .mqtt_wire import Connection, connect_cycle
 PAYLOAD = b"x" * 64  # a typical small telemetry message
 
 
-async def connect_rate(port: int, *, duration: float, workers: int, prefix: str) -> tuple[float, int]:
+async def connect_rate(
+    port: int, *, duration: float, workers: int, prefix: str, login: tuple[str, str] | None = None
+) -> tuple[float, int]:
     """(cycles per second, cycles) of CONNECT -> CONNACK -> DISCONNECT with ``workers`` clients in parallel.
 
     Each worker reuses one client id (as a reconnecting device does), so the broker's
     session table stays the same size whatever the duration. Any refused CONNECT
-    fails the benchmark: a rate of refusals is not a rate of connections.
+    fails the benchmark: a rate of refusals is not a rate of connections. ``login``: every
+    CONNECT carries this (username, password).
     """
     deadline = time.perf_counter() + duration
     done = 0
@@ -30,7 +33,7 @@ async def connect_rate(port: int, *, duration: float, workers: int, prefix: str)
         nonlocal done
         client_id = f"{prefix}-{n}"
         while time.perf_counter() < deadline:
-            code = await connect_cycle(port, client_id)
+            code = await connect_cycle(port, client_id, login=login)
             if code != 0:
                 raise RuntimeError(f"CONNECT refused with return code {code} on port {port}")
             done += 1

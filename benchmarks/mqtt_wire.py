@@ -205,16 +205,19 @@ class _quiet_eof:
         return exc_type is not None and issubclass(exc_type, (EOFError, ConnectionError))
 
 
-async def connect_cycle(port: int, client_id: str, timeout: float = 10.0) -> int:
+async def connect_cycle(
+    port: int, client_id: str, timeout: float = 10.0, *, login: tuple[str, str] | None = None
+) -> int:
     """One CONNECT -> CONNACK -> DISCONNECT cycle, ended when the broker has closed the socket.
 
     Waiting for the broker's close makes the cycle complete on both sides: the broker
     has processed the disconnect (and the agent released the connection) before the
-    same worker connects again. Returns the CONNACK return code.
+    same worker connects again. Returns the CONNACK return code. ``login``: (username, password).
     """
+    username, password = login if login is not None else (None, None)
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
     try:
-        writer.write(connect_packet(client_id))
+        writer.write(connect_packet(client_id, username=username, password=password))
         header = await asyncio.wait_for(reader.readexactly(4), timeout)
         if header[0] >> 4 != CONNACK:
             raise ProtocolError(f"expected CONNACK, got {header!r}")

@@ -30,8 +30,12 @@ AGENT_PLUGIN = "mqtt_licensing.adapters.amqtt.LicensingPlugin"
 TRIVIAL_AUTH_PLUGIN = "amqtt.plugins.authentication.AnonymousAuthPlugin"
 
 ADMIN, ADMIN_PASSWORD = "bench-admin", "bench-admin-secret"
-# A cheap scrypt cost: the admin connects a handful of times; CONNECT cycles are anonymous.
+# A cheap scrypt cost: the admin connects a handful of times.
 _ADMIN_HASH = hash_password(ADMIN_PASSWORD, n=2**10)
+# The password client of the CONNECT benchmark: a production-cost hash, verified once per broker
+# (the agent keeps a keyed digest of a good login), as a fleet of devices with passwords has it.
+USER, USER_PASSWORD = "bench-user", "bench-user-secret"
+_USER_HASH = hash_password(USER_PASSWORD)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -151,6 +155,7 @@ def agent_broker_config(
         "vendor_url": vendor_url,
         "vendor_public_key": vendor_public_key,
         "admins": {ADMIN: _ADMIN_HASH},
+        "users": {USER: _USER_HASH},
         **agent,
     }
     return {"listeners": _listener(port), "plugins": {AGENT_PLUGIN: section}}

@@ -58,7 +58,7 @@ class Row:
     baseline: float
     unit: str
     ratio: float
-    target: str = ""  # e.g. ">= 0.95"; empty: shown for context only
+    target: str = ""  # ">= 0.95": the ratio; ">= 2000 req/s": the value itself; empty: context only
     cpu_us: float = math.nan  # CPU per operation of the process under test, subject and baseline
     cpu_baseline_us: float = math.nan
 
@@ -92,9 +92,11 @@ class Row:
     def met(self) -> bool | None:
         if not self.target:
             return None
-        op, _, limit = self.target.partition(" ")
+        op, _, rest = self.target.partition(" ")
+        limit, _, unit = rest.partition(" ")
         bound = float(limit.rstrip("x"))
-        return self.ratio >= bound if op == ">=" else self.ratio <= bound
+        measured = self.value if unit else self.ratio  # a target with a unit is an absolute figure
+        return measured >= bound if op == ">=" else measured <= bound
 
     @property
     def verdict(self) -> str:

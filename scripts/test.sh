@@ -6,6 +6,8 @@
 # The tests run on pytest-xdist workers, a whole file per worker (module-scoped brokers and servers
 # are started once): most of a test's time is spent waiting on sockets, servers and subprocesses,
 # so more workers than cores pay. MQTT_LICENSING_TEST_WORKERS sets how many (default 6).
+# Files are handed out longest first (tests/conftest.py, from the measured tests/durations.json);
+# xdist's own reorder (by number of tests per file) would hand the one-test soaks out last.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fast=""
@@ -18,7 +20,11 @@ for arg in "$@"; do
     fi
 done
 source scripts/setup.sh
-workers=(-n "${MQTT_LICENSING_TEST_WORKERS:-6}" --dist loadfile)
+# Compiled modules are cached (__pycache__, ignored by git) even where the environment says not to:
+# without the cache each worker compiles and assertion-rewrites every test module again (collection
+# took 7.4 s of CPU a worker, 2.5 s with it) and every broker or CLI subprocess compiles the package.
+unset PYTHONDONTWRITEBYTECODE
+workers=(-n "${MQTT_LICENSING_TEST_WORKERS:-6}" --dist loadfile --no-loadscope-reorder)
 # System packages the tests drive for real, installed from Debian when missing (as root);
 # without them the tests that need them are skipped, never faked.
 apt_updated=""

@@ -3,8 +3,11 @@
 Tiers (markers, declared in pyproject.toml): ``browser``, ``postgres``, ``reliability`` and
 ``soak`` are applied here by fixture and by folder, so a new test lands in the right tier without
 remembering a decorator. ``./scripts/test.sh --fast`` deselects all four; the full suite runs them.
-``--reverse`` (or MQTT_LICENSING_TEST_REVERSE=1) runs the collected tests in reverse order: the
-suite must not depend on its order.
+Under pytest-xdist (``scripts/test.sh``) the files are collected longest first, by the measured
+seconds in tests/durations.json (tests/helpers/durations.py): the workers take whole files in that
+order, so no long file starts last and stretches the run. ``--reverse`` (or
+MQTT_LICENSING_TEST_REVERSE=1) then runs the collected tests in reverse order: the suite must not
+depend on its order.
 """
 
 import logging
@@ -14,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import durations
 from tests.helpers.activation import start_vendor
 
 logging.getLogger("amqtt").setLevel(logging.WARNING)
@@ -54,8 +58,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tier = _tier(item)
         if tier is not None:
             item.add_marker(tier)
+    if hasattr(config, "workerinput"):  # an xdist worker: every worker sorts alike (they must agree)
+        _longest_files_first(items)
     if config.getoption("--reverse") or os.environ.get("MQTT_LICENSING_TEST_REVERSE") == "1":
         items.reverse()
+
+
+def _longest_files_first(items: list[pytest.Item]) -> None:
+    """Stable: a file's tests keep their order, unmeasured files keep theirs after the measured."""
+    seconds = durations.load()
+    first_seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        first_seen.setdefault(item.nodeid.split("::")[0], index)
+
+    def key(item: pytest.Item) -> tuple[float, int]:
+        name = item.nodeid.split("::")[0]
+        return -seconds.get(name, 0.0), first_seen[name]
+
+    items.sort(key=key)
 
 
 @pytest.fixture

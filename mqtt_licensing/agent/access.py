@@ -50,6 +50,7 @@ class Client:
     client_id: str
     username: str | None
     role: Role
+    needs: frozenset[str]  # the features its class requires (AgentConfig.required_features), read once
 
     @property
     def may_read_status(self) -> bool:
@@ -97,7 +98,10 @@ class Access:
     ) -> Decision:
         """Authenticate and gate one CONNECT. Only a username with a password costs a hash check
         (the first time: see :mod:`.credentials`); ``peer`` is the source address, for backoff."""
-        role = await self._authenticate(username, password, peer)
+        if username is None:  # anonymous: no credential to check, no await (see _authenticate)
+            role = Role.USER if self.config.allow_anonymous else None
+        else:
+            role = await self._authenticate(username, password, peer)
         now = self._now()
         if role is None:
             decision = Decision(False, Refusal.BAD_CREDENTIALS, "unknown user or wrong password")
@@ -128,12 +132,13 @@ class Access:
             and previous not in self._replaced
         )
         current = self.connection_count(now) - (1 if replacing else 0)
+        needs = self.config.required_features(username, client_id)
         # Readers (dashboards) are let in like admins, licensed or not, to see why nothing connects;
         # they never take a licensed seat, so they may use $license/... topics only (confined()).
         decision = decide(
             self._evaluation(now),
             is_admin=role is not Role.USER,
-            required_features=self.config.required_features(username, client_id),
+            required_features=needs,
             current_connections=current,
         )
         if not decision.allowed:
@@ -142,7 +147,7 @@ class Access:
         self.tracker.reserve(conn, admin=role is not Role.USER, now=now, reader=role is Role.READER)
         if replacing:
             self._replaced[previous] = conn
-        self.clients[conn] = Client(client_id, username, role)
+        self.clients[conn] = Client(client_id, username, role, needs)
         self.holders[client_id] = conn
         if decision.over_cap:
             self._over_cap(client_id, username, current + 1, now)
@@ -161,7 +166,7 @@ class Access:
             self._replaced[previous] = conn
         # as admit() counts them: admins and readers hold no licensed seat
         self.tracker.reserve(conn, admin=role is not Role.USER, now=self._now(), reader=role is Role.READER)
-        self.clients[conn] = Client(client_id, username, role)
+        self.clients[conn] = Client(client_id, username, role, self.config.required_features(username, client_id))
         self.holders[client_id] = conn
 
     def refused_elsewhere(self, client_id: str, username: str | None, refusal: Refusal, message: str) -> None:
@@ -207,9 +212,10 @@ class Access:
         self.tracker.release(conn)
         if not self.tracker.holds(conn):
             self._confined_logged.discard(conn)
-            self._replaced.pop(conn, None)
-            for older in [c for c, newer in self._replaced.items() if newer == conn]:
-                del self._replaced[older]
+            if self._replaced:  # a take-over in progress (rare): forget this connection's part in it
+                self._replaced.pop(conn, None)
+                for older in [c for c, newer in self._replaced.items() if newer == conn]:
+                    del self._replaced[older]
             client = self.clients.pop(conn, None)
             if client is not None and self.holders.get(client.client_id) == conn:
                 del self.holders[client.client_id]

@@ -192,20 +192,18 @@ class LicensingAgent:
         """Is this connection still counted (a take-over can leave one key holding a second socket)?"""
         return self._core.access.holds(conn)
 
-    def connected(self, conn: Hashable) -> None:
+    def connected(self, conn: Hashable) -> Meter | None:
+        """The broker confirms an admitted connection. Returns the meter a broker adapter counts
+        its deliveries into (None: not of a metered class)."""
         access = self._core.access
         access.connected(conn)
-        if self._usage is not None:
-            self._usage.connected(conn, access.clients.get(conn))
+        if self._usage is not None and self._usage.connected(conn, access.clients.get(conn)):
+            return self._core.metering.meter
+        return None
 
     def disconnected(self, conn: Hashable) -> None:
         self._core.access.disconnected(conn)
         self._core.metering.closed(conn)
-
-    def meter_of(self, conn: Hashable) -> Meter | None:
-        """The meter a broker adapter counts this connection's deliveries into (None: not metered)."""
-        meter = self._core.metering.meter
-        return meter if meter.is_metered(conn) else None
 
     def may_subscribe(self, conn: Hashable, topic_filter: str) -> bool:
         return self._core.access.may_subscribe(conn, topic_filter)

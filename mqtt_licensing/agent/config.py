@@ -31,6 +31,8 @@ from .provisioning import ConfiguredKey, UsageLicenseFile, configured_key, usage
 
 log = logging.getLogger(__name__)
 
+_SERVER_ONLY = frozenset({MQTT_SERVER})  # what a client of no client class needs
+
 
 @dataclass(frozen=True)
 class AgentSettings:
@@ -334,10 +336,12 @@ class AgentConfig:
     def required_features(self, username: str | None, client_id: str) -> frozenset[str]:
         """Every non-admin client needs mqtt_server (and any feature the license says gates every
         client: the gate adds those); each client class it belongs to adds its features."""
+        if not self.client_classes:  # the usual broker: one answer for every CONNECT, no new set
+            return _SERVER_ONLY
         needed = {MQTT_SERVER}
         for name, spec in self.client_classes.items():
-            if (username is not None and username in spec.get("usernames", [])) or any(
-                client_id.startswith(prefix) for prefix in spec.get("client_id_prefixes", [])
+            if (username is not None and username in spec.get("usernames", ())) or client_id.startswith(
+                tuple(spec.get("client_id_prefixes", ()))
             ):
                 needed.update(spec.get("features") or [name])
         return frozenset(needed)

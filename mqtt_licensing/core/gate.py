@@ -67,8 +67,11 @@ def decide(
             Refusal.FEATURE_MISSING,
             f"this client needs feature(s) {', '.join(sorted(missing))} which the license lacks",
         )
-    limit, ceiling = evaluation.max_connections, connection_ceiling(evaluation)
-    if limit is None or ceiling is None or current_connections < limit:
+    limit = evaluation.max_connections
+    if limit is None or current_connections < limit:
+        return ADMIT
+    ceiling = connection_ceiling(evaluation)  # worked out only at the limit: the overage's headroom
+    if ceiling is None:
         return ADMIT
     if current_connections < ceiling:
         return Decision(True, over_cap=True, message=f"admitted past the licensed limit ({limit}), up to {ceiling}")

@@ -133,7 +133,7 @@ class GroupCommit(Generic[TxT]):
             with self._begin() as tx:
                 conn = self._connection(tx)
                 for n, request in enumerate(batch):
-                    request.result, request.error = _attempt(conn, tx, request.work, f"gc_{n}")
+                    request.result, request.error = attempt(conn, tx, request.work, f"gc_{n}")
         except BaseException as exc:  # the commit (or BEGIN) failed: nobody's work is durable
             for request in batch:
                 request.result, request.error = None, exc
@@ -145,7 +145,7 @@ class GroupCommit(Generic[TxT]):
         self.largest = max(self.largest, len(batch))
 
 
-def _attempt(conn: sa.Connection, tx: Any, work: Callable[[Any], Any], name: str) -> tuple[Any, Exception | None]:
+def attempt(conn: sa.Connection, tx: Any, work: Callable[[Any], Any], name: str) -> tuple[Any, Exception | None]:
     """One request's work inside its own savepoint: kept on success, undone alone on failure.
 
     The savepoint statements go straight to the driver's connection (sqlite3 and psycopg both
@@ -164,4 +164,4 @@ def _attempt(conn: sa.Connection, tx: Any, work: Callable[[Any], Any], name: str
     return result, None
 
 
-__all__ = ["MAX_BATCH", "GroupCommit"]
+__all__ = ["MAX_BATCH", "GroupCommit", "attempt"]

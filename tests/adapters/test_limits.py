@@ -10,8 +10,17 @@ from pathlib import Path
 
 import yaml
 
+from mqtt_licensing.adapters.amqtt.runner import BrokerThread
 from mqtt_licensing.servers._run import free_port
-from tests.helpers.broker import MqttClient, RawClient, broker_config, start_broker, wait_for
+from tests.helpers.broker import (
+    BrokerHandle,
+    MqttClient,
+    RawClient,
+    broker_config,
+    connect_packet,
+    start_broker,
+    wait_for,
+)
 from tests.reliability.support import CLI, wait_port
 
 
@@ -25,6 +34,28 @@ def test_a_socket_that_never_sends_connect_is_closed_after_connect_timeout(tmp_p
                 c.close()
         with MqttClient(broker.port, client_id="legit") as legit:
             assert legit.connect() == 0
+            # One timer sweeps every CONNECT deadline: it ends the next silent socket, and never
+            # the connection whose CONNECT was read before its deadline.
+            with RawClient(broker.port) as late:
+                assert late.closed_by_broker(timeout=10)
+            assert legit.subscribe("plain/alive") in (0, 1)
+            legit.publish("plain/alive", b"still here")
+            assert legit.wait_message("plain/alive").payload == b"still here"
+
+
+def test_a_connect_cut_off_midway_frees_its_listener_slot(tmp_path, vendor, caplog):
+    """A socket closed in the middle of its CONNECT: its slot of the listener's max_connections is
+    given back and nothing is logged as unhandled (amqtt's slot stayed taken, with a traceback)."""
+    handle = BrokerHandle(tmp_path / "s", vendor=vendor)
+    config = handle.config
+    config["listeners"]["default"]["max_connections"] = 2
+    with BrokerThread(config):
+        for _ in range(3):
+            with RawClient(handle.port) as cut:
+                cut.send(connect_packet("cut-off")[:-3])
+        with RawClient(handle.port) as legit:
+            assert legit.connect("legit") == 0
+    assert "Unhandled exception" not in caplog.text
 
 
 def oversized_publish_header(topic: str, size: int) -> bytes:

@@ -3,12 +3,23 @@
 Scale the randomised parts up with RELIABILITY_SCALE (default 1; e.g. 5 for a soak run).
 """
 
+import logging
+
 import pytest
 
 from tests.helpers.activation import start_vendor
+from tests.reliability.faults import ExceptionLog
 
 
 @pytest.fixture
 def vendor(tmp_path):
     with start_vendor(tmp_path / "vendor") as handle:
         yield handle
+
+
+@pytest.fixture(scope="module")
+def exceptions():
+    handler = ExceptionLog()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)

@@ -207,6 +207,18 @@ def check_state_folder(state_dir: Path, vendor_public_key: Any) -> dict[str, Any
 # -- a TCP proxy that injects faults -------------------------------------------------------
 
 
+def _wait_for_peer_close(conn: socket.socket, delay: float, stop: threading.Event) -> None:
+    """Hold a connection without answering until the client closes it, ``delay`` passes or the proxy stops."""
+    deadline = time.monotonic() + delay
+    conn.settimeout(0.05)
+    while not stop.is_set() and time.monotonic() < deadline:
+        try:
+            if not conn.recv(65536):
+                return
+        except TimeoutError:
+            continue
+
+
 def _read_http_request(conn: socket.socket, timeout: float = 5.0) -> bytes:
     """Read one HTTP/1.1 request (headers and a Content-Length body) so the client is done sending."""
     conn.settimeout(timeout)
@@ -258,6 +270,10 @@ class FaultProxy:
         self.latency = 0.0  # ``pass``: seconds each relayed chunk waits (a slow network, both ways)
         self.response = b""
         self.connections = 0
+        # ``slow`` requests whose client has not given up on them yet (by serial): a status read
+        # while one of these is still held was answered before that request ended
+        self.hanging: set[int] = set()
+        self._serial = 0
         self._stop = threading.Event()
         self._server: socketserver.ThreadingTCPServer | None = None
         self._thread: threading.Thread | None = None
@@ -325,7 +341,13 @@ class FaultProxy:
                 return
             if mode == "slow":
                 _read_http_request(conn)
-                self._stop.wait(self.delay)
+                self._serial += 1  # only the handler threads of one proxy, each a new serial under the GIL
+                serial = self._serial
+                self.hanging.add(serial)
+                try:
+                    _wait_for_peer_close(conn, self.delay, self._stop)
+                finally:
+                    self.hanging.discard(serial)
                 return
             if mode == "close":
                 _read_http_request(conn)

@@ -83,3 +83,18 @@ def log_in(tab: Any, site: Site, username: str = ADMIN, password: str = ADMIN_PA
     tab.fill("#username", username)
     tab.fill("#password", password)
     tab.click("#login-button")
+
+
+def logged_in(tab: Any, site: Site, **kwargs: Any) -> None:
+    """Logged in, the app shown and its first status drawn."""
+    log_in(tab, site, **kwargs)
+    tab.wait_for_selector("#app-view:not([hidden])")
+    tab.wait_for_selector("#state-badge[data-state]")
+
+
+def wait_state(tab: Any, state: str) -> None:
+    tab.wait_for_selector(f"#state-badge[data-state={state}]")
+
+
+def event_types(tab: Any) -> Any:
+    return tab.eval_on_selector_all("#events li", "items => items.map(i => i.dataset.type)")

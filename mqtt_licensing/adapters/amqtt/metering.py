@@ -11,6 +11,7 @@ untouched and pay nothing.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Protocol
 
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
@@ -24,7 +25,9 @@ class DeliveryMeter(Protocol):
 
 
 def count_deliveries(handler: BrokerProtocolHandler, meter: DeliveryMeter) -> None:
-    send = handler.mqtt_publish
+    # The handler through a weak reference: a closure holding it, stored on it, would be a cycle
+    # that only the garbage collector frees (the caller of handler.mqtt_publish holds it anyway).
+    send, ref = type(handler).mqtt_publish, weakref.ref(handler)
 
     async def counted(
         topic: str, data: bytes | bytearray, qos: int | None, retain: bool, ack_timeout: int | None = None
@@ -32,6 +35,6 @@ def count_deliveries(handler: BrokerProtocolHandler, meter: DeliveryMeter) -> No
         if topic[:1] != "$":  # the broker's own $license/... messages are not the client's usage
             meter.messages += 1
             meter.bytes += len(data)
-        return await send(topic, data, qos, retain, ack_timeout)
+        return await send(ref(), topic, data, qos, retain, ack_timeout)
 
     handler.mqtt_publish = counted

@@ -9,17 +9,18 @@ this file against the new ``amqtt/broker.py`` and running those tests.
    larger packet closes the connection before its body is read (amqtt buffers a whole
    PUBLISH first, any size). test_limits.py::test_oversized_publish_*
 2. ``_initialize_client_session`` (replaced): the CONNECT must arrive within
-   ``connect_timeout``; the client is authenticated *before* amqtt touches its session
-   table (amqtt deletes or rewrites an existing session first, so a wrong-password
-   CONNECT could wipe a live client's subscriptions, and every refused CONNECT stayed
-   in the table for ever, ~36 KiB each); a refused CONNECT gets CONNACK 5 and leaves
+   ``connect_timeout`` (one timer for all sockets, :class:`.connect.ConnectDeadlines`; a
+   socket closed mid-CONNECT frees its listener slot as amqtt's own read does); the client
+   is authenticated *before* amqtt touches its session table (amqtt deletes or rewrites an
+   existing session first, so a wrong-password CONNECT could wipe a live client's
+   subscriptions, and every refused CONNECT stayed in the table for ever, ~36 KiB each);
+   a refused CONNECT gets CONNACK 5 and leaves
    nothing behind; a clean_session=0 CONNECT closes the live connection holding that
    client id and waits for it to end (amqtt otherwise lets two live sockets share one
    Session), and so does a clean_session=1 CONNECT (MQTT 3.1.1 §3.1.4-2; a reconnect
    at the connection limit takes its own place); keepalive is 1.5 x the client's; a client
    id taken over by another username (or anonymous) gets a fresh session, never the
-   owner's queue. test_sessions.py
-   test_connections.py, test_limits.py, test_access.py::test_reconnect_*
+   owner's queue. test_sessions.py, test_connections.py, test_limits.py, test_access.py::test_reconnect_*
 3. ``_authenticate``: answers with the verdict (2) already reached for this session; (2)
    asks the licensing plugin directly when it is amqtt's only auth plugin (no Task per CONNECT).
 4. ``_handle_client_session``: the life of one socket, so roles, counts and replies
@@ -52,22 +53,23 @@ this file against the new ``amqtt/broker.py`` and running those tests.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import math
-from collections.abc import Hashable
-from typing import Any, Final, Protocol, cast
+import weakref
+from collections.abc import Coroutine, Hashable
+from typing import Any, Final, Protocol
 
 from amqtt.adapters import ReaderAdapter, WriterAdapter
 from amqtt.broker import Broker
-from amqtt.errors import AMQTTError, MQTTError, NoDataError
-from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.errors import AMQTTError
+from amqtt.mqtt.connack import NOT_AUTHORIZED
 from amqtt.mqtt.protocol.broker_handler import BrokerProtocolHandler
 from amqtt.session import Session
 from amqtt.utils import gen_client_id
 
 from ...core.protocol import is_license_topic
-from .connect import LimitedReader, PacketTooLarge, UnsupportedProtocol, checked_connect_start
+from .connect import ConnectDeadlines, LimitedReader, checked_connect_start, close_unread, refuse
 from .metering import DeliveryMeter, count_deliveries
 from .origins import OriginPolicy, WebSocketOrigins
 from .sessions import OfflineSessions, SessionLimits
@@ -86,15 +88,14 @@ class ConnectionHooks(Protocol):
 
     def license_message(self, conn: Hashable, topic: str, payload: bytes) -> None: ...
 
-    def opened(self, conn: Hashable) -> None: ...
+    def opened(self, conn: Hashable) -> DeliveryMeter | None: ...  # the meter of its deliveries, if metered
 
     def closed(self, conn: Hashable) -> None: ...
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool: ...
 
-    def meter_of(self, conn: Hashable) -> DeliveryMeter | None: ...
+    async def admit(self, conn: Hashable, session: Session) -> bool: ...  # amqtt's authenticate, with conn
 
-    async def authenticate(self, *, session: Session) -> bool | None: ...
     def confined(self, conn: Hashable) -> bool: ...
 
     def connack_code(self, conn: Hashable) -> int:
@@ -119,11 +120,13 @@ class BrokerPatches:
         self._broker = broker
         self._hooks = hooks
         self.connect_timeout = connect_timeout
+        self._deadlines = ConnectDeadlines(connect_timeout)
         self.max_packet_size = max_packet_size
         self._origins = origins
         self._ws_allow_anonymous = ws_allow_anonymous
         self._offline = OfflineSessions(broker, sessions) if sessions is not None else None
-        self._live: dict[BrokerProtocolHandler, asyncio.Event] = {}  # connection -> set when it has ended
+        # connection -> an Event set when it has ended, made only when a take-over waits for it
+        self._live: dict[BrokerProtocolHandler, asyncio.Event | None] = {}
         self._holders: dict[str, BrokerProtocolHandler] = {}  # client id -> the connection holding it now
         self._by_session: dict[int, BrokerProtocolHandler] = {}  # id(Session) -> its live connection
         self._authenticating: dict[int, BrokerProtocolHandler] = {}  # id(incoming Session) -> connection
@@ -166,37 +169,40 @@ class BrokerPatches:
 
     # -- 1: packet size ------------------------------------------------------------------
 
-    async def _client_connected(self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter) -> None:
-        await self._orig_client_connected(listener_name, LimitedReader(reader, self.max_packet_size), writer)
+    def _client_connected(
+        self, listener_name: str, reader: ReaderAdapter, writer: WriterAdapter
+    ) -> Coroutine[Any, Any, None]:
+        # A plain function handing back amqtt's coroutine (which amqtt awaits): no frame of ours
+        # resumed at every packet of the connection's life.
+        running: Coroutine[Any, Any, None] = self._orig_client_connected(
+            listener_name, LimitedReader(reader, self.max_packet_size), writer
+        )
+        return running
 
     # -- 2, 3: CONNECT -------------------------------------------------------------------
 
     async def _initialize_client_session(
         self, reader: ReaderAdapter, writer: WriterAdapter, remote_address: str, remote_port: int
     ) -> tuple[BrokerProtocolHandler, Session]:
-        broker = self._broker
-
-        async def read_connect() -> tuple[BrokerProtocolHandler, Session]:
-            checked = await checked_connect_start(reader)
-            started = await BrokerProtocolHandler.init_from_connect(checked, writer, broker.plugins_manager)
-            return cast(tuple[BrokerProtocolHandler, Session], started)
-
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("amqtt reads a CONNECT outside a task")
+        self._deadlines.watch(task)  # one shared timer, not a timer handle per CONNECT
+        handler: BrokerProtocolHandler
+        session: Session
         try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for wraps the read in a Task of its own,
-            # one more Task per CONNECT on the broker's hottest path.
-            async with asyncio.timeout(self.connect_timeout):
-                handler, session = await read_connect()
-        except UnsupportedProtocol as exc:
-            with contextlib.suppress(OSError, AMQTTError):
-                await ConnackPacket.build(0, UNACCEPTABLE_PROTOCOL_VERSION).to_stream(writer)
-            await _close(writer)
-            # amqtt logs this as its one line: "Failed to initialize client session: ..."
-            raise AMQTTError(f"refused CONNECT from {remote_address}:{remote_port}: {exc}") from None
-        except (TimeoutError, OSError, AMQTTError, MQTTError, NoDataError, PacketTooLarge) as exc:
-            reason = f"no CONNECT within {self.connect_timeout:g} s" if isinstance(exc, TimeoutError) else str(exc)
-            log.info("closed %s:%s before CONNECT completed: %s", remote_address, remote_port, reason)
-            await _close(writer)
-            raise AMQTTError(reason) from None
+            checked = await checked_connect_start(reader)
+            handler, session = await BrokerProtocolHandler.init_from_connect(
+                checked, writer, self._broker.plugins_manager
+            )
+        except BaseException as exc:
+            timed_out = self._deadlines.finish(task)  # first, before any await: its deadline is over
+            if isinstance(exc, asyncio.CancelledError) and not timed_out:
+                raise  # the broker's shutdown, not the deadline
+            # raises AMQTTError, amqtt's one log line ("Failed to initialize client session: ...")
+            await close_unread(exc, writer, (remote_address, remote_port), missed=timed_out and self.connect_timeout)
+            raise
+        self._deadlines.finish(task)
         if session.clean_session and not session.client_id:
             session.client_id = gen_client_id()
         if session.username is None and not self._ws_allow_anonymous and getattr(reader, "websocket", False):
@@ -204,21 +210,12 @@ class BrokerPatches:
                 "refused anonymous CONNECT over WebSocket from %s:%s (ws_allow_anonymous)",
                 *(remote_address, remote_port),
             )
-            with contextlib.suppress(OSError, AMQTTError):
-                await ConnackPacket.build(0, NOT_AUTHORIZED).to_stream(writer)
-            await _close(writer)
+            await refuse(writer, NOT_AUTHORIZED)
             raise AMQTTError(f"anonymous CONNECT over WebSocket refused (client id {session.client_id!r})")
-        self._authenticating[id(session)] = handler
-        try:
-            accepted = await self._authenticate_once(session)
-        finally:
-            del self._authenticating[id(session)]
-        if not accepted:
+        if not await self._authenticate_once(handler, session):
             code = self._hooks.connack_code(handler)
             self._hooks.closed(handler)  # another auth plugin may have refused after ours admitted
-            with contextlib.suppress(OSError, AMQTTError):
-                await ConnackPacket.build(0, code).to_stream(writer)
-            await _close(writer)
+            await refuse(writer, code)
             raise AMQTTError(f"CONNECT refused (client id {session.client_id!r})")
         try:
             return handler, await self._attach_session(handler, session)
@@ -259,14 +256,17 @@ class BrokerPatches:
         if session.keep_alive > 0:  # MQTT 3.1.1 §3.1.2.10: one and a half times the keepalive
             delay = broker.config.get("timeout-disconnect-delay", 0)
             session.keep_alive = math.ceil(session.keep_alive * 1.5) + (delay if isinstance(delay, int) else 0)
-        handler.handle_read_timeout = lambda: self._keepalive_expired(handler)
+        # weakly: a closure over the handler stored on it is a cycle, every socket's objects left to gc
+        handler.handle_read_timeout = functools.partial(self._keepalive_expired, weakref.ref(handler))
         self._accepted.add(id(session))
         return session
 
     async def _take_over(self, client_id: str, previous: BrokerProtocolHandler) -> None:
-        ended = self._live.get(previous)
-        if ended is None:
+        if previous not in self._live:
             return
+        ended = self._live[previous]
+        if ended is None:
+            ended = self._live[previous] = asyncio.Event()
         log.info("client id %r connected again: closing its previous connection first", client_id)
         await previous.handle_connection_closed()
         try:
@@ -274,14 +274,19 @@ class BrokerPatches:
         except TimeoutError:
             await previous.stop()
 
-    async def _authenticate_once(self, session: Session) -> bool:
+    async def _authenticate_once(self, handler: BrokerProtocolHandler, session: Session) -> bool:
         """amqtt's verdict over its auth plugins; when the licensing plugin is the only one, asked
         directly: amqtt's ``map_plugin_auth`` wraps each call in a new Task and a gather, the
         largest cost the adapter added to a CONNECT (docs/benchmarks.md)."""
         auth_plugins = self._broker.plugins_manager._auth_plugins  # noqa: SLF001
         if len(auth_plugins) == 1 and auth_plugins[0] is self._hooks:
-            return await self._hooks.authenticate(session=session) is True  # amqtt: None counts as refused
-        result: bool = await self._orig_authenticate(session, None)
+            verdict: bool = await self._hooks.admit(handler, session)
+            return verdict
+        self._authenticating[id(session)] = handler  # for connection_of, when the plugin asks
+        try:
+            result: bool = await self._orig_authenticate(session, None)
+        finally:
+            del self._authenticating[id(session)]
         return result
 
     async def _authenticate(self, session: Session, listener: Any) -> bool:
@@ -302,18 +307,17 @@ class BrokerPatches:
         *args: Any,
     ) -> None:
         client_id = session.client_id or ""
-        ended = self._live[handler] = asyncio.Event()
+        self._live[handler] = None
         self._holders[client_id] = handler
         self._by_session[id(session)] = handler
-        self._hooks.opened(handler)
-        meter = self._hooks.meter_of(handler)
+        meter = self._hooks.opened(handler)
         if meter is not None:
             count_deliveries(handler, meter)
         try:
             await self._orig_handle_client_session(reader, writer, session, handler, *args)
         finally:
-            del self._live[handler]
-            ended.set()
+            if (ended := self._live.pop(handler)) is not None:
+                ended.set()  # a take-over waits for this
             if self._holders.get(client_id) is handler:
                 del self._holders[client_id]
             if self._by_session.get(id(session)) is handler:
@@ -340,16 +344,12 @@ class BrokerPatches:
 
     # -- 9: keepalive ------------------------------------------------------------------------
 
-    def _keepalive_expired(self, handler: BrokerProtocolHandler) -> None:
-        if handler not in self._live:
+    def _keepalive_expired(self, ref: weakref.ref[BrokerProtocolHandler]) -> None:
+        handler = ref()
+        if handler is None or handler not in self._live:
             return
         client_id = handler.session.client_id if handler.session else None
         log.info("client %r silent for more than 1.5 x its keepalive: disconnected", client_id)
         task = asyncio.ensure_future(handler.handle_connection_closed())  # as if the network failed: will sent
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def _close(writer: WriterAdapter) -> None:
-    with contextlib.suppress(OSError, AMQTTError, RuntimeError):
-        await writer.close()

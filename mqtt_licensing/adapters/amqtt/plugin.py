@@ -116,7 +116,10 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
         await self.agent.stop()
 
     async def authenticate(self, *, session: Session) -> bool | None:
-        conn = self._patches.connection_of(session)
+        """amqtt's hook, when other auth plugins are configured too (else :meth:`admit` is asked)."""
+        return await self.admit(self._patches.connection_of(session), session)
+
+    async def admit(self, conn: Hashable, session: Session) -> bool:
         decision = await self.agent.admit(
             conn,
             client_id=session.client_id or "",
@@ -143,8 +146,8 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     # -- what the patches report (patches.ConnectionHooks) ---------------------
 
-    def opened(self, conn: Hashable) -> None:
-        self.agent.connected(conn)
+    def opened(self, conn: Hashable) -> Meter | None:
+        return self.agent.connected(conn)
 
     def closed(self, conn: Hashable) -> None:
         self._unavailable.discard(conn)
@@ -163,9 +166,6 @@ class LicensingPlugin(BaseAuthPlugin, BaseTopicPlugin):
 
     def may_get_retained(self, conn: Hashable, topic_filter: str) -> bool:
         return self.agent.may_subscribe(conn, topic_filter)
-
-    def meter_of(self, conn: Hashable) -> Meter | None:
-        return self.agent.meter_of(conn)
 
     def license_message(self, conn: Hashable, topic: str, payload: bytes) -> None:
         # Served off the client's message loop so a slow vendor call never stalls it.

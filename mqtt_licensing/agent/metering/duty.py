@@ -61,11 +61,14 @@ class UsageDuty:
         definitions = self.definitions()
         if definitions is not self._metered[0]:
             self._metered = (definitions, metered_names(definitions))
-        return not self.ctx.config.required_features(client.username, client.client_id).isdisjoint(self._metered[1])
+        return not client.needs.isdisjoint(self._metered[1])
 
-    def connected(self, conn: Hashable, client: Client | None) -> None:
-        if self.is_metered(client):
-            self.metering.opened(conn)
+    def connected(self, conn: Hashable, client: Client | None) -> bool:
+        """Start counting a metered client's time; True when it is metered."""
+        if not self.is_metered(client):
+            return False
+        self.metering.opened(conn)
+        return True
 
     def gate(self, client: Client | None, source: LicenseSource | None) -> Decision | None:
         """A refusal for an admitted metered client while usage is overdue under `metering: required`."""

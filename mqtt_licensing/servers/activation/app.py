@@ -4,7 +4,8 @@ Binary fields travel as base64url without padding. Errors are
 ``{"error": {"code", "message"}}`` with the status from :data:`.._http.HTTP_STATUS`.
 Every ``/v1/admin/...`` route checks the bearer token first. The service is
 blocking (database, signing), so routes run it in the thread pool (the routes fleets call all
-the time through :func:`.._threads.in_thread`, the cheaper hand-off). Endpoints find the
+the time through :func:`.._threads.in_thread`, the cheaper hand-off; check-ins and heartbeats on SQLite as jobs
+of the service's :class:`.._jobs.JobBatcher`, one thread for all of them). Endpoints find the
 service and the admin token in ``request.app.state``.
 """
 
@@ -74,7 +75,11 @@ async def activate(request: Request) -> JSONResponse:
 
 async def check_in(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    cert = await in_thread(_service(request).check_in, blob)
+    service = _service(request)
+    if service.batcher is not None:  # batched on one thread (servers/_jobs.py), on SQLite
+        cert = await service.batcher.run(lambda: service.check_in_job(blob))
+    else:
+        cert = await in_thread(service.check_in, blob)
     return JSONResponse({"certificate": b64(cert)})
 
 
@@ -86,7 +91,11 @@ async def revive(request: Request) -> JSONResponse:
 
 async def heartbeat(request: Request) -> JSONResponse:
     blob = blob_field(await read_json(request))
-    ack = await in_thread(_service(request).heartbeat, blob)
+    service = _service(request)
+    if service.batcher is not None:  # batched on one thread (servers/_jobs.py), on SQLite
+        ack = await service.batcher.run(lambda: service.heartbeat_job(blob))
+    else:
+        ack = await in_thread(service.heartbeat, blob)
     return JSONResponse({"ack": b64(ack)})
 
 

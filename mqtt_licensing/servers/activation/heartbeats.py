@@ -26,6 +26,7 @@ from ...core import labels
 from ...core.documents import HeartbeatAck, InstanceRequest
 from ...core.errors import ErrorCode, LicensingError
 from ...core.models import LicenseModel
+from .._jobs import Job
 from .._prepared import Prepared
 from .._requests import check_fresh
 from .instances import RELEASED_REASON, Instances, gone_error
@@ -78,6 +79,11 @@ class Heartbeats:
     def heartbeat(self, blob: bytes) -> bytes:
         """A signed ack valid until now + release_after; a signed verdict if the activation is gone
         (``released`` after a release) or the license no longer serves."""
+        return self.heartbeat_job(blob).run(self.ctx.store)
+
+    def heartbeat_job(self, blob: bytes) -> Job[tuple[ActivationRecord, InstanceRequest, LicenseRecord], bytes]:
+        """:meth:`heartbeat` as a :class:`.._jobs.Job`: the server batches them on one thread, a
+        fleet's heartbeats in one transaction (on SQLite; see :mod:`.._jobs`)."""
         now = self.ctx.clock()
         # Verified here, outside the batch's transaction, when the activation's key is known.
         presented = self.ctx.keys.present(blob, labels.KIND_HEARTBEAT)
@@ -101,19 +107,22 @@ class Heartbeats:
                 raise
             return act, request, lic
 
-        # Group commit (servers/_batch.py): a fleet's heartbeats share disk flushes; each is
-        # answered once the transaction holding its touch committed.
-        act, request, lic = self.ctx.store.write(work)
-        window = lic.release_after or self.ctx.certificate_lifetime
-        return HeartbeatAck(
-            activation_id=act.id,
-            instance_fingerprint=act.instance_fingerprint,
-            request_nonce=request.nonce,
-            issued_at=now,
-            valid_until=now + min(window, self.ctx.certificate_lifetime),
-            # The certificate it holds predates a change of terms: check in for the new one.
-            terms_changed=request.issued_at is not None and lic.updated_at > request.issued_at,
-        ).sign(self.ctx.signing_key)
+        def finish(done: tuple[ActivationRecord, InstanceRequest, LicenseRecord]) -> bytes:
+            # Once the transaction holding the touch committed (the group commit: a fleet's
+            # heartbeats share disk flushes), signed outside it.
+            act, request, lic = done
+            window = lic.release_after or self.ctx.certificate_lifetime
+            return HeartbeatAck(
+                activation_id=act.id,
+                instance_fingerprint=act.instance_fingerprint,
+                request_nonce=request.nonce,
+                issued_at=now,
+                valid_until=now + min(window, self.ctx.certificate_lifetime),
+                # The certificate it holds predates a change of terms: check in for the new one.
+                terms_changed=request.issued_at is not None and lic.updated_at > request.issued_at,
+            ).sign(self.ctx.signing_key)
+
+        return Job(work, finish)
 
     def release_silent(self) -> list[str]:
         """One pass of the release duty: free every live activation silent longer than its

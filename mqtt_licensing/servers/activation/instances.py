@@ -15,8 +15,9 @@ record: the vendor key never signs values a stranger made up.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from ...core import labels
 from ...core.documents import InstanceRequest, TrialRecord, Verdict, open_instance_request
@@ -24,6 +25,7 @@ from ...core.errors import ErrorCode, LicensingError
 from ...core.keys import key_digest
 from ...core.models import LicenseModel
 from ...core.timefmt import iso
+from .._jobs import Job
 from .._requests import check_fresh, fresh_once
 from . import names
 from .clones import cloned_error, follow_chain
@@ -33,6 +35,9 @@ from .store import ActivationRecord, LicenseRecord, Tx
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+Defs = tuple[dict[str, Any], ...]  # the granted features' definitions, read in the transaction
+Answer = Callable[[LicenseRecord, ActivationRecord, int, Defs], T]  # the signed answer, once committed
 
 RELEASED_REASON = "released_no_heartbeat"  # freed by the release duty: its own instance may take it back
 
@@ -66,9 +71,16 @@ class Instances:
 
         A refusal that should stop the instance (revoked, suspended, expired, freed) carries a
         signed :class:`Verdict` for exactly this request, so the agent can tell it from a forgery."""
-        lic, act, now, defs = self._refresh(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, verdicts=True)
-        valid_until = self.ctx.online_valid_until(lic, now)
-        return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
+        return self.check_in_job(request).run(self.ctx.store)
+
+    def check_in_job(self, request: bytes) -> Job[Any, bytes]:
+        """:meth:`check_in` as a :class:`.._jobs.Job` (the server batches them on one thread, on SQLite)."""
+
+        def answer(lic: LicenseRecord, act: ActivationRecord, now: int, defs: Defs) -> bytes:
+            valid_until = self.ctx.online_valid_until(lic, now)
+            return self.ctx.activation_certificate(lic, act, now, valid_until=valid_until, definitions=defs)
+
+        return self._refresh_job(request, labels.KIND_CHECK_IN, LicenseModel.ONLINE, answer)
 
     def revive(self, request: bytes) -> bytes:
         """A released activation taken back by its own instance, if the license has one free: the
@@ -228,7 +240,7 @@ class Instances:
     # -- first contact --------------------------------------------------------------
     def _first_contact(
         self, license_key: Any, blob: bytes, client: str, kind: str, model: LicenseModel
-    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, tuple[dict[str, Any], ...]]:
+    ) -> tuple[LicenseRecord, ActivationRecord, bool, int, Defs]:
         now = self.ctx.clock()
         self._check_rate(client, now)
         try:
@@ -277,13 +289,23 @@ class Instances:
 
     def _refresh(
         self, blob: bytes, kind: str, model: LicenseModel, *, verdicts: bool = False
-    ) -> tuple[LicenseRecord, ActivationRecord, int, tuple[dict[str, Any], ...]]:
+    ) -> tuple[LicenseRecord, ActivationRecord, int, Defs]:
+        def answer(
+            lic: LicenseRecord, act: ActivationRecord, now: int, defs: Defs
+        ) -> tuple[LicenseRecord, ActivationRecord, int, Defs]:
+            return lic, act, now, defs
+
+        return self._refresh_job(blob, kind, model, answer, verdicts=verdicts).run(self.ctx.store)
+
+    def _refresh_job(
+        self, blob: bytes, kind: str, model: LicenseModel, answer: Answer[T], *, verdicts: bool = True
+    ) -> Job[Any, T]:
         now = self.ctx.clock()
         verified: list[tuple[ActivationRecord, InstanceRequest]] = []
         # Verified here, outside the batch's transaction, when the activation's key is known.
         presented = self.ctx.keys.present(blob, kind)
 
-        def work(tx: Tx) -> tuple[LicenseRecord, ActivationRecord, bool, tuple[dict[str, Any], ...]]:
+        def work(tx: Tx) -> tuple[LicenseRecord, ActivationRecord, bool, Defs]:
             act, request = self.ctx.verify_known(tx, presented, kind)
             verified.append((act, request))
             if kind == labels.KIND_REVIVE:  # a stale or replayed one is refused below: all rolled back
@@ -291,16 +313,18 @@ class Instances:
             lic, act, suspend = self._refresh_verified(tx, act, request, model, now)
             return lic, act, suspend, self.ctx.definitions(tx, lic)
 
-        try:
-            # Group commit (servers/_batch.py): answered once the batch holding it is durable.
-            lic, act, suspend, defs = self.ctx.store.write(work)
+        def finish(done: tuple[LicenseRecord, ActivationRecord, bool, Defs]) -> T:
+            # Once the transaction is durable (the group commit: answered once the batch holding it committed).
+            lic, act, suspend, defs = done
             if suspend:  # raised once the clone mark is committed: both copies get the verdict from now on
                 raise cloned_error(act)
-        except LicensingError as exc:
-            if verdicts and exc.code.is_verdict and verified:
+            return answer(lic, act, now, defs)
+
+        def failed(exc: Exception) -> None:  # a refusal of a request verified against the key on record
+            if verdicts and isinstance(exc, LicensingError) and exc.code.is_verdict and verified:
                 exc.evidence = self.verdict(verified[0][0], verified[0][1], exc)
-            raise
-        return lic, act, now, defs
+
+        return Job(work, finish, failed)
 
     def _refresh_verified(
         self, tx: Tx, act: ActivationRecord, request: InstanceRequest, model: LicenseModel, now: int

@@ -25,6 +25,7 @@ from ...core.signing import public_key_to_text
 from .._db import create_db_engine
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
+from .._jobs import Job, JobBatcher
 from .._requests import MAX_CLOCK_SKEW
 from . import keys
 from .catalogue import CatalogueAdmin
@@ -90,6 +91,10 @@ class ActivationService:
                 key_documents=tuple(keys.documents(data_dir)) if data_dir is not None else (),
             )
         )
+        # Check-ins and heartbeats batched on one thread (the route awaits them there), on SQLite: on PostgreSQL
+        # a batch would hold several activations' (and licenses') rows at once, which two replicas
+        # could lock in opposite orders, so each request keeps a transaction of its own on a worker thread.
+        self.batcher = JobBatcher(store, name="instance") if store.group.batching else None
 
     def _assemble(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -118,6 +123,8 @@ class ActivationService:
         return cls(store, key, data_dir=data_dir, **options)
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.ctx.store.close()
 
     # -- what callers read -------------------------------------------------------------
@@ -191,8 +198,14 @@ class ActivationService:
     def check_in(self, request: bytes) -> bytes:
         return self.instances.check_in(request)
 
+    def check_in_job(self, request: bytes) -> Job[Any, bytes]:
+        return self.instances.check_in_job(request)
+
     def heartbeat(self, request: bytes) -> bytes:
         return self.heartbeats.heartbeat(request)
+
+    def heartbeat_job(self, request: bytes) -> Job[Any, bytes]:
+        return self.heartbeats.heartbeat_job(request)
 
     def revive(self, request: bytes) -> bytes:
         return self.instances.revive(request)

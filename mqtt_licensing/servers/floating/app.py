@@ -16,7 +16,7 @@ Errors are ``{"error": {"code", "message"}}`` with the status of
 The service is blocking (database, signing), so routes run it in the thread pool (:mod:`.._db`);
 lease requests (acquire, renew, release: the fleet's steady traffic) run on the service's batch
 thread instead
-(:mod:`.batcher`: one thread, one transaction and one wake-up of the loop per batch).
+(:mod:`.._jobs`: one thread, one transaction and one wake-up of the loop per batch).
 Endpoints find the service and the admin token in ``request.app.state``.
 """
 

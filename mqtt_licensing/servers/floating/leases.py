@@ -23,10 +23,10 @@ from ...core.documents import (
 )
 from ...core.errors import ErrorCode, LicensingError
 from ...core.signing import load_public_key
+from .._jobs import Job
 from .._requests import check_fresh, peek, replayed
 from . import access, clones, names
 from .access import NewIdentityLimit, admits, refused
-from .batcher import Job
 from .lease_rows import LeaseRecord, PoolRecord
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import Tx
@@ -118,7 +118,7 @@ class Leases:
     def acquire_job(
         self, request_blob: bytes, *, source: str = "local", join_token: str | None = None
     ) -> Job[Any, bytes]:
-        """:meth:`acquire` as a :class:`.batcher.Job`."""
+        """:meth:`acquire` as a :class:`.._jobs.Job`."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)  # first contact: verified against the key it carries
         request = check_instance_request(
@@ -198,7 +198,7 @@ class Leases:
         return self.renew_job(request_blob).run(self.ctx.store)
 
     def renew_job(self, request_blob: bytes) -> Job[Any, bytes]:
-        """:meth:`renew` as a :class:`.batcher.Job` (the server batches them on one thread)."""
+        """:meth:`renew` as a :class:`.._jobs.Job` (the server batches them on one thread)."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)
         claimed = peeked.fingerprint
@@ -254,7 +254,7 @@ class Leases:
         return self.release_job(request_blob).run(self.ctx.store)
 
     def release_job(self, request_blob: bytes) -> Job[bool, bool]:
-        """:meth:`release` as a :class:`.batcher.Job`."""
+        """:meth:`release` as a :class:`.._jobs.Job`."""
         now = self.ctx.clock()
         envelope, peeked = peek(request_blob)
         claimed = peeked.fingerprint

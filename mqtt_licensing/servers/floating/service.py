@@ -29,11 +29,11 @@ from ...core.signing import public_key_to_text
 from .._db import create_db_engine, reading
 from .._files import database_url as resolve_database_url
 from .._files import load_or_create_signing_key, remember_database_url
+from .._jobs import JobBatcher
 from .._requests import MAX_CLOCK_SKEW
 from ..defaults import FLOATING_TTL
 from . import access, clones, names
 from .access import NewIdentityLimit, new_join_token, normalized_rule
-from .batcher import JobBatcher
 from .leases import Leases
 from .pool import FloatingContext, FloatingPool, PoolView, lapsed
 from .store import FloatingStore, Tx
@@ -87,7 +87,7 @@ class FloatingService:
         self.leases = Leases(self.ctx, self.pool, self.new_identities)
         self.usage = FloatingUsage(self.ctx, self.pool)
         # The server's lease requests, batched on one thread (the routes await them there)
-        self.batcher = JobBatcher(store)
+        self.batcher = JobBatcher(store, name="lease")
 
     @classmethod
     def open(

@@ -1,4 +1,4 @@
-"""Fixtures for the floating server tests: a test vendor key and a server factory."""
+"""Fixtures for the floating server tests: a test vendor key and a server factory; the CLI in process."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from mqtt_licensing.cli.main import main
 from tests.helpers.floating import FloatingHandle, start_floating
 
 
@@ -62,3 +63,13 @@ def floating(
     yield make
     for handle in handles:
         handle.stop()
+
+
+def cli(*argv: str | Path) -> int:
+    """``mqtt-licensing ARGV`` in this process (its output goes to capsys)."""
+    return main([str(a) for a in argv])
+
+
+def join_token(out: str) -> str:
+    """The join token ``floating activate`` / ``install`` printed."""
+    return out.split("floating_join_token): ", 1)[1].split(maxsplit=1)[0]

@@ -1,4 +1,4 @@
-"""The lease batch thread (servers/floating/batcher.py): renewals and releases that arrive together
+"""The lease batch thread (servers/_jobs.py): renewals and releases that arrive together
 share one transaction and one thread, with the exactly-once rules of a request on its own: the
 second of two requests with one nonce is a replay, a refused request is undone alone and the
 others of its batch are kept, and an answer comes only once its transaction committed."""
@@ -20,8 +20,8 @@ from mqtt_licensing.core import labels
 from mqtt_licensing.core.documents import Lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.signing import b64, load_public_key
+from mqtt_licensing.servers._jobs import Job
 from mqtt_licensing.servers.floating.app import create_app
-from mqtt_licensing.servers.floating.batcher import Job
 from mqtt_licensing.servers.floating.service import FloatingService
 from mqtt_licensing.servers.webhooks import Webhooks
 from tests.helpers.floating import make_pool_certificate

@@ -1,26 +1,24 @@
-"""Provisioning a floating server: offline by codes, online against the real vendor server,
-refresh of terms, deactivation; and what install refuses."""
+"""Provisioning a floating server offline, by codes (in process and with the CLI), its status and
+offline deactivation; and what install refuses. Online against the real vendor server:
+test_provisioning_online.py."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mqtt_licensing.cli.main import main
 from mqtt_licensing.clients.floating import FloatingClient, lease_request
-from mqtt_licensing.core import instance_label, labels
+from mqtt_licensing.core import labels
 from mqtt_licensing.core.codes import armor, unarmor
 from mqtt_licensing.core.documents import open_instance_request, verify_lease
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
 from mqtt_licensing.core.keys import format_key, key_digest
 from mqtt_licensing.core.signing import public_key_to_text
 from mqtt_licensing.servers.floating.service import FloatingService
-from tests.helpers.activation import start_vendor
 from tests.helpers.floating import make_pool_certificate, start_floating
+from tests.servers.floating.conftest import cli, join_token
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -106,20 +104,12 @@ def test_install_refusals(tmp_path, vendor):
         service.close()
 
 
-def _cli(*argv: str | Path) -> int:
-    return main([str(a) for a in argv])
-
-
-def join_token(out: str) -> str:
-    return out.split("floating_join_token): ", 1)[1].split(maxsplit=1)[0]
-
-
 def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     """floating request -> (vendor signs) -> floating install via the CLI; then serve and lease."""
     data = tmp_path / "fls"
     key_file = tmp_path / "license.txt"
     key_file.write_text(f"  {LICENSE_KEY.lower()}\n")
-    assert _cli("floating", "request", "--data", data, "--key-file", key_file, "--out", tmp_path / "req.txt") == 0
+    assert cli("floating", "request", "--data", data, "--key-file", key_file, "--out", tmp_path / "req.txt") == 0
     code = capsys.readouterr().out
     assert code == (tmp_path / "req.txt").read_text()
     request = open_instance_request(unarmor(code, labels.FLOATING_REQUEST), labels.KIND_FLOATING_REQUEST)
@@ -128,7 +118,7 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     (tmp_path / "vendor.pub").write_text(public_key_to_text(vendor) + "\n")
     # a code of the wrong kind is refused
     assert (
-        _cli(
+        cli(
             "floating",
             "install",
             "--data",
@@ -142,7 +132,7 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     )
     assert "wrong_document" in capsys.readouterr().err
     assert (
-        _cli(
+        cli(
             "floating",
             "install",
             "--data",
@@ -158,7 +148,7 @@ def test_offline_codes_with_the_cli(tmp_path, vendor, capsys):
     assert "2 seat(s)" in out
     token = join_token(out)  # a new pool is closed: the join token is printed once
     # installing the same answer twice: the request is no longer pending
-    assert _cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt") == 1
+    assert cli("floating", "install", "--data", data, "--certificate", tmp_path / "cert.txt") == 1
     assert "no_pending_request" in capsys.readouterr().err
 
     fls = start_floating(data)  # vendor key comes from DIR/vendor.pub
@@ -191,7 +181,7 @@ def test_status_cli(tmp_path, vendor, capsys):
                 await client.acquire(lease_request(inst, "lease_acquire"))
 
         asyncio.run(lease())
-        assert _cli("floating", "status", "--data", fls.data_dir) == 0
+        assert cli("floating", "status", "--data", fls.data_dir) == 0
         out = capsys.readouterr().out
         assert "1 used, 2 free, 3 total" in out
         assert fls.service.status()["leases"][0]["lease_id"] in out
@@ -199,7 +189,7 @@ def test_status_cli(tmp_path, vendor, capsys):
 
         assert fingerprint(inst) in out and "lic_test" in out and "mqtt_server" in out
         assert "WARNING" in out and "--new-token" in out  # a pool provisioned open keeps working, and says so
-        assert _cli("floating", "status", "--data", fls.data_dir, "--json") == 0
+        assert cli("floating", "status", "--data", fls.data_dir, "--json") == 0
         import json
 
         status = json.loads(capsys.readouterr().out)
@@ -208,7 +198,7 @@ def test_status_cli(tmp_path, vendor, capsys):
         assert status["open"] is True
     finally:
         fls.stop()
-    assert _cli("floating", "status", "--data", tmp_path / "nothing-here") == 2  # not a data folder: a setup mistake
+    assert cli("floating", "status", "--data", tmp_path / "nothing-here") == 2  # not a data folder: a setup mistake
     assert "not a floating server data folder" in capsys.readouterr().err
 
 
@@ -222,7 +212,7 @@ def test_offline_deactivation_stops_leasing(tmp_path, vendor, capsys):
 
     try:
         asyncio.run(acquire())
-        assert _cli("floating", "deactivate", "--data", fls.data_dir, "--out", tmp_path / "deact.txt") == 0
+        assert cli("floating", "deactivate", "--data", fls.data_dir, "--out", tmp_path / "deact.txt") == 0
         code = capsys.readouterr().out
         request = open_instance_request(
             unarmor(code, labels.DEACTIVATION_CODE),
@@ -235,177 +225,7 @@ def test_offline_deactivation_stops_leasing(tmp_path, vendor, capsys):
         assert err.value.code == ErrorCode.NOT_PROVISIONED
         status = fls.service.status()
         assert status["leases"] == [] and status["deactivated_activation_id"] == "act_test"
-        assert _cli("floating", "deactivate", "--data", fls.data_dir) == 1
+        assert cli("floating", "deactivate", "--data", fls.data_dir) == 1
         assert "not_activated" in capsys.readouterr().err
     finally:
         fls.stop()
-
-
-# -- against the real vendor server ------------------------------------------------------------
-
-
-def test_online_activation_refresh_and_deactivation(tmp_path, capsys):
-    with start_vendor(tmp_path / "vendor") as vendor_server:
-        license_record, key = vendor_server.issue_license(
-            features=["mqtt_server"], model="floating", seats=2, max_activations=1
-        )
-        key_file = tmp_path / "key.txt"
-        key_file.write_text(key + "\n")
-        data = tmp_path / "fls"
-        vendor_pub = tmp_path / "vendor" / "vendor.pub"
-        # a wrong pinned vendor key: the vendor's answer is not trusted, nothing installed
-        wrong = public_key_to_text(Ed25519PrivateKey.generate())
-        assert (
-            _cli(
-                "floating",
-                "activate",
-                "--data",
-                data,
-                "--key-file",
-                key_file,
-                "--vendor",
-                vendor_server.url,
-                f"--vendor-key={wrong}",  # "=": a base64url key may begin with "-"
-            )
-            == 1
-        )
-        assert "invalid_signature" in capsys.readouterr().err
-        assert (
-            _cli(
-                "floating",
-                "activate",
-                "--data",
-                data,
-                "--key-file",
-                key_file,
-                "--vendor",
-                vendor_server.url,
-                "--vendor-key",
-                vendor_pub,
-            )
-            == 0
-        )
-        out = capsys.readouterr().out
-        assert "2 seat(s)" in out
-        token = join_token(out)
-        # The vendor lists the floating server by its host name (a label, as a broker's).
-        (act,) = vendor_server.service.list_activations(license_record["id"])
-        assert act["label"] == instance_label.clean(socket.gethostname())
-
-        fls = start_floating(data, ttl=60)
-        keys = [Ed25519PrivateKey.generate() for _ in range(4)]
-        try:
-
-            async def acquire_all() -> list[str]:
-                out = []
-                async with FloatingClient(fls.url) as client:
-                    for k in keys:
-                        try:
-                            request = lease_request(k, "lease_acquire", features=("mqtt_server",))
-                            blob = await client.acquire(request, join_token=token)
-                            verify_lease(blob, vendor_server.public_key)
-                            out.append("ok")
-                        except LicensingError as exc:
-                            out.append(str(exc.code))
-                return out
-
-            assert asyncio.run(acquire_all()) == ["ok", "ok", "no_seats", "no_seats"]
-
-            # the vendor adds seats and a feature; refresh pulls them while the server runs
-            vendor_server.service.update_license(
-                license_record["id"], {"seats": 3, "add_features": ["iot_bridge_snowflake"]}
-            )
-            assert _cli("floating", "refresh", "--data", data) == 0
-            assert "3 seat(s)" in capsys.readouterr().out
-            assert asyncio.run(acquire_all()) == ["ok", "ok", "ok", "no_seats"]
-            status = fls.service.status()
-            assert "iot_bridge_snowflake" in status["pool"]["features"]
-            assert status["vendor_url"] == vendor_server.url
-
-            # the one activation is in use: a second floating server cannot activate
-            assert (
-                _cli(
-                    "floating",
-                    "activate",
-                    "--data",
-                    tmp_path / "fls2",
-                    "--key-file",
-                    key_file,
-                    "--vendor",
-                    vendor_server.url,
-                    "--vendor-key",
-                    vendor_pub,
-                )
-                == 1
-            )
-            assert "no_activations_left" in capsys.readouterr().err
-
-            # deactivate online: the vendor frees the activation, the pool stops leasing
-            assert _cli("floating", "deactivate", "--data", data, "--vendor", vendor_server.url) == 0
-            capsys.readouterr()
-            assert asyncio.run(acquire_all()) == ["not_provisioned"] * 4
-            assert vendor_server.service.list_activations() == []
-            assert (
-                _cli(
-                    "floating",
-                    "activate",
-                    "--data",
-                    tmp_path / "fls2",
-                    "--key-file",
-                    key_file,
-                    "--vendor",
-                    vendor_server.url,
-                    "--vendor-key",
-                    vendor_pub,
-                )
-                == 0
-            )
-        finally:
-            fls.stop()
-
-
-def test_offline_codes_with_the_vendor_cli(tmp_path, capsys):
-    """floating request -> vendor floating-issue -> floating install, then offline deactivation
-    freed by vendor offline-deactivate: all through the CLI."""
-    with start_vendor(tmp_path / "vendor") as vendor_server:
-        _, key = vendor_server.issue_license(features=["mqtt_server"], model="floating", seats=1)
-        vendor_server.stop()  # the vendor CLI works on its data folder
-        vdata, data = tmp_path / "vendor", tmp_path / "fls"
-        key_file = tmp_path / "key.txt"
-        key_file.write_text(key)
-        assert _cli("floating", "request", "--data", data, "--key-file", key_file, "--out", tmp_path / "req.txt") == 0
-        assert (
-            _cli(
-                "vendor",
-                "floating-issue",
-                "--data",
-                vdata,
-                "--request",
-                tmp_path / "req.txt",
-                "--out",
-                tmp_path / "cert.txt",
-            )
-            == 0
-        )
-        assert (
-            _cli(
-                "floating",
-                "install",
-                "--data",
-                data,
-                "--certificate",
-                tmp_path / "cert.txt",
-                "--vendor-key",
-                vdata / "vendor.pub",
-            )
-            == 0
-        )
-        capsys.readouterr()
-        service = FloatingService.open(data)
-        try:
-            assert service.status()["pool"]["seats"] == 1
-        finally:
-            service.close()
-        assert _cli("floating", "deactivate", "--data", data, "--out", tmp_path / "deact.txt") == 0
-        assert _cli("vendor", "offline-deactivate", "--data", vdata, "--code", tmp_path / "deact.txt") == 0
-        assert "freed" in capsys.readouterr().out

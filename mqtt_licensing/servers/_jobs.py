@@ -1,21 +1,25 @@
-"""Lease renewals and releases in batches, on one thread, answered straight to the event loop.
+"""Requests run in batches on one thread, answered straight to the event loop.
 
-A renewal used to cross four threads: the loop handed it to a worker thread
-(``run_in_threadpool``), the worker queued its transaction for the group commit
-(``servers/_batch.py``) and slept until a leading worker had committed it, then signed the lease
-and woke the loop. At 16 concurrent renewals that was seven context switches and a contended GIL
-per request, a quarter of a renewal's server CPU. Here a request is a :class:`Job`: the route
-queues it and awaits a future; one thread takes every job queued, runs their checks and their
-``work(tx)`` in one transaction of the store's group commit (each in its own savepoint, as the
-group commit does for its callers); once that transaction committed, a second thread runs their
-``finish`` (signing the lease, or the refusal kept after commit) and wakes the loop once for the
-whole batch.
+A write request used to cross four threads: the loop handed it to a worker thread
+(``servers/_threads.py``), the worker queued its transaction for the group commit
+(``servers/_batch.py``) and slept until a leading worker had committed it, then signed the answer
+and woke the loop. At 16 concurrent requests that was seven context switches and a contended GIL
+per request, a quarter of a lease renewal's server CPU. Here a request is a :class:`Job`: the
+route queues it and awaits a future; one thread takes every job queued, runs their checks (the
+``make`` step: parsing, a signature verified before any transaction) and their ``work(tx)`` in one
+transaction of the store's group commit (each in its own savepoint, as the group commit does for
+its callers); once that transaction committed, a second thread runs their ``finish`` (signing the
+answer, or the refusal kept after commit) and wakes the loop once for the whole batch.
 
 The rules are the group commit's: the jobs of a batch run one after the other in one transaction
 (the second of two requests with one nonce sees the first one's row), a job that raises is rolled
-back to its savepoint alone, and nothing is answered before its transaction committed. Every lease
-request locks the pool row first, so one transaction holding a batch of them takes no lock in
-another order than a single request would (on PostgreSQL too).
+back to its savepoint alone, and nothing is answered before its transaction committed.
+
+Used by the floating server's lease requests (each locks the pool row first, so one transaction
+holding a batch of them takes no lock in another order than a single request would, on
+PostgreSQL too) and by the activation server's heartbeats on SQLite (one writer: no lock order to
+keep; on PostgreSQL a batch would hold several activations' rows, which two replicas could lock
+in opposite orders, so there each heartbeat keeps its own transaction).
 """
 
 from __future__ import annotations
@@ -27,29 +31,47 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
 
-from .store import FloatingStore, Tx
+from ._batch import attempt
+from ._db import WriterLock
 
 log = logging.getLogger(__name__)
 
 R = TypeVar("R")
 T = TypeVar("T")
+W = TypeVar("W")
 
-MAX_JOBS = 64  # jobs per transaction: bounds how long the pool row stays locked
+MAX_JOBS = 64  # jobs per transaction: bounds how long the batch's rows stay locked
+
+
+class Tx(Protocol):
+    """What a job's transaction must offer here: its connection, for the savepoints."""
+
+    @property
+    def conn(self) -> sa.Connection: ...
+
+
+class Store(Protocol):
+    """A store with a group commit (``write``; its transaction a :class:`Tx`): the floating and
+    the activation stores."""
+
+    writer: WriterLock  # SQLite: the processes on one file take its write lock in turn
+
+    def write(self, work: Callable[[Any], W]) -> W: ...
 
 
 @dataclass(frozen=True)
 class Job(Generic[R, T]):
     """What one request does: ``work`` in the transaction, ``finish`` with its result once committed."""
 
-    work: Callable[[Tx], R]
+    work: Callable[[Any], R]  # takes the store's own Tx
     finish: Callable[[R], T]
     failed: Callable[[Exception], None] | None = None  # told of the refusal of a job that started
 
-    def run(self, store: FloatingStore) -> T:
+    def run(self, store: Store) -> T:
         """The job on the calling thread, through the store's group commit (not batched here)."""
         try:
             return self.finish(store.write(self.work))
@@ -72,8 +94,9 @@ class _Queued:
 class JobBatcher:
     """One thread running queued jobs in shared transactions (see the module docstring)."""
 
-    def __init__(self, store: FloatingStore, max_jobs: int = MAX_JOBS) -> None:
+    def __init__(self, store: Store, max_jobs: int = MAX_JOBS, *, name: str = "jobs") -> None:
         self.store = store
+        self.name = name  # its threads' names
         self.max_jobs = max_jobs
         self._queue: deque[_Queued] = deque()
         self._ready = threading.Condition()
@@ -90,11 +113,11 @@ class JobBatcher:
         item = _Queued(make, asyncio.get_running_loop(), asyncio.get_running_loop().create_future())
         with self._ready:
             if self._closed:
-                raise RuntimeError("the lease batcher is closed")
+                raise RuntimeError(f"the {self.name} batcher is closed")
             self._queue.append(item)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="lease-batches", daemon=True)
-                self._finisher = threading.Thread(target=self._finish, name="lease-answers", daemon=True)
+                self._thread = threading.Thread(target=self._serve, name=f"{self.name}-batches", daemon=True)
+                self._finisher = threading.Thread(target=self._finish, name=f"{self.name}-answers", daemon=True)
                 self._thread.start()
                 self._finisher.start()
             self._ready.notify()
@@ -116,8 +139,8 @@ class JobBatcher:
             with self._ready:
                 while not self._queue and not self._closed:
                     self._ready.wait()
-            # Several processes on one SQLite file (``floating serve --workers N``) commit in
-            # turn: waiting for ours before taking the batch lets it gather what arrived meanwhile.
+            # Several processes on one SQLite file (``serve --workers N``) commit in turn: waiting
+            # for ours before taking the batch lets it gather what arrived meanwhile.
             self.store.writer.wait_turn()
             with self._ready:
                 while not self._queue and not self._closed:
@@ -129,15 +152,15 @@ class JobBatcher:
             try:
                 self._run(batch)
             except Exception as exc:  # a fault here, not in a job: its batch fails, the thread serves on
-                log.exception("lease batch failed")
+                log.exception("%s batch failed", self.name)
                 for item in batch:
                     item.job, item.error = None, exc
             self._hand_over(batch)
 
     def _hand_over(self, batch: list[_Queued] | None) -> None:
-        # The answers are signed on a second thread, so that signing one batch's leases overlaps
+        # The answers are signed on a second thread, so that signing one batch's answers overlaps
         # the next batch's commit (its flush to disk releases the GIL): with everything on this
-        # thread, 16 concurrent renewals left the CPU idle during every flush.
+        # thread, 16 concurrent lease renewals left the CPU idle during every flush.
         with self._finished:
             self._finishing.append(batch)
             self._finished.notify()
@@ -173,7 +196,7 @@ class JobBatcher:
                 try:
                     item.job.failed(item.error)
                 except Exception:  # the refusal is still answered
-                    log.exception("a lease job's failure hook failed")
+                    log.exception("a %s job's failure hook failed", self.name)
         loops: dict[asyncio.AbstractEventLoop, list[_Queued]] = {}
         for item in batch:
             loops.setdefault(item.loop, []).append(item)
@@ -186,7 +209,7 @@ class JobBatcher:
             out = []
             for n, item in enumerate(started):
                 assert item.job is not None
-                out.append(_in_savepoint(tx.conn, tx, item.job.work, f"job_{n}"))
+                out.append(attempt(tx.conn, tx, item.job.work, f"job_{n}"))
             return out
 
         try:
@@ -209,22 +232,6 @@ def _resolve(items: list[_Queued]) -> None:
             item.future.set_exception(item.error)
         else:
             item.future.set_result(item.result)
-
-
-def _in_savepoint(conn: sa.Connection, tx: Tx, work: Callable[[Tx], Any], name: str) -> tuple[Any, Exception | None]:
-    """One job's work in its own savepoint: kept on success, undone alone when it raises. On the
-    driver connection, as the group commit's own savepoints (SQLAlchemy need not track them)."""
-    raw = conn.connection.dbapi_connection
-    assert raw is not None
-    raw.execute(f"SAVEPOINT {name}")
-    try:
-        result = work(tx)
-    except Exception as exc:
-        raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        raw.execute(f"RELEASE SAVEPOINT {name}")
-        return None, exc
-    raw.execute(f"RELEASE SAVEPOINT {name}")
-    return result, None
 
 
 __all__ = ["MAX_JOBS", "Job", "JobBatcher"]
