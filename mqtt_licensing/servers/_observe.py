@@ -35,7 +35,9 @@ _NOTE = "observe"  # the key of this module's notes in the ASGI scope's state
 _IDS = ("license_id", "activation_id", "lease_id")
 METRICS_TOKEN_FILE = "metrics.token"  # in the data folder: what Prometheus sends (`authorization`)
 METRICS_TOKEN_STATE = "metrics_token"
-_QUIET = frozenset({"/metrics", "/v1/health", "/v1/noop", "/healthz"})  # polled: logged at debug only
+# Polled, or sent by every instance of a fleet every minute: a success is logged at debug only
+# (the metrics count them); a refusal still at info.
+_QUIET = frozenset({"/metrics", "/v1/health", "/v1/noop", "/healthz", "/v1/activations/heartbeat"})
 
 
 def note(request: Request, **values: Any) -> None:
@@ -142,17 +144,22 @@ class ObserveMiddleware:
             seconds = time.perf_counter() - started
             matched = scope.get("route")
             route = getattr(matched, "path", None) or "unmatched"  # never the raw path: no label explosion
-            method = scope["method"]
-            self.metrics.observe(method, route, status, seconds, notes.get("error"))
-            params = scope.get("path_params") or {}
-            ids = {k: params.get(k) or notes.get(k) for k in _IDS}
-            extra = "".join(f" {k}={v}" for k, v in ids.items() if v)
-            if "error" in notes:
-                extra += f" error={notes['error']}"
+            self.metrics.observe(scope["method"], route, status, seconds, notes.get("error"))
             level = logging.DEBUG if route in _QUIET and status < 400 else logging.INFO
-            fields = {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 1)}
-            fields |= {k: v for k, v in ids.items() if v} | ({"error": notes["error"]} if "error" in notes else {})
-            log.log(level, "%s %s %d %.1fms%s", method, route, status, seconds * 1000, extra, extra={"fields": fields})
+            if log.isEnabledFor(level):  # a fleet's heartbeats: no line is built that nobody reads
+                _log_request(level, scope, notes, route, status=status, seconds=seconds)
+
+
+def _log_request(level: int, scope: Scope, notes: dict[str, str], route: str, *, status: int, seconds: float) -> None:
+    method = scope["method"]
+    params = scope.get("path_params") or {}
+    ids = {k: params.get(k) or notes.get(k) for k in _IDS}
+    extra = "".join(f" {k}={v}" for k, v in ids.items() if v)
+    if "error" in notes:
+        extra += f" error={notes['error']}"
+    fields = {"method": method, "route": route, "status": status, "duration_ms": round(seconds * 1000, 1)}
+    fields |= {k: v for k, v in ids.items() if v} | ({"error": notes["error"]} if "error" in notes else {})
+    log.log(level, "%s %s %d %.1fms%s", method, route, status, seconds * 1000, extra, extra={"fields": fields})
 
 
 __all__ = ["METRICS_TOKEN_FILE", "ObserveMiddleware", "ServerMetrics", "note", "protect_metrics"]
