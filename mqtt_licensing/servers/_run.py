@@ -36,6 +36,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound here rather than by uvicorn: with ``port`` 0 a free port is picked
+    and held in one step, so no other process can take it between the pick and the bind (two test
+    workers once picked the same port)."""
+    for _ in range(100):
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: a restart finds TIME_WAIT
+        try:
+            sock.bind((host, port or free_port(host)))
+        except OSError:
+            sock.close()
+            if port:
+                raise
+            continue
+        sock.set_inheritable(True)
+        return sock
+    raise OSError(f"no free port on {host}")
+
+
 def tls_options(cert: str | None, key: str | None) -> dict[str, Any]:
     """uvicorn's HTTPS options; a certificate without its key (or one that does not load) is a
     one-line error naming the fix."""
@@ -86,7 +105,8 @@ class ServerThread:
         tls_key: str | None = None,
     ) -> None:
         self.host = host
-        self.port = port or free_port(host)
+        self._socket = _listen(host, port)
+        self.port = int(self._socket.getsockname()[1])
         self.scheme = "https" if tls_cert else "http"
         config = uvicorn.Config(
             app,
@@ -106,7 +126,7 @@ class ServerThread:
         return f"{self.scheme}://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        asyncio.run(self.server.serve())
+        asyncio.run(self.server.serve(sockets=[self._socket]))
 
     def start(self) -> str:
         self._thread.start()
@@ -119,6 +139,7 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()  # never served (stopped before start): the port is given back all the same
 
     def __enter__(self) -> str:
         return self.start()

@@ -24,7 +24,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from mqtt_licensing.servers._files import load_or_create_token
-from mqtt_licensing.servers._run import ServerThread, free_port
+from mqtt_licensing.servers._run import ServerThread
 from mqtt_licensing.servers.activation import ActivationService, create_app
 from mqtt_licensing.servers.activation.service import DEFAULT_CERTIFICATE_LIFETIME, system_clock
 from tests.helpers.asgi import asgi_client
@@ -46,7 +46,7 @@ class VendorHandle:
         self.serve = serve
         self.certificate_lifetime = certificate_lifetime
         self.clock = clock or system_clock
-        self.port = port or free_port()
+        self.port = port  # 0: picked and held at the first start, kept for restarts
         self.token = load_or_create_token(self.data_dir)
         self._service: ActivationService | None = None
         self._thread: ServerThread | None = None
@@ -68,6 +68,7 @@ class VendorHandle:
             thread = ServerThread(create_app(self.service, self.token), port=self.port)
             thread.start()
             self._thread = thread
+            self.port = thread.port
         return self
 
     def stop(self) -> None:
