@@ -40,13 +40,15 @@ def test_demo_store_purchase_email_activate(tmp_path: Path) -> None:
     cmd = [str(BIN / "mqtt-licensing"), "demo", "--dir", "demo-data", "--store", "--port", str(port),
            "--vendor-port", str(vendor_port),
            "--http-port", str(free_port()), "--ws-port", str(free_port())]  # fmt: skip
-    demo = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    errors = tmp_path / "demo.err"  # the demo's log: a start that fails says why in the assertion
+    with errors.open("w") as err:
+        demo = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=err, text=True)
     try:
         assert demo.stdout is not None
         lines: list[str] = []
         while not any(ln.startswith("  upgrade:") for ln in lines):
             line = demo.stdout.readline()
-            assert line, "\n".join(lines)
+            assert line, "\n".join(lines) + "\n" + errors.read_text()[-3000:]
             lines.append(line.rstrip("\n"))
         text = "\n".join(lines)
         store_url = re.search(r"buy a license\s+: (\S+)/shop/", text).group(1)  # type: ignore[union-attr]
