@@ -45,8 +45,7 @@ from .floating_serve import serve
 from .format import safe_text
 from .logs import add_log_options
 from .network import metrics_args, outbound_args, tls_args
-from .serverdata import checked, data_command
-from .vendor_serve import parse_count
+from .serverdata import checked, data_command, workers_arg
 
 DEFAULT_PORT = 8800
 
@@ -98,13 +97,7 @@ def register(subparsers: Any) -> None:
         "names the client the new-identity limit and network rules see (default: none, the TCP peer)",
     )
     webhooks.timeout_arg(p)
-    p.add_argument(
-        "--workers",
-        type=parse_count,
-        default=1,
-        metavar="N",
-        help="serve with N processes sharing the port and the database (one per core; default 1)",
-    )
+    workers_arg(p)
     tls_args(p)
     metrics_args(p)
     outbound_args(p)

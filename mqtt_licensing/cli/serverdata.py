@@ -183,13 +183,37 @@ def checked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
     return check
 
 
+def parse_count(text: str) -> int:
+    """A whole number from 1 (``--activations``, ``--seats``, ``--workers``...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def workers_arg(p: argparse.ArgumentParser) -> None:
+    """``--workers N`` of both ``serve`` verbs."""
+    p.add_argument(
+        "--workers",
+        type=parse_count,
+        default=1,
+        metavar="N",
+        help="serve with N processes sharing the port and the database (one per core; default 1)",
+    )
+
+
 __all__ = [
     "checked",
     "data_command",
     "database_options",
     "open_data",
+    "parse_count",
     "read_text",
     "require_data_folder",
     "require_free_port",
+    "workers_arg",
     "write_out",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..core.errors import ErrorCode, SetupError
 from . import vendor_activations, vendor_catalogue, vendor_keys, vendor_orders, vendor_usage, webhooks
-from .serverdata import data_command, database_options, open_data
+from .serverdata import data_command, database_options, open_data, parse_count
 from .vendor_admin import (
     UNSET,
     cmd_contact,
@@ -35,7 +35,7 @@ from .vendor_admin import (
     open_service,
     status_verb,
 )
-from .vendor_serve import cmd_serve, parse_count, serve_arguments
+from .vendor_serve import cmd_serve, serve_arguments
 
 _CLEAR = ("never", "none", "unlimited", "")
 

@@ -10,19 +10,8 @@ from typing import Any
 from . import webhooks
 from .logs import add_log_options, setup_logging
 from .network import metrics_args, protect_metrics, tls_args
-from .serverdata import open_data, require_data_folder, require_free_port
+from .serverdata import open_data, parse_count, require_data_folder, require_free_port, workers_arg
 from .vendor_admin import CREATE, open_service
-
-
-def parse_count(text: str) -> int:
-    """A whole number from 1 (``--activations``, ``--seats``, ``--workers``...)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 @dataclass
@@ -145,13 +134,7 @@ def serve_arguments(p: argparse.ArgumentParser) -> None:
         "names the client a rate limit counts (default: none, the TCP peer counts)",
     )
     webhooks.timeout_arg(p)
-    p.add_argument(
-        "--workers",
-        type=parse_count,
-        default=1,
-        metavar="N",
-        help="serve with N processes sharing the port and the database (one per core; default 1)",
-    )
+    workers_arg(p)
     p.add_argument(
         "--shop-config",
         metavar="FILE",
