@@ -5,19 +5,16 @@ heartbeat twice in one batch is harmless, the same check-in twice is a replay.""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mqtt_licensing.core import labels
 from mqtt_licensing.core.documents import ActivationCertificate, HeartbeatAck, Verdict
 from mqtt_licensing.core.errors import ErrorCode, LicensingError
-from mqtt_licensing.servers._jobs import Job, JobBatcher
 from mqtt_licensing.servers.activation.service import ActivationService
+from tests.helpers.batches import in_one_batch
 
 from .conftest import Instance, ManualClock
 
@@ -31,32 +28,6 @@ def service(tmp_path: Path, clock: ManualClock) -> Iterator[ActivationService]:
     svc = ActivationService.open(tmp_path / "vendor", clock=clock, certificate_lifetime=60)  # SQLite
     yield svc
     svc.close()
-
-
-def in_one_batch(batcher: JobBatcher, makes: list[Callable[[], Job[Any, Any]]]) -> list[Any]:
-    """Run ``makes`` through the batch thread as one batch: the thread is held busy by a first job
-    until all of them are queued. Each outcome is the result or the exception."""
-    gate, started = threading.Event(), threading.Event()
-
-    def held() -> Job[Any, Any]:
-        started.set()
-        gate.wait(30)
-        return Job(lambda tx: None, lambda _: None)
-
-    async def run() -> list[Any]:
-        first = asyncio.ensure_future(batcher.run(held))
-        await asyncio.sleep(0)  # queued
-        assert started.wait(30)  # the thread took the first job and waits in it
-        rest = [asyncio.ensure_future(batcher.run(make)) for make in makes]
-        await asyncio.sleep(0)  # every request queued
-        gate.set()
-        await first
-        return list(await asyncio.gather(*rest, return_exceptions=True))
-
-    before = batcher.batches
-    outcomes = asyncio.run(run())
-    assert batcher.batches == before + 2  # the holder's batch, then all of these in one
-    return outcomes
 
 
 def test_a_released_activation_in_a_batch_of_live_ones_gets_its_verdict_alone(

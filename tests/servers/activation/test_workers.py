@@ -4,18 +4,15 @@ exactly-once rules hold across the workers, and a worker killed -9 is started ag
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 
 from mqtt_licensing.core.signing import b64
 from mqtt_licensing.servers.activation.schema import activations
 from mqtt_licensing.servers.activation.service import ActivationService
+from tests.helpers.workers import kill_one_and_see_it_restarted, post_each, worker_pids
 from tests.servers.replicas import Replica
 
 from .conftest import Instance
@@ -23,35 +20,11 @@ from .conftest import Instance
 pytestmark = pytest.mark.timeout(120)
 
 
-def _workers(pid: int) -> set[int]:
-    """The live child processes of ``pid`` (its workers)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[1] == str(pid) and fields[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
-async def _post_each(url: str, path: str, bodies: list[dict[str, str]]) -> list[httpx.Response]:
-    """Every body at once, each on its own connection (the kernel hands each to one worker)."""
-
-    async def post(body: dict[str, str]) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=60) as client:
-            return await client.post(path, json=body)
-
-    return await asyncio.gather(*(post(b) for b in bodies))
-
-
 def test_two_workers_keep_the_exactly_once_rules(tmp_path: Path) -> None:
     data = tmp_path / "vendor"
     server = Replica("vendor", data, None, "--workers", "2", "--log-level", "WARNING")
     try:
-        workers = _workers(server.proc.pid)
+        workers = worker_pids(server.proc.pid)
         assert len(workers) == 2
         service = ActivationService.open(data)  # the CLI's way in, beside the running server
         try:
@@ -59,7 +32,7 @@ def test_two_workers_keep_the_exactly_once_rules(tmp_path: Path) -> None:
             # 8 instances race for 3 activations, across both workers: exactly 3 get one.
             instances = [Instance() for _ in range(8)]
             bodies = [{"license_key": key, "request": b64(i.activate(key))} for i in instances]
-            answers = asyncio.run(_post_each(server.url, "/v1/activations", bodies))
+            answers = asyncio.run(post_each(server.url, "/v1/activations", bodies))
             granted = [r for r in answers if r.status_code == 201]
             assert len(granted) == 3, [(r.status_code, r.text) for r in answers]
             assert {r.json()["error"]["code"] for r in answers if r.status_code != 201} == {"no_activations_left"}
@@ -72,21 +45,15 @@ def test_two_workers_keep_the_exactly_once_rules(tmp_path: Path) -> None:
             winner = next(i for i, r in zip(instances, answers, strict=True) if r.status_code == 201)
             act_id = next(r.json()["activation_id"] for i, r in zip(instances, answers, strict=True) if i is winner)
             copy = {"request": b64(winner.check_in(act_id))}
-            answers = asyncio.run(_post_each(server.url, "/v1/activations/check-in", [copy] * 16))
+            answers = asyncio.run(post_each(server.url, "/v1/activations/check-in", [copy] * 16))
             assert sorted(r.status_code for r in answers) == [200] + [400] * 15, [r.text for r in answers]
             assert all("replay" in r.json()["error"]["message"] for r in answers if r.status_code == 400)
         finally:
             service.close()
 
         # A worker killed -9 is started again; the server answers throughout.
-        victim = min(workers)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while len(_workers(server.proc.pid) - {victim}) < 2:
-            assert time.monotonic() < deadline, "the killed worker was not started again"
-            assert httpx.get(f"{server.url}/v1/noop", trust_env=False, timeout=10).status_code == 200
-            time.sleep(0.2)
+        kill_one_and_see_it_restarted(server.proc.pid, server.url, workers)
     finally:
         server.stop()
     assert server.proc.returncode == 0
-    assert not _workers(server.proc.pid)
+    assert not worker_pids(server.proc.pid)

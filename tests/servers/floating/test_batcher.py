@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mqtt_licensing.servers._jobs import Job
 from mqtt_licensing.servers.floating.app import create_app
 from mqtt_licensing.servers.floating.service import FloatingService
 from mqtt_licensing.servers.webhooks import Webhooks
+from tests.helpers.batches import in_one_batch
 from tests.helpers.floating import make_pool_certificate
 
 from .conftest import FakeClock
@@ -42,32 +43,6 @@ def service(tmp_path: Path, database_url: str | None, clock: FakeClock) -> Itera
     svc.close()
 
 
-def in_one_batch(service: FloatingService, makes: list[Callable[[], Job[Any, Any]]]) -> list[Any]:
-    """Run ``makes`` through the batch thread as one batch: the thread is held busy by a first job
-    until all of them are queued. Each outcome is the result or the exception."""
-    gate, started = threading.Event(), threading.Event()
-
-    def held() -> Job[Any, Any]:
-        started.set()
-        gate.wait(30)
-        return Job(lambda tx: None, lambda _: None)
-
-    async def run() -> list[Any]:
-        first = asyncio.ensure_future(service.batcher.run(held))
-        await asyncio.sleep(0)  # queued
-        assert started.wait(30)  # the thread took the first job and waits in it
-        rest = [asyncio.ensure_future(service.batcher.run(make)) for make in makes]
-        await asyncio.sleep(0)  # every request queued
-        gate.set()
-        await first
-        return list(await asyncio.gather(*rest, return_exceptions=True))
-
-    before = service.batcher.batches
-    outcomes = asyncio.run(run())
-    assert service.batcher.batches == before + 2  # the holder's batch, then all of these in one
-    return outcomes
-
-
 def lease_expiry(service: FloatingService, blob: bytes) -> int:
     lease = Lease.open(blob, load_public_key(service.public_key))
     return lease.expires_at
@@ -78,7 +53,7 @@ def test_one_signed_renewal_sent_twice_in_one_batch_is_applied_once(service: Flo
     service.acquire(lease_request(key, labels.KIND_LEASE_ACQUIRE, now=clock.now))
     clock.advance(10)
     renewal = lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now)
-    outcomes = in_one_batch(service, [lambda: service.leases.renew_job(renewal)] * 2)
+    outcomes = in_one_batch(service.batcher, [lambda: service.leases.renew_job(renewal)] * 2)
     assert isinstance(outcomes[0], bytes) and lease_expiry(service, outcomes[0]) == clock.now + 60
     assert isinstance(outcomes[1], LicensingError) and "replay" in outcomes[1].message
 
@@ -94,7 +69,7 @@ def test_a_refused_request_is_undone_alone_and_the_rest_of_its_batch_is_kept(
     foreign = lease_request(stranger, labels.KIND_LEASE_RENEW, now=clock.now)  # holds no lease
     release = lease_request(leaving, labels.KIND_LEASE_RELEASE, now=clock.now)
     outcomes = in_one_batch(
-        service,
+        service.batcher,
         [
             lambda: service.leases.renew_job(renew),
             lambda: service.leases.renew_job(foreign),
@@ -116,7 +91,8 @@ def test_a_request_that_fails_its_checks_before_the_transaction_fails_alone(
     service.acquire(lease_request(key, labels.KIND_LEASE_ACQUIRE, now=clock.now))
     renewal = lease_request(key, labels.KIND_LEASE_RENEW, now=clock.now)
     outcomes = in_one_batch(
-        service, [lambda: service.leases.renew_job(b"not a document"), lambda: service.leases.renew_job(renewal)]
+        service.batcher,
+        [lambda: service.leases.renew_job(b"not a document"), lambda: service.leases.renew_job(renewal)],
     )
     assert isinstance(outcomes[0], LicensingError) and outcomes[0].code == ErrorCode.INVALID_CODE
     assert isinstance(outcomes[1], bytes)

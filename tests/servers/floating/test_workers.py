@@ -6,13 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -20,7 +18,7 @@ from mqtt_licensing.clients.floating import lease_request
 from mqtt_licensing.core.signing import b64, unb64
 from mqtt_licensing.servers.floating.service import FloatingService
 from tests.helpers.floating import make_pool_certificate
-from tests.servers.activation.test_workers import _post_each, _workers
+from tests.helpers.workers import kill_one_and_see_it_restarted, post_each, worker_pids
 from tests.servers.replicas import Replica
 
 pytestmark = pytest.mark.timeout(120)
@@ -75,7 +73,7 @@ def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: P
         service.close()
     server = Replica("floating", data, None, "--workers", "2", "--log-level", "WARNING")
     try:
-        workers = _workers(server.proc.pid)
+        workers = worker_pids(server.proc.pid)
         assert len(workers) == 2
         # Connections opened together reach both workers: each listens on a socket of its own
         # (SO_REUSEPORT). On one shared socket the first worker woken accepted them all, half the time.
@@ -89,7 +87,7 @@ def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: P
         # 16 instances race for 10 seats, each on its own connection, across both workers.
         keys = [Ed25519PrivateKey.generate() for _ in range(RACERS)]
         bodies = [{"request": b64(lease_request(k, "lease_acquire"))} for k in keys]
-        answers = asyncio.run(_post_each(server.url, "/v1/leases", bodies))
+        answers = asyncio.run(post_each(server.url, "/v1/leases", bodies))
         assert Counter(r.status_code for r in answers) == {200: SEATS, 410: RACERS - SEATS}, [r.text for r in answers]
         assert {r.json()["error"]["code"] for r in answers if r.status_code == 410} == {"no_seats"}
         service = FloatingService.open(data)  # the CLI's way in, beside the running server
@@ -101,7 +99,7 @@ def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: P
             # 8 copies of one signed renewal, across both workers: applied once, 7 refused as replays.
             holder = next(k for k, r in zip(keys, answers, strict=True) if r.status_code == 200)
             copy = {"request": b64(lease_request(holder, "lease_renew"))}
-            renewals = asyncio.run(_post_each(server.url, "/v1/leases/renew", [copy] * 8))
+            renewals = asyncio.run(post_each(server.url, "/v1/leases/renew", [copy] * 8))
             assert sorted(r.status_code for r in renewals) == [200] + [400] * 7, [r.text for r in renewals]
             assert all("replay" in r.json()["error"]["message"] for r in renewals if r.status_code == 400)
             assert service.status()["seats"]["used"] == SEATS
@@ -109,19 +107,13 @@ def test_two_floating_workers_keep_the_seat_count_and_the_nonce_rule(tmp_path: P
             service.close()
 
         # A worker killed -9 is started again; the server answers throughout.
-        victim = min(workers)
-        os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while len(_workers(server.proc.pid) - {victim}) < 2:
-            assert time.monotonic() < deadline, "the killed worker was not started again"
-            assert httpx.get(f"{server.url}/v1/noop", trust_env=False, timeout=10).status_code == 200
-            time.sleep(0.2)
+        kill_one_and_see_it_restarted(server.proc.pid, server.url, workers)
         # The restarted worker serves leases too: every instance renews over fresh connections.
         holders = [k for k, r in zip(keys, answers, strict=True) if r.status_code == 200]
         bodies = [{"request": b64(lease_request(k, "lease_renew"))} for k in holders]
-        again = asyncio.run(_post_each(server.url, "/v1/leases/renew", bodies))
+        again = asyncio.run(post_each(server.url, "/v1/leases/renew", bodies))
         assert [r.status_code for r in again] == [200] * SEATS, [r.text for r in again]
     finally:
         server.stop()
     assert server.proc.returncode == 0
-    assert not _workers(server.proc.pid)
+    assert not worker_pids(server.proc.pid)
