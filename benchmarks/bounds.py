@@ -142,19 +142,11 @@ class CheckIns:
 
 @contextlib.contextmanager
 def database(postgres: bool) -> Iterator[str | None]:
-    if not postgres:
-        yield None
-        return
-    from tests.helpers.postgres import PostgresCluster, available  # a dev tool: the tests' cluster
+    """SQLite (None), or a database on the throwaway PostgreSQL cluster the benchmarks start."""
+    from .lab import databases
 
-    reason = available()
-    if reason is not None:
-        raise SystemExit(f"--postgres: {reason}")
-    cluster = PostgresCluster.start(durable=True)
-    try:
-        yield cluster.new_database()
-    finally:
-        cluster.stop()
+    with databases(postgres) as urls:
+        yield urls.get("vendor")
 
 
 def main(argv: list[str] | None = None) -> int:
